@@ -1,0 +1,322 @@
+//! Jobs: one request to run a task, and what became of it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A job's id, created by kessel when the job is created.
+///
+/// # Examples
+///
+/// ```
+/// let id = kessel::JobId::new();
+/// let parsed: kessel::JobId = id.to_string().parse().unwrap();
+/// assert_eq!(id, parsed);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub uuid::Uuid);
+
+impl JobId {
+    /// A new, unique id. Ids are UUIDv7, so they sort by creation time.
+    pub fn new() -> Self {
+        JobId(uuid::Uuid::now_v7())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({})", self.0)
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(JobId)
+    }
+}
+
+/// Where a job is in its life. See `docs/lifecycle.md` for the diagram.
+///
+/// The first four are pending: the job will still run. The last four are
+/// final: the job never changes again unless it is kicked (buried only).
+///
+/// # Examples
+///
+/// ```
+/// use kessel::JobStatus;
+/// assert!(JobStatus::Buried.is_final());
+/// assert!(!JobStatus::Retrying.is_final());
+/// assert_eq!(JobStatus::Ready.to_string(), "ready");
+/// assert_eq!("buried".parse::<JobStatus>().unwrap(), JobStatus::Buried);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for its `run_at`.
+    Scheduled,
+    /// Due and waiting for a worker.
+    Ready,
+    /// A worker is running it.
+    Running,
+    /// Failed transiently, waiting out its backoff before the next attempt.
+    Retrying,
+    /// Its handler succeeded.
+    Completed,
+    /// Failed fatally, or transiently with no attempts left. Can be kicked.
+    Buried,
+    /// Was not started before its expiration.
+    Expired,
+    /// Was cancelled.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Every status, pending ones first.
+    pub const ALL: [JobStatus; 8] = [
+        JobStatus::Scheduled,
+        JobStatus::Ready,
+        JobStatus::Running,
+        JobStatus::Retrying,
+        JobStatus::Completed,
+        JobStatus::Buried,
+        JobStatus::Expired,
+        JobStatus::Cancelled,
+    ];
+
+    /// Whether the job has reached a final state.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Buried | JobStatus::Expired | JobStatus::Cancelled
+        )
+    }
+
+    /// The status as kessel writes it (`"ready"`, `"buried"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Scheduled => "scheduled",
+            JobStatus::Ready => "ready",
+            JobStatus::Running => "running",
+            JobStatus::Retrying => "retrying",
+            JobStatus::Completed => "completed",
+            JobStatus::Buried => "buried",
+            JobStatus::Expired => "expired",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status string that is not one of kessel's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job status `{0}` (expected one of scheduled, ready, running, retrying, completed, buried, expired, cancelled)")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for JobStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// A job's payload: JSON text, shared cheaply between the store, the
+/// scheduler and the handler.
+///
+/// # Examples
+///
+/// ```
+/// let payload = kessel::Payload::from_value(&serde_json::json!({"to": "ford"})).unwrap();
+/// assert_eq!(payload.as_str(), r#"{"to":"ford"}"#);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payload(Arc<str>);
+
+impl Payload {
+    /// Serializes `value` to a payload.
+    ///
+    /// # Errors
+    ///
+    /// What serde_json says when the value cannot be serialized (a map with
+    /// non-string keys, a failing `Serialize` impl).
+    pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::to_string(value).map(|s| Payload(s.into()))
+    }
+
+    /// A payload from JSON text the caller vouches for (as read from a store).
+    pub fn from_json_unchecked(json: impl Into<Arc<str>>) -> Self {
+        Payload(json.into())
+    }
+
+    /// The payload as JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The payload as a [`serde_json::Value`].
+    ///
+    /// # Errors
+    ///
+    /// When the stored text is not JSON (a foreign writer).
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        Ok(Payload(raw.get().into()))
+    }
+}
+
+/// One line of a job's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When it was written.
+    pub at: DateTime<Utc>,
+    /// The attempt that wrote it (0 before the first attempt).
+    pub attempt: u32,
+    /// The message.
+    pub message: String,
+    /// Optional structured data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// A job's last reported progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Steps done.
+    pub current: u64,
+    /// Steps in all.
+    pub total: u64,
+}
+
+/// Everything kessel records about a job.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// let queue = kessel::Queue::new();
+/// let handle = queue.create("report", serde_json::json!({"month": 11})).reference("nov").await?;
+/// let job = queue.job(handle.id()).await?;
+/// assert_eq!(&*job.task, "report");
+/// assert_eq!(job.reference.as_deref(), Some("nov"));
+/// assert_eq!(job.status, kessel::JobStatus::Ready);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// kessel's id for the job.
+    pub id: JobId,
+    /// The producer's own reference, if it gave one.
+    pub reference: Option<String>,
+    /// The task the job runs.
+    pub task: Arc<str>,
+    /// The input for the task's handler.
+    pub payload: Payload,
+    /// 0 runs first; larger numbers wait.
+    pub priority: u32,
+    /// Where the job is in its life.
+    pub status: JobStatus,
+    /// When the job was created.
+    pub created_at: DateTime<Utc>,
+    /// The earliest the job may start (its next attempt, while retrying).
+    pub run_at: DateTime<Utc>,
+    /// The latest the job may start; after that it expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed, when the producer set it; otherwise the task's
+    /// retry policy decides.
+    pub max_attempts: Option<u32>,
+    /// The last failure's message, or the final outcome's message.
+    pub last_error: Option<String>,
+    /// What the handler returned, once completed.
+    pub result: Option<serde_json::Value>,
+    /// The last reported progress.
+    pub progress: Option<Progress>,
+    /// When the job reached a final state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The job's log.
+    pub logs: Vec<LogLine>,
+}
+
+impl Job {
+    /// What became of the job, once it is final.
+    pub fn outcome(&self) -> Option<JobResult> {
+        self.status.is_final().then(|| JobResult {
+            id: self.id,
+            status: self.status,
+            value: self.result.clone(),
+            message: self.last_error.clone(),
+        })
+    }
+}
+
+/// What became of a job: its final status, its value and a message.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// let queue = kessel::Queue::new();
+/// queue.define("double").action(|job: kessel::JobContext<u32>| async move {
+///     Ok::<_, kessel::JobError>(job.payload * 2)
+/// })?;
+/// queue.process(["default"]).start()?;
+/// let result = queue.create("double", 21).await?.result().await?;
+/// assert_eq!(result.status, kessel::JobStatus::Completed);
+/// assert_eq!(result.value, Some(serde_json::json!(42)));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The job.
+    pub id: JobId,
+    /// Its final status: completed, buried, expired or cancelled.
+    pub status: JobStatus,
+    /// What the handler returned, when it completed.
+    pub value: Option<serde_json::Value>,
+    /// Why it did not complete, when it did not.
+    pub message: Option<String>,
+}

@@ -1,0 +1,57 @@
+//! # kessel
+//!
+//! Delayed and background job processing for actix services.
+//!
+//! Define tasks with a chained builder, create jobs with delays, priorities
+//! and expirations, and start workers that serve tags in order. A supervisor
+//! actor times delayed jobs on a hierarchical timer wheel and hands ready
+//! jobs to worker actors; every state change is recorded in a [`Store`].
+//!
+//! ```
+//! use kessel::{JobContext, JobError, JobStatus, Queue};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Email { to: String }
+//!
+//! # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+//! let queue = Queue::new();
+//! queue
+//!     .define("send email")
+//!     .tag("notifications")
+//!     .timeout("30s")
+//!     .action(|job: JobContext<Email>| async move {
+//!         Ok::<_, JobError>(format!("sent to {}", job.payload.to))
+//!     })?;
+//! queue.process(["notifications"]).concurrency(8).start()?;
+//!
+//! let job = queue.create("send email", Email { to: "ford@example.com".into() })
+//!     .priority(0)
+//!     .await?;
+//! assert_eq!(job.result().await?.status, JobStatus::Completed);
+//! # Ok(()) }
+//! ```
+//!
+//! The guides in `docs/` cover the concepts, the job lifecycle and each
+//! capability.
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod context;
+mod duration;
+mod error;
+mod job;
+mod new_job;
+mod queue;
+mod scheduler;
+pub mod store;
+mod task;
+
+pub use context::JobContext;
+pub use duration::{parse_duration, IntoDuration};
+pub use error::{DurationError, Error, JobError, PayloadError};
+pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
+pub use new_job::NewJob;
+pub use queue::{CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, WorkerHandle};
+pub use scheduler::ShutdownReport;
+pub use store::Store;
+pub use task::{RetryPolicy, Task, TaskBuilder, DEFAULT_TAG};

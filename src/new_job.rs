@@ -1,0 +1,224 @@
+//! The description of a job to create, with its builder methods.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::duration::IntoDuration;
+use crate::error::Error;
+use crate::job::{Job, JobId, JobStatus, Payload};
+use crate::task::validate_task_name;
+
+#[derive(Debug, Clone)]
+enum Start {
+    Now,
+    After(Duration),
+    At(DateTime<Utc>),
+}
+
+#[derive(Debug, Clone)]
+enum Expiry {
+    Never,
+    After(Duration),
+    At(DateTime<Utc>),
+}
+
+/// A job to create: its task, payload and options. Build one with
+/// [`NewJob::new`] for [`Queue::create_many`](crate::Queue::create_many), or
+/// use the same methods on [`Queue::create`](crate::Queue::create).
+///
+/// Invalid input (an unreadable duration, a payload serde cannot
+/// serialize) is kept and returned as a typed error when the job is created.
+///
+/// # Examples
+///
+/// ```
+/// use kessel::NewJob;
+/// let job = NewJob::new("send email", serde_json::json!({"to": "ford"}))
+///     .delay("10m")
+///     .priority(-5) // clamps to 0, the highest
+///     .expires_in("1h")
+///     .reference("order-42")
+///     .max_attempts(3);
+/// # let _ = job;
+/// ```
+#[derive(Debug)]
+#[must_use = "a NewJob does nothing until it is created on a queue"]
+pub struct NewJob {
+    task: String,
+    payload: Result<Payload, serde_json::Error>,
+    start: Start,
+    expiry: Expiry,
+    priority: u32,
+    reference: Option<String>,
+    max_attempts: Option<u32>,
+    error: Option<Error>,
+}
+
+/// Clamps a priority: negatives are 0 (the highest), and values past
+/// `u32::MAX` are `u32::MAX`.
+pub(crate) fn clamp_priority(priority: i64) -> u32 {
+    priority.clamp(0, u32::MAX as i64) as u32
+}
+
+impl NewJob {
+    /// A job of `task` with `payload` (anything serde can serialize).
+    pub fn new(task: impl Into<String>, payload: impl Serialize) -> Self {
+        NewJob {
+            task: task.into(),
+            payload: Payload::from_value(&payload),
+            start: Start::Now,
+            expiry: Expiry::Never,
+            priority: 0,
+            reference: None,
+            max_attempts: None,
+            error: None,
+        }
+    }
+
+    fn keep_error(&mut self, err: Error) {
+        if self.error.is_none() {
+            self.error = Some(err);
+        }
+    }
+
+    /// Starts the job no earlier than `delay` from now: a `Duration`, a
+    /// `chrono::Duration`, or a string such as `"30s"`.
+    pub fn delay(mut self, delay: impl IntoDuration) -> Self {
+        match delay.into_duration() {
+            Ok(d) => self.start = Start::After(d),
+            Err(e) => self.keep_error(e.into()),
+        }
+        self
+    }
+
+    /// Starts the job no earlier than `at`.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.start = Start::At(at);
+        self
+    }
+
+    /// The job expires, without running, if it has not started by `at`.
+    pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expiry = Expiry::At(at);
+        self
+    }
+
+    /// The job expires if it has not started within `within` from now.
+    pub fn expires_in(mut self, within: impl IntoDuration) -> Self {
+        match within.into_duration() {
+            Ok(d) => self.expiry = Expiry::After(d),
+            Err(e) => self.keep_error(e.into()),
+        }
+        self
+    }
+
+    /// 0 runs first (the default); larger numbers wait. Negative numbers
+    /// are treated as 0.
+    pub fn priority(mut self, priority: i64) -> Self {
+        self.priority = clamp_priority(priority);
+        self
+    }
+
+    /// The producer's own reference for the job.
+    pub fn reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    /// Attempts allowed for this job, overriding its task's retry policy.
+    /// 0 is read as 1.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// The task this job is for.
+    pub fn task(&self) -> &str {
+        &self.task
+    }
+
+    /// Builds the stored job as of `now`.
+    pub(crate) fn into_job(self, now: DateTime<Utc>) -> Result<Job, Error> {
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        validate_task_name(&self.task)?;
+        let payload = self.payload.map_err(|source| Error::InvalidPayload {
+            task: self.task.clone(),
+            source,
+        })?;
+        let add = |d: Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let run_at = match self.start {
+            Start::Now => now,
+            Start::After(d) => add(d),
+            Start::At(at) => at,
+        };
+        let expires_at = match self.expiry {
+            Expiry::Never => None,
+            Expiry::After(d) => Some(add(d)),
+            Expiry::At(at) => Some(at),
+        };
+        Ok(Job {
+            id: JobId::new(),
+            reference: self.reference,
+            task: Arc::from(self.task),
+            payload,
+            priority: self.priority,
+            status: if run_at > now { JobStatus::Scheduled } else { JobStatus::Ready },
+            created_at: now,
+            run_at,
+            expires_at,
+            attempts: 0,
+            max_attempts: self.max_attempts,
+            last_error: None,
+            result: None,
+            progress: None,
+            finished_at: None,
+            logs: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_clamps() {
+        assert_eq!(clamp_priority(-10), 0);
+        assert_eq!(clamp_priority(7), 7);
+        assert_eq!(clamp_priority(i64::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn first_bad_input_is_reported() {
+        let now = Utc::now();
+        let err = NewJob::new("t", 1).delay("5 fortnights").expires_in("x").into_job(now).unwrap_err();
+        match err {
+            Error::InvalidDuration(e) => assert_eq!(e.text(), "5 fortnights"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unserializable_payload_is_a_typed_error() {
+        use std::collections::HashMap;
+        let mut bad: HashMap<Vec<u8>, u8> = HashMap::new();
+        bad.insert(vec![1], 1);
+        let err = NewJob::new("t", bad).into_job(Utc::now()).unwrap_err();
+        assert!(matches!(err, Error::InvalidPayload { ref task, .. } if task == "t"), "{err:?}");
+    }
+
+    #[test]
+    fn delayed_job_is_scheduled() {
+        let now = Utc::now();
+        let job = NewJob::new("t", ()).delay("2h").into_job(now).unwrap();
+        assert_eq!(job.status, JobStatus::Scheduled);
+        assert_eq!(job.run_at, now + chrono::Duration::hours(2));
+        let job = NewJob::new("t", ()).into_job(now).unwrap();
+        assert_eq!(job.status, JobStatus::Ready);
+    }
+}

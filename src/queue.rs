@@ -1,0 +1,574 @@
+//! The public handle: define tasks, create jobs, start workers, administer.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::duration::IntoDuration;
+use crate::error::Error;
+use crate::job::{Job, JobId, JobResult, JobStatus};
+use crate::new_job::NewJob;
+use crate::scheduler::clock::Clock;
+use crate::scheduler::supervisor::{
+    Admit, Barrier, Cancel, CancelReply, DefineTask, Shutdown, StartWorker, Supervisor, WaitReply, WaitResult,
+};
+use crate::scheduler::ShutdownReport;
+use crate::store::{MemoryStore, Store};
+use crate::task::{TaskBuilder, TaskDef};
+
+struct Inner {
+    supervisor: Addr<Supervisor>,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    tasks: DashMap<String, Arc<TaskDef>>,
+    workers: AtomicUsize,
+}
+
+/// The queue: a cheap-to-clone handle to one supervisor actor and its store.
+///
+/// Build it inside a running actix system (an `#[actix_rt::main]` or
+/// `#[actix_web::main]` function, an actix-web app, or a test marked
+/// `#[actix_rt::test]`): the supervisor and the workers run on the arbiter
+/// that builds the queue.
+///
+/// # Examples
+///
+/// ```
+/// use kessel::{JobContext, JobError, Queue};
+///
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// let queue = Queue::new();
+/// queue.define("greet").tag("hello").action(|job: JobContext<String>| async move {
+///     Ok::<_, JobError>(format!("hello, {}", job.payload))
+/// })?;
+/// queue.process(["hello"]).concurrency(4).start()?;
+/// let result = queue.create("greet", "ford").await?.result().await?;
+/// assert_eq!(result.value, Some(serde_json::json!("hello, ford")));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("store", &self.inner.store)
+            .field("tasks", &self.inner.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds a [`Queue`] on a chosen store.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// use std::sync::Arc;
+/// let queue = kessel::Queue::builder()
+///     .store(Arc::new(kessel::store::MemoryStore::new()))
+///     .build()
+///     .await?;
+/// # let _ = queue;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "call .build().await to get the queue"]
+pub struct QueueBuilder {
+    store: Option<Arc<dyn Store>>,
+}
+
+impl QueueBuilder {
+    /// Uses `store` instead of a fresh [`MemoryStore`].
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Starts the supervisor and hands it every pending job in the store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the pending jobs cannot be read.
+    ///
+    /// # Panics
+    ///
+    /// Outside a running actix system.
+    pub async fn build(self) -> Result<Queue, Error> {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let pending = store.jobs_pending().await?;
+        let queue = Queue::start(store);
+        if !pending.is_empty() {
+            queue.inner.supervisor.do_send(Admit {
+                jobs: pending,
+                record: false,
+            });
+        }
+        Ok(queue)
+    }
+}
+
+/// What [`Queue::create`] returns: a [`NewJob`] bound to the queue. Set
+/// options with the same methods as [`NewJob`], then `.await` it.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// let queue = kessel::Queue::new();
+/// let handle = queue.create("report", 7).delay("1h").priority(3).await?;
+/// assert_eq!(queue.job(handle.id()).await?.status, kessel::JobStatus::Scheduled);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "a job is only created when this is awaited"]
+pub struct CreateJob<'q> {
+    queue: &'q Queue,
+    job: NewJob,
+}
+
+macro_rules! forward {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        $(#[$doc])*
+        pub fn $name(self, $($arg: $ty),*) -> Self {
+            CreateJob { queue: self.queue, job: self.job.$name($($arg),*) }
+        }
+    )*};
+}
+
+impl CreateJob<'_> {
+    forward! {
+        /// See [`NewJob::delay`].
+        delay(delay: impl IntoDuration);
+        /// See [`NewJob::run_at`].
+        run_at(at: DateTime<Utc>);
+        /// See [`NewJob::expires_at`].
+        expires_at(at: DateTime<Utc>);
+        /// See [`NewJob::expires_in`].
+        expires_in(within: impl IntoDuration);
+        /// See [`NewJob::priority`].
+        priority(priority: i64);
+        /// See [`NewJob::reference`].
+        reference(reference: impl Into<String>);
+        /// See [`NewJob::max_attempts`].
+        max_attempts(attempts: u32);
+    }
+}
+
+impl<'q> IntoFuture for CreateJob<'q> {
+    type Output = Result<JobHandle, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + 'q>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let mut handles = self.queue.create_many(vec![self.job]).await?;
+            Ok(handles.pop().expect("one job in, one handle out"))
+        })
+    }
+}
+
+/// A created job: its id, and a way to wait for its result.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// let queue = kessel::Queue::new();
+/// let handle = queue.create("never defined here", ()).await?;
+/// queue.cancel(handle.id()).await?;
+/// assert_eq!(handle.result().await?.status, kessel::JobStatus::Cancelled);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct JobHandle {
+    id: JobId,
+    queue: Queue,
+}
+
+impl JobHandle {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// Waits until the job is final and returns what became of it.
+    ///
+    /// # Errors
+    ///
+    /// See [`Queue::result`].
+    pub async fn result(&self) -> Result<JobResult, Error> {
+        self.queue.result(self.id).await
+    }
+}
+
+/// The builder [`Queue::process`] returns.
+#[derive(Debug)]
+#[must_use = "the worker only starts with .start()"]
+pub struct ProcessBuilder<'q> {
+    queue: &'q Queue,
+    tags: Vec<String>,
+    concurrency: usize,
+}
+
+impl ProcessBuilder<'_> {
+    /// How many jobs the worker runs at once (default 1, as kinetik's
+    /// serial processing). 0 is read as 1.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Starts the worker.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an empty tag list or an empty tag.
+    pub fn start(self) -> Result<WorkerHandle, Error> {
+        if self.tags.is_empty() {
+            return Err(Error::InvalidInput {
+                field: "tags",
+                reason: "a worker needs at least one tag".into(),
+            });
+        }
+        if self.tags.iter().any(|t| t.trim().is_empty()) {
+            return Err(Error::InvalidInput {
+                field: "tags",
+                reason: "a tag is empty".into(),
+            });
+        }
+        let index = self.queue.inner.workers.fetch_add(1, Ordering::SeqCst);
+        self.queue.inner.supervisor.do_send(StartWorker {
+            index,
+            tags: self.tags.clone(),
+            concurrency: self.concurrency,
+        });
+        Ok(WorkerHandle {
+            index,
+            tags: self.tags,
+            concurrency: self.concurrency,
+        })
+    }
+}
+
+/// A started worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerHandle {
+    index: usize,
+    tags: Vec<String>,
+    concurrency: usize,
+}
+
+impl WorkerHandle {
+    /// The tags it serves, in order.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// How many jobs it runs at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+}
+
+/// Reads a `QUEUE`-style list: tags separated by commas, blanks dropped.
+pub(crate) fn parse_tag_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Queue {
+    /// A queue on the in-memory store.
+    ///
+    /// # Panics
+    ///
+    /// Outside a running actix system.
+    pub fn new() -> Self {
+        Queue::start(Arc::new(MemoryStore::new()))
+    }
+
+    /// A builder to choose the store.
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder::default()
+    }
+
+    fn start(store: Arc<dyn Store>) -> Self {
+        let clock = Clock::new();
+        let supervisor = Supervisor::new(clock, store.clone()).start();
+        Queue {
+            inner: Arc::new(Inner {
+                supervisor,
+                store,
+                clock,
+                tasks: DashMap::new(),
+                workers: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The store the queue records jobs in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The queue's current time. It follows tokio's clock, so a test on a
+    /// paused clock sees it advance with `tokio::time::advance`.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now_utc()
+    }
+
+    /// Starts defining a task; see [`TaskBuilder`].
+    pub fn define(&self, name: impl Into<String>) -> TaskBuilder<'_> {
+        TaskBuilder::new(self, name.into())
+    }
+
+    pub(crate) fn register_task(&self, def: Arc<TaskDef>) -> Result<(), Error> {
+        use dashmap::mapref::entry::Entry;
+        match self.inner.tasks.entry(def.name.to_string()) {
+            Entry::Occupied(_) => {
+                return Err(Error::InvalidInput {
+                    field: "task",
+                    reason: format!("task `{}` is already defined on this queue", def.name),
+                })
+            }
+            Entry::Vacant(v) => {
+                v.insert(def.clone());
+            }
+        }
+        self.inner.supervisor.do_send(DefineTask(def));
+        Ok(())
+    }
+
+    /// The names of the tasks defined on this queue, sorted.
+    pub fn tasks(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.tasks.iter().map(|t| t.key().clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// Creates a job of `task` with `payload`. The task need not be defined
+    /// in this process: the job waits until a process that defines it runs
+    /// it. Set options on the returned [`CreateJob`], then `.await` it.
+    pub fn create(&self, task: impl Into<String>, payload: impl Serialize) -> CreateJob<'_> {
+        CreateJob {
+            queue: self,
+            job: NewJob::new(task, payload),
+        }
+    }
+
+    /// Creates many jobs in one call and one store write. Either every job
+    /// is created or none is.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid job's error (nothing is stored then), or
+    /// [`Error::Store`] when the store fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::NewJob;
+    /// let queue = kessel::Queue::new();
+    /// let jobs = (0..100).map(|n| NewJob::new("square", n).priority(n % 3));
+    /// let handles = queue.create_many(jobs).await?;
+    /// assert_eq!(handles.len(), 100);
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_many(&self, jobs: impl IntoIterator<Item = NewJob>) -> Result<Vec<JobHandle>, Error> {
+        let now = self.inner.clock.now_utc();
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .map(|j| j.into_job(now))
+            .collect::<Result<_, _>>()?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.inner.supervisor.connected() {
+            return Err(Error::ShutDown);
+        }
+        self.inner.store.jobs_insert(&jobs).await?;
+        let handles = jobs
+            .iter()
+            .map(|j| JobHandle {
+                id: j.id,
+                queue: self.clone(),
+            })
+            .collect();
+        self.inner.supervisor.do_send(Admit { jobs, record: false });
+        Ok(handles)
+    }
+
+    /// Starts a worker serving `tags`: after each job it takes the best
+    /// ready job of the first tag in the list that has one. Several workers
+    /// run side by side; give each tag to one worker.
+    pub fn process<I, S>(&self, tags: I) -> ProcessBuilder<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ProcessBuilder {
+            queue: self,
+            tags: tags.into_iter().map(Into::into).collect(),
+            concurrency: 1,
+        }
+    }
+
+    /// Starts a worker for the tags in the `QUEUE` environment variable
+    /// (comma separated, as kinetik's environment middleware), with
+    /// `concurrency`. Returns `None` when `QUEUE` is unset or empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProcessBuilder::start`].
+    pub fn process_from_env(&self, concurrency: usize) -> Result<Option<WorkerHandle>, Error> {
+        let tags = std::env::var("QUEUE").map(|v| parse_tag_list(&v)).unwrap_or_default();
+        if tags.is_empty() {
+            return Ok(None);
+        }
+        self.process(tags).concurrency(concurrency).start().map(Some)
+    }
+
+    /// One job, as the store has it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`] when no job has this id; [`Error::Store`].
+    pub async fn job(&self, id: JobId) -> Result<Job, Error> {
+        // Let the supervisor's last changes reach the store first.
+        self.barrier().await;
+        self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))
+    }
+
+    async fn barrier(&self) {
+        if let Ok(rx) = self.inner.supervisor.send(Barrier).await {
+            let _ = rx.await;
+        }
+    }
+
+    /// Waits until the job is final and returns what became of it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`] when no job has this id;
+    /// [`Error::ShutDown`] when the queue stops before the job is final.
+    pub async fn result(&self, id: JobId) -> Result<JobResult, Error> {
+        let reply = self.inner.supervisor.send(WaitResult(id)).await.map_err(|_| Error::ShutDown)?;
+        match reply {
+            WaitReply::Pending(rx) => rx.await.map_err(|_| Error::ShutDown),
+            WaitReply::Stored(rx) => {
+                let _ = rx.await;
+                let job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
+                job.outcome().ok_or(Error::WrongState {
+                    id,
+                    status: job.status,
+                    operation: "wait for its result here (no process is responsible for it)",
+                })
+            }
+        }
+    }
+
+    /// Cancels a pending job. A running job's cancellation signal fires and
+    /// its handler's future is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`]; [`Error::WrongState`] when it is already final.
+    pub async fn cancel(&self, id: JobId) -> Result<(), Error> {
+        match self.inner.supervisor.send(Cancel(id)).await.map_err(|_| Error::ShutDown)? {
+            CancelReply::Cancelled => Ok(()),
+            CancelReply::NotHere => {
+                self.barrier().await;
+                let job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
+                Err(Error::WrongState {
+                    id,
+                    status: job.status,
+                    operation: "cancel",
+                })
+            }
+        }
+    }
+
+    /// Returns a buried job to ready. It gets one more attempt than it has
+    /// used (its `max_attempts` is raised if needed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`]; [`Error::WrongState`] when it is not buried.
+    pub async fn kick(&self, id: JobId) -> Result<(), Error> {
+        self.barrier().await;
+        let mut job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
+        if job.status != JobStatus::Buried {
+            return Err(Error::WrongState {
+                id,
+                status: job.status,
+                operation: "kick",
+            });
+        }
+        let limit = job
+            .max_attempts
+            .or_else(|| self.inner.tasks.get(&*job.task).map(|t| t.retry.max_attempts))
+            .unwrap_or(1);
+        if limit <= job.attempts {
+            job.max_attempts = Some(job.attempts + 1);
+        }
+        job.status = JobStatus::Ready;
+        job.run_at = self.now();
+        job.finished_at = None;
+        job.result = None;
+        if !self.inner.supervisor.connected() {
+            return Err(Error::ShutDown);
+        }
+        self.inner.supervisor.do_send(Admit {
+            jobs: vec![job],
+            record: true,
+        });
+        Ok(())
+    }
+
+    /// Stops taking work, lets running jobs finish for up to `grace`, drops
+    /// the rest (returning them to ready), records everything, and stops
+    /// the supervisor and workers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`] when the queue already stopped.
+    pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport, Error> {
+        let rx = self
+            .inner
+            .supervisor
+            .send(Shutdown { grace })
+            .await
+            .map_err(|_| Error::ShutDown)?;
+        rx.await.map_err(|_| Error::ShutDown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_lists_drop_blanks() {
+        assert_eq!(parse_tag_list("a, b,,c ,"), vec!["a", "b", "c"]);
+        assert!(parse_tag_list(" , ").is_empty());
+    }
+}

@@ -1,0 +1,48 @@
+//! The engine's clock: tokio's `Instant` (so a paused test clock drives it)
+//! mapped onto UTC, with the wheel's millisecond ticks counted from an origin.
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+/// Maps between tokio time, UTC and wheel milliseconds. Every time the
+/// engine reads comes from here, so tests on a paused tokio clock see UTC
+/// advance with it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    origin: Instant,
+    origin_utc: DateTime<Utc>,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            origin: Instant::now(),
+            origin_utc: Utc::now(),
+        }
+    }
+
+    /// Milliseconds since the origin, rounded down.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// The current time in UTC.
+    pub(crate) fn now_utc(&self) -> DateTime<Utc> {
+        self.origin_utc + chrono::Duration::from_std(self.origin.elapsed()).unwrap_or_default()
+    }
+
+    /// The first wheel tick at or after `at` (0 for anything before the origin).
+    pub(crate) fn tick_for(&self, at: DateTime<Utc>) -> u64 {
+        let micros = (at - self.origin_utc).num_microseconds().unwrap_or(i64::MAX);
+        if micros <= 0 {
+            0
+        } else {
+            (micros as u64).div_ceil(1000)
+        }
+    }
+
+    /// The tokio instant of a wheel tick.
+    pub(crate) fn instant_for(&self, tick: u64) -> Instant {
+        self.origin + std::time::Duration::from_millis(tick)
+    }
+}

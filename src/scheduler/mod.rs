@@ -1,0 +1,11 @@
+//! The engine: a supervisor actor with a timer wheel and per-tag ready
+//! sets, and worker actors that run handlers. Nothing here is public API
+//! except [`ShutdownReport`].
+
+pub(crate) mod clock;
+pub(crate) mod ready;
+pub(crate) mod supervisor;
+pub(crate) mod wheel;
+pub(crate) mod worker;
+
+pub use supervisor::ShutdownReport;

@@ -1,0 +1,244 @@
+//! Worker actors: each serves a list of tags with a concurrency limit and
+//! runs the handlers the supervisor hands it.
+//!
+//! A worker keeps every running job in one `FuturesUnordered` polled by a
+//! single long-lived actor future, so a wake-up polls only the jobs that were
+//! woken. A new job is polled once straight away; one that finishes on that
+//! first poll (no I/O) never allocates a slot in the set. Completions are
+//! sent back to the supervisor in one message per wake-up.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use actix::prelude::*;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::supervisor::Supervisor;
+use crate::context::RunInfo;
+use crate::error::JobError;
+use crate::job::Payload;
+use crate::task::{Action, RunFuture};
+
+/// One job handed to a worker.
+pub(crate) struct Dispatch {
+    pub(crate) slot: u32,
+    pub(crate) action: Arc<dyn Action>,
+    pub(crate) info: RunInfo,
+    pub(crate) payload: Payload,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch").field("slot", &self.slot).field("job", &self.info.id).finish()
+    }
+}
+
+/// Jobs for a worker to start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Run(pub(crate) Vec<Dispatch>);
+
+/// How one run ended, as the worker saw it.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Completed(Option<serde_json::Value>),
+    Failed(JobError),
+    Panicked(String),
+    /// The job's cancellation signal fired; the supervisor already decided.
+    Aborted,
+}
+
+/// One finished run.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) slot: u32,
+    pub(crate) attempt: u32,
+    pub(crate) outcome: Outcome,
+}
+
+/// Runs a worker finished, sent to the supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Finished {
+    pub(crate) worker: usize,
+    pub(crate) reports: Vec<Report>,
+}
+
+/// Stops the worker once its running jobs are gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;
+
+pub(crate) struct Worker {
+    index: usize,
+    supervisor: Addr<Supervisor>,
+    incoming: Vec<Dispatch>,
+    running: FuturesUnordered<RunningJob>,
+    done: Vec<Report>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("index", &self.index)
+            .field("running", &self.running.len())
+            .finish()
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(index: usize, supervisor: Addr<Supervisor>) -> Self {
+        Worker {
+            index,
+            supervisor,
+            incoming: Vec::new(),
+            running: FuturesUnordered::new(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.spawn(Drive);
+    }
+}
+
+impl Handler<Run> for Worker {
+    type Result = ();
+    fn handle(&mut self, msg: Run, _: &mut Self::Context) {
+        // Started by `Drive`, which the context polls right after this.
+        self.incoming.extend(msg.0);
+    }
+}
+
+impl Handler<Stop> for Worker {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// The actor future that starts and polls the worker's jobs.
+struct Drive;
+
+impl ActorFuture<Worker> for Drive {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Worker,
+        _ctx: &mut Context<Worker>,
+        task: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        for dispatch in act.incoming.drain(..) {
+            let mut job = RunningJob::start(dispatch);
+            match Pin::new(&mut job).poll(task) {
+                Poll::Ready(report) => act.done.push(report),
+                Poll::Pending => act.running.push(job),
+            }
+        }
+        while let Poll::Ready(Some(report)) = act.running.poll_next_unpin(task) {
+            act.done.push(report);
+        }
+        if !act.done.is_empty() {
+            act.supervisor.do_send(Finished {
+                worker: act.index,
+                reports: std::mem::take(&mut act.done),
+            });
+        }
+        Poll::Pending
+    }
+}
+
+/// A handler's future with its run's identity, cancellation and panic
+/// capture around it.
+struct RunningJob {
+    slot: u32,
+    info: RunInfo,
+    fut: Option<RunFuture>,
+    /// Created on the first `Pending`, so jobs that finish at once never
+    /// allocate it.
+    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    early: Option<Outcome>,
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+impl RunningJob {
+    fn start(d: Dispatch) -> Self {
+        let info = d.info;
+        let action = d.action;
+        let payload = d.payload;
+        let started = catch_unwind(AssertUnwindSafe(|| action.start(info.clone(), payload.as_str())));
+        let (fut, early) = match started {
+            Ok(fut) => (Some(fut), None),
+            Err(p) => (None, Some(Outcome::Panicked(panic_message(p)))),
+        };
+        RunningJob {
+            slot: d.slot,
+            info,
+            fut,
+            cancelled: None,
+            early,
+        }
+    }
+
+    fn report(&self, outcome: Outcome) -> Report {
+        Report {
+            slot: self.slot,
+            attempt: self.info.attempt,
+            outcome,
+        }
+    }
+}
+
+impl Future for RunningJob {
+    type Output = Report;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Report> {
+        let this = self.get_mut();
+        if let Some(outcome) = this.early.take() {
+            return Poll::Ready(this.report(outcome));
+        }
+        if this.info.cancel.is_cancelled() {
+            this.fut = None;
+            return Poll::Ready(this.report(Outcome::Aborted));
+        }
+        let Some(fut) = this.fut.as_mut() else {
+            return Poll::Ready(this.report(Outcome::Aborted));
+        };
+        let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+        let outcome = match polled {
+            Ok(Poll::Pending) => {
+                let cancelled = this
+                    .cancelled
+                    .get_or_insert_with(|| Box::pin(this.info.cancel.clone().cancelled_owned()));
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    Outcome::Aborted
+                } else {
+                    return Poll::Pending;
+                }
+            }
+            Ok(Poll::Ready(Ok(value))) => Outcome::Completed(value),
+            Ok(Poll::Ready(Err(e))) => Outcome::Failed(e),
+            Err(p) => Outcome::Panicked(panic_message(p)),
+        };
+        this.fut = None;
+        Poll::Ready(this.report(outcome))
+    }
+}

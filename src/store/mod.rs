@@ -1,0 +1,263 @@
+//! The persistence boundary: one async [`Store`] trait that every store
+//! implements, and the parameter types its methods take.
+//!
+//! The supervisor decides *when* jobs run and in which order; the store
+//! records *what happened*. Every state change the supervisor makes is sent
+//! to the store as a [`JobUpdate`], in batches, so a durable store pays one
+//! commit per batch rather than per job.
+//!
+//! A store the scheduler runs on is either single-process (memory, SQLite:
+//! the supervisor loads every pending job at start with
+//! [`Store::jobs_pending`]) or, later, shared between processes.
+
+mod error;
+mod memory;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use error::{BoxError, StoreError};
+pub use memory::MemoryStore;
+
+use crate::job::{Job, JobId, JobStatus, LogLine, Progress};
+
+/// One state change of a job, as the supervisor records it. It names the
+/// job and carries every field that can change after creation; `logs` are
+/// the lines written since the last update, to append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobUpdate {
+    /// The job.
+    pub id: JobId,
+    /// Its new status.
+    pub status: JobStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed (kick can raise it).
+    pub max_attempts: Option<u32>,
+    /// When it may next start.
+    pub run_at: DateTime<Utc>,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// The handler's value, once completed.
+    pub result: Option<serde_json::Value>,
+    /// The last progress report.
+    pub progress: Option<Progress>,
+    /// When it became final.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Log lines to append.
+    pub logs: Vec<LogLine>,
+}
+
+impl JobUpdate {
+    /// The update that sets a stored job to `job`'s current state, appending
+    /// `logs`.
+    pub fn of(job: &Job, logs: Vec<LogLine>) -> Self {
+        JobUpdate {
+            id: job.id,
+            status: job.status,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            run_at: job.run_at,
+            last_error: job.last_error.clone(),
+            result: job.result.clone(),
+            progress: job.progress,
+            finished_at: job.finished_at,
+            logs,
+        }
+    }
+
+    /// Applies the update to a job record.
+    pub fn apply_to(&self, job: &mut Job) {
+        job.status = self.status;
+        job.attempts = self.attempts;
+        job.max_attempts = self.max_attempts;
+        job.run_at = self.run_at;
+        job.last_error.clone_from(&self.last_error);
+        job.result.clone_from(&self.result);
+        job.progress = self.progress;
+        job.finished_at = self.finished_at;
+        job.logs.extend(self.logs.iter().cloned());
+    }
+}
+
+/// Which order [`Store::jobs_query`] returns jobs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Newest first (the default).
+    #[default]
+    NewestFirst,
+    /// Oldest first.
+    OldestFirst,
+}
+
+/// What [`Store::jobs_query`] selects. Empty lists select everything.
+///
+/// # Examples
+///
+/// ```
+/// use kessel::{JobStatus, store::JobQuery};
+/// let query = JobQuery::default().status(JobStatus::Buried).task("send email").limit(20);
+/// assert_eq!(query.statuses, vec![JobStatus::Buried]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobQuery {
+    /// Only jobs in one of these statuses.
+    pub statuses: Vec<JobStatus>,
+    /// Only jobs of one of these tasks.
+    pub tasks: Vec<String>,
+    /// Only the job(s) with this producer reference.
+    pub reference: Option<String>,
+    /// Only jobs created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Order of the results.
+    pub order: Order,
+    /// Skip this many matches (paging).
+    pub offset: usize,
+    /// Return at most this many.
+    pub limit: usize,
+}
+
+impl Default for JobQuery {
+    fn default() -> Self {
+        JobQuery {
+            statuses: Vec::new(),
+            tasks: Vec::new(),
+            reference: None,
+            created_after: None,
+            created_before: None,
+            order: Order::NewestFirst,
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
+impl JobQuery {
+    /// Adds a status to select.
+    pub fn status(mut self, status: JobStatus) -> Self {
+        self.statuses.push(status);
+        self
+    }
+
+    /// Adds a task to select.
+    pub fn task(mut self, task: impl Into<String>) -> Self {
+        self.tasks.push(task.into());
+        self
+    }
+
+    /// Selects by producer reference.
+    pub fn reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    /// Sets the order.
+    pub fn order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Sets the page size.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Sets how many matches to skip.
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Selects jobs created in `[after, before)`.
+    pub fn created_between(mut self, after: DateTime<Utc>, before: DateTime<Utc>) -> Self {
+        self.created_after = Some(after);
+        self.created_before = Some(before);
+        self
+    }
+
+    /// Whether `job` matches the filters (not the paging).
+    pub fn matches(&self, job: &Job) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&job.status))
+            && (self.tasks.is_empty() || self.tasks.iter().any(|t| **t == *job.task))
+            && self.reference.as_ref().is_none_or(|r| job.reference.as_ref() == Some(r))
+            && self.created_after.is_none_or(|t| job.created_at >= t)
+            && self.created_before.is_none_or(|t| job.created_at < t)
+    }
+}
+
+/// How many jobs of one task are in one status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCount {
+    /// The task.
+    pub task: String,
+    /// The status.
+    pub status: JobStatus,
+    /// How many jobs.
+    pub count: u64,
+}
+
+/// What [`Store::jobs_delete`] removes: final jobs of the given statuses
+/// (only final statuses are ever removed), of the given tasks (all when
+/// empty), finished before `finished_before`, and at most `limit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDelete {
+    /// Final statuses to remove.
+    pub statuses: Vec<JobStatus>,
+    /// Tasks to remove from; all when empty.
+    pub tasks: Vec<String>,
+    /// Only jobs that finished before this time.
+    pub finished_before: Option<DateTime<Utc>>,
+    /// Remove at most this many (oldest first); all when `None`.
+    pub limit: Option<usize>,
+}
+
+/// The persistence boundary every store implements.
+///
+/// Methods lead with the noun they act on and take one parameter value
+/// each. Errors are [`StoreError`]s with normalised kinds.
+///
+/// # Contract
+///
+/// - [`Store::jobs_insert`] returns only once the jobs are as durable as the
+///   store promises; a producer is told its job exists only after that.
+/// - [`Store::jobs_update`] applies updates in order; unknown ids are
+///   skipped (the job was cleaned), not an error.
+/// - [`Store::jobs_pending`] returns every job not in a final state; a job
+///   stored as `running` was cut off by a crash and comes back as-is (the
+///   supervisor counts that attempt and runs it again).
+///
+/// The conformance suite in `kessel::conformance` (feature `test-utils`)
+/// checks all of this; run it on your own store.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+/// use kessel::store::{MemoryStore, Store, JobQuery};
+/// let store = MemoryStore::new();
+/// assert!(store.jobs_pending().await?.is_empty());
+/// assert!(store.jobs_query(&JobQuery::default()).await?.is_empty());
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores new jobs.
+    async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError>;
+    /// Records state changes, in order.
+    async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError>;
+    /// Every job not in a final state.
+    async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError>;
+    /// One job, with its logs.
+    async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+    /// Jobs matching a query, paged.
+    async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+    /// Counts of jobs by task and status (only non-zero counts).
+    async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError>;
+    /// Removes final jobs and their logs; returns how many.
+    async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,439 @@
+//! Tasks: how to run a kind of job. Defined with a chained builder.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::context::{JobContext, RunInfo};
+use crate::duration::IntoDuration;
+use crate::error::{Error, JobError, PayloadError};
+
+/// The tag a task gets when its definition names none.
+pub const DEFAULT_TAG: &str = "default";
+
+/// How a task retries transient failures: how many attempts in all, and an
+/// exponential backoff with jitter and a cap between them.
+///
+/// The delay before attempt `n + 1` (after `n` failed attempts) is
+/// `min(max_delay, base * factor^(n-1))`, then moved at random by up to
+/// `jitter` of itself either way, so a burst of failures does not retry in
+/// lockstep.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use kessel::RetryPolicy;
+///
+/// let policy = RetryPolicy::exponential(4)
+///     .base_delay(Duration::from_secs(2))
+///     .max_delay(Duration::from_secs(60))
+///     .jitter(0.0);
+/// assert_eq!(policy.backoff(1), Duration::from_secs(2));
+/// assert_eq!(policy.backoff(2), Duration::from_secs(4));
+/// assert_eq!(policy.backoff(10), Duration::from_secs(60));
+/// assert_eq!(RetryPolicy::none().max_attempts, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included. At least 1.
+    pub max_attempts: u32,
+    /// The delay after the first failure.
+    pub base: Duration,
+    /// How much each further failure multiplies the delay.
+    pub factor: f64,
+    /// The longest delay.
+    pub max_delay: Duration,
+    /// The random spread, as a fraction of the delay (0.0 to 1.0).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// Five attempts, 1 s doubling to at most 1 h, 10% jitter.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_secs(1),
+            factor: 2.0,
+            max_delay: Duration::from_secs(3600),
+            jitter: 0.1,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// `max_attempts` attempts with the default backoff.
+    pub fn exponential(max_attempts: u32) -> Self {
+        RetryPolicy {
+            max_attempts: max_attempts.max(1),
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// One attempt: a failure buries the job.
+    pub fn none() -> Self {
+        RetryPolicy::exponential(1)
+    }
+
+    /// Sets the delay after the first failure.
+    pub fn base_delay(mut self, base: Duration) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Sets the growth factor (at least 1.0).
+    pub fn factor(mut self, factor: f64) -> Self {
+        self.factor = if factor.is_finite() { factor.max(1.0) } else { 1.0 };
+        self
+    }
+
+    /// Sets the longest delay.
+    pub fn max_delay(mut self, max: Duration) -> Self {
+        self.max_delay = max;
+        self
+    }
+
+    /// Sets the jitter fraction, clamped to 0.0..=1.0.
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+        self
+    }
+
+    /// The backoff before the next attempt after `failed` failed attempts,
+    /// without jitter.
+    pub fn backoff(&self, failed: u32) -> Duration {
+        let exp = failed.saturating_sub(1).min(64) as i32;
+        let secs = self.base.as_secs_f64() * self.factor.powi(exp);
+        let capped = secs.min(self.max_delay.as_secs_f64());
+        Duration::from_secs_f64(capped.max(0.0))
+    }
+
+    /// The backoff with jitter applied, `unit` being a random number in 0..1.
+    pub(crate) fn backoff_jittered(&self, failed: u32, unit: f64) -> Duration {
+        let base = self.backoff(failed).as_secs_f64();
+        let spread = base * self.jitter * (unit * 2.0 - 1.0);
+        Duration::from_secs_f64((base + spread).max(0.0))
+    }
+}
+
+pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, JobError>>>>;
+
+/// A handler with its payload type erased: what the worker calls.
+pub(crate) trait Action: Send + Sync + 'static {
+    fn start(&self, info: RunInfo, payload: &str) -> RunFuture;
+}
+
+pub(crate) struct FnAction<F, T> {
+    f: F,
+    _payload: PhantomData<fn(T)>,
+}
+
+/// Decodes a payload, naming the failing field.
+pub(crate) fn decode_payload<T: DeserializeOwned>(task: &str, json: &str) -> Result<T, PayloadError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| PayloadError::from_path_error(task, e))?;
+    de.end()
+        .map_err(|e| PayloadError::new(task, ".", e.to_string()))?;
+    Ok(value)
+}
+
+/// Encodes a handler's value; `()` and `null` become no value.
+pub(crate) fn encode_output<R: Serialize>(value: R) -> Result<Option<serde_json::Value>, JobError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Null) => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(e) => Err(JobError::fatal(format!("the handler's result cannot be serialized: {e}"))),
+    }
+}
+
+impl<F, T, Fut, R, E> Action for FnAction<F, T>
+where
+    F: Fn(JobContext<T>) -> Fut + Send + Sync + 'static,
+    T: DeserializeOwned + 'static,
+    Fut: Future<Output = Result<R, E>> + 'static,
+    R: Serialize + 'static,
+    E: Into<JobError> + 'static,
+{
+    fn start(&self, info: RunInfo, payload: &str) -> RunFuture {
+        let payload: T = match decode_payload(&info.task, payload) {
+            Ok(p) => p,
+            Err(e) => return Box::pin(std::future::ready(Err(JobError::fatal(e)))),
+        };
+        let fut = (self.f)(JobContext { payload, info });
+        Box::pin(async move {
+            match fut.await {
+                Ok(value) => encode_output(value),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}
+
+/// A task as the queue keeps it.
+pub(crate) struct TaskDef {
+    pub(crate) name: Arc<str>,
+    pub(crate) tag: String,
+    pub(crate) description: Option<String>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) action: Arc<dyn Action>,
+}
+
+impl std::fmt::Debug for TaskDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskDef")
+            .field("name", &self.name)
+            .field("tag", &self.tag)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a task name: not empty, no `:` (kessel reserves it).
+pub(crate) fn validate_task_name(name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() {
+        return Err(Error::InvalidInput {
+            field: "task",
+            reason: "the task name is empty".into(),
+        });
+    }
+    if name.contains(':') {
+        return Err(Error::InvalidInput {
+            field: "task",
+            reason: format!("task name `{name}` contains `:`, which kessel reserves"),
+        });
+    }
+    Ok(())
+}
+
+/// A task defined on a queue.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// let queue = kessel::Queue::new();
+/// let task = queue.define("resize").tag("media").action(|_job: kessel::JobContext<()>| async {
+///     Ok::<_, kessel::JobError>(())
+/// })?;
+/// assert_eq!(task.name(), "resize");
+/// assert_eq!(task.tag(), "media");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub(crate) def: Arc<TaskDef>,
+}
+
+impl Task {
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// The tag workers use to find the task's jobs.
+    pub fn tag(&self) -> &str {
+        &self.def.tag
+    }
+
+    /// The task's description, if it has one.
+    pub fn description(&self) -> Option<&str> {
+        self.def.description.as_deref()
+    }
+
+    /// How long one attempt may run.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.def.timeout
+    }
+
+    /// How the task retries.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.def.retry
+    }
+}
+
+/// The chained builder [`Queue::define`](crate::Queue::define) returns.
+/// Nothing is registered until [`TaskBuilder::action`].
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// use kessel::{JobContext, JobError, RetryPolicy};
+///
+/// let queue = kessel::Queue::new();
+/// queue
+///     .define("send email")
+///     .tag("notifications")
+///     .desc("sends one transactional email")
+///     .timeout("30s")
+///     .retry(RetryPolicy::exponential(3))
+///     .action(|job: JobContext<String>| async move {
+///         Ok::<_, JobError>(format!("sent to {}", job.payload))
+///     })?;
+/// let err = queue.define("bad").timeout("thirty").action(|_: JobContext<()>| async {
+///     Ok::<_, JobError>(())
+/// }).unwrap_err();
+/// assert!(matches!(err, kessel::Error::InvalidDuration(_)));
+/// # Ok(()) }
+/// ```
+#[must_use = "a task is only defined once `.action(..)` is called"]
+#[derive(Debug)]
+pub struct TaskBuilder<'q> {
+    queue: &'q crate::Queue,
+    name: String,
+    tag: String,
+    description: Option<String>,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+    error: Option<Error>,
+}
+
+impl<'q> TaskBuilder<'q> {
+    pub(crate) fn new(queue: &'q crate::Queue, name: String) -> Self {
+        TaskBuilder {
+            queue,
+            name,
+            tag: DEFAULT_TAG.to_owned(),
+            description: None,
+            timeout: None,
+            retry: RetryPolicy::default(),
+            error: None,
+        }
+    }
+
+    /// The tag that groups this task's jobs for workers (default `"default"`).
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = tag.into();
+        self
+    }
+
+    /// A short description, for people and middleware.
+    pub fn desc(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// How long one attempt may run. Past it the job's cancellation signal
+    /// fires, the attempt counts as timed out, and the job is retried as a
+    /// transient failure. An unreadable duration makes
+    /// [`TaskBuilder::action`] return the error.
+    pub fn timeout(mut self, timeout: impl IntoDuration) -> Self {
+        match timeout.into_duration() {
+            Ok(d) => self.timeout = Some(d),
+            Err(e) => self.error = self.error.take().or(Some(e.into())),
+        }
+        self
+    }
+
+    /// How the task retries transient failures.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Sets the handler and registers the task. The handler takes a
+    /// [`JobContext<T>`] whose payload is decoded from the job's JSON (a
+    /// payload that does not fit buries the job with a
+    /// [`PayloadError`] naming the field), and returns `Result<R, E>` where
+    /// `R` is serialized as the job's result and `E` converts into
+    /// [`JobError`].
+    ///
+    /// Handlers run on the queue's actix arbiter, so their futures need not
+    /// be `Send`. CPU-heavy work belongs on `tokio::task::spawn_blocking`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDuration`] from an earlier builder call,
+    /// [`Error::InvalidInput`] for an empty name, a name with `:`, or a name
+    /// already defined on this queue, [`Error::ShutDown`] after shutdown.
+    pub fn action<F, T, Fut, R, E>(self, handler: F) -> Result<Task, Error>
+    where
+        F: Fn(JobContext<T>) -> Fut + Send + Sync + 'static,
+        T: DeserializeOwned + 'static,
+        Fut: Future<Output = Result<R, E>> + 'static,
+        R: Serialize + 'static,
+        E: Into<JobError> + 'static,
+    {
+        self.finish(Arc::new(FnAction {
+            f: handler,
+            _payload: PhantomData,
+        }))
+    }
+
+    pub(crate) fn finish(self, action: Arc<dyn Action>) -> Result<Task, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        validate_task_name(&self.name)?;
+        if self.tag.trim().is_empty() {
+            return Err(Error::InvalidInput {
+                field: "tag",
+                reason: format!("task `{}` has an empty tag", self.name),
+            });
+        }
+        let def = Arc::new(TaskDef {
+            name: self.name.into(),
+            tag: self.tag,
+            description: self.description,
+            timeout: self.timeout,
+            retry: self.retry,
+            action,
+        });
+        self.queue.register_task(def.clone())?;
+        Ok(Task { def })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy::exponential(10)
+            .base_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(1))
+            .jitter(0.0);
+        let delays: Vec<u128> = (1..=6).map(|n| p.backoff(n).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        let p = RetryPolicy::exponential(3).base_delay(Duration::from_secs(10)).jitter(0.2);
+        assert_eq!(p.backoff_jittered(1, 0.0), Duration::from_secs(8));
+        assert_eq!(p.backoff_jittered(1, 1.0), Duration::from_secs(12));
+        assert_eq!(p.backoff_jittered(1, 0.5), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn payload_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Order {
+            customer: Customer,
+            qty: u32,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Customer {
+            email: String,
+        }
+        let err = decode_payload::<Order>("ship", r#"{"customer":{"email":5},"qty":1}"#).unwrap_err();
+        assert_eq!(err.path, "customer.email");
+        assert_eq!(err.task, "ship");
+        let err = decode_payload::<Order>("ship", r#"{"customer":{"email":"a"}}"#).unwrap_err();
+        assert!(err.message.contains("missing field `qty`"), "{err}");
+        let err = decode_payload::<Order>("ship", r#"{"customer":{"email":"a"},"qty":-1}"#).unwrap_err();
+        assert_eq!(err.path, "qty");
+        let err = decode_payload::<u32>("ship", "not json").unwrap_err();
+        assert_eq!(err.path, ".");
+    }
+}
