@@ -2,18 +2,127 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::JobId;
+use crate::event::{EventBus, JobEvent, JobEventKind};
+use crate::job::{JobId, LogLine, Progress};
+use crate::scheduler::clock::Clock;
+
+/// Log lines and progress a run reported, handed back when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) progress: Option<Progress>,
+}
+
+/// State shared between a running job's context and its worker.
+#[derive(Debug)]
+pub(crate) struct RunShared {
+    pub(crate) cancel: CancellationToken,
+    pub(crate) journal: Mutex<Journal>,
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) clock: Clock,
+}
 
 /// The facts about one run of a job, shared by [`JobContext`] and the worker.
 #[derive(Debug, Clone)]
 pub(crate) struct RunInfo {
     pub(crate) id: JobId,
     pub(crate) task: Arc<str>,
+    pub(crate) tag: Option<Arc<str>>,
     pub(crate) attempt: u32,
     pub(crate) reference: Option<String>,
-    pub(crate) cancel: CancellationToken,
+    pub(crate) shared: Arc<RunShared>,
+}
+
+impl RunInfo {
+    fn emit(&self, kind: JobEventKind) {
+        self.shared.bus.job(JobEvent {
+            id: self.id,
+            task: self.task.clone(),
+            tag: self.tag.clone(),
+            attempt: self.attempt,
+            at: self.shared.clock.now_utc(),
+            kind,
+        });
+    }
+
+    pub(crate) fn take_journal(&self) -> Journal {
+        std::mem::take(&mut *self.shared.journal.lock())
+    }
+}
+
+/// A read-only view of a running job, for middleware.
+///
+/// # Examples
+///
+/// ```
+/// use kessel::JobMeta;
+/// fn describe(job: &JobMeta) -> String {
+///     format!("{} #{} attempt {}", job.task(), job.id(), job.attempt())
+/// }
+/// # let _ = describe;
+/// ```
+#[derive(Debug, Clone)]
+pub struct JobMeta {
+    pub(crate) info: RunInfo,
+}
+
+impl JobMeta {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.info.id
+    }
+
+    /// The task being run.
+    pub fn task(&self) -> &str {
+        &self.info.task
+    }
+
+    /// The task's tag.
+    pub fn tag(&self) -> Option<&str> {
+        self.info.tag.as_deref()
+    }
+
+    /// Which attempt this is, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.info.attempt
+    }
+
+    /// The producer's reference, if any.
+    pub fn reference(&self) -> Option<&str> {
+        self.info.reference.as_deref()
+    }
+
+    /// Whether the run was cancelled or timed out.
+    pub fn is_cancelled(&self) -> bool {
+        self.info.shared.cancel.is_cancelled()
+    }
+
+    /// Writes a line to the job's log (see [`JobContext::log`]).
+    pub fn log(&self, message: impl Into<String>, data: impl Serialize) {
+        log(&self.info, message.into(), data);
+    }
+}
+
+fn log(info: &RunInfo, message: String, data: impl Serialize) {
+    let data = match serde_json::to_value(data) {
+        Ok(serde_json::Value::Null) => None,
+        Ok(v) => Some(v),
+        Err(e) => Some(serde_json::Value::String(format!("unserializable log data: {e}"))),
+    };
+    let line = LogLine {
+        at: info.shared.clock.now_utc(),
+        attempt: info.attempt,
+        message: message.into(),
+        data,
+    };
+    if info.shared.bus.is_active() {
+        info.emit(JobEventKind::Log(line.clone()));
+    }
+    info.shared.journal.lock().logs.push(line);
 }
 
 /// What a handler receives: the job's payload, decoded into the handler's
@@ -25,15 +134,21 @@ pub(crate) struct RunInfo {
 /// use kessel::{JobContext, JobError};
 ///
 /// #[derive(serde::Deserialize)]
-/// struct Email { to: String }
+/// struct Import { rows: Vec<String> }
 ///
-/// async fn send(job: JobContext<Email>) -> Result<String, JobError> {
-///     if job.is_cancelled() {
-///         return Err(JobError::transient("cancelled before sending"));
+/// async fn import(job: JobContext<Import>) -> Result<usize, JobError> {
+///     let total = job.payload.rows.len() as u64;
+///     for (n, row) in job.payload.rows.iter().enumerate() {
+///         if job.is_cancelled() {
+///             return Err(JobError::transient("cancelled mid-import"));
+///         }
+///         job.progress(n as u64 + 1, total);
+///         let _ = row;
 ///     }
-///     Ok(format!("sent to {} on attempt {}", job.payload.to, job.attempt()))
+///     job.log("import done", serde_json::json!({ "rows": total }));
+///     Ok(total as usize)
 /// }
-/// # let _ = send;
+/// # let _ = import;
 /// ```
 #[derive(Debug)]
 pub struct JobContext<T> {
@@ -63,22 +178,46 @@ impl<T> JobContext<T> {
         self.info.reference.as_deref()
     }
 
+    /// Writes a timestamped line, with optional JSON data (pass `()` for
+    /// none), to the job's log. It is sent at once as a
+    /// [`JobEventKind::Log`] event and stored with the job when the attempt
+    /// ends.
+    pub fn log(&self, message: impl Into<String>, data: impl Serialize) {
+        log(&self.info, message.into(), data);
+    }
+
+    /// Reports progress: `current` of `total` steps. Sent at once as a
+    /// [`JobEventKind::Progress`] event; the last report is stored with the
+    /// job when the attempt ends.
+    pub fn progress(&self, current: u64, total: u64) {
+        let progress = Progress { current, total };
+        if self.info.shared.bus.is_active() {
+            self.info.emit(JobEventKind::Progress(progress));
+        }
+        self.info.shared.journal.lock().progress = Some(progress);
+    }
+
     /// Whether the job was cancelled or timed out. Once it is, kessel stops
     /// polling the handler's future at its next await point; work the handler
     /// moved elsewhere (`spawn_blocking`, a spawned task) should watch this
     /// or [`JobContext::cancelled`] and stop.
     pub fn is_cancelled(&self) -> bool {
-        self.info.cancel.is_cancelled()
+        self.info.shared.cancel.is_cancelled()
     }
 
     /// Resolves when the job is cancelled or times out.
     pub async fn cancelled(&self) {
-        self.info.cancel.cancelled().await
+        self.info.shared.cancel.cancelled().await
     }
 
     /// A token that fires on cancellation, to hand to spawned work.
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.info.cancel.clone()
+        self.info.shared.cancel.clone()
+    }
+
+    /// The run's metadata, as middleware sees it.
+    pub fn meta(&self) -> JobMeta {
+        JobMeta { info: self.info.clone() }
     }
 
     /// Replaces the payload, keeping the context (used to chain steps).

@@ -207,6 +207,18 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
+impl LogLine {
+    /// A line without data.
+    pub fn new(at: DateTime<Utc>, attempt: u32, message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        LogLine {
+            at,
+            attempt,
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
 /// One line of a job's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -215,7 +227,7 @@ pub struct LogLine {
     /// The attempt that wrote it (0 before the first attempt).
     pub attempt: u32,
     /// The message.
-    pub message: String,
+    pub message: std::borrow::Cow<'static, str>,
     /// Optional structured data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,

@@ -36,22 +36,26 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod admin;
 mod context;
 mod duration;
 mod error;
+pub mod event;
 mod job;
+pub mod middleware;
 mod new_job;
 mod queue;
 mod scheduler;
 pub mod store;
 mod task;
 
-pub use context::JobContext;
+pub use admin::{Clean, Stats};
+pub use context::{JobContext, JobMeta};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
 pub use new_job::NewJob;
 pub use queue::{CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, WorkerHandle};
-pub use scheduler::ShutdownReport;
+pub use scheduler::{Retention, ShutdownReport};
 pub use store::Store;
-pub use task::{RetryPolicy, Task, TaskBuilder, DEFAULT_TAG};
+pub use task::{RetryPolicy, Step, Task, TaskBuilder, DEFAULT_TAG};

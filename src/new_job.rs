@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::duration::IntoDuration;
 use crate::error::Error;
-use crate::job::{Job, JobId, JobStatus, Payload};
+use crate::job::{Job, JobId, JobStatus, LogLine, Payload};
 use crate::task::validate_task_name;
 
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ impl NewJob {
             result: None,
             progress: None,
             finished_at: None,
-            logs: Vec::new(),
+            logs: vec![LogLine::new(now, 0, "created")],
         })
     }
 }

@@ -16,19 +16,24 @@ use crate::error::Error;
 use crate::job::{Job, JobId, JobResult, JobStatus};
 use crate::new_job::NewJob;
 use crate::scheduler::clock::Clock;
+use crate::event::{Event, EventBus, EventStream, Filter, JobEvent, JobEventKind, QueueEvent, Subscription};
+use crate::middleware::{Middleware, Plugin};
 use crate::scheduler::supervisor::{
-    Admit, Barrier, Cancel, CancelReply, DefineTask, Shutdown, StartWorker, Supervisor, WaitReply, WaitResult,
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Retention, Shutdown, StartWorker,
+    Supervisor, WaitReply, WaitResult,
 };
 use crate::scheduler::ShutdownReport;
 use crate::store::{MemoryStore, Store};
 use crate::task::{TaskBuilder, TaskDef};
 
-struct Inner {
-    supervisor: Addr<Supervisor>,
-    store: Arc<dyn Store>,
-    clock: Clock,
-    tasks: DashMap<String, Arc<TaskDef>>,
-    workers: AtomicUsize,
+pub(crate) struct Inner {
+    pub(crate) supervisor: Addr<Supervisor>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Clock,
+    pub(crate) tasks: DashMap<String, Arc<TaskDef>>,
+    pub(crate) bus: Arc<EventBus>,
+    /// Create calls whose store write has not finished (for `drained`).
+    creating: AtomicUsize,
 }
 
 /// The queue: a cheap-to-clone handle to one supervisor actor and its store.
@@ -55,7 +60,7 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct Queue {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -91,12 +96,19 @@ impl Default for Queue {
 #[must_use = "call .build().await to get the queue"]
 pub struct QueueBuilder {
     store: Option<Arc<dyn Store>>,
+    retention: Option<Retention>,
 }
 
 impl QueueBuilder {
     /// Uses `store` instead of a fresh [`MemoryStore`].
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// How long completed jobs are kept (see [`Retention`]).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
         self
     }
 
@@ -112,11 +124,11 @@ impl QueueBuilder {
     pub async fn build(self) -> Result<Queue, Error> {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let pending = store.jobs_pending().await?;
-        let queue = Queue::start(store);
+        let queue = Queue::start(store, self.retention.unwrap_or_default());
         if !pending.is_empty() {
             queue.inner.supervisor.do_send(Admit {
                 jobs: pending,
-                record: false,
+                origin: Origin::Loaded,
             });
         }
         Ok(queue)
@@ -251,14 +263,11 @@ impl ProcessBuilder<'_> {
                 reason: "a tag is empty".into(),
             });
         }
-        let index = self.queue.inner.workers.fetch_add(1, Ordering::SeqCst);
         self.queue.inner.supervisor.do_send(StartWorker {
-            index,
             tags: self.tags.clone(),
             concurrency: self.concurrency,
         });
         Ok(WorkerHandle {
-            index,
             tags: self.tags,
             concurrency: self.concurrency,
         })
@@ -268,7 +277,6 @@ impl ProcessBuilder<'_> {
 /// A started worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerHandle {
-    index: usize,
     tags: Vec<String>,
     concurrency: usize,
 }
@@ -302,7 +310,7 @@ impl Queue {
     ///
     /// Outside a running actix system.
     pub fn new() -> Self {
-        Queue::start(Arc::new(MemoryStore::new()))
+        Queue::start(Arc::new(MemoryStore::new()), Retention::default())
     }
 
     /// A builder to choose the store.
@@ -310,16 +318,18 @@ impl Queue {
         QueueBuilder::default()
     }
 
-    fn start(store: Arc<dyn Store>) -> Self {
+    fn start(store: Arc<dyn Store>, retention: Retention) -> Self {
         let clock = Clock::new();
-        let supervisor = Supervisor::new(clock, store.clone()).start();
+        let bus = Arc::new(EventBus::default());
+        let supervisor = Supervisor::new(clock, store.clone(), bus.clone(), retention).start();
         Queue {
             inner: Arc::new(Inner {
                 supervisor,
                 store,
                 clock,
                 tasks: DashMap::new(),
-                workers: AtomicUsize::new(0),
+                bus,
+                creating: AtomicUsize::new(0),
             }),
         }
     }
@@ -355,6 +365,48 @@ impl Queue {
         }
         self.inner.supervisor.do_send(DefineTask(def));
         Ok(())
+    }
+
+    pub(crate) fn task_action(&self, name: &str) -> Option<Arc<dyn crate::task::Action>> {
+        self.inner.tasks.get(name).map(|t| t.action.clone())
+    }
+
+    /// Adds middleware around every job run, outside any task middleware.
+    /// The first added is the outermost (see [`crate::middleware`]).
+    pub fn middleware(&self, middleware: impl Middleware) {
+        self.inner.supervisor.do_send(AddMiddleware(Arc::new(middleware)));
+    }
+
+    /// Installs a plugin: it is given this queue to set up (kinetik's `use`).
+    ///
+    /// # Errors
+    ///
+    /// Whatever the plugin returns.
+    pub fn plugin(&self, plugin: impl Plugin) -> Result<(), Error> {
+        plugin.install(self)
+    }
+
+    /// A stream of the events `filter` selects, buffering up to
+    /// [`DEFAULT_BUFFER`](crate::event::DEFAULT_BUFFER) of them.
+    pub fn events(&self, filter: Filter) -> EventStream {
+        self.inner.bus.stream(filter, crate::event::DEFAULT_BUFFER)
+    }
+
+    /// Like [`Queue::events`] with a chosen buffer size.
+    pub fn events_with_buffer(&self, filter: Filter, buffer: usize) -> EventStream {
+        self.inner.bus.stream(filter, buffer)
+    }
+
+    /// Sends the events `filter` selects to an actix actor. The actor's
+    /// mailbox is the buffer: when it is full, events are dropped for it and
+    /// counted, and it gets [`Event::Lagged`] once it has room.
+    pub fn subscribe(&self, filter: Filter, recipient: Recipient<Event>) -> Subscription {
+        self.inner.bus.recipient(filter, recipient)
+    }
+
+    /// How many events were dropped because subscribers lagged.
+    pub fn events_missed(&self) -> u64 {
+        self.inner.bus.missed()
     }
 
     /// The names of the tasks defined on this queue, sorted.
@@ -405,7 +457,23 @@ impl Queue {
         if !self.inner.supervisor.connected() {
             return Err(Error::ShutDown);
         }
-        self.inner.store.jobs_insert(&jobs).await?;
+        self.inner.creating.fetch_add(1, Ordering::SeqCst);
+        let stored = self.inner.store.jobs_insert(&jobs).await;
+        let drained = self.inner.creating.fetch_sub(1, Ordering::SeqCst) == 1;
+        if let Err(err) = stored {
+            self.inner.bus.queue(QueueEvent::Error {
+                message: format!("storing {} new jobs failed: {err}", jobs.len()),
+            });
+            return Err(err.into());
+        }
+        if self.inner.bus.is_active() {
+            for job in &jobs {
+                self.emit_created(job);
+            }
+        }
+        if drained {
+            self.inner.bus.queue(QueueEvent::Drained);
+        }
         let handles = jobs
             .iter()
             .map(|j| JobHandle {
@@ -413,8 +481,27 @@ impl Queue {
                 queue: self.clone(),
             })
             .collect();
-        self.inner.supervisor.do_send(Admit { jobs, record: false });
+        self.inner.supervisor.do_send(Admit {
+            jobs,
+            origin: Origin::New,
+        });
         Ok(handles)
+    }
+
+    fn emit_created(&self, job: &Job) {
+        let tag = self.inner.tasks.get(&*job.task).map(|t| Arc::from(t.tag.as_str()));
+        let event = |kind| JobEvent {
+            id: job.id,
+            task: job.task.clone(),
+            tag: tag.clone(),
+            attempt: 0,
+            at: job.created_at,
+            kind,
+        };
+        self.inner.bus.job(event(JobEventKind::Created));
+        if job.status == JobStatus::Scheduled {
+            self.inner.bus.job(event(JobEventKind::Scheduled { run_at: job.run_at }));
+        }
     }
 
     /// Starts a worker serving `tags`: after each job it takes the best
@@ -458,7 +545,7 @@ impl Queue {
         self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))
     }
 
-    async fn barrier(&self) {
+    pub(crate) async fn barrier(&self) {
         if let Ok(rx) = self.inner.supervisor.send(Barrier).await {
             let _ = rx.await;
         }
@@ -539,7 +626,7 @@ impl Queue {
         }
         self.inner.supervisor.do_send(Admit {
             jobs: vec![job],
-            record: true,
+            origin: Origin::Kicked,
         });
         Ok(())
     }

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use serde::Serialize;
 use crate::context::{JobContext, RunInfo};
 use crate::duration::IntoDuration;
 use crate::error::{Error, JobError, PayloadError};
+use crate::middleware::Middleware;
 
 /// The tag a task gets when its definition names none.
 pub const DEFAULT_TAG: &str = "default";
@@ -121,7 +121,7 @@ impl RetryPolicy {
     }
 }
 
-pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, JobError>>>>;
+pub(crate) type RunFuture = crate::middleware::HandlerFuture;
 
 /// A handler with its payload type erased: what the worker calls.
 pub(crate) trait Action: Send + Sync + 'static {
@@ -174,6 +174,103 @@ where
     }
 }
 
+/// One step of a composed task: another task's handler, or an inline one.
+///
+/// # Examples
+///
+/// ```
+/// use kessel::{JobContext, JobError, Step};
+/// let steps = [
+///     Step::task("fetch"),
+///     Step::action("rename fields", |j: JobContext<serde_json::Value>| async move {
+///         Ok::<_, JobError>(serde_json::json!({ "origin": j.payload["destination"] }))
+///     }),
+///     Step::task("archive"),
+/// ];
+/// assert_eq!(steps[1].name(), "rename fields");
+/// ```
+pub struct Step {
+    name: String,
+    kind: StepKind,
+}
+
+enum StepKind {
+    Task,
+    Inline(Arc<dyn Action>),
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Step {
+    /// The handler of the task `name`, defined on the same queue.
+    pub fn task(name: impl Into<String>) -> Self {
+        Step {
+            name: name.into(),
+            kind: StepKind::Task,
+        }
+    }
+
+    /// An inline handler, named for error messages; same shape as
+    /// [`TaskBuilder::action`]'s.
+    pub fn action<F, T, Fut, R, E>(name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(JobContext<T>) -> Fut + Send + Sync + 'static,
+        T: DeserializeOwned + 'static,
+        Fut: Future<Output = Result<R, E>> + 'static,
+        R: Serialize + 'static,
+        E: Into<JobError> + 'static,
+    {
+        Step {
+            name: name.into(),
+            kind: StepKind::Inline(Arc::new(FnAction {
+                f: handler,
+                _payload: PhantomData,
+            })),
+        }
+    }
+
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+struct Composed {
+    steps: Arc<[(String, Arc<dyn Action>)]>,
+}
+
+impl Action for Composed {
+    fn start(&self, info: RunInfo, payload: &str) -> RunFuture {
+        let steps = self.steps.clone();
+        let mut input = payload.to_owned();
+        Box::pin(async move {
+            let mut output = None;
+            for (n, (name, action)) in steps.iter().enumerate() {
+                match action.start(info.clone(), &input).await {
+                    Ok(value) => {
+                        input = match &value {
+                            Some(v) => v.to_string(),
+                            None => "null".to_owned(),
+                        };
+                        output = value;
+                    }
+                    Err(e) => {
+                        return Err(JobError {
+                            kind: e.kind,
+                            message: format!("step {} (`{name}`) failed: {}", n + 1, e.message),
+                        })
+                    }
+                }
+            }
+            Ok(output)
+        })
+    }
+}
+
 /// A task as the queue keeps it.
 pub(crate) struct TaskDef {
     pub(crate) name: Arc<str>,
@@ -181,6 +278,7 @@ pub(crate) struct TaskDef {
     pub(crate) description: Option<String>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     pub(crate) action: Arc<dyn Action>,
 }
 
@@ -292,6 +390,7 @@ pub struct TaskBuilder<'q> {
     description: Option<String>,
     timeout: Option<Duration>,
     retry: RetryPolicy,
+    middleware: Vec<Arc<dyn Middleware>>,
     error: Option<Error>,
 }
 
@@ -304,6 +403,7 @@ impl<'q> TaskBuilder<'q> {
             description: None,
             timeout: None,
             retry: RetryPolicy::default(),
+            middleware: Vec::new(),
             error: None,
         }
     }
@@ -336,6 +436,64 @@ impl<'q> TaskBuilder<'q> {
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
+    }
+
+    /// Adds middleware around this task's runs, inside any queue middleware.
+    /// The first added is the outermost (see [`crate::middleware`]).
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Registers a task that runs `steps` in series on one worker: each
+    /// step's output is the next step's input, the last step's output is the
+    /// job's result, and the first failure fails the job with a message
+    /// naming the step (the failure keeps its kind: a transient one retries
+    /// the whole composition).
+    ///
+    /// # Errors
+    ///
+    /// As [`TaskBuilder::action`], and [`Error::InvalidInput`] when there
+    /// are no steps or a [`Step::task`] names a task not defined on this
+    /// queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, Step};
+    /// let queue = kessel::Queue::new();
+    /// queue.define("double").action(|j: JobContext<i64>| async move { Ok::<_, JobError>(j.payload * 2) })?;
+    /// queue.define("double then add one").compose([
+    ///     Step::task("double"),
+    ///     Step::action("add one", |j: JobContext<i64>| async move { Ok::<_, JobError>(j.payload + 1) }),
+    /// ])?;
+    /// queue.process(["default"]).start()?;
+    /// let result = queue.create("double then add one", 20).await?.result().await?;
+    /// assert_eq!(result.value, Some(serde_json::json!(41)));
+    /// # Ok(()) }
+    /// ```
+    pub fn compose(self, steps: impl IntoIterator<Item = Step>) -> Result<Task, Error> {
+        let mut resolved: Vec<(String, Arc<dyn Action>)> = Vec::new();
+        for step in steps {
+            match step.kind {
+                StepKind::Task => {
+                    let action = self.queue.task_action(&step.name).ok_or_else(|| Error::InvalidInput {
+                        field: "step",
+                        reason: format!("step `{}` names a task not defined on this queue", step.name),
+                    })?;
+                    resolved.push((step.name, action));
+                }
+                StepKind::Inline(action) => resolved.push((step.name, action)),
+            }
+        }
+        if resolved.is_empty() {
+            return Err(Error::InvalidInput {
+                field: "steps",
+                reason: format!("composed task `{}` has no steps", self.name),
+            });
+        }
+        self.finish(Arc::new(Composed { steps: resolved.into() }))
     }
 
     /// Sets the handler and registers the task. The handler takes a
@@ -384,6 +542,7 @@ impl<'q> TaskBuilder<'q> {
             description: self.description,
             timeout: self.timeout,
             retry: self.retry,
+            middleware: self.middleware,
             action,
         });
         self.queue.register_task(def.clone())?;

@@ -18,7 +18,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::supervisor::Supervisor;
-use crate::context::RunInfo;
+use crate::context::{JobMeta, Journal, RunInfo};
+use crate::middleware::{wrap, Middleware};
 use crate::error::JobError;
 use crate::job::Payload;
 use crate::task::{Action, RunFuture};
@@ -27,6 +28,7 @@ use crate::task::{Action, RunFuture};
 pub(crate) struct Dispatch {
     pub(crate) slot: u32,
     pub(crate) action: Arc<dyn Action>,
+    pub(crate) chain: Option<Arc<[Arc<dyn Middleware>]>>,
     pub(crate) info: RunInfo,
     pub(crate) payload: Payload,
 }
@@ -58,6 +60,8 @@ pub(crate) struct Report {
     pub(crate) slot: u32,
     pub(crate) attempt: u32,
     pub(crate) outcome: Outcome,
+    /// What the run logged and its last progress.
+    pub(crate) journal: Journal,
 }
 
 /// Runs a worker finished, sent to the supervisor.
@@ -184,7 +188,14 @@ impl RunningJob {
         let info = d.info;
         let action = d.action;
         let payload = d.payload;
-        let started = catch_unwind(AssertUnwindSafe(|| action.start(info.clone(), payload.as_str())));
+        let chain = d.chain;
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            let fut = action.start(info.clone(), payload.as_str());
+            match &chain {
+                Some(chain) => wrap(chain, &JobMeta { info: info.clone() }, fut),
+                None => fut,
+            }
+        }));
         let (fut, early) = match started {
             Ok(fut) => (Some(fut), None),
             Err(p) => (None, Some(Outcome::Panicked(panic_message(p)))),
@@ -203,6 +214,7 @@ impl RunningJob {
             slot: self.slot,
             attempt: self.info.attempt,
             outcome,
+            journal: self.info.take_journal(),
         }
     }
 }
@@ -215,7 +227,7 @@ impl Future for RunningJob {
         if let Some(outcome) = this.early.take() {
             return Poll::Ready(this.report(outcome));
         }
-        if this.info.cancel.is_cancelled() {
+        if this.info.shared.cancel.is_cancelled() {
             this.fut = None;
             return Poll::Ready(this.report(Outcome::Aborted));
         }
@@ -227,7 +239,7 @@ impl Future for RunningJob {
             Ok(Poll::Pending) => {
                 let cancelled = this
                     .cancelled
-                    .get_or_insert_with(|| Box::pin(this.info.cancel.clone().cancelled_owned()));
+                    .get_or_insert_with(|| Box::pin(this.info.shared.cancel.clone().cancelled_owned()));
                 if cancelled.as_mut().poll(cx).is_ready() {
                     Outcome::Aborted
                 } else {

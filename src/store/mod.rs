@@ -107,6 +107,12 @@ pub struct JobQuery {
     pub statuses: Vec<JobStatus>,
     /// Only jobs of one of these tasks.
     pub tasks: Vec<String>,
+    /// Only jobs of tasks with one of these tags.
+    /// [`Queue::fetch`](crate::Queue::fetch) resolves tags into `tasks`
+    /// from the task definitions it knows and clears this field, so a
+    /// store never needs to read it.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Only the job(s) with this producer reference.
     pub reference: Option<String>,
     /// Only jobs created at or after this time.
@@ -126,6 +132,7 @@ impl Default for JobQuery {
         JobQuery {
             statuses: Vec::new(),
             tasks: Vec::new(),
+            tags: Vec::new(),
             reference: None,
             created_after: None,
             created_before: None,
@@ -146,6 +153,12 @@ impl JobQuery {
     /// Adds a task to select.
     pub fn task(mut self, task: impl Into<String>) -> Self {
         self.tasks.push(task.into());
+        self
+    }
+
+    /// Adds a tag to select (resolved by the queue into its tasks).
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
         self
     }
 

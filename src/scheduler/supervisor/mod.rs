@@ -1,6 +1,14 @@
 //! The supervisor actor: owns the schedule of every pending job this process
-//! is responsible for, hands ready jobs to workers, applies outcomes, and
-//! records every state change in the store.
+//! is responsible for, hands ready jobs to workers, applies outcomes, emits
+//! events, and records every state change in the store.
+//!
+//! - [`mod@self`]: the state and the job state machine;
+//! - `messages`: the messages the queue handle and workers send, one
+//!   handler each;
+//! - `admin`: suspend/resume, delete-matching, batch runs and retention.
+
+mod admin;
+mod messages;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,12 +18,21 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
+pub use admin::Retention;
+pub(crate) use messages::{
+    Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Shutdown, StartWorker, WaitReply, WaitResult,
+};
+
 use super::clock::Clock;
 use super::ready::{ReadyKey, ReadySet};
 use super::wheel::{TimerKey, Wheel};
-use super::worker::{Dispatch, Finished, Outcome, Report, Run, Stop, Worker};
-use crate::context::RunInfo;
-use crate::job::{Job, JobId, JobResult, JobStatus};
+use super::worker::{Dispatch, Outcome, Report, Run, Stop, Worker};
+use crate::context::{RunInfo, RunShared};
+use crate::error::JobErrorKind;
+use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
+use crate::job::{Job, JobId, JobResult, JobStatus, LogLine};
+use crate::middleware::Middleware;
 use crate::store::{JobUpdate, Store};
 use crate::task::TaskDef;
 
@@ -110,19 +127,38 @@ impl Slab {
 struct TaskSlot {
     def: Option<Arc<TaskDef>>,
     tag: Option<u32>,
+    tag_name: Option<Arc<str>>,
+    /// Queue middleware then task middleware, or `None` when there is none.
+    chain: Option<Arc<[Arc<dyn Middleware>]>>,
     suspended: bool,
     /// Ready jobs held back: the task is not defined here, or suspended.
     parked: Vec<(u32, u32)>,
+}
+
+/// A worker that stops by itself: [`Queue::run_jobs`](crate::Queue::run_jobs).
+#[derive(Debug)]
+struct Batch {
+    budget: Option<usize>,
+    ran: usize,
+    /// Wait for jobs that are not ready yet (until the time limit).
+    wait: bool,
+    time_up: bool,
+    nothing_ready: bool,
+    reply: Option<oneshot::Sender<usize>>,
 }
 
 #[derive(Debug)]
 struct WorkerSlot {
     addr: Addr<Worker>,
     tags: Vec<u32>,
+    tag_names: Vec<String>,
     capacity: usize,
     in_flight: usize,
     outbox: Vec<Dispatch>,
     stopped: bool,
+    /// The `empty` event was sent and no job arrived since.
+    idle: bool,
+    batch: Option<Batch>,
 }
 
 /// What [`Queue::shutdown`](crate::Queue::shutdown) reports.
@@ -148,9 +184,16 @@ pub struct ShutdownReport {
     pub left_pending: usize,
 }
 
+struct Drain {
+    reply: Option<oneshot::Sender<ShutdownReport>>,
+    finished: usize,
+    aborted: Vec<JobId>,
+}
+
 pub(crate) struct Supervisor {
     clock: Clock,
     store: Arc<dyn Store>,
+    bus: Arc<EventBus>,
     wheel: Wheel<Timer>,
     jobs: Slab,
     by_id: HashMap<JobId, u32>,
@@ -159,6 +202,7 @@ pub(crate) struct Supervisor {
     tag_index: HashMap<String, u32>,
     tags: Vec<ReadySet>,
     workers: Vec<WorkerSlot>,
+    queue_middleware: Vec<Arc<dyn Middleware>>,
     seq: u64,
     fired: Vec<Timer>,
     timer: Option<(SpawnHandle, u64)>,
@@ -169,12 +213,8 @@ pub(crate) struct Supervisor {
     barrier_in_flight: Vec<oneshot::Sender<()>>,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>>,
     draining: Option<Drain>,
-}
-
-struct Drain {
-    reply: Option<oneshot::Sender<ShutdownReport>>,
-    finished: usize,
-    aborted: Vec<JobId>,
+    retention: Retention,
+    pruning: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -187,11 +227,14 @@ impl std::fmt::Debug for Supervisor {
     }
 }
 
+const EXPIRED: &str = "not started before it expired";
+
 impl Supervisor {
-    pub(crate) fn new(clock: Clock, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(clock: Clock, store: Arc<dyn Store>, bus: Arc<EventBus>, retention: Retention) -> Self {
         Supervisor {
             clock,
             store,
+            bus,
             wheel: Wheel::new(),
             jobs: Slab::default(),
             by_id: HashMap::new(),
@@ -200,6 +243,7 @@ impl Supervisor {
             tag_index: HashMap::new(),
             tags: Vec::new(),
             workers: Vec::new(),
+            queue_middleware: Vec::new(),
             seq: 0,
             fired: Vec::new(),
             timer: None,
@@ -210,6 +254,8 @@ impl Supervisor {
             barrier_in_flight: Vec::new(),
             result_waiters: HashMap::new(),
             draining: None,
+            retention,
+            pruning: false,
         }
     }
 
@@ -221,6 +267,8 @@ impl Supervisor {
         self.tasks.push(TaskSlot {
             def: None,
             tag: None,
+            tag_name: None,
+            chain: None,
             suspended: false,
             parked: Vec::new(),
         });
@@ -238,9 +286,35 @@ impl Supervisor {
         i
     }
 
-    fn record(&mut self, slot: u32) {
+    /// Queues the job's current state for the store, appending `logs`.
+    fn record(&mut self, slot: u32, logs: Vec<LogLine>) {
         if let Some(e) = self.jobs.get(slot) {
-            self.writes.push(JobUpdate::of(&e.job, Vec::new()));
+            self.writes.push(JobUpdate::of(&e.job, logs));
+        }
+    }
+
+    fn line(&self, attempt: u32, message: impl Into<std::borrow::Cow<'static, str>>) -> LogLine {
+        LogLine::new(self.clock.now_utc(), attempt, message)
+    }
+
+    fn emit(&self, job: &Job, task: u32, kind: JobEventKind) {
+        if self.bus.is_active() {
+            self.bus.job(JobEvent {
+                id: job.id,
+                task: job.task.clone(),
+                tag: self.tasks[task as usize].tag_name.clone(),
+                attempt: job.attempts,
+                at: self.clock.now_utc(),
+                kind,
+            });
+        }
+    }
+
+    fn emit_slot(&self, slot: u32, kind: JobEventKind) {
+        if self.bus.is_active() {
+            if let Some(e) = self.jobs.get(slot) {
+                self.emit(&e.job, e.task, kind);
+            }
         }
     }
 
@@ -277,22 +351,30 @@ impl Supervisor {
     }
 
     /// Takes in a job this process is responsible for.
-    fn admit(&mut self, mut job: Job, now: u64) {
+    fn admit(&mut self, mut job: Job, origin: Origin, now: u64) {
         if self.by_id.contains_key(&job.id) || job.status.is_final() {
             return;
         }
-        let recovered = job.status == JobStatus::Running;
-        if recovered {
+        let mut logs = Vec::new();
+        if job.status == JobStatus::Running {
             // Cut off by a crash: that attempt counts, the job runs again.
             job.status = JobStatus::Ready;
-            job.last_error = Some("the process running this job stopped before it finished".into());
+            let message = "the process running this attempt stopped before it finished";
+            job.last_error = Some(message.into());
+            logs.push(self.line(job.attempts, message));
+        }
+        if origin == Origin::Kicked {
+            logs.push(self.line(job.attempts, "kicked"));
         }
         let task = self.task_slot(&job.task);
         let id = job.id;
         let slot = self.jobs.insert(job, task);
         self.by_id.insert(id, slot);
-        if recovered {
-            self.record(slot);
+        if !logs.is_empty() || origin == Origin::Kicked {
+            self.record(slot, logs);
+        }
+        if origin == Origin::Kicked {
+            self.emit_slot(slot, JobEventKind::Kicked);
         }
         self.schedule(slot, now);
     }
@@ -301,7 +383,10 @@ impl Supervisor {
     fn schedule(&mut self, slot: u32, now: u64) {
         let Some(e) = self.jobs.get(slot) else { return };
         let when = self.clock.tick_for(e.job.run_at);
-        if self.set_timer(slot, when, TimerKind::Due, now) {
+        // Ticks round up, so a job due a fraction of a millisecond ago can
+        // land one tick ahead: look at the exact time before waiting.
+        let due = when <= now || (when == now + 1 && e.job.run_at <= self.clock.now_utc());
+        if !due && self.set_timer(slot, when, TimerKind::Due, now) {
             let e = self.jobs.get_mut(slot).expect("present");
             e.state = State::Waiting;
             if e.job.status == JobStatus::Ready {
@@ -312,14 +397,15 @@ impl Supervisor {
         }
     }
 
+    fn expired(&self, job: &Job, now: u64) -> bool {
+        job.expires_at.is_some_and(|x| self.clock.tick_for(x) <= now)
+    }
+
     fn make_ready(&mut self, slot: u32, now: u64) {
-        let Some(e) = self.jobs.get_mut(slot) else { return };
-        if let Some(expires) = e.job.expires_at {
-            let tick = self.clock.tick_for(expires);
-            if tick <= now {
-                self.finalize(slot, JobStatus::Expired, None, Some("not started before it expired".into()));
-                return;
-            }
+        let Some(e) = self.jobs.get(slot) else { return };
+        if self.expired(&e.job, now) {
+            self.finalize(slot, JobStatus::Expired, None, Some(EXPIRED.into()), Vec::new());
+            return;
         }
         let e = self.jobs.get_mut(slot).expect("present");
         let changed = e.job.status != JobStatus::Ready;
@@ -327,7 +413,7 @@ impl Supervisor {
         e.state = State::Ready;
         let expires = e.job.expires_at;
         if changed {
-            self.record(slot);
+            self.record(slot, Vec::new());
         }
         self.enqueue(slot);
         if let Some(expires) = expires {
@@ -354,17 +440,53 @@ impl Supervisor {
         }
     }
 
-    /// Removes a job for good: records its final state and answers waiters.
-    fn finalize(&mut self, slot: u32, status: JobStatus, value: Option<serde_json::Value>, message: Option<String>) {
+    fn requeue(&mut self, parked: Vec<(u32, u32)>) {
+        for (slot, generation) in parked {
+            if self
+                .jobs
+                .get(slot)
+                .is_some_and(|e| e.generation == generation && e.state == State::Ready)
+            {
+                self.enqueue(slot);
+            }
+        }
+    }
+
+    /// Removes a job for good: records its final state, emits its final
+    /// event and answers waiters.
+    fn finalize(
+        &mut self,
+        slot: u32,
+        status: JobStatus,
+        value: Option<serde_json::Value>,
+        message: Option<String>,
+        mut logs: Vec<LogLine>,
+    ) {
+        debug_assert!(status.is_final());
         self.clear_timer(slot);
         let Some(mut e) = self.jobs.remove(slot) else { return };
-        debug_assert!(status.is_final());
         self.by_id.remove(&e.job.id);
+        let attempt = e.job.attempts;
+        logs.push(match (status, &message) {
+            (JobStatus::Completed, _) => self.line(attempt, "completed"),
+            (JobStatus::Cancelled, _) => self.line(attempt, "cancelled"),
+            (status, Some(m)) => self.line(attempt, format!("{status}: {m}")),
+            (status, None) => self.line(attempt, status.as_str()),
+        });
+        let kind = match status {
+            JobStatus::Completed => JobEventKind::Completed { value: value.clone() },
+            JobStatus::Buried => JobEventKind::Buried {
+                message: message.clone().unwrap_or_default(),
+            },
+            JobStatus::Expired => JobEventKind::Expired,
+            _ => JobEventKind::Cancelled,
+        };
         e.job.status = status;
         e.job.result = value;
         e.job.last_error = message;
         e.job.finished_at = Some(self.clock.now_utc());
-        self.writes.push(JobUpdate::of(&e.job, Vec::new()));
+        self.writes.push(JobUpdate::of(&e.job, logs));
+        self.emit(&e.job, e.task, kind);
         if !self.result_waiters.is_empty() {
             if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
                 let result = e.job.outcome().expect("final");
@@ -376,30 +498,41 @@ impl Supervisor {
     }
 
     /// A transient failure: retry after backoff, or bury when out of attempts.
-    fn fail_transient(&mut self, slot: u32, message: String, retry_after: Option<Duration>, now: u64) {
-        let Some(e) = self.jobs.get_mut(slot) else { return };
+    fn fail_transient(
+        &mut self,
+        slot: u32,
+        message: String,
+        retry_after: Option<Duration>,
+        now: u64,
+        mut logs: Vec<LogLine>,
+    ) {
+        let Some(e) = self.jobs.get(slot) else { return };
         let def = self.tasks[e.task as usize].def.clone();
+        let attempts = e.job.attempts;
         let max = e
             .job
             .max_attempts
             .or_else(|| def.as_ref().map(|d| d.retry.max_attempts))
             .unwrap_or(1);
-        if e.job.attempts >= max {
-            let message = format!("{message} (attempt {} of {max}, no attempts left)", e.job.attempts);
-            self.finalize(slot, JobStatus::Buried, None, Some(message));
+        if attempts >= max {
+            let message = format!("{message} (attempt {attempts} of {max}, no attempts left)");
+            self.finalize(slot, JobStatus::Buried, None, Some(message), logs);
             return;
         }
         let delay = retry_after.unwrap_or_else(|| {
-            def.map(|d| d.retry.backoff_jittered(e.job.attempts, fastrand::f64()))
+            def.map(|d| d.retry.backoff_jittered(attempts, fastrand::f64()))
                 .unwrap_or_default()
         });
         let run_at = self.clock.now_utc() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        logs.push(self.line(attempts, format!("failed: {message}; retrying in {delay:?}")));
+        let e = self.jobs.get_mut(slot).expect("present");
         e.job.status = JobStatus::Retrying;
         e.job.run_at = run_at;
         e.job.last_error = Some(message);
         e.state = State::Waiting;
         e.cancel = None;
-        self.record(slot);
+        self.record(slot, logs);
+        self.emit_slot(slot, JobEventKind::Retrying { run_at });
         let when = self.clock.tick_for(run_at);
         if !self.set_timer(slot, when, TimerKind::Due, now) {
             self.make_ready(slot, now);
@@ -414,13 +547,30 @@ impl Supervisor {
         }
         let now = self.clock.now_ms();
         for w in 0..self.workers.len() {
-            while self.workers[w].in_flight < self.workers[w].capacity && !self.workers[w].stopped {
-                let Some(slot) = self.next_for(w, now) else { break };
+            let mut found_none = false;
+            while self.workers[w].has_room() {
+                let Some(slot) = self.next_for(w, now) else {
+                    found_none = true;
+                    break;
+                };
                 self.start(w, slot, now);
             }
-            if !self.workers[w].outbox.is_empty() {
-                let batch = std::mem::take(&mut self.workers[w].outbox);
-                self.workers[w].addr.do_send(Run(batch));
+            let worker = &mut self.workers[w];
+            if !worker.outbox.is_empty() {
+                worker.idle = false;
+                let batch = std::mem::take(&mut worker.outbox);
+                worker.addr.do_send(Run(batch));
+            }
+            if let Some(batch) = worker.batch.as_mut() {
+                batch.nothing_ready = found_none;
+            }
+            if found_none && worker.in_flight == 0 && !worker.idle && !worker.stopped {
+                worker.idle = true;
+                if self.bus.is_active() {
+                    self.bus.queue(QueueEvent::Empty {
+                        tags: worker.tag_names.clone(),
+                    });
+                }
             }
         }
     }
@@ -438,8 +588,8 @@ impl Supervisor {
                     self.enqueue(key.slot);
                     continue;
                 }
-                if e.job.expires_at.is_some_and(|x| self.clock.tick_for(x) <= now) {
-                    self.finalize(key.slot, JobStatus::Expired, None, Some("not started before it expired".into()));
+                if self.expired(&e.job, now) {
+                    self.finalize(key.slot, JobStatus::Expired, None, Some(EXPIRED.into()), Vec::new());
                     continue;
                 }
                 return Some(key.slot);
@@ -450,11 +600,10 @@ impl Supervisor {
 
     fn start(&mut self, w: usize, slot: u32, now: u64) {
         let token = CancellationToken::new();
+        let line_at = self.clock.now_utc();
         let e = self.jobs.get_mut(slot).expect("next_for returned a live slot");
-        let def = self.tasks[e.task as usize]
-            .def
-            .clone()
-            .expect("only routed jobs are ready in a tag");
+        let task = &self.tasks[e.task as usize];
+        let def = task.def.clone().expect("only routed jobs are ready in a tag");
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w };
@@ -462,50 +611,96 @@ impl Supervisor {
         let dispatch = Dispatch {
             slot,
             action: def.action.clone(),
+            chain: task.chain.clone(),
             info: RunInfo {
                 id: e.job.id,
                 task: e.job.task.clone(),
+                tag: task.tag_name.clone(),
                 attempt: e.job.attempts,
                 reference: e.job.reference.clone(),
-                cancel: token,
+                shared: Arc::new(RunShared {
+                    cancel: token,
+                    journal: Default::default(),
+                    bus: self.bus.clone(),
+                    clock: self.clock,
+                }),
             },
             payload: e.job.payload.clone(),
         };
+        let attempt = e.job.attempts;
         if let Some(timeout) = def.timeout {
             let when = now + (timeout.as_millis() as u64).max(1);
             self.set_timer(slot, when, TimerKind::Deadline, now);
         } else {
             self.clear_timer(slot);
         }
-        self.record(slot);
+        self.record(slot, vec![LogLine::new(line_at, attempt, "started")]);
+        self.emit_slot(slot, JobEventKind::Started);
         let worker = &mut self.workers[w];
         worker.in_flight += 1;
+        if let Some(budget) = worker.batch.as_mut().and_then(|b| b.budget.as_mut()) {
+            *budget -= 1;
+        }
         worker.outbox.push(dispatch);
     }
 
     fn on_report(&mut self, worker: usize, report: Report, now: u64) {
         if let Some(w) = self.workers.get_mut(worker) {
-            w.in_flight -= 1;
+            w.in_flight = w.in_flight.saturating_sub(1);
+            if let Some(b) = w.batch.as_mut() {
+                b.ran += 1;
+            }
         }
-        let Some(e) = self.jobs.get(report.slot) else { return };
-        if e.state != (State::Running { worker }) || e.job.attempts != report.attempt {
-            return; // cancelled or timed out earlier: already decided
+        let Some(e) = self.jobs.get_mut(report.slot) else { return };
+        if e.job.attempts != report.attempt {
+            return;
+        }
+        let mut journal = report.journal;
+        if e.state != (State::Running { worker }) {
+            // Cancelled or timed out earlier and already decided: keep what
+            // the run wrote, if the job is still here.
+            if !journal.logs.is_empty() || journal.progress.is_some() {
+                if journal.progress.is_some() {
+                    e.job.progress = journal.progress;
+                }
+                self.record(report.slot, journal.logs);
+            }
+            return;
+        }
+        if journal.progress.is_some() {
+            e.job.progress = journal.progress;
         }
         if let Some(d) = self.draining.as_mut() {
             d.finished += 1;
         }
+        let logs = std::mem::take(&mut journal.logs);
         match report.outcome {
-            Outcome::Completed(value) => self.finalize(report.slot, JobStatus::Completed, value, None),
-            Outcome::Failed(err) => match err.kind {
-                crate::error::JobErrorKind::Fatal => {
-                    self.finalize(report.slot, JobStatus::Buried, None, Some(err.message))
+            Outcome::Completed(value) => self.finalize(report.slot, JobStatus::Completed, value, None, logs),
+            Outcome::Failed(err) => {
+                self.emit_slot(
+                    report.slot,
+                    JobEventKind::Failed {
+                        message: err.message.clone(),
+                    },
+                );
+                match err.kind {
+                    JobErrorKind::Fatal => {
+                        self.finalize(report.slot, JobStatus::Buried, None, Some(err.message), logs)
+                    }
+                    JobErrorKind::Transient => self.fail_transient(report.slot, err.message, None, now, logs),
+                    JobErrorKind::RetryAfter(d) => self.fail_transient(report.slot, err.message, Some(d), now, logs),
                 }
-                crate::error::JobErrorKind::Transient => self.fail_transient(report.slot, err.message, None, now),
-                crate::error::JobErrorKind::RetryAfter(d) => {
-                    self.fail_transient(report.slot, err.message, Some(d), now)
-                }
-            },
-            Outcome::Panicked(msg) => self.fail_transient(report.slot, format!("the handler panicked: {msg}"), None, now),
+            }
+            Outcome::Panicked(msg) => {
+                let message = format!("the handler panicked: {msg}");
+                self.emit_slot(
+                    report.slot,
+                    JobEventKind::Failed {
+                        message: message.clone(),
+                    },
+                );
+                self.fail_transient(report.slot, message, None, now, logs)
+            }
             Outcome::Aborted => {
                 // Only the supervisor fires the signal, and it decides first.
                 tracing::debug!(slot = report.slot, "aborted run reported without a decision");
@@ -525,7 +720,7 @@ impl Supervisor {
             match (timer.kind, e.state) {
                 (TimerKind::Due, State::Waiting) => self.make_ready(timer.slot, now),
                 (TimerKind::Expire, State::Ready) => {
-                    self.finalize(timer.slot, JobStatus::Expired, None, Some("not started before it expired".into()))
+                    self.finalize(timer.slot, JobStatus::Expired, None, Some(EXPIRED.into()), Vec::new())
                 }
                 (TimerKind::Deadline, State::Running { .. }) => {
                     if let Some(token) = e.cancel.take() {
@@ -533,7 +728,8 @@ impl Supervisor {
                     }
                     let timeout = self.tasks[e.task as usize].def.as_ref().and_then(|d| d.timeout);
                     let message = format!("timed out after {:?}", timeout.unwrap_or_default());
-                    self.fail_transient(timer.slot, message, None, now);
+                    self.emit_slot(timer.slot, JobEventKind::TimedOut);
+                    self.fail_transient(timer.slot, message, None, now, Vec::new());
                 }
                 _ => {}
             }
@@ -544,6 +740,7 @@ impl Supervisor {
     /// Runs after every message: dispatch, flush writes, arm the timer.
     fn settle(&mut self, ctx: &mut Context<Self>) {
         self.dispatch();
+        self.finish_batches();
         self.flush(ctx);
         self.arm(ctx);
         self.check_drained(ctx);
@@ -601,6 +798,9 @@ impl Supervisor {
                 }
                 Err(err) => {
                     tracing::error!(error = %err, updates = batch.len(), "recording job state failed; retrying");
+                    act.bus.queue(QueueEvent::Error {
+                        message: format!("recording {} job state changes failed, will retry: {err}", batch.len()),
+                    });
                     let mut retry = batch;
                     retry.append(&mut act.writes);
                     act.writes = retry;
@@ -635,8 +835,11 @@ impl Supervisor {
                 aborted: std::mem::take(&mut drain.aborted),
                 left_pending: self.by_id.len(),
             };
-            for w in &self.workers {
+            for w in &mut self.workers {
                 w.addr.do_send(Stop);
+                if let Some(reply) = w.batch.as_mut().and_then(|b| b.reply.take()) {
+                    let _ = reply.send(w.batch.as_ref().map_or(0, |b| b.ran));
+                }
             }
             if let Some(reply) = drain.reply.take() {
                 let _ = reply.send(report);
@@ -655,6 +858,7 @@ impl Supervisor {
             .collect();
         for slot in running {
             self.clear_timer(slot);
+            let line = self.line(0, "aborted at shutdown");
             let Some(e) = self.jobs.get_mut(slot) else { continue };
             if let Some(token) = e.cancel.take() {
                 token.cancel();
@@ -663,7 +867,11 @@ impl Supervisor {
             e.job.last_error = Some("aborted at shutdown".into());
             e.state = State::Ready;
             let id = e.job.id;
-            self.record(slot);
+            let line = LogLine {
+                attempt: e.job.attempts,
+                ..line
+            };
+            self.record(slot, vec![line]);
             if let Some(d) = self.draining.as_mut() {
                 d.aborted.push(id);
             }
@@ -671,213 +879,22 @@ impl Supervisor {
     }
 }
 
+impl WorkerSlot {
+    fn has_room(&self) -> bool {
+        if self.stopped || self.in_flight >= self.capacity {
+            return false;
+        }
+        match &self.batch {
+            Some(b) => !b.time_up && b.budget != Some(0),
+            None => true,
+        }
+    }
+}
+
 impl Actor for Supervisor {
     type Context = Context<Self>;
-}
 
-/// Jobs to take in (new, loaded at start, or kicked).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Admit {
-    pub(crate) jobs: Vec<Job>,
-    /// Record their current state (kicked jobs): the store has an older one.
-    pub(crate) record: bool,
-}
-
-impl Handler<Admit> for Supervisor {
-    type Result = ();
-    fn handle(&mut self, msg: Admit, ctx: &mut Self::Context) {
-        let now = self.clock.now_ms();
-        for job in msg.jobs {
-            let id = job.id;
-            self.admit(job, now);
-            if msg.record {
-                if let Some(&slot) = self.by_id.get(&id) {
-                    self.record(slot);
-                }
-            }
-        }
-        self.settle(ctx);
-    }
-}
-
-/// A task was defined in this process: route its jobs.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct DefineTask(pub(crate) Arc<TaskDef>);
-
-impl Handler<DefineTask> for Supervisor {
-    type Result = ();
-    fn handle(&mut self, msg: DefineTask, ctx: &mut Self::Context) {
-        let def = msg.0;
-        let tag = self.tag_slot(&def.tag);
-        let task = self.task_slot(&def.name);
-        let slot = &mut self.tasks[task as usize];
-        slot.def = Some(def);
-        slot.tag = Some(tag);
-        if !slot.suspended {
-            let parked = std::mem::take(&mut slot.parked);
-            self.requeue(parked);
-        }
-        self.settle(ctx);
-    }
-}
-
-impl Supervisor {
-    fn requeue(&mut self, parked: Vec<(u32, u32)>) {
-        for (slot, generation) in parked {
-            if self
-                .jobs
-                .get(slot)
-                .is_some_and(|e| e.generation == generation && e.state == State::Ready)
-            {
-                self.enqueue(slot);
-            }
-        }
-    }
-}
-
-/// Starts a worker serving `tags`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct StartWorker {
-    pub(crate) index: usize,
-    pub(crate) tags: Vec<String>,
-    pub(crate) concurrency: usize,
-}
-
-impl Handler<StartWorker> for Supervisor {
-    type Result = ();
-    fn handle(&mut self, msg: StartWorker, ctx: &mut Self::Context) {
-        let tags = msg.tags.iter().map(|t| self.tag_slot(t)).collect();
-        let addr = Worker::new(msg.index, ctx.address()).start();
-        debug_assert_eq!(msg.index, self.workers.len());
-        self.workers.push(WorkerSlot {
-            addr,
-            tags,
-            capacity: msg.concurrency.max(1),
-            in_flight: 0,
-            outbox: Vec::new(),
-            stopped: false,
-        });
-        self.settle(ctx);
-    }
-}
-
-impl Handler<Finished> for Supervisor {
-    type Result = ();
-    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
-        let now = self.clock.now_ms();
-        for report in msg.reports {
-            self.on_report(msg.worker, report, now);
-        }
-        self.settle(ctx);
-    }
-}
-
-/// What [`Cancel`] found.
-#[derive(Debug)]
-pub(crate) enum CancelReply {
-    Cancelled,
-    /// Not pending in this process: look in the store.
-    NotHere,
-}
-
-/// Cancels a pending job, signalling it if it runs.
-#[derive(Message)]
-#[rtype(result = "CancelReply")]
-pub(crate) struct Cancel(pub(crate) JobId);
-
-impl Handler<Cancel> for Supervisor {
-    type Result = MessageResult<Cancel>;
-    fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) -> Self::Result {
-        let Some(&slot) = self.by_id.get(&msg.0) else {
-            return MessageResult(CancelReply::NotHere);
-        };
-        if let Some(token) = self.jobs.get_mut(slot).and_then(|e| e.cancel.take()) {
-            token.cancel();
-        }
-        self.finalize(slot, JobStatus::Cancelled, None, Some("cancelled".into()));
-        self.settle(ctx);
-        MessageResult(CancelReply::Cancelled)
-    }
-}
-
-/// What [`WaitResult`] found.
-#[derive(Debug)]
-pub(crate) enum WaitReply {
-    /// Pending here: the result arrives on this channel.
-    Pending(oneshot::Receiver<JobResult>),
-    /// Not pending here; the store has its state once this resolves.
-    Stored(oneshot::Receiver<()>),
-}
-
-/// Asks for a job's result.
-#[derive(Message)]
-#[rtype(result = "WaitReply")]
-pub(crate) struct WaitResult(pub(crate) JobId);
-
-impl Handler<WaitResult> for Supervisor {
-    type Result = MessageResult<WaitResult>;
-    fn handle(&mut self, msg: WaitResult, ctx: &mut Self::Context) -> Self::Result {
-        if self.by_id.contains_key(&msg.0) {
-            let (tx, rx) = oneshot::channel();
-            self.result_waiters.entry(msg.0).or_default().push(tx);
-            return MessageResult(WaitReply::Pending(rx));
-        }
-        let (tx, rx) = oneshot::channel();
-        self.barrier_next.push(tx);
-        self.flush(ctx);
-        MessageResult(WaitReply::Stored(rx))
-    }
-}
-
-/// Waits until every state change made so far is in the store.
-#[derive(Message)]
-#[rtype(result = "oneshot::Receiver<()>")]
-pub(crate) struct Barrier;
-
-impl Handler<Barrier> for Supervisor {
-    type Result = MessageResult<Barrier>;
-    fn handle(&mut self, _: Barrier, ctx: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.barrier_next.push(tx);
-        self.flush(ctx);
-        MessageResult(rx)
-    }
-}
-
-/// Stops dispatching, waits for running jobs up to a deadline, then stops.
-#[derive(Message)]
-#[rtype(result = "oneshot::Receiver<ShutdownReport>")]
-pub(crate) struct Shutdown {
-    pub(crate) grace: Duration,
-}
-
-impl Handler<Shutdown> for Supervisor {
-    type Result = MessageResult<Shutdown>;
-    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        if self.draining.is_some() {
-            // Already draining: the first caller gets the report.
-            drop(tx);
-            return MessageResult(rx);
-        }
-        self.draining = Some(Drain {
-            reply: Some(tx),
-            finished: 0,
-            aborted: Vec::new(),
-        });
-        ctx.run_later(msg.grace, |act, ctx| {
-            act.abort_running();
-            for w in &mut act.workers {
-                // Their aborted runs will not be reported back in time to matter.
-                w.in_flight = 0;
-                w.stopped = true;
-            }
-            act.settle(ctx);
-        });
-        self.settle(ctx);
-        MessageResult(rx)
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.start_retention(ctx);
     }
 }

@@ -1,0 +1,362 @@
+//! Administrative operations on a queue: fetch, stats, clean, kick by task,
+//! suspend/resume, delete-matching and batch runs.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::duration::IntoDuration;
+use crate::error::Error;
+use crate::job::{Job, JobStatus};
+use crate::queue::Queue;
+use crate::scheduler::supervisor::{DeleteMatching, RunJobs, Suspend};
+use crate::store::{JobDelete, JobQuery, StatusCount};
+
+/// Counts of jobs by task and status, and how many events subscribers missed.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// use kessel::JobStatus;
+/// let queue = kessel::Queue::new();
+/// queue.create("report", ()).await?;
+/// queue.create("report", ()).delay("1h").await?;
+/// let stats = queue.stats().await?;
+/// assert_eq!(stats.count("report", JobStatus::Ready), 1);
+/// assert_eq!(stats.count("report", JobStatus::Scheduled), 1);
+/// assert_eq!(stats.total(JobStatus::Completed), 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Non-zero counts by task and status.
+    pub counts: Vec<StatusCount>,
+    /// Events dropped because subscribers lagged.
+    pub events_missed: u64,
+}
+
+impl Stats {
+    /// Jobs of `task` in `status`.
+    pub fn count(&self, task: &str, status: JobStatus) -> u64 {
+        self.counts
+            .iter()
+            .filter(|c| c.task == task && c.status == status)
+            .map(|c| c.count)
+            .sum()
+    }
+
+    /// Jobs in `status`, over all tasks.
+    pub fn total(&self, status: JobStatus) -> u64 {
+        self.counts.iter().filter(|c| c.status == status).map(|c| c.count).sum()
+    }
+}
+
+/// What [`Queue::clean`] removes. By default completed jobs of every tag,
+/// whatever their age (kinetik's `clean`).
+///
+/// # Examples
+///
+/// ```
+/// use kessel::{Clean, JobStatus};
+/// let old_failures = Clean::statuses([JobStatus::Buried, JobStatus::Expired])
+///     .tags(["reports"])
+///     .older_than("7d");
+/// # let _ = old_failures;
+/// ```
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Clean {
+    tags: Vec<String>,
+    statuses: Vec<JobStatus>,
+    older_than: Option<Duration>,
+    error: Option<Error>,
+}
+
+impl Clean {
+    /// Completed jobs.
+    pub fn completed() -> Self {
+        Clean::default()
+    }
+
+    /// Jobs in these final statuses.
+    pub fn statuses(statuses: impl IntoIterator<Item = JobStatus>) -> Self {
+        Clean {
+            statuses: statuses.into_iter().collect(),
+            ..Clean::default()
+        }
+    }
+
+    /// Only jobs of tasks with these tags (as defined in this process).
+    pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only jobs that finished longer ago than `age`.
+    pub fn older_than(mut self, age: impl IntoDuration) -> Self {
+        match age.into_duration() {
+            Ok(d) => self.older_than = Some(d),
+            Err(e) => self.error = Some(e.into()),
+        }
+        self
+    }
+}
+
+impl Queue {
+    fn tasks_tagged(&self, tags: &[String]) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .tasks
+            .iter()
+            .filter(|t| tags.contains(&t.tag))
+            .map(|t| t.key().clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Jobs matching `query`, with their logs: by status, task, tag (of the
+    /// tasks defined in this process), reference and creation time; paged;
+    /// newest or oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{store::{JobQuery, Order}, JobStatus};
+    /// let queue = kessel::Queue::new();
+    /// for n in 0..5 { queue.create("report", n).reference(format!("r{n}")).await?; }
+    /// let page = queue.fetch(JobQuery::default().task("report").order(Order::OldestFirst).limit(2).offset(1)).await?;
+    /// let refs: Vec<_> = page.iter().map(|j| j.reference.clone().unwrap()).collect();
+    /// assert_eq!(refs, ["r1", "r2"]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn fetch(&self, mut query: JobQuery) -> Result<Vec<Job>, Error> {
+        if !query.tags.is_empty() {
+            let tagged = self.tasks_tagged(&query.tags);
+            if tagged.is_empty() {
+                return Ok(Vec::new());
+            }
+            query.tasks = if query.tasks.is_empty() {
+                tagged
+            } else {
+                query.tasks.into_iter().filter(|t| tagged.contains(t)).collect()
+            };
+            if query.tasks.is_empty() {
+                return Ok(Vec::new());
+            }
+            query.tags.clear();
+        }
+        self.barrier().await;
+        Ok(self.inner.store.jobs_query(&query).await?)
+    }
+
+    /// Counts of jobs by task and status.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        self.barrier().await;
+        Ok(Stats {
+            counts: self.inner.store.jobs_count().await?,
+            events_missed: self.inner.bus.missed(),
+        })
+    }
+
+    /// Removes final jobs and their logs; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a status that is not final;
+    /// [`Error::InvalidDuration`]; [`Error::Store`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let removed = queue.clean(kessel::Clean::completed().older_than("1h")).await?;
+    /// assert_eq!(removed, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn clean(&self, clean: Clean) -> Result<u64, Error> {
+        if let Some(err) = clean.error {
+            return Err(err);
+        }
+        let statuses = if clean.statuses.is_empty() {
+            vec![JobStatus::Completed]
+        } else {
+            clean.statuses
+        };
+        if let Some(s) = statuses.iter().find(|s| !s.is_final()) {
+            return Err(Error::InvalidInput {
+                field: "status",
+                reason: format!("only final jobs can be cleaned, not {s} ones"),
+            });
+        }
+        let tasks = if clean.tags.is_empty() {
+            Vec::new()
+        } else {
+            let tasks = self.tasks_tagged(&clean.tags);
+            if tasks.is_empty() {
+                return Ok(0);
+            }
+            tasks
+        };
+        let finished_before = clean
+            .older_than
+            .map(|age| self.now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX));
+        self.barrier().await;
+        Ok(self
+            .inner
+            .store
+            .jobs_delete(&JobDelete {
+                statuses,
+                tasks,
+                finished_before,
+                limit: None,
+            })
+            .await?)
+    }
+
+    /// Kicks up to `limit` buried jobs of `task`, oldest first; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]; [`Error::ShutDown`].
+    pub async fn kick_task(&self, task: &str, limit: usize) -> Result<usize, Error> {
+        let buried = self
+            .fetch(
+                JobQuery::default()
+                    .task(task)
+                    .status(JobStatus::Buried)
+                    .order(crate::store::Order::OldestFirst)
+                    .limit(limit),
+            )
+            .await?;
+        let mut kicked = 0;
+        for job in buried {
+            match self.kick(job.id).await {
+                Ok(()) => kicked += 1,
+                Err(Error::WrongState { .. }) => {} // kicked meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(kicked)
+    }
+
+    /// Stops dispatching `task`'s jobs: they stay queued, their delays keep
+    /// running, and nothing of theirs starts until [`Queue::resume`].
+    /// Running jobs are not touched.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`].
+    pub async fn suspend(&self, task: &str) -> Result<(), Error> {
+        self.set_suspended(task, true).await
+    }
+
+    /// Resumes dispatching `task`'s jobs; what is due runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`].
+    pub async fn resume(&self, task: &str) -> Result<(), Error> {
+        self.set_suspended(task, false).await
+    }
+
+    async fn set_suspended(&self, task: &str, suspended: bool) -> Result<(), Error> {
+        self.inner
+            .supervisor
+            .send(Suspend {
+                task: task.into(),
+                suspended,
+            })
+            .await
+            .map_err(|_| Error::ShutDown)
+    }
+
+    /// Removes the queued (not running) jobs of `task` whose payload, as
+    /// JSON text, matches the regular expression `pattern`; returns how
+    /// many. Removed jobs end as cancelled, with the message
+    /// `deleted by delete_matching`, so they are counted like every other
+    /// job and can be cleaned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] naming the pattern when it is not a valid
+    /// regular expression; [`Error::ShutDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.create("email", serde_json::json!({"to": "spam@example.com"})).await?;
+    /// queue.create("email", serde_json::json!({"to": "ford@example.com"})).await?;
+    /// assert_eq!(queue.delete_matching("email", "spam@").await?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete_matching(&self, task: &str, pattern: &str) -> Result<usize, Error> {
+        let pattern = Regex::new(pattern).map_err(|e| Error::InvalidInput {
+            field: "pattern",
+            reason: format!("`{pattern}` is not a valid regular expression: {e}"),
+        })?;
+        self.inner
+            .supervisor
+            .send(DeleteMatching {
+                task: task.to_owned(),
+                pattern,
+            })
+            .await
+            .map_err(|_| Error::ShutDown)
+    }
+
+    /// Runs due jobs of every task defined in this process, one at a time
+    /// on a temporary worker, until `count_limit` jobs ran (`None`: no
+    /// limit) or `time_limit` passed; returns how many ran. With no time
+    /// limit (or zero) it runs only what is ready now and returns when none
+    /// is left; with one it also waits for jobs that become due. For tests,
+    /// scripts and cron-driven batch runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.define("tick").action(|_: kessel::JobContext<()>| async { Ok::<_, kessel::JobError>(()) })?;
+    /// for _ in 0..5 { queue.create("tick", ()).await?; }
+    /// assert_eq!(queue.run_jobs(Some(3), None).await?, 3);
+    /// assert_eq!(queue.run_jobs(None, None).await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_jobs(&self, count_limit: Option<usize>, time_limit: Option<Duration>) -> Result<usize, Error> {
+        let mut tags: Vec<String> = self.inner.tasks.iter().map(|t| t.tag.clone()).collect();
+        tags.sort();
+        tags.dedup();
+        if tags.is_empty() || count_limit == Some(0) {
+            return Ok(0);
+        }
+        let rx = self
+            .inner
+            .supervisor
+            .send(RunJobs {
+                tags,
+                count: count_limit,
+                time: time_limit,
+            })
+            .await
+            .map_err(|_| Error::ShutDown)?;
+        rx.await.map_err(|_| Error::ShutDown)
+    }
+}

@@ -1,0 +1,436 @@
+//! Events: what happens to jobs and to the queue, delivered to subscribers.
+//!
+//! Subscribe queue-wide, per task or per job, as a [`futures::Stream`]
+//! ([`Queue::events`](crate::Queue::events)) or as an actix
+//! `Recipient<Event>` ([`Queue::subscribe`](crate::Queue::subscribe)).
+//!
+//! Delivery never blocks the scheduler: each subscriber has a bounded
+//! buffer. When it is full the event is dropped for that subscriber, counted
+//! (see [`Queue::events_missed`](crate::Queue::events_missed)), and the
+//! subscriber receives [`Event::Lagged`] with the number it missed as soon as
+//! it has room again, before any newer event.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::job::{JobId, LogLine, Progress};
+
+/// What happened to a job.
+///
+/// For one job the kinds come in this order: `Created`, then `Scheduled`
+/// when it was created with a delay; per attempt `Started`, any number of
+/// `Progress` and `Log`, then one of `Completed`, `Failed` or `TimedOut`; after
+/// a `Failed` or `TimedOut`, either `Retrying` (attempts left) or `Buried`.
+/// `Expired` and `Cancelled` end a job that did not complete; `Kicked`
+/// brings a buried job back. `Completed`, `Buried`, `Expired` and
+/// `Cancelled` are final: exactly one of them ends each job's run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum JobEventKind {
+    /// The job was stored.
+    Created,
+    /// It waits for its `run_at`.
+    Scheduled {
+        /// When it becomes due.
+        run_at: DateTime<Utc>,
+    },
+    /// An attempt started.
+    Started,
+    /// The handler reported progress.
+    Progress(Progress),
+    /// The handler wrote a line to the job's log. (The lines kessel writes
+    /// itself, at creation and each attempt's start and end, are stored
+    /// with the job but not sent as events: the state events say the same.)
+    Log(LogLine),
+    /// The handler succeeded.
+    Completed {
+        /// What it returned.
+        value: Option<serde_json::Value>,
+    },
+    /// The attempt failed (an error or a panic).
+    Failed {
+        /// Why.
+        message: String,
+    },
+    /// The attempt ran past the task's timeout.
+    TimedOut,
+    /// It will be retried after a backoff.
+    Retrying {
+        /// When the next attempt may start.
+        run_at: DateTime<Utc>,
+    },
+    /// It failed for good and waits to be kicked or cleaned.
+    Buried {
+        /// Why.
+        message: String,
+    },
+    /// It was not started before its expiration.
+    Expired,
+    /// It was cancelled.
+    Cancelled,
+    /// A buried job was returned to ready.
+    Kicked,
+}
+
+impl JobEventKind {
+    /// The kind's name as written in JSON (`"timed-out"`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobEventKind::Created => "created",
+            JobEventKind::Scheduled { .. } => "scheduled",
+            JobEventKind::Started => "started",
+            JobEventKind::Progress(_) => "progress",
+            JobEventKind::Log(_) => "log",
+            JobEventKind::Completed { .. } => "completed",
+            JobEventKind::Failed { .. } => "failed",
+            JobEventKind::TimedOut => "timed-out",
+            JobEventKind::Retrying { .. } => "retrying",
+            JobEventKind::Buried { .. } => "buried",
+            JobEventKind::Expired => "expired",
+            JobEventKind::Cancelled => "cancelled",
+            JobEventKind::Kicked => "kicked",
+        }
+    }
+
+    /// Whether this kind ends the job.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            JobEventKind::Completed { .. } | JobEventKind::Buried { .. } | JobEventKind::Expired | JobEventKind::Cancelled
+        )
+    }
+}
+
+/// One thing that happened to one job.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// use futures::StreamExt;
+/// use kessel::{event::{Event, JobEventKind}, JobContext, JobError};
+///
+/// let queue = kessel::Queue::new();
+/// let mut events = queue.events(kessel::event::Filter::Task("hello".into()));
+/// queue.define("hello").action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+/// queue.process(["default"]).start()?;
+/// queue.create("hello", ()).await?;
+/// let mut kinds = Vec::new();
+/// while let Some(Event::Job(e)) = events.next().await {
+///     kinds.push(e.kind.name());
+///     if e.kind.is_final() { break; }
+/// }
+/// assert_eq!(kinds, ["created", "started", "completed"]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobEvent {
+    /// The job.
+    pub id: JobId,
+    /// Its task.
+    pub task: Arc<str>,
+    /// Its task's tag, when the task is defined in this process.
+    pub tag: Option<Arc<str>>,
+    /// The attempt (0 before the first).
+    pub attempt: u32,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: JobEventKind,
+}
+
+/// Something that happened to the queue rather than to one job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum QueueEvent {
+    /// A task was defined in this process.
+    TaskDefined {
+        /// The task's name.
+        task: String,
+        /// Its tag.
+        tag: String,
+    },
+    /// Every job created so far through this queue is stored.
+    Drained,
+    /// A worker found all of its tags empty.
+    Empty {
+        /// The worker's tags.
+        tags: Vec<String>,
+    },
+    /// A store or internal error, with its cause.
+    Error {
+        /// What failed and why.
+        message: String,
+    },
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq, Serialize, Message)]
+#[rtype(result = "()")]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// Something happened to a job.
+    Job(JobEvent),
+    /// Something happened to the queue.
+    Queue(QueueEvent),
+    /// This subscriber's buffer was full and it missed this many events.
+    Lagged {
+        /// How many events were dropped for this subscriber.
+        missed: u64,
+    },
+}
+
+/// Which events a subscription receives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Filter {
+    /// Every job event and every queue event.
+    All,
+    /// Events of one task's jobs.
+    Task(String),
+    /// Events of one job.
+    Job(JobId),
+}
+
+/// The default number of events buffered per subscriber.
+pub const DEFAULT_BUFFER: usize = 1024;
+
+enum Sink {
+    Channel(mpsc::Sender<Event>),
+    Actor(Recipient<Event>),
+}
+
+struct Subscriber {
+    id: u64,
+    sink: Sink,
+    missed: u64,
+}
+
+enum Delivery {
+    Sent,
+    Full,
+    Closed,
+}
+
+impl Subscriber {
+    fn try_send(&self, event: Event) -> Delivery {
+        match &self.sink {
+            Sink::Channel(tx) => match tx.try_send(event) {
+                Ok(()) => Delivery::Sent,
+                Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+                Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Closed,
+            },
+            Sink::Actor(r) => match r.try_send(event) {
+                Ok(()) => Delivery::Sent,
+                Err(SendError::Full(_)) => Delivery::Full,
+                Err(SendError::Closed(_)) => Delivery::Closed,
+            },
+        }
+    }
+
+    /// Delivers `event`, after the lag marker if one is owed. Returns false
+    /// when the subscriber is gone.
+    fn deliver(&mut self, event: &Event, total_missed: &AtomicU64) -> bool {
+        if self.missed > 0 {
+            match self.try_send(Event::Lagged { missed: self.missed }) {
+                Delivery::Sent => self.missed = 0,
+                Delivery::Full => {
+                    self.missed += 1;
+                    total_missed.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Delivery::Closed => return false,
+            }
+        }
+        match self.try_send(event.clone()) {
+            Delivery::Sent => true,
+            Delivery::Full => {
+                self.missed += 1;
+                total_missed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Delivery::Closed => false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Subscribers {
+    all: Vec<Subscriber>,
+    by_task: HashMap<String, Vec<Subscriber>>,
+    by_job: HashMap<JobId, Vec<Subscriber>>,
+}
+
+/// The queue's event hub, shared by the queue handle, the supervisor and
+/// running jobs.
+#[derive(Default)]
+pub(crate) struct EventBus {
+    subscribers: Mutex<Subscribers>,
+    count: AtomicUsize,
+    next_id: AtomicU64,
+    missed: AtomicU64,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("subscribers", &self.count.load(Ordering::Relaxed))
+            .field("missed", &self.missed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn deliver_all(list: &mut Vec<Subscriber>, event: &Event, missed: &AtomicU64) -> usize {
+    let before = list.len();
+    list.retain_mut(|s| s.deliver(event, missed));
+    before - list.len()
+}
+
+impl EventBus {
+    /// Whether anyone listens: the supervisor skips building events if not.
+    #[inline]
+    pub(crate) fn is_active(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, filter: Filter, sink: Sink) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let sub = Subscriber { id, sink, missed: 0 };
+        let mut subs = self.subscribers.lock();
+        match filter {
+            Filter::All => subs.all.push(sub),
+            Filter::Task(t) => subs.by_task.entry(t).or_default().push(sub),
+            Filter::Job(j) => subs.by_job.entry(j).or_default().push(sub),
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        id
+    }
+
+    pub(crate) fn stream(self: &Arc<Self>, filter: Filter, buffer: usize) -> EventStream {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        self.add(filter, Sink::Channel(tx));
+        EventStream { rx }
+    }
+
+    pub(crate) fn recipient(self: &Arc<Self>, filter: Filter, recipient: Recipient<Event>) -> Subscription {
+        let id = self.add(filter.clone(), Sink::Actor(recipient));
+        Subscription {
+            bus: Arc::downgrade(self),
+            filter,
+            id,
+        }
+    }
+
+    fn remove(&self, filter: &Filter, id: u64) {
+        let mut subs = self.subscribers.lock();
+        let list = match filter {
+            Filter::All => Some(&mut subs.all),
+            Filter::Task(t) => subs.by_task.get_mut(t),
+            Filter::Job(j) => subs.by_job.get_mut(j),
+        };
+        if let Some(list) = list {
+            let before = list.len();
+            list.retain(|s| s.id != id);
+            self.count.fetch_sub(before - list.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a job event to the queue-wide, task and job subscribers.
+    pub(crate) fn job(&self, event: JobEvent) {
+        if !self.is_active() {
+            return;
+        }
+        let last = event.kind.is_final();
+        let id = event.id;
+        let task = event.task.clone();
+        let event = Event::Job(event);
+        let mut subs = self.subscribers.lock();
+        let mut gone = deliver_all(&mut subs.all, &event, &self.missed);
+        if let Some(list) = subs.by_task.get_mut(&*task) {
+            gone += deliver_all(list, &event, &self.missed);
+            if list.is_empty() {
+                subs.by_task.remove(&*task);
+            }
+        }
+        if let Some(list) = subs.by_job.get_mut(&id) {
+            gone += deliver_all(list, &event, &self.missed);
+            if last || list.is_empty() {
+                // The job is over: its subscriptions end with it.
+                gone += subs.by_job.remove(&id).map_or(0, |l| l.len());
+            }
+        }
+        if gone > 0 {
+            self.count.fetch_sub(gone, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a queue event to the queue-wide subscribers.
+    pub(crate) fn queue(&self, event: QueueEvent) {
+        if !self.is_active() {
+            return;
+        }
+        let event = Event::Queue(event);
+        let mut subs = self.subscribers.lock();
+        let gone = deliver_all(&mut subs.all, &event, &self.missed);
+        if gone > 0 {
+            self.count.fetch_sub(gone, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A stream of [`Event`]s; dropping it unsubscribes.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() {
+/// let queue = kessel::Queue::new();
+/// let events = queue.events(kessel::event::Filter::All);
+/// drop(events); // unsubscribed
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl futures::Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// An actix subscription; dropping it unsubscribes. A recipient whose actor
+/// stopped is unsubscribed at the next event.
+#[derive(Debug)]
+#[must_use = "dropping the subscription unsubscribes"]
+pub struct Subscription {
+    bus: std::sync::Weak<EventBus>,
+    filter: Filter,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(bus) = self.bus.upgrade() {
+            bus.remove(&self.filter, self.id);
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Administrative messages: suspend/resume, delete-matching, batch runs,
+//! middleware, and the retention of completed jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use regex::Regex;
+use tokio::sync::oneshot;
+
+use super::{Batch, State, Supervisor};
+use crate::event::QueueEvent;
+use crate::job::JobStatus;
+use crate::middleware::Middleware;
+use crate::scheduler::worker::Stop;
+use crate::store::JobDelete;
+
+/// How long completed jobs are kept. Buried, expired and cancelled jobs are
+/// kept until cleaned ([`Queue::clean`](crate::Queue::clean)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let keep_an_hour = kessel::Retention {
+///     completed_max_age: Some(Duration::from_secs(3600)),
+///     ..Default::default()
+/// };
+/// assert_eq!(keep_an_hour.completed_max_count, Some(100_000));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Completed jobs older than this are removed (default 24 h).
+    pub completed_max_age: Option<Duration>,
+    /// At most this many completed jobs are kept, newest first (default 100,000).
+    pub completed_max_count: Option<usize>,
+    /// How often pruning runs (default every minute).
+    pub interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            completed_max_age: Some(Duration::from_secs(24 * 3600)),
+            completed_max_count: Some(100_000),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retention {
+    /// Keeps completed jobs until cleaned by hand.
+    pub fn keep_all() -> Self {
+        Retention {
+            completed_max_age: None,
+            completed_max_count: None,
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Supervisor {
+    pub(super) fn start_retention(&mut self, ctx: &mut Context<Self>) {
+        if self.retention.completed_max_age.is_none() && self.retention.completed_max_count.is_none() {
+            return;
+        }
+        ctx.run_interval(self.retention.interval.max(Duration::from_millis(1)), |act, ctx| act.prune(ctx));
+    }
+
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        if self.pruning {
+            return;
+        }
+        self.pruning = true;
+        let store = self.store.clone();
+        let retention = self.retention.clone();
+        let now = self.clock.now_utc();
+        let fut = async move {
+            let mut removed = 0;
+            if let Some(age) = retention.completed_max_age {
+                let cutoff = now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+                removed += store
+                    .jobs_delete(&JobDelete {
+                        statuses: vec![JobStatus::Completed],
+                        tasks: Vec::new(),
+                        finished_before: Some(cutoff),
+                        limit: None,
+                    })
+                    .await?;
+            }
+            if let Some(max) = retention.completed_max_count {
+                let completed: u64 = store
+                    .jobs_count()
+                    .await?
+                    .iter()
+                    .filter(|c| c.status == JobStatus::Completed)
+                    .map(|c| c.count)
+                    .sum();
+                if completed as usize > max {
+                    removed += store
+                        .jobs_delete(&JobDelete {
+                            statuses: vec![JobStatus::Completed],
+                            tasks: Vec::new(),
+                            finished_before: None,
+                            limit: Some(completed as usize - max),
+                        })
+                        .await?;
+                }
+            }
+            Ok::<u64, crate::store::StoreError>(removed)
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+            act.pruning = false;
+            match result {
+                Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned completed jobs"),
+                Ok(_) => {}
+                Err(err) => act.bus.queue(QueueEvent::Error {
+                    message: format!("pruning completed jobs failed: {err}"),
+                }),
+            }
+        }));
+    }
+
+    pub(super) fn rebuild_chain(&mut self, task: u32) {
+        let slot = &mut self.tasks[task as usize];
+        let task_mw = slot.def.as_ref().map(|d| d.middleware.as_slice()).unwrap_or(&[]);
+        let chain: Vec<Arc<dyn Middleware>> = self.queue_middleware.iter().chain(task_mw).cloned().collect();
+        slot.chain = (!chain.is_empty()).then(|| chain.into());
+    }
+
+    /// Answers finished batch runs and stops their workers.
+    pub(super) fn finish_batches(&mut self) {
+        for w in &mut self.workers {
+            let Some(b) = w.batch.as_mut() else { continue };
+            if b.reply.is_none() {
+                continue;
+            }
+            let out_of_work = b.time_up || b.budget == Some(0) || (!b.wait && b.nothing_ready);
+            if out_of_work && w.in_flight == 0 {
+                if let Some(reply) = b.reply.take() {
+                    let _ = reply.send(b.ran);
+                }
+                w.stopped = true;
+                w.addr.do_send(Stop);
+            }
+        }
+    }
+}
+
+/// Adds queue-wide middleware.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AddMiddleware(pub(crate) Arc<dyn Middleware>);
+
+impl Handler<AddMiddleware> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: AddMiddleware, _: &mut Self::Context) {
+        self.queue_middleware.push(msg.0);
+        for task in 0..self.tasks.len() as u32 {
+            self.rebuild_chain(task);
+        }
+    }
+}
+
+/// Suspends (or resumes) dispatching a task's jobs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Suspend {
+    pub(crate) task: Arc<str>,
+    pub(crate) suspended: bool,
+}
+
+impl Handler<Suspend> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Suspend, ctx: &mut Self::Context) {
+        let task = self.task_slot(&msg.task);
+        let slot = &mut self.tasks[task as usize];
+        slot.suspended = msg.suspended;
+        if !msg.suspended {
+            let parked = std::mem::take(&mut slot.parked);
+            self.requeue(parked);
+        }
+        self.settle(ctx);
+    }
+}
+
+/// Cancels the queued (not running) jobs of a task whose payload matches.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct DeleteMatching {
+    pub(crate) task: String,
+    pub(crate) pattern: Regex,
+}
+
+impl Handler<DeleteMatching> for Supervisor {
+    type Result = usize;
+    fn handle(&mut self, msg: DeleteMatching, ctx: &mut Self::Context) -> usize {
+        let doomed: Vec<u32> = self
+            .by_id
+            .values()
+            .copied()
+            .filter(|&slot| {
+                self.jobs.get(slot).is_some_and(|e| {
+                    !matches!(e.state, State::Running { .. })
+                        && *e.job.task == *msg.task
+                        && msg.pattern.is_match(e.job.payload.as_str())
+                })
+            })
+            .collect();
+        for &slot in &doomed {
+            self.finalize(
+                slot,
+                JobStatus::Cancelled,
+                None,
+                Some("deleted by delete_matching".into()),
+                Vec::new(),
+            );
+        }
+        self.settle(ctx);
+        doomed.len()
+    }
+}
+
+/// Runs due jobs on a temporary worker until a count or time limit.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<usize>")]
+pub(crate) struct RunJobs {
+    pub(crate) tags: Vec<String>,
+    pub(crate) count: Option<usize>,
+    pub(crate) time: Option<Duration>,
+}
+
+impl Handler<RunJobs> for Supervisor {
+    type Result = MessageResult<RunJobs>;
+    fn handle(&mut self, msg: RunJobs, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let index = self.add_worker(msg.tags, 1, ctx);
+        self.workers[index].batch = Some(Batch {
+            budget: msg.count,
+            ran: 0,
+            wait: msg.time.is_some_and(|t| !t.is_zero()),
+            time_up: false,
+            nothing_ready: false,
+            reply: Some(tx),
+        });
+        if let Some(limit) = msg.time.filter(|t| !t.is_zero()) {
+            ctx.run_later(limit, move |act, ctx| {
+                if let Some(b) = act.workers[index].batch.as_mut() {
+                    b.time_up = true;
+                }
+                act.settle(ctx);
+            });
+        }
+        self.settle(ctx);
+        MessageResult(rx)
+    }
+}

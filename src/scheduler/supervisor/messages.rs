@@ -1,0 +1,226 @@
+//! The messages the queue handle and the workers send the supervisor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::{ShutdownReport, Supervisor, WorkerSlot};
+use crate::event::QueueEvent;
+use crate::job::{Job, JobId, JobResult, JobStatus};
+use crate::scheduler::worker::{Finished, Worker};
+use crate::task::TaskDef;
+
+/// Where admitted jobs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Just created by a producer.
+    New,
+    /// Loaded from the store at start.
+    Loaded,
+    /// A buried job kicked back to ready.
+    Kicked,
+}
+
+/// Jobs to take in.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Admit {
+    pub(crate) jobs: Vec<Job>,
+    pub(crate) origin: Origin,
+}
+
+impl Handler<Admit> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Admit, ctx: &mut Self::Context) {
+        let now = self.clock.now_ms();
+        for job in msg.jobs {
+            self.admit(job, msg.origin, now);
+        }
+        self.settle(ctx);
+    }
+}
+
+/// A task was defined in this process: route its jobs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DefineTask(pub(crate) Arc<TaskDef>);
+
+impl Handler<DefineTask> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: DefineTask, ctx: &mut Self::Context) {
+        let def = msg.0;
+        let tag = self.tag_slot(&def.tag);
+        let task = self.task_slot(&def.name);
+        let slot = &mut self.tasks[task as usize];
+        slot.tag = Some(tag);
+        slot.tag_name = Some(def.tag.as_str().into());
+        slot.def = Some(def.clone());
+        self.rebuild_chain(task);
+        let slot = &mut self.tasks[task as usize];
+        if !slot.suspended {
+            let parked = std::mem::take(&mut slot.parked);
+            self.requeue(parked);
+        }
+        self.bus.queue(QueueEvent::TaskDefined {
+            task: def.name.to_string(),
+            tag: def.tag.clone(),
+        });
+        self.settle(ctx);
+    }
+}
+
+/// Starts a worker serving `tags`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StartWorker {
+    pub(crate) tags: Vec<String>,
+    pub(crate) concurrency: usize,
+}
+
+impl Supervisor {
+    pub(super) fn add_worker(&mut self, tags: Vec<String>, concurrency: usize, ctx: &mut Context<Self>) -> usize {
+        let index = self.workers.len();
+        let tag_slots = tags.iter().map(|t| self.tag_slot(t)).collect();
+        let addr = Worker::new(index, ctx.address()).start();
+        self.workers.push(WorkerSlot {
+            addr,
+            tags: tag_slots,
+            tag_names: tags,
+            capacity: concurrency.max(1),
+            in_flight: 0,
+            outbox: Vec::new(),
+            stopped: false,
+            idle: false,
+            batch: None,
+        });
+        index
+    }
+}
+
+impl Handler<StartWorker> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: StartWorker, ctx: &mut Self::Context) {
+        self.add_worker(msg.tags, msg.concurrency, ctx);
+        self.settle(ctx);
+    }
+}
+
+impl Handler<Finished> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        let now = self.clock.now_ms();
+        for report in msg.reports {
+            self.on_report(msg.worker, report, now);
+        }
+        self.settle(ctx);
+    }
+}
+
+/// What [`Cancel`] found.
+#[derive(Debug)]
+pub(crate) enum CancelReply {
+    Cancelled,
+    /// Not pending in this process: look in the store.
+    NotHere,
+}
+
+/// Cancels a pending job, signalling it if it runs.
+#[derive(Message)]
+#[rtype(result = "CancelReply")]
+pub(crate) struct Cancel(pub(crate) JobId);
+
+impl Handler<Cancel> for Supervisor {
+    type Result = MessageResult<Cancel>;
+    fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) -> Self::Result {
+        let Some(&slot) = self.by_id.get(&msg.0) else {
+            return MessageResult(CancelReply::NotHere);
+        };
+        if let Some(token) = self.jobs.get_mut(slot).and_then(|e| e.cancel.take()) {
+            token.cancel();
+        }
+        self.finalize(slot, JobStatus::Cancelled, None, Some("cancelled".into()), Vec::new());
+        self.settle(ctx);
+        MessageResult(CancelReply::Cancelled)
+    }
+}
+
+/// What [`WaitResult`] found.
+#[derive(Debug)]
+pub(crate) enum WaitReply {
+    /// Pending here: the result arrives on this channel.
+    Pending(oneshot::Receiver<JobResult>),
+    /// Not pending here; the store has its state once this resolves.
+    Stored(oneshot::Receiver<()>),
+}
+
+/// Asks for a job's result.
+#[derive(Message)]
+#[rtype(result = "WaitReply")]
+pub(crate) struct WaitResult(pub(crate) JobId);
+
+impl Handler<WaitResult> for Supervisor {
+    type Result = MessageResult<WaitResult>;
+    fn handle(&mut self, msg: WaitResult, ctx: &mut Self::Context) -> Self::Result {
+        if self.by_id.contains_key(&msg.0) {
+            let (tx, rx) = oneshot::channel();
+            self.result_waiters.entry(msg.0).or_default().push(tx);
+            return MessageResult(WaitReply::Pending(rx));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.barrier_next.push(tx);
+        self.flush(ctx);
+        MessageResult(WaitReply::Stored(rx))
+    }
+}
+
+/// Waits until every state change made so far is in the store.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub(crate) struct Barrier;
+
+impl Handler<Barrier> for Supervisor {
+    type Result = MessageResult<Barrier>;
+    fn handle(&mut self, _: Barrier, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.barrier_next.push(tx);
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+/// Stops dispatching, waits for running jobs up to a deadline, then stops.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<ShutdownReport>")]
+pub(crate) struct Shutdown {
+    pub(crate) grace: Duration,
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = MessageResult<Shutdown>;
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if self.draining.is_some() {
+            // Already draining: the first caller gets the report.
+            drop(tx);
+            return MessageResult(rx);
+        }
+        self.draining = Some(super::Drain {
+            reply: Some(tx),
+            finished: 0,
+            aborted: Vec::new(),
+        });
+        ctx.run_later(msg.grace, |act, ctx| {
+            act.abort_running();
+            for w in &mut act.workers {
+                // Their aborted runs were decided above; do not wait for them.
+                w.in_flight = 0;
+                w.stopped = true;
+            }
+            act.settle(ctx);
+        });
+        self.settle(ctx);
+        MessageResult(rx)
+    }
+}
