@@ -6,8 +6,14 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 /// A log the handlers append to, to check order and timing.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Trace<T>(pub Arc<Mutex<Vec<T>>>);
+
+impl<T> Default for Trace<T> {
+    fn default() -> Self {
+        Trace(Arc::new(Mutex::new(Vec::new())))
+    }
+}
 
 impl<T: Clone> Trace<T> {
     pub fn push(&self, item: T) {
