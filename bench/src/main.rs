@@ -1,0 +1,627 @@
+//! kessel-bench: kessel side by side with a raw tokio baseline and apalis,
+//! in one run on one machine. It reports; it asserts nothing about speed.
+//!
+//! ```text
+//! cargo run --release -p kessel-bench -- --json bench/results/latest.json
+//! cargo run -p kessel-bench -- --quick --json /tmp/kessel-bench-quick.json
+//! ```
+//!
+//! See `docs/benchmarks.md` for the workloads and the latest table.
+
+mod measure;
+mod report;
+mod systems;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+
+use measure::{latencies, now_ns, percentiles, rss_bytes};
+use report::{Better, Goal, Report, Row};
+use systems::{Answer, Env, System};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+enum Workload {
+    /// Create N no-op jobs, then process them all: jobs/s.
+    BurnDown,
+    /// create→start latency at half of each system's measured capacity.
+    Latency,
+    /// Jobs delayed uniformly over a window: how late they start.
+    Delay,
+    /// Resident memory per pending delayed job (child process per size).
+    Memory,
+    /// SQLite and PostgreSQL burn-down and latency.
+    Durable,
+    /// Bulk create into each store: jobs/s.
+    BulkCreate,
+}
+
+impl Workload {
+    const ALL: [Workload; 6] = [
+        Workload::BurnDown,
+        Workload::Latency,
+        Workload::Delay,
+        Workload::Memory,
+        Workload::Durable,
+        Workload::BulkCreate,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::BurnDown => "burn-down",
+            Workload::Latency => "latency",
+            Workload::Delay => "delay",
+            Workload::Memory => "memory",
+            Workload::Durable => "durable",
+            Workload::BulkCreate => "bulk-create",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "kessel-bench", about = "kessel beside a tokio baseline and apalis, in one run")]
+struct Args {
+    /// Small counts: finishes in seconds (what CI runs).
+    #[arg(long)]
+    quick: bool,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the table as Markdown to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Run only these workloads (repeatable).
+    #[arg(long, value_enum)]
+    only: Vec<Workload>,
+    /// Run only these systems (repeatable).
+    #[arg(long, value_enum)]
+    system: Vec<System>,
+    /// The PostgreSQL database for the durable workloads; created if missing.
+    #[arg(
+        long,
+        env = "KESSEL_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/kessel_bench"
+    )]
+    pg_url: String,
+    /// Internal: measure pending-job memory for one system in this process.
+    #[arg(long, value_enum, hide = true)]
+    child_memory: Option<System>,
+    /// Internal: how many jobs the memory child leaves pending.
+    #[arg(long, hide = true, default_value_t = 0)]
+    count: u64,
+}
+
+/// Counts and limits of one run.
+#[derive(Debug, Clone)]
+struct Plan {
+    burn_n: u64,
+    concurrencies: Vec<usize>,
+    latency_secs: f64,
+    latency_concurrency: usize,
+    delay_n: u64,
+    delay_lead: Duration,
+    delay_spread: Duration,
+    memory_sizes: Vec<u64>,
+    durable_n: u64,
+    durable_concurrency: usize,
+    durable_cap: Duration,
+    durable_latency_secs: f64,
+    bulk_n: u64,
+    durable_bulk_n: u64,
+    cap: Duration,
+}
+
+impl Plan {
+    fn full() -> Self {
+        Plan {
+            burn_n: 1_000_000,
+            concurrencies: vec![1, 16, 256],
+            latency_secs: 5.0,
+            latency_concurrency: 16,
+            delay_n: 1_000_000,
+            delay_lead: Duration::from_secs(5),
+            delay_spread: Duration::from_secs(10),
+            memory_sizes: vec![1_000_000, 10_000_000],
+            durable_n: 100_000,
+            durable_concurrency: 16,
+            durable_cap: Duration::from_secs(60),
+            durable_latency_secs: 5.0,
+            bulk_n: 1_000_000,
+            durable_bulk_n: 100_000,
+            cap: Duration::from_secs(120),
+        }
+    }
+
+    fn quick() -> Self {
+        Plan {
+            burn_n: 20_000,
+            concurrencies: vec![1, 16, 256],
+            latency_secs: 0.3,
+            latency_concurrency: 16,
+            delay_n: 20_000,
+            delay_lead: Duration::from_millis(300),
+            delay_spread: Duration::from_secs(1),
+            memory_sizes: vec![20_000],
+            durable_n: 500,
+            durable_concurrency: 16,
+            durable_cap: Duration::from_secs(3),
+            durable_latency_secs: 0.5,
+            bulk_n: 20_000,
+            durable_bulk_n: 1_000,
+            cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs one future on a fresh actix system (a current-thread tokio runtime),
+/// so nothing of one run is left running in the next.
+fn run<F: Future>(f: impl FnOnce() -> F) -> F::Output {
+    actix_rt::System::new().block_on(f())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    measure::init_clock();
+    if let Some(system) = args.child_memory {
+        return memory_child(system, args.count);
+    }
+    let plan = if args.quick { Plan::quick() } else { Plan::full() };
+    let workloads: Vec<Workload> = if args.only.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        Workload::ALL.into_iter().filter(|w| args.only.contains(w)).collect()
+    };
+    let wanted = |s: System| args.system.is_empty() || args.system.contains(&s);
+    let env = Env {
+        postgres: run(|| async {
+            systems::ensure_pg_database(&args.pg_url).await.map(|()| args.pg_url.clone())
+        }),
+    };
+    let mut bench = Bench {
+        plan,
+        env,
+        report: Report {
+            mode: if args.quick { "quick" } else { "full" },
+            ..Report::default()
+        },
+        capacity: HashMap::new(),
+    };
+    let started = Instant::now();
+    eprintln!(
+        "kessel-bench: {} run, {} core(s)",
+        bench.report.mode,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for w in workloads {
+        eprintln!("== {}", w.name());
+        match w {
+            Workload::BurnDown => System::IN_MEMORY.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.burn_down(s)),
+            Workload::Latency => System::IN_MEMORY.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.latency(s)),
+            Workload::Delay => System::IN_MEMORY.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.delay(s)),
+            Workload::Memory => System::IN_MEMORY.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.memory(s)),
+            Workload::Durable => System::DURABLE.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.durable(s)),
+            Workload::BulkCreate => System::IN_MEMORY
+                .into_iter()
+                .chain(System::DURABLE)
+                .filter(|s| wanted(*s))
+                .for_each(|s| bench.bulk_create(s)),
+        }
+    }
+    bench.report.compute_ratios();
+    let table = bench.report.table();
+    println!("{table}");
+    eprintln!("kessel-bench: done in {:.1?}", started.elapsed());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&bench.report).expect("serializable");
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &args.markdown {
+        if let Err(e) = std::fs::write(path, &table) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let failed = bench.report.kessel_failed();
+    if !failed.is_empty() {
+        eprintln!("kessel-bench: {} kessel run(s) failed (lost or hung jobs, errors):", failed.len());
+        for r in failed {
+            eprintln!("  {} [{}] {}: {}", r.workload, r.params, r.system, r.note.as_deref().unwrap_or(""));
+        }
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+struct Bench {
+    plan: Plan,
+    env: Env,
+    report: Report,
+    /// Processing jobs/s at the latency workload's concurrency, per system.
+    capacity: HashMap<System, f64>,
+}
+
+/// The goal a kessel row is held to, if any.
+fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Option<Goal> {
+    if !system.is_kessel() {
+        return None;
+    }
+    let at_most = |limit: f64, text: &str| Goal {
+        text: text.into(),
+        met: value.map(|v| v <= limit),
+        bar_met: None,
+    };
+    let at_least = |limit: f64, text: &str| Goal {
+        text: text.into(),
+        met: value.map(|v| v >= limit),
+        bar_met: None,
+    };
+    match (workload, system, metric) {
+        ("burn-down", System::Kessel, "throughput") => Some(Goal {
+            text: "≥ 3.6M/s (bar 1.1M/s)".into(),
+            met: value.map(|v| v >= 3.6e6),
+            bar_met: value.map(|v| v >= 1.1e6),
+        }),
+        ("latency", System::Kessel, "p50") => Some(at_most(10.0, "≤ 10 µs")),
+        ("latency", System::Kessel, "p99") => Some(at_most(50.0, "≤ 50 µs")),
+        ("delay", System::Kessel, "lateness p99") => Some(at_most(1000.0, "≤ 1 ms")),
+        ("memory", System::Kessel, "per job") => Some(at_most(200.0, "≤ 200 B")),
+        ("memory", System::Kessel, "total") => None,
+        ("durable burn-down", _, "throughput") => Some(at_least(50_000.0, "≥ 50k/s")),
+        ("durable latency", System::KesselPostgres, "p50") => Some(at_most(2000.0, "≤ 2 ms")),
+        ("bulk-create", _, "throughput") => Some(at_least(200_000.0, "≥ 200k/s")),
+        _ => None,
+    }
+}
+
+impl Bench {
+    #[allow(clippy::too_many_arguments)]
+    fn row(&mut self, workload: &str, params: String, system: System, metric: &'static str, unit: &'static str, better: Better, value: Option<f64>, note: Option<String>) {
+        let goal = goal(workload, system, metric, value);
+        self.report.push(Row {
+            workload: workload.into(),
+            params,
+            system: system.name(),
+            metric,
+            unit,
+            better,
+            value,
+            goal,
+            note,
+        });
+    }
+
+    /// A row for a run that gave no number.
+    fn no_value<T>(&mut self, workload: &str, params: String, system: System, metric: &'static str, unit: &'static str, better: Better, answer: Answer<T>) {
+        let note = match answer {
+            Answer::Done(_) => None,
+            Answer::Failed(e) => Some(format!("FAILED: {e}")),
+            Answer::Unavailable(why) => Some(why.to_owned()),
+        };
+        self.row(workload, params, system, metric, unit, better, None, note);
+    }
+
+    fn burn_down(&mut self, system: System) {
+        let n = self.plan.burn_n;
+        for c in self.plan.concurrencies.clone() {
+            let params = format!("n={}, c={c}, events off", report::human(n as f64));
+            let cap = self.plan.cap;
+            match run(|| system.burn_down(&self.env, n, c, cap)) {
+                Answer::Done(rate) => {
+                    if c == self.plan.latency_concurrency {
+                        self.capacity.insert(system, rate);
+                    }
+                    self.row("burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), None);
+                }
+                other => self.no_value("burn-down", params, system, "throughput", "jobs/s", Better::Higher, other),
+            }
+        }
+        let params = format!("n={}, events on", report::human(n as f64));
+        let note = if system == System::Kessel {
+            "not available yet: kessel has no event subscription API (Queue::subscribe) in this build"
+        } else {
+            "not measured: kessel's events are the subject; peers have no per-job event stream to compare"
+        };
+        self.row("burn-down", params, system, "throughput", "jobs/s", Better::Higher, None, Some(note.into()));
+    }
+
+    /// The system's processing capacity at the latency concurrency, measured
+    /// now if the burn-down did not run.
+    fn capacity(&mut self, system: System, n: u64, cap: Duration) -> Result<f64, String> {
+        if let Some(&c) = self.capacity.get(&system) {
+            return Ok(c);
+        }
+        let c = self.plan.latency_concurrency;
+        match run(|| system.burn_down(&self.env, n, c, cap)) {
+            Answer::Done(rate) => {
+                self.capacity.insert(system, rate);
+                Ok(rate)
+            }
+            Answer::Failed(e) => Err(format!("capacity probe failed: {e}")),
+            Answer::Unavailable(why) => Err(why.into()),
+        }
+    }
+
+    fn latency(&mut self, system: System) {
+        let probe = (self.plan.burn_n / 5).max(10_000);
+        let secs = self.plan.latency_secs;
+        let c = self.plan.latency_concurrency;
+        let cap = self.plan.cap;
+        self.latency_run("latency", system, probe, secs, c, cap);
+    }
+
+    fn latency_run(&mut self, workload: &str, system: System, probe: u64, secs: f64, c: usize, cap: Duration) {
+        let metrics: [&'static str; 3] = ["p50", "p99", "p99.9"];
+        let capacity = match self.capacity(system, probe, cap) {
+            Ok(r) => r,
+            Err(e) => {
+                let params = format!("c={c}");
+                let answer: Answer<()> = if e.starts_with("not available") {
+                    Answer::Unavailable(if system == System::KesselSqlite {
+                        "not available yet: kessel has no SQLite store in this build"
+                    } else {
+                        "not available yet: kessel has no PostgreSQL store in this build"
+                    })
+                } else {
+                    Answer::Failed(e)
+                };
+                let note = match answer {
+                    Answer::Failed(e) => format!("FAILED: {e}"),
+                    Answer::Unavailable(w) => w.into(),
+                    Answer::Done(()) => unreachable!("built above"),
+                };
+                for m in metrics {
+                    self.row(workload, params.clone(), system, m, "µs", Better::Lower, None, Some(note.clone()));
+                }
+                return;
+            }
+        };
+        let rate = capacity * 0.5;
+        let n = ((rate * secs) as u64).max(50);
+        let params = format!("{}/s offered (50% of capacity), c={c}", report::human(rate));
+        let t = Instant::now();
+        let answer = run(|| system.latency(&self.env, rate, n, c, cap));
+        let achieved = n as f64 / t.elapsed().as_secs_f64();
+        match answer {
+            Answer::Done((created, stamps)) => {
+                let (h, missing) = latencies(&created, &stamps);
+                let p = percentiles(&h);
+                let mut note = vec![format!("{} jobs", report::human(n as f64))];
+                if missing > 0 {
+                    note.push(format!("FAILED: {missing} of {n} jobs never started within {cap:.0?}"));
+                }
+                if stamps.duplicates() > 0 {
+                    note.push(format!("{} jobs ran twice", stamps.duplicates()));
+                }
+                if achieved < rate * 0.9 {
+                    note.push(format!("producer reached only {}/s", report::human(achieved)));
+                }
+                let note = Some(note.join("; "));
+                let value = |v: f64| if h.is_empty() { None } else { Some(v) };
+                self.row(workload, params.clone(), system, "p50", "µs", Better::Lower, value(p.p50), note.clone());
+                self.row(workload, params.clone(), system, "p99", "µs", Better::Lower, value(p.p99), note.clone());
+                self.row(workload, params, system, "p99.9", "µs", Better::Lower, value(p.p999), note);
+            }
+            other => {
+                let note = match other {
+                    Answer::Failed(e) => format!("FAILED: {e}"),
+                    Answer::Unavailable(w) => w.into(),
+                    Answer::Done(_) => unreachable!("matched above"),
+                };
+                for m in metrics {
+                    self.row(workload, params.clone(), system, m, "µs", Better::Lower, None, Some(note.clone()));
+                }
+            }
+        }
+    }
+
+    fn delay(&mut self, system: System) {
+        let n = self.plan.delay_n;
+        let (lead, spread) = (self.plan.delay_lead, self.plan.delay_spread);
+        let params = format!("n={} over {spread:.0?}", report::human(n as f64));
+        let cap = lead + spread + self.plan.cap;
+        let mut rng = fastrand::Rng::with_seed(6);
+        let base = now_ns() + lead.as_nanos() as u64;
+        let targets: Vec<u64> = (0..n).map(|_| base + rng.u64(0..spread.as_nanos() as u64)).collect();
+        let answer = run(|| system.delay(&targets, 256, cap));
+        let metrics: [(&'static str, fn(&measure::Percentiles) -> f64); 3] = [
+            ("lateness p50", |p| p.p50),
+            ("lateness p99", |p| p.p99),
+            ("lateness max", |p| p.max),
+        ];
+        match answer {
+            Answer::Done(stamps) => {
+                let mut late = measure::histogram();
+                let (mut early, mut missing, mut earliest) = (0u64, 0u64, 0u64);
+                for (i, &t) in targets.iter().enumerate() {
+                    match stamps.started_at(i) {
+                        None => missing += 1,
+                        Some(s) if s < t => {
+                            early += 1;
+                            earliest = earliest.max(t - s);
+                        }
+                        Some(s) => late.saturating_record((s - t).max(1)),
+                    }
+                }
+                let p = measure::percentiles(&late);
+                let mut notes = Vec::new();
+                if early > 0 {
+                    notes.push(format!(
+                        "FAILED: {early} of {n} jobs started before their time (up to {:.1} s early)",
+                        earliest as f64 / 1e9
+                    ));
+                }
+                if missing > 0 {
+                    notes.push(format!("FAILED: {missing} of {n} jobs never started"));
+                }
+                if stamps.duplicates() > 0 {
+                    notes.push(format!("{} jobs ran twice", stamps.duplicates()));
+                }
+                let note = (!notes.is_empty()).then(|| notes.join("; "));
+                for (m, f) in metrics {
+                    let v = (!late.is_empty()).then(|| f(&p));
+                    self.row("delay", params.clone(), system, m, "µs", Better::Lower, v, note.clone());
+                }
+            }
+            other => {
+                let note = match other {
+                    Answer::Failed(e) => format!("FAILED: {e}"),
+                    Answer::Unavailable(w) => w.into(),
+                    Answer::Done(_) => unreachable!("matched above"),
+                };
+                for (m, _) in metrics {
+                    self.row("delay", params.clone(), system, m, "µs", Better::Lower, None, Some(note.clone()));
+                }
+            }
+        }
+    }
+
+    fn memory(&mut self, system: System) {
+        let mut per_job: Option<f64> = None;
+        for n in self.plan.memory_sizes.clone() {
+            let params = format!("{} pending, u64 payload", report::human(n as f64));
+            // Projected from the smaller size: skip sizes that would not fit.
+            let limit = 12.0 * 1024.0 * 1024.0 * 1024.0;
+            if let Some(b) = per_job.filter(|b| b * n as f64 > limit) {
+                let note = format!(
+                    "skipped: {:.1} GB projected from the smaller size (limit {:.0} GB on this machine)",
+                    b * n as f64 / 1e9,
+                    limit / 1e9
+                );
+                self.row("memory", params.clone(), system, "per job", "B", Better::Lower, None, Some(note));
+                continue;
+            }
+            match memory_in_child(system, n) {
+                Ok((before, after)) => {
+                    let delta = after.saturating_sub(before) as f64;
+                    per_job = Some(delta / n as f64);
+                    let note = Some(format!(
+                        "RSS {} → {} MB",
+                        before / 1_000_000,
+                        after / 1_000_000
+                    ));
+                    self.row("memory", params.clone(), system, "per job", "B", Better::Lower, Some(delta / n as f64), note);
+                    let total_goal = if system == System::Kessel && n >= 10_000_000 {
+                        Some(Goal {
+                            text: "10M in ≤ 4 GB".into(),
+                            met: Some(delta <= 4e9),
+                            bar_met: None,
+                        })
+                    } else {
+                        None
+                    };
+                    self.report.push(Row {
+                        workload: "memory".into(),
+                        params,
+                        system: system.name(),
+                        metric: "total",
+                        unit: "B",
+                        better: Better::Lower,
+                        value: Some(delta),
+                        goal: total_goal,
+                        note: None,
+                    });
+                }
+                Err(e) => {
+                    self.row("memory", params, system, "per job", "B", Better::Lower, None, Some(format!("FAILED: {e}")));
+                }
+            }
+        }
+    }
+
+    fn durable(&mut self, system: System) {
+        let n = self.plan.durable_n;
+        let c = self.plan.durable_concurrency;
+        let cap = self.plan.durable_cap;
+        let params = format!("n={}, c={c}", report::human(n as f64));
+        match run(|| system.burn_down(&self.env, n, c, cap)) {
+            Answer::Done(rate) => {
+                self.capacity.insert(system, rate);
+                self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), None);
+            }
+            Answer::Failed(e) => {
+                // A capped run still tells its rate: use it for the latency run.
+                if let Some(rate) = e
+                    .rsplit_once('(')
+                    .and_then(|(_, r)| r.split(' ').next())
+                    .and_then(|r| r.parse::<f64>().ok())
+                    .filter(|r| *r > 0.0)
+                {
+                    self.capacity.insert(system, rate);
+                }
+                self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, None, Some(format!("FAILED: {e}")));
+            }
+            other => self.no_value("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, other),
+        }
+        let probe = (n / 10).max(100);
+        let secs = self.plan.durable_latency_secs;
+        let cap = self.plan.durable_cap;
+        self.latency_run("durable latency", system, probe, secs, c, cap);
+    }
+
+    fn bulk_create(&mut self, system: System) {
+        let n = if System::DURABLE.contains(&system) {
+            self.plan.durable_bulk_n
+        } else {
+            self.plan.bulk_n
+        };
+        let params = format!("n={}, batches of {}", report::human(n as f64), systems::CREATE_BATCH);
+        match run(|| system.bulk_create(&self.env, n)) {
+            Answer::Done(rate) => self.row("bulk-create", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), None),
+            other => self.no_value("bulk-create", params, system, "throughput", "jobs/s", Better::Higher, other),
+        }
+    }
+}
+
+/// Runs the memory measurement for one system and size in a child process,
+/// so no other workload's heap is in its numbers. Returns RSS before/after.
+fn memory_in_child(system: System, n: u64) -> Result<(u64, u64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let name = system.to_possible_value().expect("named").get_name().to_owned();
+    let out = std::process::Command::new(exe)
+        .args(["--child-memory", &name, "--count", &n.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "child exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).map_err(|e| format!("{e}: {stdout}"))?;
+    match (v["rss_before"].as_u64(), v["rss_after"].as_u64()) {
+        (Some(b), Some(a)) => Ok((b, a)),
+        _ => Err(v["error"].as_str().unwrap_or("no numbers").to_owned()),
+    }
+}
+
+fn memory_child(system: System, n: u64) -> ExitCode {
+    let out = run(|| async move {
+        // Let the runtime settle before the first reading.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = rss_bytes();
+        match system.pending(n).await {
+            Answer::Done(keep) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let after = rss_bytes();
+                println!("{}", serde_json::json!({ "rss_before": before, "rss_after": after }));
+                // Tearing down millions of jobs takes longer than the
+                // measurement: leave it to the operating system.
+                std::mem::forget(keep);
+                std::process::exit(0)
+            }
+            Answer::Failed(e) => serde_json::json!({ "error": e }),
+            Answer::Unavailable(w) => serde_json::json!({ "error": w }),
+        }
+    });
+    println!("{out}");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,135 @@
+//! kessel on its in-memory store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kessel::{JobContext, JobError, JobHandle, NewJob, Queue};
+
+use super::{Fail, CREATE_BATCH};
+use crate::measure::{now_ns, Pacer, Stamps};
+
+const TASK: &str = "noop";
+const TAG: &str = "bench";
+
+fn queue_with(stamps: &Arc<Stamps>) -> Result<Queue, Fail> {
+    let queue = Queue::new();
+    let s = stamps.clone();
+    queue
+        .define(TASK)
+        .tag(TAG)
+        .action(move |job: JobContext<u64>| {
+            s.hit(job.payload);
+            std::future::ready(Ok::<(), JobError>(()))
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(queue)
+}
+
+/// Creates `n` jobs in batches and waits until the supervisor has taken
+/// them in, so the time covers the store write and the scheduling.
+async fn create_all(queue: &Queue, n: u64, job: impl Fn(u64) -> NewJob) -> Result<(), Fail> {
+    let mut last: Option<JobHandle> = None;
+    let mut i = 0;
+    while i < n {
+        let end = (i + CREATE_BATCH).min(n);
+        let mut handles = queue.create_many((i..end).map(&job)).await.map_err(|e| e.to_string())?;
+        last = handles.pop();
+        i = end;
+    }
+    if let Some(h) = last {
+        // Reading a job goes through the supervisor's barrier: every
+        // admission sent before it has been handled.
+        queue.job(h.id()).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn stop(queue: &Queue) {
+    let _ = queue.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Creates `n` no-op jobs, then processes them all; returns jobs/s of the
+/// processing phase.
+pub async fn burn_down(n: u64, concurrency: usize, cap: Duration) -> Result<f64, Fail> {
+    let stamps = Stamps::counter(n);
+    let queue = queue_with(&stamps)?;
+    create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
+    let t = Instant::now();
+    queue.process([TAG]).concurrency(concurrency).start().map_err(|e| e.to_string())?;
+    let waited = stamps.wait(cap).await;
+    let secs = t.elapsed().as_secs_f64();
+    stop(&queue).await;
+    waited.map_err(|e| e.to_string())?;
+    Ok(n as f64 / secs)
+}
+
+/// Creates `n` jobs (no worker); returns jobs/s including admission.
+pub async fn bulk_create(n: u64) -> Result<f64, Fail> {
+    let stamps = Stamps::counter(n);
+    let queue = queue_with(&stamps)?;
+    let t = Instant::now();
+    create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    stop(&queue).await;
+    Ok(rate)
+}
+
+/// Creates `n` jobs one by one at `rate`, a worker running; fills `created`.
+pub async fn latency(
+    rate: f64,
+    n: u64,
+    concurrency: usize,
+    cap: Duration,
+) -> Result<(Vec<u64>, Arc<Stamps>), Fail> {
+    let stamps = Stamps::timed(n);
+    let queue = queue_with(&stamps)?;
+    queue.process([TAG]).concurrency(concurrency).start().map_err(|e| e.to_string())?;
+    // Let the worker start before the clock runs.
+    settle(&queue).await;
+    let mut created = vec![0u64; n as usize];
+    let mut pacer = Pacer::new(rate, n);
+    while !pacer.finished() {
+        for i in pacer.due() {
+            created[i as usize] = now_ns();
+            queue.create(TASK, i).await.map_err(|e| e.to_string())?;
+        }
+        pacer.pause().await;
+    }
+    // An incomplete wait is reported by the caller as jobs that never started.
+    let _ = stamps.wait(cap).await;
+    stop(&queue).await;
+    Ok((created, stamps))
+}
+
+/// Creates one job per target (a `now_ns` value) to run at that time, a
+/// worker running; returns the stamps once all started.
+pub async fn delay(targets: &[u64], concurrency: usize, cap: Duration) -> Result<Arc<Stamps>, Fail> {
+    let n = targets.len() as u64;
+    let stamps = Stamps::timed(n);
+    let queue = queue_with(&stamps)?;
+    queue.process([TAG]).concurrency(concurrency).start().map_err(|e| e.to_string())?;
+    let (base_ns, base_utc) = (now_ns(), Utc::now());
+    let at = |t: u64| -> DateTime<Utc> { base_utc + chrono::Duration::nanoseconds(t as i64 - base_ns as i64) };
+    create_all(&queue, n, |i| NewJob::new(TASK, i).run_at(at(targets[i as usize]))).await?;
+    let _ = stamps.wait(cap).await;
+    stop(&queue).await;
+    Ok(stamps)
+}
+
+/// Leaves `n` jobs delayed by an hour pending; returns the queue to keep
+/// them alive while the caller measures.
+pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
+    let stamps = Stamps::counter(0);
+    let queue = queue_with(&stamps)?;
+    queue.process([TAG]).concurrency(16).start().map_err(|e| e.to_string())?;
+    create_all(&queue, n, |i| NewJob::new(TASK, i).delay(Duration::from_secs(3600))).await?;
+    Ok(Box::new(queue))
+}
+
+/// Waits until the supervisor has handled every message sent so far.
+async fn settle(queue: &Queue) {
+    if let Ok(h) = queue.create(TASK, u64::MAX).delay(Duration::from_secs(3600)).await {
+        let _ = queue.cancel(h.id()).await;
+    }
+}

@@ -1,0 +1,203 @@
+//! The systems under test. Each is a set of async functions with the same
+//! shapes; [`System`] names them and dispatches. A store that does not
+//! exist yet is a system too: it answers every workload with
+//! [`Unavailable`](Answer::Unavailable), so the table shows the gap.
+
+pub mod apalis;
+pub mod baseline;
+pub mod kessel;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::measure::Stamps;
+
+/// Why a run failed, in words for the table.
+pub type Fail = String;
+
+/// Jobs per create call when creating in bulk.
+pub const CREATE_BATCH: u64 = 10_000;
+
+/// The systems, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum System {
+    /// kessel on its in-memory store.
+    Kessel,
+    /// A tokio mpsc channel feeding spawned tasks.
+    Baseline,
+    /// apalis 1.0 with its in-memory backend.
+    Apalis,
+    /// kessel on SQLite.
+    KesselSqlite,
+    /// kessel on PostgreSQL.
+    KesselPostgres,
+    /// apalis-sqlite 1.0.
+    ApalisSqlite,
+    /// apalis-postgres 1.0.
+    ApalisPostgres,
+}
+
+/// What a system said to a workload.
+#[derive(Debug)]
+pub enum Answer<T> {
+    Done(T),
+    Failed(Fail),
+    /// The system cannot run this workload; why.
+    Unavailable(&'static str),
+}
+
+impl<T> From<Result<T, Fail>> for Answer<T> {
+    fn from(r: Result<T, Fail>) -> Self {
+        match r {
+            Ok(v) => Answer::Done(v),
+            Err(e) => Answer::Failed(e),
+        }
+    }
+}
+
+const KESSEL_STORE_MISSING: &str =
+    "not available yet: kessel has no SQLite store (no kessel::store::SqliteStore) in this build";
+const KESSEL_PG_MISSING: &str =
+    "not available yet: kessel has no PostgreSQL store (no kessel::store::PostgresStore) in this build";
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Kessel => "kessel",
+            System::Baseline => "baseline",
+            System::Apalis => "apalis",
+            System::KesselSqlite => "kessel-sqlite",
+            System::KesselPostgres => "kessel-postgres",
+            System::ApalisSqlite => "apalis-sqlite",
+            System::ApalisPostgres => "apalis-postgres",
+        }
+    }
+
+    pub const IN_MEMORY: [System; 3] = [System::Kessel, System::Baseline, System::Apalis];
+    pub const DURABLE: [System; 4] = [
+        System::KesselSqlite,
+        System::KesselPostgres,
+        System::ApalisSqlite,
+        System::ApalisPostgres,
+    ];
+
+    pub fn is_kessel(self) -> bool {
+        matches!(self, System::Kessel | System::KesselSqlite | System::KesselPostgres)
+    }
+
+    /// Creates `n` jobs, then processes them all; processing jobs/s.
+    pub async fn burn_down(self, env: &Env, n: u64, concurrency: usize, cap: Duration) -> Answer<f64> {
+        match self {
+            System::Kessel => kessel::burn_down(n, concurrency, cap).await.into(),
+            System::Baseline => baseline::burn_down(n, concurrency, cap).await.into(),
+            System::Apalis => apalis::mem::burn_down(n, concurrency, cap).await.into(),
+            System::ApalisSqlite => apalis::sqlite::burn_down(n, concurrency, cap).await.into(),
+            System::ApalisPostgres => match env.pg() {
+                Ok(url) => apalis::postgres::burn_down(url, n, concurrency, cap).await.into(),
+                Err(e) => Answer::Failed(e),
+            },
+            System::KesselSqlite => Answer::Unavailable(KESSEL_STORE_MISSING),
+            System::KesselPostgres => Answer::Unavailable(KESSEL_PG_MISSING),
+        }
+    }
+
+    /// Creates `n` jobs with no worker; jobs/s.
+    pub async fn bulk_create(self, env: &Env, n: u64) -> Answer<f64> {
+        match self {
+            System::Kessel => kessel::bulk_create(n).await.into(),
+            System::Baseline => baseline::bulk_create(n).await.into(),
+            System::Apalis => apalis::mem::bulk_create(n).await.into(),
+            System::ApalisSqlite => apalis::sqlite::bulk_create(n).await.into(),
+            System::ApalisPostgres => match env.pg() {
+                Ok(url) => apalis::postgres::bulk_create(url, n).await.into(),
+                Err(e) => Answer::Failed(e),
+            },
+            System::KesselSqlite => Answer::Unavailable(KESSEL_STORE_MISSING),
+            System::KesselPostgres => Answer::Unavailable(KESSEL_PG_MISSING),
+        }
+    }
+
+    /// Creates `n` jobs one at a time at `rate`; creation times and stamps.
+    pub async fn latency(
+        self,
+        env: &Env,
+        rate: f64,
+        n: u64,
+        concurrency: usize,
+        cap: Duration,
+    ) -> Answer<(Vec<u64>, Arc<Stamps>)> {
+        match self {
+            System::Kessel => kessel::latency(rate, n, concurrency, cap).await.into(),
+            System::Baseline => baseline::latency(rate, n, concurrency, cap).await.into(),
+            System::Apalis => apalis::mem::latency(rate, n, concurrency, cap).await.into(),
+            System::ApalisSqlite => apalis::sqlite::latency(rate, n, concurrency, cap).await.into(),
+            System::ApalisPostgres => match env.pg() {
+                Ok(url) => apalis::postgres::latency(url, rate, n, concurrency, cap).await.into(),
+                Err(e) => Answer::Failed(e),
+            },
+            System::KesselSqlite => Answer::Unavailable(KESSEL_STORE_MISSING),
+            System::KesselPostgres => Answer::Unavailable(KESSEL_PG_MISSING),
+        }
+    }
+
+    /// One job per target time; stamps of when each started.
+    pub async fn delay(self, targets: &[u64], concurrency: usize, cap: Duration) -> Answer<Arc<Stamps>> {
+        match self {
+            System::Kessel => kessel::delay(targets, concurrency, cap).await.into(),
+            System::Baseline => baseline::delay(targets, cap).await.into(),
+            System::Apalis => apalis::mem::delay(targets, concurrency, cap).await.into(),
+            _ => Answer::Unavailable("in-memory workload"),
+        }
+    }
+
+    /// Leaves `n` small jobs pending for an hour; the value keeps them alive.
+    pub async fn pending(self, n: u64) -> Answer<Box<dyn std::any::Any>> {
+        match self {
+            System::Kessel => kessel::pending(n).await.into(),
+            System::Baseline => baseline::pending(n).await.into(),
+            System::Apalis => apalis::mem::pending(n).await.into(),
+            _ => Answer::Unavailable("in-memory workload"),
+        }
+    }
+}
+
+/// What the durable systems need from outside.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The PostgreSQL database for benchmarks, or why there is none.
+    pub postgres: Result<String, Fail>,
+}
+
+impl Env {
+    fn pg(&self) -> Result<&str, Fail> {
+        self.postgres.as_deref().map_err(Clone::clone)
+    }
+}
+
+/// Creates the database `url` names, through the server's `postgres`
+/// database, unless it exists.
+pub async fn ensure_pg_database(url: &str) -> Result<(), Fail> {
+    use sqlx::Connection;
+    let (server, name) = url
+        .rsplit_once('/')
+        .ok_or_else(|| format!("no database name in {url}"))?;
+    let name = name.split('?').next().unwrap_or(name);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("database name `{name}` must be letters, digits and _"));
+    }
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    if exists.is_none() {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
