@@ -24,6 +24,8 @@ pub(crate) struct RunShared {
     pub(crate) journal: Mutex<Journal>,
     pub(crate) bus: Arc<EventBus>,
     pub(crate) clock: Clock,
+    /// Set on a shared store, where jobs hold leases.
+    pub(crate) supervisor: Option<actix::Addr<crate::scheduler::supervisor::Supervisor>>,
 }
 
 /// The facts about one run of a job, shared by [`JobContext`] and the worker.
@@ -195,6 +197,15 @@ impl<T> JobContext<T> {
             self.info.emit(JobEventKind::Progress(progress));
         }
         self.info.shared.journal.lock().progress = Some(progress);
+    }
+
+    /// Extends the job's lease now (beanstalkd's `touch`). On a shared store
+    /// a running job's lease is renewed by heartbeat anyway; call this
+    /// before a long step to be safe. Elsewhere it does nothing.
+    pub fn touch(&self) {
+        if let Some(supervisor) = &self.info.shared.supervisor {
+            supervisor.do_send(crate::scheduler::supervisor::Touch(self.info.id));
+        }
     }
 
     /// Whether the job was cancelled or timed out. Once it is, kessel stops

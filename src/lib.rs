@@ -56,6 +56,6 @@ pub use error::{DurationError, Error, JobError, PayloadError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
 pub use new_job::NewJob;
 pub use queue::{CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, WorkerHandle};
-pub use scheduler::{Retention, ShutdownReport};
+pub use scheduler::{Retention, SharedConfig, ShutdownReport};
 pub use store::Store;
 pub use task::{RetryPolicy, Step, Task, TaskBuilder, DEFAULT_TAG};

@@ -19,11 +19,11 @@ use crate::scheduler::clock::Clock;
 use crate::event::{Event, EventBus, EventStream, Filter, JobEvent, JobEventKind, QueueEvent, Subscription};
 use crate::middleware::{Middleware, Plugin};
 use crate::scheduler::supervisor::{
-    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Retention, Shutdown, StartWorker,
-    Supervisor, WaitReply, WaitResult,
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Retention, SharedConfig, Shutdown,
+    StartWorker, Supervisor, WaitReply, WaitResult,
 };
 use crate::scheduler::ShutdownReport;
-use crate::store::{MemoryStore, Store};
+use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
 use crate::task::{TaskBuilder, TaskDef};
 
 pub(crate) struct Inner {
@@ -97,6 +97,7 @@ impl Default for Queue {
 pub struct QueueBuilder {
     store: Option<Arc<dyn Store>>,
     retention: Option<Retention>,
+    shared: Option<SharedConfig>,
 }
 
 impl QueueBuilder {
@@ -112,7 +113,15 @@ impl QueueBuilder {
         self
     }
 
-    /// Starts the supervisor and hands it every pending job in the store.
+    /// How this process claims work from a shared store (see
+    /// [`SharedConfig`]); ignored on single-process stores.
+    pub fn shared(mut self, config: SharedConfig) -> Self {
+        self.shared = Some(config);
+        self
+    }
+
+    /// Starts the supervisor and hands it every pending job in the store
+    /// (on a shared store, the supervisor claims jobs instead).
     ///
     /// # Errors
     ///
@@ -123,8 +132,12 @@ impl QueueBuilder {
     /// Outside a running actix system.
     pub async fn build(self) -> Result<Queue, Error> {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let pending = store.jobs_pending().await?;
-        let queue = Queue::start(store, self.retention.unwrap_or_default());
+        let pending = if store.shared().is_some() {
+            Vec::new()
+        } else {
+            store.jobs_pending().await?
+        };
+        let queue = Queue::start(store, self.retention.unwrap_or_default(), self.shared.unwrap_or_default());
         if !pending.is_empty() {
             queue.inner.supervisor.do_send(Admit {
                 jobs: pending,
@@ -310,7 +323,7 @@ impl Queue {
     ///
     /// Outside a running actix system.
     pub fn new() -> Self {
-        Queue::start(Arc::new(MemoryStore::new()), Retention::default())
+        Queue::start(Arc::new(MemoryStore::new()), Retention::default(), SharedConfig::default())
     }
 
     /// A builder to choose the store.
@@ -318,10 +331,10 @@ impl Queue {
         QueueBuilder::default()
     }
 
-    fn start(store: Arc<dyn Store>, retention: Retention) -> Self {
+    fn start(store: Arc<dyn Store>, retention: Retention, shared: SharedConfig) -> Self {
         let clock = Clock::new();
         let bus = Arc::new(EventBus::default());
-        let supervisor = Supervisor::new(clock, store.clone(), bus.clone(), retention).start();
+        let supervisor = Supervisor::new(clock, store.clone(), bus.clone(), retention, shared).start();
         Queue {
             inner: Arc::new(Inner {
                 supervisor,
@@ -481,10 +494,13 @@ impl Queue {
                 queue: self.clone(),
             })
             .collect();
-        self.inner.supervisor.do_send(Admit {
-            jobs,
-            origin: Origin::New,
-        });
+        if self.inner.store.shared().is_none() {
+            self.inner.supervisor.do_send(Admit {
+                jobs,
+                origin: Origin::New,
+            });
+        }
+        // On a shared store the insert notified every process: one claims it.
         Ok(handles)
     }
 
@@ -560,16 +576,32 @@ impl Queue {
     pub async fn result(&self, id: JobId) -> Result<JobResult, Error> {
         let reply = self.inner.supervisor.send(WaitResult(id)).await.map_err(|_| Error::ShutDown)?;
         match reply {
-            WaitReply::Pending(rx) => rx.await.map_err(|_| Error::ShutDown),
+            WaitReply::Pending(rx) => match rx.await {
+                Ok(result) => return Ok(result),
+                // Given back to a shared store: watch the store below.
+                Err(_) if self.inner.store.shared().is_some() => {}
+                Err(_) => return Err(Error::ShutDown),
+            },
             WaitReply::Stored(rx) => {
                 let _ = rx.await;
-                let job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
-                job.outcome().ok_or(Error::WrongState {
+            }
+        }
+        let mut wait = Duration::from_millis(5);
+        loop {
+            let job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
+            if let Some(result) = job.outcome() {
+                return Ok(result);
+            }
+            if self.inner.store.shared().is_none() {
+                return Err(Error::WrongState {
                     id,
                     status: job.status,
                     operation: "wait for its result here (no process is responsible for it)",
-                })
+                });
             }
+            // Another process runs it: watch the shared store.
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -584,6 +616,17 @@ impl Queue {
             CancelReply::Cancelled => Ok(()),
             CancelReply::NotHere => {
                 self.barrier().await;
+                if let Some(shared) = self.inner.store.shared() {
+                    return match shared.job_cancel(id, self.now()).await? {
+                        CancelOutcome::Cancelled | CancelOutcome::Requested => Ok(()),
+                        CancelOutcome::Final(status) => Err(Error::WrongState {
+                            id,
+                            status,
+                            operation: "cancel",
+                        }),
+                        CancelOutcome::Unknown => Err(Error::UnknownJob(id)),
+                    };
+                }
                 let job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
                 Err(Error::WrongState {
                     id,
@@ -623,6 +666,12 @@ impl Queue {
         job.result = None;
         if !self.inner.supervisor.connected() {
             return Err(Error::ShutDown);
+        }
+        if self.inner.store.shared().is_some() {
+            // Ready in the store again; the update wakes the processes.
+            let line = crate::job::LogLine::new(self.now(), job.attempts, "kicked");
+            self.inner.store.jobs_update(&[JobUpdate::of(&job, vec![line])]).await?;
+            return Ok(());
         }
         self.inner.supervisor.do_send(Admit {
             jobs: vec![job],

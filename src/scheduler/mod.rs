@@ -8,4 +8,4 @@ pub(crate) mod supervisor;
 pub(crate) mod wheel;
 pub(crate) mod worker;
 
-pub use supervisor::{Retention, ShutdownReport};
+pub use supervisor::{Retention, SharedConfig, ShutdownReport};

@@ -12,6 +12,7 @@
 
 mod error;
 mod memory;
+mod shared;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{BoxError, StoreError};
 pub use memory::MemoryStore;
+pub use shared::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore};
 
 use crate::job::{Job, JobId, JobStatus, LogLine, Progress};
 
@@ -273,4 +275,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError>;
     /// Removes final jobs and their logs; returns how many.
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError>;
+
+    /// The shared-store capability, when many processes share this store
+    /// (see [`SharedStore`]). Single-process stores return `None`.
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        None
+    }
 }

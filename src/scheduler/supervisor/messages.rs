@@ -21,6 +21,8 @@ pub(crate) enum Origin {
     Loaded,
     /// A buried job kicked back to ready.
     Kicked,
+    /// Claimed from a shared store.
+    Claimed,
 }
 
 /// Jobs to take in.
@@ -67,6 +69,7 @@ impl Handler<DefineTask> for Supervisor {
             task: def.name.to_string(),
             tag: def.tag.clone(),
         });
+        self.want_claim(ctx);
         self.settle(ctx);
     }
 }
@@ -103,6 +106,7 @@ impl Handler<StartWorker> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: StartWorker, ctx: &mut Self::Context) {
         self.add_worker(msg.tags, msg.concurrency, ctx);
+        self.want_claim(ctx);
         self.settle(ctx);
     }
 }
@@ -114,6 +118,7 @@ impl Handler<Finished> for Supervisor {
         for report in msg.reports {
             self.on_report(msg.worker, report, now);
         }
+        self.after_capacity_freed(ctx);
         self.settle(ctx);
     }
 }
@@ -211,6 +216,9 @@ impl Handler<Shutdown> for Supervisor {
             finished: 0,
             aborted: Vec::new(),
         });
+        if self.is_shared() {
+            self.release_waiting();
+        }
         ctx.run_later(msg.grace, |act, ctx| {
             act.abort_running();
             for w in &mut act.workers {

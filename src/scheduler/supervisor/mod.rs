@@ -9,6 +9,7 @@
 
 mod admin;
 mod messages;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
 pub use admin::Retention;
+pub use shared::SharedConfig;
+pub(crate) use shared::Touch;
 pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Shutdown, StartWorker, WaitReply, WaitResult,
 };
@@ -215,6 +218,10 @@ pub(crate) struct Supervisor {
     draining: Option<Drain>,
     retention: Retention,
     pruning: bool,
+    /// Set when the store is shared between processes.
+    shared: Option<shared::SharedMode>,
+    /// The supervisor's own address, for handlers' lease touches.
+    me: Option<Addr<Supervisor>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -230,7 +237,14 @@ impl std::fmt::Debug for Supervisor {
 const EXPIRED: &str = "not started before it expired";
 
 impl Supervisor {
-    pub(crate) fn new(clock: Clock, store: Arc<dyn Store>, bus: Arc<EventBus>, retention: Retention) -> Self {
+    pub(crate) fn new(
+        clock: Clock,
+        store: Arc<dyn Store>,
+        bus: Arc<EventBus>,
+        retention: Retention,
+        shared: SharedConfig,
+    ) -> Self {
+        let shared = store.shared().map(|s| shared::SharedMode::new(shared, s.owner()));
         Supervisor {
             clock,
             store,
@@ -256,6 +270,8 @@ impl Supervisor {
             draining: None,
             retention,
             pruning: false,
+            shared,
+            me: None,
         }
     }
 
@@ -533,6 +549,11 @@ impl Supervisor {
         e.cancel = None;
         self.record(slot, logs);
         self.emit_slot(slot, JobEventKind::Retrying { run_at });
+        if self.is_shared() {
+            // Back to the store: whichever process is free when it is due runs it.
+            self.release(slot);
+            return;
+        }
         let when = self.clock.tick_for(run_at);
         if !self.set_timer(slot, when, TimerKind::Due, now) {
             self.make_ready(slot, now);
@@ -623,6 +644,7 @@ impl Supervisor {
                     journal: Default::default(),
                     bus: self.bus.clone(),
                     clock: self.clock,
+                    supervisor: self.shared.as_ref().and(self.me.clone()),
                 }),
             },
             payload: e.job.payload.clone(),
@@ -771,7 +793,8 @@ impl Supervisor {
         if self.flushing {
             return;
         }
-        if self.writes.is_empty() {
+        let releases = self.shared.as_mut().map(|m| std::mem::take(&mut m.releases)).unwrap_or_default();
+        if self.writes.is_empty() && releases.is_empty() {
             for b in self.barrier_next.drain(..) {
                 let _ = b.send(());
             }
@@ -781,11 +804,17 @@ impl Supervisor {
         let batch = std::mem::take(&mut self.writes);
         self.barrier_in_flight = std::mem::take(&mut self.barrier_next);
         let store = self.store.clone();
+        let owner = self.shared.as_ref().map(|m| m.owner);
         let fut = async move {
-            let result = store.jobs_update(&batch).await;
-            (result, batch)
+            let mut result = if batch.is_empty() { Ok(()) } else { store.jobs_update(&batch).await };
+            if let (Ok(()), Some(owner), Some(shared)) = (&result, owner, store.shared()) {
+                if !releases.is_empty() {
+                    result = shared.jobs_release(owner, &releases).await;
+                }
+            }
+            (result, batch, releases)
         };
-        ctx.spawn(fut.into_actor(self).map(|(result, batch), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|(result, batch, releases), act, ctx| {
             act.flushing = false;
             match result {
                 Ok(()) => {
@@ -804,6 +833,11 @@ impl Supervisor {
                     let mut retry = batch;
                     retry.append(&mut act.writes);
                     act.writes = retry;
+                    if let Some(mode) = act.shared.as_mut() {
+                        let mut again = releases;
+                        again.append(&mut mode.releases);
+                        mode.releases = again;
+                    }
                     let mut barrier = std::mem::take(&mut act.barrier_in_flight);
                     barrier.append(&mut act.barrier_next);
                     act.barrier_next = barrier;
@@ -825,7 +859,13 @@ impl Supervisor {
 
     fn check_drained(&mut self, ctx: &mut Context<Self>) {
         let done = match &self.draining {
-            Some(d) => d.reply.is_some() && self.in_flight() == 0 && self.writes.is_empty() && !self.flushing,
+            Some(d) => {
+                d.reply.is_some()
+                    && self.in_flight() == 0
+                    && self.writes.is_empty()
+                    && !self.flushing
+                    && self.shared.as_ref().is_none_or(|m| m.releases.is_empty())
+            }
             None => false,
         };
         if done {
@@ -875,6 +915,9 @@ impl Supervisor {
             if let Some(d) = self.draining.as_mut() {
                 d.aborted.push(id);
             }
+            if self.is_shared() {
+                self.release(slot);
+            }
         }
     }
 }
@@ -895,6 +938,8 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.me = Some(ctx.address());
         self.start_retention(ctx);
+        self.start_shared(ctx);
     }
 }

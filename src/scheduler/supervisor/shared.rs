@@ -1,0 +1,334 @@
+//! The supervisor's side of a shared store: claim due jobs of the tasks this
+//! process serves, renew their leases by heartbeat, give back what it will
+//! not run soon, rescue lapsed leases, and wake on notifications.
+//!
+//! Every timer here is a single actix timer (the claim timer, the heartbeat
+//! and rescue intervals), never one per job; the jobs themselves are timed
+//! by the wheel once claimed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::{State, Supervisor};
+use crate::event::QueueEvent;
+use crate::job::{JobId, JobStatus};
+use crate::scheduler::supervisor::messages::Origin;
+use crate::store::{JobClaim, JobHeartbeat, Store};
+
+/// How a process uses a shared store.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let config = kessel::SharedConfig { poll: Duration::from_secs(1), ..Default::default() };
+/// assert_eq!(config.horizon, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// Claim jobs due within this much of now, so the local wheel times
+    /// them to the millisecond (default 2 s).
+    pub horizon: Duration,
+    /// Look for work at least this often, in case a notification was lost
+    /// (default 5 s).
+    pub poll: Duration,
+    /// Claim at most this many jobs beyond the workers' free slots
+    /// (default 64).
+    pub prefetch: usize,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig {
+            horizon: Duration::from_secs(2),
+            poll: Duration::from_secs(5),
+            prefetch: 64,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct SharedMode {
+    pub(super) config: SharedConfig,
+    pub(super) owner: Uuid,
+    claiming: bool,
+    claim_again: bool,
+    last_full: bool,
+    claim_timer: Option<SpawnHandle>,
+    /// Held jobs to give back with the next flush.
+    pub(super) releases: Vec<JobId>,
+}
+
+impl SharedMode {
+    pub(super) fn new(config: SharedConfig, owner: Uuid) -> Self {
+        SharedMode {
+            config,
+            owner,
+            ..Default::default()
+        }
+    }
+}
+
+impl StreamHandler<()> for Supervisor {
+    fn handle(&mut self, _: (), ctx: &mut Self::Context) {
+        self.want_claim(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        tracing::warn!("the store's notification stream ended; polling only");
+    }
+}
+
+/// A handler asked to extend its job's lease now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Touch(pub(crate) JobId);
+
+impl Handler<Touch> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Touch, ctx: &mut Self::Context) {
+        if self.by_id.contains_key(&msg.0) {
+            self.heartbeat(vec![msg.0], ctx);
+        }
+    }
+}
+
+fn shared_store(store: &Arc<dyn Store>) -> &dyn crate::store::SharedStore {
+    store.shared().expect("shared mode runs only on a shared store")
+}
+
+impl Supervisor {
+    pub(super) fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Starts the heartbeat, the rescuer and the notification stream.
+    pub(super) fn start_shared(&mut self, ctx: &mut Context<Self>) {
+        let Some(shared) = self.store.shared() else { return };
+        let lease = shared.lease();
+        ctx.add_stream(shared.wakeups());
+        let beat = (lease / 3).max(Duration::from_millis(10));
+        ctx.run_interval(beat, |act, ctx| {
+            let held: Vec<JobId> = act.by_id.keys().copied().collect();
+            if !held.is_empty() {
+                act.heartbeat(held, ctx);
+            }
+        });
+        ctx.run_interval(lease.max(Duration::from_millis(10)), |act, ctx| act.rescue(ctx));
+        self.want_claim(ctx);
+    }
+
+    /// Asks for a claim now, or right after the one in flight.
+    pub(super) fn want_claim(&mut self, ctx: &mut Context<Self>) {
+        let Some(mode) = self.shared.as_mut() else { return };
+        if mode.claiming {
+            mode.claim_again = true;
+            return;
+        }
+        self.claim(ctx);
+    }
+
+    /// After jobs finish: claim more if the last claim was full.
+    pub(super) fn after_capacity_freed(&mut self, ctx: &mut Context<Self>) {
+        if self.shared.as_ref().is_some_and(|m| m.last_full) {
+            self.want_claim(ctx);
+        }
+    }
+
+    /// The tasks this process serves: defined here, tag served by a
+    /// running worker, not suspended.
+    fn served_tasks(&self) -> Vec<String> {
+        let served: HashSet<u32> = self
+            .workers
+            .iter()
+            .filter(|w| !w.stopped)
+            .flat_map(|w| w.tags.iter().copied())
+            .collect();
+        self.task_index
+            .iter()
+            .filter(|(_, &i)| {
+                let t = &self.tasks[i as usize];
+                t.def.is_some() && !t.suspended && t.tag.is_some_and(|tag| served.contains(&tag))
+            })
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    fn claim(&mut self, ctx: &mut Context<Self>) {
+        if self.draining.is_some() {
+            return;
+        }
+        let tasks = self.served_tasks();
+        let free: usize = self
+            .workers
+            .iter()
+            .filter(|w| !w.stopped)
+            .map(|w| w.capacity.saturating_sub(w.in_flight))
+            .sum();
+        let held_waiting = self
+            .by_id
+            .values()
+            .filter(|&&s| self.jobs.get(s).is_some_and(|e| !matches!(e.state, State::Running { .. })))
+            .count();
+        let Some(mode) = self.shared.as_mut() else { return };
+        let limit = (free + mode.config.prefetch).saturating_sub(held_waiting);
+        if let Some(timer) = mode.claim_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if tasks.is_empty() || limit == 0 {
+            let poll = mode.config.poll;
+            mode.claim_timer = Some(ctx.run_later(poll, |act, ctx| act.want_claim(ctx)));
+            return;
+        }
+        mode.claiming = true;
+        mode.claim_again = false;
+        let now = self.clock.now_utc();
+        let horizon = chrono::Duration::from_std(mode.config.horizon).unwrap_or_default();
+        let params = JobClaim {
+            owner: mode.owner,
+            tasks: tasks.clone(),
+            due_by: now + horizon,
+            limit,
+            lease_until: now
+                + chrono::Duration::from_std(shared_store(&self.store).lease()).unwrap_or_default(),
+        };
+        let store = self.store.clone();
+        let fut = async move {
+            let shared = shared_store(&store);
+            let claimed = shared.jobs_claim(&params).await?;
+            let next = shared.jobs_next_due(&tasks).await?;
+            Ok::<_, crate::store::StoreError>((claimed, next))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            let Some(mode) = act.shared.as_mut() else { return };
+            mode.claiming = false;
+            let poll = mode.config.poll;
+            let mut wait = poll;
+            match result {
+                Ok((claimed, next)) => {
+                    mode.last_full = claimed.len() >= limit;
+                    if mode.last_full {
+                        mode.claim_again = true;
+                    }
+                    if let Some(next) = next {
+                        // Claim again when the next job comes within the horizon.
+                        let until = (next - act.clock.now_utc() - horizon).to_std().unwrap_or_default();
+                        wait = wait.min(until);
+                    }
+                    if !claimed.is_empty() {
+                        let now = act.clock.now_ms();
+                        for job in claimed {
+                            act.admit(job, Origin::Claimed, now);
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "claiming jobs failed; retrying");
+                    act.bus.queue(QueueEvent::Error {
+                        message: format!("claiming jobs failed, will retry: {err}"),
+                    });
+                    wait = wait.min(Duration::from_millis(500));
+                }
+            }
+            let mode = act.shared.as_mut().expect("still shared");
+            if mode.claim_again && wait > Duration::ZERO {
+                act.want_claim(ctx);
+            } else {
+                mode.claim_timer = Some(ctx.run_later(wait, |act, ctx| act.want_claim(ctx)));
+            }
+            act.settle(ctx);
+        }));
+    }
+
+    fn heartbeat(&mut self, ids: Vec<JobId>, ctx: &mut Context<Self>) {
+        let Some(mode) = self.shared.as_ref() else { return };
+        let store = self.store.clone();
+        let params = JobHeartbeat {
+            owner: mode.owner,
+            ids,
+            lease_until: self.clock.now_utc()
+                + chrono::Duration::from_std(shared_store(&self.store).lease()).unwrap_or_default(),
+        };
+        let fut = async move { shared_store(&store).jobs_heartbeat(&params).await };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(reply) => {
+                for id in reply.cancel_requested {
+                    if let Some(&slot) = act.by_id.get(&id) {
+                        if let Some(token) = act.jobs.get_mut(slot).and_then(|e| e.cancel.take()) {
+                            token.cancel();
+                        }
+                        act.finalize(slot, JobStatus::Cancelled, None, Some("cancelled".into()), Vec::new());
+                    }
+                }
+                for id in reply.lost {
+                    act.drop_held(id);
+                }
+                act.settle(ctx);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "renewing leases failed");
+                act.bus.queue(QueueEvent::Error {
+                    message: format!("renewing job leases failed: {err}"),
+                });
+            }
+        }));
+    }
+
+    /// Forgets a job whose lease is no longer ours, without recording it.
+    fn drop_held(&mut self, id: JobId) {
+        let Some(slot) = self.by_id.remove(&id) else { return };
+        self.clear_timer(slot);
+        if let Some(e) = self.jobs.remove(slot) {
+            if let Some(token) = e.cancel {
+                token.cancel();
+            }
+        }
+        self.result_waiters.remove(&id);
+        tracing::warn!(job = %id, "lease lost: another process may run this job");
+    }
+
+    /// Gives a held job back to the store (it stays pending there).
+    pub(super) fn release(&mut self, slot: u32) {
+        self.clear_timer(slot);
+        let Some(e) = self.jobs.remove(slot) else { return };
+        self.by_id.remove(&e.job.id);
+        // Local waiters fall back to watching the store.
+        self.result_waiters.remove(&e.job.id);
+        if let Some(mode) = self.shared.as_mut() {
+            mode.releases.push(e.job.id);
+        }
+    }
+
+    /// At shutdown: give back every held job that is not running.
+    pub(super) fn release_waiting(&mut self) {
+        let waiting: Vec<u32> = self
+            .by_id
+            .values()
+            .copied()
+            .filter(|&s| self.jobs.get(s).is_some_and(|e| !matches!(e.state, State::Running { .. })))
+            .collect();
+        for slot in waiting {
+            self.release(slot);
+        }
+    }
+
+    fn rescue(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let now = self.clock.now_utc();
+        let fut = async move { shared_store(&store).jobs_rescue(now).await };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(rescued = n, "returned jobs with lapsed leases to ready");
+                act.want_claim(ctx);
+            }
+            Err(err) => act.bus.queue(QueueEvent::Error {
+                message: format!("rescuing lapsed leases failed: {err}"),
+            }),
+        }));
+    }
+}

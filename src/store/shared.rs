@@ -1,0 +1,112 @@
+//! The capability of a store shared by many processes: claims with leases,
+//! heartbeats, rescue of lapsed leases, cross-process cancel and wake-ups.
+//!
+//! A shared store does not hand the supervisor every pending job at start.
+//! Instead each process claims the jobs of the tasks it serves that are due
+//! within a short horizon; a claim is a lease the process renews by
+//! heartbeat while it holds the job. A lease that lapses (the process died,
+//! the network cut) is returned to ready by a rescuer, with the attempt it
+//! was running counted.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::job::{Job, JobId, JobStatus};
+
+/// What [`SharedStore::jobs_claim`] claims.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobClaim {
+    /// The claiming process.
+    pub owner: Uuid,
+    /// Only jobs of these tasks (the ones the process serves).
+    pub tasks: Vec<String>,
+    /// Only jobs due at or before this time.
+    pub due_by: DateTime<Utc>,
+    /// At most this many, best first: priority, then due time, then creation.
+    pub limit: usize,
+    /// The lease lasts until then.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// What [`SharedStore::jobs_heartbeat`] renews.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobHeartbeat {
+    /// The process holding the leases.
+    pub owner: Uuid,
+    /// The jobs it holds.
+    pub ids: Vec<JobId>,
+    /// The leases' new end.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Held jobs another process asked to cancel.
+    pub cancel_requested: Vec<JobId>,
+    /// Held jobs whose lease is no longer this process's (it lapsed and was
+    /// rescued, or the job was removed): the process must drop them.
+    pub lost: Vec<JobId>,
+}
+
+/// What [`SharedStore::job_cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was pending and not held: it is now cancelled.
+    Cancelled,
+    /// Another process holds it: the cancel is recorded and that process
+    /// cancels it at its next heartbeat.
+    Requested,
+    /// The job is already final.
+    Final(JobStatus),
+    /// No job has this id.
+    Unknown,
+}
+
+/// A store many processes share. See the [module documentation](self).
+///
+/// # Examples
+///
+/// ```
+/// use kessel::store::{MemoryStore, Store};
+/// // The memory store is single-process: it has no shared capability.
+/// assert!(MemoryStore::new().shared().is_none());
+/// ```
+#[async_trait]
+pub trait SharedStore: Send + Sync {
+    /// This process's owner id for leases.
+    fn owner(&self) -> Uuid;
+
+    /// Claims due, unleased, pending jobs, leasing them to `owner`.
+    async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError>;
+
+    /// Renews the leases `owner` holds; reports cancels and lost leases.
+    async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError>;
+
+    /// Gives held jobs back, unleased, in their stored state.
+    async fn jobs_release(&self, owner: Uuid, ids: &[JobId]) -> Result<(), StoreError>;
+
+    /// Returns jobs whose lease lapsed before `now` to ready (a running
+    /// one with its attempt counted); returns how many.
+    async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Cancels a job from any process.
+    async fn job_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
+
+    /// When the next unleased pending job of `tasks` is due.
+    async fn jobs_next_due(&self, tasks: &[String]) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Wake-ups: an item whenever jobs may have become claimable (created,
+    /// released, kicked). Lost notifications are covered by polling.
+    fn wakeups(&self) -> BoxStream<'static, ()>;
+
+    /// How long a lease lasts without renewal.
+    fn lease(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+}
