@@ -12,6 +12,8 @@
 
 mod error;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod shared;
 
 use async_trait::async_trait;
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{BoxError, StoreError};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
 pub use shared::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore};
 
 use crate::job::{Job, JobId, JobStatus, LogLine, Progress};
@@ -280,5 +284,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// (see [`SharedStore`]). Single-process stores return `None`.
     fn shared(&self) -> Option<&dyn SharedStore> {
         None
+    }
+
+    /// Whether the queue must run this store's calls as tasks on the tokio
+    /// runtime rather than on its actor: `true` for stores whose
+    /// connections must be released inside the runtime (sqlx pools), so
+    /// nothing panics when an actor system is torn down mid-call.
+    fn calls_on_runtime(&self) -> bool {
+        false
     }
 }

@@ -109,8 +109,9 @@ impl Supervisor {
             }
             Ok::<u64, crate::store::StoreError>(removed)
         };
-        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+        ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, _| {
             act.pruning = false;
+            let Some(result) = result else { return };
             match result {
                 Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned completed jobs"),
                 Ok(_) => {}

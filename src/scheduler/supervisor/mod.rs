@@ -814,8 +814,9 @@ impl Supervisor {
             }
             (result, batch, releases)
         };
-        ctx.spawn(fut.into_actor(self).map(|(result, batch, releases), act, ctx| {
+        ctx.spawn(self.store_call(fut).into_actor(self).map(|done, act, ctx| {
             act.flushing = false;
+            let Some((result, batch, releases)) = done else { return };
             match result {
                 Ok(()) => {
                     act.flush_retry = Duration::from_millis(50);
@@ -851,6 +852,22 @@ impl Supervisor {
                 }
             }
         }));
+    }
+
+    /// Runs a store call: as a task on the tokio runtime when the store
+    /// asks for it (its connections must be dropped inside the runtime, even
+    /// when the actor system is torn down mid-call), inline otherwise.
+    /// `None` when the runtime dropped the task.
+    fn store_call<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>>>> {
+        if self.store.calls_on_runtime() {
+            let task = tokio::spawn(fut);
+            Box::pin(async move { task.await.ok() })
+        } else {
+            Box::pin(async move { Some(fut.await) })
+        }
     }
 
     fn in_flight(&self) -> usize {

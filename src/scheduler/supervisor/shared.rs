@@ -118,7 +118,8 @@ impl Supervisor {
                 act.heartbeat(held, ctx);
             }
         });
-        ctx.run_interval(lease.max(Duration::from_millis(10)), |act, ctx| act.rescue(ctx));
+        // A lapsed lease is rescued within a quarter lease of lapsing.
+        ctx.run_interval((lease / 4).max(Duration::from_millis(10)), |act, ctx| act.rescue(ctx));
         self.want_claim(ctx);
     }
 
@@ -203,8 +204,8 @@ impl Supervisor {
             let next = shared.jobs_next_due(&tasks).await?;
             Ok::<_, crate::store::StoreError>((claimed, next))
         };
-        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            let Some(mode) = act.shared.as_mut() else { return };
+        ctx.spawn(self.store_call(fut).into_actor(self).map(move |result, act, ctx| {
+            let (Some(result), Some(mode)) = (result, act.shared.as_mut()) else { return };
             mode.claiming = false;
             let poll = mode.config.poll;
             let mut wait = poll;
@@ -254,8 +255,9 @@ impl Supervisor {
                 + chrono::Duration::from_std(shared_store(&self.store).lease()).unwrap_or_default(),
         };
         let fut = async move { shared_store(&store).jobs_heartbeat(&params).await };
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(reply) => {
+        ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, ctx| match result {
+            None => {}
+            Some(Ok(reply)) => {
                 for id in reply.cancel_requested {
                     if let Some(&slot) = act.by_id.get(&id) {
                         if let Some(token) = act.jobs.get_mut(slot).and_then(|e| e.cancel.take()) {
@@ -269,7 +271,7 @@ impl Supervisor {
                 }
                 act.settle(ctx);
             }
-            Err(err) => {
+            Some(Err(err)) => {
                 tracing::warn!(error = %err, "renewing leases failed");
                 act.bus.queue(QueueEvent::Error {
                     message: format!("renewing job leases failed: {err}"),
@@ -320,13 +322,13 @@ impl Supervisor {
         let store = self.store.clone();
         let now = self.clock.now_utc();
         let fut = async move { shared_store(&store).jobs_rescue(now).await };
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(0) => {}
-            Ok(n) => {
+        ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, ctx| match result {
+            None | Some(Ok(0)) => {}
+            Some(Ok(n)) => {
                 tracing::info!(rescued = n, "returned jobs with lapsed leases to ready");
                 act.want_claim(ctx);
             }
-            Err(err) => act.bus.queue(QueueEvent::Error {
+            Some(Err(err)) => act.bus.queue(QueueEvent::Error {
                 message: format!("rescuing lapsed leases failed: {err}"),
             }),
         }));

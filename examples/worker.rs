@@ -1,0 +1,92 @@
+//! A kessel worker process on PostgreSQL. Run as many as you like, on as
+//! many machines, against one database:
+//!
+//! ```sh
+//! cargo run --features postgres --example worker -- postgres://postgres@127.0.0.1/test
+//! ```
+//!
+//! Options (after the URL): `--schema NAME` (default `kessel`),
+//! `--concurrency N` (default 16), `--work-ms N` (how long each job works,
+//! default 5), `--lease-ms N` (default 30000).
+//!
+//! The `work` task shows the at-least-once discipline: before it reports
+//! success it records the job in an application table keyed by job id, so a
+//! rerun after a crash can see the job was already done (idempotency).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kessel::store::{PgOptions, PgStore};
+use kessel::{JobContext, JobError, Queue};
+
+struct Args {
+    url: String,
+    schema: String,
+    concurrency: usize,
+    work: Duration,
+    lease: Duration,
+}
+
+fn args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let url = it.next().ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N]")?;
+    let mut args = Args {
+        url,
+        schema: "kessel".into(),
+        concurrency: 16,
+        work: Duration::from_millis(5),
+        lease: Duration::from_secs(30),
+    };
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let number = || value.parse::<u64>().map_err(|e| format!("{flag} {value}: {e}"));
+        match flag.as_str() {
+            "--schema" => args.schema = value.clone(),
+            "--concurrency" => args.concurrency = number()? as usize,
+            "--work-ms" => args.work = Duration::from_millis(number()?),
+            "--lease-ms" => args.lease = Duration::from_millis(number()?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(args)
+}
+
+#[actix_rt::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = args()?;
+    let store = PgStore::connect_with(PgOptions::new(&args.url).schema(&args.schema).lease(args.lease)).await?;
+    let pool = store.pool().clone();
+    let done_table = format!("{}.work_done", args.schema);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {done_table} (job_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now())"
+    )))
+    .execute(&pool)
+    .await?;
+    let queue = Queue::builder().store(Arc::new(store)).build().await?;
+    let work = args.work;
+    let insert = Arc::new(format!("INSERT INTO {done_table} (job_id, attempt, pid) VALUES ($1, $2, $3)"));
+    queue.define("work").tag("default").action(move |job: JobContext<u64>| {
+        let (pool, insert) = (pool.clone(), insert.clone());
+        async move {
+            tokio::time::sleep(work).await;
+            sqlx::query(sqlx::AssertSqlSafe(insert.as_str().to_owned()))
+                .bind(job.id().0)
+                .bind(job.attempt() as i32)
+                .bind(std::process::id() as i32)
+                .execute(&pool)
+                .await?;
+            Ok::<_, JobError>(job.payload)
+        }
+    })?;
+    queue.define("sleep").tag("default").action(|job: JobContext<u64>| async move {
+        // Runs until done or cancelled; the signal drops this future.
+        tokio::time::sleep(Duration::from_millis(job.payload)).await;
+        Ok::<_, JobError>(())
+    })?;
+    queue.process(["default"]).concurrency(args.concurrency).start()?;
+    println!("worker {} ready", std::process::id());
+    tokio::signal::ctrl_c().await?;
+    let report = queue.shutdown(Duration::from_secs(10)).await?;
+    println!("worker {} stopped: {report:?}", std::process::id());
+    Ok(())
+}

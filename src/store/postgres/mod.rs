@@ -1,0 +1,685 @@
+//! The PostgreSQL store (feature `postgres`): many processes on many
+//! machines share one queue.
+//!
+//! - Every process connects to the same database and schema. Producers
+//!   insert; each process claims the due jobs of the tasks it serves with
+//!   `FOR UPDATE SKIP LOCKED`, in priority order, in batches.
+//! - A claimed job is leased to its process, which renews the lease by
+//!   heartbeat. A lease that lapses (the process died, the network cut) is
+//!   returned to ready by a rescuer any process runs, with the attempt
+//!   counted. At-least-once: nothing is lost when a worker dies.
+//! - Inserts and releases `NOTIFY` a channel that wakes the processes; a
+//!   poll covers lost notifications.
+//! - State changes arrive in batches and are applied in one statement per
+//!   batch (`UNNEST` arrays), so a burst of completions costs one round trip.
+//! - Migrations are embedded and versioned, run under an advisory lock so
+//!   processes may start together, and a process refuses a schema newer
+//!   than it knows.
+
+mod rows;
+mod shared;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{JobDelete, JobQuery, JobUpdate, Order, SharedStore, StatusCount, Store, StoreError};
+use crate::error::Error;
+use crate::job::{Job, JobId, JobStatus};
+use crate::queue::Queue;
+use rows::{job_from_row, map_err, JOB_COLUMNS};
+
+/// The schema versions this kessel knows, in order.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_jobs.sql"))];
+
+/// The newest schema version this kessel knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How to connect a [`PgStore`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let options = kessel::store::PgOptions::new("postgres://postgres@127.0.0.1/test")
+///     .schema("jobs")
+///     .max_connections(8)
+///     .lease(Duration::from_secs(20));
+/// assert_eq!(options.schema_name(), "jobs");
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    url: String,
+    schema: String,
+    max_connections: u32,
+    lease: Duration,
+    application_name: String,
+}
+
+impl PgOptions {
+    /// Options for the database at `url`, schema `kessel`, 10 connections,
+    /// 30 s leases.
+    pub fn new(url: impl Into<String>) -> Self {
+        PgOptions {
+            url: url.into(),
+            schema: "kessel".into(),
+            max_connections: 10,
+            lease: Duration::from_secs(30),
+            application_name: "kessel".into(),
+        }
+    }
+
+    /// The `application_name` the connections report (default `kessel`),
+    /// which tells this process's sessions apart in `pg_stat_activity`.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+
+    /// The schema kessel's tables live in (created if missing). Letters,
+    /// digits and `_`, starting with a letter or `_`.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The schema name set.
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    /// The pool size: one connection listens for notifications, the rest
+    /// serve claims, heartbeats, batches of updates and producers.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(2);
+        self
+    }
+
+    /// How long a claimed job's lease lasts without renewal; heartbeats
+    /// renew it every third of that. A dead process's jobs are rescued
+    /// within one lease period plus one rescue interval.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+}
+
+/// SQL text with the schema name put in, built once per store.
+#[derive(Debug)]
+struct Sql {
+    schema: String,
+    channel: String,
+}
+
+impl Sql {
+    fn table(&self, name: &str) -> String {
+        format!("{}.{name}", self.schema)
+    }
+}
+
+/// A [`Store`] in PostgreSQL, shared by every process that connects to the
+/// same schema. See the [module documentation](self).
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// let queue = kessel::Queue::postgres("postgres://postgres@127.0.0.1:5432/test").await?;
+/// queue.create("send email", serde_json::json!({ "to": "ford@example.com" })).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    sql: Arc<Sql>,
+    owner: Uuid,
+    lease: Duration,
+}
+
+fn valid_schema(schema: &str) -> bool {
+    let mut chars = schema.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 63
+}
+
+impl PgStore {
+    /// Connects with default options (schema `kessel`) and migrates.
+    ///
+    /// # Errors
+    ///
+    /// As [`PgStore::connect_with`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(PgOptions::new(url)).await
+    }
+
+    /// Connects, creates the schema if needed and brings it to the current
+    /// version under an advisory lock.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the database cannot be reached,
+    /// [`StoreError::NewerSchema`] when the schema was written by a newer
+    /// kessel, [`StoreError::NotKessel`] for a schema name that is not a
+    /// plain identifier.
+    pub async fn connect_with(options: PgOptions) -> Result<Self, StoreError> {
+        if !valid_schema(&options.schema) {
+            return Err(StoreError::NotKessel(format!(
+                "`{}` is not a usable schema name (lowercase letters, digits and _, not starting with a digit)",
+                options.schema
+            )));
+        }
+        let connect = options
+            .url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| StoreError::NotKessel(format!("cannot read the database URL: {e}")))?
+            .application_name(&options.application_name);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect)
+            .await
+            .map_err(map_err)?;
+        let sql = Arc::new(Sql {
+            channel: format!("kessel_{}", options.schema),
+            schema: options.schema,
+        });
+        migrate(&pool, &sql.schema).await?;
+        Ok(PgStore {
+            pool,
+            sql,
+            owner: Uuid::new_v4(),
+            lease: options.lease,
+        })
+    }
+
+    /// The schema version the database is at.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        current_version(&self.pool, &self.sql.schema).await
+    }
+
+    /// The connection pool, for the caller's own queries in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn notify(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.sql.channel)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn attach_logs(&self, jobs: &mut [Job]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id.0).collect();
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT job_id, at, attempt, message, data FROM {} WHERE job_id = ANY($1) ORDER BY job_id, seq",
+            self.sql.table("job_logs")
+        )))
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut by_job: HashMap<Uuid, Vec<crate::job::LogLine>> = HashMap::new();
+        for row in rows {
+            let (id, line) = rows::log_from_row(&row)?;
+            by_job.entry(id).or_default().push(line);
+        }
+        for job in jobs {
+            job.logs = by_job.remove(&job.id.0).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+async fn current_version(pool: &PgPool, schema: &str) -> Result<i64, StoreError> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'kessel_schema')",
+    )
+    .bind(schema)
+    .fetch_one(pool)
+    .await
+    .map_err(map_err)?;
+    if !exists {
+        return Ok(0);
+    }
+    let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(version) FROM {schema}.kessel_schema")))
+        .fetch_one(pool)
+        .await
+        .map_err(map_err)?;
+    Ok(version.unwrap_or(0))
+}
+
+async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    // One migrator at a time per schema, however many processes start.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kessel migrate ' || $1))")
+        .bind(schema)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.kessel_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(version) FROM {schema}.kessel_schema")))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let version = version.unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (number, text) in MIGRATIONS.iter().filter(|(n, _)| *n > version) {
+        sqlx::raw_sql(AssertSqlSafe(text.replace("{schema}", schema)))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(AssertSqlSafe(format!("INSERT INTO {schema}.kessel_schema (version) VALUES ($1)")))
+            .bind(number)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(())
+}
+
+/// The columns of a batch of state changes, one array each, for `UNNEST`.
+#[derive(Default)]
+struct UpdateColumns {
+    ids: Vec<Uuid>,
+    statuses: Vec<&'static str>,
+    attempts: Vec<i32>,
+    max_attempts: Vec<Option<i32>>,
+    run_at: Vec<DateTime<Utc>>,
+    last_error: Vec<Option<String>>,
+    result: Vec<Option<String>>,
+    progress_current: Vec<Option<i64>>,
+    progress_total: Vec<Option<i64>>,
+    finished_at: Vec<Option<DateTime<Utc>>>,
+}
+
+#[derive(Default)]
+struct LogColumns {
+    job_ids: Vec<Uuid>,
+    at: Vec<DateTime<Utc>>,
+    attempts: Vec<i32>,
+    messages: Vec<String>,
+    data: Vec<Option<String>>,
+}
+
+impl LogColumns {
+    fn push(&mut self, id: JobId, line: &crate::job::LogLine) {
+        self.job_ids.push(id.0);
+        self.at.push(line.at);
+        self.attempts.push(line.attempt as i32);
+        self.messages.push(line.message.to_string());
+        self.data.push(line.data.as_ref().map(|d| d.to_string()));
+    }
+}
+
+const PENDING: &str = "('scheduled', 'ready', 'retrying', 'running')";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut logs = LogColumns::default();
+        for job in jobs {
+            for line in &job.logs {
+                logs.push(job.id, line);
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (id, reference, task, payload, priority, status, created_at, run_at, expires_at,
+                             attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                                  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::int[],
+                                  $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[])",
+            self.sql.table("jobs")
+        )))
+        .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.reference.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.task.to_string()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.payload.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| i64::from(j.priority)).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.status.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.created_at).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.expires_at).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.attempts as i32).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.max_attempts.map(|m| m as i32)).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.last_error.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.result.as_ref().map(|r| r.to_string())).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.progress.map(|p| p.current as i64)).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.progress.map(|p| p.total as i64)).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.finished_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_logs(&mut tx, &self.sql, &logs).await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.sql.channel)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        // One row per job: the last state wins, every log line is kept in order.
+        let mut last: HashMap<JobId, usize> = HashMap::with_capacity(updates.len());
+        let mut logs = LogColumns::default();
+        for (i, u) in updates.iter().enumerate() {
+            last.insert(u.id, i);
+            for line in &u.logs {
+                logs.push(u.id, line);
+            }
+        }
+        let mut cols = UpdateColumns::default();
+        let mut releases_work = false;
+        let mut order: Vec<usize> = last.into_values().collect();
+        order.sort_unstable();
+        for i in order {
+            let u = &updates[i];
+            releases_work |= matches!(u.status, JobStatus::Ready | JobStatus::Retrying | JobStatus::Scheduled);
+            cols.ids.push(u.id.0);
+            cols.statuses.push(u.status.as_str());
+            cols.attempts.push(u.attempts as i32);
+            cols.max_attempts.push(u.max_attempts.map(|m| m as i32));
+            cols.run_at.push(u.run_at);
+            cols.last_error.push(u.last_error.clone());
+            cols.result.push(u.result.as_ref().map(|r| r.to_string()));
+            cols.progress_current.push(u.progress.map(|p| p.current as i64));
+            cols.progress_total.push(u.progress.map(|p| p.total as i64));
+            cols.finished_at.push(u.finished_at);
+        }
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {jobs} AS j SET
+                 status = u.status, attempts = u.attempts, max_attempts = u.max_attempts, run_at = u.run_at,
+                 last_error = u.last_error, result = u.result, progress_current = u.progress_current,
+                 progress_total = u.progress_total, finished_at = u.finished_at,
+                 leased_by = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN NULL ELSE j.leased_by END,
+                 lease_until = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN NULL ELSE j.lease_until END,
+                 cancel_requested = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN false ELSE j.cancel_requested END
+             FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::text[], $7::text[],
+                         $8::bigint[], $9::bigint[], $10::timestamptz[])
+                  AS u(id, status, attempts, max_attempts, run_at, last_error, result, progress_current, progress_total, finished_at)
+             WHERE j.id = u.id AND (j.leased_by IS NULL OR j.leased_by = $11)",
+            jobs = self.sql.table("jobs")
+        )))
+        .bind(&cols.ids)
+        .bind(&cols.statuses)
+        .bind(&cols.attempts)
+        .bind(&cols.max_attempts)
+        .bind(&cols.run_at)
+        .bind(&cols.last_error)
+        .bind(&cols.result)
+        .bind(&cols.progress_current)
+        .bind(&cols.progress_total)
+        .bind(&cols.finished_at)
+        .bind(self.owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_logs(&mut tx, &self.sql, &logs).await?;
+        if releases_work {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&self.sql.channel)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM {} WHERE status IN {PENDING} ORDER BY created_at, id",
+            self.sql.table("jobs")
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.attach_logs(&mut jobs).await?;
+        Ok(jobs)
+    }
+
+    async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM {} WHERE id = $1", self.sql.table("jobs"))))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut jobs = vec![job_from_row(&row)?];
+        self.attach_logs(&mut jobs).await?;
+        Ok(jobs.pop())
+    }
+
+    async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM {} WHERE true", self.sql.table("jobs")));
+        if !query.statuses.is_empty() {
+            let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+            qb.push(" AND status = ANY(").push_bind(statuses).push(")");
+        }
+        if !query.tasks.is_empty() {
+            qb.push(" AND task = ANY(").push_bind(query.tasks.clone()).push(")");
+        }
+        if let Some(r) = &query.reference {
+            qb.push(" AND reference = ").push_bind(r.clone());
+        }
+        if let Some(t) = query.created_after {
+            qb.push(" AND created_at >= ").push_bind(t);
+        }
+        if let Some(t) = query.created_before {
+            qb.push(" AND created_at < ").push_bind(t);
+        }
+        qb.push(match query.order {
+            Order::NewestFirst => " ORDER BY created_at DESC, id DESC",
+            Order::OldestFirst => " ORDER BY created_at ASC, id ASC",
+        });
+        qb.push(" LIMIT ")
+            .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(map_err)?;
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.attach_logs(&mut jobs).await?;
+        Ok(jobs)
+    }
+
+    async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT task, status, count(*) AS n FROM {} GROUP BY task, status ORDER BY task, status",
+            self.sql.table("jobs")
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let task: String = row.try_get("task").map_err(map_err)?;
+            let status: String = row.try_get("status").map_err(map_err)?;
+            let count: i64 = row.try_get("n").map_err(map_err)?;
+            let status = status.parse().map_err(|e: crate::job::UnknownStatus| StoreError::Corrupt {
+                id: format!("(count of {task})"),
+                reason: e.to_string(),
+            })?;
+            out.push(StatusCount {
+                task,
+                status,
+                count: count as u64,
+            });
+        }
+        out.sort_by(|a, b| (&a.task, a.status).cmp(&(&b.task, b.status)));
+        Ok(out)
+    }
+
+    async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
+        let statuses: Vec<&str> = params
+            .statuses
+            .iter()
+            .filter(|s| s.is_final())
+            .map(|s| s.as_str())
+            .collect();
+        if statuses.is_empty() {
+            return Ok(0);
+        }
+        let limit = params.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let jobs = self.sql.table("jobs");
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {jobs} WHERE id IN (
+                 SELECT id FROM {jobs}
+                 WHERE status = ANY($1)
+                   AND (cardinality($2::text[]) = 0 OR task = ANY($2))
+                   AND ($3::timestamptz IS NULL OR finished_at < $3)
+                 ORDER BY finished_at, id
+                 LIMIT $4)"
+        )))
+        .bind(statuses)
+        .bind(&params.tasks)
+        .bind(params.finished_before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
+    }
+
+    fn calls_on_runtime(&self) -> bool {
+        true
+    }
+}
+
+async fn insert_logs(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    sql: &Sql,
+    logs: &LogColumns,
+) -> Result<(), StoreError> {
+    if logs.job_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {logs} (job_id, at, attempt, message, data)
+         SELECT u.job_id, u.at, u.attempt, u.message, u.data
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::int[], $4::text[], $5::text[])
+              WITH ORDINALITY AS u(job_id, at, attempt, message, data, ord)
+         WHERE EXISTS (SELECT 1 FROM {jobs} WHERE id = u.job_id)
+         ORDER BY u.ord",
+        logs = sql.table("job_logs"),
+        jobs = sql.table("jobs"),
+    )))
+    .bind(&logs.job_ids)
+    .bind(&logs.at)
+    .bind(&logs.attempts)
+    .bind(&logs.messages)
+    .bind(&logs.data)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+impl Queue {
+    /// A queue on PostgreSQL at `url` (schema `kessel`), in one line.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the database cannot be reached or its schema
+    /// is newer than this kessel knows.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::postgres("postgres://postgres@127.0.0.1:5432/test").await?;
+    /// # let _ = queue;
+    /// # Ok(()) }
+    /// ```
+    pub async fn postgres(url: &str) -> Result<Queue, Error> {
+        let store = PgStore::connect(url).await?;
+        Queue::builder().store(Arc::new(store)).build().await
+    }
+}
+
+impl PgStore {
+    pub(crate) fn lease_duration(&self) -> Duration {
+        self.lease
+    }
+
+    pub(crate) fn owner_id(&self) -> Uuid {
+        self.owner
+    }
+
+    pub(crate) fn channel(&self) -> &str {
+        &self.sql.channel
+    }
+
+    pub(crate) fn jobs_table(&self) -> String {
+        self.sql.table("jobs")
+    }
+
+    pub(crate) fn logs_table(&self) -> String {
+        self.sql.table("job_logs")
+    }
+
+    pub(crate) async fn notify_work(&self) -> Result<(), StoreError> {
+        self.notify().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(valid_schema("kessel"));
+        assert!(valid_schema("_jobs_2"));
+        assert!(!valid_schema("Kessel"));
+        assert!(!valid_schema("1jobs"));
+        assert!(!valid_schema("jobs; DROP TABLE x"));
+        assert!(!valid_schema(""));
+    }
+}

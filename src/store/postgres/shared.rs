@@ -1,0 +1,246 @@
+//! The shared-store capability of [`PgStore`]: claims, leases, rescue,
+//! cross-process cancel and notifications.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use sqlx::postgres::PgListener;
+use sqlx::{AssertSqlSafe, Row};
+use uuid::Uuid;
+
+use super::rows::{job_from_row, map_err, JOB_COLUMNS};
+use super::PgStore;
+use crate::job::{Job, JobId, JobStatus};
+use crate::store::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, StoreError};
+
+const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
+
+#[async_trait]
+impl SharedStore for PgStore {
+    fn owner(&self) -> Uuid {
+        self.owner_id()
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease_duration()
+    }
+
+    async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
+        if params.tasks.is_empty() || params.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let jobs = self.jobs_table();
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "WITH picked AS (
+                 SELECT id FROM {jobs}
+                 WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND task = ANY($1) AND run_at <= $2
+                 ORDER BY priority, run_at, created_at, id
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
+             FROM picked WHERE j.id = picked.id
+             RETURNING {columns}",
+            columns = JOB_COLUMNS
+                .split(", ")
+                .map(|c| format!("j.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        .bind(&params.tasks)
+        .bind(params.due_by)
+        .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
+        .bind(params.owner)
+        .bind(params.lease_until)
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError> {
+        if params.ids.is_empty() {
+            return Ok(HeartbeatReply::default());
+        }
+        let ids: Vec<Uuid> = params.ids.iter().map(|i| i.0).collect();
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 RETURNING id, cancel_requested",
+            self.jobs_table()
+        )))
+        .bind(params.owner)
+        .bind(&ids)
+        .bind(params.lease_until)
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        let mut reply = HeartbeatReply::default();
+        let mut renewed = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            let id: Uuid = row.try_get("id").map_err(map_err)?;
+            let cancel: bool = row.try_get("cancel_requested").map_err(map_err)?;
+            renewed.insert(id);
+            if cancel {
+                reply.cancel_requested.push(JobId(id));
+            }
+        }
+        reply.lost = params.ids.iter().copied().filter(|i| !renewed.contains(&i.0)).collect();
+        Ok(reply)
+    }
+
+    async fn jobs_release(&self, owner: Uuid, ids: &[JobId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET leased_by = NULL, lease_until = NULL WHERE id = ANY($2) AND leased_by = $1",
+            self.jobs_table()
+        )))
+        .bind(owner)
+        .bind(&ids)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        self.notify_work().await
+    }
+
+    async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let jobs = self.jobs_table();
+        let logs = self.logs_table();
+        let rescued: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH rescued AS (
+                 UPDATE {jobs} SET
+                     leased_by = NULL, lease_until = NULL,
+                     status = CASE WHEN cancel_requested THEN 'cancelled'
+                                   WHEN status = 'running' THEN 'ready' ELSE status END,
+                     finished_at = CASE WHEN cancel_requested THEN $1 ELSE finished_at END,
+                     last_error = CASE WHEN cancel_requested THEN 'cancelled'
+                                       WHEN status = 'running' THEN 'the process running this attempt stopped renewing its lease'
+                                       ELSE last_error END
+                 WHERE leased_by IS NOT NULL AND lease_until < $1
+                   AND status IN ('scheduled', 'ready', 'retrying', 'running')
+                 RETURNING id, attempts),
+             logged AS (
+                 INSERT INTO {logs} (job_id, at, attempt, message)
+                 SELECT id, $1, attempts, 'lease lapsed: returned to the queue' FROM rescued)
+             SELECT count(*) FROM rescued"
+        )))
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(map_err)?;
+        if rescued > 0 {
+            self.notify_work().await?;
+        }
+        Ok(rescued as u64)
+    }
+
+    async fn job_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+        let jobs = self.jobs_table();
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT status, leased_by FROM {jobs} WHERE id = $1 FOR UPDATE")))
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(CancelOutcome::Unknown) };
+        let status: String = row.try_get("status").map_err(map_err)?;
+        let status: JobStatus = status.parse().map_err(|e: crate::job::UnknownStatus| StoreError::Corrupt {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        let leased: Option<Uuid> = row.try_get("leased_by").map_err(map_err)?;
+        let outcome = if status.is_final() {
+            CancelOutcome::Final(status)
+        } else if leased.is_some() {
+            sqlx::query(AssertSqlSafe(format!("UPDATE {jobs} SET cancel_requested = true WHERE id = $1")))
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            CancelOutcome::Requested
+        } else {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {jobs} SET status = 'cancelled', finished_at = $2, last_error = 'cancelled' WHERE id = $1"
+            )))
+            .bind(id.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {} (job_id, at, attempt, message) SELECT id, $2, attempts, 'cancelled' FROM {jobs} WHERE id = $1",
+                self.logs_table()
+            )))
+            .bind(id.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            CancelOutcome::Cancelled
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(outcome)
+    }
+
+    async fn jobs_next_due(&self, tasks: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(None);
+        }
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT min(run_at) FROM {} WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND task = ANY($1)",
+            self.jobs_table()
+        )))
+        .bind(tasks)
+        .fetch_one(self.pool())
+        .await
+        .map_err(map_err)
+    }
+
+    fn wakeups(&self) -> BoxStream<'static, ()> {
+        // The listener lives in a runtime task, so its connection is closed
+        // inside the runtime whenever the stream is dropped.
+        let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(listen(self.pool().clone(), self.channel().to_owned(), tx));
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|()| ((), rx)) }).boxed()
+    }
+}
+
+/// Forwards notifications on `channel` as wake-ups until the receiver goes.
+/// A lost connection is re-established and counts as a wake-up too, since
+/// notifications may have been missed meanwhile.
+async fn listen(pool: sqlx::PgPool, channel: String, tx: tokio::sync::mpsc::Sender<()>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut listener: Option<PgListener> = None;
+    while !tx.is_closed() {
+        if listener.is_none() {
+            match PgListener::connect_with(&pool).await {
+                Ok(mut l) => match l.listen(&channel).await {
+                    Ok(()) => {
+                        listener = Some(l);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "listening for kessel notifications failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "connecting the kessel listener failed"),
+            }
+            if listener.is_none() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        let l = listener.as_mut().expect("connected above");
+        let received = tokio::select! {
+            r = l.try_recv() => r,
+            () = tx.closed() => return,
+        };
+        if let Err(e) = received {
+            tracing::warn!(error = %e, "kessel listener failed; reconnecting");
+            listener = None;
+        }
+        // A full channel already holds a wake-up: nothing is lost by skipping.
+        let _ = tx.try_send(());
+    }
+}

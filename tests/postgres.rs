@@ -1,0 +1,330 @@
+//! The PostgreSQL store in one test process: the job flow, migrations,
+//! claims never shared, leases rescued, cancel across queues, and recovery
+//! from terminated connections. Real time (the database has its own), and
+//! every wait is on an event or a result.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pg;
+use common::Trace;
+use futures::StreamExt;
+use kessel::event::{Event, Filter, JobEventKind};
+use kessel::store::{JobClaim, JobHeartbeat, JobUpdate, PgStore, SharedStore, Store, StoreError};
+use kessel::{Error, JobContext, JobError, JobStatus, NewJob, Queue, RetryPolicy};
+use parking_lot::Mutex;
+
+const LEASE: Duration = Duration::from_millis(600);
+const POLL: Duration = Duration::from_millis(500);
+
+#[actix_rt::test]
+async fn jobs_flow_through_a_postgres_queue_with_their_outcomes_and_logs() {
+    let Some(db) = pg::fresh().await else { return };
+    let queue = db.queue(LEASE, POLL).await;
+    queue
+        .define("mixed")
+        .retry(RetryPolicy::exponential(2).base_delay(Duration::from_millis(20)).jitter(0.0))
+        .action(|job: JobContext<u32>| async move {
+            job.log("working", serde_json::json!({ "n": job.payload }));
+            match job.payload % 3 {
+                0 => Ok(job.payload),
+                1 => Err(JobError::fatal("bad input")),
+                _ if job.attempt() == 1 => Err(JobError::transient("flaky")),
+                _ => Ok(job.payload * 10),
+            }
+        })
+        .unwrap();
+    queue.process(["default"]).concurrency(8).start().unwrap();
+    let handles = queue.create_many((0..90).map(|n| NewJob::new("mixed", n))).await.unwrap();
+    let mut statuses = HashMap::new();
+    for (n, h) in handles.iter().enumerate() {
+        let r = h.result().await.unwrap();
+        *statuses.entry(r.status).or_insert(0) += 1;
+        match n % 3 {
+            0 => assert_eq!(r.value, Some(serde_json::json!(n))),
+            1 => assert_eq!(r.message.as_deref(), Some("bad input")),
+            _ => assert_eq!(r.value, Some(serde_json::json!(n * 10))),
+        }
+    }
+    assert_eq!(statuses[&JobStatus::Completed], 60);
+    assert_eq!(statuses[&JobStatus::Buried], 30);
+    let retried = queue.job(handles[2].id()).await.unwrap();
+    let lines: Vec<&str> = retried.logs.iter().map(|l| &*l.message).collect();
+    assert_eq!(lines[0], "created");
+    assert_eq!(lines[1], "started");
+    assert_eq!(lines[2], "working");
+    assert!(lines[3].starts_with("failed: flaky; retrying in"), "{lines:?}");
+    assert_eq!(&lines[4..], ["started", "working", "completed"]);
+    assert_eq!(retried.attempts, 2);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.count("mixed", JobStatus::Completed), 60);
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn a_delayed_job_is_claimed_and_never_starts_before_its_time() {
+    let Some(db) = pg::fresh().await else { return };
+    let queue = db.queue(LEASE, POLL).await;
+    let starts: Trace<chrono::DateTime<chrono::Utc>> = Trace::default();
+    let s = starts.clone();
+    queue
+        .define("later")
+        .action(move |_: JobContext<()>| {
+            let s = s.clone();
+            async move {
+                s.push(chrono::Utc::now());
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap();
+    queue.process(["default"]).start().unwrap();
+    let mut expected = Vec::new();
+    let mut handles = Vec::new();
+    for ms in [300, 2500] {
+        // 2.5 s is past the claim horizon: timed from the database's next-due.
+        let h = queue.create("later", ()).delay(Duration::from_millis(ms)).await.unwrap();
+        expected.push(queue.job(h.id()).await.unwrap().run_at);
+        handles.push(h);
+    }
+    for h in &handles {
+        assert_eq!(h.result().await.unwrap().status, JobStatus::Completed);
+    }
+    let mut starts = starts.items();
+    starts.sort();
+    for (start, due) in starts.iter().zip(&expected) {
+        assert!(start >= due, "started {start}, due {due}");
+    }
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn two_queues_sharing_a_schema_run_each_job_exactly_once() {
+    let Some(db) = pg::fresh().await else { return };
+    let runs: Arc<Mutex<HashMap<kessel::JobId, u32>>> = Arc::default();
+    let mut queues = Vec::new();
+    for _ in 0..2 {
+        let queue = db.queue(LEASE, POLL).await;
+        let runs = runs.clone();
+        queue
+            .define("count")
+            .action(move |job: JobContext<u32>| {
+                let runs = runs.clone();
+                async move {
+                    *runs.lock().entry(job.id()).or_default() += 1;
+                    Ok::<_, JobError>(())
+                }
+            })
+            .unwrap();
+        queue.process(["default"]).concurrency(8).start().unwrap();
+        queues.push(queue);
+    }
+    let handles = queues[0].create_many((0..600).map(|n| NewJob::new("count", n))).await.unwrap();
+    for h in &handles {
+        assert_eq!(h.result().await.unwrap().status, JobStatus::Completed);
+    }
+    let runs = runs.lock().clone();
+    assert_eq!(runs.len(), 600);
+    assert!(runs.values().all(|&n| n == 1), "a job ran twice");
+    for q in &queues {
+        q.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn cancel_from_one_queue_reaches_a_job_running_in_another() {
+    let Some(db) = pg::fresh().await else { return };
+    let worker = db.queue(LEASE, POLL).await;
+    let mut events = worker.events(Filter::Task("long".into()));
+    worker
+        .define("long")
+        .action(|_: JobContext<()>| async move {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            Ok::<_, JobError>(())
+        })
+        .unwrap();
+    worker.process(["default"]).start().unwrap();
+    let other = db.queue(LEASE, POLL).await; // serves nothing
+    let h = other.create("long", ()).await.unwrap();
+    // wait until the worker started it
+    while let Some(event) = events.next().await {
+        if matches!(event, Event::Job(ref e) if e.kind == JobEventKind::Started) {
+            break;
+        }
+    }
+    other.cancel(h.id()).await.unwrap();
+    let result = other.result(h.id()).await.unwrap();
+    assert_eq!(result.status, JobStatus::Cancelled);
+    // the worker's own subscribers see it too, and its slot is free again
+    loop {
+        match events.next().await {
+            Some(Event::Job(e)) if e.kind == JobEventKind::Cancelled => break,
+            Some(_) => continue,
+            None => panic!("stream ended"),
+        }
+    }
+    assert!(matches!(
+        other.cancel(h.id()).await,
+        Err(Error::WrongState {
+            status: JobStatus::Cancelled,
+            ..
+        })
+    ));
+    assert!(matches!(other.cancel(kessel::JobId::new()).await, Err(Error::UnknownJob(_))));
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}
+
+fn job_at(task: &str, now: chrono::DateTime<chrono::Utc>) -> kessel::Job {
+    let mut job: kessel::Job = serde_json::from_value(serde_json::json!({
+        "id": kessel::JobId::new(), "reference": null, "task": task, "payload": 1, "priority": 0,
+        "status": "ready", "created_at": now, "run_at": now, "expires_at": null, "attempts": 0,
+        "max_attempts": null, "last_error": null, "result": null, "progress": null,
+        "finished_at": null, "logs": []
+    }))
+    .unwrap();
+    job.logs.clear();
+    job
+}
+
+#[actix_rt::test]
+async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_secs(1)).await;
+    let now = chrono::Utc::now();
+    let job = job_at("t", now);
+    store.jobs_insert(std::slice::from_ref(&job)).await.unwrap();
+    let claimed = store
+        .jobs_claim(&JobClaim {
+            owner: store.owner(),
+            tasks: vec!["t".into()],
+            due_by: now,
+            limit: 10,
+            lease_until: now + chrono::Duration::seconds(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    // a second claim finds nothing: it is leased
+    let again = store
+        .jobs_claim(&JobClaim {
+            owner: uuid::Uuid::new_v4(),
+            tasks: vec!["t".into()],
+            due_by: now,
+            limit: 10,
+            lease_until: now + chrono::Duration::seconds(1),
+        })
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    // it starts running (attempt 1), then its process "dies"
+    let mut running = claimed[0].clone();
+    running.status = JobStatus::Running;
+    running.attempts = 1;
+    store.jobs_update(&[JobUpdate::of(&running, vec![])]).await.unwrap();
+    assert_eq!(store.jobs_rescue(now).await.unwrap(), 0, "the lease has not lapsed");
+    assert_eq!(store.jobs_rescue(now + chrono::Duration::seconds(2)).await.unwrap(), 1);
+    let rescued = store.job_get(job.id).await.unwrap().unwrap();
+    assert_eq!(rescued.status, JobStatus::Ready);
+    assert_eq!(rescued.attempts, 1, "the cut-off attempt counts");
+    assert!(rescued.logs.iter().any(|l| l.message.starts_with("lease lapsed")));
+    // the old owner learns it lost the lease at its next heartbeat
+    let reply = store
+        .jobs_heartbeat(&JobHeartbeat {
+            owner: store.owner(),
+            ids: vec![job.id],
+            lease_until: now + chrono::Duration::seconds(5),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.lost, vec![job.id]);
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn migrations_run_once_under_concurrent_starts_and_refuse_a_newer_schema() {
+    let Some(db) = pg::fresh().await else { return };
+    let (a, b, c) = tokio::join!(
+        PgStore::connect_with(db.options()),
+        PgStore::connect_with(db.options()),
+        PgStore::connect_with(db.options())
+    );
+    let a = a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    assert_eq!(a.schema_version().await.unwrap(), kessel::store::postgres::SCHEMA_VERSION);
+    // a newer kessel migrated this schema: refuse, touch nothing
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {}.kessel_schema (version) VALUES (99)", db.schema)))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    match PgStore::connect_with(db.options()).await {
+        Err(StoreError::NewerSchema { found: 99, supported }) => {
+            assert_eq!(supported, kessel::store::postgres::SCHEMA_VERSION)
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+    assert_eq!(a.schema_version().await.unwrap(), 99);
+    assert!(matches!(
+        PgStore::connect_with(kessel::store::PgOptions::new(&db.url).schema("Robert'); DROP TABLE x;--")).await,
+        Err(StoreError::NotKessel(_))
+    ));
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn terminated_connections_are_recovered_and_nothing_is_lost() {
+    let Some(db) = pg::fresh().await else { return };
+    let app = format!("kessel-cut-{}", &db.schema);
+    let store = kessel::store::PgStore::connect_with(db.options().lease(Duration::from_secs(2)).application_name(&app))
+        .await
+        .unwrap();
+    let queue = Queue::builder()
+        .store(Arc::new(store))
+        .shared(kessel::SharedConfig {
+            poll: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut events = queue.events(Filter::All);
+    queue
+        .define("io")
+        .action(|_: JobContext<u32>| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok::<_, JobError>(())
+        })
+        .unwrap();
+    queue.process(["default"]).concurrency(8).start().unwrap();
+    let handles = queue.create_many((0..300).map(|n| NewJob::new("io", n))).await.unwrap();
+    let mut completed = 0;
+    while completed < 50 {
+        if let Some(Event::Job(e)) = events.next().await {
+            if matches!(e.kind, JobEventKind::Completed { .. }) {
+                completed += 1;
+            }
+        }
+    }
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&app)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(killed > 0, "the queue's sessions were cut");
+    for h in &handles {
+        assert_eq!(h.result().await.unwrap().status, JobStatus::Completed);
+    }
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.count("io", JobStatus::Completed), 300);
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}
