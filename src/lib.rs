@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+#[cfg(feature = "test-utils")]
+pub mod conformance;
 mod context;
 mod duration;
 mod error;

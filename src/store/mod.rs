@@ -15,6 +15,8 @@ mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod shared;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -25,6 +27,8 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use shared::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION};
 
 use crate::job::{Job, JobId, JobStatus, LogLine, Progress};
 
@@ -292,5 +296,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// nothing panics when an actor system is torn down mid-call.
     fn calls_on_runtime(&self) -> bool {
         false
+    }
+
+    /// Finishes the writes already handed to the store and releases what
+    /// it holds (a file and its lock, connections), so the same store can
+    /// be opened again, by this process or the next. Calls after it fail.
+    /// Close a store after its queue's
+    /// [`shutdown`](crate::Queue::shutdown). The default does nothing: a
+    /// store that holds nothing needs no closing.
+    async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }

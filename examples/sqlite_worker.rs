@@ -1,0 +1,128 @@
+//! A worker process on a SQLite file: produces jobs, runs them, and exits
+//! once nothing is pending. `tests/sqlite_crash.rs` starts it, kills it
+//! with SIGKILL in the middle, and starts it again.
+//!
+//! ```sh
+//! cargo run --features sqlite --example sqlite_worker -- jobs.db events.log --produce 200
+//! ```
+//!
+//! Arguments: the database file, an events file, then options:
+//!
+//! - `--produce N`: create N jobs (one every ~2 ms) while working (default 0);
+//! - `--concurrency C`: jobs run at once (default 4);
+//! - `--work-ms MS`: longest a job takes, in milliseconds (default 12).
+//!
+//! Every line of the events file is one `write` to a file opened for
+//! appending, so a kill never leaves half a line:
+//!
+//! - `ack <id>`: the job was created: `create` returned, so it is durable;
+//! - `start <id> <attempt>`: a handler started the job;
+//! - `end <id>`: the handler finished (its completion may not be stored yet).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kessel::{JobContext, JobError, Queue};
+use parking_lot::Mutex;
+
+struct Args {
+    db: PathBuf,
+    events: PathBuf,
+    produce: usize,
+    concurrency: usize,
+    work_ms: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: sqlite_worker <db> <events> [--produce N] [--concurrency C] [--work-ms MS]";
+    let db = args.next().ok_or(usage)?.into();
+    let events = args.next().ok_or(usage)?.into();
+    let mut parsed = Args {
+        db,
+        events,
+        produce: 0,
+        concurrency: 4,
+        work_ms: 12,
+    };
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
+        let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
+        match flag.as_str() {
+            "--produce" => parsed.produce = number(&value)? as usize,
+            "--concurrency" => parsed.concurrency = number(&value)? as usize,
+            "--work-ms" => parsed.work_ms = number(&value)?.max(1),
+            _ => return Err(format!("unknown option {flag}; {usage}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// The events file: one `write` per line.
+#[derive(Clone)]
+struct Events(Arc<Mutex<File>>);
+
+impl Events {
+    fn open(path: &PathBuf) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Events(Arc::new(Mutex::new(file))))
+    }
+
+    fn write(&self, line: String) -> std::io::Result<()> {
+        self.0.lock().write_all(line.as_bytes())
+    }
+}
+
+#[actix_rt::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+    let events = Events::open(&args.events)?;
+
+    let queue = Queue::sqlite(&args.db).await?;
+    let (e, work_ms) = (events.clone(), args.work_ms);
+    queue.define("step").action(move |job: JobContext<u64>| {
+        let e = e.clone();
+        async move {
+            e.write(format!("start {} {}\n", job.id(), job.attempt()))
+                .map_err(JobError::fatal)?;
+            tokio::time::sleep(Duration::from_millis(1 + job.payload % work_ms)).await;
+            e.write(format!("end {}\n", job.id()))
+                .map_err(JobError::fatal)?;
+            Ok::<_, JobError>(job.payload)
+        }
+    })?;
+    queue
+        .process(["default"])
+        .concurrency(args.concurrency)
+        .start()?;
+
+    // What a previous run left pending is already queued; wait for it too.
+    let mut waiting: Vec<kessel::JobId> = queue
+        .store()
+        .jobs_pending()
+        .await?
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    for n in 0..args.produce {
+        let handle = queue.create("step", n as u64).await?;
+        events.write(format!("ack {}\n", handle.id()))?;
+        waiting.push(handle.id());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut completed = 0;
+    for id in &waiting {
+        if queue.result(*id).await?.status == kessel::JobStatus::Completed {
+            completed += 1;
+        }
+    }
+    queue.shutdown(Duration::from_secs(5)).await?;
+    queue.store().close().await?;
+    println!("{completed} of {} jobs completed", waiting.len());
+    Ok(())
+}

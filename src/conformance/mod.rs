@@ -1,0 +1,362 @@
+//! The store conformance suite (feature `test-utils`): what every
+//! [`Store`] must do, as tests any store can run, kessel's own and yours.
+//!
+//! Each test opens a **fresh** store through a [`StoreFactory`] and runs
+//! on a thread of its own, in its own actix system, so tests never share
+//! state and the queue scenarios can pause tokio's clock: delays and
+//! backoffs of hours take no time, and nothing sleeps on the wall clock.
+//!
+//! - [`store`]: the trait itself: round trips of every field, every state
+//!   transition, batches in order, pending jobs, logs and progress,
+//!   queries, counts, deletes, concurrent and large writes;
+//! - [`queue`]: a [`Queue`](crate::Queue) on the store: ordering, delays,
+//!   retries with every attempt stored, bury and kick, cancel, expiry,
+//!   stats and clean, logs and progress;
+//! - [`restart`]: the store reopened, as the next process would
+//!   (capability [`StoreFactory::reopens`]; skipped for stores that
+//!   cannot, such as the memory store).
+//!
+//! # Running it on your store
+//!
+//! Give the suite a factory. A closure that makes a fresh store is one:
+//!
+//! ```
+//! # #[actix_rt::main] async fn main() {
+//! use std::sync::Arc;
+//! use kessel::store::{MemoryStore, Store};
+//!
+//! let report = kessel::conformance::run_all(|| async {
+//!     Arc::new(MemoryStore::new()) as Arc<dyn Store>
+//! })
+//! .await;
+//! assert!(report.passed.len() > 20);
+//! assert_eq!(report.skipped.len(), 2); // the memory store cannot be reopened
+//! # }
+//! ```
+//!
+//! A store that outlives its process implements [`StoreFactory`] itself,
+//! so the restart tests can reopen it (see the trait's example). To get
+//! one `#[test]` per behaviour (run in parallel, reported by name), put
+//! [`conformance_tests!`](crate::conformance_tests) in a test file:
+//!
+//! ```ignore
+//! // tests/conformance.rs
+//! kessel::conformance_tests!(my_crate::testing::MyStoreFactory::default());
+//! ```
+//!
+//! A failing check panics, like `assert!`, with what was expected.
+
+mod fixtures;
+mod harness;
+pub mod queue;
+pub mod restart;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::store::{Store, StoreError};
+
+/// Opens the stores the suite tests: a fresh one per test, and (for a
+/// store that outlives its process) the same one again.
+///
+/// A closure returning a future of `Arc<dyn Store>` is a factory whose
+/// stores cannot be reopened.
+///
+/// # Examples
+///
+/// A factory for stores kept in files, that can reopen them:
+///
+/// ```
+/// use std::sync::Arc;
+/// use kessel::conformance::StoreFactory;
+/// use kessel::store::{MemoryStore, Store, StoreError};
+///
+/// #[derive(Clone)]
+/// struct FileStores;
+///
+/// impl StoreFactory for FileStores {
+///     // The directory a store lives in, kept for the length of a test.
+///     type Place = std::path::PathBuf;
+///
+///     async fn fresh(&self) -> Result<(Arc<dyn Store>, Self::Place), StoreError> {
+///         let place = std::env::temp_dir().join(kessel::JobId::new().to_string());
+///         Ok((Arc::new(MemoryStore::new()), place)) // your store, opened at `place`
+///     }
+///
+///     fn reopens(&self) -> bool {
+///         true
+///     }
+///
+///     async fn reopen(&self, place: &Self::Place) -> Result<Arc<dyn Store>, StoreError> {
+///         let _ = place; // open your store at `place` again
+///         Ok(Arc::new(MemoryStore::new()))
+///     }
+/// }
+/// # let _ = FileStores;
+/// ```
+pub trait StoreFactory: Clone + Send + Sync + 'static {
+    /// Where a fresh store lives (a temporary directory holding its file,
+    /// a database schema): kept for the length of one test and handed to
+    /// [`StoreFactory::reopen`]. `()` for stores that live in memory.
+    type Place: Send + Sync + 'static;
+
+    /// Opens a new, empty store.
+    fn fresh(
+        &self,
+    ) -> impl Future<Output = Result<(Arc<dyn Store>, Self::Place), StoreError>> + Send;
+
+    /// Whether [`StoreFactory::reopen`] works: the capability the restart
+    /// tests need. `false` by default.
+    fn reopens(&self) -> bool {
+        false
+    }
+
+    /// Opens the store at `place` again, as the next process would once
+    /// the previous one stopped. The suite has shut the old store's queue
+    /// down and called [`Store::close`] on it first.
+    fn reopen(
+        &self,
+        place: &Self::Place,
+    ) -> impl Future<Output = Result<Arc<dyn Store>, StoreError>> + Send {
+        let _ = place;
+        async { Err(StoreError::other(CannotReopen)) }
+    }
+}
+
+/// The default [`StoreFactory::reopen`]'s error.
+#[derive(Debug, thiserror::Error)]
+#[error("this store factory cannot reopen a store")]
+struct CannotReopen;
+
+impl<F, Fut> StoreFactory for F
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Arc<dyn Store>> + Send,
+{
+    type Place = ();
+
+    fn fresh(&self) -> impl Future<Output = Result<(Arc<dyn Store>, ()), StoreError>> + Send {
+        let store = self();
+        async move { Ok((store.await, ())) }
+    }
+}
+
+/// What one test found, when it did not panic.
+///
+/// # Examples
+///
+/// ```
+/// use kessel::conformance::Verdict;
+/// assert!(Verdict::Passed.passed());
+/// assert!(!Verdict::Skipped("needs reopen").passed());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check held.
+    Passed,
+    /// The store lacks a capability the test needs; says which.
+    Skipped(&'static str),
+}
+
+impl Verdict {
+    /// Whether the test ran and passed.
+    pub fn passed(self) -> bool {
+        self == Verdict::Passed
+    }
+}
+
+/// What [`run_all`] found: the tests that passed and those skipped, with
+/// why. (A failing test panics.)
+///
+/// # Examples
+///
+/// ```
+/// let report = kessel::conformance::Report::default();
+/// assert!(report.passed.is_empty() && report.skipped.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Tests that passed, by name.
+    pub passed: Vec<&'static str>,
+    /// Tests skipped, by name, with the missing capability.
+    pub skipped: Vec<(&'static str, &'static str)>,
+}
+
+impl Report {
+    fn record(&mut self, name: &'static str, verdict: Verdict) {
+        match verdict {
+            Verdict::Passed => self.passed.push(name),
+            Verdict::Skipped(why) => self.skipped.push((name, why)),
+        }
+    }
+}
+
+/// Lists every test once; the callback macro gets `module::name` pairs.
+macro_rules! with_every_test {
+    ($callback:ident) => {
+        $callback! {
+            store::insert_then_get_round_trips_every_field,
+            store::get_of_an_unknown_id_is_none,
+            store::every_state_transition_is_recorded,
+            store::updates_in_one_batch_apply_in_order,
+            store::update_of_an_unknown_job_is_skipped,
+            store::pending_returns_every_job_not_final_as_stored,
+            store::logs_append_in_order_and_progress_is_replaced,
+            store::query_filters_by_status_task_reference_and_creation_time,
+            store::query_orders_and_pages,
+            store::count_groups_by_task_and_status,
+            store::delete_removes_only_matching_final_jobs_oldest_first,
+            store::concurrent_writers_lose_nothing,
+            store::large_batches_are_stored_whole,
+            queue::queue_runs_jobs_by_priority_then_due_time_then_creation,
+            queue::queue_delayed_jobs_never_start_early,
+            queue::queue_stores_every_attempt_of_a_retried_job,
+            queue::queue_kicks_a_buried_job_back_to_life,
+            queue::queue_cancels_pending_and_running_jobs,
+            queue::queue_expires_a_job_not_started_in_time,
+            queue::queue_stats_and_clean_read_the_store,
+            queue::queue_stores_logs_and_progress_with_the_job,
+            restart::restart_keeps_every_pending_job_with_its_attempts,
+            restart::restart_queue_resumes_where_the_last_one_stopped,
+        }
+    };
+}
+
+macro_rules! define_runners {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        /// The name of every test, in the order [`run_all`] runs them.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// assert!(kessel::conformance::TESTS.contains(&"concurrent_writers_lose_nothing"));
+        /// ```
+        pub const TESTS: &[&str] = &[$(stringify!($name)),*];
+
+        /// Runs every test, one after another, each on a fresh store from
+        /// `factory`.
+        ///
+        /// # Panics
+        ///
+        /// At the first failing check, with what was expected.
+        ///
+        /// # Examples
+        ///
+        /// See the [module docs](self).
+        pub async fn run_all<F: StoreFactory>(factory: F) -> Report {
+            let mut report = Report::default();
+            $(report.record(stringify!($name), $module::$name(&factory).await);)*
+            report
+        }
+
+        /// Runs the test called `name` (one of [`TESTS`]) on a fresh store
+        /// from `factory`.
+        ///
+        /// # Panics
+        ///
+        /// When a check fails, or no test has this name.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[actix_rt::main] async fn main() {
+        /// use std::sync::Arc;
+        /// use kessel::conformance::{run_one, Verdict};
+        /// use kessel::store::{MemoryStore, Store};
+        /// let factory = || async { Arc::new(MemoryStore::new()) as Arc<dyn Store> };
+        /// assert_eq!(run_one("query_orders_and_pages", &factory).await, Verdict::Passed);
+        /// # }
+        /// ```
+        pub async fn run_one<F: StoreFactory>(name: &str, factory: &F) -> Verdict {
+            match name {
+                $(stringify!($name) => $module::$name(factory).await,)*
+                other => panic!("no conformance test is called `{other}`; see kessel::conformance::TESTS"),
+            }
+        }
+    };
+}
+
+with_every_test!(define_runners);
+
+/// [`run_one`] for a plain `#[test]` function: blocks until the test ends.
+/// What [`conformance_tests!`](crate::conformance_tests) calls.
+///
+/// # Panics
+///
+/// As [`run_one`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use kessel::store::{MemoryStore, Store};
+/// let factory = || async { Arc::new(MemoryStore::new()) as Arc<dyn Store> };
+/// assert!(kessel::conformance::run_one_blocking("get_of_an_unknown_id_is_none", &factory).passed());
+/// ```
+pub fn run_one_blocking<F: StoreFactory>(name: &str, factory: &F) -> Verdict {
+    futures::executor::block_on(run_one(name, factory))
+}
+
+/// Defines one `#[test]` per conformance test, each running on a fresh
+/// store from the factory expression (evaluated once per test), plus one
+/// that checks the list is complete. A test the store lacks the
+/// capability for passes after printing why it was skipped.
+///
+/// # Examples
+///
+/// ```ignore
+/// // tests/conformance_memory.rs
+/// use std::sync::Arc;
+/// use kessel::store::{MemoryStore, Store};
+///
+/// kessel::conformance_tests!(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@tests $factory;
+            insert_then_get_round_trips_every_field,
+            get_of_an_unknown_id_is_none,
+            every_state_transition_is_recorded,
+            updates_in_one_batch_apply_in_order,
+            update_of_an_unknown_job_is_skipped,
+            pending_returns_every_job_not_final_as_stored,
+            logs_append_in_order_and_progress_is_replaced,
+            query_filters_by_status_task_reference_and_creation_time,
+            query_orders_and_pages,
+            count_groups_by_task_and_status,
+            delete_removes_only_matching_final_jobs_oldest_first,
+            concurrent_writers_lose_nothing,
+            large_batches_are_stored_whole,
+            queue_runs_jobs_by_priority_then_due_time_then_creation,
+            queue_delayed_jobs_never_start_early,
+            queue_stores_every_attempt_of_a_retried_job,
+            queue_kicks_a_buried_job_back_to_life,
+            queue_cancels_pending_and_running_jobs,
+            queue_expires_a_job_not_started_in_time,
+            queue_stats_and_clean_read_the_store,
+            queue_stores_logs_and_progress_with_the_job,
+            restart_keeps_every_pending_job_with_its_attempts,
+            restart_queue_resumes_where_the_last_one_stopped,
+        );
+    };
+    (@tests $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let factory = $factory;
+                if let $crate::conformance::Verdict::Skipped(why) =
+                    $crate::conformance::run_one_blocking(stringify!($name), &factory)
+                {
+                    eprintln!("skipped {}: {}", stringify!($name), why);
+                }
+            }
+        )*
+
+        #[test]
+        fn conformance_tests_cover_the_whole_suite() {
+            assert_eq!(&[$(stringify!($name)),*][..], $crate::conformance::TESTS);
+        }
+    };
+}

@@ -1,0 +1,182 @@
+//! Opening a store file: take the lock, check what the file is, and only
+//! then write to it (WAL mode, migrations).
+//!
+//! The order matters. A file that is not a kessel store, or one from a
+//! newer kessel, must be left exactly as it was, so nothing is written
+//! until the file has been read and found to be ours (or empty).
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteLockingMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use super::errors::{open_error, store_error};
+use super::rows::micros;
+use super::{Durability, SqliteOptions};
+use crate::store::StoreError;
+
+/// The schema versions this kessel knows, oldest first, each with the SQL
+/// that brings the previous version to it.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sql/migrations/0001_init.sql"))];
+
+/// The newest schema version of the SQLite store this kessel knows. A
+/// file written at a newer version is refused with
+/// [`StoreError::NewerSchema`], untouched.
+///
+/// # Examples
+///
+/// ```
+/// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
+/// ```
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// What [`inspect`] found in the file.
+enum Found {
+    /// No tables: a new file, or an empty database.
+    Empty,
+    /// A kessel store at this schema version.
+    Kessel(i64),
+}
+
+/// Opens, locks, checks and migrates the store file.
+pub(super) async fn open(options: &SqliteOptions) -> Result<SqliteConnection, StoreError> {
+    let path = &options.path;
+    let connect = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        // Held for the life of the connection: one process per file.
+        .locking_mode(SqliteLockingMode::Exclusive)
+        // Only waits while opening: once open, nobody else can take the lock.
+        .busy_timeout(options.lock_timeout)
+        .foreign_keys(true)
+        .synchronous(match options.durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::ProcessCrash => SqliteSynchronous::Normal,
+        })
+        .statement_cache_capacity(64)
+        .disable_statement_logging();
+    let mut conn = connect.connect().await.map_err(|e| open_error(path, e))?;
+    match prepare(&mut conn, options).await {
+        Ok(()) => Ok(conn),
+        Err(err) => {
+            // Release the lock before reporting, so the caller may retry.
+            let _ = conn.close().await;
+            Err(err)
+        }
+    }
+}
+
+async fn prepare(conn: &mut SqliteConnection, options: &SqliteOptions) -> Result<(), StoreError> {
+    let path = &options.path;
+    // An exclusive transaction takes the file's exclusive lock; in
+    // EXCLUSIVE locking mode it is never given back until the connection
+    // closes. A second opener fails here, with SQLITE_BUSY.
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| open_error(path, e))?;
+    let found = inspect(conn, options).await;
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| open_error(path, e))?;
+    let from = match found? {
+        Found::Empty => 0,
+        Found::Kessel(version) if version > SCHEMA_VERSION => {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                supported: SCHEMA_VERSION,
+            })
+        }
+        Found::Kessel(version) => version,
+    };
+
+    // The file is ours: from here on, writing is fine.
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(std::sync::Arc::new(
+            std::io::Error::other(format!(
+                "{} cannot use write-ahead logging (journal mode stayed {mode})",
+                path.display()
+            )),
+        )));
+    }
+    if let Some(bytes) = options.max_size {
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        let pages = (bytes / page_size.max(512) as u64).max(1);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    }
+    migrate(conn, from).await
+}
+
+/// Reads what the file holds, without writing.
+async fn inspect(
+    conn: &mut SqliteConnection,
+    options: &SqliteOptions,
+) -> Result<Found, StoreError> {
+    let path = &options.path;
+    let objects = sqlx::query(include_str!("sql/schema_objects.sql"))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| open_error(path, e))?;
+    if objects.is_empty() {
+        return Ok(Found::Empty);
+    }
+    let has_schema_table = objects.iter().any(|row| {
+        row.try_get::<String, _>("name")
+            .is_ok_and(|name| name == "kessel_schema")
+    });
+    if !has_schema_table {
+        let names: Vec<String> = objects
+            .iter()
+            .filter_map(|row| row.try_get::<String, _>("name").ok())
+            .take(5)
+            .collect();
+        return Err(StoreError::NotKessel(format!(
+            "{} is a SQLite database of something else (it holds {}, but no kessel_schema table)",
+            path.display(),
+            names.join(", ")
+        )));
+    }
+    let version: Option<i64> = sqlx::query_scalar(include_str!("sql/schema_version.sql"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| open_error(path, e))?;
+    match version {
+        Some(v) if v >= 1 => Ok(Found::Kessel(v)),
+        other => Err(StoreError::NotKessel(format!(
+            "{} has a kessel_schema table without a valid version ({other:?})",
+            path.display()
+        ))),
+    }
+}
+
+/// Applies every migration newer than `from`, each in its own transaction
+/// together with its version row.
+async fn migrate(conn: &mut SqliteConnection, from: i64) -> Result<(), StoreError> {
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+        let mut tx = conn.begin().await.map_err(store_error)?;
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(include_str!("sql/schema_version_insert.sql"))
+            .bind(version)
+            .bind(micros(chrono::Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        tracing::info!(version, "migrated the SQLite store's schema");
+    }
+    Ok(())
+}

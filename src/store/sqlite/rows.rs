@@ -1,0 +1,322 @@
+//! Jobs to and from SQLite rows.
+//!
+//! Encoding happens on the caller's thread, before a write reaches the
+//! store's connection thread, so the connection thread only binds values.
+//! Decoding checks every column: a value kessel could not have written
+//! (an unknown status, a negative attempt count, text that is not JSON)
+//! is a [`StoreError::Corrupt`] naming the job and the column, never a
+//! panic and never a silently wrong job.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::job::{Job, JobId, JobStatus, LogLine, Payload, Progress};
+use crate::store::{JobUpdate, StoreError};
+
+/// Microseconds since the Unix epoch: the unit of every stored time.
+pub(super) fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// A job as the columns of `kessel_jobs`, plus its log lines.
+#[derive(Debug)]
+pub(super) struct JobRow {
+    pub(super) id: String,
+    pub(super) reference: Option<String>,
+    pub(super) task: Arc<str>,
+    pub(super) payload: String,
+    pub(super) priority: i64,
+    pub(super) status: &'static str,
+    pub(super) created_at: i64,
+    pub(super) run_at: i64,
+    pub(super) expires_at: Option<i64>,
+    pub(super) attempts: i64,
+    pub(super) max_attempts: Option<i64>,
+    pub(super) last_error: Option<String>,
+    pub(super) result: Option<String>,
+    pub(super) progress_current: Option<i64>,
+    pub(super) progress_total: Option<i64>,
+    pub(super) finished_at: Option<i64>,
+    pub(super) logs: Vec<LogRow>,
+}
+
+/// A state change as the columns `UPDATE` sets, plus log lines to append.
+#[derive(Debug)]
+pub(super) struct UpdateRow {
+    pub(super) id: String,
+    pub(super) status: &'static str,
+    pub(super) attempts: i64,
+    pub(super) max_attempts: Option<i64>,
+    pub(super) run_at: i64,
+    pub(super) last_error: Option<String>,
+    pub(super) result: Option<String>,
+    pub(super) progress_current: Option<i64>,
+    pub(super) progress_total: Option<i64>,
+    pub(super) finished_at: Option<i64>,
+    pub(super) logs: Vec<LogRow>,
+}
+
+/// One log line as the columns of `kessel_job_logs` (less the job id).
+#[derive(Debug)]
+pub(super) struct LogRow {
+    pub(super) at: i64,
+    pub(super) attempt: i64,
+    pub(super) message: String,
+    pub(super) data: Option<String>,
+}
+
+fn json_text(value: &serde_json::Value) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(StoreError::other)
+}
+
+fn optional_json(value: Option<&serde_json::Value>) -> Result<Option<String>, StoreError> {
+    value.map(json_text).transpose()
+}
+
+/// A `u64` progress count as SQLite's `INTEGER` (a signed 64-bit number).
+fn count(value: u64, id: JobId, field: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        StoreError::Other(Arc::new(OutOfRange {
+            id,
+            field: field.into(),
+            value,
+        }))
+    })
+}
+
+/// A value SQLite cannot hold.
+#[derive(Debug, thiserror::Error)]
+#[error("job {id}: {field} = {value} does not fit SQLite's 64-bit integers")]
+struct OutOfRange {
+    id: JobId,
+    field: String,
+    value: u64,
+}
+
+fn progress_columns(
+    progress: Option<Progress>,
+    id: JobId,
+) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    match progress {
+        Some(p) => Ok((
+            Some(count(p.current, id, "progress.current")?),
+            Some(count(p.total, id, "progress.total")?),
+        )),
+        None => Ok((None, None)),
+    }
+}
+
+fn log_rows(logs: &[LogLine]) -> Result<Vec<LogRow>, StoreError> {
+    logs.iter()
+        .map(|line| {
+            Ok(LogRow {
+                at: micros(line.at),
+                attempt: i64::from(line.attempt),
+                message: line.message.to_string(),
+                data: optional_json(line.data.as_ref())?,
+            })
+        })
+        .collect()
+}
+
+impl JobRow {
+    pub(super) fn encode(job: &Job) -> Result<Self, StoreError> {
+        let (progress_current, progress_total) = progress_columns(job.progress, job.id)?;
+        Ok(JobRow {
+            id: job.id.to_string(),
+            reference: job.reference.clone(),
+            task: job.task.clone(),
+            payload: job.payload.as_str().to_owned(),
+            priority: i64::from(job.priority),
+            status: job.status.as_str(),
+            created_at: micros(job.created_at),
+            run_at: micros(job.run_at),
+            expires_at: job.expires_at.map(micros),
+            attempts: i64::from(job.attempts),
+            max_attempts: job.max_attempts.map(i64::from),
+            last_error: job.last_error.clone(),
+            result: optional_json(job.result.as_ref())?,
+            progress_current,
+            progress_total,
+            finished_at: job.finished_at.map(micros),
+            logs: log_rows(&job.logs)?,
+        })
+    }
+}
+
+impl UpdateRow {
+    pub(super) fn encode(update: &JobUpdate) -> Result<Self, StoreError> {
+        let (progress_current, progress_total) = progress_columns(update.progress, update.id)?;
+        Ok(UpdateRow {
+            id: update.id.to_string(),
+            status: update.status.as_str(),
+            attempts: i64::from(update.attempts),
+            max_attempts: update.max_attempts.map(i64::from),
+            run_at: micros(update.run_at),
+            last_error: update.last_error.clone(),
+            result: optional_json(update.result.as_ref())?,
+            progress_current,
+            progress_total,
+            finished_at: update.finished_at.map(micros),
+            logs: log_rows(&update.logs)?,
+        })
+    }
+}
+
+/// Reads the columns of one row, turning every failure into
+/// [`StoreError::Corrupt`] for the job the row belongs to.
+struct Columns<'r> {
+    row: &'r SqliteRow,
+    id: String,
+}
+
+impl<'r> Columns<'r> {
+    fn new(row: &'r SqliteRow, id_column: &str) -> Result<Self, StoreError> {
+        let id = row
+            .try_get::<String, _>(id_column)
+            .map_err(|e| StoreError::Corrupt {
+                id: "(unreadable id)".into(),
+                reason: format!("column {id_column}: {e}"),
+            })?;
+        Ok(Columns { row, id })
+    }
+
+    fn corrupt(&self, column: &str, reason: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            id: self.id.clone(),
+            reason: format!("column {column}: {reason}"),
+        }
+    }
+
+    fn get<T>(&self, column: &str) -> Result<T, StoreError>
+    where
+        T: for<'a> sqlx::Decode<'a, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        self.row
+            .try_get::<T, _>(column)
+            .map_err(|e| self.corrupt(column, e))
+    }
+
+    fn job_id(&self) -> Result<JobId, StoreError> {
+        self.id.parse().map_err(|e| self.corrupt("id", e))
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        let value: i64 = self.get(column)?;
+        self.to_time(column, value)
+    }
+
+    fn optional_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let value: Option<i64> = self.get(column)?;
+        value.map(|v| self.to_time(column, v)).transpose()
+    }
+
+    fn to_time(&self, column: &str, value: i64) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::from_timestamp_micros(value)
+            .ok_or_else(|| self.corrupt(column, format!("{value} µs is not a representable time")))
+    }
+
+    fn u32(&self, column: &str) -> Result<u32, StoreError> {
+        let value: i64 = self.get(column)?;
+        u32::try_from(value)
+            .map_err(|_| self.corrupt(column, format!("{value} is not in 0..=4294967295")))
+    }
+
+    fn optional_u32(&self, column: &str) -> Result<Option<u32>, StoreError> {
+        let value: Option<i64> = self.get(column)?;
+        value
+            .map(|v| {
+                u32::try_from(v)
+                    .map_err(|_| self.corrupt(column, format!("{v} is not in 0..=4294967295")))
+            })
+            .transpose()
+    }
+
+    fn optional_u64(&self, column: &str) -> Result<Option<u64>, StoreError> {
+        let value: Option<i64> = self.get(column)?;
+        value
+            .map(|v| u64::try_from(v).map_err(|_| self.corrupt(column, format!("{v} is negative"))))
+            .transpose()
+    }
+
+    fn optional_json(&self, column: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<String> = self.get(column)?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| self.corrupt(column, format!("not JSON: {e}")))
+        })
+        .transpose()
+    }
+}
+
+/// Decodes a row of `job_select.sql`, without its logs.
+pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    let c = Columns::new(row, "id")?;
+    let status: String = c.get("status")?;
+    let status: JobStatus = status.parse().map_err(|e| c.corrupt("status", e))?;
+    let payload: String = c.get("payload")?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&payload)
+        .map_err(|e| c.corrupt("payload", format!("not JSON: {e}")))?;
+    let progress = match (
+        c.optional_u64("progress_current")?,
+        c.optional_u64("progress_total")?,
+    ) {
+        (Some(current), Some(total)) => Some(Progress { current, total }),
+        (None, None) => None,
+        _ => {
+            return Err(c.corrupt(
+                "progress_current",
+                "progress_current and progress_total must be set together",
+            ))
+        }
+    };
+    let task: String = c.get("task")?;
+    Ok(Job {
+        id: c.job_id()?,
+        reference: c.get("reference")?,
+        task: Arc::from(task),
+        payload: Payload::from_json_unchecked(payload),
+        priority: c.u32("priority")?,
+        status,
+        created_at: c.time("created_at")?,
+        run_at: c.time("run_at")?,
+        expires_at: c.optional_time("expires_at")?,
+        attempts: c.u32("attempts")?,
+        max_attempts: c.optional_u32("max_attempts")?,
+        last_error: c.get("last_error")?,
+        result: c.optional_json("result")?,
+        progress,
+        finished_at: c.optional_time("finished_at")?,
+        logs: Vec::new(),
+    })
+}
+
+/// Decodes a row of the `logs_of_*.sql` queries: the job's id and the line.
+pub(super) fn log_from_row(row: &SqliteRow) -> Result<(JobId, LogLine), StoreError> {
+    let c = Columns::new(row, "job_id")?;
+    let line = LogLine {
+        at: c.time("at")?,
+        attempt: c.u32("attempt")?,
+        message: c.get::<String>("message")?.into(),
+        data: c.optional_json("data")?,
+    };
+    Ok((c.job_id()?, line))
+}
+
+/// Appends log rows to their jobs, keeping their order.
+pub(super) fn attach_logs(jobs: &mut [Job], rows: &[SqliteRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let index: HashMap<JobId, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id, i)).collect();
+    for row in rows {
+        let (id, line) = log_from_row(row)?;
+        if let Some(&i) = index.get(&id) {
+            jobs[i].logs.push(line);
+        }
+    }
+    Ok(())
+}

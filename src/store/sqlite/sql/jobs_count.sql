@@ -1,0 +1,1 @@
+SELECT task, status, COUNT(*) FROM kessel_jobs GROUP BY task, status

@@ -1,0 +1,2 @@
+WHERE status IN ('scheduled', 'ready', 'running', 'retrying')
+ORDER BY created_at, id

@@ -1,0 +1,2 @@
+ORDER BY created_at DESC, id DESC
+LIMIT ?6 OFFSET ?7

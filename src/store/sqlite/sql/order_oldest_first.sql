@@ -1,0 +1,2 @@
+ORDER BY created_at ASC, id ASC
+LIMIT ?6 OFFSET ?7

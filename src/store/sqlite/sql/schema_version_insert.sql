@@ -1,0 +1,1 @@
+INSERT INTO kessel_schema (version, applied_at) VALUES (?1, ?2)

@@ -1,0 +1,45 @@
+//! The store conformance suite on the SQLite store: one test per
+//! behaviour, each on a new file in a temporary directory, and the restart
+//! tests reopening that file.
+#![cfg(all(feature = "sqlite", feature = "test-utils"))]
+
+use std::sync::Arc;
+
+use kessel::conformance::StoreFactory;
+use kessel::store::{SqliteStore, Store, StoreError};
+
+/// SQLite stores, each in a temporary directory kept for its test.
+#[derive(Debug, Clone, Copy)]
+struct SqliteFiles;
+
+impl StoreFactory for SqliteFiles {
+    type Place = tempfile::TempDir;
+
+    async fn fresh(&self) -> Result<(Arc<dyn Store>, Self::Place), StoreError> {
+        let dir = tempfile::tempdir().map_err(StoreError::unavailable)?;
+        let store = SqliteStore::open(dir.path().join("jobs.db")).await?;
+        Ok((Arc::new(store), dir))
+    }
+
+    fn reopens(&self) -> bool {
+        true
+    }
+
+    async fn reopen(&self, dir: &Self::Place) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(Arc::new(
+            SqliteStore::open(dir.path().join("jobs.db")).await?,
+        ))
+    }
+}
+
+kessel::conformance_tests!(SqliteFiles);
+
+#[test]
+fn sqlite_factory_reopens_so_no_test_is_skipped() {
+    assert!(SqliteFiles.reopens());
+    let verdict = kessel::conformance::run_one_blocking(
+        "restart_keeps_every_pending_job_with_its_attempts",
+        &SqliteFiles,
+    );
+    assert!(verdict.passed(), "{verdict:?}");
+}
