@@ -56,6 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = args()?;
     let store = PgStore::connect_with(PgOptions::new(&args.url).schema(&args.schema).lease(args.lease)).await?;
     let pool = store.pool().clone();
+    let owner = kessel::store::SharedStore::owner(&store);
     let done_table = format!("{}.work_done", args.schema);
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE IF NOT EXISTS {done_table} (job_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now())"
@@ -84,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, JobError>(())
     })?;
     queue.process(["default"]).concurrency(args.concurrency).start()?;
-    println!("worker {} ready", std::process::id());
+    println!("worker {} ready, lease owner {owner}", std::process::id());
     tokio::signal::ctrl_c().await?;
     let report = queue.shutdown(Duration::from_secs(10)).await?;
     println!("worker {} stopped: {report:?}", std::process::id());

@@ -109,21 +109,26 @@ impl SharedStore for PgStore {
         let jobs = self.jobs_table();
         let logs = self.logs_table();
         let rescued: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "WITH rescued AS (
-                 UPDATE {jobs} SET
-                     leased_by = NULL, lease_until = NULL,
-                     status = CASE WHEN cancel_requested THEN 'cancelled'
-                                   WHEN status = 'running' THEN 'ready' ELSE status END,
-                     finished_at = CASE WHEN cancel_requested THEN $1 ELSE finished_at END,
-                     last_error = CASE WHEN cancel_requested THEN 'cancelled'
-                                       WHEN status = 'running' THEN 'the process running this attempt stopped renewing its lease'
-                                       ELSE last_error END
+            "WITH lapsed AS (
+                 SELECT id, leased_by AS owner FROM {jobs}
                  WHERE leased_by IS NOT NULL AND lease_until < $1
                    AND status IN ('scheduled', 'ready', 'retrying', 'running')
-                 RETURNING id, attempts),
+                 FOR UPDATE SKIP LOCKED),
+             rescued AS (
+                 UPDATE {jobs} AS j SET
+                     leased_by = NULL, lease_until = NULL,
+                     status = CASE WHEN j.cancel_requested THEN 'cancelled'
+                                   WHEN j.status = 'running' THEN 'ready' ELSE j.status END,
+                     finished_at = CASE WHEN j.cancel_requested THEN $1 ELSE j.finished_at END,
+                     last_error = CASE WHEN j.cancel_requested THEN 'cancelled'
+                                       WHEN j.status = 'running' THEN 'the process running this attempt stopped renewing its lease'
+                                       ELSE j.last_error END
+                 FROM lapsed WHERE j.id = lapsed.id
+                 RETURNING j.id, j.attempts, lapsed.owner),
              logged AS (
                  INSERT INTO {logs} (job_id, at, attempt, message)
-                 SELECT id, $1, attempts, 'lease lapsed: returned to the queue' FROM rescued)
+                 SELECT id, $1, attempts, 'lease lapsed (held by ' || owner::text || '): returned to the queue'
+                 FROM rescued)
              SELECT count(*) FROM rescued"
         )))
         .bind(now)

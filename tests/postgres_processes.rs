@@ -1,0 +1,198 @@
+//! Real processes on one PostgreSQL schema: three workers
+//! (`examples/worker.rs`) and a producer (`examples/producer.rs`); one
+//! worker killed with SIGKILL mid-run; a cancel crossing processes.
+//!
+//! These tests wait on other processes, so they poll the database in
+//! bounded loops (every 50 ms, with a deadline that fails the test), never
+//! sleeping a fixed time to "let things happen".
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::pg;
+use kessel::store::{JobQuery, PgStore, Store};
+use kessel::{JobStatus, Queue};
+
+// Long enough that a busy 2-core machine never lets a live worker's
+// lease lapse, so the only rescues are the killed worker's.
+const LEASE_MS: u64 = 3000;
+
+fn example(name: &str) -> PathBuf {
+    // target/debug/deps/<test> -> target/debug/examples/<name>
+    let mut path = std::env::current_exe().expect("test binary path");
+    path.pop();
+    path.pop();
+    path.push("examples");
+    path.push(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --all-features` builds the examples",
+        path.display()
+    );
+    path
+}
+
+struct Worker(Child, String);
+
+impl Worker {
+    fn start(db: &pg::TestDb, concurrency: u32) -> Self {
+        let mut child = Command::new(example("worker"))
+            .args([&db.url, "--schema", &db.schema])
+            .args(["--concurrency", &concurrency.to_string()])
+            .args(["--work-ms", "5", "--lease-ms", &LEASE_MS.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a worker");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped"))
+            .read_line(&mut line)
+            .expect("read the worker's first line");
+        assert!(line.contains("ready"), "worker said {line:?}");
+        let owner = line.rsplit(' ').next().unwrap_or_default().trim().to_owned();
+        Worker(child, owner)
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL the worker");
+        self.0.wait().expect("reap the worker");
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn count_final(store: &PgStore) -> u64 {
+    store
+        .jobs_count()
+        .await
+        .expect("count jobs")
+        .iter()
+        .filter(|c| c.status.is_final())
+        .map(|c| c.count)
+        .sum()
+}
+
+#[actix_rt::test]
+async fn three_workers_finish_ten_thousand_jobs_when_one_is_killed_mid_run() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let mut workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
+
+    let produced = Command::new(example("producer"))
+        .args([&db.url, "--schema", &db.schema, "--count", "10000", "--batch", "1000"])
+        .output()
+        .expect("run the producer");
+    assert!(produced.status.success(), "{}", String::from_utf8_lossy(&produced.stderr));
+
+    wait_for("2,000 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 2000
+    })
+    .await;
+    let victim = workers[0].pid();
+    let victim_owner = workers[0].1.clone();
+    workers[0].kill();
+    let killed_at = chrono::Utc::now();
+
+    wait_for("every job to be final", Duration::from_secs(180), || async {
+        count_final(&store).await >= 10_000
+    })
+    .await;
+
+    let counts = store.jobs_count().await.unwrap();
+    let completed: u64 = counts.iter().filter(|c| c.status == JobStatus::Completed).map(|c| c.count).sum();
+    assert_eq!(completed, 10_000, "every job completed exactly once in the store: {counts:?}");
+
+    // Executions recorded by the handler (one row per finished run).
+    let rows: Vec<(uuid::Uuid, i32)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT job_id, pid FROM {}.work_done", db.schema)))
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let mut runs: HashMap<uuid::Uuid, Vec<i32>> = HashMap::new();
+    for (id, pid) in rows {
+        runs.entry(id).or_default().push(pid);
+    }
+    assert_eq!(runs.len(), 10_000, "every job ran");
+    let rerun: Vec<uuid::Uuid> = runs.iter().filter(|(_, p)| p.len() > 1).map(|(id, _)| *id).collect();
+
+    // The killed worker's leased jobs were rescued within a lease period
+    // (plus the rescuer's quarter-lease period and this machine's noise),
+    // and only its jobs: live workers renew theirs.
+    let rescued: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(sqlx::AssertSqlSafe(
+        format!("SELECT job_id, at, message FROM {}.job_logs WHERE message LIKE 'lease lapsed%'", db.schema),
+    ))
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(!rescued.is_empty(), "the killed worker held jobs that were rescued");
+    for (id, at, message) in &rescued {
+        assert!(message.contains(&victim_owner), "job {id} rescued from a live worker: {message}");
+        let after = (*at - killed_at).num_milliseconds();
+        assert!(after <= (LEASE_MS as i64) * 3 / 2 + 1000, "rescued {after} ms after the kill");
+    }
+    assert!(rescued.len() <= 8 + 64, "at most its slots plus its prefetch: {}", rescued.len());
+    // Reruns are only jobs the killed worker held, and it ran them first.
+    let rescued_ids: std::collections::HashSet<uuid::Uuid> = rescued.iter().map(|r| r.0).collect();
+    for id in &rerun {
+        assert!(rescued_ids.contains(id), "job {id} ran twice but was never rescued");
+        assert!(runs[id].contains(&victim), "job {id} ran twice without the killed worker");
+    }
+    assert!(rerun.len() <= 8 + 64);
+    drop(workers);
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn a_cancel_from_this_process_reaches_a_job_running_in_a_worker_process() {
+    let Some(db) = pg::fresh().await else { return };
+    let _worker = Worker::start(&db, 2);
+    let store = Arc::new(db.store(Duration::from_millis(LEASE_MS)).await);
+    let queue = Queue::builder().store(store.clone()).build().await.unwrap();
+    let h = queue.create("sleep", 600_000u64).await.unwrap();
+    wait_for("the worker to start the job", Duration::from_secs(30), || async {
+        store.job_get(h.id()).await.unwrap().is_some_and(|j| j.status == JobStatus::Running)
+    })
+    .await;
+    let asked = Instant::now();
+    queue.cancel(h.id()).await.unwrap();
+    let result = queue.result(h.id()).await.unwrap();
+    assert_eq!(result.status, JobStatus::Cancelled);
+    assert!(asked.elapsed() < Duration::from_millis(LEASE_MS * 2), "seen within a heartbeat");
+    let job = store.job_get(h.id()).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 1);
+    let lines: Vec<&str> = job.logs.iter().map(|l| &*l.message).collect();
+    assert_eq!(lines.last(), Some(&"cancelled"), "{lines:?}");
+    let none_left = store
+        .jobs_query(&JobQuery::default().status(JobStatus::Running))
+        .await
+        .unwrap();
+    assert!(none_left.is_empty());
+    db.drop().await;
+}
