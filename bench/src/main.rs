@@ -322,13 +322,19 @@ impl Bench {
                 other => self.no_value("burn-down", params, system, "throughput", "jobs/s", Better::Higher, other),
             }
         }
-        let params = format!("n={}, events on", report::human(n as f64));
-        let note = if system == System::Kessel {
-            "not available yet: kessel has no event subscription API (Queue::subscribe) in this build"
-        } else {
-            "not measured: kessel's events are the subject; peers have no per-job event stream to compare"
-        };
-        self.row("burn-down", params, system, "throughput", "jobs/s", Better::Higher, None, Some(note.into()));
+        if system != System::Kessel {
+            return;
+        }
+        for c in self.plan.concurrencies.clone() {
+            let params = format!("n={}, c={c}, events on", report::human(n as f64));
+            let cap = self.plan.cap;
+            match run(|| systems::kessel::burn_down(n, c, true, cap)) {
+                Ok((rate, note)) => {
+                    self.row("burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), note)
+                }
+                Err(e) => self.no_value::<()>("burn-down", params, system, "throughput", "jobs/s", Better::Higher, Answer::Failed(e)),
+            }
+        }
     }
 
     /// The system's processing capacity at the latency concurrency, measured
@@ -385,14 +391,14 @@ impl Bench {
         let rate = capacity * 0.5;
         let n = ((rate * secs) as u64).max(50);
         let params = format!("{}/s offered (50% of capacity), c={c}", report::human(rate));
-        let t = Instant::now();
         let answer = run(|| system.latency(&self.env, rate, n, c, cap));
-        let achieved = n as f64 / t.elapsed().as_secs_f64();
         match answer {
             Answer::Done((created, stamps)) => {
+                let span = created.last().copied().unwrap_or(0).saturating_sub(created[0]) as f64 / 1e9;
+                let achieved = if span > 0.0 { (n - 1) as f64 / span } else { rate };
                 let (h, missing) = latencies(&created, &stamps);
                 let p = percentiles(&h);
-                let mut note = vec![format!("{} jobs", report::human(n as f64))];
+                let mut note = vec![format!("{n} jobs")];
                 if missing > 0 {
                     note.push(format!("FAILED: {missing} of {n} jobs never started within {cap:.0?}"));
                 }
@@ -487,7 +493,7 @@ impl Bench {
         for n in self.plan.memory_sizes.clone() {
             let params = format!("{} pending, u64 payload", report::human(n as f64));
             // Projected from the smaller size: skip sizes that would not fit.
-            let limit = 12.0 * 1024.0 * 1024.0 * 1024.0;
+            let limit = 8e9;
             if let Some(b) = per_job.filter(|b| b * n as f64 > limit) {
                 let note = format!(
                     "skipped: {:.1} GB projected from the smaller size (limit {:.0} GB on this machine)",

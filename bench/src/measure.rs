@@ -186,20 +186,26 @@ impl Pacer {
         }
     }
 
-    /// The indices due since the last call.
-    pub fn due(&mut self) -> std::ops::Range<u64> {
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let want = ((elapsed / self.per_job) as u64 + 1).min(self.total);
-        let range = self.next..want.max(self.next);
-        self.next = range.end;
-        range
+    /// The next job index if it is due. One job at a time: the producer
+    /// yields between jobs, so a producer that falls behind never floods the
+    /// system with a burst it then has to wait behind.
+    pub fn next_due(&mut self) -> Option<u64> {
+        if self.next >= self.total {
+            return None;
+        }
+        let due = Duration::from_secs_f64(self.next as f64 * self.per_job);
+        if self.start.elapsed() < due {
+            return None;
+        }
+        self.next += 1;
+        Some(self.next - 1)
     }
 
     pub fn finished(&self) -> bool {
         self.next >= self.total
     }
 
-    /// Waits before the next batch: yields when jobs are due more often than
+    /// Waits before the next job: yields when jobs are due more often than
     /// every millisecond (a timer could not pace them), sleeps otherwise.
     pub async fn pause(&self) {
         if self.per_job < 0.001 {

@@ -113,7 +113,7 @@ pub mod mem {
         let mut created = vec![0u64; n as usize];
         let mut pacer = Pacer::new(rate, n);
         while !pacer.finished() {
-            for i in pacer.due() {
+            if let Some(i) = pacer.next_due() {
                 created[i as usize] = now_ns();
                 sink.send(TaskBuilder::new(i).build()).await.map_err(err)?;
             }
@@ -210,7 +210,7 @@ pub mod sqlite {
         let mut created = vec![0u64; n as usize];
         let mut pacer = Pacer::new(rate, n);
         while !pacer.finished() {
-            for i in pacer.due() {
+            if let Some(i) = pacer.next_due() {
                 created[i as usize] = now_ns();
                 producer.push(i).await.map_err(err)?;
             }
@@ -286,7 +286,7 @@ pub mod postgres {
         let mut created = vec![0u64; n as usize];
         let mut pacer = Pacer::new(rate, n);
         while !pacer.finished() {
-            for i in pacer.due() {
+            if let Some(i) = pacer.next_due() {
                 created[i as usize] = now_ns();
                 producer.push(i).await.map_err(err)?;
             }

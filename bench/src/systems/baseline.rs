@@ -61,7 +61,7 @@ pub async fn latency(
     let mut created = vec![0u64; n as usize];
     let mut pacer = Pacer::new(rate, n);
     while !pacer.finished() {
-        for i in pacer.due() {
+        if let Some(i) = pacer.next_due() {
             created[i as usize] = now_ns();
             tx.send(i).map_err(|e| e.to_string())?;
         }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use kessel::event::Filter;
 use kessel::{JobContext, JobError, JobHandle, NewJob, Queue};
 
 use super::{Fail, CREATE_BATCH};
@@ -50,18 +52,37 @@ async fn stop(queue: &Queue) {
 }
 
 /// Creates `n` no-op jobs, then processes them all; returns jobs/s of the
-/// processing phase.
-pub async fn burn_down(n: u64, concurrency: usize, cap: Duration) -> Result<f64, Fail> {
+/// processing phase. With `events`, one queue-wide subscriber drains an
+/// event stream meanwhile; the note says how many events it saw and missed.
+pub async fn burn_down(n: u64, concurrency: usize, events: bool, cap: Duration) -> Result<(f64, Option<String>), Fail> {
     let stamps = Stamps::counter(n);
     let queue = queue_with(&stamps)?;
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let subscriber = events.then(|| {
+        let mut stream = queue.events(Filter::All);
+        let seen = seen.clone();
+        actix_rt::spawn(async move {
+            while stream.next().await.is_some() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    });
     create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
     let t = Instant::now();
     queue.process([TAG]).concurrency(concurrency).start().map_err(|e| e.to_string())?;
     let waited = stamps.wait(cap).await;
     let secs = t.elapsed().as_secs_f64();
+    let note = subscriber.map(|task| {
+        task.abort();
+        format!(
+            "one Filter::All stream subscriber: {} events received, {} missed (buffer full)",
+            seen.load(std::sync::atomic::Ordering::Relaxed),
+            queue.events_missed()
+        )
+    });
     stop(&queue).await;
     waited.map_err(|e| e.to_string())?;
-    Ok(n as f64 / secs)
+    Ok((n as f64 / secs, note))
 }
 
 /// Creates `n` jobs (no worker); returns jobs/s including admission.
@@ -90,7 +111,7 @@ pub async fn latency(
     let mut created = vec![0u64; n as usize];
     let mut pacer = Pacer::new(rate, n);
     while !pacer.finished() {
-        for i in pacer.due() {
+        if let Some(i) = pacer.next_due() {
             created[i as usize] = now_ns();
             queue.create(TASK, i).await.map_err(|e| e.to_string())?;
         }

@@ -88,7 +88,7 @@ impl System {
     /// Creates `n` jobs, then processes them all; processing jobs/s.
     pub async fn burn_down(self, env: &Env, n: u64, concurrency: usize, cap: Duration) -> Answer<f64> {
         match self {
-            System::Kessel => kessel::burn_down(n, concurrency, cap).await.into(),
+            System::Kessel => kessel::burn_down(n, concurrency, false, cap).await.map(|(r, _)| r).into(),
             System::Baseline => baseline::burn_down(n, concurrency, cap).await.into(),
             System::Apalis => apalis::mem::burn_down(n, concurrency, cap).await.into(),
             System::ApalisSqlite => apalis::sqlite::burn_down(n, concurrency, cap).await.into(),
