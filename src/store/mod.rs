@@ -28,7 +28,9 @@ pub use memory::MemoryStore;
 pub use postgres::{PgOptions, PgStore};
 pub use shared::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION};
+pub use sqlite::{
+    Durability, SqliteOptions, SqliteStats, SqliteStore, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION,
+};
 
 use crate::job::{Job, JobId, JobStatus, LogLine, Progress};
 

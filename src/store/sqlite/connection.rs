@@ -14,6 +14,8 @@
 //! tests) never touch it.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
@@ -113,6 +115,7 @@ pub(super) struct QueryParams {
 /// command channel once the file is open, locked and migrated.
 pub(super) async fn start(
     options: SqliteOptions,
+    counters: Arc<Counters>,
 ) -> Result<mpsc::UnboundedSender<Command>, StoreError> {
     let (commands, inbox) = mpsc::unbounded_channel();
     let (opened_tx, opened_rx) = oneshot::channel();
@@ -134,7 +137,7 @@ pub(super) async fn start(
                 match open::open(&options).await {
                     Ok(conn) => {
                         if opened_tx.send(Ok(())).is_ok() {
-                            serve(conn, inbox, options.path).await;
+                            serve(conn, inbox, options.path, counters).await;
                         }
                     }
                     Err(err) => {
@@ -152,6 +155,7 @@ async fn serve(
     mut conn: SqliteConnection,
     mut inbox: mpsc::UnboundedReceiver<Command>,
     path: PathBuf,
+    counters: Arc<Counters>,
 ) {
     let mut round = Vec::new();
     while let Some(first) = inbox.recv().await {
@@ -173,7 +177,7 @@ async fn serve(
             }
         }
         if !writes.is_empty() {
-            commit_group(&mut conn, writes).await;
+            commit_group(&mut conn, writes, &counters).await;
         }
         for read in reads {
             answer(&mut conn, read).await;
@@ -203,89 +207,115 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), Stor
         .map_err(store_error)
 }
 
+/// What the connection thread has done, for [`SqliteStats`](super::SqliteStats).
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) commits: AtomicU64,
+    pub(super) writes: AtomicU64,
+    pub(super) failed: AtomicU64,
+}
+
 /// Runs every write of the round in one transaction and answers them after
 /// the commit: `Ok` only for what the commit made durable.
-async fn commit_group(conn: &mut SqliteConnection, writes: Vec<(WriteOp, Reply<u64>)>) {
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    writes: Vec<(WriteOp, Reply<u64>)>,
+    counters: &Counters,
+) {
     let started = std::time::Instant::now();
     let count = writes.len();
-    let mut done: Vec<(Reply<u64>, u64)> = Vec::with_capacity(count);
-    let mut writes = writes.into_iter();
-    if let Err(err) = exec(conn, "BEGIN IMMEDIATE").await {
-        fail_all(err, done, writes);
-        return;
-    }
-    while let Some((op, reply)) = writes.next() {
-        if let Err(err) = exec(conn, "SAVEPOINT kessel_write").await {
-            abort(conn, err, done, Some(reply), writes).await;
-            return;
-        }
-        match apply(conn, &op).await {
-            Ok(n) => {
-                if let Err(err) = exec(conn, "RELEASE kessel_write").await {
-                    abort(conn, err, done, Some(reply), writes).await;
-                    return;
-                }
-                done.push((reply, n));
-            }
-            Err(err) if ends_transaction(&err) => {
-                abort(conn, err, done, Some(reply), writes).await;
-                return;
-            }
-            Err(err) => {
-                // This write alone fails; the others go on.
-                if let Err(undo) =
-                    exec(conn, "ROLLBACK TO kessel_write; RELEASE kessel_write").await
-                {
-                    let _ = reply.send(Err(err));
-                    abort(conn, undo, done, None, writes).await;
-                    return;
-                }
-                let _ = reply.send(Err(err));
-            }
-        }
-    }
-    match exec(conn, "COMMIT").await {
-        Ok(()) => {
+    let mut answers = Vec::with_capacity(count);
+    let failure = run_group(conn, writes, &mut answers).await;
+    match &failure {
+        None => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(writes = count, elapsed = ?started.elapsed(), "committed a group of writes");
-            for (reply, n) in done {
-                let _ = reply.send(Ok(n));
+        }
+        Some(err) => {
+            tracing::error!(error = %err, writes = count, "a group of writes failed; none of it is stored");
+        }
+    }
+    for (reply, result) in answers {
+        let result = match (&failure, result) {
+            (Some(err), Ok(_)) => Err(err.clone()),
+            (_, result) => result,
+        };
+        let counter = if result.is_ok() {
+            &counters.writes
+        } else {
+            &counters.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let _ = reply.send(result);
+    }
+}
+
+/// Runs the group's transaction, collecting each write's own result.
+/// Returns the error that ended the transaction (it was rolled back), if
+/// one did.
+async fn run_group(
+    conn: &mut SqliteConnection,
+    writes: Vec<(WriteOp, Reply<u64>)>,
+    answers: &mut Vec<(Reply<u64>, Result<u64, StoreError>)>,
+) -> Option<StoreError> {
+    let mut writes = writes.into_iter();
+    let mut failure = exec(conn, "BEGIN IMMEDIATE").await.err();
+    if failure.is_none() {
+        for (op, reply) in writes.by_ref() {
+            match write_in_savepoint(conn, &op).await {
+                Ok(n) => answers.push((reply, Ok(n))),
+                Err(WriteFailure::Alone(err)) => answers.push((reply, Err(err))),
+                Err(WriteFailure::Group(err)) => {
+                    answers.push((reply, Err(err.clone())));
+                    failure = Some(err);
+                    break;
+                }
             }
         }
-        Err(err) => {
-            tracing::error!(error = %err, writes = count, "commit failed; nothing of this group is stored");
+        if failure.is_none() {
+            failure = exec(conn, "COMMIT").await.err();
+        }
+        if failure.is_some() {
+            // SQLite may have rolled back already; then this fails, harmlessly.
             let _ = exec(conn, "ROLLBACK").await;
-            fail_all(err, done, std::iter::empty());
         }
     }
+    if let Some(err) = &failure {
+        for (_, reply) in writes {
+            answers.push((reply, Err(err.clone())));
+        }
+    }
+    failure
 }
 
-/// Rolls the whole transaction back and fails every write of the round.
-async fn abort(
+/// Why one write failed: alone (its savepoint was rolled back, the group
+/// goes on) or with its whole group.
+enum WriteFailure {
+    Alone(StoreError),
+    Group(StoreError),
+}
+
+async fn write_in_savepoint(
     conn: &mut SqliteConnection,
-    err: StoreError,
-    done: Vec<(Reply<u64>, u64)>,
-    current: Option<Reply<u64>>,
-    rest: impl Iterator<Item = (WriteOp, Reply<u64>)>,
-) {
-    tracing::error!(error = %err, "a write failed the transaction; nothing of this group is stored");
-    // SQLite may have rolled back already; then this fails, harmlessly.
-    let _ = exec(conn, "ROLLBACK").await;
-    if let Some(reply) = current {
-        let _ = reply.send(Err(err.clone()));
-    }
-    fail_all(err, done, rest);
-}
-
-fn fail_all(
-    err: StoreError,
-    done: Vec<(Reply<u64>, u64)>,
-    rest: impl Iterator<Item = (WriteOp, Reply<u64>)>,
-) {
-    for (reply, _) in done {
-        let _ = reply.send(Err(err.clone()));
-    }
-    for (_, reply) in rest {
-        let _ = reply.send(Err(err.clone()));
+    op: &WriteOp,
+) -> Result<u64, WriteFailure> {
+    exec(conn, "SAVEPOINT kessel_write")
+        .await
+        .map_err(WriteFailure::Group)?;
+    match apply(conn, op).await {
+        Ok(n) => {
+            exec(conn, "RELEASE kessel_write")
+                .await
+                .map_err(WriteFailure::Group)?;
+            Ok(n)
+        }
+        Err(err) if ends_transaction(&err) => Err(WriteFailure::Group(err)),
+        Err(err) => {
+            exec(conn, "ROLLBACK TO kessel_write; RELEASE kessel_write")
+                .await
+                .map_err(WriteFailure::Group)?;
+            Err(WriteFailure::Alone(err))
+        }
     }
 }
 

@@ -62,7 +62,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use self::connection::{Command, DeleteParams, QueryParams, WriteOp};
+use self::connection::{Command, Counters, DeleteParams, QueryParams, WriteOp};
 use self::errors::closed;
 use self::rows::{micros, JobRow, UpdateRow};
 use super::{JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError};
@@ -150,7 +150,9 @@ impl SqliteOptions {
 
     /// Caps the database at about `bytes` (SQLite's `max_page_count`).
     /// Past it, writes fail with [`StoreError::Full`], as on a full disk,
-    /// until [`Queue::clean`](crate::Queue::clean) frees room.
+    /// until room is made: final jobs deleted ([`Store::jobs_delete`], or
+    /// [`Queue::clean`](crate::Queue::clean) when the queue's own writes
+    /// are not failing too), or the store reopened with a larger cap.
     pub fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = Some(bytes);
         self
@@ -171,8 +173,13 @@ impl SqliteOptions {
     ///   created (a missing directory, permissions).
     pub async fn open(self) -> Result<SqliteStore, StoreError> {
         let path = self.path.clone();
-        let commands = connection::start(self).await?;
-        Ok(SqliteStore { path, commands })
+        let counters = Arc::new(Counters::default());
+        let commands = connection::start(self, counters.clone()).await?;
+        Ok(SqliteStore {
+            path,
+            commands,
+            counters,
+        })
     }
 }
 
@@ -197,6 +204,36 @@ impl SqliteOptions {
 pub struct SqliteStore {
     path: PathBuf,
     commands: mpsc::UnboundedSender<Command>,
+    counters: Arc<Counters>,
+}
+
+/// What a [`SqliteStore`] has written since it was opened: how well group
+/// commit groups (`writes / commits` is the number of write calls per disk
+/// sync), and how many writes failed.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// use std::sync::Arc;
+/// use kessel::store::SqliteStore;
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Arc::new(SqliteStore::open(dir.path().join("jobs.db")).await?);
+/// let queue = kessel::Queue::builder().store(store.clone()).build().await?;
+/// queue.create("report", 1).await?;
+/// let stats = store.stats();
+/// assert!(stats.commits >= 1 && stats.writes >= stats.commits);
+/// assert_eq!(stats.failed, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SqliteStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Write calls (inserts, updates, deletes) acknowledged as durable.
+    pub writes: u64,
+    /// Write calls answered with an error.
+    pub failed: u64,
 }
 
 impl SqliteStore {
@@ -217,6 +254,16 @@ impl SqliteStore {
     /// The file the store is in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the store has written since it was opened.
+    pub fn stats(&self) -> SqliteStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        SqliteStats {
+            commits: self.counters.commits.load(Relaxed),
+            writes: self.counters.writes.load(Relaxed),
+            failed: self.counters.failed.load(Relaxed),
+        }
     }
 
     async fn request<T>(
