@@ -8,7 +8,9 @@
 //!
 //! Arguments: the database file, an events file, then options:
 //!
-//! - `--produce N`: create N jobs (one every ~2 ms) while working (default 0);
+//! - `--produce N`: create N jobs while working (default 0);
+//! - `--producers P`: producers creating them at once (default 1);
+//! - `--pace-ms MS`: pause between two creates, in milliseconds (default 2);
 //! - `--concurrency C`: jobs run at once (default 4);
 //! - `--work-ms MS`: longest a job takes, in milliseconds (default 12).
 //!
@@ -32,19 +34,23 @@ struct Args {
     db: PathBuf,
     events: PathBuf,
     produce: usize,
+    producers: usize,
+    pace_ms: u64,
     concurrency: usize,
     work_ms: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: sqlite_worker <db> <events> [--produce N] [--concurrency C] [--work-ms MS]";
+    let usage = "usage: sqlite_worker <db> <events> [--produce N] [--producers P] [--pace-ms MS] [--concurrency C] [--work-ms MS]";
     let db = args.next().ok_or(usage)?.into();
     let events = args.next().ok_or(usage)?.into();
     let mut parsed = Args {
         db,
         events,
         produce: 0,
+        producers: 1,
+        pace_ms: 2,
         concurrency: 4,
         work_ms: 12,
     };
@@ -55,6 +61,8 @@ fn parse_args() -> Result<Args, String> {
         let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
             "--produce" => parsed.produce = number(&value)? as usize,
+            "--producers" => parsed.producers = number(&value)?.max(1) as usize,
+            "--pace-ms" => parsed.pace_ms = number(&value)?,
             "--concurrency" => parsed.concurrency = number(&value)? as usize,
             "--work-ms" => parsed.work_ms = number(&value)?.max(1),
             _ => return Err(format!("unknown option {flag}; {usage}")),
@@ -109,11 +117,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|j| j.id)
         .collect();
-    for n in 0..args.produce {
-        let handle = queue.create("step", n as u64).await?;
-        events.write(format!("ack {}\n", handle.id()))?;
-        waiting.push(handle.id());
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    // Several producers at once, each creating one job at a time: their
+    // creates share commits.
+    let producers = (0..args.producers).map(|p| {
+        let (queue, events) = (queue.clone(), events.clone());
+        let (count, pace) = (args.produce, Duration::from_millis(args.pace_ms));
+        async move {
+            let mut created = Vec::new();
+            for n in (p..count).step_by(args.producers) {
+                let handle = queue.create("step", n as u64).await?;
+                events.write(format!("ack {}\n", handle.id()))?;
+                created.push(handle.id());
+                tokio::time::sleep(pace).await;
+            }
+            Ok::<_, Box<dyn std::error::Error>>(created)
+        }
+    });
+    for created in futures::future::join_all(producers).await {
+        waiting.extend(created?);
     }
     let mut completed = 0;
     for id in &waiting {

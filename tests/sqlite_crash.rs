@@ -1,0 +1,265 @@
+//! A real process, a real kill: `examples/sqlite_worker.rs` produces and
+//! runs jobs on a SQLite file, is killed with SIGKILL mid-run, and is
+//! started again on the same file. Every job it acknowledged must be
+//! there, every job must end completed exactly once in the store, and the
+//! only jobs that run twice must be ones that were running when it died.
+//!
+//! The test waits on the child by reading its events file in a bounded
+//! loop with short pauses: that is waiting for another process, which no
+//! paused clock can stand in for.
+#![cfg(all(feature = "sqlite", unix))]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::executor::block_on;
+use kessel::store::{JobQuery, SqliteStore, Store, StoreError};
+use kessel::{Job, JobId, JobStatus};
+
+/// Jobs the first life is asked to produce; it is killed long before.
+const JOBS: usize = 300;
+/// How long the child may take to reach each point before the test fails.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The worker example. `cargo test` builds it next to this test's own
+/// binary; building it again here is then a no-op, and when this test runs
+/// alone (`cargo test --test sqlite_crash`) it makes sure the binary is
+/// there and current.
+fn worker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("<target>/<profile>");
+    let mut features = vec!["sqlite"];
+    if cfg!(feature = "postgres") {
+        features.push("postgres");
+    }
+    if cfg!(feature = "test-utils") {
+        features.push("test-utils");
+    }
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--example", "sqlite_worker", "--features"])
+        .arg(features.join(","));
+    if profile_dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let built = cargo
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo to build the worker example");
+    assert!(
+        built.status.success(),
+        "building the worker example failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    profile_dir
+        .join("examples")
+        .join(format!("sqlite_worker{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// What the events file says so far (see the example's docs).
+#[derive(Debug, Default)]
+struct Events {
+    acked: Vec<JobId>,
+    starts: Vec<(JobId, u32)>,
+    ends: Vec<JobId>,
+}
+
+fn read_events(path: &Path) -> Events {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut events = Events::default();
+    // A line is whole once its newline is there.
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    for line in complete.lines() {
+        let mut words = line.split(' ');
+        let (kind, id) = (
+            words.next(),
+            words.next().and_then(|w| w.parse::<JobId>().ok()),
+        );
+        match (kind, id) {
+            (Some("ack"), Some(id)) => events.acked.push(id),
+            (Some("start"), Some(id)) => {
+                let attempt = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                events.starts.push((id, attempt));
+            }
+            (Some("end"), Some(id)) => events.ends.push(id),
+            _ => panic!("an unreadable events line: {line:?}"),
+        }
+    }
+    events
+}
+
+fn spawn_worker(binary: &Path, db: &Path, events: &Path, produce: usize) -> Child {
+    Command::new(binary)
+        .arg(db)
+        .arg(events)
+        // Four producers create a job every millisecond or so each, and
+        // jobs take up to 20 ms on 4 slots: a backlog builds, and every
+        // slot is busy when the kill comes.
+        .args([
+            "--produce",
+            &produce.to_string(),
+            "--producers",
+            "4",
+            "--pace-ms",
+            "1",
+        ])
+        .args(["--concurrency", "4", "--work-ms", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the worker process")
+}
+
+/// Every job in the file, read by a store of this process.
+fn jobs_in(db: &Path) -> BTreeMap<JobId, Job> {
+    block_on(async {
+        let store = SqliteStore::open(db)
+            .await
+            .expect("open the file after the worker stopped");
+        let jobs = store
+            .jobs_query(&JobQuery::default().limit(usize::MAX))
+            .await
+            .expect("read every job");
+        store.close().await.expect("close");
+        jobs.into_iter().map(|j| (j.id, j)).collect()
+    })
+}
+
+#[test]
+fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
+    let binary = worker_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    let events_path = dir.path().join("events.log");
+
+    // First life: producing and working, killed mid-run.
+    let mut child = spawn_worker(&binary, &db, &events_path, JOBS);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the worker") {
+            panic!("the worker exited ({status}) before it could be killed mid-run");
+        }
+        let events = read_events(&events_path);
+        if events.acked.len() >= 100 && events.ends.len() >= 20 {
+            break;
+        }
+        if started.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("the worker made too little progress in {PATIENCE:?}: {events:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A second process cannot open the file while the worker has it.
+    match block_on(SqliteStore::open(&db)) {
+        Err(StoreError::Locked(_)) => {}
+        other => panic!("a second process must be locked out, got {other:?}"),
+    }
+    child.kill().expect("SIGKILL the worker");
+    let status = child.wait().expect("reap the worker");
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the worker died of SIGKILL: {status}"
+    );
+
+    let first = read_events(&events_path);
+    assert!(first.acked.len() < JOBS, "killed while still producing");
+    let at_kill = jobs_in(&db);
+    for id in &first.acked {
+        assert!(
+            at_kill.contains_key(id),
+            "job {id} was acknowledged but is not in the file"
+        );
+    }
+    let in_flight: BTreeSet<JobId> = first
+        .starts
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| at_kill.get(id).is_some_and(|j| !j.status.is_final()))
+        .collect();
+
+    // Second life: nothing new, just what is pending.
+    let mut child = spawn_worker(&binary, &db, &events_path, 0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the worker") {
+            break status;
+        }
+        if started.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("the restarted worker did not finish in {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "the restarted worker failed: {status}");
+
+    let both = read_events(&events_path);
+    let second_starts = &both.starts[first.starts.len()..];
+    assert!(
+        both.acked.len() == first.acked.len(),
+        "the second life produced nothing"
+    );
+    let after = jobs_in(&db);
+    let ids_at_kill: BTreeSet<&JobId> = at_kill.keys().collect();
+    let ids_after: BTreeSet<&JobId> = after.keys().collect();
+    assert_eq!(ids_after, ids_at_kill, "no job was lost or appeared");
+    for (id, job) in &after {
+        assert_eq!(
+            job.status,
+            JobStatus::Completed,
+            "job {id} ended completed: {job:?}"
+        );
+        let was = &at_kill[id];
+        if was.status == JobStatus::Running {
+            assert_eq!(
+                job.attempts,
+                was.attempts + 1,
+                "job {id}: the interrupted attempt counts"
+            );
+        }
+    }
+    let mut runs: BTreeMap<JobId, usize> = BTreeMap::new();
+    for (id, _) in both.starts.iter() {
+        *runs.entry(*id).or_default() += 1;
+    }
+    for id in after.keys() {
+        assert!(runs.contains_key(id), "job {id} is completed but never ran");
+    }
+    let rerun: BTreeSet<JobId> = second_starts
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| first.starts.iter().any(|(f, _)| f == id))
+        .collect();
+    assert!(
+        rerun.is_subset(&in_flight),
+        "only jobs running when the worker died may run again; rerun {rerun:?}, in flight {in_flight:?}"
+    );
+    for (id, n) in &runs {
+        assert!(*n <= 2, "job {id} ran {n} times across one crash");
+    }
+    for (id, job) in &at_kill {
+        if job.status.is_final() {
+            assert!(
+                !second_starts.iter().any(|(s, _)| s == id),
+                "job {id} was final at the kill and ran again"
+            );
+        }
+    }
+    eprintln!(
+        "killed after {} acks and {} ends; {} jobs in flight, {} rerun, {} jobs in all",
+        first.acked.len(),
+        first.ends.len(),
+        in_flight.len(),
+        rerun.len(),
+        after.len()
+    );
+}
