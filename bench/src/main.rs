@@ -123,7 +123,7 @@ impl Plan {
             latency_secs: 5.0,
             latency_concurrency: 16,
             delay_n: 1_000_000,
-            delay_lead: Duration::from_secs(5),
+            delay_lead: Duration::from_secs(20),
             delay_spread: Duration::from_secs(10),
             memory_sizes: vec![1_000_000, 10_000_000],
             durable_n: 100_000,
@@ -328,7 +328,7 @@ impl Bench {
         for c in self.plan.concurrencies.clone() {
             let params = format!("n={}, c={c}, events on", report::human(n as f64));
             let cap = self.plan.cap;
-            match run(|| systems::kessel::burn_down(n, c, true, cap)) {
+            match run(|| systems::kessel::burn_down(systems::kessel::Backend::Memory, n, c, true, cap)) {
                 Ok((rate, note)) => {
                     self.row("burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), note)
                 }
@@ -394,13 +394,18 @@ impl Bench {
         let answer = run(|| system.latency(&self.env, rate, n, c, cap));
         match answer {
             Answer::Done((created, stamps)) => {
-                let span = created.last().copied().unwrap_or(0).saturating_sub(created[0]) as f64 / 1e9;
-                let achieved = if span > 0.0 { (n - 1) as f64 / span } else { rate };
+                let made = created.len() as u64;
+                let span = created.last().copied().unwrap_or(0).saturating_sub(created.first().copied().unwrap_or(0)) as f64 / 1e9;
+                let achieved = if span > 0.0 { made.saturating_sub(1) as f64 / span } else { rate };
                 let (h, missing) = latencies(&created, &stamps);
                 let p = percentiles(&h);
-                let mut note = vec![format!("{n} jobs")];
+                let mut note = vec![if made < n {
+                    format!("{made} of {n} jobs created before the producer's deadline")
+                } else {
+                    format!("{n} jobs")
+                }];
                 if missing > 0 {
-                    note.push(format!("FAILED: {missing} of {n} jobs never started within {cap:.0?}"));
+                    note.push(format!("FAILED: {missing} of {made} jobs never started within {cap:.0?}"));
                 }
                 if stamps.duplicates() > 0 {
                     note.push(format!("{} jobs ran twice", stamps.duplicates()));
@@ -457,6 +462,14 @@ impl Bench {
                 }
                 let p = measure::percentiles(&late);
                 let mut notes = Vec::new();
+                if let Some(done) = stamps.created_by() {
+                    let due_before = targets.iter().filter(|&&t| t < done).count();
+                    if due_before > 0 {
+                        notes.push(format!(
+                            "{due_before} jobs were due before creating all {n} finished (creation took longer than the {lead:.0?} lead)"
+                        ));
+                    }
+                }
                 if early > 0 {
                     notes.push(format!(
                         "FAILED: {early} of {n} jobs started before their time (up to {:.1} s early)",
@@ -552,16 +565,23 @@ impl Bench {
                 self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), None);
             }
             Answer::Failed(e) => {
-                // A capped run still tells its rate: use it for the latency run.
-                if let Some(rate) = e
+                // A run cut off at the cap still tells its rate: report it,
+                // and use it for the latency run.
+                let rate = e
                     .rsplit_once('(')
                     .and_then(|(_, r)| r.split(' ').next())
                     .and_then(|r| r.parse::<f64>().ok())
-                    .filter(|r| *r > 0.0)
-                {
-                    self.capacity.insert(system, rate);
+                    .filter(|r| *r > 0.0);
+                match rate {
+                    Some(rate) => {
+                        self.capacity.insert(system, rate);
+                        let note = format!("cut off at the cap: {e}");
+                        self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), Some(note));
+                    }
+                    None => {
+                        self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, None, Some(format!("FAILED: {e}")));
+                    }
                 }
-                self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, None, Some(format!("FAILED: {e}")));
             }
             other => self.no_value("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, other),
         }

@@ -41,8 +41,10 @@ pub struct Stamps {
     started: Vec<AtomicU64>,
     runs: AtomicU64,
     duplicates: AtomicU64,
-    expected: u64,
+    expected: AtomicU64,
     all_started: Notify,
+    /// When the producer finished creating (a `now_ns` value; 0 = unknown).
+    created_by: AtomicU64,
 }
 
 impl Stamps {
@@ -66,8 +68,9 @@ impl Stamps {
             started,
             runs: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
-            expected,
+            expected: AtomicU64::new(expected),
             all_started: Notify::new(),
+            created_by: AtomicU64::new(0),
         })
     }
 
@@ -79,8 +82,29 @@ impl Stamps {
                 self.duplicates.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if self.runs.fetch_add(1, Ordering::Relaxed) + 1 == self.expected {
+        if self.runs.fetch_add(1, Ordering::Relaxed) + 1 == self.expected.load(Ordering::Relaxed) {
             self.all_started.notify_one();
+        }
+    }
+
+    /// Only `k` jobs were created after all (the producer ran out of time).
+    pub fn expect(&self, k: u64) {
+        self.expected.store(k, Ordering::Relaxed);
+        if self.runs() >= k {
+            self.all_started.notify_one();
+        }
+    }
+
+    /// The producer has created every job.
+    pub fn mark_created(&self) {
+        self.created_by.store(now_ns(), Ordering::Relaxed);
+    }
+
+    /// When the producer finished creating, if it said so.
+    pub fn created_by(&self) -> Option<u64> {
+        match self.created_by.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
         }
     }
 
@@ -100,15 +124,16 @@ impl Stamps {
     ///
     /// [`Incomplete`] with how many started when the cap passed.
     pub async fn wait(&self, cap: Duration) -> Result<(), Incomplete> {
-        if self.expected == 0 {
+        let expected = self.expected.load(Ordering::Relaxed);
+        if expected == 0 {
             return Ok(());
         }
         match tokio::time::timeout(cap, self.all_started.notified()).await {
             Ok(()) => Ok(()),
-            Err(_) if self.runs() >= self.expected => Ok(()),
+            Err(_) if self.runs() >= expected => Ok(()),
             Err(_) => Err(Incomplete {
                 started: self.runs(),
-                expected: self.expected,
+                expected,
                 after: cap,
             }),
         }
@@ -174,16 +199,27 @@ pub struct Pacer {
     per_job: f64,
     total: u64,
     next: u64,
+    /// Stop creating at this point even if not every job was created (a
+    /// producer slower than the rate, e.g. one durable commit per create).
+    deadline: Duration,
 }
 
 impl Pacer {
+    /// `total` jobs at `rate` per second; creation stops after twice the
+    /// time that should take.
     pub fn new(rate: f64, total: u64) -> Self {
         Pacer {
             start: Instant::now(),
             per_job: 1.0 / rate,
             total,
             next: 0,
+            deadline: Duration::from_secs_f64((2.0 * total as f64 / rate).max(1.0)),
         }
+    }
+
+    /// How many jobs were handed out.
+    pub fn sent(&self) -> u64 {
+        self.next
     }
 
     /// The next job index if it is due. One job at a time: the producer
@@ -202,7 +238,7 @@ impl Pacer {
     }
 
     pub fn finished(&self) -> bool {
-        self.next >= self.total
+        self.next >= self.total || self.start.elapsed() > self.deadline
     }
 
     /// Waits before the next job: yields when jobs are due more often than

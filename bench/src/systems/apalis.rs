@@ -119,6 +119,8 @@ pub mod mem {
             }
             pacer.pause().await;
         }
+        created.truncate(pacer.sent() as usize);
+        stamps.expect(pacer.sent());
         // An incomplete wait is reported by the caller as jobs that never started.
         let _ = stamps.wait(cap).await;
         Ok((created, stamps))
@@ -135,6 +137,7 @@ pub mod mem {
             let at = base_sys + Duration::from_nanos(t.saturating_sub(base_ns));
             sink.send(TaskBuilder::new(i as u64).run_at_time(at).build()).await.map_err(err)?;
         }
+        stamps.mark_created();
         let _ = stamps.wait(cap).await;
         Ok(stamps)
     }
@@ -216,6 +219,8 @@ pub mod sqlite {
             }
             pacer.pause().await;
         }
+        created.truncate(pacer.sent() as usize);
+        stamps.expect(pacer.sent());
         // An incomplete wait is reported by the caller as jobs that never started.
         let _ = stamps.wait(cap).await;
         worker.stop().await;
@@ -292,6 +297,8 @@ pub mod postgres {
             }
             pacer.pause().await;
         }
+        created.truncate(pacer.sent() as usize);
+        stamps.expect(pacer.sent());
         // An incomplete wait is reported by the caller as jobs that never started.
         let _ = stamps.wait(cap).await;
         worker.stop().await;

@@ -67,6 +67,8 @@ pub async fn latency(
         }
         pacer.pause().await;
     }
+    created.truncate(pacer.sent() as usize);
+    stamps.expect(pacer.sent());
     // An incomplete wait is reported by the caller as jobs that never started.
     let _ = stamps.wait(cap).await;
     Ok((created, stamps))
@@ -82,6 +84,7 @@ pub async fn delay(targets: &[u64], cap: Duration) -> Result<Arc<Stamps>, Fail> 
             s.hit(i as u64);
         });
     }
+    stamps.mark_created();
     let _ = stamps.wait(cap).await;
     Ok(stamps)
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kessel::event::Filter;
+use kessel::store::{PgOptions, PgStore, SqliteOptions, Store};
 use kessel::{JobContext, JobError, JobHandle, NewJob, Queue};
 
 use super::{Fail, CREATE_BATCH};
@@ -13,6 +14,69 @@ use crate::measure::{now_ns, Pacer, Stamps};
 
 const TASK: &str = "noop";
 const TAG: &str = "bench";
+
+/// Where a kessel queue keeps its jobs.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend<'a> {
+    Memory,
+    /// A fresh database file in a temporary directory, default durability
+    /// (synced to disk).
+    Sqlite,
+    /// The schema `kessel_bench` in this database, dropped and recreated.
+    Postgres(&'a str),
+}
+
+/// What must outlive the queue (the SQLite file's directory).
+type Keep = Option<tempfile::TempDir>;
+
+const PG_SCHEMA: &str = "kessel_bench";
+
+async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep), Fail> {
+    match backend {
+        Backend::Memory => Ok((None, None)),
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let store = SqliteOptions::new(dir.path().join("jobs.db"))
+                .open()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((Some(Arc::new(store)), Some(dir)))
+        }
+        Backend::Postgres(url) => {
+            super::ensure_pg_database(url).await?;
+            {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| e.to_string())?;
+                sqlx::query("DROP SCHEMA IF EXISTS kessel_bench CASCADE")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let store = PgStore::connect_with(PgOptions::new(url).schema(PG_SCHEMA))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((Some(Arc::new(store)), None))
+        }
+    }
+}
+
+async fn queue_on(backend: Backend<'_>, stamps: &Arc<Stamps>) -> Result<(Queue, Keep), Fail> {
+    let (store, keep) = store_for(backend).await?;
+    let queue = match store {
+        None => Queue::new(),
+        Some(store) => Queue::builder().store(store).build().await.map_err(|e| e.to_string())?,
+    };
+    let s = stamps.clone();
+    queue
+        .define(TASK)
+        .tag(TAG)
+        .action(move |job: JobContext<u64>| {
+            s.hit(job.payload);
+            std::future::ready(Ok::<(), JobError>(()))
+        })
+        .map_err(|e| e.to_string())?;
+    Ok((queue, keep))
+}
 
 fn queue_with(stamps: &Arc<Stamps>) -> Result<Queue, Fail> {
     let queue = Queue::new();
@@ -54,9 +118,15 @@ async fn stop(queue: &Queue) {
 /// Creates `n` no-op jobs, then processes them all; returns jobs/s of the
 /// processing phase. With `events`, one queue-wide subscriber drains an
 /// event stream meanwhile; the note says how many events it saw and missed.
-pub async fn burn_down(n: u64, concurrency: usize, events: bool, cap: Duration) -> Result<(f64, Option<String>), Fail> {
+pub async fn burn_down(
+    backend: Backend<'_>,
+    n: u64,
+    concurrency: usize,
+    events: bool,
+    cap: Duration,
+) -> Result<(f64, Option<String>), Fail> {
     let stamps = Stamps::counter(n);
-    let queue = queue_with(&stamps)?;
+    let (queue, _keep) = queue_on(backend, &stamps).await?;
     let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let subscriber = events.then(|| {
         let mut stream = queue.events(Filter::All);
@@ -81,14 +151,14 @@ pub async fn burn_down(n: u64, concurrency: usize, events: bool, cap: Duration) 
         )
     });
     stop(&queue).await;
-    waited.map_err(|e| e.to_string())?;
+    waited.map_err(|e| format!("{e} ({:.0} jobs/s)", stamps.runs() as f64 / secs))?;
     Ok((n as f64 / secs, note))
 }
 
 /// Creates `n` jobs (no worker); returns jobs/s including admission.
-pub async fn bulk_create(n: u64) -> Result<f64, Fail> {
+pub async fn bulk_create(backend: Backend<'_>, n: u64) -> Result<f64, Fail> {
     let stamps = Stamps::counter(n);
-    let queue = queue_with(&stamps)?;
+    let (queue, _keep) = queue_on(backend, &stamps).await?;
     let t = Instant::now();
     create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
     let rate = n as f64 / t.elapsed().as_secs_f64();
@@ -98,13 +168,14 @@ pub async fn bulk_create(n: u64) -> Result<f64, Fail> {
 
 /// Creates `n` jobs one by one at `rate`, a worker running; fills `created`.
 pub async fn latency(
+    backend: Backend<'_>,
     rate: f64,
     n: u64,
     concurrency: usize,
     cap: Duration,
 ) -> Result<(Vec<u64>, Arc<Stamps>), Fail> {
     let stamps = Stamps::timed(n);
-    let queue = queue_with(&stamps)?;
+    let (queue, _keep) = queue_on(backend, &stamps).await?;
     queue.process([TAG]).concurrency(concurrency).start().map_err(|e| e.to_string())?;
     // Let the worker start before the clock runs.
     settle(&queue).await;
@@ -117,6 +188,8 @@ pub async fn latency(
         }
         pacer.pause().await;
     }
+    created.truncate(pacer.sent() as usize);
+    stamps.expect(pacer.sent());
     // An incomplete wait is reported by the caller as jobs that never started.
     let _ = stamps.wait(cap).await;
     stop(&queue).await;
@@ -133,6 +206,7 @@ pub async fn delay(targets: &[u64], concurrency: usize, cap: Duration) -> Result
     let (base_ns, base_utc) = (now_ns(), Utc::now());
     let at = |t: u64| -> DateTime<Utc> { base_utc + chrono::Duration::nanoseconds(t as i64 - base_ns as i64) };
     create_all(&queue, n, |i| NewJob::new(TASK, i).run_at(at(targets[i as usize]))).await?;
+    stamps.mark_created();
     let _ = stamps.wait(cap).await;
     stop(&queue).await;
     Ok(stamps)

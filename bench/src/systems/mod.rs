@@ -55,11 +55,6 @@ impl<T> From<Result<T, Fail>> for Answer<T> {
     }
 }
 
-const KESSEL_STORE_MISSING: &str =
-    "not available yet: kessel has no SQLite store (no kessel::store::SqliteStore) in this build";
-const KESSEL_PG_MISSING: &str =
-    "not available yet: kessel has no PostgreSQL store (no kessel::store::PostgresStore) in this build";
-
 impl System {
     pub fn name(self) -> &'static str {
         match self {
@@ -88,7 +83,21 @@ impl System {
     /// Creates `n` jobs, then processes them all; processing jobs/s.
     pub async fn burn_down(self, env: &Env, n: u64, concurrency: usize, cap: Duration) -> Answer<f64> {
         match self {
-            System::Kessel => kessel::burn_down(n, concurrency, false, cap).await.map(|(r, _)| r).into(),
+            System::Kessel => kessel::burn_down(kessel::Backend::Memory, n, concurrency, false, cap)
+                .await
+                .map(|(r, _)| r)
+                .into(),
+            System::KesselSqlite => kessel::burn_down(kessel::Backend::Sqlite, n, concurrency, false, cap)
+                .await
+                .map(|(r, _)| r)
+                .into(),
+            System::KesselPostgres => match env.pg() {
+                Ok(url) => kessel::burn_down(kessel::Backend::Postgres(url), n, concurrency, false, cap)
+                    .await
+                    .map(|(r, _)| r)
+                    .into(),
+                Err(e) => Answer::Failed(e),
+            },
             System::Baseline => baseline::burn_down(n, concurrency, cap).await.into(),
             System::Apalis => apalis::mem::burn_down(n, concurrency, cap).await.into(),
             System::ApalisSqlite => apalis::sqlite::burn_down(n, concurrency, cap).await.into(),
@@ -96,15 +105,18 @@ impl System {
                 Ok(url) => apalis::postgres::burn_down(url, n, concurrency, cap).await.into(),
                 Err(e) => Answer::Failed(e),
             },
-            System::KesselSqlite => Answer::Unavailable(KESSEL_STORE_MISSING),
-            System::KesselPostgres => Answer::Unavailable(KESSEL_PG_MISSING),
         }
     }
 
     /// Creates `n` jobs with no worker; jobs/s.
     pub async fn bulk_create(self, env: &Env, n: u64) -> Answer<f64> {
         match self {
-            System::Kessel => kessel::bulk_create(n).await.into(),
+            System::Kessel => kessel::bulk_create(kessel::Backend::Memory, n).await.into(),
+            System::KesselSqlite => kessel::bulk_create(kessel::Backend::Sqlite, n).await.into(),
+            System::KesselPostgres => match env.pg() {
+                Ok(url) => kessel::bulk_create(kessel::Backend::Postgres(url), n).await.into(),
+                Err(e) => Answer::Failed(e),
+            },
             System::Baseline => baseline::bulk_create(n).await.into(),
             System::Apalis => apalis::mem::bulk_create(n).await.into(),
             System::ApalisSqlite => apalis::sqlite::bulk_create(n).await.into(),
@@ -112,8 +124,6 @@ impl System {
                 Ok(url) => apalis::postgres::bulk_create(url, n).await.into(),
                 Err(e) => Answer::Failed(e),
             },
-            System::KesselSqlite => Answer::Unavailable(KESSEL_STORE_MISSING),
-            System::KesselPostgres => Answer::Unavailable(KESSEL_PG_MISSING),
         }
     }
 
@@ -127,7 +137,12 @@ impl System {
         cap: Duration,
     ) -> Answer<(Vec<u64>, Arc<Stamps>)> {
         match self {
-            System::Kessel => kessel::latency(rate, n, concurrency, cap).await.into(),
+            System::Kessel => kessel::latency(kessel::Backend::Memory, rate, n, concurrency, cap).await.into(),
+            System::KesselSqlite => kessel::latency(kessel::Backend::Sqlite, rate, n, concurrency, cap).await.into(),
+            System::KesselPostgres => match env.pg() {
+                Ok(url) => kessel::latency(kessel::Backend::Postgres(url), rate, n, concurrency, cap).await.into(),
+                Err(e) => Answer::Failed(e),
+            },
             System::Baseline => baseline::latency(rate, n, concurrency, cap).await.into(),
             System::Apalis => apalis::mem::latency(rate, n, concurrency, cap).await.into(),
             System::ApalisSqlite => apalis::sqlite::latency(rate, n, concurrency, cap).await.into(),
@@ -135,8 +150,6 @@ impl System {
                 Ok(url) => apalis::postgres::latency(url, rate, n, concurrency, cap).await.into(),
                 Err(e) => Answer::Failed(e),
             },
-            System::KesselSqlite => Answer::Unavailable(KESSEL_STORE_MISSING),
-            System::KesselPostgres => Answer::Unavailable(KESSEL_PG_MISSING),
         }
     }
 
