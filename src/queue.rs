@@ -20,7 +20,7 @@ use crate::event::{Event, EventBus, EventStream, Filter, JobEvent, JobEventKind,
 use crate::middleware::{Middleware, Plugin};
 use crate::scheduler::supervisor::{
     AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Retention, SharedConfig, Shutdown,
-    StartWorker, Supervisor, WaitReply, WaitResult,
+    Poke, StartWorker, Supervisor, WaitReply, WaitResult, WatchExpiry,
 };
 use crate::scheduler::ShutdownReport;
 use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
@@ -500,7 +500,15 @@ impl Queue {
                 origin: Origin::New,
             });
         }
-        // On a shared store the insert notified every process: one claims it.
+        // On a shared store the insert notified every process: one claims
+        // it. This process times the expiry of what it created.
+        else {
+            let watched: Vec<_> = jobs.iter().filter_map(|j| j.expires_at.map(|at| (j.id, at))).collect();
+            if !watched.is_empty() {
+                self.inner.supervisor.do_send(WatchExpiry(watched));
+            }
+            self.inner.supervisor.do_send(Poke);
+        }
         Ok(handles)
     }
 
@@ -599,8 +607,12 @@ impl Queue {
                     operation: "wait for its result here (no process is responsible for it)",
                 });
             }
-            // Another process runs it: watch the shared store.
-            tokio::time::sleep(wait).await;
+            // Another process runs it: watch the shared store, from its
+            // run_at or expiry on (nothing can happen before).
+            let now = self.now();
+            let wake = job.expires_at.map_or(job.run_at, |x| x.min(job.run_at));
+            let until = (wake - now).to_std().unwrap_or_default();
+            tokio::time::sleep(wait.max(until)).await;
             wait = (wait * 2).min(Duration::from_millis(500));
         }
     }

@@ -112,6 +112,14 @@ pub trait StoreFactory: Clone + Send + Sync + 'static {
         false
     }
 
+    /// Sets up the queues the suite builds on this factory's stores. The
+    /// queue tests run on a paused clock, where hours pass at once: a
+    /// shared store may lengthen its fallback polling here so those hours
+    /// do not cost thousands of round trips. Unchanged by default.
+    fn configure(&self, builder: crate::QueueBuilder) -> crate::QueueBuilder {
+        builder
+    }
+
     /// Opens the store at `place` again, as the next process would once
     /// the previous one stopped. The suite has shut the old store's queue
     /// down and called [`Store::close`] on it first.

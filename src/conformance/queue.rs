@@ -26,12 +26,12 @@ use crate::scheduler::Retention;
 use crate::store::Store;
 use crate::task::RetryPolicy;
 
-/// A queue on `store`, or the test fails saying why. It keeps completed
-/// jobs (no retention timer), so the tests see every job they made.
-pub(super) async fn queue_on(store: &Arc<dyn Store>) -> Queue {
-    Queue::builder()
-        .store(store.clone())
-        .retention(Retention::keep_all())
+/// A queue on `store`, set up by `factory`, or the test fails saying why.
+/// It keeps completed jobs (no retention timer), so the tests see every
+/// job they made.
+pub(super) async fn queue_on<F: StoreFactory>(factory: &F, store: &Arc<dyn Store>) -> Queue {
+    factory
+        .configure(Queue::builder().store(store.clone()).retention(Retention::keep_all()))
         .build()
         .await
         .unwrap_or_else(|e| panic!("building a queue on the store failed: {e}"))
@@ -74,7 +74,7 @@ conformance_test!(queue,
 async fn ordering<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
     let (store, _place) = fresh(&factory).await;
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     let trace = Trace::default();
     let t = trace.clone();
     queue
@@ -128,7 +128,7 @@ conformance_test!(queue,
 async fn delays<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
     let (store, _place) = fresh(&factory).await;
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     let starts: Trace<(usize, DateTime<Utc>)> = Trace::default();
     let (s, q) = (starts.clone(), queue.clone());
     queue
@@ -195,7 +195,7 @@ conformance_test!(queue,
 async fn retries<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
     let (store, _place) = fresh(&factory).await;
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     let seen: Trace<(u32, JobStatus, u32, DateTime<Utc>)> = Trace::default();
     let (s, q) = (seen.clone(), queue.clone());
     queue
@@ -262,7 +262,7 @@ conformance_test!(queue,
 async fn kick<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
     let (store, _place) = fresh(&factory).await;
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     let fixed = Arc::new(AtomicBool::new(false));
     let f = fixed.clone();
     queue
@@ -317,7 +317,7 @@ conformance_test!(queue,
 async fn cancel<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
     let (store, _place) = fresh(&factory).await;
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
@@ -397,7 +397,7 @@ conformance_test!(queue,
 async fn expiry<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
     let (store, _place) = fresh(&factory).await;
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     queue
@@ -440,7 +440,7 @@ conformance_test!(queue,
 async fn stats_and_clean<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
     let (store, _place) = fresh(&factory).await;
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     queue
         .define("mixed")
         .action(|job: JobContext<u32>| async move {
@@ -511,7 +511,7 @@ conformance_test!(queue,
 async fn logs_and_progress<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
     let (store, _place) = fresh(&factory).await;
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     queue
         .define("import")
         .retry(

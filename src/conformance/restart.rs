@@ -121,7 +121,7 @@ async fn queue_restart<F: StoreFactory>(factory: F) -> Verdict {
 
     // First life: two jobs finish, one is still running at shutdown, one
     // waits for an hour, one waits for a task this process does not have.
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     let first: Trace<(String, u32)> = Trace::default();
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
     let t = first.clone();
@@ -192,7 +192,7 @@ async fn queue_restart<F: StoreFactory>(factory: F) -> Verdict {
     let mut want = vec![hang.id(), later.id(), orphan.id()];
     want.sort();
     assert_eq!(pending_ids, want, "the pending jobs after reopening");
-    let queue = queue_on(&store).await;
+    let queue = queue_on(&factory, &store).await;
     let second: Trace<(String, u32)> = Trace::default();
     let t = second.clone();
     queue

@@ -95,6 +95,11 @@ pub trait SharedStore: Send + Sync {
     /// one with its attempt counted); returns how many.
     async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Expires unleased pending jobs whose `expires_at` is at or before
+    /// `now`: those in `ids`, or every such job when `ids` is empty.
+    /// Returns how many.
+    async fn jobs_expire(&self, now: DateTime<Utc>, ids: &[JobId]) -> Result<u64, StoreError>;
+
     /// Cancels a job from any process.
     async fn job_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
 

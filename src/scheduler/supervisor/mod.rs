@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
 pub use admin::Retention;
 pub use shared::SharedConfig;
-pub(crate) use shared::Touch;
+pub(crate) use shared::{Poke, Touch, WatchExpiry};
 pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Shutdown, StartWorker, WaitReply, WaitResult,
 };
@@ -48,6 +48,9 @@ enum TimerKind {
     Expire,
     /// A running job's timeout.
     Deadline,
+    /// The expiry of a job created here but held in a shared store
+    /// (`slot` indexes the watch list).
+    Watch,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -734,6 +737,10 @@ impl Supervisor {
         let mut fired = std::mem::take(&mut self.fired);
         self.wheel.poll(now, &mut fired);
         for timer in fired.drain(..) {
+            if timer.kind == TimerKind::Watch {
+                self.watch_fired(timer.slot);
+                continue;
+            }
             let Some(e) = self.jobs.get_mut(timer.slot) else { continue };
             if e.generation != timer.generation {
                 continue;
@@ -761,6 +768,7 @@ impl Supervisor {
 
     /// Runs after every message: dispatch, flush writes, arm the timer.
     fn settle(&mut self, ctx: &mut Context<Self>) {
+        self.expire_watched(ctx);
         self.dispatch();
         self.finish_batches();
         self.flush(ctx);
@@ -822,6 +830,11 @@ impl Supervisor {
                     act.flush_retry = Duration::from_millis(50);
                     for b in act.barrier_in_flight.drain(..) {
                         let _ = b.send(());
+                    }
+                    if !releases.is_empty() {
+                        // What was given back may be due soon: look now
+                        // rather than wait for the notification to come round.
+                        act.want_claim(ctx);
                     }
                     act.flush(ctx);
                     act.check_drained(ctx);

@@ -61,6 +61,11 @@ pub(super) struct SharedMode {
     claim_timer: Option<SpawnHandle>,
     /// Held jobs to give back with the next flush.
     pub(super) releases: Vec<JobId>,
+    /// Jobs created here whose expiry this process times, by wheel slot.
+    watches: Vec<Option<JobId>>,
+    free_watches: Vec<u32>,
+    /// Watched jobs whose expiry came, to expire in the store.
+    to_expire: Vec<JobId>,
 }
 
 impl SharedMode {
@@ -80,6 +85,63 @@ impl StreamHandler<()> for Supervisor {
 
     fn finished(&mut self, _: &mut Self::Context) {
         tracing::warn!("the store's notification stream ended; polling only");
+    }
+}
+
+/// Jobs created by this process in a shared store, with their expiry:
+/// whoever holds them then expires them, and if nobody does, this process
+/// expires them in the store on time.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct WatchExpiry(pub(crate) Vec<(JobId, chrono::DateTime<chrono::Utc>)>);
+
+impl Handler<WatchExpiry> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: WatchExpiry, ctx: &mut Self::Context) {
+        let now = self.clock.now_ms();
+        for (id, at) in msg.0 {
+            let when = self.clock.tick_for(at);
+            let Some(mode) = self.shared.as_mut() else { return };
+            if when <= now {
+                mode.to_expire.push(id);
+                continue;
+            }
+            let slot = match mode.free_watches.pop() {
+                Some(slot) => {
+                    mode.watches[slot as usize] = Some(id);
+                    slot
+                }
+                None => {
+                    mode.watches.push(Some(id));
+                    (mode.watches.len() - 1) as u32
+                }
+            };
+            let timer = super::Timer {
+                slot,
+                generation: 0,
+                kind: super::TimerKind::Watch,
+            };
+            if self.wheel.insert(when, timer).is_err() {
+                let mode = self.shared.as_mut().expect("shared");
+                mode.watches[slot as usize] = None;
+                mode.free_watches.push(slot);
+                mode.to_expire.push(id);
+            }
+        }
+        self.settle(ctx);
+    }
+}
+
+/// This process created jobs in the shared store: look for work now
+/// instead of waiting for the notification to come round.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Poke;
+
+impl Handler<Poke> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: Poke, ctx: &mut Self::Context) {
+        self.want_claim(ctx);
     }
 }
 
@@ -120,6 +182,8 @@ impl Supervisor {
         });
         // A lapsed lease is rescued within a quarter lease of lapsing.
         ctx.run_interval((lease / 4).max(Duration::from_millis(10)), |act, ctx| act.rescue(ctx));
+        // Jobs cut off while nobody ran a rescuer come back before the first claim.
+        self.rescue(ctx);
         self.want_claim(ctx);
     }
 
@@ -293,6 +357,39 @@ impl Supervisor {
         tracing::warn!(job = %id, "lease lost: another process may run this job");
     }
 
+    pub(super) fn watch_fired(&mut self, slot: u32) {
+        let Some(mode) = self.shared.as_mut() else { return };
+        if let Some(id) = mode.watches.get_mut(slot as usize).and_then(Option::take) {
+            mode.free_watches.push(slot);
+            mode.to_expire.push(id);
+        }
+    }
+
+    /// Expires, in the store, watched jobs nobody holds.
+    pub(super) fn expire_watched(&mut self, ctx: &mut Context<Self>) {
+        let Some(mode) = self.shared.as_mut() else { return };
+        if mode.to_expire.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut mode.to_expire);
+        self.expire(ids, ctx);
+    }
+
+    /// Expires unleased pending jobs past their expiry: `ids`, or every
+    /// such job when `ids` is empty.
+    fn expire(&mut self, ids: Vec<JobId>, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let now = self.clock.now_utc();
+        let fut = async move { shared_store(&store).jobs_expire(now, &ids).await };
+        ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, _| {
+            if let Some(Err(err)) = result {
+                act.bus.queue(QueueEvent::Error {
+                    message: format!("expiring jobs failed: {err}"),
+                });
+            }
+        }));
+    }
+
     /// Gives a held job back to the store (it stays pending there).
     pub(super) fn release(&mut self, slot: u32) {
         self.clear_timer(slot);
@@ -319,6 +416,8 @@ impl Supervisor {
     }
 
     fn rescue(&mut self, ctx: &mut Context<Self>) {
+        // Also expire jobs whose creators are gone and nobody holds.
+        self.expire(Vec::new(), ctx);
         let store = self.store.clone();
         let now = self.clock.now_utc();
         let fut = async move { shared_store(&store).jobs_rescue(now).await };

@@ -16,6 +16,7 @@
 //!   processes may start together, and a process refuses a schema newer
 //!   than it knows.
 
+mod exec;
 mod rows;
 mod shared;
 
@@ -33,6 +34,7 @@ use super::{JobDelete, JobQuery, JobUpdate, Order, SharedStore, StatusCount, Sto
 use crate::error::Error;
 use crate::job::{Job, JobId, JobStatus};
 use crate::queue::Queue;
+use exec::Exec;
 use rows::{job_from_row, map_err, JOB_COLUMNS};
 
 /// The schema versions this kessel knows, in order.
@@ -126,6 +128,11 @@ impl Sql {
 /// A [`Store`] in PostgreSQL, shared by every process that connects to the
 /// same schema. See the [module documentation](self).
 ///
+/// Its connections live on a small runtime of their own, and every call
+/// runs there (through `spawn_blocking`, which also keeps a paused test
+/// clock from jumping while a query is on the wire), so the store works
+/// from any executor: an actix arbiter, a paused tokio test, a plain thread.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -136,6 +143,13 @@ impl Sql {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    db: Db,
+    exec: Arc<Exec>,
+}
+
+/// The database side: everything here runs on the store's own runtime.
+#[derive(Debug, Clone)]
+pub(super) struct Db {
     pool: PgPool,
     sql: Arc<Sql>,
     owner: Uuid,
@@ -167,7 +181,7 @@ impl PgStore {
     /// [`StoreError::Unavailable`] when the database cannot be reached,
     /// [`StoreError::NewerSchema`] when the schema was written by a newer
     /// kessel, [`StoreError::NotKessel`] for a schema name that is not a
-    /// plain identifier.
+    /// plain identifier or a URL that cannot be read.
     pub async fn connect_with(options: PgOptions) -> Result<Self, StoreError> {
         if !valid_schema(&options.schema) {
             return Err(StoreError::NotKessel(format!(
@@ -175,6 +189,32 @@ impl PgStore {
                 options.schema
             )));
         }
+        let exec = Arc::new(Exec::new()?);
+        let db = exec.run(Db::connect(options)).await?;
+        Ok(PgStore { db, exec })
+    }
+
+    /// The schema version the database is at.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let db = self.db.clone();
+        self.exec
+            .run(async move { current_version(&db.pool, &db.sql.schema).await })
+            .await
+    }
+
+    /// The connection pool, for the caller's own queries in the same
+    /// database (from any tokio runtime).
+    pub fn pool(&self) -> &PgPool {
+        &self.db.pool
+    }
+}
+
+impl Db {
+    async fn connect(options: PgOptions) -> Result<Db, StoreError> {
         let connect = options
             .url
             .parse::<PgConnectOptions>()
@@ -191,7 +231,7 @@ impl PgStore {
             schema: options.schema,
         });
         migrate(&pool, &sql.schema).await?;
-        Ok(PgStore {
+        Ok(Db {
             pool,
             sql,
             owner: Uuid::new_v4(),
@@ -199,17 +239,7 @@ impl PgStore {
         })
     }
 
-    /// The schema version the database is at.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        current_version(&self.pool, &self.sql.schema).await
-    }
-
-    /// The connection pool, for the caller's own queries in the same database.
-    pub fn pool(&self) -> &PgPool {
+    pub(super) fn pool(&self) -> &PgPool {
         &self.pool
     }
 
@@ -314,8 +344,8 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
 struct UpdateColumns {
     ids: Vec<Uuid>,
     statuses: Vec<&'static str>,
-    attempts: Vec<i32>,
-    max_attempts: Vec<Option<i32>>,
+    attempts: Vec<i64>,
+    max_attempts: Vec<Option<i64>>,
     run_at: Vec<DateTime<Utc>>,
     last_error: Vec<Option<String>>,
     result: Vec<Option<String>>,
@@ -328,7 +358,7 @@ struct UpdateColumns {
 struct LogColumns {
     job_ids: Vec<Uuid>,
     at: Vec<DateTime<Utc>>,
-    attempts: Vec<i32>,
+    attempts: Vec<i64>,
     messages: Vec<String>,
     data: Vec<Option<String>>,
 }
@@ -337,7 +367,7 @@ impl LogColumns {
     fn push(&mut self, id: JobId, line: &crate::job::LogLine) {
         self.job_ids.push(id.0);
         self.at.push(line.at);
-        self.attempts.push(line.attempt as i32);
+        self.attempts.push(i64::from(line.attempt));
         self.messages.push(line.message.to_string());
         self.data.push(line.data.as_ref().map(|d| d.to_string()));
     }
@@ -345,9 +375,8 @@ impl LogColumns {
 
 const PENDING: &str = "('scheduled', 'ready', 'retrying', 'running')";
 
-#[async_trait]
-impl Store for PgStore {
-    async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
+impl Db {
+    pub(super) async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -362,7 +391,7 @@ impl Store for PgStore {
             "INSERT INTO {} (id, reference, task, payload, priority, status, created_at, run_at, expires_at,
                              attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-                                  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::int[],
+                                  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
                                   $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[])",
             self.sql.table("jobs")
         )))
@@ -375,8 +404,8 @@ impl Store for PgStore {
         .bind(jobs.iter().map(|j| j.created_at).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.expires_at).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.attempts as i32).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.max_attempts.map(|m| m as i32)).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| i64::from(j.attempts)).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.max_attempts.map(i64::from)).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.last_error.clone()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.result.as_ref().map(|r| r.to_string())).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.progress.map(|p| p.current as i64)).collect::<Vec<_>>())
@@ -395,7 +424,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
+    pub(super) async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
         if updates.is_empty() {
             return Ok(());
         }
@@ -417,8 +446,8 @@ impl Store for PgStore {
             releases_work |= matches!(u.status, JobStatus::Ready | JobStatus::Retrying | JobStatus::Scheduled);
             cols.ids.push(u.id.0);
             cols.statuses.push(u.status.as_str());
-            cols.attempts.push(u.attempts as i32);
-            cols.max_attempts.push(u.max_attempts.map(|m| m as i32));
+            cols.attempts.push(i64::from(u.attempts));
+            cols.max_attempts.push(u.max_attempts.map(i64::from));
             cols.run_at.push(u.run_at);
             cols.last_error.push(u.last_error.clone());
             cols.result.push(u.result.as_ref().map(|r| r.to_string()));
@@ -435,7 +464,7 @@ impl Store for PgStore {
                  leased_by = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN NULL ELSE j.leased_by END,
                  lease_until = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN NULL ELSE j.lease_until END,
                  cancel_requested = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN false ELSE j.cancel_requested END
-             FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::text[], $7::text[],
+             FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[], $7::text[],
                          $8::bigint[], $9::bigint[], $10::timestamptz[])
                   AS u(id, status, attempts, max_attempts, run_at, last_error, result, progress_current, progress_total, finished_at)
              WHERE j.id = u.id AND (j.leased_by IS NULL OR j.leased_by = $11)",
@@ -467,7 +496,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
+    pub(super) async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM {} WHERE status IN {PENDING} ORDER BY created_at, id",
             self.sql.table("jobs")
@@ -480,7 +509,7 @@ impl Store for PgStore {
         Ok(jobs)
     }
 
-    async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+    pub(super) async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM {} WHERE id = $1", self.sql.table("jobs"))))
             .bind(id.0)
             .fetch_optional(&self.pool)
@@ -492,7 +521,7 @@ impl Store for PgStore {
         Ok(jobs.pop())
     }
 
-    async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+    pub(super) async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
         let mut qb: QueryBuilder<Postgres> =
             QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM {} WHERE true", self.sql.table("jobs")));
         if !query.statuses.is_empty() {
@@ -525,7 +554,7 @@ impl Store for PgStore {
         Ok(jobs)
     }
 
-    async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
+    pub(super) async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT task, status, count(*) AS n FROM {} GROUP BY task, status ORDER BY task, status",
             self.sql.table("jobs")
@@ -552,7 +581,7 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
+    pub(super) async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
         let statuses: Vec<&str> = params
             .statuses
             .iter()
@@ -583,13 +612,6 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
-    fn shared(&self) -> Option<&dyn SharedStore> {
-        Some(self)
-    }
-
-    fn calls_on_runtime(&self) -> bool {
-        true
-    }
 }
 
 async fn insert_logs(
@@ -603,7 +625,7 @@ async fn insert_logs(
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {logs} (job_id, at, attempt, message, data)
          SELECT u.job_id, u.at, u.attempt, u.message, u.data
-         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::int[], $4::text[], $5::text[])
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[])
               WITH ORDINALITY AS u(job_id, at, attempt, message, data, ord)
          WHERE EXISTS (SELECT 1 FROM {jobs} WHERE id = u.job_id)
          ORDER BY u.ord",
@@ -619,6 +641,54 @@ async fn insert_logs(
     .await
     .map_err(map_err)?;
     Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        let (db, jobs) = (self.db.clone(), jobs.to_vec());
+        self.exec.run(async move { db.jobs_insert(&jobs).await }).await
+    }
+
+    async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
+        let (db, updates) = (self.db.clone(), updates.to_vec());
+        self.exec.run(async move { db.jobs_update(&updates).await }).await
+    }
+
+    async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
+        let db = self.db.clone();
+        self.exec.run(async move { db.jobs_pending().await }).await
+    }
+
+    async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let db = self.db.clone();
+        self.exec.run(async move { db.job_get(id).await }).await
+    }
+
+    async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let (db, query) = (self.db.clone(), query.clone());
+        self.exec.run(async move { db.jobs_query(&query).await }).await
+    }
+
+    async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let db = self.db.clone();
+        self.exec.run(async move { db.jobs_count().await }).await
+    }
+
+    async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
+        let (db, params) = (self.db.clone(), params.clone());
+        self.exec.run(async move { db.jobs_delete(&params).await }).await
+    }
+
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        self.exec.run(async move { db.pool.close().await }).await;
+        Ok(())
+    }
 }
 
 impl Queue {
@@ -643,7 +713,7 @@ impl Queue {
     }
 }
 
-impl PgStore {
+impl Db {
     pub(crate) fn lease_duration(&self) -> Duration {
         self.lease
     }

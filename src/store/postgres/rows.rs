@@ -66,8 +66,8 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
     let status: String = get(row, id, "status")?;
     let status: JobStatus = status.parse().map_err(|e| corrupt(id, e))?;
     let priority: i64 = get(row, id, "priority")?;
-    let attempts: i32 = get(row, id, "attempts")?;
-    let max_attempts: Option<i32> = get(row, id, "max_attempts")?;
+    let attempts: i64 = get(row, id, "attempts")?;
+    let max_attempts: Option<i64> = get(row, id, "max_attempts")?;
     let payload: String = get(row, id, "payload")?;
     let result: Option<String> = get(row, id, "result")?;
     let result = result
@@ -93,8 +93,8 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         created_at: get(row, id, "created_at")?,
         run_at: get(row, id, "run_at")?,
         expires_at: get(row, id, "expires_at")?,
-        attempts: count(id, "attempts", i64::from(attempts))?,
-        max_attempts: max_attempts.map(|m| count(id, "max_attempts", i64::from(m))).transpose()?,
+        attempts: count(id, "attempts", attempts)?,
+        max_attempts: max_attempts.map(|m| count(id, "max_attempts", m)).transpose()?,
         last_error: get(row, id, "last_error")?,
         result,
         progress,
@@ -106,7 +106,7 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
 pub(super) fn log_from_row(row: &PgRow) -> Result<(Uuid, LogLine), StoreError> {
     let id: Uuid = row.try_get("job_id").map_err(map_err)?;
     let at: DateTime<Utc> = get(row, id, "at")?;
-    let attempt: i32 = get(row, id, "attempt")?;
+    let attempt: i64 = get(row, id, "attempt")?;
     let message: String = get(row, id, "message")?;
     let data: Option<String> = get(row, id, "data")?;
     let data = data
@@ -116,7 +116,7 @@ pub(super) fn log_from_row(row: &PgRow) -> Result<(Uuid, LogLine), StoreError> {
         id,
         LogLine {
             at,
-            attempt: count(id, "attempt", i64::from(attempt))?,
+            attempt: count(id, "attempt", attempt)?,
             message: message.into(),
             data,
         },

@@ -11,23 +11,14 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::rows::{job_from_row, map_err, JOB_COLUMNS};
-use super::PgStore;
+use super::{Db, PgStore};
 use crate::job::{Job, JobId, JobStatus};
 use crate::store::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, StoreError};
 
 const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 
-#[async_trait]
-impl SharedStore for PgStore {
-    fn owner(&self) -> Uuid {
-        self.owner_id()
-    }
-
-    fn lease(&self) -> Duration {
-        self.lease_duration()
-    }
-
-    async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
+impl Db {
+    pub(super) async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         if params.tasks.is_empty() || params.limit == 0 {
             return Ok(Vec::new());
         }
@@ -59,7 +50,7 @@ impl SharedStore for PgStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError> {
+    pub(super) async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError> {
         if params.ids.is_empty() {
             return Ok(HeartbeatReply::default());
         }
@@ -88,7 +79,7 @@ impl SharedStore for PgStore {
         Ok(reply)
     }
 
-    async fn jobs_release(&self, owner: Uuid, ids: &[JobId]) -> Result<(), StoreError> {
+    pub(super) async fn jobs_release(&self, owner: Uuid, ids: &[JobId]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -105,13 +96,15 @@ impl SharedStore for PgStore {
         self.notify_work().await
     }
 
-    async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub(super) async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let jobs = self.jobs_table();
         let logs = self.logs_table();
         let rescued: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH lapsed AS (
                  SELECT id, leased_by AS owner FROM {jobs}
-                 WHERE leased_by IS NOT NULL AND lease_until < $1
+                 WHERE ((leased_by IS NOT NULL AND lease_until < $1)
+                        -- running but held by nobody: cut off outside any lease
+                        OR (leased_by IS NULL AND status = 'running'))
                    AND status IN ('scheduled', 'ready', 'retrying', 'running')
                  FOR UPDATE SKIP LOCKED),
              rescued AS (
@@ -127,7 +120,7 @@ impl SharedStore for PgStore {
                  RETURNING j.id, j.attempts, lapsed.owner),
              logged AS (
                  INSERT INTO {logs} (job_id, at, attempt, message)
-                 SELECT id, $1, attempts, 'lease lapsed (held by ' || owner::text || '): returned to the queue'
+                 SELECT id, $1, attempts, 'lease lapsed (held by ' || coalesce(owner::text, 'nobody') || '): returned to the queue'
                  FROM rescued)
              SELECT count(*) FROM rescued"
         )))
@@ -141,7 +134,30 @@ impl SharedStore for PgStore {
         Ok(rescued as u64)
     }
 
-    async fn job_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+    pub(super) async fn jobs_expire(&self, now: DateTime<Utc>, ids: &[JobId]) -> Result<u64, StoreError> {
+        let jobs = self.jobs_table();
+        let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        let expired: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH expired AS (
+                 UPDATE {jobs} SET status = 'expired', finished_at = $1, last_error = 'not started before it expired'
+                 WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND expires_at <= $1
+                   AND (cardinality($2::uuid[]) = 0 OR id = ANY($2))
+                 RETURNING id, attempts),
+             logged AS (
+                 INSERT INTO {logs} (job_id, at, attempt, message)
+                 SELECT id, $1, attempts, 'expired: not started before it expired' FROM expired)
+             SELECT count(*) FROM expired",
+            logs = self.logs_table()
+        )))
+        .bind(now)
+        .bind(&ids)
+        .fetch_one(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(expired as u64)
+    }
+
+    pub(super) async fn job_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
         let jobs = self.jobs_table();
         let mut tx = self.pool().begin().await.map_err(map_err)?;
         let row = sqlx::query(AssertSqlSafe(format!("SELECT status, leased_by FROM {jobs} WHERE id = $1 FOR UPDATE")))
@@ -189,7 +205,7 @@ impl SharedStore for PgStore {
         Ok(outcome)
     }
 
-    async fn jobs_next_due(&self, tasks: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(super) async fn jobs_next_due(&self, tasks: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
         if tasks.is_empty() {
             return Ok(None);
         }
@@ -202,12 +218,57 @@ impl SharedStore for PgStore {
         .await
         .map_err(map_err)
     }
+}
+
+#[async_trait]
+impl SharedStore for PgStore {
+    fn owner(&self) -> Uuid {
+        self.db.owner_id()
+    }
+
+    fn lease(&self) -> Duration {
+        self.db.lease_duration()
+    }
+
+    async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
+        let (db, params) = (self.db.clone(), params.clone());
+        self.exec.run(async move { db.jobs_claim(&params).await }).await
+    }
+
+    async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError> {
+        let (db, params) = (self.db.clone(), params.clone());
+        self.exec.run(async move { db.jobs_heartbeat(&params).await }).await
+    }
+
+    async fn jobs_release(&self, owner: Uuid, ids: &[JobId]) -> Result<(), StoreError> {
+        let (db, ids) = (self.db.clone(), ids.to_vec());
+        self.exec.run(async move { db.jobs_release(owner, &ids).await }).await
+    }
+
+    async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let db = self.db.clone();
+        self.exec.run(async move { db.jobs_rescue(now).await }).await
+    }
+
+    async fn jobs_expire(&self, now: DateTime<Utc>, ids: &[JobId]) -> Result<u64, StoreError> {
+        let (db, ids) = (self.db.clone(), ids.to_vec());
+        self.exec.run(async move { db.jobs_expire(now, &ids).await }).await
+    }
+
+    async fn job_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+        let db = self.db.clone();
+        self.exec.run(async move { db.job_cancel(id, now).await }).await
+    }
+
+    async fn jobs_next_due(&self, tasks: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (db, tasks) = (self.db.clone(), tasks.to_vec());
+        self.exec.run(async move { db.jobs_next_due(&tasks).await }).await
+    }
 
     fn wakeups(&self) -> BoxStream<'static, ()> {
-        // The listener lives in a runtime task, so its connection is closed
-        // inside the runtime whenever the stream is dropped.
+        // The listener runs on the store's runtime; wake-ups cross over a channel.
         let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
-        tokio::spawn(listen(self.pool().clone(), self.channel().to_owned(), tx));
+        self.exec.spawn(listen(self.db.pool().clone(), self.db.channel().to_owned(), tx));
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|()| ((), rx)) }).boxed()
     }
 }
