@@ -259,3 +259,31 @@ async fn dropping_a_stream_unsubscribes() {
     queue.create("t", ()).await.unwrap();
     assert_eq!(queue.events_missed(), 0, "a closed subscriber is removed, not counted as lagging");
 }
+
+#[actix_rt::test]
+async fn a_kicked_job_announces_it_and_runs_again() {
+    pause();
+    let queue = Queue::new();
+    let mut events = queue.events(Filter::Task("once broken".into()));
+    let fixed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = fixed.clone();
+    queue
+        .define("once broken")
+        .retry(RetryPolicy::none())
+        .action(move |_: JobContext<()>| {
+            let f = f.clone();
+            async move {
+                if !f.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(JobError::fatal("broken"));
+                }
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap();
+    queue.process(["default"]).start().unwrap();
+    let h = queue.create("once broken", ()).await.unwrap();
+    assert_eq!(kinds(&until_final(&mut events).await), ["created", "started", "failed", "buried"]);
+    fixed.store(true, std::sync::atomic::Ordering::SeqCst);
+    queue.kick(h.id()).await.unwrap();
+    assert_eq!(kinds(&until_final(&mut events).await), ["kicked", "started", "completed"]);
+}

@@ -273,7 +273,11 @@ async fn migrations_run_once_under_concurrent_starts_and_refuse_a_newer_schema()
     assert_eq!(a.schema_version().await.unwrap(), 99);
     assert!(matches!(
         PgStore::connect_with(kessel::store::PgOptions::new(&db.url).schema("Robert'); DROP TABLE x;--")).await,
-        Err(StoreError::NotKessel(_))
+        Err(StoreError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        PgStore::connect_with(kessel::store::PgOptions::new("not a url").schema("fine")).await,
+        Err(StoreError::InvalidConfig(_))
     ));
     db.drop().await;
 }

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// The file or database is not a kessel store.
     #[error("not a kessel store: {0}")]
     NotKessel(String),
+    /// The store's configuration cannot be used (a URL that cannot be
+    /// read, a schema name that is not a plain identifier).
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
     /// The store was written by a newer kessel.
     #[error("the store's schema version {found} is newer than this kessel knows ({supported})")]
     NewerSchema {

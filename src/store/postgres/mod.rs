@@ -180,11 +180,11 @@ impl PgStore {
     ///
     /// [`StoreError::Unavailable`] when the database cannot be reached,
     /// [`StoreError::NewerSchema`] when the schema was written by a newer
-    /// kessel, [`StoreError::NotKessel`] for a schema name that is not a
-    /// plain identifier or a URL that cannot be read.
+    /// kessel, [`StoreError::InvalidConfig`] for a schema name that is not
+    /// a plain identifier or a URL that cannot be read.
     pub async fn connect_with(options: PgOptions) -> Result<Self, StoreError> {
         if !valid_schema(&options.schema) {
-            return Err(StoreError::NotKessel(format!(
+            return Err(StoreError::InvalidConfig(format!(
                 "`{}` is not a usable schema name (lowercase letters, digits and _, not starting with a digit)",
                 options.schema
             )));
@@ -218,7 +218,7 @@ impl Db {
         let connect = options
             .url
             .parse::<PgConnectOptions>()
-            .map_err(|e| StoreError::NotKessel(format!("cannot read the database URL: {e}")))?
+            .map_err(|e| StoreError::InvalidConfig(format!("cannot read the database URL: {e}")))?
             .application_name(&options.application_name);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
