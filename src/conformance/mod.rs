@@ -39,9 +39,18 @@
 //! one `#[test]` per behaviour (run in parallel, reported by name), put
 //! [`conformance_tests!`](crate::conformance_tests) in a test file:
 //!
-//! ```ignore
+//! ```
 //! // tests/conformance.rs
-//! kessel::conformance_tests!(my_crate::testing::MyStoreFactory::default());
+//! # use std::sync::Arc;
+//! # #[derive(Clone)] struct MyStoreFactory;
+//! # impl kessel::conformance::StoreFactory for MyStoreFactory {
+//! #     type Place = ();
+//! #     async fn fresh(&self) -> Result<(Arc<dyn kessel::Store>, ()), kessel::store::StoreError> {
+//! #         Ok((Arc::new(kessel::store::MemoryStore::new()), ()))
+//! #     }
+//! # }
+//! kessel::conformance_tests!(MyStoreFactory);
+//! # fn main() {}
 //! ```
 //!
 //! A failing check panics, like `assert!`, with what was expected.
@@ -313,12 +322,13 @@ pub fn run_one_blocking<F: StoreFactory>(name: &str, factory: &F) -> Verdict {
 ///
 /// # Examples
 ///
-/// ```ignore
+/// ```
 /// // tests/conformance_memory.rs
 /// use std::sync::Arc;
 /// use kessel::store::{MemoryStore, Store};
 ///
 /// kessel::conformance_tests!(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
