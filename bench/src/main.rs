@@ -90,6 +90,10 @@ struct Args {
     /// Internal: measure pending-job memory for one system in this process.
     #[arg(long, value_enum, hide = true)]
     child_memory: Option<System>,
+    /// Print the tables of a JSON file an earlier run wrote (ratios are
+    /// recomputed), instead of running anything.
+    #[arg(long, value_name = "JSON")]
+    render: Option<PathBuf>,
     /// Internal: how many jobs the memory child leaves pending.
     #[arg(long, hide = true, default_value_t = 0)]
     count: u64,
@@ -169,6 +173,22 @@ fn main() -> ExitCode {
     if let Some(system) = args.child_memory {
         return memory_child(system, args.count);
     }
+    if let Some(path) = &args.render {
+        let report: Result<Report, String> = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()));
+        return match report {
+            Ok(mut report) => {
+                report.compute_ratios();
+                println!("{}", report.table());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let plan = if args.quick { Plan::quick() } else { Plan::full() };
     let workloads: Vec<Workload> = if args.only.is_empty() {
         Workload::ALL.to_vec()
@@ -185,7 +205,7 @@ fn main() -> ExitCode {
         plan,
         env,
         report: Report {
-            mode: if args.quick { "quick" } else { "full" },
+            mode: if args.quick { "quick" } else { "full" }.to_owned(),
             ..Report::default()
         },
         capacity: HashMap::new(),
@@ -287,9 +307,9 @@ impl Bench {
         self.report.push(Row {
             workload: workload.into(),
             params,
-            system: system.name(),
-            metric,
-            unit,
+            system: system.name().to_owned(),
+            metric: metric.to_owned(),
+            unit: unit.to_owned(),
             better,
             value,
             goal,
@@ -538,9 +558,9 @@ impl Bench {
                     self.report.push(Row {
                         workload: "memory".into(),
                         params,
-                        system: system.name(),
-                        metric: "total",
-                        unit: "B",
+                        system: system.name().to_owned(),
+                        metric: "total".to_owned(),
+                        unit: "B".to_owned(),
                         better: Better::Lower,
                         value: Some(delta),
                         goal: total_goal,

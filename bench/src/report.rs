@@ -1,11 +1,11 @@
 //! Result rows, goals, ratios, the printed table and the JSON file.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::systems::System;
 
 /// Whether more of a metric is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Better {
     Higher,
@@ -13,7 +13,7 @@ pub enum Better {
 }
 
 /// A goal from the benchmark issue, and whether the value meets it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Goal {
     pub text: String,
     /// `None` when there is no value to judge.
@@ -34,13 +34,13 @@ impl Goal {
 }
 
 /// One measured (or failed, or unavailable) number.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub workload: String,
     pub params: String,
-    pub system: &'static str,
-    pub metric: &'static str,
-    pub unit: &'static str,
+    pub system: String,
+    pub metric: String,
+    pub unit: String,
     pub better: Better,
     pub value: Option<f64>,
     pub goal: Option<Goal>,
@@ -48,21 +48,21 @@ pub struct Row {
 }
 
 /// kessel's value over a peer's, for the same workload, params and metric.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ratio {
     pub workload: String,
     pub params: String,
-    pub metric: &'static str,
-    pub kessel: &'static str,
-    pub peer: &'static str,
+    pub metric: String,
+    pub kessel: String,
+    pub peer: String,
     /// kessel ÷ peer.
     pub ratio: f64,
     pub better: Better,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Report {
-    pub mode: &'static str,
+    pub mode: String,
     pub rows: Vec<Row>,
     pub ratios: Vec<Ratio>,
 }
@@ -85,16 +85,19 @@ impl Report {
         for (k, p) in pairs {
             for kr in self.rows.iter().filter(|r| r.system == k.name()) {
                 let Some(kv) = kr.value else { continue };
+                // Latency runs offer each system its own rate (half its
+                // capacity), so their params differ: pair them by workload.
+                let same_params = |r: &Row| r.params == kr.params || kr.workload.contains("latency");
                 let peer = self.rows.iter().find(|r| {
-                    r.system == p.name() && r.workload == kr.workload && r.params == kr.params && r.metric == kr.metric
+                    r.system == p.name() && r.workload == kr.workload && same_params(r) && r.metric == kr.metric
                 });
                 if let Some(pv) = peer.and_then(|r| r.value).filter(|v| *v > 0.0) {
                     ratios.push(Ratio {
                         workload: kr.workload.clone(),
                         params: kr.params.clone(),
-                        metric: kr.metric,
-                        kessel: k.name(),
-                        peer: p.name(),
+                        metric: kr.metric.clone(),
+                        kessel: k.name().to_owned(),
+                        peer: p.name().to_owned(),
                         ratio: kv / pv,
                         better: kr.better,
                     });
@@ -131,14 +134,19 @@ impl Report {
             out.push_str("\n| workload | params | metric | ratio | value | better when |\n");
             out.push_str("|---|---|---|---|---:|---|\n");
             for r in &self.ratios {
+                let ratio = if r.ratio >= 0.01 {
+                    format!("{:.2}×", r.ratio)
+                } else {
+                    format!("1/{:.0}×", 1.0 / r.ratio)
+                };
                 out.push_str(&format!(
-                    "| {} | {} | {} | {}/{} | {:.2}× | {} |\n",
+                    "| {} | {} | {} | {}/{} | {} | {} |\n",
                     r.workload,
                     r.params,
                     r.metric,
                     r.kessel,
                     r.peer,
-                    r.ratio,
+                    ratio,
                     match r.better {
                         Better::Higher => "higher",
                         Better::Lower => "lower",
