@@ -91,7 +91,7 @@ struct Args {
     #[arg(long, value_enum, hide = true)]
     child_memory: Option<System>,
     /// Print the tables of a JSON file an earlier run wrote (ratios are
-    /// recomputed), instead of running anything.
+    /// recomputed; `--json` writes the result), instead of running anything.
     #[arg(long, value_name = "JSON")]
     render: Option<PathBuf>,
     /// Internal: how many jobs the memory child leaves pending.
@@ -181,6 +181,13 @@ fn main() -> ExitCode {
             Ok(mut report) => {
                 report.compute_ratios();
                 println!("{}", report.table());
+                if let Some(out) = &args.json {
+                    let json = serde_json::to_string_pretty(&report).expect("serializable");
+                    if let Err(e) = std::fs::write(out, json) {
+                        eprintln!("cannot write {}: {e}", out.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
