@@ -35,17 +35,19 @@ fn worker_binary() -> PathBuf {
         .and_then(Path::parent)
         .expect("the test binary lives in <target>/<profile>/deps");
     let target_dir = profile_dir.parent().expect("<target>/<profile>");
-    let mut features = vec!["sqlite"];
-    if cfg!(feature = "postgres") {
-        features.push("postgres");
-    }
-    if cfg!(feature = "test-utils") {
-        features.push("test-utils");
-    }
+    // The features this test was built with, so that cargo finds the
+    // example it built alongside (`cargo test --all-features`) up to date.
     let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "--example", "sqlite_worker", "--features"])
-        .arg(features.join(","));
+    cargo.args(["build", "--example", "sqlite_worker"]);
+    if cfg!(all(feature = "postgres", feature = "test-utils")) {
+        cargo.arg("--all-features");
+    } else if cfg!(feature = "test-utils") {
+        cargo.args(["--features", "sqlite,test-utils"]);
+    } else if cfg!(feature = "postgres") {
+        cargo.args(["--features", "sqlite,postgres"]);
+    } else {
+        cargo.args(["--features", "sqlite"]);
+    }
     if profile_dir.ends_with("release") {
         cargo.arg("--release");
     }

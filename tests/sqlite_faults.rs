@@ -449,3 +449,48 @@ async fn io_errors_while_committing_fail_the_producers_and_the_queue_recovers() 
         Some(serde_json::json!(100))
     );
 }
+
+#[actix_rt::test]
+async fn a_bad_write_fails_alone_and_the_rest_of_its_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(db_in(&dir)).await.unwrap());
+    let queue = queue_on(store.clone()).await;
+    let first = queue.create("report", 0).await.unwrap();
+    let stored = store.job_get(first.id()).await.unwrap().unwrap();
+    // Fifty inserts at once, one of them a job that exists already.
+    let mut batches: Vec<Vec<Job>> = (1..50)
+        .map(|n| {
+            let mut job = stored.clone();
+            job.id = JobId::new();
+            job.payload = kessel::Payload::from_value(&n).unwrap();
+            vec![job]
+        })
+        .collect();
+    batches.insert(25, vec![stored.clone()]);
+    let results =
+        futures::future::join_all(batches.iter().map(|jobs| store.jobs_insert(jobs))).await;
+    for (i, result) in results.iter().enumerate() {
+        if i == 25 {
+            assert!(
+                matches!(result, Err(StoreError::Other(_))),
+                "the duplicate fails: {result:?}"
+            );
+        } else {
+            assert!(
+                result.is_ok(),
+                "insert {i} must not fail with the duplicate: {result:?}"
+            );
+            assert!(store.job_get(batches[i][0].id).await.unwrap().is_some());
+        }
+    }
+    let count: u64 = store
+        .jobs_count()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(count, 50);
+    let stats = store.stats();
+    assert_eq!((stats.writes, stats.failed), (50, 1), "{stats:?}");
+}

@@ -3,11 +3,14 @@
 //!
 //! Every call on a [`SqliteStore`](super::SqliteStore) becomes a
 //! [`Command`] sent to this thread. The thread takes every command that is
-//! waiting, runs all the writes among them in **one** transaction (each in
-//! its own savepoint, so one bad write fails alone), commits once, and only
-//! then answers the writers. While that commit syncs to disk, new commands
-//! queue up and form the next group: the more producers write at once, the
-//! more jobs share one disk sync, and a lone producer waits for no timer.
+//! waiting, runs all the writes among them in **one** transaction, commits
+//! once, and only then answers the writers. While that commit syncs to
+//! disk, new commands queue up and form the next group: the more producers
+//! write at once, the more jobs share one disk sync, and a lone producer
+//! waits for no timer. Each write is one statement per table however many
+//! jobs it holds (the rows travel as one JSON array). When one write fails
+//! on its own (a duplicate id), the group is run again with a savepoint per
+//! write, so that write fails alone and the rest commit.
 //!
 //! The thread runs its own single-threaded runtime, so the store works the
 //! same from any runtime (or from none) and the callers' clocks (paused in
@@ -22,7 +25,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::errors::{closed, ends_transaction, store_error};
-use super::rows::{attach_logs, job_from_row, JobRow, LogRow, UpdateRow};
+use super::rows::{attach_logs, job_from_row, Rows};
 use super::{open, SqliteOptions};
 use crate::job::{Job, JobId, JobStatus};
 use crate::store::{StatusCount, StoreError};
@@ -81,8 +84,8 @@ pub(super) enum Command {
 /// What a write does; its rows are encoded by the caller.
 #[derive(Debug)]
 pub(super) enum WriteOp {
-    Insert(Vec<JobRow>),
-    Update(Vec<UpdateRow>),
+    Insert(Rows),
+    Update(Rows),
     Delete(DeleteParams),
 }
 
@@ -223,23 +226,23 @@ async fn commit_group(
     counters: &Counters,
 ) {
     let started = std::time::Instant::now();
-    let count = writes.len();
-    let mut answers = Vec::with_capacity(count);
-    let failure = run_group(conn, writes, &mut answers).await;
+    let (ops, replies): (Vec<WriteOp>, Vec<Reply<u64>>) = writes.into_iter().unzip();
+    let (results, failure) = match run_group(conn, &ops, false).await {
+        // One write failed on its own: run the group again, each write in a
+        // savepoint, so that write fails alone and the others commit.
+        Group::Retry => run_group(conn, &ops, true).await.done(),
+        group => group.done(),
+    };
     match &failure {
         None => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(writes = count, elapsed = ?started.elapsed(), "committed a group of writes");
+            tracing::debug!(writes = ops.len(), elapsed = ?started.elapsed(), "committed a group of writes");
         }
         Some(err) => {
-            tracing::error!(error = %err, writes = count, "a group of writes failed; none of it is stored");
+            tracing::error!(error = %err, writes = ops.len(), "a group of writes failed; none of it is stored");
         }
     }
-    for (reply, result) in answers {
-        let result = match (&failure, result) {
-            (Some(err), Ok(_)) => Err(err.clone()),
-            (_, result) => result,
-        };
+    for (reply, result) in replies.into_iter().zip(results) {
         let counter = if result.is_ok() {
             &counters.writes
         } else {
@@ -250,42 +253,73 @@ async fn commit_group(
     }
 }
 
-/// Runs the group's transaction, collecting each write's own result.
-/// Returns the error that ended the transaction (it was rolled back), if
-/// one did.
-async fn run_group(
-    conn: &mut SqliteConnection,
-    writes: Vec<(WriteOp, Reply<u64>)>,
-    answers: &mut Vec<(Reply<u64>, Result<u64, StoreError>)>,
-) -> Option<StoreError> {
-    let mut writes = writes.into_iter();
-    let mut failure = exec(conn, "BEGIN IMMEDIATE").await.err();
-    if failure.is_none() {
-        for (op, reply) in writes.by_ref() {
-            match write_in_savepoint(conn, &op).await {
-                Ok(n) => answers.push((reply, Ok(n))),
-                Err(WriteFailure::Alone(err)) => answers.push((reply, Err(err))),
-                Err(WriteFailure::Group(err)) => {
-                    answers.push((reply, Err(err.clone())));
-                    failure = Some(err);
-                    break;
+/// How a group's transaction went.
+enum Group {
+    /// Committed: each write's own result (a write that failed alone was
+    /// rolled back to its savepoint).
+    Committed(Vec<Result<u64, StoreError>>),
+    /// Rolled back whole, for this reason: every write fails with it.
+    Failed(StoreError, usize),
+    /// Rolled back because one write failed on its own (without savepoints).
+    Retry,
+}
+
+impl Group {
+    /// Each write's answer, and the group's failure if it failed whole.
+    fn done(self) -> (Vec<Result<u64, StoreError>>, Option<StoreError>) {
+        match self {
+            Group::Committed(results) => (results, None),
+            Group::Failed(err, writes) => (vec![Err(err.clone()); writes], Some(err)),
+            Group::Retry => (Vec::new(), None),
+        }
+    }
+}
+
+/// Runs the group's writes in one transaction. Without savepoints (the
+/// common case, two statements fewer per write) a write failing on its own
+/// rolls everything back and asks for a `Retry` with them.
+async fn run_group(conn: &mut SqliteConnection, ops: &[WriteOp], savepoints: bool) -> Group {
+    if let Err(err) = exec(conn, "BEGIN IMMEDIATE").await {
+        return Group::Failed(err, ops.len());
+    }
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let result = if savepoints {
+            write_in_savepoint(conn, op).await
+        } else {
+            apply(conn, op).await.map_err(|err| {
+                if ends_transaction(&err) {
+                    WriteFailure::Group(err)
+                } else {
+                    WriteFailure::Alone(err)
                 }
+            })
+        };
+        match result {
+            Ok(n) => results.push(Ok(n)),
+            Err(WriteFailure::Alone(err)) if savepoints => results.push(Err(err)),
+            Err(WriteFailure::Alone(_)) => {
+                rollback(conn).await;
+                return Group::Retry;
+            }
+            Err(WriteFailure::Group(err)) => {
+                rollback(conn).await;
+                return Group::Failed(err, ops.len());
             }
         }
-        if failure.is_none() {
-            failure = exec(conn, "COMMIT").await.err();
-        }
-        if failure.is_some() {
-            // SQLite may have rolled back already; then this fails, harmlessly.
-            let _ = exec(conn, "ROLLBACK").await;
+    }
+    match exec(conn, "COMMIT").await {
+        Ok(()) => Group::Committed(results),
+        Err(err) => {
+            rollback(conn).await;
+            Group::Failed(err, ops.len())
         }
     }
-    if let Some(err) = &failure {
-        for (_, reply) in writes {
-            answers.push((reply, Err(err.clone())));
-        }
-    }
-    failure
+}
+
+async fn rollback(conn: &mut SqliteConnection) {
+    // SQLite may have rolled back already; then this fails, harmlessly.
+    let _ = exec(conn, "ROLLBACK").await;
 }
 
 /// Why one write failed: alone (its savepoint was rolled back, the group
@@ -322,56 +356,14 @@ async fn write_in_savepoint(
 async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreError> {
     match op {
         WriteOp::Insert(rows) => {
-            for row in rows {
-                sqlx::query(JOB_INSERT)
-                    .bind(&row.id)
-                    .bind(&row.reference)
-                    .bind(&*row.task)
-                    .bind(&row.payload)
-                    .bind(row.priority)
-                    .bind(row.status)
-                    .bind(row.created_at)
-                    .bind(row.run_at)
-                    .bind(row.expires_at)
-                    .bind(row.attempts)
-                    .bind(row.max_attempts)
-                    .bind(&row.last_error)
-                    .bind(&row.result)
-                    .bind(row.progress_current)
-                    .bind(row.progress_total)
-                    .bind(row.finished_at)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(store_error)?;
-                insert_logs(conn, &row.id, &row.logs).await?;
-            }
-            Ok(rows.len() as u64)
+            let inserted = execute_chunks(conn, JOB_INSERT, &rows.jobs).await?;
+            execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
+            Ok(inserted)
         }
         WriteOp::Update(rows) => {
-            let mut applied = 0;
-            for row in rows {
-                let changed = sqlx::query(JOB_UPDATE)
-                    .bind(&row.id)
-                    .bind(row.status)
-                    .bind(row.attempts)
-                    .bind(row.max_attempts)
-                    .bind(row.run_at)
-                    .bind(&row.last_error)
-                    .bind(&row.result)
-                    .bind(row.progress_current)
-                    .bind(row.progress_total)
-                    .bind(row.finished_at)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(store_error)?
-                    .rows_affected();
-                // An unknown id is a job that was cleaned: skipped.
-                if changed > 0 {
-                    insert_logs(conn, &row.id, &row.logs).await?;
-                    applied += 1;
-                }
-            }
-            Ok(applied)
+            let updated = execute_chunks(conn, JOB_UPDATE, &rows.jobs).await?;
+            execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
+            Ok(updated)
         }
         WriteOp::Delete(params) => sqlx::query(JOBS_DELETE)
             .bind(&params.statuses)
@@ -385,23 +377,22 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreEr
     }
 }
 
-async fn insert_logs(
+/// Runs `sql` once per chunk of rows; returns the rows it changed.
+async fn execute_chunks(
     conn: &mut SqliteConnection,
-    id: &str,
-    logs: &[LogRow],
-) -> Result<(), StoreError> {
-    for line in logs {
-        sqlx::query(LOG_INSERT)
-            .bind(id)
-            .bind(line.at)
-            .bind(line.attempt)
-            .bind(&line.message)
-            .bind(&line.data)
+    sql: &'static str,
+    chunks: &[String],
+) -> Result<u64, StoreError> {
+    let mut changed = 0;
+    for chunk in chunks {
+        changed += sqlx::query(sql)
+            .bind(chunk)
             .execute(&mut *conn)
             .await
-            .map_err(store_error)?;
+            .map_err(store_error)?
+            .rows_affected();
     }
-    Ok(())
+    Ok(changed)
 }
 
 async fn answer(conn: &mut SqliteConnection, read: Command) {

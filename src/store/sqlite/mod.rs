@@ -13,8 +13,9 @@
 //!   commits, never corrupt the file.
 //! - **Group commit.** Writes from every producer and from the scheduler
 //!   that arrive while a commit is syncing share the next transaction, so
-//!   a busy queue pays one disk sync per group, not per job. Each write
-//!   runs in its own savepoint: one bad write fails alone.
+//!   a busy queue pays one disk sync per group, not per job. A write that
+//!   fails on its own (a duplicate id) fails alone; the rest of its group
+//!   commits.
 //! - **Failures are not acknowledged.** When a commit fails (I/O error,
 //!   disk full: [`StoreError::Full`]), every writer of that group gets the
 //!   error and nothing of the group is stored. The queue keeps running: it
@@ -64,7 +65,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::connection::{Command, Counters, DeleteParams, QueryParams, WriteOp};
 use self::errors::closed;
-use self::rows::{micros, JobRow, UpdateRow};
+use self::rows::{insert_rows, micros, update_rows};
 use super::{JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError};
 use crate::error::Error;
 use crate::job::{Job, JobId};
@@ -299,10 +300,7 @@ impl Store for SqliteStore {
         if jobs.is_empty() {
             return Ok(());
         }
-        let rows = jobs
-            .iter()
-            .map(JobRow::encode)
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = insert_rows(jobs)?;
         self.request(|reply| Command::Write(WriteOp::Insert(rows), reply))
             .await
             .map(drop)
@@ -313,10 +311,7 @@ impl Store for SqliteStore {
         if updates.is_empty() {
             return Ok(());
         }
-        let rows = updates
-            .iter()
-            .map(UpdateRow::encode)
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = update_rows(updates)?;
         self.request(|reply| Command::Write(WriteOp::Update(rows), reply))
             .await
             .map(drop)

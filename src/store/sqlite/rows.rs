@@ -1,7 +1,9 @@
 //! Jobs to and from SQLite rows.
 //!
 //! Encoding happens on the caller's thread, before a write reaches the
-//! store's connection thread, so the connection thread only binds values.
+//! store's connection thread. A write's rows are encoded as one JSON array
+//! per statement, which the SQL unpacks with `json_each`: a batch of any
+//! size costs one statement, not one per job, and the SQL stays static.
 //! Decoding checks every column: a value kessel could not have written
 //! (an unknown status, a negative attempt count, text that is not JSON)
 //! is a [`StoreError::Corrupt`] naming the job and the column, never a
@@ -22,52 +24,56 @@ pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-/// A job as the columns of `kessel_jobs`, plus its log lines.
-#[derive(Debug)]
-pub(super) struct JobRow {
-    pub(super) id: String,
-    pub(super) reference: Option<String>,
-    pub(super) task: Arc<str>,
-    pub(super) payload: String,
-    pub(super) priority: i64,
-    pub(super) status: &'static str,
-    pub(super) created_at: i64,
-    pub(super) run_at: i64,
-    pub(super) expires_at: Option<i64>,
-    pub(super) attempts: i64,
-    pub(super) max_attempts: Option<i64>,
-    pub(super) last_error: Option<String>,
-    pub(super) result: Option<String>,
-    pub(super) progress_current: Option<i64>,
-    pub(super) progress_total: Option<i64>,
-    pub(super) finished_at: Option<i64>,
-    pub(super) logs: Vec<LogRow>,
+/// How many rows one statement binds, at most: big batches are split so no
+/// single JSON text grows without bound.
+const ROWS_PER_STATEMENT: usize = 2000;
+
+/// A write's rows, encoded for the `sql/*_insert.sql` and `job_update.sql`
+/// statements: each chunk is one JSON array of rows, bound as one value.
+#[derive(Debug, Default)]
+pub(super) struct Rows {
+    /// Chunks of job rows.
+    pub(super) jobs: Vec<String>,
+    /// Chunks of log rows, in the order the lines were written.
+    pub(super) logs: Vec<String>,
 }
 
-/// A state change as the columns `UPDATE` sets, plus log lines to append.
-#[derive(Debug)]
-pub(super) struct UpdateRow {
-    pub(super) id: String,
-    pub(super) status: &'static str,
-    pub(super) attempts: i64,
-    pub(super) max_attempts: Option<i64>,
-    pub(super) run_at: i64,
-    pub(super) last_error: Option<String>,
-    pub(super) result: Option<String>,
-    pub(super) progress_current: Option<i64>,
-    pub(super) progress_total: Option<i64>,
-    pub(super) finished_at: Option<i64>,
-    pub(super) logs: Vec<LogRow>,
-}
+/// A `kessel_jobs` row, in `job_insert.sql`'s column order.
+type JobColumns<'a> = (
+    String,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    i64,
+    &'static str,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<&'a str>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
-/// One log line as the columns of `kessel_job_logs` (less the job id).
-#[derive(Debug)]
-pub(super) struct LogRow {
-    pub(super) at: i64,
-    pub(super) attempt: i64,
-    pub(super) message: String,
-    pub(super) data: Option<String>,
-}
+/// A state change, in `job_update.sql`'s column order.
+type UpdateColumns<'a> = (
+    String,
+    &'static str,
+    i64,
+    Option<i64>,
+    i64,
+    Option<&'a str>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// A `kessel_job_logs` row, in `log_insert.sql`'s column order.
+type LogColumns<'a> = (String, i64, i64, &'a str, Option<String>);
 
 fn json_text(value: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(StoreError::other)
@@ -75,6 +81,12 @@ fn json_text(value: &serde_json::Value) -> Result<String, StoreError> {
 
 fn optional_json(value: Option<&serde_json::Value>) -> Result<Option<String>, StoreError> {
     value.map(json_text).transpose()
+}
+
+fn chunks<T: serde::Serialize>(rows: &[T]) -> Result<Vec<String>, StoreError> {
+    rows.chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| serde_json::to_string(chunk).map_err(StoreError::other))
+        .collect()
 }
 
 /// A `u64` progress count as SQLite's `INTEGER` (a signed 64-bit number).
@@ -110,61 +122,87 @@ fn progress_columns(
     }
 }
 
-fn log_rows(logs: &[LogLine]) -> Result<Vec<LogRow>, StoreError> {
-    logs.iter()
-        .map(|line| {
-            Ok(LogRow {
-                at: micros(line.at),
-                attempt: i64::from(line.attempt),
-                message: line.message.to_string(),
-                data: optional_json(line.data.as_ref())?,
-            })
-        })
-        .collect()
+fn log_columns<'a>(
+    id: JobId,
+    lines: &'a [LogLine],
+    out: &mut Vec<LogColumns<'a>>,
+) -> Result<(), StoreError> {
+    for line in lines {
+        out.push((
+            id.to_string(),
+            micros(line.at),
+            i64::from(line.attempt),
+            line.message.as_ref(),
+            optional_json(line.data.as_ref())?,
+        ));
+    }
+    Ok(())
 }
 
-impl JobRow {
-    pub(super) fn encode(job: &Job) -> Result<Self, StoreError> {
+/// New jobs, with the log lines they already have.
+pub(super) fn insert_rows(jobs: &[Job]) -> Result<Rows, StoreError> {
+    let mut rows: Vec<JobColumns<'_>> = Vec::with_capacity(jobs.len());
+    let mut logs = Vec::new();
+    for job in jobs {
         let (progress_current, progress_total) = progress_columns(job.progress, job.id)?;
-        Ok(JobRow {
-            id: job.id.to_string(),
-            reference: job.reference.clone(),
-            task: job.task.clone(),
-            payload: job.payload.as_str().to_owned(),
-            priority: i64::from(job.priority),
-            status: job.status.as_str(),
-            created_at: micros(job.created_at),
-            run_at: micros(job.run_at),
-            expires_at: job.expires_at.map(micros),
-            attempts: i64::from(job.attempts),
-            max_attempts: job.max_attempts.map(i64::from),
-            last_error: job.last_error.clone(),
-            result: optional_json(job.result.as_ref())?,
+        rows.push((
+            job.id.to_string(),
+            job.reference.as_deref(),
+            &*job.task,
+            job.payload.as_str(),
+            i64::from(job.priority),
+            job.status.as_str(),
+            micros(job.created_at),
+            micros(job.run_at),
+            job.expires_at.map(micros),
+            i64::from(job.attempts),
+            job.max_attempts.map(i64::from),
+            job.last_error.as_deref(),
+            optional_json(job.result.as_ref())?,
             progress_current,
             progress_total,
-            finished_at: job.finished_at.map(micros),
-            logs: log_rows(&job.logs)?,
-        })
+            job.finished_at.map(micros),
+        ));
+        log_columns(job.id, &job.logs, &mut logs)?;
     }
+    Ok(Rows {
+        jobs: chunks(&rows)?,
+        logs: chunks(&logs)?,
+    })
 }
 
-impl UpdateRow {
-    pub(super) fn encode(update: &JobUpdate) -> Result<Self, StoreError> {
-        let (progress_current, progress_total) = progress_columns(update.progress, update.id)?;
-        Ok(UpdateRow {
-            id: update.id.to_string(),
-            status: update.status.as_str(),
-            attempts: i64::from(update.attempts),
-            max_attempts: update.max_attempts.map(i64::from),
-            run_at: micros(update.run_at),
-            last_error: update.last_error.clone(),
-            result: optional_json(update.result.as_ref())?,
-            progress_current,
-            progress_total,
-            finished_at: update.finished_at.map(micros),
-            logs: log_rows(&update.logs)?,
-        })
+/// State changes: each job's last one (every update carries the job's
+/// whole changeable state, so the last wins), and every update's log lines
+/// in order.
+pub(super) fn update_rows(updates: &[JobUpdate]) -> Result<Rows, StoreError> {
+    let mut last: HashMap<JobId, usize> = HashMap::with_capacity(updates.len());
+    for (i, update) in updates.iter().enumerate() {
+        last.insert(update.id, i);
     }
+    let mut rows: Vec<UpdateColumns<'_>> = Vec::with_capacity(last.len());
+    let mut logs = Vec::new();
+    for (i, update) in updates.iter().enumerate() {
+        if last.get(&update.id) == Some(&i) {
+            let (progress_current, progress_total) = progress_columns(update.progress, update.id)?;
+            rows.push((
+                update.id.to_string(),
+                update.status.as_str(),
+                i64::from(update.attempts),
+                update.max_attempts.map(i64::from),
+                micros(update.run_at),
+                update.last_error.as_deref(),
+                optional_json(update.result.as_ref())?,
+                progress_current,
+                progress_total,
+                update.finished_at.map(micros),
+            ));
+        }
+        log_columns(update.id, &update.logs, &mut logs)?;
+    }
+    Ok(Rows {
+        jobs: chunks(&rows)?,
+        logs: chunks(&logs)?,
+    })
 }
 
 /// Reads the columns of one row, turning every failure into
