@@ -1,4 +1,4 @@
-//! Tests of the [`Store`](crate::store::Store) trait itself, call by call.
+//! Tests of the [`Store`] trait itself, call by call.
 //!
 //! The contract they pin, beyond each method's docs:
 //!

@@ -1,41 +1,6 @@
 //! The SQLite store (feature `sqlite`): embedded, durable, one process.
 //!
-//! # What it guarantees
-//!
-//! - **A job is acknowledged only once it is durable.** `create` returns
-//!   (and [`Store::jobs_insert`] returns `Ok`) only after the transaction
-//!   holding the job has committed. With [`Durability::Full`] (the
-//!   default) that commit has been synced to disk (WAL mode,
-//!   `synchronous = FULL`): the job survives the process being killed, the
-//!   operating system crashing and power loss. With
-//!   [`Durability::ProcessCrash`] (`synchronous = NORMAL`) it survives the
-//!   process being killed; an OS crash or power loss may lose the last
-//!   commits, never corrupt the file.
-//! - **Group commit.** Writes from every producer and from the scheduler
-//!   that arrive while a commit is syncing share the next transaction, so
-//!   a busy queue pays one disk sync per group, not per job. A write that
-//!   fails on its own (a duplicate id) fails alone; the rest of its group
-//!   commits.
-//! - **Failures are not acknowledged.** When a commit fails (I/O error,
-//!   disk full: [`StoreError::Full`]), every writer of that group gets the
-//!   error and nothing of the group is stored. The queue keeps running: it
-//!   retries its own state changes with backoff, and new jobs are accepted
-//!   again once the disk has room.
-//! - **At-least-once across crashes.** The scheduler's state changes are
-//!   recorded in groups shortly after they happen. After a crash, the next
-//!   [`Queue`](crate::Queue) on the file gets every job not recorded as
-//!   final: a job recorded as running (or whose final state was not yet
-//!   committed) runs again, with the interrupted attempt counted when it
-//!   was recorded. Nothing recorded as final ever runs again.
-//! - **One process per file.** The store holds SQLite's exclusive lock for
-//!   as long as it is open, so a second store on the same file, in this
-//!   process or another, gets [`StoreError::Locked`] at open (after
-//!   waiting [`SqliteOptions::lock_timeout`], zero by default). Other
-//!   programs (the `sqlite3` shell) cannot read the file meanwhile either.
-//! - **Files that are not ours are left alone.** A file that is not a
-//!   SQLite database, or is one of another program, gives
-//!   [`StoreError::NotKessel`]; a store written by a newer kessel gives
-//!   [`StoreError::NewerSchema`]. Neither is written to.
+//! The guarantees are documented on [`SqliteStore`], the public face.
 //!
 //! # Layout
 //!
@@ -45,8 +10,8 @@
 //! is text. One connection, on a thread of its own, does all the work:
 //! see `connection.rs` for the group commit.
 //!
-//! Why sqlx rather than rusqlite: kessel's coming PostgreSQL store is
-//! built on sqlx too, so both durable stores share one driver stack, one
+//! Why sqlx rather than rusqlite: kessel's PostgreSQL store is built on
+//! sqlx too, so both durable stores share one driver stack, one
 //! error model and one async API; and since only one `libsqlite3-sys` can
 //! link into a build, staying on sqlx 0.9's bundled SQLite lets kessel sit
 //! in the same service as other crates that use it.
@@ -184,8 +149,46 @@ impl SqliteOptions {
     }
 }
 
-/// The SQLite store: jobs in one local file that survives restarts and
-/// `kill -9`. See the [module docs](self) for its guarantees.
+/// The SQLite store (feature `sqlite`): jobs in one local file that
+/// survives restarts and `kill -9`, for one process. `docs/stores.md`
+/// explains it at length.
+///
+/// # Guarantees
+///
+/// - **A job is acknowledged only once it is durable.** `create` returns
+///   (and [`Store::jobs_insert`] returns `Ok`) only after the transaction
+///   holding the job has committed. With [`Durability::Full`] (the
+///   default) that commit has been synced to disk (WAL mode,
+///   `synchronous = FULL`): the job survives the process being killed, the
+///   operating system crashing and power loss. With
+///   [`Durability::ProcessCrash`] (`synchronous = NORMAL`) it survives the
+///   process being killed; an OS crash or power loss may lose the last
+///   commits, never corrupt the file.
+/// - **Group commit.** Writes from every producer and from the scheduler
+///   that arrive while a commit is syncing share the next transaction, so
+///   a busy queue pays one disk sync per group, not per job. A write that
+///   fails on its own (a duplicate id) fails alone; the rest of its group
+///   commits.
+/// - **Failures are not acknowledged.** When a commit fails (I/O error,
+///   disk full: [`StoreError::Full`]), every writer of that group gets the
+///   error and nothing of the group is stored. The queue keeps running: it
+///   retries its own state changes with backoff, and new jobs are accepted
+///   again once the disk has room.
+/// - **At-least-once across crashes.** The scheduler's state changes are
+///   recorded in groups shortly after they happen. After a crash, the next
+///   [`Queue`](crate::Queue) on the file gets every job not recorded as
+///   final: a job recorded as running (or whose final state was not yet
+///   committed) runs again, with the interrupted attempt counted when it
+///   was recorded. Nothing recorded as final ever runs again.
+/// - **One process per file.** The store holds SQLite's exclusive lock for
+///   as long as it is open, so a second store on the same file, in this
+///   process or another, gets [`StoreError::Locked`] at open (after
+///   waiting [`SqliteOptions::lock_timeout`], zero by default). Other
+///   programs (the `sqlite3` shell) cannot read the file meanwhile either.
+/// - **Files that are not kessel's are left alone.** A file that is not a
+///   SQLite database, or is one of another program, gives
+///   [`StoreError::NotKessel`]; a store written by a newer kessel gives
+///   [`StoreError::NewerSchema`]. Neither is written to.
 ///
 /// # Examples
 ///
