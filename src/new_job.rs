@@ -140,8 +140,10 @@ impl NewJob {
         &self.task
     }
 
-    /// Builds the stored job as of `now`.
-    pub(crate) fn into_job(self, now: DateTime<Utc>) -> Result<Job, Error> {
+    /// Builds the stored job as of `now`. `name` holds the task name
+    /// allocated for the previous job, reused when this one names the same
+    /// task (so jobs created together share it).
+    pub(crate) fn into_job(self, now: DateTime<Utc>, name: &mut Option<Arc<str>>) -> Result<Job, Error> {
         if let Some(err) = self.error {
             return Err(err);
         }
@@ -164,7 +166,10 @@ impl NewJob {
         Ok(Job {
             id: JobId::new(),
             reference: self.reference,
-            task: Arc::from(self.task),
+            task: match name {
+                Some(n) if **n == *self.task => n.clone(),
+                _ => name.insert(Arc::from(self.task)).clone(),
+            },
             payload,
             priority: self.priority,
             status: if run_at > now { JobStatus::Scheduled } else { JobStatus::Ready },
@@ -196,7 +201,7 @@ mod tests {
     #[test]
     fn first_bad_input_is_reported() {
         let now = Utc::now();
-        let err = NewJob::new("t", 1).delay("5 fortnights").expires_in("x").into_job(now).unwrap_err();
+        let err = NewJob::new("t", 1).delay("5 fortnights").expires_in("x").into_job(now, &mut None).unwrap_err();
         match err {
             Error::InvalidDuration(e) => assert_eq!(e.text(), "5 fortnights"),
             other => panic!("unexpected {other:?}"),
@@ -208,17 +213,17 @@ mod tests {
         use std::collections::HashMap;
         let mut bad: HashMap<Vec<u8>, u8> = HashMap::new();
         bad.insert(vec![1], 1);
-        let err = NewJob::new("t", bad).into_job(Utc::now()).unwrap_err();
+        let err = NewJob::new("t", bad).into_job(Utc::now(), &mut None).unwrap_err();
         assert!(matches!(err, Error::InvalidPayload { ref task, .. } if task == "t"), "{err:?}");
     }
 
     #[test]
     fn delayed_job_is_scheduled() {
         let now = Utc::now();
-        let job = NewJob::new("t", ()).delay("2h").into_job(now).unwrap();
+        let job = NewJob::new("t", ()).delay("2h").into_job(now, &mut None).unwrap();
         assert_eq!(job.status, JobStatus::Scheduled);
         assert_eq!(job.run_at, now + chrono::Duration::hours(2));
-        let job = NewJob::new("t", ()).into_job(now).unwrap();
+        let job = NewJob::new("t", ()).into_job(now, &mut None).unwrap();
         assert_eq!(job.status, JobStatus::Ready);
     }
 }

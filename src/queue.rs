@@ -460,9 +460,10 @@ impl Queue {
     /// ```
     pub async fn create_many(&self, jobs: impl IntoIterator<Item = NewJob>) -> Result<Vec<JobHandle>, Error> {
         let now = self.inner.clock.now_utc();
+        let mut name = None;
         let jobs: Vec<Job> = jobs
             .into_iter()
-            .map(|j| j.into_job(now))
+            .map(|j| j.into_job(now, &mut name))
             .collect::<Result<_, _>>()?;
         if jobs.is_empty() {
             return Ok(Vec::new());

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 
 use super::{JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError};
-use crate::job::{Job, JobId, JobStatus};
+use crate::job::{IdHash, Job, JobId, JobStatus};
 
 /// The default store: jobs live in this process's memory and nothing
 /// survives a restart. Every operation completes at once.
@@ -20,7 +20,7 @@ use crate::job::{Job, JobId, JobStatus};
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    jobs: DashMap<JobId, Job>,
+    jobs: DashMap<JobId, Job, IdHash>,
 }
 
 impl MemoryStore {

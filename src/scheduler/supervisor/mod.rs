@@ -34,7 +34,7 @@ use super::worker::{Dispatch, Outcome, Report, Run, Stop, Worker};
 use crate::context::{RunInfo, RunShared};
 use crate::error::JobErrorKind;
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
-use crate::job::{Job, JobId, JobResult, JobStatus, LogLine};
+use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
 use crate::store::{JobUpdate, Store};
 use crate::task::TaskDef;
@@ -202,7 +202,7 @@ pub(crate) struct Supervisor {
     bus: Arc<EventBus>,
     wheel: Wheel<Timer>,
     jobs: Slab,
-    by_id: HashMap<JobId, u32>,
+    by_id: HashMap<JobId, u32, IdHash>,
     task_index: HashMap<Arc<str>, u32>,
     tasks: Vec<TaskSlot>,
     tag_index: HashMap<String, u32>,
@@ -217,7 +217,7 @@ pub(crate) struct Supervisor {
     flush_retry: Duration,
     barrier_next: Vec<oneshot::Sender<()>>,
     barrier_in_flight: Vec<oneshot::Sender<()>>,
-    result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>>,
+    result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
     draining: Option<Drain>,
     retention: Retention,
     pruning: bool,
@@ -225,6 +225,8 @@ pub(crate) struct Supervisor {
     shared: Option<shared::SharedMode>,
     /// The supervisor's own address, for handlers' lease touches.
     me: Option<Addr<Supervisor>>,
+    /// The task slot looked up last, by the name's allocation.
+    last_task: Option<(Arc<str>, u32)>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -254,7 +256,7 @@ impl Supervisor {
             bus,
             wheel: Wheel::new(),
             jobs: Slab::default(),
-            by_id: HashMap::new(),
+            by_id: HashMap::default(),
             task_index: HashMap::new(),
             tasks: Vec::new(),
             tag_index: HashMap::new(),
@@ -269,17 +271,25 @@ impl Supervisor {
             flush_retry: Duration::from_millis(50),
             barrier_next: Vec::new(),
             barrier_in_flight: Vec::new(),
-            result_waiters: HashMap::new(),
+            result_waiters: HashMap::default(),
             draining: None,
             retention,
             pruning: false,
             shared,
             me: None,
+            last_task: None,
         }
     }
 
     fn task_slot(&mut self, name: &Arc<str>) -> u32 {
+        // Jobs created together share their task's name: skip the lookup.
+        if let Some((last, i)) = &self.last_task {
+            if Arc::ptr_eq(last, name) {
+                return *i;
+            }
+        }
         if let Some(&i) = self.task_index.get(name) {
+            self.last_task = Some((name.clone(), i));
             return i;
         }
         let i = self.tasks.len() as u32;

@@ -265,7 +265,12 @@ impl Supervisor {
         let fut = async move {
             let shared = shared_store(&store);
             let claimed = shared.jobs_claim(&params).await?;
-            let next = shared.jobs_next_due(&tasks).await?;
+            // A full claim is followed by another at once: no need to ask.
+            let next = if claimed.len() >= params.limit {
+                None
+            } else {
+                shared.jobs_next_due(&tasks).await?
+            };
             Ok::<_, crate::store::StoreError>((claimed, next))
         };
         ctx.spawn(self.store_call(fut).into_actor(self).map(move |result, act, ctx| {

@@ -27,6 +27,9 @@ CREATE TABLE {schema}.jobs (
 -- Claims: unleased pending jobs, best first.
 CREATE INDEX jobs_claimable ON {schema}.jobs (priority, run_at, created_at, id)
     WHERE leased_by IS NULL AND status IN ('scheduled', 'ready', 'retrying');
+-- The next due job of the served tasks (when to claim next).
+CREATE INDEX jobs_next_due ON {schema}.jobs (task, run_at)
+    WHERE leased_by IS NULL AND status IN ('scheduled', 'ready', 'retrying');
 CREATE INDEX jobs_leased ON {schema}.jobs (lease_until) WHERE leased_by IS NOT NULL;
 CREATE INDEX jobs_task_status ON {schema}.jobs (task, status);
 CREATE INDEX jobs_created ON {schema}.jobs (created_at, id);
