@@ -51,18 +51,21 @@ async fn main() -> Result<(), kessel::Error> {
     let watcher = ImportWatcher.start();
     let _subscription = queue.subscribe(Filter::Task("import".into()), watcher.recipient());
 
-    queue.define("import").tag("data").action(|job: JobContext<u64>| async move {
-        let rows = job.payload;
-        job.log("starting import", serde_json::json!({ "rows": rows }));
-        for n in 1..=rows {
-            tokio::time::sleep(Duration::from_millis(40)).await;
-            job.progress(n, rows);
-            if n == rows / 2 {
-                job.log("halfway there", ());
+    queue
+        .define("import")
+        .tag("data")
+        .action(|job: JobContext<u64>| async move {
+            let rows = job.payload;
+            job.log("starting import", serde_json::json!({ "rows": rows }));
+            for n in 1..=rows {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                job.progress(n, rows);
+                if n == rows / 2 {
+                    job.log("halfway there", ());
+                }
             }
-        }
-        Ok::<_, JobError>(rows)
-    })?;
+            Ok::<_, JobError>(rows)
+        })?;
     queue.process(["data"]).start()?;
 
     let result = queue.create("import", 20u64).await?.result().await?;

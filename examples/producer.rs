@@ -18,8 +18,11 @@ use kessel::{NewJob, Queue};
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut it = std::env::args().skip(1);
-    let url = it.next().ok_or("usage: producer URL [--schema S] [--count N] [--task T] [--batch N]")?;
-    let (mut schema, mut count, mut task, mut batch) = ("kessel".to_owned(), 1000u64, "work".to_owned(), 1000u64);
+    let url = it
+        .next()
+        .ok_or("usage: producer URL [--schema S] [--count N] [--task T] [--batch N]")?;
+    let (mut schema, mut count, mut task, mut batch) =
+        ("kessel".to_owned(), 1000u64, "work".to_owned(), 1000u64);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {

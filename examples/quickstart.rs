@@ -35,7 +35,12 @@ async fn main() -> Result<(), kessel::Error> {
         .action(move |job: JobContext<Email>| {
             let clock = clock.clone();
             async move {
-                println!("{} notifications: emailing {} ({:?})", clock(), job.payload.to, job.payload.subject);
+                println!(
+                    "{} notifications: emailing {} ({:?})",
+                    clock(),
+                    job.payload.to,
+                    job.payload.subject
+                );
                 Ok::<_, JobError>(format!("queued for {}", job.payload.to))
             }
         })?;
@@ -44,15 +49,28 @@ async fn main() -> Result<(), kessel::Error> {
     queue
         .define("flaky webhook")
         .tag("notifications")
-        .retry(RetryPolicy::exponential(3).base_delay(Duration::from_millis(200)).jitter(0.0))
+        .retry(
+            RetryPolicy::exponential(3)
+                .base_delay(Duration::from_millis(200))
+                .jitter(0.0),
+        )
         .action(move |job: JobContext<String>| {
             let clock = clock.clone();
             async move {
                 if job.attempt() == 1 {
-                    println!("{} notifications: webhook {} timed out, will retry", clock(), job.payload);
+                    println!(
+                        "{} notifications: webhook {} timed out, will retry",
+                        clock(),
+                        job.payload
+                    );
                     return Err(JobError::transient("connection reset"));
                 }
-                println!("{} notifications: webhook {} delivered on attempt {}", clock(), job.payload, job.attempt());
+                println!(
+                    "{} notifications: webhook {} delivered on attempt {}",
+                    clock(),
+                    job.payload,
+                    job.attempt()
+                );
                 Ok(())
             }
         })?;
@@ -76,29 +94,59 @@ async fn main() -> Result<(), kessel::Error> {
         })?;
 
     // One worker serves notifications first, then reports.
-    queue.process(["notifications", "reports"]).concurrency(2).start()?;
+    queue
+        .process(["notifications", "reports"])
+        .concurrency(2)
+        .start()?;
 
     let mut jobs = Vec::new();
-    jobs.push(("report, low priority", queue.create("aggregate", vec![1, 2, 3]).priority(10).await?));
+    jobs.push((
+        "report, low priority",
+        queue
+            .create("aggregate", vec![1, 2, 3])
+            .priority(10)
+            .await?,
+    ));
     jobs.push((
         "welcome email, delayed 300ms",
         queue
-            .create("send email", Email { to: "ford@example.com".into(), subject: "Welcome".into() })
+            .create(
+                "send email",
+                Email {
+                    to: "ford@example.com".into(),
+                    subject: "Welcome".into(),
+                },
+            )
             .delay("300ms")
             .await?,
     ));
     jobs.push((
         "receipt email, high priority",
         queue
-            .create("send email", Email { to: "arthur@example.com".into(), subject: "Receipt".into() })
+            .create(
+                "send email",
+                Email {
+                    to: "arthur@example.com".into(),
+                    subject: "Receipt".into(),
+                },
+            )
             .priority(0)
             .await?,
     ));
-    jobs.push(("webhook, fails once", queue.create("flaky webhook", "order-42").await?));
-    jobs.push(("empty report, fatal", queue.create("aggregate", Vec::<u64>::new()).await?));
+    jobs.push((
+        "webhook, fails once",
+        queue.create("flaky webhook", "order-42").await?,
+    ));
+    jobs.push((
+        "empty report, fatal",
+        queue.create("aggregate", Vec::<u64>::new()).await?,
+    ));
     jobs.push((
         "digest for a task no worker serves, expires",
-        queue.create("weekly digest", ()).expires_in("500ms").await?,
+        queue
+            .create("weekly digest", ())
+            .expires_in("500ms")
+            .await?,
     ));
 
     let mut results: FuturesUnordered<_> = jobs
@@ -111,7 +159,10 @@ async fn main() -> Result<(), kessel::Error> {
             "{} done: {label}: {}{}",
             elapsed(),
             result.status,
-            result.message.map(|m| format!(" ({m})")).unwrap_or_default()
+            result
+                .message
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
         );
     }
     let report = queue.shutdown(Duration::from_secs(1)).await?;

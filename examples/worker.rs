@@ -29,7 +29,9 @@ struct Args {
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let url = it.next().ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N]")?;
+    let url = it
+        .next()
+        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N]")?;
     let mut args = Args {
         url,
         schema: "kessel".into(),
@@ -39,7 +41,11 @@ fn args() -> Result<Args, String> {
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let number = || value.parse::<u64>().map_err(|e| format!("{flag} {value}: {e}"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
         match flag.as_str() {
             "--schema" => args.schema = value.clone(),
             "--concurrency" => args.concurrency = number()? as usize,
@@ -54,7 +60,12 @@ fn args() -> Result<Args, String> {
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = args()?;
-    let store = PgStore::connect_with(PgOptions::new(&args.url).schema(&args.schema).lease(args.lease)).await?;
+    let store = PgStore::connect_with(
+        PgOptions::new(&args.url)
+            .schema(&args.schema)
+            .lease(args.lease),
+    )
+    .await?;
     let pool = store.pool().clone();
     let owner = kessel::store::SharedStore::owner(&store);
     let done_table = format!("{}.work_done", args.schema);
@@ -65,26 +76,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let queue = Queue::builder().store(Arc::new(store)).build().await?;
     let work = args.work;
-    let insert = Arc::new(format!("INSERT INTO {done_table} (job_id, attempt, pid) VALUES ($1, $2, $3)"));
-    queue.define("work").tag("default").action(move |job: JobContext<u64>| {
-        let (pool, insert) = (pool.clone(), insert.clone());
-        async move {
-            tokio::time::sleep(work).await;
-            sqlx::query(sqlx::AssertSqlSafe(insert.as_str().to_owned()))
-                .bind(job.id().0)
-                .bind(job.attempt() as i32)
-                .bind(std::process::id() as i32)
-                .execute(&pool)
-                .await?;
-            Ok::<_, JobError>(job.payload)
-        }
-    })?;
-    queue.define("sleep").tag("default").action(|job: JobContext<u64>| async move {
-        // Runs until done or cancelled; the signal drops this future.
-        tokio::time::sleep(Duration::from_millis(job.payload)).await;
-        Ok::<_, JobError>(())
-    })?;
-    queue.process(["default"]).concurrency(args.concurrency).start()?;
+    let insert = Arc::new(format!(
+        "INSERT INTO {done_table} (job_id, attempt, pid) VALUES ($1, $2, $3)"
+    ));
+    queue
+        .define("work")
+        .tag("default")
+        .action(move |job: JobContext<u64>| {
+            let (pool, insert) = (pool.clone(), insert.clone());
+            async move {
+                tokio::time::sleep(work).await;
+                sqlx::query(sqlx::AssertSqlSafe(insert.as_str().to_owned()))
+                    .bind(job.id().0)
+                    .bind(job.attempt() as i32)
+                    .bind(std::process::id() as i32)
+                    .execute(&pool)
+                    .await?;
+                Ok::<_, JobError>(job.payload)
+            }
+        })?;
+    queue
+        .define("sleep")
+        .tag("default")
+        .action(|job: JobContext<u64>| async move {
+            // Runs until done or cancelled; the signal drops this future.
+            tokio::time::sleep(Duration::from_millis(job.payload)).await;
+            Ok::<_, JobError>(())
+        })?;
+    queue
+        .process(["default"])
+        .concurrency(args.concurrency)
+        .start()?;
     println!("worker {} ready, lease owner {owner}", std::process::id());
     tokio::signal::ctrl_c().await?;
     let report = queue.shutdown(Duration::from_secs(10)).await?;

@@ -48,7 +48,11 @@ impl Stats {
 
     /// Jobs in `status`, over all tasks.
     pub fn total(&self, status: JobStatus) -> u64 {
-        self.counts.iter().filter(|c| c.status == status).map(|c| c.count).sum()
+        self.counts
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.count)
+            .sum()
     }
 }
 
@@ -145,7 +149,11 @@ impl Queue {
             query.tasks = if query.tasks.is_empty() {
                 tagged
             } else {
-                query.tasks.into_iter().filter(|t| tagged.contains(t)).collect()
+                query
+                    .tasks
+                    .into_iter()
+                    .filter(|t| tagged.contains(t))
+                    .collect()
             };
             if query.tasks.is_empty() {
                 return Ok(Vec::new());
@@ -209,9 +217,9 @@ impl Queue {
             }
             tasks
         };
-        let finished_before = clean
-            .older_than
-            .map(|age| self.now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX));
+        let finished_before = clean.older_than.map(|age| {
+            self.now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+        });
         self.barrier().await;
         Ok(self
             .inner
@@ -340,7 +348,11 @@ impl Queue {
     /// assert_eq!(queue.run_jobs(None, None).await?, 2);
     /// # Ok(()) }
     /// ```
-    pub async fn run_jobs(&self, count_limit: Option<usize>, time_limit: Option<Duration>) -> Result<usize, Error> {
+    pub async fn run_jobs(
+        &self,
+        count_limit: Option<usize>,
+        time_limit: Option<Duration>,
+    ) -> Result<usize, Error> {
         let mut tags: Vec<String> = self.inner.tasks.iter().map(|t| t.tag.clone()).collect();
         tags.sort();
         tags.dedup();

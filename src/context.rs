@@ -113,7 +113,9 @@ fn log(info: &RunInfo, message: String, data: impl Serialize) {
     let data = match serde_json::to_value(data) {
         Ok(serde_json::Value::Null) => None,
         Ok(v) => Some(v),
-        Err(e) => Some(serde_json::Value::String(format!("unserializable log data: {e}"))),
+        Err(e) => Some(serde_json::Value::String(format!(
+            "unserializable log data: {e}"
+        ))),
     };
     let line = LogLine {
         at: info.shared.clock.now_utc(),
@@ -228,7 +230,9 @@ impl<T> JobContext<T> {
 
     /// The run's metadata, as middleware sees it.
     pub fn meta(&self) -> JobMeta {
-        JobMeta { info: self.info.clone() }
+        JobMeta {
+            info: self.info.clone(),
+        }
     }
 
     /// Replaces the payload, keeping the context (used to chain steps).

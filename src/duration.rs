@@ -130,7 +130,17 @@ mod tests {
 
     #[test]
     fn malformed_durations_name_the_text() {
-        for bad in ["", "s", "10x", "1.5h", "-3s", "10 minutes", "ms10", "99999999999999999999d", "18446744073709551615d"] {
+        for bad in [
+            "",
+            "s",
+            "10x",
+            "1.5h",
+            "-3s",
+            "10 minutes",
+            "ms10",
+            "99999999999999999999d",
+            "18446744073709551615d",
+        ] {
             let err = parse_duration(bad).unwrap_err();
             assert_eq!(err.text(), bad);
             assert!(err.to_string().contains(&format!("`{bad}`")), "{err}");

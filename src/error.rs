@@ -71,7 +71,11 @@ pub struct PayloadError {
 
 impl PayloadError {
     /// A payload error for `task` at `path`.
-    pub fn new(task: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        task: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         PayloadError {
             task: task.into(),
             path: path.into(),
@@ -79,7 +83,10 @@ impl PayloadError {
         }
     }
 
-    pub(crate) fn from_path_error(task: &str, err: serde_path_to_error::Error<serde_json::Error>) -> Self {
+    pub(crate) fn from_path_error(
+        task: &str,
+        err: serde_path_to_error::Error<serde_json::Error>,
+    ) -> Self {
         let path = err.path().to_string();
         PayloadError::new(task, path, err.into_inner().to_string())
     }

@@ -106,7 +106,10 @@ impl JobEventKind {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            JobEventKind::Completed { .. } | JobEventKind::Buried { .. } | JobEventKind::Expired | JobEventKind::Cancelled
+            JobEventKind::Completed { .. }
+                | JobEventKind::Buried { .. }
+                | JobEventKind::Expired
+                | JobEventKind::Cancelled
         )
     }
 }
@@ -243,7 +246,9 @@ impl Subscriber {
     /// when the subscriber is gone.
     fn deliver(&mut self, event: &Event, total_missed: &AtomicU64) -> bool {
         if self.missed > 0 {
-            match self.try_send(Event::Lagged { missed: self.missed }) {
+            match self.try_send(Event::Lagged {
+                missed: self.missed,
+            }) {
                 Delivery::Sent => self.missed = 0,
                 Delivery::Full => {
                     self.missed += 1;
@@ -310,7 +315,11 @@ impl EventBus {
 
     fn add(&self, filter: Filter, sink: Sink) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let sub = Subscriber { id, sink, missed: 0 };
+        let sub = Subscriber {
+            id,
+            sink,
+            missed: 0,
+        };
         let mut subs = self.subscribers.lock();
         match filter {
             Filter::All => subs.all.push(sub),
@@ -327,7 +336,11 @@ impl EventBus {
         EventStream { rx }
     }
 
-    pub(crate) fn recipient(self: &Arc<Self>, filter: Filter, recipient: Recipient<Event>) -> Subscription {
+    pub(crate) fn recipient(
+        self: &Arc<Self>,
+        filter: Filter,
+        recipient: Recipient<Event>,
+    ) -> Subscription {
         let id = self.add(filter.clone(), Sink::Actor(recipient));
         Subscription {
             bus: Arc::downgrade(self),

@@ -31,7 +31,8 @@ impl std::hash::Hasher for IdHasher {
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
         }
     }
 
@@ -237,7 +238,11 @@ impl<'de> Deserialize<'de> for Payload {
 
 impl LogLine {
     /// A line without data.
-    pub fn new(at: DateTime<Utc>, attempt: u32, message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+    pub fn new(
+        at: DateTime<Utc>,
+        attempt: u32,
+        message: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
         LogLine {
             at,
             attempt,

@@ -33,7 +33,12 @@
 //!
 //! The guides in `docs/` cover the concepts, the job lifecycle and each
 //! capability.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![forbid(unsafe_code)]
 
 mod admin;

@@ -122,11 +122,14 @@ where
 }
 
 /// Wraps a handler future in a middleware chain, outermost first.
-pub(crate) fn wrap(chain: &[Arc<dyn Middleware>], meta: &JobMeta, fut: HandlerFuture) -> HandlerFuture {
-    chain
-        .iter()
-        .rev()
-        .fold(fut, |inner, mw| mw.handle(meta.clone(), Next { fut: inner }))
+pub(crate) fn wrap(
+    chain: &[Arc<dyn Middleware>],
+    meta: &JobMeta,
+    fut: HandlerFuture,
+) -> HandlerFuture {
+    chain.iter().rev().fold(fut, |inner, mw| {
+        mw.handle(meta.clone(), Next { fut: inner })
+    })
 }
 
 /// Opens a `tracing` span around every run, with the job's id, task and

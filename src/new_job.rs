@@ -143,7 +143,11 @@ impl NewJob {
     /// Builds the stored job as of `now`. `name` holds the task name
     /// allocated for the previous job, reused when this one names the same
     /// task (so jobs created together share it).
-    pub(crate) fn into_job(self, now: DateTime<Utc>, name: &mut Option<Arc<str>>) -> Result<Job, Error> {
+    pub(crate) fn into_job(
+        self,
+        now: DateTime<Utc>,
+        name: &mut Option<Arc<str>>,
+    ) -> Result<Job, Error> {
         if let Some(err) = self.error {
             return Err(err);
         }
@@ -152,7 +156,8 @@ impl NewJob {
             task: self.task.clone(),
             source,
         })?;
-        let add = |d: Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let add =
+            |d: Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
         let run_at = match self.start {
             Start::Now => now,
             Start::After(d) => add(d),
@@ -172,7 +177,11 @@ impl NewJob {
             },
             payload,
             priority: self.priority,
-            status: if run_at > now { JobStatus::Scheduled } else { JobStatus::Ready },
+            status: if run_at > now {
+                JobStatus::Scheduled
+            } else {
+                JobStatus::Ready
+            },
             created_at: now,
             run_at,
             expires_at,
@@ -201,7 +210,11 @@ mod tests {
     #[test]
     fn first_bad_input_is_reported() {
         let now = Utc::now();
-        let err = NewJob::new("t", 1).delay("5 fortnights").expires_in("x").into_job(now, &mut None).unwrap_err();
+        let err = NewJob::new("t", 1)
+            .delay("5 fortnights")
+            .expires_in("x")
+            .into_job(now, &mut None)
+            .unwrap_err();
         match err {
             Error::InvalidDuration(e) => assert_eq!(e.text(), "5 fortnights"),
             other => panic!("unexpected {other:?}"),
@@ -213,14 +226,22 @@ mod tests {
         use std::collections::HashMap;
         let mut bad: HashMap<Vec<u8>, u8> = HashMap::new();
         bad.insert(vec![1], 1);
-        let err = NewJob::new("t", bad).into_job(Utc::now(), &mut None).unwrap_err();
-        assert!(matches!(err, Error::InvalidPayload { ref task, .. } if task == "t"), "{err:?}");
+        let err = NewJob::new("t", bad)
+            .into_job(Utc::now(), &mut None)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidPayload { ref task, .. } if task == "t"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn delayed_job_is_scheduled() {
         let now = Utc::now();
-        let job = NewJob::new("t", ()).delay("2h").into_job(now, &mut None).unwrap();
+        let job = NewJob::new("t", ())
+            .delay("2h")
+            .into_job(now, &mut None)
+            .unwrap();
         assert_eq!(job.status, JobStatus::Scheduled);
         assert_eq!(job.run_at, now + chrono::Duration::hours(2));
         let job = NewJob::new("t", ()).into_job(now, &mut None).unwrap();

@@ -13,14 +13,16 @@ use serde::Serialize;
 
 use crate::duration::IntoDuration;
 use crate::error::Error;
+use crate::event::{
+    Event, EventBus, EventStream, Filter, JobEvent, JobEventKind, QueueEvent, Subscription,
+};
 use crate::job::{Job, JobId, JobResult, JobStatus};
+use crate::middleware::{Middleware, Plugin};
 use crate::new_job::NewJob;
 use crate::scheduler::clock::Clock;
-use crate::event::{Event, EventBus, EventStream, Filter, JobEvent, JobEventKind, QueueEvent, Subscription};
-use crate::middleware::{Middleware, Plugin};
 use crate::scheduler::supervisor::{
-    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Retention, SharedConfig, Shutdown,
-    Poke, StartWorker, Supervisor, WaitReply, WaitResult, WatchExpiry,
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Poke, Retention,
+    SharedConfig, Shutdown, StartWorker, Supervisor, WaitReply, WaitResult, WatchExpiry,
 };
 use crate::scheduler::ShutdownReport;
 use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
@@ -137,7 +139,11 @@ impl QueueBuilder {
         } else {
             store.jobs_pending().await?
         };
-        let queue = Queue::start(store, self.retention.unwrap_or_default(), self.shared.unwrap_or_default());
+        let queue = Queue::start(
+            store,
+            self.retention.unwrap_or_default(),
+            self.shared.unwrap_or_default(),
+        );
         if !pending.is_empty() {
             queue.inner.supervisor.do_send(Admit {
                 jobs: pending,
@@ -323,7 +329,11 @@ impl Queue {
     ///
     /// Outside a running actix system.
     pub fn new() -> Self {
-        Queue::start(Arc::new(MemoryStore::new()), Retention::default(), SharedConfig::default())
+        Queue::start(
+            Arc::new(MemoryStore::new()),
+            Retention::default(),
+            SharedConfig::default(),
+        )
     }
 
     /// A builder to choose the store.
@@ -334,7 +344,8 @@ impl Queue {
     fn start(store: Arc<dyn Store>, retention: Retention, shared: SharedConfig) -> Self {
         let clock = Clock::new();
         let bus = Arc::new(EventBus::default());
-        let supervisor = Supervisor::new(clock, store.clone(), bus.clone(), retention, shared).start();
+        let supervisor =
+            Supervisor::new(clock, store.clone(), bus.clone(), retention, shared).start();
         Queue {
             inner: Arc::new(Inner {
                 supervisor,
@@ -387,7 +398,9 @@ impl Queue {
     /// Adds middleware around every job run, outside any task middleware.
     /// The first added is the outermost (see [`crate::middleware`]).
     pub fn middleware(&self, middleware: impl Middleware) {
-        self.inner.supervisor.do_send(AddMiddleware(Arc::new(middleware)));
+        self.inner
+            .supervisor
+            .do_send(AddMiddleware(Arc::new(middleware)));
     }
 
     /// Installs a plugin: it is given this queue to set up (kinetik's `use`).
@@ -458,7 +471,10 @@ impl Queue {
     /// assert_eq!(handles.len(), 100);
     /// # Ok(()) }
     /// ```
-    pub async fn create_many(&self, jobs: impl IntoIterator<Item = NewJob>) -> Result<Vec<JobHandle>, Error> {
+    pub async fn create_many(
+        &self,
+        jobs: impl IntoIterator<Item = NewJob>,
+    ) -> Result<Vec<JobHandle>, Error> {
         let now = self.inner.clock.now_utc();
         let mut name = None;
         let jobs: Vec<Job> = jobs
@@ -504,7 +520,10 @@ impl Queue {
         // On a shared store the insert notified every process: one claims
         // it. This process times the expiry of what it created.
         else {
-            let watched: Vec<_> = jobs.iter().filter_map(|j| j.expires_at.map(|at| (j.id, at))).collect();
+            let watched: Vec<_> = jobs
+                .iter()
+                .filter_map(|j| j.expires_at.map(|at| (j.id, at)))
+                .collect();
             if !watched.is_empty() {
                 self.inner.supervisor.do_send(WatchExpiry(watched));
             }
@@ -514,7 +533,11 @@ impl Queue {
     }
 
     fn emit_created(&self, job: &Job) {
-        let tag = self.inner.tasks.get(&*job.task).map(|t| Arc::from(t.tag.as_str()));
+        let tag = self
+            .inner
+            .tasks
+            .get(&*job.task)
+            .map(|t| Arc::from(t.tag.as_str()));
         let event = |kind| JobEvent {
             id: job.id,
             task: job.task.clone(),
@@ -525,7 +548,9 @@ impl Queue {
         };
         self.inner.bus.job(event(JobEventKind::Created));
         if job.status == JobStatus::Scheduled {
-            self.inner.bus.job(event(JobEventKind::Scheduled { run_at: job.run_at }));
+            self.inner
+                .bus
+                .job(event(JobEventKind::Scheduled { run_at: job.run_at }));
         }
     }
 
@@ -552,11 +577,16 @@ impl Queue {
     ///
     /// As [`ProcessBuilder::start`].
     pub fn process_from_env(&self, concurrency: usize) -> Result<Option<WorkerHandle>, Error> {
-        let tags = std::env::var("QUEUE").map(|v| parse_tag_list(&v)).unwrap_or_default();
+        let tags = std::env::var("QUEUE")
+            .map(|v| parse_tag_list(&v))
+            .unwrap_or_default();
         if tags.is_empty() {
             return Ok(None);
         }
-        self.process(tags).concurrency(concurrency).start().map(Some)
+        self.process(tags)
+            .concurrency(concurrency)
+            .start()
+            .map(Some)
     }
 
     /// One job, as the store has it.
@@ -567,7 +597,11 @@ impl Queue {
     pub async fn job(&self, id: JobId) -> Result<Job, Error> {
         // Let the supervisor's last changes reach the store first.
         self.barrier().await;
-        self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))
+        self.inner
+            .store
+            .job_get(id)
+            .await?
+            .ok_or(Error::UnknownJob(id))
     }
 
     pub(crate) async fn barrier(&self) {
@@ -583,7 +617,12 @@ impl Queue {
     /// [`Error::UnknownJob`] when no job has this id;
     /// [`Error::ShutDown`] when the queue stops before the job is final.
     pub async fn result(&self, id: JobId) -> Result<JobResult, Error> {
-        let reply = self.inner.supervisor.send(WaitResult(id)).await.map_err(|_| Error::ShutDown)?;
+        let reply = self
+            .inner
+            .supervisor
+            .send(WaitResult(id))
+            .await
+            .map_err(|_| Error::ShutDown)?;
         match reply {
             WaitReply::Pending(rx) => match rx.await {
                 Ok(result) => return Ok(result),
@@ -597,7 +636,12 @@ impl Queue {
         }
         let mut wait = Duration::from_millis(5);
         loop {
-            let job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
+            let job = self
+                .inner
+                .store
+                .job_get(id)
+                .await?
+                .ok_or(Error::UnknownJob(id))?;
             if let Some(result) = job.outcome() {
                 return Ok(result);
             }
@@ -625,7 +669,13 @@ impl Queue {
     ///
     /// [`Error::UnknownJob`]; [`Error::WrongState`] when it is already final.
     pub async fn cancel(&self, id: JobId) -> Result<(), Error> {
-        match self.inner.supervisor.send(Cancel(id)).await.map_err(|_| Error::ShutDown)? {
+        match self
+            .inner
+            .supervisor
+            .send(Cancel(id))
+            .await
+            .map_err(|_| Error::ShutDown)?
+        {
             CancelReply::Cancelled => Ok(()),
             CancelReply::NotHere => {
                 self.barrier().await;
@@ -640,7 +690,12 @@ impl Queue {
                         CancelOutcome::Unknown => Err(Error::UnknownJob(id)),
                     };
                 }
-                let job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
+                let job = self
+                    .inner
+                    .store
+                    .job_get(id)
+                    .await?
+                    .ok_or(Error::UnknownJob(id))?;
                 Err(Error::WrongState {
                     id,
                     status: job.status,
@@ -658,7 +713,12 @@ impl Queue {
     /// [`Error::UnknownJob`]; [`Error::WrongState`] when it is not buried.
     pub async fn kick(&self, id: JobId) -> Result<(), Error> {
         self.barrier().await;
-        let mut job = self.inner.store.job_get(id).await?.ok_or(Error::UnknownJob(id))?;
+        let mut job = self
+            .inner
+            .store
+            .job_get(id)
+            .await?
+            .ok_or(Error::UnknownJob(id))?;
         if job.status != JobStatus::Buried {
             return Err(Error::WrongState {
                 id,
@@ -668,7 +728,12 @@ impl Queue {
         }
         let limit = job
             .max_attempts
-            .or_else(|| self.inner.tasks.get(&*job.task).map(|t| t.retry.max_attempts))
+            .or_else(|| {
+                self.inner
+                    .tasks
+                    .get(&*job.task)
+                    .map(|t| t.retry.max_attempts)
+            })
             .unwrap_or(1);
         if limit <= job.attempts {
             job.max_attempts = Some(job.attempts + 1);
@@ -683,7 +748,10 @@ impl Queue {
         if self.inner.store.shared().is_some() {
             // Ready in the store again; the update wakes the processes.
             let line = crate::job::LogLine::new(self.now(), job.attempts, "kicked");
-            self.inner.store.jobs_update(&[JobUpdate::of(&job, vec![line])]).await?;
+            self.inner
+                .store
+                .jobs_update(&[JobUpdate::of(&job, vec![line])])
+                .await?;
             return Ok(());
         }
         self.inner.supervisor.do_send(Admit {

@@ -88,7 +88,11 @@ impl RetryPolicy {
 
     /// Sets the growth factor (at least 1.0).
     pub fn factor(mut self, factor: f64) -> Self {
-        self.factor = if factor.is_finite() { factor.max(1.0) } else { 1.0 };
+        self.factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            1.0
+        };
         self
     }
 
@@ -100,7 +104,11 @@ impl RetryPolicy {
 
     /// Sets the jitter fraction, clamped to 0.0..=1.0.
     pub fn jitter(mut self, jitter: f64) -> Self {
-        self.jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+        self.jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self
     }
 
@@ -134,9 +142,13 @@ pub(crate) struct FnAction<F, T> {
 }
 
 /// Decodes a payload, naming the failing field.
-pub(crate) fn decode_payload<T: DeserializeOwned>(task: &str, json: &str) -> Result<T, PayloadError> {
+pub(crate) fn decode_payload<T: DeserializeOwned>(
+    task: &str,
+    json: &str,
+) -> Result<T, PayloadError> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| PayloadError::from_path_error(task, e))?;
+    let value: T = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| PayloadError::from_path_error(task, e))?;
     de.end()
         .map_err(|e| PayloadError::new(task, ".", e.to_string()))?;
     Ok(value)
@@ -147,7 +159,9 @@ pub(crate) fn encode_output<R: Serialize>(value: R) -> Result<Option<serde_json:
     match serde_json::to_value(value) {
         Ok(serde_json::Value::Null) => Ok(None),
         Ok(v) => Ok(Some(v)),
-        Err(e) => Err(JobError::fatal(format!("the handler's result cannot be serialized: {e}"))),
+        Err(e) => Err(JobError::fatal(format!(
+            "the handler's result cannot be serialized: {e}"
+        ))),
     }
 }
 
@@ -201,7 +215,9 @@ enum StepKind {
 
 impl std::fmt::Debug for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Step").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Step")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -478,10 +494,16 @@ impl<'q> TaskBuilder<'q> {
         for step in steps {
             match step.kind {
                 StepKind::Task => {
-                    let action = self.queue.task_action(&step.name).ok_or_else(|| Error::InvalidInput {
-                        field: "step",
-                        reason: format!("step `{}` names a task not defined on this queue", step.name),
-                    })?;
+                    let action =
+                        self.queue
+                            .task_action(&step.name)
+                            .ok_or_else(|| Error::InvalidInput {
+                                field: "step",
+                                reason: format!(
+                                    "step `{}` names a task not defined on this queue",
+                                    step.name
+                                ),
+                            })?;
                     resolved.push((step.name, action));
                 }
                 StepKind::Inline(action) => resolved.push((step.name, action)),
@@ -493,7 +515,9 @@ impl<'q> TaskBuilder<'q> {
                 reason: format!("composed task `{}` has no steps", self.name),
             });
         }
-        self.finish(Arc::new(Composed { steps: resolved.into() }))
+        self.finish(Arc::new(Composed {
+            steps: resolved.into(),
+        }))
     }
 
     /// Sets the handler and registers the task. The handler takes a
@@ -566,7 +590,9 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_its_fraction() {
-        let p = RetryPolicy::exponential(3).base_delay(Duration::from_secs(10)).jitter(0.2);
+        let p = RetryPolicy::exponential(3)
+            .base_delay(Duration::from_secs(10))
+            .jitter(0.2);
         assert_eq!(p.backoff_jittered(1, 0.0), Duration::from_secs(8));
         assert_eq!(p.backoff_jittered(1, 1.0), Duration::from_secs(12));
         assert_eq!(p.backoff_jittered(1, 0.5), Duration::from_secs(10));
@@ -585,12 +611,14 @@ mod tests {
         struct Customer {
             email: String,
         }
-        let err = decode_payload::<Order>("ship", r#"{"customer":{"email":5},"qty":1}"#).unwrap_err();
+        let err =
+            decode_payload::<Order>("ship", r#"{"customer":{"email":5},"qty":1}"#).unwrap_err();
         assert_eq!(err.path, "customer.email");
         assert_eq!(err.task, "ship");
         let err = decode_payload::<Order>("ship", r#"{"customer":{"email":"a"}}"#).unwrap_err();
         assert!(err.message.contains("missing field `qty`"), "{err}");
-        let err = decode_payload::<Order>("ship", r#"{"customer":{"email":"a"},"qty":-1}"#).unwrap_err();
+        let err =
+            decode_payload::<Order>("ship", r#"{"customer":{"email":"a"},"qty":-1}"#).unwrap_err();
         assert_eq!(err.path, "qty");
         let err = decode_payload::<u32>("ship", "not json").unwrap_err();
         assert_eq!(err.path, ".");

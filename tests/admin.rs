@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{pause, Trace};
 use kessel::store::{JobQuery, Order};
-use kessel::{Clean, Error, JobContext, JobError, JobStatus, NewJob, Queue, Retention, RetryPolicy};
+use kessel::{
+    Clean, Error, JobContext, JobError, JobStatus, NewJob, Queue, Retention, RetryPolicy,
+};
 
 fn define_ok(queue: &Queue, task: &str, tag: &str) {
     queue
@@ -37,26 +39,57 @@ async fn fetch_filters_by_status_task_tag_ref_and_time_and_pages_both_ways() {
     define_ok(&queue, "sum", "reports");
     let t0 = queue.now();
     for n in 0..6 {
-        queue.create("mail", n).reference(format!("m{n}")).await.unwrap();
+        queue
+            .create("mail", n)
+            .reference(format!("m{n}"))
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;
     }
     let t_mid = queue.now();
     queue.create("sms", 0).reference("s0").await.unwrap();
-    queue.create("sum", 0).reference("r0").delay("1h").await.unwrap();
+    queue
+        .create("sum", 0)
+        .reference("r0")
+        .delay("1h")
+        .await
+        .unwrap();
 
-    let refs = |jobs: Vec<kessel::Job>| jobs.into_iter().map(|j| j.reference.unwrap()).collect::<Vec<_>>();
-    let newest = queue.fetch(JobQuery::default().task("mail").limit(2)).await.unwrap();
+    let refs = |jobs: Vec<kessel::Job>| {
+        jobs.into_iter()
+            .map(|j| j.reference.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let newest = queue
+        .fetch(JobQuery::default().task("mail").limit(2))
+        .await
+        .unwrap();
     assert_eq!(refs(newest), ["m5", "m4"]);
     let oldest_page2 = queue
-        .fetch(JobQuery::default().task("mail").order(Order::OldestFirst).offset(2).limit(2))
+        .fetch(
+            JobQuery::default()
+                .task("mail")
+                .order(Order::OldestFirst)
+                .offset(2)
+                .limit(2),
+        )
         .await
         .unwrap();
     assert_eq!(refs(oldest_page2), ["m2", "m3"]);
-    let by_tag = queue.fetch(JobQuery::default().tag("notifications").limit(100)).await.unwrap();
+    let by_tag = queue
+        .fetch(JobQuery::default().tag("notifications").limit(100))
+        .await
+        .unwrap();
     assert_eq!(by_tag.len(), 7);
-    let by_ref = queue.fetch(JobQuery::default().reference("s0")).await.unwrap();
+    let by_ref = queue
+        .fetch(JobQuery::default().reference("s0"))
+        .await
+        .unwrap();
     assert_eq!(refs(by_ref), ["s0"]);
-    let scheduled = queue.fetch(JobQuery::default().status(JobStatus::Scheduled)).await.unwrap();
+    let scheduled = queue
+        .fetch(JobQuery::default().status(JobStatus::Scheduled))
+        .await
+        .unwrap();
     assert_eq!(refs(scheduled), ["r0"]);
     let early = queue
         .fetch(JobQuery::default().created_between(t0, t0 + chrono::Duration::seconds(2)))
@@ -64,11 +97,18 @@ async fn fetch_filters_by_status_task_tag_ref_and_time_and_pages_both_ways() {
         .unwrap();
     assert_eq!(refs(early), ["m1", "m0"]);
     let late = queue
-        .fetch(JobQuery::default().created_between(t_mid, t_mid + chrono::Duration::hours(1)).order(Order::OldestFirst))
+        .fetch(
+            JobQuery::default()
+                .created_between(t_mid, t_mid + chrono::Duration::hours(1))
+                .order(Order::OldestFirst),
+        )
         .await
         .unwrap();
     assert_eq!(refs(late), ["s0", "r0"]);
-    let none = queue.fetch(JobQuery::default().tag("no such tag")).await.unwrap();
+    let none = queue
+        .fetch(JobQuery::default().tag("no such tag"))
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 
@@ -115,18 +155,45 @@ async fn clean_removes_completed_jobs_and_leaves_failed_ones() {
         h.result().await.unwrap();
     }
     // older_than keeps the recent ones
-    assert_eq!(queue.clean(Clean::completed().older_than("1h")).await.unwrap(), 1);
-    assert!(matches!(queue.job(old_ok.id()).await, Err(Error::UnknownJob(_))));
+    assert_eq!(
+        queue
+            .clean(Clean::completed().older_than("1h"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        queue.job(old_ok.id()).await,
+        Err(Error::UnknownJob(_))
+    ));
     // by tag: only tag "a"'s completed jobs
-    assert_eq!(queue.clean(Clean::completed().tags(["a"])).await.unwrap(), 1);
-    assert_eq!(queue.job(jobs[2].id()).await.unwrap().status, JobStatus::Completed);
+    assert_eq!(
+        queue.clean(Clean::completed().tags(["a"])).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        queue.job(jobs[2].id()).await.unwrap().status,
+        JobStatus::Completed
+    );
     // the buried job stays until asked for by status
-    assert_eq!(queue.job(jobs[1].id()).await.unwrap().status, JobStatus::Buried);
-    assert_eq!(queue.clean(Clean::statuses([JobStatus::Buried])).await.unwrap(), 1);
+    assert_eq!(
+        queue.job(jobs[1].id()).await.unwrap().status,
+        JobStatus::Buried
+    );
+    assert_eq!(
+        queue
+            .clean(Clean::statuses([JobStatus::Buried]))
+            .await
+            .unwrap(),
+        1
+    );
     // pending jobs cannot be cleaned
     assert!(matches!(
         queue.clean(Clean::statuses([JobStatus::Ready])).await,
-        Err(Error::InvalidInput { field: "status", .. })
+        Err(Error::InvalidInput {
+            field: "status",
+            ..
+        })
     ));
     assert!(matches!(
         queue.clean(Clean::completed().older_than("a while")).await,
@@ -195,9 +262,19 @@ async fn suspended_jobs_stay_queued_while_delays_run_and_resume_dispatches_what_
     assert_eq!(other.result().await.unwrap().status, JobStatus::Completed);
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(ran.items().is_empty(), "nothing of a suspended task starts");
-    assert_eq!(queue.job(now_job.id()).await.unwrap().status, JobStatus::Ready);
-    assert_eq!(queue.job(delayed.id()).await.unwrap().status, JobStatus::Ready, "its delay ran out");
-    assert_eq!(queue.job(late.id()).await.unwrap().status, JobStatus::Scheduled);
+    assert_eq!(
+        queue.job(now_job.id()).await.unwrap().status,
+        JobStatus::Ready
+    );
+    assert_eq!(
+        queue.job(delayed.id()).await.unwrap().status,
+        JobStatus::Ready,
+        "its delay ran out"
+    );
+    assert_eq!(
+        queue.job(late.id()).await.unwrap().status,
+        JobStatus::Scheduled
+    );
     let resumed_at = queue.now();
     queue.resume("sync").await.unwrap();
     now_job.result().await.unwrap();
@@ -214,10 +291,20 @@ async fn delete_matching_cancels_matching_queued_jobs_and_counts_them() {
     pause();
     let queue = Queue::new();
     for to in ["spam@a.com", "ford@b.com", "spam@c.com"] {
-        queue.create("email", serde_json::json!({ "to": to })).await.unwrap();
+        queue
+            .create("email", serde_json::json!({ "to": to }))
+            .await
+            .unwrap();
     }
-    queue.create("email", serde_json::json!({ "to": "spam@later.com" })).delay("1h").await.unwrap();
-    queue.create("sms", serde_json::json!({ "to": "spam@a.com" })).await.unwrap();
+    queue
+        .create("email", serde_json::json!({ "to": "spam@later.com" }))
+        .delay("1h")
+        .await
+        .unwrap();
+    queue
+        .create("sms", serde_json::json!({ "to": "spam@a.com" }))
+        .await
+        .unwrap();
     assert_eq!(queue.delete_matching("email", "spam@").await.unwrap(), 3);
     assert_eq!(queue.delete_matching("email", "spam@").await.unwrap(), 0);
     let stats = queue.stats().await.unwrap();
@@ -225,7 +312,10 @@ async fn delete_matching_cancels_matching_queued_jobs_and_counts_them() {
     assert_eq!(stats.count("email", JobStatus::Ready), 1);
     assert_eq!(stats.count("sms", JobStatus::Ready), 1);
     match queue.delete_matching("email", "([unclosed").await {
-        Err(Error::InvalidInput { field: "pattern", reason }) => assert!(reason.contains("([unclosed")),
+        Err(Error::InvalidInput {
+            field: "pattern",
+            reason,
+        }) => assert!(reason.contains("([unclosed")),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -241,12 +331,26 @@ async fn run_jobs_stops_at_its_count_or_time_limit() {
     queue.create("tick", ()).delay("5s").await.unwrap();
     queue.create("tick", ()).delay("1h").await.unwrap();
     assert_eq!(queue.run_jobs(Some(2), None).await.unwrap(), 2);
-    assert_eq!(queue.run_jobs(None, None).await.unwrap(), 3, "only what is ready now");
+    assert_eq!(
+        queue.run_jobs(None, None).await.unwrap(),
+        3,
+        "only what is ready now"
+    );
     let started = queue.now();
-    assert_eq!(queue.run_jobs(None, Some(Duration::from_secs(10))).await.unwrap(), 1, "waits for the 5 s job");
+    assert_eq!(
+        queue
+            .run_jobs(None, Some(Duration::from_secs(10)))
+            .await
+            .unwrap(),
+        1,
+        "waits for the 5 s job"
+    );
     let waited = queue.now() - started;
     // the time limit, to tokio's 1 ms timer resolution
-    assert!(waited >= chrono::Duration::seconds(10) && waited <= chrono::Duration::milliseconds(10_001), "{waited}");
+    assert!(
+        waited >= chrono::Duration::seconds(10) && waited <= chrono::Duration::milliseconds(10_001),
+        "{waited}"
+    );
     assert_eq!(queue.run_jobs(Some(0), None).await.unwrap(), 0);
     let stats = queue.stats().await.unwrap();
     assert_eq!(stats.count("tick", JobStatus::Completed), 6);
@@ -268,16 +372,29 @@ async fn retention_prunes_completed_jobs_by_age_and_count() {
     define_ok(&queue, "ok", "default");
     define_fatal(&queue, "bad", "default");
     queue.process(["default"]).start().unwrap();
-    let handles = queue.create_many((0..5).map(|_| NewJob::new("ok", ()))).await.unwrap();
+    let handles = queue
+        .create_many((0..5).map(|_| NewJob::new("ok", ())))
+        .await
+        .unwrap();
     for h in &handles {
         h.result().await.unwrap();
     }
-    queue.create("bad", ()).await.unwrap().result().await.unwrap();
+    queue
+        .create("bad", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(61)).await;
     let stats = queue.stats().await.unwrap();
     assert_eq!(stats.count("ok", JobStatus::Completed), 3, "count cap");
     tokio::time::sleep(Duration::from_secs(3600)).await;
     let stats = queue.stats().await.unwrap();
     assert_eq!(stats.count("ok", JobStatus::Completed), 0, "age cap");
-    assert_eq!(stats.count("bad", JobStatus::Buried), 1, "buried jobs are kept");
+    assert_eq!(
+        stats.count("bad", JobStatus::Buried),
+        1,
+        "buried jobs are kept"
+    );
 }

@@ -23,13 +23,18 @@ impl Drop for Schema {
         let (url, name) = (self.url.clone(), self.name.clone());
         // Drop runs outside any runtime: use a small one on a thread of its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let pool = sqlx::PgPool::connect(&url).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                    .execute(&pool)
-                    .await
-                    .ok()
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {name} CASCADE"
+                )))
+                .execute(&pool)
+                .await
+                .ok()
             })
         })
         .join();
@@ -44,7 +49,9 @@ impl PgSchemas {
         // The queue tests pass hours of paused time at once: a long lease
         // keeps the rescuer (every quarter lease) from running thousands of
         // times meanwhile. Leases are renewed all the same.
-        PgOptions::new(url).schema(schema).lease(Duration::from_secs(3600))
+        PgOptions::new(url)
+            .schema(schema)
+            .lease(Duration::from_secs(3600))
     }
 }
 
@@ -53,7 +60,10 @@ impl StoreFactory for PgSchemas {
 
     async fn fresh(&self) -> Result<(Arc<dyn Store>, Schema), StoreError> {
         let url = pg::url();
-        let name = format!("kessel_c_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let name = format!(
+            "kessel_c_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let store = match PgStore::connect_with(Self::options(&url, &name)).await {
             Ok(store) => store,
             Err(e) => panic!("the PostgreSQL conformance suite needs a database at {url}: {e}"),
@@ -76,7 +86,9 @@ impl StoreFactory for PgSchemas {
     }
 
     async fn reopen(&self, place: &Schema) -> Result<Arc<dyn Store>, StoreError> {
-        Ok(Arc::new(PgStore::connect_with(Self::options(&place.url, &place.name)).await?))
+        Ok(Arc::new(
+            PgStore::connect_with(Self::options(&place.url, &place.name)).await?,
+        ))
     }
 }
 

@@ -89,7 +89,11 @@ async fn worker_returns_to_its_first_tag_after_every_job() {
     // wait for the job spawned inside the handler too
     let spawned = queue
         .store()
-        .jobs_query(&kessel::store::JobQuery::default().task("high").status(JobStatus::Completed))
+        .jobs_query(
+            &kessel::store::JobQuery::default()
+                .task("high")
+                .status(JobStatus::Completed),
+        )
         .await
         .unwrap();
     let _ = spawned;
@@ -118,11 +122,18 @@ async fn concurrency_limit_is_never_exceeded() {
         })
         .unwrap();
     queue.process(["default"]).concurrency(3).start().unwrap();
-    let handles = queue.create_many((0..50).map(|n| NewJob::new("slow", n))).await.unwrap();
+    let handles = queue
+        .create_many((0..50).map(|n| NewJob::new("slow", n)))
+        .await
+        .unwrap();
     for h in &handles {
         assert_eq!(h.result().await.unwrap().status, JobStatus::Completed);
     }
-    assert_eq!(peak.load(Ordering::SeqCst), 3, "uses all three slots and never more");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        3,
+        "uses all three slots and never more"
+    );
 }
 
 #[actix_rt::test]
@@ -148,12 +159,19 @@ async fn delayed_job_never_starts_before_its_time_and_starts_at_it() {
         expected.push(queue.job(h.id()).await.unwrap().run_at);
         h.result().await.unwrap();
     }
-    let h = queue.create("later", ()).delay(chrono::Duration::milliseconds(1500)).await.unwrap();
+    let h = queue
+        .create("later", ())
+        .delay(chrono::Duration::milliseconds(1500))
+        .await
+        .unwrap();
     expected.push(queue.job(h.id()).await.unwrap().run_at);
     h.result().await.unwrap();
     for (start, run_at) in starts.items().into_iter().zip(expected) {
         assert!(start >= run_at, "started {start} before {run_at}");
-        assert!(start - run_at <= chrono::Duration::milliseconds(1), "started {start}, due {run_at}");
+        assert!(
+            start - run_at <= chrono::Duration::milliseconds(1),
+            "started {start}, due {run_at}"
+        );
     }
     assert_eq!(starts.items().len(), 6);
 }
@@ -166,7 +184,11 @@ async fn transient_failures_retry_with_backoff_then_bury() {
     let (s, q) = (starts.clone(), queue.clone());
     queue
         .define("flaky")
-        .retry(RetryPolicy::exponential(4).base_delay(Duration::from_secs(1)).jitter(0.0))
+        .retry(
+            RetryPolicy::exponential(4)
+                .base_delay(Duration::from_secs(1))
+                .jitter(0.0),
+        )
         .action(move |job: Ctx<()>| {
             let (s, q) = (s.clone(), q.clone());
             async move {
@@ -181,8 +203,14 @@ async fn transient_failures_retry_with_backoff_then_bury() {
     assert_eq!(result.status, JobStatus::Buried);
     assert!(result.message.unwrap().contains("upstream unavailable"));
     let starts = starts.items();
-    assert_eq!(starts.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-    let gaps: Vec<i64> = starts.windows(2).map(|w| (w[1].1 - w[0].1).num_milliseconds()).collect();
+    assert_eq!(
+        starts.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    let gaps: Vec<i64> = starts
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1).num_milliseconds())
+        .collect();
     // 1 s doubling; tokio's timers round up to their 1 ms resolution.
     for (gap, want) in gaps.iter().zip([1000, 2000, 4000]) {
         assert!((want..=want + 2).contains(gap), "gaps {gaps:?}");
@@ -205,7 +233,13 @@ async fn transient_failure_then_success_completes() {
         })
         .unwrap();
     queue.process(["default"]).start().unwrap();
-    let result = queue.create("second time lucky", ()).await.unwrap().result().await.unwrap();
+    let result = queue
+        .create("second time lucky", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(result.status, JobStatus::Completed);
     assert_eq!(result.value, Some(serde_json::json!(2)));
 }
@@ -246,7 +280,13 @@ async fn retry_after_overrides_the_backoff() {
         })
         .unwrap();
     queue.process(["default"]).start().unwrap();
-    queue.create("rate limited", ()).await.unwrap().result().await.unwrap();
+    queue
+        .create("rate limited", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     let s = starts.items();
     assert_eq!((s[1] - s[0]).num_seconds(), 30);
 }
@@ -270,10 +310,22 @@ async fn a_panic_fails_the_job_and_the_worker_lives_on() {
         .action(|_: Ctx<()>| async move { Ok::<_, JobError>("still here") })
         .unwrap();
     queue.process(["default"]).start().unwrap();
-    let boom = queue.create("explode", ()).await.unwrap().result().await.unwrap();
+    let boom = queue
+        .create("explode", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(boom.status, JobStatus::Buried);
     assert!(boom.message.unwrap().contains("panicked: boom"));
-    let fine = queue.create("fine", ()).await.unwrap().result().await.unwrap();
+    let fine = queue
+        .create("fine", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(fine.value, Some(serde_json::json!("still here")));
 }
 
@@ -288,7 +340,11 @@ async fn timeout_fires_the_signal_and_retries_as_transient() {
     queue
         .define("hangs")
         .timeout("5s")
-        .retry(RetryPolicy::exponential(2).base_delay(Duration::from_secs(1)).jitter(0.0))
+        .retry(
+            RetryPolicy::exponential(2)
+                .base_delay(Duration::from_secs(1))
+                .jitter(0.0),
+        )
         .action(move |job: Ctx<()>| {
             let (sig, s, q) = (sig.clone(), s.clone(), q.clone());
             async move {
@@ -305,13 +361,22 @@ async fn timeout_fires_the_signal_and_retries_as_transient() {
         })
         .unwrap();
     queue.process(["default"]).start().unwrap();
-    let result = queue.create("hangs", ()).await.unwrap().result().await.unwrap();
+    let result = queue
+        .create("hangs", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(result.status, JobStatus::Buried);
     assert!(result.message.unwrap().contains("timed out after 5s"));
     let s = starts.items();
     assert_eq!(s.len(), 2);
     let gap = (s[1] - s[0]).num_milliseconds();
-    assert!((6000..=6002).contains(&gap), "5 s timeout + 1 s backoff, got {gap} ms");
+    assert!(
+        (6000..=6002).contains(&gap),
+        "5 s timeout + 1 s backoff, got {gap} ms"
+    );
     tokio::task::yield_now().await;
     assert_eq!(signalled.load(Ordering::SeqCst), 2);
 }
@@ -333,7 +398,11 @@ async fn job_not_started_by_its_expiration_expires_without_running() {
             }
         })
         .unwrap();
-    let h = queue.create("fresh only", ()).expires_in("10s").await.unwrap();
+    let h = queue
+        .create("fresh only", ())
+        .expires_in("10s")
+        .await
+        .unwrap();
     let delayed_past_expiry = queue
         .create("fresh only", ())
         .delay("1m")
@@ -341,13 +410,23 @@ async fn job_not_started_by_its_expiration_expires_without_running() {
         .await
         .unwrap();
     assert_eq!(h.result().await.unwrap().status, JobStatus::Expired);
-    assert_eq!(delayed_past_expiry.result().await.unwrap().status, JobStatus::Expired);
+    assert_eq!(
+        delayed_past_expiry.result().await.unwrap().status,
+        JobStatus::Expired
+    );
     let job = queue.job(h.id()).await.unwrap();
     let lived = job.finished_at.unwrap() - job.created_at;
     // tokio's timers have 1 ms resolution: expiry lands within it.
-    assert!(lived >= chrono::Duration::seconds(10) && lived <= chrono::Duration::milliseconds(10_001), "{lived}");
+    assert!(
+        lived >= chrono::Duration::seconds(10) && lived <= chrono::Duration::milliseconds(10_001),
+        "{lived}"
+    );
     queue.process(["nobody serves this yet"]).start().unwrap();
-    let ok = queue.create("fresh only", ()).expires_in("10s").await.unwrap();
+    let ok = queue
+        .create("fresh only", ())
+        .expires_in("10s")
+        .await
+        .unwrap();
     assert_eq!(ok.result().await.unwrap().status, JobStatus::Completed);
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 }
@@ -414,7 +493,10 @@ async fn cancel_removes_a_pending_job_and_signals_a_running_one() {
     queue.process(["default"]).start().unwrap();
     let running = queue.create("long", ()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(queue.job(running.id()).await.unwrap().status, JobStatus::Running);
+    assert_eq!(
+        queue.job(running.id()).await.unwrap().status,
+        JobStatus::Running
+    );
     queue.cancel(running.id()).await.unwrap();
     assert_eq!(running.result().await.unwrap().status, JobStatus::Cancelled);
     tokio::task::yield_now().await;
@@ -422,11 +504,17 @@ async fn cancel_removes_a_pending_job_and_signals_a_running_one() {
     // the worker's slot is free again
     let next = queue.create("long", ()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(queue.job(next.id()).await.unwrap().status, JobStatus::Running);
+    assert_eq!(
+        queue.job(next.id()).await.unwrap().status,
+        JobStatus::Running
+    );
     // a final job cannot be cancelled
     assert!(matches!(
         queue.cancel(pending.id()).await,
-        Err(Error::WrongState { status: JobStatus::Cancelled, .. })
+        Err(Error::WrongState {
+            status: JobStatus::Cancelled,
+            ..
+        })
     ));
 }
 
@@ -472,14 +560,31 @@ async fn malformed_input_gets_typed_errors_naming_what_is_wrong() {
         }
     }
     assert!(matches!(
-        queue.define("x").timeout("forever").action(|_: Ctx<()>| async { Ok::<_, JobError>(()) }),
+        queue
+            .define("x")
+            .timeout("forever")
+            .action(|_: Ctx<()>| async { Ok::<_, JobError>(()) }),
         Err(Error::InvalidDuration(_))
     ));
-    assert!(matches!(queue.create("", ()).await, Err(Error::InvalidInput { field: "task", .. })));
-    assert!(matches!(queue.create("a:b", ()).await, Err(Error::InvalidInput { field: "task", .. })));
-    assert!(matches!(queue.process(Vec::<String>::new()).start(), Err(Error::InvalidInput { field: "tags", .. })));
+    assert!(matches!(
+        queue.create("", ()).await,
+        Err(Error::InvalidInput { field: "task", .. })
+    ));
+    assert!(matches!(
+        queue.create("a:b", ()).await,
+        Err(Error::InvalidInput { field: "task", .. })
+    ));
+    assert!(matches!(
+        queue.process(Vec::<String>::new()).start(),
+        Err(Error::InvalidInput { field: "tags", .. })
+    ));
     // nothing was stored by the rejected calls
-    assert!(queue.store().jobs_query(&Default::default()).await.unwrap().is_empty());
+    assert!(queue
+        .store()
+        .jobs_query(&Default::default())
+        .await
+        .unwrap()
+        .is_empty());
 
     #[derive(serde::Deserialize)]
     #[allow(dead_code)]
@@ -515,8 +620,14 @@ async fn malformed_input_gets_typed_errors_naming_what_is_wrong() {
 #[actix_rt::test]
 async fn redefining_a_task_is_an_error() {
     let queue = Queue::new();
-    queue.define("t").action(|_: Ctx<()>| async { Ok::<_, JobError>(()) }).unwrap();
-    let err = queue.define("t").action(|_: Ctx<()>| async { Ok::<_, JobError>(()) }).unwrap_err();
+    queue
+        .define("t")
+        .action(|_: Ctx<()>| async { Ok::<_, JobError>(()) })
+        .unwrap();
+    let err = queue
+        .define("t")
+        .action(|_: Ctx<()>| async { Ok::<_, JobError>(()) })
+        .unwrap_err();
     assert!(err.to_string().contains("already defined"), "{err}");
 }
 
@@ -560,10 +671,19 @@ async fn hundred_thousand_mixed_jobs_each_reach_exactly_one_final_state() {
     assert_eq!(counts.values().sum::<usize>(), 100_000);
     assert!(counts[&JobStatus::Completed] > 0 && counts[&JobStatus::Buried] > 0);
     let stats = queue.store().jobs_count().await.unwrap();
-    let stored_final: u64 = stats.iter().filter(|c| c.status.is_final()).map(|c| c.count).sum();
+    let stored_final: u64 = stats
+        .iter()
+        .filter(|c| c.status.is_final())
+        .map(|c| c.count)
+        .sum();
     assert_eq!(stored_final, 100_000, "the store agrees: {stats:?}");
     for c in &stats {
-        assert_eq!(counts.get(&c.status).copied().unwrap_or(0) as u64, c.count, "{:?}", c.status);
+        assert_eq!(
+            counts.get(&c.status).copied().unwrap_or(0) as u64,
+            c.count,
+            "{:?}",
+            c.status
+        );
     }
 }
 
@@ -588,10 +708,22 @@ async fn shutdown_lets_running_jobs_finish_then_aborts_the_rest() {
     assert_eq!(report.aborted, vec![slow.id()]);
     assert_eq!(report.left_pending, 2);
     let store = queue.store();
-    assert_eq!(store.job_get(quick.id()).await.unwrap().unwrap().status, JobStatus::Completed);
-    assert_eq!(store.job_get(slow.id()).await.unwrap().unwrap().status, JobStatus::Ready);
-    assert_eq!(store.job_get(never.id()).await.unwrap().unwrap().status, JobStatus::Scheduled);
-    assert!(matches!(queue.create("sleepy", 1).await, Err(Error::ShutDown)));
+    assert_eq!(
+        store.job_get(quick.id()).await.unwrap().unwrap().status,
+        JobStatus::Completed
+    );
+    assert_eq!(
+        store.job_get(slow.id()).await.unwrap().unwrap().status,
+        JobStatus::Ready
+    );
+    assert_eq!(
+        store.job_get(never.id()).await.unwrap().unwrap().status,
+        JobStatus::Scheduled
+    );
+    assert!(matches!(
+        queue.create("sleepy", 1).await,
+        Err(Error::ShutDown)
+    ));
 }
 
 #[actix_rt::test]

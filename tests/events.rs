@@ -42,7 +42,11 @@ async fn one_jobs_events_follow_its_whole_life_in_order() {
     queue
         .define("import")
         .tag("data")
-        .retry(RetryPolicy::exponential(3).base_delay(Duration::from_secs(1)).jitter(0.0))
+        .retry(
+            RetryPolicy::exponential(3)
+                .base_delay(Duration::from_secs(1))
+                .jitter(0.0),
+        )
         .action(|job: JobContext<u32>| async move {
             job.progress(1, 2);
             job.log("halfway", serde_json::json!({ "rows": job.payload }));
@@ -59,12 +63,24 @@ async fn one_jobs_events_follow_its_whole_life_in_order() {
     assert_eq!(
         kinds(&seen),
         [
-            "created", "scheduled", "started", "progress", "log", "failed", "retrying", "started", "progress",
-            "log", "progress", "completed"
+            "created",
+            "scheduled",
+            "started",
+            "progress",
+            "log",
+            "failed",
+            "retrying",
+            "started",
+            "progress",
+            "log",
+            "progress",
+            "completed"
         ]
     );
     for event in &seen {
-        let Event::Job(e) = event else { panic!("only job events on a task subscription") };
+        let Event::Job(e) = event else {
+            panic!("only job events on a task subscription")
+        };
         assert_eq!(e.id, handle.id());
         assert_eq!(&*e.task, "import");
         assert_eq!(e.tag.as_deref(), Some("data"));
@@ -77,8 +93,15 @@ async fn one_jobs_events_follow_its_whole_life_in_order() {
         })
         .collect();
     assert_eq!(attempts, [0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
-    let Event::Job(last) = seen.last().unwrap() else { unreachable!() };
-    assert_eq!(last.kind, JobEventKind::Completed { value: Some(serde_json::json!(7)) });
+    let Event::Job(last) = seen.last().unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(
+        last.kind,
+        JobEventKind::Completed {
+            value: Some(serde_json::json!(7))
+        }
+    );
 }
 
 #[actix_rt::test]
@@ -98,9 +121,23 @@ async fn logs_and_progress_are_stored_with_the_job() {
     h.result().await.unwrap();
     let job = queue.job(h.id()).await.unwrap();
     let lines: Vec<(&str, u32)> = job.logs.iter().map(|l| (&*l.message, l.attempt)).collect();
-    assert_eq!(lines, [("created", 0), ("started", 1), ("fetched rows", 1), ("completed", 1)]);
+    assert_eq!(
+        lines,
+        [
+            ("created", 0),
+            ("started", 1),
+            ("fetched rows", 1),
+            ("completed", 1)
+        ]
+    );
     assert_eq!(job.logs[2].data, Some(serde_json::json!({ "count": 3 })));
-    assert_eq!(job.progress, Some(kessel::Progress { current: 3, total: 3 }));
+    assert_eq!(
+        job.progress,
+        Some(kessel::Progress {
+            current: 3,
+            total: 3
+        })
+    );
 }
 
 #[actix_rt::test]
@@ -110,7 +147,11 @@ async fn kessel_logs_failures_timeouts_and_burial_on_the_job() {
     queue
         .define("slow")
         .timeout("1s")
-        .retry(RetryPolicy::exponential(2).base_delay(Duration::from_secs(1)).jitter(0.0))
+        .retry(
+            RetryPolicy::exponential(2)
+                .base_delay(Duration::from_secs(1))
+                .jitter(0.0),
+        )
         .action(|_: JobContext<()>| async move {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok::<_, JobError>(())
@@ -124,9 +165,15 @@ async fn kessel_logs_failures_timeouts_and_burial_on_the_job() {
     assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(lines[0], "created");
     assert_eq!(lines[1], "started");
-    assert!(lines[2].starts_with("failed: timed out after 1s; retrying in"), "{lines:?}");
+    assert!(
+        lines[2].starts_with("failed: timed out after 1s; retrying in"),
+        "{lines:?}"
+    );
     assert_eq!(lines[3], "started");
-    assert!(lines[4].starts_with("buried: timed out after 1s (attempt 2 of 2"), "{lines:?}");
+    assert!(
+        lines[4].starts_with("buried: timed out after 1s (attempt 2 of 2"),
+        "{lines:?}"
+    );
 }
 
 #[actix_rt::test]
@@ -176,7 +223,9 @@ async fn a_subscriber_that_never_reads_never_stalls_scheduling() {
         Event::Lagged { missed: n } => assert_eq!(n, missed),
         other => panic!("expected the lag marker, got {other:?}"),
     }
-    assert!(matches!(stuck.next().await.unwrap(), Event::Job(j) if j.kind == JobEventKind::Created));
+    assert!(
+        matches!(stuck.next().await.unwrap(), Event::Job(j) if j.kind == JobEventKind::Created)
+    );
 }
 
 #[actix_rt::test]
@@ -199,8 +248,17 @@ async fn queue_events_announce_tasks_drains_and_empty_workers() {
     }
     // `drained` comes from the producer, the others from the supervisor:
     // their relative order is not fixed, the supervisor's own order is.
-    assert_eq!(queue_events.iter().filter(|e| **e == QueueEvent::Drained).count(), 1);
-    let from_supervisor: Vec<&QueueEvent> = queue_events.iter().filter(|e| **e != QueueEvent::Drained).collect();
+    assert_eq!(
+        queue_events
+            .iter()
+            .filter(|e| **e == QueueEvent::Drained)
+            .count(),
+        1
+    );
+    let from_supervisor: Vec<&QueueEvent> = queue_events
+        .iter()
+        .filter(|e| **e != QueueEvent::Drained)
+        .collect();
     let empty = QueueEvent::Empty {
         tags: vec!["only".into()],
     };
@@ -242,7 +300,10 @@ async fn an_actor_receives_a_tasks_events_until_it_unsubscribes() {
     queue.process(["default"]).start().unwrap();
     queue.create("t", ()).await.unwrap().result().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(kinds(&trace.items()), ["created", "started", "log", "completed"]);
+    assert_eq!(
+        kinds(&trace.items()),
+        ["created", "started", "log", "completed"]
+    );
     drop(subscription);
     queue.create("t", ()).await.unwrap().result().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -257,7 +318,11 @@ async fn dropping_a_stream_unsubscribes() {
     drop(events);
     queue.create("t", ()).await.unwrap();
     queue.create("t", ()).await.unwrap();
-    assert_eq!(queue.events_missed(), 0, "a closed subscriber is removed, not counted as lagging");
+    assert_eq!(
+        queue.events_missed(),
+        0,
+        "a closed subscriber is removed, not counted as lagging"
+    );
 }
 
 #[actix_rt::test]
@@ -282,8 +347,14 @@ async fn a_kicked_job_announces_it_and_runs_again() {
         .unwrap();
     queue.process(["default"]).start().unwrap();
     let h = queue.create("once broken", ()).await.unwrap();
-    assert_eq!(kinds(&until_final(&mut events).await), ["created", "started", "failed", "buried"]);
+    assert_eq!(
+        kinds(&until_final(&mut events).await),
+        ["created", "started", "failed", "buried"]
+    );
     fixed.store(true, std::sync::atomic::Ordering::SeqCst);
     queue.kick(h.id()).await.unwrap();
-    assert_eq!(kinds(&until_final(&mut events).await), ["kicked", "started", "completed"]);
+    assert_eq!(
+        kinds(&until_final(&mut events).await),
+        ["kicked", "started", "completed"]
+    );
 }

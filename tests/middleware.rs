@@ -89,7 +89,13 @@ async fn middleware_can_short_circuit_the_handler() {
         })
         .unwrap();
     queue.process(["default"]).start().unwrap();
-    let result = queue.create("guarded", ()).await.unwrap().result().await.unwrap();
+    let result = queue
+        .create("guarded", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(result.status, JobStatus::Buried);
     assert_eq!(result.message.as_deref(), Some("guarded refused by policy"));
     assert!(ran.items().is_empty());
@@ -113,7 +119,13 @@ async fn a_plugin_is_given_the_queue() {
             reason: "no".into(),
         })
     });
-    assert!(matches!(failing, Err(Error::InvalidInput { field: "plugin", .. })));
+    assert!(matches!(
+        failing,
+        Err(Error::InvalidInput {
+            field: "plugin",
+            ..
+        })
+    ));
     // Without QUEUE the environment plugin starts nothing and succeeds.
     std::env::remove_var("QUEUE");
     queue.plugin(Environment { concurrency: 2 }).unwrap();
@@ -135,7 +147,11 @@ async fn the_tracing_plugin_opens_a_span_per_job_run() {
         ) {
             struct Fields(String);
             impl tracing::field::Visit for Fields {
-                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
                     self.0.push_str(&format!("{}={:?} ", field.name(), value));
                 }
             }
@@ -147,7 +163,8 @@ async fn the_tracing_plugin_opens_a_span_per_job_run() {
 
     pause();
     let spans = Spans::default();
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
     let queue = Queue::new();
     queue.plugin(kessel::middleware::Tracing).unwrap();
     queue
@@ -158,10 +175,21 @@ async fn the_tracing_plugin_opens_a_span_per_job_run() {
     let h = queue.create("traced", ()).await.unwrap();
     h.result().await.unwrap();
     let recorded = spans.0.lock().clone();
-    let job_spans: Vec<&String> = recorded.iter().filter(|s| s.starts_with("kessel.job")).collect();
+    let job_spans: Vec<&String> = recorded
+        .iter()
+        .filter(|s| s.starts_with("kessel.job"))
+        .collect();
     assert_eq!(job_spans.len(), 1, "{recorded:?}");
-    assert!(job_spans[0].contains(&format!("job.id={}", h.id())), "{}", job_spans[0]);
-    assert!(job_spans[0].contains("job.task=\"traced\""), "{}", job_spans[0]);
+    assert!(
+        job_spans[0].contains(&format!("job.id={}", h.id())),
+        "{}",
+        job_spans[0]
+    );
+    assert!(
+        job_spans[0].contains("job.task=\"traced\""),
+        "{}",
+        job_spans[0]
+    );
     assert!(job_spans[0].contains("job.attempt=1"), "{}", job_spans[0]);
 }
 
@@ -171,12 +199,17 @@ async fn a_composed_job_runs_its_steps_in_series_passing_outputs_on() {
     let queue = Queue::new();
     queue
         .define("fetch")
-        .action(|job: JobContext<String>| async move { Ok::<_, JobError>(serde_json::json!({ "destination": format!("/tmp/{}", job.payload) })) })
+        .action(|job: JobContext<String>| async move {
+            Ok::<_, JobError>(serde_json::json!({ "destination": format!("/tmp/{}", job.payload) }))
+        })
         .unwrap();
     queue
         .define("archive")
         .action(|job: JobContext<serde_json::Value>| async move {
-            Ok::<_, JobError>(format!("{}.tar.gz", job.payload["origin"].as_str().unwrap_or("?")))
+            Ok::<_, JobError>(format!(
+                "{}.tar.gz",
+                job.payload["origin"].as_str().unwrap_or("?")
+            ))
         })
         .unwrap();
     queue
@@ -190,7 +223,13 @@ async fn a_composed_job_runs_its_steps_in_series_passing_outputs_on() {
         ])
         .unwrap();
     queue.process(["default"]).start().unwrap();
-    let result = queue.create("download and archive", "site").await.unwrap().result().await.unwrap();
+    let result = queue
+        .create("download and archive", "site")
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(result.value, Some(serde_json::json!("/tmp/site.tar.gz")));
 }
 
@@ -224,14 +263,26 @@ async fn a_composed_job_failing_at_step_two_names_the_step_and_stops() {
         ])
         .unwrap();
     queue.process(["default"]).start().unwrap();
-    let result = queue.create("composed", 41).await.unwrap().result().await.unwrap();
+    let result = queue
+        .create("composed", 41)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(result.status, JobStatus::Buried);
-    assert_eq!(result.message.as_deref(), Some("step 2 (`two`) failed: cannot handle 42"));
+    assert_eq!(
+        result.message.as_deref(),
+        Some("step 2 (`two`) failed: cannot handle 42")
+    );
     assert_eq!(ran.items(), [1]);
     // composing from an unknown task, or from nothing, is a typed error
     assert!(matches!(
         queue.define("x").compose([Step::task("missing")]),
         Err(Error::InvalidInput { field: "step", .. })
     ));
-    assert!(matches!(queue.define("y").compose([]), Err(Error::InvalidInput { field: "steps", .. })));
+    assert!(matches!(
+        queue.define("y").compose([]),
+        Err(Error::InvalidInput { field: "steps", .. })
+    ));
 }

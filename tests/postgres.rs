@@ -27,7 +27,11 @@ async fn jobs_flow_through_a_postgres_queue_with_their_outcomes_and_logs() {
     let queue = db.queue(LEASE, POLL).await;
     queue
         .define("mixed")
-        .retry(RetryPolicy::exponential(2).base_delay(Duration::from_millis(20)).jitter(0.0))
+        .retry(
+            RetryPolicy::exponential(2)
+                .base_delay(Duration::from_millis(20))
+                .jitter(0.0),
+        )
         .action(|job: JobContext<u32>| async move {
             job.log("working", serde_json::json!({ "n": job.payload }));
             match job.payload % 3 {
@@ -39,7 +43,10 @@ async fn jobs_flow_through_a_postgres_queue_with_their_outcomes_and_logs() {
         })
         .unwrap();
     queue.process(["default"]).concurrency(8).start().unwrap();
-    let handles = queue.create_many((0..90).map(|n| NewJob::new("mixed", n))).await.unwrap();
+    let handles = queue
+        .create_many((0..90).map(|n| NewJob::new("mixed", n)))
+        .await
+        .unwrap();
     let mut statuses = HashMap::new();
     for (n, h) in handles.iter().enumerate() {
         let r = h.result().await.unwrap();
@@ -57,7 +64,10 @@ async fn jobs_flow_through_a_postgres_queue_with_their_outcomes_and_logs() {
     assert_eq!(lines[0], "created");
     assert_eq!(lines[1], "started");
     assert_eq!(lines[2], "working");
-    assert!(lines[3].starts_with("failed: flaky; retrying in"), "{lines:?}");
+    assert!(
+        lines[3].starts_with("failed: flaky; retrying in"),
+        "{lines:?}"
+    );
     assert_eq!(&lines[4..], ["started", "working", "completed"]);
     assert_eq!(retried.attempts, 2);
     let stats = queue.stats().await.unwrap();
@@ -87,7 +97,11 @@ async fn a_delayed_job_is_claimed_and_never_starts_before_its_time() {
     let mut handles = Vec::new();
     for ms in [300, 2500] {
         // 2.5 s is past the claim horizon: timed from the database's next-due.
-        let h = queue.create("later", ()).delay(Duration::from_millis(ms)).await.unwrap();
+        let h = queue
+            .create("later", ())
+            .delay(Duration::from_millis(ms))
+            .await
+            .unwrap();
         expected.push(queue.job(h.id()).await.unwrap().run_at);
         handles.push(h);
     }
@@ -124,7 +138,10 @@ async fn two_queues_sharing_a_schema_run_each_job_exactly_once() {
         queue.process(["default"]).concurrency(8).start().unwrap();
         queues.push(queue);
     }
-    let handles = queues[0].create_many((0..600).map(|n| NewJob::new("count", n))).await.unwrap();
+    let handles = queues[0]
+        .create_many((0..600).map(|n| NewJob::new("count", n)))
+        .await
+        .unwrap();
     for h in &handles {
         assert_eq!(h.result().await.unwrap().status, JobStatus::Completed);
     }
@@ -176,7 +193,10 @@ async fn cancel_from_one_queue_reaches_a_job_running_in_another() {
             ..
         })
     ));
-    assert!(matches!(other.cancel(kessel::JobId::new()).await, Err(Error::UnknownJob(_))));
+    assert!(matches!(
+        other.cancel(kessel::JobId::new()).await,
+        Err(Error::UnknownJob(_))
+    ));
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;
 }
@@ -227,13 +247,29 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
     let mut running = claimed[0].clone();
     running.status = JobStatus::Running;
     running.attempts = 1;
-    store.jobs_update(&[JobUpdate::of(&running, vec![])]).await.unwrap();
-    assert_eq!(store.jobs_rescue(now).await.unwrap(), 0, "the lease has not lapsed");
-    assert_eq!(store.jobs_rescue(now + chrono::Duration::seconds(2)).await.unwrap(), 1);
+    store
+        .jobs_update(&[JobUpdate::of(&running, vec![])])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.jobs_rescue(now).await.unwrap(),
+        0,
+        "the lease has not lapsed"
+    );
+    assert_eq!(
+        store
+            .jobs_rescue(now + chrono::Duration::seconds(2))
+            .await
+            .unwrap(),
+        1
+    );
     let rescued = store.job_get(job.id).await.unwrap().unwrap();
     assert_eq!(rescued.status, JobStatus::Ready);
     assert_eq!(rescued.attempts, 1, "the cut-off attempt counts");
-    assert!(rescued.logs.iter().any(|l| l.message.starts_with("lease lapsed")));
+    assert!(rescued
+        .logs
+        .iter()
+        .any(|l| l.message.starts_with("lease lapsed")));
     // the old owner learns it lost the lease at its next heartbeat
     let reply = store
         .jobs_heartbeat(&JobHeartbeat {
@@ -258,21 +294,33 @@ async fn migrations_run_once_under_concurrent_starts_and_refuse_a_newer_schema()
     let a = a.unwrap();
     b.unwrap();
     c.unwrap();
-    assert_eq!(a.schema_version().await.unwrap(), kessel::store::postgres::SCHEMA_VERSION);
+    assert_eq!(
+        a.schema_version().await.unwrap(),
+        kessel::store::postgres::SCHEMA_VERSION
+    );
     // a newer kessel migrated this schema: refuse, touch nothing
-    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {}.kessel_schema (version) VALUES (99)", db.schema)))
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {}.kessel_schema (version) VALUES (99)",
+        db.schema
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
     match PgStore::connect_with(db.options()).await {
-        Err(StoreError::NewerSchema { found: 99, supported }) => {
+        Err(StoreError::NewerSchema {
+            found: 99,
+            supported,
+        }) => {
             assert_eq!(supported, kessel::store::postgres::SCHEMA_VERSION)
         }
         other => panic!("expected NewerSchema, got {other:?}"),
     }
     assert_eq!(a.schema_version().await.unwrap(), 99);
     assert!(matches!(
-        PgStore::connect_with(kessel::store::PgOptions::new(&db.url).schema("Robert'); DROP TABLE x;--")).await,
+        PgStore::connect_with(
+            kessel::store::PgOptions::new(&db.url).schema("Robert'); DROP TABLE x;--")
+        )
+        .await,
         Err(StoreError::InvalidConfig(_))
     ));
     assert!(matches!(
@@ -286,9 +334,13 @@ async fn migrations_run_once_under_concurrent_starts_and_refuse_a_newer_schema()
 async fn terminated_connections_are_recovered_and_nothing_is_lost() {
     let Some(db) = pg::fresh().await else { return };
     let app = format!("kessel-cut-{}", &db.schema);
-    let store = kessel::store::PgStore::connect_with(db.options().lease(Duration::from_secs(2)).application_name(&app))
-        .await
-        .unwrap();
+    let store = kessel::store::PgStore::connect_with(
+        db.options()
+            .lease(Duration::from_secs(2))
+            .application_name(&app),
+    )
+    .await
+    .unwrap();
     let queue = Queue::builder()
         .store(Arc::new(store))
         .shared(kessel::SharedConfig {
@@ -307,7 +359,10 @@ async fn terminated_connections_are_recovered_and_nothing_is_lost() {
         })
         .unwrap();
     queue.process(["default"]).concurrency(8).start().unwrap();
-    let handles = queue.create_many((0..300).map(|n| NewJob::new("io", n))).await.unwrap();
+    let handles = queue
+        .create_many((0..300).map(|n| NewJob::new("io", n)))
+        .await
+        .unwrap();
     let mut completed = 0;
     while completed < 50 {
         if let Some(Event::Job(e)) = events.next().await {

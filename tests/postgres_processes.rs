@@ -56,7 +56,12 @@ impl Worker {
             .read_line(&mut line)
             .expect("read the worker's first line");
         assert!(line.contains("ready"), "worker said {line:?}");
-        let owner = line.rsplit(' ').next().unwrap_or_default().trim().to_owned();
+        let owner = line
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         Worker(child, owner)
     }
 
@@ -107,10 +112,16 @@ async fn three_workers_finish_ten_thousand_jobs_when_one_is_killed_mid_run() {
     let mut workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
 
     let produced = Command::new(example("producer"))
-        .args([&db.url, "--schema", &db.schema, "--count", "10000", "--batch", "1000"])
+        .args([
+            &db.url, "--schema", &db.schema, "--count", "10000", "--batch", "1000",
+        ])
         .output()
         .expect("run the producer");
-    assert!(produced.status.success(), "{}", String::from_utf8_lossy(&produced.stderr));
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
 
     wait_for("2,000 completions", Duration::from_secs(120), || async {
         count_final(&store).await >= 2000
@@ -132,51 +143,83 @@ async fn three_workers_finish_ten_thousand_jobs_when_one_is_killed_mid_run() {
     .unwrap();
     assert!(!held.is_empty(), "the killed worker held jobs");
 
-    wait_for("every job to be final", Duration::from_secs(180), || async {
-        count_final(&store).await >= 10_000
-    })
+    wait_for(
+        "every job to be final",
+        Duration::from_secs(180),
+        || async { count_final(&store).await >= 10_000 },
+    )
     .await;
 
     let counts = store.jobs_count().await.unwrap();
-    let completed: u64 = counts.iter().filter(|c| c.status == JobStatus::Completed).map(|c| c.count).sum();
-    assert_eq!(completed, 10_000, "every job completed exactly once in the store: {counts:?}");
+    let completed: u64 = counts
+        .iter()
+        .filter(|c| c.status == JobStatus::Completed)
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(
+        completed, 10_000,
+        "every job completed exactly once in the store: {counts:?}"
+    );
 
     // Executions recorded by the handler (one row per finished run).
-    let rows: Vec<(uuid::Uuid, i32)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT job_id, pid FROM {}.work_done", db.schema)))
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    let rows: Vec<(uuid::Uuid, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT job_id, pid FROM {}.work_done",
+        db.schema
+    )))
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
     let mut runs: HashMap<uuid::Uuid, Vec<i32>> = HashMap::new();
     for (id, pid) in rows {
         runs.entry(id).or_default().push(pid);
     }
     assert_eq!(runs.len(), 10_000, "every job ran");
-    let rerun: Vec<uuid::Uuid> = runs.iter().filter(|(_, p)| p.len() > 1).map(|(id, _)| *id).collect();
+    let rerun: Vec<uuid::Uuid> = runs
+        .iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(id, _)| *id)
+        .collect();
 
     // The killed worker's leased jobs were rescued within a lease period
     // (plus the rescuer's quarter-lease period and this machine's noise),
     // and only its jobs: live workers renew theirs.
-    let rescued: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(sqlx::AssertSqlSafe(
-        format!("SELECT job_id, at, message FROM {}.job_logs WHERE message LIKE 'lease lapsed%'", db.schema),
-    ))
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let rescued: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT job_id, at, message FROM {}.job_logs WHERE message LIKE 'lease lapsed%'",
+            db.schema
+        )))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
     for (id, at, message) in &rescued {
-        assert!(message.contains(&victim_owner), "job {id} rescued from a live worker: {message}");
+        assert!(
+            message.contains(&victim_owner),
+            "job {id} rescued from a live worker: {message}"
+        );
         let after = (*at - killed_at).num_milliseconds();
-        assert!(after <= (LEASE_MS as i64) * 3 / 2 + 1000, "rescued {after} ms after the kill");
+        assert!(
+            after <= (LEASE_MS as i64) * 3 / 2 + 1000,
+            "rescued {after} ms after the kill"
+        );
     }
     let mut rescued_ids: Vec<uuid::Uuid> = rescued.iter().map(|r| r.0).collect();
     rescued_ids.sort();
     let mut held = held;
     held.sort();
-    assert_eq!(rescued_ids, held, "exactly the jobs the killed worker held were rescued");
+    assert_eq!(
+        rescued_ids, held,
+        "exactly the jobs the killed worker held were rescued"
+    );
     // Reruns are only jobs the killed worker held, and it ran them first.
     for id in &rerun {
-        assert!(held.binary_search(id).is_ok(), "job {id} ran twice but the killed worker never held it");
-        assert!(runs[id].contains(&victim), "job {id} ran twice without the killed worker");
+        assert!(
+            held.binary_search(id).is_ok(),
+            "job {id} ran twice but the killed worker never held it"
+        );
+        assert!(
+            runs[id].contains(&victim),
+            "job {id} ran twice without the killed worker"
+        );
     }
     drop(workers);
     db.drop().await;
@@ -189,15 +232,26 @@ async fn a_cancel_from_this_process_reaches_a_job_running_in_a_worker_process() 
     let store = Arc::new(db.store(Duration::from_millis(LEASE_MS)).await);
     let queue = Queue::builder().store(store.clone()).build().await.unwrap();
     let h = queue.create("sleep", 600_000u64).await.unwrap();
-    wait_for("the worker to start the job", Duration::from_secs(30), || async {
-        store.job_get(h.id()).await.unwrap().is_some_and(|j| j.status == JobStatus::Running)
-    })
+    wait_for(
+        "the worker to start the job",
+        Duration::from_secs(30),
+        || async {
+            store
+                .job_get(h.id())
+                .await
+                .unwrap()
+                .is_some_and(|j| j.status == JobStatus::Running)
+        },
+    )
     .await;
     let asked = Instant::now();
     queue.cancel(h.id()).await.unwrap();
     let result = queue.result(h.id()).await.unwrap();
     assert_eq!(result.status, JobStatus::Cancelled);
-    assert!(asked.elapsed() < Duration::from_millis(LEASE_MS * 2), "seen within a heartbeat");
+    assert!(
+        asked.elapsed() < Duration::from_millis(LEASE_MS * 2),
+        "seen within a heartbeat"
+    );
     let job = store.job_get(h.id()).await.unwrap().unwrap();
     assert_eq!(job.attempts, 1);
     let lines: Vec<&str> = job.logs.iter().map(|l| &*l.message).collect();

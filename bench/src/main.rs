@@ -63,7 +63,10 @@ impl Workload {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "kessel-bench", about = "kessel beside a tokio baseline and apalis, in one run")]
+#[command(
+    name = "kessel-bench",
+    about = "kessel beside a tokio baseline and apalis, in one run"
+)]
 struct Args {
     /// Small counts: finishes in seconds (what CI runs).
     #[arg(long)]
@@ -196,16 +199,25 @@ fn main() -> ExitCode {
             }
         };
     }
-    let plan = if args.quick { Plan::quick() } else { Plan::full() };
+    let plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
     let workloads: Vec<Workload> = if args.only.is_empty() {
         Workload::ALL.to_vec()
     } else {
-        Workload::ALL.into_iter().filter(|w| args.only.contains(w)).collect()
+        Workload::ALL
+            .into_iter()
+            .filter(|w| args.only.contains(w))
+            .collect()
     };
     let wanted = |s: System| args.system.is_empty() || args.system.contains(&s);
     let env = Env {
         postgres: run(|| async {
-            systems::ensure_pg_database(&args.pg_url).await.map(|()| args.pg_url.clone())
+            systems::ensure_pg_database(&args.pg_url)
+                .await
+                .map(|()| args.pg_url.clone())
         }),
     };
     let mut bench = Bench {
@@ -226,11 +238,26 @@ fn main() -> ExitCode {
     for w in workloads {
         eprintln!("== {}", w.name());
         match w {
-            Workload::BurnDown => System::IN_MEMORY.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.burn_down(s)),
-            Workload::Latency => System::IN_MEMORY.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.latency(s)),
-            Workload::Delay => System::IN_MEMORY.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.delay(s)),
-            Workload::Memory => System::IN_MEMORY.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.memory(s)),
-            Workload::Durable => System::DURABLE.into_iter().filter(|s| wanted(*s)).for_each(|s| bench.durable(s)),
+            Workload::BurnDown => System::IN_MEMORY
+                .into_iter()
+                .filter(|s| wanted(*s))
+                .for_each(|s| bench.burn_down(s)),
+            Workload::Latency => System::IN_MEMORY
+                .into_iter()
+                .filter(|s| wanted(*s))
+                .for_each(|s| bench.latency(s)),
+            Workload::Delay => System::IN_MEMORY
+                .into_iter()
+                .filter(|s| wanted(*s))
+                .for_each(|s| bench.delay(s)),
+            Workload::Memory => System::IN_MEMORY
+                .into_iter()
+                .filter(|s| wanted(*s))
+                .for_each(|s| bench.memory(s)),
+            Workload::Durable => System::DURABLE
+                .into_iter()
+                .filter(|s| wanted(*s))
+                .for_each(|s| bench.durable(s)),
             Workload::BulkCreate => System::IN_MEMORY
                 .into_iter()
                 .chain(System::DURABLE)
@@ -257,9 +284,18 @@ fn main() -> ExitCode {
     }
     let failed = bench.report.kessel_failed();
     if !failed.is_empty() {
-        eprintln!("kessel-bench: {} kessel run(s) failed (lost or hung jobs, errors):", failed.len());
+        eprintln!(
+            "kessel-bench: {} kessel run(s) failed (lost or hung jobs, errors):",
+            failed.len()
+        );
         for r in failed {
-            eprintln!("  {} [{}] {}: {}", r.workload, r.params, r.system, r.note.as_deref().unwrap_or(""));
+            eprintln!(
+                "  {} [{}] {}: {}",
+                r.workload,
+                r.params,
+                r.system,
+                r.note.as_deref().unwrap_or("")
+            );
         }
         return ExitCode::FAILURE;
     }
@@ -309,7 +345,17 @@ fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Opt
 
 impl Bench {
     #[allow(clippy::too_many_arguments)]
-    fn row(&mut self, workload: &str, params: String, system: System, metric: &'static str, unit: &'static str, better: Better, value: Option<f64>, note: Option<String>) {
+    fn row(
+        &mut self,
+        workload: &str,
+        params: String,
+        system: System,
+        metric: &'static str,
+        unit: &'static str,
+        better: Better,
+        value: Option<f64>,
+        note: Option<String>,
+    ) {
         let goal = goal(workload, system, metric, value);
         self.report.push(Row {
             workload: workload.into(),
@@ -325,7 +371,16 @@ impl Bench {
     }
 
     /// A row for a run that gave no number.
-    fn no_value<T>(&mut self, workload: &str, params: String, system: System, metric: &'static str, unit: &'static str, better: Better, answer: Answer<T>) {
+    fn no_value<T>(
+        &mut self,
+        workload: &str,
+        params: String,
+        system: System,
+        metric: &'static str,
+        unit: &'static str,
+        better: Better,
+        answer: Answer<T>,
+    ) {
         let note = match answer {
             Answer::Done(_) => None,
             Answer::Failed(e) => Some(format!("FAILED: {e}")),
@@ -344,9 +399,26 @@ impl Bench {
                     if c == self.plan.latency_concurrency {
                         self.capacity.insert(system, rate);
                     }
-                    self.row("burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), None);
+                    self.row(
+                        "burn-down",
+                        params,
+                        system,
+                        "throughput",
+                        "jobs/s",
+                        Better::Higher,
+                        Some(rate),
+                        None,
+                    );
                 }
-                other => self.no_value("burn-down", params, system, "throughput", "jobs/s", Better::Higher, other),
+                other => self.no_value(
+                    "burn-down",
+                    params,
+                    system,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    other,
+                ),
             }
         }
         if system != System::Kessel {
@@ -355,11 +427,28 @@ impl Bench {
         for c in self.plan.concurrencies.clone() {
             let params = format!("n={}, c={c}, events on", report::human(n as f64));
             let cap = self.plan.cap;
-            match run(|| systems::kessel::burn_down(systems::kessel::Backend::Memory, n, c, true, cap)) {
-                Ok((rate, note)) => {
-                    self.row("burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), note)
-                }
-                Err(e) => self.no_value::<()>("burn-down", params, system, "throughput", "jobs/s", Better::Higher, Answer::Failed(e)),
+            match run(|| {
+                systems::kessel::burn_down(systems::kessel::Backend::Memory, n, c, true, cap)
+            }) {
+                Ok((rate, note)) => self.row(
+                    "burn-down",
+                    params,
+                    system,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    Some(rate),
+                    note,
+                ),
+                Err(e) => self.no_value::<()>(
+                    "burn-down",
+                    params,
+                    system,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    Answer::Failed(e),
+                ),
             }
         }
     }
@@ -389,7 +478,15 @@ impl Bench {
         self.latency_run("latency", system, probe, secs, c, cap);
     }
 
-    fn latency_run(&mut self, workload: &str, system: System, probe: u64, secs: f64, c: usize, cap: Duration) {
+    fn latency_run(
+        &mut self,
+        workload: &str,
+        system: System,
+        probe: u64,
+        secs: f64,
+        c: usize,
+        cap: Duration,
+    ) {
         let metrics: [&'static str; 3] = ["p50", "p99", "p99.9"];
         let capacity = match self.capacity(system, probe, cap) {
             Ok(r) => r,
@@ -410,7 +507,16 @@ impl Bench {
                     Answer::Done(()) => unreachable!("built above"),
                 };
                 for m in metrics {
-                    self.row(workload, params.clone(), system, m, "µs", Better::Lower, None, Some(note.clone()));
+                    self.row(
+                        workload,
+                        params.clone(),
+                        system,
+                        m,
+                        "µs",
+                        Better::Lower,
+                        None,
+                        Some(note.clone()),
+                    );
                 }
                 return;
             }
@@ -422,8 +528,18 @@ impl Bench {
         match answer {
             Answer::Done((created, stamps)) => {
                 let made = created.len() as u64;
-                let span = created.last().copied().unwrap_or(0).saturating_sub(created.first().copied().unwrap_or(0)) as f64 / 1e9;
-                let achieved = if span > 0.0 { made.saturating_sub(1) as f64 / span } else { rate };
+                let span = created
+                    .last()
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(created.first().copied().unwrap_or(0))
+                    as f64
+                    / 1e9;
+                let achieved = if span > 0.0 {
+                    made.saturating_sub(1) as f64 / span
+                } else {
+                    rate
+                };
                 let (h, missing) = latencies(&created, &stamps);
                 let p = percentiles(&h);
                 let mut note = vec![if made < n {
@@ -432,19 +548,51 @@ impl Bench {
                     format!("{n} jobs")
                 }];
                 if missing > 0 {
-                    note.push(format!("FAILED: {missing} of {made} jobs never started within {cap:.0?}"));
+                    note.push(format!(
+                        "FAILED: {missing} of {made} jobs never started within {cap:.0?}"
+                    ));
                 }
                 if stamps.duplicates() > 0 {
                     note.push(format!("{} jobs ran twice", stamps.duplicates()));
                 }
                 if achieved < rate * 0.9 {
-                    note.push(format!("producer reached only {}/s", report::human(achieved)));
+                    note.push(format!(
+                        "producer reached only {}/s",
+                        report::human(achieved)
+                    ));
                 }
                 let note = Some(note.join("; "));
                 let value = |v: f64| if h.is_empty() { None } else { Some(v) };
-                self.row(workload, params.clone(), system, "p50", "µs", Better::Lower, value(p.p50), note.clone());
-                self.row(workload, params.clone(), system, "p99", "µs", Better::Lower, value(p.p99), note.clone());
-                self.row(workload, params, system, "p99.9", "µs", Better::Lower, value(p.p999), note);
+                self.row(
+                    workload,
+                    params.clone(),
+                    system,
+                    "p50",
+                    "µs",
+                    Better::Lower,
+                    value(p.p50),
+                    note.clone(),
+                );
+                self.row(
+                    workload,
+                    params.clone(),
+                    system,
+                    "p99",
+                    "µs",
+                    Better::Lower,
+                    value(p.p99),
+                    note.clone(),
+                );
+                self.row(
+                    workload,
+                    params,
+                    system,
+                    "p99.9",
+                    "µs",
+                    Better::Lower,
+                    value(p.p999),
+                    note,
+                );
             }
             other => {
                 let note = match other {
@@ -453,7 +601,16 @@ impl Bench {
                     Answer::Done(_) => unreachable!("matched above"),
                 };
                 for m in metrics {
-                    self.row(workload, params.clone(), system, m, "µs", Better::Lower, None, Some(note.clone()));
+                    self.row(
+                        workload,
+                        params.clone(),
+                        system,
+                        m,
+                        "µs",
+                        Better::Lower,
+                        None,
+                        Some(note.clone()),
+                    );
                 }
             }
         }
@@ -466,7 +623,9 @@ impl Bench {
         let cap = lead + spread + self.plan.cap;
         let mut rng = fastrand::Rng::with_seed(6);
         let base = now_ns() + lead.as_nanos() as u64;
-        let targets: Vec<u64> = (0..n).map(|_| base + rng.u64(0..spread.as_nanos() as u64)).collect();
+        let targets: Vec<u64> = (0..n)
+            .map(|_| base + rng.u64(0..spread.as_nanos() as u64))
+            .collect();
         let answer = run(|| system.delay(&targets, 256, cap));
         let metrics: [(&'static str, fn(&measure::Percentiles) -> f64); 3] = [
             ("lateness p50", |p| p.p50),
@@ -512,7 +671,16 @@ impl Bench {
                 let note = (!notes.is_empty()).then(|| notes.join("; "));
                 for (m, f) in metrics {
                     let v = (!late.is_empty()).then(|| f(&p));
-                    self.row("delay", params.clone(), system, m, "µs", Better::Lower, v, note.clone());
+                    self.row(
+                        "delay",
+                        params.clone(),
+                        system,
+                        m,
+                        "µs",
+                        Better::Lower,
+                        v,
+                        note.clone(),
+                    );
                 }
             }
             other => {
@@ -522,7 +690,16 @@ impl Bench {
                     Answer::Done(_) => unreachable!("matched above"),
                 };
                 for (m, _) in metrics {
-                    self.row("delay", params.clone(), system, m, "µs", Better::Lower, None, Some(note.clone()));
+                    self.row(
+                        "delay",
+                        params.clone(),
+                        system,
+                        m,
+                        "µs",
+                        Better::Lower,
+                        None,
+                        Some(note.clone()),
+                    );
                 }
             }
         }
@@ -540,7 +717,16 @@ impl Bench {
                     b * n as f64 / 1e9,
                     limit / 1e9
                 );
-                self.row("memory", params.clone(), system, "per job", "B", Better::Lower, None, Some(note));
+                self.row(
+                    "memory",
+                    params.clone(),
+                    system,
+                    "per job",
+                    "B",
+                    Better::Lower,
+                    None,
+                    Some(note),
+                );
                 continue;
             }
             match memory_in_child(system, n) {
@@ -552,7 +738,16 @@ impl Bench {
                         before / 1_000_000,
                         after / 1_000_000
                     ));
-                    self.row("memory", params.clone(), system, "per job", "B", Better::Lower, Some(delta / n as f64), note);
+                    self.row(
+                        "memory",
+                        params.clone(),
+                        system,
+                        "per job",
+                        "B",
+                        Better::Lower,
+                        Some(delta / n as f64),
+                        note,
+                    );
                     let total_goal = if system == System::Kessel && n >= 10_000_000 {
                         Some(Goal {
                             text: "10M in ≤ 4 GB".into(),
@@ -575,7 +770,16 @@ impl Bench {
                     });
                 }
                 Err(e) => {
-                    self.row("memory", params, system, "per job", "B", Better::Lower, None, Some(format!("FAILED: {e}")));
+                    self.row(
+                        "memory",
+                        params,
+                        system,
+                        "per job",
+                        "B",
+                        Better::Lower,
+                        None,
+                        Some(format!("FAILED: {e}")),
+                    );
                 }
             }
         }
@@ -589,7 +793,16 @@ impl Bench {
         match run(|| system.burn_down(&self.env, n, c, cap)) {
             Answer::Done(rate) => {
                 self.capacity.insert(system, rate);
-                self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), None);
+                self.row(
+                    "durable burn-down",
+                    params,
+                    system,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    Some(rate),
+                    None,
+                );
             }
             Answer::Failed(e) => {
                 // A run cut off at the cap still tells its rate: report it,
@@ -603,14 +816,40 @@ impl Bench {
                     Some(rate) => {
                         self.capacity.insert(system, rate);
                         let note = format!("cut off at the cap: {e}");
-                        self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), Some(note));
+                        self.row(
+                            "durable burn-down",
+                            params,
+                            system,
+                            "throughput",
+                            "jobs/s",
+                            Better::Higher,
+                            Some(rate),
+                            Some(note),
+                        );
                     }
                     None => {
-                        self.row("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, None, Some(format!("FAILED: {e}")));
+                        self.row(
+                            "durable burn-down",
+                            params,
+                            system,
+                            "throughput",
+                            "jobs/s",
+                            Better::Higher,
+                            None,
+                            Some(format!("FAILED: {e}")),
+                        );
                     }
                 }
             }
-            other => self.no_value("durable burn-down", params, system, "throughput", "jobs/s", Better::Higher, other),
+            other => self.no_value(
+                "durable burn-down",
+                params,
+                system,
+                "throughput",
+                "jobs/s",
+                Better::Higher,
+                other,
+            ),
         }
         let probe = (n / 10).max(100);
         let secs = self.plan.durable_latency_secs;
@@ -624,10 +863,31 @@ impl Bench {
         } else {
             self.plan.bulk_n
         };
-        let params = format!("n={}, batches of {}", report::human(n as f64), systems::CREATE_BATCH);
+        let params = format!(
+            "n={}, batches of {}",
+            report::human(n as f64),
+            systems::CREATE_BATCH
+        );
         match run(|| system.bulk_create(&self.env, n)) {
-            Answer::Done(rate) => self.row("bulk-create", params, system, "throughput", "jobs/s", Better::Higher, Some(rate), None),
-            other => self.no_value("bulk-create", params, system, "throughput", "jobs/s", Better::Higher, other),
+            Answer::Done(rate) => self.row(
+                "bulk-create",
+                params,
+                system,
+                "throughput",
+                "jobs/s",
+                Better::Higher,
+                Some(rate),
+                None,
+            ),
+            other => self.no_value(
+                "bulk-create",
+                params,
+                system,
+                "throughput",
+                "jobs/s",
+                Better::Higher,
+                other,
+            ),
         }
     }
 }
@@ -636,7 +896,11 @@ impl Bench {
 /// so no other workload's heap is in its numbers. Returns RSS before/after.
 fn memory_in_child(system: System, n: u64) -> Result<(u64, u64), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let name = system.to_possible_value().expect("named").get_name().to_owned();
+    let name = system
+        .to_possible_value()
+        .expect("named")
+        .get_name()
+        .to_owned();
     let out = std::process::Command::new(exe)
         .args(["--child-memory", &name, "--count", &n.to_string()])
         .output()
@@ -646,10 +910,14 @@ fn memory_in_child(system: System, n: u64) -> Result<(u64, u64), String> {
         return Err(format!(
             "child exited with {}: {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         ));
     }
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).map_err(|e| format!("{e}: {stdout}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim()).map_err(|e| format!("{e}: {stdout}"))?;
     match (v["rss_before"].as_u64(), v["rss_after"].as_u64()) {
         (Some(b), Some(a)) => Ok((b, a)),
         _ => Err(v["error"].as_str().unwrap_or("no numbers").to_owned()),
@@ -665,7 +933,10 @@ fn memory_child(system: System, n: u64) -> ExitCode {
             Answer::Done(keep) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let after = rss_bytes();
-                println!("{}", serde_json::json!({ "rss_before": before, "rss_after": after }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "rss_before": before, "rss_after": after })
+                );
                 // Tearing down millions of jobs takes longer than the
                 // measurement: leave it to the operating system.
                 std::mem::forget(keep);

@@ -87,9 +87,13 @@ impl Report {
                 let Some(kv) = kr.value else { continue };
                 // Latency runs offer each system its own rate (half its
                 // capacity), so their params differ: pair them by workload.
-                let same_params = |r: &Row| r.params == kr.params || kr.workload.contains("latency");
+                let same_params =
+                    |r: &Row| r.params == kr.params || kr.workload.contains("latency");
                 let peer = self.rows.iter().find(|r| {
-                    r.system == p.name() && r.workload == kr.workload && same_params(r) && r.metric == kr.metric
+                    r.system == p.name()
+                        && r.workload == kr.workload
+                        && same_params(r)
+                        && r.metric == kr.metric
                 });
                 if let Some(pv) = peer.and_then(|r| r.value).filter(|v| *v > 0.0) {
                     ratios.push(Ratio {
@@ -113,7 +117,10 @@ impl Report {
         out.push_str("| workload | params | system | metric | value | goal | note |\n");
         out.push_str("|---|---|---|---|---:|---|---|\n");
         for r in &self.rows {
-            let value = r.value.map(|v| format!("{} {}", human(v), r.unit)).unwrap_or_else(|| "—".into());
+            let value = r
+                .value
+                .map(|v| format!("{} {}", human(v), r.unit))
+                .unwrap_or_else(|| "—".into());
             let goal = r
                 .goal
                 .as_ref()
@@ -161,7 +168,11 @@ impl Report {
     pub fn kessel_failed(&self) -> Vec<&Row> {
         self.rows
             .iter()
-            .filter(|r| r.system.starts_with("kessel") && r.value.is_none() && r.note.as_deref().is_some_and(|n| n.starts_with("FAILED")))
+            .filter(|r| {
+                r.system.starts_with("kessel")
+                    && r.value.is_none()
+                    && r.note.as_deref().is_some_and(|n| n.starts_with("FAILED"))
+            })
             .collect()
     }
 }
@@ -173,12 +184,17 @@ fn line(r: &Row) -> String {
         r.params,
         r.system,
         r.metric,
-        r.value.map(|v| format!("{} {}", human(v), r.unit)).unwrap_or_else(|| "—".into()),
+        r.value
+            .map(|v| format!("{} {}", human(v), r.unit))
+            .unwrap_or_else(|| "—".into()),
         r.goal
             .as_ref()
             .map(|g| format!(" (goal {}: {})", g.text, g.verdict()))
             .unwrap_or_default(),
-        r.note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
+        r.note
+            .as_ref()
+            .map(|n| format!(" — {n}"))
+            .unwrap_or_default()
     )
 }
 

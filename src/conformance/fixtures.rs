@@ -35,7 +35,10 @@ pub(super) async fn fresh<F: StoreFactory>(factory: &F) -> (Arc<dyn Store>, F::P
 /// A ready job of `task` created at `at`.
 pub(super) fn job_at(task: &str, payload: serde_json::Value, at: DateTime<Utc>) -> Job {
     let at = micro(at);
-    match NewJob::new(task, payload).run_at(at).into_job(at, &mut None) {
+    match NewJob::new(task, payload)
+        .run_at(at)
+        .into_job(at, &mut None)
+    {
         Ok(job) => job,
         Err(err) => panic!("building a test job of {task:?}: {err}"),
     }

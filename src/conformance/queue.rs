@@ -31,7 +31,11 @@ use crate::task::RetryPolicy;
 /// job they made.
 pub(super) async fn queue_on<F: StoreFactory>(factory: &F, store: &Arc<dyn Store>) -> Queue {
     factory
-        .configure(Queue::builder().store(store.clone()).retention(Retention::keep_all()))
+        .configure(
+            Queue::builder()
+                .store(store.clone())
+                .retention(Retention::keep_all()),
+        )
         .build()
         .await
         .unwrap_or_else(|e| panic!("building a queue on the store failed: {e}"))

@@ -33,7 +33,9 @@ impl Clock {
 
     /// The first wheel tick at or after `at` (0 for anything before the origin).
     pub(crate) fn tick_for(&self, at: DateTime<Utc>) -> u64 {
-        let micros = (at - self.origin_utc).num_microseconds().unwrap_or(i64::MAX);
+        let micros = (at - self.origin_utc)
+            .num_microseconds()
+            .unwrap_or(i64::MAX);
         if micros <= 0 {
             0
         } else {

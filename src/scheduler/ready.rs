@@ -37,7 +37,12 @@ mod tests {
     #[test]
     fn priority_then_due_then_sequence() {
         let mut set = ReadySet::default();
-        let key = |priority, due, seq| ReadyKey { priority, due, seq, slot: seq as u32 };
+        let key = |priority, due, seq| ReadyKey {
+            priority,
+            due,
+            seq,
+            slot: seq as u32,
+        };
         set.push(key(1, 0, 0));
         set.push(key(0, 50, 1));
         set.push(key(0, 10, 3));

@@ -19,9 +19,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::supervisor::Supervisor;
 use crate::context::{JobMeta, Journal, RunInfo};
-use crate::middleware::{wrap, Middleware};
 use crate::error::JobError;
 use crate::job::Payload;
+use crate::middleware::{wrap, Middleware};
 use crate::task::{Action, RunFuture};
 
 /// One job handed to a worker.
@@ -35,7 +35,10 @@ pub(crate) struct Dispatch {
 
 impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatch").field("slot", &self.slot).field("job", &self.info.id).finish()
+        f.debug_struct("Dispatch")
+            .field("slot", &self.slot)
+            .field("job", &self.info.id)
+            .finish()
     }
 }
 
@@ -237,9 +240,9 @@ impl Future for RunningJob {
         let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
         let outcome = match polled {
             Ok(Poll::Pending) => {
-                let cancelled = this
-                    .cancelled
-                    .get_or_insert_with(|| Box::pin(this.info.shared.cancel.clone().cancelled_owned()));
+                let cancelled = this.cancelled.get_or_insert_with(|| {
+                    Box::pin(this.info.shared.cancel.clone().cancelled_owned())
+                });
                 if cancelled.as_mut().poll(cx).is_ready() {
                     Outcome::Aborted
                 } else {

@@ -67,6 +67,9 @@ impl StoreError {
 
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::Locked(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::Locked(_)
+        )
     }
 }

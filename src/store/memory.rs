@@ -82,17 +82,27 @@ impl Store for MemoryStore {
         if query.order == Order::NewestFirst {
             found.reverse();
         }
-        Ok(found.into_iter().skip(query.offset).take(query.limit).collect())
+        Ok(found
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .collect())
     }
 
     async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
         let mut counts: HashMap<(String, JobStatus), u64> = HashMap::new();
         for job in self.jobs.iter() {
-            *counts.entry((job.task.to_string(), job.status)).or_default() += 1;
+            *counts
+                .entry((job.task.to_string(), job.status))
+                .or_default() += 1;
         }
         let mut out: Vec<StatusCount> = counts
             .into_iter()
-            .map(|((task, status), count)| StatusCount { task, status, count })
+            .map(|((task, status), count)| StatusCount {
+                task,
+                status,
+                count,
+            })
             .collect();
         out.sort_by(|a, b| (&a.task, a.status).cmp(&(&b.task, b.status)));
         Ok(out)

@@ -209,7 +209,10 @@ impl JobQuery {
     pub fn matches(&self, job: &Job) -> bool {
         (self.statuses.is_empty() || self.statuses.contains(&job.status))
             && (self.tasks.is_empty() || self.tasks.iter().any(|t| **t == *job.task))
-            && self.reference.as_ref().is_none_or(|r| job.reference.as_ref() == Some(r))
+            && self
+                .reference
+                .as_ref()
+                .is_none_or(|r| job.reference.as_ref() == Some(r))
             && self.created_after.is_none_or(|t| job.created_at >= t)
             && self.created_before.is_none_or(|t| job.created_at < t)
     }

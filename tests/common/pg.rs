@@ -40,7 +40,10 @@ pub async fn fresh() -> Option<TestDb> {
             return None;
         }
     };
-    let schema = format!("kessel_t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let schema = format!(
+        "kessel_t_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     Some(TestDb { url, schema, pool })
 }
 
@@ -50,7 +53,9 @@ impl TestDb {
     }
 
     pub async fn store(&self, lease: Duration) -> PgStore {
-        PgStore::connect_with(self.options().lease(lease)).await.expect("connect the store")
+        PgStore::connect_with(self.options().lease(lease))
+            .await
+            .expect("connect the store")
     }
 
     pub async fn queue(&self, lease: Duration, poll: Duration) -> Queue {
@@ -67,8 +72,11 @@ impl TestDb {
 
     /// Drops the schema. Call at the end of a test.
     pub async fn drop(self) {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema)))
-            .execute(&self.pool)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.schema
+        )))
+        .execute(&self.pool)
+        .await;
     }
 }

@@ -60,8 +60,9 @@ impl Drop for Abort {
 /// An in-memory backend and a sink that feeds it while a worker owns it.
 fn memory() -> (MemoryStorage<u64>, MemorySink<u64>) {
     let (tx, rx) = futures::channel::mpsc::unbounded::<Task<u64>>();
-    let sender: Box<dyn futures::Sink<Task<u64>, Error = MemoryStorageError> + Send + Sync + Unpin> =
-        Box::new(tx.sink_map_err(MemoryStorageError::from));
+    let sender: Box<
+        dyn futures::Sink<Task<u64>, Error = MemoryStorageError> + Send + Sync + Unpin,
+    > = Box::new(tx.sink_map_err(MemoryStorageError::from));
     let sink = MemorySink::new(Arc::new(futures::lock::Mutex::new(sender)));
     (MemoryStorage::new_with(sink.clone(), rx.boxed()), sink)
 }
@@ -128,14 +129,20 @@ pub mod mem {
 
     /// Delayed tasks: `run_at` is whole UNIX seconds, and the in-memory
     /// backend does not wait for it.
-    pub async fn delay(targets: &[u64], concurrency: usize, cap: Duration) -> Result<Arc<Stamps>, Fail> {
+    pub async fn delay(
+        targets: &[u64],
+        concurrency: usize,
+        cap: Duration,
+    ) -> Result<Arc<Stamps>, Fail> {
         let stamps = Stamps::timed(targets.len() as u64);
         let (storage, mut sink) = memory();
         let _worker = run_worker!(storage, concurrency, stamps);
         let (base_ns, base_sys) = (now_ns(), std::time::SystemTime::now());
         for (i, &t) in targets.iter().enumerate() {
             let at = base_sys + Duration::from_nanos(t.saturating_sub(base_ns));
-            sink.send(TaskBuilder::new(i as u64).run_at_time(at).build()).await.map_err(err)?;
+            sink.send(TaskBuilder::new(i as u64).run_at_time(at).build())
+                .await
+                .map_err(err)?;
         }
         stamps.mark_created();
         let _ = stamps.wait(cap).await;
@@ -145,9 +152,13 @@ pub mod mem {
     pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
         let (storage, mut sink) = memory();
         for i in 0..n {
-            sink.send(TaskBuilder::new(i).run_after(Duration::from_secs(3600)).build())
-                .await
-                .map_err(err)?;
+            sink.send(
+                TaskBuilder::new(i)
+                    .run_after(Duration::from_secs(3600))
+                    .build(),
+            )
+            .await
+            .map_err(err)?;
         }
         Ok(Box::new((storage, sink)))
     }
@@ -159,7 +170,10 @@ pub mod sqlite {
     /// A fresh database file in a temporary directory (dropped with it).
     pub async fn open() -> Result<(SqlitePool, tempfile::TempDir), Fail> {
         let dir = tempfile::tempdir().map_err(err)?;
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("apalis.db").display());
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("apalis.db").display()
+        );
         let pool = SqlitePool::connect(&url).await.map_err(err)?;
         SqliteStorage::setup(&pool).await.map_err(err)?;
         Ok((pool, dir))
@@ -238,7 +252,10 @@ pub mod postgres {
         super::super::ensure_pg_database(url).await?;
         let pool = PgPool::connect(url).await.map_err(err)?;
         PostgresStorage::setup(&pool).await.map_err(err)?;
-        sqlx::query("TRUNCATE apalis.jobs").execute(&pool).await.map_err(err)?;
+        sqlx::query("TRUNCATE apalis.jobs")
+            .execute(&pool)
+            .await
+            .map_err(err)?;
         Ok(pool)
     }
 
@@ -261,7 +278,12 @@ pub mod postgres {
         rate
     }
 
-    pub async fn burn_down(url: &str, n: u64, concurrency: usize, cap: Duration) -> Result<f64, Fail> {
+    pub async fn burn_down(
+        url: &str,
+        n: u64,
+        concurrency: usize,
+        cap: Duration,
+    ) -> Result<f64, Fail> {
         let pool = open(url).await?;
         let mut storage = PostgresStorage::<u64>::new(&pool);
         create(&mut storage, n).await?;

@@ -15,7 +15,9 @@ fn consumer(mut rx: mpsc::UnboundedReceiver<u64>, concurrency: usize, stamps: Ar
     let permits = Arc::new(Semaphore::new(concurrency));
     tokio::spawn(async move {
         while let Some(i) = rx.recv().await {
-            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
             let s = stamps.clone();
             tokio::spawn(async move {
                 s.hit(i);

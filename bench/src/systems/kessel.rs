@@ -46,7 +46,9 @@ async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep
             super::ensure_pg_database(url).await?;
             {
                 use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| e.to_string())?;
+                let mut conn = sqlx::PgConnection::connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 sqlx::query("DROP SCHEMA IF EXISTS kessel_bench CASCADE")
                     .execute(&mut conn)
                     .await
@@ -64,7 +66,11 @@ async fn queue_on(backend: Backend<'_>, stamps: &Arc<Stamps>) -> Result<(Queue, 
     let (store, keep) = store_for(backend).await?;
     let queue = match store {
         None => Queue::new(),
-        Some(store) => Queue::builder().store(store).build().await.map_err(|e| e.to_string())?,
+        Some(store) => Queue::builder()
+            .store(store)
+            .build()
+            .await
+            .map_err(|e| e.to_string())?,
     };
     let s = stamps.clone();
     queue
@@ -99,7 +105,10 @@ async fn create_all(queue: &Queue, n: u64, job: impl Fn(u64) -> NewJob) -> Resul
     let mut i = 0;
     while i < n {
         let end = (i + CREATE_BATCH).min(n);
-        let mut handles = queue.create_many((i..end).map(&job)).await.map_err(|e| e.to_string())?;
+        let mut handles = queue
+            .create_many((i..end).map(&job))
+            .await
+            .map_err(|e| e.to_string())?;
         last = handles.pop();
         i = end;
     }
@@ -139,7 +148,11 @@ pub async fn burn_down(
     });
     create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
     let t = Instant::now();
-    queue.process([TAG]).concurrency(concurrency).start().map_err(|e| e.to_string())?;
+    queue
+        .process([TAG])
+        .concurrency(concurrency)
+        .start()
+        .map_err(|e| e.to_string())?;
     let waited = stamps.wait(cap).await;
     let secs = t.elapsed().as_secs_f64();
     let note = subscriber.map(|task| {
@@ -176,7 +189,11 @@ pub async fn latency(
 ) -> Result<(Vec<u64>, Arc<Stamps>), Fail> {
     let stamps = Stamps::timed(n);
     let (queue, _keep) = queue_on(backend, &stamps).await?;
-    queue.process([TAG]).concurrency(concurrency).start().map_err(|e| e.to_string())?;
+    queue
+        .process([TAG])
+        .concurrency(concurrency)
+        .start()
+        .map_err(|e| e.to_string())?;
     // Let the worker start before the clock runs.
     settle(&queue).await;
     let mut created = vec![0u64; n as usize];
@@ -198,14 +215,27 @@ pub async fn latency(
 
 /// Creates one job per target (a `now_ns` value) to run at that time, a
 /// worker running; returns the stamps once all started.
-pub async fn delay(targets: &[u64], concurrency: usize, cap: Duration) -> Result<Arc<Stamps>, Fail> {
+pub async fn delay(
+    targets: &[u64],
+    concurrency: usize,
+    cap: Duration,
+) -> Result<Arc<Stamps>, Fail> {
     let n = targets.len() as u64;
     let stamps = Stamps::timed(n);
     let queue = queue_with(&stamps)?;
-    queue.process([TAG]).concurrency(concurrency).start().map_err(|e| e.to_string())?;
+    queue
+        .process([TAG])
+        .concurrency(concurrency)
+        .start()
+        .map_err(|e| e.to_string())?;
     let (base_ns, base_utc) = (now_ns(), Utc::now());
-    let at = |t: u64| -> DateTime<Utc> { base_utc + chrono::Duration::nanoseconds(t as i64 - base_ns as i64) };
-    create_all(&queue, n, |i| NewJob::new(TASK, i).run_at(at(targets[i as usize]))).await?;
+    let at = |t: u64| -> DateTime<Utc> {
+        base_utc + chrono::Duration::nanoseconds(t as i64 - base_ns as i64)
+    };
+    create_all(&queue, n, |i| {
+        NewJob::new(TASK, i).run_at(at(targets[i as usize]))
+    })
+    .await?;
     stamps.mark_created();
     let _ = stamps.wait(cap).await;
     stop(&queue).await;
@@ -217,14 +247,25 @@ pub async fn delay(targets: &[u64], concurrency: usize, cap: Duration) -> Result
 pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
     let stamps = Stamps::counter(0);
     let queue = queue_with(&stamps)?;
-    queue.process([TAG]).concurrency(16).start().map_err(|e| e.to_string())?;
-    create_all(&queue, n, |i| NewJob::new(TASK, i).delay(Duration::from_secs(3600))).await?;
+    queue
+        .process([TAG])
+        .concurrency(16)
+        .start()
+        .map_err(|e| e.to_string())?;
+    create_all(&queue, n, |i| {
+        NewJob::new(TASK, i).delay(Duration::from_secs(3600))
+    })
+    .await?;
     Ok(Box::new(queue))
 }
 
 /// Waits until the supervisor has handled every message sent so far.
 async fn settle(queue: &Queue) {
-    if let Ok(h) = queue.create(TASK, u64::MAX).delay(Duration::from_secs(3600)).await {
+    if let Ok(h) = queue
+        .create(TASK, u64::MAX)
+        .delay(Duration::from_secs(3600))
+        .await
+    {
         let _ = queue.cancel(h.id()).await;
     }
 }

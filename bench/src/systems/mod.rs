@@ -77,32 +77,49 @@ impl System {
     ];
 
     pub fn is_kessel(self) -> bool {
-        matches!(self, System::Kessel | System::KesselSqlite | System::KesselPostgres)
+        matches!(
+            self,
+            System::Kessel | System::KesselSqlite | System::KesselPostgres
+        )
     }
 
     /// Creates `n` jobs, then processes them all; processing jobs/s.
-    pub async fn burn_down(self, env: &Env, n: u64, concurrency: usize, cap: Duration) -> Answer<f64> {
+    pub async fn burn_down(
+        self,
+        env: &Env,
+        n: u64,
+        concurrency: usize,
+        cap: Duration,
+    ) -> Answer<f64> {
         match self {
-            System::Kessel => kessel::burn_down(kessel::Backend::Memory, n, concurrency, false, cap)
-                .await
-                .map(|(r, _)| r)
-                .into(),
-            System::KesselSqlite => kessel::burn_down(kessel::Backend::Sqlite, n, concurrency, false, cap)
-                .await
-                .map(|(r, _)| r)
-                .into(),
-            System::KesselPostgres => match env.pg() {
-                Ok(url) => kessel::burn_down(kessel::Backend::Postgres(url), n, concurrency, false, cap)
+            System::Kessel => {
+                kessel::burn_down(kessel::Backend::Memory, n, concurrency, false, cap)
                     .await
                     .map(|(r, _)| r)
-                    .into(),
+                    .into()
+            }
+            System::KesselSqlite => {
+                kessel::burn_down(kessel::Backend::Sqlite, n, concurrency, false, cap)
+                    .await
+                    .map(|(r, _)| r)
+                    .into()
+            }
+            System::KesselPostgres => match env.pg() {
+                Ok(url) => {
+                    kessel::burn_down(kessel::Backend::Postgres(url), n, concurrency, false, cap)
+                        .await
+                        .map(|(r, _)| r)
+                        .into()
+                }
                 Err(e) => Answer::Failed(e),
             },
             System::Baseline => baseline::burn_down(n, concurrency, cap).await.into(),
             System::Apalis => apalis::mem::burn_down(n, concurrency, cap).await.into(),
             System::ApalisSqlite => apalis::sqlite::burn_down(n, concurrency, cap).await.into(),
             System::ApalisPostgres => match env.pg() {
-                Ok(url) => apalis::postgres::burn_down(url, n, concurrency, cap).await.into(),
+                Ok(url) => apalis::postgres::burn_down(url, n, concurrency, cap)
+                    .await
+                    .into(),
                 Err(e) => Answer::Failed(e),
             },
         }
@@ -114,7 +131,9 @@ impl System {
             System::Kessel => kessel::bulk_create(kessel::Backend::Memory, n).await.into(),
             System::KesselSqlite => kessel::bulk_create(kessel::Backend::Sqlite, n).await.into(),
             System::KesselPostgres => match env.pg() {
-                Ok(url) => kessel::bulk_create(kessel::Backend::Postgres(url), n).await.into(),
+                Ok(url) => kessel::bulk_create(kessel::Backend::Postgres(url), n)
+                    .await
+                    .into(),
                 Err(e) => Answer::Failed(e),
             },
             System::Baseline => baseline::bulk_create(n).await.into(),
@@ -137,24 +156,43 @@ impl System {
         cap: Duration,
     ) -> Answer<(Vec<u64>, Arc<Stamps>)> {
         match self {
-            System::Kessel => kessel::latency(kessel::Backend::Memory, rate, n, concurrency, cap).await.into(),
-            System::KesselSqlite => kessel::latency(kessel::Backend::Sqlite, rate, n, concurrency, cap).await.into(),
+            System::Kessel => kessel::latency(kessel::Backend::Memory, rate, n, concurrency, cap)
+                .await
+                .into(),
+            System::KesselSqlite => {
+                kessel::latency(kessel::Backend::Sqlite, rate, n, concurrency, cap)
+                    .await
+                    .into()
+            }
             System::KesselPostgres => match env.pg() {
-                Ok(url) => kessel::latency(kessel::Backend::Postgres(url), rate, n, concurrency, cap).await.into(),
+                Ok(url) => {
+                    kessel::latency(kessel::Backend::Postgres(url), rate, n, concurrency, cap)
+                        .await
+                        .into()
+                }
                 Err(e) => Answer::Failed(e),
             },
             System::Baseline => baseline::latency(rate, n, concurrency, cap).await.into(),
             System::Apalis => apalis::mem::latency(rate, n, concurrency, cap).await.into(),
-            System::ApalisSqlite => apalis::sqlite::latency(rate, n, concurrency, cap).await.into(),
+            System::ApalisSqlite => apalis::sqlite::latency(rate, n, concurrency, cap)
+                .await
+                .into(),
             System::ApalisPostgres => match env.pg() {
-                Ok(url) => apalis::postgres::latency(url, rate, n, concurrency, cap).await.into(),
+                Ok(url) => apalis::postgres::latency(url, rate, n, concurrency, cap)
+                    .await
+                    .into(),
                 Err(e) => Answer::Failed(e),
             },
         }
     }
 
     /// One job per target time; stamps of when each started.
-    pub async fn delay(self, targets: &[u64], concurrency: usize, cap: Duration) -> Answer<Arc<Stamps>> {
+    pub async fn delay(
+        self,
+        targets: &[u64],
+        concurrency: usize,
+        cap: Duration,
+    ) -> Answer<Arc<Stamps>> {
         match self {
             System::Kessel => kessel::delay(targets, concurrency, cap).await.into(),
             System::Baseline => baseline::delay(targets, cap).await.into(),
@@ -196,7 +234,9 @@ pub async fn ensure_pg_database(url: &str) -> Result<(), Fail> {
         .ok_or_else(|| format!("no database name in {url}"))?;
     let name = name.split('?').next().unwrap_or(name);
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("database name `{name}` must be letters, digits and _"));
+        return Err(format!(
+            "database name `{name}` must be letters, digits and _"
+        ));
     }
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await

@@ -61,10 +61,15 @@ impl Retention {
 
 impl Supervisor {
     pub(super) fn start_retention(&mut self, ctx: &mut Context<Self>) {
-        if self.retention.completed_max_age.is_none() && self.retention.completed_max_count.is_none() {
+        if self.retention.completed_max_age.is_none()
+            && self.retention.completed_max_count.is_none()
+        {
             return;
         }
-        ctx.run_interval(self.retention.interval.max(Duration::from_millis(1)), |act, ctx| act.prune(ctx));
+        ctx.run_interval(
+            self.retention.interval.max(Duration::from_millis(1)),
+            |act, ctx| act.prune(ctx),
+        );
     }
 
     fn prune(&mut self, ctx: &mut Context<Self>) {
@@ -124,8 +129,17 @@ impl Supervisor {
 
     pub(super) fn rebuild_chain(&mut self, task: u32) {
         let slot = &mut self.tasks[task as usize];
-        let task_mw = slot.def.as_ref().map(|d| d.middleware.as_slice()).unwrap_or(&[]);
-        let chain: Vec<Arc<dyn Middleware>> = self.queue_middleware.iter().chain(task_mw).cloned().collect();
+        let task_mw = slot
+            .def
+            .as_ref()
+            .map(|d| d.middleware.as_slice())
+            .unwrap_or(&[]);
+        let chain: Vec<Arc<dyn Middleware>> = self
+            .queue_middleware
+            .iter()
+            .chain(task_mw)
+            .cloned()
+            .collect();
         slot.chain = (!chain.is_empty()).then(|| chain.into());
     }
 

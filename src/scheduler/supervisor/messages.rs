@@ -83,7 +83,12 @@ pub(crate) struct StartWorker {
 }
 
 impl Supervisor {
-    pub(super) fn add_worker(&mut self, tags: Vec<String>, concurrency: usize, ctx: &mut Context<Self>) -> usize {
+    pub(super) fn add_worker(
+        &mut self,
+        tags: Vec<String>,
+        concurrency: usize,
+        ctx: &mut Context<Self>,
+    ) -> usize {
         let index = self.workers.len();
         let tag_slots = tags.iter().map(|t| self.tag_slot(t)).collect();
         let addr = Worker::new(index, ctx.address()).start();
@@ -145,7 +150,13 @@ impl Handler<Cancel> for Supervisor {
         if let Some(token) = self.jobs.get_mut(slot).and_then(|e| e.cancel.take()) {
             token.cancel();
         }
-        self.finalize(slot, JobStatus::Cancelled, None, Some("cancelled".into()), Vec::new());
+        self.finalize(
+            slot,
+            JobStatus::Cancelled,
+            None,
+            Some("cancelled".into()),
+            Vec::new(),
+        );
         self.settle(ctx);
         MessageResult(CancelReply::Cancelled)
     }

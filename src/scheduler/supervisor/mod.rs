@@ -19,13 +19,14 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
 pub use admin::Retention;
+pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
+pub(crate) use messages::{
+    Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Shutdown, StartWorker, WaitReply,
+    WaitResult,
+};
 pub use shared::SharedConfig;
 pub(crate) use shared::{Poke, Touch, WatchExpiry};
-pub(crate) use messages::{
-    Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Shutdown, StartWorker, WaitReply, WaitResult,
-};
 
 use super::clock::Clock;
 use super::ready::{ReadyKey, ReadySet};
@@ -249,7 +250,9 @@ impl Supervisor {
         retention: Retention,
         shared: SharedConfig,
     ) -> Self {
-        let shared = store.shared().map(|s| shared::SharedMode::new(shared, s.owner()));
+        let shared = store
+            .shared()
+            .map(|s| shared::SharedMode::new(shared, s.owner()));
         Supervisor {
             clock,
             store,
@@ -427,13 +430,20 @@ impl Supervisor {
     }
 
     fn expired(&self, job: &Job, now: u64) -> bool {
-        job.expires_at.is_some_and(|x| self.clock.tick_for(x) <= now)
+        job.expires_at
+            .is_some_and(|x| self.clock.tick_for(x) <= now)
     }
 
     fn make_ready(&mut self, slot: u32, now: u64) {
         let Some(e) = self.jobs.get(slot) else { return };
         if self.expired(&e.job, now) {
-            self.finalize(slot, JobStatus::Expired, None, Some(EXPIRED.into()), Vec::new());
+            self.finalize(
+                slot,
+                JobStatus::Expired,
+                None,
+                Some(EXPIRED.into()),
+                Vec::new(),
+            );
             return;
         }
         let e = self.jobs.get_mut(slot).expect("present");
@@ -455,7 +465,9 @@ impl Supervisor {
     fn enqueue(&mut self, slot: u32) {
         self.seq += 1;
         let seq = self.seq;
-        let Some(e) = self.jobs.get_mut(slot) else { return };
+        let Some(e) = self.jobs.get_mut(slot) else {
+            return;
+        };
         e.seq = seq;
         let task = &mut self.tasks[e.task as usize];
         match task.tag {
@@ -493,7 +505,9 @@ impl Supervisor {
     ) {
         debug_assert!(status.is_final());
         self.clear_timer(slot);
-        let Some(mut e) = self.jobs.remove(slot) else { return };
+        let Some(mut e) = self.jobs.remove(slot) else {
+            return;
+        };
         self.by_id.remove(&e.job.id);
         let attempt = e.job.attempts;
         logs.push(match (status, &message) {
@@ -503,7 +517,9 @@ impl Supervisor {
             (status, None) => self.line(attempt, status.as_str()),
         });
         let kind = match status {
-            JobStatus::Completed => JobEventKind::Completed { value: value.clone() },
+            JobStatus::Completed => JobEventKind::Completed {
+                value: value.clone(),
+            },
             JobStatus::Buried => JobEventKind::Buried {
                 message: message.clone().unwrap_or_default(),
             },
@@ -552,8 +568,12 @@ impl Supervisor {
             def.map(|d| d.retry.backoff_jittered(attempts, fastrand::f64()))
                 .unwrap_or_default()
         });
-        let run_at = self.clock.now_utc() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        logs.push(self.line(attempts, format!("failed: {message}; retrying in {delay:?}")));
+        let run_at = self.clock.now_utc()
+            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        logs.push(self.line(
+            attempts,
+            format!("failed: {message}; retrying in {delay:?}"),
+        ));
         let e = self.jobs.get_mut(slot).expect("present");
         e.job.status = JobStatus::Retrying;
         e.job.run_at = run_at;
@@ -613,7 +633,9 @@ impl Supervisor {
         for i in 0..self.workers[w].tags.len() {
             let tag = self.workers[w].tags[i] as usize;
             while let Some(key) = self.tags[tag].pop() {
-                let Some(e) = self.jobs.get(key.slot) else { continue };
+                let Some(e) = self.jobs.get(key.slot) else {
+                    continue;
+                };
                 if e.seq != key.seq || e.state != State::Ready {
                     continue;
                 }
@@ -623,7 +645,13 @@ impl Supervisor {
                     continue;
                 }
                 if self.expired(&e.job, now) {
-                    self.finalize(key.slot, JobStatus::Expired, None, Some(EXPIRED.into()), Vec::new());
+                    self.finalize(
+                        key.slot,
+                        JobStatus::Expired,
+                        None,
+                        Some(EXPIRED.into()),
+                        Vec::new(),
+                    );
                     continue;
                 }
                 return Some(key.slot);
@@ -635,9 +663,15 @@ impl Supervisor {
     fn start(&mut self, w: usize, slot: u32, now: u64) {
         let token = CancellationToken::new();
         let line_at = self.clock.now_utc();
-        let e = self.jobs.get_mut(slot).expect("next_for returned a live slot");
+        let e = self
+            .jobs
+            .get_mut(slot)
+            .expect("next_for returned a live slot");
         let task = &self.tasks[e.task as usize];
-        let def = task.def.clone().expect("only routed jobs are ready in a tag");
+        let def = task
+            .def
+            .clone()
+            .expect("only routed jobs are ready in a tag");
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w };
@@ -686,7 +720,9 @@ impl Supervisor {
                 b.ran += 1;
             }
         }
-        let Some(e) = self.jobs.get_mut(report.slot) else { return };
+        let Some(e) = self.jobs.get_mut(report.slot) else {
+            return;
+        };
         if e.job.attempts != report.attempt {
             return;
         }
@@ -710,7 +746,9 @@ impl Supervisor {
         }
         let logs = std::mem::take(&mut journal.logs);
         match report.outcome {
-            Outcome::Completed(value) => self.finalize(report.slot, JobStatus::Completed, value, None, logs),
+            Outcome::Completed(value) => {
+                self.finalize(report.slot, JobStatus::Completed, value, None, logs)
+            }
             Outcome::Failed(err) => {
                 self.emit_slot(
                     report.slot,
@@ -719,11 +757,19 @@ impl Supervisor {
                     },
                 );
                 match err.kind {
-                    JobErrorKind::Fatal => {
-                        self.finalize(report.slot, JobStatus::Buried, None, Some(err.message), logs)
+                    JobErrorKind::Fatal => self.finalize(
+                        report.slot,
+                        JobStatus::Buried,
+                        None,
+                        Some(err.message),
+                        logs,
+                    ),
+                    JobErrorKind::Transient => {
+                        self.fail_transient(report.slot, err.message, None, now, logs)
                     }
-                    JobErrorKind::Transient => self.fail_transient(report.slot, err.message, None, now, logs),
-                    JobErrorKind::RetryAfter(d) => self.fail_transient(report.slot, err.message, Some(d), now, logs),
+                    JobErrorKind::RetryAfter(d) => {
+                        self.fail_transient(report.slot, err.message, Some(d), now, logs)
+                    }
                 }
             }
             Outcome::Panicked(msg) => {
@@ -738,7 +784,10 @@ impl Supervisor {
             }
             Outcome::Aborted => {
                 // Only the supervisor fires the signal, and it decides first.
-                tracing::debug!(slot = report.slot, "aborted run reported without a decision");
+                tracing::debug!(
+                    slot = report.slot,
+                    "aborted run reported without a decision"
+                );
             }
         }
     }
@@ -751,21 +800,30 @@ impl Supervisor {
                 self.watch_fired(timer.slot);
                 continue;
             }
-            let Some(e) = self.jobs.get_mut(timer.slot) else { continue };
+            let Some(e) = self.jobs.get_mut(timer.slot) else {
+                continue;
+            };
             if e.generation != timer.generation {
                 continue;
             }
             e.timer = None;
             match (timer.kind, e.state) {
                 (TimerKind::Due, State::Waiting) => self.make_ready(timer.slot, now),
-                (TimerKind::Expire, State::Ready) => {
-                    self.finalize(timer.slot, JobStatus::Expired, None, Some(EXPIRED.into()), Vec::new())
-                }
+                (TimerKind::Expire, State::Ready) => self.finalize(
+                    timer.slot,
+                    JobStatus::Expired,
+                    None,
+                    Some(EXPIRED.into()),
+                    Vec::new(),
+                ),
                 (TimerKind::Deadline, State::Running { .. }) => {
                     if let Some(token) = e.cancel.take() {
                         token.cancel();
                     }
-                    let timeout = self.tasks[e.task as usize].def.as_ref().and_then(|d| d.timeout);
+                    let timeout = self.tasks[e.task as usize]
+                        .def
+                        .as_ref()
+                        .and_then(|d| d.timeout);
                     let message = format!("timed out after {:?}", timeout.unwrap_or_default());
                     self.emit_slot(timer.slot, JobEventKind::TimedOut);
                     self.fail_transient(timer.slot, message, None, now, Vec::new());
@@ -787,7 +845,9 @@ impl Supervisor {
     }
 
     fn arm(&mut self, ctx: &mut Context<Self>) {
-        let Some(next) = self.wheel.next_expiration() else { return };
+        let Some(next) = self.wheel.next_expiration() else {
+            return;
+        };
         if let Some((handle, at)) = self.timer {
             if at <= next {
                 return;
@@ -811,7 +871,11 @@ impl Supervisor {
         if self.flushing {
             return;
         }
-        let releases = self.shared.as_mut().map(|m| std::mem::take(&mut m.releases)).unwrap_or_default();
+        let releases = self
+            .shared
+            .as_mut()
+            .map(|m| std::mem::take(&mut m.releases))
+            .unwrap_or_default();
         if self.writes.is_empty() && releases.is_empty() {
             for b in self.barrier_next.drain(..) {
                 let _ = b.send(());
@@ -824,7 +888,11 @@ impl Supervisor {
         let store = self.store.clone();
         let owner = self.shared.as_ref().map(|m| m.owner);
         let fut = async move {
-            let mut result = if batch.is_empty() { Ok(()) } else { store.jobs_update(&batch).await };
+            let mut result = if batch.is_empty() {
+                Ok(())
+            } else {
+                store.jobs_update(&batch).await
+            };
             if let (Ok(()), Some(owner), Some(shared)) = (&result, owner, store.shared()) {
                 if !releases.is_empty() {
                     result = shared.jobs_release(owner, &releases).await;
@@ -934,12 +1002,19 @@ impl Supervisor {
             .by_id
             .values()
             .copied()
-            .filter(|&s| matches!(self.jobs.get(s).map(|e| e.state), Some(State::Running { .. })))
+            .filter(|&s| {
+                matches!(
+                    self.jobs.get(s).map(|e| e.state),
+                    Some(State::Running { .. })
+                )
+            })
             .collect();
         for slot in running {
             self.clear_timer(slot);
             let line = self.line(0, "aborted at shutdown");
-            let Some(e) = self.jobs.get_mut(slot) else { continue };
+            let Some(e) = self.jobs.get_mut(slot) else {
+                continue;
+            };
             if let Some(token) = e.cancel.take() {
                 token.cancel();
             }

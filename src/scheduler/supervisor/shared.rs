@@ -101,7 +101,9 @@ impl Handler<WatchExpiry> for Supervisor {
         let now = self.clock.now_ms();
         for (id, at) in msg.0 {
             let when = self.clock.tick_for(at);
-            let Some(mode) = self.shared.as_mut() else { return };
+            let Some(mode) = self.shared.as_mut() else {
+                return;
+            };
             if when <= now {
                 mode.to_expire.push(id);
                 continue;
@@ -160,7 +162,9 @@ impl Handler<Touch> for Supervisor {
 }
 
 fn shared_store(store: &Arc<dyn Store>) -> &dyn crate::store::SharedStore {
-    store.shared().expect("shared mode runs only on a shared store")
+    store
+        .shared()
+        .expect("shared mode runs only on a shared store")
 }
 
 impl Supervisor {
@@ -170,7 +174,9 @@ impl Supervisor {
 
     /// Starts the heartbeat, the rescuer and the notification stream.
     pub(super) fn start_shared(&mut self, ctx: &mut Context<Self>) {
-        let Some(shared) = self.store.shared() else { return };
+        let Some(shared) = self.store.shared() else {
+            return;
+        };
         let lease = shared.lease();
         ctx.add_stream(shared.wakeups());
         let beat = (lease / 3).max(Duration::from_millis(10));
@@ -181,7 +187,9 @@ impl Supervisor {
             }
         });
         // A lapsed lease is rescued within a quarter lease of lapsing.
-        ctx.run_interval((lease / 4).max(Duration::from_millis(10)), |act, ctx| act.rescue(ctx));
+        ctx.run_interval((lease / 4).max(Duration::from_millis(10)), |act, ctx| {
+            act.rescue(ctx)
+        });
         // Jobs cut off while nobody ran a rescuer come back before the first claim.
         self.rescue(ctx);
         self.want_claim(ctx);
@@ -189,7 +197,9 @@ impl Supervisor {
 
     /// Asks for a claim now, or right after the one in flight.
     pub(super) fn want_claim(&mut self, ctx: &mut Context<Self>) {
-        let Some(mode) = self.shared.as_mut() else { return };
+        let Some(mode) = self.shared.as_mut() else {
+            return;
+        };
         if mode.claiming {
             mode.claim_again = true;
             return;
@@ -237,9 +247,15 @@ impl Supervisor {
         let held_waiting = self
             .by_id
             .values()
-            .filter(|&&s| self.jobs.get(s).is_some_and(|e| !matches!(e.state, State::Running { .. })))
+            .filter(|&&s| {
+                self.jobs
+                    .get(s)
+                    .is_some_and(|e| !matches!(e.state, State::Running { .. }))
+            })
             .count();
-        let Some(mode) = self.shared.as_mut() else { return };
+        let Some(mode) = self.shared.as_mut() else {
+            return;
+        };
         let limit = (free + mode.config.prefetch).saturating_sub(held_waiting);
         if let Some(timer) = mode.claim_timer.take() {
             ctx.cancel_future(timer);
@@ -273,49 +289,60 @@ impl Supervisor {
             };
             Ok::<_, crate::store::StoreError>((claimed, next))
         };
-        ctx.spawn(self.store_call(fut).into_actor(self).map(move |result, act, ctx| {
-            let (Some(result), Some(mode)) = (result, act.shared.as_mut()) else { return };
-            mode.claiming = false;
-            let poll = mode.config.poll;
-            let mut wait = poll;
-            match result {
-                Ok((claimed, next)) => {
-                    mode.last_full = claimed.len() >= limit;
-                    if mode.last_full {
-                        mode.claim_again = true;
-                    }
-                    if let Some(next) = next {
-                        // Claim again when the next job comes within the horizon.
-                        let until = (next - act.clock.now_utc() - horizon).to_std().unwrap_or_default();
-                        wait = wait.min(until);
-                    }
-                    if !claimed.is_empty() {
-                        let now = act.clock.now_ms();
-                        for job in claimed {
-                            act.admit(job, Origin::Claimed, now);
+        ctx.spawn(
+            self.store_call(fut)
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let (Some(result), Some(mode)) = (result, act.shared.as_mut()) else {
+                        return;
+                    };
+                    mode.claiming = false;
+                    let poll = mode.config.poll;
+                    let mut wait = poll;
+                    match result {
+                        Ok((claimed, next)) => {
+                            mode.last_full = claimed.len() >= limit;
+                            if mode.last_full {
+                                mode.claim_again = true;
+                            }
+                            if let Some(next) = next {
+                                // Claim again when the next job comes within the horizon.
+                                let until = (next - act.clock.now_utc() - horizon)
+                                    .to_std()
+                                    .unwrap_or_default();
+                                wait = wait.min(until);
+                            }
+                            if !claimed.is_empty() {
+                                let now = act.clock.now_ms();
+                                for job in claimed {
+                                    act.admit(job, Origin::Claimed, now);
+                                }
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "claiming jobs failed; retrying");
+                            act.bus.queue(QueueEvent::Error {
+                                message: format!("claiming jobs failed, will retry: {err}"),
+                            });
+                            wait = wait.min(Duration::from_millis(500));
                         }
                     }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "claiming jobs failed; retrying");
-                    act.bus.queue(QueueEvent::Error {
-                        message: format!("claiming jobs failed, will retry: {err}"),
-                    });
-                    wait = wait.min(Duration::from_millis(500));
-                }
-            }
-            let mode = act.shared.as_mut().expect("still shared");
-            if mode.claim_again && wait > Duration::ZERO {
-                act.want_claim(ctx);
-            } else {
-                mode.claim_timer = Some(ctx.run_later(wait, |act, ctx| act.want_claim(ctx)));
-            }
-            act.settle(ctx);
-        }));
+                    let mode = act.shared.as_mut().expect("still shared");
+                    if mode.claim_again && wait > Duration::ZERO {
+                        act.want_claim(ctx);
+                    } else {
+                        mode.claim_timer =
+                            Some(ctx.run_later(wait, |act, ctx| act.want_claim(ctx)));
+                    }
+                    act.settle(ctx);
+                }),
+        );
     }
 
     fn heartbeat(&mut self, ids: Vec<JobId>, ctx: &mut Context<Self>) {
-        let Some(mode) = self.shared.as_ref() else { return };
+        let Some(mode) = self.shared.as_ref() else {
+            return;
+        };
         let store = self.store.clone();
         let params = JobHeartbeat {
             owner: mode.owner,
@@ -324,34 +351,48 @@ impl Supervisor {
                 + chrono::Duration::from_std(shared_store(&self.store).lease()).unwrap_or_default(),
         };
         let fut = async move { shared_store(&store).jobs_heartbeat(&params).await };
-        ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, ctx| match result {
-            None => {}
-            Some(Ok(reply)) => {
-                for id in reply.cancel_requested {
-                    if let Some(&slot) = act.by_id.get(&id) {
-                        if let Some(token) = act.jobs.get_mut(slot).and_then(|e| e.cancel.take()) {
-                            token.cancel();
+        ctx.spawn(
+            self.store_call(fut)
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    None => {}
+                    Some(Ok(reply)) => {
+                        for id in reply.cancel_requested {
+                            if let Some(&slot) = act.by_id.get(&id) {
+                                if let Some(token) =
+                                    act.jobs.get_mut(slot).and_then(|e| e.cancel.take())
+                                {
+                                    token.cancel();
+                                }
+                                act.finalize(
+                                    slot,
+                                    JobStatus::Cancelled,
+                                    None,
+                                    Some("cancelled".into()),
+                                    Vec::new(),
+                                );
+                            }
                         }
-                        act.finalize(slot, JobStatus::Cancelled, None, Some("cancelled".into()), Vec::new());
+                        for id in reply.lost {
+                            act.drop_held(id);
+                        }
+                        act.settle(ctx);
                     }
-                }
-                for id in reply.lost {
-                    act.drop_held(id);
-                }
-                act.settle(ctx);
-            }
-            Some(Err(err)) => {
-                tracing::warn!(error = %err, "renewing leases failed");
-                act.bus.queue(QueueEvent::Error {
-                    message: format!("renewing job leases failed: {err}"),
-                });
-            }
-        }));
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, "renewing leases failed");
+                        act.bus.queue(QueueEvent::Error {
+                            message: format!("renewing job leases failed: {err}"),
+                        });
+                    }
+                }),
+        );
     }
 
     /// Forgets a job whose lease is no longer ours, without recording it.
     fn drop_held(&mut self, id: JobId) {
-        let Some(slot) = self.by_id.remove(&id) else { return };
+        let Some(slot) = self.by_id.remove(&id) else {
+            return;
+        };
         self.clear_timer(slot);
         if let Some(e) = self.jobs.remove(slot) {
             if let Some(token) = e.cancel {
@@ -363,7 +404,9 @@ impl Supervisor {
     }
 
     pub(super) fn watch_fired(&mut self, slot: u32) {
-        let Some(mode) = self.shared.as_mut() else { return };
+        let Some(mode) = self.shared.as_mut() else {
+            return;
+        };
         if let Some(id) = mode.watches.get_mut(slot as usize).and_then(Option::take) {
             mode.free_watches.push(slot);
             mode.to_expire.push(id);
@@ -372,7 +415,9 @@ impl Supervisor {
 
     /// Expires, in the store, watched jobs nobody holds.
     pub(super) fn expire_watched(&mut self, ctx: &mut Context<Self>) {
-        let Some(mode) = self.shared.as_mut() else { return };
+        let Some(mode) = self.shared.as_mut() else {
+            return;
+        };
         if mode.to_expire.is_empty() {
             return;
         }
@@ -398,7 +443,9 @@ impl Supervisor {
     /// Gives a held job back to the store (it stays pending there).
     pub(super) fn release(&mut self, slot: u32) {
         self.clear_timer(slot);
-        let Some(e) = self.jobs.remove(slot) else { return };
+        let Some(e) = self.jobs.remove(slot) else {
+            return;
+        };
         self.by_id.remove(&e.job.id);
         // Local waiters fall back to watching the store.
         self.result_waiters.remove(&e.job.id);
@@ -413,7 +460,11 @@ impl Supervisor {
             .by_id
             .values()
             .copied()
-            .filter(|&s| self.jobs.get(s).is_some_and(|e| !matches!(e.state, State::Running { .. })))
+            .filter(|&s| {
+                self.jobs
+                    .get(s)
+                    .is_some_and(|e| !matches!(e.state, State::Running { .. }))
+            })
             .collect();
         for slot in waiting {
             self.release(slot);
@@ -426,15 +477,19 @@ impl Supervisor {
         let store = self.store.clone();
         let now = self.clock.now_utc();
         let fut = async move { shared_store(&store).jobs_rescue(now).await };
-        ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, ctx| match result {
-            None | Some(Ok(0)) => {}
-            Some(Ok(n)) => {
-                tracing::info!(rescued = n, "returned jobs with lapsed leases to ready");
-                act.want_claim(ctx);
-            }
-            Some(Err(err)) => act.bus.queue(QueueEvent::Error {
-                message: format!("rescuing lapsed leases failed: {err}"),
-            }),
-        }));
+        ctx.spawn(
+            self.store_call(fut)
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    None | Some(Ok(0)) => {}
+                    Some(Ok(n)) => {
+                        tracing::info!(rescued = n, "returned jobs with lapsed leases to ready");
+                        act.want_claim(ctx);
+                    }
+                    Some(Err(err)) => act.bus.queue(QueueEvent::Error {
+                        message: format!("rescuing lapsed leases failed: {err}"),
+                    }),
+                }),
+        );
     }
 }

@@ -35,7 +35,10 @@ impl Exec {
     /// ahead while the query is on the wire; from a plain thread it blocks.
     ///
     /// A panic in `fut` is resumed in the caller.
-    pub(super) async fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> T {
         let handle = self.handle.clone();
         if Handle::try_current().is_err() {
             return handle.block_on(fut);

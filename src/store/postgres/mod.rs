@@ -288,10 +288,12 @@ async fn current_version(pool: &PgPool, schema: &str) -> Result<i64, StoreError>
     if !exists {
         return Ok(0);
     }
-    let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(version) FROM {schema}.kessel_schema")))
-        .fetch_one(pool)
-        .await
-        .map_err(map_err)?;
+    let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT max(version) FROM {schema}.kessel_schema"
+    )))
+    .fetch_one(pool)
+    .await
+    .map_err(map_err)?;
     Ok(version.unwrap_or(0))
 }
 
@@ -303,20 +305,24 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
     sqlx::query(AssertSqlSafe(format!(
         "CREATE TABLE IF NOT EXISTS {schema}.kessel_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
     )))
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
-    let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(version) FROM {schema}.kessel_schema")))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+    let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT max(version) FROM {schema}.kessel_schema"
+    )))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
     let version = version.unwrap_or(0);
     if version > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
@@ -329,11 +335,13 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query(AssertSqlSafe(format!("INSERT INTO {schema}.kessel_schema (version) VALUES ($1)")))
-            .bind(number)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {schema}.kessel_schema (version) VALUES ($1)"
+        )))
+        .bind(number)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
     }
     tx.commit().await.map_err(map_err)?;
     Ok(())
@@ -443,7 +451,10 @@ impl Db {
         order.sort_unstable();
         for i in order {
             let u = &updates[i];
-            releases_work |= matches!(u.status, JobStatus::Ready | JobStatus::Retrying | JobStatus::Scheduled);
+            releases_work |= matches!(
+                u.status,
+                JobStatus::Ready | JobStatus::Retrying | JobStatus::Scheduled
+            );
             cols.ids.push(u.id.0);
             cols.statuses.push(u.status.as_str());
             cols.attempts.push(i64::from(u.attempts));
@@ -451,7 +462,8 @@ impl Db {
             cols.run_at.push(u.run_at);
             cols.last_error.push(u.last_error.clone());
             cols.result.push(u.result.as_ref().map(|r| r.to_string()));
-            cols.progress_current.push(u.progress.map(|p| p.current as i64));
+            cols.progress_current
+                .push(u.progress.map(|p| p.current as i64));
             cols.progress_total.push(u.progress.map(|p| p.total as i64));
             cols.finished_at.push(u.finished_at);
         }
@@ -504,17 +516,23 @@ impl Db {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         self.attach_logs(&mut jobs).await?;
         Ok(jobs)
     }
 
     pub(super) async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM {} WHERE id = $1", self.sql.table("jobs"))))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM {} WHERE id = $1",
+            self.sql.table("jobs")
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
         let mut jobs = vec![job_from_row(&row)?];
         self.attach_logs(&mut jobs).await?;
@@ -522,14 +540,18 @@ impl Db {
     }
 
     pub(super) async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM {} WHERE true", self.sql.table("jobs")));
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {JOB_COLUMNS} FROM {} WHERE true",
+            self.sql.table("jobs")
+        ));
         if !query.statuses.is_empty() {
             let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
             qb.push(" AND status = ANY(").push_bind(statuses).push(")");
         }
         if !query.tasks.is_empty() {
-            qb.push(" AND task = ANY(").push_bind(query.tasks.clone()).push(")");
+            qb.push(" AND task = ANY(")
+                .push_bind(query.tasks.clone())
+                .push(")");
         }
         if let Some(r) = &query.reference {
             qb.push(" AND reference = ").push_bind(r.clone());
@@ -549,7 +571,10 @@ impl Db {
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
         let rows = qb.build().fetch_all(&self.pool).await.map_err(map_err)?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         self.attach_logs(&mut jobs).await?;
         Ok(jobs)
     }
@@ -567,10 +592,13 @@ impl Db {
             let task: String = row.try_get("task").map_err(map_err)?;
             let status: String = row.try_get("status").map_err(map_err)?;
             let count: i64 = row.try_get("n").map_err(map_err)?;
-            let status = status.parse().map_err(|e: crate::job::UnknownStatus| StoreError::Corrupt {
-                id: format!("(count of {task})"),
-                reason: e.to_string(),
-            })?;
+            let status =
+                status
+                    .parse()
+                    .map_err(|e: crate::job::UnknownStatus| StoreError::Corrupt {
+                        id: format!("(count of {task})"),
+                        reason: e.to_string(),
+                    })?;
             out.push(StatusCount {
                 task,
                 status,
@@ -611,7 +639,6 @@ impl Db {
         .map_err(map_err)?;
         Ok(done.rows_affected())
     }
-
 }
 
 async fn insert_logs(
@@ -647,12 +674,16 @@ async fn insert_logs(
 impl Store for PgStore {
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
         let (db, jobs) = (self.db.clone(), jobs.to_vec());
-        self.exec.run(async move { db.jobs_insert(&jobs).await }).await
+        self.exec
+            .run(async move { db.jobs_insert(&jobs).await })
+            .await
     }
 
     async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
         let (db, updates) = (self.db.clone(), updates.to_vec());
-        self.exec.run(async move { db.jobs_update(&updates).await }).await
+        self.exec
+            .run(async move { db.jobs_update(&updates).await })
+            .await
     }
 
     async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
@@ -667,7 +698,9 @@ impl Store for PgStore {
 
     async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
         let (db, query) = (self.db.clone(), query.clone());
-        self.exec.run(async move { db.jobs_query(&query).await }).await
+        self.exec
+            .run(async move { db.jobs_query(&query).await })
+            .await
     }
 
     async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
@@ -677,7 +710,9 @@ impl Store for PgStore {
 
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
         let (db, params) = (self.db.clone(), params.clone());
-        self.exec.run(async move { db.jobs_delete(&params).await }).await
+        self.exec
+            .run(async move { db.jobs_delete(&params).await })
+            .await
     }
 
     fn shared(&self) -> Option<&dyn SharedStore> {

@@ -12,7 +12,8 @@ use uuid::Uuid;
 use crate::job::{Job, JobId, JobStatus, LogLine, Payload, Progress};
 use crate::store::StoreError;
 
-pub(super) const JOB_COLUMNS: &str = "id, reference, task, payload, priority, status, created_at, run_at, expires_at, \
+pub(super) const JOB_COLUMNS: &str =
+    "id, reference, task, payload, priority, status, created_at, run_at, expires_at, \
      attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at";
 
 /// Maps a sqlx error onto a normalised kind.
@@ -21,9 +22,8 @@ pub(super) fn map_err(err: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // disk_full, out_of_memory, too_many_connections, admin/crash shutdown
             Some("53100") | Some("53200") => StoreError::Full(Arc::new(err)),
-            Some("53300") | Some("57P01") | Some("57P02") | Some("57P03") | Some("08006") | Some("08003") => {
-                StoreError::Unavailable(Arc::new(err))
-            }
+            Some("53300") | Some("57P01") | Some("57P02") | Some("57P03") | Some("08006")
+            | Some("08003") => StoreError::Unavailable(Arc::new(err)),
             _ => StoreError::Other(Arc::new(err)),
         },
         sqlx::Error::Io(_)
@@ -32,12 +32,12 @@ pub(super) fn map_err(err: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Arc::new(err)),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt {
-                id: "(unknown)".into(),
-                reason: err.to_string(),
-            }
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt {
+            id: "(unknown)".into(),
+            reason: err.to_string(),
+        },
         _ => StoreError::Other(Arc::new(err)),
     }
 }
@@ -54,11 +54,13 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
     id: Uuid,
     column: &str,
 ) -> Result<T, StoreError> {
-    row.try_get(column).map_err(|e| corrupt(id, format!("column {column}: {e}")))
+    row.try_get(column)
+        .map_err(|e| corrupt(id, format!("column {column}: {e}")))
 }
 
 fn count(id: Uuid, column: &str, value: i64) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| corrupt(id, format!("column {column} is out of range: {value}")))
+    u32::try_from(value)
+        .map_err(|_| corrupt(id, format!("column {column} is out of range: {value}")))
 }
 
 pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
@@ -71,7 +73,10 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
     let payload: String = get(row, id, "payload")?;
     let result: Option<String> = get(row, id, "result")?;
     let result = result
-        .map(|r| serde_json::from_str(&r).map_err(|e| corrupt(id, format!("column result is not JSON: {e}"))))
+        .map(|r| {
+            serde_json::from_str(&r)
+                .map_err(|e| corrupt(id, format!("column result is not JSON: {e}")))
+        })
         .transpose()?;
     let progress_current: Option<i64> = get(row, id, "progress_current")?;
     let progress_total: Option<i64> = get(row, id, "progress_total")?;
@@ -94,7 +99,9 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         run_at: get(row, id, "run_at")?,
         expires_at: get(row, id, "expires_at")?,
         attempts: count(id, "attempts", attempts)?,
-        max_attempts: max_attempts.map(|m| count(id, "max_attempts", m)).transpose()?,
+        max_attempts: max_attempts
+            .map(|m| count(id, "max_attempts", m))
+            .transpose()?,
         last_error: get(row, id, "last_error")?,
         result,
         progress,
@@ -110,7 +117,9 @@ pub(super) fn log_from_row(row: &PgRow) -> Result<(Uuid, LogLine), StoreError> {
     let message: String = get(row, id, "message")?;
     let data: Option<String> = get(row, id, "data")?;
     let data = data
-        .map(|d| serde_json::from_str(&d).map_err(|e| corrupt(id, format!("log data is not JSON: {e}"))))
+        .map(|d| {
+            serde_json::from_str(&d).map_err(|e| corrupt(id, format!("log data is not JSON: {e}")))
+        })
         .transpose()?;
     Ok((
         id,

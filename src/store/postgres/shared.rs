@@ -13,7 +13,9 @@ use uuid::Uuid;
 use super::rows::{job_from_row, map_err, JOB_COLUMNS};
 use super::{Db, PgStore};
 use crate::job::{Job, JobId, JobStatus};
-use crate::store::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, StoreError};
+use crate::store::{
+    CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, StoreError,
+};
 
 const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 
@@ -50,7 +52,10 @@ impl Db {
         rows.iter().map(job_from_row).collect()
     }
 
-    pub(super) async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError> {
+    pub(super) async fn jobs_heartbeat(
+        &self,
+        params: &JobHeartbeat,
+    ) -> Result<HeartbeatReply, StoreError> {
         if params.ids.is_empty() {
             return Ok(HeartbeatReply::default());
         }
@@ -75,7 +80,12 @@ impl Db {
                 reply.cancel_requested.push(JobId(id));
             }
         }
-        reply.lost = params.ids.iter().copied().filter(|i| !renewed.contains(&i.0)).collect();
+        reply.lost = params
+            .ids
+            .iter()
+            .copied()
+            .filter(|i| !renewed.contains(&i.0))
+            .collect();
         Ok(reply)
     }
 
@@ -134,7 +144,11 @@ impl Db {
         Ok(rescued as u64)
     }
 
-    pub(super) async fn jobs_expire(&self, now: DateTime<Utc>, ids: &[JobId]) -> Result<u64, StoreError> {
+    pub(super) async fn jobs_expire(
+        &self,
+        now: DateTime<Utc>,
+        ids: &[JobId],
+    ) -> Result<u64, StoreError> {
         let jobs = self.jobs_table();
         let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
         let expired: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -157,29 +171,42 @@ impl Db {
         Ok(expired as u64)
     }
 
-    pub(super) async fn job_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+    pub(super) async fn job_cancel(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+    ) -> Result<CancelOutcome, StoreError> {
         let jobs = self.jobs_table();
         let mut tx = self.pool().begin().await.map_err(map_err)?;
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT status, leased_by FROM {jobs} WHERE id = $1 FOR UPDATE")))
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let Some(row) = row else { return Ok(CancelOutcome::Unknown) };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT status, leased_by FROM {jobs} WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else {
+            return Ok(CancelOutcome::Unknown);
+        };
         let status: String = row.try_get("status").map_err(map_err)?;
-        let status: JobStatus = status.parse().map_err(|e: crate::job::UnknownStatus| StoreError::Corrupt {
-            id: id.to_string(),
-            reason: e.to_string(),
-        })?;
+        let status: JobStatus =
+            status
+                .parse()
+                .map_err(|e: crate::job::UnknownStatus| StoreError::Corrupt {
+                    id: id.to_string(),
+                    reason: e.to_string(),
+                })?;
         let leased: Option<Uuid> = row.try_get("leased_by").map_err(map_err)?;
         let outcome = if status.is_final() {
             CancelOutcome::Final(status)
         } else if leased.is_some() {
-            sqlx::query(AssertSqlSafe(format!("UPDATE {jobs} SET cancel_requested = true WHERE id = $1")))
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {jobs} SET cancel_requested = true WHERE id = $1"
+            )))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
             CancelOutcome::Requested
         } else {
             sqlx::query(AssertSqlSafe(format!(
@@ -205,7 +232,10 @@ impl Db {
         Ok(outcome)
     }
 
-    pub(super) async fn jobs_next_due(&self, tasks: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(super) async fn jobs_next_due(
+        &self,
+        tasks: &[String],
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         if tasks.is_empty() {
             return Ok(None);
         }
@@ -232,44 +262,66 @@ impl SharedStore for PgStore {
 
     async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         let (db, params) = (self.db.clone(), params.clone());
-        self.exec.run(async move { db.jobs_claim(&params).await }).await
+        self.exec
+            .run(async move { db.jobs_claim(&params).await })
+            .await
     }
 
     async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError> {
         let (db, params) = (self.db.clone(), params.clone());
-        self.exec.run(async move { db.jobs_heartbeat(&params).await }).await
+        self.exec
+            .run(async move { db.jobs_heartbeat(&params).await })
+            .await
     }
 
     async fn jobs_release(&self, owner: Uuid, ids: &[JobId]) -> Result<(), StoreError> {
         let (db, ids) = (self.db.clone(), ids.to_vec());
-        self.exec.run(async move { db.jobs_release(owner, &ids).await }).await
+        self.exec
+            .run(async move { db.jobs_release(owner, &ids).await })
+            .await
     }
 
     async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let db = self.db.clone();
-        self.exec.run(async move { db.jobs_rescue(now).await }).await
+        self.exec
+            .run(async move { db.jobs_rescue(now).await })
+            .await
     }
 
     async fn jobs_expire(&self, now: DateTime<Utc>, ids: &[JobId]) -> Result<u64, StoreError> {
         let (db, ids) = (self.db.clone(), ids.to_vec());
-        self.exec.run(async move { db.jobs_expire(now, &ids).await }).await
+        self.exec
+            .run(async move { db.jobs_expire(now, &ids).await })
+            .await
     }
 
     async fn job_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
         let db = self.db.clone();
-        self.exec.run(async move { db.job_cancel(id, now).await }).await
+        self.exec
+            .run(async move { db.job_cancel(id, now).await })
+            .await
     }
 
     async fn jobs_next_due(&self, tasks: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
         let (db, tasks) = (self.db.clone(), tasks.to_vec());
-        self.exec.run(async move { db.jobs_next_due(&tasks).await }).await
+        self.exec
+            .run(async move { db.jobs_next_due(&tasks).await })
+            .await
     }
 
     fn wakeups(&self) -> BoxStream<'static, ()> {
         // The listener runs on the store's runtime; wake-ups cross over a channel.
         let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
-        self.exec.spawn(listen(self.db.pool().clone(), self.db.channel().to_owned(), tx));
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|()| ((), rx)) }).boxed()
+        self.exec.spawn(listen(
+            self.db.pool().clone(),
+            self.db.channel().to_owned(),
+            tx,
+        ));
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
+        )
+        .boxed()
     }
 }
 
@@ -287,7 +339,9 @@ async fn listen(pool: sqlx::PgPool, channel: String, tx: tokio::sync::mpsc::Send
                         listener = Some(l);
                         backoff = Duration::from_millis(100);
                     }
-                    Err(e) => tracing::warn!(error = %e, "listening for kessel notifications failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for kessel notifications failed")
+                    }
                 },
                 Err(e) => tracing::warn!(error = %e, "connecting the kessel listener failed"),
             }
