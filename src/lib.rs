@@ -31,6 +31,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Stores and features
+//!
+//! - memory, the default: `Queue::new()`; nothing survives a restart;
+//! - SQLite (feature `sqlite`): `Queue::sqlite("jobs.db")`, durable, one
+//!   process per file, group commit;
+//! - PostgreSQL (feature `postgres`): `Queue::postgres(url)`, many processes
+//!   on many machines share one queue (claims, leases, rescue);
+//! - `test-utils`: `kessel::conformance`, the suite every
+//!   store passes, to run on your own [`Store`].
+//!
 //! The guides in `docs/` cover the concepts, the job lifecycle and each
 //! capability.
 #![warn(

@@ -68,7 +68,8 @@ pub enum CancelOutcome {
     Unknown,
 }
 
-/// A store many processes share. See the [module documentation](self).
+/// A store many processes share: claims with leases, heartbeats, rescue
+/// of lapsed leases, cross-process cancel and wake-ups.
 ///
 /// # Examples
 ///
