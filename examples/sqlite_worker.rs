@@ -81,8 +81,14 @@ impl Events {
         Ok(Events(Arc::new(Mutex::new(file))))
     }
 
+    /// Appends the line to the file and echoes it on stdout, where a
+    /// watching process can read events as they happen.
     fn write(&self, line: String) -> std::io::Result<()> {
-        self.0.lock().write_all(line.as_bytes())
+        let mut file = self.0.lock();
+        file.write_all(line.as_bytes())?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(line.as_bytes())?;
+        out.flush()
     }
 }
 

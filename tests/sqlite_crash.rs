@@ -4,16 +4,18 @@
 //! there, every job must end completed exactly once in the store, and the
 //! only jobs that run twice must be ones that were running when it died.
 //!
-//! The test waits on the child by reading its events file in a bounded
-//! loop with short pauses: that is waiting for another process, which no
-//! paused clock can stand in for.
+//! The test waits on the child by reading the events it echoes on stdout,
+//! line by line, and by waiting for it to exit; a watchdog kills a child
+//! that takes longer than `PATIENCE`, which fails the test.
 #![cfg(all(feature = "sqlite", unix))]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use futures::executor::block_on;
 use kessel::store::{JobQuery, SqliteStore, Store, StoreError};
@@ -99,6 +101,33 @@ fn read_events(path: &Path) -> Events {
     events
 }
 
+/// Kills a child that is still running when its patience runs out.
+struct Watchdog {
+    done: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    fn arm(child: &Child) -> Self {
+        let pid = child.id().to_string();
+        let (done, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || match rx.recv_timeout(PATIENCE) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+                true
+            }
+            _ => false,
+        });
+        Watchdog { done, thread }
+    }
+
+    /// Stands down; returns whether it had to kill the child.
+    fn disarm(self) -> bool {
+        let _ = self.done.send(());
+        self.thread.join().unwrap_or(true)
+    }
+}
+
 fn spawn_worker(binary: &Path, db: &Path, events: &Path, produce: usize) -> Child {
     Command::new(binary)
         .arg(db)
@@ -115,7 +144,7 @@ fn spawn_worker(binary: &Path, db: &Path, events: &Path, produce: usize) -> Chil
             "1",
         ])
         .args(["--concurrency", "4", "--work-ms", "20"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the worker process")
@@ -145,21 +174,29 @@ fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
 
     // First life: producing and working, killed mid-run.
     let mut child = spawn_worker(&binary, &db, &events_path, JOBS);
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("poll the worker") {
-            panic!("the worker exited ({status}) before it could be killed mid-run");
+    let watchdog = Watchdog::arm(&child);
+    let (mut acks, mut ends) = (0, 0);
+    // Kept open until the kill, so the worker never writes to a closed pipe.
+    let mut reader = BufReader::new(child.stdout.take().expect("piped"));
+    for line in reader.by_ref().lines() {
+        let line = line.expect("read the worker's events");
+        match line.split(' ').next() {
+            Some("ack") => acks += 1,
+            Some("end") => ends += 1,
+            _ => {}
         }
-        let events = read_events(&events_path);
-        if events.acked.len() >= 100 && events.ends.len() >= 20 {
+        if acks >= 100 && ends >= 20 {
             break;
         }
-        if started.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("the worker made too little progress in {PATIENCE:?}: {events:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
+    assert!(
+        !watchdog.disarm(),
+        "the worker made too little progress in {PATIENCE:?}"
+    );
+    assert!(
+        acks >= 100 && ends >= 20,
+        "the worker exited before it could be killed mid-run ({acks} acks, {ends} ends)"
+    );
     // A second process cannot open the file while the worker has it.
     match block_on(SqliteStore::open(&db)) {
         Err(StoreError::Locked(_)) => {}
@@ -167,6 +204,7 @@ fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
     }
     child.kill().expect("SIGKILL the worker");
     let status = child.wait().expect("reap the worker");
+    drop(reader);
     assert_eq!(
         status.signal(),
         Some(9),
@@ -191,17 +229,16 @@ fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
 
     // Second life: nothing new, just what is pending.
     let mut child = spawn_worker(&binary, &db, &events_path, 0);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the worker") {
-            break status;
-        }
-        if started.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("the restarted worker did not finish in {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    // Its events are read from the file at the end: drain the pipe so it never fills.
+    let mut out = child.stdout.take().expect("piped");
+    let drain = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let watchdog = Watchdog::arm(&child);
+    let status = child.wait().expect("wait for the restarted worker");
+    let _ = drain.join();
+    assert!(
+        !watchdog.disarm(),
+        "the restarted worker did not finish in {PATIENCE:?}"
+    );
     assert!(status.success(), "the restarted worker failed: {status}");
 
     let both = read_events(&events_path);
