@@ -1,6 +1,7 @@
 //! What a handler gets: the job's typed payload and its run-time context.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -17,10 +18,53 @@ pub(crate) struct Journal {
     pub(crate) progress: Option<Progress>,
 }
 
+/// A run's cancellation signal. Most runs finish without anyone asking
+/// for a [`CancellationToken`], so the token is built only when a handler
+/// (or the worker, for a run that waits) asks for one; until then a flag
+/// carries the signal.
+#[derive(Debug, Default)]
+pub(crate) struct CancelSignal {
+    fired: AtomicBool,
+    token: OnceLock<CancellationToken>,
+}
+
+impl CancelSignal {
+    /// Fires the signal.
+    pub(crate) fn cancel(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// The token that fires with the signal (built on first use).
+    pub(crate) fn token(&self) -> &CancellationToken {
+        let token = self.token.get_or_init(CancellationToken::new);
+        // `cancel` stores the flag before it looks for a token, and a new
+        // token is stored before the flag is read here: one of the two sees
+        // the other, so a token built while the signal fires still fires.
+        if self.fired.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        token
+    }
+}
+
+impl RunShared {
+    /// Fires the run's cancellation signal.
+    pub(crate) fn cancel(&self) {
+        self.signal.cancel();
+    }
+}
+
 /// State shared between a running job's context and its worker.
 #[derive(Debug)]
 pub(crate) struct RunShared {
-    pub(crate) cancel: CancellationToken,
+    pub(crate) signal: CancelSignal,
     pub(crate) journal: Mutex<Journal>,
     pub(crate) bus: Arc<EventBus>,
     pub(crate) clock: Clock,
@@ -100,7 +144,7 @@ impl JobMeta {
 
     /// Whether the run was cancelled or timed out.
     pub fn is_cancelled(&self) -> bool {
-        self.info.shared.cancel.is_cancelled()
+        self.info.shared.signal.is_cancelled()
     }
 
     /// Writes a line to the job's log (see [`JobContext::log`]).
@@ -215,17 +259,17 @@ impl<T> JobContext<T> {
     /// moved elsewhere (`spawn_blocking`, a spawned task) should watch this
     /// or [`JobContext::cancelled`] and stop.
     pub fn is_cancelled(&self) -> bool {
-        self.info.shared.cancel.is_cancelled()
+        self.info.shared.signal.is_cancelled()
     }
 
     /// Resolves when the job is cancelled or times out.
     pub async fn cancelled(&self) {
-        self.info.shared.cancel.cancelled().await
+        self.info.shared.signal.token().cancelled().await
     }
 
     /// A token that fires on cancellation, to hand to spawned work.
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.info.shared.cancel.clone()
+        self.info.shared.signal.token().clone()
     }
 
     /// The run's metadata, as middleware sees it.

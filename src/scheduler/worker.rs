@@ -230,7 +230,7 @@ impl Future for RunningJob {
         if let Some(outcome) = this.early.take() {
             return Poll::Ready(this.report(outcome));
         }
-        if this.info.shared.cancel.is_cancelled() {
+        if this.info.shared.signal.is_cancelled() {
             this.fut = None;
             return Poll::Ready(this.report(Outcome::Aborted));
         }
@@ -241,7 +241,7 @@ impl Future for RunningJob {
         let outcome = match polled {
             Ok(Poll::Pending) => {
                 let cancelled = this.cancelled.get_or_insert_with(|| {
-                    Box::pin(this.info.shared.cancel.clone().cancelled_owned())
+                    Box::pin(this.info.shared.signal.token().clone().cancelled_owned())
                 });
                 if cancelled.as_mut().poll(cx).is_ready() {
                     Outcome::Aborted
