@@ -1,10 +1,10 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use dashmap::DashMap;
+use parking_lot::RwLock;
 
 use super::{JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError};
-use crate::job::{IdHash, Job, JobId, JobStatus};
+use crate::job::{Job, JobId, JobStatus};
 
 /// The default store: jobs live in this process's memory and nothing
 /// survives a restart. Every operation completes at once.
@@ -18,9 +18,13 @@ use crate::job::{IdHash, Job, JobId, JobStatus};
 /// # let _ = queue;
 /// # Ok(()) }
 /// ```
+///
+/// Jobs are kept in id order. Ids are time-ordered, so the supervisor's
+/// batches of updates (jobs created together, started and finished
+/// together) land on neighbouring entries, and a batch takes the lock once.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    jobs: DashMap<JobId, Job, IdHash>,
+    jobs: RwLock<BTreeMap<JobId, Job>>,
 }
 
 impl MemoryStore {
@@ -31,28 +35,30 @@ impl MemoryStore {
 
     /// How many jobs it holds, final ones included.
     pub fn len(&self) -> usize {
-        self.jobs.len()
+        self.jobs.read().len()
     }
 
     /// Whether it holds no jobs.
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.jobs.read().is_empty()
     }
 }
 
 #[async_trait]
 impl Store for MemoryStore {
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        let mut stored = self.jobs.write();
         for job in jobs {
-            self.jobs.insert(job.id, job.clone());
+            stored.insert(job.id, job.clone());
         }
         Ok(())
     }
 
     async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
+        let mut stored = self.jobs.write();
         for update in updates {
-            if let Some(mut job) = self.jobs.get_mut(&update.id) {
-                update.apply_to(&mut job);
+            if let Some(job) = stored.get_mut(&update.id) {
+                update.apply_to(job);
             }
         }
         Ok(())
@@ -61,22 +67,24 @@ impl Store for MemoryStore {
     async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
         Ok(self
             .jobs
-            .iter()
+            .read()
+            .values()
             .filter(|j| !j.status.is_final())
-            .map(|j| j.clone())
+            .cloned()
             .collect())
     }
 
     async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self.jobs.get(&id).map(|j| j.clone()))
+        Ok(self.jobs.read().get(&id).cloned())
     }
 
     async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
         let mut found: Vec<Job> = self
             .jobs
-            .iter()
+            .read()
+            .values()
             .filter(|j| query.matches(j))
-            .map(|j| j.clone())
+            .cloned()
             .collect();
         found.sort_by_key(|j| (j.created_at, j.id));
         if query.order == Order::NewestFirst {
@@ -91,7 +99,7 @@ impl Store for MemoryStore {
 
     async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
         let mut counts: HashMap<(String, JobStatus), u64> = HashMap::new();
-        for job in self.jobs.iter() {
+        for job in self.jobs.read().values() {
             *counts
                 .entry((job.task.to_string(), job.status))
                 .or_default() += 1;
@@ -109,9 +117,9 @@ impl Store for MemoryStore {
     }
 
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
-        let mut doomed: Vec<(chrono::DateTime<chrono::Utc>, JobId)> = self
-            .jobs
-            .iter()
+        let mut stored = self.jobs.write();
+        let mut doomed: Vec<(chrono::DateTime<chrono::Utc>, JobId)> = stored
+            .values()
             .filter(|j| {
                 j.status.is_final()
                     && params.statuses.contains(&j.status)
@@ -128,7 +136,7 @@ impl Store for MemoryStore {
         }
         let mut removed = 0;
         for (_, id) in doomed {
-            if self.jobs.remove(&id).is_some() {
+            if stored.remove(&id).is_some() {
                 removed += 1;
             }
         }
