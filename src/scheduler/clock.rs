@@ -43,8 +43,21 @@ impl Clock {
         }
     }
 
-    /// The tokio instant of a wheel tick.
-    pub(crate) fn instant_for(&self, tick: u64) -> Instant {
-        self.origin + std::time::Duration::from_millis(tick)
+    /// Microseconds from the origin to `at` (0 for anything before it).
+    pub(crate) fn micros_for(&self, at: DateTime<Utc>) -> u64 {
+        (at - self.origin_utc)
+            .num_microseconds()
+            .unwrap_or(i64::MAX)
+            .max(0) as u64
+    }
+
+    /// The wheel tick `at` falls in: its millisecond, rounded down.
+    pub(crate) fn tick_of(&self, at: DateTime<Utc>) -> u64 {
+        self.micros_for(at) / 1000
+    }
+
+    /// The tokio instant `micros` after the origin.
+    pub(crate) fn instant_for_micros(&self, micros: u64) -> Instant {
+        self.origin + std::time::Duration::from_micros(micros)
     }
 }

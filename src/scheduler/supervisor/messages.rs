@@ -36,7 +36,7 @@ pub(crate) struct Admit {
 impl Handler<Admit> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Admit, ctx: &mut Self::Context) {
-        let now = self.clock.now_ms();
+        let now = self.begin();
         for job in msg.jobs {
             self.admit(job, msg.origin, now);
         }
@@ -119,7 +119,7 @@ impl Handler<StartWorker> for Supervisor {
 impl Handler<Finished> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
-        let now = self.clock.now_ms();
+        let now = self.begin();
         for report in msg.reports {
             self.on_report(msg.worker, report, now);
         }
@@ -185,7 +185,7 @@ impl Handler<WaitResult> for Supervisor {
             return MessageResult(WaitReply::Pending(rx));
         }
         let (tx, rx) = oneshot::channel();
-        self.barrier_next.push(tx);
+        self.barrier_next.push(super::Waiter::Barrier(tx));
         self.flush(ctx);
         MessageResult(WaitReply::Stored(rx))
     }
@@ -200,7 +200,7 @@ impl Handler<Barrier> for Supervisor {
     type Result = MessageResult<Barrier>;
     fn handle(&mut self, _: Barrier, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.barrier_next.push(tx);
+        self.barrier_next.push(super::Waiter::Barrier(tx));
         self.flush(ctx);
         MessageResult(rx)
     }

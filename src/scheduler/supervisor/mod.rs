@@ -11,13 +11,12 @@ mod admin;
 mod messages;
 mod shared;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 pub use admin::Retention;
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
@@ -80,7 +79,10 @@ struct Entry {
     /// The ready-set sequence number of its latest push.
     seq: u64,
     timer: Option<TimerKey>,
-    cancel: Option<CancellationToken>,
+    /// The running attempt's shared state, to fire its cancellation signal.
+    cancel: Option<Arc<RunShared>>,
+    /// Where its not yet flushed update sits in `writes`: (epoch, index).
+    write: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +111,7 @@ impl Slab {
             seq: 0,
             timer: None,
             cancel: None,
+            write: None,
         });
         slot
     }
@@ -203,7 +206,9 @@ pub(crate) struct Supervisor {
     bus: Arc<EventBus>,
     wheel: Wheel<Timer>,
     jobs: Slab,
-    by_id: HashMap<JobId, u32, IdHash>,
+    /// Pending jobs by id. Ids are time-ordered, so the ids admitted and
+    /// finished together are neighbours here.
+    by_id: BTreeMap<JobId, u32>,
     task_index: HashMap<Arc<str>, u32>,
     tasks: Vec<TaskSlot>,
     tag_index: HashMap<String, u32>,
@@ -212,12 +217,23 @@ pub(crate) struct Supervisor {
     queue_middleware: Vec<Arc<dyn Middleware>>,
     seq: u64,
     fired: Vec<Timer>,
+    /// Waiting jobs due within the current millisecond, by exact time:
+    /// (microseconds from the clock's origin, the entry's seq, slot).
+    soon: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u32)>>,
+    /// The armed actix timer and the microsecond it fires at.
     timer: Option<(SpawnHandle, u64)>,
     writes: Vec<JobUpdate>,
+    /// Bumped whenever `writes` is taken or reordered, so an entry's
+    /// remembered index into it is trusted only within one batch.
+    write_epoch: u32,
     flushing: bool,
+    /// A flush waits briefly to gather more changes (see `flush`).
+    flush_soon: Option<SpawnHandle>,
     flush_retry: Duration,
-    barrier_next: Vec<oneshot::Sender<()>>,
-    barrier_in_flight: Vec<oneshot::Sender<()>>,
+    /// Answered once the writes queued so far are stored.
+    barrier_next: Vec<Waiter>,
+    /// Answered once the flush under way is stored.
+    barrier_in_flight: Vec<Waiter>,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
     draining: Option<Drain>,
     retention: Retention,
@@ -228,6 +244,9 @@ pub(crate) struct Supervisor {
     me: Option<Addr<Supervisor>>,
     /// The task slot looked up last, by the name's allocation.
     last_task: Option<(Arc<str>, u32)>,
+    /// The time read once at the start of a busy handler (see `begin`),
+    /// until its `settle`.
+    now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -241,6 +260,67 @@ impl std::fmt::Debug for Supervisor {
 }
 
 const EXPIRED: &str = "not started before it expired";
+
+/// Someone waiting for the store to catch up.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// A reader that needs every change made so far in the store.
+    Barrier(oneshot::Sender<()>),
+    /// `result()` callers of a job that has become final.
+    Result(Vec<oneshot::Sender<JobResult>>, JobResult),
+}
+
+impl Waiter {
+    fn answer(self) {
+        match self {
+            Waiter::Barrier(tx) => {
+                let _ = tx.send(());
+            }
+            Waiter::Result(waiters, result) => {
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        }
+    }
+}
+
+/// How long a small batch of state changes waits for more before it goes
+/// to the store.
+const FLUSH_DELAY: Duration = Duration::from_millis(1);
+
+/// A batch this large goes to the store at once.
+const FLUSH_BATCH: usize = 4096;
+
+/// Queues `job`'s current state in `writes`, appending `logs`. When the
+/// job's previous update (`pending`) is still in this batch it is brought
+/// up to date in place instead. Returns where the update sits.
+/// `line`, when given, is appended after `logs`.
+fn queue_write(
+    writes: &mut Vec<JobUpdate>,
+    epoch: u32,
+    pending: Option<(u32, u32)>,
+    job: &Job,
+    mut logs: Vec<LogLine>,
+    line: Option<LogLine>,
+) -> Option<(u32, u32)> {
+    if let Some((at_epoch, index)) = pending {
+        if at_epoch == epoch {
+            if let Some(update) = writes.get_mut(index as usize) {
+                if update.id == job.id {
+                    let mut merged = std::mem::take(&mut update.logs);
+                    merged.append(&mut logs);
+                    merged.extend(line);
+                    *update = JobUpdate::of(job, merged);
+                    return pending;
+                }
+            }
+        }
+    }
+    logs.extend(line);
+    writes.push(JobUpdate::of(job, logs));
+    Some((epoch, (writes.len() - 1) as u32))
+}
 
 impl Supervisor {
     pub(crate) fn new(
@@ -259,7 +339,7 @@ impl Supervisor {
             bus,
             wheel: Wheel::new(),
             jobs: Slab::default(),
-            by_id: HashMap::default(),
+            by_id: BTreeMap::new(),
             task_index: HashMap::new(),
             tasks: Vec::new(),
             tag_index: HashMap::new(),
@@ -268,9 +348,12 @@ impl Supervisor {
             queue_middleware: Vec::new(),
             seq: 0,
             fired: Vec::new(),
+            soon: Default::default(),
             timer: None,
             writes: Vec::new(),
+            write_epoch: 0,
             flushing: false,
+            flush_soon: None,
             flush_retry: Duration::from_millis(50),
             barrier_next: Vec::new(),
             barrier_in_flight: Vec::new(),
@@ -281,6 +364,31 @@ impl Supervisor {
             shared,
             me: None,
             last_task: None,
+            now: Default::default(),
+        }
+    }
+
+    /// Reads the clock once for a handler that changes many jobs: until
+    /// its `settle`, every timestamp it writes is this one. Returns the
+    /// wheel tick.
+    fn begin(&self) -> u64 {
+        let ms = self.clock.now_ms();
+        let utc = self.clock.now_utc();
+        self.now.set(Some((ms, utc)));
+        ms
+    }
+
+    fn now_ms(&self) -> u64 {
+        match self.now.get() {
+            Some((ms, _)) => ms,
+            None => self.clock.now_ms(),
+        }
+    }
+
+    fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {
+        match self.now.get() {
+            Some((_, utc)) => utc,
+            None => self.clock.now_utc(),
         }
     }
 
@@ -320,13 +428,20 @@ impl Supervisor {
 
     /// Queues the job's current state for the store, appending `logs`.
     fn record(&mut self, slot: u32, logs: Vec<LogLine>) {
-        if let Some(e) = self.jobs.get(slot) {
-            self.writes.push(JobUpdate::of(&e.job, logs));
+        if let Some(e) = self.jobs.get_mut(slot) {
+            e.write = queue_write(
+                &mut self.writes,
+                self.write_epoch,
+                e.write,
+                &e.job,
+                logs,
+                None,
+            );
         }
     }
 
     fn line(&self, attempt: u32, message: impl Into<std::borrow::Cow<'static, str>>) -> LogLine {
-        LogLine::new(self.clock.now_utc(), attempt, message)
+        LogLine::new(self.now_utc(), attempt, message)
     }
 
     fn emit(&self, job: &Job, task: u32, kind: JobEventKind) {
@@ -336,7 +451,7 @@ impl Supervisor {
                 task: job.task.clone(),
                 tag: self.tasks[task as usize].tag_name.clone(),
                 attempt: job.attempts,
-                at: self.clock.now_utc(),
+                at: self.now_utc(),
                 kind,
             });
         }
@@ -411,14 +526,11 @@ impl Supervisor {
         self.schedule(slot, now);
     }
 
-    /// Puts a job in the wheel until its run_at, or makes it ready.
+    /// Holds a job until its run_at, or makes it ready.
     fn schedule(&mut self, slot: u32, now: u64) {
         let Some(e) = self.jobs.get(slot) else { return };
-        let when = self.clock.tick_for(e.job.run_at);
-        // Ticks round up, so a job due a fraction of a millisecond ago can
-        // land one tick ahead: look at the exact time before waiting.
-        let due = when <= now || (when == now + 1 && e.job.run_at <= self.clock.now_utc());
-        if !due && self.set_timer(slot, when, TimerKind::Due, now) {
+        let run_at = e.job.run_at;
+        if run_at > self.now_utc() && self.wait_until(slot, run_at, now) {
             let e = self.jobs.get_mut(slot).expect("present");
             e.state = State::Waiting;
             if e.job.status == JobStatus::Ready {
@@ -427,6 +539,26 @@ impl Supervisor {
         } else {
             self.make_ready(slot, now);
         }
+    }
+
+    /// Holds a job whose `run_at` is still ahead: in the wheel under its
+    /// millisecond, or, once that millisecond has come, in `soon` under the
+    /// exact microsecond, so it starts neither early nor a tick late.
+    fn wait_until(&mut self, slot: u32, run_at: chrono::DateTime<chrono::Utc>, now: u64) -> bool {
+        let tick = self.clock.tick_of(run_at);
+        if tick > now {
+            return self.set_timer(slot, tick, TimerKind::Due, now);
+        }
+        self.clear_timer(slot);
+        self.seq += 1;
+        let seq = self.seq;
+        let Some(e) = self.jobs.get_mut(slot) else {
+            return false;
+        };
+        e.seq = seq;
+        let micros = self.clock.micros_for(run_at);
+        self.soon.push(std::cmp::Reverse((micros, seq, slot)));
+        true
     }
 
     fn expired(&self, job: &Job, now: u64) -> bool {
@@ -501,7 +633,7 @@ impl Supervisor {
         status: JobStatus,
         value: Option<serde_json::Value>,
         message: Option<String>,
-        mut logs: Vec<LogLine>,
+        logs: Vec<LogLine>,
     ) {
         debug_assert!(status.is_final());
         self.clear_timer(slot);
@@ -510,7 +642,7 @@ impl Supervisor {
         };
         self.by_id.remove(&e.job.id);
         let attempt = e.job.attempts;
-        logs.push(match (status, &message) {
+        let line = Some(match (status, &message) {
             (JobStatus::Completed, _) => self.line(attempt, "completed"),
             (JobStatus::Cancelled, _) => self.line(attempt, "cancelled"),
             (status, Some(m)) => self.line(attempt, format!("{status}: {m}")),
@@ -529,15 +661,22 @@ impl Supervisor {
         e.job.status = status;
         e.job.result = value;
         e.job.last_error = message;
-        e.job.finished_at = Some(self.clock.now_utc());
-        self.writes.push(JobUpdate::of(&e.job, logs));
+        e.job.finished_at = Some(self.now_utc());
+        queue_write(
+            &mut self.writes,
+            self.write_epoch,
+            e.write,
+            &e.job,
+            logs,
+            line,
+        );
         self.emit(&e.job, e.task, kind);
         if !self.result_waiters.is_empty() {
             if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
+                // Answered once the outcome is stored, so whoever awaited
+                // it reads the same from the store.
                 let result = e.job.outcome().expect("final");
-                for w in waiters {
-                    let _ = w.send(result.clone());
-                }
+                self.barrier_next.push(Waiter::Result(waiters, result));
             }
         }
     }
@@ -568,8 +707,8 @@ impl Supervisor {
             def.map(|d| d.retry.backoff_jittered(attempts, fastrand::f64()))
                 .unwrap_or_default()
         });
-        let run_at = self.clock.now_utc()
-            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let run_at =
+            self.now_utc() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         logs.push(self.line(
             attempts,
             format!("failed: {message}; retrying in {delay:?}"),
@@ -587,8 +726,7 @@ impl Supervisor {
             self.release(slot);
             return;
         }
-        let when = self.clock.tick_for(run_at);
-        if !self.set_timer(slot, when, TimerKind::Due, now) {
+        if run_at <= self.now_utc() || !self.wait_until(slot, run_at, now) {
             self.make_ready(slot, now);
         }
     }
@@ -599,7 +737,7 @@ impl Supervisor {
         if self.draining.is_some() {
             return;
         }
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         for w in 0..self.workers.len() {
             let mut found_none = false;
             while self.workers[w].has_room() {
@@ -661,8 +799,7 @@ impl Supervisor {
     }
 
     fn start(&mut self, w: usize, slot: u32, now: u64) {
-        let token = CancellationToken::new();
-        let line_at = self.clock.now_utc();
+        let line_at = self.now_utc();
         let e = self
             .jobs
             .get_mut(slot)
@@ -675,7 +812,14 @@ impl Supervisor {
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w };
-        e.cancel = Some(token.clone());
+        let shared = Arc::new(RunShared {
+            signal: Default::default(),
+            journal: Default::default(),
+            bus: self.bus.clone(),
+            clock: self.clock,
+            supervisor: self.shared.as_ref().and(self.me.clone()),
+        });
+        e.cancel = Some(shared.clone());
         let dispatch = Dispatch {
             slot,
             action: def.action.clone(),
@@ -686,13 +830,7 @@ impl Supervisor {
                 tag: task.tag_name.clone(),
                 attempt: e.job.attempts,
                 reference: e.job.reference.clone(),
-                shared: Arc::new(RunShared {
-                    cancel: token,
-                    journal: Default::default(),
-                    bus: self.bus.clone(),
-                    clock: self.clock,
-                    supervisor: self.shared.as_ref().and(self.me.clone()),
-                }),
+                shared,
             },
             payload: e.job.payload.clone(),
         };
@@ -703,7 +841,11 @@ impl Supervisor {
         } else {
             self.clear_timer(slot);
         }
-        self.record(slot, vec![LogLine::new(line_at, attempt, "started")]);
+        // Room for the line that ends the attempt, merged in when the job
+        // finishes before the next flush.
+        let mut logs = Vec::with_capacity(2);
+        logs.push(LogLine::new(line_at, attempt, "started"));
+        self.record(slot, logs);
         self.emit_slot(slot, JobEventKind::Started);
         let worker = &mut self.workers[w];
         worker.in_flight += 1;
@@ -808,7 +950,14 @@ impl Supervisor {
             }
             e.timer = None;
             match (timer.kind, e.state) {
-                (TimerKind::Due, State::Waiting) => self.make_ready(timer.slot, now),
+                (TimerKind::Due, State::Waiting) => {
+                    // The tick is the millisecond run_at falls in: it may
+                    // be a fraction of one away still.
+                    let run_at = e.job.run_at;
+                    if run_at <= self.now_utc() || !self.wait_until(timer.slot, run_at, now) {
+                        self.make_ready(timer.slot, now);
+                    }
+                }
                 (TimerKind::Expire, State::Ready) => self.finalize(
                     timer.slot,
                     JobStatus::Expired,
@@ -832,6 +981,20 @@ impl Supervisor {
             }
         }
         self.fired = fired;
+        let now_micros = self.clock.micros_for(self.now_utc());
+        while let Some(&std::cmp::Reverse((micros, seq, slot))) = self.soon.peek() {
+            if micros > now_micros {
+                break;
+            }
+            self.soon.pop();
+            if self
+                .jobs
+                .get(slot)
+                .is_some_and(|e| e.seq == seq && e.state == State::Waiting)
+            {
+                self.make_ready(slot, now);
+            }
+        }
     }
 
     /// Runs after every message: dispatch, flush writes, arm the timer.
@@ -842,10 +1005,14 @@ impl Supervisor {
         self.flush(ctx);
         self.arm(ctx);
         self.check_drained(ctx);
+        self.now.set(None);
     }
 
+    /// Sets the one actix timer for the earliest wheel tick or exact wait.
     fn arm(&mut self, ctx: &mut Context<Self>) {
-        let Some(next) = self.wheel.next_expiration() else {
+        let wheel = self.wheel.next_expiration().map(|tick| tick * 1000);
+        let soon = self.soon.peek().map(|r| r.0 .0);
+        let Some(next) = wheel.into_iter().chain(soon).min() else {
             return;
         };
         if let Some((handle, at)) = self.timer {
@@ -856,20 +1023,48 @@ impl Supervisor {
         }
         let delay = self
             .clock
-            .instant_for(next)
+            .instant_for_micros(next)
             .saturating_duration_since(tokio::time::Instant::now());
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
-            let now = act.clock.now_ms();
+            let now = act.begin();
             act.on_timers(now);
             act.settle(ctx);
         });
         self.timer = Some((handle, next));
     }
 
+    /// Sends the queued state changes to the store. A small batch waits up
+    /// to [`FLUSH_DELAY`] for more, so a job that starts and finishes within
+    /// it costs the store one update, not two; a reader waiting on a
+    /// barrier, a full batch, a shared store's releases or a drain send at
+    /// once.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.flushing {
             return;
+        }
+        let urgent = !self.barrier_next.is_empty()
+            || self.writes.len() >= FLUSH_BATCH
+            || self.draining.is_some()
+            || self.shared.as_ref().is_some_and(|m| !m.releases.is_empty());
+        if !urgent && !self.writes.is_empty() {
+            if self.flush_soon.is_none() {
+                self.flush_soon = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
+                    act.flush_soon = None;
+                    act.flush_now(ctx);
+                }));
+            }
+            return;
+        }
+        self.flush_now(ctx);
+    }
+
+    fn flush_now(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return;
+        }
+        if let Some(handle) = self.flush_soon.take() {
+            ctx.cancel_future(handle);
         }
         let releases = self
             .shared
@@ -878,12 +1073,13 @@ impl Supervisor {
             .unwrap_or_default();
         if self.writes.is_empty() && releases.is_empty() {
             for b in self.barrier_next.drain(..) {
-                let _ = b.send(());
+                b.answer();
             }
             return;
         }
         self.flushing = true;
         let batch = std::mem::take(&mut self.writes);
+        self.write_epoch = self.write_epoch.wrapping_add(1);
         self.barrier_in_flight = std::mem::take(&mut self.barrier_next);
         let store = self.store.clone();
         let owner = self.shared.as_ref().map(|m| m.owner);
@@ -907,7 +1103,7 @@ impl Supervisor {
                 Ok(()) => {
                     act.flush_retry = Duration::from_millis(50);
                     for b in act.barrier_in_flight.drain(..) {
-                        let _ = b.send(());
+                        b.answer();
                     }
                     if !releases.is_empty() {
                         // What was given back may be due soon: look now
@@ -925,6 +1121,7 @@ impl Supervisor {
                     let mut retry = batch;
                     retry.append(&mut act.writes);
                     act.writes = retry;
+                    act.write_epoch = act.write_epoch.wrapping_add(1);
                     if let Some(mode) = act.shared.as_mut() {
                         let mut again = releases;
                         again.append(&mut mode.releases);
@@ -938,7 +1135,7 @@ impl Supervisor {
                     act.flush_retry = (act.flush_retry * 2).min(Duration::from_secs(5));
                     ctx.run_later(wait, |act, ctx| {
                         act.flushing = false;
-                        act.flush(ctx);
+                        act.flush_now(ctx);
                     });
                 }
             }
