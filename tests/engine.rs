@@ -176,6 +176,43 @@ async fn delayed_job_never_starts_before_its_time_and_starts_at_it() {
     assert_eq!(starts.items().len(), 6);
 }
 
+/// Delays that end inside a millisecond, on a queue whose clock starts
+/// half a millisecond off tokio's timer grid: each job waits for the exact
+/// time, then starts on the timer's next tick, never a second tick later.
+#[actix_rt::test]
+async fn a_delay_ending_mid_millisecond_starts_within_one_timer_tick() {
+    pause();
+    tokio::time::advance(Duration::from_micros(500)).await;
+    let queue = Queue::new();
+    let starts: Trace<tokio::time::Instant> = Trace::default();
+    let s = starts.clone();
+    queue
+        .define("later")
+        .action(move |_: Ctx<()>| {
+            s.push(tokio::time::Instant::now());
+            std::future::ready(Ok::<_, JobError>(()))
+        })
+        .unwrap();
+    queue.process(["default"]).concurrency(10).start().unwrap();
+    for micros in [200u64, 1_200, 7_700, 2_000_900] {
+        let created = tokio::time::Instant::now();
+        let due = created + Duration::from_micros(micros);
+        let h = queue
+            .create("later", ())
+            .delay(Duration::from_micros(micros))
+            .await
+            .unwrap();
+        h.result().await.unwrap();
+        let start = *starts.items().last().unwrap();
+        assert!(start >= due, "{micros} µs: started before its time");
+        assert!(
+            start - due < Duration::from_millis(1),
+            "{micros} µs: started {:?} late",
+            start - due
+        );
+    }
+}
+
 #[actix_rt::test]
 async fn transient_failures_retry_with_backoff_then_bury() {
     pause();
