@@ -1,4 +1,5 @@
-//! A hierarchical hashed timer wheel with 1 ms slots.
+//! The supervisor's timer wheel: one slot per millisecond, the occupied
+//! slots kept in order.
 //!
 //! The wheel times every delayed thing the supervisor owns: jobs waiting for
 //! their `run_at`, retries waiting out their backoff, ready jobs waiting to
@@ -7,22 +8,19 @@
 //! milliseconds since an origin they choose) to [`Wheel::poll`], and ask
 //! [`Wheel::next_expiration`] when they next need to wake up.
 //!
-//! # Levels
+//! # Slots
 //!
-//! The design follows Varghese & Lauck, "Hashed and Hierarchical Timing Wheels"
-//! (SOSP 1987), in the shape tokio's timer driver uses. There are
-//! [`NUM_LEVELS`] levels of 64 slots each. A slot on level 0 spans 1 ms, on
-//! level 1 it spans 64 ms, on level `n` it spans `64^n` ms, so six levels
-//! cover `64^6` ms (about 2.2 years). An entry is put on the lowest level whose
-//! slot range still separates its deadline from the wheel's current time;
-//! when a higher-level slot comes due its entries are cascaded down to a
-//! lower level, until on level 0 they fire. Deadlines further out than the top
-//! level can hold go to the top level and are re-inserted when their slot
-//! comes round, so nothing ever fires early.
-//!
-//! Insert and cancel are O(1): every slot is an intrusive doubly linked list
-//! threaded through a slab, and each level keeps a 64-bit occupancy mask so
-//! finding the next occupied slot is a rotate and a trailing-zero count.
+//! Each millisecond that has entries is a slot: an intrusive doubly linked
+//! list threaded through a slab, its head and tail kept in a `BTreeMap` by
+//! millisecond. Inserting finds or opens the slot (O(log s) for s occupied
+//! slots, and s is at most the number of distinct milliseconds pending);
+//! cancelling unlinks in O(1) (plus closing the slot when it empties);
+//! polling takes the first slots in order. A hierarchical wheel inserts in
+//! O(1) but moves every far entry down a level when its coarse slot comes
+//! due: a million jobs spread over ten seconds means hundreds of thousands
+//! moved at once, and jobs due meanwhile start that much late. Here an
+//! entry is touched once when it fires, so firing is as smooth as the
+//! deadlines are.
 //!
 //! # Keys
 //!
@@ -31,13 +29,8 @@
 //! cancelled returns `None` instead of touching whatever entry reuses the
 //! slab slot.
 
-const LEVEL_BITS: u32 = 6;
-const SLOTS: usize = 1 << LEVEL_BITS;
-/// How many levels the wheel has.
-pub(crate) const NUM_LEVELS: usize = 6;
-/// The first deadline (relative to the current time) that no longer fits the
-/// wheel's levels exactly; such entries are parked on the top level.
-const MAX_SPAN: u64 = 1 << (LEVEL_BITS as u64 * NUM_LEVELS as u64);
+use std::collections::BTreeMap;
+
 const NIL: u32 = u32::MAX;
 
 /// A handle to an entry in the [`Wheel`], used to cancel it.
@@ -59,15 +52,13 @@ struct Entry<T> {
     generation: u32,
     prev: u32,
     next: u32,
-    /// `level * SLOTS + slot`, or `NIL` while not linked into a slot.
-    home: u32,
 }
 
+/// The first and last entry of one millisecond's slot.
 #[derive(Debug, Clone, Copy)]
-struct Expiration {
-    level: usize,
-    slot: usize,
-    deadline: u64,
+struct Slot {
+    head: u32,
+    tail: u32,
 }
 
 /// The timer wheel. See the [module documentation](self).
@@ -77,8 +68,7 @@ pub(crate) struct Wheel<T> {
     elapsed: u64,
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
-    heads: Vec<u32>,
-    occupied: [u64; NUM_LEVELS],
+    slots: BTreeMap<u64, Slot>,
     len: usize,
 }
 
@@ -88,28 +78,6 @@ impl<T> Default for Wheel<T> {
     }
 }
 
-fn level_for(elapsed: u64, when: u64) -> usize {
-    const SLOT_MASK: u64 = (1 << LEVEL_BITS) - 1;
-    let mut masked = (elapsed ^ when) | SLOT_MASK;
-    if masked >= MAX_SPAN {
-        masked = MAX_SPAN - 1;
-    }
-    let significant = 63 - masked.leading_zeros() as usize;
-    significant / LEVEL_BITS as usize
-}
-
-fn slot_range(level: usize) -> u64 {
-    1u64 << (LEVEL_BITS as usize * level)
-}
-
-fn level_range(level: usize) -> u64 {
-    slot_range(level + 1)
-}
-
-fn slot_for(when: u64, level: usize) -> usize {
-    ((when >> (LEVEL_BITS as usize * level)) as usize) & (SLOTS - 1)
-}
-
 impl<T> Wheel<T> {
     /// An empty wheel whose current time is 0.
     pub(crate) fn new() -> Self {
@@ -117,8 +85,7 @@ impl<T> Wheel<T> {
             elapsed: 0,
             entries: Vec::new(),
             free: Vec::new(),
-            heads: vec![NIL; SLOTS * NUM_LEVELS],
-            occupied: [0; NUM_LEVELS],
+            slots: BTreeMap::new(),
             len: 0,
         }
     }
@@ -128,7 +95,8 @@ impl<T> Wheel<T> {
         self.len
     }
 
-    /// Schedules `item` to fire at `when`.
+    /// Schedules `item` to fire at `when`. Entries of one millisecond fire
+    /// in the order they were inserted.
     ///
     /// # Errors
     ///
@@ -144,6 +112,8 @@ impl<T> Wheel<T> {
                 debug_assert!(entry.item.is_none());
                 entry.when = when;
                 entry.item = Some(item);
+                entry.prev = NIL;
+                entry.next = NIL;
                 index
             }
             None => {
@@ -154,12 +124,24 @@ impl<T> Wheel<T> {
                     generation: 0,
                     prev: NIL,
                     next: NIL,
-                    home: NIL,
                 });
                 index
             }
         };
-        self.link(index);
+        match self.slots.entry(when) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(Slot {
+                    head: index,
+                    tail: index,
+                });
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                self.entries[slot.tail as usize].next = index;
+                self.entries[index as usize].prev = slot.tail;
+                slot.tail = index;
+            }
+        }
         self.len += 1;
         Ok(TimerKey {
             index,
@@ -174,138 +156,63 @@ impl<T> Wheel<T> {
         if entry.generation != key.generation || entry.item.is_none() {
             return None;
         }
-        self.unlink(key.index);
+        let (when, prev, next) = (entry.when, entry.prev, entry.next);
+        if prev != NIL {
+            self.entries[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
+        if prev == NIL && next == NIL {
+            self.slots.remove(&when);
+        } else if let Some(slot) = self.slots.get_mut(&when) {
+            if prev == NIL {
+                slot.head = next;
+            }
+            if next == NIL {
+                slot.tail = prev;
+            }
+        }
         self.release(key.index)
     }
 
-    /// The time of the earliest slot that holds entries, if any. Entries in
-    /// that slot fire no earlier than this; cascading may push them later,
-    /// never earlier.
+    /// The earliest deadline waiting, if any.
     pub(crate) fn next_expiration(&self) -> Option<u64> {
-        self.next_slot().map(|e| e.deadline)
+        self.slots.first_key_value().map(|(when, _)| *when)
     }
 
     /// Fires every entry whose deadline is at or before `now`, pushing the
     /// items into `fired` in deadline order (entries sharing a millisecond
-    /// come out in no particular order), and advances the wheel to `now`.
+    /// in insertion order), and advances the wheel to `now`.
     pub(crate) fn poll(&mut self, now: u64, fired: &mut Vec<T>) {
-        while let Some(exp) = self.next_slot() {
-            if exp.deadline > now {
+        while let Some(first) = self.slots.first_entry() {
+            if *first.key() > now {
                 break;
             }
-            self.process(exp, fired);
-            self.elapsed = exp.deadline;
+            let slot = first.remove();
+            let mut index = slot.head;
+            while index != NIL {
+                let next = self.entries[index as usize].next;
+                if let Some(item) = self.release(index) {
+                    fired.push(item);
+                }
+                index = next;
+            }
         }
         if now > self.elapsed {
             self.elapsed = now;
         }
     }
 
-    fn next_slot(&self) -> Option<Expiration> {
-        (0..NUM_LEVELS).find_map(|level| self.level_next(level))
-    }
-
-    fn level_next(&self, level: usize) -> Option<Expiration> {
-        let occupied = self.occupied[level];
-        if occupied == 0 {
-            return None;
-        }
-        let now = self.elapsed;
-        let now_slot = slot_for(now, level);
-        let rotated = occupied.rotate_right(now_slot as u32);
-        let slot = (rotated.trailing_zeros() as usize + now_slot) % SLOTS;
-        let range = level_range(level);
-        let level_start = now & !(range - 1);
-        let mut deadline = level_start + slot as u64 * slot_range(level);
-        if deadline <= now && level > 0 {
-            // The slot has wrapped: it belongs to the next turn of this level.
-            deadline += range;
-        }
-        Some(Expiration {
-            level,
-            slot,
-            deadline,
-        })
-    }
-
-    fn process(&mut self, exp: Expiration, fired: &mut Vec<T>) {
-        let head = exp.level * SLOTS + exp.slot;
-        let mut index = std::mem::replace(&mut self.heads[head], NIL);
-        self.occupied[exp.level] &= !(1u64 << exp.slot);
-        while index != NIL {
-            let next = self.entries[index as usize].next;
-            let entry = &mut self.entries[index as usize];
-            entry.prev = NIL;
-            entry.next = NIL;
-            entry.home = NIL;
-            if entry.when <= exp.deadline {
-                if let Some(item) = self.release(index) {
-                    fired.push(item);
-                }
-            } else {
-                // Cascade down relative to the slot's start time.
-                let level = level_for(exp.deadline, self.entries[index as usize].when);
-                debug_assert!(level < exp.level || exp.level == NUM_LEVELS - 1);
-                self.link_at(index, level);
-            }
-            index = next;
-        }
-    }
-
-    fn link(&mut self, index: u32) {
-        let level = level_for(self.elapsed, self.entries[index as usize].when);
-        self.link_at(index, level);
-    }
-
-    fn link_at(&mut self, index: u32, level: usize) {
-        let slot = slot_for(self.entries[index as usize].when, level);
-        let head = level * SLOTS + slot;
-        let old = self.heads[head];
-        {
-            let entry = &mut self.entries[index as usize];
-            entry.prev = NIL;
-            entry.next = old;
-            entry.home = head as u32;
-        }
-        if old != NIL {
-            self.entries[old as usize].prev = index;
-        }
-        self.heads[head] = index;
-        self.occupied[level] |= 1u64 << slot;
-    }
-
-    fn unlink(&mut self, index: u32) {
-        let (prev, next, home) = {
-            let e = &self.entries[index as usize];
-            (e.prev, e.next, e.home)
-        };
-        debug_assert!(home != NIL, "a live entry is always linked");
-        if prev != NIL {
-            self.entries[prev as usize].next = next;
-        } else {
-            self.heads[home as usize] = next;
-        }
-        if next != NIL {
-            self.entries[next as usize].prev = prev;
-        }
-        if self.heads[home as usize] == NIL {
-            let level = home as usize / SLOTS;
-            let slot = home as usize % SLOTS;
-            self.occupied[level] &= !(1u64 << slot);
-        }
-        let e = &mut self.entries[index as usize];
-        e.prev = NIL;
-        e.next = NIL;
-        e.home = NIL;
-    }
-
     fn release(&mut self, index: u32) -> Option<T> {
         let entry = &mut self.entries[index as usize];
-        let item = entry.item.take();
+        let item = entry.item.take()?;
         entry.generation = entry.generation.wrapping_add(1);
+        entry.prev = NIL;
+        entry.next = NIL;
         self.free.push(index);
         self.len -= 1;
-        item
+        Some(item)
     }
 }
 
@@ -313,7 +220,6 @@ impl<T> Wheel<T> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn entry_fires_at_its_deadline_not_before() {
@@ -349,9 +255,9 @@ mod tests {
     }
 
     #[test]
-    fn deadlines_beyond_the_top_level_fire_on_time() {
+    fn far_deadlines_fire_on_time() {
         let mut wheel = Wheel::new();
-        let far = MAX_SPAN * 3 + 12_345;
+        let far = (1u64 << 40) + 12_345;
         wheel.insert(far, "far").unwrap();
         let mut fired = Vec::new();
         let mut now = 0;
@@ -365,10 +271,24 @@ mod tests {
     }
 
     #[test]
-    fn next_expiration_names_the_earliest_deadline_at_level_zero() {
+    fn next_expiration_names_the_earliest_deadline() {
         let mut wheel = Wheel::new();
+        wheel.insert(9_000, ()).unwrap();
         wheel.insert(5, ()).unwrap();
         assert_eq!(wheel.next_expiration(), Some(5));
+    }
+
+    #[test]
+    fn one_milliseconds_entries_fire_in_insertion_order_after_cancels() {
+        let mut wheel = Wheel::new();
+        let keys: Vec<TimerKey> = (0..5).map(|i| wheel.insert(7, i).unwrap()).collect();
+        assert_eq!(wheel.cancel(keys[0]), Some(0));
+        assert_eq!(wheel.cancel(keys[2]), Some(2));
+        assert_eq!(wheel.cancel(keys[4]), Some(4));
+        let mut fired = Vec::new();
+        wheel.poll(7, &mut fired);
+        assert_eq!(fired, vec![1, 3]);
+        assert_eq!(wheel.next_expiration(), None);
     }
 
     #[derive(Debug, Clone)]
