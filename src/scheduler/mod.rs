@@ -2,6 +2,7 @@
 //! sets, and worker actors that run handlers. Nothing here is public API
 //! except [`ShutdownReport`].
 
+mod alarm;
 pub(crate) mod clock;
 pub(crate) mod ready;
 pub(crate) mod supervisor;

@@ -27,6 +27,7 @@ pub(crate) use messages::{
 pub use shared::SharedConfig;
 pub(crate) use shared::{Poke, Touch, WatchExpiry};
 
+use super::alarm::Alarm;
 use super::clock::Clock;
 use super::ready::{ReadyKey, ReadySet};
 use super::wheel::{TimerKey, Wheel};
@@ -222,6 +223,8 @@ pub(crate) struct Supervisor {
     soon: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u32)>>,
     /// The armed actix timer and the microsecond it fires at.
     timer: Option<(SpawnHandle, u64)>,
+    /// Rings at the same microsecond, more precisely than the actix timer.
+    alarm: Option<Alarm>,
     writes: Vec<JobUpdate>,
     /// Bumped whenever `writes` is taken or reordered, so an entry's
     /// remembered index into it is trusted only within one batch.
@@ -350,6 +353,7 @@ impl Supervisor {
             fired: Vec::new(),
             soon: Default::default(),
             timer: None,
+            alarm: None,
             writes: Vec::new(),
             write_epoch: 0,
             flushing: false,
@@ -1021,10 +1025,16 @@ impl Supervisor {
             }
             ctx.cancel_future(handle);
         }
-        let delay = self
-            .clock
-            .instant_for_micros(next)
-            .saturating_duration_since(tokio::time::Instant::now());
+        let at = self.clock.instant_for_micros(next);
+        let delay = at.saturating_duration_since(tokio::time::Instant::now());
+        if let Some(alarm) = &self.alarm {
+            // On a paused test clock the instant may lie behind real time:
+            // leave it to the actix timer, which that clock drives.
+            let at = at.into_std();
+            if at > std::time::Instant::now() {
+                alarm.set(at);
+            }
+        }
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
             let now = act.begin();
@@ -1251,7 +1261,34 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.me = Some(ctx.address());
+        let me = ctx.address().downgrade();
+        self.alarm = Alarm::start(move || {
+            if let Some(me) = me.upgrade() {
+                me.do_send(AlarmRang);
+            }
+        })
+        .map_err(
+            |e| tracing::warn!(error = %e, "no precise timer thread; using actix timers alone"),
+        )
+        .ok();
         self.start_retention(ctx);
         self.start_shared(ctx);
+    }
+}
+
+/// The alarm rang: fire what is due and re-arm.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AlarmRang;
+
+impl Handler<AlarmRang> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: AlarmRang, ctx: &mut Self::Context) {
+        if let Some((handle, _)) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let now = self.begin();
+        self.on_timers(now);
+        self.settle(ctx);
     }
 }
