@@ -9,8 +9,8 @@ use crate::duration::IntoDuration;
 use crate::error::Error;
 use crate::job::{Job, JobStatus};
 use crate::queue::Queue;
-use crate::scheduler::supervisor::{DeleteMatching, RunJobs, Suspend};
-use crate::store::{JobDelete, JobQuery, StatusCount};
+use crate::scheduler::supervisor::{DeleteMatching, PendingCounts, PendingJobs, RunJobs, Suspend};
+use crate::store::{JobDelete, JobQuery, Order, StatusCount};
 
 /// Counts of jobs by task and status, and how many events subscribers missed.
 ///
@@ -160,8 +160,55 @@ impl Queue {
             }
             query.tags.clear();
         }
+        if self.inner.store.ephemeral() {
+            return self.fetch_with_pending(query).await;
+        }
         self.barrier().await;
         Ok(self.inner.store.jobs_query(&query).await?)
+    }
+
+    /// `fetch` on an ephemeral store: the supervisor holds the pending jobs,
+    /// the store the final ones. Each side gives its first `offset + limit`
+    /// matches in order; the page is cut from their merge.
+    async fn fetch_with_pending(&self, query: JobQuery) -> Result<Vec<Job>, Error> {
+        let pending = self
+            .inner
+            .supervisor
+            .send(PendingJobs(query.clone()))
+            .await
+            .map_err(|_| Error::ShutDown)?;
+        let final_statuses: Vec<JobStatus> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_final() && (query.statuses.is_empty() || query.statuses.contains(s)))
+            .collect();
+        let mut found = pending;
+        if !final_statuses.is_empty() {
+            self.barrier().await;
+            let stored = self
+                .inner
+                .store
+                .jobs_query(&JobQuery {
+                    statuses: final_statuses,
+                    offset: 0,
+                    limit: query.offset.saturating_add(query.limit),
+                    ..query.clone()
+                })
+                .await?;
+            // A job that finished between the two reads is in both: keep
+            // the store's, which is newer.
+            let ids: std::collections::HashSet<_> = stored.iter().map(|j| j.id).collect();
+            found.retain(|j| !ids.contains(&j.id));
+            found.extend(stored);
+        }
+        found.sort_by_key(|j| (j.created_at, j.id));
+        if query.order == Order::NewestFirst {
+            found.reverse();
+        }
+        Ok(found
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .collect())
     }
 
     /// Counts of jobs by task and status.
@@ -170,9 +217,43 @@ impl Queue {
     ///
     /// [`Error::Store`].
     pub async fn stats(&self) -> Result<Stats, Error> {
-        self.barrier().await;
+        let counts = if self.inner.store.ephemeral() {
+            // Pending jobs are counted where they live; the store's copy
+            // of a kicked job is pending again, not counted twice.
+            let mut counts = self
+                .inner
+                .supervisor
+                .send(PendingCounts)
+                .await
+                .map_err(|_| Error::ShutDown)?;
+            self.barrier().await;
+            counts.extend(
+                self.inner
+                    .store
+                    .jobs_count()
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.status.is_final()),
+            );
+            let mut merged: std::collections::BTreeMap<(String, JobStatus), u64> =
+                std::collections::BTreeMap::new();
+            for c in counts {
+                *merged.entry((c.task, c.status)).or_default() += c.count;
+            }
+            merged
+                .into_iter()
+                .map(|((task, status), count)| StatusCount {
+                    task,
+                    status,
+                    count,
+                })
+                .collect()
+        } else {
+            self.barrier().await;
+            self.inner.store.jobs_count().await?
+        };
         Ok(Stats {
-            counts: self.inner.store.jobs_count().await?,
+            counts,
             events_missed: self.inner.bus.missed(),
         })
     }

@@ -21,8 +21,8 @@ use crate::middleware::{Middleware, Plugin};
 use crate::new_job::NewJob;
 use crate::scheduler::clock::Clock;
 use crate::scheduler::supervisor::{
-    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Poke, Retention,
-    SharedConfig, Shutdown, StartWorker, Supervisor, WaitReply, WaitResult, WatchExpiry,
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingJob, Poke,
+    Retention, SharedConfig, Shutdown, StartWorker, Supervisor, WaitReply, WaitResult, WatchExpiry,
 };
 use crate::scheduler::ShutdownReport;
 use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
@@ -488,7 +488,13 @@ impl Queue {
             return Err(Error::ShutDown);
         }
         self.inner.creating.fetch_add(1, Ordering::SeqCst);
-        let stored = self.inner.store.jobs_insert(&jobs).await;
+        // An ephemeral store gets a job when it becomes final: until then
+        // the supervisor holds it.
+        let stored = if self.inner.store.ephemeral() {
+            Ok(())
+        } else {
+            self.inner.store.jobs_insert(&jobs).await
+        };
         let drained = self.inner.creating.fetch_sub(1, Ordering::SeqCst) == 1;
         if let Err(err) = stored {
             self.inner.bus.queue(QueueEvent::Error {
@@ -589,12 +595,17 @@ impl Queue {
             .map(Some)
     }
 
-    /// One job, as the store has it.
+    /// One job, as kessel has it now.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownJob`] when no job has this id; [`Error::Store`].
     pub async fn job(&self, id: JobId) -> Result<Job, Error> {
+        if self.inner.store.ephemeral() {
+            if let Ok(Some(job)) = self.inner.supervisor.send(PendingJob(id)).await {
+                return Ok(job);
+            }
+        }
         // Let the supervisor's last changes reach the store first.
         self.barrier().await;
         self.inner
@@ -712,13 +723,7 @@ impl Queue {
     ///
     /// [`Error::UnknownJob`]; [`Error::WrongState`] when it is not buried.
     pub async fn kick(&self, id: JobId) -> Result<(), Error> {
-        self.barrier().await;
-        let mut job = self
-            .inner
-            .store
-            .job_get(id)
-            .await?
-            .ok_or(Error::UnknownJob(id))?;
+        let mut job = self.job(id).await?;
         if job.status != JobStatus::Buried {
             return Err(Error::WrongState {
                 id,

@@ -398,3 +398,81 @@ async fn retention_prunes_completed_jobs_by_age_and_count() {
         "buried jobs are kept"
     );
 }
+
+/// On the in-memory store the scheduler holds pending jobs; the store gets
+/// each job once, when it is final. Reads through the queue see both.
+#[actix_rt::test]
+async fn the_memory_store_gets_a_job_once_it_is_final_and_reads_see_both() {
+    pause();
+    let store = Arc::new(kessel::store::MemoryStore::new());
+    let queue = Queue::builder().store(store.clone()).build().await.unwrap();
+    define_ok(&queue, "mail", "default");
+    queue.process(["default"]).start().unwrap();
+    let later = queue.create("mail", 1).delay("1h").await.unwrap();
+    let now = queue.create("mail", 2).await.unwrap();
+    assert_eq!(now.result().await.unwrap().status, JobStatus::Completed);
+    assert_eq!(store.len(), 1, "only the final job is in the store");
+    let pending = queue.job(later.id()).await.unwrap();
+    assert_eq!(pending.status, JobStatus::Scheduled);
+    let done = queue.job(now.id()).await.unwrap();
+    let lines: Vec<&str> = done.logs.iter().map(|l| &*l.message).collect();
+    assert_eq!(lines, ["created", "started", "completed"]);
+
+    let all = queue
+        .fetch(JobQuery::default().order(Order::OldestFirst))
+        .await
+        .unwrap();
+    let ids: Vec<_> = all.iter().map(|j| j.id).collect();
+    assert_eq!(ids, [later.id(), now.id()], "both, in creation order");
+    let second = queue
+        .fetch(
+            JobQuery::default()
+                .order(Order::OldestFirst)
+                .offset(1)
+                .limit(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second[0].id, now.id());
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.count("mail", JobStatus::Scheduled), 1);
+    assert_eq!(stats.count("mail", JobStatus::Completed), 1);
+
+    queue.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        kessel::store::Store::job_get(&*store, later.id())
+            .await
+            .unwrap()
+            .map(|j| j.status),
+        Some(JobStatus::Scheduled),
+        "jobs left pending are handed to the store at shutdown"
+    );
+}
+
+/// A kicked job is pending again: listed and counted once, as ready.
+#[actix_rt::test]
+async fn a_kicked_job_on_the_memory_store_is_listed_and_counted_once() {
+    pause();
+    let queue = Queue::new();
+    define_fatal(&queue, "flaky", "default");
+    queue.process(["default"]).start().unwrap();
+    let h = queue.create("flaky", ()).await.unwrap();
+    assert_eq!(h.result().await.unwrap().status, JobStatus::Buried);
+    queue.suspend("flaky").await.unwrap();
+    queue.kick(h.id()).await.unwrap();
+    let listed = queue.fetch(JobQuery::default()).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].status, JobStatus::Ready);
+    let buried = queue
+        .fetch(JobQuery::default().status(JobStatus::Buried))
+        .await
+        .unwrap();
+    assert!(buried.is_empty(), "the stored copy is no longer buried");
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.count("flaky", JobStatus::Ready), 1);
+    assert_eq!(stats.count("flaky", JobStatus::Buried), 0);
+    assert!(matches!(
+        queue.kick(h.id()).await,
+        Err(Error::WrongState { .. })
+    ));
+}

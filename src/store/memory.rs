@@ -9,6 +9,12 @@ use crate::job::{Job, JobId, JobStatus};
 /// The default store: jobs live in this process's memory and nothing
 /// survives a restart. Every operation completes at once.
 ///
+/// Under a [`Queue`](crate::Queue) it is [ephemeral](Store::ephemeral):
+/// pending jobs are held once, by the queue's scheduler, and a job is
+/// stored here when it becomes final. Read jobs through the queue
+/// ([`Queue::job`](crate::Queue::job), [`Queue::fetch`](crate::Queue::fetch),
+/// [`Queue::stats`](crate::Queue::stats)), which sees both.
+///
 /// # Examples
 ///
 /// ```
@@ -33,7 +39,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// How many jobs it holds, final ones included.
+    /// How many jobs it holds. Under a queue: the final (and kicked) ones.
     pub fn len(&self) -> usize {
         self.jobs.read().len()
     }
@@ -46,6 +52,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn ephemeral(&self) -> bool {
+        true
+    }
+
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
         let mut stored = self.jobs.write();
         for job in jobs {

@@ -295,6 +295,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
+    /// Whether the store keeps nothing beyond this process, as the memory
+    /// store does. A queue on such a store keeps each pending job once, in
+    /// its scheduler, and stores the job when it becomes final (or is
+    /// kicked back to ready); reads through the queue combine the two.
+    /// Stores that outlive the process return `false` (the default) and
+    /// are sent every state change.
+    fn ephemeral(&self) -> bool {
+        false
+    }
+
     /// Whether the queue must run this store's calls as tasks on the tokio
     /// runtime rather than on its actor: `true` for stores whose
     /// connections must be released inside the runtime (sqlx pools), so

@@ -10,6 +10,7 @@ use super::{ShutdownReport, Supervisor, WorkerSlot};
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId, JobResult, JobStatus};
 use crate::scheduler::worker::{Finished, Worker};
+use crate::store::{JobQuery, Order, StatusCount};
 use crate::task::TaskDef;
 
 /// Where admitted jobs come from.
@@ -241,5 +242,74 @@ impl Handler<Shutdown> for Supervisor {
         });
         self.settle(ctx);
         MessageResult(rx)
+    }
+}
+
+/// A pending job held here (on an ephemeral store, the only copy).
+#[derive(Message)]
+#[rtype(result = "Option<Job>")]
+pub(crate) struct PendingJob(pub(crate) JobId);
+
+impl Handler<PendingJob> for Supervisor {
+    type Result = MessageResult<PendingJob>;
+    fn handle(&mut self, msg: PendingJob, _: &mut Self::Context) -> Self::Result {
+        let job = self
+            .by_id
+            .get(&msg.0)
+            .and_then(|&slot| self.jobs.get(slot))
+            .map(|e| e.job.clone());
+        MessageResult(job)
+    }
+}
+
+/// The pending jobs held here that match a query, in its order, the first
+/// `offset + limit` of them (the caller merges them with the store's).
+#[derive(Message)]
+#[rtype(result = "Vec<Job>")]
+pub(crate) struct PendingJobs(pub(crate) JobQuery);
+
+impl Handler<PendingJobs> for Supervisor {
+    type Result = MessageResult<PendingJobs>;
+    fn handle(&mut self, msg: PendingJobs, _: &mut Self::Context) -> Self::Result {
+        let query = msg.0;
+        let mut found: Vec<&Job> = self
+            .by_id
+            .values()
+            .filter_map(|&slot| self.jobs.get(slot))
+            .map(|e| &e.job)
+            .filter(|j| query.matches(j))
+            .collect();
+        found.sort_by_key(|j| (j.created_at, j.id));
+        if query.order == Order::NewestFirst {
+            found.reverse();
+        }
+        let keep = query.offset.saturating_add(query.limit);
+        MessageResult(found.into_iter().take(keep).cloned().collect())
+    }
+}
+
+/// Counts of the pending jobs held here, by task and status.
+#[derive(Message)]
+#[rtype(result = "Vec<StatusCount>")]
+pub(crate) struct PendingCounts;
+
+impl Handler<PendingCounts> for Supervisor {
+    type Result = MessageResult<PendingCounts>;
+    fn handle(&mut self, _: PendingCounts, _: &mut Self::Context) -> Self::Result {
+        let mut counts: std::collections::HashMap<(&str, JobStatus), u64> =
+            std::collections::HashMap::new();
+        for e in self.by_id.values().filter_map(|&slot| self.jobs.get(slot)) {
+            *counts.entry((&e.job.task, e.job.status)).or_default() += 1;
+        }
+        MessageResult(
+            counts
+                .into_iter()
+                .map(|((task, status), count)| StatusCount {
+                    task: task.to_owned(),
+                    status,
+                    count,
+                })
+                .collect(),
+        )
     }
 }

@@ -21,8 +21,8 @@ use tokio::sync::oneshot;
 pub use admin::Retention;
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
 pub(crate) use messages::{
-    Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, Shutdown, StartWorker, WaitReply,
-    WaitResult,
+    Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
+    PendingJobs, Shutdown, StartWorker, WaitReply, WaitResult,
 };
 pub use shared::SharedConfig;
 pub(crate) use shared::{Poke, Touch, WatchExpiry};
@@ -226,6 +226,12 @@ pub(crate) struct Supervisor {
     /// Rings at the same microsecond, more precisely than the actix timer.
     alarm: Option<Alarm>,
     writes: Vec<JobUpdate>,
+    /// On an ephemeral store: jobs that became final, to store whole.
+    finals: Vec<Job>,
+    /// The store is ephemeral: pending jobs live here only.
+    ephemeral: bool,
+    /// At shutdown, the pending jobs were handed to the ephemeral store.
+    handed_over: bool,
     /// Bumped whenever `writes` is taken or reordered, so an entry's
     /// remembered index into it is trusted only within one batch.
     write_epoch: u32,
@@ -336,6 +342,7 @@ impl Supervisor {
         let shared = store
             .shared()
             .map(|s| shared::SharedMode::new(shared, s.owner()));
+        let ephemeral = store.ephemeral() && store.shared().is_none();
         Supervisor {
             clock,
             store,
@@ -355,6 +362,9 @@ impl Supervisor {
             timer: None,
             alarm: None,
             writes: Vec::new(),
+            finals: Vec::new(),
+            ephemeral,
+            handed_over: false,
             write_epoch: 0,
             flushing: false,
             flush_soon: None,
@@ -432,6 +442,13 @@ impl Supervisor {
 
     /// Queues the job's current state for the store, appending `logs`.
     fn record(&mut self, slot: u32, logs: Vec<LogLine>) {
+        if self.ephemeral {
+            // The entry is the record until the job is final.
+            if let Some(e) = self.jobs.get_mut(slot) {
+                e.job.logs.extend(logs);
+            }
+            return;
+        }
         if let Some(e) = self.jobs.get_mut(slot) {
             e.write = queue_write(
                 &mut self.writes,
@@ -523,6 +540,11 @@ impl Supervisor {
         self.by_id.insert(id, slot);
         if !logs.is_empty() || origin == Origin::Kicked {
             self.record(slot, logs);
+        }
+        if origin == Origin::Kicked && self.ephemeral {
+            // The store holds it as buried: it is pending again.
+            let e = self.jobs.get(slot).expect("just inserted");
+            self.writes.push(JobUpdate::of(&e.job, Vec::new()));
         }
         if origin == Origin::Kicked {
             self.emit_slot(slot, JobEventKind::Kicked);
@@ -666,14 +688,19 @@ impl Supervisor {
         e.job.result = value;
         e.job.last_error = message;
         e.job.finished_at = Some(self.now_utc());
-        queue_write(
-            &mut self.writes,
-            self.write_epoch,
-            e.write,
-            &e.job,
-            logs,
-            line,
-        );
+        if !self.ephemeral {
+            queue_write(
+                &mut self.writes,
+                self.write_epoch,
+                e.write,
+                &e.job,
+                logs,
+                line,
+            );
+        } else {
+            e.job.logs.extend(logs);
+            e.job.logs.extend(line);
+        }
         self.emit(&e.job, e.task, kind);
         if !self.result_waiters.is_empty() {
             if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
@@ -682,6 +709,9 @@ impl Supervisor {
                 let result = e.job.outcome().expect("final");
                 self.barrier_next.push(Waiter::Result(waiters, result));
             }
+        }
+        if self.ephemeral {
+            self.finals.push(e.job);
         }
     }
 
@@ -1054,10 +1084,10 @@ impl Supervisor {
             return;
         }
         let urgent = !self.barrier_next.is_empty()
-            || self.writes.len() >= FLUSH_BATCH
+            || self.writes.len() + self.finals.len() >= FLUSH_BATCH
             || self.draining.is_some()
             || self.shared.as_ref().is_some_and(|m| !m.releases.is_empty());
-        if !urgent && !self.writes.is_empty() {
+        if !urgent && !(self.writes.is_empty() && self.finals.is_empty()) {
             if self.flush_soon.is_none() {
                 self.flush_soon = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
                     act.flush_soon = None;
@@ -1081,7 +1111,7 @@ impl Supervisor {
             .as_mut()
             .map(|m| std::mem::take(&mut m.releases))
             .unwrap_or_default();
-        if self.writes.is_empty() && releases.is_empty() {
+        if self.writes.is_empty() && self.finals.is_empty() && releases.is_empty() {
             for b in self.barrier_next.drain(..) {
                 b.answer();
             }
@@ -1089,6 +1119,7 @@ impl Supervisor {
         }
         self.flushing = true;
         let batch = std::mem::take(&mut self.writes);
+        let finals = std::mem::take(&mut self.finals);
         self.write_epoch = self.write_epoch.wrapping_add(1);
         self.barrier_in_flight = std::mem::take(&mut self.barrier_next);
         let store = self.store.clone();
@@ -1099,16 +1130,21 @@ impl Supervisor {
             } else {
                 store.jobs_update(&batch).await
             };
+            // After the updates: a kicked job's update must not overwrite
+            // how it ended.
+            if result.is_ok() && !finals.is_empty() {
+                result = store.jobs_insert(&finals).await;
+            }
             if let (Ok(()), Some(owner), Some(shared)) = (&result, owner, store.shared()) {
                 if !releases.is_empty() {
                     result = shared.jobs_release(owner, &releases).await;
                 }
             }
-            (result, batch, releases)
+            (result, batch, finals, releases)
         };
         ctx.spawn(self.store_call(fut).into_actor(self).map(|done, act, ctx| {
             act.flushing = false;
-            let Some((result, batch, releases)) = done else { return };
+            let Some((result, batch, finals, releases)) = done else { return };
             match result {
                 Ok(()) => {
                     act.flush_retry = Duration::from_millis(50);
@@ -1131,6 +1167,9 @@ impl Supervisor {
                     let mut retry = batch;
                     retry.append(&mut act.writes);
                     act.writes = retry;
+                    let mut retry = finals;
+                    retry.append(&mut act.finals);
+                    act.finals = retry;
                     act.write_epoch = act.write_epoch.wrapping_add(1);
                     if let Some(mode) = act.shared.as_mut() {
                         let mut again = releases;
@@ -1178,11 +1217,28 @@ impl Supervisor {
                 d.reply.is_some()
                     && self.in_flight() == 0
                     && self.writes.is_empty()
+                    && self.finals.is_empty()
                     && !self.flushing
                     && self.shared.as_ref().is_none_or(|m| m.releases.is_empty())
             }
             None => false,
         };
+        if done && self.ephemeral && !self.handed_over {
+            // The jobs left pending live only here: hand them to the store
+            // before stopping, so they can still be read.
+            self.handed_over = true;
+            let left: Vec<Job> = self
+                .by_id
+                .values()
+                .filter_map(|&slot| self.jobs.get(slot))
+                .map(|e| e.job.clone())
+                .collect();
+            if !left.is_empty() {
+                self.finals.extend(left);
+                self.flush_now(ctx);
+                return;
+            }
+        }
         if done {
             let mut drain = self.draining.take().expect("checked");
             let report = ShutdownReport {
