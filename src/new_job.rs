@@ -143,10 +143,13 @@ impl NewJob {
     /// Builds the stored job as of `now`. `name` holds the task name
     /// allocated for the previous job, reused when this one names the same
     /// task (so jobs created together share it).
+    /// The job record; its log starts with a "created" line when
+    /// `log_created`.
     pub(crate) fn into_job(
         self,
         now: DateTime<Utc>,
         name: &mut Option<Arc<str>>,
+        log_created: bool,
     ) -> Result<Job, Error> {
         if let Some(err) = self.error {
             return Err(err);
@@ -191,7 +194,11 @@ impl NewJob {
             result: None,
             progress: None,
             finished_at: None,
-            logs: vec![LogLine::new(now, 0, "created")],
+            logs: if log_created {
+                vec![LogLine::new(now, 0, "created")]
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -213,7 +220,7 @@ mod tests {
         let err = NewJob::new("t", 1)
             .delay("5 fortnights")
             .expires_in("x")
-            .into_job(now, &mut None)
+            .into_job(now, &mut None, true)
             .unwrap_err();
         match err {
             Error::InvalidDuration(e) => assert_eq!(e.text(), "5 fortnights"),
@@ -227,7 +234,7 @@ mod tests {
         let mut bad: HashMap<Vec<u8>, u8> = HashMap::new();
         bad.insert(vec![1], 1);
         let err = NewJob::new("t", bad)
-            .into_job(Utc::now(), &mut None)
+            .into_job(Utc::now(), &mut None, true)
             .unwrap_err();
         assert!(
             matches!(err, Error::InvalidPayload { ref task, .. } if task == "t"),
@@ -240,11 +247,11 @@ mod tests {
         let now = Utc::now();
         let job = NewJob::new("t", ())
             .delay("2h")
-            .into_job(now, &mut None)
+            .into_job(now, &mut None, true)
             .unwrap();
         assert_eq!(job.status, JobStatus::Scheduled);
         assert_eq!(job.run_at, now + chrono::Duration::hours(2));
-        let job = NewJob::new("t", ()).into_job(now, &mut None).unwrap();
+        let job = NewJob::new("t", ()).into_job(now, &mut None, true).unwrap();
         assert_eq!(job.status, JobStatus::Ready);
     }
 }

@@ -477,9 +477,12 @@ impl Queue {
     ) -> Result<Vec<JobHandle>, Error> {
         let now = self.inner.clock.now_utc();
         let mut name = None;
+        // On an ephemeral store the supervisor holds the job until it is
+        // final and rebuilds its "created" line from created_at then.
+        let log_created = !self.inner.store.ephemeral();
         let jobs: Vec<Job> = jobs
             .into_iter()
-            .map(|j| j.into_job(now, &mut name))
+            .map(|j| j.into_job(now, &mut name, log_created))
             .collect::<Result<_, _>>()?;
         if jobs.is_empty() {
             return Ok(Vec::new());

@@ -37,7 +37,7 @@ pub(super) fn job_at(task: &str, payload: serde_json::Value, at: DateTime<Utc>) 
     let at = micro(at);
     match NewJob::new(task, payload)
         .run_at(at)
-        .into_job(at, &mut None)
+        .into_job(at, &mut None, true)
     {
         Ok(job) => job,
         Err(err) => panic!("building a test job of {task:?}: {err}"),

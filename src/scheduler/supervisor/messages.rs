@@ -257,7 +257,7 @@ impl Handler<PendingJob> for Supervisor {
             .by_id
             .get(&msg.0)
             .and_then(|&slot| self.jobs.get(slot))
-            .map(|e| e.job.clone());
+            .map(|e| e.job());
         MessageResult(job)
     }
 }
@@ -272,19 +272,18 @@ impl Handler<PendingJobs> for Supervisor {
     type Result = MessageResult<PendingJobs>;
     fn handle(&mut self, msg: PendingJobs, _: &mut Self::Context) -> Self::Result {
         let query = msg.0;
-        let mut found: Vec<&Job> = self
+        let mut found: Vec<&super::Entry> = self
             .by_id
             .values()
             .filter_map(|&slot| self.jobs.get(slot))
-            .map(|e| &e.job)
-            .filter(|j| query.matches(j))
+            .filter(|e| query.matches(&e.job))
             .collect();
-        found.sort_by_key(|j| (j.created_at, j.id));
+        found.sort_by_key(|e| (e.job.created_at, e.job.id));
         if query.order == Order::NewestFirst {
             found.reverse();
         }
         let keep = query.offset.saturating_add(query.limit);
-        MessageResult(found.into_iter().take(keep).cloned().collect())
+        MessageResult(found.into_iter().take(keep).map(|e| e.job()).collect())
     }
 }
 

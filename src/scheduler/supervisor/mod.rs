@@ -84,6 +84,23 @@ struct Entry {
     cancel: Option<Arc<RunShared>>,
     /// Where its not yet flushed update sits in `writes`: (epoch, index).
     write: Option<(u32, u32)>,
+    /// Its log's first line, "created", is not held (see `Entry::job`).
+    created_implied: bool,
+}
+
+impl Entry {
+    /// The job as readers and the store see it.
+    fn job(&self) -> Job {
+        let mut job = self.job.clone();
+        self.restore_created(&mut job);
+        job
+    }
+
+    fn restore_created(&self, job: &mut Job) {
+        if self.created_implied {
+            job.logs.insert(0, created_line(job));
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +130,7 @@ impl Slab {
             timer: None,
             cancel: None,
             write: None,
+            created_implied: false,
         });
         slot
     }
@@ -269,6 +287,11 @@ impl std::fmt::Debug for Supervisor {
 }
 
 const EXPIRED: &str = "not started before it expired";
+
+/// The line every job's log starts with.
+fn created_line(job: &Job) -> LogLine {
+    LogLine::new(job.created_at, 0, "created")
+}
 
 /// Someone waiting for the store to catch up.
 #[derive(Debug)]
@@ -536,7 +559,16 @@ impl Supervisor {
         }
         let task = self.task_slot(&job.task);
         let id = job.id;
+        // Created for an ephemeral store without its "created" line: the
+        // line is rebuilt from created_at when the job is read or stored,
+        // so a pending job holds no log allocation.
+        let created_implied = self.ephemeral && origin == Origin::New && job.logs.is_empty();
         let slot = self.jobs.insert(job, task);
+        if created_implied {
+            if let Some(e) = self.jobs.get_mut(slot) {
+                e.created_implied = true;
+            }
+        }
         self.by_id.insert(id, slot);
         if !logs.is_empty() || origin == Origin::Kicked {
             self.record(slot, logs);
@@ -711,7 +743,11 @@ impl Supervisor {
             }
         }
         if self.ephemeral {
-            self.finals.push(e.job);
+            let mut job = e.job;
+            if e.created_implied {
+                job.logs.insert(0, created_line(&job));
+            }
+            self.finals.push(job);
         }
     }
 
@@ -1231,7 +1267,7 @@ impl Supervisor {
                 .by_id
                 .values()
                 .filter_map(|&slot| self.jobs.get(slot))
-                .map(|e| e.job.clone())
+                .map(Entry::job)
                 .collect();
             if !left.is_empty() {
                 self.finals.extend(left);
