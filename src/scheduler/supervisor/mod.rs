@@ -1110,19 +1110,22 @@ impl Supervisor {
         self.timer = Some((handle, next));
     }
 
-    /// Sends the queued state changes to the store. A small batch waits up
-    /// to [`FLUSH_DELAY`] for more, so a job that starts and finishes within
-    /// it costs the store one update, not two; a reader waiting on a
-    /// barrier, a full batch, a shared store's releases or a drain send at
-    /// once.
+    /// Sends the queued state changes to the store. On a single-process
+    /// store a small batch waits up to [`FLUSH_DELAY`] for more, so a job
+    /// that starts and finishes within it costs the store one update, not
+    /// two; a reader waiting on a barrier, a full batch or a drain send at
+    /// once, and a shared store is always written at once.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.flushing {
             return;
         }
-        let urgent = !self.barrier_next.is_empty()
+        // On a shared store other processes read what is written (a
+        // rescuer counts an attempt only if its start was recorded): no
+        // waiting there.
+        let urgent = self.shared.is_some()
+            || !self.barrier_next.is_empty()
             || self.writes.len() + self.finals.len() >= FLUSH_BATCH
-            || self.draining.is_some()
-            || self.shared.as_ref().is_some_and(|m| !m.releases.is_empty());
+            || self.draining.is_some();
         if !urgent && !(self.writes.is_empty() && self.finals.is_empty()) {
             if self.flush_soon.is_none() {
                 self.flush_soon = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
