@@ -276,7 +276,7 @@ impl Handler<PendingJobs> for Supervisor {
             .by_id
             .values()
             .filter_map(|&slot| self.jobs.get(slot))
-            .filter(|e| query.matches(&e.job))
+            .filter(|e| e.job.matches(&query))
             .collect();
         found.sort_by_key(|e| (e.job.created_at, e.job.id));
         if query.order == Order::NewestFirst {

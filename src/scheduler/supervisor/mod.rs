@@ -8,6 +8,7 @@
 //! - `admin`: suspend/resume, delete-matching, batch runs and retention.
 
 mod admin;
+mod held;
 mod messages;
 mod shared;
 
@@ -39,6 +40,7 @@ use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
 use crate::store::{JobUpdate, Store};
 use crate::task::TaskDef;
+use held::HeldJob;
 
 /// What a wheel entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +75,7 @@ enum State {
 
 #[derive(Debug)]
 struct Entry {
-    job: Job,
+    job: HeldJob,
     generation: u32,
     task: u32,
     state: State,
@@ -91,15 +93,18 @@ struct Entry {
 impl Entry {
     /// The job as readers and the store see it.
     fn job(&self) -> Job {
-        let mut job = self.job.clone();
-        self.restore_created(&mut job);
-        job
+        self.job.to_job(self.first_line())
     }
 
-    fn restore_created(&self, job: &mut Job) {
-        if self.created_implied {
-            job.logs.insert(0, created_line(job));
-        }
+    /// The job as readers and the store see it, taking the entry apart.
+    fn into_job(self) -> Job {
+        let first = self.first_line();
+        self.job.into_job(first)
+    }
+
+    fn first_line(&self) -> Option<LogLine> {
+        self.created_implied
+            .then(|| LogLine::new(self.job.created_at, 0, "created"))
     }
 }
 
@@ -111,7 +116,7 @@ struct Slab {
 }
 
 impl Slab {
-    fn insert(&mut self, job: Job, task: u32) -> u32 {
+    fn insert(&mut self, job: HeldJob, task: u32) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -288,11 +293,6 @@ impl std::fmt::Debug for Supervisor {
 
 const EXPIRED: &str = "not started before it expired";
 
-/// The line every job's log starts with.
-fn created_line(job: &Job) -> LogLine {
-    LogLine::new(job.created_at, 0, "created")
-}
-
 /// Someone waiting for the store to catch up.
 #[derive(Debug)]
 pub(crate) enum Waiter {
@@ -332,7 +332,7 @@ fn queue_write(
     writes: &mut Vec<JobUpdate>,
     epoch: u32,
     pending: Option<(u32, u32)>,
-    job: &Job,
+    job: &HeldJob,
     mut logs: Vec<LogLine>,
     line: Option<LogLine>,
 ) -> Option<(u32, u32)> {
@@ -343,14 +343,14 @@ fn queue_write(
                     let mut merged = std::mem::take(&mut update.logs);
                     merged.append(&mut logs);
                     merged.extend(line);
-                    *update = JobUpdate::of(job, merged);
+                    *update = job.update(merged);
                     return pending;
                 }
             }
         }
     }
     logs.extend(line);
-    writes.push(JobUpdate::of(job, logs));
+    writes.push(job.update(logs));
     Some((epoch, (writes.len() - 1) as u32))
 }
 
@@ -468,7 +468,7 @@ impl Supervisor {
         if self.ephemeral {
             // The entry is the record until the job is final.
             if let Some(e) = self.jobs.get_mut(slot) {
-                e.job.logs.extend(logs);
+                e.job.log(logs);
             }
             return;
         }
@@ -488,7 +488,7 @@ impl Supervisor {
         LogLine::new(self.now_utc(), attempt, message)
     }
 
-    fn emit(&self, job: &Job, task: u32, kind: JobEventKind) {
+    fn emit(&self, job: &HeldJob, task: u32, kind: JobEventKind) {
         if self.bus.is_active() {
             self.bus.job(JobEvent {
                 id: job.id,
@@ -563,7 +563,7 @@ impl Supervisor {
         // line is rebuilt from created_at when the job is read or stored,
         // so a pending job holds no log allocation.
         let created_implied = self.ephemeral && origin == Origin::New && job.logs.is_empty();
-        let slot = self.jobs.insert(job, task);
+        let slot = self.jobs.insert(HeldJob::new(job), task);
         if created_implied {
             if let Some(e) = self.jobs.get_mut(slot) {
                 e.created_implied = true;
@@ -576,7 +576,7 @@ impl Supervisor {
         if origin == Origin::Kicked && self.ephemeral {
             // The store holds it as buried: it is pending again.
             let e = self.jobs.get(slot).expect("just inserted");
-            self.writes.push(JobUpdate::of(&e.job, Vec::new()));
+            self.writes.push(e.job.update(Vec::new()));
         }
         if origin == Origin::Kicked {
             self.emit_slot(slot, JobEventKind::Kicked);
@@ -619,8 +619,8 @@ impl Supervisor {
         true
     }
 
-    fn expired(&self, job: &Job, now: u64) -> bool {
-        job.expires_at
+    fn expired(&self, job: &HeldJob, now: u64) -> bool {
+        job.expires_at()
             .is_some_and(|x| self.clock.tick_for(x) <= now)
     }
 
@@ -640,7 +640,7 @@ impl Supervisor {
         let changed = e.job.status != JobStatus::Ready;
         e.job.status = JobStatus::Ready;
         e.state = State::Ready;
-        let expires = e.job.expires_at;
+        let expires = e.job.expires_at();
         if changed {
             self.record(slot, Vec::new());
         }
@@ -717,9 +717,9 @@ impl Supervisor {
             _ => JobEventKind::Cancelled,
         };
         e.job.status = status;
-        e.job.result = value;
-        e.job.last_error = message;
-        e.job.finished_at = Some(self.now_utc());
+        e.job.set_result(value);
+        e.job.set_last_error(message);
+        e.job.set_finished_at(self.now_utc());
         if !self.ephemeral {
             queue_write(
                 &mut self.writes,
@@ -730,8 +730,7 @@ impl Supervisor {
                 line,
             );
         } else {
-            e.job.logs.extend(logs);
-            e.job.logs.extend(line);
+            e.job.log(logs.into_iter().chain(line));
         }
         self.emit(&e.job, e.task, kind);
         if !self.result_waiters.is_empty() {
@@ -743,11 +742,7 @@ impl Supervisor {
             }
         }
         if self.ephemeral {
-            let mut job = e.job;
-            if e.created_implied {
-                job.logs.insert(0, created_line(&job));
-            }
-            self.finals.push(job);
+            self.finals.push(e.into_job());
         }
     }
 
@@ -765,7 +760,7 @@ impl Supervisor {
         let attempts = e.job.attempts;
         let max = e
             .job
-            .max_attempts
+            .max_attempts()
             .or_else(|| def.as_ref().map(|d| d.retry.max_attempts))
             .unwrap_or(1);
         if attempts >= max {
@@ -786,7 +781,7 @@ impl Supervisor {
         let e = self.jobs.get_mut(slot).expect("present");
         e.job.status = JobStatus::Retrying;
         e.job.run_at = run_at;
-        e.job.last_error = Some(message);
+        e.job.set_last_error(Some(message));
         e.state = State::Waiting;
         e.cancel = None;
         self.record(slot, logs);
@@ -899,7 +894,7 @@ impl Supervisor {
                 task: e.job.task.clone(),
                 tag: task.tag_name.clone(),
                 attempt: e.job.attempts,
-                reference: e.job.reference.clone(),
+                reference: e.job.reference().map(str::to_owned),
                 shared,
             },
             payload: e.job.payload.clone(),
@@ -944,14 +939,14 @@ impl Supervisor {
             // the run wrote, if the job is still here.
             if !journal.logs.is_empty() || journal.progress.is_some() {
                 if journal.progress.is_some() {
-                    e.job.progress = journal.progress;
+                    e.job.set_progress(journal.progress);
                 }
                 self.record(report.slot, journal.logs);
             }
             return;
         }
         if journal.progress.is_some() {
-            e.job.progress = journal.progress;
+            e.job.set_progress(journal.progress);
         }
         if let Some(d) = self.draining.as_mut() {
             d.finished += 1;
@@ -1321,7 +1316,7 @@ impl Supervisor {
                 token.cancel();
             }
             e.job.status = JobStatus::Ready;
-            e.job.last_error = Some("aborted at shutdown".into());
+            e.job.set_last_error(Some("aborted at shutdown".into()));
             e.state = State::Ready;
             let id = e.job.id;
             let line = LogLine {

@@ -1,0 +1,286 @@
+//! A pending job as the supervisor holds it.
+//!
+//! The supervisor may hold millions of pending jobs, and scheduling reads
+//! only a few of their fields. Those sit inline; the rest (reference,
+//! expiry, attempt limit, last error, result, progress, log) sits in one
+//! box that a fresh job without any of them does not allocate.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress};
+use crate::store::{JobQuery, JobUpdate};
+
+/// A pending job, compact. See the [module documentation](self).
+#[derive(Debug)]
+pub(crate) struct HeldJob {
+    pub(crate) id: JobId,
+    pub(crate) task: Arc<str>,
+    pub(crate) payload: Payload,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) run_at: DateTime<Utc>,
+    pub(crate) priority: u32,
+    pub(crate) attempts: u32,
+    pub(crate) status: JobStatus,
+    rest: Option<Box<Rest>>,
+}
+
+/// The fields most jobs leave empty.
+#[derive(Debug, Default)]
+struct Rest {
+    reference: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    max_attempts: Option<u32>,
+    last_error: Option<String>,
+    result: Option<serde_json::Value>,
+    progress: Option<Progress>,
+    finished_at: Option<DateTime<Utc>>,
+    logs: Vec<LogLine>,
+}
+
+impl Rest {
+    fn is_empty(&self) -> bool {
+        self.reference.is_none()
+            && self.expires_at.is_none()
+            && self.max_attempts.is_none()
+            && self.last_error.is_none()
+            && self.result.is_none()
+            && self.progress.is_none()
+            && self.finished_at.is_none()
+            && self.logs.is_empty()
+    }
+}
+
+impl HeldJob {
+    pub(crate) fn new(job: Job) -> Self {
+        let rest = Rest {
+            reference: job.reference,
+            expires_at: job.expires_at,
+            max_attempts: job.max_attempts,
+            last_error: job.last_error,
+            result: job.result,
+            progress: job.progress,
+            finished_at: job.finished_at,
+            logs: job.logs,
+        };
+        HeldJob {
+            id: job.id,
+            task: job.task,
+            payload: job.payload,
+            created_at: job.created_at,
+            run_at: job.run_at,
+            priority: job.priority,
+            attempts: job.attempts,
+            status: job.status,
+            rest: (!rest.is_empty()).then(|| Box::new(rest)),
+        }
+    }
+
+    fn rest_mut(&mut self) -> &mut Rest {
+        self.rest.get_or_insert_with(Default::default)
+    }
+
+    /// The full record, its log starting with `first_line` when given.
+    pub(crate) fn to_job(&self, first_line: Option<LogLine>) -> Job {
+        let rest = self.rest.as_deref();
+        let mut logs = Vec::new();
+        logs.extend(first_line);
+        if let Some(r) = rest {
+            logs.extend(r.logs.iter().cloned());
+        }
+        Job {
+            id: self.id,
+            reference: rest.and_then(|r| r.reference.clone()),
+            task: self.task.clone(),
+            payload: self.payload.clone(),
+            priority: self.priority,
+            status: self.status,
+            created_at: self.created_at,
+            run_at: self.run_at,
+            expires_at: self.expires_at(),
+            attempts: self.attempts,
+            max_attempts: self.max_attempts(),
+            last_error: rest.and_then(|r| r.last_error.clone()),
+            result: rest.and_then(|r| r.result.clone()),
+            progress: self.progress(),
+            finished_at: rest.and_then(|r| r.finished_at),
+            logs,
+        }
+    }
+
+    /// The full record, taking the held one apart.
+    pub(crate) fn into_job(self, first_line: Option<LogLine>) -> Job {
+        let rest = self.rest.map(|r| *r).unwrap_or_default();
+        let mut logs = rest.logs;
+        if let Some(line) = first_line {
+            logs.insert(0, line);
+        }
+        Job {
+            id: self.id,
+            reference: rest.reference,
+            task: self.task,
+            payload: self.payload,
+            priority: self.priority,
+            status: self.status,
+            created_at: self.created_at,
+            run_at: self.run_at,
+            expires_at: rest.expires_at,
+            attempts: self.attempts,
+            max_attempts: rest.max_attempts,
+            last_error: rest.last_error,
+            result: rest.result,
+            progress: rest.progress,
+            finished_at: rest.finished_at,
+            logs,
+        }
+    }
+
+    /// The update that sets a stored copy to this state, appending `logs`.
+    pub(crate) fn update(&self, logs: Vec<LogLine>) -> JobUpdate {
+        let rest = self.rest.as_deref();
+        JobUpdate {
+            id: self.id,
+            status: self.status,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts(),
+            run_at: self.run_at,
+            last_error: rest.and_then(|r| r.last_error.clone()),
+            result: rest.and_then(|r| r.result.clone()),
+            progress: self.progress(),
+            finished_at: rest.and_then(|r| r.finished_at),
+            logs,
+        }
+    }
+
+    /// Whether `query` selects it (its filters, not its paging).
+    pub(crate) fn matches(&self, query: &JobQuery) -> bool {
+        (query.statuses.is_empty() || query.statuses.contains(&self.status))
+            && (query.tasks.is_empty() || query.tasks.iter().any(|t| **t == *self.task))
+            && query
+                .reference
+                .as_ref()
+                .is_none_or(|r| self.reference() == Some(r.as_str()))
+            && query.created_after.is_none_or(|t| self.created_at >= t)
+            && query.created_before.is_none_or(|t| self.created_at < t)
+    }
+
+    /// What became of it, once it is final.
+    pub(crate) fn outcome(&self) -> Option<JobResult> {
+        let rest = self.rest.as_deref();
+        self.status.is_final().then(|| JobResult {
+            id: self.id,
+            status: self.status,
+            value: rest.and_then(|r| r.result.clone()),
+            message: rest.and_then(|r| r.last_error.clone()),
+        })
+    }
+
+    pub(crate) fn reference(&self) -> Option<&str> {
+        self.rest.as_deref().and_then(|r| r.reference.as_deref())
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.rest.as_deref().and_then(|r| r.expires_at)
+    }
+
+    pub(crate) fn max_attempts(&self) -> Option<u32> {
+        self.rest.as_deref().and_then(|r| r.max_attempts)
+    }
+
+    pub(crate) fn progress(&self) -> Option<Progress> {
+        self.rest.as_deref().and_then(|r| r.progress)
+    }
+
+    pub(crate) fn set_last_error(&mut self, message: Option<String>) {
+        if message.is_some() || self.rest.is_some() {
+            self.rest_mut().last_error = message;
+        }
+    }
+
+    pub(crate) fn set_result(&mut self, value: Option<serde_json::Value>) {
+        if value.is_some() || self.rest.is_some() {
+            self.rest_mut().result = value;
+        }
+    }
+
+    pub(crate) fn set_progress(&mut self, progress: Option<Progress>) {
+        if progress.is_some() || self.rest.is_some() {
+            self.rest_mut().progress = progress;
+        }
+    }
+
+    pub(crate) fn set_finished_at(&mut self, at: DateTime<Utc>) {
+        self.rest_mut().finished_at = Some(at);
+    }
+
+    /// Appends to its log.
+    pub(crate) fn log(&mut self, lines: impl IntoIterator<Item = LogLine>) {
+        let mut lines = lines.into_iter().peekable();
+        if lines.peek().is_some() {
+            self.rest_mut().logs.extend(lines);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        let now = Utc::now();
+        Job {
+            id: JobId::new(),
+            reference: None,
+            task: "t".into(),
+            payload: Payload::from_json_unchecked("1"),
+            priority: 3,
+            status: JobStatus::Ready,
+            created_at: now,
+            run_at: now,
+            expires_at: None,
+            attempts: 0,
+            max_attempts: None,
+            last_error: None,
+            result: None,
+            progress: None,
+            finished_at: None,
+            logs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plain_job_holds_nothing_boxed_and_round_trips() {
+        let plain = job();
+        let held = HeldJob::new(plain.clone());
+        assert!(held.rest.is_none());
+        assert_eq!(held.to_job(None), plain);
+        assert_eq!(held.into_job(None), plain);
+    }
+
+    #[test]
+    fn every_field_round_trips() {
+        let now = Utc::now();
+        let full = Job {
+            reference: Some("r".into()),
+            expires_at: Some(now),
+            max_attempts: Some(4),
+            last_error: Some("boom".into()),
+            result: Some(serde_json::json!({"ok": true})),
+            progress: Some(Progress {
+                current: 1,
+                total: 2,
+            }),
+            finished_at: Some(now),
+            logs: vec![LogLine::new(now, 1, "started")],
+            ..job()
+        };
+        let held = HeldJob::new(full.clone());
+        assert_eq!(held.to_job(None), full);
+        let first = LogLine::new(now, 0, "created");
+        let mut want = full.clone();
+        want.logs.insert(0, first.clone());
+        assert_eq!(held.to_job(Some(first.clone())), want);
+        assert_eq!(held.into_job(Some(first)), want);
+    }
+}
