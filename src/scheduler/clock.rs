@@ -43,12 +43,22 @@ impl Clock {
         }
     }
 
-    /// Microseconds from the origin to `at` (0 for anything before it).
+    /// Microseconds from the origin to `at`, rounded down (0 for anything
+    /// before it): how much of the time to `at` has passed, for the present.
     pub(crate) fn micros_for(&self, at: DateTime<Utc>) -> u64 {
         (at - self.origin_utc)
             .num_microseconds()
             .unwrap_or(i64::MAX)
             .max(0) as u64
+    }
+
+    /// Microseconds from the origin to `at`, rounded up: the first
+    /// microsecond at which `at` has come, for a deadline.
+    pub(crate) fn micros_until(&self, at: DateTime<Utc>) -> u64 {
+        let nanos = (at - self.origin_utc)
+            .num_nanoseconds()
+            .map_or(u64::MAX, |n| n.max(0) as u64);
+        nanos.div_ceil(1000)
     }
 
     /// The wheel tick `at` falls in: its millisecond, rounded down.

@@ -614,7 +614,7 @@ impl Supervisor {
             return false;
         };
         e.seq = seq;
-        let micros = self.clock.micros_for(run_at);
+        let micros = self.clock.micros_until(run_at);
         self.soon.push(std::cmp::Reverse((micros, seq, slot)));
         true
     }
