@@ -4,8 +4,9 @@
 //!
 //! Define tasks with a chained builder, create jobs with delays, priorities
 //! and expirations, and start workers that serve tags in order. A supervisor
-//! actor times delayed jobs on a hierarchical timer wheel and hands ready
-//! jobs to worker actors; every state change is recorded in a [`Store`].
+//! actor times delayed jobs on a timer wheel of 1 ms slots (then to the
+//! microsecond) and hands ready jobs to worker actors; state changes are
+//! recorded in a [`Store`] in batches.
 //!
 //! ```
 //! use kessel::{JobContext, JobError, JobStatus, Queue};
