@@ -277,6 +277,33 @@ async fn batch_order<F: StoreFactory>(factory: F) -> Verdict {
 }
 
 conformance_test!(store,
+    /// `jobs_insert_owned` (how a queue hands an ephemeral store its final
+    /// jobs) stores exactly what `jobs_insert` would, every field.
+    owned_insert_stores_what_insert_stores => owned_insert
+);
+
+async fn owned_insert<F: StoreFactory>(factory: F) -> Verdict {
+    let (store, _place) = fresh(&factory).await;
+    let mut done = in_status(job("t", json!({"n": 1})), JobStatus::Completed);
+    done.attempts = 1;
+    done.finished_at = Some(now());
+    done.result = Some(json!("ok"));
+    done.logs.push(line("completed", 1, now(), None));
+    let waiting = job("t", json!(2));
+    let want = vec![done, waiting];
+    if let Err((err, back)) = store.jobs_insert_owned(want.clone()).await {
+        panic!(
+            "jobs_insert_owned failed: {err} ({} jobs handed back)",
+            back.len()
+        );
+    }
+    for job in &want {
+        assert_same_job(&get(&store, job.id).await, job, "a job inserted owned");
+    }
+    Verdict::Passed
+}
+
+conformance_test!(store,
     /// An update of a job the store does not have (it was cleaned) is
     /// skipped: the batch succeeds, the rest of it applies, and no job
     /// appears.

@@ -64,6 +64,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn jobs_insert_owned(&self, jobs: Vec<Job>) -> Result<(), (StoreError, Vec<Job>)> {
+        let mut stored = self.jobs.write();
+        for job in jobs {
+            stored.insert(job.id, job);
+        }
+        Ok(())
+    }
+
     async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
         let mut stored = self.jobs.write();
         for update in updates {

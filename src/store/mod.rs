@@ -276,6 +276,18 @@ pub struct JobDelete {
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores new jobs.
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError>;
+
+    /// Stores jobs handed over whole: an [ephemeral](Store::ephemeral)
+    /// store's jobs as they become final. A store that keeps the values
+    /// it is given can take them without copying; the default stores
+    /// copies with [`jobs_insert`](Store::jobs_insert). On failure the jobs
+    /// come back with the error, for a retry.
+    async fn jobs_insert_owned(&self, jobs: Vec<Job>) -> Result<(), (StoreError, Vec<Job>)> {
+        match self.jobs_insert(&jobs).await {
+            Ok(()) => Ok(()),
+            Err(err) => Err((err, jobs)),
+        }
+    }
     /// Records state changes, in order.
     async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError>;
     /// Every job not in a final state.

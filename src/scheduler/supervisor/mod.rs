@@ -1166,8 +1166,15 @@ impl Supervisor {
             };
             // After the updates: a kicked job's update must not overwrite
             // how it ended.
+            let mut finals = finals;
             if result.is_ok() && !finals.is_empty() {
-                result = store.jobs_insert(&finals).await;
+                result = match store.jobs_insert_owned(std::mem::take(&mut finals)).await {
+                    Ok(()) => Ok(()),
+                    Err((err, back)) => {
+                        finals = back;
+                        Err(err)
+                    }
+                };
             }
             if let (Ok(()), Some(owner), Some(shared)) = (&result, owner, store.shared()) {
                 if !releases.is_empty() {
