@@ -39,16 +39,20 @@ enum Workload {
     Durable,
     /// Bulk create into each store: jobs/s.
     BulkCreate,
+    /// Only the multi-process PostgreSQL burn-downs of `durable` (1 and 3
+    /// worker processes), for profiling them alone.
+    DurableProcesses,
 }
 
 impl Workload {
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 7] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
         Workload::Memory,
         Workload::Durable,
         Workload::BulkCreate,
+        Workload::DurableProcesses,
     ];
 
     fn name(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Workload {
             Workload::Memory => "memory",
             Workload::Durable => "durable",
             Workload::BulkCreate => "bulk-create",
+            Workload::DurableProcesses => "durable-processes",
         }
     }
 }
@@ -216,7 +221,11 @@ fn main() -> ExitCode {
         Plan::full()
     };
     let workloads: Vec<Workload> = if args.only.is_empty() {
-        Workload::ALL.to_vec()
+        // `durable` runs the multi-process burn-downs too.
+        Workload::ALL
+            .into_iter()
+            .filter(|w| *w != Workload::DurableProcesses)
+            .collect()
     } else {
         Workload::ALL
             .into_iter()
@@ -274,6 +283,13 @@ fn main() -> ExitCode {
                 .chain(System::DURABLE)
                 .filter(|s| wanted(*s))
                 .for_each(|s| bench.bulk_create(s)),
+            Workload::DurableProcesses => {
+                if wanted(System::KesselPostgres) {
+                    for processes in [1, 3] {
+                        bench.pg_processes(processes);
+                    }
+                }
+            }
         }
     }
     bench.report.compute_ratios();

@@ -25,13 +25,20 @@ impl Db {
             return Ok(Vec::new());
         }
         let jobs = self.jobs_table();
+        // Each served task's best due jobs come from its own ordered range
+        // of `jobs_claim` (locked as they are read, skipping rows another
+        // claim holds); the best of those are taken. Rows locked here but not
+        // taken (with several tasks) are let go at commit.
         let rows = sqlx::query(AssertSqlSafe(format!(
             "WITH picked AS (
-                 SELECT id FROM {jobs}
-                 WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND task = ANY($1) AND run_at <= $2
-                 ORDER BY priority, run_at, created_at, id
-                 LIMIT $3
-                 FOR UPDATE SKIP LOCKED)
+                 SELECT c.id FROM UNNEST($1::text[]) AS t(task) CROSS JOIN LATERAL (
+                     SELECT id, priority, run_at, created_at FROM {jobs}
+                     WHERE task = t.task AND leased_by IS NULL AND status IN {CLAIMABLE} AND run_at <= $2
+                     ORDER BY priority, run_at, created_at, id
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED) AS c
+                 ORDER BY c.priority, c.run_at, c.created_at, c.id
+                 LIMIT $3)
              UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
              FROM picked WHERE j.id = picked.id
              RETURNING {columns}",
@@ -95,15 +102,18 @@ impl Db {
         }
         let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET leased_by = NULL, lease_until = NULL WHERE id = ANY($2) AND leased_by = $1",
+            "WITH released AS (
+                 UPDATE {} SET leased_by = NULL, lease_until = NULL WHERE id = ANY($2) AND leased_by = $1)
+             SELECT pg_notify($3, '')",
             self.jobs_table()
         )))
         .bind(owner)
         .bind(&ids)
+        .bind(self.channel())
         .execute(self.pool())
         .await
         .map_err(map_err)?;
-        self.notify_work().await
+        Ok(())
     }
 
     pub(super) async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -239,8 +249,13 @@ impl Db {
         if tasks.is_empty() {
             return Ok(None);
         }
+        // The first entry of each task's range of `jobs_next_due` (whose
+        // predicate names `lease_until`: null exactly when `leased_by` is).
         sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT min(run_at) FROM {} WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND task = ANY($1)",
+            "SELECT min(n.run_at) FROM UNNEST($1::text[]) AS t(task) CROSS JOIN LATERAL (
+                 SELECT run_at FROM {} WHERE task = t.task AND leased_by IS NULL AND lease_until IS NULL
+                   AND status IN {CLAIMABLE}
+                 ORDER BY run_at LIMIT 1) AS n",
             self.jobs_table()
         )))
         .bind(tasks)
