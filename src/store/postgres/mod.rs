@@ -153,7 +153,10 @@ pub struct PgStore {
 /// The database side: everything here runs on the store's own runtime.
 #[derive(Debug, Clone)]
 pub(super) struct Db {
+    /// kessel's own statements.
     pool: PgPool,
+    /// [`PgStore::pool`]: the caller's queries, connected on first use.
+    user_pool: PgPool,
     sql: Arc<Sql>,
     owner: Uuid,
     lease: Duration,
@@ -209,10 +212,13 @@ impl PgStore {
             .await
     }
 
-    /// The connection pool, for the caller's own queries in the same
-    /// database (from any tokio runtime).
+    /// A connection pool for the caller's own queries in the same
+    /// database (from any tokio runtime). It is not the pool kessel's own
+    /// statements use (whose sessions plan every statement generically):
+    /// it connects on first use, with the same URL, application name and
+    /// size, and default session settings.
     pub fn pool(&self) -> &PgPool {
-        &self.db.pool
+        &self.db.user_pool
     }
 }
 
@@ -223,6 +229,16 @@ impl Db {
             .parse::<PgConnectOptions>()
             .map_err(|e| StoreError::InvalidConfig(format!("cannot read the database URL: {e}")))?
             .application_name(&options.application_name);
+        let user_pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(connect.clone());
+        // kessel's statements bind whole batches as arrays. A custom plan
+        // sees a batch's size and, on a table it thinks small (no fresh
+        // statistics, many dead rows), hash-joins it against a scan of the
+        // whole table; the generic plan looks each row up by its index,
+        // which is what every statement here is written for.
+        let connect = connect.options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -236,6 +252,7 @@ impl Db {
         migrate(&pool, &sql.schema).await?;
         Ok(Db {
             pool,
+            user_pool,
             sql,
             owner: Uuid::new_v4(),
             lease: options.lease,
@@ -720,7 +737,12 @@ impl Store for PgStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         let db = self.db.clone();
-        self.exec.run(async move { db.pool.close().await }).await;
+        self.exec
+            .run(async move {
+                db.pool.close().await;
+                db.user_pool.close().await;
+            })
+            .await;
         Ok(())
     }
 }

@@ -122,8 +122,13 @@ impl Db {
         let rescued: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH lapsed AS (
                  SELECT id, leased_by AS owner FROM {jobs}
-                 WHERE ((leased_by IS NOT NULL AND lease_until < $1)
-                        -- running but held by nobody: cut off outside any lease
+                 WHERE id IN (
+                         -- each kind through its own index, not a table scan
+                         SELECT id FROM {jobs} WHERE leased_by IS NOT NULL AND lease_until < $1
+                         UNION ALL
+                         -- running but held by nobody: cut off outside any lease
+                         SELECT id FROM {jobs} WHERE leased_by IS NULL AND status = 'running')
+                   AND ((leased_by IS NOT NULL AND lease_until < $1)
                         OR (leased_by IS NULL AND status = 'running'))
                    AND status IN ('scheduled', 'ready', 'retrying', 'running')
                  FOR UPDATE SKIP LOCKED),
@@ -161,11 +166,17 @@ impl Db {
     ) -> Result<u64, StoreError> {
         let jobs = self.jobs_table();
         let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        // The named jobs by id, or the sweep through `jobs_expiring`: two
+        // statements, so each is planned on its index.
+        let which = if ids.is_empty() {
+            "expires_at IS NOT NULL AND cardinality($2::uuid[]) = 0"
+        } else {
+            "id = ANY($2)"
+        };
         let expired: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH expired AS (
                  UPDATE {jobs} SET status = 'expired', finished_at = $1, last_error = 'not started before it expired'
-                 WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND expires_at <= $1
-                   AND (cardinality($2::uuid[]) = 0 OR id = ANY($2))
+                 WHERE {which} AND leased_by IS NULL AND status IN {CLAIMABLE} AND expires_at <= $1
                  RETURNING id, attempts),
              logged AS (
                  INSERT INTO {logs} (job_id, at, attempt, message)

@@ -21,3 +21,13 @@ CREATE INDEX jobs_next_due ON {schema}.jobs (task, run_at)
 -- line written. Lines are written only for jobs that exist (checked in the
 -- same statement), and removing jobs removes their lines explicitly.
 ALTER TABLE {schema}.job_logs DROP CONSTRAINT job_logs_job_id_fkey;
+
+-- The rescuer's two kinds of rows, each found through an index of its own
+-- rather than a scan of the table: lapsed leases (jobs_leased), and jobs
+-- left running by nobody (rare: this index is nearly always empty).
+CREATE INDEX jobs_running_unleased ON {schema}.jobs (id)
+    WHERE leased_by IS NULL AND status = 'running';
+
+-- Jobs with an expiry nobody holds, for the expirer's sweep.
+CREATE INDEX jobs_expiring ON {schema}.jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND leased_by IS NULL AND status IN ('scheduled', 'ready', 'retrying');
