@@ -19,6 +19,20 @@ use crate::store::{
 
 const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 
+/// A condition that is always true and makes the statement's own
+/// transaction commit without waiting for its WAL to reach disk
+/// (`synchronous_commit = off` for this transaction only; evaluated once).
+///
+/// Claims and lease renewals use it: they are leases, not state. Should the
+/// database server crash within the fraction of a second before their WAL
+/// is flushed, the recovered database has the job unleased (or its lease
+/// shorter) and another process may run it again: the at-least-once that
+/// a lapsed lease already means. It saves a disk flush (~3 ms on the
+/// benchmark machine) on every claim, which is on the way of every job
+/// from creation to start. Creates, state changes, releases and cancels
+/// commit durably as before.
+const LEASE_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
+
 impl Db {
     pub(super) async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         if params.tasks.is_empty() || params.limit == 0 {
@@ -40,7 +54,7 @@ impl Db {
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)
              UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
-             FROM picked WHERE j.id = picked.id
+             FROM picked WHERE j.id = picked.id AND {LEASE_COMMIT}
              RETURNING {columns}",
             columns = JOB_COLUMNS
                 .split(", ")
@@ -68,7 +82,8 @@ impl Db {
         }
         let ids: Vec<Uuid> = params.ids.iter().map(|i| i.0).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 RETURNING id, cancel_requested",
+            "UPDATE {} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 AND {LEASE_COMMIT}
+             RETURNING id, cancel_requested",
             self.jobs_table()
         )))
         .bind(params.owner)
