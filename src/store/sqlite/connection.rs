@@ -7,8 +7,9 @@
 //! once, and only then answers the writers. While that commit syncs to
 //! disk, new commands queue up and form the next group: the more producers
 //! write at once, the more jobs share one disk sync, and a lone producer
-//! waits for no timer. Each write is one statement per table however many
-//! jobs it holds (the rows travel as one JSON array). When one write fails
+//! waits for no timer. New jobs are inserted as multi-row `VALUES` lists
+//! of up to 1,024 rows; state changes are one statement per table however
+//! many jobs they hold (the rows travel as one JSON array). When one write fails
 //! on its own (a duplicate id), the group is run again with a savepoint per
 //! write, so that write fails alone and the rest commit.
 //!

@@ -1,9 +1,10 @@
 //! Jobs to and from SQLite rows.
 //!
 //! Encoding happens on the caller's thread, before a write reaches the
-//! store's connection thread. A write's rows are encoded as one JSON array
-//! per statement, which the SQL unpacks with `json_each`: a batch of any
-//! size costs one statement, not one per job, and the SQL stays static.
+//! store's connection thread. New jobs become owned column values, bound as
+//! multi-row `VALUES` lists (see `connection.rs`); state changes are
+//! encoded as one JSON array per statement, which the SQL unpacks with
+//! `json_each`: a batch of any size costs one statement, not one per job.
 //! Decoding checks every column: a value kessel could not have written
 //! (an unknown status, a negative attempt count, text that is not JSON)
 //! is a [`StoreError::Corrupt`] naming the job and the column, never a
