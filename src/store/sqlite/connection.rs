@@ -34,6 +34,7 @@ use crate::store::{StatusCount, StoreError};
 const JOB_UPDATE: &str = include_str!("sql/job_update.sql");
 const LOG_INSERT: &str = include_str!("sql/log_insert.sql");
 const JOBS_DELETE: &str = include_str!("sql/jobs_delete.sql");
+const LOGS_DELETE: &str = include_str!("sql/logs_delete.sql");
 const JOB_GET: &str = concat!(
     include_str!("sql/job_select.sql"),
     include_str!("sql/job_get.sql")
@@ -361,15 +362,24 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreEr
             execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
             Ok(updated)
         }
-        WriteOp::Delete(params) => sqlx::query(JOBS_DELETE)
-            .bind(&params.statuses)
-            .bind(&params.tasks)
-            .bind(params.finished_before)
-            .bind(params.limit)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(store_error),
+        WriteOp::Delete(params) => {
+            // The jobs' lines first, then the jobs: one selection, one
+            // transaction, nothing in between.
+            for sql in [LOGS_DELETE, JOBS_DELETE] {
+                let done = sqlx::query(sql)
+                    .bind(&params.statuses)
+                    .bind(&params.tasks)
+                    .bind(params.finished_before)
+                    .bind(params.limit)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+                if sql == JOBS_DELETE {
+                    return Ok(done.rows_affected());
+                }
+            }
+            unreachable!("JOBS_DELETE runs last")
+        }
     }
 }
 
