@@ -511,13 +511,17 @@ impl Db {
                  FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[], $7::text[],
                              $8::bigint[], $9::bigint[], $10::timestamptz[])
                       AS u(id, status, attempts, max_attempts, run_at, last_error, result, progress_current, progress_total, finished_at)
-                 WHERE j.id = u.id AND (j.leased_by IS NULL OR j.leased_by = $11)),
+                 WHERE j.id = u.id AND (j.leased_by IS NULL OR j.leased_by = $11)
+                 RETURNING j.id),
              new_logs AS (
                  INSERT INTO {logs} (job_id, at, attempt, message, data)
                  SELECT u.job_id, u.at, u.attempt, u.message, u.data
                  FROM UNNEST($12::uuid[], $13::timestamptz[], $14::bigint[], $15::text[], $16::text[])
                       WITH ORDINALITY AS u(job_id, at, attempt, message, data, ord)
-                 WHERE EXISTS (SELECT 1 FROM {jobs} WHERE id = u.job_id)
+                 -- the updated jobs from the hash of what changed; others
+                 -- (held by another process now) by a lookup
+                 WHERE u.job_id IN (SELECT id FROM changed)
+                    OR EXISTS (SELECT 1 FROM {jobs} WHERE id = u.job_id)
                  ORDER BY u.ord)
              SELECT pg_notify($17, '') WHERE $18",
             jobs = self.sql.table("jobs"),
