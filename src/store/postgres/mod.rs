@@ -217,6 +217,8 @@ impl PgStore {
     /// statements use (whose sessions plan every statement generically):
     /// it connects on first use, with the same URL, application name and
     /// size, and default session settings.
+    // Deliberately not `db.pool`, kessel's own (see above).
+    #[allow(clippy::misnamed_getters)]
     pub fn pool(&self) -> &PgPool {
         &self.db.user_pool
     }
