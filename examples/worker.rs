@@ -63,7 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = PgStore::connect_with(
         PgOptions::new(&args.url)
             .schema(&args.schema)
-            .lease(args.lease),
+            .lease(args.lease)
+            // Tells this process's sessions apart in pg_stat_activity.
+            .application_name(format!("kessel-worker-{}", std::process::id())),
     )
     .await?;
     let pool = store.pool().clone();

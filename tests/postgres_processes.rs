@@ -131,6 +131,24 @@ async fn three_workers_finish_ten_thousand_jobs_when_one_is_killed_mid_run() {
     let victim_owner = workers[0].1.clone();
     workers[0].kill();
     let killed_at = chrono::Utc::now();
+    // A statement the worker had sent before it died still commits (each
+    // write is one statement): wait until its sessions are gone, so the
+    // jobs it holds now are the ones it will never finish.
+    wait_for(
+        "the killed worker's sessions to end",
+        Duration::from_secs(30),
+        || async {
+            let sessions: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(format!("kessel-worker-{victim}"))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            sessions == 0
+        },
+    )
+    .await;
     // What the dead worker held: claimed, running, or finished but not yet
     // acknowledged. Its leases run for seconds yet, so this is exact.
     let held: Vec<uuid::Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

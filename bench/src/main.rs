@@ -9,6 +9,7 @@
 //! See `docs/benchmarks.md` for the workloads and the latest table.
 
 mod measure;
+mod procs;
 mod report;
 mod systems;
 
@@ -38,16 +39,20 @@ enum Workload {
     Durable,
     /// Bulk create into each store: jobs/s.
     BulkCreate,
+    /// Only the multi-process PostgreSQL burn-downs of `durable` (1 and 3
+    /// worker processes), for profiling them alone.
+    DurableProcesses,
 }
 
 impl Workload {
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 7] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
         Workload::Memory,
         Workload::Durable,
         Workload::BulkCreate,
+        Workload::DurableProcesses,
     ];
 
     fn name(self) -> &'static str {
@@ -58,6 +63,7 @@ impl Workload {
             Workload::Memory => "memory",
             Workload::Durable => "durable",
             Workload::BulkCreate => "bulk-create",
+            Workload::DurableProcesses => "durable-processes",
         }
     }
 }
@@ -100,6 +106,13 @@ struct Args {
     /// Internal: how many jobs the memory child leaves pending.
     #[arg(long, hide = true, default_value_t = 0)]
     count: u64,
+    /// Internal: be one worker process of the multi-process PostgreSQL
+    /// burn-down (started by the parent run, driven over stdin/stdout).
+    #[arg(long, hide = true)]
+    pg_worker: bool,
+    /// Internal: the worker process's concurrency.
+    #[arg(long, hide = true, default_value_t = 16)]
+    concurrency: usize,
 }
 
 /// Counts and limits of one run.
@@ -176,6 +189,9 @@ fn main() -> ExitCode {
     if let Some(system) = args.child_memory {
         return memory_child(system, args.count);
     }
+    if args.pg_worker {
+        return procs::worker_main(&args.pg_url, args.concurrency);
+    }
     if let Some(path) = &args.render {
         let report: Result<Report, String> = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
@@ -205,7 +221,11 @@ fn main() -> ExitCode {
         Plan::full()
     };
     let workloads: Vec<Workload> = if args.only.is_empty() {
-        Workload::ALL.to_vec()
+        // `durable` runs the multi-process burn-downs too.
+        Workload::ALL
+            .into_iter()
+            .filter(|w| *w != Workload::DurableProcesses)
+            .collect()
     } else {
         Workload::ALL
             .into_iter()
@@ -263,6 +283,13 @@ fn main() -> ExitCode {
                 .chain(System::DURABLE)
                 .filter(|s| wanted(*s))
                 .for_each(|s| bench.bulk_create(s)),
+            Workload::DurableProcesses => {
+                if wanted(System::KesselPostgres) {
+                    for processes in [1, 3] {
+                        bench.pg_processes(processes);
+                    }
+                }
+            }
         }
     }
     bench.report.compute_ratios();
@@ -807,12 +834,7 @@ impl Bench {
             Answer::Failed(e) => {
                 // A run cut off at the cap still tells its rate: report it,
                 // and use it for the latency run.
-                let rate = e
-                    .rsplit_once('(')
-                    .and_then(|(_, r)| r.split(' ').next())
-                    .and_then(|r| r.parse::<f64>().ok())
-                    .filter(|r| *r > 0.0);
-                match rate {
+                match cut_off_rate(&e) {
                     Some(rate) => {
                         self.capacity.insert(system, rate);
                         let note = format!("cut off at the cap: {e}");
@@ -851,10 +873,79 @@ impl Bench {
                 other,
             ),
         }
+        if system == System::KesselPostgres {
+            for processes in [1, 3] {
+                self.pg_processes(processes);
+            }
+        }
         let probe = (n / 10).max(100);
         let secs = self.plan.durable_latency_secs;
         let cap = self.plan.durable_cap;
         self.latency_run("durable latency", system, probe, secs, c, cap);
+    }
+
+    /// PostgreSQL burn-down with `processes` worker processes (each with
+    /// the durable concurrency) sharing one schema.
+    fn pg_processes(&mut self, processes: usize) {
+        let system = System::KesselPostgres;
+        let n = self.plan.durable_n;
+        let c = self.plan.durable_concurrency;
+        let cap = self.plan.durable_cap;
+        let noun = if processes == 1 {
+            "process"
+        } else {
+            "processes"
+        };
+        let params = format!(
+            "n={}, c={c} per process, {processes} worker {noun}",
+            report::human(n as f64)
+        );
+        let answer = match self.env.postgres.clone() {
+            Ok(url) => run(|| procs::burn_down(&url, n, processes, c, cap)),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(outcome) => {
+                let mut notes = Vec::new();
+                if outcome.completed != n {
+                    notes.push(format!(
+                        "FAILED: {} of {n} jobs recorded completed",
+                        outcome.completed
+                    ));
+                }
+                if outcome.extra_runs > 0 {
+                    notes.push(format!("{} extra runs", outcome.extra_runs));
+                }
+                let note = (!notes.is_empty()).then(|| notes.join("; "));
+                self.row(
+                    "durable burn-down",
+                    params,
+                    system,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    Some(outcome.rate),
+                    note,
+                );
+            }
+            Err(e) => {
+                // A run cut off at the cap still tells its rate.
+                let (value, note) = match cut_off_rate(&e) {
+                    Some(rate) => (Some(rate), format!("cut off at the cap: {e}")),
+                    None => (None, format!("FAILED: {e}")),
+                };
+                self.row(
+                    "durable burn-down",
+                    params,
+                    system,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    value,
+                    Some(note),
+                )
+            }
+        }
     }
 
     fn bulk_create(&mut self, system: System) {
@@ -890,6 +981,15 @@ impl Bench {
             ),
         }
     }
+}
+
+/// The rate a run cut off at its cap reached: the `(N jobs/s)` at the end
+/// of its error.
+fn cut_off_rate(e: &str) -> Option<f64> {
+    e.rsplit_once('(')
+        .and_then(|(_, r)| r.split(' ').next())
+        .and_then(|r| r.parse::<f64>().ok())
+        .filter(|r| *r > 0.0)
 }
 
 /// Runs the memory measurement for one system and size in a child process,

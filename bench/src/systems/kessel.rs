@@ -12,8 +12,8 @@ use kessel::{JobContext, JobError, JobHandle, NewJob, Queue};
 use super::{Fail, CREATE_BATCH};
 use crate::measure::{now_ns, Pacer, Stamps};
 
-const TASK: &str = "noop";
-const TAG: &str = "bench";
+pub const TASK: &str = "noop";
+pub const TAG: &str = "bench";
 
 /// Where a kessel queue keeps its jobs.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ pub enum Backend<'a> {
 /// What must outlive the queue (the SQLite file's directory).
 type Keep = Option<tempfile::TempDir>;
 
-const PG_SCHEMA: &str = "kessel_bench";
+pub const PG_SCHEMA: &str = "kessel_bench";
 
 async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep), Fail> {
     match backend {
@@ -100,7 +100,7 @@ fn queue_with(stamps: &Arc<Stamps>) -> Result<Queue, Fail> {
 
 /// Creates `n` jobs in batches and waits until the supervisor has taken
 /// them in, so the time covers the store write and the scheduling.
-async fn create_all(queue: &Queue, n: u64, job: impl Fn(u64) -> NewJob) -> Result<(), Fail> {
+pub async fn create_all(queue: &Queue, n: u64, job: impl Fn(u64) -> NewJob) -> Result<(), Fail> {
     let mut last: Option<JobHandle> = None;
     let mut i = 0;
     while i < n {

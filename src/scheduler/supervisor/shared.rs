@@ -36,9 +36,18 @@ pub struct SharedConfig {
     /// Look for work at least this often, in case a notification was lost
     /// (default 5 s).
     pub poll: Duration,
-    /// Claim at most this many jobs beyond the workers' free slots
-    /// (default 64).
+    /// Claim at least this many jobs beyond the workers' free slots
+    /// (default 64). While the workers empty what this process holds
+    /// before the next claim comes back, the allowance doubles, up to
+    /// [`SharedConfig::MAX_PREFETCH`] (or this value, if larger), and it
+    /// shrinks back as soon as claimed jobs wait: a process claims about
+    /// what it runs during one round trip to the store, no more.
     pub prefetch: usize,
+}
+
+impl SharedConfig {
+    /// The most the prefetch allowance grows to by itself.
+    pub const MAX_PREFETCH: usize = 4096;
 }
 
 impl Default for SharedConfig {
@@ -57,6 +66,9 @@ pub(super) struct SharedMode {
     pub(super) owner: Uuid,
     claiming: bool,
     claim_again: bool,
+    /// The prefetch allowance now (see [`SharedConfig::prefetch`]); 0
+    /// until the first claim.
+    prefetch: usize,
     last_full: bool,
     claim_timer: Option<SpawnHandle>,
     /// Held jobs to give back with the next flush.
@@ -244,19 +256,12 @@ impl Supervisor {
             .filter(|w| !w.stopped)
             .map(|w| w.capacity.saturating_sub(w.in_flight))
             .sum();
-        let held_waiting = self
-            .by_id
-            .values()
-            .filter(|&&s| {
-                self.jobs
-                    .get(s)
-                    .is_some_and(|e| !matches!(e.state, State::Running { .. }))
-            })
-            .count();
+        let held_waiting = self.held_waiting();
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
-        let limit = (free + mode.config.prefetch).saturating_sub(held_waiting);
+        mode.prefetch = mode.prefetch.max(mode.config.prefetch);
+        let limit = (free + mode.prefetch).saturating_sub(held_waiting);
         if let Some(timer) = mode.claim_timer.take() {
             ctx.cancel_future(timer);
         }
@@ -302,6 +307,20 @@ impl Supervisor {
                     match result {
                         Ok((claimed, next)) => {
                             mode.last_full = claimed.len() >= limit;
+                            let waiting = act.held_waiting();
+                            let mode = act.shared.as_mut().expect("still shared");
+                            let (least, most) = (
+                                mode.config.prefetch,
+                                mode.config.prefetch.max(SharedConfig::MAX_PREFETCH),
+                            );
+                            if mode.last_full && waiting == 0 {
+                                // The workers ran out while this claim was on
+                                // the way: claim more at a time.
+                                mode.prefetch = (mode.prefetch * 2).min(most);
+                            } else if waiting > mode.prefetch / 2 {
+                                // Claimed jobs wait here: claim fewer.
+                                mode.prefetch = (mode.prefetch / 2).max(least);
+                            }
                             if mode.last_full {
                                 mode.claim_again = true;
                             }
@@ -337,6 +356,18 @@ impl Supervisor {
                     act.settle(ctx);
                 }),
         );
+    }
+
+    /// Held jobs not running (waiting for their time or a free slot).
+    fn held_waiting(&self) -> usize {
+        self.by_id
+            .values()
+            .filter(|&&s| {
+                self.jobs
+                    .get(s)
+                    .is_some_and(|e| !matches!(e.state, State::Running { .. }))
+            })
+            .count()
     }
 
     fn heartbeat(&mut self, ids: Vec<JobId>, ctx: &mut Context<Self>) {

@@ -38,10 +38,13 @@ use exec::Exec;
 use rows::{job_from_row, map_err, JOB_COLUMNS};
 
 /// The schema versions this kessel knows, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_jobs.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_jobs.sql")),
+    (2, include_str!("migrations/0002_claims.sql")),
+];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How to connect a [`PgStore`].
 ///
@@ -150,7 +153,10 @@ pub struct PgStore {
 /// The database side: everything here runs on the store's own runtime.
 #[derive(Debug, Clone)]
 pub(super) struct Db {
+    /// kessel's own statements.
     pool: PgPool,
+    /// [`PgStore::pool`]: the caller's queries, connected on first use.
+    user_pool: PgPool,
     sql: Arc<Sql>,
     owner: Uuid,
     lease: Duration,
@@ -206,10 +212,15 @@ impl PgStore {
             .await
     }
 
-    /// The connection pool, for the caller's own queries in the same
-    /// database (from any tokio runtime).
+    /// A connection pool for the caller's own queries in the same
+    /// database (from any tokio runtime). It is not the pool kessel's own
+    /// statements use (whose sessions plan every statement generically):
+    /// it connects on first use, with the same URL, application name and
+    /// size, and default session settings.
+    // Deliberately not `db.pool`, kessel's own (see above).
+    #[allow(clippy::misnamed_getters)]
     pub fn pool(&self) -> &PgPool {
-        &self.db.pool
+        &self.db.user_pool
     }
 }
 
@@ -220,6 +231,16 @@ impl Db {
             .parse::<PgConnectOptions>()
             .map_err(|e| StoreError::InvalidConfig(format!("cannot read the database URL: {e}")))?
             .application_name(&options.application_name);
+        let user_pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(connect.clone());
+        // kessel's statements bind whole batches as arrays. A custom plan
+        // sees a batch's size and, on a table it thinks small (no fresh
+        // statistics, many dead rows), hash-joins it against a scan of the
+        // whole table; the generic plan looks each row up by its index,
+        // which is what every statement here is written for.
+        let connect = connect.options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -233,6 +254,7 @@ impl Db {
         migrate(&pool, &sql.schema).await?;
         Ok(Db {
             pool,
+            user_pool,
             sql,
             owner: Uuid::new_v4(),
             lease: options.lease,
@@ -394,14 +416,24 @@ impl Db {
                 logs.push(job.id, line);
             }
         }
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // One statement, so one round trip: the jobs, their log lines and
+        // the wake-up commit together (a statement is its own transaction).
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (id, reference, task, payload, priority, status, created_at, run_at, expires_at,
-                             attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-                                  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
-                                  $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[])",
-            self.sql.table("jobs")
+            "WITH new_jobs AS (
+                 INSERT INTO {jobs} (id, reference, task, payload, priority, status, created_at, run_at, expires_at,
+                                     attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                                      $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
+                                      $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[])),
+             new_logs AS (
+                 INSERT INTO {logs} (job_id, at, attempt, message, data)
+                 SELECT u.job_id, u.at, u.attempt, u.message, u.data
+                 FROM UNNEST($17::uuid[], $18::timestamptz[], $19::bigint[], $20::text[], $21::text[])
+                      WITH ORDINALITY AS u(job_id, at, attempt, message, data, ord)
+                 ORDER BY u.ord)
+             SELECT pg_notify($22, '')",
+            jobs = self.sql.table("jobs"),
+            logs = self.sql.table("job_logs"),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.reference.clone()).collect::<Vec<_>>())
@@ -419,16 +451,15 @@ impl Db {
         .bind(jobs.iter().map(|j| j.progress.map(|p| p.current as i64)).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.progress.map(|p| p.total as i64)).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.finished_at).collect::<Vec<_>>())
-        .execute(&mut *tx)
+        .bind(&logs.job_ids)
+        .bind(&logs.at)
+        .bind(&logs.attempts)
+        .bind(&logs.messages)
+        .bind(&logs.data)
+        .bind(&self.sql.channel)
+        .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        insert_logs(&mut tx, &self.sql, &logs).await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(&self.sql.channel)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
         Ok(())
     }
 
@@ -467,20 +498,36 @@ impl Db {
             cols.progress_total.push(u.progress.map(|p| p.total as i64));
             cols.finished_at.push(u.finished_at);
         }
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // One statement, one round trip: the state changes, the log lines
+        // (of jobs that exist) and, when jobs went back to waiting, the
+        // wake-up, committed together.
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {jobs} AS j SET
-                 status = u.status, attempts = u.attempts, max_attempts = u.max_attempts, run_at = u.run_at,
-                 last_error = u.last_error, result = u.result, progress_current = u.progress_current,
-                 progress_total = u.progress_total, finished_at = u.finished_at,
-                 leased_by = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN NULL ELSE j.leased_by END,
-                 lease_until = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN NULL ELSE j.lease_until END,
-                 cancel_requested = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN false ELSE j.cancel_requested END
-             FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[], $7::text[],
-                         $8::bigint[], $9::bigint[], $10::timestamptz[])
-                  AS u(id, status, attempts, max_attempts, run_at, last_error, result, progress_current, progress_total, finished_at)
-             WHERE j.id = u.id AND (j.leased_by IS NULL OR j.leased_by = $11)",
-            jobs = self.sql.table("jobs")
+            "WITH changed AS (
+                 UPDATE {jobs} AS j SET
+                     status = u.status, attempts = u.attempts, max_attempts = u.max_attempts, run_at = u.run_at,
+                     last_error = u.last_error, result = u.result, progress_current = u.progress_current,
+                     progress_total = u.progress_total, finished_at = u.finished_at,
+                     leased_by = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN NULL ELSE j.leased_by END,
+                     lease_until = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN NULL ELSE j.lease_until END,
+                     cancel_requested = CASE WHEN u.status IN ('completed', 'buried', 'expired', 'cancelled') THEN false ELSE j.cancel_requested END
+                 FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[], $7::text[],
+                             $8::bigint[], $9::bigint[], $10::timestamptz[])
+                      AS u(id, status, attempts, max_attempts, run_at, last_error, result, progress_current, progress_total, finished_at)
+                 WHERE j.id = u.id AND (j.leased_by IS NULL OR j.leased_by = $11)
+                 RETURNING j.id),
+             new_logs AS (
+                 INSERT INTO {logs} (job_id, at, attempt, message, data)
+                 SELECT u.job_id, u.at, u.attempt, u.message, u.data
+                 FROM UNNEST($12::uuid[], $13::timestamptz[], $14::bigint[], $15::text[], $16::text[])
+                      WITH ORDINALITY AS u(job_id, at, attempt, message, data, ord)
+                 -- the updated jobs from the hash of what changed; others
+                 -- (held by another process now) by a lookup
+                 WHERE u.job_id IN (SELECT id FROM changed)
+                    OR EXISTS (SELECT 1 FROM {jobs} WHERE id = u.job_id)
+                 ORDER BY u.ord)
+             SELECT pg_notify($17, '') WHERE $18",
+            jobs = self.sql.table("jobs"),
+            logs = self.sql.table("job_logs"),
         )))
         .bind(&cols.ids)
         .bind(&cols.statuses)
@@ -493,18 +540,16 @@ impl Db {
         .bind(&cols.progress_total)
         .bind(&cols.finished_at)
         .bind(self.owner)
-        .execute(&mut *tx)
+        .bind(&logs.job_ids)
+        .bind(&logs.at)
+        .bind(&logs.attempts)
+        .bind(&logs.messages)
+        .bind(&logs.data)
+        .bind(&self.sql.channel)
+        .bind(releases_work)
+        .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        insert_logs(&mut tx, &self.sql, &logs).await?;
-        if releases_work {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(&self.sql.channel)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)?;
         Ok(())
     }
 
@@ -621,53 +666,30 @@ impl Db {
         }
         let limit = params.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let jobs = self.sql.table("jobs");
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {jobs} WHERE id IN (
-                 SELECT id FROM {jobs}
-                 WHERE status = ANY($1)
-                   AND (cardinality($2::text[]) = 0 OR task = ANY($2))
-                   AND ($3::timestamptz IS NULL OR finished_at < $3)
-                 ORDER BY finished_at, id
-                 LIMIT $4)"
+        // Log lines go with their jobs (there is no foreign key to cascade).
+        let deleted: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH gone AS (
+                 DELETE FROM {jobs} WHERE id IN (
+                     SELECT id FROM {jobs}
+                     WHERE status = ANY($1)
+                       AND (cardinality($2::text[]) = 0 OR task = ANY($2))
+                       AND ($3::timestamptz IS NULL OR finished_at < $3)
+                     ORDER BY finished_at, id
+                     LIMIT $4)
+                 RETURNING id),
+             gone_logs AS (DELETE FROM {logs} WHERE job_id IN (SELECT id FROM gone))
+             SELECT count(*) FROM gone",
+            logs = self.sql.table("job_logs"),
         )))
         .bind(statuses)
         .bind(&params.tasks)
         .bind(params.finished_before)
         .bind(limit)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected())
+        Ok(deleted as u64)
     }
-}
-
-async fn insert_logs(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    sql: &Sql,
-    logs: &LogColumns,
-) -> Result<(), StoreError> {
-    if logs.job_ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {logs} (job_id, at, attempt, message, data)
-         SELECT u.job_id, u.at, u.attempt, u.message, u.data
-         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[])
-              WITH ORDINALITY AS u(job_id, at, attempt, message, data, ord)
-         WHERE EXISTS (SELECT 1 FROM {jobs} WHERE id = u.job_id)
-         ORDER BY u.ord",
-        logs = sql.table("job_logs"),
-        jobs = sql.table("jobs"),
-    )))
-    .bind(&logs.job_ids)
-    .bind(&logs.at)
-    .bind(&logs.attempts)
-    .bind(&logs.messages)
-    .bind(&logs.data)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
 }
 
 #[async_trait]
@@ -721,7 +743,12 @@ impl Store for PgStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         let db = self.db.clone();
-        self.exec.run(async move { db.pool.close().await }).await;
+        self.exec
+            .run(async move {
+                db.pool.close().await;
+                db.user_pool.close().await;
+            })
+            .await;
         Ok(())
     }
 }

@@ -19,21 +19,42 @@ use crate::store::{
 
 const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 
+/// A condition that is always true and makes the statement's own
+/// transaction commit without waiting for its WAL to reach disk
+/// (`synchronous_commit = off` for this transaction only; evaluated once).
+///
+/// Claims and lease renewals use it: they are leases, not state. Should the
+/// database server crash within the fraction of a second before their WAL
+/// is flushed, the recovered database has the job unleased (or its lease
+/// shorter) and another process may run it again: the at-least-once that
+/// a lapsed lease already means. It saves a disk flush (~3 ms on the
+/// benchmark machine) on every claim, which is on the way of every job
+/// from creation to start. Creates, state changes, releases and cancels
+/// commit durably as before.
+const LEASE_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
+
 impl Db {
     pub(super) async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         if params.tasks.is_empty() || params.limit == 0 {
             return Ok(Vec::new());
         }
         let jobs = self.jobs_table();
+        // Each served task's best due jobs come from its own ordered range
+        // of `jobs_claim` (locked as they are read, skipping rows another
+        // claim holds); the best of those are taken. Rows locked here but not
+        // taken (with several tasks) are let go at commit.
         let rows = sqlx::query(AssertSqlSafe(format!(
             "WITH picked AS (
-                 SELECT id FROM {jobs}
-                 WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND task = ANY($1) AND run_at <= $2
-                 ORDER BY priority, run_at, created_at, id
-                 LIMIT $3
-                 FOR UPDATE SKIP LOCKED)
+                 SELECT c.id FROM UNNEST($1::text[]) AS t(task) CROSS JOIN LATERAL (
+                     SELECT id, priority, run_at, created_at FROM {jobs}
+                     WHERE task = t.task AND leased_by IS NULL AND status IN {CLAIMABLE} AND run_at <= $2
+                     ORDER BY priority, run_at, created_at, id
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED) AS c
+                 ORDER BY c.priority, c.run_at, c.created_at, c.id
+                 LIMIT $3)
              UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
-             FROM picked WHERE j.id = picked.id
+             FROM picked WHERE j.id = picked.id AND {LEASE_COMMIT}
              RETURNING {columns}",
             columns = JOB_COLUMNS
                 .split(", ")
@@ -61,7 +82,8 @@ impl Db {
         }
         let ids: Vec<Uuid> = params.ids.iter().map(|i| i.0).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 RETURNING id, cancel_requested",
+            "UPDATE {} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 AND {LEASE_COMMIT}
+             RETURNING id, cancel_requested",
             self.jobs_table()
         )))
         .bind(params.owner)
@@ -95,15 +117,18 @@ impl Db {
         }
         let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET leased_by = NULL, lease_until = NULL WHERE id = ANY($2) AND leased_by = $1",
+            "WITH released AS (
+                 UPDATE {} SET leased_by = NULL, lease_until = NULL WHERE id = ANY($2) AND leased_by = $1)
+             SELECT pg_notify($3, '')",
             self.jobs_table()
         )))
         .bind(owner)
         .bind(&ids)
+        .bind(self.channel())
         .execute(self.pool())
         .await
         .map_err(map_err)?;
-        self.notify_work().await
+        Ok(())
     }
 
     pub(super) async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -112,8 +137,13 @@ impl Db {
         let rescued: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH lapsed AS (
                  SELECT id, leased_by AS owner FROM {jobs}
-                 WHERE ((leased_by IS NOT NULL AND lease_until < $1)
-                        -- running but held by nobody: cut off outside any lease
+                 WHERE id IN (
+                         -- each kind through its own index, not a table scan
+                         SELECT id FROM {jobs} WHERE leased_by IS NOT NULL AND lease_until < $1
+                         UNION ALL
+                         -- running but held by nobody: cut off outside any lease
+                         SELECT id FROM {jobs} WHERE leased_by IS NULL AND status = 'running')
+                   AND ((leased_by IS NOT NULL AND lease_until < $1)
                         OR (leased_by IS NULL AND status = 'running'))
                    AND status IN ('scheduled', 'ready', 'retrying', 'running')
                  FOR UPDATE SKIP LOCKED),
@@ -151,11 +181,17 @@ impl Db {
     ) -> Result<u64, StoreError> {
         let jobs = self.jobs_table();
         let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        // The named jobs by id, or the sweep through `jobs_expiring`: two
+        // statements, so each is planned on its index.
+        let which = if ids.is_empty() {
+            "expires_at IS NOT NULL AND cardinality($2::uuid[]) = 0"
+        } else {
+            "id = ANY($2)"
+        };
         let expired: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH expired AS (
                  UPDATE {jobs} SET status = 'expired', finished_at = $1, last_error = 'not started before it expired'
-                 WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND expires_at <= $1
-                   AND (cardinality($2::uuid[]) = 0 OR id = ANY($2))
+                 WHERE {which} AND leased_by IS NULL AND status IN {CLAIMABLE} AND expires_at <= $1
                  RETURNING id, attempts),
              logged AS (
                  INSERT INTO {logs} (job_id, at, attempt, message)
@@ -239,8 +275,13 @@ impl Db {
         if tasks.is_empty() {
             return Ok(None);
         }
+        // The first entry of each task's range of `jobs_next_due` (whose
+        // predicate names `lease_until`: null exactly when `leased_by` is).
         sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT min(run_at) FROM {} WHERE leased_by IS NULL AND status IN {CLAIMABLE} AND task = ANY($1)",
+            "SELECT min(n.run_at) FROM UNNEST($1::text[]) AS t(task) CROSS JOIN LATERAL (
+                 SELECT run_at FROM {} WHERE task = t.task AND leased_by IS NULL AND lease_until IS NULL
+                   AND status IN {CLAIMABLE}
+                 ORDER BY run_at LIMIT 1) AS n",
             self.jobs_table()
         )))
         .bind(tasks)

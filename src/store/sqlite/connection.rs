@@ -7,8 +7,9 @@
 //! once, and only then answers the writers. While that commit syncs to
 //! disk, new commands queue up and form the next group: the more producers
 //! write at once, the more jobs share one disk sync, and a lone producer
-//! waits for no timer. Each write is one statement per table however many
-//! jobs it holds (the rows travel as one JSON array). When one write fails
+//! waits for no timer. New jobs are inserted as multi-row `VALUES` lists
+//! of up to 1,024 rows; state changes are one statement per table however
+//! many jobs they hold (the rows travel as one JSON array). When one write fails
 //! on its own (a duplicate id), the group is run again with a savepoint per
 //! write, so that write fails alone and the rest commit.
 //!
@@ -25,15 +26,15 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::errors::{closed, ends_transaction, store_error};
-use super::rows::{attach_logs, job_from_row, Rows};
+use super::rows::{attach_logs, job_from_row, NewRows, Rows};
 use super::{open, SqliteOptions};
 use crate::job::{Job, JobId, JobStatus};
 use crate::store::{StatusCount, StoreError};
 
-const JOB_INSERT: &str = include_str!("sql/job_insert.sql");
 const JOB_UPDATE: &str = include_str!("sql/job_update.sql");
 const LOG_INSERT: &str = include_str!("sql/log_insert.sql");
 const JOBS_DELETE: &str = include_str!("sql/jobs_delete.sql");
+const LOGS_DELETE: &str = include_str!("sql/logs_delete.sql");
 const JOB_GET: &str = concat!(
     include_str!("sql/job_select.sql"),
     include_str!("sql/job_get.sql")
@@ -84,7 +85,7 @@ pub(super) enum Command {
 /// What a write does; its rows are encoded by the caller.
 #[derive(Debug)]
 pub(super) enum WriteOp {
-    Insert(Rows),
+    Insert(NewRows),
     Update(Rows),
     Delete(DeleteParams),
 }
@@ -355,26 +356,135 @@ async fn write_in_savepoint(
 
 async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreError> {
     match op {
-        WriteOp::Insert(rows) => {
-            let inserted = execute_chunks(conn, JOB_INSERT, &rows.jobs).await?;
-            execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
-            Ok(inserted)
-        }
+        WriteOp::Insert(rows) => insert(conn, rows).await,
         WriteOp::Update(rows) => {
             let updated = execute_chunks(conn, JOB_UPDATE, &rows.jobs).await?;
             execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
             Ok(updated)
         }
-        WriteOp::Delete(params) => sqlx::query(JOBS_DELETE)
-            .bind(&params.statuses)
-            .bind(&params.tasks)
-            .bind(params.finished_before)
-            .bind(params.limit)
+        WriteOp::Delete(params) => {
+            // The jobs' lines first, then the jobs: one selection, one
+            // transaction, nothing in between.
+            for sql in [LOGS_DELETE, JOBS_DELETE] {
+                let done = sqlx::query(sql)
+                    .bind(&params.statuses)
+                    .bind(&params.tasks)
+                    .bind(params.finished_before)
+                    .bind(params.limit)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+                if sql == JOBS_DELETE {
+                    return Ok(done.rows_affected());
+                }
+            }
+            unreachable!("JOBS_DELETE runs last")
+        }
+    }
+}
+
+/// The most rows one `INSERT ... VALUES` binds (16 columns of a job:
+/// 16,384 parameters, within SQLite's 32,766).
+const MAX_VALUES_ROWS: usize = 1024;
+
+/// `INSERT INTO {head} VALUES (?, ...), ...` for every power-of-two number
+/// of rows up to [`MAX_VALUES_ROWS`], built once: a batch is bound as a few
+/// of these, so the connection's statement cache holds them all.
+struct ValuesSql {
+    by_log2: Vec<String>,
+}
+
+impl ValuesSql {
+    fn new(head: &str, columns: usize) -> Self {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        let by_log2 = (0..=MAX_VALUES_ROWS.trailing_zeros())
+            .map(|k| format!("{head} VALUES {}", vec![row.as_str(); 1 << k].join(", ")))
+            .collect();
+        ValuesSql { by_log2 }
+    }
+
+    /// The statement for the next chunk of `left` rows, and its size.
+    fn next(&self, left: usize) -> (&str, usize) {
+        let k = left.min(MAX_VALUES_ROWS).ilog2();
+        (&self.by_log2[k as usize], 1 << k)
+    }
+}
+
+fn job_values() -> &'static ValuesSql {
+    static SQL: std::sync::OnceLock<ValuesSql> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        ValuesSql::new(
+            "INSERT INTO kessel_jobs (id, reference, task, payload, priority, status, created_at, \
+             run_at, expires_at, attempts, max_attempts, last_error, result, progress_current, \
+             progress_total, finished_at)",
+            16,
+        )
+    })
+}
+
+fn log_values() -> &'static ValuesSql {
+    static SQL: std::sync::OnceLock<ValuesSql> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        ValuesSql::new(
+            "INSERT INTO kessel_job_logs (job_id, at, attempt, message, data)",
+            5,
+        )
+    })
+}
+
+/// Inserts new jobs, then their log lines (in order: their `seq` follows
+/// it). The lines need no check that their job exists: it was inserted
+/// just before, in the same write, or the write failed.
+async fn insert(conn: &mut SqliteConnection, rows: &NewRows) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    let mut jobs = rows.jobs.as_slice();
+    while !jobs.is_empty() {
+        let (sql, n) = job_values().next(jobs.len());
+        let (chunk, rest) = jobs.split_at(n);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            query = query
+                .bind(r.0.clone())
+                .bind(r.1.clone())
+                .bind(r.2.clone())
+                .bind(r.3.clone())
+                .bind(r.4)
+                .bind(r.5)
+                .bind(r.6)
+                .bind(r.7)
+                .bind(r.8)
+                .bind(r.9)
+                .bind(r.10)
+                .bind(r.11.clone())
+                .bind(r.12.clone())
+                .bind(r.13)
+                .bind(r.14)
+                .bind(r.15);
+        }
+        inserted += query
             .execute(&mut *conn)
             .await
-            .map(|done| done.rows_affected())
-            .map_err(store_error),
+            .map_err(store_error)?
+            .rows_affected();
+        jobs = rest;
     }
+    let mut logs = rows.logs.as_slice();
+    while !logs.is_empty() {
+        let (sql, n) = log_values().next(logs.len());
+        let (chunk, rest) = logs.split_at(n);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            query = query
+                .bind(r.0.clone())
+                .bind(r.1)
+                .bind(r.2)
+                .bind(r.3.clone())
+                .bind(r.4.clone());
+        }
+        query.execute(&mut *conn).await.map_err(store_error)?;
+        logs = rest;
+    }
+    Ok(inserted)
 }
 
 /// Runs `sql` once per chunk of rows; returns the rows it changed.

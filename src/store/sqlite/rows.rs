@@ -1,9 +1,10 @@
 //! Jobs to and from SQLite rows.
 //!
 //! Encoding happens on the caller's thread, before a write reaches the
-//! store's connection thread. A write's rows are encoded as one JSON array
-//! per statement, which the SQL unpacks with `json_each`: a batch of any
-//! size costs one statement, not one per job, and the SQL stays static.
+//! store's connection thread. New jobs become owned column values, bound as
+//! multi-row `VALUES` lists (see `connection.rs`); state changes are
+//! encoded as one JSON array per statement, which the SQL unpacks with
+//! `json_each`: a batch of any size costs one statement, not one per job.
 //! Decoding checks every column: a value kessel could not have written
 //! (an unknown status, a negative attempt count, text that is not JSON)
 //! is a [`StoreError::Corrupt`] naming the job and the column, never a
@@ -37,26 +38,6 @@ pub(super) struct Rows {
     /// Chunks of log rows, in the order the lines were written.
     pub(super) logs: Vec<String>,
 }
-
-/// A `kessel_jobs` row, in `job_insert.sql`'s column order.
-type JobColumns<'a> = (
-    String,
-    Option<&'a str>,
-    &'a str,
-    &'a str,
-    i64,
-    &'static str,
-    i64,
-    i64,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    Option<&'a str>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
 
 /// A state change, in `job_update.sql`'s column order.
 type UpdateColumns<'a> = (
@@ -139,17 +120,71 @@ fn log_columns<'a>(
     Ok(())
 }
 
+/// A new `kessel_jobs` row, owned, in `sql/job_insert_values.sql`'s
+/// column order.
+/// Texts are shared (`Arc<str>`), so binding them again (a group retried
+/// with savepoints) copies nothing.
+pub(super) type NewJobRow = (
+    Arc<str>,
+    Option<Arc<str>>,
+    Arc<str>,
+    Arc<str>,
+    i64,
+    &'static str,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<Arc<str>>,
+    Option<Arc<str>>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// A new `kessel_job_logs` row, owned.
+pub(super) type NewLogRow = (Arc<str>, i64, i64, Arc<str>, Option<Arc<str>>);
+
+/// New jobs and their log lines, as values to bind: inserts bind every
+/// column as a parameter of a multi-row `VALUES` list, which SQLite reads
+/// without parsing any JSON (the JSON form cost more than the inserting).
+#[derive(Default)]
+pub(super) struct NewRows {
+    pub(super) jobs: Vec<NewJobRow>,
+    pub(super) logs: Vec<NewLogRow>,
+}
+
+impl std::fmt::Debug for NewRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRows")
+            .field("jobs", &self.jobs.len())
+            .field("logs", &self.logs.len())
+            .finish()
+    }
+}
+
 /// New jobs, with the log lines they already have.
-pub(super) fn insert_rows(jobs: &[Job]) -> Result<Rows, StoreError> {
-    let mut rows: Vec<JobColumns<'_>> = Vec::with_capacity(jobs.len());
-    let mut logs = Vec::new();
+pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
+    let mut rows: Vec<NewJobRow> = Vec::with_capacity(jobs.len());
+    let mut logs = Vec::with_capacity(jobs.len());
     for job in jobs {
         let (progress_current, progress_total) = progress_columns(job.progress, job.id)?;
+        let id: Arc<str> = Arc::from(job.id.to_string());
+        for line in &job.logs {
+            logs.push((
+                id.clone(),
+                micros(line.at),
+                i64::from(line.attempt),
+                Arc::from(line.message.as_ref()),
+                optional_json(line.data.as_ref())?.map(Arc::from),
+            ));
+        }
         rows.push((
-            job.id.to_string(),
-            job.reference.as_deref(),
-            &*job.task,
-            job.payload.as_str(),
+            id,
+            job.reference.as_deref().map(Arc::from),
+            job.task.clone(),
+            Arc::from(job.payload.as_str()),
             i64::from(job.priority),
             job.status.as_str(),
             micros(job.created_at),
@@ -157,18 +192,14 @@ pub(super) fn insert_rows(jobs: &[Job]) -> Result<Rows, StoreError> {
             job.expires_at.map(micros),
             i64::from(job.attempts),
             job.max_attempts.map(i64::from),
-            job.last_error.as_deref(),
-            optional_json(job.result.as_ref())?,
+            job.last_error.as_deref().map(Arc::from),
+            optional_json(job.result.as_ref())?.map(Arc::from),
             progress_current,
             progress_total,
             job.finished_at.map(micros),
         ));
-        log_columns(job.id, &job.logs, &mut logs)?;
     }
-    Ok(Rows {
-        jobs: chunks(&rows)?,
-        logs: chunks(&logs)?,
-    })
+    Ok(NewRows { jobs: rows, logs })
 }
 
 /// State changes: each job's last one (every update carries the job's
