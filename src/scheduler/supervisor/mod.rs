@@ -248,6 +248,8 @@ pub(crate) struct Supervisor {
     timer: Option<(SpawnHandle, u64)>,
     /// Rings at the same microsecond, more precisely than the actix timer.
     alarm: Option<Alarm>,
+    /// An [`AlarmRang`] is queued to fire what came due during a turn.
+    due_now: bool,
     writes: Vec<JobUpdate>,
     /// On an ephemeral store: jobs that became final, to store whole.
     finals: Vec<Job>,
@@ -384,6 +386,7 @@ impl Supervisor {
             soon: Default::default(),
             timer: None,
             alarm: None,
+            due_now: false,
             writes: Vec::new(),
             finals: Vec::new(),
             ephemeral,
@@ -1085,9 +1088,19 @@ impl Supervisor {
                 return;
             }
             ctx.cancel_future(handle);
+            self.timer = None;
         }
         let at = self.clock.instant_for_micros(next);
         let delay = at.saturating_duration_since(tokio::time::Instant::now());
+        if delay.is_zero() {
+            // It came due while this turn ran: look again right after it,
+            // not at tokio's next tick (up to a millisecond later).
+            if !self.due_now {
+                self.due_now = true;
+                ctx.notify(AlarmRang);
+            }
+            return;
+        }
         if let Some(alarm) = &self.alarm {
             // On a paused test clock the instant may lie behind real time:
             // leave it to the actix timer, which that clock drives.
@@ -1373,7 +1386,8 @@ impl Actor for Supervisor {
     }
 }
 
-/// The alarm rang: fire what is due and re-arm.
+/// The alarm rang, or something came due while the last turn ran: fire
+/// what is due and re-arm.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct AlarmRang;
@@ -1381,6 +1395,7 @@ struct AlarmRang;
 impl Handler<AlarmRang> for Supervisor {
     type Result = ();
     fn handle(&mut self, _: AlarmRang, ctx: &mut Self::Context) {
+        self.due_now = false;
         if let Some((handle, _)) = self.timer.take() {
             ctx.cancel_future(handle);
         }
