@@ -214,11 +214,19 @@ impl HeldJob {
         self.rest_mut().finished_at = Some(at);
     }
 
-    /// Appends to its log.
-    pub(crate) fn log(&mut self, lines: impl IntoIterator<Item = LogLine>) {
-        let mut lines = lines.into_iter().peekable();
-        if lines.peek().is_some() {
-            self.rest_mut().logs.extend(lines);
+    /// Appends `logs`, then `line`, to its log, keeping the allocation of
+    /// `logs` when its log is empty so far.
+    pub(crate) fn append_logs(&mut self, mut logs: Vec<LogLine>, line: Option<LogLine>) {
+        if logs.is_empty() && line.is_none() {
+            return;
+        }
+        let rest = self.rest_mut();
+        if rest.logs.is_empty() {
+            logs.extend(line);
+            rest.logs = logs;
+        } else {
+            rest.logs.append(&mut logs);
+            rest.logs.extend(line);
         }
     }
 }

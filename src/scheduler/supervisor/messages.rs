@@ -148,15 +148,13 @@ impl Handler<Cancel> for Supervisor {
         let Some(&slot) = self.by_id.get(&msg.0) else {
             return MessageResult(CancelReply::NotHere);
         };
-        if let Some(token) = self.jobs.get_mut(slot).and_then(|e| e.cancel.take()) {
-            token.cancel();
-        }
+        let logs = self.end_run(slot);
         self.finalize(
             slot,
             JobStatus::Cancelled,
             None,
             Some("cancelled".into()),
-            Vec::new(),
+            logs,
         );
         self.settle(ctx);
         MessageResult(CancelReply::Cancelled)

@@ -471,7 +471,7 @@ impl Supervisor {
         if self.ephemeral {
             // The entry is the record until the job is final.
             if let Some(e) = self.jobs.get_mut(slot) {
-                e.job.log(logs);
+                e.job.append_logs(logs, None);
             }
             return;
         }
@@ -733,7 +733,7 @@ impl Supervisor {
                 line,
             );
         } else {
-            e.job.log(logs.into_iter().chain(line));
+            e.job.append_logs(logs, line);
         }
         self.emit(&e.job, e.task, kind);
         if !self.result_waiters.is_empty() {
@@ -909,11 +909,20 @@ impl Supervisor {
         } else {
             self.clear_timer(slot);
         }
-        // Room for the line that ends the attempt, merged in when the job
-        // finishes before the next flush.
-        let mut logs = Vec::with_capacity(2);
-        logs.push(LogLine::new(line_at, attempt, "started"));
-        self.record(slot, logs);
+        let started = LogLine::new(line_at, attempt, "started");
+        if self.ephemeral {
+            // Nothing is written while it runs: the line opens the run's
+            // journal, which comes back with the report (or `end_run`).
+            if let Some(run) = self.jobs.get(slot).and_then(|e| e.cancel.as_ref()) {
+                run.journal.lock().logs.push(started);
+            }
+        } else {
+            // Room for the line that ends the attempt, merged in when the
+            // job finishes before the next flush.
+            let mut logs = Vec::with_capacity(2);
+            logs.push(started);
+            self.record(slot, logs);
+        }
         self.emit_slot(slot, JobEventKind::Started);
         let worker = &mut self.workers[w];
         worker.in_flight += 1;
@@ -1034,16 +1043,14 @@ impl Supervisor {
                     Vec::new(),
                 ),
                 (TimerKind::Deadline, State::Running { .. }) => {
-                    if let Some(token) = e.cancel.take() {
-                        token.cancel();
-                    }
                     let timeout = self.tasks[e.task as usize]
                         .def
                         .as_ref()
                         .and_then(|d| d.timeout);
+                    let logs = self.end_run(timer.slot);
                     let message = format!("timed out after {:?}", timeout.unwrap_or_default());
                     self.emit_slot(timer.slot, JobEventKind::TimedOut);
-                    self.fail_transient(timer.slot, message, None, now, Vec::new());
+                    self.fail_transient(timer.slot, message, None, now, logs);
                 }
                 _ => {}
             }
@@ -1313,6 +1320,19 @@ impl Supervisor {
         }
     }
 
+    /// Ends a running attempt here rather than by the worker's report (a
+    /// cancel, a timeout, an abort): fires its cancellation signal and
+    /// returns what it logged so far, to record before the line that ends
+    /// it. What it logs afterwards arrives with its report.
+    fn end_run(&mut self, slot: u32) -> Vec<LogLine> {
+        let Some(run) = self.jobs.get_mut(slot).and_then(|e| e.cancel.take()) else {
+            return Vec::new();
+        };
+        run.cancel();
+        let logs = std::mem::take(&mut run.journal.lock().logs);
+        logs
+    }
+
     /// At the shutdown deadline: abort what still runs.
     fn abort_running(&mut self) {
         let running: Vec<u32> = self
@@ -1329,21 +1349,19 @@ impl Supervisor {
         for slot in running {
             self.clear_timer(slot);
             let line = self.line(0, "aborted at shutdown");
+            let mut logs = self.end_run(slot);
             let Some(e) = self.jobs.get_mut(slot) else {
                 continue;
             };
-            if let Some(token) = e.cancel.take() {
-                token.cancel();
-            }
             e.job.status = JobStatus::Ready;
             e.job.set_last_error(Some("aborted at shutdown".into()));
             e.state = State::Ready;
             let id = e.job.id;
-            let line = LogLine {
+            logs.push(LogLine {
                 attempt: e.job.attempts,
                 ..line
-            };
-            self.record(slot, vec![line]);
+            });
+            self.record(slot, logs);
             if let Some(d) = self.draining.as_mut() {
                 d.aborted.push(id);
             }

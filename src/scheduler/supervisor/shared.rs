@@ -390,17 +390,13 @@ impl Supervisor {
                     Some(Ok(reply)) => {
                         for id in reply.cancel_requested {
                             if let Some(&slot) = act.by_id.get(&id) {
-                                if let Some(token) =
-                                    act.jobs.get_mut(slot).and_then(|e| e.cancel.take())
-                                {
-                                    token.cancel();
-                                }
+                                let logs = act.end_run(slot);
                                 act.finalize(
                                     slot,
                                     JobStatus::Cancelled,
                                     None,
                                     Some("cancelled".into()),
-                                    Vec::new(),
+                                    logs,
                                 );
                             }
                         }
