@@ -366,6 +366,99 @@ async fn a_panic_fails_the_job_and_the_worker_lives_on() {
     assert_eq!(fine.value, Some(serde_json::json!("still here")));
 }
 
+/// What a run logged before it was cut off comes before the line that
+/// ends it, on the in-memory store (nothing written while it ran) and on
+/// one that records every change.
+#[actix_rt::test]
+async fn a_timed_out_or_cancelled_run_keeps_its_lines_in_order() {
+    pause();
+    for store in [
+        None,
+        Some(Arc::new(kessel::store::MemoryStore::new()) as Arc<dyn kessel::Store>),
+    ] {
+        // The second queue runs a store that is not ephemeral: a wrapper.
+        let queue = match store {
+            None => Queue::new(),
+            Some(inner) => Queue::builder()
+                .store(Arc::new(Recording(inner)))
+                .build()
+                .await
+                .unwrap(),
+        };
+        queue
+            .define("hangs")
+            .timeout("5s")
+            .retry(RetryPolicy::none())
+            .action(|job: Ctx<()>| async move {
+                job.log("working", ());
+                std::future::pending::<()>().await;
+                Ok::<(), JobError>(())
+            })
+            .unwrap();
+        queue.process(["default"]).start().unwrap();
+        let timed_out = queue.create("hangs", ()).await.unwrap();
+        assert_eq!(timed_out.result().await.unwrap().status, JobStatus::Buried);
+        let cancelled = queue.create("hangs", ()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        queue.cancel(cancelled.id()).await.unwrap();
+        assert_eq!(
+            cancelled.result().await.unwrap().status,
+            JobStatus::Cancelled
+        );
+        for (h, last) in [(timed_out, "buried: timed out"), (cancelled, "cancelled")] {
+            let job = queue.job(h.id()).await.unwrap();
+            let lines: Vec<&str> = job.logs.iter().map(|l| &*l.message).collect();
+            assert_eq!(&lines[..3], ["created", "started", "working"], "{lines:?}");
+            assert!(lines[3].starts_with(last), "{lines:?}");
+            assert_eq!(lines.len(), 4, "{lines:?}");
+        }
+    }
+}
+
+/// A store that forwards to another but says it keeps everything, so the
+/// queue records every change.
+#[derive(Debug)]
+struct Recording(Arc<dyn kessel::Store>);
+
+#[async_trait::async_trait]
+impl kessel::Store for Recording {
+    async fn jobs_insert(&self, jobs: &[kessel::Job]) -> Result<(), kessel::store::StoreError> {
+        self.0.jobs_insert(jobs).await
+    }
+    async fn jobs_update(
+        &self,
+        updates: &[kessel::store::JobUpdate],
+    ) -> Result<(), kessel::store::StoreError> {
+        self.0.jobs_update(updates).await
+    }
+    async fn jobs_pending(&self) -> Result<Vec<kessel::Job>, kessel::store::StoreError> {
+        self.0.jobs_pending().await
+    }
+    async fn job_get(
+        &self,
+        id: kessel::JobId,
+    ) -> Result<Option<kessel::Job>, kessel::store::StoreError> {
+        self.0.job_get(id).await
+    }
+    async fn jobs_query(
+        &self,
+        query: &kessel::store::JobQuery,
+    ) -> Result<Vec<kessel::Job>, kessel::store::StoreError> {
+        self.0.jobs_query(query).await
+    }
+    async fn jobs_count(
+        &self,
+    ) -> Result<Vec<kessel::store::StatusCount>, kessel::store::StoreError> {
+        self.0.jobs_count().await
+    }
+    async fn jobs_delete(
+        &self,
+        params: &kessel::store::JobDelete,
+    ) -> Result<u64, kessel::store::StoreError> {
+        self.0.jobs_delete(params).await
+    }
+}
+
 #[actix_rt::test]
 async fn timeout_fires_the_signal_and_retries_as_transient() {
     pause();
