@@ -30,7 +30,10 @@ use crate::job::{Job, JobId, JobStatus};
 /// together) land on neighbouring entries, and a batch takes the lock once.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    jobs: RwLock<BTreeMap<JobId, Job>>,
+    /// Boxed: a B-tree node holds eleven entries and is often little more
+    /// than half full, so inline 248-byte jobs would waste more than the
+    /// box's pointer costs.
+    jobs: RwLock<BTreeMap<JobId, Box<Job>>>,
 }
 
 impl MemoryStore {
@@ -59,7 +62,7 @@ impl Store for MemoryStore {
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
         let mut stored = self.jobs.write();
         for job in jobs {
-            stored.insert(job.id, job.clone());
+            stored.insert(job.id, Box::new(job.clone()));
         }
         Ok(())
     }
@@ -67,7 +70,7 @@ impl Store for MemoryStore {
     async fn jobs_insert_owned(&self, jobs: Vec<Job>) -> Result<(), (StoreError, Vec<Job>)> {
         let mut stored = self.jobs.write();
         for job in jobs {
-            stored.insert(job.id, job);
+            stored.insert(job.id, Box::new(job));
         }
         Ok(())
     }
@@ -88,12 +91,12 @@ impl Store for MemoryStore {
             .read()
             .values()
             .filter(|j| !j.status.is_final())
-            .cloned()
+            .map(|j| (**j).clone())
             .collect())
     }
 
     async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self.jobs.read().get(&id).cloned())
+        Ok(self.jobs.read().get(&id).map(|j| (**j).clone()))
     }
 
     async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
@@ -102,7 +105,7 @@ impl Store for MemoryStore {
             .read()
             .values()
             .filter(|j| query.matches(j))
-            .cloned()
+            .map(|j| (**j).clone())
             .collect();
         found.sort_by_key(|j| (j.created_at, j.id));
         if query.order == Order::NewestFirst {
