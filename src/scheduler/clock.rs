@@ -15,10 +15,24 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn new() -> Self {
-        Clock {
-            origin: Instant::now(),
-            origin_utc: Utc::now(),
+        // Read UTC between two monotonic reads and pair it with their
+        // midpoint; retry a pair the thread was interrupted in, so the
+        // mapping is off by nanoseconds rather than by a page fault.
+        let mut best: Option<(std::time::Duration, Instant, DateTime<Utc>)> = None;
+        for _ in 0..5 {
+            let before = Instant::now();
+            let utc = Utc::now();
+            let after = Instant::now();
+            let gap = after - before;
+            if best.as_ref().is_none_or(|(g, _, _)| gap < *g) {
+                best = Some((gap, before + gap / 2, utc));
+            }
+            if gap < std::time::Duration::from_micros(1) {
+                break;
+            }
         }
+        let (_, origin, origin_utc) = best.expect("at least one reading");
+        Clock { origin, origin_utc }
     }
 
     /// Milliseconds since the origin, rounded down.

@@ -319,6 +319,14 @@ impl Waiter {
     }
 }
 
+/// How long after its `run_at` a delayed job may start at the earliest.
+/// The supervisor maps wall-clock times onto the monotonic clock once, at
+/// start; code elsewhere in the process that maps them at another moment
+/// can disagree by a few microseconds (the two clocks drift apart, and
+/// each mapping reads them one after the other). The guard keeps a job
+/// from ever looking early to such a reader.
+const START_GUARD: chrono::Duration = chrono::Duration::microseconds(20);
+
 /// How long a small batch of state changes waits for more before it goes
 /// to the store.
 const FLUSH_DELAY: Duration = Duration::from_millis(1);
@@ -591,7 +599,7 @@ impl Supervisor {
     fn schedule(&mut self, slot: u32, now: u64) {
         let Some(e) = self.jobs.get(slot) else { return };
         let run_at = e.job.run_at;
-        if run_at > self.now_utc() && self.wait_until(slot, run_at, now) {
+        if !self.has_come(run_at) && self.wait_until(slot, run_at, now) {
             let e = self.jobs.get_mut(slot).expect("present");
             e.state = State::Waiting;
             if e.job.status == JobStatus::Ready {
@@ -602,10 +610,22 @@ impl Supervisor {
         }
     }
 
+    /// Whether `run_at` has come: a job due now (or before) starts at once.
+    fn has_come(&self, run_at: chrono::DateTime<chrono::Utc>) -> bool {
+        run_at <= self.now_utc()
+    }
+
+    /// Whether a job that waited for `run_at` may start: [`START_GUARD`]
+    /// after it.
+    fn waited_enough(&self, run_at: chrono::DateTime<chrono::Utc>) -> bool {
+        run_at + START_GUARD <= self.now_utc()
+    }
+
     /// Holds a job whose `run_at` is still ahead: in the wheel under its
     /// millisecond, or, once that millisecond has come, in `soon` under the
     /// exact microsecond, so it starts neither early nor a tick late.
     fn wait_until(&mut self, slot: u32, run_at: chrono::DateTime<chrono::Utc>, now: u64) -> bool {
+        let run_at = run_at + START_GUARD;
         let tick = self.clock.tick_of(run_at);
         if tick > now {
             return self.set_timer(slot, tick, TimerKind::Due, now);
@@ -794,7 +814,7 @@ impl Supervisor {
             self.release(slot);
             return;
         }
-        if run_at <= self.now_utc() || !self.wait_until(slot, run_at, now) {
+        if self.has_come(run_at) || !self.wait_until(slot, run_at, now) {
             self.make_ready(slot, now);
         }
     }
@@ -1031,7 +1051,7 @@ impl Supervisor {
                     // The tick is the millisecond run_at falls in: it may
                     // be a fraction of one away still.
                     let run_at = e.job.run_at;
-                    if run_at <= self.now_utc() || !self.wait_until(timer.slot, run_at, now) {
+                    if self.waited_enough(run_at) || !self.wait_until(timer.slot, run_at, now) {
                         self.make_ready(timer.slot, now);
                     }
                 }
