@@ -1161,7 +1161,8 @@ impl Supervisor {
             || !self.barrier_next.is_empty()
             || self.writes.len() + self.finals.len() >= FLUSH_BATCH
             || self.draining.is_some();
-        if !urgent && !(self.writes.is_empty() && self.finals.is_empty()) {
+        let nothing = self.writes.is_empty() && self.finals.is_empty();
+        if !urgent && !nothing {
             if self.flush_soon.is_none() {
                 self.flush_soon = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
                     act.flush_soon = None;
