@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::job::{Job, JobStatus};
 use crate::queue::Queue;
 use crate::scheduler::supervisor::{DeleteMatching, PendingCounts, PendingJobs, RunJobs, Suspend};
-use crate::store::{JobDelete, JobQuery, Order, StatusCount};
+use crate::store::{JobDelete, JobQuery, StatusCount};
 
 /// Counts of jobs by task and status, and how many events subscribers missed.
 ///
@@ -200,15 +200,7 @@ impl Queue {
             found.retain(|j| !ids.contains(&j.id));
             found.extend(stored);
         }
-        found.sort_by_key(|j| (j.created_at, j.id));
-        if query.order == Order::NewestFirst {
-            found.reverse();
-        }
-        Ok(found
-            .into_iter()
-            .skip(query.offset)
-            .take(query.limit)
-            .collect())
+        Ok(query.page(found))
     }
 
     /// Counts of jobs by task and status.

@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use parking_lot::RwLock;
 
-use super::{JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError};
+use super::{JobDelete, JobQuery, JobUpdate, StatusCount, Store, StoreError};
 use crate::job::{Job, JobId, JobStatus};
 
 /// The default store: jobs live in this process's memory and nothing
@@ -100,22 +100,14 @@ impl Store for MemoryStore {
     }
 
     async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
-        let mut found: Vec<Job> = self
+        let found: Vec<Job> = self
             .jobs
             .read()
             .values()
             .filter(|j| query.matches(j))
             .map(|j| (**j).clone())
             .collect();
-        found.sort_by_key(|j| (j.created_at, j.id));
-        if query.order == Order::NewestFirst {
-            found.reverse();
-        }
-        Ok(found
-            .into_iter()
-            .skip(query.offset)
-            .take(query.limit)
-            .collect())
+        Ok(query.page(found))
     }
 
     async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {

@@ -205,6 +205,19 @@ impl JobQuery {
         self
     }
 
+    /// Orders `jobs` as the query asks (by creation time, then id) and
+    /// cuts its page out of them.
+    pub(crate) fn page(&self, mut jobs: Vec<Job>) -> Vec<Job> {
+        jobs.sort_by_key(|j| (j.created_at, j.id));
+        if self.order == Order::NewestFirst {
+            jobs.reverse();
+        }
+        jobs.into_iter()
+            .skip(self.offset)
+            .take(self.limit)
+            .collect()
+    }
+
     /// Whether `job` matches the filters (not the paging).
     pub fn matches(&self, job: &Job) -> bool {
         (self.statuses.is_empty() || self.statuses.contains(&job.status))
