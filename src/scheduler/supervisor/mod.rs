@@ -82,8 +82,8 @@ struct Entry {
     /// The ready-set sequence number of its latest push.
     seq: u64,
     timer: Option<TimerKey>,
-    /// The running attempt's shared state, to fire its cancellation signal.
-    cancel: Option<Arc<RunShared>>,
+    /// The running attempt: its cancellation signal and its journal.
+    run: Option<Arc<RunShared>>,
     /// Where its not yet flushed update sits in `writes`: (epoch, index).
     write: Option<(u32, u32)>,
     /// Its log's first line, "created", is not held (see `Entry::job`).
@@ -133,7 +133,7 @@ impl Slab {
             state: State::Ready,
             seq: 0,
             timer: None,
-            cancel: None,
+            run: None,
             write: None,
             created_implied: false,
         });
@@ -806,7 +806,7 @@ impl Supervisor {
         e.job.run_at = run_at;
         e.job.set_last_error(Some(message));
         e.state = State::Waiting;
-        e.cancel = None;
+        e.run = None;
         self.record(slot, logs);
         self.emit_slot(slot, JobEventKind::Retrying { run_at });
         if self.is_shared() {
@@ -907,7 +907,7 @@ impl Supervisor {
             clock: self.clock,
             supervisor: self.shared.as_ref().and(self.me.clone()),
         });
-        e.cancel = Some(shared.clone());
+        e.run = Some(shared.clone());
         let dispatch = Dispatch {
             slot,
             action: def.action.clone(),
@@ -933,7 +933,7 @@ impl Supervisor {
         if self.ephemeral {
             // Nothing is written while it runs: the line opens the run's
             // journal, which comes back with the report (or `end_run`).
-            if let Some(run) = self.jobs.get(slot).and_then(|e| e.cancel.as_ref()) {
+            if let Some(run) = self.jobs.get(slot).and_then(|e| e.run.as_ref()) {
                 run.journal.lock().logs.push(started);
             }
         } else {
@@ -1346,7 +1346,7 @@ impl Supervisor {
     /// returns what it logged so far, to record before the line that ends
     /// it. What it logs afterwards arrives with its report.
     fn end_run(&mut self, slot: u32) -> Vec<LogLine> {
-        let Some(run) = self.jobs.get_mut(slot).and_then(|e| e.cancel.take()) else {
+        let Some(run) = self.jobs.get_mut(slot).and_then(|e| e.run.take()) else {
             return Vec::new();
         };
         run.cancel();

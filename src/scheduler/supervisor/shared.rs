@@ -422,8 +422,8 @@ impl Supervisor {
         };
         self.clear_timer(slot);
         if let Some(e) = self.jobs.remove(slot) {
-            if let Some(token) = e.cancel {
-                token.cancel();
+            if let Some(run) = e.run {
+                run.cancel();
             }
         }
         self.result_waiters.remove(&id);
