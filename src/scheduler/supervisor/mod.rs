@@ -1129,10 +1129,15 @@ impl Supervisor {
             return;
         }
         if let Some(alarm) = &self.alarm {
-            // On a paused test clock the instant may lie behind real time:
-            // leave it to the actix timer, which that clock drives.
+            // The alarm keeps real time: on a paused (test) clock, which
+            // has left real time behind, timing is the actix timer's alone.
             let at = at.into_std();
-            if at > std::time::Instant::now() {
+            let real = std::time::Instant::now();
+            let tokio_now = tokio::time::Instant::now().into_std();
+            let apart = tokio_now
+                .checked_duration_since(real)
+                .unwrap_or_else(|| real.duration_since(tokio_now));
+            if apart < Duration::from_millis(1) && at > real {
                 alarm.set(at);
             }
         }
@@ -1435,8 +1440,14 @@ impl Handler<AlarmRang> for Supervisor {
     type Result = ();
     fn handle(&mut self, _: AlarmRang, ctx: &mut Self::Context) {
         self.due_now = false;
-        if let Some((handle, _)) = self.timer.take() {
+        if let Some((handle, at)) = self.timer {
+            if self.clock.micros_for(self.clock.now_utc()) < at {
+                // Rang before the engine's clock got there: a paused test
+                // clock, which the actix timer follows. Leave it to that.
+                return;
+            }
             ctx.cancel_future(handle);
+            self.timer = None;
         }
         let now = self.begin();
         self.on_timers(now);
