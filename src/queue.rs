@@ -611,6 +611,11 @@ impl Queue {
         }
         // Let the supervisor's last changes reach the store first.
         self.barrier().await;
+        self.stored_job(id).await
+    }
+
+    /// The job as the store has it.
+    async fn stored_job(&self, id: JobId) -> Result<Job, Error> {
         self.inner
             .store
             .job_get(id)
@@ -650,12 +655,7 @@ impl Queue {
         }
         let mut wait = Duration::from_millis(5);
         loop {
-            let job = self
-                .inner
-                .store
-                .job_get(id)
-                .await?
-                .ok_or(Error::UnknownJob(id))?;
+            let job = self.stored_job(id).await?;
             if let Some(result) = job.outcome() {
                 return Ok(result);
             }
@@ -704,12 +704,7 @@ impl Queue {
                         CancelOutcome::Unknown => Err(Error::UnknownJob(id)),
                     };
                 }
-                let job = self
-                    .inner
-                    .store
-                    .job_get(id)
-                    .await?
-                    .ok_or(Error::UnknownJob(id))?;
+                let job = self.stored_job(id).await?;
                 Err(Error::WrongState {
                     id,
                     status: job.status,

@@ -72,20 +72,18 @@ async fn queue_on(backend: Backend<'_>, stamps: &Arc<Stamps>) -> Result<(Queue, 
             .await
             .map_err(|e| e.to_string())?,
     };
-    let s = stamps.clone();
-    queue
-        .define(TASK)
-        .tag(TAG)
-        .action(move |job: JobContext<u64>| {
-            s.hit(job.payload);
-            std::future::ready(Ok::<(), JobError>(()))
-        })
-        .map_err(|e| e.to_string())?;
+    define_noop(&queue, stamps)?;
     Ok((queue, keep))
 }
 
 fn queue_with(stamps: &Arc<Stamps>) -> Result<Queue, Fail> {
     let queue = Queue::new();
+    define_noop(&queue, stamps)?;
+    Ok(queue)
+}
+
+/// Defines the no-op task whose handler records its start in `stamps`.
+fn define_noop(queue: &Queue, stamps: &Arc<Stamps>) -> Result<(), Fail> {
     let s = stamps.clone();
     queue
         .define(TASK)
@@ -95,7 +93,7 @@ fn queue_with(stamps: &Arc<Stamps>) -> Result<Queue, Fail> {
             std::future::ready(Ok::<(), JobError>(()))
         })
         .map_err(|e| e.to_string())?;
-    Ok(queue)
+    Ok(())
 }
 
 /// Creates `n` jobs in batches and waits until the supervisor has taken
