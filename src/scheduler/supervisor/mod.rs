@@ -250,6 +250,8 @@ pub(crate) struct Supervisor {
     alarm: Option<Alarm>,
     /// An [`AlarmRang`] is queued to fire what came due during a turn.
     due_now: bool,
+    /// The actix timer last fired on real time, so the alarm may be used.
+    alarm_trusted: bool,
     writes: Vec<JobUpdate>,
     /// On an ephemeral store: jobs that became final, to store whole.
     finals: Vec<Job>,
@@ -317,6 +319,17 @@ impl Waiter {
             }
         }
     }
+}
+
+/// Whether tokio's clock reads real time (within a millisecond): false on
+/// a paused test clock once it has moved away from real time.
+fn clocks_agree() -> bool {
+    let real = std::time::Instant::now();
+    let tokio_now = tokio::time::Instant::now().into_std();
+    let apart = tokio_now
+        .checked_duration_since(real)
+        .unwrap_or_else(|| real.duration_since(tokio_now));
+    apart < Duration::from_millis(1)
 }
 
 /// How long after its `run_at` a delayed job may start at the earliest.
@@ -395,6 +408,7 @@ impl Supervisor {
             timer: None,
             alarm: None,
             due_now: false,
+            alarm_trusted: false,
             writes: Vec::new(),
             finals: Vec::new(),
             ephemeral,
@@ -1128,21 +1142,17 @@ impl Supervisor {
             }
             return;
         }
-        if let Some(alarm) = &self.alarm {
-            // The alarm keeps real time: on a paused (test) clock, which
-            // has left real time behind, timing is the actix timer's alone.
+        if let (Some(alarm), true) = (&self.alarm, self.alarm_trusted && clocks_agree()) {
             let at = at.into_std();
-            let real = std::time::Instant::now();
-            let tokio_now = tokio::time::Instant::now().into_std();
-            let apart = tokio_now
-                .checked_duration_since(real)
-                .unwrap_or_else(|| real.duration_since(tokio_now));
-            if apart < Duration::from_millis(1) && at > real {
+            if at > std::time::Instant::now() {
                 alarm.set(at);
             }
         }
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
+            // The alarm keeps real time; a paused test clock does not. Trust
+            // it only while the actix timer is seen firing on real time.
+            act.alarm_trusted = clocks_agree();
             let now = act.begin();
             act.on_timers(now);
             act.settle(ctx);
