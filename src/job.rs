@@ -15,9 +15,24 @@ use serde::{Deserialize, Serialize};
 /// let parsed: kessel::JobId = id.to_string().parse().unwrap();
 /// assert_eq!(id, parsed);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(pub uuid::Uuid);
+
+/// The order of the id's bytes (so, for ids kessel makes, creation order),
+/// compared as one 128-bit number: the ordered maps of pending and stored
+/// jobs compare ids on every step of every lookup.
+impl Ord for JobId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.as_u128().cmp(&other.0.as_u128())
+    }
+}
+
+impl PartialOrd for JobId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// A hasher for maps keyed by [`JobId`]: ids are UUIDv7 whose last eight
 /// bytes are random, so folding the words with a multiply is as good as a
@@ -364,4 +379,18 @@ pub struct JobResult {
     pub value: Option<serde_json::Value>,
     /// Why it did not complete, when it did not.
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ids_order_as_their_bytes(a: [u8; 16], b: [u8; 16]) {
+            let (x, y) = (JobId(uuid::Uuid::from_bytes(a)), JobId(uuid::Uuid::from_bytes(b)));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+        }
+    }
 }

@@ -633,7 +633,9 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownJob`] when no job has this id;
+    /// [`Error::UnknownJob`] when no job has this id (including a completed
+    /// job already removed by [`Retention`](crate::Retention): await a
+    /// result before that many more jobs complete);
     /// [`Error::ShutDown`] when the queue stops before the job is final.
     pub async fn result(&self, id: JobId) -> Result<JobResult, Error> {
         let reply = self

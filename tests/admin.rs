@@ -372,12 +372,9 @@ async fn retention_prunes_completed_jobs_by_age_and_count() {
     define_ok(&queue, "ok", "default");
     define_fatal(&queue, "bad", "default");
     queue.process(["default"]).start().unwrap();
-    let handles = queue
-        .create_many((0..5).map(|_| NewJob::new("ok", ())))
-        .await
-        .unwrap();
-    for h in &handles {
-        h.result().await.unwrap();
+    for _ in 0..5 {
+        let done = queue.create("ok", ()).await.unwrap().result().await.unwrap();
+        assert_eq!(done.status, JobStatus::Completed);
     }
     queue
         .create("bad", ())
@@ -396,6 +393,44 @@ async fn retention_prunes_completed_jobs_by_age_and_count() {
         stats.count("bad", JobStatus::Buried),
         1,
         "buried jobs are kept"
+    );
+}
+
+/// The in-memory store holds completed jobs in memory: it is pruned to the
+/// count cap as jobs complete (a sixteenth of the cap at a time), not only
+/// at the interval, and the newest are kept.
+#[actix_rt::test]
+async fn the_memory_store_is_pruned_to_the_count_cap_as_jobs_complete() {
+    pause();
+    let queue = Queue::builder()
+        .retention(Retention {
+            completed_max_age: None,
+            completed_max_count: Some(32),
+            interval: Duration::from_secs(3600),
+        })
+        .build()
+        .await
+        .unwrap();
+    define_ok(&queue, "ok", "default");
+    let handles = queue
+        .create_many((0..1000).map(|i| NewJob::new("ok", i)))
+        .await
+        .unwrap();
+    assert_eq!(queue.run_jobs(None, None).await.unwrap(), 1000);
+    let stats = queue.stats().await.unwrap();
+    let completed = stats.count("ok", JobStatus::Completed);
+    assert!(
+        (32..=33).contains(&completed),
+        "{completed} completed jobs kept, cap 32 pruned every 2"
+    );
+    let kept = queue
+        .fetch(JobQuery::default().status(JobStatus::Completed))
+        .await
+        .unwrap();
+    let newest: Vec<_> = handles[1000 - 64..].iter().map(|h| h.id()).collect();
+    assert!(
+        kept.iter().all(|j| newest.contains(&j.id)),
+        "only jobs among the last ones to complete are kept"
     );
 }
 

@@ -817,6 +817,85 @@ async fn deletes<F: StoreFactory>(factory: F) -> Verdict {
 }
 
 conformance_test!(store,
+    /// Pruning completed jobs the way retention does (only `Completed`, no
+    /// task filter) removes the ones that finished first, whatever order
+    /// they were stored or completed in, and keeps a completed job with no
+    /// finish time from any cut-off.
+    pruning_completed_jobs_removes_the_earliest_finished => prunes
+);
+
+async fn prunes<F: StoreFactory>(factory: F) -> Verdict {
+    let (store, _place) = fresh(&factory).await;
+    let t = now();
+    let completed = |at: i64| {
+        let mut j = in_status(job("a", json!(at)), JobStatus::Completed);
+        j.finished_at = Some(secs(t, at));
+        j
+    };
+    // Stored out of finish order.
+    let (j1, j2, j3, j5) = (completed(1), completed(2), completed(3), completed(5));
+    insert(&store, &[j3.clone(), j1.clone(), j5.clone()]).await;
+    // Completed by an update, after a job that finished later.
+    let mut j2_running = in_status(j2.clone(), JobStatus::Running);
+    j2_running.finished_at = None;
+    insert(&store, &[j2_running.clone()]).await;
+    store
+        .jobs_update(&[JobUpdate::of(&j2, Vec::new())])
+        .await
+        .unwrap_or_else(|e| panic!("jobs_update failed: {e}"));
+    let mut unfinished = in_status(job("a", json!("no finish time")), JobStatus::Completed);
+    unfinished.finished_at = None;
+    insert(&store, &[unfinished.clone()]).await;
+
+    let prune = |before: Option<i64>, limit: Option<usize>| {
+        let store = store.clone();
+        async move {
+            store
+                .jobs_delete(&JobDelete {
+                    statuses: vec![JobStatus::Completed],
+                    tasks: Vec::new(),
+                    finished_before: before.map(|s| secs(t, s)),
+                    limit,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("jobs_delete failed: {e}"))
+        }
+    };
+    let present = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .job_get(id)
+                .await
+                .unwrap_or_else(|e| panic!("job_get failed: {e}"))
+                .is_some()
+        }
+    };
+    assert_eq!(prune(Some(4), Some(2)).await, 2, "two, by the limit");
+    assert!(!present(j1.id).await, "finished first: removed");
+    assert!(!present(j2.id).await, "finished second: removed");
+    assert!(present(j3.id).await, "finished third: beyond the limit");
+    assert_eq!(prune(Some(4), None).await, 1, "the one left before 4 s");
+    assert!(!present(j3.id).await, "finished before the cut-off: removed");
+    assert!(present(j5.id).await, "finished after the cut-off: kept");
+    assert!(
+        present(unfinished.id).await,
+        "no finish time: never before a cut-off"
+    );
+    let counted: u64 = store
+        .jobs_count()
+        .await
+        .unwrap_or_else(|e| panic!("jobs_count failed: {e}"))
+        .iter()
+        .filter(|c| c.status == JobStatus::Completed)
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(counted, 2, "counts follow the removals");
+    assert_eq!(prune(None, Some(10)).await, 2, "without a cut-off: all of them");
+    Verdict::Passed
+}
+
+conformance_test!(store,
     /// Many callers at once, on several threads, each inserting and
     /// updating its own jobs: every job ends in the state its writer left.
     concurrent_writers_lose_nothing => concurrent

@@ -1,6 +1,8 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 
 use super::{JobDelete, JobQuery, JobUpdate, StatusCount, Store, StoreError};
@@ -26,14 +28,147 @@ use crate::job::{Job, JobId, JobStatus};
 /// ```
 ///
 /// Jobs are kept in id order. Ids are time-ordered, so the supervisor's
-/// batches of updates (jobs created together, started and finished
-/// together) land on neighbouring entries, and a batch takes the lock once.
+/// batches of writes (jobs created together, finished together) land on
+/// neighbouring entries, and a batch takes the lock once. Counts per task
+/// and status are kept as jobs change, and completed jobs are also listed
+/// in the order they finished, so counting and pruning the oldest
+/// completed jobs cost nothing like a scan.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     /// Boxed: a B-tree node holds eleven entries and is often little more
     /// than half full, so inline 248-byte jobs would waste more than the
     /// box's pointer costs.
-    jobs: RwLock<BTreeMap<JobId, Box<Job>>>,
+    jobs: BTreeMap<JobId, Box<Job>>,
+    /// How many jobs of each task are in each status (none listed at 0).
+    counts: Vec<(Arc<str>, JobStatus, u64)>,
+    /// Completed jobs as (finished_at, id), oldest first unless
+    /// `out_of_order`. An entry whose job was since removed or changed is
+    /// stale and skipped.
+    completed: VecDeque<(DateTime<Utc>, JobId)>,
+    /// A job was listed after one that finished later (jobs finish in
+    /// order unless a caller inserts old ones): `completed` is rebuilt from
+    /// `jobs` before it is used.
+    out_of_order: bool,
+}
+
+impl Inner {
+    fn count(&mut self, job: &Job, delta: i64) {
+        // A handful of (task, status) pairs: a scan that mostly compares
+        // pointers beats hashing the task's name.
+        let found = self.counts.iter().position(|(task, status, _)| {
+            *status == job.status && (Arc::ptr_eq(task, &job.task) || **task == *job.task)
+        });
+        match found {
+            Some(i) => {
+                let n = &mut self.counts[i].2;
+                *n = n.saturating_add_signed(delta);
+                if *n == 0 {
+                    self.counts.swap_remove(i);
+                }
+            }
+            None if delta > 0 => self.counts.push((job.task.clone(), job.status, delta as u64)),
+            None => {}
+        }
+    }
+
+    /// Lists a job that just became completed.
+    fn note_completed(&mut self, job: &Job) {
+        if job.status != JobStatus::Completed {
+            return;
+        }
+        let at = job.finished_at.unwrap_or(job.created_at);
+        if self.completed.back().is_some_and(|&(last, _)| last > at) {
+            self.out_of_order = true;
+        }
+        self.completed.push_back((at, job.id));
+    }
+
+    fn insert(&mut self, job: Box<Job>) {
+        self.count(&job, 1);
+        self.note_completed(&job);
+        if let Some(old) = self.jobs.insert(job.id, job) {
+            self.count(&old, -1);
+        }
+    }
+
+    fn remove(&mut self, id: &JobId) -> bool {
+        match self.jobs.remove(id) {
+            Some(job) => {
+                self.count(&job, -1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `entry` still names a completed job that finished then.
+    fn is_current(&self, &(at, id): &(DateTime<Utc>, JobId)) -> bool {
+        self.jobs.get(&id).is_some_and(|j| {
+            j.status == JobStatus::Completed && j.finished_at.unwrap_or(j.created_at) == at
+        })
+    }
+
+    /// Re-lists the completed jobs in finish order.
+    fn reorder(&mut self) {
+        let mut completed: Vec<(DateTime<Utc>, JobId)> = self
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Completed)
+            .map(|j| (j.finished_at.unwrap_or(j.created_at), j.id))
+            .collect();
+        completed.sort_unstable();
+        self.completed = completed.into();
+        self.out_of_order = false;
+    }
+
+    /// Removes the oldest completed jobs: those that finished before
+    /// `before`, at most `limit`.
+    fn delete_oldest_completed(
+        &mut self,
+        before: Option<DateTime<Utc>>,
+        limit: Option<usize>,
+    ) -> u64 {
+        let completed = self.counts_of(JobStatus::Completed);
+        if self.out_of_order || self.completed.len() > 2 * completed as usize + 64 {
+            self.reorder();
+        }
+        let mut removed = 0u64;
+        // Listed by created_at for want of a finish time: never "finished
+        // before" anything, so kept.
+        let mut kept = Vec::new();
+        while let Some(&entry) = self.completed.front() {
+            if limit.is_some_and(|l| removed as usize >= l) || before.is_some_and(|b| entry.0 >= b)
+            {
+                break;
+            }
+            self.completed.pop_front();
+            if !self.is_current(&entry) {
+                continue;
+            }
+            if before.is_some() && self.jobs[&entry.1].finished_at.is_none() {
+                kept.push(entry);
+            } else if self.remove(&entry.1) {
+                removed += 1;
+            }
+        }
+        for entry in kept.into_iter().rev() {
+            self.completed.push_front(entry);
+        }
+        removed
+    }
+
+    fn counts_of(&self, status: JobStatus) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(_, s, _)| *s == status)
+            .map(|(_, _, n)| n)
+            .sum()
+    }
 }
 
 impl MemoryStore {
@@ -44,12 +179,12 @@ impl MemoryStore {
 
     /// How many jobs it holds. Under a queue: the final (and kicked) ones.
     pub fn len(&self) -> usize {
-        self.jobs.read().len()
+        self.inner.read().jobs.len()
     }
 
     /// Whether it holds no jobs.
     pub fn is_empty(&self) -> bool {
-        self.jobs.read().is_empty()
+        self.inner.read().jobs.is_empty()
     }
 }
 
@@ -60,35 +195,39 @@ impl Store for MemoryStore {
     }
 
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
-        let mut stored = self.jobs.write();
+        let mut inner = self.inner.write();
         for job in jobs {
-            stored.insert(job.id, Box::new(job.clone()));
+            inner.insert(Box::new(job.clone()));
         }
         Ok(())
     }
 
     async fn jobs_insert_owned(&self, jobs: Vec<Job>) -> Result<(), (StoreError, Vec<Job>)> {
-        let mut stored = self.jobs.write();
+        let mut inner = self.inner.write();
         for job in jobs {
-            stored.insert(job.id, Box::new(job));
+            inner.insert(Box::new(job));
         }
         Ok(())
     }
 
     async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
-        let mut stored = self.jobs.write();
+        let mut inner = self.inner.write();
         for update in updates {
-            if let Some(job) = stored.get_mut(&update.id) {
-                update.apply_to(job);
-            }
+            let Some(mut job) = inner.jobs.remove(&update.id) else {
+                continue;
+            };
+            inner.count(&job, -1);
+            update.apply_to(&mut job);
+            inner.insert(job);
         }
         Ok(())
     }
 
     async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
         Ok(self
-            .jobs
+            .inner
             .read()
+            .jobs
             .values()
             .filter(|j| !j.status.is_final())
             .map(|j| (**j).clone())
@@ -96,13 +235,14 @@ impl Store for MemoryStore {
     }
 
     async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self.jobs.read().get(&id).map(|j| (**j).clone()))
+        Ok(self.inner.read().jobs.get(&id).map(|j| (**j).clone()))
     }
 
     async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
         let found: Vec<Job> = self
-            .jobs
+            .inner
             .read()
+            .jobs
             .values()
             .filter(|j| query.matches(j))
             .map(|j| (**j).clone())
@@ -111,18 +251,15 @@ impl Store for MemoryStore {
     }
 
     async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
-        let mut counts: HashMap<(String, JobStatus), u64> = HashMap::new();
-        for job in self.jobs.read().values() {
-            *counts
-                .entry((job.task.to_string(), job.status))
-                .or_default() += 1;
-        }
-        let mut out: Vec<StatusCount> = counts
-            .into_iter()
-            .map(|((task, status), count)| StatusCount {
-                task,
-                status,
-                count,
+        let mut out: Vec<StatusCount> = self
+            .inner
+            .read()
+            .counts
+            .iter()
+            .map(|(task, status, count)| StatusCount {
+                task: task.to_string(),
+                status: *status,
+                count: *count,
             })
             .collect();
         out.sort_by(|a, b| (&a.task, a.status).cmp(&(&b.task, b.status)));
@@ -130,8 +267,12 @@ impl Store for MemoryStore {
     }
 
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
-        let mut stored = self.jobs.write();
-        let mut doomed: Vec<(chrono::DateTime<chrono::Utc>, JobId)> = stored
+        let mut inner = self.inner.write();
+        if params.statuses == [JobStatus::Completed] && params.tasks.is_empty() {
+            return Ok(inner.delete_oldest_completed(params.finished_before, params.limit));
+        }
+        let mut doomed: Vec<(DateTime<Utc>, JobId)> = inner
+            .jobs
             .values()
             .filter(|j| {
                 j.status.is_final()
@@ -149,7 +290,7 @@ impl Store for MemoryStore {
         }
         let mut removed = 0;
         for (_, id) in doomed {
-            if stored.remove(&id).is_some() {
+            if inner.remove(&id) {
                 removed += 1;
             }
         }

@@ -13,7 +13,7 @@ use crate::event::QueueEvent;
 use crate::job::JobStatus;
 use crate::middleware::Middleware;
 use crate::scheduler::worker::Stop;
-use crate::store::JobDelete;
+use crate::store::{JobDelete, Store, StoreError};
 
 /// How long completed jobs are kept. Buried, expired and cancelled jobs are
 /// kept until cleaned ([`Queue::clean`](crate::Queue::clean)).
@@ -32,7 +32,10 @@ use crate::store::JobDelete;
 pub struct Retention {
     /// Completed jobs older than this are removed (default 24 h).
     pub completed_max_age: Option<Duration>,
-    /// At most this many completed jobs are kept, newest first (default 100,000).
+    /// At most this many completed jobs are kept, newest first (default
+    /// 100,000). Checked at every `interval`; the in-memory store is also
+    /// pruned as soon as another sixteenth of this many jobs completed, so
+    /// the memory it holds them in stays near the cap.
     pub completed_max_count: Option<usize>,
     /// How often pruning runs (default every minute).
     pub interval: Duration,
@@ -49,6 +52,47 @@ impl Default for Retention {
 }
 
 impl Retention {
+    /// Removes from `store` the completed jobs this retention does not
+    /// keep at `now`; returns how many.
+    pub(super) async fn apply(
+        &self,
+        store: &dyn Store,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        if let Some(age) = self.completed_max_age {
+            let cutoff = now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+            removed += store
+                .jobs_delete(&JobDelete {
+                    statuses: vec![JobStatus::Completed],
+                    tasks: Vec::new(),
+                    finished_before: Some(cutoff),
+                    limit: None,
+                })
+                .await?;
+        }
+        if let Some(max) = self.completed_max_count {
+            let completed: u64 = store
+                .jobs_count()
+                .await?
+                .iter()
+                .filter(|c| c.status == JobStatus::Completed)
+                .map(|c| c.count)
+                .sum();
+            if completed as usize > max {
+                removed += store
+                    .jobs_delete(&JobDelete {
+                        statuses: vec![JobStatus::Completed],
+                        tasks: Vec::new(),
+                        finished_before: None,
+                        limit: Some(completed as usize - max),
+                    })
+                    .await?;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Keeps completed jobs until cleaned by hand.
     pub fn keep_all() -> Self {
         Retention {
@@ -77,54 +121,39 @@ impl Supervisor {
             return;
         }
         self.pruning = true;
+        self.completed_unpruned = 0;
         let store = self.store.clone();
         let retention = self.retention.clone();
         let now = self.clock.now_utc();
-        let fut = async move {
-            let mut removed = 0;
-            if let Some(age) = retention.completed_max_age {
-                let cutoff = now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
-                removed += store
-                    .jobs_delete(&JobDelete {
-                        statuses: vec![JobStatus::Completed],
-                        tasks: Vec::new(),
-                        finished_before: Some(cutoff),
-                        limit: None,
-                    })
-                    .await?;
-            }
-            if let Some(max) = retention.completed_max_count {
-                let completed: u64 = store
-                    .jobs_count()
-                    .await?
-                    .iter()
-                    .filter(|c| c.status == JobStatus::Completed)
-                    .map(|c| c.count)
-                    .sum();
-                if completed as usize > max {
-                    removed += store
-                        .jobs_delete(&JobDelete {
-                            statuses: vec![JobStatus::Completed],
-                            tasks: Vec::new(),
-                            finished_before: None,
-                            limit: Some(completed as usize - max),
-                        })
-                        .await?;
-                }
-            }
-            Ok::<u64, crate::store::StoreError>(removed)
-        };
+        let fut = async move { retention.apply(&*store, now).await };
         ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, _| {
             act.pruning = false;
-            let Some(result) = result else { return };
-            match result {
-                Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned completed jobs"),
-                Ok(_) => {}
-                Err(err) => act.bus.queue(QueueEvent::Error {
-                    message: format!("pruning completed jobs failed: {err}"),
-                }),
+            if let Some(result) = result {
+                act.pruned(result);
             }
         }));
+    }
+
+    pub(super) fn pruned(&self, result: Result<u64, StoreError>) {
+        match result {
+            Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned completed jobs"),
+            Ok(_) => {}
+            Err(err) => self.bus.queue(QueueEvent::Error {
+                message: format!("pruning completed jobs failed: {err}"),
+            }),
+        }
+    }
+
+    /// Whether so many jobs completed since the last pruning that the
+    /// in-memory store should be pruned now rather than at the interval:
+    /// memory is what it holds them in, so it stays near the cap.
+    pub(super) fn prune_due(&self) -> bool {
+        self.ephemeral
+            && !self.pruning
+            && self
+                .retention
+                .completed_max_count
+                .is_some_and(|cap| self.completed_unpruned >= (cap / 16).max(1))
     }
 
     pub(super) fn rebuild_chain(&mut self, task: u32) {

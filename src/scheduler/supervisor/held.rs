@@ -26,6 +26,15 @@ pub(crate) struct HeldJob {
     rest: Option<Box<Rest>>,
 }
 
+/// How a job ended: see [`HeldJob::into_final`].
+#[derive(Debug)]
+pub(crate) struct Ending {
+    pub(crate) status: JobStatus,
+    pub(crate) value: Option<serde_json::Value>,
+    pub(crate) message: Option<String>,
+    pub(crate) at: DateTime<Utc>,
+}
+
 /// The fields most jobs leave empty.
 #[derive(Debug, Default)]
 struct Rest {
@@ -109,29 +118,54 @@ impl HeldJob {
         }
     }
 
-    /// The full record, taking the held one apart.
-    pub(crate) fn into_job(self, first_line: Option<LogLine>) -> Job {
+    /// The final record, taking the held one apart: it ended as `end`
+    /// says, and its log is `first_line`, what it held, `logs`, then
+    /// `line`, in one allocation (that of `logs` when it held none).
+    pub(crate) fn into_final(
+        self,
+        end: Ending,
+        first_line: Option<LogLine>,
+        mut logs: Vec<LogLine>,
+        line: Option<LogLine>,
+    ) -> Job {
         let rest = self.rest.map(|r| *r).unwrap_or_default();
-        let mut logs = rest.logs;
-        if let Some(line) = first_line {
-            logs.insert(0, line);
-        }
+        let held = rest.logs;
+        let logs = if held.is_empty() {
+            logs.reserve(usize::from(first_line.is_some()) + usize::from(line.is_some()));
+            if let Some(first) = first_line {
+                logs.insert(0, first);
+            }
+            logs.extend(line);
+            logs
+        } else {
+            let mut all = Vec::with_capacity(
+                usize::from(first_line.is_some())
+                    + held.len()
+                    + logs.len()
+                    + usize::from(line.is_some()),
+            );
+            all.extend(first_line);
+            all.extend(held);
+            all.append(&mut logs);
+            all.extend(line);
+            all
+        };
         Job {
             id: self.id,
             reference: rest.reference,
             task: self.task,
             payload: self.payload,
             priority: self.priority,
-            status: self.status,
+            status: end.status,
             created_at: self.created_at,
             run_at: self.run_at,
             expires_at: rest.expires_at,
             attempts: self.attempts,
             max_attempts: rest.max_attempts,
-            last_error: rest.last_error,
-            result: rest.result,
+            last_error: end.message,
+            result: end.value,
             progress: rest.progress,
-            finished_at: rest.finished_at,
+            finished_at: Some(end.at),
             logs,
         }
     }
@@ -263,7 +297,6 @@ mod tests {
         let held = HeldJob::new(plain.clone());
         assert!(held.rest.is_none());
         assert_eq!(held.to_job(None), plain);
-        assert_eq!(held.into_job(None), plain);
     }
 
     #[test]
@@ -288,7 +321,51 @@ mod tests {
         let first = LogLine::new(now, 0, "created");
         let mut want = full.clone();
         want.logs.insert(0, first.clone());
-        assert_eq!(held.to_job(Some(first.clone())), want);
-        assert_eq!(held.into_job(Some(first)), want);
+        assert_eq!(held.to_job(Some(first)), want);
+    }
+
+    #[test]
+    fn a_final_record_keeps_every_field_and_orders_its_log() {
+        let now = Utc::now();
+        let line = |m: &'static str| LogLine::new(now, 1, m);
+        let end = |status| Ending {
+            status,
+            value: Some(serde_json::json!(7)),
+            message: None,
+            at: now,
+        };
+        let with_log = Job {
+            reference: Some("r".into()),
+            expires_at: Some(now),
+            max_attempts: Some(4),
+            last_error: Some("an earlier failure".into()),
+            progress: Some(Progress {
+                current: 1,
+                total: 2,
+            }),
+            attempts: 2,
+            logs: vec![line("held")],
+            ..job()
+        };
+        for start in [job(), with_log] {
+            let held = HeldJob::new(start.clone());
+            let done = held.into_final(
+                end(JobStatus::Completed),
+                Some(line("first")),
+                vec![line("ran")],
+                Some(line("last")),
+            );
+            let mut want = start.clone();
+            want.status = JobStatus::Completed;
+            want.result = Some(serde_json::json!(7));
+            want.last_error = None;
+            want.finished_at = Some(now);
+            want.logs = [line("first")]
+                .into_iter()
+                .chain(start.logs.iter().cloned())
+                .chain([line("ran"), line("last")])
+                .collect();
+            assert_eq!(done, want);
+        }
     }
 }

@@ -40,7 +40,7 @@ use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
 use crate::store::{JobUpdate, Store};
 use crate::task::TaskDef;
-use held::HeldJob;
+use held::{Ending, HeldJob};
 
 /// What a wheel entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +94,6 @@ impl Entry {
     /// The job as readers and the store see it.
     fn job(&self) -> Job {
         self.job.to_job(self.first_line())
-    }
-
-    /// The job as readers and the store see it, taking the entry apart.
-    fn into_job(self) -> Job {
-        let first = self.first_line();
-        self.job.into_job(first)
     }
 
     fn first_line(&self) -> Option<LogLine> {
@@ -274,6 +268,8 @@ pub(crate) struct Supervisor {
     draining: Option<Drain>,
     retention: Retention,
     pruning: bool,
+    /// Jobs completed since pruning last ran (see `prune_due`).
+    completed_unpruned: usize,
     /// Set when the store is shared between processes.
     shared: Option<shared::SharedMode>,
     /// The supervisor's own address, for handlers' lease touches.
@@ -423,6 +419,7 @@ impl Supervisor {
             draining: None,
             retention,
             pruning: false,
+            completed_unpruned: 0,
             shared,
             me: None,
             last_task: None,
@@ -513,13 +510,15 @@ impl Supervisor {
         LogLine::new(self.now_utc(), attempt, message)
     }
 
-    fn emit(&self, job: &HeldJob, task: u32, kind: JobEventKind) {
+    /// Sends a job event, if anyone listens. `task` is the task's slot,
+    /// `name` its name.
+    fn emit(&self, id: JobId, name: &Arc<str>, task: u32, attempt: u32, kind: JobEventKind) {
         if self.bus.is_active() {
             self.bus.job(JobEvent {
-                id: job.id,
-                task: job.task.clone(),
+                id,
+                task: name.clone(),
                 tag: self.tasks[task as usize].tag_name.clone(),
-                attempt: job.attempts,
+                attempt,
                 at: self.now_utc(),
                 kind,
             });
@@ -529,7 +528,7 @@ impl Supervisor {
     fn emit_slot(&self, slot: u32, kind: JobEventKind) {
         if self.bus.is_active() {
             if let Some(e) = self.jobs.get(slot) {
-                self.emit(&e.job, e.task, kind);
+                self.emit(e.job.id, &e.job.task, e.task, e.job.attempts, kind);
             }
         }
     }
@@ -753,23 +752,44 @@ impl Supervisor {
             JobStatus::Expired => JobEventKind::Expired,
             _ => JobEventKind::Cancelled,
         };
+        let finished_at = self.now_utc();
+        if self.ephemeral {
+            // The entry becomes the stored record at once: no update to
+            // merge, and the log in one allocation.
+            let first = e.first_line();
+            let end = Ending {
+                status,
+                value,
+                message,
+                at: finished_at,
+            };
+            let job = e.job.into_final(end, first, logs, line);
+            self.emit(job.id, &job.task, e.task, job.attempts, kind);
+            if !self.result_waiters.is_empty() {
+                if let Some(waiters) = self.result_waiters.remove(&job.id) {
+                    let result = job.outcome().expect("final");
+                    self.barrier_next.push(Waiter::Result(waiters, result));
+                }
+            }
+            if status == JobStatus::Completed {
+                self.completed_unpruned += 1;
+            }
+            self.finals.push(job);
+            return;
+        }
         e.job.status = status;
         e.job.set_result(value);
         e.job.set_last_error(message);
-        e.job.set_finished_at(self.now_utc());
-        if !self.ephemeral {
-            queue_write(
-                &mut self.writes,
-                self.write_epoch,
-                e.write,
-                &e.job,
-                logs,
-                line,
-            );
-        } else {
-            e.job.append_logs(logs, line);
-        }
-        self.emit(&e.job, e.task, kind);
+        e.job.set_finished_at(finished_at);
+        queue_write(
+            &mut self.writes,
+            self.write_epoch,
+            e.write,
+            &e.job,
+            logs,
+            line,
+        );
+        self.emit(e.job.id, &e.job.task, e.task, e.job.attempts, kind);
         if !self.result_waiters.is_empty() {
             if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
                 // Answered once the outcome is stored, so whoever awaited
@@ -777,9 +797,6 @@ impl Supervisor {
                 let result = e.job.outcome().expect("final");
                 self.barrier_next.push(Waiter::Result(waiters, result));
             }
-        }
-        if self.ephemeral {
-            self.finals.push(e.into_job());
         }
     }
 
@@ -1209,7 +1226,15 @@ impl Supervisor {
         }
         self.flushing = true;
         let batch = std::mem::take(&mut self.writes);
-        let finals = std::mem::take(&mut self.finals);
+        // The next batch is likely as large: keep its room ready.
+        let room = self.finals.len().min(FLUSH_BATCH);
+        let finals = std::mem::replace(&mut self.finals, Vec::with_capacity(room));
+        let prune = self.prune_due().then(|| {
+            self.pruning = true;
+            self.completed_unpruned = 0;
+            (self.retention.clone(), self.clock.now_utc())
+        });
+        let pruning = prune.is_some();
         self.write_epoch = self.write_epoch.wrapping_add(1);
         self.barrier_in_flight = std::mem::take(&mut self.barrier_next);
         let store = self.store.clone();
@@ -1237,11 +1262,22 @@ impl Supervisor {
                     result = shared.jobs_release(owner, &releases).await;
                 }
             }
-            (result, batch, finals, releases)
+            // Once the jobs that completed are stored: they count.
+            let pruned = match (&result, prune) {
+                (Ok(()), Some((retention, now))) => Some(retention.apply(&*store, now).await),
+                _ => None,
+            };
+            (result, batch, finals, releases, pruned)
         };
-        ctx.spawn(self.store_call(fut).into_actor(self).map(|done, act, ctx| {
+        ctx.spawn(self.store_call(fut).into_actor(self).map(move |done, act, ctx| {
             act.flushing = false;
-            let Some((result, batch, finals, releases)) = done else { return };
+            if pruning {
+                act.pruning = false;
+            }
+            let Some((result, batch, finals, releases, pruned)) = done else { return };
+            if let Some(pruned) = pruned {
+                act.pruned(pruned);
+            }
             match result {
                 Ok(()) => {
                     act.flush_retry = Duration::from_millis(50);
