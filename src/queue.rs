@@ -22,14 +22,15 @@ use crate::new_job::NewJob;
 use crate::scheduler::clock::Clock;
 use crate::scheduler::supervisor::{
     AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingJob, Poke,
-    Retention, SharedConfig, Shutdown, StartWorker, Supervisor, WaitReply, WaitResult, WatchExpiry,
+    Retention, SharedConfig, Shutdown, StartWorker, Supervisor, SupervisorAddr, WaitReply,
+    WaitResult, WatchExpiry,
 };
 use crate::scheduler::ShutdownReport;
 use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
 use crate::task::{TaskBuilder, TaskDef};
 
 pub(crate) struct Inner {
-    pub(crate) supervisor: Addr<Supervisor>,
+    pub(crate) supervisor: SupervisorAddr,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Clock,
     pub(crate) tasks: DashMap<String, Arc<TaskDef>>,
@@ -344,8 +345,19 @@ impl Queue {
     fn start(store: Arc<dyn Store>, retention: Retention, shared: SharedConfig) -> Self {
         let clock = Clock::new();
         let bus = Arc::new(EventBus::default());
-        let supervisor =
-            Supervisor::new(clock, store.clone(), bus.clone(), retention, shared).start();
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let supervisor = SupervisorAddr::new(
+            Supervisor::new(
+                clock,
+                store.clone(),
+                bus.clone(),
+                retention,
+                shared,
+                sent.clone(),
+            )
+            .start(),
+            sent,
+        );
         Queue {
             inner: Arc::new(Inner {
                 supervisor,

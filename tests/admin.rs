@@ -373,7 +373,13 @@ async fn retention_prunes_completed_jobs_by_age_and_count() {
     define_fatal(&queue, "bad", "default");
     queue.process(["default"]).start().unwrap();
     for _ in 0..5 {
-        let done = queue.create("ok", ()).await.unwrap().result().await.unwrap();
+        let done = queue
+            .create("ok", ())
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
         assert_eq!(done.status, JobStatus::Completed);
     }
     queue

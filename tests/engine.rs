@@ -871,3 +871,40 @@ async fn queue_env_selects_the_tags_to_serve() {
     assert_eq!(trace.items(), vec![7]);
     assert!(queue.process_from_env(1).unwrap().is_none());
 }
+
+/// Jobs that finish on their first poll are settled by the scheduler
+/// itself, one after another; a long run of them still leaves the other
+/// tasks on the thread a turn every few hundred jobs.
+#[actix_rt::test]
+async fn a_long_run_of_instant_jobs_leaves_other_tasks_a_turn() {
+    pause();
+    let queue = Queue::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    queue
+        .define("instant")
+        .action(move |_: Ctx<()>| {
+            d.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<_, JobError>(()))
+        })
+        .unwrap();
+    let handles = queue
+        .create_many((0..10_000).map(|_| NewJob::new("instant", ())))
+        .await
+        .unwrap();
+    queue.process(["default"]).start().unwrap();
+    // The scheduler takes the jobs in, starts the worker and runs jobs.
+    let mut turns = 0;
+    while done.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+        turns += 1;
+        assert!(turns < 1000, "no job ran");
+    }
+    let seen = done.load(Ordering::SeqCst);
+    assert!(
+        seen < 10_000,
+        "this task got a turn only after all {seen} jobs ran"
+    );
+    handles.last().unwrap().result().await.unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), 10_000);
+}

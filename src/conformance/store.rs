@@ -876,7 +876,10 @@ async fn prunes<F: StoreFactory>(factory: F) -> Verdict {
     assert!(!present(j2.id).await, "finished second: removed");
     assert!(present(j3.id).await, "finished third: beyond the limit");
     assert_eq!(prune(Some(4), None).await, 1, "the one left before 4 s");
-    assert!(!present(j3.id).await, "finished before the cut-off: removed");
+    assert!(
+        !present(j3.id).await,
+        "finished before the cut-off: removed"
+    );
     assert!(present(j5.id).await, "finished after the cut-off: kept");
     assert!(
         present(unfinished.id).await,
@@ -891,7 +894,11 @@ async fn prunes<F: StoreFactory>(factory: F) -> Verdict {
         .map(|c| c.count)
         .sum();
     assert_eq!(counted, 2, "counts follow the removals");
-    assert_eq!(prune(None, Some(10)).await, 2, "without a cut-off: all of them");
+    assert_eq!(
+        prune(None, Some(10)).await,
+        2,
+        "without a cut-off: all of them"
+    );
     Verdict::Passed
 }
 

@@ -1,17 +1,21 @@
 //! Worker actors: each serves a list of tags with a concurrency limit and
-//! runs the handlers the supervisor hands it.
+//! polls the handlers that did not finish at once.
 //!
-//! A worker keeps every running job in one `FuturesUnordered` polled by a
-//! single long-lived actor future, so a wake-up polls only the jobs that were
-//! woken. A new job is polled once straight away; one that finishes on that
-//! first poll (no I/O) never allocates a slot in the set. Completions are
-//! sent back to the supervisor in one message per wake-up.
+//! The supervisor starts a job's handler and polls it once itself (see
+//! `Supervisor::dispatch`); a job still pending after that comes here. A
+//! worker keeps every such job in one `FuturesUnordered` polled by a single
+//! long-lived actor future, so a wake-up polls only the jobs that were
+//! woken. A job that arrives is polled again straight away, which
+//! registers the worker's waker. Completions are sent back to the
+//! supervisor in one message per wake-up.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use actix::prelude::*;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -42,10 +46,43 @@ impl std::fmt::Debug for Dispatch {
     }
 }
 
-/// Jobs for a worker to start.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Run(pub(crate) Vec<Dispatch>);
+/// Where the supervisor leaves started jobs for a worker to poll until
+/// they finish. Handlers' futures need not be `Send`, and the supervisor
+/// and its workers share one thread, so this is a plain shared cell, not a
+/// message.
+#[derive(Default)]
+pub(crate) struct Handoff {
+    jobs: RefCell<Vec<RunningJob>>,
+    /// The worker's, registered whenever it looks.
+    waker: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("jobs", &self.jobs.borrow().len())
+            .finish()
+    }
+}
+
+impl Handoff {
+    /// Leaves `jobs` for the worker and wakes it.
+    pub(crate) fn push(&self, jobs: Vec<RunningJob>) {
+        self.jobs.borrow_mut().extend(jobs);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Takes what was left, to be woken by `waker` when more comes.
+    fn take(&self, into: &mut Vec<RunningJob>, waker: &Waker) {
+        into.append(&mut self.jobs.borrow_mut());
+        match self.waker.take() {
+            Some(w) if w.will_wake(waker) => self.waker.set(Some(w)),
+            _ => self.waker.set(Some(waker.clone())),
+        }
+    }
+}
 
 /// How one run ended, as the worker saw it.
 #[derive(Debug)]
@@ -83,7 +120,8 @@ pub(crate) struct Stop;
 pub(crate) struct Worker {
     index: usize,
     supervisor: Addr<Supervisor>,
-    incoming: Vec<Dispatch>,
+    handoff: Rc<Handoff>,
+    incoming: Vec<RunningJob>,
     running: FuturesUnordered<RunningJob>,
     done: Vec<Report>,
 }
@@ -98,10 +136,11 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, supervisor: Addr<Supervisor>) -> Self {
+    pub(crate) fn new(index: usize, supervisor: Addr<Supervisor>, handoff: Rc<Handoff>) -> Self {
         Worker {
             index,
             supervisor,
+            handoff,
             incoming: Vec::new(),
             running: FuturesUnordered::new(),
             done: Vec::new(),
@@ -114,14 +153,6 @@ impl Actor for Worker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.spawn(Drive);
-    }
-}
-
-impl Handler<Run> for Worker {
-    type Result = ();
-    fn handle(&mut self, msg: Run, _: &mut Self::Context) {
-        // Started by `Drive`, which the context polls right after this.
-        self.incoming.extend(msg.0);
     }
 }
 
@@ -144,8 +175,8 @@ impl ActorFuture<Worker> for Drive {
         _ctx: &mut Context<Worker>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        for dispatch in act.incoming.drain(..) {
-            let mut job = RunningJob::start(dispatch);
+        act.handoff.take(&mut act.incoming, task.waker());
+        for mut job in act.incoming.drain(..) {
             match Pin::new(&mut job).poll(task) {
                 Poll::Ready(report) => act.done.push(report),
                 Poll::Pending => act.running.push(job),
@@ -166,7 +197,7 @@ impl ActorFuture<Worker> for Drive {
 
 /// A handler's future with its run's identity, cancellation and panic
 /// capture around it.
-struct RunningJob {
+pub(crate) struct RunningJob {
     slot: u32,
     info: RunInfo,
     fut: Option<RunFuture>,
@@ -187,7 +218,9 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 impl RunningJob {
-    fn start(d: Dispatch) -> Self {
+    /// Calls the handler (which builds its future; a panic there is the
+    /// run's outcome).
+    pub(crate) fn start(d: Dispatch) -> Self {
         let info = d.info;
         let action = d.action;
         let payload = d.payload;
@@ -210,6 +243,14 @@ impl RunningJob {
             cancelled: None,
             early,
         }
+    }
+
+    /// Polls it once, with a waker that does nothing: for the first poll,
+    /// after which a job still pending goes to a worker that polls it again
+    /// with its own.
+    pub(crate) fn poll_first(&mut self) -> Poll<Report> {
+        let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+        Pin::new(self).poll(&mut cx)
     }
 
     fn report(&self, outcome: Outcome) -> Report {

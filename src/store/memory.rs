@@ -71,7 +71,9 @@ impl Inner {
                     self.counts.swap_remove(i);
                 }
             }
-            None if delta > 0 => self.counts.push((job.task.clone(), job.status, delta as u64)),
+            None if delta > 0 => self
+                .counts
+                .push((job.task.clone(), job.status, delta as u64)),
             None => {}
         }
     }

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::{ShutdownReport, Supervisor, WorkerSlot};
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId, JobResult, JobStatus};
-use crate::scheduler::worker::{Finished, Worker};
+use crate::scheduler::worker::{Finished, Handoff, Worker};
 use crate::store::{JobQuery, Order, StatusCount};
 use crate::task::TaskDef;
 
@@ -92,9 +92,11 @@ impl Supervisor {
     ) -> usize {
         let index = self.workers.len();
         let tag_slots = tags.iter().map(|t| self.tag_slot(t)).collect();
-        let addr = Worker::new(index, ctx.address()).start();
+        let handoff = std::rc::Rc::new(Handoff::default());
+        let addr = Worker::new(index, ctx.address(), handoff.clone()).start();
         self.workers.push(WorkerSlot {
             addr,
+            handoff,
             tags: tag_slots,
             tag_names: tags,
             capacity: concurrency.max(1),

@@ -7,6 +7,7 @@
 //!   handler each;
 //! - `admin`: suspend/resume, delete-matching, batch runs and retention.
 
+mod addr;
 mod admin;
 mod held;
 mod messages;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+pub(crate) use addr::SupervisorAddr;
 pub use admin::Retention;
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
 pub(crate) use messages::{
@@ -32,7 +34,9 @@ use super::alarm::Alarm;
 use super::clock::Clock;
 use super::ready::{ReadyKey, ReadySet};
 use super::wheel::{TimerKey, Wheel};
-use super::worker::{Dispatch, Outcome, Report, Run, Stop, Worker};
+use std::task::Poll;
+
+use super::worker::{Dispatch, Handoff, Outcome, Report, RunningJob, Stop, Worker};
 use crate::context::{RunInfo, RunShared};
 use crate::error::JobErrorKind;
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
@@ -178,6 +182,8 @@ struct Batch {
 #[derive(Debug)]
 struct WorkerSlot {
     addr: Addr<Worker>,
+    /// Started jobs still pending go to the worker through this.
+    handoff: std::rc::Rc<Handoff>,
     tags: Vec<u32>,
     tag_names: Vec<String>,
     capacity: usize,
@@ -274,6 +280,11 @@ pub(crate) struct Supervisor {
     shared: Option<shared::SharedMode>,
     /// The supervisor's own address, for handlers' lease touches.
     me: Option<Addr<Supervisor>>,
+    /// Counts the messages sent to this supervisor through the queue's
+    /// [`SupervisorAddr`].
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    /// A [`Continue`] is queued: dispatching goes on in the next turn.
+    continuing: bool,
     /// The task slot looked up last, by the name's allocation.
     last_task: Option<(Arc<str>, u32)>,
     /// The time read once at the start of a busy handler (see `begin`),
@@ -343,6 +354,10 @@ const FLUSH_DELAY: Duration = Duration::from_millis(1);
 /// A batch this large goes to the store at once.
 const FLUSH_BATCH: usize = 4096;
 
+/// How many jobs that finish on their first poll one turn settles before
+/// it yields (see `Supervisor::dispatch`).
+const INLINE_BUDGET: usize = 256;
+
 /// Queues `job`'s current state in `writes`, appending `logs`. When the
 /// job's previous update (`pending`) is still in this batch it is brought
 /// up to date in place instead. Returns where the update sits.
@@ -380,6 +395,7 @@ impl Supervisor {
         bus: Arc<EventBus>,
         retention: Retention,
         shared: SharedConfig,
+        sent: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         let shared = store
             .shared()
@@ -422,6 +438,8 @@ impl Supervisor {
             completed_unpruned: 0,
             shared,
             me: None,
+            sent,
+            continuing: false,
             last_task: None,
             now: Default::default(),
         }
@@ -852,26 +870,54 @@ impl Supervisor {
 
     /// Hands ready jobs to workers with free slots, best job first, each
     /// worker's tags in its order.
-    fn dispatch(&mut self) {
+    ///
+    /// Each job's handler is first polled here, on the supervisor's turn
+    /// (workers live on the supervisor's thread, so it runs where it would
+    /// anyway): a job that finishes on that poll, doing no I/O, is settled
+    /// at once and its slot refilled, without a message to the worker and
+    /// back. Only jobs left pending go to the worker, which polls them from
+    /// then on. After [`INLINE_BUDGET`] such jobs the turn ends and a
+    /// [`Continue`] picks up, so the mailbox and other tasks get their turn.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
         if self.draining.is_some() {
             return;
         }
-        let now = self.now_ms();
+        let mut budget = INLINE_BUDGET;
         for w in 0..self.workers.len() {
             let mut found_none = false;
-            while self.workers[w].has_room() {
-                let Some(slot) = self.next_for(w, now) else {
-                    found_none = true;
+            loop {
+                let now = self.now_ms();
+                while self.workers[w].has_room() {
+                    let Some(slot) = self.next_for(w, now) else {
+                        found_none = true;
+                        break;
+                    };
+                    self.start(w, slot, now);
+                }
+                let sent = self.sent.load(std::sync::atomic::Ordering::Relaxed);
+                let reports = self.first_polls(w);
+                if reports.is_empty() {
                     break;
-                };
-                self.start(w, slot, now);
+                }
+                let now = self.begin();
+                budget = budget.saturating_sub(reports.len());
+                for report in reports {
+                    self.on_report(w, report, now);
+                }
+                self.after_capacity_freed(ctx);
+                found_none = false;
+                if self.sent.load(std::sync::atomic::Ordering::Relaxed) != sent {
+                    // A handler (or anyone) sent something: handle it
+                    // before choosing the next job.
+                    self.continue_after(ctx, false);
+                    break;
+                }
+                if budget == 0 {
+                    self.continue_after(ctx, true);
+                    break;
+                }
             }
             let worker = &mut self.workers[w];
-            if !worker.outbox.is_empty() {
-                worker.idle = false;
-                let batch = std::mem::take(&mut worker.outbox);
-                worker.addr.do_send(Run(batch));
-            }
             if let Some(batch) = worker.batch.as_mut() {
                 batch.nothing_ready = found_none;
             }
@@ -884,6 +930,53 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Dispatches again after the messages already sent are handled and,
+    /// with `yield_first`, after the other tasks on this thread had a turn.
+    fn continue_after(&mut self, ctx: &mut Context<Self>, yield_first: bool) {
+        if self.continuing {
+            return;
+        }
+        self.continuing = true;
+        if yield_first {
+            ctx.spawn(
+                tokio::task::yield_now()
+                    .into_actor(self)
+                    .map(|(), act, ctx| act.resume(ctx)),
+            );
+        } else {
+            ctx.notify(Continue);
+        }
+    }
+
+    fn resume(&mut self, ctx: &mut Context<Self>) {
+        self.continuing = false;
+        self.begin();
+        self.settle(ctx);
+    }
+
+    /// Starts the jobs in worker `w`'s outbox, polling each once: returns
+    /// the reports of those that finished, and sends the rest to the worker.
+    fn first_polls(&mut self, w: usize) -> Vec<Report> {
+        let worker = &mut self.workers[w];
+        if worker.outbox.is_empty() {
+            return Vec::new();
+        }
+        worker.idle = false;
+        let mut finished = Vec::new();
+        let mut pending = Vec::new();
+        for dispatch in worker.outbox.drain(..) {
+            let mut job = RunningJob::start(dispatch);
+            match job.poll_first() {
+                Poll::Ready(report) => finished.push(report),
+                Poll::Pending => pending.push(job),
+            }
+        }
+        if !pending.is_empty() {
+            worker.handoff.push(pending);
+        }
+        finished
     }
 
     fn next_for(&mut self, w: usize, now: u64) -> Option<u32> {
@@ -1126,7 +1219,7 @@ impl Supervisor {
     /// Runs after every message: dispatch, flush writes, arm the timer.
     fn settle(&mut self, ctx: &mut Context<Self>) {
         self.expire_watched(ctx);
-        self.dispatch();
+        self.dispatch(ctx);
         self.finish_batches();
         self.flush(ctx);
         self.arm(ctx);
@@ -1481,6 +1574,18 @@ impl Actor for Supervisor {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct AlarmRang;
+
+/// Dispatching goes on after a turn used its [`INLINE_BUDGET`].
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Continue;
+
+impl Handler<Continue> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: Continue, ctx: &mut Self::Context) {
+        self.resume(ctx);
+    }
+}
 
 impl Handler<AlarmRang> for Supervisor {
     type Result = ();
