@@ -188,7 +188,8 @@ impl std::str::FromStr for JobStatus {
 }
 
 /// A job's payload: JSON text, shared cheaply between the store, the
-/// scheduler and the handler.
+/// scheduler and the handler. Short payloads (up to 22 bytes: a number, an
+/// id, a short string) are held inline, with no allocation of their own.
 ///
 /// # Examples
 ///
@@ -196,8 +197,17 @@ impl std::str::FromStr for JobStatus {
 /// let payload = kessel::Payload::from_value(&serde_json::json!({"to": "ford"})).unwrap();
 /// assert_eq!(payload.as_str(), r#"{"to":"ford"}"#);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Payload(Arc<str>);
+#[derive(Clone)]
+pub struct Payload(Text);
+
+/// The longest payload held inline.
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Text {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<str>),
+}
 
 impl Payload {
     /// Serializes `value` to a payload.
@@ -207,17 +217,35 @@ impl Payload {
     /// What serde_json says when the value cannot be serialized (a map with
     /// non-string keys, a failing `Serialize` impl).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::to_string(value).map(|s| Payload(s.into()))
+        serde_json::to_string(value)
+            .map(|s| Self::from_text(&s).unwrap_or_else(|| Payload(Text::Shared(s.into()))))
     }
 
     /// A payload from JSON text the caller vouches for (as read from a store).
     pub fn from_json_unchecked(json: impl Into<Arc<str>>) -> Self {
-        Payload(json.into())
+        let json = json.into();
+        Self::from_text(&json).unwrap_or(Payload(Text::Shared(json)))
+    }
+
+    /// `text` held inline, when it is short enough.
+    fn from_text(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; INLINE];
+        bytes
+            .get_mut(..text.len())?
+            .copy_from_slice(text.as_bytes());
+        Some(Payload(Text::Inline {
+            len: text.len() as u8,
+            bytes,
+        }))
     }
 
     /// The payload as JSON text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Text::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize])
+                .expect("inline payloads are copied from a str"),
+            Text::Shared(text) => text,
+        }
     }
 
     /// The payload as a [`serde_json::Value`].
@@ -226,20 +254,28 @@ impl Payload {
     ///
     /// When the stored text is not JSON (a foreign writer).
     pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::from_str(&self.0)
+        serde_json::from_str(self.as_str())
     }
 }
 
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Payload {}
+
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let raw: &serde_json::value::RawValue =
-            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+            serde_json::from_str(self.as_str()).map_err(serde::ser::Error::custom)?;
         raw.serialize(s)
     }
 }
@@ -247,7 +283,7 @@ impl Serialize for Payload {
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
-        Ok(Payload(raw.get().into()))
+        Ok(Payload::from_json_unchecked(raw.get()))
     }
 }
 
@@ -386,7 +422,30 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn short_payloads_are_held_inline() {
+        assert_eq!(std::mem::size_of::<Payload>(), 24);
+        let short = Payload::from_value(&1234567u64).unwrap();
+        assert!(matches!(short.0, Text::Inline { .. }));
+        let long = Payload::from_value(&"a string longer than the room").unwrap();
+        assert!(matches!(long.0, Text::Shared(_)));
+    }
+
     proptest! {
+        #[test]
+        fn payloads_keep_their_text_at_every_length(text in "\\PC{0,40}") {
+            let json = serde_json::to_string(&text).unwrap();
+            let by_value = Payload::from_value(&text).unwrap();
+            let unchecked = Payload::from_json_unchecked(json.as_str());
+            prop_assert_eq!(by_value.as_str(), json.as_str());
+            prop_assert_eq!(unchecked.as_str(), json.as_str());
+            prop_assert_eq!(&by_value, &unchecked);
+            let cloned = by_value.clone();
+            prop_assert_eq!(cloned.as_str(), json.as_str());
+            let round: Payload = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(round.as_str(), json.as_str());
+        }
+
         #[test]
         fn ids_order_as_their_bytes(a: [u8; 16], b: [u8; 16]) {
             let (x, y) = (JobId(uuid::Uuid::from_bytes(a)), JobId(uuid::Uuid::from_bytes(b)));

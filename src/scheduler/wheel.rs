@@ -37,7 +37,8 @@ const NIL: u32 = u32::MAX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TimerKey {
     index: u32,
-    generation: u32,
+    /// Never zero (generations skip it), so an absent key costs no room.
+    generation: std::num::NonZeroU32,
 }
 
 /// Returned by [`Wheel::insert`] when the deadline is not after the wheel's
@@ -121,7 +122,7 @@ impl<T> Wheel<T> {
                 self.entries.push(Entry {
                     when,
                     item: Some(item),
-                    generation: 0,
+                    generation: 1,
                     prev: NIL,
                     next: NIL,
                 });
@@ -145,7 +146,8 @@ impl<T> Wheel<T> {
         self.len += 1;
         Ok(TimerKey {
             index,
-            generation: self.entries[index as usize].generation,
+            generation: std::num::NonZeroU32::new(self.entries[index as usize].generation)
+                .expect("generations skip zero"),
         })
     }
 
@@ -153,7 +155,7 @@ impl<T> Wheel<T> {
     /// entry already fired or was cancelled.
     pub(crate) fn cancel(&mut self, key: TimerKey) -> Option<T> {
         let entry = self.entries.get(key.index as usize)?;
-        if entry.generation != key.generation || entry.item.is_none() {
+        if entry.generation != key.generation.get() || entry.item.is_none() {
             return None;
         }
         let (when, prev, next) = (entry.when, entry.prev, entry.next);
@@ -207,7 +209,7 @@ impl<T> Wheel<T> {
     fn release(&mut self, index: u32) -> Option<T> {
         let entry = &mut self.entries[index as usize];
         let item = entry.item.take()?;
-        entry.generation = entry.generation.wrapping_add(1);
+        entry.generation = entry.generation.wrapping_add(1).max(1);
         entry.prev = NIL;
         entry.next = NIL;
         self.free.push(index);

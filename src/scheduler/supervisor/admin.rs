@@ -246,7 +246,7 @@ impl Handler<DeleteMatching> for Supervisor {
             .filter(|&slot| {
                 self.jobs.get(slot).is_some_and(|e| {
                     !matches!(e.state, State::Running { .. })
-                        && *e.job.task == *msg.task
+                        && *self.tasks[e.task as usize].name == *msg.task
                         && msg.pattern.is_match(e.job.payload.as_str())
                 })
             })

@@ -3,7 +3,9 @@
 //! The supervisor may hold millions of pending jobs, and scheduling reads
 //! only a few of their fields. Those sit inline; the rest (reference,
 //! expiry, attempt limit, last error, result, progress, log) sits in one
-//! box that a fresh job without any of them does not allocate.
+//! box that a fresh job without any of them does not allocate. The task's
+//! name is not held at all: the supervisor keeps it once per task and
+//! passes it in where a full record is built.
 
 use std::sync::Arc;
 
@@ -16,14 +18,47 @@ use crate::store::{JobQuery, JobUpdate};
 #[derive(Debug)]
 pub(crate) struct HeldJob {
     pub(crate) id: JobId,
-    pub(crate) task: Arc<str>,
     pub(crate) payload: Payload,
-    pub(crate) created_at: DateTime<Utc>,
-    pub(crate) run_at: DateTime<Utc>,
+    created_at: Stamp,
+    run_at: Stamp,
     pub(crate) priority: u32,
     pub(crate) attempts: u32,
     pub(crate) status: JobStatus,
+    /// Its log's first line, "created", is not held but rebuilt from
+    /// `created_at` with the full record.
+    pub(crate) created_implied: bool,
     rest: Option<Box<Rest>>,
+}
+
+/// A time as nanoseconds since the Unix epoch: 8 bytes where a
+/// `DateTime<Utc>` takes 12. A time beyond what that covers (before 1677 or
+/// after 2262) is [`Stamp::FAR`], and the job keeps it exactly in its
+/// [`Rest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(i64);
+
+impl Stamp {
+    const FAR: Stamp = Stamp(i64::MIN);
+
+    /// `at` as a stamp; a far time is also put in `far`.
+    fn of(at: DateTime<Utc>, far: &mut Option<DateTime<Utc>>) -> Stamp {
+        match at.timestamp_nanos_opt() {
+            Some(nanos) if nanos != Self::FAR.0 => Stamp(nanos),
+            _ => {
+                *far = Some(at);
+                Self::FAR
+            }
+        }
+    }
+
+    /// The time back, `far` being where a far one was kept.
+    fn at(self, far: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        if self == Self::FAR {
+            far.expect("a far time is kept in the rest")
+        } else {
+            DateTime::from_timestamp_nanos(self.0)
+        }
+    }
 }
 
 /// How a job ended: see [`HeldJob::into_final`].
@@ -46,6 +81,9 @@ struct Rest {
     progress: Option<Progress>,
     finished_at: Option<DateTime<Utc>>,
     logs: Vec<LogLine>,
+    /// `created_at` and `run_at` when they are too far to stamp.
+    far_created_at: Option<DateTime<Utc>>,
+    far_run_at: Option<DateTime<Utc>>,
 }
 
 impl Rest {
@@ -58,11 +96,16 @@ impl Rest {
             && self.progress.is_none()
             && self.finished_at.is_none()
             && self.logs.is_empty()
+            && self.far_created_at.is_none()
+            && self.far_run_at.is_none()
     }
 }
 
 impl HeldJob {
     pub(crate) fn new(job: Job) -> Self {
+        let (mut far_created_at, mut far_run_at) = (None, None);
+        let created_at = Stamp::of(job.created_at, &mut far_created_at);
+        let run_at = Stamp::of(job.run_at, &mut far_run_at);
         let rest = Rest {
             reference: job.reference,
             expires_at: job.expires_at,
@@ -72,17 +115,38 @@ impl HeldJob {
             progress: job.progress,
             finished_at: job.finished_at,
             logs: job.logs,
+            far_created_at,
+            far_run_at,
         };
         HeldJob {
             id: job.id,
-            task: job.task,
             payload: job.payload,
-            created_at: job.created_at,
-            run_at: job.run_at,
+            created_at,
+            run_at,
             priority: job.priority,
             attempts: job.attempts,
             status: job.status,
+            created_implied: false,
             rest: (!rest.is_empty()).then(|| Box::new(rest)),
+        }
+    }
+
+    pub(crate) fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+            .at(self.rest.as_deref().and_then(|r| r.far_created_at))
+    }
+
+    /// When it is due.
+    pub(crate) fn run_at(&self) -> DateTime<Utc> {
+        self.run_at
+            .at(self.rest.as_deref().and_then(|r| r.far_run_at))
+    }
+
+    pub(crate) fn set_run_at(&mut self, at: DateTime<Utc>) {
+        let mut far = None;
+        self.run_at = Stamp::of(at, &mut far);
+        if far.is_some() || self.rest.as_ref().is_some_and(|r| r.far_run_at.is_some()) {
+            self.rest_mut().far_run_at = far;
         }
     }
 
@@ -90,23 +154,29 @@ impl HeldJob {
         self.rest.get_or_insert_with(Default::default)
     }
 
-    /// The full record, its log starting with `first_line` when given.
-    pub(crate) fn to_job(&self, first_line: Option<LogLine>) -> Job {
+    /// The "created" line it does not hold, if so.
+    fn first_line(&self) -> Option<LogLine> {
+        self.created_implied
+            .then(|| LogLine::new(self.created_at(), 0, "created"))
+    }
+
+    /// The full record of this job of `task`.
+    pub(crate) fn to_job(&self, task: &Arc<str>) -> Job {
         let rest = self.rest.as_deref();
         let mut logs = Vec::new();
-        logs.extend(first_line);
+        logs.extend(self.first_line());
         if let Some(r) = rest {
             logs.extend(r.logs.iter().cloned());
         }
         Job {
             id: self.id,
             reference: rest.and_then(|r| r.reference.clone()),
-            task: self.task.clone(),
+            task: task.clone(),
             payload: self.payload.clone(),
             priority: self.priority,
             status: self.status,
-            created_at: self.created_at,
-            run_at: self.run_at,
+            created_at: self.created_at(),
+            run_at: self.run_at(),
             expires_at: self.expires_at(),
             attempts: self.attempts,
             max_attempts: self.max_attempts(),
@@ -118,16 +188,19 @@ impl HeldJob {
         }
     }
 
-    /// The final record, taking the held one apart: it ended as `end`
-    /// says, and its log is `first_line`, what it held, `logs`, then
-    /// `line`, in one allocation (that of `logs` when it held none).
+    /// The final record of this job of `task`, taking the held one apart:
+    /// it ended as `end` says, and its log is its "created" line, what it
+    /// held, `logs`, then `line`, in one allocation (that of `logs` when it
+    /// held none).
     pub(crate) fn into_final(
         self,
+        task: Arc<str>,
         end: Ending,
-        first_line: Option<LogLine>,
         mut logs: Vec<LogLine>,
         line: Option<LogLine>,
     ) -> Job {
+        let first_line = self.first_line();
+        let (created_at, run_at) = (self.created_at(), self.run_at());
         let rest = self.rest.map(|r| *r).unwrap_or_default();
         let held = rest.logs;
         let logs = if held.is_empty() {
@@ -153,12 +226,12 @@ impl HeldJob {
         Job {
             id: self.id,
             reference: rest.reference,
-            task: self.task,
+            task,
             payload: self.payload,
             priority: self.priority,
             status: end.status,
-            created_at: self.created_at,
-            run_at: self.run_at,
+            created_at,
+            run_at,
             expires_at: rest.expires_at,
             attempts: self.attempts,
             max_attempts: rest.max_attempts,
@@ -178,7 +251,7 @@ impl HeldJob {
             status: self.status,
             attempts: self.attempts,
             max_attempts: self.max_attempts(),
-            run_at: self.run_at,
+            run_at: self.run_at(),
             last_error: rest.and_then(|r| r.last_error.clone()),
             result: rest.and_then(|r| r.result.clone()),
             progress: self.progress(),
@@ -187,16 +260,17 @@ impl HeldJob {
         }
     }
 
-    /// Whether `query` selects it (its filters, not its paging).
-    pub(crate) fn matches(&self, query: &JobQuery) -> bool {
+    /// Whether `query` selects this job of `task` (its filters, not its
+    /// paging).
+    pub(crate) fn matches(&self, task: &str, query: &JobQuery) -> bool {
         (query.statuses.is_empty() || query.statuses.contains(&self.status))
-            && (query.tasks.is_empty() || query.tasks.iter().any(|t| **t == *self.task))
+            && (query.tasks.is_empty() || query.tasks.iter().any(|t| **t == *task))
             && query
                 .reference
                 .as_ref()
                 .is_none_or(|r| self.reference() == Some(r.as_str()))
-            && query.created_after.is_none_or(|t| self.created_at >= t)
-            && query.created_before.is_none_or(|t| self.created_at < t)
+            && query.created_after.is_none_or(|t| self.created_at() >= t)
+            && query.created_before.is_none_or(|t| self.created_at() < t)
     }
 
     /// What became of it, once it is final.
@@ -296,7 +370,7 @@ mod tests {
         let plain = job();
         let held = HeldJob::new(plain.clone());
         assert!(held.rest.is_none());
-        assert_eq!(held.to_job(None), plain);
+        assert_eq!(held.to_job(&plain.task), plain);
     }
 
     #[test]
@@ -316,12 +390,36 @@ mod tests {
             logs: vec![LogLine::new(now, 1, "started")],
             ..job()
         };
-        let held = HeldJob::new(full.clone());
-        assert_eq!(held.to_job(None), full);
-        let first = LogLine::new(now, 0, "created");
+        let mut held = HeldJob::new(full.clone());
+        assert_eq!(held.to_job(&full.task), full);
+        held.created_implied = true;
         let mut want = full.clone();
-        want.logs.insert(0, first.clone());
-        assert_eq!(held.to_job(Some(first)), want);
+        want.logs
+            .insert(0, LogLine::new(full.created_at, 0, "created"));
+        assert_eq!(held.to_job(&full.task), want);
+    }
+
+    #[test]
+    fn times_beyond_what_a_stamp_covers_round_trip() {
+        let far_future = DateTime::parse_from_rfc3339("3000-01-01T00:00:00.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let far_past = DateTime::parse_from_rfc3339("1000-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let start = Job {
+            created_at: far_past,
+            run_at: far_future,
+            ..job()
+        };
+        let mut held = HeldJob::new(start.clone());
+        assert_eq!(held.to_job(&start.task), start);
+        let near = Utc::now();
+        held.set_run_at(near);
+        assert_eq!(held.run_at(), near);
+        held.set_run_at(far_future);
+        assert_eq!(held.run_at(), far_future);
+        assert_eq!(held.created_at(), far_past);
     }
 
     #[test]
@@ -348,10 +446,11 @@ mod tests {
             ..job()
         };
         for start in [job(), with_log] {
-            let held = HeldJob::new(start.clone());
+            let mut held = HeldJob::new(start.clone());
+            held.created_implied = true;
             let done = held.into_final(
+                start.task.clone(),
                 end(JobStatus::Completed),
-                Some(line("first")),
                 vec![line("ran")],
                 Some(line("last")),
             );
@@ -360,7 +459,7 @@ mod tests {
             want.result = Some(serde_json::json!(7));
             want.last_error = None;
             want.finished_at = Some(now);
-            want.logs = [line("first")]
+            want.logs = [LogLine::new(start.created_at, 0, "created")]
                 .into_iter()
                 .chain(start.logs.iter().cloned())
                 .chain([line("ran"), line("last")])

@@ -257,7 +257,7 @@ impl Handler<PendingJob> for Supervisor {
             .by_id
             .get(&msg.0)
             .and_then(|&slot| self.jobs.get(slot))
-            .map(|e| e.job());
+            .map(|e| e.job.to_job(&self.tasks[e.task as usize].name));
         MessageResult(job)
     }
 }
@@ -276,14 +276,20 @@ impl Handler<PendingJobs> for Supervisor {
             .by_id
             .values()
             .filter_map(|&slot| self.jobs.get(slot))
-            .filter(|e| e.job.matches(&query))
+            .filter(|e| e.job.matches(&self.tasks[e.task as usize].name, &query))
             .collect();
-        found.sort_by_key(|e| (e.job.created_at, e.job.id));
+        found.sort_by_key(|e| (e.job.created_at(), e.job.id));
         if query.order == Order::NewestFirst {
             found.reverse();
         }
         let keep = query.offset.saturating_add(query.limit);
-        MessageResult(found.into_iter().take(keep).map(|e| e.job()).collect())
+        MessageResult(
+            found
+                .into_iter()
+                .take(keep)
+                .map(|e| e.job.to_job(&self.tasks[e.task as usize].name))
+                .collect(),
+        )
     }
 }
 
@@ -298,7 +304,9 @@ impl Handler<PendingCounts> for Supervisor {
         let mut counts: std::collections::HashMap<(&str, JobStatus), u64> =
             std::collections::HashMap::new();
         for e in self.by_id.values().filter_map(|&slot| self.jobs.get(slot)) {
-            *counts.entry((&e.job.task, e.job.status)).or_default() += 1;
+            *counts
+                .entry((&self.tasks[e.task as usize].name, e.job.status))
+                .or_default() += 1;
         }
         MessageResult(
             counts

@@ -74,7 +74,7 @@ enum State {
     /// In its tag's ready set, or parked on its task.
     Ready,
     /// Handed to a worker.
-    Running { worker: usize },
+    Running { worker: u32 },
 }
 
 #[derive(Debug)]
@@ -88,22 +88,8 @@ struct Entry {
     timer: Option<TimerKey>,
     /// The running attempt: its cancellation signal and its journal.
     run: Option<Arc<RunShared>>,
-    /// Where its not yet flushed update sits in `writes`: (epoch, index).
-    write: Option<(u32, u32)>,
-    /// Its log's first line, "created", is not held (see `Entry::job`).
-    created_implied: bool,
-}
-
-impl Entry {
-    /// The job as readers and the store see it.
-    fn job(&self) -> Job {
-        self.job.to_job(self.first_line())
-    }
-
-    fn first_line(&self) -> Option<LogLine> {
-        self.created_implied
-            .then(|| LogLine::new(self.job.created_at, 0, "created"))
-    }
+    /// Where its not yet flushed update sits in `writes`.
+    write: Option<WriteAt>,
 }
 
 #[derive(Debug, Default)]
@@ -133,7 +119,6 @@ impl Slab {
             timer: None,
             run: None,
             write: None,
-            created_implied: false,
         });
         slot
     }
@@ -157,6 +142,7 @@ impl Slab {
 
 #[derive(Debug)]
 struct TaskSlot {
+    name: Arc<str>,
     def: Option<Arc<TaskDef>>,
     tag: Option<u32>,
     tag_name: Option<Arc<str>>,
@@ -365,14 +351,14 @@ const INLINE_BUDGET: usize = 256;
 fn queue_write(
     writes: &mut Vec<JobUpdate>,
     epoch: u32,
-    pending: Option<(u32, u32)>,
+    pending: Option<WriteAt>,
     job: &HeldJob,
     mut logs: Vec<LogLine>,
     line: Option<LogLine>,
-) -> Option<(u32, u32)> {
-    if let Some((at_epoch, index)) = pending {
-        if at_epoch == epoch {
-            if let Some(update) = writes.get_mut(index as usize) {
+) -> Option<WriteAt> {
+    if let Some(at) = pending {
+        if at.epoch == epoch {
+            if let Some(update) = writes.get_mut(at.index.get() as usize - 1) {
                 if update.id == job.id {
                     let mut merged = std::mem::take(&mut update.logs);
                     merged.append(&mut logs);
@@ -385,7 +371,22 @@ fn queue_write(
     }
     logs.extend(line);
     writes.push(job.update(logs));
-    Some((epoch, (writes.len() - 1) as u32))
+    Some(WriteAt {
+        epoch,
+        index: u32::try_from(writes.len())
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .expect("fewer than 2^32 writes in a batch"),
+    })
+}
+
+/// Where a job's not yet flushed update sits in `writes`: trusted only
+/// while `epoch` is the current one.
+#[derive(Debug, Clone, Copy)]
+struct WriteAt {
+    epoch: u32,
+    /// Its index plus one (so an absent one costs no room).
+    index: std::num::NonZeroU32,
 }
 
 impl Supervisor {
@@ -482,6 +483,7 @@ impl Supervisor {
         }
         let i = self.tasks.len() as u32;
         self.tasks.push(TaskSlot {
+            name: name.clone(),
             def: None,
             tag: None,
             tag_name: None,
@@ -528,14 +530,14 @@ impl Supervisor {
         LogLine::new(self.now_utc(), attempt, message)
     }
 
-    /// Sends a job event, if anyone listens. `task` is the task's slot,
-    /// `name` its name.
-    fn emit(&self, id: JobId, name: &Arc<str>, task: u32, attempt: u32, kind: JobEventKind) {
+    /// Sends an event of a job of task slot `task`, if anyone listens.
+    fn emit(&self, id: JobId, task: u32, attempt: u32, kind: JobEventKind) {
         if self.bus.is_active() {
+            let task = &self.tasks[task as usize];
             self.bus.job(JobEvent {
                 id,
-                task: name.clone(),
-                tag: self.tasks[task as usize].tag_name.clone(),
+                task: task.name.clone(),
+                tag: task.tag_name.clone(),
                 attempt,
                 at: self.now_utc(),
                 kind,
@@ -546,7 +548,7 @@ impl Supervisor {
     fn emit_slot(&self, slot: u32, kind: JobEventKind) {
         if self.bus.is_active() {
             if let Some(e) = self.jobs.get(slot) {
-                self.emit(e.job.id, &e.job.task, e.task, e.job.attempts, kind);
+                self.emit(e.job.id, e.task, e.job.attempts, kind);
             }
         }
     }
@@ -608,7 +610,7 @@ impl Supervisor {
         let slot = self.jobs.insert(HeldJob::new(job), task);
         if created_implied {
             if let Some(e) = self.jobs.get_mut(slot) {
-                e.created_implied = true;
+                e.job.created_implied = true;
             }
         }
         self.by_id.insert(id, slot);
@@ -629,7 +631,7 @@ impl Supervisor {
     /// Holds a job until its run_at, or makes it ready.
     fn schedule(&mut self, slot: u32, now: u64) {
         let Some(e) = self.jobs.get(slot) else { return };
-        let run_at = e.job.run_at;
+        let run_at = e.job.run_at();
         if !self.has_come(run_at) && self.wait_until(slot, run_at, now) {
             let e = self.jobs.get_mut(slot).expect("present");
             e.state = State::Waiting;
@@ -717,7 +719,7 @@ impl Supervisor {
         match task.tag {
             Some(tag) if !task.suspended => self.tags[tag as usize].push(ReadyKey {
                 priority: e.job.priority,
-                due: self.clock.tick_for(e.job.run_at),
+                due: self.clock.tick_for(e.job.run_at()),
                 seq,
                 slot,
             }),
@@ -774,15 +776,15 @@ impl Supervisor {
         if self.ephemeral {
             // The entry becomes the stored record at once: no update to
             // merge, and the log in one allocation.
-            let first = e.first_line();
             let end = Ending {
                 status,
                 value,
                 message,
                 at: finished_at,
             };
-            let job = e.job.into_final(end, first, logs, line);
-            self.emit(job.id, &job.task, e.task, job.attempts, kind);
+            let name = self.tasks[e.task as usize].name.clone();
+            let job = e.job.into_final(name, end, logs, line);
+            self.emit(job.id, e.task, job.attempts, kind);
             if !self.result_waiters.is_empty() {
                 if let Some(waiters) = self.result_waiters.remove(&job.id) {
                     let result = job.outcome().expect("final");
@@ -807,7 +809,7 @@ impl Supervisor {
             logs,
             line,
         );
-        self.emit(e.job.id, &e.job.task, e.task, e.job.attempts, kind);
+        self.emit(e.job.id, e.task, e.job.attempts, kind);
         if !self.result_waiters.is_empty() {
             if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
                 // Answered once the outcome is stored, so whoever awaited
@@ -852,7 +854,7 @@ impl Supervisor {
         ));
         let e = self.jobs.get_mut(slot).expect("present");
         e.job.status = JobStatus::Retrying;
-        e.job.run_at = run_at;
+        e.job.set_run_at(run_at);
         e.job.set_last_error(Some(message));
         e.state = State::Waiting;
         e.run = None;
@@ -1023,7 +1025,7 @@ impl Supervisor {
             .expect("only routed jobs are ready in a tag");
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
-        e.state = State::Running { worker: w };
+        e.state = State::Running { worker: w as u32 };
         let shared = Arc::new(RunShared {
             signal: Default::default(),
             journal: Default::default(),
@@ -1038,7 +1040,7 @@ impl Supervisor {
             chain: task.chain.clone(),
             info: RunInfo {
                 id: e.job.id,
-                task: e.job.task.clone(),
+                task: task.name.clone(),
                 tag: task.tag_name.clone(),
                 attempt: e.job.attempts,
                 reference: e.job.reference().map(str::to_owned),
@@ -1090,7 +1092,11 @@ impl Supervisor {
             return;
         }
         let mut journal = report.journal;
-        if e.state != (State::Running { worker }) {
+        if e.state
+            != (State::Running {
+                worker: worker as u32,
+            })
+        {
             // Cancelled or timed out earlier and already decided: keep what
             // the run wrote, if the job is still here.
             if !journal.logs.is_empty() || journal.progress.is_some() {
@@ -1174,7 +1180,7 @@ impl Supervisor {
                 (TimerKind::Due, State::Waiting) => {
                     // The tick is the millisecond run_at falls in: it may
                     // be a fraction of one away still.
-                    let run_at = e.job.run_at;
+                    let run_at = e.job.run_at();
                     if self.waited_enough(run_at) || !self.wait_until(timer.slot, run_at, now) {
                         self.make_ready(timer.slot, now);
                     }
@@ -1457,7 +1463,7 @@ impl Supervisor {
                 .by_id
                 .values()
                 .filter_map(|&slot| self.jobs.get(slot))
-                .map(Entry::job)
+                .map(|e| e.job.to_job(&self.tasks[e.task as usize].name))
                 .collect();
             if !left.is_empty() {
                 self.finals.extend(left);
@@ -1603,5 +1609,15 @@ impl Handler<AlarmRang> for Supervisor {
         let now = self.begin();
         self.on_timers(now);
         self.settle(ctx);
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Millions of pending jobs are held in these: their size is most of
+    /// the memory a pending job costs (see docs/benchmarks.md).
+    #[test]
+    fn a_held_entry_stays_within_128_bytes() {
+        assert!(std::mem::size_of::<Option<super::Entry>>() <= 128);
+        assert!(std::mem::size_of::<super::HeldJob>() <= 80);
     }
 }
