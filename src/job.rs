@@ -188,8 +188,10 @@ impl std::str::FromStr for JobStatus {
 }
 
 /// A job's payload: JSON text, shared cheaply between the store, the
-/// scheduler and the handler. Short payloads (up to 22 bytes: a number, an
-/// id, a short string) are held inline, with no allocation of their own.
+/// scheduler and the handler. Short payloads (up to 14 bytes: a number, an
+/// id, a short string) are held inline, with no allocation of their own;
+/// longer ones are shared through one thin pointer. Either way a payload
+/// is 16 bytes, as a supervisor may hold millions of them.
 ///
 /// # Examples
 ///
@@ -201,12 +203,17 @@ impl std::str::FromStr for JobStatus {
 pub struct Payload(Text);
 
 /// The longest payload held inline.
-const INLINE: usize = 22;
+const INLINE: usize = 14;
 
 #[derive(Clone)]
 enum Text {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Shared(Arc<str>),
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
+    /// The bytes of a `str`, behind a pointer that is one word wide (the
+    /// length lives in the allocation).
+    Shared(triomphe::ThinArc<(), u8>),
 }
 
 impl Payload {
@@ -217,35 +224,38 @@ impl Payload {
     /// What serde_json says when the value cannot be serialized (a map with
     /// non-string keys, a failing `Serialize` impl).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::to_string(value)
-            .map(|s| Self::from_text(&s).unwrap_or_else(|| Payload(Text::Shared(s.into()))))
+        serde_json::to_string(value).map(|s| Self::from_text(&s))
     }
 
     /// A payload from JSON text the caller vouches for (as read from a store).
-    pub fn from_json_unchecked(json: impl Into<Arc<str>>) -> Self {
-        let json = json.into();
-        Self::from_text(&json).unwrap_or(Payload(Text::Shared(json)))
+    pub fn from_json_unchecked(json: impl AsRef<str>) -> Self {
+        Self::from_text(json.as_ref())
     }
 
-    /// `text` held inline, when it is short enough.
-    fn from_text(text: &str) -> Option<Self> {
+    fn from_text(text: &str) -> Self {
         let mut bytes = [0u8; INLINE];
-        bytes
-            .get_mut(..text.len())?
-            .copy_from_slice(text.as_bytes());
-        Some(Payload(Text::Inline {
-            len: text.len() as u8,
-            bytes,
-        }))
+        match bytes.get_mut(..text.len()) {
+            Some(room) => {
+                room.copy_from_slice(text.as_bytes());
+                Payload(Text::Inline {
+                    len: text.len() as u8,
+                    bytes,
+                })
+            }
+            None => Payload(Text::Shared(triomphe::ThinArc::from_header_and_slice(
+                (),
+                text.as_bytes(),
+            ))),
+        }
     }
 
     /// The payload as JSON text.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Text::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize])
-                .expect("inline payloads are copied from a str"),
-            Text::Shared(text) => text,
-        }
+        let bytes = match &self.0 {
+            Text::Inline { len, bytes } => &bytes[..*len as usize],
+            Text::Shared(shared) => &shared.slice,
+        };
+        std::str::from_utf8(bytes).expect("payloads are copied from a str")
     }
 
     /// The payload as a [`serde_json::Value`].
@@ -424,10 +434,10 @@ mod tests {
 
     #[test]
     fn short_payloads_are_held_inline() {
-        assert_eq!(std::mem::size_of::<Payload>(), 24);
+        assert_eq!(std::mem::size_of::<Payload>(), 16);
         let short = Payload::from_value(&1234567u64).unwrap();
         assert!(matches!(short.0, Text::Inline { .. }));
-        let long = Payload::from_value(&"a string longer than the room").unwrap();
+        let long = Payload::from_value(&"longer than 14").unwrap();
         assert!(matches!(long.0, Text::Shared(_)));
     }
 

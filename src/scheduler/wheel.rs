@@ -33,6 +33,20 @@ use std::collections::BTreeMap;
 
 const NIL: u32 = u32::MAX;
 
+/// The size of the wheel's entry for items of type `T`.
+#[cfg(test)]
+pub(crate) fn entry_size<T>() -> usize {
+    std::mem::size_of::<Entry<T>>()
+}
+
+fn split(tick: u64) -> [u32; 2] {
+    [(tick >> 32) as u32, tick as u32]
+}
+
+fn join([high, low]: [u32; 2]) -> u64 {
+    (u64::from(high) << 32) | u64::from(low)
+}
+
 /// A handle to an entry in the [`Wheel`], used to cancel it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TimerKey {
@@ -48,7 +62,9 @@ pub(crate) struct Elapsed<T>(pub(crate) T);
 
 #[derive(Debug)]
 struct Entry<T> {
-    when: u64,
+    /// The tick, as two halves: a `u64` would align the entry to 8 bytes
+    /// and pad it from 28 to 32 (there is one entry per waiting job).
+    when: [u32; 2],
     item: Option<T>,
     generation: u32,
     prev: u32,
@@ -111,7 +127,7 @@ impl<T> Wheel<T> {
             Some(index) => {
                 let entry = &mut self.entries[index as usize];
                 debug_assert!(entry.item.is_none());
-                entry.when = when;
+                entry.when = split(when);
                 entry.item = Some(item);
                 entry.prev = NIL;
                 entry.next = NIL;
@@ -120,7 +136,7 @@ impl<T> Wheel<T> {
             None => {
                 let index = u32::try_from(self.entries.len()).expect("fewer than 2^32 timers");
                 self.entries.push(Entry {
-                    when,
+                    when: split(when),
                     item: Some(item),
                     generation: 1,
                     prev: NIL,
@@ -158,7 +174,7 @@ impl<T> Wheel<T> {
         if entry.generation != key.generation.get() || entry.item.is_none() {
             return None;
         }
-        let (when, prev, next) = (entry.when, entry.prev, entry.next);
+        let (when, prev, next) = (join(entry.when), entry.prev, entry.next);
         if prev != NIL {
             self.entries[prev as usize].next = next;
         }
@@ -186,7 +202,18 @@ impl<T> Wheel<T> {
     /// Fires every entry whose deadline is at or before `now`, pushing the
     /// items into `fired` in deadline order (entries sharing a millisecond
     /// in insertion order), and advances the wheel to `now`.
+    #[cfg(test)]
     pub(crate) fn poll(&mut self, now: u64, fired: &mut Vec<T>) {
+        self.poll_with(now, |_, item| fired.push(item));
+    }
+
+    /// [`Wheel::poll`], with each item the key it was inserted under: the
+    /// caller can tell a timer it still expects from one it replaced.
+    pub(crate) fn poll_keyed(&mut self, now: u64, fired: &mut Vec<(TimerKey, T)>) {
+        self.poll_with(now, |key, item| fired.push((key, item)));
+    }
+
+    fn poll_with(&mut self, now: u64, mut fire: impl FnMut(TimerKey, T)) {
         while let Some(first) = self.slots.first_entry() {
             if *first.key() > now {
                 break;
@@ -194,9 +221,15 @@ impl<T> Wheel<T> {
             let slot = first.remove();
             let mut index = slot.head;
             while index != NIL {
-                let next = self.entries[index as usize].next;
+                let entry = &self.entries[index as usize];
+                let next = entry.next;
+                let key = TimerKey {
+                    index,
+                    generation: std::num::NonZeroU32::new(entry.generation)
+                        .expect("generations skip zero"),
+                };
                 if let Some(item) = self.release(index) {
-                    fired.push(item);
+                    fire(key, item);
                 }
                 index = next;
             }
@@ -222,6 +255,25 @@ impl<T> Wheel<T> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn fired_items_come_with_the_keys_they_were_inserted_under() {
+        let mut wheel = Wheel::new();
+        let a = wheel.insert(5, "a").unwrap();
+        let b = wheel.insert(5, "b").unwrap();
+        let mut fired = Vec::new();
+        wheel.poll_keyed(5, &mut fired);
+        assert_eq!(fired, vec![(a, "a"), (b, "b")]);
+        let again = wheel.insert(9, "again").unwrap();
+        assert_ne!(again, a, "a reused slot gets a new key");
+    }
+
+    #[test]
+    fn ticks_split_and_join_back() {
+        for tick in [0, 1, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX] {
+            assert_eq!(join(split(tick)), tick);
+        }
+    }
 
     #[test]
     fn entry_fires_at_its_deadline_not_before() {

@@ -34,8 +34,8 @@ pub struct Retention {
     pub completed_max_age: Option<Duration>,
     /// At most this many completed jobs are kept, newest first (default
     /// 100,000). Checked at every `interval`; the in-memory store is also
-    /// pruned as soon as another sixteenth of this many jobs completed, so
-    /// the memory it holds them in stays near the cap.
+    /// pruned as soon as another sixteenth of this many jobs (at most
+    /// 1,024) completed, so the memory it holds them in stays near the cap.
     pub completed_max_count: Option<usize>,
     /// How often pruning runs (default every minute).
     pub interval: Duration,
@@ -103,6 +103,13 @@ impl Retention {
     }
 }
 
+/// How many jobs complete between two prunings of the in-memory store
+/// with count cap `cap`: a sixteenth of the cap, at most 1,024 so that one
+/// pruning never holds the supervisor up for long.
+fn prune_step(cap: usize) -> usize {
+    (cap / 16).clamp(1, 1024)
+}
+
 impl Supervisor {
     pub(super) fn start_retention(&mut self, ctx: &mut Context<Self>) {
         if self.retention.completed_max_age.is_none()
@@ -153,7 +160,7 @@ impl Supervisor {
             && self
                 .retention
                 .completed_max_count
-                .is_some_and(|cap| self.completed_unpruned >= (cap / 16).max(1))
+                .is_some_and(|cap| self.completed_unpruned >= prune_step(cap))
     }
 
     pub(super) fn rebuild_chain(&mut self, task: u32) {

@@ -132,7 +132,6 @@ impl Handler<WatchExpiry> for Supervisor {
             };
             let timer = super::Timer {
                 slot,
-                generation: 0,
                 kind: super::TimerKind::Watch,
             };
             if self.wheel.insert(when, timer).is_err() {
