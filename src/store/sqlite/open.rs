@@ -15,7 +15,10 @@ use crate::store::StoreError;
 
 /// The schema versions this kessel knows, oldest first, each with the SQL
 /// that brings the previous version to it.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sql/migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sql/migrations/0001_init.sql")),
+    (2, include_str!("sql/migrations/0002_implied_created.sql")),
+];
 
 /// The newest schema version of the SQLite store this kessel knows. A
 /// file written at a newer version is refused with
@@ -26,7 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sql/migrations/0001_init.
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// What [`inspect`] found in the file.
 enum Found {
