@@ -70,7 +70,15 @@ impl Db {
         .fetch_all(self.pool())
         .await
         .map_err(map_err)?;
-        rows.iter().map(job_from_row).collect()
+        // A claim hands over the job's state, not its log.
+        rows.iter()
+            .map(|row| {
+                job_from_row(row).map(|mut job| {
+                    job.logs.clear();
+                    job
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn jobs_heartbeat(
