@@ -59,6 +59,13 @@ pub(super) async fn open(options: &SqliteOptions) -> Result<SqliteConnection, St
             Durability::Full => SqliteSynchronous::Full,
             Durability::ProcessCrash => SqliteSynchronous::Normal,
         })
+        // A new file gets 16 KiB pages (SQLite's default is 4 KiB): jobs
+        // are appended in creation order, and bigger pages split less
+        // often and hold more of each index: a bulk insert measured ~15%
+        // faster. Only a file without pages takes it (and a WAL file never
+        // changes it again): existing files, ours or not, keep theirs and
+        // are not written to by this.
+        .page_size(16384)
         // Up to 32 MiB of pages in memory (SQLite's default is 2 MiB): a
         // batch's index inserts then find their pages without a read.
         .pragma("cache_size", "-32768")
