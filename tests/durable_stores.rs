@@ -265,6 +265,55 @@ mod postgres {
     }
 
     #[actix_rt::test]
+    async fn listings_put_leased_jobs_in_their_place() {
+        use kessel::store::{JobClaim, SharedStore};
+        let Some(db) = pg::fresh().await else { return };
+        let store = PgStore::connect_with(db.options()).await.expect("connect");
+        let jobs: Vec<Job> = (0..12).map(|n| job(n * 4 + 1)).collect();
+        store.jobs_insert(&jobs).await.expect("insert");
+        // Leases the jobs with the lowest priority numbers: all are 0, so
+        // the oldest three.
+        let claimed = store
+            .jobs_claim(&JobClaim {
+                owner: store.owner(),
+                tasks: vec!["durable".into()],
+                due_by: jobs[11].run_at,
+                limit: 3,
+                lease_until: jobs[11].run_at + chrono::Duration::hours(1),
+            })
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 3);
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+        for order in [Order::OldestFirst, Order::NewestFirst] {
+            let mut want = ids.clone();
+            if order == Order::NewestFirst {
+                want.reverse();
+            }
+            for (offset, limit) in [(0, 12), (0, 2), (1, 4), (2, 3), (10, 5), (12, 1)] {
+                let page = store
+                    .jobs_query(&JobQuery {
+                        order,
+                        offset,
+                        limit,
+                        ..JobQuery::default()
+                    })
+                    .await
+                    .expect("query");
+                let got: Vec<JobId> = page.iter().map(|j| j.id).collect();
+                let end = (offset + limit).min(want.len());
+                assert_eq!(
+                    got,
+                    want[offset.min(end)..end],
+                    "{order:?} {offset}+{limit}"
+                );
+            }
+        }
+        store.close().await.expect("close");
+        db.drop().await;
+    }
+
+    #[actix_rt::test]
     async fn a_version_2_schema_upgrades_with_its_stored_created_lines() {
         let Some(db) = pg::fresh().await else { return };
         let mut old = job(3);
