@@ -16,6 +16,7 @@
 //!   processes may start together, and a process refuses a schema newer
 //!   than it knows.
 
+mod copy;
 mod exec;
 mod rows;
 mod shared;
@@ -34,17 +35,19 @@ use super::{JobDelete, JobQuery, JobUpdate, Order, SharedStore, StatusCount, Sto
 use crate::error::Error;
 use crate::job::{Job, JobId, JobStatus};
 use crate::queue::Queue;
+use copy::CopyRows;
 use exec::Exec;
-use rows::{job_from_row, map_err, JOB_COLUMNS};
+use rows::{is_created_line, job_from_row, map_err, JOB_COLUMNS};
 
 /// The schema versions this kessel knows, in order.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_jobs.sql")),
     (2, include_str!("migrations/0002_claims.sql")),
+    (3, include_str!("migrations/0003_implied_created.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How to connect a [`PgStore`].
 ///
@@ -293,7 +296,9 @@ impl Db {
             by_job.entry(id).or_default().push(line);
         }
         for job in jobs {
-            job.logs = by_job.remove(&job.id.0).unwrap_or_default();
+            // After the implied "created" line, if the job has one.
+            job.logs
+                .extend(by_job.remove(&job.id.0).into_iter().flatten());
         }
         Ok(())
     }
@@ -384,6 +389,35 @@ struct UpdateColumns {
     finished_at: Vec<Option<DateTime<Utc>>>,
 }
 
+/// Batches of at least this many new jobs are written with `COPY` (see
+/// `copy.rs`): a few more round trips, less work on the server per row.
+const COPY_FROM: usize = 64;
+
+/// New jobs, made ready on the caller's side to be written.
+enum NewJobs {
+    /// A small batch, bound as arrays of one `INSERT`.
+    Rows(Vec<Job>),
+    /// A large batch in `COPY`'s format, and the log lines beyond each
+    /// job's implied "created" line.
+    Copy(CopyRows, LogColumns),
+}
+
+impl NewJobs {
+    fn new(jobs: &[Job]) -> Result<Self, StoreError> {
+        if jobs.len() < COPY_FROM {
+            return Ok(NewJobs::Rows(jobs.to_vec()));
+        }
+        let mut logs = LogColumns::default();
+        for job in jobs {
+            let implied = job.logs.first().is_some_and(|l| is_created_line(l, job));
+            for line in &job.logs[usize::from(implied)..] {
+                logs.push(job.id, line);
+            }
+        }
+        Ok(NewJobs::Copy(CopyRows::new(jobs)?, logs))
+    }
+}
+
 #[derive(Default)]
 struct LogColumns {
     job_ids: Vec<Uuid>,
@@ -406,34 +440,43 @@ impl LogColumns {
 const PENDING: &str = "('scheduled', 'ready', 'retrying', 'running')";
 
 impl Db {
-    pub(super) async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
+    /// Inserts new jobs and their log lines, in one transaction that also
+    /// wakes the processes serving them.
+    async fn jobs_insert(&self, batch: &NewJobs) -> Result<(), StoreError> {
+        match batch {
+            NewJobs::Rows(jobs) => self.jobs_insert_rows(jobs).await,
+            NewJobs::Copy(rows, logs) => self.jobs_copy(rows, logs).await,
+        }
+    }
+
+    /// A few jobs: one statement, so one round trip; the jobs, their log
+    /// lines and the wake-up commit together (a statement is its own
+    /// transaction).
+    async fn jobs_insert_rows(&self, jobs: &[Job]) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
         let mut logs = LogColumns::default();
+        let mut log_created = Vec::with_capacity(jobs.len());
         for job in jobs {
-            for line in &job.logs {
+            let implied = job.logs.first().is_some_and(|l| is_created_line(l, job));
+            log_created.push(implied);
+            for line in &job.logs[usize::from(implied)..] {
                 logs.push(job.id, line);
             }
         }
-        // One statement, so one round trip: the jobs, their log lines and
-        // the wake-up commit together (a statement is its own transaction).
         sqlx::query(AssertSqlSafe(format!(
             "WITH new_jobs AS (
-                 INSERT INTO {jobs} (id, reference, task, payload, priority, status, created_at, run_at, expires_at,
-                                     attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at)
+                 INSERT INTO {jobs} ({columns})
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
-                                      $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[])),
-             new_logs AS (
-                 INSERT INTO {logs} (job_id, at, attempt, message, data)
-                 SELECT u.job_id, u.at, u.attempt, u.message, u.data
-                 FROM UNNEST($17::uuid[], $18::timestamptz[], $19::bigint[], $20::text[], $21::text[])
-                      WITH ORDINALITY AS u(job_id, at, attempt, message, data, ord)
-                 ORDER BY u.ord)
-             SELECT pg_notify($22, '')",
+                                      $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[],
+                                      $17::boolean[])),
+             new_logs AS ({insert_logs})
+             SELECT pg_notify($23, '')",
             jobs = self.sql.table("jobs"),
-            logs = self.sql.table("job_logs"),
+            columns = copy::COLUMNS,
+            insert_logs = self.insert_logs_sql(18),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.reference.clone()).collect::<Vec<_>>())
@@ -451,6 +494,7 @@ impl Db {
         .bind(jobs.iter().map(|j| j.progress.map(|p| p.current as i64)).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.progress.map(|p| p.total as i64)).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.finished_at).collect::<Vec<_>>())
+        .bind(&log_created)
         .bind(&logs.job_ids)
         .bind(&logs.at)
         .bind(&logs.attempts)
@@ -461,6 +505,61 @@ impl Db {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    /// `INSERT`s the log lines bound as five arrays from `$first` on, in
+    /// array order (their `seq` follows it).
+    fn insert_logs_sql(&self, first: usize) -> String {
+        let n = |k: usize| first + k;
+        format!(
+            "INSERT INTO {logs} (job_id, at, attempt, message, data)
+             SELECT u.job_id, u.at, u.attempt, u.message, u.data
+             FROM UNNEST(${}::uuid[], ${}::timestamptz[], ${}::bigint[], ${}::text[], ${}::text[])
+                  WITH ORDINALITY AS u(job_id, at, attempt, message, data, ord)
+             ORDER BY u.ord",
+            n(0),
+            n(1),
+            n(2),
+            n(3),
+            n(4),
+            logs = self.sql.table("job_logs"),
+        )
+    }
+
+    /// Many jobs: `COPY`, then their log lines and the wake-up, in one
+    /// transaction.
+    async fn jobs_copy(&self, rows: &CopyRows, logs: &LogColumns) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut copy = tx
+            .copy_in_raw(&format!(
+                "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                self.sql.table("jobs"),
+                copy::COLUMNS
+            ))
+            .await
+            .map_err(map_err)?;
+        if let Err(err) = copy.send(rows.bytes()).await {
+            let _ = copy.abort("kessel could not send the rows").await;
+            return Err(map_err(err));
+        }
+        copy.finish().await.map_err(map_err)?;
+        if !logs.job_ids.is_empty() {
+            sqlx::query(AssertSqlSafe(self.insert_logs_sql(1)))
+                .bind(&logs.job_ids)
+                .bind(&logs.at)
+                .bind(&logs.attempts)
+                .bind(&logs.messages)
+                .bind(&logs.data)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.sql.channel)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
     }
 
     pub(super) async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
@@ -585,36 +684,55 @@ impl Db {
     }
 
     pub(super) async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {JOB_COLUMNS} FROM {} WHERE true",
-            self.sql.table("jobs")
-        ));
-        if !query.statuses.is_empty() {
-            let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
-            qb.push(" AND status = ANY(").push_bind(statuses).push(")");
-        }
-        if !query.tasks.is_empty() {
-            qb.push(" AND task = ANY(")
-                .push_bind(query.tasks.clone())
-                .push(")");
-        }
-        if let Some(r) = &query.reference {
-            qb.push(" AND reference = ").push_bind(r.clone());
-        }
-        if let Some(t) = query.created_after {
-            qb.push(" AND created_at >= ").push_bind(t);
-        }
-        if let Some(t) = query.created_before {
-            qb.push(" AND created_at < ").push_bind(t);
-        }
-        qb.push(match query.order {
+        // `jobs_created` holds only unleased jobs (a claim then adds no
+        // entry to it): the page comes from its ordered range, merged with
+        // the few leased jobs (found through `jobs_leased`) sorted apart.
+        let order = match query.order {
             Order::NewestFirst => " ORDER BY created_at DESC, id DESC",
             Order::OldestFirst => " ORDER BY created_at ASC, id ASC",
-        });
-        qb.push(" LIMIT ")
-            .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+        };
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let jobs = self.sql.table("jobs");
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM (("));
+        for leased in [false, true] {
+            qb.push(format!(
+                "SELECT {JOB_COLUMNS} FROM {jobs} WHERE leased_by IS {}NULL",
+                if leased { "NOT " } else { "" }
+            ));
+            if !query.statuses.is_empty() {
+                let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+                qb.push(" AND status = ANY(").push_bind(statuses).push(")");
+            }
+            if !query.tasks.is_empty() {
+                qb.push(" AND task = ANY(")
+                    .push_bind(query.tasks.clone())
+                    .push(")");
+            }
+            if let Some(r) = &query.reference {
+                qb.push(" AND reference = ").push_bind(r.clone());
+            }
+            if let Some(t) = query.created_after {
+                qb.push(" AND created_at >= ").push_bind(t);
+            }
+            if let Some(t) = query.created_before {
+                qb.push(" AND created_at < ").push_bind(t);
+            }
+            if leased {
+                qb.push(")) AS j");
+            } else {
+                qb.push(order)
+                    .push(" LIMIT ")
+                    .push_bind(limit.saturating_add(offset))
+                    .push(") UNION ALL (");
+            }
+        }
+        qb.push(order)
+            .push(" LIMIT ")
+            .push_bind(limit)
             .push(" OFFSET ")
-            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+            .push_bind(offset);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(map_err)?;
         let mut jobs = rows
             .iter()
@@ -695,9 +813,12 @@ impl Db {
 #[async_trait]
 impl Store for PgStore {
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
-        let (db, jobs) = (self.db.clone(), jobs.to_vec());
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let (db, batch) = (self.db.clone(), NewJobs::new(jobs)?);
         self.exec
-            .run(async move { db.jobs_insert(&jobs).await })
+            .run(async move { db.jobs_insert(&batch).await })
             .await
     }
 

@@ -14,7 +14,8 @@ use crate::store::StoreError;
 
 pub(super) const JOB_COLUMNS: &str =
     "id, reference, task, payload, priority, status, created_at, run_at, expires_at, \
-     attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at";
+     attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at, \
+     log_created";
 
 /// Maps a sqlx error onto a normalised kind.
 pub(super) fn map_err(err: sqlx::Error) -> StoreError {
@@ -63,6 +64,9 @@ fn count(id: Uuid, column: &str, value: i64) -> Result<u32, StoreError> {
         .map_err(|_| corrupt(id, format!("column {column} is out of range: {value}")))
 }
 
+/// Decodes a job row (its columns as [`JOB_COLUMNS`]), with the first line
+/// of its log when that is implied (`log_created`), without its stored
+/// lines.
 pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
     let id: Uuid = row.try_get("id").map_err(map_err)?;
     let status: String = get(row, id, "status")?;
@@ -88,6 +92,8 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         _ => None,
     };
     let task: String = get(row, id, "task")?;
+    let created_at: DateTime<Utc> = get(row, id, "created_at")?;
+    let log_created: bool = get(row, id, "log_created")?;
     Ok(Job {
         id: JobId(id),
         reference: get(row, id, "reference")?,
@@ -95,7 +101,7 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         payload: Payload::from_json_unchecked(payload),
         priority: count(id, "priority", priority)?,
         status,
-        created_at: get(row, id, "created_at")?,
+        created_at,
         run_at: get(row, id, "run_at")?,
         expires_at: get(row, id, "expires_at")?,
         attempts: count(id, "attempts", attempts)?,
@@ -106,8 +112,28 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         result,
         progress,
         finished_at: get(row, id, "finished_at")?,
-        logs: Vec::new(),
+        // Stored lines follow (`Db::attach_logs`).
+        logs: log_created
+            .then(|| created_line(created_at))
+            .into_iter()
+            .collect(),
     })
+}
+
+/// Whether `line` is the "created" line a job's log starts with: attempt
+/// 0, written at its creation, without data. It is stored as the job's
+/// `log_created` flag, not as a row, and rebuilt by [`created_line`] when
+/// the job is read.
+pub(super) fn is_created_line(line: &LogLine, job: &Job) -> bool {
+    line.at == job.created_at
+        && line.attempt == 0
+        && line.message == "created"
+        && line.data.is_none()
+}
+
+/// The "created" line of a job stored with `log_created` set.
+fn created_line(created_at: DateTime<Utc>) -> LogLine {
+    LogLine::new(created_at, 0, "created")
 }
 
 pub(super) fn log_from_row(row: &PgRow) -> Result<(Uuid, LogLine), StoreError> {

@@ -42,7 +42,10 @@ impl Db {
         // Each served task's best due jobs come from its own ordered range
         // of `jobs_claim` (locked as they are read, skipping rows another
         // claim holds); the best of those are taken. Rows locked here but not
-        // taken (with several tasks) are let go at commit.
+        // taken (with several tasks) are let go at commit. The taken rows
+        // are updated through the primary key, one lookup each: joined
+        // with `FROM picked`, the generic plan hashed the whole table for
+        // every claim (a third of a claim of 1,600 rows from 100,000).
         let rows = sqlx::query(AssertSqlSafe(format!(
             "WITH picked AS (
                  SELECT c.id FROM UNNEST($1::text[]) AS t(task) CROSS JOIN LATERAL (
@@ -54,7 +57,7 @@ impl Db {
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)
              UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
-             FROM picked WHERE j.id = picked.id AND {LEASE_COMMIT}
+             WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
              RETURNING {columns}",
             columns = JOB_COLUMNS
                 .split(", ")
@@ -70,7 +73,15 @@ impl Db {
         .fetch_all(self.pool())
         .await
         .map_err(map_err)?;
-        rows.iter().map(job_from_row).collect()
+        // A claim hands over the job's state, not its log.
+        rows.iter()
+            .map(|row| {
+                job_from_row(row).map(|mut job| {
+                    job.logs.clear();
+                    job
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn jobs_heartbeat(

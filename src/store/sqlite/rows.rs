@@ -120,8 +120,8 @@ fn log_columns<'a>(
     Ok(())
 }
 
-/// A new `kessel_jobs` row, owned, in `sql/job_insert_values.sql`'s
-/// column order.
+/// A new `kessel_jobs` row, owned, in the column order of
+/// `connection.rs`'s `INSERT`.
 /// Texts are shared (`Arc<str>`), so binding them again (a group retried
 /// with savepoints) copies nothing.
 pub(super) type NewJobRow = (
@@ -141,6 +141,7 @@ pub(super) type NewJobRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    bool,
 );
 
 /// A new `kessel_job_logs` row, owned.
@@ -164,6 +165,22 @@ impl std::fmt::Debug for NewRows {
     }
 }
 
+/// Whether `line` is the "created" line a job's log starts with: attempt
+/// 0, written at its creation, without data. It is not stored as a row but
+/// as the job's `log_created` flag, and rebuilt from `created_at` when the
+/// job is read (see [`created_line`]).
+fn is_created_line(line: &LogLine, job: &Job) -> bool {
+    line.at == job.created_at
+        && line.attempt == 0
+        && line.message == "created"
+        && line.data.is_none()
+}
+
+/// The "created" line of a job stored with `log_created` set.
+fn created_line(created_at: DateTime<Utc>) -> LogLine {
+    LogLine::new(created_at, 0, "created")
+}
+
 /// New jobs, with the log lines they already have.
 pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
     let mut rows: Vec<NewJobRow> = Vec::with_capacity(jobs.len());
@@ -171,7 +188,8 @@ pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
     for job in jobs {
         let (progress_current, progress_total) = progress_columns(job.progress, job.id)?;
         let id: Arc<str> = Arc::from(job.id.to_string());
-        for line in &job.logs {
+        let log_created = job.logs.first().is_some_and(|l| is_created_line(l, job));
+        for line in &job.logs[usize::from(log_created)..] {
             logs.push((
                 id.clone(),
                 micros(line.at),
@@ -197,6 +215,7 @@ pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
             progress_current,
             progress_total,
             job.finished_at.map(micros),
+            log_created,
         ));
     }
     Ok(NewRows { jobs: rows, logs })
@@ -321,7 +340,8 @@ impl<'r> Columns<'r> {
     }
 }
 
-/// Decodes a row of `job_select.sql`, without its logs.
+/// Decodes a row of `job_select.sql`, with the first line of its log when
+/// that is implied (`log_created`), without its stored lines.
 pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
     let c = Columns::new(row, "id")?;
     let status: String = c.get("status")?;
@@ -343,6 +363,8 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         }
     };
     let task: String = c.get("task")?;
+    let created_at = c.time("created_at")?;
+    let log_created: bool = c.get("log_created")?;
     Ok(Job {
         id: c.job_id()?,
         reference: c.get("reference")?,
@@ -350,7 +372,7 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         payload: Payload::from_json_unchecked(payload),
         priority: c.u32("priority")?,
         status,
-        created_at: c.time("created_at")?,
+        created_at,
         run_at: c.time("run_at")?,
         expires_at: c.optional_time("expires_at")?,
         attempts: c.u32("attempts")?,
@@ -359,7 +381,11 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         result: c.optional_json("result")?,
         progress,
         finished_at: c.optional_time("finished_at")?,
-        logs: Vec::new(),
+        // Stored lines follow (`attach_logs`).
+        logs: log_created
+            .then(|| created_line(created_at))
+            .into_iter()
+            .collect(),
     })
 }
 
