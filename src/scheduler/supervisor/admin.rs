@@ -34,8 +34,8 @@ pub struct Retention {
     pub completed_max_age: Option<Duration>,
     /// At most this many completed jobs are kept, newest first (default
     /// 100,000). Checked at every `interval`; the in-memory store is also
-    /// pruned as soon as another sixteenth of this many jobs (at most
-    /// 1,024) completed, so the memory it holds them in stays near the cap.
+    /// pruned as soon as another sixteenth of this many jobs (at most 64)
+    /// completed, so the memory it holds them in stays near the cap.
     pub completed_max_count: Option<usize>,
     /// How often pruning runs (default every minute).
     pub interval: Duration,
@@ -104,10 +104,11 @@ impl Retention {
 }
 
 /// How many jobs complete between two prunings of the in-memory store
-/// with count cap `cap`: a sixteenth of the cap, at most 1,024 so that one
-/// pruning never holds the supervisor up for long.
+/// with count cap `cap`: a sixteenth of the cap, at most 64, so that one
+/// pruning never holds the supervisor up for long (removing a job the
+/// cache no longer holds costs about a microsecond).
 fn prune_step(cap: usize) -> usize {
-    (cap / 16).clamp(1, 1024)
+    (cap / 16).clamp(1, 64)
 }
 
 impl Supervisor {

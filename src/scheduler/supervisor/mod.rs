@@ -324,6 +324,33 @@ fn clocks_agree() -> bool {
     apart < Duration::from_millis(1)
 }
 
+/// How the supervisor wakes for its next deadline.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    /// It has come: right after this turn.
+    Now,
+    /// By the actix timer, and by the alarm at this instant when it is
+    /// usable.
+    Later { alarm: Option<std::time::Instant> },
+}
+
+/// How to wake for a deadline `delay` away on tokio's clock, at `alarm_at`
+/// on the alarm's (when the alarm is usable), it being `now` there. The
+/// alarm's instant is checked against a fresh reading: one that passed
+/// since `delay` was read would never ring, and only the actix timer would
+/// wake the supervisor, at tokio's next tick, up to a millisecond late.
+fn plan_wake(
+    delay: Duration,
+    alarm_at: Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> Wake {
+    match alarm_at {
+        _ if delay.is_zero() => Wake::Now,
+        Some(at) if at <= now => Wake::Now,
+        alarm => Wake::Later { alarm },
+    }
+}
+
 /// How long after its `run_at` a delayed job may start at the earliest.
 /// The supervisor maps wall-clock times onto the monotonic clock once, at
 /// start; code elsewhere in the process that maps them at another moment
@@ -338,6 +365,11 @@ const FLUSH_DELAY: Duration = Duration::from_millis(1);
 
 /// A batch this large goes to the store at once.
 const FLUSH_BATCH: usize = 4096;
+
+/// On an ephemeral store, while jobs wait on timers, a batch goes at once
+/// from this size: storing it holds the supervisor up, and short pauses
+/// keep delayed jobs on time.
+const FLUSH_BATCH_TIMELY: usize = 64;
 
 /// How many jobs that finish on their first poll one turn settles before
 /// it yields (see `Supervisor::dispatch`).
@@ -1245,20 +1277,24 @@ impl Supervisor {
         }
         let at = self.clock.instant_for_micros(next);
         let delay = at.saturating_duration_since(tokio::time::Instant::now());
-        if delay.is_zero() {
-            // It came due while this turn ran: look again right after it,
-            // not at tokio's next tick (up to a millisecond later).
-            if !self.due_now {
-                self.due_now = true;
-                ctx.notify(AlarmRang);
+        let alarm_at =
+            (self.alarm.is_some() && self.alarm_trusted && clocks_agree()).then(|| at.into_std());
+        match plan_wake(delay, alarm_at, std::time::Instant::now()) {
+            Wake::Now => {
+                // It came due while this turn ran: look again right after
+                // it, not at tokio's next tick (up to a millisecond later).
+                if !self.due_now {
+                    self.due_now = true;
+                    ctx.notify(AlarmRang);
+                }
+                return;
             }
-            return;
-        }
-        if let (Some(alarm), true) = (&self.alarm, self.alarm_trusted && clocks_agree()) {
-            let at = at.into_std();
-            if at > std::time::Instant::now() {
-                alarm.set(at);
+            Wake::Later { alarm: Some(at) } => {
+                if let Some(alarm) = &self.alarm {
+                    alarm.set(at);
+                }
             }
+            Wake::Later { alarm: None } => {}
         }
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
@@ -1286,7 +1322,7 @@ impl Supervisor {
         // waiting there.
         let urgent = self.shared.is_some()
             || !self.barrier_next.is_empty()
-            || self.writes.len() + self.finals.len() >= FLUSH_BATCH
+            || self.writes.len() + self.finals.len() >= self.flush_batch()
             || self.draining.is_some();
         let nothing = self.writes.is_empty() && self.finals.is_empty();
         if !urgent && !nothing {
@@ -1299,6 +1335,15 @@ impl Supervisor {
             return;
         }
         self.flush_now(ctx);
+    }
+
+    /// A batch this large goes to the store without waiting.
+    fn flush_batch(&self) -> usize {
+        if self.ephemeral && (self.wheel.len() > 0 || !self.soon.is_empty()) {
+            FLUSH_BATCH_TIMELY
+        } else {
+            FLUSH_BATCH
+        }
     }
 
     fn flush_now(&mut self, ctx: &mut Context<Self>) {
@@ -1611,6 +1656,31 @@ impl Handler<AlarmRang> for Supervisor {
 mod tests {
     /// Millions of pending jobs are held in these: their size is most of
     /// the memory a pending job costs (see docs/benchmarks.md).
+    use super::{plan_wake, Wake};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_deadline_that_passed_since_it_was_read_is_due_now() {
+        let now = Instant::now();
+        let just_passed = now - Duration::from_micros(1);
+        assert_eq!(
+            plan_wake(Duration::from_micros(3), Some(just_passed), now),
+            Wake::Now,
+            "not left to tokio's next tick"
+        );
+        assert_eq!(plan_wake(Duration::ZERO, None, now), Wake::Now);
+        let ahead = now + Duration::from_micros(50);
+        assert_eq!(
+            plan_wake(Duration::from_micros(50), Some(ahead), now),
+            Wake::Later { alarm: Some(ahead) }
+        );
+        assert_eq!(
+            plan_wake(Duration::from_micros(50), None, now),
+            Wake::Later { alarm: None },
+            "a paused test clock: the actix timer alone"
+        );
+    }
+
     #[test]
     fn a_held_entry_stays_within_120_bytes() {
         assert!(std::mem::size_of::<Option<super::Entry>>() <= 120);
