@@ -387,3 +387,132 @@ async fn terminated_connections_are_recovered_and_nothing_is_lost() {
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;
 }
+
+/// A PostgreSQL store whose next-due lookup never answers: what a claim
+/// took must not wait for it.
+#[derive(Debug)]
+struct NextDueNeverAnswers(PgStore);
+
+#[async_trait::async_trait]
+impl Store for NextDueNeverAnswers {
+    async fn jobs_insert(&self, jobs: &[kessel::Job]) -> Result<(), StoreError> {
+        self.0.jobs_insert(jobs).await
+    }
+    async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
+        self.0.jobs_update(updates).await
+    }
+    async fn jobs_pending(&self) -> Result<Vec<kessel::Job>, StoreError> {
+        self.0.jobs_pending().await
+    }
+    async fn job_get(&self, id: kessel::JobId) -> Result<Option<kessel::Job>, StoreError> {
+        self.0.job_get(id).await
+    }
+    async fn jobs_query(
+        &self,
+        query: &kessel::store::JobQuery,
+    ) -> Result<Vec<kessel::Job>, StoreError> {
+        self.0.jobs_query(query).await
+    }
+    async fn jobs_count(&self) -> Result<Vec<kessel::store::StatusCount>, StoreError> {
+        self.0.jobs_count().await
+    }
+    async fn jobs_delete(&self, params: &kessel::store::JobDelete) -> Result<u64, StoreError> {
+        self.0.jobs_delete(params).await
+    }
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
+    }
+    fn calls_on_runtime(&self) -> bool {
+        self.0.calls_on_runtime()
+    }
+    async fn close(&self) -> Result<(), StoreError> {
+        self.0.close().await
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedStore for NextDueNeverAnswers {
+    fn owner(&self) -> uuid::Uuid {
+        self.0.owner()
+    }
+    async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<kessel::Job>, StoreError> {
+        self.0.jobs_claim(params).await
+    }
+    async fn jobs_heartbeat(
+        &self,
+        params: &JobHeartbeat,
+    ) -> Result<kessel::store::HeartbeatReply, StoreError> {
+        self.0.jobs_heartbeat(params).await
+    }
+    async fn jobs_release(
+        &self,
+        owner: uuid::Uuid,
+        ids: &[kessel::JobId],
+    ) -> Result<(), StoreError> {
+        self.0.jobs_release(owner, ids).await
+    }
+    async fn jobs_rescue(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        self.0.jobs_rescue(now).await
+    }
+    async fn jobs_expire(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        ids: &[kessel::JobId],
+    ) -> Result<u64, StoreError> {
+        self.0.jobs_expire(now, ids).await
+    }
+    async fn job_cancel(
+        &self,
+        id: kessel::JobId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<kessel::store::CancelOutcome, StoreError> {
+        self.0.job_cancel(id, now).await
+    }
+    async fn jobs_next_due(
+        &self,
+        _tasks: &[String],
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        std::future::pending().await
+    }
+    fn wakeups(&self) -> futures::stream::BoxStream<'static, ()> {
+        self.0.wakeups()
+    }
+    fn lease(&self) -> Duration {
+        self.0.lease()
+    }
+}
+
+/// A claim's jobs are taken in and started as soon as the claim returns:
+/// they do not wait for the lookup of when the next job is due, nor does
+/// the claim for a job created meanwhile.
+#[actix_rt::test]
+async fn claimed_jobs_start_without_waiting_for_the_next_due_lookup() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = NextDueNeverAnswers(db.store(LEASE).await);
+    let queue = Queue::builder()
+        .store(Arc::new(store))
+        .shared(kessel::SharedConfig {
+            // Only a claim right after each create can start these jobs in
+            // time: the poll is far beyond the test's bound.
+            poll: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    queue
+        .define("quick")
+        .action(|job: JobContext<u32>| async move { Ok::<_, JobError>(job.payload) })
+        .unwrap();
+    queue.process(["default"]).concurrency(4).start().unwrap();
+    for n in 0..3u32 {
+        let handle = queue.create("quick", n).await.unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(20), handle.result())
+            .await
+            .unwrap_or_else(|_| panic!("job {n} never ran"))
+            .unwrap();
+        assert_eq!(done.value, Some(serde_json::json!(n)));
+    }
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}

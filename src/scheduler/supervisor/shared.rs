@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{State, Supervisor};
 use crate::event::QueueEvent;
-use crate::job::{JobId, JobStatus};
+use crate::job::{Job, JobId, JobStatus};
 use crate::scheduler::supervisor::messages::Origin;
 use crate::store::{JobClaim, JobHeartbeat, Store};
 
@@ -282,79 +282,136 @@ impl Supervisor {
                 + chrono::Duration::from_std(shared_store(&self.store).lease()).unwrap_or_default(),
         };
         let store = self.store.clone();
-        let fut = async move {
-            let shared = shared_store(&store);
-            let claimed = shared.jobs_claim(&params).await?;
-            // A full claim is followed by another at once: no need to ask.
-            let next = if claimed.len() >= params.limit {
-                None
-            } else {
-                shared.jobs_next_due(&tasks).await?
-            };
-            Ok::<_, crate::store::StoreError>((claimed, next))
-        };
+        let fut = async move { shared_store(&store).jobs_claim(&params).await };
         ctx.spawn(
             self.store_call(fut)
                 .into_actor(self)
                 .map(move |result, act, ctx| {
-                    let (Some(result), Some(mode)) = (result, act.shared.as_mut()) else {
-                        return;
-                    };
-                    mode.claiming = false;
-                    let poll = mode.config.poll;
-                    let mut wait = poll;
+                    let Some(result) = result else { return };
                     match result {
-                        Ok((claimed, next)) => {
-                            mode.last_full = claimed.len() >= limit;
-                            let waiting = act.held_waiting();
-                            let mode = act.shared.as_mut().expect("still shared");
-                            let (least, most) = (
-                                mode.config.prefetch,
-                                mode.config.prefetch.max(SharedConfig::MAX_PREFETCH),
-                            );
-                            if mode.last_full && waiting == 0 {
-                                // The workers ran out while this claim was on
-                                // the way: claim more at a time.
-                                mode.prefetch = (mode.prefetch * 2).min(most);
-                            } else if waiting > mode.prefetch / 2 {
-                                // Claimed jobs wait here: claim fewer.
-                                mode.prefetch = (mode.prefetch / 2).max(least);
-                            }
-                            if mode.last_full {
-                                mode.claim_again = true;
-                            }
-                            if let Some(next) = next {
-                                // Claim again when the next job comes within the horizon.
-                                let until = (next - act.clock.now_utc() - horizon)
-                                    .to_std()
-                                    .unwrap_or_default();
-                                wait = wait.min(until);
-                            }
-                            if !claimed.is_empty() {
-                                let now = act.clock.now_ms();
-                                for job in claimed {
-                                    act.admit(job, Origin::Claimed, now);
-                                }
-                            }
-                        }
+                        Ok(claimed) => act.claimed(claimed, limit, tasks, ctx),
                         Err(err) => {
                             tracing::warn!(error = %err, "claiming jobs failed; retrying");
                             act.bus.queue(QueueEvent::Error {
                                 message: format!("claiming jobs failed, will retry: {err}"),
                             });
-                            wait = wait.min(Duration::from_millis(500));
+                            act.claim_done(Some(Duration::from_millis(500)), ctx);
                         }
                     }
-                    let mode = act.shared.as_mut().expect("still shared");
-                    if mode.claim_again && wait > Duration::ZERO {
-                        act.want_claim(ctx);
-                    } else {
-                        mode.claim_timer =
-                            Some(ctx.run_later(wait, |act, ctx| act.want_claim(ctx)));
-                    }
-                    act.settle(ctx);
                 }),
         );
+    }
+
+    /// A claim of at most `limit` jobs of `tasks` returned `claimed`: they
+    /// are taken in and dispatched at once. A claim that came back full,
+    /// or during which a job was created or announced, is followed by
+    /// another at once; otherwise the next job due among `tasks` says when
+    /// to claim again (a second query, which neither the claimed jobs nor
+    /// a new claim wait for).
+    fn claimed(
+        &mut self,
+        claimed: Vec<Job>,
+        limit: usize,
+        tasks: Vec<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let full = claimed.len() >= limit;
+        let waiting = self.held_waiting();
+        let Some(mode) = self.shared.as_mut() else {
+            return;
+        };
+        mode.claiming = false;
+        mode.last_full = full;
+        let (least, most) = (
+            mode.config.prefetch,
+            mode.config.prefetch.max(SharedConfig::MAX_PREFETCH),
+        );
+        if full && waiting == 0 {
+            // The workers ran out while this claim was on the way: claim
+            // more at a time.
+            mode.prefetch = (mode.prefetch * 2).min(most);
+        } else if waiting > mode.prefetch / 2 {
+            // Claimed jobs wait here: claim fewer.
+            mode.prefetch = (mode.prefetch / 2).max(least);
+        }
+        let again = full || mode.claim_again;
+        let poll = mode.config.poll;
+        if !claimed.is_empty() {
+            let now = self.clock.now_ms();
+            for job in claimed {
+                self.admit(job, Origin::Claimed, now);
+            }
+        }
+        if again {
+            self.want_claim(ctx);
+        } else {
+            self.claim_after(poll, ctx);
+            let store = self.store.clone();
+            let fut = async move { shared_store(&store).jobs_next_due(&tasks).await };
+            ctx.spawn(
+                self.store_call(fut)
+                    .into_actor(self)
+                    .map(move |result, act, ctx| {
+                        let Some(result) = result else { return };
+                        if act.shared.as_ref().is_none_or(|m| m.claiming) {
+                            // A claim started meanwhile: it plans the next.
+                            return;
+                        }
+                        match result {
+                            Ok(Some(next)) => {
+                                // Claim again when the next job comes within
+                                // the horizon.
+                                let horizon = act
+                                    .shared
+                                    .as_ref()
+                                    .map_or(Duration::ZERO, |m| m.config.horizon);
+                                let horizon =
+                                    chrono::Duration::from_std(horizon).unwrap_or_default();
+                                let until = (next - act.clock.now_utc() - horizon)
+                                    .to_std()
+                                    .unwrap_or_default();
+                                act.claim_after(until.min(poll), ctx);
+                            }
+                            Ok(None) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, "reading the next due job failed");
+                                act.claim_after(poll.min(Duration::from_millis(500)), ctx);
+                            }
+                        }
+                    }),
+            );
+        }
+        self.settle(ctx);
+    }
+
+    /// Ends a claim that failed: claims again at once if asked meanwhile,
+    /// else after `wait` or the poll interval, whichever is sooner.
+    fn claim_done(&mut self, wait: Option<Duration>, ctx: &mut Context<Self>) {
+        let Some(mode) = self.shared.as_mut() else {
+            return;
+        };
+        mode.claiming = false;
+        let wait = wait.map_or(mode.config.poll, |w| w.min(mode.config.poll));
+        if mode.claim_again && wait > Duration::ZERO {
+            self.want_claim(ctx);
+        } else {
+            self.claim_after(wait, ctx);
+        }
+        self.settle(ctx);
+    }
+
+    /// Claims after `wait`, instead of when the claim timer was set for.
+    fn claim_after(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        let Some(mode) = self.shared.as_mut() else {
+            return;
+        };
+        if let Some(timer) = mode.claim_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let timer = ctx.run_later(wait, |act, ctx| act.want_claim(ctx));
+        if let Some(mode) = self.shared.as_mut() {
+            mode.claim_timer = Some(timer);
+        }
     }
 
     /// Held jobs not running (waiting for their time or a free slot).
