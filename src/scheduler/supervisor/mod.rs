@@ -270,6 +270,12 @@ pub(crate) struct Supervisor {
     sent: Arc<std::sync::atomic::AtomicU64>,
     /// A [`Continue`] is queued: dispatching goes on in the next turn.
     continuing: bool,
+    /// Reports of jobs that finished on their first poll, kept between
+    /// rounds for its room.
+    reports: Vec<Report>,
+    /// Finished runs' shared state, reset, for the next runs: one
+    /// allocation fewer per job.
+    spare_runs: Vec<Arc<RunShared>>,
     /// The task slot looked up last, by the name's allocation.
     last_task: Option<(Arc<str>, u32)>,
     /// The time read once at the start of a busy handler (see `begin`),
@@ -370,6 +376,9 @@ const FLUSH_BATCH: usize = 4096;
 /// from this size: storing it holds the supervisor up, and short pauses
 /// keep delayed jobs on time.
 const FLUSH_BATCH_TIMELY: usize = 64;
+
+/// How many finished runs' shared state is kept for reuse.
+const SPARE_RUNS: usize = 1024;
 
 /// How many jobs that finish on their first poll one turn settles before
 /// it yields (see `Supervisor::dispatch`).
@@ -472,6 +481,8 @@ impl Supervisor {
             me: None,
             sent,
             continuing: false,
+            reports: Vec::new(),
+            spare_runs: Vec::new(),
             last_task: None,
             now: Default::default(),
         }
@@ -781,6 +792,9 @@ impl Supervisor {
         let Some(mut e) = self.jobs.remove(slot) else {
             return;
         };
+        if let Some(run) = e.run.take() {
+            self.recycle(run);
+        }
         self.by_id.remove(&e.job.id);
         let attempt = e.job.attempts;
         let line = Some(match (status, &message) {
@@ -884,8 +898,11 @@ impl Supervisor {
         e.job.set_run_at(run_at);
         e.job.set_last_error(Some(message));
         e.state = State::Waiting;
-        e.run = None;
+        let run = e.run.take();
         self.record(slot, logs);
+        if let Some(run) = run {
+            self.recycle(run);
+        }
         self.emit_slot(slot, JobEventKind::Retrying { run_at });
         if self.is_shared() {
             // Back to the store: whichever process is free when it is due runs it.
@@ -894,6 +911,19 @@ impl Supervisor {
         }
         if self.has_come(run_at) || !self.wait_until(slot, run_at, now) {
             self.make_ready(slot, now);
+        }
+    }
+
+    /// Keeps a finished run's shared state for the next run, when nothing
+    /// else holds it (a handler may keep its context past the run).
+    fn recycle(&mut self, mut run: Arc<RunShared>) {
+        if self.spare_runs.len() >= SPARE_RUNS {
+            return;
+        }
+        if let Some(state) = Arc::get_mut(&mut run) {
+            state.signal = Default::default();
+            *state.journal.get_mut() = Default::default();
+            self.spare_runs.push(run);
         }
     }
 
@@ -924,15 +954,17 @@ impl Supervisor {
                     self.start(w, slot, now);
                 }
                 let sent = self.sent.load(std::sync::atomic::Ordering::Relaxed);
-                let reports = self.first_polls(w);
+                let mut reports = self.first_polls(w);
                 if reports.is_empty() {
                     break;
                 }
                 let now = self.begin();
                 budget = budget.saturating_sub(reports.len());
-                for report in reports {
+                for report in reports.drain(..) {
                     self.on_report(w, report, now);
                 }
+                // Its room serves the next round.
+                self.reports = reports;
                 self.after_capacity_freed(ctx);
                 found_none = false;
                 if self.sent.load(std::sync::atomic::Ordering::Relaxed) != sent {
@@ -993,7 +1025,7 @@ impl Supervisor {
             return Vec::new();
         }
         worker.idle = false;
-        let mut finished = Vec::new();
+        let mut finished = std::mem::take(&mut self.reports);
         let mut pending = Vec::new();
         for dispatch in worker.outbox.drain(..) {
             let mut job = RunningJob::start(dispatch);
@@ -1053,12 +1085,14 @@ impl Supervisor {
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w as u32 };
-        let shared = Arc::new(RunShared {
-            signal: Default::default(),
-            journal: Default::default(),
-            bus: self.bus.clone(),
-            clock: self.clock,
-            supervisor: self.shared.as_ref().and(self.me.clone()),
+        let shared = self.spare_runs.pop().unwrap_or_else(|| {
+            Arc::new(RunShared {
+                signal: Default::default(),
+                journal: Default::default(),
+                bus: self.bus.clone(),
+                clock: self.clock,
+                supervisor: self.shared.as_ref().and(self.me.clone()),
+            })
         });
         e.run = Some(shared.clone());
         let dispatch = Dispatch {
