@@ -298,6 +298,22 @@ impl<'de> Deserialize<'de> for Payload {
 }
 
 impl LogLine {
+    /// The line a job's log starts with: "created", attempt 0, at its
+    /// creation. Stores and the scheduler may keep it implied (a flag, not
+    /// a line) and rebuild it with this.
+    pub(crate) fn created(at: DateTime<Utc>) -> Self {
+        LogLine::new(at, 0, "created")
+    }
+
+    /// Whether this is exactly the line [`LogLine::created`] makes for a
+    /// job created at `created_at` (no data), so it may be kept implied.
+    pub(crate) fn is_created_at(&self, created_at: DateTime<Utc>) -> bool {
+        self.at == created_at
+            && self.attempt == 0
+            && self.message == "created"
+            && self.data.is_none()
+    }
+
     /// A line without data.
     pub fn new(
         at: DateTime<Utc>,

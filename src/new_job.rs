@@ -195,7 +195,7 @@ impl NewJob {
             progress: None,
             finished_at: None,
             logs: if log_created {
-                vec![LogLine::new(now, 0, "created")]
+                vec![LogLine::created(now)]
             } else {
                 Vec::new()
             },

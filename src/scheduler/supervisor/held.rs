@@ -157,7 +157,7 @@ impl HeldJob {
     /// The "created" line it does not hold, if so.
     fn first_line(&self) -> Option<LogLine> {
         self.created_implied
-            .then(|| LogLine::new(self.created_at(), 0, "created"))
+            .then(|| LogLine::created(self.created_at()))
     }
 
     /// The full record of this job of `task`.

@@ -13,7 +13,6 @@
 
 use chrono::{DateTime, Utc};
 
-use super::rows::is_created_line;
 use crate::job::Job;
 use crate::store::StoreError;
 
@@ -64,7 +63,10 @@ impl CopyRows {
             w.int(job.progress.map(|p| p.current as i64));
             w.int(job.progress.map(|p| p.total as i64));
             w.time(job.finished_at);
-            let log_created = job.logs.first().is_some_and(|l| is_created_line(l, job));
+            let log_created = job
+                .logs
+                .first()
+                .is_some_and(|l| l.is_created_at(job.created_at));
             w.bytes(Some(&[u8::from(log_created)]));
         }
         w.i16(-1);

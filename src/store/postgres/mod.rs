@@ -37,7 +37,7 @@ use crate::job::{Job, JobId, JobStatus};
 use crate::queue::Queue;
 use copy::CopyRows;
 use exec::Exec;
-use rows::{is_created_line, job_from_row, map_err, JOB_COLUMNS};
+use rows::{job_from_row, map_err, JOB_COLUMNS};
 
 /// The schema versions this kessel knows, in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -409,7 +409,10 @@ impl NewJobs {
         }
         let mut logs = LogColumns::default();
         for job in jobs {
-            let implied = job.logs.first().is_some_and(|l| is_created_line(l, job));
+            let implied = job
+                .logs
+                .first()
+                .is_some_and(|l| l.is_created_at(job.created_at));
             for line in &job.logs[usize::from(implied)..] {
                 logs.push(job.id, line);
             }
@@ -459,7 +462,10 @@ impl Db {
         let mut logs = LogColumns::default();
         let mut log_created = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let implied = job.logs.first().is_some_and(|l| is_created_line(l, job));
+            let implied = job
+                .logs
+                .first()
+                .is_some_and(|l| l.is_created_at(job.created_at));
             log_created.push(implied);
             for line in &job.logs[usize::from(implied)..] {
                 logs.push(job.id, line);

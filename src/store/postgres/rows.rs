@@ -114,26 +114,10 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         finished_at: get(row, id, "finished_at")?,
         // Stored lines follow (`Db::attach_logs`).
         logs: log_created
-            .then(|| created_line(created_at))
+            .then(|| LogLine::created(created_at))
             .into_iter()
             .collect(),
     })
-}
-
-/// Whether `line` is the "created" line a job's log starts with: attempt
-/// 0, written at its creation, without data. It is stored as the job's
-/// `log_created` flag, not as a row, and rebuilt by [`created_line`] when
-/// the job is read.
-pub(super) fn is_created_line(line: &LogLine, job: &Job) -> bool {
-    line.at == job.created_at
-        && line.attempt == 0
-        && line.message == "created"
-        && line.data.is_none()
-}
-
-/// The "created" line of a job stored with `log_created` set.
-fn created_line(created_at: DateTime<Utc>) -> LogLine {
-    LogLine::new(created_at, 0, "created")
 }
 
 pub(super) fn log_from_row(row: &PgRow) -> Result<(Uuid, LogLine), StoreError> {

@@ -165,22 +165,6 @@ impl std::fmt::Debug for NewRows {
     }
 }
 
-/// Whether `line` is the "created" line a job's log starts with: attempt
-/// 0, written at its creation, without data. It is not stored as a row but
-/// as the job's `log_created` flag, and rebuilt from `created_at` when the
-/// job is read (see [`created_line`]).
-fn is_created_line(line: &LogLine, job: &Job) -> bool {
-    line.at == job.created_at
-        && line.attempt == 0
-        && line.message == "created"
-        && line.data.is_none()
-}
-
-/// The "created" line of a job stored with `log_created` set.
-fn created_line(created_at: DateTime<Utc>) -> LogLine {
-    LogLine::new(created_at, 0, "created")
-}
-
 /// New jobs, with the log lines they already have.
 pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
     let mut rows: Vec<NewJobRow> = Vec::with_capacity(jobs.len());
@@ -188,7 +172,10 @@ pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
     for job in jobs {
         let (progress_current, progress_total) = progress_columns(job.progress, job.id)?;
         let id: Arc<str> = Arc::from(job.id.to_string());
-        let log_created = job.logs.first().is_some_and(|l| is_created_line(l, job));
+        let log_created = job
+            .logs
+            .first()
+            .is_some_and(|l| l.is_created_at(job.created_at));
         for line in &job.logs[usize::from(log_created)..] {
             logs.push((
                 id.clone(),
@@ -383,7 +370,7 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         finished_at: c.optional_time("finished_at")?,
         // Stored lines follow (`attach_logs`).
         logs: log_created
-            .then(|| created_line(created_at))
+            .then(|| LogLine::created(created_at))
             .into_iter()
             .collect(),
     })
