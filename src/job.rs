@@ -307,6 +307,7 @@ impl LogLine {
 
     /// Whether this is exactly the line [`LogLine::created`] makes for a
     /// job created at `created_at` (no data), so it may be kept implied.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn is_created_at(&self, created_at: DateTime<Utc>) -> bool {
         self.at == created_at
             && self.attempt == 0

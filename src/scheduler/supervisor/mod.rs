@@ -1080,8 +1080,9 @@ impl Supervisor {
         let task = &self.tasks[e.task as usize];
         let def = task
             .def
-            .clone()
+            .as_ref()
             .expect("only routed jobs are ready in a tag");
+        let (action, timeout) = (def.action.clone(), def.timeout);
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w as u32 };
@@ -1097,7 +1098,7 @@ impl Supervisor {
         e.run = Some(shared.clone());
         let dispatch = Dispatch {
             slot,
-            action: def.action.clone(),
+            action,
             chain: task.chain.clone(),
             info: RunInfo {
                 id: e.job.id,
@@ -1110,7 +1111,7 @@ impl Supervisor {
             payload: e.job.payload.clone(),
         };
         let attempt = e.job.attempts;
-        if let Some(timeout) = def.timeout {
+        if let Some(timeout) = timeout {
             let when = now + (timeout.as_millis() as u64).max(1);
             self.set_timer(slot, when, TimerKind::Deadline, now);
         } else {
