@@ -9,7 +9,9 @@ use crate::duration::IntoDuration;
 use crate::error::Error;
 use crate::job::{Job, JobStatus};
 use crate::queue::Queue;
-use crate::scheduler::supervisor::{DeleteMatching, PendingCounts, PendingJobs, RunJobs, Suspend};
+use crate::scheduler::supervisor::{
+    DeleteMatching, PendingCounts, PendingJobs, RunJobs, StoredWrites, Suspend,
+};
 use crate::store::{JobDelete, JobQuery, StatusCount};
 
 /// Counts of jobs by task and status, and how many events subscribers missed.
@@ -107,6 +109,11 @@ impl Clean {
     }
 }
 
+/// How often `stats` takes its two reads again when a store write came
+/// between them, before it settles for the last (a write lands every
+/// millisecond or so at most, and the reads take microseconds).
+const STATS_ATTEMPTS: usize = 16;
+
 impl Queue {
     fn tasks_tagged(&self, tags: &[String]) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -203,30 +210,41 @@ impl Queue {
         Ok(query.page(found))
     }
 
-    /// Counts of jobs by task and status.
+    /// Counts of jobs by task and status. On the in-memory store, taken
+    /// while jobs finish, they still count every job once.
     ///
     /// # Errors
     ///
     /// [`Error::Store`].
     pub async fn stats(&self) -> Result<Stats, Error> {
         let counts = if self.inner.store.ephemeral() {
-            // Pending jobs are counted where they live; the store's copy
-            // of a kicked job is pending again, not counted twice.
-            let mut counts = self
-                .inner
-                .supervisor
-                .send(PendingCounts)
-                .await
-                .map_err(|_| Error::ShutDown)?;
+            // Pending jobs (and final ones on their way to the store) are
+            // counted where they live, final ones in the store; the
+            // store's copy of a kicked job is pending again, not counted
+            // twice. The two reads agree when no store write completed
+            // between them: otherwise they are taken again.
             self.barrier().await;
-            counts.extend(
-                self.inner
-                    .store
-                    .jobs_count()
-                    .await?
-                    .into_iter()
-                    .filter(|c| c.status.is_final()),
-            );
+            let mut attempts = 0;
+            let counts = loop {
+                let (mut counts, writes) = self
+                    .inner
+                    .supervisor
+                    .send(PendingCounts)
+                    .await
+                    .map_err(|_| Error::ShutDown)?;
+                let stored = self.inner.store.jobs_count().await?;
+                let writes_after = self
+                    .inner
+                    .supervisor
+                    .send(StoredWrites)
+                    .await
+                    .map_err(|_| Error::ShutDown)?;
+                attempts += 1;
+                if writes_after == writes || attempts == STATS_ATTEMPTS {
+                    counts.extend(stored.into_iter().filter(|c| c.status.is_final()));
+                    break counts;
+                }
+            };
             let mut merged: std::collections::BTreeMap<(String, JobStatus), u64> =
                 std::collections::BTreeMap::new();
             for c in counts {

@@ -517,3 +517,38 @@ async fn a_kicked_job_on_the_memory_store_is_listed_and_counted_once() {
         Err(Error::WrongState { .. })
     ));
 }
+
+/// On the in-memory queue, counts come from two places (the scheduler
+/// holds pending jobs, the store final ones); taken while jobs finish,
+/// they still count every job exactly once.
+#[actix_rt::test]
+async fn stats_taken_while_jobs_finish_count_every_job_once() {
+    pause();
+    let queue = Queue::new();
+    queue
+        .define("step")
+        .action(|job: JobContext<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(job.payload % 7)).await;
+            Ok::<_, JobError>(())
+        })
+        .unwrap();
+    let n = 400u64;
+    let handles = queue
+        .create_many((0..n).map(|i| NewJob::new("step", i)))
+        .await
+        .unwrap();
+    queue.process(["default"]).concurrency(8).start().unwrap();
+    let mut completed = 0;
+    while completed < n {
+        let stats = queue.stats().await.unwrap();
+        let total: u64 = [JobStatus::Ready, JobStatus::Running, JobStatus::Completed]
+            .iter()
+            .map(|s| stats.count("step", *s))
+            .sum();
+        assert_eq!(total, n, "every job counted once: {stats:?}");
+        completed = stats.count("step", JobStatus::Completed);
+        // Samples on the paused clock, which advances while all wait.
+        tokio::time::sleep(Duration::from_micros(300)).await;
+    }
+    handles.last().unwrap().result().await.unwrap();
+}

@@ -293,9 +293,12 @@ impl Handler<PendingJobs> for Supervisor {
     }
 }
 
-/// Counts of the pending jobs held here, by task and status.
+/// Counts, by task and status, of the jobs held here and not in the store
+/// yet: pending ones, and final ones on their way to an ephemeral store.
+/// With them comes the number of store writes completed so far (see
+/// [`StoredWrites`]).
 #[derive(Message)]
-#[rtype(result = "Vec<StatusCount>")]
+#[rtype(result = "(Vec<StatusCount>, u64)")]
 pub(crate) struct PendingCounts;
 
 impl Handler<PendingCounts> for Supervisor {
@@ -308,7 +311,13 @@ impl Handler<PendingCounts> for Supervisor {
                 .entry((&self.tasks[e.task as usize].name, e.job.status))
                 .or_default() += 1;
         }
-        MessageResult(
+        for job in &self.finals {
+            *counts.entry((&job.task, job.status)).or_default() += 1;
+        }
+        for c in &self.finals_in_flight {
+            *counts.entry((&c.task, c.status)).or_default() += c.count;
+        }
+        MessageResult((
             counts
                 .into_iter()
                 .map(|((task, status), count)| StatusCount {
@@ -317,6 +326,21 @@ impl Handler<PendingCounts> for Supervisor {
                     count,
                 })
                 .collect(),
-        )
+            self.stored_writes,
+        ))
+    }
+}
+
+/// How many batches of writes the store has completed: a reader that
+/// combines [`PendingCounts`] with the store's own counts knows they agree
+/// when this did not change in between.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub(crate) struct StoredWrites;
+
+impl Handler<StoredWrites> for Supervisor {
+    type Result = u64;
+    fn handle(&mut self, _: StoredWrites, _: &mut Self::Context) -> u64 {
+        self.stored_writes
     }
 }

@@ -25,7 +25,7 @@ pub use admin::Retention;
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
 pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
-    PendingJobs, Shutdown, StartWorker, WaitReply, WaitResult,
+    PendingJobs, Shutdown, StartWorker, StoredWrites, WaitReply, WaitResult,
 };
 pub use shared::SharedConfig;
 pub(crate) use shared::{Poke, Touch, WatchExpiry};
@@ -42,7 +42,7 @@ use crate::error::JobErrorKind;
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
 use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
-use crate::store::{JobUpdate, Store};
+use crate::store::{JobUpdate, StatusCount, Store};
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
 
@@ -240,6 +240,11 @@ pub(crate) struct Supervisor {
     writes: Vec<JobUpdate>,
     /// On an ephemeral store: jobs that became final, to store whole.
     finals: Vec<Job>,
+    /// Counts of the final jobs in the flush under way (see
+    /// [`PendingCounts`]).
+    finals_in_flight: Vec<StatusCount>,
+    /// Flushes completed so far (see [`StoredWrites`]).
+    stored_writes: u64,
     /// The store is ephemeral: pending jobs live here only.
     ephemeral: bool,
     /// At shutdown, the pending jobs were handed to the ephemeral store.
@@ -420,6 +425,25 @@ fn queue_write(
     })
 }
 
+/// How many of `jobs` there are of each task and status.
+fn count_by_task_and_status(jobs: &[Job]) -> Vec<StatusCount> {
+    let mut counts: Vec<StatusCount> = Vec::new();
+    for job in jobs {
+        match counts
+            .iter_mut()
+            .find(|c| c.status == job.status && *c.task == *job.task)
+        {
+            Some(c) => c.count += 1,
+            None => counts.push(StatusCount {
+                task: job.task.to_string(),
+                status: job.status,
+                count: 1,
+            }),
+        }
+    }
+    counts
+}
+
 /// Where a job's not yet flushed update sits in `writes`: trusted only
 /// while `epoch` is the current one.
 #[derive(Debug, Clone, Copy)]
@@ -464,6 +488,8 @@ impl Supervisor {
             alarm_trusted: false,
             writes: Vec::new(),
             finals: Vec::new(),
+            finals_in_flight: Vec::new(),
+            stored_writes: 0,
             ephemeral,
             handed_over: false,
             write_epoch: 0,
@@ -1404,6 +1430,7 @@ impl Supervisor {
         // The next batch is likely as large: keep its room ready.
         let room = self.finals.len().min(FLUSH_BATCH);
         let finals = std::mem::replace(&mut self.finals, Vec::with_capacity(room));
+        self.finals_in_flight = count_by_task_and_status(&finals);
         let prune = self.prune_due().then(|| {
             self.pruning = true;
             self.completed_unpruned = 0;
@@ -1446,6 +1473,7 @@ impl Supervisor {
         };
         ctx.spawn(self.store_call(fut).into_actor(self).map(move |done, act, ctx| {
             act.flushing = false;
+            act.finals_in_flight.clear();
             if pruning {
                 act.pruning = false;
             }
@@ -1455,6 +1483,7 @@ impl Supervisor {
             }
             match result {
                 Ok(()) => {
+                    act.stored_writes += 1;
                     act.flush_retry = Duration::from_millis(50);
                     for b in act.barrier_in_flight.drain(..) {
                         b.answer();
