@@ -16,6 +16,7 @@ use futures::StreamExt;
 use kessel::event::{Event, Filter, JobEventKind};
 use kessel::store::{JobClaim, JobHeartbeat, JobUpdate, PgStore, SharedStore, Store, StoreError};
 use kessel::{Error, JobContext, JobError, JobStatus, NewJob, Queue, RetryPolicy};
+use chrono::SubsecRound;
 use parking_lot::Mutex;
 
 const LEASE: Duration = Duration::from_millis(600);
@@ -211,6 +212,38 @@ fn job_at(task: &str, now: chrono::DateTime<chrono::Utc>) -> kessel::Job {
     .unwrap();
     job.logs.clear();
     job
+}
+
+/// The next-due lookup serves the wait for jobs that come due later; a job
+/// due when created is taken by the claim its insert's wake-up brings, and
+/// has no entry in the index the lookup reads.
+#[actix_rt::test]
+async fn the_next_due_lookup_names_jobs_delayed_past_their_creation() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_secs(1)).await;
+    let now = chrono::Utc::now();
+    let immediate = job_at("t", now - chrono::Duration::seconds(5));
+    let mut delayed = job_at("t", now);
+    delayed.run_at = now + chrono::Duration::seconds(30);
+    let mut retrying = job_at("u", now - chrono::Duration::seconds(60));
+    retrying.status = JobStatus::Retrying;
+    retrying.attempts = 1;
+    retrying.run_at = now + chrono::Duration::seconds(10);
+    store
+        .jobs_insert(&[immediate, delayed.clone(), retrying.clone()])
+        .await
+        .unwrap();
+    let tasks = |names: &[&str]| names.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store.jobs_next_due(&tasks(&["t"])).await.unwrap(),
+        Some(delayed.run_at.trunc_subsecs(6))
+    );
+    assert_eq!(
+        store.jobs_next_due(&tasks(&["t", "u"])).await.unwrap(),
+        Some(retrying.run_at.trunc_subsecs(6))
+    );
+    assert_eq!(store.jobs_next_due(&tasks(&["v"])).await.unwrap(), None);
+    db.drop().await;
 }
 
 #[actix_rt::test]

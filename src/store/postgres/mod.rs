@@ -44,10 +44,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_jobs.sql")),
     (2, include_str!("migrations/0002_claims.sql")),
     (3, include_str!("migrations/0003_implied_created.sql")),
+    (4, include_str!("migrations/0004_next_due_delayed.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How to connect a [`PgStore`].
 ///

@@ -288,10 +288,12 @@ impl Db {
         }
         // The first entry of each task's range of `jobs_next_due` (whose
         // predicate names `lease_until`: null exactly when `leased_by` is).
+        // Jobs due when created are not in it: their insert's wake-up
+        // brings the claim that takes them.
         sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT min(n.run_at) FROM UNNEST($1::text[]) AS t(task) CROSS JOIN LATERAL (
                  SELECT run_at FROM {} WHERE task = t.task AND leased_by IS NULL AND lease_until IS NULL
-                   AND status IN {CLAIMABLE}
+                   AND run_at > created_at AND status IN {CLAIMABLE}
                  ORDER BY run_at LIMIT 1) AS n",
             self.jobs_table()
         )))
