@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -7,6 +7,9 @@ use parking_lot::RwLock;
 
 use super::{JobDelete, JobQuery, JobUpdate, StatusCount, Store, StoreError};
 use crate::job::{Job, JobId, JobStatus};
+use map::JobMap;
+
+mod map;
 
 /// The default store: jobs live in this process's memory and nothing
 /// survives a restart. Every operation completes at once.
@@ -40,10 +43,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Boxed: a B-tree node holds eleven entries and is often little more
-    /// than half full, so inline 248-byte jobs would waste more than the
-    /// box's pointer costs.
-    jobs: BTreeMap<JobId, Box<Job>>,
+    /// Boxed: moving a job in or out of the map moves a pointer, not a
+    /// 248-byte record.
+    jobs: JobMap,
     /// How many jobs of each task are in each status (none listed at 0).
     counts: Vec<(Arc<str>, JobStatus, u64)>,
     /// Completed jobs as (finished_at, id), oldest first unless
@@ -93,7 +95,7 @@ impl Inner {
     fn insert(&mut self, job: Box<Job>) {
         self.count(&job, 1);
         self.note_completed(&job);
-        if let Some(old) = self.jobs.insert(job.id, job) {
+        if let Some(old) = self.jobs.insert(job) {
             self.count(&old, -1);
         }
     }
@@ -152,7 +154,7 @@ impl Inner {
             if !self.is_current(&entry) {
                 continue;
             }
-            if before.is_some() && self.jobs[&entry.1].finished_at.is_none() {
+            if before.is_some() && self.jobs.get(&entry.1).is_some_and(|j| j.finished_at.is_none()) {
                 kept.push(entry);
             } else if self.remove(&entry.1) {
                 removed += 1;
@@ -186,7 +188,7 @@ impl MemoryStore {
 
     /// Whether it holds no jobs.
     pub fn is_empty(&self) -> bool {
-        self.inner.read().jobs.is_empty()
+        self.inner.read().jobs.len() == 0
     }
 }
 
@@ -232,12 +234,12 @@ impl Store for MemoryStore {
             .jobs
             .values()
             .filter(|j| !j.status.is_final())
-            .map(|j| (**j).clone())
+            .cloned()
             .collect())
     }
 
     async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self.inner.read().jobs.get(&id).map(|j| (**j).clone()))
+        Ok(self.inner.read().jobs.get(&id).cloned())
     }
 
     async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
@@ -247,7 +249,7 @@ impl Store for MemoryStore {
             .jobs
             .values()
             .filter(|j| query.matches(j))
-            .map(|j| (**j).clone())
+            .cloned()
             .collect();
         Ok(query.page(found))
     }
