@@ -30,9 +30,11 @@ mod map;
 /// # Ok(()) }
 /// ```
 ///
-/// Jobs are kept in id order. Ids are time-ordered, so the supervisor's
-/// batches of writes (jobs created together, finished together) land on
-/// neighbouring entries, and a batch takes the lock once. Counts per task
+/// Jobs are kept in id order. Ids are time-ordered and jobs mostly finish
+/// in the order they were created, so a job that arrives after every job
+/// held is appended to a sorted run, and the oldest leave from its front;
+/// the few that arrive out of order wait in a tree beside it. A batch of
+/// writes takes the lock once. Counts per task
 /// and status are kept as jobs change, and completed jobs are also listed
 /// in the order they finished, so counting and pruning the oldest
 /// completed jobs cost nothing like a scan.
