@@ -11,6 +11,8 @@ use tokio::time::Instant;
 pub(crate) struct Clock {
     origin: Instant,
     origin_utc: DateTime<Utc>,
+    /// `origin_utc` in nanoseconds since the Unix epoch.
+    origin_nanos: i64,
 }
 
 impl Clock {
@@ -32,7 +34,12 @@ impl Clock {
             }
         }
         let (_, origin, origin_utc) = best.expect("at least one reading");
-        Clock { origin, origin_utc }
+        Clock {
+            origin,
+            origin_utc,
+            // Now is within chrono's nanosecond range (1677 to 2262).
+            origin_nanos: origin_utc.timestamp_nanos_opt().unwrap_or_default(),
+        }
     }
 
     /// Milliseconds since the origin, rounded down.
@@ -42,7 +49,8 @@ impl Clock {
 
     /// The current time in UTC.
     pub(crate) fn now_utc(&self) -> DateTime<Utc> {
-        self.origin_utc + chrono::Duration::from_std(self.origin.elapsed()).unwrap_or_default()
+        let elapsed = i64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        super::utc::from_nanos(self.origin_nanos.saturating_add(elapsed))
     }
 
     /// The first wheel tick at or after `at` (0 for anything before the origin).

@@ -6,6 +6,7 @@ mod alarm;
 pub(crate) mod clock;
 pub(crate) mod ready;
 pub(crate) mod supervisor;
+pub(crate) mod utc;
 pub(crate) mod wheel;
 pub(crate) mod worker;
 

@@ -249,8 +249,7 @@ impl Handler<DeleteMatching> for Supervisor {
     fn handle(&mut self, msg: DeleteMatching, ctx: &mut Self::Context) -> usize {
         let doomed: Vec<u32> = self
             .by_id
-            .values()
-            .copied()
+            .slots()
             .filter(|&slot| {
                 self.jobs.get(slot).is_some_and(|e| {
                     !matches!(e.state, State::Running { .. })

@@ -56,7 +56,7 @@ impl Stamp {
         if self == Self::FAR {
             far.expect("a far time is kept in the rest")
         } else {
-            DateTime::from_timestamp_nanos(self.0)
+            crate::scheduler::utc::from_nanos(self.0)
         }
     }
 }
@@ -199,8 +199,8 @@ impl HeldJob {
         mut logs: Vec<LogLine>,
         line: Option<LogLine>,
     ) -> Job {
-        let first_line = self.first_line();
         let (created_at, run_at) = (self.created_at(), self.run_at());
+        let first_line = self.created_implied.then(|| LogLine::created(created_at));
         let rest = self.rest.map(|r| *r).unwrap_or_default();
         let held = rest.logs;
         let logs = if held.is_empty() {

@@ -147,7 +147,7 @@ pub(crate) struct Cancel(pub(crate) JobId);
 impl Handler<Cancel> for Supervisor {
     type Result = MessageResult<Cancel>;
     fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) -> Self::Result {
-        let Some(&slot) = self.by_id.get(&msg.0) else {
+        let Some(slot) = self.by_id.get(&msg.0) else {
             return MessageResult(CancelReply::NotHere);
         };
         let logs = self.end_run(slot);
@@ -180,7 +180,7 @@ pub(crate) struct WaitResult(pub(crate) JobId);
 impl Handler<WaitResult> for Supervisor {
     type Result = MessageResult<WaitResult>;
     fn handle(&mut self, msg: WaitResult, ctx: &mut Self::Context) -> Self::Result {
-        if self.by_id.contains_key(&msg.0) {
+        if self.by_id.contains(&msg.0) {
             let (tx, rx) = oneshot::channel();
             self.result_waiters.entry(msg.0).or_default().push(tx);
             return MessageResult(WaitReply::Pending(rx));
@@ -256,7 +256,7 @@ impl Handler<PendingJob> for Supervisor {
         let job = self
             .by_id
             .get(&msg.0)
-            .and_then(|&slot| self.jobs.get(slot))
+            .and_then(|slot| self.jobs.get(slot))
             .map(|e| e.job.to_job(&self.tasks[e.task as usize].name));
         MessageResult(job)
     }
@@ -274,8 +274,8 @@ impl Handler<PendingJobs> for Supervisor {
         let query = msg.0;
         let mut found: Vec<&super::Entry> = self
             .by_id
-            .values()
-            .filter_map(|&slot| self.jobs.get(slot))
+            .slots()
+            .filter_map(|slot| self.jobs.get(slot))
             .filter(|e| e.job.matches(&self.tasks[e.task as usize].name, &query))
             .collect();
         found.sort_by_key(|e| (e.job.created_at(), e.job.id));
@@ -306,7 +306,7 @@ impl Handler<PendingCounts> for Supervisor {
     fn handle(&mut self, _: PendingCounts, _: &mut Self::Context) -> Self::Result {
         let mut counts: std::collections::HashMap<(&str, JobStatus), u64> =
             std::collections::HashMap::new();
-        for e in self.by_id.values().filter_map(|&slot| self.jobs.get(slot)) {
+        for e in self.by_id.slots().filter_map(|slot| self.jobs.get(slot)) {
             *counts
                 .entry((&self.tasks[e.task as usize].name, e.job.status))
                 .or_default() += 1;

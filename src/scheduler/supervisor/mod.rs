@@ -10,10 +10,11 @@
 mod addr;
 mod admin;
 mod held;
+mod index;
 mod messages;
 mod shared;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ use crate::middleware::Middleware;
 use crate::store::{JobUpdate, StatusCount, Store};
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
+use index::IdIndex;
 
 /// What a wheel entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,9 +217,8 @@ pub(crate) struct Supervisor {
     bus: Arc<EventBus>,
     wheel: Wheel<Timer>,
     jobs: Slab,
-    /// Pending jobs by id. Ids are time-ordered, so the ids admitted and
-    /// finished together are neighbours here.
-    by_id: BTreeMap<JobId, u32>,
+    /// Pending jobs by id.
+    by_id: IdIndex,
     task_index: HashMap<Arc<str>, u32>,
     tasks: Vec<TaskSlot>,
     tag_index: HashMap<String, u32>,
@@ -472,7 +473,7 @@ impl Supervisor {
             bus,
             wheel: Wheel::new(),
             jobs: Slab::default(),
-            by_id: BTreeMap::new(),
+            by_id: IdIndex::default(),
             task_index: HashMap::new(),
             tasks: Vec::new(),
             tag_index: HashMap::new(),
@@ -651,7 +652,7 @@ impl Supervisor {
 
     /// Takes in a job this process is responsible for.
     fn admit(&mut self, mut job: Job, origin: Origin, now: u64) {
-        if self.by_id.contains_key(&job.id) || job.status.is_final() {
+        if self.by_id.contains(&job.id) || job.status.is_final() {
             return;
         }
         let mut logs = Vec::new();
@@ -1566,8 +1567,8 @@ impl Supervisor {
             self.handed_over = true;
             let left: Vec<Job> = self
                 .by_id
-                .values()
-                .filter_map(|&slot| self.jobs.get(slot))
+                .slots()
+                .filter_map(|slot| self.jobs.get(slot))
                 .map(|e| e.job.to_job(&self.tasks[e.task as usize].name))
                 .collect();
             if !left.is_empty() {
@@ -1613,8 +1614,7 @@ impl Supervisor {
     fn abort_running(&mut self) {
         let running: Vec<u32> = self
             .by_id
-            .values()
-            .copied()
+            .slots()
             .filter(|&s| {
                 matches!(
                     self.jobs.get(s).map(|e| e.state),

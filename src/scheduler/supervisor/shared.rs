@@ -166,7 +166,7 @@ pub(crate) struct Touch(pub(crate) JobId);
 impl Handler<Touch> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Touch, ctx: &mut Self::Context) {
-        if self.by_id.contains_key(&msg.0) {
+        if self.by_id.contains(&msg.0) {
             self.heartbeat(vec![msg.0], ctx);
         }
     }
@@ -192,7 +192,7 @@ impl Supervisor {
         ctx.add_stream(shared.wakeups());
         let beat = (lease / 3).max(Duration::from_millis(10));
         ctx.run_interval(beat, |act, ctx| {
-            let held: Vec<JobId> = act.by_id.keys().copied().collect();
+            let held: Vec<JobId> = act.by_id.ids().collect();
             if !held.is_empty() {
                 act.heartbeat(held, ctx);
             }
@@ -417,8 +417,8 @@ impl Supervisor {
     /// Held jobs not running (waiting for their time or a free slot).
     fn held_waiting(&self) -> usize {
         self.by_id
-            .values()
-            .filter(|&&s| {
+            .slots()
+            .filter(|&s| {
                 self.jobs
                     .get(s)
                     .is_some_and(|e| !matches!(e.state, State::Running { .. }))
@@ -445,7 +445,7 @@ impl Supervisor {
                     None => {}
                     Some(Ok(reply)) => {
                         for id in reply.cancel_requested {
-                            if let Some(&slot) = act.by_id.get(&id) {
+                            if let Some(slot) = act.by_id.get(&id) {
                                 let logs = act.end_run(slot);
                                 act.finalize(
                                     slot,
@@ -541,8 +541,7 @@ impl Supervisor {
     pub(super) fn release_waiting(&mut self) {
         let waiting: Vec<u32> = self
             .by_id
-            .values()
-            .copied()
+            .slots()
             .filter(|&s| {
                 self.jobs
                     .get(s)
