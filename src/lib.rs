@@ -63,6 +63,7 @@ mod job;
 pub mod middleware;
 mod new_job;
 mod queue;
+mod run_map;
 mod scheduler;
 pub mod store;
 mod task;
