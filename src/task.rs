@@ -146,6 +146,11 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(
     task: &str,
     json: &str,
 ) -> Result<T, PayloadError> {
+    // Most payloads decode: read them plainly, and only read a bad one
+    // again, tracking the path, to say where it went wrong.
+    if let Ok(value) = serde_json::from_str(json) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_str(json);
     let value: T = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| PayloadError::from_path_error(task, e))?;

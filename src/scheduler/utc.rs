@@ -22,15 +22,19 @@ thread_local! {
 /// `DateTime::from_timestamp_nanos`.
 pub(crate) fn from_nanos(nanos: i64) -> DateTime<Utc> {
     let (day, in_day) = (nanos.div_euclid(NANOS_PER_DAY), nanos.rem_euclid(NANOS_PER_DAY));
-    let date = LAST_DAY.with(|last| {
-        let (last_day, date) = last.get();
-        if last_day == day {
-            return Some(date);
+    let (last_day, last_date) = LAST_DAY.get();
+    let date = if last_day == day {
+        Some(last_date)
+    } else {
+        let date = day
+            .checked_mul(86_400)
+            .and_then(|secs| DateTime::from_timestamp(secs, 0))
+            .map(|t| t.date_naive());
+        if let Some(date) = date {
+            LAST_DAY.set((day, date));
         }
-        let date = DateTime::from_timestamp(day.checked_mul(86_400)?, 0)?.date_naive();
-        last.set((day, date));
-        Some(date)
-    });
+        date
+    };
     let time = NaiveTime::from_num_seconds_from_midnight_opt(
         (in_day / NANOS_PER_SEC) as u32,
         (in_day % NANOS_PER_SEC) as u32,

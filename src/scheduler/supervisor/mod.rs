@@ -1149,7 +1149,11 @@ impl Supervisor {
             // Nothing is written while it runs: the line opens the run's
             // journal, which comes back with the report (or `end_run`).
             if let Some(run) = self.jobs.get(slot).and_then(|e| e.run.as_ref()) {
-                run.journal.lock().logs.push(started);
+                // These lines become the final record's log: room for the
+                // implied "created" line and the one that ends the run.
+                let logs = &mut run.journal.lock().logs;
+                logs.reserve_exact(3);
+                logs.push(started);
             }
         } else {
             // Room for the line that ends the attempt, merged in when the
