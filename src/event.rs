@@ -426,7 +426,15 @@ impl futures::Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
+        // What is buffered is taken without tokio's cooperative budget
+        // (128 receives a turn), so a subscriber empties its buffer in the
+        // turn it gets instead of falling behind a supervisor that emits
+        // events for hundreds of jobs in one of its own. Only an empty
+        // buffer waits.
+        match self.rx.try_recv() {
+            Ok(event) => Poll::Ready(Some(event)),
+            Err(_) => self.rx.poll_recv(cx),
+        }
     }
 }
 

@@ -228,6 +228,45 @@ async fn a_subscriber_that_never_reads_never_stalls_scheduling() {
     );
 }
 
+/// The supervisor settles hundreds of instant jobs in one turn of its
+/// own; a subscriber on the same thread that reads as it goes takes all
+/// that its buffer holds in its next turn, and so misses nothing.
+#[actix_rt::test]
+async fn a_subscriber_reading_as_it_goes_keeps_up_with_a_burst() {
+    const JOBS: usize = 3000;
+    let queue = Queue::new();
+    queue
+        .define("noop")
+        .action(|_: JobContext<u32>| async { Ok::<_, JobError>(()) })
+        .unwrap();
+    let handles = queue
+        .create_many((0..JOBS as u32).map(|n| kessel::NewJob::new("noop", n)))
+        .await
+        .unwrap();
+    let mut stream = queue.events(Filter::All);
+    let reader = actix_rt::spawn(async move {
+        let mut job_events = 0;
+        while let Some(event) = stream.next().await {
+            match event {
+                Event::Job(_) => job_events += 1,
+                Event::Lagged { missed } => panic!("missed {missed} events"),
+                Event::Queue(_) => {}
+            }
+            if job_events == 2 * JOBS {
+                break;
+            }
+        }
+        job_events
+    });
+    queue.process(["default"]).concurrency(16).start().unwrap();
+    for h in &handles {
+        assert_eq!(h.result().await.unwrap().status, JobStatus::Completed);
+    }
+    assert_eq!(queue.events_missed(), 0);
+    // Started and completed, for every job.
+    assert_eq!(reader.await.unwrap(), 2 * JOBS);
+}
+
 #[actix_rt::test]
 async fn queue_events_announce_tasks_drains_and_empty_workers() {
     pause();
