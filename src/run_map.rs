@@ -10,18 +10,67 @@
 //! retried or long job finishing late, a kicked job coming back) goes to a
 //! tree beside the run, and reading in order merges the two.
 
-use std::collections::{btree_map, vec_deque, BTreeMap, VecDeque};
-use std::iter::{Peekable, Zip};
+use std::collections::{btree_map, BTreeMap, VecDeque};
+use std::iter::Peekable;
+
+/// Entries per chunk of the run.
+const CHUNK: usize = 256;
+
+/// A piece of the run: ascending keys and, beside them, their values; a
+/// removed value leaves `None` until the chunk is compacted or dropped.
+#[derive(Debug)]
+struct Chunk<V> {
+    keys: Vec<u128>,
+    values: Vec<Option<V>>,
+    /// How many of `values` are `Some`.
+    live: usize,
+}
+
+impl<V> Chunk<V> {
+    fn new() -> Self {
+        Chunk {
+            keys: Vec::with_capacity(CHUNK),
+            values: Vec::with_capacity(CHUNK),
+            live: 0,
+        }
+    }
+
+    fn first(&self) -> u128 {
+        self.keys[0]
+    }
+
+    fn last(&self) -> u128 {
+        self.keys[self.keys.len() - 1]
+    }
+
+    /// Drops the removed entries (the keys stay in order).
+    fn compact(&mut self) {
+        let (keys, values) = (
+            std::mem::take(&mut self.keys),
+            std::mem::take(&mut self.values),
+        );
+        self.keys = Vec::with_capacity(self.live);
+        self.values = Vec::with_capacity(self.live);
+        for (k, v) in keys.into_iter().zip(values) {
+            if v.is_some() {
+                self.keys.push(k);
+                self.values.push(v);
+            }
+        }
+    }
+}
 
 /// Values by 128-bit key, iterated in key order.
+///
+/// The run is cut in chunks of [`CHUNK`] entries, so that entries removed
+/// out of order (delayed jobs firing in their own order) are reclaimed a
+/// chunk at a time: a chunk left empty is dropped, and one mostly empty is
+/// compacted, each at a cost bounded by the chunk's size, never the run's.
 #[derive(Debug)]
 pub(crate) struct RunMap<V> {
-    /// Ascending keys of the run.
-    keys: VecDeque<u128>,
-    /// The run's values, beside their keys; a removed one leaves `None`
-    /// until the run's ends are trimmed or it is compacted.
-    values: VecDeque<Option<V>>,
-    /// How many of `values` are `Some`.
+    /// The run: chunks in key order, none empty.
+    chunks: VecDeque<Chunk<V>>,
+    /// How many values the run holds.
     live: usize,
     /// Entries that arrived out of order. Never holds a key of the run.
     tree: BTreeMap<u128, V>,
@@ -30,8 +79,7 @@ pub(crate) struct RunMap<V> {
 impl<V> Default for RunMap<V> {
     fn default() -> Self {
         RunMap {
-            keys: VecDeque::new(),
-            values: VecDeque::new(),
+            chunks: VecDeque::new(),
             live: 0,
             tree: BTreeMap::new(),
         }
@@ -39,17 +87,27 @@ impl<V> Default for RunMap<V> {
 }
 
 impl<V> RunMap<V> {
-    /// The index in the run of `key` (its value live or not).
-    fn find(&self, key: u128) -> Option<usize> {
-        let (&first, &last) = (self.keys.front()?, self.keys.back()?);
-        if key < first || key > last {
-            None
-        } else if key == first {
-            // The oldest entry: what leaves most often.
-            Some(0)
-        } else {
-            self.keys.binary_search(&key).ok()
+    /// Where in the run `key` is (its value live or not): chunk, index.
+    fn find(&self, key: u128) -> Option<(usize, usize)> {
+        let (front, back) = (self.chunks.front()?, self.chunks.back()?);
+        if key < front.first() || key > back.last() {
+            return None;
         }
+        let c = if key <= front.last() {
+            // The oldest entries: what leaves most often.
+            0
+        } else if key >= back.first() {
+            self.chunks.len() - 1
+        } else {
+            self.chunks.partition_point(|ch| ch.first() <= key) - 1
+        };
+        let chunk = &self.chunks[c];
+        let i = if chunk.first() == key {
+            0
+        } else {
+            chunk.keys.binary_search(&key).ok()?
+        };
+        Some((c, i))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -58,7 +116,7 @@ impl<V> RunMap<V> {
 
     pub(crate) fn get(&self, key: u128) -> Option<&V> {
         match self.find(key) {
-            Some(i) => self.values[i].as_ref(),
+            Some((c, i)) => self.chunks[c].values[i].as_ref(),
             None => self.tree.get(&key),
         }
     }
@@ -69,9 +127,11 @@ impl<V> RunMap<V> {
 
     /// Adds `value` under `key`, returning the value it replaces.
     pub(crate) fn insert(&mut self, key: u128, value: V) -> Option<V> {
-        if let Some(i) = self.find(key) {
-            let old = self.values[i].replace(value);
+        if let Some((c, i)) = self.find(key) {
+            let chunk = &mut self.chunks[c];
+            let old = chunk.values[i].replace(value);
             if old.is_none() {
+                chunk.live += 1;
                 self.live += 1;
             }
             return old;
@@ -81,9 +141,14 @@ impl<V> RunMap<V> {
                 return Some(std::mem::replace(slot, value));
             }
         }
-        if self.keys.back().is_none_or(|&last| key > last) {
-            self.keys.push_back(key);
-            self.values.push_back(Some(value));
+        if self.chunks.back().is_none_or(|ch| key > ch.last()) {
+            if self.chunks.back().is_none_or(|ch| ch.keys.len() >= CHUNK) {
+                self.chunks.push_back(Chunk::new());
+            }
+            let chunk = self.chunks.back_mut().expect("pushed");
+            chunk.keys.push(key);
+            chunk.values.push(Some(value));
+            chunk.live += 1;
             self.live += 1;
             return None;
         }
@@ -91,28 +156,17 @@ impl<V> RunMap<V> {
     }
 
     pub(crate) fn remove(&mut self, key: u128) -> Option<V> {
-        let Some(i) = self.find(key) else {
+        let Some((c, i)) = self.find(key) else {
             return self.tree.remove(&key);
         };
-        let old = self.values[i].take()?;
+        let chunk = &mut self.chunks[c];
+        let old = chunk.values[i].take()?;
+        chunk.live -= 1;
         self.live -= 1;
-        while self.values.front().is_some_and(Option::is_none) {
-            self.values.pop_front();
-            self.keys.pop_front();
-        }
-        while self.values.back().is_some_and(Option::is_none) {
-            self.values.pop_back();
-            self.keys.pop_back();
-        }
-        if self.values.len() > 2 * self.live + 64 {
-            // Removed in the middle more than kept: close the gaps.
-            let (keys, values) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.values));
-            for (k, v) in keys.into_iter().zip(values) {
-                if let Some(v) = v {
-                    self.keys.push_back(k);
-                    self.values.push_back(Some(v));
-                }
-            }
+        if chunk.live == 0 {
+            self.chunks.remove(c);
+        } else if chunk.live * 4 <= chunk.keys.len() && chunk.keys.len() >= 8 {
+            chunk.compact();
         }
         Some(old)
     }
@@ -120,7 +174,9 @@ impl<V> RunMap<V> {
     /// Every entry, in key order.
     pub(crate) fn iter(&self) -> Iter<'_, V> {
         Iter {
-            run: self.keys.iter().zip(self.values.iter()).peekable(),
+            chunks: &self.chunks,
+            chunk: 0,
+            at: 0,
             tree: self.tree.iter().peekable(),
         }
     }
@@ -128,27 +184,42 @@ impl<V> RunMap<V> {
 
 /// The entries of a [`RunMap`] in key order: its run and its tree merged.
 pub(crate) struct Iter<'a, V> {
-    run: Peekable<Zip<vec_deque::Iter<'a, u128>, vec_deque::Iter<'a, Option<V>>>>,
+    chunks: &'a VecDeque<Chunk<V>>,
+    /// The next live entry of the run is at or after (chunk, at).
+    chunk: usize,
+    at: usize,
     tree: Peekable<btree_map::Iter<'a, u128, V>>,
+}
+
+impl<'a, V> Iter<'a, V> {
+    /// The run's next live entry, without taking it.
+    fn peek_run(&mut self) -> Option<(u128, &'a V)> {
+        while let Some(chunk) = self.chunks.get(self.chunk) {
+            match chunk.values.get(self.at) {
+                Some(Some(v)) => return Some((chunk.keys[self.at], v)),
+                Some(None) => self.at += 1,
+                None => {
+                    self.chunk += 1;
+                    self.at = 0;
+                }
+            }
+        }
+        None
+    }
 }
 
 impl<'a, V> Iterator for Iter<'a, V> {
     type Item = (u128, &'a V);
 
     fn next(&mut self) -> Option<(u128, &'a V)> {
-        loop {
-            let from_run = match (self.run.peek(), self.tree.peek()) {
-                (None, None) => return None,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(r), Some(t)) => r.0 < t.0,
-            };
-            if !from_run {
-                return self.tree.next().map(|(k, v)| (*k, v));
+        let run = self.peek_run();
+        match (run, self.tree.peek()) {
+            (None, None) => None,
+            (Some((k, v)), t) if t.is_none_or(|t| k < *t.0) => {
+                self.at += 1;
+                Some((k, v))
             }
-            if let Some((k, Some(v))) = self.run.next() {
-                return Some((*k, v));
-            }
+            _ => self.tree.next().map(|(k, v)| (*k, v)),
         }
     }
 }
@@ -202,6 +273,37 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Thousands of entries added in order and removed in any order
+        /// (delayed jobs firing): the chunks hold what a tree would, and
+        /// every chunk left is non-empty.
+        #[test]
+        fn entries_removed_in_any_order_leave_what_a_tree_leaves(
+            order in Just((0..3000u128).collect::<Vec<_>>()).prop_shuffle(),
+            keep in 0..3000usize,
+        ) {
+            let mut map = RunMap::default();
+            let mut model = BTreeMap::new();
+            for k in 0..3000u128 {
+                map.insert(k, k);
+                model.insert(k, k);
+            }
+            for k in &order[keep..] {
+                prop_assert_eq!(map.remove(*k), model.remove(k));
+                prop_assert_eq!(map.get(*k), None);
+            }
+            prop_assert!(map.chunks.iter().all(|c| c.live > 0 && c.live <= c.keys.len()));
+            prop_assert_eq!(map.len(), model.len());
+            let listed: Vec<u128> = map.iter().map(|(k, _)| k).collect();
+            prop_assert_eq!(listed, model.keys().copied().collect::<Vec<_>>());
+            for (k, v) in &model {
+                prop_assert_eq!(map.get(*k), Some(v));
+            }
+        }
+    }
+
     #[test]
     fn entries_added_in_order_stay_out_of_the_tree() {
         let mut map = RunMap::default();
@@ -212,9 +314,16 @@ mod tests {
             map.remove(key);
         }
         assert!(map.tree.is_empty());
-        assert_eq!((map.keys.len(), map.live), (50, 50));
+        assert_eq!(map.live, 50);
         map.insert(10, ());
+        assert!(map.tree.is_empty(), "a removed key comes back to its place");
+        map.insert(0, ());
         assert_eq!(map.tree.len(), 1, "a key before the run goes to the tree");
-        assert_eq!(map.iter().next().map(|(k, _)| k), Some(10));
+        let first: Vec<u128> = map.iter().take(3).map(|(k, _)| k).collect();
+        assert_eq!(first, [0, 10, 51]);
+        for key in 300..=1000u128 {
+            map.insert(key, ());
+        }
+        assert!(map.chunks.len() > 2 && map.tree.len() == 1);
     }
 }

@@ -21,7 +21,10 @@ thread_local! {
 /// `nanos` since the Unix epoch as a UTC time; the same as
 /// `DateTime::from_timestamp_nanos`.
 pub(crate) fn from_nanos(nanos: i64) -> DateTime<Utc> {
-    let (day, in_day) = (nanos.div_euclid(NANOS_PER_DAY), nanos.rem_euclid(NANOS_PER_DAY));
+    let (day, in_day) = (
+        nanos.div_euclid(NANOS_PER_DAY),
+        nanos.rem_euclid(NANOS_PER_DAY),
+    );
     let (last_day, last_date) = LAST_DAY.get();
     let date = if last_day == day {
         Some(last_date)
@@ -65,7 +68,15 @@ mod tests {
     #[test]
     fn the_ends_of_the_range_and_of_a_day_convert() {
         let day_end = 20_000 * NANOS_PER_DAY - 1;
-        for nanos in [i64::MIN, i64::MIN + 1, i64::MAX, 0, -1, day_end, day_end + 1] {
+        for nanos in [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX,
+            0,
+            -1,
+            day_end,
+            day_end + 1,
+        ] {
             assert_eq!(from_nanos(nanos), DateTime::from_timestamp_nanos(nanos));
         }
     }

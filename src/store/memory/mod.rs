@@ -156,7 +156,12 @@ impl Inner {
             if !self.is_current(&entry) {
                 continue;
             }
-            if before.is_some() && self.jobs.get(&entry.1).is_some_and(|j| j.finished_at.is_none()) {
+            if before.is_some()
+                && self
+                    .jobs
+                    .get(&entry.1)
+                    .is_some_and(|j| j.finished_at.is_none())
+            {
                 kept.push(entry);
             } else if self.remove(&entry.1) {
                 removed += 1;
