@@ -20,9 +20,10 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::job::{JobId, LogLine, Progress};
+
+mod channel;
 
 /// What happened to a job.
 ///
@@ -210,7 +211,7 @@ pub enum Filter {
 pub const DEFAULT_BUFFER: usize = 1024;
 
 enum Sink {
-    Channel(mpsc::Sender<Event>),
+    Channel(channel::Sender<Event>),
     Actor(Recipient<Event>),
 }
 
@@ -231,8 +232,8 @@ impl Subscriber {
         match &self.sink {
             Sink::Channel(tx) => match tx.try_send(event) {
                 Ok(()) => Delivery::Sent,
-                Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
-                Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Closed,
+                Err(channel::SendError::Full) => Delivery::Full,
+                Err(channel::SendError::Closed) => Delivery::Closed,
             },
             Sink::Actor(r) => match r.try_send(event) {
                 Ok(()) => Delivery::Sent,
@@ -331,7 +332,7 @@ impl EventBus {
     }
 
     pub(crate) fn stream(self: &Arc<Self>, filter: Filter, buffer: usize) -> EventStream {
-        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let (tx, rx) = channel::channel(buffer);
         self.add(filter, Sink::Channel(tx));
         EventStream { rx }
     }
@@ -417,24 +418,25 @@ impl EventBus {
 /// drop(events); // unsubscribed
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct EventStream {
-    rx: mpsc::Receiver<Event>,
+    rx: channel::Receiver<Event>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
 }
 
 impl futures::Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        // What is buffered is taken without tokio's cooperative budget
-        // (128 receives a turn), so a subscriber empties its buffer in the
-        // turn it gets instead of falling behind a supervisor that emits
-        // events for hundreds of jobs in one of its own. Only an empty
-        // buffer waits.
-        match self.rx.try_recv() {
-            Ok(event) => Poll::Ready(Some(event)),
-            Err(_) => self.rx.poll_recv(cx),
-        }
+        // The channel hands over what is buffered without a per-turn
+        // budget, so a subscriber empties its buffer in the turn it gets
+        // instead of falling behind a supervisor that emits events for
+        // hundreds of jobs in one of its own. Only an empty buffer waits.
+        self.rx.poll_recv(cx)
     }
 }
 
