@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::SubsecRound;
 use common::pg;
 use common::Trace;
 use futures::StreamExt;
 use kessel::event::{Event, Filter, JobEventKind};
 use kessel::store::{JobClaim, JobHeartbeat, JobUpdate, PgStore, SharedStore, Store, StoreError};
 use kessel::{Error, JobContext, JobError, JobStatus, NewJob, Queue, RetryPolicy};
-use chrono::SubsecRound;
 use parking_lot::Mutex;
 
 const LEASE: Duration = Duration::from_millis(600);
