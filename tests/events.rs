@@ -267,6 +267,28 @@ async fn a_subscriber_reading_as_it_goes_keeps_up_with_a_burst() {
     assert_eq!(reader.await.unwrap(), 2 * JOBS);
 }
 
+/// Queue-wide subscribers each get every event (the last one is handed
+/// the event itself, the others a copy), and one that went away is
+/// dropped without costing the others theirs.
+#[actix_rt::test]
+async fn every_queue_wide_subscriber_gets_every_event() {
+    let queue = Queue::new();
+    queue
+        .define("noop")
+        .action(|_: JobContext<u32>| async { Ok::<_, JobError>(()) })
+        .unwrap();
+    let mut first = queue.events(Filter::All);
+    let mut second = queue.events(Filter::All);
+    let gone = queue.events(Filter::All);
+    drop(gone);
+    queue.process(["default"]).start().unwrap();
+    queue.create("noop", 1).await.unwrap();
+    let (a, b) = (until_final(&mut first).await, until_final(&mut second).await);
+    assert_eq!(kinds(&a), ["created", "started", "completed"]);
+    assert_eq!(kinds(&a), kinds(&b));
+    assert_eq!(queue.events_missed(), 0);
+}
+
 #[actix_rt::test]
 async fn queue_events_announce_tasks_drains_and_empty_workers() {
     pause();
