@@ -283,7 +283,10 @@ async fn every_queue_wide_subscriber_gets_every_event() {
     drop(gone);
     queue.process(["default"]).start().unwrap();
     queue.create("noop", 1).await.unwrap();
-    let (a, b) = (until_final(&mut first).await, until_final(&mut second).await);
+    let (a, b) = (
+        until_final(&mut first).await,
+        until_final(&mut second).await,
+    );
     assert_eq!(kinds(&a), ["created", "started", "completed"]);
     assert_eq!(kinds(&a), kinds(&b));
     assert_eq!(queue.events_missed(), 0);
