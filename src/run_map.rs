@@ -24,6 +24,9 @@ struct Chunk<V> {
     values: Vec<Option<V>>,
     /// How many of `values` are `Some`.
     live: usize,
+    /// The first live entry (entries leave mostly from the front: a
+    /// lookup checks here before it searches).
+    head: usize,
 }
 
 impl<V> Chunk<V> {
@@ -32,6 +35,7 @@ impl<V> Chunk<V> {
             keys: Vec::with_capacity(CHUNK),
             values: Vec::with_capacity(CHUNK),
             live: 0,
+            head: 0,
         }
     }
 
@@ -57,6 +61,7 @@ impl<V> Chunk<V> {
                 self.values.push(v);
             }
         }
+        self.head = 0;
     }
 }
 
@@ -102,8 +107,8 @@ impl<V> RunMap<V> {
             self.chunks.partition_point(|ch| ch.first() <= key) - 1
         };
         let chunk = &self.chunks[c];
-        let i = if chunk.first() == key {
-            0
+        let i = if chunk.keys[chunk.head] == key {
+            chunk.head
         } else {
             chunk.keys.binary_search(&key).ok()?
         };
@@ -133,6 +138,7 @@ impl<V> RunMap<V> {
             if old.is_none() {
                 chunk.live += 1;
                 self.live += 1;
+                chunk.head = chunk.head.min(i);
             }
             return old;
         }
@@ -163,6 +169,11 @@ impl<V> RunMap<V> {
         let old = chunk.values[i].take()?;
         chunk.live -= 1;
         self.live -= 1;
+        if i == chunk.head {
+            while chunk.values.get(chunk.head).is_some_and(Option::is_none) {
+                chunk.head += 1;
+            }
+        }
         if chunk.live == 0 {
             self.chunks.remove(c);
         } else if chunk.live * 4 <= chunk.keys.len() && chunk.keys.len() >= 8 {
@@ -263,6 +274,8 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(map.len(), model.len());
+                prop_assert!(map.chunks.iter().all(|c| c.values[c.head].is_some()
+                    && c.values[..c.head].iter().all(Option::is_none)));
             }
             let listed: Vec<(u128, usize)> = map.iter().map(|(k, v)| (k, *v)).collect();
             let expected: Vec<(u128, usize)> = model.iter().map(|(k, v)| (*k, *v)).collect();
@@ -294,7 +307,8 @@ mod tests {
                 prop_assert_eq!(map.remove(*k), model.remove(k));
                 prop_assert_eq!(map.get(*k), None);
             }
-            prop_assert!(map.chunks.iter().all(|c| c.live > 0 && c.live <= c.keys.len()));
+            prop_assert!(map.chunks.iter().all(|c| c.live > 0 && c.live <= c.keys.len()
+                && c.values[c.head].is_some() && c.values[..c.head].iter().all(Option::is_none)));
             prop_assert_eq!(map.len(), model.len());
             let listed: Vec<u128> = map.iter().map(|(k, _)| k).collect();
             prop_assert_eq!(listed, model.keys().copied().collect::<Vec<_>>());
