@@ -24,7 +24,7 @@ pub struct JobId(pub uuid::Uuid);
 /// jobs compare ids on every step of every lookup.
 impl Ord for JobId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.as_u128().cmp(&other.0.as_u128())
+        self.key().cmp(&other.key())
     }
 }
 
@@ -67,6 +67,17 @@ impl JobId {
     /// A new, unique id. Ids are UUIDv7, so they sort by creation time.
     pub fn new() -> Self {
         JobId(uuid::Uuid::now_v7())
+    }
+
+    /// The id as one number, ordered as the ids are: the key of kessel's
+    /// maps of jobs by id.
+    pub(crate) fn key(self) -> u128 {
+        self.0.as_u128()
+    }
+
+    /// The id whose [`key`](Self::key) is `key`.
+    pub(crate) fn from_key(key: u128) -> Self {
+        JobId(uuid::Uuid::from_u128(key))
     }
 }
 

@@ -8,25 +8,21 @@ use crate::run_map::RunMap;
 #[derive(Debug, Default)]
 pub(super) struct IdIndex(RunMap<u32>);
 
-fn key(id: &JobId) -> u128 {
-    id.0.as_u128()
-}
-
 impl IdIndex {
     pub(super) fn get(&self, id: &JobId) -> Option<u32> {
-        self.0.get(key(id)).copied()
+        self.0.get(id.key()).copied()
     }
 
     pub(super) fn contains(&self, id: &JobId) -> bool {
-        self.0.contains(key(id))
+        self.0.contains(id.key())
     }
 
     pub(super) fn insert(&mut self, id: JobId, slot: u32) {
-        self.0.insert(key(&id), slot);
+        self.0.insert(id.key(), slot);
     }
 
     pub(super) fn remove(&mut self, id: &JobId) -> Option<u32> {
-        self.0.remove(key(id))
+        self.0.remove(id.key())
     }
 
     pub(super) fn len(&self) -> usize {
@@ -40,7 +36,7 @@ impl IdIndex {
 
     /// Every held job's id.
     pub(super) fn ids(&self) -> impl Iterator<Item = JobId> + '_ {
-        self.0.iter().map(|(k, _)| JobId(uuid::Uuid::from_u128(k)))
+        self.0.iter().map(|(k, _)| JobId::from_key(k))
     }
 }
 

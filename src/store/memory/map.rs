@@ -10,26 +10,22 @@ use crate::run_map::RunMap;
 #[derive(Debug, Default)]
 pub(super) struct JobMap(RunMap<Box<Job>>);
 
-fn key(id: &JobId) -> u128 {
-    id.0.as_u128()
-}
-
 impl JobMap {
     pub(super) fn len(&self) -> usize {
         self.0.len()
     }
 
     pub(super) fn get(&self, id: &JobId) -> Option<&Job> {
-        self.0.get(key(id)).map(|j| &**j)
+        self.0.get(id.key()).map(|j| &**j)
     }
 
     /// Adds `job`, returning the job it replaces.
     pub(super) fn insert(&mut self, job: Box<Job>) -> Option<Box<Job>> {
-        self.0.insert(key(&job.id), job)
+        self.0.insert(job.id.key(), job)
     }
 
     pub(super) fn remove(&mut self, id: &JobId) -> Option<Box<Job>> {
-        self.0.remove(key(id))
+        self.0.remove(id.key())
     }
 
     /// Every job, in id order.
