@@ -129,7 +129,7 @@ impl Queue {
 
     /// Jobs matching `query`, with their logs: by status, task, tag (of the
     /// tasks defined in this process), reference and creation time; paged;
-    /// newest or oldest first.
+    /// newest or oldest first, by id (ids are UUIDv7, so by creation).
     ///
     /// # Errors
     ///

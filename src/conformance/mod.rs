@@ -222,7 +222,7 @@ macro_rules! with_every_test {
             store::pending_returns_every_job_not_final_as_stored,
             store::logs_append_in_order_and_progress_is_replaced,
             store::query_filters_by_status_task_reference_and_creation_time,
-            store::query_orders_and_pages,
+            store::query_orders_by_id_and_pages,
             store::count_groups_by_task_and_status,
             store::delete_removes_only_matching_final_jobs_oldest_first,
             store::pruning_completed_jobs_removes_the_earliest_finished,
@@ -284,7 +284,7 @@ macro_rules! define_runners {
         /// use kessel::conformance::{run_one, Verdict};
         /// use kessel::store::{MemoryStore, Store};
         /// let factory = || async { Arc::new(MemoryStore::new()) as Arc<dyn Store> };
-        /// assert_eq!(run_one("query_orders_and_pages", &factory).await, Verdict::Passed);
+        /// assert_eq!(run_one("query_orders_by_id_and_pages", &factory).await, Verdict::Passed);
         /// # }
         /// ```
         pub async fn run_one<F: StoreFactory>(name: &str, factory: &F) -> Verdict {
@@ -345,7 +345,7 @@ macro_rules! conformance_tests {
             pending_returns_every_job_not_final_as_stored,
             logs_append_in_order_and_progress_is_replaced,
             query_filters_by_status_task_reference_and_creation_time,
-            query_orders_and_pages,
+            query_orders_by_id_and_pages,
             count_groups_by_task_and_status,
             delete_removes_only_matching_final_jobs_oldest_first,
             pruning_completed_jobs_removes_the_earliest_finished,

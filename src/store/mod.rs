@@ -93,7 +93,20 @@ impl JobUpdate {
     }
 }
 
-/// Which order [`Store::jobs_query`] returns jobs in.
+/// Which order [`Store::jobs_query`] returns jobs in: by id. Ids are
+/// UUIDv7, made when a job is created, so this is creation order: to the
+/// millisecond between processes, and exactly among the jobs one process
+/// created. (Listing by id lets a store page through the index it already
+/// keeps for ids, rather than keep one more per job for creation times.)
+///
+/// # Examples
+///
+/// ```
+/// use kessel::store::{JobQuery, Order};
+/// let oldest_first = JobQuery::default().order(Order::OldestFirst);
+/// assert_eq!(JobQuery::default().order, Order::NewestFirst);
+/// # let _ = oldest_first;
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
@@ -205,10 +218,10 @@ impl JobQuery {
         self
     }
 
-    /// Orders `jobs` as the query asks (by creation time, then id) and
-    /// cuts its page out of them.
+    /// Orders `jobs` as the query asks (by id, so by creation) and cuts
+    /// its page out of them.
     pub(crate) fn page(&self, mut jobs: Vec<Job>) -> Vec<Job> {
-        jobs.sort_by_key(|j| (j.created_at, j.id));
+        jobs.sort_unstable_by_key(|j| j.id);
         if self.order == Order::NewestFirst {
             jobs.reverse();
         }

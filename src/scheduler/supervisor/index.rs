@@ -29,7 +29,7 @@ impl IdIndex {
         self.0.len()
     }
 
-    /// Every held job's slot.
+    /// Every held job's slot, in id order.
     pub(super) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().map(|(_, &slot)| slot)
     }

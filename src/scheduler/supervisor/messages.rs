@@ -272,13 +272,13 @@ impl Handler<PendingJobs> for Supervisor {
     type Result = MessageResult<PendingJobs>;
     fn handle(&mut self, msg: PendingJobs, _: &mut Self::Context) -> Self::Result {
         let query = msg.0;
+        // The id index reads in id order: the order listings use.
         let mut found: Vec<&super::Entry> = self
             .by_id
             .slots()
             .filter_map(|slot| self.jobs.get(slot))
             .filter(|e| e.job.matches(&self.tasks[e.task as usize].name, &query))
             .collect();
-        found.sort_by_key(|e| (e.job.created_at(), e.job.id));
         if query.order == Order::NewestFirst {
             found.reverse();
         }

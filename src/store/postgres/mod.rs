@@ -45,10 +45,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_claims.sql")),
     (3, include_str!("migrations/0003_implied_created.sql")),
     (4, include_str!("migrations/0004_next_due_delayed.sql")),
+    (5, include_str!("migrations/0005_list_by_id.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How to connect a [`PgStore`].
 ///
@@ -661,7 +662,7 @@ impl Db {
 
     pub(super) async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM {} WHERE status IN {PENDING} ORDER BY created_at, id",
+            "SELECT {JOB_COLUMNS} FROM {} WHERE status IN {PENDING} ORDER BY id",
             self.sql.table("jobs")
         )))
         .fetch_all(&self.pool)
@@ -691,55 +692,38 @@ impl Db {
     }
 
     pub(super) async fn jobs_query(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
-        // `jobs_created` holds only unleased jobs (a claim then adds no
-        // entry to it): the page comes from its ordered range, merged with
-        // the few leased jobs (found through `jobs_leased`) sorted apart.
-        let order = match query.order {
-            Order::NewestFirst => " ORDER BY created_at DESC, id DESC",
-            Order::OldestFirst => " ORDER BY created_at ASC, id ASC",
-        };
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-        let jobs = self.sql.table("jobs");
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM (("));
-        for leased in [false, true] {
-            qb.push(format!(
-                "SELECT {JOB_COLUMNS} FROM {jobs} WHERE leased_by IS {}NULL",
-                if leased { "NOT " } else { "" }
-            ));
-            if !query.statuses.is_empty() {
-                let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
-                qb.push(" AND status = ANY(").push_bind(statuses).push(")");
-            }
-            if !query.tasks.is_empty() {
-                qb.push(" AND task = ANY(")
-                    .push_bind(query.tasks.clone())
-                    .push(")");
-            }
-            if let Some(r) = &query.reference {
-                qb.push(" AND reference = ").push_bind(r.clone());
-            }
-            if let Some(t) = query.created_after {
-                qb.push(" AND created_at >= ").push_bind(t);
-            }
-            if let Some(t) = query.created_before {
-                qb.push(" AND created_at < ").push_bind(t);
-            }
-            if leased {
-                qb.push(")) AS j");
-            } else {
-                qb.push(order)
-                    .push(" LIMIT ")
-                    .push_bind(limit.saturating_add(offset))
-                    .push(") UNION ALL (");
-            }
+        // In id order, so along the primary key; the filters are checked
+        // on the way.
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {JOB_COLUMNS} FROM {} WHERE true",
+            self.sql.table("jobs")
+        ));
+        if !query.statuses.is_empty() {
+            let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+            qb.push(" AND status = ANY(").push_bind(statuses).push(")");
         }
-        qb.push(order)
-            .push(" LIMIT ")
-            .push_bind(limit)
-            .push(" OFFSET ")
-            .push_bind(offset);
+        if !query.tasks.is_empty() {
+            qb.push(" AND task = ANY(")
+                .push_bind(query.tasks.clone())
+                .push(")");
+        }
+        if let Some(r) = &query.reference {
+            qb.push(" AND reference = ").push_bind(r.clone());
+        }
+        if let Some(t) = query.created_after {
+            qb.push(" AND created_at >= ").push_bind(t);
+        }
+        if let Some(t) = query.created_before {
+            qb.push(" AND created_at < ").push_bind(t);
+        }
+        qb.push(match query.order {
+            Order::NewestFirst => " ORDER BY id DESC",
+            Order::OldestFirst => " ORDER BY id ASC",
+        })
+        .push(" LIMIT ")
+        .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+        .push(" OFFSET ")
+        .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
         let rows = qb.build().fetch_all(&self.pool).await.map_err(map_err)?;
         let mut jobs = rows
             .iter()

@@ -18,6 +18,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sql/migrations/0001_init.sql")),
     (2, include_str!("sql/migrations/0002_implied_created.sql")),
+    (3, include_str!("sql/migrations/0003_list_by_id.sql")),
 ];
 
 /// The newest schema version of the SQLite store this kessel knows. A
@@ -29,7 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// What [`inspect`] found in the file.
 enum Found {

@@ -1,2 +1,2 @@
 WHERE status IN ('scheduled', 'ready', 'running', 'retrying')
-ORDER BY created_at, id
+ORDER BY id

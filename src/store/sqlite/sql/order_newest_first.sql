@@ -1,2 +1,2 @@
-ORDER BY created_at DESC, id DESC
+ORDER BY id DESC
 LIMIT ?6 OFFSET ?7

@@ -1,2 +1,2 @@
-ORDER BY created_at ASC, id ASC
+ORDER BY id ASC
 LIMIT ?6 OFFSET ?7
