@@ -29,10 +29,14 @@ impl Exec {
         })
     }
 
-    /// Runs `fut` on the store's runtime and waits for it. From inside a
-    /// tokio runtime the wait is a `spawn_blocking` task, which keeps the
-    /// caller's executor free and stops a paused test clock from jumping
-    /// ahead while the query is on the wire; from a plain thread it blocks.
+    /// Runs `fut` on the store's runtime and waits for it.
+    ///
+    /// From inside a tokio runtime whose clock runs, `fut` is a task of
+    /// the store's runtime, awaited: its I/O is polled where it is driven.
+    /// Under a paused test clock the wait is a `spawn_blocking` task
+    /// instead, which keeps that clock from jumping ahead while the query
+    /// is on the wire (it does not advance while blocking work is
+    /// outstanding). From a plain thread it blocks.
     ///
     /// A panic in `fut` is resumed in the caller.
     pub(super) async fn run<T: Send + 'static>(
@@ -43,7 +47,12 @@ impl Exec {
         if Handle::try_current().is_err() {
             return handle.block_on(fut);
         }
-        match tokio::task::spawn_blocking(move || handle.block_on(fut)).await {
+        let done = if clock_paused() {
+            tokio::task::spawn_blocking(move || handle.block_on(fut)).await
+        } else {
+            handle.spawn(fut).await
+        };
+        match done {
             Ok(value) => value,
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
@@ -55,11 +64,54 @@ impl Exec {
     }
 }
 
+/// Whether the current runtime's clock is paused: a running clock is the
+/// system's monotonic clock, so it moves while this spins for a
+/// microsecond; a paused one only moves when the runtime is idle.
+fn clock_paused() -> bool {
+    let before = tokio::time::Instant::now();
+    let spin = std::time::Instant::now();
+    while spin.elapsed() < std::time::Duration::from_micros(1) {
+        std::hint::spin_loop();
+    }
+    tokio::time::Instant::now() == before
+}
+
 impl Drop for Exec {
     fn drop(&mut self) {
         // Dropping a runtime may block; from async code it must not.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_running_clock_is_not_paused() {
+        assert!(!clock_paused());
+    }
+
+    #[tokio::test]
+    async fn a_paused_clock_is_seen_paused_until_resumed() {
+        tokio::time::pause();
+        assert!(clock_paused());
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        assert!(clock_paused());
+        tokio::time::resume();
+        assert!(!clock_paused());
+    }
+
+    #[tokio::test]
+    async fn a_call_returns_its_value_and_resumes_its_panic() {
+        let exec = Exec::new().expect("runtime");
+        assert_eq!(exec.run(async { 7 }).await, 7);
+        let caught = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            exec.run(async { panic!("in the store") }),
+        ))
+        .await;
+        assert!(caught.is_err(), "the panic comes back to the caller");
     }
 }

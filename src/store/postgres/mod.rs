@@ -461,6 +461,11 @@ impl Db {
         if jobs.is_empty() {
             return Ok(());
         }
+        if let [job] = jobs {
+            if job.logs.len() == 1 && job.logs[0].is_created_at(job.created_at) {
+                return self.job_insert_one(job).await;
+            }
+        }
         let mut logs = LogColumns::default();
         let mut log_created = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -508,6 +513,41 @@ impl Db {
         .bind(&logs.attempts)
         .bind(&logs.messages)
         .bind(&logs.data)
+        .bind(&self.sql.channel)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// One job whose log is its "created" line alone (the usual single
+    /// create): its values bound as they are, with no arrays for the
+    /// server to take apart, and the wake-up in the same statement.
+    async fn job_insert_one(&self, job: &Job) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "WITH new_job AS (
+                 INSERT INTO {jobs} ({columns})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true))
+             SELECT pg_notify($17, '')",
+            jobs = self.sql.table("jobs"),
+            columns = copy::COLUMNS,
+        )))
+        .bind(job.id.0)
+        .bind(job.reference.as_deref())
+        .bind(&*job.task)
+        .bind(job.payload.as_str())
+        .bind(i64::from(job.priority))
+        .bind(job.status.as_str())
+        .bind(job.created_at)
+        .bind(job.run_at)
+        .bind(job.expires_at)
+        .bind(i64::from(job.attempts))
+        .bind(job.max_attempts.map(i64::from))
+        .bind(job.last_error.as_deref())
+        .bind(job.result.as_ref().map(|r| r.to_string()))
+        .bind(job.progress.map(|p| p.current as i64))
+        .bind(job.progress.map(|p| p.total as i64))
+        .bind(job.finished_at)
         .bind(&self.sql.channel)
         .execute(&self.pool)
         .await
