@@ -64,6 +64,11 @@ impl RunShared {
 /// State shared between a running job's context and its worker.
 #[derive(Debug)]
 pub(crate) struct RunShared {
+    /// The job's task and its tag. A recycled `RunShared` keeps them when
+    /// the next run is of the same task, so starting a run touches no
+    /// reference count of theirs.
+    pub(crate) task: Arc<str>,
+    pub(crate) tag: Option<Arc<str>>,
     pub(crate) signal: CancelSignal,
     pub(crate) journal: Mutex<Journal>,
     pub(crate) bus: Arc<EventBus>,
@@ -76,8 +81,6 @@ pub(crate) struct RunShared {
 #[derive(Debug, Clone)]
 pub(crate) struct RunInfo {
     pub(crate) id: JobId,
-    pub(crate) task: Arc<str>,
-    pub(crate) tag: Option<Arc<str>>,
     pub(crate) attempt: u32,
     pub(crate) reference: Option<String>,
     pub(crate) shared: Arc<RunShared>,
@@ -87,16 +90,12 @@ impl RunInfo {
     fn emit(&self, kind: JobEventKind) {
         self.shared.bus.job(JobEvent {
             id: self.id,
-            task: self.task.clone(),
-            tag: self.tag.clone(),
+            task: self.shared.task.clone(),
+            tag: self.shared.tag.clone(),
             attempt: self.attempt,
             at: self.shared.clock.now_utc(),
             kind,
         });
-    }
-
-    pub(crate) fn take_journal(&self) -> Journal {
-        std::mem::take(&mut *self.shared.journal.lock())
     }
 }
 
@@ -124,12 +123,12 @@ impl JobMeta {
 
     /// The task being run.
     pub fn task(&self) -> &str {
-        &self.info.task
+        &self.info.shared.task
     }
 
     /// The task's tag.
     pub fn tag(&self) -> Option<&str> {
-        self.info.tag.as_deref()
+        self.info.shared.tag.as_deref()
     }
 
     /// Which attempt this is, starting at 1.
@@ -213,7 +212,7 @@ impl<T> JobContext<T> {
 
     /// The task being run.
     pub fn task(&self) -> &str {
-        &self.info.task
+        &self.info.shared.task
     }
 
     /// Which attempt this is, starting at 1.

@@ -179,7 +179,7 @@ where
     E: Into<JobError> + 'static,
 {
     fn start(&self, info: RunInfo, payload: &str) -> RunFuture {
-        let payload: T = match decode_payload(&info.task, payload) {
+        let payload: T = match decode_payload(&info.shared.task, payload) {
             Ok(p) => p,
             Err(e) => return Box::pin(std::future::ready(Err(JobError::fatal(e)))),
         };

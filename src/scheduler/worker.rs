@@ -22,17 +22,18 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::supervisor::Supervisor;
-use crate::context::{JobMeta, Journal, RunInfo};
+use crate::context::{JobMeta, Journal, RunInfo, RunShared};
 use crate::error::JobError;
 use crate::job::Payload;
 use crate::middleware::{wrap, Middleware};
 use crate::task::{Action, RunFuture};
 
-/// One job handed to a worker.
+/// One job about to start. Its task's handler and middleware are looked up
+/// when it starts, not carried: no reference counts touched per job.
 pub(crate) struct Dispatch {
     pub(crate) slot: u32,
-    pub(crate) action: Arc<dyn Action>,
-    pub(crate) chain: Option<Arc<[Arc<dyn Middleware>]>>,
+    /// The index of its task in the supervisor's table.
+    pub(crate) task: u32,
     pub(crate) info: RunInfo,
     pub(crate) payload: Payload,
 }
@@ -41,6 +42,7 @@ impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatch")
             .field("slot", &self.slot)
+            .field("task", &self.task)
             .field("job", &self.info.id)
             .finish()
     }
@@ -196,10 +198,12 @@ impl ActorFuture<Worker> for Drive {
 }
 
 /// A handler's future with its run's identity, cancellation and panic
-/// capture around it.
+/// capture around it. The run's facts went to the handler's context; this
+/// keeps what it needs to report: the attempt and the run's shared state.
 pub(crate) struct RunningJob {
     slot: u32,
-    info: RunInfo,
+    attempt: u32,
+    shared: Arc<RunShared>,
     fut: Option<RunFuture>,
     /// Created on the first `Pending`, so jobs that finish at once never
     /// allocate it.
@@ -219,18 +223,20 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 
 impl RunningJob {
     /// Calls the handler (which builds its future; a panic there is the
-    /// run's outcome).
-    pub(crate) fn start(d: Dispatch) -> Self {
-        let info = d.info;
-        let action = d.action;
-        let payload = d.payload;
-        let chain = d.chain;
-        let started = catch_unwind(AssertUnwindSafe(|| {
-            let fut = action.start(info.clone(), payload.as_str());
-            match &chain {
-                Some(chain) => wrap(chain, &JobMeta { info: info.clone() }, fut),
-                None => fut,
+    /// run's outcome), through the middleware `chain` when there is one.
+    pub(crate) fn start(
+        d: Dispatch,
+        action: &dyn Action,
+        chain: Option<&[Arc<dyn Middleware>]>,
+    ) -> Self {
+        let (attempt, shared) = (d.info.attempt, d.info.shared.clone());
+        let (info, payload) = (d.info, d.payload);
+        let started = catch_unwind(AssertUnwindSafe(|| match chain {
+            Some(chain) => {
+                let meta = JobMeta { info: info.clone() };
+                wrap(chain, &meta, action.start(info, payload.as_str()))
             }
+            None => action.start(info, payload.as_str()),
         }));
         let (fut, early) = match started {
             Ok(fut) => (Some(fut), None),
@@ -238,7 +244,8 @@ impl RunningJob {
         };
         RunningJob {
             slot: d.slot,
-            info,
+            attempt,
+            shared,
             fut,
             cancelled: None,
             early,
@@ -256,9 +263,9 @@ impl RunningJob {
     fn report(&self, outcome: Outcome) -> Report {
         Report {
             slot: self.slot,
-            attempt: self.info.attempt,
+            attempt: self.attempt,
             outcome,
-            journal: self.info.take_journal(),
+            journal: std::mem::take(&mut *self.shared.journal.lock()),
         }
     }
 }
@@ -271,7 +278,7 @@ impl Future for RunningJob {
         if let Some(outcome) = this.early.take() {
             return Poll::Ready(this.report(outcome));
         }
-        if this.info.shared.signal.is_cancelled() {
+        if this.shared.signal.is_cancelled() {
             this.fut = None;
             return Poll::Ready(this.report(Outcome::Aborted));
         }
@@ -282,7 +289,7 @@ impl Future for RunningJob {
         let outcome = match polled {
             Ok(Poll::Pending) => {
                 let cancelled = this.cancelled.get_or_insert_with(|| {
-                    Box::pin(this.info.shared.signal.token().clone().cancelled_owned())
+                    Box::pin(this.shared.signal.token().clone().cancelled_owned())
                 });
                 if cancelled.as_mut().poll(cx).is_ready() {
                     Outcome::Aborted

@@ -1055,7 +1055,13 @@ impl Supervisor {
         let mut finished = std::mem::take(&mut self.reports);
         let mut pending = Vec::new();
         for dispatch in worker.outbox.drain(..) {
-            let mut job = RunningJob::start(dispatch);
+            let task = &self.tasks[dispatch.task as usize];
+            let action = &*task
+                .def
+                .as_ref()
+                .expect("only routed jobs are started")
+                .action;
+            let mut job = RunningJob::start(dispatch, action, task.chain.as_deref());
             match job.poll_first() {
                 Poll::Ready(report) => finished.push(report),
                 Poll::Pending => pending.push(job),
@@ -1109,12 +1115,28 @@ impl Supervisor {
             .def
             .as_ref()
             .expect("only routed jobs are ready in a tag");
-        let (action, timeout) = (def.action.clone(), def.timeout);
+        let timeout = def.timeout;
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w as u32 };
-        let shared = self.spare_runs.pop().unwrap_or_else(|| {
+        let spare = self.spare_runs.pop().and_then(|mut run| {
+            let state = Arc::get_mut(&mut run)?;
+            if !Arc::ptr_eq(&state.task, &task.name) {
+                state.task = task.name.clone();
+            }
+            let same_tag = match (&state.tag, &task.tag_name) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            };
+            if !same_tag {
+                state.tag = task.tag_name.clone();
+            }
+            Some(run)
+        });
+        let shared = spare.unwrap_or_else(|| {
             Arc::new(RunShared {
+                task: task.name.clone(),
+                tag: task.tag_name.clone(),
                 signal: Default::default(),
                 journal: Default::default(),
                 bus: self.bus.clone(),
@@ -1125,12 +1147,9 @@ impl Supervisor {
         e.run = Some(shared.clone());
         let dispatch = Dispatch {
             slot,
-            action,
-            chain: task.chain.clone(),
+            task: e.task,
             info: RunInfo {
                 id: e.job.id,
-                task: task.name.clone(),
-                tag: task.tag_name.clone(),
                 attempt: e.job.attempts,
                 reference: e.job.reference().map(str::to_owned),
                 shared,
