@@ -371,17 +371,26 @@ impl EventBus {
         }
         let last = event.kind.is_final();
         let id = event.id;
-        let task = event.task.clone();
-        let event = Event::Job(event);
         let mut subs = self.subscribers.lock();
+        // The maps are looked up (a hash each) only when someone follows a
+        // task or a job: a queue-wide subscriber alone costs no lookups.
+        let task = (!subs.by_task.is_empty()).then(|| event.task.clone());
+        let event = Event::Job(event);
         let mut gone = deliver_all(&mut subs.all, &event, &self.missed);
-        if let Some(list) = subs.by_task.get_mut(&*task) {
-            gone += deliver_all(list, &event, &self.missed);
-            if list.is_empty() {
-                subs.by_task.remove(&*task);
+        if let Some(task) = task {
+            if let Some(list) = subs.by_task.get_mut(&*task) {
+                gone += deliver_all(list, &event, &self.missed);
+                if list.is_empty() {
+                    subs.by_task.remove(&*task);
+                }
             }
         }
-        if let Some(list) = subs.by_job.get_mut(&id) {
+        let by_job = if subs.by_job.is_empty() {
+            None
+        } else {
+            subs.by_job.get_mut(&id)
+        };
+        if let Some(list) = by_job {
             gone += deliver_all(list, &event, &self.missed);
             if last || list.is_empty() {
                 // The job is over: its subscriptions end with it.
