@@ -402,6 +402,43 @@ async fn retention_prunes_completed_jobs_by_age_and_count() {
     );
 }
 
+/// `Retention::keep_none` keeps no completed job: the in-memory store never
+/// gets one, while whoever awaits a result still gets it and failed jobs
+/// are kept.
+#[actix_rt::test]
+async fn keep_none_stores_no_completed_job_but_answers_its_waiter() {
+    pause();
+    let store = Arc::new(kessel::store::MemoryStore::new());
+    let queue = Queue::builder()
+        .store(store.clone())
+        .retention(Retention::keep_none())
+        .build()
+        .await
+        .unwrap();
+    define_ok(&queue, "ok", "default");
+    define_fatal(&queue, "bad", "default");
+    let oks = queue
+        .create_many((0..5).map(|i| NewJob::new("ok", i)))
+        .await
+        .unwrap();
+    let bad = queue.create("bad", ()).await.unwrap();
+    // The wait is asked for before the jobs run (join polls it first).
+    let (result, ran) = futures::join!(queue.result(oks[0].id()), queue.run_jobs(None, None));
+    assert_eq!(ran.unwrap(), 6);
+    let result = result.unwrap();
+    assert_eq!(result.status, JobStatus::Completed);
+    assert_eq!(result.id, oks[0].id());
+    assert_eq!(store.len(), 1, "only the buried job is stored");
+    assert!(matches!(
+        queue.job(oks[1].id()).await,
+        Err(Error::UnknownJob(id)) if id == oks[1].id()
+    ));
+    assert_eq!(queue.job(bad.id()).await.unwrap().status, JobStatus::Buried);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.count("ok", JobStatus::Completed), 0);
+    assert_eq!(stats.count("bad", JobStatus::Buried), 1);
+}
+
 /// The in-memory store holds completed jobs in memory: it is pruned to the
 /// count cap as jobs complete (a sixteenth of the cap at a time), not only
 /// at the interval, and the newest are kept.

@@ -93,6 +93,44 @@ impl Retention {
         Ok(removed)
     }
 
+    /// Keeps no completed job: a job that completes is gone, as in Sidekiq
+    /// or with BullMQ's `removeOnComplete`. Its events are still sent and
+    /// whoever awaits its result still gets it; reading it later finds
+    /// nothing. Failed (buried), expired and cancelled jobs are kept.
+    ///
+    /// On the in-memory store, a completed job then costs no record at
+    /// all, not even for a moment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::builder()
+    ///     .retention(kessel::Retention::keep_none())
+    ///     .build()
+    ///     .await?;
+    /// queue.define("ping").action(|_job: kessel::JobContext<()>| async { Ok::<_, kessel::JobError>(()) })?;
+    /// let handle = queue.create("ping", ()).await?;
+    /// assert_eq!(queue.run_jobs(None, None).await?, 1);
+    /// assert!(
+    ///     matches!(queue.job(handle.id()).await, Err(kessel::Error::UnknownJob(_))),
+    ///     "ran, and kept nowhere"
+    /// );
+    /// # Ok(()) }
+    /// ```
+    pub fn keep_none() -> Self {
+        Retention {
+            completed_max_age: Some(Duration::ZERO),
+            completed_max_count: Some(0),
+            interval: Duration::from_secs(60),
+        }
+    }
+
+    /// Whether completed jobs are kept at all.
+    pub(super) fn keeps_completed(&self) -> bool {
+        self.completed_max_count != Some(0) && self.completed_max_age != Some(Duration::ZERO)
+    }
+
     /// Keeps completed jobs until cleaned by hand.
     pub fn keep_all() -> Self {
         Retention {

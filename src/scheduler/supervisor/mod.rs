@@ -841,6 +841,22 @@ impl Supervisor {
             _ => JobEventKind::Cancelled,
         };
         let finished_at = self.now_utc();
+        if self.ephemeral && status == JobStatus::Completed && !self.retention.keeps_completed() {
+            // Kept nowhere: no record to build, store and prune.
+            self.emit(e.job.id, e.task, e.job.attempts, kind);
+            if !self.result_waiters.is_empty() {
+                if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
+                    let result = JobResult {
+                        id: e.job.id,
+                        status,
+                        value,
+                        message,
+                    };
+                    self.barrier_next.push(Waiter::Result(waiters, result));
+                }
+            }
+            return;
+        }
         if self.ephemeral {
             // The entry becomes the stored record at once: no update to
             // merge, and the log in one allocation.
