@@ -451,31 +451,50 @@ impl Bench {
         if system != System::Kessel {
             return;
         }
-        for c in self.plan.concurrencies.clone() {
-            let params = format!("n={}, c={c}, events on", report::human(n as f64));
-            let cap = self.plan.cap;
-            match run(|| {
-                systems::kessel::burn_down(systems::kessel::Backend::Memory, n, c, true, cap)
-            }) {
-                Ok((rate, note)) => self.row(
-                    "burn-down",
-                    params,
-                    system,
-                    "throughput",
-                    "jobs/s",
-                    Better::Higher,
-                    Some(rate),
-                    note,
-                ),
-                Err(e) => self.no_value::<()>(
-                    "burn-down",
-                    params,
-                    system,
-                    "throughput",
-                    "jobs/s",
-                    Better::Higher,
-                    Answer::Failed(e),
-                ),
+        // Events on; and both ways again keeping no completed job
+        // (`Retention::keep_none`), as the peers keep none.
+        let variants = [
+            (systems::kessel::Backend::Memory, true, ""),
+            (
+                systems::kessel::Backend::MemoryKeepNone,
+                false,
+                ", completed jobs not kept",
+            ),
+            (
+                systems::kessel::Backend::MemoryKeepNone,
+                true,
+                ", completed jobs not kept",
+            ),
+        ];
+        for (backend, events, kept) in variants {
+            for c in self.plan.concurrencies.clone() {
+                let params = format!(
+                    "n={}, c={c}, events {}{kept}",
+                    report::human(n as f64),
+                    if events { "on" } else { "off" }
+                );
+                let cap = self.plan.cap;
+                match run(|| systems::kessel::burn_down(backend, n, c, events, cap)) {
+                    Ok((rate, note)) => self.row(
+                        "burn-down",
+                        params,
+                        system,
+                        "throughput",
+                        "jobs/s",
+                        Better::Higher,
+                        Some(rate),
+                        note,
+                    ),
+                    Err(e) => self.no_value::<()>(
+                        "burn-down",
+                        params,
+                        system,
+                        "throughput",
+                        "jobs/s",
+                        Better::Higher,
+                        Answer::Failed(e),
+                    ),
+                }
             }
         }
     }

@@ -19,6 +19,9 @@ pub const TAG: &str = "bench";
 #[derive(Debug, Clone, Copy)]
 pub enum Backend<'a> {
     Memory,
+    /// The in-memory store with `Retention::keep_none()`: completed jobs
+    /// are kept nowhere, as apalis, Sidekiq or BullMQ's `removeOnComplete`.
+    MemoryKeepNone,
     /// A fresh database file in a temporary directory, default durability
     /// (synced to disk).
     Sqlite,
@@ -33,7 +36,7 @@ pub const PG_SCHEMA: &str = "kessel_bench";
 
 async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep), Fail> {
     match backend {
-        Backend::Memory => Ok((None, None)),
+        Backend::Memory | Backend::MemoryKeepNone => Ok((None, None)),
         Backend::Sqlite => {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
             let store = SqliteOptions::new(dir.path().join("jobs.db"))
@@ -63,8 +66,14 @@ async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep
 }
 
 async fn queue_on(backend: Backend<'_>, stamps: &Arc<Stamps>) -> Result<(Queue, Keep), Fail> {
+    let keep_none = matches!(backend, Backend::MemoryKeepNone);
     let (store, keep) = store_for(backend).await?;
     let queue = match store {
+        None if keep_none => Queue::builder()
+            .retention(kessel::Retention::keep_none())
+            .build()
+            .await
+            .map_err(|e| e.to_string())?,
         None => Queue::new(),
         Some(store) => Queue::builder()
             .store(store)
