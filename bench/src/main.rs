@@ -416,55 +416,57 @@ impl Bench {
         self.row(workload, params, system, metric, unit, better, None, note);
     }
 
+    /// A burn-down row: the rate and its note, or why there is none.
+    fn burn_row(&mut self, params: String, system: System, answer: Answer<(f64, Option<String>)>) {
+        let (rate, note) = match answer {
+            Answer::Done((rate, note)) => (Some(rate), note),
+            Answer::Failed(e) => (None, Some(format!("FAILED: {e}"))),
+            Answer::Unavailable(why) => (None, Some(why.to_owned())),
+        };
+        let better = Better::Higher;
+        self.row(
+            "burn-down",
+            params,
+            system,
+            "throughput",
+            "jobs/s",
+            better,
+            rate,
+            note,
+        );
+    }
+
     fn burn_down(&mut self, system: System) {
         let n = self.plan.burn_n;
         for c in self.plan.concurrencies.clone() {
             let params = format!("n={}, c={c}, events off", report::human(n as f64));
             let cap = self.plan.cap;
-            match run(|| system.burn_down(&self.env, n, c, cap)) {
+            let answer = match run(|| system.burn_down(&self.env, n, c, cap)) {
                 Answer::Done(rate) => {
                     if c == self.plan.latency_concurrency {
                         self.capacity.insert(system, rate);
                     }
-                    self.row(
-                        "burn-down",
-                        params,
-                        system,
-                        "throughput",
-                        "jobs/s",
-                        Better::Higher,
-                        Some(rate),
-                        None,
-                    );
+                    Answer::Done((rate, None))
                 }
-                other => self.no_value(
-                    "burn-down",
-                    params,
-                    system,
-                    "throughput",
-                    "jobs/s",
-                    Better::Higher,
-                    other,
-                ),
-            }
+                Answer::Failed(e) => Answer::Failed(e),
+                Answer::Unavailable(why) => Answer::Unavailable(why),
+            };
+            self.burn_row(params, system, answer);
         }
         if system != System::Kessel {
             return;
         }
         // Events on; and both ways again keeping no completed job
         // (`Retention::keep_none`), as the peers keep none.
+        let kept_nowhere = ", completed jobs not kept";
         let variants = [
             (systems::kessel::Backend::Memory, true, ""),
             (
                 systems::kessel::Backend::MemoryKeepNone,
                 false,
-                ", completed jobs not kept",
+                kept_nowhere,
             ),
-            (
-                systems::kessel::Backend::MemoryKeepNone,
-                true,
-                ", completed jobs not kept",
-            ),
+            (systems::kessel::Backend::MemoryKeepNone, true, kept_nowhere),
         ];
         for (backend, events, kept) in variants {
             for c in self.plan.concurrencies.clone() {
@@ -474,27 +476,8 @@ impl Bench {
                     if events { "on" } else { "off" }
                 );
                 let cap = self.plan.cap;
-                match run(|| systems::kessel::burn_down(backend, n, c, events, cap)) {
-                    Ok((rate, note)) => self.row(
-                        "burn-down",
-                        params,
-                        system,
-                        "throughput",
-                        "jobs/s",
-                        Better::Higher,
-                        Some(rate),
-                        note,
-                    ),
-                    Err(e) => self.no_value::<()>(
-                        "burn-down",
-                        params,
-                        system,
-                        "throughput",
-                        "jobs/s",
-                        Better::Higher,
-                        Answer::Failed(e),
-                    ),
-                }
+                let answer = run(|| systems::kessel::burn_down(backend, n, c, events, cap));
+                self.burn_row(params, system, answer.into());
             }
         }
     }
