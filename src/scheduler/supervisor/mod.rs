@@ -824,12 +824,6 @@ impl Supervisor {
         }
         self.by_id.remove(&e.job.id);
         let attempt = e.job.attempts;
-        let line = Some(match (status, &message) {
-            (JobStatus::Completed, _) => self.line(attempt, "completed"),
-            (JobStatus::Cancelled, _) => self.line(attempt, "cancelled"),
-            (status, Some(m)) => self.line(attempt, format!("{status}: {m}")),
-            (status, None) => self.line(attempt, status.as_str()),
-        });
         let kind = match status {
             JobStatus::Completed => JobEventKind::Completed {
                 value: value.clone(),
@@ -843,7 +837,7 @@ impl Supervisor {
         let finished_at = self.now_utc();
         if self.ephemeral && status == JobStatus::Completed && !self.retention.keeps_completed() {
             // Kept nowhere: no record to build, store and prune.
-            self.emit(e.job.id, e.task, e.job.attempts, kind);
+            self.emit(e.job.id, e.task, attempt, kind);
             if !self.result_waiters.is_empty() {
                 if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
                     let result = JobResult {
@@ -857,6 +851,12 @@ impl Supervisor {
             }
             return;
         }
+        let line = Some(match (status, &message) {
+            (JobStatus::Completed, _) => self.line(attempt, "completed"),
+            (JobStatus::Cancelled, _) => self.line(attempt, "cancelled"),
+            (status, Some(m)) => self.line(attempt, format!("{status}: {m}")),
+            (status, None) => self.line(attempt, status.as_str()),
+        });
         if self.ephemeral {
             // The entry becomes the stored record at once: no update to
             // merge, and the log in one allocation.
