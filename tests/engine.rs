@@ -980,3 +980,64 @@ async fn a_reused_run_starts_clean_and_a_kept_context_stays_its_own() {
         "an earlier run's token fired with a later run's cancellation"
     );
 }
+
+/// Runs of different tasks, one after the other, each see their own task
+/// in their context, and middleware sees its tag too (a run's state is
+/// reused from one run to the next).
+#[actix_rt::test]
+async fn each_run_sees_its_own_task_and_tag() {
+    pause();
+    let queue = Queue::new();
+    let handled: Trace<(u32, String)> = Trace::default();
+    for (task, tag) in [("resize", "images"), ("send", "mail")] {
+        let handled = handled.clone();
+        queue
+            .define(task)
+            .tag(tag)
+            .action(move |job: Ctx<u32>| {
+                handled.push((job.payload, job.task().to_owned()));
+                async { Ok::<_, JobError>(()) }
+            })
+            .unwrap();
+    }
+    let tasks = ["resize", "send", "send", "resize", "send", "resize"];
+    let tag_of = |task: &str| if task == "resize" { "images" } else { "mail" };
+    let create = |offset: usize| {
+        queue.create_many(
+            tasks
+                .iter()
+                .enumerate()
+                .map(move |(i, task)| NewJob::new(*task, (offset + i) as u32)),
+        )
+    };
+    create(0).await.unwrap();
+    assert_eq!(queue.run_jobs(None, None).await.unwrap(), tasks.len());
+    // The same again through middleware, which also sees the tag.
+    let wrapped: Trace<(String, Option<String>)> = Trace::default();
+    let w = wrapped.clone();
+    queue.middleware(kessel::middleware::from_fn(
+        move |job: kessel::JobMeta, next: kessel::middleware::Next| {
+            w.push((job.task().to_owned(), job.tag().map(str::to_owned)));
+            next.run()
+        },
+    ));
+    create(tasks.len()).await.unwrap();
+    assert_eq!(queue.run_jobs(None, None).await.unwrap(), tasks.len());
+    let mut handled = handled.items();
+    handled.sort();
+    let expected: Vec<_> = tasks
+        .iter()
+        .chain(tasks.iter())
+        .enumerate()
+        .map(|(i, task)| (i as u32, task.to_string()))
+        .collect();
+    assert_eq!(handled, expected);
+    let mut wrapped = wrapped.items();
+    wrapped.sort();
+    let mut expected: Vec<_> = tasks
+        .iter()
+        .map(|task| (task.to_string(), Some(tag_of(task).to_owned())))
+        .collect();
+    expected.sort();
+    assert_eq!(wrapped, expected);
+}

@@ -1135,16 +1135,16 @@ impl Supervisor {
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w as u32 };
+        // A spare run of the same task is taken as it is; one of another
+        // task gets this task's name and tag (nothing else holds a spare).
         let spare = self.spare_runs.pop().and_then(|mut run| {
-            let state = Arc::get_mut(&mut run)?;
-            if !Arc::ptr_eq(&state.task, &task.name) {
-                state.task = task.name.clone();
-            }
-            let same_tag = match (&state.tag, &task.tag_name) {
+            let same_tag = match (&run.tag, &task.tag_name) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (a, b) => a.is_none() && b.is_none(),
             };
-            if !same_tag {
+            if !same_tag || !Arc::ptr_eq(&run.task, &task.name) {
+                let state = Arc::get_mut(&mut run)?;
+                state.task = task.name.clone();
                 state.tag = task.tag_name.clone();
             }
             Some(run)
