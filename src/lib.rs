@@ -68,7 +68,7 @@ mod scheduler;
 pub mod store;
 mod task;
 
-pub use admin::{Clean, Stats};
+pub use admin::{Clean, Stats, StuckThread};
 pub use context::{JobContext, JobMeta};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
@@ -77,4 +77,4 @@ pub use new_job::NewJob;
 pub use queue::{CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, WorkerHandle};
 pub use scheduler::{Retention, SharedConfig, ShutdownReport};
 pub use store::Store;
-pub use task::{RetryPolicy, Step, Task, TaskBuilder, DEFAULT_TAG};
+pub use task::{RetryPolicy, Step, Task, TaskBuilder, DEFAULT_GRACE, DEFAULT_TAG};

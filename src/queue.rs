@@ -21,8 +21,8 @@ use crate::middleware::{Middleware, Plugin};
 use crate::new_job::NewJob;
 use crate::scheduler::clock::Clock;
 use crate::scheduler::supervisor::{
-    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingJob, Poke,
-    Retention, SharedConfig, Shutdown, StartWorker, Supervisor, SupervisorAddr, WaitReply,
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingJob, Placement,
+    Poke, Retention, SharedConfig, Shutdown, StartWorker, Supervisor, SupervisorAddr, WaitReply,
     WaitResult, WatchExpiry,
 };
 use crate::scheduler::ShutdownReport;
@@ -37,14 +37,31 @@ pub(crate) struct Inner {
     pub(crate) bus: Arc<EventBus>,
     /// Create calls whose store write has not finished (for `drained`).
     creating: AtomicUsize,
+    /// Where workers run their handlers unless told otherwise.
+    placement: Placement,
 }
 
-/// The queue: a cheap-to-clone handle to one supervisor actor and its store.
+/// The queue: a cheap-to-clone handle to one scheduler actor and its store.
 ///
 /// Build it inside a running actix system (an `#[actix_rt::main]` or
 /// `#[actix_web::main]` function, an actix-web app, or a test marked
-/// `#[actix_rt::test]`): the supervisor and the workers run on the arbiter
-/// that builds the queue.
+/// `#[actix_rt::test]`).
+///
+/// # Threads
+///
+/// The scheduler (its timers, the store writes, leases and heartbeats)
+/// runs on an arbiter of its own, and each worker runs its handlers on
+/// threads of its own (one by default, more with
+/// [`ProcessBuilder::threads`]): a handler that blocks or spins stalls
+/// only its own worker thread, never timers, the store or other workers.
+/// [`ProcessBuilder::on_scheduler_thread`] opts a worker into running its
+/// handlers on the scheduler's thread, for speed, at that risk.
+///
+/// On a paused tokio clock (`tokio::time::pause`, a test), the clock
+/// belongs to the runtime that paused it: the scheduler then runs on the
+/// arbiter that builds the queue, and workers run their handlers on its
+/// thread unless given threads explicitly, so the whole queue follows the
+/// test's virtual time.
 ///
 /// # Examples
 ///
@@ -255,6 +272,7 @@ pub struct ProcessBuilder<'q> {
     queue: &'q Queue,
     tags: Vec<String>,
     concurrency: usize,
+    placement: Option<Placement>,
 }
 
 impl ProcessBuilder<'_> {
@@ -262,6 +280,53 @@ impl ProcessBuilder<'_> {
     /// serial processing). 0 is read as 1.
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Runs the worker's handlers on `threads` threads of its own (default
+    /// 1), its concurrency spread over them: each job goes to the thread
+    /// with the fewest jobs running. Handlers that use the CPU scale with
+    /// threads up to the machine's cores; a handler that blocks one thread
+    /// leaves the others running. A handler's future is created and polled
+    /// on one thread, so it need not be `Send`. 0 is read as 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let worker = queue.process(["images"]).concurrency(8).threads(2).start()?;
+    /// assert_eq!(worker.threads(), Some(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.placement = Some(Placement::Threads(threads.max(1)));
+        self
+    }
+
+    /// Runs the worker's handlers on the scheduler's own thread rather
+    /// than on threads of the worker's own. A job's handler is then polled
+    /// first by the scheduler itself, and one that finishes at once costs
+    /// no hand-off between threads: the fastest way to run many tiny jobs.
+    ///
+    /// **The risk:** a handler that blocks its thread (a blocking call, a
+    /// long CPU loop, a future that never yields) then stalls the whole
+    /// queue: timers of other jobs, timeouts, store writes, lease
+    /// heartbeats on PostgreSQL (other processes then rescue and rerun the
+    /// jobs this one runs) and every other worker on that thread. Use it
+    /// only for handlers that always yield quickly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let worker = queue.process(["counters"]).concurrency(64).on_scheduler_thread().start()?;
+    /// assert_eq!(worker.threads(), None);
+    /// # Ok(()) }
+    /// ```
+    pub fn on_scheduler_thread(mut self) -> Self {
+        self.placement = Some(Placement::SchedulerThread);
         self
     }
 
@@ -286,10 +351,16 @@ impl ProcessBuilder<'_> {
         self.queue.inner.supervisor.do_send(StartWorker {
             tags: self.tags.clone(),
             concurrency: self.concurrency,
+            placement: self.placement,
         });
+        let placement = self.placement.unwrap_or(self.queue.inner.placement);
         Ok(WorkerHandle {
             tags: self.tags,
             concurrency: self.concurrency,
+            threads: match placement {
+                Placement::SchedulerThread => None,
+                Placement::Threads(n) => Some(n),
+            },
         })
     }
 }
@@ -299,6 +370,7 @@ impl ProcessBuilder<'_> {
 pub struct WorkerHandle {
     tags: Vec<String>,
     concurrency: usize,
+    threads: Option<usize>,
 }
 
 impl WorkerHandle {
@@ -310,6 +382,13 @@ impl WorkerHandle {
     /// How many jobs it runs at once.
     pub fn concurrency(&self) -> usize {
         self.concurrency
+    }
+
+    /// How many threads of its own run its handlers; `None` when they run
+    /// on the scheduler's thread (see
+    /// [`ProcessBuilder::on_scheduler_thread`]).
+    pub fn threads(&self) -> Option<usize> {
+        self.threads
     }
 }
 
@@ -346,18 +425,29 @@ impl Queue {
         let clock = Clock::new();
         let bus = Arc::new(EventBus::default());
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let supervisor = SupervisorAddr::new(
-            Supervisor::new(
-                clock,
-                store.clone(),
-                bus.clone(),
-                retention,
-                shared,
-                sent.clone(),
-            )
-            .start(),
-            sent,
-        );
+        // A paused clock is the test runtime's: everything stays on it.
+        let paused = crate::scheduler::clock::clock_paused();
+        let placement = if paused {
+            Placement::SchedulerThread
+        } else {
+            Placement::Threads(1)
+        };
+        let new_scheduler = {
+            let (store, bus, sent) = (store.clone(), bus.clone(), sent.clone());
+            move || Supervisor::new(clock, store, bus, retention, shared, sent, placement)
+        };
+        let addr = if paused {
+            new_scheduler().start()
+        } else {
+            let arbiter = Arbiter::new();
+            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                new_scheduler().on_own_thread()
+            });
+            // The arbiter's thread ends when the scheduler stops it.
+            drop(arbiter);
+            addr
+        };
+        let supervisor = SupervisorAddr::new(addr, sent);
         Queue {
             inner: Arc::new(Inner {
                 supervisor,
@@ -366,6 +456,7 @@ impl Queue {
                 tasks: DashMap::new(),
                 bus,
                 creating: AtomicUsize::new(0),
+                placement,
             }),
         }
     }
@@ -587,6 +678,7 @@ impl Queue {
             queue: self,
             tags: tags.into_iter().map(Into::into).collect(),
             concurrency: 1,
+            placement: None,
         }
     }
 

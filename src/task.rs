@@ -298,10 +298,22 @@ pub(crate) struct TaskDef {
     pub(crate) tag: String,
     pub(crate) description: Option<String>,
     pub(crate) timeout: Option<Duration>,
+    /// How long a signalled run may go on before its future is dropped.
+    pub(crate) grace: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     pub(crate) action: Arc<dyn Action>,
 }
+
+/// How long a run that was cancelled or timed out may go on, by default,
+/// before kessel drops its future (see [`TaskBuilder::grace`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(kessel::DEFAULT_GRACE, std::time::Duration::from_secs(1));
+/// ```
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for TaskDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -309,6 +321,7 @@ impl std::fmt::Debug for TaskDef {
             .field("name", &self.name)
             .field("tag", &self.tag)
             .field("timeout", &self.timeout)
+            .field("grace", &self.grace)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
@@ -371,6 +384,12 @@ impl Task {
         self.def.timeout
     }
 
+    /// How long a cancelled or timed-out run may go on before its future
+    /// is dropped (see [`TaskBuilder::grace`]).
+    pub fn grace(&self) -> Duration {
+        self.def.grace
+    }
+
     /// How the task retries.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.def.retry
@@ -410,6 +429,7 @@ pub struct TaskBuilder<'q> {
     tag: String,
     description: Option<String>,
     timeout: Option<Duration>,
+    grace: Duration,
     retry: RetryPolicy,
     middleware: Vec<Arc<dyn Middleware>>,
     error: Option<Error>,
@@ -423,6 +443,7 @@ impl<'q> TaskBuilder<'q> {
             tag: DEFAULT_TAG.to_owned(),
             description: None,
             timeout: None,
+            grace: DEFAULT_GRACE,
             retry: RetryPolicy::default(),
             middleware: Vec::new(),
             error: None,
@@ -448,6 +469,51 @@ impl<'q> TaskBuilder<'q> {
     pub fn timeout(mut self, timeout: impl IntoDuration) -> Self {
         match timeout.into_duration() {
             Ok(d) => self.timeout = Some(d),
+            Err(e) => self.error = self.error.take().or(Some(e.into())),
+        }
+        self
+    }
+
+    /// How long a run that was cancelled or timed out may go on before its
+    /// future is dropped (default [`DEFAULT_GRACE`], one second).
+    ///
+    /// A cancel or a timeout first fires the run's signal:
+    /// [`JobContext::cancelled`](crate::JobContext::cancelled) resolves and
+    /// [`JobContext::is_cancelled`](crate::JobContext::is_cancelled) turns
+    /// true. The handler's future is still polled for this long, so it can
+    /// stop cleanly, write a last log line and return; what it returns is
+    /// recorded with the cancellation or the timeout (its error's message
+    /// after the reason, its log lines in order). A handler still running
+    /// at the end of the grace period is dropped at its next await point.
+    /// Its worker's slot stays taken until the run has ended either way.
+    /// `0` drops the future at once. An unreadable duration makes
+    /// [`TaskBuilder::action`] return the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue
+    ///     .define("export")
+    ///     .timeout("30s")
+    ///     .grace("5s")
+    ///     .action(|job: JobContext<()>| async move {
+    ///         tokio::select! {
+    ///             _ = job.cancelled() => {
+    ///                 job.log("stopped at a safe point", ());
+    ///                 Err(JobError::transient("stopped early"))
+    ///             }
+    ///             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => Ok(()),
+    ///         }
+    ///     })?;
+    /// assert_eq!(task.grace(), std::time::Duration::from_secs(5));
+    /// # Ok(()) }
+    /// ```
+    pub fn grace(mut self, grace: impl IntoDuration) -> Self {
+        match grace.into_duration() {
+            Ok(d) => self.grace = d,
             Err(e) => self.error = self.error.take().or(Some(e.into())),
         }
         self
@@ -532,8 +598,13 @@ impl<'q> TaskBuilder<'q> {
     /// `R` is serialized as the job's result and `E` converts into
     /// [`JobError`].
     ///
-    /// Handlers run on the queue's actix arbiter, so their futures need not
-    /// be `Send`. CPU-heavy work belongs on `tokio::task::spawn_blocking`.
+    /// Handlers run on their worker's threads (see
+    /// [`ProcessBuilder::threads`](crate::ProcessBuilder::threads)), never
+    /// on the scheduler's: a handler that blocks its thread delays only the
+    /// jobs of that thread. The handler's future is created and polled on
+    /// one worker thread, so it need not be `Send`. Long CPU-heavy work is
+    /// still best moved to `tokio::task::spawn_blocking`, so the thread's
+    /// other jobs keep their turn.
     ///
     /// # Errors
     ///
@@ -570,6 +641,7 @@ impl<'q> TaskBuilder<'q> {
             tag: self.tag,
             description: self.description,
             timeout: self.timeout,
+            grace: self.grace,
             retry: self.retry,
             middleware: self.middleware,
             action,

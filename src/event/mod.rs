@@ -178,6 +178,26 @@ pub enum QueueEvent {
         /// What failed and why.
         message: String,
     },
+    /// A worker thread has not answered the scheduler for a while: a
+    /// handler blocks it (a blocking call, a long CPU loop, a future that
+    /// never yields). Its jobs' timeouts still fire and other threads go
+    /// on; the jobs it would run next wait. Sent once, then
+    /// [`QueueEvent::ThreadResponsive`] when it answers again.
+    ThreadStuck {
+        /// The tags of the worker the thread belongs to.
+        tags: Vec<String>,
+        /// Which of the worker's threads, from 0.
+        thread: usize,
+        /// The jobs it was running when it stopped answering.
+        running: Vec<JobId>,
+    },
+    /// A thread reported by [`QueueEvent::ThreadStuck`] answers again.
+    ThreadResponsive {
+        /// The tags of the worker the thread belongs to.
+        tags: Vec<String>,
+        /// Which of the worker's threads, from 0.
+        thread: usize,
+    },
 }
 
 /// What a subscriber receives.

@@ -4,6 +4,19 @@
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+/// Whether the current runtime's clock is paused (a test on tokio's
+/// `test-util` clock): a running clock is the system's monotonic clock, so
+/// it moves while this spins for a microsecond; a paused one only moves
+/// when the runtime is idle.
+pub(crate) fn clock_paused() -> bool {
+    let before = Instant::now();
+    let spin = std::time::Instant::now();
+    while spin.elapsed() < std::time::Duration::from_micros(1) {
+        std::hint::spin_loop();
+    }
+    Instant::now() == before
+}
+
 /// Maps between tokio time, UTC and wheel milliseconds. Every time the
 /// engine reads comes from here, so tests on a paused tokio clock see UTC
 /// advance with it.

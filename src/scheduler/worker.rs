@@ -1,13 +1,23 @@
-//! Worker actors: each serves a list of tags with a concurrency limit and
-//! polls the handlers that did not finish at once.
+//! Worker actors: each polls the handlers of the jobs the scheduler gave
+//! it, on its own thread.
 //!
-//! The supervisor starts a job's handler and polls it once itself (see
-//! `Supervisor::dispatch`); a job still pending after that comes here. A
-//! worker keeps every such job in one `FuturesUnordered` polled by a single
-//! long-lived actor future, so a wake-up polls only the jobs that were
-//! woken. A job that arrives is polled again straight away, which
-//! registers the worker's waker. Completions are sent back to the
-//! supervisor in one message per wake-up.
+//! A worker (what `Queue::process` starts) is one actor per worker thread,
+//! each on an arbiter of its own: the scheduler sends a thread the jobs it
+//! starts in one [`Run`] message per dispatch round, the thread calls each
+//! handler there (so handler futures need not be `Send`), and reports the
+//! runs that ended in one [`Finished`] message per wake-up. A handler that
+//! blocks its thread stalls that thread alone.
+//!
+//! Opt-in, a worker may instead share the scheduler's thread
+//! (`ProcessBuilder::on_scheduler_thread`): then the scheduler starts a
+//! job's handler and polls it once itself (see `Supervisor::dispatch`),
+//! and only a job still pending after that comes here, through a
+//! [`Handoff`] cell rather than a message.
+//!
+//! Either way a worker keeps its jobs in one `FuturesUnordered` polled by
+//! a single long-lived actor future, so a wake-up polls only the jobs that
+//! were woken. A job that arrives is polled straight away, which registers
+//! the worker's waker.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -28,14 +38,33 @@ use crate::job::Payload;
 use crate::middleware::{wrap, Middleware};
 use crate::task::{Action, RunFuture};
 
-/// One job about to start. Its task's handler and middleware are looked up
-/// when it starts, not carried: no reference counts touched per job.
+/// What a worker thread needs of a task to start its jobs: the handler,
+/// the middleware around it, and the grace period of a signalled run.
+pub(crate) struct Runnable {
+    pub(crate) action: Arc<dyn Action>,
+    pub(crate) chain: Option<Arc<[Arc<dyn Middleware>]>>,
+    pub(crate) grace: std::time::Duration,
+}
+
+impl std::fmt::Debug for Runnable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runnable")
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One job about to start. On the scheduler's thread its task's handler
+/// and middleware are looked up when it starts, not carried: no reference
+/// counts touched per job; a job for a worker thread carries them in
+/// `runnable`.
 pub(crate) struct Dispatch {
     pub(crate) slot: u32,
     /// The index of its task in the supervisor's table.
     pub(crate) task: u32,
     pub(crate) info: RunInfo,
     pub(crate) payload: Payload,
+    pub(crate) runnable: Option<Arc<Runnable>>,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -111,7 +140,29 @@ pub(crate) struct Report {
 #[rtype(result = "()")]
 pub(crate) struct Finished {
     pub(crate) worker: usize,
+    /// Which of the worker's threads ran them.
+    pub(crate) thread: usize,
     pub(crate) reports: Vec<Report>,
+}
+
+/// Jobs for a worker thread to start: one message per dispatch round.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Run(pub(crate) Vec<Dispatch>);
+
+/// Asks a worker thread whether it is free to answer: a thread whose
+/// handler blocks it does not answer until the handler returns.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Ping(pub(crate) u64);
+
+/// A worker thread's answer to [`Ping`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Pong {
+    pub(crate) worker: usize,
+    pub(crate) thread: usize,
+    pub(crate) seq: u64,
 }
 
 /// Stops the worker once its running jobs are gone.
@@ -121,6 +172,7 @@ pub(crate) struct Stop;
 
 pub(crate) struct Worker {
     index: usize,
+    thread: usize,
     supervisor: Addr<Supervisor>,
     handoff: Rc<Handoff>,
     incoming: Vec<RunningJob>,
@@ -138,9 +190,16 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, supervisor: Addr<Supervisor>, handoff: Rc<Handoff>) -> Self {
+    /// Worker `index`'s thread `thread`; `handoff` is where jobs arrive.
+    pub(crate) fn new(
+        index: usize,
+        thread: usize,
+        supervisor: Addr<Supervisor>,
+        handoff: Rc<Handoff>,
+    ) -> Self {
         Worker {
             index,
+            thread,
             supervisor,
             handoff,
             incoming: Vec::new(),
@@ -162,6 +221,34 @@ impl Handler<Stop> for Worker {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+impl Handler<Run> for Worker {
+    type Result = ();
+    fn handle(&mut self, msg: Run, _: &mut Self::Context) {
+        let jobs = msg
+            .0
+            .into_iter()
+            .map(|d| match d.runnable.clone() {
+                Some(r) => RunningJob::start(d, &*r.action, r.chain.as_deref(), r.grace),
+                None => {
+                    RunningJob::start_failed(d, "a job reached a worker thread without its task")
+                }
+            })
+            .collect();
+        self.handoff.push(jobs);
+    }
+}
+
+impl Handler<Ping> for Worker {
+    type Result = ();
+    fn handle(&mut self, msg: Ping, _: &mut Self::Context) {
+        self.supervisor.do_send(Pong {
+            worker: self.index,
+            thread: self.thread,
+            seq: msg.0,
+        });
     }
 }
 
@@ -190,6 +277,7 @@ impl ActorFuture<Worker> for Drive {
         if !act.done.is_empty() {
             act.supervisor.do_send(Finished {
                 worker: act.index,
+                thread: act.thread,
                 reports: std::mem::take(&mut act.done),
             });
         }
@@ -209,6 +297,11 @@ pub(crate) struct RunningJob {
     /// allocate it.
     cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     early: Option<Outcome>,
+    /// How long the run may go on once signalled.
+    grace: std::time::Duration,
+    /// Started when the signal is first seen: the future is dropped when
+    /// it ends.
+    grace_ends: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -228,6 +321,7 @@ impl RunningJob {
         d: Dispatch,
         action: &dyn Action,
         chain: Option<&[Arc<dyn Middleware>]>,
+        grace: std::time::Duration,
     ) -> Self {
         let (attempt, shared) = (d.info.attempt, d.info.shared.clone());
         let (info, payload) = (d.info, d.payload);
@@ -249,7 +343,39 @@ impl RunningJob {
             fut,
             cancelled: None,
             early,
+            grace,
+            grace_ends: None,
         }
+    }
+
+    /// A run that fails before its handler is called: a broken invariant
+    /// fails the job, never the worker.
+    pub(crate) fn start_failed(d: Dispatch, message: &str) -> Self {
+        RunningJob {
+            slot: d.slot,
+            attempt: d.info.attempt,
+            shared: d.info.shared,
+            fut: None,
+            cancelled: None,
+            early: Some(Outcome::Failed(JobError::transient(format!(
+                "internal: {message}"
+            )))),
+            grace: std::time::Duration::ZERO,
+            grace_ends: None,
+        }
+    }
+
+    /// Once signalled: whether its grace period is over (polling the timer
+    /// registers `cx` to be woken when it is).
+    fn grace_over(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        if self.grace.is_zero() {
+            return true;
+        }
+        let grace = self.grace;
+        let ends = self
+            .grace_ends
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(grace)));
+        ends.as_mut().poll(cx).is_ready()
     }
 
     /// Polls it once, with a waker that does nothing: for the first poll,
@@ -278,7 +404,9 @@ impl Future for RunningJob {
         if let Some(outcome) = this.early.take() {
             return Poll::Ready(this.report(outcome));
         }
-        if this.shared.signal.is_cancelled() {
+        // Signalled: the handler goes on for its grace period, then is
+        // dropped.
+        if this.shared.signal.is_cancelled() && this.grace_over(cx) {
             this.fut = None;
             return Poll::Ready(this.report(Outcome::Aborted));
         }
@@ -288,10 +416,14 @@ impl Future for RunningJob {
         let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
         let outcome = match polled {
             Ok(Poll::Pending) => {
+                if this.grace_ends.is_some() {
+                    // Signalled, in its grace period: the timer is armed.
+                    return Poll::Pending;
+                }
                 let cancelled = this.cancelled.get_or_insert_with(|| {
                     Box::pin(this.shared.signal.token().clone().cancelled_owned())
                 });
-                if cancelled.as_mut().poll(cx).is_ready() {
+                if cancelled.as_mut().poll(cx).is_ready() && this.grace_over(cx) {
                     Outcome::Aborted
                 } else {
                     return Poll::Pending;

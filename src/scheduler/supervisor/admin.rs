@@ -8,11 +8,10 @@ use actix::prelude::*;
 use regex::Regex;
 use tokio::sync::oneshot;
 
-use super::{Batch, State, Supervisor};
+use super::{Batch, Supervisor};
 use crate::event::QueueEvent;
 use crate::job::JobStatus;
 use crate::middleware::Middleware;
-use crate::scheduler::worker::Stop;
 use crate::store::{JobDelete, Store, StoreError};
 
 /// How long completed jobs are kept. Buried, expired and cancelled jobs are
@@ -216,6 +215,13 @@ impl Supervisor {
             .cloned()
             .collect();
         slot.chain = (!chain.is_empty()).then(|| chain.into());
+        slot.runnable = slot.def.as_ref().map(|def| {
+            Arc::new(crate::scheduler::worker::Runnable {
+                action: def.action.clone(),
+                chain: slot.chain.clone(),
+                grace: def.grace,
+            })
+        });
     }
 
     /// Answers finished batch runs and stops their workers.
@@ -231,7 +237,7 @@ impl Supervisor {
                     let _ = reply.send(b.ran);
                 }
                 w.stopped = true;
-                w.addr.do_send(Stop);
+                w.place.stop();
             }
         }
     }
@@ -290,7 +296,7 @@ impl Handler<DeleteMatching> for Supervisor {
             .slots()
             .filter(|&slot| {
                 self.jobs.get(slot).is_some_and(|e| {
-                    !matches!(e.state, State::Running { .. })
+                    !e.state.is_running()
                         && *self.tasks[e.task as usize].name == *msg.task
                         && msg.pattern.is_match(e.job.payload.as_str())
                 })
@@ -323,7 +329,7 @@ impl Handler<RunJobs> for Supervisor {
     type Result = MessageResult<RunJobs>;
     fn handle(&mut self, msg: RunJobs, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let index = self.add_worker(msg.tags, 1, ctx);
+        let index = self.add_worker(msg.tags, 1, self.placement, ctx);
         self.workers[index].batch = Some(Batch {
             budget: msg.count,
             ran: 0,

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::{ShutdownReport, Supervisor, WorkerSlot};
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId, JobResult, JobStatus};
-use crate::scheduler::worker::{Finished, Handoff, Worker};
+use crate::scheduler::worker::Finished;
 use crate::store::{JobQuery, Order, StatusCount};
 use crate::task::TaskDef;
 
@@ -81,6 +81,8 @@ impl Handler<DefineTask> for Supervisor {
 pub(crate) struct StartWorker {
     pub(crate) tags: Vec<String>,
     pub(crate) concurrency: usize,
+    /// Where its handlers run; `None` for the queue's default.
+    pub(crate) placement: Option<super::Placement>,
 }
 
 impl Supervisor {
@@ -88,15 +90,18 @@ impl Supervisor {
         &mut self,
         tags: Vec<String>,
         concurrency: usize,
+        placement: super::Placement,
         ctx: &mut Context<Self>,
     ) -> usize {
         let index = self.workers.len();
         let tag_slots = tags.iter().map(|t| self.tag_slot(t)).collect();
-        let handoff = std::rc::Rc::new(Handoff::default());
-        let addr = Worker::new(index, ctx.address(), handoff.clone()).start();
+        let place =
+            super::threads::Place::start(index, placement, ctx.address(), self.clock.now_utc());
+        if place.has_threads() {
+            self.start_thread_watch(ctx);
+        }
         self.workers.push(WorkerSlot {
-            addr,
-            handoff,
+            place,
             tags: tag_slots,
             tag_names: tags,
             capacity: concurrency.max(1),
@@ -113,7 +118,8 @@ impl Supervisor {
 impl Handler<StartWorker> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: StartWorker, ctx: &mut Self::Context) {
-        self.add_worker(msg.tags, msg.concurrency, ctx);
+        let placement = msg.placement.unwrap_or(self.placement);
+        self.add_worker(msg.tags, msg.concurrency, placement, ctx);
         self.want_claim(ctx);
         self.settle(ctx);
     }
@@ -123,6 +129,10 @@ impl Handler<Finished> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
         let now = self.begin();
+        if let Some(w) = self.workers.get_mut(msg.worker) {
+            w.place
+                .finished(msg.thread, msg.reports.iter().map(|r| r.slot));
+        }
         for report in msg.reports {
             self.on_report(msg.worker, report, now);
         }
@@ -150,14 +160,8 @@ impl Handler<Cancel> for Supervisor {
         let Some(slot) = self.by_id.get(&msg.0) else {
             return MessageResult(CancelReply::NotHere);
         };
-        let logs = self.end_run(slot);
-        self.finalize(
-            slot,
-            JobStatus::Cancelled,
-            None,
-            Some("cancelled".into()),
-            logs,
-        );
+        let now = self.begin();
+        self.cancel_slot(slot, now);
         self.settle(ctx);
         MessageResult(CancelReply::Cancelled)
     }

@@ -13,6 +13,7 @@ mod held;
 mod index;
 mod messages;
 mod shared;
+mod threads;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub(crate) use messages::{
 };
 pub use shared::SharedConfig;
 pub(crate) use shared::{Poke, Touch, WatchExpiry};
+pub(crate) use threads::{Placement, StuckThreads};
 
 use super::alarm::Alarm;
 use super::clock::Clock;
@@ -37,7 +39,7 @@ use super::ready::{ReadyKey, ReadySet};
 use super::wheel::{TimerKey, Wheel};
 use std::task::Poll;
 
-use super::worker::{Dispatch, Handoff, Outcome, Report, RunningJob, Stop, Worker};
+use super::worker::{Dispatch, Outcome, Report, Runnable, RunningJob};
 use crate::context::{RunInfo, RunShared};
 use crate::error::JobErrorKind;
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
@@ -60,6 +62,8 @@ enum TimerKind {
     /// The expiry of a job created here but held in a shared store
     /// (`slot` indexes the watch list).
     Watch,
+    /// The end of a signalled run's grace period.
+    Grace,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +80,38 @@ enum State {
     Ready,
     /// Handed to a worker.
     Running { worker: u32 },
+    /// Handed to a worker, and its signal fired (a cancel or a timeout):
+    /// decided when the run ends or its grace period does (see
+    /// [`Stopping`]).
+    Stopping { worker: u32 },
+}
+
+impl State {
+    /// Whether a worker holds the job (running, or stopping).
+    fn is_running(self) -> bool {
+        matches!(self, State::Running { .. } | State::Stopping { .. })
+    }
+}
+
+/// Why a running job's signal fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// Its task's timeout, `after`, passed.
+    Timeout { after: Duration },
+    /// It was cancelled.
+    Cancel,
+}
+
+/// A running job whose signal fired, in its grace period: what happens to
+/// it is decided when its run ends (so what the handler returned and
+/// logged is recorded with it), or when the grace period ends.
+#[derive(Debug)]
+struct Stopping {
+    reason: StopReason,
+    /// When the signal fired: a retry's backoff counts from here.
+    signalled_at: chrono::DateTime<chrono::Utc>,
+    /// What the run had logged by then.
+    logs: Vec<LogLine>,
 }
 
 #[derive(Debug)]
@@ -149,6 +185,8 @@ struct TaskSlot {
     tag_name: Option<Arc<str>>,
     /// Queue middleware then task middleware, or `None` when there is none.
     chain: Option<Arc<[Arc<dyn Middleware>]>>,
+    /// The handler, chain and grace period, for worker threads.
+    runnable: Option<Arc<Runnable>>,
     suspended: bool,
     /// Ready jobs held back: the task is not defined here, or suspended.
     parked: Vec<(u32, u32)>,
@@ -168,9 +206,8 @@ struct Batch {
 
 #[derive(Debug)]
 struct WorkerSlot {
-    addr: Addr<Worker>,
-    /// Started jobs still pending go to the worker through this.
-    handoff: std::rc::Rc<Handoff>,
+    /// Where its handlers run.
+    place: threads::Place,
     tags: Vec<u32>,
     tag_names: Vec<String>,
     capacity: usize,
@@ -287,6 +324,14 @@ pub(crate) struct Supervisor {
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `settle`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
+    /// Running jobs whose signal fired, by slot (see [`Stopping`]).
+    stopping: HashMap<u32, Stopping>,
+    /// Where workers run their handlers unless told otherwise.
+    placement: Placement,
+    /// Pings worker threads and reports those that do not answer.
+    thread_watch: threads::ThreadWatch,
+    /// It runs on an arbiter of its own, which ends when it stops.
+    own_thread: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -383,6 +428,11 @@ const FLUSH_BATCH: usize = 4096;
 /// keep delayed jobs on time.
 const FLUSH_BATCH_TIMELY: usize = 64;
 
+/// How long after a signalled run's grace period the scheduler decides
+/// the job without its worker's report: the worker reports first unless
+/// its thread is blocked.
+const GRACE_MARGIN: Duration = Duration::from_millis(100);
+
 /// How many finished runs' shared state is kept for reuse.
 const SPARE_RUNS: usize = 1024;
 
@@ -462,6 +512,7 @@ impl Supervisor {
         retention: Retention,
         shared: SharedConfig,
         sent: Arc<std::sync::atomic::AtomicU64>,
+        placement: Placement,
     ) -> Self {
         let shared = store
             .shared()
@@ -512,7 +563,18 @@ impl Supervisor {
             spare_runs: Vec::new(),
             last_task: None,
             now: Default::default(),
+            stopping: HashMap::new(),
+            placement,
+            thread_watch: threads::ThreadWatch::default(),
+            own_thread: false,
         }
+    }
+
+    /// Marks it as the only actor of its arbiter: when it stops, so does
+    /// the arbiter's thread.
+    pub(crate) fn on_own_thread(mut self) -> Self {
+        self.own_thread = true;
+        self
     }
 
     /// Reads the clock once for a handler that changes many jobs: until
@@ -557,6 +619,7 @@ impl Supervisor {
             tag: None,
             tag_name: None,
             chain: None,
+            runnable: None,
             suspended: false,
             parked: Vec::new(),
         });
@@ -911,7 +974,21 @@ impl Supervisor {
         message: String,
         retry_after: Option<Duration>,
         now: u64,
+        logs: Vec<LogLine>,
+    ) {
+        self.fail_transient_since(slot, message, retry_after, now, logs, None);
+    }
+
+    /// [`Self::fail_transient`], the backoff counted from `since` (when
+    /// the attempt was stopped) rather than from now.
+    fn fail_transient_since(
+        &mut self,
+        slot: u32,
+        message: String,
+        retry_after: Option<Duration>,
+        now: u64,
         mut logs: Vec<LogLine>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
     ) {
         let Some(e) = self.jobs.get(slot) else { return };
         let def = self.tasks[e.task as usize].def.clone();
@@ -930,13 +1007,18 @@ impl Supervisor {
             def.map(|d| d.retry.backoff_jittered(attempts, fastrand::f64()))
                 .unwrap_or_default()
         });
-        let run_at =
-            self.now_utc() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let base = since.unwrap_or_else(|| self.now_utc());
+        let run_at = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| base.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         logs.push(self.line(
             attempts,
             format!("failed: {message}; retrying in {delay:?}"),
         ));
-        let e = self.jobs.get_mut(slot).expect("present");
+        let Some(e) = self.jobs.get_mut(slot) else {
+            return;
+        };
         e.job.status = JobStatus::Retrying;
         e.job.set_run_at(run_at);
         e.job.set_last_error(Some(message));
@@ -1068,23 +1150,30 @@ impl Supervisor {
             return Vec::new();
         }
         worker.idle = false;
+        if let threads::Place::Threads(threads) = &mut worker.place {
+            // Its handlers run on its own threads: send, nothing to poll.
+            threads::send_out(threads, &mut worker.outbox);
+            return Vec::new();
+        }
         let mut finished = std::mem::take(&mut self.reports);
         let mut pending = Vec::new();
         for dispatch in worker.outbox.drain(..) {
             let task = &self.tasks[dispatch.task as usize];
-            let action = &*task
-                .def
-                .as_ref()
-                .expect("only routed jobs are started")
-                .action;
-            let mut job = RunningJob::start(dispatch, action, task.chain.as_deref());
+            let mut job = match task.def.as_ref() {
+                Some(def) => {
+                    RunningJob::start(dispatch, &*def.action, task.chain.as_deref(), def.grace)
+                }
+                None => RunningJob::start_failed(dispatch, "a job started with no task defined"),
+            };
             match job.poll_first() {
                 Poll::Ready(report) => finished.push(report),
                 Poll::Pending => pending.push(job),
             }
         }
         if !pending.is_empty() {
-            worker.handoff.push(pending);
+            if let threads::Place::SchedulerThread { handoff, .. } = &worker.place {
+                handoff.push(pending);
+            }
         }
         finished
     }
@@ -1122,16 +1211,11 @@ impl Supervisor {
 
     fn start(&mut self, w: usize, slot: u32, now: u64) {
         let line_at = self.now_utc();
-        let e = self
-            .jobs
-            .get_mut(slot)
-            .expect("next_for returned a live slot");
+        let Some(e) = self.jobs.get_mut(slot) else {
+            return;
+        };
         let task = &self.tasks[e.task as usize];
-        let def = task
-            .def
-            .as_ref()
-            .expect("only routed jobs are ready in a tag");
-        let timeout = def.timeout;
+        let timeout = task.def.as_ref().and_then(|def| def.timeout);
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w as u32 };
@@ -1161,6 +1245,10 @@ impl Supervisor {
             })
         });
         e.run = Some(shared.clone());
+        let runnable = match self.workers[w].place {
+            threads::Place::Threads(_) => task.runnable.clone(),
+            threads::Place::SchedulerThread { .. } => None,
+        };
         let dispatch = Dispatch {
             slot,
             task: e.task,
@@ -1171,6 +1259,7 @@ impl Supervisor {
                 shared,
             },
             payload: e.job.payload.clone(),
+            runnable,
         };
         let attempt = e.job.attempts;
         if let Some(timeout) = timeout {
@@ -1220,6 +1309,22 @@ impl Supervisor {
             return;
         }
         let mut journal = report.journal;
+        if e.state
+            == (State::Stopping {
+                worker: worker as u32,
+            })
+        {
+            // Signalled, and the run ended within its grace period: what
+            // it returned and logged is recorded with the decision.
+            if journal.progress.is_some() {
+                e.job.set_progress(journal.progress);
+            }
+            if let Some(d) = self.draining.as_mut() {
+                d.finished += 1;
+            }
+            self.resolve_stop(report.slot, Some(report.outcome), journal.logs, now);
+            return;
+        }
         if e.state
             != (State::Running {
                 worker: worker as u32,
@@ -1322,14 +1427,18 @@ impl Supervisor {
                     Vec::new(),
                 ),
                 (TimerKind::Deadline, State::Running { .. }) => {
-                    let timeout = self.tasks[e.task as usize]
+                    let after = self.tasks[e.task as usize]
                         .def
                         .as_ref()
-                        .and_then(|d| d.timeout);
-                    let logs = self.end_run(timer.slot);
-                    let message = format!("timed out after {:?}", timeout.unwrap_or_default());
+                        .and_then(|d| d.timeout)
+                        .unwrap_or_default();
                     self.emit_slot(timer.slot, JobEventKind::TimedOut);
-                    self.fail_transient(timer.slot, message, None, now, logs);
+                    self.signal_stop(timer.slot, StopReason::Timeout { after }, now);
+                }
+                (TimerKind::Grace, State::Stopping { .. }) => {
+                    // The run did not end within its grace period (its
+                    // worker drops it, or its thread is blocked): decide.
+                    self.resolve_stop(timer.slot, None, Vec::new(), now);
                 }
                 _ => {}
             }
@@ -1624,7 +1733,7 @@ impl Supervisor {
                 left_pending: self.by_id.len(),
             };
             for w in &mut self.workers {
-                w.addr.do_send(Stop);
+                w.place.stop();
                 if let Some(reply) = w.batch.as_mut().and_then(|b| b.reply.take()) {
                     let _ = reply.send(w.batch.as_ref().map_or(0, |b| b.ran));
                 }
@@ -1649,22 +1758,124 @@ impl Supervisor {
         logs
     }
 
+    /// Cancels a pending job: a running one is signalled and decided when
+    /// its run ends (see [`Stopping`]), any other is cancelled at once.
+    fn cancel_slot(&mut self, slot: u32, now: u64) {
+        let Some(e) = self.jobs.get(slot) else { return };
+        match e.state {
+            State::Running { .. } => self.signal_stop(slot, StopReason::Cancel, now),
+            State::Stopping { .. } => {
+                // Timed out and stopping: the cancel decides instead.
+                if let Some(stop) = self.stopping.get_mut(&slot) {
+                    stop.reason = StopReason::Cancel;
+                }
+            }
+            State::Waiting | State::Ready => {
+                let logs = self.end_run(slot);
+                self.finalize(
+                    slot,
+                    JobStatus::Cancelled,
+                    None,
+                    Some("cancelled".into()),
+                    logs,
+                );
+            }
+        }
+    }
+
+    /// Fires a running job's signal (a cancel or a timeout) and gives its
+    /// handler its task's grace period to stop: the job is decided when
+    /// the run ends, or when the grace period does, whichever comes first.
+    fn signal_stop(&mut self, slot: u32, reason: StopReason, now: u64) {
+        let Some(e) = self.jobs.get_mut(slot) else {
+            return;
+        };
+        let State::Running { worker } = e.state else {
+            return;
+        };
+        e.state = State::Stopping { worker };
+        let grace = self.tasks[e.task as usize]
+            .def
+            .as_ref()
+            .map_or(Duration::ZERO, |d| d.grace);
+        let logs = self.end_run(slot);
+        self.stopping.insert(
+            slot,
+            Stopping {
+                reason,
+                signalled_at: self.now_utc(),
+                logs,
+            },
+        );
+        // The worker drops the run at the end of its grace period and
+        // reports it with what it logged; this timer, a little later,
+        // decides without the report when the worker's thread is blocked.
+        let grace_ms = u64::try_from((grace + GRACE_MARGIN).as_millis()).unwrap_or(u64::MAX);
+        if grace.is_zero()
+            || !self.set_timer(slot, now.saturating_add(grace_ms), TimerKind::Grace, now)
+        {
+            self.resolve_stop(slot, None, Vec::new(), now);
+        }
+    }
+
+    /// Decides a signalled job: its run ended with `ended` (and logged
+    /// `logs` since the signal), or `None` when its grace period ended
+    /// first. A timed-out job is retried (backoff from the signal) or
+    /// buried; a cancelled one is cancelled. What the handler returned
+    /// goes into the message.
+    fn resolve_stop(
+        &mut self,
+        slot: u32,
+        ended: Option<Outcome>,
+        mut logs: Vec<LogLine>,
+        now: u64,
+    ) {
+        let Some(stop) = self.stopping.remove(&slot) else {
+            return;
+        };
+        self.clear_timer(slot);
+        let mut all = stop.logs;
+        all.append(&mut logs);
+        let (said, value) = match ended {
+            Some(Outcome::Completed(value)) => (None, value),
+            Some(Outcome::Failed(err)) => (Some(err.message), None),
+            Some(Outcome::Panicked(m)) => (Some(format!("the handler panicked: {m}")), None),
+            Some(Outcome::Aborted) | None => (None, None),
+        };
+        match stop.reason {
+            StopReason::Timeout { after } => {
+                let message = match said {
+                    Some(m) => format!("timed out after {after:?}: {m}"),
+                    None => format!("timed out after {after:?}"),
+                };
+                self.fail_transient_since(slot, message, None, now, all, Some(stop.signalled_at));
+            }
+            StopReason::Cancel => {
+                let message = match said {
+                    Some(m) => format!("cancelled: {m}"),
+                    None => "cancelled".to_owned(),
+                };
+                self.finalize(slot, JobStatus::Cancelled, value, Some(message), all);
+            }
+        }
+    }
+
     /// At the shutdown deadline: abort what still runs.
     fn abort_running(&mut self) {
         let running: Vec<u32> = self
             .by_id
             .slots()
-            .filter(|&s| {
-                matches!(
-                    self.jobs.get(s).map(|e| e.state),
-                    Some(State::Running { .. })
-                )
-            })
+            .filter(|&s| self.jobs.get(s).is_some_and(|e| e.state.is_running()))
             .collect();
         for slot in running {
             self.clear_timer(slot);
             let line = self.line(0, "aborted at shutdown");
             let mut logs = self.end_run(slot);
+            if let Some(stop) = self.stopping.remove(&slot) {
+                let mut before = stop.logs;
+                before.append(&mut logs);
+                logs = before;
+            }
             let Some(e) = self.jobs.get_mut(slot) else {
                 continue;
             };
@@ -1716,6 +1927,15 @@ impl Actor for Supervisor {
         .ok();
         self.start_retention(ctx);
         self.start_shared(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for w in &self.workers {
+            w.place.stop();
+        }
+        if self.own_thread {
+            actix::Arbiter::current().stop();
+        }
     }
 }
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::{State, Supervisor};
+use super::Supervisor;
 use crate::event::QueueEvent;
-use crate::job::{Job, JobId, JobStatus};
+use crate::job::{Job, JobId};
 use crate::scheduler::supervisor::messages::Origin;
 use crate::store::{JobClaim, JobHeartbeat, Store};
 
@@ -418,11 +418,7 @@ impl Supervisor {
     fn held_waiting(&self) -> usize {
         self.by_id
             .slots()
-            .filter(|&s| {
-                self.jobs
-                    .get(s)
-                    .is_some_and(|e| !matches!(e.state, State::Running { .. }))
-            })
+            .filter(|&s| self.jobs.get(s).is_some_and(|e| !e.state.is_running()))
             .count()
     }
 
@@ -444,16 +440,10 @@ impl Supervisor {
                 .map(|result, act, ctx| match result {
                     None => {}
                     Some(Ok(reply)) => {
+                        let now = act.begin();
                         for id in reply.cancel_requested {
                             if let Some(slot) = act.by_id.get(&id) {
-                                let logs = act.end_run(slot);
-                                act.finalize(
-                                    slot,
-                                    JobStatus::Cancelled,
-                                    None,
-                                    Some("cancelled".into()),
-                                    logs,
-                                );
+                                act.cancel_slot(slot, now);
                             }
                         }
                         for id in reply.lost {
@@ -542,11 +532,7 @@ impl Supervisor {
         let waiting: Vec<u32> = self
             .by_id
             .slots()
-            .filter(|&s| {
-                self.jobs
-                    .get(s)
-                    .is_some_and(|e| !matches!(e.state, State::Running { .. }))
-            })
+            .filter(|&s| self.jobs.get(s).is_some_and(|e| !e.state.is_running()))
             .collect();
         for slot in waiting {
             self.release(slot);

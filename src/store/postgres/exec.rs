@@ -64,17 +64,7 @@ impl Exec {
     }
 }
 
-/// Whether the current runtime's clock is paused: a running clock is the
-/// system's monotonic clock, so it moves while this spins for a
-/// microsecond; a paused one only moves when the runtime is idle.
-fn clock_paused() -> bool {
-    let before = tokio::time::Instant::now();
-    let spin = std::time::Instant::now();
-    while spin.elapsed() < std::time::Duration::from_micros(1) {
-        std::hint::spin_loop();
-    }
-    tokio::time::Instant::now() == before
-}
+use crate::scheduler::clock::clock_paused;
 
 impl Drop for Exec {
     fn drop(&mut self) {
