@@ -9,7 +9,12 @@
 //!   `jobs_count`;
 //! - deletes: only matching final jobs, oldest first, with their logs;
 //! - loads: `jobs_pending`, what a process reads at start;
-//! - scale: concurrent writers and large batches.
+//! - scale: concurrent writers and large batches;
+//! - shared: the [`SharedStore`](crate::store::SharedStore) capability
+//!   (claims, leases, heartbeats, rescue, release, cancel, expiry, the
+//!   next due time, wake-ups), run only on stores whose
+//!   [`Store::shared`](crate::store::Store::shared) is `Some` and
+//!   reported skipped on the others.
 //!
 //! The contract they pin, beyond each method's docs:
 //!
@@ -30,6 +35,7 @@ mod insert;
 mod load;
 mod read;
 mod scale;
+mod shared;
 mod update;
 
 pub use delete::*;
@@ -37,4 +43,5 @@ pub use insert::*;
 pub use load::*;
 pub use read::*;
 pub use scale::*;
+pub use shared::*;
 pub use update::*;
