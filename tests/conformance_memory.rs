@@ -1,6 +1,7 @@
 //! The store conformance suite on the in-memory store: one test per
 //! behaviour, each on a new store. The restart tests are skipped: a
-//! memory store cannot be reopened.
+//! memory store cannot be reopened; so are the shared tests: it serves
+//! one process.
 #![cfg(feature = "test-utils")]
 
 use std::sync::Arc;
@@ -24,5 +25,31 @@ fn memory_store_skips_the_restart_tests_by_capability() {
     assert!(
         matches!(verdict, Verdict::Skipped(why) if why.contains("reopen")),
         "{verdict:?}"
+    );
+}
+
+#[test]
+fn memory_store_skips_the_shared_tests_by_capability() {
+    let report = futures::executor::block_on(kessel::conformance::run_all(memory()));
+    let shared: Vec<&str> = report
+        .skipped
+        .iter()
+        .filter(|(_, why)| why.contains("not shared"))
+        .map(|(name, _)| *name)
+        .collect();
+    assert!(
+        shared.contains(&"a_claim_never_takes_a_job_another_owner_leases"),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|(_, why)| why.contains("reopen") || why.contains("not shared")),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.passed.len() + report.skipped.len(),
+        kessel::conformance::TESTS.len()
     );
 }

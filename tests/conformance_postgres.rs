@@ -1,6 +1,7 @@
 //! The store conformance suite on the PostgreSQL store: one test per
-//! behaviour, each on a fresh schema, and the restart tests connecting to
-//! that schema again.
+//! behaviour, each on a fresh schema, the restart tests connecting to
+//! that schema again, and the shared tests (claims, leases, heartbeats,
+//! rescue, release, cancel, expiry) run, the store being shared.
 #![cfg(all(feature = "postgres", feature = "test-utils"))]
 
 mod common;

@@ -1,11 +1,12 @@
 //! The store conformance suite on the SQLite store: one test per
 //! behaviour, each on a new file in a temporary directory, and the restart
-//! tests reopening that file.
+//! tests reopening that file. The shared tests are skipped: a SQLite
+//! store serves one process.
 #![cfg(all(feature = "sqlite", feature = "test-utils"))]
 
 use std::sync::Arc;
 
-use kessel::conformance::StoreFactory;
+use kessel::conformance::{StoreFactory, Verdict};
 use kessel::store::{SqliteStore, Store, StoreError};
 
 /// SQLite stores, each in a temporary directory kept for its test.
@@ -42,4 +43,16 @@ fn sqlite_factory_reopens_so_no_test_is_skipped() {
         &SqliteFiles,
     );
     assert!(verdict.passed(), "{verdict:?}");
+}
+
+#[test]
+fn sqlite_store_skips_the_shared_tests_by_capability() {
+    let verdict = kessel::conformance::run_one_blocking(
+        "a_claim_never_takes_a_job_another_owner_leases",
+        &SqliteFiles,
+    );
+    assert!(
+        matches!(verdict, Verdict::Skipped(why) if why.contains("not shared")),
+        "{verdict:?}"
+    );
 }

@@ -6,9 +6,14 @@
 //! state and the queue scenarios can pause tokio's clock: delays and
 //! backoffs of hours take no time, and nothing sleeps on the wall clock.
 //!
-//! - [`store`]: the trait itself: round trips of every field, every state
-//!   transition, batches in order, pending jobs, logs and progress,
-//!   queries, counts, deletes, concurrent and large writes;
+//! - [`store`]: the trait itself, one concern per section: inserts
+//!   (round trips of every field), updates (every state transition,
+//!   batches in order, logs and progress), reads (gets, queries, counts),
+//!   deletes, loads (pending jobs), scale (concurrent and large writes),
+//!   and the shared section: the [`SharedStore`](crate::store::SharedStore)
+//!   capability (claims, leases, heartbeats, rescue, release, cancel,
+//!   expiry), skipped for stores whose [`Store::shared`] is `None`, such
+//!   as the memory and SQLite stores;
 //! - [`queue`]: a [`Queue`](crate::Queue) on the store: ordering, delays,
 //!   retries with every attempt stored, bury and kick, cancel, expiry,
 //!   stats and clean, logs and progress;
@@ -30,7 +35,13 @@
 //! })
 //! .await;
 //! assert!(report.passed.len() > 20);
-//! assert_eq!(report.skipped.len(), 2); // the memory store cannot be reopened
+//! // The memory store can be neither reopened nor shared: the restart and
+//! // shared tests are skipped, each saying why.
+//! assert!(report.skipped.len() > 2);
+//! assert!(report
+//!     .skipped
+//!     .iter()
+//!     .all(|(_, why)| why.contains("reopen") || why.contains("shared")));
 //! # }
 //! ```
 //!
@@ -228,6 +239,25 @@ macro_rules! with_every_test {
             store::pruning_completed_jobs_removes_the_earliest_finished,
             store::concurrent_writers_lose_nothing,
             store::large_batches_are_stored_whole,
+            store::a_claim_takes_due_jobs_of_the_given_tasks_only,
+            store::a_claim_takes_the_best_jobs_first_by_priority_then_due_time_then_creation,
+            store::a_claim_never_takes_more_jobs_than_asked,
+            store::a_claim_never_takes_a_job_another_owner_leases,
+            store::a_claim_takes_waiting_jobs_never_final_ones,
+            store::a_claimed_job_is_leased_to_its_owner_until_the_lease_ends,
+            store::a_heartbeat_extends_the_lease_of_its_owner,
+            store::a_heartbeat_from_another_owner_changes_nothing,
+            store::a_heartbeat_reports_as_lost_the_jobs_its_owner_no_longer_holds,
+            store::a_lapsed_lease_of_a_running_job_is_rescued_to_ready_with_its_attempt_counted,
+            store::a_running_job_held_by_no_owner_is_rescued_to_ready,
+            store::a_released_job_can_be_claimed_again_in_its_stored_state,
+            store::a_release_by_another_owner_changes_nothing,
+            store::a_cancel_of_an_unheld_job_cancels_it_at_once,
+            store::a_cancel_of_a_held_job_is_requested_and_reported_at_the_owners_heartbeat,
+            store::a_requested_cancel_ends_the_job_when_its_lease_lapses,
+            store::expiry_ends_only_unheld_pending_jobs_past_their_time,
+            store::the_next_due_time_is_the_earliest_of_the_unheld_jobs_of_the_tasks,
+            store::a_new_job_brings_a_wakeup,
             queue::queue_runs_jobs_by_priority_then_due_time_then_creation,
             queue::queue_delayed_jobs_never_start_early,
             queue::queue_stores_every_attempt_of_a_retried_job,
@@ -351,6 +381,25 @@ macro_rules! conformance_tests {
             pruning_completed_jobs_removes_the_earliest_finished,
             concurrent_writers_lose_nothing,
             large_batches_are_stored_whole,
+            a_claim_takes_due_jobs_of_the_given_tasks_only,
+            a_claim_takes_the_best_jobs_first_by_priority_then_due_time_then_creation,
+            a_claim_never_takes_more_jobs_than_asked,
+            a_claim_never_takes_a_job_another_owner_leases,
+            a_claim_takes_waiting_jobs_never_final_ones,
+            a_claimed_job_is_leased_to_its_owner_until_the_lease_ends,
+            a_heartbeat_extends_the_lease_of_its_owner,
+            a_heartbeat_from_another_owner_changes_nothing,
+            a_heartbeat_reports_as_lost_the_jobs_its_owner_no_longer_holds,
+            a_lapsed_lease_of_a_running_job_is_rescued_to_ready_with_its_attempt_counted,
+            a_running_job_held_by_no_owner_is_rescued_to_ready,
+            a_released_job_can_be_claimed_again_in_its_stored_state,
+            a_release_by_another_owner_changes_nothing,
+            a_cancel_of_an_unheld_job_cancels_it_at_once,
+            a_cancel_of_a_held_job_is_requested_and_reported_at_the_owners_heartbeat,
+            a_requested_cancel_ends_the_job_when_its_lease_lapses,
+            expiry_ends_only_unheld_pending_jobs_past_their_time,
+            the_next_due_time_is_the_earliest_of_the_unheld_jobs_of_the_tasks,
+            a_new_job_brings_a_wakeup,
             queue_runs_jobs_by_priority_then_due_time_then_creation,
             queue_delayed_jobs_never_start_early,
             queue_stores_every_attempt_of_a_retried_job,

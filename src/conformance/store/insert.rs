@@ -1,0 +1,104 @@
+//! Inserts: every field of a job round-trips, at the edges of its range
+//! (times to the microsecond at least, from 1970 to the year 9000;
+//! payloads and results as the same JSON value, the text may be
+//! reformatted; priorities and attempts over the whole `u32` range;
+//! progress counts up to `i64::MAX`), through `jobs_insert` and
+//! `jobs_insert_owned` alike.
+
+use serde_json::json;
+
+use crate::conformance::fixtures::{
+    assert_same_job, fresh, get, in_status, insert, job, job_at, line, now,
+};
+use crate::conformance::harness::conformance_test;
+use crate::conformance::{StoreFactory, Verdict};
+use crate::job::{JobStatus, Progress};
+
+conformance_test!(store,
+    /// Every field of a job, at the edges of its range, is stored and read
+    /// back unchanged.
+    insert_then_get_round_trips_every_field => round_trip
+);
+
+async fn round_trip<F: StoreFactory>(factory: F) -> Verdict {
+    let (store, _place) = fresh(&factory).await;
+    let t = now();
+    let payload = json!({
+        "to": "ford@example.com",
+        "items": [1, 2.5, "x", null, {"nested": true}],
+        "unicode": "žluťoučký kůň 🐎 \"quoted\" \\ back",
+        "big": u64::MAX,
+        "negative": i64::MIN,
+    });
+    let mut full = in_status(job_at("send email", payload, t), JobStatus::Retrying);
+    full.reference = Some("order-42".into());
+    full.priority = 7;
+    full.run_at = "9000-01-01T00:00:00.123456Z".parse().expect("a valid time");
+    full.expires_at = Some("1999-12-31T23:59:59.999999Z".parse().expect("a valid time"));
+    full.attempts = 3;
+    full.max_attempts = Some(5);
+    full.last_error = Some("upstream said 503 — try later".into());
+    full.result = Some(json!({"partial": [1, 2, 3]}));
+    full.progress = Some(Progress {
+        current: 3,
+        total: u64::try_from(i64::MAX).unwrap_or(u64::MAX),
+    });
+    full.logs = vec![
+        line("created", 0, t, None),
+        line(
+            "started",
+            1,
+            t,
+            Some(json!({"worker": 3, "tags": ["a", "b"]})),
+        ),
+    ];
+
+    let bare = job("t", serde_json::Value::Null);
+
+    let mut extreme = in_status(job("t", json!("just a string")), JobStatus::Completed);
+    extreme.priority = u32::MAX;
+    extreme.attempts = u32::MAX;
+    extreme.max_attempts = Some(u32::MAX);
+    extreme.result = Some(json!(null));
+    extreme.reference = Some(String::new());
+    extreme.created_at = "1970-01-01T00:00:00Z".parse().expect("a valid time");
+    extreme.finished_at = Some("2262-04-12T00:00:00.000001Z".parse().expect("a valid time"));
+
+    let jobs = vec![full, bare, extreme];
+    insert(&store, &jobs).await;
+    for want in &jobs {
+        assert_same_job(
+            &get(&store, want.id).await,
+            want,
+            "job_get after jobs_insert",
+        );
+    }
+    Verdict::Passed
+}
+
+conformance_test!(store,
+    /// `jobs_insert_owned` (how a queue hands an ephemeral store its final
+    /// jobs) stores exactly what `jobs_insert` would, every field.
+    owned_insert_stores_what_insert_stores => owned_insert
+);
+
+async fn owned_insert<F: StoreFactory>(factory: F) -> Verdict {
+    let (store, _place) = fresh(&factory).await;
+    let mut done = in_status(job("t", json!({"n": 1})), JobStatus::Completed);
+    done.attempts = 1;
+    done.finished_at = Some(now());
+    done.result = Some(json!("ok"));
+    done.logs.push(line("completed", 1, now(), None));
+    let waiting = job("t", json!(2));
+    let want = vec![done, waiting];
+    if let Err((err, back)) = store.jobs_insert_owned(want.clone()).await {
+        panic!(
+            "jobs_insert_owned failed: {err} ({} jobs handed back)",
+            back.len()
+        );
+    }
+    for job in &want {
+        assert_same_job(&get(&store, job.id).await, job, "a job inserted owned");
+    }
+    Verdict::Passed
+}
