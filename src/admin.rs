@@ -7,8 +7,9 @@ use regex::Regex;
 
 use crate::duration::IntoDuration;
 use crate::error::Error;
-use crate::job::{Job, JobId, JobStatus};
+use crate::job::{Job, JobStatus};
 use crate::queue::Queue;
+use crate::reports::StuckThread;
 use crate::scheduler::supervisor::{
     DeleteMatching, PendingCounts, PendingJobs, RunJobs, StoredWrites, StuckThreads, Suspend,
 };
@@ -39,30 +40,6 @@ pub struct Stats {
     /// Worker threads of this process that a handler blocks right now
     /// (see [`QueueEvent::ThreadStuck`](crate::event::QueueEvent::ThreadStuck)).
     pub stuck_threads: Vec<StuckThread>,
-}
-
-/// A worker thread a handler blocks (see [`Stats::stuck_threads`]).
-///
-/// # Examples
-///
-/// ```
-/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
-/// let queue = kessel::Queue::new();
-/// for stuck in queue.stats().await?.stuck_threads {
-///     eprintln!("worker {:?}, thread {}: stuck since {}", stuck.tags, stuck.thread, stuck.since);
-/// }
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StuckThread {
-    /// The tags of the worker the thread belongs to.
-    pub tags: Vec<String>,
-    /// Which of the worker's threads, from 0.
-    pub thread: usize,
-    /// When the scheduler last heard from it.
-    pub since: chrono::DateTime<chrono::Utc>,
-    /// The jobs it was running then.
-    pub running: Vec<JobId>,
 }
 
 impl Stats {

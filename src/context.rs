@@ -11,6 +11,12 @@ use crate::event::{EventBus, JobEvent, JobEventKind};
 use crate::job::{JobId, LogLine, Progress};
 use crate::scheduler::clock::Clock;
 
+/// A handler asked to extend its job's lease now (see
+/// [`JobContext::touch`]).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Touch(pub(crate) JobId);
+
 /// Log lines and progress a run reported, handed back when it ends.
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
@@ -73,8 +79,9 @@ pub(crate) struct RunShared {
     pub(crate) journal: Mutex<Journal>,
     pub(crate) bus: Arc<EventBus>,
     pub(crate) clock: Clock,
-    /// Set on a shared store, where jobs hold leases.
-    pub(crate) supervisor: Option<actix::Addr<crate::scheduler::supervisor::Supervisor>>,
+    /// Where a handler's [`JobContext::touch`] goes: set on a shared
+    /// store, where jobs hold leases.
+    pub(crate) touch: Option<actix::Recipient<Touch>>,
 }
 
 /// The facts about one run of a job, shared by [`JobContext`] and the worker.
@@ -248,8 +255,8 @@ impl<T> JobContext<T> {
     /// a running job's lease is renewed by heartbeat anyway; call this
     /// before a long step to be safe. Elsewhere it does nothing.
     pub fn touch(&self) {
-        if let Some(supervisor) = &self.info.shared.supervisor {
-            supervisor.do_send(crate::scheduler::supervisor::Touch(self.info.id));
+        if let Some(touch) = &self.info.shared.touch {
+            touch.do_send(Touch(self.info.id));
         }
     }
 

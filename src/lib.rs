@@ -53,6 +53,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod config;
 #[cfg(feature = "test-utils")]
 pub mod conformance;
 mod context;
@@ -63,18 +64,23 @@ mod job;
 pub mod middleware;
 mod new_job;
 mod queue;
+mod reports;
 mod run_map;
 mod scheduler;
 pub mod store;
 mod task;
 
-pub use admin::{Clean, Stats, StuckThread};
+pub use admin::{Clean, Stats};
+pub use config::{Retention, SharedConfig};
 pub use context::{JobContext, JobMeta};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
 pub use new_job::NewJob;
-pub use queue::{CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, WorkerHandle};
-pub use scheduler::{Retention, SharedConfig, ShutdownReport};
+pub use queue::plugin;
+pub use queue::{
+    CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, TaskBuilder, WorkerHandle,
+};
+pub use reports::{ShutdownReport, StuckThread};
 pub use store::Store;
-pub use task::{RetryPolicy, Step, Task, TaskBuilder, DEFAULT_GRACE, DEFAULT_TAG};
+pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};

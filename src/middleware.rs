@@ -1,4 +1,5 @@
-//! Middleware wraps every run of a job; plugins set up a queue at start.
+//! Middleware wraps every run of a job (plugins, which set up a queue at
+//! start, are in [`crate::plugin`]).
 //!
 //! # Order
 //!
@@ -17,8 +18,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::context::JobMeta;
-use crate::error::{Error, JobError};
-use crate::queue::Queue;
+use crate::error::JobError;
 
 /// What a handler (or a middleware) produces: the job's value, or why it failed.
 pub type Output = Result<Option<serde_json::Value>, JobError>;
@@ -133,7 +133,7 @@ pub(crate) fn wrap(
 }
 
 /// Opens a `tracing` span around every run, with the job's id, task and
-/// attempt. Installed by the [`Tracing`] plugin.
+/// attempt. Installed by the [`Tracing`](crate::plugin::Tracing) plugin.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingSpans;
 
@@ -146,81 +146,5 @@ impl Middleware for TracingSpans {
             job.attempt = job.attempt()
         );
         Box::pin(next.run().instrument(span))
-    }
-}
-
-/// Sets up a queue when installed with [`Queue::plugin`](crate::Queue::plugin).
-///
-/// Any `Fn(&Queue) -> Result<(), Error>` is a plugin.
-///
-/// # Examples
-///
-/// ```
-/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
-/// let queue = kessel::Queue::new();
-/// queue.plugin(|q: &kessel::Queue| {
-///     q.define("ping").action(|_: kessel::JobContext<()>| async { Ok::<_, kessel::JobError>("pong") })?;
-///     Ok(())
-/// })?;
-/// assert_eq!(queue.tasks(), ["ping"]);
-/// # Ok(()) }
-/// ```
-pub trait Plugin {
-    /// Installs the plugin on `queue`.
-    ///
-    /// # Errors
-    ///
-    /// Whatever setting up the queue returned.
-    fn install(&self, queue: &Queue) -> Result<(), Error>;
-}
-
-impl<F: Fn(&Queue) -> Result<(), Error>> Plugin for F {
-    fn install(&self, queue: &Queue) -> Result<(), Error> {
-        self(queue)
-    }
-}
-
-/// Starts a worker for the tags in the `QUEUE` environment variable
-/// (`QUEUE=messaging,reports`), or none when it is unset. Install it after
-/// defining tasks; the same binary without `QUEUE` can serve as a producer
-/// or an operator tool.
-///
-/// # Examples
-///
-/// ```
-/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
-/// let queue = kessel::Queue::new();
-/// queue.plugin(kessel::middleware::Environment { concurrency: 4 })?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Environment {
-    /// The worker's concurrency.
-    pub concurrency: usize,
-}
-
-impl Plugin for Environment {
-    fn install(&self, queue: &Queue) -> Result<(), Error> {
-        queue.process_from_env(self.concurrency).map(|_| ())
-    }
-}
-
-/// Opens a `tracing` span per job run ([`TracingSpans`]) on every task.
-///
-/// # Examples
-///
-/// ```
-/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
-/// let queue = kessel::Queue::new();
-/// queue.plugin(kessel::middleware::Tracing)?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tracing;
-
-impl Plugin for Tracing {
-    fn install(&self, queue: &Queue) -> Result<(), Error> {
-        queue.middleware(TracingSpans);
-        Ok(())
     }
 }

@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{pause, Trace};
-use kessel::middleware::{from_fn, Environment, HandlerFuture, Middleware, Next};
+use kessel::middleware::{from_fn, HandlerFuture, Middleware, Next};
+use kessel::plugin::Environment;
 use kessel::{Error, JobContext, JobError, JobMeta, JobStatus, Queue, RetryPolicy, Step};
 
 struct Tracer {
@@ -166,7 +167,7 @@ async fn the_tracing_plugin_opens_a_span_per_job_run() {
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
     let queue = Queue::new();
-    queue.plugin(kessel::middleware::Tracing).unwrap();
+    queue.plugin(kessel::plugin::Tracing).unwrap();
     queue
         .define("traced")
         .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })

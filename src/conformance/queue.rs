@@ -17,12 +17,12 @@ use super::fixtures::{fresh, get};
 use super::harness::conformance_test;
 use super::{StoreFactory, Verdict};
 use crate::admin::Clean;
+use crate::config::Retention;
 use crate::context::JobContext;
 use crate::error::JobError;
 use crate::job::{JobStatus, Progress};
 use crate::new_job::NewJob;
 use crate::queue::{JobHandle, Queue};
-use crate::scheduler::Retention;
 use crate::store::Store;
 use crate::task::RetryPolicy;
 

@@ -9,5 +9,3 @@ pub(crate) mod supervisor;
 pub(crate) mod utc;
 pub(crate) mod wheel;
 pub(crate) mod worker;
-
-pub use supervisor::{Retention, SharedConfig, ShutdownReport};

@@ -31,7 +31,6 @@ use actix::prelude::*;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::supervisor::Supervisor;
 use crate::context::{JobMeta, Journal, RunInfo, RunShared};
 use crate::error::JobError;
 use crate::job::Payload;
@@ -173,7 +172,10 @@ pub(crate) struct Stop;
 pub(crate) struct Worker {
     index: usize,
     thread: usize,
-    supervisor: Addr<Supervisor>,
+    /// Where it reports the runs that ended.
+    finished: Recipient<Finished>,
+    /// Where it answers pings.
+    pong: Recipient<Pong>,
     handoff: Rc<Handoff>,
     incoming: Vec<RunningJob>,
     running: FuturesUnordered<RunningJob>,
@@ -194,13 +196,15 @@ impl Worker {
     pub(crate) fn new(
         index: usize,
         thread: usize,
-        supervisor: Addr<Supervisor>,
+        finished: Recipient<Finished>,
+        pong: Recipient<Pong>,
         handoff: Rc<Handoff>,
     ) -> Self {
         Worker {
             index,
             thread,
-            supervisor,
+            finished,
+            pong,
             handoff,
             incoming: Vec::new(),
             running: FuturesUnordered::new(),
@@ -244,7 +248,7 @@ impl Handler<Run> for Worker {
 impl Handler<Ping> for Worker {
     type Result = ();
     fn handle(&mut self, msg: Ping, _: &mut Self::Context) {
-        self.supervisor.do_send(Pong {
+        self.pong.do_send(Pong {
             worker: self.index,
             thread: self.thread,
             seq: msg.0,
@@ -275,7 +279,7 @@ impl ActorFuture<Worker> for Drive {
             act.done.push(report);
         }
         if !act.done.is_empty() {
-            act.supervisor.do_send(Finished {
+            act.finished.do_send(Finished {
                 worker: act.index,
                 thread: act.thread,
                 reports: std::mem::take(&mut act.done),

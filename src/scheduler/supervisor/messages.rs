@@ -6,9 +6,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::{ShutdownReport, Supervisor, WorkerSlot};
+use super::{Supervisor, WorkerSlot};
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId, JobResult, JobStatus};
+use crate::reports::ShutdownReport;
 use crate::scheduler::worker::Finished;
 use crate::store::{JobQuery, Order, StatusCount};
 use crate::task::TaskDef;

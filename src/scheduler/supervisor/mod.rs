@@ -23,14 +23,12 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 pub(crate) use addr::SupervisorAddr;
-pub use admin::Retention;
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
 pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
     PendingJobs, Shutdown, StartWorker, StoredWrites, WaitReply, WaitResult,
 };
-pub use shared::SharedConfig;
-pub(crate) use shared::{Poke, Touch, WatchExpiry};
+pub(crate) use shared::{Poke, WatchExpiry};
 pub(crate) use threads::{Placement, StuckThreads};
 
 use super::alarm::Alarm;
@@ -40,11 +38,13 @@ use super::wheel::{TimerKey, Wheel};
 use std::task::Poll;
 
 use super::worker::{Dispatch, Outcome, Report, Runnable, RunningJob};
+use crate::config::{Retention, SharedConfig};
 use crate::context::{RunInfo, RunShared};
 use crate::error::JobErrorKind;
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
 use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
+use crate::reports::ShutdownReport;
 use crate::store::{JobUpdate, StatusCount, Store};
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
@@ -217,29 +217,6 @@ struct WorkerSlot {
     /// The `empty` event was sent and no job arrived since.
     idle: bool,
     batch: Option<Batch>,
-}
-
-/// What [`Queue::shutdown`](crate::Queue::shutdown) reports.
-///
-/// # Examples
-///
-/// ```
-/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
-/// let queue = kessel::Queue::new();
-/// let report = queue.shutdown(std::time::Duration::from_secs(5)).await?;
-/// assert!(report.aborted.is_empty());
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// Jobs that finished while the queue drained.
-    pub finished_while_draining: usize,
-    /// Jobs still running at the deadline: their futures were dropped and
-    /// they were returned to ready with the attempt counted, so a durable
-    /// store runs them again on the next start.
-    pub aborted: Vec<JobId>,
-    /// Jobs that never started (scheduled, ready, retrying), left in the store.
-    pub left_pending: usize,
 }
 
 struct Drain {
@@ -1241,7 +1218,11 @@ impl Supervisor {
                 journal: Default::default(),
                 bus: self.bus.clone(),
                 clock: self.clock,
-                supervisor: self.shared.as_ref().and(self.me.clone()),
+                touch: self
+                    .shared
+                    .as_ref()
+                    .and(self.me.clone())
+                    .map(Addr::recipient),
             })
         });
         e.run = Some(shared.clone());

@@ -14,51 +14,12 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::Supervisor;
+use crate::config::SharedConfig;
+use crate::context::Touch;
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId};
 use crate::scheduler::supervisor::messages::Origin;
 use crate::store::{JobClaim, JobHeartbeat, Store};
-
-/// How a process uses a shared store.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// let config = kessel::SharedConfig { poll: Duration::from_secs(1), ..Default::default() };
-/// assert_eq!(config.horizon, Duration::from_secs(2));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedConfig {
-    /// Claim jobs due within this much of now, so the local wheel times
-    /// them to the millisecond (default 2 s).
-    pub horizon: Duration,
-    /// Look for work at least this often, in case a notification was lost
-    /// (default 5 s).
-    pub poll: Duration,
-    /// Claim at least this many jobs beyond the workers' free slots
-    /// (default 64). While the workers empty what this process holds
-    /// before the next claim comes back, the allowance doubles, up to
-    /// [`SharedConfig::MAX_PREFETCH`] (or this value, if larger), and it
-    /// shrinks back as soon as claimed jobs wait: a process claims about
-    /// what it runs during one round trip to the store, no more.
-    pub prefetch: usize,
-}
-
-impl SharedConfig {
-    /// The most the prefetch allowance grows to by itself.
-    pub const MAX_PREFETCH: usize = 4096;
-}
-
-impl Default for SharedConfig {
-    fn default() -> Self {
-        SharedConfig {
-            horizon: Duration::from_secs(2),
-            poll: Duration::from_secs(5),
-            prefetch: 64,
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 pub(super) struct SharedMode {
@@ -157,11 +118,6 @@ impl Handler<Poke> for Supervisor {
         self.want_claim(ctx);
     }
 }
-
-/// A handler asked to extend its job's lease now.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Touch(pub(crate) JobId);
 
 impl Handler<Touch> for Supervisor {
     type Result = ();

@@ -25,8 +25,8 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::Supervisor;
-use crate::admin::StuckThread;
 use crate::event::QueueEvent;
+use crate::reports::StuckThread;
 use crate::scheduler::worker::{Dispatch, Handoff, Ping, Pong, Run, Stop, Worker};
 
 /// Where a worker runs its handlers.
@@ -87,7 +87,14 @@ impl Place {
         match placement {
             Placement::SchedulerThread => {
                 let handoff = Rc::new(Handoff::default());
-                let addr = Worker::new(index, 0, supervisor, handoff.clone()).start();
+                let addr = Worker::new(
+                    index,
+                    0,
+                    supervisor.clone().recipient(),
+                    supervisor.recipient(),
+                    handoff.clone(),
+                )
+                .start();
                 Place::SchedulerThread { addr, handoff }
             }
             Placement::Threads(n) => Place::Threads(
@@ -96,7 +103,13 @@ impl Place {
                         let arbiter = Arbiter::new();
                         let supervisor = supervisor.clone();
                         let addr = Worker::start_in_arbiter(&arbiter.handle(), move |_| {
-                            Worker::new(index, thread, supervisor, Rc::new(Handoff::default()))
+                            Worker::new(
+                                index,
+                                thread,
+                                supervisor.clone().recipient(),
+                                supervisor.recipient(),
+                                Rc::new(Handoff::default()),
+                            )
                         });
                         WorkerThread {
                             arbiter,

@@ -32,9 +32,7 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{JobDelete, JobQuery, JobUpdate, Order, SharedStore, StatusCount, Store, StoreError};
-use crate::error::Error;
 use crate::job::{Job, JobId, JobStatus};
-use crate::queue::Queue;
 use copy::CopyRows;
 use exec::Exec;
 use rows::{job_from_row, map_err, JOB_COLUMNS};
@@ -902,28 +900,6 @@ impl Store for PgStore {
             })
             .await;
         Ok(())
-    }
-}
-
-impl Queue {
-    /// A queue on PostgreSQL at `url` (schema `kessel`), in one line.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] when the database cannot be reached or its schema
-    /// is newer than this kessel knows.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
-    /// let queue = kessel::Queue::postgres("postgres://postgres@127.0.0.1:5432/test").await?;
-    /// # let _ = queue;
-    /// # Ok(()) }
-    /// ```
-    pub async fn postgres(url: &str) -> Result<Queue, Error> {
-        let store = PgStore::connect(url).await?;
-        Queue::builder().store(Arc::new(store)).build().await
     }
 }
 

@@ -32,9 +32,7 @@ use self::connection::{Command, Counters, DeleteParams, QueryParams, WriteOp};
 use self::errors::closed;
 use self::rows::{insert_rows, micros, update_rows};
 use super::{JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError};
-use crate::error::Error;
 use crate::job::{Job, JobId};
-use crate::queue::Queue;
 
 pub use self::open::SCHEMA_VERSION;
 
@@ -381,34 +379,5 @@ impl Store for SqliteStore {
             return Ok(());
         }
         answer.await.unwrap_or(Ok(()))
-    }
-}
-
-impl Queue {
-    /// A queue on the SQLite store at `path` (feature `sqlite`): opened
-    /// with default [`SqliteOptions`], and every job still pending in it
-    /// handed to the queue's scheduler.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] with the reasons of [`SqliteOptions::open`].
-    ///
-    /// # Panics
-    ///
-    /// Outside a running actix system.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # std::env::set_current_dir(dir.path()).unwrap();
-    /// let queue = kessel::Queue::sqlite("jobs.db").await?;
-    /// # let _ = queue;
-    /// # Ok(()) }
-    /// ```
-    pub async fn sqlite(path: impl AsRef<Path>) -> Result<Queue, Error> {
-        let store = SqliteStore::open(path).await?;
-        Queue::builder().store(Arc::new(store)).build().await
     }
 }

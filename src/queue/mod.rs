@@ -11,23 +11,29 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde::Serialize;
 
+use crate::config::{Retention, SharedConfig};
 use crate::duration::IntoDuration;
 use crate::error::Error;
 use crate::event::{
     Event, EventBus, EventStream, Filter, JobEvent, JobEventKind, QueueEvent, Subscription,
 };
 use crate::job::{Job, JobId, JobResult, JobStatus};
-use crate::middleware::{Middleware, Plugin};
+use crate::middleware::Middleware;
 use crate::new_job::NewJob;
+use crate::reports::ShutdownReport;
 use crate::scheduler::clock::Clock;
 use crate::scheduler::supervisor::{
-    AddMiddleware, Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingJob, Placement,
-    Poke, Retention, SharedConfig, Shutdown, StartWorker, Supervisor, SupervisorAddr, WaitReply,
-    WaitResult, WatchExpiry,
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, Origin, PendingJob, Placement, Poke,
+    Shutdown, StartWorker, Supervisor, SupervisorAddr, WaitReply, WaitResult, WatchExpiry,
 };
-use crate::scheduler::ShutdownReport;
 use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
-use crate::task::{TaskBuilder, TaskDef};
+use crate::task::TaskDef;
+
+mod define;
+pub mod plugin;
+mod stores;
+
+pub use define::TaskBuilder;
 
 pub(crate) struct Inner {
     pub(crate) supervisor: SupervisorAddr,
@@ -472,47 +478,12 @@ impl Queue {
         self.inner.clock.now_utc()
     }
 
-    /// Starts defining a task; see [`TaskBuilder`].
-    pub fn define(&self, name: impl Into<String>) -> TaskBuilder<'_> {
-        TaskBuilder::new(self, name.into())
-    }
-
-    pub(crate) fn register_task(&self, def: Arc<TaskDef>) -> Result<(), Error> {
-        use dashmap::mapref::entry::Entry;
-        match self.inner.tasks.entry(def.name.to_string()) {
-            Entry::Occupied(_) => {
-                return Err(Error::InvalidInput {
-                    field: "task",
-                    reason: format!("task `{}` is already defined on this queue", def.name),
-                })
-            }
-            Entry::Vacant(v) => {
-                v.insert(def.clone());
-            }
-        }
-        self.inner.supervisor.do_send(DefineTask(def));
-        Ok(())
-    }
-
-    pub(crate) fn task_action(&self, name: &str) -> Option<Arc<dyn crate::task::Action>> {
-        self.inner.tasks.get(name).map(|t| t.action.clone())
-    }
-
     /// Adds middleware around every job run, outside any task middleware.
     /// The first added is the outermost (see [`crate::middleware`]).
     pub fn middleware(&self, middleware: impl Middleware) {
         self.inner
             .supervisor
             .do_send(AddMiddleware(Arc::new(middleware)));
-    }
-
-    /// Installs a plugin: it is given this queue to set up (kinetik's `use`).
-    ///
-    /// # Errors
-    ///
-    /// Whatever the plugin returns.
-    pub fn plugin(&self, plugin: impl Plugin) -> Result<(), Error> {
-        plugin.install(self)
     }
 
     /// A stream of the events `filter` selects, buffering up to

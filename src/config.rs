@@ -1,0 +1,174 @@
+//! How a queue is configured: what it keeps ([`Retention`]) and how it
+//! shares a store with other processes ([`SharedConfig`]).
+
+use std::time::Duration;
+
+use crate::job::JobStatus;
+use crate::store::{JobDelete, Store, StoreError};
+
+/// How long completed jobs are kept. Buried, expired and cancelled jobs are
+/// kept until cleaned ([`Queue::clean`](crate::Queue::clean)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let keep_an_hour = kessel::Retention {
+///     completed_max_age: Some(Duration::from_secs(3600)),
+///     ..Default::default()
+/// };
+/// assert_eq!(keep_an_hour.completed_max_count, Some(100_000));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Completed jobs older than this are removed (default 24 h).
+    pub completed_max_age: Option<Duration>,
+    /// At most this many completed jobs are kept, newest first (default
+    /// 100,000). Checked at every `interval`; the in-memory store is also
+    /// pruned as soon as another sixteenth of this many jobs (at most 64)
+    /// completed, so the memory it holds them in stays near the cap.
+    pub completed_max_count: Option<usize>,
+    /// How often pruning runs (default every minute).
+    pub interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            completed_max_age: Some(Duration::from_secs(24 * 3600)),
+            completed_max_count: Some(100_000),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retention {
+    /// Removes from `store` the completed jobs this retention does not
+    /// keep at `now`; returns how many.
+    pub(crate) async fn apply(
+        &self,
+        store: &dyn Store,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        if let Some(age) = self.completed_max_age {
+            let cutoff = now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+            removed += store
+                .jobs_delete(&JobDelete {
+                    statuses: vec![JobStatus::Completed],
+                    tasks: Vec::new(),
+                    finished_before: Some(cutoff),
+                    limit: None,
+                })
+                .await?;
+        }
+        if let Some(max) = self.completed_max_count {
+            let completed: u64 = store
+                .jobs_count()
+                .await?
+                .iter()
+                .filter(|c| c.status == JobStatus::Completed)
+                .map(|c| c.count)
+                .sum();
+            if completed as usize > max {
+                removed += store
+                    .jobs_delete(&JobDelete {
+                        statuses: vec![JobStatus::Completed],
+                        tasks: Vec::new(),
+                        finished_before: None,
+                        limit: Some(completed as usize - max),
+                    })
+                    .await?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Keeps no completed job: a job that completes is gone, as in Sidekiq
+    /// or with BullMQ's `removeOnComplete`. Its events are still sent and
+    /// whoever awaits its result still gets it; reading it later finds
+    /// nothing. Failed (buried), expired and cancelled jobs are kept.
+    ///
+    /// On the in-memory store, a completed job then costs no record at
+    /// all, not even for a moment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::builder()
+    ///     .retention(kessel::Retention::keep_none())
+    ///     .build()
+    ///     .await?;
+    /// queue.define("ping").action(|_job: kessel::JobContext<()>| async { Ok::<_, kessel::JobError>(()) })?;
+    /// let handle = queue.create("ping", ()).await?;
+    /// assert_eq!(queue.run_jobs(None, None).await?, 1);
+    /// assert!(
+    ///     matches!(queue.job(handle.id()).await, Err(kessel::Error::UnknownJob(_))),
+    ///     "ran, and kept nowhere"
+    /// );
+    /// # Ok(()) }
+    /// ```
+    pub fn keep_none() -> Self {
+        Retention {
+            completed_max_age: Some(Duration::ZERO),
+            completed_max_count: Some(0),
+            interval: Duration::from_secs(60),
+        }
+    }
+
+    /// Whether completed jobs are kept at all.
+    pub(crate) fn keeps_completed(&self) -> bool {
+        self.completed_max_count != Some(0) && self.completed_max_age != Some(Duration::ZERO)
+    }
+
+    /// Keeps completed jobs until cleaned by hand.
+    pub fn keep_all() -> Self {
+        Retention {
+            completed_max_age: None,
+            completed_max_count: None,
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a process uses a shared store.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let config = kessel::SharedConfig { poll: Duration::from_secs(1), ..Default::default() };
+/// assert_eq!(config.horizon, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// Claim jobs due within this much of now, so the local wheel times
+    /// them to the millisecond (default 2 s).
+    pub horizon: Duration,
+    /// Look for work at least this often, in case a notification was lost
+    /// (default 5 s).
+    pub poll: Duration,
+    /// Claim at least this many jobs beyond the workers' free slots
+    /// (default 64). While the workers empty what this process holds
+    /// before the next claim comes back, the allowance doubles, up to
+    /// [`SharedConfig::MAX_PREFETCH`] (or this value, if larger), and it
+    /// shrinks back as soon as claimed jobs wait: a process claims about
+    /// what it runs during one round trip to the store, no more.
+    pub prefetch: usize,
+}
+
+impl SharedConfig {
+    /// The most the prefetch allowance grows to by itself.
+    pub const MAX_PREFETCH: usize = 4096;
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig {
+            horizon: Duration::from_secs(2),
+            poll: Duration::from_secs(5),
+            prefetch: 64,
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The chained builder that defines a task on a queue.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::context::JobContext;
+use crate::duration::IntoDuration;
+use crate::error::{Error, JobError};
+use crate::middleware::Middleware;
+use crate::queue::Queue;
+use crate::scheduler::supervisor::DefineTask;
+use crate::task::{
+    validate_task_name, Action, Composed, FnAction, RetryPolicy, Step, StepKind, Task, TaskDef,
+    DEFAULT_GRACE, DEFAULT_TAG,
+};
+
+/// The chained builder [`Queue::define`](Queue::define) returns.
+/// Nothing is registered until [`TaskBuilder::action`].
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// use kessel::{JobContext, JobError, RetryPolicy};
+///
+/// let queue = kessel::Queue::new();
+/// queue
+///     .define("send email")
+///     .tag("notifications")
+///     .desc("sends one transactional email")
+///     .timeout("30s")
+///     .retry(RetryPolicy::exponential(3))
+///     .action(|job: JobContext<String>| async move {
+///         Ok::<_, JobError>(format!("sent to {}", job.payload))
+///     })?;
+/// let err = queue.define("bad").timeout("thirty").action(|_: JobContext<()>| async {
+///     Ok::<_, JobError>(())
+/// }).unwrap_err();
+/// assert!(matches!(err, kessel::Error::InvalidDuration(_)));
+/// # Ok(()) }
+/// ```
+#[must_use = "a task is only defined once `.action(..)` is called"]
+#[derive(Debug)]
+pub struct TaskBuilder<'q> {
+    queue: &'q Queue,
+    name: String,
+    tag: String,
+    description: Option<String>,
+    timeout: Option<Duration>,
+    grace: Duration,
+    retry: RetryPolicy,
+    middleware: Vec<Arc<dyn Middleware>>,
+    error: Option<Error>,
+}
+
+impl<'q> TaskBuilder<'q> {
+    pub(crate) fn new(queue: &'q Queue, name: String) -> Self {
+        TaskBuilder {
+            queue,
+            name,
+            tag: DEFAULT_TAG.to_owned(),
+            description: None,
+            timeout: None,
+            grace: DEFAULT_GRACE,
+            retry: RetryPolicy::default(),
+            middleware: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// The tag that groups this task's jobs for workers (default `"default"`).
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = tag.into();
+        self
+    }
+
+    /// A short description, for people and middleware.
+    pub fn desc(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// How long one attempt may run. Past it the job's cancellation signal
+    /// fires, the attempt counts as timed out, and the job is retried as a
+    /// transient failure. An unreadable duration makes
+    /// [`TaskBuilder::action`] return the error.
+    pub fn timeout(mut self, timeout: impl IntoDuration) -> Self {
+        match timeout.into_duration() {
+            Ok(d) => self.timeout = Some(d),
+            Err(e) => self.error = self.error.take().or(Some(e.into())),
+        }
+        self
+    }
+
+    /// How long a run that was cancelled or timed out may go on before its
+    /// future is dropped (default [`DEFAULT_GRACE`], one second).
+    ///
+    /// A cancel or a timeout first fires the run's signal:
+    /// [`JobContext::cancelled`](crate::JobContext::cancelled) resolves and
+    /// [`JobContext::is_cancelled`](crate::JobContext::is_cancelled) turns
+    /// true. The handler's future is still polled for this long, so it can
+    /// stop cleanly, write a last log line and return; what it returns is
+    /// recorded with the cancellation or the timeout (its error's message
+    /// after the reason, its log lines in order). A handler still running
+    /// at the end of the grace period is dropped at its next await point.
+    /// Its worker's slot stays taken until the run has ended either way.
+    /// `0` drops the future at once. An unreadable duration makes
+    /// [`TaskBuilder::action`] return the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue
+    ///     .define("export")
+    ///     .timeout("30s")
+    ///     .grace("5s")
+    ///     .action(|job: JobContext<()>| async move {
+    ///         tokio::select! {
+    ///             _ = job.cancelled() => {
+    ///                 job.log("stopped at a safe point", ());
+    ///                 Err(JobError::transient("stopped early"))
+    ///             }
+    ///             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => Ok(()),
+    ///         }
+    ///     })?;
+    /// assert_eq!(task.grace(), std::time::Duration::from_secs(5));
+    /// # Ok(()) }
+    /// ```
+    pub fn grace(mut self, grace: impl IntoDuration) -> Self {
+        match grace.into_duration() {
+            Ok(d) => self.grace = d,
+            Err(e) => self.error = self.error.take().or(Some(e.into())),
+        }
+        self
+    }
+
+    /// How the task retries transient failures.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Adds middleware around this task's runs, inside any queue middleware.
+    /// The first added is the outermost (see [`crate::middleware`]).
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Registers a task that runs `steps` in series on one worker: each
+    /// step's output is the next step's input, the last step's output is the
+    /// job's result, and the first failure fails the job with a message
+    /// naming the step (the failure keeps its kind: a transient one retries
+    /// the whole composition).
+    ///
+    /// # Errors
+    ///
+    /// As [`TaskBuilder::action`], and [`Error::InvalidInput`] when there
+    /// are no steps or a [`Step::task`] names a task not defined on this
+    /// queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, Step};
+    /// let queue = kessel::Queue::new();
+    /// queue.define("double").action(|j: JobContext<i64>| async move { Ok::<_, JobError>(j.payload * 2) })?;
+    /// queue.define("double then add one").compose([
+    ///     Step::task("double"),
+    ///     Step::action("add one", |j: JobContext<i64>| async move { Ok::<_, JobError>(j.payload + 1) }),
+    /// ])?;
+    /// queue.process(["default"]).start()?;
+    /// let result = queue.create("double then add one", 20).await?.result().await?;
+    /// assert_eq!(result.value, Some(serde_json::json!(41)));
+    /// # Ok(()) }
+    /// ```
+    pub fn compose(self, steps: impl IntoIterator<Item = Step>) -> Result<Task, Error> {
+        let mut resolved: Vec<(String, Arc<dyn Action>)> = Vec::new();
+        for step in steps {
+            match step.kind {
+                StepKind::Task => {
+                    let action =
+                        self.queue
+                            .task_action(&step.name)
+                            .ok_or_else(|| Error::InvalidInput {
+                                field: "step",
+                                reason: format!(
+                                    "step `{}` names a task not defined on this queue",
+                                    step.name
+                                ),
+                            })?;
+                    resolved.push((step.name, action));
+                }
+                StepKind::Inline(action) => resolved.push((step.name, action)),
+            }
+        }
+        if resolved.is_empty() {
+            return Err(Error::InvalidInput {
+                field: "steps",
+                reason: format!("composed task `{}` has no steps", self.name),
+            });
+        }
+        self.finish(Arc::new(Composed {
+            steps: resolved.into(),
+        }))
+    }
+
+    /// Sets the handler and registers the task. The handler takes a
+    /// [`JobContext<T>`] whose payload is decoded from the job's JSON (a
+    /// payload that does not fit buries the job with a
+    /// [`PayloadError`] naming the field), and returns `Result<R, E>` where
+    /// `R` is serialized as the job's result and `E` converts into
+    /// [`JobError`].
+    ///
+    /// Handlers run on their worker's threads (see
+    /// [`ProcessBuilder::threads`](crate::ProcessBuilder::threads)), never
+    /// on the scheduler's: a handler that blocks its thread delays only the
+    /// jobs of that thread. The handler's future is created and polled on
+    /// one worker thread, so it need not be `Send`. Long CPU-heavy work is
+    /// still best moved to `tokio::task::spawn_blocking`, so the thread's
+    /// other jobs keep their turn.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDuration`] from an earlier builder call,
+    /// [`Error::InvalidInput`] for an empty name, a name with `:`, or a name
+    /// already defined on this queue, [`Error::ShutDown`] after shutdown.
+    pub fn action<F, T, Fut, R, E>(self, handler: F) -> Result<Task, Error>
+    where
+        F: Fn(JobContext<T>) -> Fut + Send + Sync + 'static,
+        T: DeserializeOwned + 'static,
+        Fut: Future<Output = Result<R, E>> + 'static,
+        R: Serialize + 'static,
+        E: Into<JobError> + 'static,
+    {
+        self.finish(Arc::new(FnAction {
+            f: handler,
+            _payload: PhantomData,
+        }))
+    }
+
+    pub(crate) fn finish(self, action: Arc<dyn Action>) -> Result<Task, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        validate_task_name(&self.name)?;
+        if self.tag.trim().is_empty() {
+            return Err(Error::InvalidInput {
+                field: "tag",
+                reason: format!("task `{}` has an empty tag", self.name),
+            });
+        }
+        let def = Arc::new(TaskDef {
+            name: self.name.into(),
+            tag: self.tag,
+            description: self.description,
+            timeout: self.timeout,
+            grace: self.grace,
+            retry: self.retry,
+            middleware: self.middleware,
+            action,
+        });
+        self.queue.register_task(def.clone())?;
+        Ok(Task { def })
+    }
+}
+
+impl Queue {
+    /// Starts defining a task; see [`TaskBuilder`].
+    pub fn define(&self, name: impl Into<String>) -> TaskBuilder<'_> {
+        TaskBuilder::new(self, name.into())
+    }
+
+    pub(crate) fn register_task(&self, def: Arc<TaskDef>) -> Result<(), Error> {
+        use dashmap::mapref::entry::Entry;
+        match self.inner.tasks.entry(def.name.to_string()) {
+            Entry::Occupied(_) => {
+                return Err(Error::InvalidInput {
+                    field: "task",
+                    reason: format!("task `{}` is already defined on this queue", def.name),
+                })
+            }
+            Entry::Vacant(v) => {
+                v.insert(def.clone());
+            }
+        }
+        self.inner.supervisor.do_send(DefineTask(def));
+        Ok(())
+    }
+
+    pub(crate) fn task_action(&self, name: &str) -> Option<Arc<dyn crate::task::Action>> {
+        self.inner.tasks.get(name).map(|t| t.action.clone())
+    }
+}
