@@ -6,15 +6,14 @@ use std::sync::Arc;
 
 use kessel::{JobError, JobStatus, NewJob, Queue};
 
-use crate::common::{pause, Trace};
+use crate::common::Trace;
 use crate::Ctx;
 
 /// A run's shared state is reused once nothing else holds it: each run
 /// starts with no lines and no progress of an earlier one, and a context a
 /// handler keeps past its run is never handed to another.
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn a_reused_run_starts_clean_and_a_kept_context_stays_its_own() {
-    pause();
     let queue = Queue::new();
     let kept: Arc<parking_lot::Mutex<Vec<Ctx<u32>>>> = Default::default();
     let token: Arc<parking_lot::Mutex<Option<tokio_util::sync::CancellationToken>>> =
@@ -84,9 +83,8 @@ async fn a_reused_run_starts_clean_and_a_kept_context_stays_its_own() {
 /// Runs of different tasks, one after the other, each see their own task
 /// in their context, and middleware sees its tag too (a run's state is
 /// reused from one run to the next).
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn each_run_sees_its_own_task_and_tag() {
-    pause();
     let queue = Queue::new();
     let handled: Trace<(u32, String)> = Trace::default();
     for (task, tag) in [("resize", "images"), ("send", "mail")] {

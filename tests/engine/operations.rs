@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use kessel::{Error, JobError, JobStatus, Queue, RetryPolicy};
 
-use crate::common::{pause, Trace};
+use crate::common::Trace;
 use crate::{recorder, Ctx};
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn kick_returns_a_buried_job_to_ready() {
-    pause();
     let queue = Queue::new();
     let fixed = Arc::new(AtomicUsize::new(0));
     let f = fixed.clone();
@@ -45,9 +44,8 @@ async fn kick_returns_a_buried_job_to_ready() {
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn cancel_removes_a_pending_job_and_signals_a_running_one() {
-    pause();
     let queue = Queue::new();
     let signalled = Arc::new(AtomicUsize::new(0));
     let sig = signalled.clone();
@@ -98,9 +96,8 @@ async fn cancel_removes_a_pending_job_and_signals_a_running_one() {
     ));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn jobs_wait_unrouted_until_their_task_is_defined() {
-    pause();
     let queue = Queue::new();
     queue.process(["mail"]).start().unwrap();
     let h = queue.create("send", "hi").await.unwrap();
@@ -114,9 +111,8 @@ async fn jobs_wait_unrouted_until_their_task_is_defined() {
     assert_eq!(h.result().await.unwrap().value, Some(serde_json::json!(2)));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn queue_env_selects_the_tags_to_serve() {
-    pause();
     let queue = Queue::new();
     let trace = Trace::default();
     recorder(&queue, "t", "from-env", &trace);

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use kessel::{JobError, JobStatus, NewJob, Queue};
 
-use crate::common::{pause, Trace};
+use crate::common::Trace;
 use crate::{recorder, Ctx};
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn ready_jobs_run_by_priority_then_due_time_then_creation_order() {
-    pause();
     let queue = Queue::new();
     let trace = Trace::default();
     recorder(&queue, "t", "tag", &trace);
@@ -37,9 +36,8 @@ async fn ready_jobs_run_by_priority_then_due_time_then_creation_order() {
     assert_eq!(trace.items(), vec![0, 1, 2, 3, 4, 5, 6]);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn worker_returns_to_its_first_tag_after_every_job() {
-    pause();
     let queue = Queue::new();
     let trace = Trace::default();
     recorder(&queue, "low", "b", &trace);
@@ -86,9 +84,8 @@ async fn worker_returns_to_its_first_tag_after_every_job() {
     assert_eq!(trace.items(), vec![1, 2, 10, 100, 11, 12, 13]);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn concurrency_limit_is_never_exceeded() {
-    pause();
     let queue = Queue::new();
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -124,9 +121,8 @@ async fn concurrency_limit_is_never_exceeded() {
 /// Jobs that finish on their first poll are settled by the scheduler
 /// itself, one after another; a long run of them still leaves the other
 /// tasks on the thread a turn every few hundred jobs.
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn a_long_run_of_instant_jobs_leaves_other_tasks_a_turn() {
-    pause();
     let queue = Queue::new();
     let done = Arc::new(AtomicUsize::new(0));
     let d = done.clone();

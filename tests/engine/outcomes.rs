@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use kessel::{JobError, JobStatus, NewJob, Queue, RetryPolicy};
 
-use crate::common::{pause, Trace};
+use crate::common::Trace;
 use crate::Ctx;
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn transient_failures_retry_with_backoff_then_bury() {
-    pause();
     let queue = Queue::new();
     let starts: Trace<(u32, chrono::DateTime<chrono::Utc>)> = Trace::default();
     let (s, q) = (starts.clone(), queue.clone());
@@ -55,9 +54,8 @@ async fn transient_failures_retry_with_backoff_then_bury() {
     assert_eq!(queue.job(h.id()).await.unwrap().attempts, 4);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn transient_failure_then_success_completes() {
-    pause();
     let queue = Queue::new();
     queue
         .define("second time lucky")
@@ -81,9 +79,8 @@ async fn transient_failure_then_success_completes() {
     assert_eq!(result.value, Some(serde_json::json!(2)));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn fatal_failure_buries_at_once() {
-    pause();
     let queue = Queue::new();
     queue
         .define("doomed")
@@ -97,9 +94,8 @@ async fn fatal_failure_buries_at_once() {
     assert_eq!(queue.job(h.id()).await.unwrap().attempts, 1);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn retry_after_overrides_the_backoff() {
-    pause();
     let queue = Queue::new();
     let starts: Trace<chrono::DateTime<chrono::Utc>> = Trace::default();
     let (s, q) = (starts.clone(), queue.clone());
@@ -128,9 +124,8 @@ async fn retry_after_overrides_the_backoff() {
     assert_eq!((s[1] - s[0]).num_seconds(), 30);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn a_panic_fails_the_job_and_the_worker_lives_on() {
-    pause();
     let queue = Queue::new();
     queue
         .define("explode")
@@ -166,9 +161,8 @@ async fn a_panic_fails_the_job_and_the_worker_lives_on() {
     assert_eq!(fine.value, Some(serde_json::json!("still here")));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn timeout_fires_the_signal_and_retries_as_transient() {
-    pause();
     let queue = Queue::new();
     let signalled = Arc::new(AtomicUsize::new(0));
     let sig = signalled.clone();
@@ -221,9 +215,8 @@ async fn timeout_fires_the_signal_and_retries_as_transient() {
 /// What a run logged before it was cut off comes before the line that
 /// ends it, on the in-memory store (nothing written while it ran) and on
 /// one that records every change.
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn a_timed_out_or_cancelled_run_keeps_its_lines_in_order() {
-    pause();
     for store in [
         None,
         Some(Arc::new(kessel::store::MemoryStore::new()) as Arc<dyn kessel::Store>),
@@ -311,9 +304,8 @@ impl kessel::Store for Recording {
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn hundred_thousand_mixed_jobs_each_reach_exactly_one_final_state() {
-    pause();
     let queue = Queue::new();
     queue
         .define("mixed")

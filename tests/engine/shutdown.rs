@@ -5,12 +5,10 @@ use std::time::Duration;
 
 use kessel::{Error, JobError, JobStatus, Queue};
 
-use crate::common::pause;
 use crate::Ctx;
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn shutdown_lets_running_jobs_finish_then_aborts_the_rest() {
-    pause();
     let queue = Queue::new();
     queue
         .define("sleepy")

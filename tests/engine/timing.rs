@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use kessel::{JobError, JobStatus, Queue};
 
-use crate::common::{pause, Trace};
+use crate::common::Trace;
 use crate::Ctx;
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn delayed_job_never_starts_before_its_time_and_starts_at_it() {
-    pause();
     let queue = Queue::new();
     let starts: Trace<chrono::DateTime<chrono::Utc>> = Trace::default();
     let (s, q) = (starts.clone(), queue.clone());
@@ -92,9 +91,8 @@ async fn a_delay_ending_mid_millisecond_starts_within_one_timer_tick() {
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn job_not_started_by_its_expiration_expires_without_running() {
-    pause();
     let queue = Queue::new();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();

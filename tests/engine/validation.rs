@@ -4,12 +4,10 @@
 
 use kessel::{Error, JobError, JobStatus, Queue};
 
-use crate::common::pause;
 use crate::Ctx;
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn unknown_job_ids_are_typed_errors() {
-    pause();
     let queue = Queue::new();
     let id = kessel::JobId::new();
     assert!(matches!(queue.cancel(id).await, Err(Error::UnknownJob(x)) if x == id));
@@ -18,9 +16,8 @@ async fn unknown_job_ids_are_typed_errors() {
     assert!(matches!(queue.result(id).await, Err(Error::UnknownJob(x)) if x == id));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn malformed_input_gets_typed_errors_naming_what_is_wrong() {
-    pause();
     let queue = Queue::new();
     for bad in ["", "10x", "1.5h", "-3s", "soon"] {
         match queue.create("t", ()).delay(bad).await {
