@@ -43,16 +43,19 @@ async fn worker_returns_to_its_first_tag_after_every_job() {
     recorder(&queue, "low", "b", &trace);
     let hi_trace = trace.clone();
     let q2 = queue.clone();
+    let spawned: Trace<kessel::JobId> = Trace::default();
+    let sp = spawned.clone();
     // The first "b" job creates an "a" job while it runs: it must run next,
     // before the remaining "b" jobs.
     queue
         .define("spawner")
         .tag("b")
         .action(move |job: Ctx<u32>| {
-            let (t, q) = (hi_trace.clone(), q2.clone());
+            let (t, q, sp) = (hi_trace.clone(), q2.clone(), sp.clone());
             async move {
                 t.push(job.payload);
-                q.create("high", 100).await.map_err(JobError::fatal)?;
+                let high = q.create("high", 100).await.map_err(JobError::fatal)?;
+                sp.push(high.id());
                 Ok::<_, JobError>(())
             }
         })
@@ -69,18 +72,10 @@ async fn worker_returns_to_its_first_tag_after_every_job() {
     for h in &handles {
         h.result().await.unwrap();
     }
-    // wait for the job spawned inside the handler too
-    let spawned = queue
-        .store()
-        .jobs_query(
-            &kessel::store::JobQuery::default()
-                .task("high")
-                .status(JobStatus::Completed),
-        )
-        .await
-        .unwrap();
-    let _ = spawned;
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    // the job spawned inside the handler too: its result, not a timer
+    for id in spawned.items() {
+        queue.result(id).await.unwrap();
+    }
     assert_eq!(trace.items(), vec![1, 2, 10, 100, 11, 12, 13]);
 }
 
