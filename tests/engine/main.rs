@@ -5,10 +5,12 @@
 mod common;
 
 mod context;
+mod grace;
 mod operations;
 mod ordering;
 mod outcomes;
 mod shutdown;
+mod threads;
 mod timing;
 mod validation;
 

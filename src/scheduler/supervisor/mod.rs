@@ -1470,7 +1470,9 @@ impl Supervisor {
         let delay = at.saturating_duration_since(tokio::time::Instant::now());
         let alarm_at =
             (self.alarm.is_some() && self.alarm_trusted && clocks_agree()).then(|| at.into_std());
-        match plan_wake(delay, alarm_at, std::time::Instant::now()) {
+        // Read on tokio's clock: on a paused one a deadline still ahead
+        // never looks passed, whatever real time does meanwhile.
+        match plan_wake(delay, alarm_at, tokio::time::Instant::now().into_std()) {
             Wake::Now => {
                 // It came due while this turn ran: look again right after
                 // it, not at tokio's next tick (up to a millisecond later).

@@ -4,13 +4,10 @@
 //! blocked thread is reported while it is stuck; a worker's threads share
 //! its jobs.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::pause;
 use futures::StreamExt;
 use kessel::event::{Event, Filter, JobEventKind, QueueEvent};
 use kessel::{JobContext, JobError, JobStatus, Queue, RetryPolicy};
@@ -47,9 +44,8 @@ fn block(how: Block, release: &AtomicBool) {
 /// its own: every delayed job of another tag starts within 2 ms of its
 /// time, and the blocked job's timeout is recorded and decided while its
 /// thread is still blocked.
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn a_blocking_handler_delays_neither_timers_nor_other_tags() {
-    pause();
     for how in [Block::Sleep, Block::Spin, Block::Forever] {
         let queue = Queue::new();
         let release = Arc::new(AtomicBool::new(false));

@@ -3,11 +3,8 @@
 //! what it returned and logged recorded; one that does not stop is
 //! dropped when the grace period ends.
 
-mod common;
-
 use std::time::Duration;
 
-use common::pause;
 use kessel::{JobContext, JobError, JobStatus, Queue, RetryPolicy};
 
 /// A handler that waits for its signal in `select!`, writes a line and
@@ -26,9 +23,8 @@ fn lines(job: &kessel::Job) -> Vec<&str> {
     job.logs.iter().map(|l| &*l.message).collect()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn a_timed_out_handler_that_stops_within_its_grace_has_its_result_recorded() {
-    pause();
     let queue = Queue::new();
     queue
         .define("export")
@@ -61,9 +57,8 @@ async fn a_timed_out_handler_that_stops_within_its_grace_has_its_result_recorded
     assert!((5_000..=5_002).contains(&took), "{took} ms");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn a_cancelled_handler_that_stops_within_its_grace_has_its_result_recorded() {
-    pause();
     let queue = Queue::new();
     queue.define("export").action(stops_cleanly).unwrap();
     queue.process(["default"]).start().unwrap();
@@ -86,9 +81,8 @@ async fn a_cancelled_handler_that_stops_within_its_grace_has_its_result_recorded
 /// A handler that sees its signal but goes on past its grace period is
 /// dropped at the grace period's end; what it logged before is kept, and
 /// a retry's backoff counts from the timeout, not from the drop.
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn a_handler_that_overruns_its_grace_is_dropped_when_it_ends() {
-    pause();
     let queue = Queue::new();
     let q = queue.clone();
     queue
@@ -159,9 +153,8 @@ async fn a_handler_that_overruns_its_grace_is_dropped_when_it_ends() {
 
 /// `grace("0s")` drops the future as soon as the signal fires, and a bad
 /// grace duration is a typed error when the task is defined.
-#[actix_rt::test]
+#[actix_rt::test(system = "crate::Paused")]
 async fn zero_grace_drops_at_once_and_a_bad_grace_is_a_typed_error() {
-    pause();
     let queue = Queue::new();
     queue
         .define("export")
