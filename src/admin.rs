@@ -171,7 +171,7 @@ impl Queue {
             }
             query.tags.clear();
         }
-        if self.inner.store.ephemeral() {
+        if self.inner.persistence.in_process() {
             return self.fetch_with_pending(query).await;
         }
         self.barrier().await;
@@ -221,7 +221,7 @@ impl Queue {
     ///
     /// [`Error::Store`].
     pub async fn stats(&self) -> Result<Stats, Error> {
-        let counts = if self.inner.store.ephemeral() {
+        let counts = if self.inner.persistence.in_process() {
             // Pending jobs (and final ones on their way to the store) are
             // counted where they live, final ones in the store; the
             // store's copy of a kicked job is pending again, not counted

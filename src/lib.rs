@@ -63,6 +63,7 @@ pub mod event;
 mod job;
 pub mod middleware;
 mod new_job;
+mod persistence;
 mod queue;
 mod reports;
 mod run_map;

@@ -455,9 +455,6 @@ impl Store for NextDueNeverAnswers {
     fn shared(&self) -> Option<&dyn SharedStore> {
         Some(self)
     }
-    fn calls_on_runtime(&self) -> bool {
-        self.0.calls_on_runtime()
-    }
     async fn close(&self) -> Result<(), StoreError> {
         self.0.close().await
     }

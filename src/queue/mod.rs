@@ -20,6 +20,7 @@ use crate::event::{
 use crate::job::{Job, JobId, JobResult, JobStatus};
 use crate::middleware::Middleware;
 use crate::new_job::NewJob;
+use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
 use crate::scheduler::clock::Clock;
 use crate::scheduler::supervisor::{
@@ -45,6 +46,8 @@ pub(crate) struct Inner {
     creating: AtomicUsize,
     /// Where workers run their handlers unless told otherwise.
     placement: Placement,
+    /// How jobs are kept, chosen once from the store.
+    pub(crate) persistence: Persistence,
 }
 
 /// The queue: a cheap-to-clone handle to one scheduler actor and its store.
@@ -158,7 +161,7 @@ impl QueueBuilder {
     /// Outside a running actix system.
     pub async fn build(self) -> Result<Queue, Error> {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let pending = if store.shared().is_some() {
+        let pending = if Persistence::of(&*store).shared() {
             Vec::new()
         } else {
             store.jobs_pending().await?
@@ -429,6 +432,7 @@ impl Queue {
 
     fn start(store: Arc<dyn Store>, retention: Retention, shared: SharedConfig) -> Self {
         let clock = Clock::new();
+        let persistence = Persistence::of(&*store);
         let bus = Arc::new(EventBus::default());
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // A paused clock is the test runtime's: everything stays on it.
@@ -440,7 +444,18 @@ impl Queue {
         };
         let new_scheduler = {
             let (store, bus, sent) = (store.clone(), bus.clone(), sent.clone());
-            move || Supervisor::new(clock, store, bus, retention, shared, sent, placement)
+            move || {
+                Supervisor::new(
+                    clock,
+                    store,
+                    persistence,
+                    bus,
+                    retention,
+                    shared,
+                    sent,
+                    placement,
+                )
+            }
         };
         let addr = if paused {
             new_scheduler().start()
@@ -463,6 +478,7 @@ impl Queue {
                 bus,
                 creating: AtomicUsize::new(0),
                 placement,
+                persistence,
             }),
         }
     }
@@ -553,7 +569,7 @@ impl Queue {
         let mut name = None;
         // On an ephemeral store the supervisor holds the job until it is
         // final and rebuilds its "created" line from created_at then.
-        let log_created = !self.inner.store.ephemeral();
+        let log_created = !self.inner.persistence.in_process();
         let jobs: Vec<Job> = jobs
             .into_iter()
             .map(|j| j.into_job(now, &mut name, log_created))
@@ -567,7 +583,7 @@ impl Queue {
         self.inner.creating.fetch_add(1, Ordering::SeqCst);
         // An ephemeral store gets a job when it becomes final: until then
         // the supervisor holds it.
-        let stored = if self.inner.store.ephemeral() {
+        let stored = if self.inner.persistence.in_process() {
             Ok(())
         } else {
             self.inner.store.jobs_insert(&jobs).await
@@ -594,7 +610,7 @@ impl Queue {
                 queue: self.clone(),
             })
             .collect();
-        if self.inner.store.shared().is_none() {
+        if !self.inner.persistence.shared() {
             self.inner.supervisor.do_send(Admit {
                 jobs,
                 origin: Origin::New,
@@ -679,7 +695,7 @@ impl Queue {
     ///
     /// [`Error::UnknownJob`] when no job has this id; [`Error::Store`].
     pub async fn job(&self, id: JobId) -> Result<Job, Error> {
-        if self.inner.store.ephemeral() {
+        if self.inner.persistence.in_process() {
             if let Ok(Some(job)) = self.inner.supervisor.send(PendingJob(id)).await {
                 return Ok(job);
             }
@@ -723,7 +739,7 @@ impl Queue {
             WaitReply::Pending(rx) => match rx.await {
                 Ok(result) => return Ok(result),
                 // Given back to a shared store: watch the store below.
-                Err(_) if self.inner.store.shared().is_some() => {}
+                Err(_) if self.inner.persistence.shared() => {}
                 Err(_) => return Err(Error::ShutDown),
             },
             WaitReply::Stored(rx) => {
@@ -736,7 +752,7 @@ impl Queue {
             if let Some(result) = job.outcome() {
                 return Ok(result);
             }
-            if self.inner.store.shared().is_none() {
+            if !self.inner.persistence.shared() {
                 return Err(Error::WrongState {
                     id,
                     status: job.status,
@@ -825,7 +841,7 @@ impl Queue {
         if !self.inner.supervisor.connected() {
             return Err(Error::ShutDown);
         }
-        if self.inner.store.shared().is_some() {
+        if self.inner.persistence.shared() {
             // Ready in the store again; the update wakes the processes.
             let line = crate::job::LogLine::new(self.now(), job.attempts, "kicked");
             self.inner

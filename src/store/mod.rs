@@ -270,6 +270,41 @@ pub struct JobDelete {
     pub limit: Option<usize>,
 }
 
+/// What a store is, as far as a queue on it cares: the queue reads it once,
+/// when it is built, and picks how it keeps its jobs from it. A store
+/// shared between processes says so through [`Store::shared`].
+///
+/// # Examples
+///
+/// ```
+/// use kessel::store::{Capabilities, MemoryStore, Store};
+/// assert!(!MemoryStore::new().capabilities().outlives_process);
+/// assert!(Capabilities::DURABLE.outlives_process);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The store keeps jobs beyond this process (a file, a database). A
+    /// queue on a store that does not (the memory store) keeps each pending
+    /// job once, in its scheduler, and hands the store a job when it
+    /// becomes final (or is kicked back to ready); reads through the queue
+    /// combine the two. A queue on a store that does sends it every
+    /// state change, in batches.
+    pub outlives_process: bool,
+}
+
+impl Capabilities {
+    /// A store that keeps its jobs beyond the process: the default.
+    pub const DURABLE: Capabilities = Capabilities {
+        outlives_process: true,
+    };
+
+    /// A store that lives and dies with the process, as the memory store.
+    pub const IN_PROCESS: Capabilities = Capabilities {
+        outlives_process: false,
+    };
+}
+
 /// The persistence boundary every store implements.
 ///
 /// Methods lead with the noun they act on and take one parameter value
@@ -303,8 +338,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores new jobs.
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError>;
 
-    /// Stores jobs handed over whole: an [ephemeral](Store::ephemeral)
-    /// store's jobs as they become final. A store that keeps the values
+    /// Stores jobs handed over whole: the jobs of a store that does not
+    /// [outlive the process](Capabilities::outlives_process), as they
+    /// become final. A store that keeps the values
     /// it is given can take them without copying; the default stores
     /// copies with [`jobs_insert`](Store::jobs_insert). On failure the jobs
     /// come back with the error, for a retry.
@@ -333,22 +369,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
-    /// Whether the store keeps nothing beyond this process, as the memory
-    /// store does. A queue on such a store keeps each pending job once, in
-    /// its scheduler, and stores the job when it becomes final (or is
-    /// kicked back to ready); reads through the queue combine the two.
-    /// Stores that outlive the process return `false` (the default) and
-    /// are sent every state change.
-    fn ephemeral(&self) -> bool {
-        false
-    }
-
-    /// Whether the queue must run this store's calls as tasks on the tokio
-    /// runtime rather than on its actor: `true` for stores whose
-    /// connections must be released inside the runtime (sqlx pools), so
-    /// nothing panics when an actor system is torn down mid-call.
-    fn calls_on_runtime(&self) -> bool {
-        false
+    /// What kind of store this is (see [`Capabilities`]); read once, when
+    /// a queue is built on it. The default describes a store that keeps
+    /// its jobs beyond this process.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::DURABLE
     }
 
     /// Finishes the writes already handed to the store and releases what

@@ -44,6 +44,7 @@ use crate::error::JobErrorKind;
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
 use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
+use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
 use crate::store::{JobUpdate, StatusCount, Store};
 use crate::task::TaskDef;
@@ -485,16 +486,18 @@ impl Supervisor {
     pub(crate) fn new(
         clock: Clock,
         store: Arc<dyn Store>,
+        persistence: Persistence,
         bus: Arc<EventBus>,
         retention: Retention,
         shared: SharedConfig,
         sent: Arc<std::sync::atomic::AtomicU64>,
         placement: Placement,
     ) -> Self {
-        let shared = store
-            .shared()
-            .map(|s| shared::SharedMode::new(shared, s.owner()));
-        let ephemeral = store.ephemeral() && store.shared().is_none();
+        let shared = match (persistence, store.shared()) {
+            (Persistence::Shared, Some(s)) => Some(shared::SharedMode::new(shared, s.owner())),
+            _ => None,
+        };
+        let ephemeral = persistence.in_process();
         Supervisor {
             clock,
             store,
@@ -1660,20 +1663,15 @@ impl Supervisor {
         }));
     }
 
-    /// Runs a store call: as a task on the tokio runtime when the store
-    /// asks for it (its connections must be dropped inside the runtime, even
-    /// when the actor system is torn down mid-call), inline otherwise.
-    /// `None` when the runtime dropped the task.
+    /// The one seam every store call of the scheduler goes through, as a
+    /// future of its actor. (`None` is kept for a call whose task a runtime
+    /// dropped; a store that runs its calls elsewhere, as PostgreSQL does
+    /// on its own runtime, handles that itself.)
     fn store_call<T: Send + 'static>(
         &self,
         fut: impl std::future::Future<Output = T> + Send + 'static,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>>>> {
-        if self.store.calls_on_runtime() {
-            let task = tokio::spawn(fut);
-            Box::pin(async move { task.await.ok() })
-        } else {
-            Box::pin(async move { Some(fut.await) })
-        }
+        Box::pin(async move { Some(fut.await) })
     }
 
     fn in_flight(&self) -> usize {

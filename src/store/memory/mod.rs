@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 
-use super::{JobDelete, JobQuery, JobUpdate, StatusCount, Store, StoreError};
+use super::{Capabilities, JobDelete, JobQuery, JobUpdate, StatusCount, Store, StoreError};
 use crate::job::{Job, JobId, JobStatus};
 use map::JobMap;
 
@@ -14,8 +14,8 @@ mod map;
 /// The default store: jobs live in this process's memory and nothing
 /// survives a restart. Every operation completes at once.
 ///
-/// Under a [`Queue`](crate::Queue) it is [ephemeral](Store::ephemeral):
-/// pending jobs are held once, by the queue's scheduler, and a job is
+/// It does not [outlive the process](super::Capabilities::outlives_process),
+/// so under a [`Queue`](crate::Queue) pending jobs are held once, by the queue's scheduler, and a job is
 /// stored here when it becomes final. Read jobs through the queue
 /// ([`Queue::job`](crate::Queue::job), [`Queue::fetch`](crate::Queue::fetch),
 /// [`Queue::stats`](crate::Queue::stats)), which sees both.
@@ -201,8 +201,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    fn ephemeral(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::IN_PROCESS
     }
 
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {

@@ -1,0 +1,18 @@
+//! The scheduler's background services, each its own type with its
+//! configuration, a `run_once` that tests can call, and a loop the
+//! scheduler runs it in (on its own interval, never inside another
+//! service's work):
+//!
+//! - [`Pruner`]: removes the completed jobs the queue's retention does not
+//!   keep;
+//! - [`Rescuer`]: on a shared store, returns jobs whose lease lapsed (their
+//!   process died) to ready, and expires jobs nobody holds past their
+//!   expiry.
+//!
+//! The watch over worker threads is `supervisor::threads::ThreadWatch`.
+
+mod pruner;
+mod rescuer;
+
+pub(crate) use pruner::Pruner;
+pub(crate) use rescuer::{RescueReport, Rescuer};
