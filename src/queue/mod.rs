@@ -24,7 +24,7 @@ use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
 use crate::scheduler::clock::Clock;
 use crate::scheduler::supervisor::{
-    AddMiddleware, Admit, Barrier, Cancel, CancelReply, Origin, PendingJob, Placement, Poke,
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, Origin, PendingJob, Placement, Poke, Setup,
     Shutdown, StartWorker, Supervisor, SupervisorAddr, WaitReply, WaitResult, WatchExpiry,
 };
 use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
@@ -445,7 +445,7 @@ impl Queue {
         let new_scheduler = {
             let (store, bus, sent) = (store.clone(), bus.clone(), sent.clone());
             move || {
-                Supervisor::new(
+                Supervisor::new(Setup {
                     clock,
                     store,
                     persistence,
@@ -454,7 +454,7 @@ impl Queue {
                     shared,
                     sent,
                     placement,
-                )
+                })
             }
         };
         let addr = if paused {

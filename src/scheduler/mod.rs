@@ -5,6 +5,7 @@
 mod alarm;
 pub(crate) mod clock;
 pub(crate) mod ready;
+pub(crate) mod services;
 pub(crate) mod supervisor;
 pub(crate) mod utc;
 pub(crate) mod wheel;

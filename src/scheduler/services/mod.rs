@@ -15,4 +15,4 @@ mod pruner;
 mod rescuer;
 
 pub(crate) use pruner::Pruner;
-pub(crate) use rescuer::{RescueReport, Rescuer};
+pub(crate) use rescuer::Rescuer;

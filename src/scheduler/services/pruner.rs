@@ -61,8 +61,11 @@ mod tests {
     use crate::store::MemoryStore;
 
     fn completed(at: DateTime<Utc>) -> Job {
-        let mut job = Job::new("report", crate::job::Payload::from_value(&serde_json::json!(1)).unwrap());
+        let mut job = crate::new_job::NewJob::new("report", 1)
+            .into_job(at, &mut None, true)
+            .expect("a valid job");
         job.status = JobStatus::Completed;
+        job.attempts = 1;
         job.finished_at = Some(at);
         job
     }
@@ -73,7 +76,10 @@ mod tests {
         let now = Utc::now();
         let old = completed(now - chrono::Duration::hours(2));
         let new = completed(now);
-        store.jobs_insert(&[old.clone(), new.clone()]).await.unwrap();
+        store
+            .jobs_insert(&[old.clone(), new.clone()])
+            .await
+            .unwrap();
         let pruner = Pruner::new(
             store.clone(),
             Retention {
@@ -85,7 +91,11 @@ mod tests {
         assert_eq!(pruner.run_once(now).await.unwrap(), 1);
         assert!(store.job_get(old.id).await.unwrap().is_none());
         assert!(store.job_get(new.id).await.unwrap().is_some());
-        assert_eq!(pruner.run_once(now).await.unwrap(), 0, "nothing left to prune");
+        assert_eq!(
+            pruner.run_once(now).await.unwrap(),
+            0,
+            "nothing left to prune"
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ impl Rescuer {
     /// How often its loop runs: a quarter of the store's lease, at least
     /// every 10 ms.
     pub(crate) fn interval(&self) -> Duration {
-        let lease = self.store.shared().map_or(Duration::from_secs(30), |s| s.lease());
+        let lease = self
+            .store
+            .shared()
+            .map_or(Duration::from_secs(30), |s| s.lease());
         (lease / 4).max(Duration::from_millis(10))
     }
 

@@ -14,37 +14,25 @@ use crate::job::JobStatus;
 use crate::middleware::Middleware;
 use crate::store::StoreError;
 
-/// How many jobs complete between two prunings of the in-memory store
-/// with count cap `cap`: a sixteenth of the cap, at most 64, so that one
-/// pruning never holds the supervisor up for long (removing a job the
-/// cache no longer holds costs about a microsecond).
-fn prune_step(cap: usize) -> usize {
-    (cap / 16).clamp(1, 64)
-}
-
 impl Supervisor {
-    pub(super) fn start_retention(&mut self, ctx: &mut Context<Self>) {
-        if self.retention.completed_max_age.is_none()
-            && self.retention.completed_max_count.is_none()
-        {
+    /// Starts the pruner's loop, on its interval.
+    pub(super) fn start_pruner(&mut self, ctx: &mut Context<Self>) {
+        if !self.pruner.enabled() {
             return;
         }
-        ctx.run_interval(
-            self.retention.interval.max(Duration::from_millis(1)),
-            |act, ctx| act.prune(ctx),
-        );
+        ctx.run_interval(self.pruner.interval(), |act, ctx| act.prune(ctx));
     }
 
-    fn prune(&mut self, ctx: &mut Context<Self>) {
+    /// Runs the pruner once, unless a run is under way.
+    pub(super) fn prune(&mut self, ctx: &mut Context<Self>) {
         if self.pruning {
             return;
         }
         self.pruning = true;
         self.completed_unpruned = 0;
-        let store = self.store.clone();
-        let retention = self.retention.clone();
+        let pruner = self.pruner.clone();
         let now = self.clock.now_utc();
-        let fut = async move { retention.apply(&*store, now).await };
+        let fut = async move { pruner.run_once(now).await };
         ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, _| {
             act.pruning = false;
             if let Some(result) = result {
@@ -70,9 +58,9 @@ impl Supervisor {
         self.ephemeral
             && !self.pruning
             && self
-                .retention
-                .completed_max_count
-                .is_some_and(|cap| self.completed_unpruned >= prune_step(cap))
+                .pruner
+                .due_after()
+                .is_some_and(|n| self.completed_unpruned >= n)
     }
 
     pub(super) fn rebuild_chain(&mut self, task: u32) {

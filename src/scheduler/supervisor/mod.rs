@@ -46,6 +46,7 @@ use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
+use crate::scheduler::services::{Pruner, Rescuer};
 use crate::store::{JobUpdate, StatusCount, Store};
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
@@ -278,10 +279,16 @@ pub(crate) struct Supervisor {
     barrier_in_flight: Vec<Waiter>,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
     draining: Option<Drain>,
-    retention: Retention,
+    /// Whether completed jobs are kept at all (see [`Retention::keep_none`]).
+    keeps_completed: bool,
+    /// Removes the completed jobs the retention does not keep.
+    pruner: Pruner,
+    /// A pruning is under way.
     pruning: bool,
     /// Jobs completed since pruning last ran (see `prune_due`).
     completed_unpruned: usize,
+    /// Returns the jobs of dead processes (on a shared store).
+    rescuer: Option<Rescuer>,
     /// Set when the store is shared between processes.
     shared: Option<shared::SharedMode>,
     /// The supervisor's own address, for handlers' lease touches.
@@ -482,22 +489,39 @@ struct WriteAt {
     index: std::num::NonZeroU32,
 }
 
+/// What a queue gives its scheduler when it builds it.
+pub(crate) struct Setup {
+    pub(crate) clock: Clock,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) persistence: Persistence,
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) retention: Retention,
+    pub(crate) shared: SharedConfig,
+    /// Counts the messages sent to the scheduler (see [`SupervisorAddr`]).
+    pub(crate) sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Where workers run their handlers unless told otherwise.
+    pub(crate) placement: Placement,
+}
+
 impl Supervisor {
-    pub(crate) fn new(
-        clock: Clock,
-        store: Arc<dyn Store>,
-        persistence: Persistence,
-        bus: Arc<EventBus>,
-        retention: Retention,
-        shared: SharedConfig,
-        sent: Arc<std::sync::atomic::AtomicU64>,
-        placement: Placement,
-    ) -> Self {
+    pub(crate) fn new(setup: Setup) -> Self {
+        let Setup {
+            clock,
+            store,
+            persistence,
+            bus,
+            retention,
+            shared,
+            sent,
+            placement,
+        } = setup;
         let shared = match (persistence, store.shared()) {
             (Persistence::Shared, Some(s)) => Some(shared::SharedMode::new(shared, s.owner())),
             _ => None,
         };
         let ephemeral = persistence.in_process();
+        let pruner = Pruner::new(store.clone(), retention.clone());
+        let rescuer = Rescuer::new(store.clone()).filter(|_| persistence.shared());
         Supervisor {
             clock,
             store,
@@ -532,9 +556,11 @@ impl Supervisor {
             barrier_in_flight: Vec::new(),
             result_waiters: HashMap::default(),
             draining: None,
-            retention,
+            keeps_completed: retention.keeps_completed(),
+            pruner,
             pruning: false,
             completed_unpruned: 0,
+            rescuer,
             shared,
             me: None,
             sent,
@@ -878,7 +904,7 @@ impl Supervisor {
             _ => JobEventKind::Cancelled,
         };
         let finished_at = self.now_utc();
-        if self.ephemeral && status == JobStatus::Completed && !self.retention.keeps_completed() {
+        if self.ephemeral && status == JobStatus::Completed && !self.keeps_completed {
             // Kept nowhere: no record to build, store and prune.
             self.emit(e.job.id, e.task, attempt, kind);
             if !self.result_waiters.is_empty() {
@@ -1566,12 +1592,6 @@ impl Supervisor {
         let room = self.finals.len().min(FLUSH_BATCH);
         let finals = std::mem::replace(&mut self.finals, Vec::with_capacity(room));
         self.finals_in_flight = count_by_task_and_status(&finals);
-        let prune = self.prune_due().then(|| {
-            self.pruning = true;
-            self.completed_unpruned = 0;
-            (self.retention.clone(), self.clock.now_utc())
-        });
-        let pruning = prune.is_some();
         self.write_epoch = self.write_epoch.wrapping_add(1);
         self.barrier_in_flight = std::mem::take(&mut self.barrier_next);
         let store = self.store.clone();
@@ -1599,23 +1619,12 @@ impl Supervisor {
                     result = shared.jobs_release(owner, &releases).await;
                 }
             }
-            // Once the jobs that completed are stored: they count.
-            let pruned = match (&result, prune) {
-                (Ok(()), Some((retention, now))) => Some(retention.apply(&*store, now).await),
-                _ => None,
-            };
-            (result, batch, finals, releases, pruned)
+            (result, batch, finals, releases)
         };
         ctx.spawn(self.store_call(fut).into_actor(self).map(move |done, act, ctx| {
             act.flushing = false;
             act.finals_in_flight.clear();
-            if pruning {
-                act.pruning = false;
-            }
-            let Some((result, batch, finals, releases, pruned)) = done else { return };
-            if let Some(pruned) = pruned {
-                act.pruned(pruned);
-            }
+            let Some((result, batch, finals, releases)) = done else { return };
             match result {
                 Ok(()) => {
                     act.stored_writes += 1;
@@ -1627,6 +1636,11 @@ impl Supervisor {
                         // What was given back may be due soon: look now
                         // rather than wait for the notification to come round.
                         act.want_claim(ctx);
+                    }
+                    // Once the jobs that completed are stored, they
+                    // count: prune now if enough of them came.
+                    if act.prune_due() {
+                        act.prune(ctx);
                     }
                     act.flush(ctx);
                     act.check_drained(ctx);
@@ -1906,7 +1920,7 @@ impl Actor for Supervisor {
             |e| tracing::warn!(error = %e, "no precise timer thread; using actix timers alone"),
         )
         .ok();
-        self.start_retention(ctx);
+        self.start_pruner(ctx);
         self.start_shared(ctx);
     }
 

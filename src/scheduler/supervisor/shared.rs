@@ -154,9 +154,9 @@ impl Supervisor {
             }
         });
         // A lapsed lease is rescued within a quarter lease of lapsing.
-        ctx.run_interval((lease / 4).max(Duration::from_millis(10)), |act, ctx| {
-            act.rescue(ctx)
-        });
+        if let Some(rescuer) = &self.rescuer {
+            ctx.run_interval(rescuer.interval(), |act, ctx| act.rescue(ctx));
+        }
         // Jobs cut off while nobody ran a rescuer come back before the first claim.
         self.rescue(ctx);
         self.want_claim(ctx);
@@ -495,19 +495,24 @@ impl Supervisor {
         }
     }
 
+    /// Runs the rescuer once.
     fn rescue(&mut self, ctx: &mut Context<Self>) {
-        // Also expire jobs whose creators are gone and nobody holds.
-        self.expire(Vec::new(), ctx);
-        let store = self.store.clone();
+        let Some(rescuer) = self.rescuer.clone() else {
+            return;
+        };
         let now = self.clock.now_utc();
-        let fut = async move { shared_store(&store).jobs_rescue(now).await };
+        let fut = async move { rescuer.run_once(now).await };
         ctx.spawn(
             self.store_call(fut)
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
-                    None | Some(Ok(0)) => {}
-                    Some(Ok(n)) => {
-                        tracing::info!(rescued = n, "returned jobs with lapsed leases to ready");
+                    None => {}
+                    Some(Ok(report)) if report.rescued == 0 => {}
+                    Some(Ok(report)) => {
+                        tracing::info!(
+                            rescued = report.rescued,
+                            "returned jobs with lapsed leases to ready"
+                        );
                         act.want_claim(ctx);
                     }
                     Some(Err(err)) => act.bus.queue(QueueEvent::Error {
