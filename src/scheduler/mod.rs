@@ -7,6 +7,7 @@ pub(crate) mod clock;
 pub(crate) mod ready;
 pub(crate) mod services;
 pub(crate) mod supervisor;
+pub(crate) mod timers;
 pub(crate) mod utc;
 pub(crate) mod wheel;
 pub(crate) mod worker;

@@ -23,7 +23,9 @@ impl Supervisor {
         ctx.run_interval(self.pruner.interval(), |act, ctx| act.prune(ctx));
     }
 
-    /// Runs the pruner once, unless a run is under way.
+    /// Runs the pruner once, unless a run is under way: as a task of its
+    /// own, which reports back with [`Pruned`], so the scheduler's turn
+    /// never waits on it or runs longer for it.
     pub(super) fn prune(&mut self, ctx: &mut Context<Self>) {
         if self.pruning {
             return;
@@ -32,13 +34,11 @@ impl Supervisor {
         self.completed_unpruned = 0;
         let pruner = self.pruner.clone();
         let now = self.clock.now_utc();
-        let fut = async move { pruner.run_once(now).await };
-        ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, _| {
-            act.pruning = false;
-            if let Some(result) = result {
-                act.pruned(result);
-            }
-        }));
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            let result = pruner.run_once(now).await;
+            me.do_send(Pruned(result));
+        });
     }
 
     pub(super) fn pruned(&self, result: Result<u64, StoreError>) {
@@ -102,6 +102,19 @@ impl Supervisor {
                 w.place.stop();
             }
         }
+    }
+}
+
+/// A pruner's run ended (see `Supervisor::prune`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Pruned(Result<u64, StoreError>);
+
+impl Handler<Pruned> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Pruned, _: &mut Self::Context) {
+        self.pruning = false;
+        self.pruned(msg.0);
     }
 }
 

@@ -34,7 +34,8 @@ pub(crate) use threads::{Placement, StuckThreads};
 use super::alarm::Alarm;
 use super::clock::Clock;
 use super::ready::{ReadyKey, ReadySet};
-use super::wheel::{TimerKey, Wheel};
+use super::timers::{Arm, Rang, Timers};
+use super::wheel::TimerKey;
 use std::task::Poll;
 
 use super::worker::{Dispatch, Outcome, Report, Runnable, RunningJob};
@@ -231,7 +232,8 @@ pub(crate) struct Supervisor {
     clock: Clock,
     store: Arc<dyn Store>,
     bus: Arc<EventBus>,
-    wheel: Wheel<Timer>,
+    /// The wheel, the exact waits and how the scheduler wakes for them.
+    timers: Timers<Timer>,
     jobs: Slab,
     /// Pending jobs by id.
     by_id: IdIndex,
@@ -242,18 +244,6 @@ pub(crate) struct Supervisor {
     workers: Vec<WorkerSlot>,
     queue_middleware: Vec<Arc<dyn Middleware>>,
     seq: u64,
-    fired: Vec<(TimerKey, Timer)>,
-    /// Waiting jobs due within the current millisecond, by exact time:
-    /// (microseconds from the clock's origin, the entry's seq, slot).
-    soon: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u32)>>,
-    /// The armed actix timer and the microsecond it fires at.
-    timer: Option<(SpawnHandle, u64)>,
-    /// Rings at the same microsecond, more precisely than the actix timer.
-    alarm: Option<Alarm>,
-    /// An [`AlarmRang`] is queued to fire what came due during a turn.
-    due_now: bool,
-    /// The actix timer last fired on real time, so the alarm may be used.
-    alarm_trusted: bool,
     writes: Vec<JobUpdate>,
     /// On an ephemeral store: jobs that became final, to store whole.
     finals: Vec<Job>,
@@ -323,7 +313,7 @@ impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
             .field("pending", &self.by_id.len())
-            .field("timers", &self.wheel.len())
+            .field("timers", &self.timers.len())
             .field("workers", &self.workers.len())
             .finish_non_exhaustive()
     }
@@ -352,44 +342,6 @@ impl Waiter {
                 }
             }
         }
-    }
-}
-
-/// Whether tokio's clock reads real time (within a millisecond): false on
-/// a paused test clock once it has moved away from real time.
-fn clocks_agree() -> bool {
-    let real = std::time::Instant::now();
-    let tokio_now = tokio::time::Instant::now().into_std();
-    let apart = tokio_now
-        .checked_duration_since(real)
-        .unwrap_or_else(|| real.duration_since(tokio_now));
-    apart < Duration::from_millis(1)
-}
-
-/// How the supervisor wakes for its next deadline.
-#[derive(Debug, PartialEq, Eq)]
-enum Wake {
-    /// It has come: right after this turn.
-    Now,
-    /// By the actix timer, and by the alarm at this instant when it is
-    /// usable.
-    Later { alarm: Option<std::time::Instant> },
-}
-
-/// How to wake for a deadline `delay` away on tokio's clock, at `alarm_at`
-/// on the alarm's (when the alarm is usable), it being `now` there. The
-/// alarm's instant is checked against a fresh reading: one that passed
-/// since `delay` was read would never ring, and only the actix timer would
-/// wake the supervisor, at tokio's next tick, up to a millisecond late.
-fn plan_wake(
-    delay: Duration,
-    alarm_at: Option<std::time::Instant>,
-    now: std::time::Instant,
-) -> Wake {
-    match alarm_at {
-        _ if delay.is_zero() => Wake::Now,
-        Some(at) if at <= now => Wake::Now,
-        alarm => Wake::Later { alarm },
     }
 }
 
@@ -526,7 +478,7 @@ impl Supervisor {
             clock,
             store,
             bus,
-            wheel: Wheel::new(),
+            timers: Timers::new(),
             jobs: Slab::default(),
             by_id: IdIndex::default(),
             task_index: HashMap::new(),
@@ -536,12 +488,6 @@ impl Supervisor {
             workers: Vec::new(),
             queue_middleware: Vec::new(),
             seq: 0,
-            fired: Vec::new(),
-            soon: Default::default(),
-            timer: None,
-            alarm: None,
-            due_now: false,
-            alarm_trusted: false,
             writes: Vec::new(),
             finals: Vec::new(),
             finals_in_flight: Vec::new(),
@@ -696,25 +642,19 @@ impl Supervisor {
             return false;
         };
         if let Some(old) = e.timer.take() {
-            self.wheel.cancel(old);
+            self.timers.cancel(old);
         }
         if when <= now {
             return false;
         }
-        let timer = Timer { slot, kind };
-        match self.wheel.insert(when, timer) {
-            Ok(key) => {
-                e.timer = Some(key);
-                true
-            }
-            Err(_) => false,
-        }
+        e.timer = self.timers.insert(when, Timer { slot, kind });
+        e.timer.is_some()
     }
 
     fn clear_timer(&mut self, slot: u32) {
         if let Some(e) = self.jobs.get_mut(slot) {
             if let Some(key) = e.timer.take() {
-                self.wheel.cancel(key);
+                self.timers.cancel(key);
             }
         }
     }
@@ -805,7 +745,7 @@ impl Supervisor {
         };
         e.seq = seq;
         let micros = self.clock.micros_until(run_at);
-        self.soon.push(std::cmp::Reverse((micros, seq, slot)));
+        self.timers.insert_exact(micros, seq, slot);
         true
     }
 
@@ -1405,8 +1345,7 @@ impl Supervisor {
     }
 
     fn on_timers(&mut self, now: u64) {
-        let mut fired = std::mem::take(&mut self.fired);
-        self.wheel.poll_keyed(now, &mut fired);
+        let mut fired = self.timers.poll(now);
         for (key, timer) in fired.drain(..) {
             if timer.kind == TimerKind::Watch {
                 self.watch_fired(timer.slot);
@@ -1453,13 +1392,9 @@ impl Supervisor {
                 _ => {}
             }
         }
-        self.fired = fired;
+        self.timers.recycle(fired);
         let now_micros = self.clock.micros_for(self.now_utc());
-        while let Some(&std::cmp::Reverse((micros, seq, slot))) = self.soon.peek() {
-            if micros > now_micros {
-                break;
-            }
-            self.soon.pop();
+        while let Some((seq, slot)) = self.timers.pop_exact(now_micros) {
             if self
                 .jobs
                 .get(slot)
@@ -1481,53 +1416,32 @@ impl Supervisor {
         self.now.set(None);
     }
 
-    /// Sets the one actix timer for the earliest wheel tick or exact wait.
+    /// Wakes for the earliest timer: the one actix timer, or right after
+    /// this turn when it has come already.
     fn arm(&mut self, ctx: &mut Context<Self>) {
-        let wheel = self.wheel.next_expiration().map(|tick| tick * 1000);
-        let soon = self.soon.peek().map(|r| r.0 .0);
-        let Some(next) = wheel.into_iter().chain(soon).min() else {
-            return;
-        };
-        if let Some((handle, at)) = self.timer {
-            if at <= next {
-                return;
-            }
-            ctx.cancel_future(handle);
-            self.timer = None;
-        }
-        let at = self.clock.instant_for_micros(next);
-        let delay = at.saturating_duration_since(tokio::time::Instant::now());
-        let alarm_at =
-            (self.alarm.is_some() && self.alarm_trusted && clocks_agree()).then(|| at.into_std());
-        // Read on tokio's clock: on a paused one a deadline still ahead
-        // never looks passed, whatever real time does meanwhile.
-        match plan_wake(delay, alarm_at, tokio::time::Instant::now().into_std()) {
-            Wake::Now => {
-                // It came due while this turn ran: look again right after
-                // it, not at tokio's next tick (up to a millisecond later).
-                if !self.due_now {
-                    self.due_now = true;
+        match self.timers.plan_wake(&self.clock) {
+            Arm::Keep => {}
+            Arm::Now { cancel, notify } => {
+                if let Some(handle) = cancel {
+                    ctx.cancel_future(handle);
+                }
+                if notify {
                     ctx.notify(AlarmRang);
                 }
-                return;
             }
-            Wake::Later { alarm: Some(at) } => {
-                if let Some(alarm) = &self.alarm {
-                    alarm.set(at);
+            Arm::Timer { cancel, delay, at } => {
+                if let Some(handle) = cancel {
+                    ctx.cancel_future(handle);
                 }
+                let handle = ctx.run_later(delay, |act, ctx| {
+                    act.timers.timer_fired();
+                    let now = act.begin();
+                    act.on_timers(now);
+                    act.settle(ctx);
+                });
+                self.timers.armed(handle, at);
             }
-            Wake::Later { alarm: None } => {}
         }
-        let handle = ctx.run_later(delay, |act, ctx| {
-            act.timer = None;
-            // The alarm keeps real time; a paused test clock does not. Trust
-            // it only while the actix timer is seen firing on real time.
-            act.alarm_trusted = clocks_agree();
-            let now = act.begin();
-            act.on_timers(now);
-            act.settle(ctx);
-        });
-        self.timer = Some((handle, next));
     }
 
     /// Sends the queued state changes to the store. On a single-process
@@ -1561,7 +1475,7 @@ impl Supervisor {
 
     /// A batch this large goes to the store without waiting.
     fn flush_batch(&self) -> usize {
-        if self.ephemeral && (self.wheel.len() > 0 || !self.soon.is_empty()) {
+        if self.ephemeral && self.timers.is_waiting() {
             FLUSH_BATCH_TIMELY
         } else {
             FLUSH_BATCH
@@ -1911,7 +1825,7 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.me = Some(ctx.address());
         let me = ctx.address().downgrade();
-        self.alarm = Alarm::start(move || {
+        let alarm = Alarm::start(move || {
             if let Some(me) = me.upgrade() {
                 me.do_send(AlarmRang);
             }
@@ -1920,6 +1834,7 @@ impl Actor for Supervisor {
             |e| tracing::warn!(error = %e, "no precise timer thread; using actix timers alone"),
         )
         .ok();
+        self.timers.set_alarm(alarm);
         self.start_pruner(ctx);
         self.start_shared(ctx);
     }
@@ -1955,15 +1870,14 @@ impl Handler<Continue> for Supervisor {
 impl Handler<AlarmRang> for Supervisor {
     type Result = ();
     fn handle(&mut self, _: AlarmRang, ctx: &mut Self::Context) {
-        self.due_now = false;
-        if let Some((handle, at)) = self.timer {
-            if self.clock.micros_for(self.clock.now_utc()) < at {
-                // Rang before the engine's clock got there: a paused test
-                // clock, which the actix timer follows. Leave it to that.
-                return;
+        let now_micros = self.clock.micros_for(self.clock.now_utc());
+        match self.timers.alarm_rang(now_micros) {
+            Rang::Early => return,
+            Rang::Fire { cancel } => {
+                if let Some(handle) = cancel {
+                    ctx.cancel_future(handle);
+                }
             }
-            ctx.cancel_future(handle);
-            self.timer = None;
         }
         let now = self.begin();
         self.on_timers(now);
@@ -1974,31 +1888,6 @@ impl Handler<AlarmRang> for Supervisor {
 mod tests {
     /// Millions of pending jobs are held in these: their size is most of
     /// the memory a pending job costs (see docs/benchmarks.md).
-    use super::{plan_wake, Wake};
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn a_deadline_that_passed_since_it_was_read_is_due_now() {
-        let now = Instant::now();
-        let just_passed = now - Duration::from_micros(1);
-        assert_eq!(
-            plan_wake(Duration::from_micros(3), Some(just_passed), now),
-            Wake::Now,
-            "not left to tokio's next tick"
-        );
-        assert_eq!(plan_wake(Duration::ZERO, None, now), Wake::Now);
-        let ahead = now + Duration::from_micros(50);
-        assert_eq!(
-            plan_wake(Duration::from_micros(50), Some(ahead), now),
-            Wake::Later { alarm: Some(ahead) }
-        );
-        assert_eq!(
-            plan_wake(Duration::from_micros(50), None, now),
-            Wake::Later { alarm: None },
-            "a paused test clock: the actix timer alone"
-        );
-    }
-
     #[test]
     fn a_held_entry_stays_within_120_bytes() {
         assert!(std::mem::size_of::<Option<super::Entry>>() <= 120);

@@ -95,7 +95,7 @@ impl Handler<WatchExpiry> for Supervisor {
                 slot,
                 kind: super::TimerKind::Watch,
             };
-            if self.wheel.insert(when, timer).is_err() {
+            if self.timers.insert(when, timer).is_none() {
                 let mode = self.shared.as_mut().expect("shared");
                 mode.watches[slot as usize] = None;
                 mode.free_watches.push(slot);
