@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::job::{Job, JobStatus};
 use crate::queue::Queue;
 use crate::reports::StuckThread;
-use crate::scheduler::supervisor::{
+use crate::scheduler::actor::{
     DeleteMatching, PendingCounts, PendingJobs, RunJobs, StoredWrites, StuckThreads, Suspend,
 };
 use crate::store::{JobDelete, JobQuery, StatusCount};
@@ -178,13 +178,13 @@ impl Queue {
         Ok(self.inner.store.jobs_query(&query).await?)
     }
 
-    /// `fetch` on an ephemeral store: the supervisor holds the pending jobs,
+    /// `fetch` on an ephemeral store: the scheduler holds the pending jobs,
     /// the store the final ones. Each side gives its first `offset + limit`
     /// matches in order; the page is cut from their merge.
     async fn fetch_with_pending(&self, query: JobQuery) -> Result<Vec<Job>, Error> {
         let pending = self
             .inner
-            .supervisor
+            .scheduler
             .send(PendingJobs(query.clone()))
             .await
             .map_err(|_| Error::ShutDown)?;
@@ -232,14 +232,14 @@ impl Queue {
             let counts = loop {
                 let (mut counts, writes) = self
                     .inner
-                    .supervisor
+                    .scheduler
                     .send(PendingCounts)
                     .await
                     .map_err(|_| Error::ShutDown)?;
                 let stored = self.inner.store.jobs_count().await?;
                 let writes_after = self
                     .inner
-                    .supervisor
+                    .scheduler
                     .send(StoredWrites)
                     .await
                     .map_err(|_| Error::ShutDown)?;
@@ -268,7 +268,7 @@ impl Queue {
         };
         let stuck_threads = self
             .inner
-            .supervisor
+            .scheduler
             .send(StuckThreads)
             .await
             .map_err(|_| Error::ShutDown)?;
@@ -383,7 +383,7 @@ impl Queue {
 
     async fn set_suspended(&self, task: &str, suspended: bool) -> Result<(), Error> {
         self.inner
-            .supervisor
+            .scheduler
             .send(Suspend {
                 task: task.into(),
                 suspended,
@@ -419,7 +419,7 @@ impl Queue {
             reason: format!("`{pattern}` is not a valid regular expression: {e}"),
         })?;
         self.inner
-            .supervisor
+            .scheduler
             .send(DeleteMatching {
                 task: task.to_owned(),
                 pattern,
@@ -463,7 +463,7 @@ impl Queue {
         }
         let rx = self
             .inner
-            .supervisor
+            .scheduler
             .send(RunJobs {
                 tags,
                 count: count_limit,

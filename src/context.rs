@@ -15,7 +15,7 @@ use crate::scheduler::clock::Clock;
 /// [`JobContext::touch`]).
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
-pub(crate) struct Touch(pub(crate) JobId);
+pub(crate) struct ExtendLease(pub(crate) JobId);
 
 /// Log lines and progress a run reported, handed back when it ends.
 #[derive(Debug, Default)]
@@ -81,7 +81,7 @@ pub(crate) struct RunShared {
     pub(crate) clock: Clock,
     /// Where a handler's [`JobContext::touch`] goes: set on a shared
     /// store, where jobs hold leases.
-    pub(crate) touch: Option<actix::Recipient<Touch>>,
+    pub(crate) touch: Option<actix::Recipient<ExtendLease>>,
 }
 
 /// The facts about one run of a job, shared by [`JobContext`] and the worker.
@@ -256,7 +256,7 @@ impl<T> JobContext<T> {
     /// before a long step to be safe. Elsewhere it does nothing.
     pub fn touch(&self) {
         if let Some(touch) = &self.info.shared.touch {
-            touch.do_send(Touch(self.info.id));
+            touch.do_send(ExtendLease(self.info.id));
         }
     }
 

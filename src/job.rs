@@ -202,7 +202,7 @@ impl std::str::FromStr for JobStatus {
 /// scheduler and the handler. Short payloads (up to 14 bytes: a number, an
 /// id, a short string) are held inline, with no allocation of their own;
 /// longer ones are shared through one thin pointer. Either way a payload
-/// is 16 bytes, as a supervisor may hold millions of them.
+/// is 16 bytes, as a scheduler may hold millions of them.
 ///
 /// # Examples
 ///

@@ -3,7 +3,7 @@
 //! Delayed and background job processing for actix services.
 //!
 //! Define tasks with a chained builder, create jobs with delays, priorities
-//! and expirations, and start workers that serve tags in order. A supervisor
+//! and expirations, and start workers that serve tags in order. A scheduler
 //! actor times delayed jobs on a timer wheel of 1 ms slots (then to the
 //! microsecond) and hands ready jobs to worker actors; state changes are
 //! recorded in a [`Store`] in batches.
@@ -60,13 +60,13 @@ mod context;
 mod duration;
 mod error;
 pub mod event;
+mod id_ordered_map;
 mod job;
 pub mod middleware;
 mod new_job;
 mod persistence;
 mod queue;
 mod reports;
-mod run_map;
 mod scheduler;
 pub mod store;
 mod task;

@@ -314,8 +314,8 @@ async fn queue_events_announce_tasks_drains_and_empty_workers() {
             queue_events.push(q);
         }
     }
-    // `drained` comes from the producer, the others from the supervisor:
-    // their relative order is not fixed, the supervisor's own order is.
+    // `drained` comes from the producer, the others from the scheduler:
+    // their relative order is not fixed, the scheduler's own order is.
     assert_eq!(
         queue_events
             .iter()

@@ -1,6 +1,6 @@
 //! The bounded channel from the event bus to one stream subscriber.
 //!
-//! The supervisor emits events for hundreds of jobs in one turn, and a
+//! The scheduler emits events for hundreds of jobs in one turn, and a
 //! subscriber reads them in its own. A general-purpose channel pays for
 //! each event on both sides (a semaphore permit taken and given back, a
 //! block list pushed and popped). Here the sender pushes onto a locked

@@ -298,7 +298,7 @@ struct Subscribers {
     by_job: HashMap<JobId, Vec<Subscriber>>,
 }
 
-/// The queue's event hub, shared by the queue handle, the supervisor and
+/// The queue's event hub, shared by the queue handle, the scheduler and
 /// running jobs.
 #[derive(Default)]
 pub(crate) struct EventBus {
@@ -324,7 +324,7 @@ fn deliver_all(list: &mut Vec<Subscriber>, event: &Event, missed: &AtomicU64) ->
 }
 
 impl EventBus {
-    /// Whether anyone listens: the supervisor skips building events if not.
+    /// Whether anyone listens: the scheduler skips building events if not.
     #[inline]
     pub(crate) fn is_active(&self) -> bool {
         self.count.load(Ordering::Relaxed) > 0
@@ -463,7 +463,7 @@ impl futures::Stream for EventStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         // The channel hands over what is buffered without a per-turn
         // budget, so a subscriber empties its buffer in the turn it gets
-        // instead of falling behind a supervisor that emits events for
+        // instead of falling behind a scheduler that emits events for
         // hundreds of jobs in one of its own. Only an empty buffer waits.
         self.rx.poll_recv(cx)
     }

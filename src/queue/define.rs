@@ -13,7 +13,7 @@ use crate::duration::IntoDuration;
 use crate::error::{Error, JobError};
 use crate::middleware::Middleware;
 use crate::queue::Queue;
-use crate::scheduler::supervisor::DefineTask;
+use crate::scheduler::actor::DefineTask;
 use crate::task::{
     validate_task_name, Action, Composed, FnAction, RetryPolicy, Step, StepKind, Task, TaskDef,
     DEFAULT_GRACE, DEFAULT_TAG,
@@ -293,7 +293,7 @@ impl Queue {
                 v.insert(def.clone());
             }
         }
-        self.inner.supervisor.do_send(DefineTask(def));
+        self.inner.scheduler.do_send(DefineTask(def));
         Ok(())
     }
 

@@ -22,11 +22,11 @@ use crate::middleware::Middleware;
 use crate::new_job::NewJob;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
-use crate::scheduler::clock::Clock;
-use crate::scheduler::supervisor::{
-    AddMiddleware, Admit, Barrier, Cancel, CancelReply, Origin, PendingJob, Placement, Poke, Setup,
-    Shutdown, StartWorker, Supervisor, SupervisorAddr, WaitReply, WaitResult, WatchExpiry,
+use crate::scheduler::actor::{
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, ClaimNow, Origin, PendingJob, Placement,
+    Scheduler, SchedulerAddr, Setup, Shutdown, StartWorker, WaitReply, WaitResult, WatchExpiry,
 };
+use crate::scheduler::clock::Clock;
 use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
 use crate::task::TaskDef;
 
@@ -37,7 +37,7 @@ mod stores;
 pub use define::TaskBuilder;
 
 pub(crate) struct Inner {
-    pub(crate) supervisor: SupervisorAddr,
+    pub(crate) scheduler: SchedulerAddr,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Clock,
     pub(crate) tasks: DashMap<String, Arc<TaskDef>>,
@@ -149,8 +149,8 @@ impl QueueBuilder {
         self
     }
 
-    /// Starts the supervisor and hands it every pending job in the store
-    /// (on a shared store, the supervisor claims jobs instead).
+    /// Starts the scheduler and hands it every pending job in the store
+    /// (on a shared store, the scheduler claims jobs instead).
     ///
     /// # Errors
     ///
@@ -172,7 +172,7 @@ impl QueueBuilder {
             self.shared.unwrap_or_default(),
         );
         if !pending.is_empty() {
-            queue.inner.supervisor.do_send(Admit {
+            queue.inner.scheduler.do_send(Admit {
                 jobs: pending,
                 origin: Origin::Loaded,
             });
@@ -357,7 +357,7 @@ impl ProcessBuilder<'_> {
                 reason: "a tag is empty".into(),
             });
         }
-        self.queue.inner.supervisor.do_send(StartWorker {
+        self.queue.inner.scheduler.do_send(StartWorker {
             tags: self.tags.clone(),
             concurrency: self.concurrency,
             placement: self.placement,
@@ -445,7 +445,7 @@ impl Queue {
         let new_scheduler = {
             let (store, bus, sent) = (store.clone(), bus.clone(), sent.clone());
             move || {
-                Supervisor::new(Setup {
+                Scheduler::new(Setup {
                     clock,
                     store,
                     persistence,
@@ -461,17 +461,17 @@ impl Queue {
             new_scheduler().start()
         } else {
             let arbiter = Arbiter::new();
-            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+            let addr = Scheduler::start_in_arbiter(&arbiter.handle(), move |_| {
                 new_scheduler().on_own_thread()
             });
             // The arbiter's thread ends when the scheduler stops it.
             drop(arbiter);
             addr
         };
-        let supervisor = SupervisorAddr::new(addr, sent);
+        let scheduler = SchedulerAddr::new(addr, sent);
         Queue {
             inner: Arc::new(Inner {
-                supervisor,
+                scheduler,
                 store,
                 clock,
                 tasks: DashMap::new(),
@@ -498,7 +498,7 @@ impl Queue {
     /// The first added is the outermost (see [`crate::middleware`]).
     pub fn middleware(&self, middleware: impl Middleware) {
         self.inner
-            .supervisor
+            .scheduler
             .do_send(AddMiddleware(Arc::new(middleware)));
     }
 
@@ -567,7 +567,7 @@ impl Queue {
     ) -> Result<Vec<JobHandle>, Error> {
         let now = self.inner.clock.now_utc();
         let mut name = None;
-        // On an ephemeral store the supervisor holds the job until it is
+        // On an ephemeral store the scheduler holds the job until it is
         // final and rebuilds its "created" line from created_at then.
         let log_created = !self.inner.persistence.in_process();
         let jobs: Vec<Job> = jobs
@@ -577,12 +577,12 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        if !self.inner.supervisor.connected() {
+        if !self.inner.scheduler.connected() {
             return Err(Error::ShutDown);
         }
         self.inner.creating.fetch_add(1, Ordering::SeqCst);
         // An ephemeral store gets a job when it becomes final: until then
-        // the supervisor holds it.
+        // the scheduler holds it.
         let stored = if self.inner.persistence.in_process() {
             Ok(())
         } else {
@@ -611,7 +611,7 @@ impl Queue {
             })
             .collect();
         if !self.inner.persistence.shared() {
-            self.inner.supervisor.do_send(Admit {
+            self.inner.scheduler.do_send(Admit {
                 jobs,
                 origin: Origin::New,
             });
@@ -624,9 +624,9 @@ impl Queue {
                 .filter_map(|j| j.expires_at.map(|at| (j.id, at)))
                 .collect();
             if !watched.is_empty() {
-                self.inner.supervisor.do_send(WatchExpiry(watched));
+                self.inner.scheduler.do_send(WatchExpiry(watched));
             }
-            self.inner.supervisor.do_send(Poke);
+            self.inner.scheduler.do_send(ClaimNow);
         }
         Ok(handles)
     }
@@ -696,11 +696,11 @@ impl Queue {
     /// [`Error::UnknownJob`] when no job has this id; [`Error::Store`].
     pub async fn job(&self, id: JobId) -> Result<Job, Error> {
         if self.inner.persistence.in_process() {
-            if let Ok(Some(job)) = self.inner.supervisor.send(PendingJob(id)).await {
+            if let Ok(Some(job)) = self.inner.scheduler.send(PendingJob(id)).await {
                 return Ok(job);
             }
         }
-        // Let the supervisor's last changes reach the store first.
+        // Let the scheduler's last changes reach the store first.
         self.barrier().await;
         self.stored_job(id).await
     }
@@ -715,7 +715,7 @@ impl Queue {
     }
 
     pub(crate) async fn barrier(&self) {
-        if let Ok(rx) = self.inner.supervisor.send(Barrier).await {
+        if let Ok(rx) = self.inner.scheduler.send(Barrier).await {
             let _ = rx.await;
         }
     }
@@ -731,7 +731,7 @@ impl Queue {
     pub async fn result(&self, id: JobId) -> Result<JobResult, Error> {
         let reply = self
             .inner
-            .supervisor
+            .scheduler
             .send(WaitResult(id))
             .await
             .map_err(|_| Error::ShutDown)?;
@@ -778,7 +778,7 @@ impl Queue {
     pub async fn cancel(&self, id: JobId) -> Result<(), Error> {
         match self
             .inner
-            .supervisor
+            .scheduler
             .send(Cancel(id))
             .await
             .map_err(|_| Error::ShutDown)?
@@ -838,7 +838,7 @@ impl Queue {
         job.run_at = self.now();
         job.finished_at = None;
         job.result = None;
-        if !self.inner.supervisor.connected() {
+        if !self.inner.scheduler.connected() {
             return Err(Error::ShutDown);
         }
         if self.inner.persistence.shared() {
@@ -850,7 +850,7 @@ impl Queue {
                 .await?;
             return Ok(());
         }
-        self.inner.supervisor.do_send(Admit {
+        self.inner.scheduler.do_send(Admit {
             jobs: vec![job],
             origin: Origin::Kicked,
         });
@@ -859,7 +859,7 @@ impl Queue {
 
     /// Stops taking work, lets running jobs finish for up to `grace`, drops
     /// the rest (returning them to ready), records everything, and stops
-    /// the supervisor and workers.
+    /// the scheduler and workers.
     ///
     /// # Errors
     ///
@@ -867,7 +867,7 @@ impl Queue {
     pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport, Error> {
         let rx = self
             .inner
-            .supervisor
+            .scheduler
             .send(Shutdown { grace })
             .await
             .map_err(|_| Error::ShutDown)?;

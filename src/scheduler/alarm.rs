@@ -1,12 +1,12 @@
-//! A precise wake-up call for the supervisor.
+//! A precise wake-up call for the scheduler.
 //!
 //! tokio's timers count whole milliseconds and its driver sleeps in whole
 //! milliseconds too, so a timer set for a given instant fires up to about
-//! 2 ms after it. The supervisor keeps its tokio timer (it is what a paused
+//! 2 ms after it. The scheduler keeps its tokio timer (it is what a paused
 //! test clock drives) and also sets this alarm: a thread that sleeps until
 //! the instant on the operating system's high-resolution timer and then
 //! calls back, typically within a few tens of microseconds. Whichever comes
-//! first wakes the supervisor; a wake-up with nothing due does nothing.
+//! first wakes the scheduler; a wake-up with nothing due does nothing.
 
 use std::sync::Arc;
 use std::time::Instant;

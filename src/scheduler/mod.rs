@@ -1,12 +1,13 @@
-//! The engine: a supervisor actor with a timer wheel and per-tag ready
-//! sets, and worker actors that run handlers. Nothing here is public API
-//! except [`ShutdownReport`].
+//! The engine: a scheduler actor (`actor`) with its timers (`timers`:
+//! the wheel, exact waits, the alarm) and per-tag ready sets (`ready`),
+//! its background services (`services`), and worker actors (`worker`)
+//! that run handlers on threads of their own. Nothing here is public API.
 
+pub(crate) mod actor;
 mod alarm;
 pub(crate) mod clock;
 pub(crate) mod ready;
 pub(crate) mod services;
-pub(crate) mod supervisor;
 pub(crate) mod timers;
 pub(crate) mod utc;
 pub(crate) mod wheel;

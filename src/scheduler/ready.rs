@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 /// The ordering key of a ready job, with the slab position that finds it.
-/// The supervisor removes entries lazily: a popped key whose job has moved
+/// The scheduler removes entries lazily: a popped key whose job has moved
 /// on (cancelled, expired, suspended) is skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ReadyKey {

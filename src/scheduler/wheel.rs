@@ -1,7 +1,7 @@
-//! The supervisor's timer wheel: one slot per millisecond, the occupied
+//! The scheduler's timer wheel: one slot per millisecond, the occupied
 //! slots kept in order.
 //!
-//! The wheel times every delayed thing the supervisor owns: jobs waiting for
+//! The wheel times every delayed thing the scheduler owns: jobs waiting for
 //! their `run_at`, retries waiting out their backoff, ready jobs waiting to
 //! expire and running jobs waiting for their timeout. It is a plain data
 //! structure with no clock of its own: callers pass the current time (in
@@ -404,7 +404,7 @@ mod tests {
                         prop_assert_eq!(&fired, &expected);
                     }
                     Op::Jump => {
-                        // Jump straight to the next expiration, as the supervisor does.
+                        // Jump straight to the next expiration, as the scheduler does.
                         if let Some(next) = wheel.next_expiration() {
                             let earliest = model.keys().next().map(|k| k.0);
                             prop_assert!(earliest.is_some());

@@ -10,9 +10,9 @@
 //!
 //! Opt-in, a worker may instead share the scheduler's thread
 //! (`ProcessBuilder::on_scheduler_thread`): then the scheduler starts a
-//! job's handler and polls it once itself (see `Supervisor::dispatch`),
+//! job's handler and polls it once itself (see `Scheduler::dispatch`),
 //! and only a job still pending after that comes here, through a
-//! [`Handoff`] cell rather than a message.
+//! [`SameThreadHandoff`] cell rather than a message.
 //!
 //! Either way a worker keeps its jobs in one `FuturesUnordered` polled by
 //! a single long-lived actor future, so a wake-up polls only the jobs that
@@ -59,7 +59,7 @@ impl std::fmt::Debug for Runnable {
 /// `runnable`.
 pub(crate) struct Dispatch {
     pub(crate) slot: u32,
-    /// The index of its task in the supervisor's table.
+    /// The index of its task in the scheduler's table.
     pub(crate) task: u32,
     pub(crate) info: RunInfo,
     pub(crate) payload: Payload,
@@ -76,26 +76,27 @@ impl std::fmt::Debug for Dispatch {
     }
 }
 
-/// Where the supervisor leaves started jobs for a worker to poll until
-/// they finish. Handlers' futures need not be `Send`, and the supervisor
-/// and its workers share one thread, so this is a plain shared cell, not a
-/// message.
+/// Where started jobs wait for a worker actor on the same thread to poll
+/// them until they finish: left by the scheduler for a worker on its own
+/// thread, or by a worker thread's [`Run`] handler for that thread's
+/// worker. Handlers' futures need not be `Send`, and both sides share one
+/// thread, so this is a plain shared cell, not a message.
 #[derive(Default)]
-pub(crate) struct Handoff {
+pub(crate) struct SameThreadHandoff {
     jobs: RefCell<Vec<RunningJob>>,
     /// The worker's, registered whenever it looks.
     waker: Cell<Option<Waker>>,
 }
 
-impl std::fmt::Debug for Handoff {
+impl std::fmt::Debug for SameThreadHandoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handoff")
+        f.debug_struct("SameThreadHandoff")
             .field("jobs", &self.jobs.borrow().len())
             .finish()
     }
 }
 
-impl Handoff {
+impl SameThreadHandoff {
     /// Leaves `jobs` for the worker and wakes it.
     pub(crate) fn push(&self, jobs: Vec<RunningJob>) {
         self.jobs.borrow_mut().extend(jobs);
@@ -120,7 +121,7 @@ pub(crate) enum Outcome {
     Completed(Option<serde_json::Value>),
     Failed(JobError),
     Panicked(String),
-    /// The job's cancellation signal fired; the supervisor already decided.
+    /// The job's cancellation signal fired; the scheduler already decided.
     Aborted,
 }
 
@@ -134,7 +135,7 @@ pub(crate) struct Report {
     pub(crate) journal: Journal,
 }
 
-/// Runs a worker finished, sent to the supervisor.
+/// Runs a worker finished, sent to the scheduler.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Finished {
@@ -176,7 +177,7 @@ pub(crate) struct Worker {
     finished: Recipient<Finished>,
     /// Where it answers pings.
     pong: Recipient<Pong>,
-    handoff: Rc<Handoff>,
+    handoff: Rc<SameThreadHandoff>,
     incoming: Vec<RunningJob>,
     running: FuturesUnordered<RunningJob>,
     done: Vec<Report>,
@@ -198,7 +199,7 @@ impl Worker {
         thread: usize,
         finished: Recipient<Finished>,
         pong: Recipient<Pong>,
-        handoff: Rc<Handoff>,
+        handoff: Rc<SameThreadHandoff>,
     ) -> Self {
         Worker {
             index,

@@ -1,13 +1,13 @@
 //! The persistence boundary: one async [`Store`] trait that every store
 //! implements, and the parameter types its methods take.
 //!
-//! The supervisor decides *when* jobs run and in which order; the store
-//! records *what happened*. Every state change the supervisor makes is sent
+//! The scheduler decides *when* jobs run and in which order; the store
+//! records *what happened*. Every state change the scheduler makes is sent
 //! to the store as a [`JobUpdate`], in batches, so a durable store pays one
 //! commit per batch rather than per job.
 //!
 //! A store the scheduler runs on is either single-process (memory, SQLite:
-//! the supervisor loads every pending job at start with
+//! the scheduler loads every pending job at start with
 //! [`Store::jobs_pending`]) or, later, shared between processes.
 
 mod error;
@@ -34,7 +34,7 @@ pub use sqlite::{
 
 use crate::job::{Job, JobId, JobStatus, LogLine, Progress};
 
-/// One state change of a job, as the supervisor records it. It names the
+/// One state change of a job, as the scheduler records it. It names the
 /// job and carries every field that can change after creation; `logs` are
 /// the lines written since the last update, to append.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,7 +318,7 @@ impl Capabilities {
 ///   skipped (the job was cleaned), not an error.
 /// - [`Store::jobs_pending`] returns every job not in a final state; a job
 ///   stored as `running` was cut off by a crash and comes back as-is (the
-///   supervisor counts that attempt and runs it again).
+///   scheduler counts that attempt and runs it again).
 ///
 /// The conformance suite in `kessel::conformance` (feature `test-utils`)
 /// checks all of this; run it on your own store.

@@ -1,7 +1,7 @@
 //! The capability of a store shared by many processes: claims with leases,
 //! heartbeats, rescue of lapsed leases, cross-process cancel and wake-ups.
 //!
-//! A shared store does not hand the supervisor every pending job at start.
+//! A shared store does not hand the scheduler every pending job at start.
 //! Instead each process claims the jobs of the tasks it serves that are due
 //! within a short horizon; a claim is a lease the process renews by
 //! heartbeat while it holds the job. A lease that lapses (the process died,

@@ -336,7 +336,7 @@ async fn claim_statuses<F: StoreFactory>(factory: F) -> Verdict {
     shared_store!(factory => store, shared);
     let t = now();
     let mut waiting = Vec::new();
-    let mut finals = Vec::new();
+    let mut final_records = Vec::new();
     for (n, status) in JobStatus::ALL.into_iter().enumerate() {
         if status == JobStatus::Running {
             // An unleased running job is the rescuer's (see
@@ -345,21 +345,21 @@ async fn claim_statuses<F: StoreFactory>(factory: F) -> Verdict {
         }
         let j = in_status(due("t", n as u32, secs(t, -10)), status);
         if status.is_final() {
-            finals.push(j);
+            final_records.push(j);
         } else {
             waiting.push(j);
         }
     }
     assert_eq!(waiting.len(), 3, "scheduled, ready and retrying");
     insert(&store, &waiting).await;
-    insert(&store, &finals).await;
+    insert(&store, &final_records).await;
     let got = claim(shared, Uuid::new_v4(), &["t"], t, 100, secs(t, 30)).await;
     assert_claimed(
         &got,
         &waiting.iter().collect::<Vec<_>>(),
         "a claim among jobs of every state",
     );
-    for f in &finals {
+    for f in &final_records {
         assert_eq!(
             get(&store, f.id).await.status,
             f.status,

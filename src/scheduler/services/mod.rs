@@ -9,7 +9,7 @@
 //!   process died) to ready, and expires jobs nobody holds past their
 //!   expiry.
 //!
-//! The watch over worker threads is `supervisor::threads::ThreadWatch`.
+//! The watch over worker threads is `actor::threads::ThreadWatch`.
 
 mod pruner;
 mod rescuer;

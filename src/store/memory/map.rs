@@ -1,14 +1,14 @@
 //! The memory store's jobs by id, in id order.
 
+use crate::id_ordered_map::IdOrderedMap;
 use crate::job::{Job, JobId};
-use crate::run_map::RunMap;
 
 /// Jobs by id, iterated in id order. Under a queue, jobs arrive here as
 /// they become final, nearly always in id order, and pruning takes the
-/// ones that finished first: a [`RunMap`] appends the one and drops the
+/// ones that finished first: a [`IdOrderedMap`] appends the one and drops the
 /// other at the cost of a comparison.
 #[derive(Debug, Default)]
-pub(super) struct JobMap(RunMap<Box<Job>>);
+pub(super) struct JobMap(IdOrderedMap<Box<Job>>);
 
 impl JobMap {
     pub(super) fn len(&self) -> usize {

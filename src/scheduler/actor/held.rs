@@ -1,10 +1,10 @@
-//! A pending job as the supervisor holds it.
+//! A pending job as the scheduler holds it.
 //!
-//! The supervisor may hold millions of pending jobs, and scheduling reads
+//! The scheduler may hold millions of pending jobs, and scheduling reads
 //! only a few of their fields. Those sit inline; the rest (reference,
 //! expiry, attempt limit, last error, result, progress, log) sits in one
 //! box that a fresh job without any of them does not allocate. The task's
-//! name is not held at all: the supervisor keeps it once per task and
+//! name is not held at all: the scheduler keeps it once per task and
 //! passes it in where a full record is built.
 
 use std::sync::Arc;

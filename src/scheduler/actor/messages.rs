@@ -1,4 +1,4 @@
-//! The messages the queue handle and the workers send the supervisor.
+//! The messages the queue handle and the workers send the scheduler.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::{Supervisor, WorkerSlot};
+use super::{Scheduler, WorkerSlot};
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId, JobResult, JobStatus};
 use crate::reports::ShutdownReport;
@@ -35,14 +35,14 @@ pub(crate) struct Admit {
     pub(crate) origin: Origin,
 }
 
-impl Handler<Admit> for Supervisor {
+impl Handler<Admit> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: Admit, ctx: &mut Self::Context) {
         let now = self.begin();
         for job in msg.jobs {
             self.admit(job, msg.origin, now);
         }
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 }
 
@@ -51,7 +51,7 @@ impl Handler<Admit> for Supervisor {
 #[rtype(result = "()")]
 pub(crate) struct DefineTask(pub(crate) Arc<TaskDef>);
 
-impl Handler<DefineTask> for Supervisor {
+impl Handler<DefineTask> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: DefineTask, ctx: &mut Self::Context) {
         let def = msg.0;
@@ -72,7 +72,7 @@ impl Handler<DefineTask> for Supervisor {
             tag: def.tag.clone(),
         });
         self.want_claim(ctx);
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 }
 
@@ -86,7 +86,7 @@ pub(crate) struct StartWorker {
     pub(crate) placement: Option<super::Placement>,
 }
 
-impl Supervisor {
+impl Scheduler {
     pub(super) fn add_worker(
         &mut self,
         tags: Vec<String>,
@@ -116,17 +116,17 @@ impl Supervisor {
     }
 }
 
-impl Handler<StartWorker> for Supervisor {
+impl Handler<StartWorker> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: StartWorker, ctx: &mut Self::Context) {
         let placement = msg.placement.unwrap_or(self.placement);
         self.add_worker(msg.tags, msg.concurrency, placement, ctx);
         self.want_claim(ctx);
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 }
 
-impl Handler<Finished> for Supervisor {
+impl Handler<Finished> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
         let now = self.begin();
@@ -138,7 +138,7 @@ impl Handler<Finished> for Supervisor {
             self.on_report(msg.worker, report, now);
         }
         self.after_capacity_freed(ctx);
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 }
 
@@ -155,7 +155,7 @@ pub(crate) enum CancelReply {
 #[rtype(result = "CancelReply")]
 pub(crate) struct Cancel(pub(crate) JobId);
 
-impl Handler<Cancel> for Supervisor {
+impl Handler<Cancel> for Scheduler {
     type Result = MessageResult<Cancel>;
     fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) -> Self::Result {
         let Some(slot) = self.by_id.get(&msg.0) else {
@@ -163,7 +163,7 @@ impl Handler<Cancel> for Supervisor {
         };
         let now = self.begin();
         self.cancel_slot(slot, now);
-        self.settle(ctx);
+        self.finish_turn(ctx);
         MessageResult(CancelReply::Cancelled)
     }
 }
@@ -182,7 +182,7 @@ pub(crate) enum WaitReply {
 #[rtype(result = "WaitReply")]
 pub(crate) struct WaitResult(pub(crate) JobId);
 
-impl Handler<WaitResult> for Supervisor {
+impl Handler<WaitResult> for Scheduler {
     type Result = MessageResult<WaitResult>;
     fn handle(&mut self, msg: WaitResult, ctx: &mut Self::Context) -> Self::Result {
         if self.by_id.contains(&msg.0) {
@@ -202,7 +202,7 @@ impl Handler<WaitResult> for Supervisor {
 #[rtype(result = "oneshot::Receiver<()>")]
 pub(crate) struct Barrier;
 
-impl Handler<Barrier> for Supervisor {
+impl Handler<Barrier> for Scheduler {
     type Result = MessageResult<Barrier>;
     fn handle(&mut self, _: Barrier, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
@@ -219,7 +219,7 @@ pub(crate) struct Shutdown {
     pub(crate) grace: Duration,
 }
 
-impl Handler<Shutdown> for Supervisor {
+impl Handler<Shutdown> for Scheduler {
     type Result = MessageResult<Shutdown>;
     fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
@@ -243,9 +243,9 @@ impl Handler<Shutdown> for Supervisor {
                 w.in_flight = 0;
                 w.stopped = true;
             }
-            act.settle(ctx);
+            act.finish_turn(ctx);
         });
-        self.settle(ctx);
+        self.finish_turn(ctx);
         MessageResult(rx)
     }
 }
@@ -255,7 +255,7 @@ impl Handler<Shutdown> for Supervisor {
 #[rtype(result = "Option<Job>")]
 pub(crate) struct PendingJob(pub(crate) JobId);
 
-impl Handler<PendingJob> for Supervisor {
+impl Handler<PendingJob> for Scheduler {
     type Result = MessageResult<PendingJob>;
     fn handle(&mut self, msg: PendingJob, _: &mut Self::Context) -> Self::Result {
         let job = self
@@ -273,7 +273,7 @@ impl Handler<PendingJob> for Supervisor {
 #[rtype(result = "Vec<Job>")]
 pub(crate) struct PendingJobs(pub(crate) JobQuery);
 
-impl Handler<PendingJobs> for Supervisor {
+impl Handler<PendingJobs> for Scheduler {
     type Result = MessageResult<PendingJobs>;
     fn handle(&mut self, msg: PendingJobs, _: &mut Self::Context) -> Self::Result {
         let query = msg.0;
@@ -306,7 +306,7 @@ impl Handler<PendingJobs> for Supervisor {
 #[rtype(result = "(Vec<StatusCount>, u64)")]
 pub(crate) struct PendingCounts;
 
-impl Handler<PendingCounts> for Supervisor {
+impl Handler<PendingCounts> for Scheduler {
     type Result = MessageResult<PendingCounts>;
     fn handle(&mut self, _: PendingCounts, _: &mut Self::Context) -> Self::Result {
         let mut counts: std::collections::HashMap<(&str, JobStatus), u64> =
@@ -316,10 +316,10 @@ impl Handler<PendingCounts> for Supervisor {
                 .entry((&self.tasks[e.task as usize].name, e.job.status))
                 .or_default() += 1;
         }
-        for job in &self.finals {
+        for job in &self.final_records {
             *counts.entry((&job.task, job.status)).or_default() += 1;
         }
-        for c in &self.finals_in_flight {
+        for c in &self.final_records_in_flight {
             *counts.entry((&c.task, c.status)).or_default() += c.count;
         }
         MessageResult((
@@ -343,7 +343,7 @@ impl Handler<PendingCounts> for Supervisor {
 #[rtype(result = "u64")]
 pub(crate) struct StoredWrites;
 
-impl Handler<StoredWrites> for Supervisor {
+impl Handler<StoredWrites> for Scheduler {
     type Result = u64;
     fn handle(&mut self, _: StoredWrites, _: &mut Self::Context) -> u64 {
         self.stored_writes

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
-use super::Supervisor;
+use super::Scheduler;
 use crate::event::QueueEvent;
 use crate::reports::StuckThread;
-use crate::scheduler::worker::{Dispatch, Handoff, Ping, Pong, Run, Stop, Worker};
+use crate::scheduler::worker::{Dispatch, Ping, Pong, Run, SameThreadHandoff, Stop, Worker};
 
 /// Where a worker runs its handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub(super) enum Place {
     /// worker through `handoff`.
     SchedulerThread {
         addr: Addr<Worker>,
-        handoff: Rc<Handoff>,
+        handoff: Rc<SameThreadHandoff>,
     },
     /// On threads of the worker's own.
     Threads(Vec<WorkerThread>),
@@ -81,17 +81,17 @@ impl Place {
     pub(super) fn start(
         index: usize,
         placement: Placement,
-        supervisor: Addr<Supervisor>,
+        scheduler: Addr<Scheduler>,
         now: DateTime<Utc>,
     ) -> Place {
         match placement {
             Placement::SchedulerThread => {
-                let handoff = Rc::new(Handoff::default());
+                let handoff = Rc::new(SameThreadHandoff::default());
                 let addr = Worker::new(
                     index,
                     0,
-                    supervisor.clone().recipient(),
-                    supervisor.recipient(),
+                    scheduler.clone().recipient(),
+                    scheduler.recipient(),
                     handoff.clone(),
                 )
                 .start();
@@ -101,14 +101,14 @@ impl Place {
                 (0..n.max(1))
                     .map(|thread| {
                         let arbiter = Arbiter::new();
-                        let supervisor = supervisor.clone();
+                        let scheduler = scheduler.clone();
                         let addr = Worker::start_in_arbiter(&arbiter.handle(), move |_| {
                             Worker::new(
                                 index,
                                 thread,
-                                supervisor.clone().recipient(),
-                                supervisor.recipient(),
-                                Rc::new(Handoff::default()),
+                                scheduler.clone().recipient(),
+                                scheduler.recipient(),
+                                Rc::new(SameThreadHandoff::default()),
                             )
                         });
                         WorkerThread {
@@ -191,7 +191,7 @@ pub(super) struct ThreadWatch {
     started: bool,
 }
 
-impl Supervisor {
+impl Scheduler {
     /// Starts the watch's loop, once, when a worker thread first starts.
     pub(super) fn start_thread_watch(&mut self, ctx: &mut Context<Self>) {
         if self.thread_watch.started {
@@ -274,7 +274,7 @@ impl Supervisor {
     }
 }
 
-impl Handler<Pong> for Supervisor {
+impl Handler<Pong> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: Pong, _: &mut Self::Context) {
         let now = self.clock.now_utc();
@@ -306,7 +306,7 @@ impl Handler<Pong> for Supervisor {
 #[rtype(result = "Vec<StuckThread>")]
 pub(crate) struct StuckThreads;
 
-impl Handler<StuckThreads> for Supervisor {
+impl Handler<StuckThreads> for Scheduler {
     type Result = MessageResult<StuckThreads>;
     fn handle(&mut self, _: StuckThreads, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.stuck_threads())

@@ -8,13 +8,13 @@ use actix::prelude::*;
 use regex::Regex;
 use tokio::sync::oneshot;
 
-use super::{Batch, Supervisor};
+use super::{Batch, Scheduler};
 use crate::event::QueueEvent;
 use crate::job::JobStatus;
 use crate::middleware::Middleware;
 use crate::store::StoreError;
 
-impl Supervisor {
+impl Scheduler {
     /// Starts the pruner's loop, on its interval.
     pub(super) fn start_pruner(&mut self, ctx: &mut Context<Self>) {
         if !self.pruner.enabled() {
@@ -105,12 +105,12 @@ impl Supervisor {
     }
 }
 
-/// A pruner's run ended (see `Supervisor::prune`).
+/// A pruner's run ended (see `Scheduler::prune`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct Pruned(Result<u64, StoreError>);
 
-impl Handler<Pruned> for Supervisor {
+impl Handler<Pruned> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: Pruned, _: &mut Self::Context) {
         self.pruning = false;
@@ -123,7 +123,7 @@ impl Handler<Pruned> for Supervisor {
 #[rtype(result = "()")]
 pub(crate) struct AddMiddleware(pub(crate) Arc<dyn Middleware>);
 
-impl Handler<AddMiddleware> for Supervisor {
+impl Handler<AddMiddleware> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: AddMiddleware, _: &mut Self::Context) {
         self.queue_middleware.push(msg.0);
@@ -141,7 +141,7 @@ pub(crate) struct Suspend {
     pub(crate) suspended: bool,
 }
 
-impl Handler<Suspend> for Supervisor {
+impl Handler<Suspend> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: Suspend, ctx: &mut Self::Context) {
         let task = self.task_slot(&msg.task);
@@ -151,7 +151,7 @@ impl Handler<Suspend> for Supervisor {
             let parked = std::mem::take(&mut slot.parked);
             self.requeue(parked);
         }
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 }
 
@@ -163,7 +163,7 @@ pub(crate) struct DeleteMatching {
     pub(crate) pattern: Regex,
 }
 
-impl Handler<DeleteMatching> for Supervisor {
+impl Handler<DeleteMatching> for Scheduler {
     type Result = usize;
     fn handle(&mut self, msg: DeleteMatching, ctx: &mut Self::Context) -> usize {
         let doomed: Vec<u32> = self
@@ -186,7 +186,7 @@ impl Handler<DeleteMatching> for Supervisor {
                 Vec::new(),
             );
         }
-        self.settle(ctx);
+        self.finish_turn(ctx);
         doomed.len()
     }
 }
@@ -200,7 +200,7 @@ pub(crate) struct RunJobs {
     pub(crate) time: Option<Duration>,
 }
 
-impl Handler<RunJobs> for Supervisor {
+impl Handler<RunJobs> for Scheduler {
     type Result = MessageResult<RunJobs>;
     fn handle(&mut self, msg: RunJobs, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
@@ -218,10 +218,10 @@ impl Handler<RunJobs> for Supervisor {
                 if let Some(b) = act.workers[index].batch.as_mut() {
                     b.time_up = true;
                 }
-                act.settle(ctx);
+                act.finish_turn(ctx);
             });
         }
-        self.settle(ctx);
+        self.finish_turn(ctx);
         MessageResult(rx)
     }
 }

@@ -1,12 +1,12 @@
 //! The held jobs' slots by id.
 
+use crate::id_ordered_map::IdOrderedMap;
 use crate::job::JobId;
-use crate::run_map::RunMap;
 
 /// Held jobs' slab slots by job id, in id order. Jobs are mostly admitted
-/// in id order and mostly finish in it, which a [`RunMap`] makes cheap.
+/// in id order and mostly finish in it, which a [`IdOrderedMap`] makes cheap.
 #[derive(Debug, Default)]
-pub(super) struct IdIndex(RunMap<u32>);
+pub(super) struct IdIndex(IdOrderedMap<u32>);
 
 impl IdIndex {
     pub(super) fn get(&self, id: &JobId) -> Option<u32> {

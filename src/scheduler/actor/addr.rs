@@ -1,4 +1,4 @@
-//! The supervisor's address as a queue holds it.
+//! The scheduler's address as a queue holds it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -6,23 +6,23 @@ use std::sync::Arc;
 use actix::dev::{Request, ToEnvelope};
 use actix::prelude::*;
 
-use super::Supervisor;
+use super::Scheduler;
 
-/// The supervisor's address, counting every message sent through it: the
-/// supervisor, while it settles jobs that finished on their first poll,
+/// The scheduler's address, counting every message sent through it: the
+/// scheduler, while it settles jobs that finished on their first poll,
 /// stops as soon as anything came in, so what a handler sent (a job it
 /// created, a cancellation) is handled before the next job is chosen, as
 /// it would be if the handler had run on its worker (see
-/// `Supervisor::dispatch`).
+/// `Scheduler::dispatch`).
 #[derive(Debug, Clone)]
-pub(crate) struct SupervisorAddr {
-    addr: Addr<Supervisor>,
+pub(crate) struct SchedulerAddr {
+    addr: Addr<Scheduler>,
     sent: Arc<AtomicU64>,
 }
 
-impl SupervisorAddr {
-    pub(crate) fn new(addr: Addr<Supervisor>, sent: Arc<AtomicU64>) -> Self {
-        SupervisorAddr { addr, sent }
+impl SchedulerAddr {
+    pub(crate) fn new(addr: Addr<Scheduler>, sent: Arc<AtomicU64>) -> Self {
+        SchedulerAddr { addr, sent }
     }
 
     /// Sends `msg` without waiting for its handling.
@@ -30,26 +30,26 @@ impl SupervisorAddr {
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        Supervisor: Handler<M>,
-        <Supervisor as Actor>::Context: ToEnvelope<Supervisor, M>,
+        Scheduler: Handler<M>,
+        <Scheduler as Actor>::Context: ToEnvelope<Scheduler, M>,
     {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.addr.do_send(msg);
     }
 
     /// Sends `msg`; the request resolves to the handler's answer.
-    pub(crate) fn send<M>(&self, msg: M) -> Request<Supervisor, M>
+    pub(crate) fn send<M>(&self, msg: M) -> Request<Scheduler, M>
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        Supervisor: Handler<M>,
-        <Supervisor as Actor>::Context: ToEnvelope<Supervisor, M>,
+        Scheduler: Handler<M>,
+        <Scheduler as Actor>::Context: ToEnvelope<Scheduler, M>,
     {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.addr.send(msg)
     }
 
-    /// Whether the supervisor still runs.
+    /// Whether the scheduler still runs.
     pub(crate) fn connected(&self) -> bool {
         self.addr.connected()
     }

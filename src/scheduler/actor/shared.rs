@@ -1,4 +1,4 @@
-//! The supervisor's side of a shared store: claim due jobs of the tasks this
+//! The scheduler's side of a shared store: claim due jobs of the tasks this
 //! process serves, renew their leases by heartbeat, give back what it will
 //! not run soon, rescue lapsed leases, and wake on notifications.
 //!
@@ -13,12 +13,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::Supervisor;
+use super::Scheduler;
 use crate::config::SharedConfig;
-use crate::context::Touch;
+use crate::context::ExtendLease;
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId};
-use crate::scheduler::supervisor::messages::Origin;
+use crate::scheduler::actor::messages::Origin;
 use crate::store::{JobClaim, JobHeartbeat, Store};
 
 #[derive(Debug, Default)]
@@ -51,7 +51,7 @@ impl SharedMode {
     }
 }
 
-impl StreamHandler<()> for Supervisor {
+impl StreamHandler<()> for Scheduler {
     fn handle(&mut self, _: (), ctx: &mut Self::Context) {
         self.want_claim(ctx);
     }
@@ -68,7 +68,7 @@ impl StreamHandler<()> for Supervisor {
 #[rtype(result = "()")]
 pub(crate) struct WatchExpiry(pub(crate) Vec<(JobId, chrono::DateTime<chrono::Utc>)>);
 
-impl Handler<WatchExpiry> for Supervisor {
+impl Handler<WatchExpiry> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: WatchExpiry, ctx: &mut Self::Context) {
         let now = self.clock.now_ms();
@@ -102,7 +102,7 @@ impl Handler<WatchExpiry> for Supervisor {
                 mode.to_expire.push(id);
             }
         }
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 }
 
@@ -110,18 +110,18 @@ impl Handler<WatchExpiry> for Supervisor {
 /// instead of waiting for the notification to come round.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Poke;
+pub(crate) struct ClaimNow;
 
-impl Handler<Poke> for Supervisor {
+impl Handler<ClaimNow> for Scheduler {
     type Result = ();
-    fn handle(&mut self, _: Poke, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: ClaimNow, ctx: &mut Self::Context) {
         self.want_claim(ctx);
     }
 }
 
-impl Handler<Touch> for Supervisor {
+impl Handler<ExtendLease> for Scheduler {
     type Result = ();
-    fn handle(&mut self, msg: Touch, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ExtendLease, ctx: &mut Self::Context) {
         if self.by_id.contains(&msg.0) {
             self.heartbeat(vec![msg.0], ctx);
         }
@@ -134,7 +134,7 @@ fn shared_store(store: &Arc<dyn Store>) -> &dyn crate::store::SharedStore {
         .expect("shared mode runs only on a shared store")
 }
 
-impl Supervisor {
+impl Scheduler {
     pub(super) fn is_shared(&self) -> bool {
         self.shared.is_some()
     }
@@ -337,7 +337,7 @@ impl Supervisor {
                     }),
             );
         }
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 
     /// Ends a claim that failed: claims again at once if asked meanwhile,
@@ -353,7 +353,7 @@ impl Supervisor {
         } else {
             self.claim_after(wait, ctx);
         }
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 
     /// Claims after `wait`, instead of when the claim timer was set for.
@@ -405,7 +405,7 @@ impl Supervisor {
                         for id in reply.lost {
                             act.drop_held(id);
                         }
-                        act.settle(ctx);
+                        act.finish_turn(ctx);
                     }
                     Some(Err(err)) => {
                         tracing::warn!(error = %err, "renewing leases failed");

@@ -72,7 +72,7 @@ impl<V> Chunk<V> {
 /// chunk at a time: a chunk left empty is dropped, and one mostly empty is
 /// compacted, each at a cost bounded by the chunk's size, never the run's.
 #[derive(Debug)]
-pub(crate) struct RunMap<V> {
+pub(crate) struct IdOrderedMap<V> {
     /// The run: chunks in key order, none empty.
     chunks: VecDeque<Chunk<V>>,
     /// How many values the run holds.
@@ -81,9 +81,9 @@ pub(crate) struct RunMap<V> {
     tree: BTreeMap<u128, V>,
 }
 
-impl<V> Default for RunMap<V> {
+impl<V> Default for IdOrderedMap<V> {
     fn default() -> Self {
-        RunMap {
+        IdOrderedMap {
             chunks: VecDeque::new(),
             live: 0,
             tree: BTreeMap::new(),
@@ -91,7 +91,7 @@ impl<V> Default for RunMap<V> {
     }
 }
 
-impl<V> RunMap<V> {
+impl<V> IdOrderedMap<V> {
     /// Where in the run `key` is (its value live or not): chunk, index.
     fn find(&self, key: u128) -> Option<(usize, usize)> {
         let (front, back) = (self.chunks.front()?, self.chunks.back()?);
@@ -193,7 +193,7 @@ impl<V> RunMap<V> {
     }
 }
 
-/// The entries of a [`RunMap`] in key order: its run and its tree merged.
+/// The entries of a [`IdOrderedMap`] in key order: its run and its tree merged.
 pub(crate) struct Iter<'a, V> {
     chunks: &'a VecDeque<Chunk<V>>,
     /// The next live entry of the run is at or after (chunk, at).
@@ -260,7 +260,7 @@ mod tests {
         #[test]
         fn holds_what_an_ordered_tree_holds(ops in proptest::collection::vec(op(), 0..400),
                                             ascending in any::<bool>()) {
-            let mut map = RunMap::default();
+            let mut map = IdOrderedMap::default();
             let mut model: BTreeMap<u128, usize> = BTreeMap::new();
             for (i, op) in ops.into_iter().enumerate() {
                 match op {
@@ -297,7 +297,7 @@ mod tests {
             order in Just((0..3000u128).collect::<Vec<_>>()).prop_shuffle(),
             keep in 0..3000usize,
         ) {
-            let mut map = RunMap::default();
+            let mut map = IdOrderedMap::default();
             let mut model = BTreeMap::new();
             for k in 0..3000u128 {
                 map.insert(k, k);
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn entries_added_in_order_stay_out_of_the_tree() {
-        let mut map = RunMap::default();
+        let mut map = IdOrderedMap::default();
         for key in 1..=100u128 {
             map.insert(key, ());
         }

@@ -1,11 +1,21 @@
-//! The supervisor actor: owns the schedule of every pending job this process
+//! The scheduler actor: owns the schedule of every pending job this process
 //! is responsible for, hands ready jobs to workers, applies outcomes, emits
 //! events, and records every state change in the store.
 //!
 //! - [`mod@self`]: the state and the job state machine;
 //! - `messages`: the messages the queue handle and workers send, one
 //!   handler each;
-//! - `admin`: suspend/resume, delete-matching, batch runs and retention.
+//! - `admin`: suspend/resume, delete-matching, batch runs, middleware and
+//!   the pruner's loop;
+//! - `shared`: a shared store's claims, leases, heartbeats, expiry watches
+//!   and the rescuer's loop;
+//! - `threads`: where workers run their handlers, and the watch over
+//!   worker threads;
+//! - `held`, `index`: how a pending job is held, and found by id;
+//! - `addr`: the scheduler's address as the queue holds it.
+//!
+//! Its timers are [`crate::scheduler::timers`]; its background services
+//! are [`crate::scheduler::services`].
 
 mod addr;
 mod admin;
@@ -22,13 +32,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-pub(crate) use addr::SupervisorAddr;
+pub(crate) use addr::SchedulerAddr;
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
 pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
     PendingJobs, Shutdown, StartWorker, StoredWrites, WaitReply, WaitResult,
 };
-pub(crate) use shared::{Poke, WatchExpiry};
+pub(crate) use shared::{ClaimNow, WatchExpiry};
 pub(crate) use threads::{Placement, StuckThreads};
 
 use super::alarm::Alarm;
@@ -228,7 +238,7 @@ struct Drain {
     aborted: Vec<JobId>,
 }
 
-pub(crate) struct Supervisor {
+pub(crate) struct Scheduler {
     clock: Clock,
     store: Arc<dyn Store>,
     bus: Arc<EventBus>,
@@ -246,10 +256,10 @@ pub(crate) struct Supervisor {
     seq: u64,
     writes: Vec<JobUpdate>,
     /// On an ephemeral store: jobs that became final, to store whole.
-    finals: Vec<Job>,
+    final_records: Vec<Job>,
     /// Counts of the final jobs in the flush under way (see
     /// [`PendingCounts`]).
-    finals_in_flight: Vec<StatusCount>,
+    final_records_in_flight: Vec<StatusCount>,
     /// Flushes completed so far (see [`StoredWrites`]).
     stored_writes: u64,
     /// The store is ephemeral: pending jobs live here only.
@@ -281,10 +291,10 @@ pub(crate) struct Supervisor {
     rescuer: Option<Rescuer>,
     /// Set when the store is shared between processes.
     shared: Option<shared::SharedMode>,
-    /// The supervisor's own address, for handlers' lease touches.
-    me: Option<Addr<Supervisor>>,
-    /// Counts the messages sent to this supervisor through the queue's
-    /// [`SupervisorAddr`].
+    /// The scheduler's own address, for handlers' lease touches.
+    me: Option<Addr<Scheduler>>,
+    /// Counts the messages sent to this scheduler through the queue's
+    /// [`SchedulerAddr`].
     sent: Arc<std::sync::atomic::AtomicU64>,
     /// A [`Continue`] is queued: dispatching goes on in the next turn.
     continuing: bool,
@@ -297,7 +307,7 @@ pub(crate) struct Supervisor {
     /// The task slot looked up last, by the name's allocation.
     last_task: Option<(Arc<str>, u32)>,
     /// The time read once at the start of a busy handler (see `begin`),
-    /// until its `settle`.
+    /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
     /// Running jobs whose signal fired, by slot (see [`Stopping`]).
     stopping: HashMap<u32, Stopping>,
@@ -309,9 +319,9 @@ pub(crate) struct Supervisor {
     own_thread: bool,
 }
 
-impl std::fmt::Debug for Supervisor {
+impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Supervisor")
+        f.debug_struct("Scheduler")
             .field("pending", &self.by_id.len())
             .field("timers", &self.timers.len())
             .field("workers", &self.workers.len())
@@ -346,7 +356,7 @@ impl Waiter {
 }
 
 /// How long after its `run_at` a delayed job may start at the earliest.
-/// The supervisor maps wall-clock times onto the monotonic clock once, at
+/// The scheduler maps wall-clock times onto the monotonic clock once, at
 /// start; code elsewhere in the process that maps them at another moment
 /// can disagree by a few microseconds (the two clocks drift apart, and
 /// each mapping reads them one after the other). The guard keeps a job
@@ -361,7 +371,7 @@ const FLUSH_DELAY: Duration = Duration::from_millis(1);
 const FLUSH_BATCH: usize = 4096;
 
 /// On an ephemeral store, while jobs wait on timers, a batch goes at once
-/// from this size: storing it holds the supervisor up, and short pauses
+/// from this size: storing it holds the scheduler up, and short pauses
 /// keep delayed jobs on time.
 const FLUSH_BATCH_TIMELY: usize = 64;
 
@@ -374,7 +384,7 @@ const GRACE_MARGIN: Duration = Duration::from_millis(100);
 const SPARE_RUNS: usize = 1024;
 
 /// How many jobs that finish on their first poll one turn settles before
-/// it yields (see `Supervisor::dispatch`).
+/// it yields (see `Scheduler::dispatch`).
 const INLINE_BUDGET: usize = 256;
 
 /// Queues `job`'s current state in `writes`, appending `logs`. When the
@@ -449,13 +459,13 @@ pub(crate) struct Setup {
     pub(crate) bus: Arc<EventBus>,
     pub(crate) retention: Retention,
     pub(crate) shared: SharedConfig,
-    /// Counts the messages sent to the scheduler (see [`SupervisorAddr`]).
+    /// Counts the messages sent to the scheduler (see [`SchedulerAddr`]).
     pub(crate) sent: Arc<std::sync::atomic::AtomicU64>,
     /// Where workers run their handlers unless told otherwise.
     pub(crate) placement: Placement,
 }
 
-impl Supervisor {
+impl Scheduler {
     pub(crate) fn new(setup: Setup) -> Self {
         let Setup {
             clock,
@@ -474,7 +484,7 @@ impl Supervisor {
         let ephemeral = persistence.in_process();
         let pruner = Pruner::new(store.clone(), retention.clone());
         let rescuer = Rescuer::new(store.clone()).filter(|_| persistence.shared());
-        Supervisor {
+        Scheduler {
             clock,
             store,
             bus,
@@ -489,8 +499,8 @@ impl Supervisor {
             queue_middleware: Vec::new(),
             seq: 0,
             writes: Vec::new(),
-            finals: Vec::new(),
-            finals_in_flight: Vec::new(),
+            final_records: Vec::new(),
+            final_records_in_flight: Vec::new(),
             stored_writes: 0,
             ephemeral,
             handed_over: false,
@@ -530,7 +540,7 @@ impl Supervisor {
     }
 
     /// Reads the clock once for a handler that changes many jobs: until
-    /// its `settle`, every timestamp it writes is this one. Returns the
+    /// its `finish_turn`, every timestamp it writes is this one. Returns the
     /// wheel tick.
     fn begin(&self) -> u64 {
         let ms = self.clock.now_ms();
@@ -887,7 +897,7 @@ impl Supervisor {
             if status == JobStatus::Completed {
                 self.completed_unpruned += 1;
             }
-            self.finals.push(job);
+            self.final_records.push(job);
             return;
         }
         e.job.status = status;
@@ -1001,8 +1011,8 @@ impl Supervisor {
     /// Hands ready jobs to workers with free slots, best job first, each
     /// worker's tags in its order.
     ///
-    /// Each job's handler is first polled here, on the supervisor's turn
-    /// (workers live on the supervisor's thread, so it runs where it would
+    /// Each job's handler is first polled here, on the scheduler's turn
+    /// (workers live on the scheduler's thread, so it runs where it would
     /// anyway): a job that finishes on that poll, doing no I/O, is settled
     /// at once and its slot refilled, without a message to the worker and
     /// back. Only jobs left pending go to the worker, which polls them from
@@ -1085,7 +1095,7 @@ impl Supervisor {
     fn resume(&mut self, ctx: &mut Context<Self>) {
         self.continuing = false;
         self.begin();
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 
     /// Starts the jobs in worker `w`'s outbox, polling each once: returns
@@ -1335,7 +1345,7 @@ impl Supervisor {
                 self.fail_transient(report.slot, message, None, now, logs)
             }
             Outcome::Aborted => {
-                // Only the supervisor fires the signal, and it decides first.
+                // Only the scheduler fires the signal, and it decides first.
                 tracing::debug!(
                     slot = report.slot,
                     "aborted run reported without a decision"
@@ -1406,7 +1416,7 @@ impl Supervisor {
     }
 
     /// Runs after every message: dispatch, flush writes, arm the timer.
-    fn settle(&mut self, ctx: &mut Context<Self>) {
+    fn finish_turn(&mut self, ctx: &mut Context<Self>) {
         self.expire_watched(ctx);
         self.dispatch(ctx);
         self.finish_batches();
@@ -1437,7 +1447,7 @@ impl Supervisor {
                     act.timers.timer_fired();
                     let now = act.begin();
                     act.on_timers(now);
-                    act.settle(ctx);
+                    act.finish_turn(ctx);
                 });
                 self.timers.armed(handle, at);
             }
@@ -1458,9 +1468,9 @@ impl Supervisor {
         // waiting there.
         let urgent = self.shared.is_some()
             || !self.barrier_next.is_empty()
-            || self.writes.len() + self.finals.len() >= self.flush_batch()
+            || self.writes.len() + self.final_records.len() >= self.flush_batch()
             || self.draining.is_some();
-        let nothing = self.writes.is_empty() && self.finals.is_empty();
+        let nothing = self.writes.is_empty() && self.final_records.is_empty();
         if !urgent && !nothing {
             if self.flush_soon.is_none() {
                 self.flush_soon = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
@@ -1494,7 +1504,7 @@ impl Supervisor {
             .as_mut()
             .map(|m| std::mem::take(&mut m.releases))
             .unwrap_or_default();
-        if self.writes.is_empty() && self.finals.is_empty() && releases.is_empty() {
+        if self.writes.is_empty() && self.final_records.is_empty() && releases.is_empty() {
             for b in self.barrier_next.drain(..) {
                 b.answer();
             }
@@ -1503,9 +1513,9 @@ impl Supervisor {
         self.flushing = true;
         let batch = std::mem::take(&mut self.writes);
         // The next batch is likely as large: keep its room ready.
-        let room = self.finals.len().min(FLUSH_BATCH);
-        let finals = std::mem::replace(&mut self.finals, Vec::with_capacity(room));
-        self.finals_in_flight = count_by_task_and_status(&finals);
+        let room = self.final_records.len().min(FLUSH_BATCH);
+        let final_records = std::mem::replace(&mut self.final_records, Vec::with_capacity(room));
+        self.final_records_in_flight = count_by_task_and_status(&final_records);
         self.write_epoch = self.write_epoch.wrapping_add(1);
         self.barrier_in_flight = std::mem::take(&mut self.barrier_next);
         let store = self.store.clone();
@@ -1518,12 +1528,15 @@ impl Supervisor {
             };
             // After the updates: a kicked job's update must not overwrite
             // how it ended.
-            let mut finals = finals;
-            if result.is_ok() && !finals.is_empty() {
-                result = match store.jobs_insert_owned(std::mem::take(&mut finals)).await {
+            let mut final_records = final_records;
+            if result.is_ok() && !final_records.is_empty() {
+                result = match store
+                    .jobs_insert_owned(std::mem::take(&mut final_records))
+                    .await
+                {
                     Ok(()) => Ok(()),
                     Err((err, back)) => {
-                        finals = back;
+                        final_records = back;
                         Err(err)
                     }
                 };
@@ -1533,12 +1546,12 @@ impl Supervisor {
                     result = shared.jobs_release(owner, &releases).await;
                 }
             }
-            (result, batch, finals, releases)
+            (result, batch, final_records, releases)
         };
         ctx.spawn(self.store_call(fut).into_actor(self).map(move |done, act, ctx| {
             act.flushing = false;
-            act.finals_in_flight.clear();
-            let Some((result, batch, finals, releases)) = done else { return };
+            act.final_records_in_flight.clear();
+            let Some((result, batch, final_records, releases)) = done else { return };
             match result {
                 Ok(()) => {
                     act.stored_writes += 1;
@@ -1567,9 +1580,9 @@ impl Supervisor {
                     let mut retry = batch;
                     retry.append(&mut act.writes);
                     act.writes = retry;
-                    let mut retry = finals;
-                    retry.append(&mut act.finals);
-                    act.finals = retry;
+                    let mut retry = final_records;
+                    retry.append(&mut act.final_records);
+                    act.final_records = retry;
                     act.write_epoch = act.write_epoch.wrapping_add(1);
                     if let Some(mode) = act.shared.as_mut() {
                         let mut again = releases;
@@ -1612,7 +1625,7 @@ impl Supervisor {
                 d.reply.is_some()
                     && self.in_flight() == 0
                     && self.writes.is_empty()
-                    && self.finals.is_empty()
+                    && self.final_records.is_empty()
                     && !self.flushing
                     && self.shared.as_ref().is_none_or(|m| m.releases.is_empty())
             }
@@ -1629,7 +1642,7 @@ impl Supervisor {
                 .map(|e| e.job.to_job(&self.tasks[e.task as usize].name))
                 .collect();
             if !left.is_empty() {
-                self.finals.extend(left);
+                self.final_records.extend(left);
                 self.flush_now(ctx);
                 return;
             }
@@ -1819,7 +1832,7 @@ impl WorkerSlot {
     }
 }
 
-impl Actor for Supervisor {
+impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -1860,14 +1873,14 @@ struct AlarmRang;
 #[rtype(result = "()")]
 struct Continue;
 
-impl Handler<Continue> for Supervisor {
+impl Handler<Continue> for Scheduler {
     type Result = ();
     fn handle(&mut self, _: Continue, ctx: &mut Self::Context) {
         self.resume(ctx);
     }
 }
 
-impl Handler<AlarmRang> for Supervisor {
+impl Handler<AlarmRang> for Scheduler {
     type Result = ();
     fn handle(&mut self, _: AlarmRang, ctx: &mut Self::Context) {
         let now_micros = self.clock.micros_for(self.clock.now_utc());
@@ -1881,7 +1894,7 @@ impl Handler<AlarmRang> for Supervisor {
         }
         let now = self.begin();
         self.on_timers(now);
-        self.settle(ctx);
+        self.finish_turn(ctx);
     }
 }
 #[cfg(test)]
