@@ -64,7 +64,9 @@ pub(crate) struct Inner {
 /// [`ProcessBuilder::threads`]): a handler that blocks or spins stalls
 /// only its own worker thread, never timers, the store or other workers.
 /// [`ProcessBuilder::on_scheduler_thread`] opts a worker into running its
-/// handlers on the scheduler's thread, for speed, at that risk.
+/// handlers on the scheduler's thread, for speed, at that risk, and
+/// [`QueueBuilder::scheduler_on_current_thread`] keeps the scheduler on
+/// the arbiter that builds the queue.
 ///
 /// On a paused tokio clock (`tokio::time::pause`, a test), the clock
 /// belongs to the runtime that paused it: the scheduler then runs on the
@@ -127,6 +129,7 @@ pub struct QueueBuilder {
     store: Option<Arc<dyn Store>>,
     retention: Option<Retention>,
     shared: Option<SharedConfig>,
+    scheduler_on_current_thread: bool,
 }
 
 impl QueueBuilder {
@@ -146,6 +149,31 @@ impl QueueBuilder {
     /// [`SharedConfig`]); ignored on single-process stores.
     pub fn shared(mut self, config: SharedConfig) -> Self {
         self.shared = Some(config);
+        self
+    }
+
+    /// Runs the scheduler on the arbiter that builds the queue rather than
+    /// on an arbiter of its own. Creating jobs, reading results and
+    /// receiving events from that same thread then cost no hop between
+    /// threads, and with [`ProcessBuilder::on_scheduler_thread`] workers
+    /// too, the whole queue runs on one thread, as fast as kessel goes for
+    /// tiny jobs.
+    ///
+    /// **The risk:** anything else on that thread that blocks (your own
+    /// code, or handlers placed there) holds up the scheduler: timers,
+    /// timeouts, store writes and lease heartbeats. Handlers on worker
+    /// threads of their own (the default) still cannot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::builder().scheduler_on_current_thread().build().await?;
+    /// queue.process(["counters"]).on_scheduler_thread().start()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn scheduler_on_current_thread(mut self) -> Self {
+        self.scheduler_on_current_thread = true;
         self
     }
 
@@ -170,6 +198,7 @@ impl QueueBuilder {
             store,
             self.retention.unwrap_or_default(),
             self.shared.unwrap_or_default(),
+            self.scheduler_on_current_thread,
         );
         if !pending.is_empty() {
             queue.inner.scheduler.do_send(Admit {
@@ -422,6 +451,7 @@ impl Queue {
             Arc::new(MemoryStore::new()),
             Retention::default(),
             SharedConfig::default(),
+            false,
         )
     }
 
@@ -430,7 +460,12 @@ impl Queue {
         QueueBuilder::default()
     }
 
-    fn start(store: Arc<dyn Store>, retention: Retention, shared: SharedConfig) -> Self {
+    fn start(
+        store: Arc<dyn Store>,
+        retention: Retention,
+        shared: SharedConfig,
+        on_current_thread: bool,
+    ) -> Self {
         let clock = Clock::new();
         let persistence = Persistence::of(&*store);
         let bus = Arc::new(EventBus::default());
@@ -457,7 +492,7 @@ impl Queue {
                 })
             }
         };
-        let addr = if paused {
+        let addr = if paused || on_current_thread {
             new_scheduler().start()
         } else {
             let arbiter = Arbiter::new();
