@@ -476,7 +476,9 @@ impl Bench {
                     if events { "on" } else { "off" }
                 );
                 let cap = self.plan.cap;
-                let answer = run(|| systems::kessel::burn_down(backend, n, c, events, cap));
+                let on_scheduler = systems::kessel::Handlers::SchedulerThread;
+                let answer =
+                    run(|| systems::kessel::burn_down(backend, n, c, on_scheduler, events, cap));
                 self.burn_row(params, system, answer.into());
             }
         }

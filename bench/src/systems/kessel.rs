@@ -34,6 +34,27 @@ type Keep = Option<tempfile::TempDir>;
 
 pub const PG_SCHEMA: &str = "kessel_bench";
 
+/// Where a kessel worker runs its handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handlers {
+    /// `ProcessBuilder::on_scheduler_thread`: polled first by the scheduler
+    /// itself, no hand-off between threads. Every row measured before
+    /// handlers had threads of their own ran this way.
+    SchedulerThread,
+}
+
+impl Handlers {
+    /// Starts a worker on the bench's tag with `concurrency`, its handlers
+    /// placed so.
+    pub fn start(self, queue: &Queue, concurrency: usize) -> Result<(), Fail> {
+        let worker = queue.process([TAG]).concurrency(concurrency);
+        let worker = match self {
+            Handlers::SchedulerThread => worker.on_scheduler_thread(),
+        };
+        worker.start().map(drop).map_err(|e| e.to_string())
+    }
+}
+
 async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep), Fail> {
     match backend {
         Backend::Memory | Backend::MemoryKeepNone => Ok((None, None)),
@@ -138,6 +159,7 @@ pub async fn burn_down(
     backend: Backend<'_>,
     n: u64,
     concurrency: usize,
+    handlers: Handlers,
     events: bool,
     cap: Duration,
 ) -> Result<(f64, Option<String>), Fail> {
@@ -155,11 +177,7 @@ pub async fn burn_down(
     });
     create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
     let t = Instant::now();
-    queue
-        .process([TAG])
-        .concurrency(concurrency)
-        .start()
-        .map_err(|e| e.to_string())?;
+    handlers.start(&queue, concurrency)?;
     let waited = stamps.wait(cap).await;
     let secs = t.elapsed().as_secs_f64();
     let note = subscriber.map(|task| {
@@ -192,15 +210,12 @@ pub async fn latency(
     rate: f64,
     n: u64,
     concurrency: usize,
+    handlers: Handlers,
     cap: Duration,
 ) -> Result<(Vec<u64>, Arc<Stamps>), Fail> {
     let stamps = Stamps::timed(n);
     let (queue, _keep) = queue_on(backend, &stamps).await?;
-    queue
-        .process([TAG])
-        .concurrency(concurrency)
-        .start()
-        .map_err(|e| e.to_string())?;
+    handlers.start(&queue, concurrency)?;
     // Let the worker start before the clock runs.
     settle(&queue).await;
     let mut created = vec![0u64; n as usize];
@@ -230,11 +245,7 @@ pub async fn delay(
     let n = targets.len() as u64;
     let stamps = Stamps::timed(n);
     let queue = queue_with(&stamps)?;
-    queue
-        .process([TAG])
-        .concurrency(concurrency)
-        .start()
-        .map_err(|e| e.to_string())?;
+    Handlers::SchedulerThread.start(&queue, concurrency)?;
     let (base_ns, base_utc) = (now_ns(), Utc::now());
     let at = |t: u64| -> DateTime<Utc> {
         base_utc + chrono::Duration::nanoseconds(t as i64 - base_ns as i64)
@@ -254,11 +265,7 @@ pub async fn delay(
 pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
     let stamps = Stamps::counter(0);
     let queue = queue_with(&stamps)?;
-    queue
-        .process([TAG])
-        .concurrency(16)
-        .start()
-        .map_err(|e| e.to_string())?;
+    Handlers::SchedulerThread.start(&queue, 16)?;
     create_all(&queue, n, |i| {
         NewJob::new(TASK, i).delay(Duration::from_secs(3600))
     })

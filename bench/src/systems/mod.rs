@@ -21,7 +21,9 @@ pub const CREATE_BATCH: u64 = 10_000;
 /// The systems, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum System {
-    /// kessel on its in-memory store.
+    /// kessel on its in-memory store, handlers on the scheduler's thread
+    /// (`on_scheduler_thread`), as every kessel row before handlers had
+    /// threads of their own.
     Kessel,
     /// A tokio mpsc channel feeding spawned tasks.
     Baseline,
@@ -91,26 +93,18 @@ impl System {
         concurrency: usize,
         cap: Duration,
     ) -> Answer<f64> {
+        use kessel::{Backend, Handlers};
+        let run_kessel = |backend, handlers| async move {
+            kessel::burn_down(backend, n, concurrency, handlers, false, cap)
+                .await
+                .map(|(r, _)| r)
+                .into()
+        };
         match self {
-            System::Kessel => {
-                kessel::burn_down(kessel::Backend::Memory, n, concurrency, false, cap)
-                    .await
-                    .map(|(r, _)| r)
-                    .into()
-            }
-            System::KesselSqlite => {
-                kessel::burn_down(kessel::Backend::Sqlite, n, concurrency, false, cap)
-                    .await
-                    .map(|(r, _)| r)
-                    .into()
-            }
+            System::Kessel => run_kessel(Backend::Memory, Handlers::SchedulerThread).await,
+            System::KesselSqlite => run_kessel(Backend::Sqlite, Handlers::SchedulerThread).await,
             System::KesselPostgres => match env.pg() {
-                Ok(url) => {
-                    kessel::burn_down(kessel::Backend::Postgres(url), n, concurrency, false, cap)
-                        .await
-                        .map(|(r, _)| r)
-                        .into()
-                }
+                Ok(url) => run_kessel(Backend::Postgres(url), Handlers::SchedulerThread).await,
                 Err(e) => Answer::Failed(e),
             },
             System::Baseline => baseline::burn_down(n, concurrency, cap).await.into(),
@@ -155,21 +149,17 @@ impl System {
         concurrency: usize,
         cap: Duration,
     ) -> Answer<(Vec<u64>, Arc<Stamps>)> {
-        match self {
-            System::Kessel => kessel::latency(kessel::Backend::Memory, rate, n, concurrency, cap)
+        use kessel::{Backend, Handlers};
+        let run_kessel = |backend, handlers| async move {
+            kessel::latency(backend, rate, n, concurrency, handlers, cap)
                 .await
-                .into(),
-            System::KesselSqlite => {
-                kessel::latency(kessel::Backend::Sqlite, rate, n, concurrency, cap)
-                    .await
-                    .into()
-            }
+                .into()
+        };
+        match self {
+            System::Kessel => run_kessel(Backend::Memory, Handlers::SchedulerThread).await,
+            System::KesselSqlite => run_kessel(Backend::Sqlite, Handlers::SchedulerThread).await,
             System::KesselPostgres => match env.pg() {
-                Ok(url) => {
-                    kessel::latency(kessel::Backend::Postgres(url), rate, n, concurrency, cap)
-                        .await
-                        .into()
-                }
+                Ok(url) => run_kessel(Backend::Postgres(url), Handlers::SchedulerThread).await,
                 Err(e) => Answer::Failed(e),
             },
             System::Baseline => baseline::latency(rate, n, concurrency, cap).await.into(),
