@@ -258,11 +258,11 @@ fn main() -> ExitCode {
     for w in workloads {
         eprintln!("== {}", w.name());
         match w {
-            Workload::BurnDown => System::IN_MEMORY
+            Workload::BurnDown => System::IN_MEMORY_WORKERS
                 .into_iter()
                 .filter(|s| wanted(*s))
                 .for_each(|s| bench.burn_down(s)),
-            Workload::Latency => System::IN_MEMORY
+            Workload::Latency => System::IN_MEMORY_WORKERS
                 .into_iter()
                 .filter(|s| wanted(*s))
                 .for_each(|s| bench.latency(s)),
@@ -353,13 +353,17 @@ fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Opt
         bar_met: None,
     };
     match (workload, system, metric) {
-        ("burn-down", System::Kessel, "throughput") => Some(Goal {
+        ("burn-down", System::Kessel | System::KesselWorkerThread, "throughput") => Some(Goal {
             text: "≥ 3.6M/s (bar 1.1M/s)".into(),
             met: value.map(|v| v >= 3.6e6),
             bar_met: value.map(|v| v >= 1.1e6),
         }),
-        ("latency", System::Kessel, "p50") => Some(at_most(10.0, "≤ 10 µs")),
-        ("latency", System::Kessel, "p99") => Some(at_most(50.0, "≤ 50 µs")),
+        ("latency", System::Kessel | System::KesselWorkerThread, "p50") => {
+            Some(at_most(10.0, "≤ 10 µs"))
+        }
+        ("latency", System::Kessel | System::KesselWorkerThread, "p99") => {
+            Some(at_most(50.0, "≤ 50 µs"))
+        }
         ("delay", System::Kessel, "lateness p99") => Some(at_most(1000.0, "≤ 1 ms")),
         ("memory", System::Kessel, "per job") => Some(at_most(200.0, "≤ 200 B")),
         ("memory", System::Kessel, "total") => None,
@@ -453,21 +457,27 @@ impl Bench {
             };
             self.burn_row(params, system, answer);
         }
-        if system != System::Kessel {
-            return;
-        }
-        // Events on; and both ways again keeping no completed job
-        // (`Retention::keep_none`), as the peers keep none.
+        use systems::kessel::{Backend, Handlers};
         let kept_nowhere = ", completed jobs not kept";
-        let variants = [
-            (systems::kessel::Backend::Memory, true, ""),
-            (
-                systems::kessel::Backend::MemoryKeepNone,
-                false,
-                kept_nowhere,
+        let (handlers, variants) = match system {
+            // Events on; and both ways again keeping no completed job
+            // (`Retention::keep_none`), as the peers keep none.
+            System::Kessel => (
+                Handlers::SchedulerThread,
+                vec![
+                    (Backend::Memory, true, ""),
+                    (Backend::MemoryKeepNone, false, kept_nowhere),
+                    (Backend::MemoryKeepNone, true, kept_nowhere),
+                ],
             ),
-            (systems::kessel::Backend::MemoryKeepNone, true, kept_nowhere),
-        ];
+            // Keeping no completed job, events off: where the scheduler's
+            // own per-job work is smallest, so the hand-off shows most.
+            System::KesselWorkerThread => (
+                Handlers::Threads(1),
+                vec![(Backend::MemoryKeepNone, false, kept_nowhere)],
+            ),
+            _ => return,
+        };
         for (backend, events, kept) in variants {
             for c in self.plan.concurrencies.clone() {
                 let params = format!(
@@ -476,9 +486,8 @@ impl Bench {
                     if events { "on" } else { "off" }
                 );
                 let cap = self.plan.cap;
-                let on_scheduler = systems::kessel::Handlers::SchedulerThread;
                 let answer =
-                    run(|| systems::kessel::burn_down(backend, n, c, on_scheduler, events, cap));
+                    run(|| systems::kessel::burn_down(backend, n, c, handlers, events, cap));
                 self.burn_row(params, system, answer.into());
             }
         }

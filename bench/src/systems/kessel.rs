@@ -41,6 +41,9 @@ pub enum Handlers {
     /// itself, no hand-off between threads. Every row measured before
     /// handlers had threads of their own ran this way.
     SchedulerThread,
+    /// `ProcessBuilder::threads(n)`: on `n` worker threads of the worker's
+    /// own (the default is 1).
+    Threads(usize),
 }
 
 impl Handlers {
@@ -50,6 +53,7 @@ impl Handlers {
         let worker = queue.process([TAG]).concurrency(concurrency);
         let worker = match self {
             Handlers::SchedulerThread => worker.on_scheduler_thread(),
+            Handlers::Threads(n) => worker.threads(n),
         };
         worker.start().map(drop).map_err(|e| e.to_string())
     }

@@ -25,6 +25,9 @@ pub enum System {
     /// (`on_scheduler_thread`), as every kessel row before handlers had
     /// threads of their own.
     Kessel,
+    /// kessel on its in-memory store, handlers on a worker thread of their
+    /// own (`threads(1)`, the default). Burn-down and latency only.
+    KesselWorkerThread,
     /// A tokio mpsc channel feeding spawned tasks.
     Baseline,
     /// apalis 1.0 with its in-memory backend.
@@ -61,6 +64,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Kessel => "kessel",
+            System::KesselWorkerThread => "kessel (worker thread)",
             System::Baseline => "baseline",
             System::Apalis => "apalis",
             System::KesselSqlite => "kessel-sqlite",
@@ -71,6 +75,14 @@ impl System {
     }
 
     pub const IN_MEMORY: [System; 3] = [System::Kessel, System::Baseline, System::Apalis];
+    /// The in-memory systems of the workloads that time a worker
+    /// (burn-down, latency): kessel both ways.
+    pub const IN_MEMORY_WORKERS: [System; 4] = [
+        System::Kessel,
+        System::KesselWorkerThread,
+        System::Baseline,
+        System::Apalis,
+    ];
     pub const DURABLE: [System; 4] = [
         System::KesselSqlite,
         System::KesselPostgres,
@@ -81,7 +93,10 @@ impl System {
     pub fn is_kessel(self) -> bool {
         matches!(
             self,
-            System::Kessel | System::KesselSqlite | System::KesselPostgres
+            System::Kessel
+                | System::KesselWorkerThread
+                | System::KesselSqlite
+                | System::KesselPostgres
         )
     }
 
@@ -102,6 +117,7 @@ impl System {
         };
         match self {
             System::Kessel => run_kessel(Backend::Memory, Handlers::SchedulerThread).await,
+            System::KesselWorkerThread => run_kessel(Backend::Memory, Handlers::Threads(1)).await,
             System::KesselSqlite => run_kessel(Backend::Sqlite, Handlers::SchedulerThread).await,
             System::KesselPostgres => match env.pg() {
                 Ok(url) => run_kessel(Backend::Postgres(url), Handlers::SchedulerThread).await,
@@ -122,7 +138,9 @@ impl System {
     /// Creates `n` jobs with no worker; jobs/s.
     pub async fn bulk_create(self, env: &Env, n: u64) -> Answer<f64> {
         match self {
-            System::Kessel => kessel::bulk_create(kessel::Backend::Memory, n).await.into(),
+            System::Kessel | System::KesselWorkerThread => {
+                kessel::bulk_create(kessel::Backend::Memory, n).await.into()
+            }
             System::KesselSqlite => kessel::bulk_create(kessel::Backend::Sqlite, n).await.into(),
             System::KesselPostgres => match env.pg() {
                 Ok(url) => kessel::bulk_create(kessel::Backend::Postgres(url), n)
@@ -157,6 +175,7 @@ impl System {
         };
         match self {
             System::Kessel => run_kessel(Backend::Memory, Handlers::SchedulerThread).await,
+            System::KesselWorkerThread => run_kessel(Backend::Memory, Handlers::Threads(1)).await,
             System::KesselSqlite => run_kessel(Backend::Sqlite, Handlers::SchedulerThread).await,
             System::KesselPostgres => match env.pg() {
                 Ok(url) => run_kessel(Backend::Postgres(url), Handlers::SchedulerThread).await,
