@@ -8,6 +8,7 @@ use futures::StreamExt;
 use kessel::event::Filter;
 use kessel::store::{PgOptions, PgStore, SqliteOptions, Store};
 use kessel::{JobContext, JobError, JobHandle, NewJob, Queue};
+use serde::{Deserialize, Serialize};
 
 use super::{Fail, CREATE_BATCH};
 use crate::measure::{now_ns, Pacer, Stamps};
@@ -286,4 +287,62 @@ async fn settle(queue: &Queue) {
     {
         let _ = queue.cancel(h.id()).await;
     }
+}
+
+/// The CPU workload's task.
+pub const CPU_TASK: &str = "spin";
+
+/// The CPU workload's payload: which job it is and how long its handler
+/// keeps the CPU busy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Spin {
+    pub index: u64,
+    pub micros: u32,
+}
+
+/// Keeps the CPU busy for `d`: a loop on the clock, no sleep, no yield.
+fn spin(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// Creates `n` jobs whose handler spins the CPU for `micros` µs, then
+/// processes them all; returns jobs/s of the processing phase, timed until
+/// the last handler has finished its loop.
+pub async fn cpu_burn_down(
+    n: u64,
+    micros: u32,
+    concurrency: usize,
+    handlers: Handlers,
+    cap: Duration,
+) -> Result<f64, Fail> {
+    let stamps = Stamps::counter(n);
+    let queue = Queue::new();
+    let s = stamps.clone();
+    queue
+        .define(CPU_TASK)
+        .tag(TAG)
+        .action(move |job: JobContext<Spin>| {
+            let s = s.clone();
+            async move {
+                let Spin { index, micros } = job.payload;
+                spin(Duration::from_micros(micros.into()));
+                s.hit(index);
+                Ok::<(), JobError>(())
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    create_all(&queue, n, |index| {
+        NewJob::new(CPU_TASK, Spin { index, micros })
+    })
+    .await?;
+    let t = Instant::now();
+    handlers.start(&queue, concurrency)?;
+    let waited = stamps.wait(cap).await;
+    let secs = t.elapsed().as_secs_f64();
+    stop(&queue).await;
+    waited.map_err(|e| format!("{e} ({:.0} jobs/s)", stamps.runs() as f64 / secs))?;
+    Ok(n as f64 / secs)
 }
