@@ -42,10 +42,13 @@ enum Workload {
     /// Only the multi-process PostgreSQL burn-downs of `durable` (1 and 3
     /// worker processes), for profiling them alone.
     DurableProcesses,
+    /// Handlers that spin the CPU for 20 µs each, on 1 and 2 worker
+    /// threads: jobs/s and how it scales.
+    CpuHandler,
 }
 
 impl Workload {
-    const ALL: [Workload; 7] = [
+    const ALL: [Workload; 8] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
@@ -53,6 +56,7 @@ impl Workload {
         Workload::Durable,
         Workload::BulkCreate,
         Workload::DurableProcesses,
+        Workload::CpuHandler,
     ];
 
     fn name(self) -> &'static str {
@@ -64,6 +68,7 @@ impl Workload {
             Workload::Durable => "durable",
             Workload::BulkCreate => "bulk-create",
             Workload::DurableProcesses => "durable-processes",
+            Workload::CpuHandler => "cpu-handler",
         }
     }
 }
@@ -132,6 +137,9 @@ struct Plan {
     durable_latency_secs: f64,
     bulk_n: u64,
     durable_bulk_n: u64,
+    cpu_n: u64,
+    cpu_micros: u32,
+    cpu_concurrency: usize,
     cap: Duration,
 }
 
@@ -152,6 +160,9 @@ impl Plan {
             durable_latency_secs: 5.0,
             bulk_n: 1_000_000,
             durable_bulk_n: 100_000,
+            cpu_n: 200_000,
+            cpu_micros: 20,
+            cpu_concurrency: 16,
             cap: Duration::from_secs(120),
         }
     }
@@ -172,6 +183,9 @@ impl Plan {
             durable_latency_secs: 0.5,
             bulk_n: 20_000,
             durable_bulk_n: 1_000,
+            cpu_n: 2_000,
+            cpu_micros: 20,
+            cpu_concurrency: 16,
             cap: Duration::from_secs(60),
         }
     }
@@ -258,11 +272,11 @@ fn main() -> ExitCode {
     for w in workloads {
         eprintln!("== {}", w.name());
         match w {
-            Workload::BurnDown => System::IN_MEMORY
+            Workload::BurnDown => System::IN_MEMORY_WORKERS
                 .into_iter()
                 .filter(|s| wanted(*s))
                 .for_each(|s| bench.burn_down(s)),
-            Workload::Latency => System::IN_MEMORY
+            Workload::Latency => System::IN_MEMORY_WORKERS
                 .into_iter()
                 .filter(|s| wanted(*s))
                 .for_each(|s| bench.latency(s)),
@@ -288,6 +302,11 @@ fn main() -> ExitCode {
                     for processes in [1, 3] {
                         bench.pg_processes(processes);
                     }
+                }
+            }
+            Workload::CpuHandler => {
+                if wanted(System::Kessel) || wanted(System::KesselWorkerThread) {
+                    bench.cpu_handler();
                 }
             }
         }
@@ -353,13 +372,18 @@ fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Opt
         bar_met: None,
     };
     match (workload, system, metric) {
-        ("burn-down", System::Kessel, "throughput") => Some(Goal {
+        ("burn-down", System::Kessel | System::KesselWorkerThread, "throughput") => Some(Goal {
             text: "≥ 3.6M/s (bar 1.1M/s)".into(),
             met: value.map(|v| v >= 3.6e6),
             bar_met: value.map(|v| v >= 1.1e6),
         }),
-        ("latency", System::Kessel, "p50") => Some(at_most(10.0, "≤ 10 µs")),
-        ("latency", System::Kessel, "p99") => Some(at_most(50.0, "≤ 50 µs")),
+        ("latency", System::Kessel | System::KesselWorkerThread, "p50") => {
+            Some(at_most(10.0, "≤ 10 µs"))
+        }
+        ("latency", System::Kessel | System::KesselWorkerThread, "p99") => {
+            Some(at_most(50.0, "≤ 50 µs"))
+        }
+        ("cpu-handler", _, "scaling") => Some(at_least(1.8, "≥ 1.8× on 2 cores")),
         ("delay", System::Kessel, "lateness p99") => Some(at_most(1000.0, "≤ 1 ms")),
         ("memory", System::Kessel, "per job") => Some(at_most(200.0, "≤ 200 B")),
         ("memory", System::Kessel, "total") => None,
@@ -453,21 +477,27 @@ impl Bench {
             };
             self.burn_row(params, system, answer);
         }
-        if system != System::Kessel {
-            return;
-        }
-        // Events on; and both ways again keeping no completed job
-        // (`Retention::keep_none`), as the peers keep none.
+        use systems::kessel::{Backend, Handlers};
         let kept_nowhere = ", completed jobs not kept";
-        let variants = [
-            (systems::kessel::Backend::Memory, true, ""),
-            (
-                systems::kessel::Backend::MemoryKeepNone,
-                false,
-                kept_nowhere,
+        let (handlers, variants) = match system {
+            // Events on; and both ways again keeping no completed job
+            // (`Retention::keep_none`), as the peers keep none.
+            System::Kessel => (
+                Handlers::SchedulerThread,
+                vec![
+                    (Backend::Memory, true, ""),
+                    (Backend::MemoryKeepNone, false, kept_nowhere),
+                    (Backend::MemoryKeepNone, true, kept_nowhere),
+                ],
             ),
-            (systems::kessel::Backend::MemoryKeepNone, true, kept_nowhere),
-        ];
+            // Keeping no completed job, events off: where the scheduler's
+            // own per-job work is smallest, so the hand-off shows most.
+            System::KesselWorkerThread => (
+                Handlers::Threads(1),
+                vec![(Backend::MemoryKeepNone, false, kept_nowhere)],
+            ),
+            _ => return,
+        };
         for (backend, events, kept) in variants {
             for c in self.plan.concurrencies.clone() {
                 let params = format!(
@@ -476,7 +506,8 @@ impl Bench {
                     if events { "on" } else { "off" }
                 );
                 let cap = self.plan.cap;
-                let answer = run(|| systems::kessel::burn_down(backend, n, c, events, cap));
+                let answer =
+                    run(|| systems::kessel::burn_down(backend, n, c, handlers, events, cap));
                 self.burn_row(params, system, answer.into());
             }
         }
@@ -948,6 +979,88 @@ impl Bench {
                 )
             }
         }
+    }
+
+    /// Handlers that keep the CPU busy: on the scheduler's thread, then
+    /// on one and two worker threads; rows of jobs/s and the two threads'
+    /// rate over the one thread's.
+    fn cpu_handler(&mut self) {
+        use systems::kessel::Handlers;
+        let (n, micros) = (self.plan.cpu_n, self.plan.cpu_micros);
+        let c = self.plan.cpu_concurrency;
+        let cap = self.plan.cap;
+        // One core's ceiling: every job's loop back to back.
+        let ceiling = 1e6 / f64::from(micros);
+        let base = format!(
+            "n={}, c={c}, {micros} µs CPU per job",
+            report::human(n as f64)
+        );
+        let placements = [
+            (
+                System::Kessel,
+                Handlers::SchedulerThread,
+                "on the scheduler's thread",
+            ),
+            (
+                System::KesselWorkerThread,
+                Handlers::Threads(1),
+                "threads(1)",
+            ),
+            (
+                System::KesselWorkerThread,
+                Handlers::Threads(2),
+                "threads(2)",
+            ),
+        ];
+        let mut rates = Vec::new();
+        for (system, handlers, label) in placements {
+            let params = format!("{base}, {label}");
+            let answer = run(|| systems::kessel::cpu_burn_down(n, micros, c, handlers, cap));
+            match answer {
+                Ok(rate) => {
+                    rates.push((handlers, rate));
+                    let note = format!(
+                        "{:.0}% of one core's ceiling ({}/s)",
+                        100.0 * rate / ceiling,
+                        report::human(ceiling)
+                    );
+                    self.row(
+                        "cpu-handler",
+                        params,
+                        system,
+                        "throughput",
+                        "jobs/s",
+                        Better::Higher,
+                        Some(rate),
+                        Some(note),
+                    );
+                }
+                Err(e) => self.no_value(
+                    "cpu-handler",
+                    params,
+                    system,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    Answer::<()>::Failed(e),
+                ),
+            }
+        }
+        let rate_of = |h: Handlers| rates.iter().find(|(p, _)| *p == h).map(|(_, r)| *r);
+        let scaling = rate_of(Handlers::Threads(2))
+            .zip(rate_of(Handlers::Threads(1)))
+            .map(|(two, one)| two / one);
+        let note = (scaling.is_none()).then(|| "a run above gave no rate".to_owned());
+        self.row(
+            "cpu-handler",
+            format!("{base}, threads(2) ÷ threads(1)"),
+            System::KesselWorkerThread,
+            "scaling",
+            "×",
+            Better::Higher,
+            scaling,
+            note,
+        );
     }
 
     fn bulk_create(&mut self, system: System) {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use kessel::store::{PgOptions, PgStore};
 use kessel::{JobContext, JobError, NewJob, Queue};
 
-use crate::systems::kessel::{create_all, PG_SCHEMA, TAG, TASK};
+use crate::systems::kessel::{create_all, Handlers, PG_SCHEMA, TAG, TASK};
 use crate::systems::Fail;
 
 /// What a multi-process burn-down measured.
@@ -279,11 +279,7 @@ async fn worker(url: &str, concurrency: usize) -> Result<u64, Fail> {
             Some(_) => {}
         }
     }
-    queue
-        .process([TAG])
-        .concurrency(concurrency)
-        .start()
-        .map_err(|e| e.to_string())?;
+    Handlers::SchedulerThread.start(&queue, concurrency)?;
     let mut told = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(2));
     loop {

@@ -78,6 +78,10 @@ impl Report {
         let pairs = [
             (System::Kessel, System::Apalis),
             (System::Kessel, System::Baseline),
+            (System::KesselWorkerThread, System::Apalis),
+            (System::KesselWorkerThread, System::Baseline),
+            // What the hand-off to a worker thread costs, in one run.
+            (System::KesselWorkerThread, System::Kessel),
             (System::KesselSqlite, System::ApalisSqlite),
             (System::KesselPostgres, System::ApalisPostgres),
         ];

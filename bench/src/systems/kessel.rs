@@ -8,6 +8,7 @@ use futures::StreamExt;
 use kessel::event::Filter;
 use kessel::store::{PgOptions, PgStore, SqliteOptions, Store};
 use kessel::{JobContext, JobError, JobHandle, NewJob, Queue};
+use serde::{Deserialize, Serialize};
 
 use super::{Fail, CREATE_BATCH};
 use crate::measure::{now_ns, Pacer, Stamps};
@@ -33,6 +34,31 @@ pub enum Backend<'a> {
 type Keep = Option<tempfile::TempDir>;
 
 pub const PG_SCHEMA: &str = "kessel_bench";
+
+/// Where a kessel worker runs its handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handlers {
+    /// `ProcessBuilder::on_scheduler_thread`: polled first by the scheduler
+    /// itself, no hand-off between threads. Every row measured before
+    /// handlers had threads of their own ran this way.
+    SchedulerThread,
+    /// `ProcessBuilder::threads(n)`: on `n` worker threads of the worker's
+    /// own (the default is 1).
+    Threads(usize),
+}
+
+impl Handlers {
+    /// Starts a worker on the bench's tag with `concurrency`, its handlers
+    /// placed so.
+    pub fn start(self, queue: &Queue, concurrency: usize) -> Result<(), Fail> {
+        let worker = queue.process([TAG]).concurrency(concurrency);
+        let worker = match self {
+            Handlers::SchedulerThread => worker.on_scheduler_thread(),
+            Handlers::Threads(n) => worker.threads(n),
+        };
+        worker.start().map(drop).map_err(|e| e.to_string())
+    }
+}
 
 async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep), Fail> {
     match backend {
@@ -138,6 +164,7 @@ pub async fn burn_down(
     backend: Backend<'_>,
     n: u64,
     concurrency: usize,
+    handlers: Handlers,
     events: bool,
     cap: Duration,
 ) -> Result<(f64, Option<String>), Fail> {
@@ -155,11 +182,7 @@ pub async fn burn_down(
     });
     create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
     let t = Instant::now();
-    queue
-        .process([TAG])
-        .concurrency(concurrency)
-        .start()
-        .map_err(|e| e.to_string())?;
+    handlers.start(&queue, concurrency)?;
     let waited = stamps.wait(cap).await;
     let secs = t.elapsed().as_secs_f64();
     let note = subscriber.map(|task| {
@@ -192,15 +215,12 @@ pub async fn latency(
     rate: f64,
     n: u64,
     concurrency: usize,
+    handlers: Handlers,
     cap: Duration,
 ) -> Result<(Vec<u64>, Arc<Stamps>), Fail> {
     let stamps = Stamps::timed(n);
     let (queue, _keep) = queue_on(backend, &stamps).await?;
-    queue
-        .process([TAG])
-        .concurrency(concurrency)
-        .start()
-        .map_err(|e| e.to_string())?;
+    handlers.start(&queue, concurrency)?;
     // Let the worker start before the clock runs.
     settle(&queue).await;
     let mut created = vec![0u64; n as usize];
@@ -230,11 +250,7 @@ pub async fn delay(
     let n = targets.len() as u64;
     let stamps = Stamps::timed(n);
     let queue = queue_with(&stamps)?;
-    queue
-        .process([TAG])
-        .concurrency(concurrency)
-        .start()
-        .map_err(|e| e.to_string())?;
+    Handlers::SchedulerThread.start(&queue, concurrency)?;
     let (base_ns, base_utc) = (now_ns(), Utc::now());
     let at = |t: u64| -> DateTime<Utc> {
         base_utc + chrono::Duration::nanoseconds(t as i64 - base_ns as i64)
@@ -254,11 +270,7 @@ pub async fn delay(
 pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
     let stamps = Stamps::counter(0);
     let queue = queue_with(&stamps)?;
-    queue
-        .process([TAG])
-        .concurrency(16)
-        .start()
-        .map_err(|e| e.to_string())?;
+    Handlers::SchedulerThread.start(&queue, 16)?;
     create_all(&queue, n, |i| {
         NewJob::new(TASK, i).delay(Duration::from_secs(3600))
     })
@@ -275,4 +287,62 @@ async fn settle(queue: &Queue) {
     {
         let _ = queue.cancel(h.id()).await;
     }
+}
+
+/// The CPU workload's task.
+pub const CPU_TASK: &str = "spin";
+
+/// The CPU workload's payload: which job it is and how long its handler
+/// keeps the CPU busy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Spin {
+    pub index: u64,
+    pub micros: u32,
+}
+
+/// Keeps the CPU busy for `d`: a loop on the clock, no sleep, no yield.
+fn spin(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// Creates `n` jobs whose handler spins the CPU for `micros` µs, then
+/// processes them all; returns jobs/s of the processing phase, timed until
+/// the last handler has finished its loop.
+pub async fn cpu_burn_down(
+    n: u64,
+    micros: u32,
+    concurrency: usize,
+    handlers: Handlers,
+    cap: Duration,
+) -> Result<f64, Fail> {
+    let stamps = Stamps::counter(n);
+    let queue = Queue::new();
+    let s = stamps.clone();
+    queue
+        .define(CPU_TASK)
+        .tag(TAG)
+        .action(move |job: JobContext<Spin>| {
+            let s = s.clone();
+            async move {
+                let Spin { index, micros } = job.payload;
+                spin(Duration::from_micros(micros.into()));
+                s.hit(index);
+                Ok::<(), JobError>(())
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    create_all(&queue, n, |index| {
+        NewJob::new(CPU_TASK, Spin { index, micros })
+    })
+    .await?;
+    let t = Instant::now();
+    handlers.start(&queue, concurrency)?;
+    let waited = stamps.wait(cap).await;
+    let secs = t.elapsed().as_secs_f64();
+    stop(&queue).await;
+    waited.map_err(|e| format!("{e} ({:.0} jobs/s)", stamps.runs() as f64 / secs))?;
+    Ok(n as f64 / secs)
 }

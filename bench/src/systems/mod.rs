@@ -21,8 +21,13 @@ pub const CREATE_BATCH: u64 = 10_000;
 /// The systems, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum System {
-    /// kessel on its in-memory store.
+    /// kessel on its in-memory store, handlers on the scheduler's thread
+    /// (`on_scheduler_thread`), as every kessel row before handlers had
+    /// threads of their own.
     Kessel,
+    /// kessel on its in-memory store, handlers on a worker thread of their
+    /// own (`threads(1)`, the default). Burn-down and latency only.
+    KesselWorkerThread,
     /// A tokio mpsc channel feeding spawned tasks.
     Baseline,
     /// apalis 1.0 with its in-memory backend.
@@ -59,6 +64,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Kessel => "kessel",
+            System::KesselWorkerThread => "kessel (worker thread)",
             System::Baseline => "baseline",
             System::Apalis => "apalis",
             System::KesselSqlite => "kessel-sqlite",
@@ -69,6 +75,14 @@ impl System {
     }
 
     pub const IN_MEMORY: [System; 3] = [System::Kessel, System::Baseline, System::Apalis];
+    /// The in-memory systems of the workloads that time a worker
+    /// (burn-down, latency): kessel both ways.
+    pub const IN_MEMORY_WORKERS: [System; 4] = [
+        System::Kessel,
+        System::KesselWorkerThread,
+        System::Baseline,
+        System::Apalis,
+    ];
     pub const DURABLE: [System; 4] = [
         System::KesselSqlite,
         System::KesselPostgres,
@@ -79,7 +93,10 @@ impl System {
     pub fn is_kessel(self) -> bool {
         matches!(
             self,
-            System::Kessel | System::KesselSqlite | System::KesselPostgres
+            System::Kessel
+                | System::KesselWorkerThread
+                | System::KesselSqlite
+                | System::KesselPostgres
         )
     }
 
@@ -91,26 +108,19 @@ impl System {
         concurrency: usize,
         cap: Duration,
     ) -> Answer<f64> {
+        use kessel::{Backend, Handlers};
+        let run_kessel = |backend, handlers| async move {
+            kessel::burn_down(backend, n, concurrency, handlers, false, cap)
+                .await
+                .map(|(r, _)| r)
+                .into()
+        };
         match self {
-            System::Kessel => {
-                kessel::burn_down(kessel::Backend::Memory, n, concurrency, false, cap)
-                    .await
-                    .map(|(r, _)| r)
-                    .into()
-            }
-            System::KesselSqlite => {
-                kessel::burn_down(kessel::Backend::Sqlite, n, concurrency, false, cap)
-                    .await
-                    .map(|(r, _)| r)
-                    .into()
-            }
+            System::Kessel => run_kessel(Backend::Memory, Handlers::SchedulerThread).await,
+            System::KesselWorkerThread => run_kessel(Backend::Memory, Handlers::Threads(1)).await,
+            System::KesselSqlite => run_kessel(Backend::Sqlite, Handlers::SchedulerThread).await,
             System::KesselPostgres => match env.pg() {
-                Ok(url) => {
-                    kessel::burn_down(kessel::Backend::Postgres(url), n, concurrency, false, cap)
-                        .await
-                        .map(|(r, _)| r)
-                        .into()
-                }
+                Ok(url) => run_kessel(Backend::Postgres(url), Handlers::SchedulerThread).await,
                 Err(e) => Answer::Failed(e),
             },
             System::Baseline => baseline::burn_down(n, concurrency, cap).await.into(),
@@ -128,7 +138,9 @@ impl System {
     /// Creates `n` jobs with no worker; jobs/s.
     pub async fn bulk_create(self, env: &Env, n: u64) -> Answer<f64> {
         match self {
-            System::Kessel => kessel::bulk_create(kessel::Backend::Memory, n).await.into(),
+            System::Kessel | System::KesselWorkerThread => {
+                kessel::bulk_create(kessel::Backend::Memory, n).await.into()
+            }
             System::KesselSqlite => kessel::bulk_create(kessel::Backend::Sqlite, n).await.into(),
             System::KesselPostgres => match env.pg() {
                 Ok(url) => kessel::bulk_create(kessel::Backend::Postgres(url), n)
@@ -155,21 +167,18 @@ impl System {
         concurrency: usize,
         cap: Duration,
     ) -> Answer<(Vec<u64>, Arc<Stamps>)> {
-        match self {
-            System::Kessel => kessel::latency(kessel::Backend::Memory, rate, n, concurrency, cap)
+        use kessel::{Backend, Handlers};
+        let run_kessel = |backend, handlers| async move {
+            kessel::latency(backend, rate, n, concurrency, handlers, cap)
                 .await
-                .into(),
-            System::KesselSqlite => {
-                kessel::latency(kessel::Backend::Sqlite, rate, n, concurrency, cap)
-                    .await
-                    .into()
-            }
+                .into()
+        };
+        match self {
+            System::Kessel => run_kessel(Backend::Memory, Handlers::SchedulerThread).await,
+            System::KesselWorkerThread => run_kessel(Backend::Memory, Handlers::Threads(1)).await,
+            System::KesselSqlite => run_kessel(Backend::Sqlite, Handlers::SchedulerThread).await,
             System::KesselPostgres => match env.pg() {
-                Ok(url) => {
-                    kessel::latency(kessel::Backend::Postgres(url), rate, n, concurrency, cap)
-                        .await
-                        .into()
-                }
+                Ok(url) => run_kessel(Backend::Postgres(url), Handlers::SchedulerThread).await,
                 Err(e) => Answer::Failed(e),
             },
             System::Baseline => baseline::latency(rate, n, concurrency, cap).await.into(),
