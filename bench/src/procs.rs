@@ -77,6 +77,7 @@ pub async fn burn_down(
     {
         // A producer only: no worker, so it claims nothing.
         let queue = Queue::builder()
+            .scheduler_on_current_thread()
             .store(store.clone())
             .build()
             .await
@@ -244,7 +245,9 @@ async fn worker(url: &str, concurrency: usize) -> Result<u64, Fail> {
     .await
     .map_err(|e| e.to_string())?;
     let store = Arc::new(store);
+    // The one-thread queue every earlier row measured.
     let queue = Queue::builder()
+        .scheduler_on_current_thread()
         .store(store.clone())
         .build()
         .await

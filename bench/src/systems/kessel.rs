@@ -91,28 +91,40 @@ async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep
     }
 }
 
-async fn queue_on(backend: Backend<'_>, stamps: &Arc<Stamps>) -> Result<(Queue, Keep), Fail> {
+/// A queue builder for workers placed as `handlers` say: with handlers
+/// on the scheduler's thread, the scheduler also stays on the bench's
+/// thread, the one-thread queue every row measured before handlers had
+/// threads of their own.
+fn builder_for(handlers: Handlers) -> kessel::QueueBuilder {
+    match handlers {
+        Handlers::SchedulerThread => Queue::builder().scheduler_on_current_thread(),
+        Handlers::Threads(_) => Queue::builder(),
+    }
+}
+
+async fn queue_on(
+    backend: Backend<'_>,
+    stamps: &Arc<Stamps>,
+    handlers: Handlers,
+) -> Result<(Queue, Keep), Fail> {
     let keep_none = matches!(backend, Backend::MemoryKeepNone);
     let (store, keep) = store_for(backend).await?;
-    let queue = match store {
-        None if keep_none => Queue::builder()
-            .retention(kessel::Retention::keep_none())
-            .build()
-            .await
-            .map_err(|e| e.to_string())?,
-        None => Queue::new(),
-        Some(store) => Queue::builder()
-            .store(store)
-            .build()
-            .await
-            .map_err(|e| e.to_string())?,
+    let builder = builder_for(handlers);
+    let builder = match store {
+        None if keep_none => builder.retention(kessel::Retention::keep_none()),
+        None => builder,
+        Some(store) => builder.store(store),
     };
+    let queue = builder.build().await.map_err(|e| e.to_string())?;
     define_noop(&queue, stamps)?;
     Ok((queue, keep))
 }
 
-fn queue_with(stamps: &Arc<Stamps>) -> Result<Queue, Fail> {
-    let queue = Queue::new();
+async fn queue_with(stamps: &Arc<Stamps>, handlers: Handlers) -> Result<Queue, Fail> {
+    let queue = builder_for(handlers)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
     define_noop(&queue, stamps)?;
     Ok(queue)
 }
@@ -169,7 +181,7 @@ pub async fn burn_down(
     cap: Duration,
 ) -> Result<(f64, Option<String>), Fail> {
     let stamps = Stamps::counter(n);
-    let (queue, _keep) = queue_on(backend, &stamps).await?;
+    let (queue, _keep) = queue_on(backend, &stamps, handlers).await?;
     let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let subscriber = events.then(|| {
         let mut stream = queue.events(Filter::All);
@@ -201,7 +213,7 @@ pub async fn burn_down(
 /// Creates `n` jobs (no worker); returns jobs/s including admission.
 pub async fn bulk_create(backend: Backend<'_>, n: u64) -> Result<f64, Fail> {
     let stamps = Stamps::counter(n);
-    let (queue, _keep) = queue_on(backend, &stamps).await?;
+    let (queue, _keep) = queue_on(backend, &stamps, Handlers::SchedulerThread).await?;
     let t = Instant::now();
     create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
     let rate = n as f64 / t.elapsed().as_secs_f64();
@@ -219,7 +231,7 @@ pub async fn latency(
     cap: Duration,
 ) -> Result<(Vec<u64>, Arc<Stamps>), Fail> {
     let stamps = Stamps::timed(n);
-    let (queue, _keep) = queue_on(backend, &stamps).await?;
+    let (queue, _keep) = queue_on(backend, &stamps, handlers).await?;
     handlers.start(&queue, concurrency)?;
     // Let the worker start before the clock runs.
     settle(&queue).await;
@@ -249,7 +261,7 @@ pub async fn delay(
 ) -> Result<Arc<Stamps>, Fail> {
     let n = targets.len() as u64;
     let stamps = Stamps::timed(n);
-    let queue = queue_with(&stamps)?;
+    let queue = queue_with(&stamps, Handlers::SchedulerThread).await?;
     Handlers::SchedulerThread.start(&queue, concurrency)?;
     let (base_ns, base_utc) = (now_ns(), Utc::now());
     let at = |t: u64| -> DateTime<Utc> {
@@ -269,7 +281,7 @@ pub async fn delay(
 /// them alive while the caller measures.
 pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
     let stamps = Stamps::counter(0);
-    let queue = queue_with(&stamps)?;
+    let queue = queue_with(&stamps, Handlers::SchedulerThread).await?;
     Handlers::SchedulerThread.start(&queue, 16)?;
     create_all(&queue, n, |i| {
         NewJob::new(TASK, i).delay(Duration::from_secs(3600))
@@ -319,7 +331,10 @@ pub async fn cpu_burn_down(
     cap: Duration,
 ) -> Result<f64, Fail> {
     let stamps = Stamps::counter(n);
-    let queue = Queue::new();
+    let queue = builder_for(handlers)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
     let s = stamps.clone();
     queue
         .define(CPU_TASK)
