@@ -42,6 +42,26 @@
 //! - `test-utils`: `kessel::conformance`, the suite every
 //!   store passes, to run on your own [`Store`].
 //!
+//! # Where handlers run
+//!
+//! The scheduler runs on an actix arbiter of its own and never runs a
+//! handler: each worker runs its handlers on threads of its own (one by
+//! default; [`ProcessBuilder::threads`] spreads a worker over more, so
+//! CPU-bound handlers use more cores). A handler that blocks or spins
+//! stalls only its own worker thread; timers, timeouts, store writes and
+//! other workers go on, and a thread that stops answering is reported
+//! ([`event::QueueEvent::ThreadStuck`], [`Stats::stuck_threads`]). A
+//! handler's future is created and polled on one thread, so it need not be
+//! `Send`. For floods of tiny jobs, [`ProcessBuilder::on_scheduler_thread`]
+//! and [`QueueBuilder::scheduler_on_current_thread`] put everything on one
+//! thread, at the risk their names say. On a paused tokio clock (tests)
+//! the queue stays on the test's thread and follows its virtual time.
+//!
+//! A cancel or a timeout first signals the handler
+//! ([`JobContext::cancelled`]) and gives it its task's grace period
+//! ([`TaskBuilder::grace`]) to stop and return before its future is
+//! dropped.
+//!
 //! The guides in `docs/` cover the concepts, the job lifecycle and each
 //! capability.
 #![warn(

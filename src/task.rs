@@ -235,7 +235,7 @@ impl Step {
     }
 
     /// An inline handler, named for error messages; same shape as
-    /// [`TaskBuilder::action`]'s.
+    /// [`TaskBuilder::action`](crate::TaskBuilder::action)'s.
     pub fn action<F, T, Fut, R, E>(name: impl Into<String>, handler: F) -> Self
     where
         F: Fn(JobContext<T>) -> Fut + Send + Sync + 'static,
@@ -305,7 +305,7 @@ pub(crate) struct TaskDef {
 }
 
 /// How long a run that was cancelled or timed out may go on, by default,
-/// before kessel drops its future (see [`TaskBuilder::grace`]).
+/// before kessel drops its future (see [`TaskBuilder::grace`](crate::TaskBuilder::grace)).
 ///
 /// # Examples
 ///
@@ -384,7 +384,7 @@ impl Task {
     }
 
     /// How long a cancelled or timed-out run may go on before its future
-    /// is dropped (see [`TaskBuilder::grace`]).
+    /// is dropped (see [`TaskBuilder::grace`](crate::TaskBuilder::grace)).
     pub fn grace(&self) -> Duration {
         self.def.grace
     }

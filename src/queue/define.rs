@@ -217,7 +217,7 @@ impl<'q> TaskBuilder<'q> {
     /// Sets the handler and registers the task. The handler takes a
     /// [`JobContext<T>`] whose payload is decoded from the job's JSON (a
     /// payload that does not fit buries the job with a
-    /// [`PayloadError`] naming the field), and returns `Result<R, E>` where
+    /// [`PayloadError`](crate::PayloadError) naming the field), and returns `Result<R, E>` where
     /// `R` is serialized as the job's result and `E` converts into
     /// [`JobError`].
     ///

@@ -414,13 +414,12 @@ fn queue_write(
     }
     logs.extend(line);
     writes.push(job.update(logs));
-    Some(WriteAt {
-        epoch,
-        index: u32::try_from(writes.len())
-            .ok()
-            .and_then(std::num::NonZeroU32::new)
-            .expect("fewer than 2^32 writes in a batch"),
-    })
+    // Past 2^32 writes in one batch an update is no longer merged in
+    // place: only a little more work for the store.
+    let index = u32::try_from(writes.len())
+        .ok()
+        .and_then(std::num::NonZeroU32::new)?;
+    Some(WriteAt { epoch, index })
 }
 
 /// How many of `jobs` there are of each task and status.
@@ -703,8 +702,9 @@ impl Scheduler {
         }
         if origin == Origin::Kicked && self.ephemeral {
             // The store holds it as buried: it is pending again.
-            let e = self.jobs.get(slot).expect("just inserted");
-            self.writes.push(e.job.update(Vec::new()));
+            if let Some(e) = self.jobs.get(slot) {
+                self.writes.push(e.job.update(Vec::new()));
+            }
         }
         if origin == Origin::Kicked {
             self.emit_slot(slot, JobEventKind::Kicked);
@@ -717,7 +717,9 @@ impl Scheduler {
         let Some(e) = self.jobs.get(slot) else { return };
         let run_at = e.job.run_at();
         if !self.has_come(run_at) && self.wait_until(slot, run_at, now) {
-            let e = self.jobs.get_mut(slot).expect("present");
+            let Some(e) = self.jobs.get_mut(slot) else {
+                return;
+            };
             e.state = State::Waiting;
             if e.job.status == JobStatus::Ready {
                 e.job.status = JobStatus::Scheduled;
@@ -776,7 +778,9 @@ impl Scheduler {
             );
             return;
         }
-        let e = self.jobs.get_mut(slot).expect("present");
+        let Some(e) = self.jobs.get_mut(slot) else {
+            return;
+        };
         let changed = e.job.status != JobStatus::Ready;
         e.job.status = JobStatus::Ready;
         e.state = State::Ready;
@@ -889,8 +893,9 @@ impl Scheduler {
             let job = e.job.into_final(name, end, logs, line);
             self.emit(job.id, e.task, job.attempts, kind);
             if !self.result_waiters.is_empty() {
-                if let Some(waiters) = self.result_waiters.remove(&job.id) {
-                    let result = job.outcome().expect("final");
+                if let (Some(waiters), Some(result)) =
+                    (self.result_waiters.remove(&job.id), job.outcome())
+                {
                     self.barrier_next.push(Waiter::Result(waiters, result));
                 }
             }
@@ -914,10 +919,11 @@ impl Scheduler {
         );
         self.emit(e.job.id, e.task, e.job.attempts, kind);
         if !self.result_waiters.is_empty() {
-            if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
-                // Answered once the outcome is stored, so whoever awaited
-                // it reads the same from the store.
-                let result = e.job.outcome().expect("final");
+            // Answered once the outcome is stored, so whoever awaited it
+            // reads the same from the store.
+            if let (Some(waiters), Some(result)) =
+                (self.result_waiters.remove(&e.job.id), e.job.outcome())
+            {
                 self.barrier_next.push(Waiter::Result(waiters, result));
             }
         }
@@ -1648,7 +1654,9 @@ impl Scheduler {
             }
         }
         if done {
-            let mut drain = self.draining.take().expect("checked");
+            let Some(mut drain) = self.draining.take() else {
+                return;
+            };
             let report = ShutdownReport {
                 finished_while_draining: drain.finished,
                 aborted: std::mem::take(&mut drain.aborted),

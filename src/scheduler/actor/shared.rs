@@ -96,10 +96,11 @@ impl Handler<WatchExpiry> for Scheduler {
                 kind: super::TimerKind::Watch,
             };
             if self.timers.insert(when, timer).is_none() {
-                let mode = self.shared.as_mut().expect("shared");
-                mode.watches[slot as usize] = None;
-                mode.free_watches.push(slot);
-                mode.to_expire.push(id);
+                if let Some(mode) = self.shared.as_mut() {
+                    mode.watches[slot as usize] = None;
+                    mode.free_watches.push(slot);
+                    mode.to_expire.push(id);
+                }
             }
         }
         self.finish_turn(ctx);
