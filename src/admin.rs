@@ -320,7 +320,8 @@ impl Queue {
             tasks
         };
         let finished_before = clean.older_than.map(|age| {
-            self.now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+            // Older than the earliest time kessel accepts: nothing is.
+            crate::time::before(self.now(), age).unwrap_or(crate::time::EARLIEST)
         });
         self.barrier().await;
         Ok(self

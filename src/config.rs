@@ -52,7 +52,8 @@ impl Retention {
     ) -> Result<u64, StoreError> {
         let mut removed = 0;
         if let Some(age) = self.completed_max_age {
-            let cutoff = now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+            // Older than the earliest time kessel accepts: nothing is.
+            let cutoff = crate::time::before(now, age).unwrap_or(crate::time::EARLIEST);
             removed += store
                 .jobs_delete(&JobDelete {
                     statuses: vec![JobStatus::Completed],

@@ -90,6 +90,7 @@ mod reports;
 mod scheduler;
 pub mod store;
 mod task;
+mod time;
 
 pub use admin::{Clean, Stats};
 pub use config::{Retention, SharedConfig};

@@ -10,6 +10,7 @@ use crate::duration::IntoDuration;
 use crate::error::Error;
 use crate::job::{Job, JobId, JobStatus, LogLine, Payload};
 use crate::task::validate_task_name;
+use crate::time;
 
 #[derive(Debug, Clone)]
 enum Start {
@@ -94,7 +95,12 @@ impl NewJob {
         self
     }
 
-    /// Starts the job no earlier than `at`.
+    /// Starts the job no earlier than `at`. Times kessel accepts run from
+    /// 1970-01-01T00:00:00Z to the end of 9999-12-31 (UTC); one outside
+    /// makes creating the job fail with [`Error::InvalidInput`] naming
+    /// `run_at` (and so for [`NewJob::expires_at`], and for a
+    /// [`NewJob::delay`] or [`NewJob::expires_in`] that reaches past the
+    /// end).
     pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
         self.start = Start::At(at);
         self
@@ -159,17 +165,15 @@ impl NewJob {
             task: self.task.clone(),
             source,
         })?;
-        let add =
-            |d: Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
         let run_at = match self.start {
             Start::Now => now,
-            Start::After(d) => add(d),
-            Start::At(at) => at,
+            Start::After(d) => time::after(now, d, "delay")?,
+            Start::At(at) => time::check(at, "run_at")?,
         };
         let expires_at = match self.expiry {
             Expiry::Never => None,
-            Expiry::After(d) => Some(add(d)),
-            Expiry::At(at) => Some(at),
+            Expiry::After(d) => Some(time::after(now, d, "expires_in")?),
+            Expiry::At(at) => Some(time::check(at, "expires_at")?),
         };
         Ok(Job {
             id: JobId::new(),

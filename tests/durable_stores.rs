@@ -138,6 +138,50 @@ mod sqlite {
     use sqlx::sqlite::SqliteConnectOptions;
     use sqlx::{ConnectOptions, Connection};
 
+    /// A file holding a job whose time kessel cannot schedule (stored before
+    /// times were checked, or by other means) opens: that job is buried
+    /// with a message saying why (and an error event), the others run.
+    #[actix_rt::test]
+    async fn a_row_with_a_time_out_of_range_is_buried_and_the_rest_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("jobs.db");
+        let (mut bad, good) = (job(1), job(5));
+        bad.run_at = DateTime::<Utc>::MAX_UTC;
+        {
+            let store = SqliteStore::open(&path).await.expect("open");
+            store
+                .jobs_insert(&[bad.clone(), good.clone()])
+                .await
+                .expect("insert");
+            store.close().await.expect("close");
+        }
+        let queue = kessel::Queue::sqlite(&path).await.expect("the file opens");
+        queue
+            .define("durable")
+            .action(|_: kessel::JobContext<serde_json::Value>| async {
+                Ok::<_, kessel::JobError>(())
+            })
+            .expect("define");
+        queue.process(["default"]).start().expect("worker");
+        assert_eq!(
+            queue.result(good.id).await.expect("result").status,
+            JobStatus::Completed
+        );
+        let buried = queue.job(bad.id).await.expect("read");
+        assert_eq!(buried.status, JobStatus::Buried);
+        assert!(
+            buried
+                .last_error
+                .as_deref()
+                .is_some_and(|m| m.contains("outside the times kessel accepts")),
+            "{buried:?}"
+        );
+        queue
+            .shutdown(std::time::Duration::from_secs(5))
+            .await
+            .expect("shutdown");
+    }
+
     #[actix_rt::test]
     async fn a_small_batch_keeps_every_log_as_written() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -684,6 +684,12 @@ impl Scheduler {
         if origin == Origin::Kicked {
             logs.push(self.line(job.attempts, "kicked"));
         }
+        // A row stored before kessel checked times (or by other means) may
+        // hold one it cannot schedule: the job is buried, never the queue.
+        let out_of_range = [Some(job.run_at), job.expires_at]
+            .into_iter()
+            .flatten()
+            .find(|at| !crate::time::in_range(*at));
         let task = self.task_slot(&job.task);
         let id = job.id;
         // Created for an ephemeral store without its "created" line: the
@@ -708,6 +714,20 @@ impl Scheduler {
         }
         if origin == Origin::Kicked {
             self.emit_slot(slot, JobEventKind::Kicked);
+        }
+        if let Some(at) = out_of_range {
+            let message = format!(
+                "its time {} is outside the times kessel accepts ({} to {})",
+                at.to_rfc3339(),
+                crate::time::EARLIEST.to_rfc3339(),
+                crate::time::latest().to_rfc3339()
+            );
+            tracing::error!(job = %id, "{message}");
+            self.bus.queue(QueueEvent::Error {
+                message: format!("job {id} cannot be scheduled: {message}"),
+            });
+            self.finalize(slot, JobStatus::Buried, None, Some(message), Vec::new());
+            return;
         }
         self.schedule(slot, now);
     }
@@ -737,14 +757,16 @@ impl Scheduler {
     /// Whether a job that waited for `run_at` may start: [`START_GUARD`]
     /// after it.
     fn waited_enough(&self, run_at: chrono::DateTime<chrono::Utc>) -> bool {
-        run_at + START_GUARD <= self.now_utc()
+        run_at
+            .checked_add_signed(START_GUARD)
+            .is_none_or(|at| at <= self.now_utc())
     }
 
     /// Holds a job whose `run_at` is still ahead: in the wheel under its
     /// millisecond, or, once that millisecond has come, in `soon` under the
     /// exact microsecond, so it starts neither early nor a tick late.
     fn wait_until(&mut self, slot: u32, run_at: chrono::DateTime<chrono::Utc>, now: u64) -> bool {
-        let run_at = run_at + START_GUARD;
+        let run_at = run_at.checked_add_signed(START_GUARD).unwrap_or(run_at);
         let tick = self.clock.tick_of(run_at);
         if tick > now {
             return self.set_timer(slot, tick, TimerKind::Due, now);
@@ -970,10 +992,7 @@ impl Scheduler {
                 .unwrap_or_default()
         });
         let base = since.unwrap_or_else(|| self.now_utc());
-        let run_at = chrono::Duration::from_std(delay)
-            .ok()
-            .and_then(|d| base.checked_add_signed(d))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        let run_at = crate::time::saturating_after(base, delay);
         logs.push(self.line(
             attempts,
             format!("failed: {message}; retrying in {delay:?}"),
