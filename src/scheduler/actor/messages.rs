@@ -191,7 +191,7 @@ impl Handler<WaitResult> for Scheduler {
             return MessageResult(WaitReply::Pending(rx));
         }
         let (tx, rx) = oneshot::channel();
-        self.barrier_next.push(super::Waiter::Barrier(tx));
+        self.journal.wait(super::Waiter::Barrier(tx));
         self.flush(ctx);
         MessageResult(WaitReply::Stored(rx))
     }
@@ -206,7 +206,7 @@ impl Handler<Barrier> for Scheduler {
     type Result = MessageResult<Barrier>;
     fn handle(&mut self, _: Barrier, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.barrier_next.push(super::Waiter::Barrier(tx));
+        self.journal.wait(super::Waiter::Barrier(tx));
         self.flush(ctx);
         MessageResult(rx)
     }
@@ -316,10 +316,10 @@ impl Handler<PendingCounts> for Scheduler {
                 .entry((&self.tasks[e.task as usize].name, e.job.status))
                 .or_default() += 1;
         }
-        for job in &self.final_records {
+        for job in self.journal.final_records() {
             *counts.entry((&job.task, job.status)).or_default() += 1;
         }
-        for c in &self.final_records_in_flight {
+        for c in self.journal.in_flight_counts() {
             *counts.entry((&c.task, c.status)).or_default() += c.count;
         }
         MessageResult((
@@ -331,7 +331,7 @@ impl Handler<PendingCounts> for Scheduler {
                     count,
                 })
                 .collect(),
-            self.stored_writes,
+            self.journal.stored(),
         ))
     }
 }
@@ -346,6 +346,6 @@ pub(crate) struct StoredWrites;
 impl Handler<StoredWrites> for Scheduler {
     type Result = u64;
     fn handle(&mut self, _: StoredWrites, _: &mut Self::Context) -> u64 {
-        self.stored_writes
+        self.journal.stored()
     }
 }

@@ -21,6 +21,7 @@ mod addr;
 mod admin;
 mod held;
 mod index;
+mod journal;
 mod messages;
 mod shared;
 mod threads;
@@ -58,10 +59,11 @@ use crate::middleware::Middleware;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
 use crate::scheduler::services::{Pruner, Rescuer};
-use crate::store::{JobUpdate, StatusCount, Store};
+use crate::store::Store;
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
 use index::IdIndex;
+use journal::{Journal, Waiter, WriteAt};
 
 /// What a wheel entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,29 +256,12 @@ pub(crate) struct Scheduler {
     workers: Vec<WorkerSlot>,
     queue_middleware: Vec<Arc<dyn Middleware>>,
     seq: u64,
-    writes: Vec<JobUpdate>,
-    /// On an ephemeral store: jobs that became final, to store whole.
-    final_records: Vec<Job>,
-    /// Counts of the final jobs in the flush under way (see
-    /// [`PendingCounts`]).
-    final_records_in_flight: Vec<StatusCount>,
-    /// Flushes completed so far (see [`StoredWrites`]).
-    stored_writes: u64,
+    /// The state changes on their way to the store, and who waits for them.
+    journal: Journal,
     /// The store is ephemeral: pending jobs live here only.
     ephemeral: bool,
     /// At shutdown, the pending jobs were handed to the ephemeral store.
     handed_over: bool,
-    /// Bumped whenever `writes` is taken or reordered, so an entry's
-    /// remembered index into it is trusted only within one batch.
-    write_epoch: u32,
-    flushing: bool,
-    /// A flush waits briefly to gather more changes (see `flush`).
-    flush_soon: Option<SpawnHandle>,
-    flush_retry: Duration,
-    /// Answered once the writes queued so far are stored.
-    barrier_next: Vec<Waiter>,
-    /// Answered once the flush under way is stored.
-    barrier_in_flight: Vec<Waiter>,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
     draining: Option<Drain>,
     /// Whether completed jobs are kept at all (see [`Retention::keep_none`]).
@@ -331,30 +316,6 @@ impl std::fmt::Debug for Scheduler {
 
 const EXPIRED: &str = "not started before it expired";
 
-/// Someone waiting for the store to catch up.
-#[derive(Debug)]
-pub(crate) enum Waiter {
-    /// A reader that needs every change made so far in the store.
-    Barrier(oneshot::Sender<()>),
-    /// `result()` callers of a job that has become final.
-    Result(Vec<oneshot::Sender<JobResult>>, JobResult),
-}
-
-impl Waiter {
-    fn answer(self) {
-        match self {
-            Waiter::Barrier(tx) => {
-                let _ = tx.send(());
-            }
-            Waiter::Result(waiters, result) => {
-                for w in waiters {
-                    let _ = w.send(result.clone());
-                }
-            }
-        }
-    }
-}
-
 /// How long after its `run_at` a delayed job may start at the earliest.
 /// The scheduler maps wall-clock times onto the monotonic clock once, at
 /// start; code elsewhere in the process that maps them at another moment
@@ -386,69 +347,6 @@ const SPARE_RUNS: usize = 1024;
 /// How many jobs that finish on their first poll one turn settles before
 /// it yields (see `Scheduler::dispatch`).
 const INLINE_BUDGET: usize = 256;
-
-/// Queues `job`'s current state in `writes`, appending `logs`. When the
-/// job's previous update (`pending`) is still in this batch it is brought
-/// up to date in place instead. Returns where the update sits.
-/// `line`, when given, is appended after `logs`.
-fn queue_write(
-    writes: &mut Vec<JobUpdate>,
-    epoch: u32,
-    pending: Option<WriteAt>,
-    job: &HeldJob,
-    mut logs: Vec<LogLine>,
-    line: Option<LogLine>,
-) -> Option<WriteAt> {
-    if let Some(at) = pending {
-        if at.epoch == epoch {
-            if let Some(update) = writes.get_mut(at.index.get() as usize - 1) {
-                if update.id == job.id {
-                    let mut merged = std::mem::take(&mut update.logs);
-                    merged.append(&mut logs);
-                    merged.extend(line);
-                    *update = job.update(merged);
-                    return pending;
-                }
-            }
-        }
-    }
-    logs.extend(line);
-    writes.push(job.update(logs));
-    // Past 2^32 writes in one batch an update is no longer merged in
-    // place: only a little more work for the store.
-    let index = u32::try_from(writes.len())
-        .ok()
-        .and_then(std::num::NonZeroU32::new)?;
-    Some(WriteAt { epoch, index })
-}
-
-/// How many of `jobs` there are of each task and status.
-fn count_by_task_and_status(jobs: &[Job]) -> Vec<StatusCount> {
-    let mut counts: Vec<StatusCount> = Vec::new();
-    for job in jobs {
-        match counts
-            .iter_mut()
-            .find(|c| c.status == job.status && *c.task == *job.task)
-        {
-            Some(c) => c.count += 1,
-            None => counts.push(StatusCount {
-                task: job.task.to_string(),
-                status: job.status,
-                count: 1,
-            }),
-        }
-    }
-    counts
-}
-
-/// Where a job's not yet flushed update sits in `writes`: trusted only
-/// while `epoch` is the current one.
-#[derive(Debug, Clone, Copy)]
-struct WriteAt {
-    epoch: u32,
-    /// Its index plus one (so an absent one costs no room).
-    index: std::num::NonZeroU32,
-}
 
 /// What a queue gives its scheduler when it builds it.
 pub(crate) struct Setup {
@@ -497,18 +395,9 @@ impl Scheduler {
             workers: Vec::new(),
             queue_middleware: Vec::new(),
             seq: 0,
-            writes: Vec::new(),
-            final_records: Vec::new(),
-            final_records_in_flight: Vec::new(),
-            stored_writes: 0,
+            journal: Journal::default(),
             ephemeral,
             handed_over: false,
-            write_epoch: 0,
-            flushing: false,
-            flush_soon: None,
-            flush_retry: Duration::from_millis(50),
-            barrier_next: Vec::new(),
-            barrier_in_flight: Vec::new(),
             result_waiters: HashMap::default(),
             draining: None,
             keeps_completed: retention.keeps_completed(),
@@ -608,14 +497,7 @@ impl Scheduler {
             return;
         }
         if let Some(e) = self.jobs.get_mut(slot) {
-            e.write = queue_write(
-                &mut self.writes,
-                self.write_epoch,
-                e.write,
-                &e.job,
-                logs,
-                None,
-            );
+            e.write = self.journal.write(e.write, &e.job, logs, None);
         }
     }
 
@@ -709,7 +591,7 @@ impl Scheduler {
         if origin == Origin::Kicked && self.ephemeral {
             // The store holds it as buried: it is pending again.
             if let Some(e) = self.jobs.get(slot) {
-                self.writes.push(e.job.update(Vec::new()));
+                self.journal.push_update(e.job.update(Vec::new()));
             }
         }
         if origin == Origin::Kicked {
@@ -891,7 +773,7 @@ impl Scheduler {
                         value,
                         message,
                     };
-                    self.barrier_next.push(Waiter::Result(waiters, result));
+                    self.journal.wait(Waiter::Result(waiters, result));
                 }
             }
             return;
@@ -918,27 +800,20 @@ impl Scheduler {
                 if let (Some(waiters), Some(result)) =
                     (self.result_waiters.remove(&job.id), job.outcome())
                 {
-                    self.barrier_next.push(Waiter::Result(waiters, result));
+                    self.journal.wait(Waiter::Result(waiters, result));
                 }
             }
             if status == JobStatus::Completed {
                 self.completed_unpruned += 1;
             }
-            self.final_records.push(job);
+            self.journal.push_final(job);
             return;
         }
         e.job.status = status;
         e.job.set_result(value);
         e.job.set_last_error(message);
         e.job.set_finished_at(finished_at);
-        queue_write(
-            &mut self.writes,
-            self.write_epoch,
-            e.write,
-            &e.job,
-            logs,
-            line,
-        );
+        self.journal.write(e.write, &e.job, logs, line);
         self.emit(e.job.id, e.task, e.job.attempts, kind);
         if !self.result_waiters.is_empty() {
             // Answered once the outcome is stored, so whoever awaited it
@@ -946,7 +821,7 @@ impl Scheduler {
             if let (Some(waiters), Some(result)) =
                 (self.result_waiters.remove(&e.job.id), e.job.outcome())
             {
-                self.barrier_next.push(Waiter::Result(waiters, result));
+                self.journal.wait(Waiter::Result(waiters, result));
             }
         }
     }
@@ -1485,21 +1360,20 @@ impl Scheduler {
     /// two; a reader waiting on a barrier, a full batch or a drain send at
     /// once, and a shared store is always written at once.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing {
+        if self.journal.is_busy() {
             return;
         }
         // On a shared store other processes read what is written (a
         // rescuer counts an attempt only if its start was recorded): no
         // waiting there.
         let urgent = self.shared.is_some()
-            || !self.barrier_next.is_empty()
-            || self.writes.len() + self.final_records.len() >= self.flush_batch()
+            || self.journal.has_waiters()
+            || self.journal.len() >= self.flush_batch()
             || self.draining.is_some();
-        let nothing = self.writes.is_empty() && self.final_records.is_empty();
-        if !urgent && !nothing {
-            if self.flush_soon.is_none() {
-                self.flush_soon = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
-                    act.flush_soon = None;
+        if !urgent && !self.journal.is_empty() {
+            if self.journal.soon.is_none() {
+                self.journal.soon = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
+                    act.journal.soon = None;
                     act.flush_now(ctx);
                 }));
             }
@@ -1517,11 +1391,12 @@ impl Scheduler {
         }
     }
 
+    /// Sends the journal's next batch to the store now.
     fn flush_now(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing {
+        if self.journal.is_busy() {
             return;
         }
-        if let Some(handle) = self.flush_soon.take() {
+        if let Some(handle) = self.journal.soon.take() {
             ctx.cancel_future(handle);
         }
         let releases = self
@@ -1529,39 +1404,29 @@ impl Scheduler {
             .as_mut()
             .map(|m| std::mem::take(&mut m.releases))
             .unwrap_or_default();
-        if self.writes.is_empty() && self.final_records.is_empty() && releases.is_empty() {
-            for b in self.barrier_next.drain(..) {
-                b.answer();
-            }
+        if releases.is_empty() && self.journal.answer_if_empty() {
             return;
         }
-        self.flushing = true;
-        let batch = std::mem::take(&mut self.writes);
-        // The next batch is likely as large: keep its room ready.
-        let room = self.final_records.len().min(FLUSH_BATCH);
-        let final_records = std::mem::replace(&mut self.final_records, Vec::with_capacity(room));
-        self.final_records_in_flight = count_by_task_and_status(&final_records);
-        self.write_epoch = self.write_epoch.wrapping_add(1);
-        self.barrier_in_flight = std::mem::take(&mut self.barrier_next);
+        let batch = self.journal.take_batch(FLUSH_BATCH);
         let store = self.store.clone();
         let owner = self.shared.as_ref().map(|m| m.owner);
         let fut = async move {
-            let mut result = if batch.is_empty() {
+            let mut batch = batch;
+            let mut result = if batch.updates.is_empty() {
                 Ok(())
             } else {
-                store.jobs_update(&batch).await
+                store.jobs_update(&batch.updates).await
             };
             // After the updates: a kicked job's update must not overwrite
             // how it ended.
-            let mut final_records = final_records;
-            if result.is_ok() && !final_records.is_empty() {
+            if result.is_ok() && !batch.final_records.is_empty() {
                 result = match store
-                    .jobs_insert_owned(std::mem::take(&mut final_records))
+                    .jobs_insert_owned(std::mem::take(&mut batch.final_records))
                     .await
                 {
                     Ok(()) => Ok(()),
                     Err((err, back)) => {
-                        final_records = back;
+                        batch.final_records = back;
                         Err(err)
                     }
                 };
@@ -1571,19 +1436,16 @@ impl Scheduler {
                     result = shared.jobs_release(owner, &releases).await;
                 }
             }
-            (result, batch, final_records, releases)
+            (result, batch, releases)
         };
         ctx.spawn(self.store_call(fut).into_actor(self).map(move |done, act, ctx| {
-            act.flushing = false;
-            act.final_records_in_flight.clear();
-            let Some((result, batch, final_records, releases)) = done else { return };
+            let Some((result, batch, releases)) = done else {
+                act.journal.batch_lost();
+                return;
+            };
             match result {
                 Ok(()) => {
-                    act.stored_writes += 1;
-                    act.flush_retry = Duration::from_millis(50);
-                    for b in act.barrier_in_flight.drain(..) {
-                        b.answer();
-                    }
+                    act.journal.batch_stored();
                     if !releases.is_empty() {
                         // What was given back may be due soon: look now
                         // rather than wait for the notification to come round.
@@ -1598,30 +1460,19 @@ impl Scheduler {
                     act.check_drained(ctx);
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, updates = batch.len(), "recording job state failed; retrying");
+                    let count = batch.updates.len() + batch.final_records.len();
+                    tracing::error!(error = %err, changes = count, "recording job state failed; retrying");
                     act.bus.queue(QueueEvent::Error {
-                        message: format!("recording {} job state changes failed, will retry: {err}", batch.len()),
+                        message: format!("recording {count} job state changes failed, will retry: {err}"),
                     });
-                    let mut retry = batch;
-                    retry.append(&mut act.writes);
-                    act.writes = retry;
-                    let mut retry = final_records;
-                    retry.append(&mut act.final_records);
-                    act.final_records = retry;
-                    act.write_epoch = act.write_epoch.wrapping_add(1);
                     if let Some(mode) = act.shared.as_mut() {
                         let mut again = releases;
                         again.append(&mut mode.releases);
                         mode.releases = again;
                     }
-                    let mut barrier = std::mem::take(&mut act.barrier_in_flight);
-                    barrier.append(&mut act.barrier_next);
-                    act.barrier_next = barrier;
-                    act.flushing = true;
-                    let wait = act.flush_retry;
-                    act.flush_retry = (act.flush_retry * 2).min(Duration::from_secs(5));
+                    let wait = act.journal.batch_failed(batch);
                     ctx.run_later(wait, |act, ctx| {
-                        act.flushing = false;
+                        act.journal.retry_now();
                         act.flush_now(ctx);
                     });
                 }
@@ -1649,9 +1500,7 @@ impl Scheduler {
             Some(d) => {
                 d.reply.is_some()
                     && self.in_flight() == 0
-                    && self.writes.is_empty()
-                    && self.final_records.is_empty()
-                    && !self.flushing
+                    && self.journal.is_settled()
                     && self.shared.as_ref().is_none_or(|m| m.releases.is_empty())
             }
             None => false,
@@ -1667,7 +1516,7 @@ impl Scheduler {
                 .map(|e| e.job.to_job(&self.tasks[e.task as usize].name))
                 .collect();
             if !left.is_empty() {
-                self.final_records.extend(left);
+                self.journal.extend_final(left);
                 self.flush_now(ctx);
                 return;
             }

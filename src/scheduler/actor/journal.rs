@@ -1,0 +1,365 @@
+//! The journal: the state changes on their way to the store, with one
+//! owner. It queues each job's latest state (an update still in the batch
+//! is brought up to date in place, so a job that starts and finishes
+//! between two flushes costs the store one update), the final records of
+//! an in-process store, and whoever waits for them to be stored; it hands
+//! out one batch at a time and takes a failed one back in front, with a
+//! growing wait before the retry. The scheduler does the store call.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use actix::SpawnHandle;
+use tokio::sync::oneshot;
+
+use super::held::HeldJob;
+use crate::job::{Job, JobResult, LogLine};
+use crate::store::{JobUpdate, StatusCount};
+
+/// The first wait before a failed batch is tried again; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+
+/// The longest wait before a failed batch is tried again.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Someone waiting for the store to catch up.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// A reader that needs every change made so far in the store.
+    Barrier(oneshot::Sender<()>),
+    /// `result()` callers of a job that has become final.
+    Result(Vec<oneshot::Sender<JobResult>>, JobResult),
+}
+
+impl Waiter {
+    fn answer(self) {
+        match self {
+            Waiter::Barrier(tx) => {
+                let _ = tx.send(());
+            }
+            Waiter::Result(waiters, result) => {
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Where a job's not yet flushed update sits in the batch: trusted only
+/// while `epoch` is the journal's current one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriteAt {
+    epoch: u32,
+    /// Its index plus one (so an absent one costs no room).
+    index: NonZeroU32,
+}
+
+/// One batch on its way to the store.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) updates: Vec<JobUpdate>,
+    pub(crate) final_records: Vec<Job>,
+}
+
+/// The state changes not yet stored, and who waits for them.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    updates: Vec<JobUpdate>,
+    /// On an in-process store: jobs that became final, to store whole.
+    final_records: Vec<Job>,
+    /// Counts of the final records in the batch under way (see
+    /// `PendingCounts`).
+    in_flight_counts: Vec<StatusCount>,
+    /// Batches stored so far (see `StoredWrites`).
+    stored: u64,
+    /// Bumped whenever the updates are taken or reordered, so a job's
+    /// remembered [`WriteAt`] is trusted only within one batch.
+    epoch: u32,
+    /// A batch is with the store, or waits to be tried again.
+    busy: bool,
+    /// The timer of a small batch waiting briefly for more (see
+    /// `Scheduler::flush`).
+    pub(crate) soon: Option<SpawnHandle>,
+    retry_wait: Duration,
+    /// Answered once what is queued now is stored.
+    waiting_next: Vec<Waiter>,
+    /// Answered once the batch under way is stored.
+    waiting_in_flight: Vec<Waiter>,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal {
+            updates: Vec::new(),
+            final_records: Vec::new(),
+            in_flight_counts: Vec::new(),
+            stored: 0,
+            epoch: 0,
+            busy: false,
+            soon: None,
+            retry_wait: RETRY_FIRST,
+            waiting_next: Vec::new(),
+            waiting_in_flight: Vec::new(),
+        }
+    }
+}
+
+impl Journal {
+    /// Queues `job`'s current state, appending `logs` then `line`. When the
+    /// job's previous update (`pending`) is still in this batch it is
+    /// brought up to date in place instead. Returns where the update sits.
+    pub(crate) fn write(
+        &mut self,
+        pending: Option<WriteAt>,
+        job: &HeldJob,
+        mut logs: Vec<LogLine>,
+        line: Option<LogLine>,
+    ) -> Option<WriteAt> {
+        if let Some(at) = pending {
+            if at.epoch == self.epoch {
+                if let Some(update) = self.updates.get_mut(at.index.get() as usize - 1) {
+                    if update.id == job.id {
+                        let mut merged = std::mem::take(&mut update.logs);
+                        merged.append(&mut logs);
+                        merged.extend(line);
+                        *update = job.update(merged);
+                        return pending;
+                    }
+                }
+            }
+        }
+        logs.extend(line);
+        self.updates.push(job.update(logs));
+        // Past 2^32 updates in one batch an update is no longer merged in
+        // place: only a little more work for the store.
+        let index = u32::try_from(self.updates.len())
+            .ok()
+            .and_then(NonZeroU32::new)?;
+        Some(WriteAt {
+            epoch: self.epoch,
+            index,
+        })
+    }
+
+    /// Queues an update as it is (never merged).
+    pub(crate) fn push_update(&mut self, update: JobUpdate) {
+        self.updates.push(update);
+    }
+
+    /// Queues a final record of an in-process store.
+    pub(crate) fn push_final(&mut self, job: Job) {
+        self.final_records.push(job);
+    }
+
+    /// Queues final records of an in-process store.
+    pub(crate) fn extend_final(&mut self, jobs: impl IntoIterator<Item = Job>) {
+        self.final_records.extend(jobs);
+    }
+
+    /// Answers `waiter` once what is queued now is stored.
+    pub(crate) fn wait(&mut self, waiter: Waiter) {
+        self.waiting_next.push(waiter);
+    }
+
+    /// Whether anyone waits for the next batch.
+    pub(crate) fn has_waiters(&self) -> bool {
+        !self.waiting_next.is_empty()
+    }
+
+    /// How many changes are queued.
+    pub(crate) fn len(&self) -> usize {
+        self.updates.len() + self.final_records.len()
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.updates.is_empty() && self.final_records.is_empty()
+    }
+
+    /// Whether a batch is with the store or waits to be tried again.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy
+    }
+
+    /// Whether everything is stored: nothing queued, no batch under way.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.is_empty() && !self.busy
+    }
+
+    /// Batches stored so far.
+    pub(crate) fn stored(&self) -> u64 {
+        self.stored
+    }
+
+    /// The final records queued and under way (for counts).
+    pub(crate) fn final_records(&self) -> impl Iterator<Item = &Job> {
+        self.final_records.iter()
+    }
+
+    /// Counts of the final records in the batch under way.
+    pub(crate) fn in_flight_counts(&self) -> &[StatusCount] {
+        &self.in_flight_counts
+    }
+
+    /// Answers the waiters at once when nothing is queued (nothing to
+    /// store for them); returns whether it did.
+    pub(crate) fn answer_if_empty(&mut self) -> bool {
+        if !self.is_empty() {
+            return false;
+        }
+        for w in self.waiting_next.drain(..) {
+            w.answer();
+        }
+        true
+    }
+
+    /// Takes what is queued as the next batch: from now on its waiters
+    /// wait for it, and jobs' remembered positions no longer count.
+    pub(crate) fn take_batch(&mut self, keep_room: usize) -> Batch {
+        self.busy = true;
+        let updates = std::mem::take(&mut self.updates);
+        // The next batch is likely as large: keep its room ready.
+        let room = self.final_records.len().min(keep_room);
+        let final_records = std::mem::replace(&mut self.final_records, Vec::with_capacity(room));
+        self.in_flight_counts = count_by_task_and_status(&final_records);
+        self.epoch = self.epoch.wrapping_add(1);
+        self.waiting_in_flight = std::mem::take(&mut self.waiting_next);
+        Batch {
+            updates,
+            final_records,
+        }
+    }
+
+    /// The batch under way is stored: its waiters are answered.
+    pub(crate) fn batch_stored(&mut self) {
+        self.busy = false;
+        self.in_flight_counts.clear();
+        self.stored += 1;
+        self.retry_wait = RETRY_FIRST;
+        for w in self.waiting_in_flight.drain(..) {
+            w.answer();
+        }
+    }
+
+    /// The batch under way failed: it goes back in front of what was
+    /// queued since, its waiters with it. Returns how long to wait before
+    /// trying again; the journal stays busy until [`Journal::retry_now`].
+    pub(crate) fn batch_failed(&mut self, batch: Batch) -> Duration {
+        self.in_flight_counts.clear();
+        let mut updates = batch.updates;
+        updates.append(&mut self.updates);
+        self.updates = updates;
+        let mut finals = batch.final_records;
+        finals.append(&mut self.final_records);
+        self.final_records = finals;
+        self.epoch = self.epoch.wrapping_add(1);
+        let mut waiting = std::mem::take(&mut self.waiting_in_flight);
+        waiting.append(&mut self.waiting_next);
+        self.waiting_next = waiting;
+        let wait = self.retry_wait;
+        self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
+        wait
+    }
+
+    /// The wait after a failure is over: the next batch may go.
+    pub(crate) fn retry_now(&mut self) {
+        self.busy = false;
+    }
+
+    /// The batch under way ended without an answer (its task was dropped).
+    pub(crate) fn batch_lost(&mut self) {
+        self.busy = false;
+        self.in_flight_counts.clear();
+    }
+}
+
+/// How many of `jobs` there are of each task and status.
+fn count_by_task_and_status(jobs: &[Job]) -> Vec<StatusCount> {
+    let mut counts: Vec<StatusCount> = Vec::new();
+    for job in jobs {
+        match counts
+            .iter_mut()
+            .find(|c| c.status == job.status && *c.task == *job.task)
+        {
+            Some(c) => c.count += 1,
+            None => counts.push(StatusCount {
+                task: job.task.to_string(),
+                status: job.status,
+                count: 1,
+            }),
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobStatus;
+
+    fn held(status: JobStatus) -> HeldJob {
+        let mut job = crate::new_job::NewJob::new("t", 1)
+            .into_job(chrono::Utc::now(), &mut None, false)
+            .expect("job");
+        job.status = status;
+        HeldJob::new(job)
+    }
+
+    #[test]
+    fn an_update_still_in_the_batch_is_merged_in_place() {
+        let mut journal = Journal::default();
+        let mut job = held(JobStatus::Ready);
+        let line = |m: &'static str| LogLine::new(chrono::Utc::now(), 1, m);
+        let at = journal.write(None, &job, vec![line("started")], None);
+        job.status = JobStatus::Completed;
+        let again = journal.write(at, &job, Vec::new(), Some(line("completed")));
+        assert_eq!(journal.len(), 1, "one update for the two changes");
+        let batch = journal.take_batch(16);
+        assert_eq!(batch.updates[0].status, JobStatus::Completed);
+        let lines: Vec<&str> = batch.updates[0].logs.iter().map(|l| &*l.message).collect();
+        assert_eq!(lines, ["started", "completed"]);
+        // After the batch went, the remembered position is stale.
+        journal.write(again, &job, Vec::new(), None);
+        assert_eq!(journal.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_batch_goes_back_in_front_with_its_waiters() {
+        let mut journal = Journal::default();
+        let first = held(JobStatus::Ready);
+        let second = held(JobStatus::Ready);
+        journal.write(None, &first, Vec::new(), None);
+        let (tx, mut rx) = oneshot::channel();
+        journal.wait(Waiter::Barrier(tx));
+        let batch = journal.take_batch(16);
+        assert!(journal.is_busy());
+        journal.write(None, &second, Vec::new(), None);
+        assert_eq!(journal.batch_failed(batch), RETRY_FIRST);
+        assert!(journal.is_busy(), "busy until the retry");
+        journal.retry_now();
+        let batch = journal.take_batch(16);
+        let ids: Vec<_> = batch.updates.iter().map(|u| u.id).collect();
+        assert_eq!(ids, [first.id, second.id], "the failed one first");
+        assert!(rx.try_recv().is_err(), "not answered before it is stored");
+        journal.batch_stored();
+        assert!(rx.try_recv().is_ok());
+        assert_eq!(journal.stored(), 1);
+        assert!(journal.is_settled());
+    }
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_a_cap() {
+        let mut journal = Journal::default();
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let batch = journal.take_batch(0);
+            waits.push(journal.batch_failed(batch));
+            journal.retry_now();
+        }
+        assert_eq!(waits[0], RETRY_FIRST);
+        assert_eq!(waits[1], RETRY_FIRST * 2);
+        assert_eq!(*waits.last().unwrap(), RETRY_MAX);
+    }
+}
