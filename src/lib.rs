@@ -102,6 +102,7 @@ pub use new_job::NewJob;
 pub use queue::plugin;
 pub use queue::{
     CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, TaskBuilder, WorkerHandle,
+    DROP_GRACE,
 };
 pub use reports::{ShutdownReport, StuckThread};
 pub use store::Store;

@@ -494,3 +494,34 @@ async fn a_bad_write_fails_alone_and_the_rest_of_its_group_commits() {
     let stats = store.stats();
     assert_eq!((stats.writes, stats.failed), (50, 1), "{stats:?}");
 }
+
+/// Dropping every handle of a queue stops it and lets go of its file: the
+/// same file opens again in the same process (waiting on its lock while
+/// the dropped queue finishes), with the jobs the first one left pending.
+#[actix_rt::test]
+async fn dropping_the_last_handle_releases_the_file_for_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_in(&dir);
+    let open = || async {
+        let store = SqliteOptions::new(&path)
+            .lock_timeout(Duration::from_secs(30))
+            .open()
+            .await
+            .expect("the file opens");
+        Queue::builder()
+            .store(Arc::new(store))
+            .build()
+            .await
+            .expect("a queue")
+    };
+    let id = {
+        let queue = open().await;
+        let id = queue.create("later", 7).delay("1h").await.unwrap().id();
+        // The handle returned by create is dropped with the queue.
+        id
+    };
+    let queue = open().await;
+    let job = queue.job(id).await.expect("the job survived");
+    assert_eq!(job.status, JobStatus::Scheduled);
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -68,6 +68,17 @@ pub(crate) struct Inner {
 /// [`QueueBuilder::scheduler_on_current_thread`] keeps the scheduler on
 /// the arbiter that builds the queue.
 ///
+/// # Dropping the last handle
+///
+/// When the last handle of a queue is dropped (every `Queue` clone and
+/// every [`JobHandle`]), the queue shuts down as with
+/// [`Queue::shutdown`]`(`[`DROP_GRACE`]`)`: it stops starting jobs, lets
+/// running ones finish for up to ten seconds (then aborts them, back to
+/// ready with the attempt counted), stores what is pending, stops its
+/// threads and lets go of the store, so the same SQLite file can be opened
+/// again. A handler that holds a clone of the queue keeps it alive: call
+/// [`Queue::shutdown`] to stop such a queue.
+///
 /// On a paused tokio clock (`tokio::time::pause`, a test), the clock
 /// belongs to the runtime that paused it: the scheduler then runs on the
 /// arbiter that builds the queue, and workers run their handlers on its
@@ -92,6 +103,28 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Queue {
     pub(crate) inner: Arc<Inner>,
+}
+
+/// How long running jobs may go on once the last handle of a queue is
+/// dropped, before they are aborted (see [`Queue`]'s "Dropping the last
+/// handle").
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(kessel::DROP_GRACE, std::time::Duration::from_secs(10));
+/// ```
+pub const DROP_GRACE: Duration = Duration::from_secs(10);
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: nobody can create, read or wait any
+        // more. The scheduler drains as at shutdown, then stops and lets
+        // go of the store.
+        if self.scheduler.connected() {
+            self.scheduler.do_send(Shutdown { grace: DROP_GRACE });
+        }
+    }
 }
 
 impl std::fmt::Debug for Queue {
