@@ -58,7 +58,7 @@ use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
-use crate::scheduler::services::{Pruner, Rescuer};
+use crate::scheduler::services::{Claimer, Pruner, Rescuer};
 use crate::store::Store;
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
@@ -374,8 +374,9 @@ impl Scheduler {
             sent,
             placement,
         } = setup;
-        let shared = match (persistence, store.shared()) {
-            (Persistence::Shared, Some(s)) => Some(shared::SharedMode::new(shared, s.owner())),
+        let shared = match (persistence, store.shared().map(|s| s.owner())) {
+            (Persistence::Shared, Some(owner)) => Claimer::new(store.clone(), shared, owner)
+                .map(|claimer| shared::SharedMode::new(claimer, owner)),
             _ => None,
         };
         let ephemeral = persistence.in_process();

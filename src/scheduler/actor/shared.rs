@@ -14,24 +14,18 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::Scheduler;
-use crate::config::SharedConfig;
 use crate::context::ExtendLease;
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId};
 use crate::scheduler::actor::messages::Origin;
-use crate::store::{JobClaim, JobHeartbeat, Store};
+use crate::scheduler::services::Claimer;
+use crate::store::{JobHeartbeat, Store};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct SharedMode {
-    pub(super) config: SharedConfig,
     pub(super) owner: Uuid,
-    claiming: bool,
-    claim_again: bool,
-    /// The prefetch allowance now (see [`SharedConfig::prefetch`]); 0
-    /// until the first claim.
-    prefetch: usize,
-    last_full: bool,
-    claim_timer: Option<SpawnHandle>,
+    /// What to claim and when.
+    claimer: Claimer,
     /// Held jobs to give back with the next flush.
     pub(super) releases: Vec<JobId>,
     /// Jobs created here whose expiry this process times, by wheel slot.
@@ -42,11 +36,14 @@ pub(super) struct SharedMode {
 }
 
 impl SharedMode {
-    pub(super) fn new(config: SharedConfig, owner: Uuid) -> Self {
+    pub(super) fn new(claimer: Claimer, owner: Uuid) -> Self {
         SharedMode {
-            config,
             owner,
-            ..Default::default()
+            claimer,
+            releases: Vec::new(),
+            watches: Vec::new(),
+            free_watches: Vec::new(),
+            to_expire: Vec::new(),
         }
     }
 }
@@ -168,16 +165,14 @@ impl Scheduler {
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
-        if mode.claiming {
-            mode.claim_again = true;
-            return;
+        if mode.claimer.want() {
+            self.claim(ctx);
         }
-        self.claim(ctx);
     }
 
     /// After jobs finish: claim more if the last claim was full.
     pub(super) fn after_capacity_freed(&mut self, ctx: &mut Context<Self>) {
-        if self.shared.as_ref().is_some_and(|m| m.last_full) {
+        if self.shared.as_ref().is_some_and(|m| m.claimer.last_full()) {
             self.want_claim(ctx);
         }
     }
@@ -213,33 +208,20 @@ impl Scheduler {
             .map(|w| w.capacity.saturating_sub(w.in_flight))
             .sum();
         let held_waiting = self.held_waiting();
+        let now = self.clock.now_utc();
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
-        mode.prefetch = mode.prefetch.max(mode.config.prefetch);
-        let limit = (free + mode.prefetch).saturating_sub(held_waiting);
-        if let Some(timer) = mode.claim_timer.take() {
+        if let Some(timer) = mode.claimer.timer.take() {
             ctx.cancel_future(timer);
         }
-        if tasks.is_empty() || limit == 0 {
-            let poll = mode.config.poll;
-            mode.claim_timer = Some(ctx.run_later(poll, |act, ctx| act.want_claim(ctx)));
+        let Some(params) = mode.claimer.plan(tasks.clone(), free, held_waiting, now) else {
+            let poll = mode.claimer.config().poll;
+            mode.claimer.timer = Some(ctx.run_later(poll, |act, ctx| act.want_claim(ctx)));
             return;
-        }
-        mode.claiming = true;
-        mode.claim_again = false;
-        let now = self.clock.now_utc();
-        let horizon = chrono::Duration::from_std(mode.config.horizon).unwrap_or_default();
-        let params = JobClaim {
-            owner: mode.owner,
-            tasks: tasks.clone(),
-            due_by: now + horizon,
-            limit,
-            lease_until: now
-                + chrono::Duration::from_std(shared_store(&self.store).lease()).unwrap_or_default(),
         };
-        let store = self.store.clone();
-        let fut = async move { shared_store(&store).jobs_claim(&params).await };
+        let limit = params.limit;
+        let fut = mode.claimer.run_once(params);
         ctx.spawn(
             self.store_call(fut)
                 .into_actor(self)
@@ -272,27 +254,12 @@ impl Scheduler {
         tasks: Vec<String>,
         ctx: &mut Context<Self>,
     ) {
-        let full = claimed.len() >= limit;
         let waiting = self.held_waiting();
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
-        mode.claiming = false;
-        mode.last_full = full;
-        let (least, most) = (
-            mode.config.prefetch,
-            mode.config.prefetch.max(SharedConfig::MAX_PREFETCH),
-        );
-        if full && waiting == 0 {
-            // The workers ran out while this claim was on the way: claim
-            // more at a time.
-            mode.prefetch = (mode.prefetch * 2).min(most);
-        } else if waiting > mode.prefetch / 2 {
-            // Claimed jobs wait here: claim fewer.
-            mode.prefetch = (mode.prefetch / 2).max(least);
-        }
-        let again = full || mode.claim_again;
-        let poll = mode.config.poll;
+        let again = mode.claimer.claimed(claimed.len(), limit, waiting);
+        let poll = mode.claimer.config().poll;
         if !claimed.is_empty() {
             let now = self.clock.now_ms();
             for job in claimed {
@@ -310,7 +277,7 @@ impl Scheduler {
                     .into_actor(self)
                     .map(move |result, act, ctx| {
                         let Some(result) = result else { return };
-                        if act.shared.as_ref().is_none_or(|m| m.claiming) {
+                        if act.shared.as_ref().is_none_or(|m| m.claimer.in_flight()) {
                             // A claim started meanwhile: it plans the next.
                             return;
                         }
@@ -321,7 +288,7 @@ impl Scheduler {
                                 let horizon = act
                                     .shared
                                     .as_ref()
-                                    .map_or(Duration::ZERO, |m| m.config.horizon);
+                                    .map_or(Duration::ZERO, |m| m.claimer.config().horizon);
                                 let horizon =
                                     chrono::Duration::from_std(horizon).unwrap_or_default();
                                 let until = (next - act.clock.now_utc() - horizon)
@@ -347,12 +314,9 @@ impl Scheduler {
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
-        mode.claiming = false;
-        let wait = wait.map_or(mode.config.poll, |w| w.min(mode.config.poll));
-        if mode.claim_again && wait > Duration::ZERO {
-            self.want_claim(ctx);
-        } else {
-            self.claim_after(wait, ctx);
+        match mode.claimer.failed(wait) {
+            None => self.want_claim(ctx),
+            Some(wait) => self.claim_after(wait, ctx),
         }
         self.finish_turn(ctx);
     }
@@ -362,12 +326,12 @@ impl Scheduler {
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
-        if let Some(timer) = mode.claim_timer.take() {
+        if let Some(timer) = mode.claimer.timer.take() {
             ctx.cancel_future(timer);
         }
         let timer = ctx.run_later(wait, |act, ctx| act.want_claim(ctx));
         if let Some(mode) = self.shared.as_mut() {
-            mode.claim_timer = Some(timer);
+            mode.claimer.timer = Some(timer);
         }
     }
 

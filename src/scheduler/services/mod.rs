@@ -7,12 +7,16 @@
 //!   keep;
 //! - [`Rescuer`]: on a shared store, returns jobs whose lease lapsed (their
 //!   process died) to ready, and expires jobs nobody holds past their
-//!   expiry.
+//!   expiry;
+//! - [`Claimer`]: on a shared store, what to claim, how many, and when to
+//!   claim again.
 //!
 //! The watch over worker threads is `actor::threads::ThreadWatch`.
 
+mod claimer;
 mod pruner;
 mod rescuer;
 
+pub(crate) use claimer::Claimer;
 pub(crate) use pruner::Pruner;
 pub(crate) use rescuer::Rescuer;
