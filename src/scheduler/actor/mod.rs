@@ -58,7 +58,7 @@ use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
-use crate::scheduler::services::{Claimer, Pruner, Rescuer};
+use crate::scheduler::services::{Claimer, Heartbeat, Pruner, Rescuer};
 use crate::store::Store;
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
@@ -376,7 +376,8 @@ impl Scheduler {
         } = setup;
         let shared = match (persistence, store.shared().map(|s| s.owner())) {
             (Persistence::Shared, Some(owner)) => Claimer::new(store.clone(), shared, owner)
-                .map(|claimer| shared::SharedMode::new(claimer, owner)),
+                .zip(Heartbeat::new(store.clone(), owner))
+                .map(|(claimer, heartbeat)| shared::SharedMode::new(claimer, heartbeat, owner)),
             _ => None,
         };
         let ephemeral = persistence.in_process();

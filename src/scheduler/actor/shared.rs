@@ -18,14 +18,16 @@ use crate::context::ExtendLease;
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId};
 use crate::scheduler::actor::messages::Origin;
-use crate::scheduler::services::Claimer;
-use crate::store::{JobHeartbeat, Store};
+use crate::scheduler::services::{Claimer, Heartbeat};
+use crate::store::Store;
 
 #[derive(Debug)]
 pub(super) struct SharedMode {
     pub(super) owner: Uuid,
     /// What to claim and when.
     claimer: Claimer,
+    /// Renews the leases of held jobs.
+    heartbeat: Heartbeat,
     /// Held jobs to give back with the next flush.
     pub(super) releases: Vec<JobId>,
     /// Jobs created here whose expiry this process times, by wheel slot.
@@ -36,10 +38,11 @@ pub(super) struct SharedMode {
 }
 
 impl SharedMode {
-    pub(super) fn new(claimer: Claimer, owner: Uuid) -> Self {
+    pub(super) fn new(claimer: Claimer, heartbeat: Heartbeat, owner: Uuid) -> Self {
         SharedMode {
             owner,
             claimer,
+            heartbeat,
             releases: Vec::new(),
             watches: Vec::new(),
             free_watches: Vec::new(),
@@ -142,9 +145,11 @@ impl Scheduler {
         let Some(shared) = self.store.shared() else {
             return;
         };
-        let lease = shared.lease();
         ctx.add_stream(shared.wakeups());
-        let beat = (lease / 3).max(Duration::from_millis(10));
+        let beat = self
+            .shared
+            .as_ref()
+            .map_or(Duration::from_secs(10), |m| m.heartbeat.interval());
         ctx.run_interval(beat, |act, ctx| {
             let held: Vec<JobId> = act.by_id.ids().collect();
             if !held.is_empty() {
@@ -347,14 +352,8 @@ impl Scheduler {
         let Some(mode) = self.shared.as_ref() else {
             return;
         };
-        let store = self.store.clone();
-        let params = JobHeartbeat {
-            owner: mode.owner,
-            ids,
-            lease_until: self.clock.now_utc()
-                + chrono::Duration::from_std(shared_store(&self.store).lease()).unwrap_or_default(),
-        };
-        let fut = async move { shared_store(&store).jobs_heartbeat(&params).await };
+        let params = mode.heartbeat.params(ids, self.clock.now_utc());
+        let fut = mode.heartbeat.run_once(params);
         ctx.spawn(
             self.store_call(fut)
                 .into_actor(self)

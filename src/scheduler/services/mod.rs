@@ -9,14 +9,18 @@
 //!   process died) to ready, and expires jobs nobody holds past their
 //!   expiry;
 //! - [`Claimer`]: on a shared store, what to claim, how many, and when to
-//!   claim again.
+//!   claim again;
+//! - [`Heartbeat`]: on a shared store, renews the leases of the jobs this
+//!   process holds.
 //!
 //! The watch over worker threads is `actor::threads::ThreadWatch`.
 
 mod claimer;
+mod heartbeat;
 mod pruner;
 mod rescuer;
 
 pub(crate) use claimer::Claimer;
+pub(crate) use heartbeat::Heartbeat;
 pub(crate) use pruner::Pruner;
 pub(crate) use rescuer::Rescuer;
