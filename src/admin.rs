@@ -9,9 +9,10 @@ use crate::duration::IntoDuration;
 use crate::error::Error;
 use crate::job::{Job, JobStatus};
 use crate::queue::Queue;
-use crate::reports::StuckThread;
+use crate::reports::{StuckThread, UnservedTag};
 use crate::scheduler::actor::{
     DeleteMatching, PendingCounts, PendingJobs, RunJobs, StoredWrites, StuckThreads, Suspend,
+    UnservedTags,
 };
 use crate::store::{JobDelete, JobQuery, StatusCount};
 
@@ -40,6 +41,9 @@ pub struct Stats {
     /// Worker threads of this process that a handler blocks right now
     /// (see [`QueueEvent::ThreadStuck`](crate::event::QueueEvent::ThreadStuck)).
     pub stuck_threads: Vec<StuckThread>,
+    /// Tags with jobs ready and no worker of this process to run them
+    /// (see [`QueueEvent::TagUnserved`](crate::event::QueueEvent::TagUnserved)).
+    pub unserved_tags: Vec<UnservedTag>,
 }
 
 impl Stats {
@@ -272,10 +276,17 @@ impl Queue {
             .send(StuckThreads)
             .await
             .map_err(|_| Error::ShutDown)?;
+        let unserved_tags = self
+            .inner
+            .scheduler
+            .send(UnservedTags)
+            .await
+            .map_err(|_| Error::ShutDown)?;
         Ok(Stats {
             counts,
             events_missed: self.inner.bus.missed(),
             stuck_threads,
+            unserved_tags,
         })
     }
 

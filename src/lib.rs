@@ -104,6 +104,6 @@ pub use queue::{
     CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, TaskBuilder, WorkerHandle,
     DROP_GRACE,
 };
-pub use reports::{ShutdownReport, StuckThread};
+pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};

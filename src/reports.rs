@@ -1,5 +1,6 @@
-//! What a queue reports: how a shutdown went ([`ShutdownReport`]) and
-//! which worker threads a handler blocks ([`StuckThread`]).
+//! What a queue reports: how a shutdown went ([`ShutdownReport`]), which
+//! worker threads a handler blocks ([`StuckThread`]) and which tags have
+//! jobs but no worker ([`UnservedTag`]).
 
 use chrono::{DateTime, Utc};
 
@@ -51,4 +52,25 @@ pub struct StuckThread {
     pub since: DateTime<Utc>,
     /// The jobs it was running then.
     pub running: Vec<JobId>,
+}
+
+/// A tag with jobs ready and no worker to run them (see
+/// [`Stats::unserved_tags`](crate::Stats::unserved_tags)).
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// let queue = kessel::Queue::new();
+/// for t in queue.stats().await?.unserved_tags {
+///     eprintln!("{} jobs wait for tag {:?}, which no worker serves", t.waiting, t.tag);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnservedTag {
+    /// The tag.
+    pub tag: String,
+    /// How many jobs are ready for it.
+    pub waiting: u64,
 }

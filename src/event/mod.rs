@@ -191,6 +191,16 @@ pub enum QueueEvent {
         /// The jobs it was running when it stopped answering.
         running: Vec<JobId>,
     },
+    /// Jobs are ready for a tag no worker of this process serves: they wait
+    /// until one does (a task defined without `.tag(..)` lands in
+    /// `default`). Sent once per tag, until a worker serves it; see
+    /// `Stats::unserved_tags`.
+    TagUnserved {
+        /// The tag.
+        tag: String,
+        /// How many jobs were ready for it.
+        waiting: u64,
+    },
     /// A thread reported by [`QueueEvent::ThreadStuck`] answers again.
     ThreadResponsive {
         /// The tags of the worker the thread belongs to.

@@ -60,6 +60,12 @@ pub(crate) struct ReadySet {
 }
 
 impl ReadySet {
+    /// Whether it holds no key (it may hold keys of jobs that left it,
+    /// dropped as they are popped).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lanes.values().all(Lane::is_empty)
+    }
+
     pub(crate) fn push(&mut self, key: ReadyKey) {
         self.lanes.entry(key.priority).or_default().push(key);
     }

@@ -125,3 +125,38 @@ async fn queue_env_selects_the_tags_to_serve() {
     assert_eq!(trace.items(), vec![7]);
     assert!(queue.process_from_env(1).unwrap().is_none());
 }
+
+/// A task defined without `.tag(..)` lands in `default`; a worker started
+/// for another tag never runs it. That is made loud: a `TagUnserved`
+/// event (once) and the tag in `stats`, until a worker serves it.
+#[actix_rt::test(system = "crate::Paused")]
+async fn jobs_ready_for_a_tag_no_worker_serves_are_reported() {
+    use futures::StreamExt;
+    use kessel::event::{Event, Filter, QueueEvent};
+    let queue = Queue::new();
+    let mut events = queue.events(Filter::All);
+    queue
+        .define("send email")
+        .action(|_: Ctx<()>| async { Ok::<_, JobError>(()) })
+        .unwrap();
+    queue.process(["notifications"]).start().unwrap();
+    let a = queue.create("send email", ()).await.unwrap();
+    queue.create("send email", ()).await.unwrap();
+    let reported = loop {
+        match events.next().await {
+            Some(Event::Queue(QueueEvent::TagUnserved { tag, waiting })) => break (tag, waiting),
+            Some(_) => continue,
+            None => panic!("the stream ended"),
+        }
+    };
+    assert_eq!(reported, ("default".to_owned(), 2));
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.unserved_tags.len(), 1, "{stats:?}");
+    assert_eq!(stats.unserved_tags[0].tag, "default");
+    assert_eq!(stats.unserved_tags[0].waiting, 2);
+
+    // Served from now on: the jobs run and the tag is no longer listed.
+    queue.process(["default"]).start().unwrap();
+    assert_eq!(a.result().await.unwrap().status, JobStatus::Completed);
+    assert!(queue.stats().await.unwrap().unserved_tags.is_empty());
+}

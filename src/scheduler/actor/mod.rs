@@ -25,6 +25,7 @@ mod journal;
 mod messages;
 mod shared;
 mod threads;
+mod unserved;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub(crate) use messages::{
 };
 pub(crate) use shared::{ClaimNow, WatchExpiry};
 pub(crate) use threads::{Placement, StuckThreads};
+pub(crate) use unserved::UnservedTags;
 
 use super::alarm::Alarm;
 use super::clock::Clock;
@@ -300,6 +302,8 @@ pub(crate) struct Scheduler {
     placement: Placement,
     /// Pings worker threads and reports those that do not answer.
     thread_watch: threads::ThreadWatch,
+    /// Reports tags with ready jobs and no worker.
+    unserved: unserved::UnservedWatch,
     /// It runs on an arbiter of its own, which ends when it stops.
     own_thread: bool,
 }
@@ -418,6 +422,7 @@ impl Scheduler {
             stopping: HashMap::new(),
             placement,
             thread_watch: threads::ThreadWatch::default(),
+            unserved: unserved::UnservedWatch::default(),
             own_thread: false,
         }
     }
@@ -1324,6 +1329,7 @@ impl Scheduler {
         self.finish_batches();
         self.flush(ctx);
         self.arm(ctx);
+        self.after_turn_unserved(ctx);
         self.check_drained(ctx);
         self.now.set(None);
     }
