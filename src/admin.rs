@@ -67,7 +67,7 @@ impl Stats {
 }
 
 /// What [`Queue::clean`] removes. By default completed jobs of every tag,
-/// whatever their age (kinetik's `clean`).
+/// whatever their age.
 ///
 /// # Examples
 ///

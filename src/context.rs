@@ -251,7 +251,7 @@ impl<T> JobContext<T> {
         self.info.shared.journal.lock().progress = Some(progress);
     }
 
-    /// Extends the job's lease now (beanstalkd's `touch`). On a shared store
+    /// Extends the job's lease now. On a shared store
     /// a running job's lease is renewed by heartbeat anyway; call this
     /// before a long step to be safe. Elsewhere it does nothing.
     pub fn touch(&self) {

@@ -10,7 +10,8 @@ use crate::error::DurationError;
 ///
 /// Implemented for [`std::time::Duration`], [`chrono::Duration`] (negative
 /// values are an error), and strings in the form `<integer><unit>` with unit
-/// `ms`, `s`, `m`, `h` or `d`. A bare integer is read as milliseconds.
+/// `ms`, `s`, `m`, `h` or `d`, a space between them allowed (`"10 s"`). A
+/// bare integer is read as milliseconds.
 ///
 /// # Examples
 ///
@@ -20,6 +21,7 @@ use crate::error::DurationError;
 ///
 /// assert_eq!("30s".into_duration().unwrap(), Duration::from_secs(30));
 /// assert_eq!("2h".into_duration().unwrap(), Duration::from_secs(7200));
+/// assert_eq!("10 s".into_duration().unwrap(), Duration::from_secs(10));
 /// assert_eq!(Duration::from_millis(5).into_duration().unwrap(), Duration::from_millis(5));
 /// let err = "ten minutes".into_duration().unwrap_err();
 /// assert_eq!(err.text(), "ten minutes");

@@ -142,7 +142,11 @@ impl<'q> TaskBuilder<'q> {
         self
     }
 
-    /// How the task retries transient failures.
+    /// How the task retries transient failures (an error, a panic, a
+    /// timeout). The default ([`RetryPolicy::default`]) makes five
+    /// attempts, waiting 1 s after the first failure and doubling (up to an
+    /// hour) with 10% jitter: a handler that always fails or panics is
+    /// buried about 15 s after its first attempt.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self

@@ -347,8 +347,8 @@ pub struct ProcessBuilder<'q> {
 }
 
 impl ProcessBuilder<'_> {
-    /// How many jobs the worker runs at once (default 1, as kinetik's
-    /// serial processing). 0 is read as 1.
+    /// How many jobs the worker runs at once (default 1: one job after the
+    /// other). 0 is read as 1.
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
         self
@@ -738,7 +738,7 @@ impl Queue {
     }
 
     /// Starts a worker for the tags in the `QUEUE` environment variable
-    /// (comma separated, as kinetik's environment middleware), with
+    /// (comma separated, e.g. `QUEUE=mail,reports`), with
     /// `concurrency`. Returns `None` when `QUEUE` is unset or empty.
     ///
     /// # Errors

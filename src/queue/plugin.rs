@@ -1,4 +1,4 @@
-//! Plugins: set up a queue in one call (kinetik's `use`).
+//! Plugins: set up a queue in one call.
 //!
 //! A plugin is given the queue to set up: define tasks, add middleware,
 //! start workers. [`Environment`] and [`Tracing`] come with kessel; any
@@ -85,7 +85,7 @@ impl Plugin for Tracing {
 }
 
 impl Queue {
-    /// Installs a plugin: it is given this queue to set up (kinetik's `use`).
+    /// Installs a plugin: it is given this queue to set up.
     ///
     /// # Errors
     ///

@@ -90,8 +90,9 @@ impl PgOptions {
         self
     }
 
-    /// The schema kessel's tables live in (created if missing). Letters,
-    /// digits and `_`, starting with a letter or `_`.
+    /// The schema kessel's tables live in (created if missing). Lowercase
+    /// letters, digits and `_`, not starting with a digit; anything else
+    /// makes connecting fail with an error naming it.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
