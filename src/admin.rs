@@ -182,7 +182,7 @@ impl Queue {
         Ok(self.inner.store.jobs_query(&query).await?)
     }
 
-    /// `fetch` on an ephemeral store: the scheduler holds the pending jobs,
+    /// `fetch` on an in-process store: the scheduler holds the pending jobs,
     /// the store the final ones. Each side gives its first `offset + limit`
     /// matches in order; the page is cut from their merge.
     async fn fetch_with_pending(&self, query: JobQuery) -> Result<Vec<Job>, Error> {

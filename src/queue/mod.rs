@@ -635,7 +635,7 @@ impl Queue {
     ) -> Result<Vec<JobHandle>, Error> {
         let now = self.inner.clock.now_utc();
         let mut name = None;
-        // On an ephemeral store the scheduler holds the job until it is
+        // On an in-process store the scheduler holds the job until it is
         // final and rebuilds its "created" line from created_at then.
         let log_created = !self.inner.persistence.in_process();
         let jobs: Vec<Job> = jobs
@@ -649,7 +649,7 @@ impl Queue {
             return Err(Error::ShutDown);
         }
         self.inner.creating.fetch_add(1, Ordering::SeqCst);
-        // An ephemeral store gets a job when it becomes final: until then
+        // An in-process store gets a job when it becomes final: until then
         // the scheduler holds it.
         let stored = if self.inner.persistence.in_process() {
             Ok(())

@@ -77,7 +77,7 @@ async fn round_trip<F: StoreFactory>(factory: F) -> Verdict {
 }
 
 conformance_test!(store,
-    /// `jobs_insert_owned` (how a queue hands an ephemeral store its final
+    /// `jobs_insert_owned` (how a queue hands a store kept in its process its final
     /// jobs) stores exactly what `jobs_insert` would, every field.
     owned_insert_stores_what_insert_stores => owned_insert
 );

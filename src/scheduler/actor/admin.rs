@@ -55,7 +55,7 @@ impl Scheduler {
     /// in-memory store should be pruned now rather than at the interval:
     /// memory is what it holds them in, so it stays near the cap.
     pub(super) fn prune_due(&self) -> bool {
-        self.ephemeral
+        self.in_process
             && !self.pruning
             && self
                 .pruner

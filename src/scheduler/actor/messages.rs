@@ -250,7 +250,7 @@ impl Handler<Shutdown> for Scheduler {
     }
 }
 
-/// A pending job held here (on an ephemeral store, the only copy).
+/// A pending job held here (on an in-process store, the only copy).
 #[derive(Message)]
 #[rtype(result = "Option<Job>")]
 pub(crate) struct PendingJob(pub(crate) JobId);
@@ -299,7 +299,7 @@ impl Handler<PendingJobs> for Scheduler {
 }
 
 /// Counts, by task and status, of the jobs held here and not in the store
-/// yet: pending ones, and final ones on their way to an ephemeral store.
+/// yet: pending ones, and final ones on their way to an in-process store.
 /// With them comes the number of store writes completed so far (see
 /// [`StoredWrites`]).
 #[derive(Message)]

@@ -260,9 +260,9 @@ pub(crate) struct Scheduler {
     seq: u64,
     /// The state changes on their way to the store, and who waits for them.
     journal: Journal,
-    /// The store is ephemeral: pending jobs live here only.
-    ephemeral: bool,
-    /// At shutdown, the pending jobs were handed to the ephemeral store.
+    /// The store lives in this process only: pending jobs live here only.
+    in_process: bool,
+    /// At shutdown, the pending jobs were handed to the in-process store.
     handed_over: bool,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
     draining: Option<Drain>,
@@ -335,7 +335,7 @@ const FLUSH_DELAY: Duration = Duration::from_millis(1);
 /// A batch this large goes to the store at once.
 const FLUSH_BATCH: usize = 4096;
 
-/// On an ephemeral store, while jobs wait on timers, a batch goes at once
+/// On an in-process store, while jobs wait on timers, a batch goes at once
 /// from this size: storing it holds the scheduler up, and short pauses
 /// keep delayed jobs on time.
 const FLUSH_BATCH_TIMELY: usize = 64;
@@ -384,7 +384,7 @@ impl Scheduler {
                 .map(|(claimer, heartbeat)| shared::SharedMode::new(claimer, heartbeat, owner)),
             _ => None,
         };
-        let ephemeral = persistence.in_process();
+        let in_process = persistence.in_process();
         let pruner = Pruner::new(store.clone(), retention.clone());
         let rescuer = Rescuer::new(store.clone()).filter(|_| persistence.shared());
         Scheduler {
@@ -402,7 +402,7 @@ impl Scheduler {
             queue_middleware: Vec::new(),
             seq: 0,
             journal: Journal::default(),
-            ephemeral,
+            in_process,
             handed_over: false,
             result_waiters: HashMap::default(),
             draining: None,
@@ -496,7 +496,7 @@ impl Scheduler {
 
     /// Queues the job's current state for the store, appending `logs`.
     fn record(&mut self, slot: u32, logs: Vec<LogLine>) {
-        if self.ephemeral {
+        if self.in_process {
             // The entry is the record until the job is final.
             if let Some(e) = self.jobs.get_mut(slot) {
                 e.job.append_logs(logs, None);
@@ -581,10 +581,10 @@ impl Scheduler {
             .find(|at| !crate::time::in_range(*at));
         let task = self.task_slot(&job.task);
         let id = job.id;
-        // Created for an ephemeral store without its "created" line: the
+        // Created for an in-process store without its "created" line: the
         // line is rebuilt from created_at when the job is read or stored,
         // so a pending job holds no log allocation.
-        let created_implied = self.ephemeral && origin == Origin::New && job.logs.is_empty();
+        let created_implied = self.in_process && origin == Origin::New && job.logs.is_empty();
         let slot = self.jobs.insert(HeldJob::new(job), task);
         if created_implied {
             if let Some(e) = self.jobs.get_mut(slot) {
@@ -595,7 +595,7 @@ impl Scheduler {
         if !logs.is_empty() || origin == Origin::Kicked {
             self.record(slot, logs);
         }
-        if origin == Origin::Kicked && self.ephemeral {
+        if origin == Origin::Kicked && self.in_process {
             // The store holds it as buried: it is pending again.
             if let Some(e) = self.jobs.get(slot) {
                 self.journal.push_update(e.job.update(Vec::new()));
@@ -769,7 +769,7 @@ impl Scheduler {
             _ => JobEventKind::Cancelled,
         };
         let finished_at = self.now_utc();
-        if self.ephemeral && status == JobStatus::Completed && !self.keeps_completed {
+        if self.in_process && status == JobStatus::Completed && !self.keeps_completed {
             // Kept nowhere: no record to build, store and prune.
             self.emit(e.job.id, e.task, attempt, kind);
             if !self.result_waiters.is_empty() {
@@ -791,7 +791,7 @@ impl Scheduler {
             (status, Some(m)) => self.line(attempt, format!("{status}: {m}")),
             (status, None) => self.line(attempt, status.as_str()),
         });
-        if self.ephemeral {
+        if self.in_process {
             // The entry becomes the stored record at once: no update to
             // merge, and the log in one allocation.
             let end = Ending {
@@ -1136,7 +1136,7 @@ impl Scheduler {
             self.clear_timer(slot);
         }
         let started = LogLine::new(line_at, attempt, "started");
-        if self.ephemeral {
+        if self.in_process {
             // Nothing is written while it runs: the line opens the run's
             // journal, which comes back with the report (or `end_run`).
             if let Some(run) = self.jobs.get(slot).and_then(|e| e.run.as_ref()) {
@@ -1392,7 +1392,7 @@ impl Scheduler {
 
     /// A batch this large goes to the store without waiting.
     fn flush_batch(&self) -> usize {
-        if self.ephemeral && self.timers.is_waiting() {
+        if self.in_process && self.timers.is_waiting() {
             FLUSH_BATCH_TIMELY
         } else {
             FLUSH_BATCH
@@ -1513,7 +1513,7 @@ impl Scheduler {
             }
             None => false,
         };
-        if done && self.ephemeral && !self.handed_over {
+        if done && self.in_process && !self.handed_over {
             // The jobs left pending live only here: hand them to the store
             // before stopping, so they can still be read.
             self.handed_over = true;
