@@ -88,8 +88,22 @@ impl PayloadError {
         err: serde_path_to_error::Error<serde_json::Error>,
     ) -> Self {
         let path = err.path().to_string();
-        PayloadError::new(task, path, err.into_inner().to_string())
+        let message = err.into_inner().to_string();
+        // A missing field is reported at the object that lacks it: name
+        // the field itself.
+        let path = match missing_field(&message) {
+            Some(field) if path == "." => field.to_owned(),
+            Some(field) => format!("{path}.{field}"),
+            None => path,
+        };
+        PayloadError::new(task, path, message)
     }
+}
+
+/// The field serde's "missing field `x`" message names.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next().filter(|f| !f.is_empty())
 }
 
 /// What the [`Queue`](crate::Queue) API returns when it cannot do what was asked.
@@ -234,5 +248,35 @@ impl fmt::Display for JobError {
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
     fn from(err: E) -> Self {
         JobError::transient(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct User {
+        email: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Email {
+        to: String,
+        user: User,
+    }
+
+    #[test]
+    fn a_missing_field_is_named_by_its_own_path() {
+        let err = crate::task::decode_payload::<Email>("send email", r#"{"user":{"email":"a"}}"#)
+            .unwrap_err();
+        assert_eq!(err.path, "to");
+        let err = crate::task::decode_payload::<Email>("send email", r#"{"to":"a","user":{}}"#)
+            .unwrap_err();
+        assert_eq!(err.path, "user.email");
+        let err =
+            crate::task::decode_payload::<Email>("send email", r#"{"to":1,"user":{"email":"a"}}"#)
+                .unwrap_err();
+        assert_eq!(err.path, "to", "a wrong type keeps its path");
     }
 }

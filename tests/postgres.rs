@@ -546,3 +546,23 @@ async fn claimed_jobs_start_without_waiting_for_the_next_due_lookup() {
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;
 }
+
+/// The one-line constructor takes options: the queue lives in the schema
+/// it names.
+#[actix_rt::test]
+async fn a_queue_built_in_one_line_lives_in_the_schema_its_options_name() {
+    let Some(db) = pg::fresh().await else { return };
+    let queue = Queue::postgres_with(db.options()).await.expect("the queue");
+    let job = queue.create("elsewhere", 1).delay("1h").await.unwrap();
+    let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}.jobs WHERE id = $1",
+        db.schema
+    )))
+    .bind(job.id().0)
+    .fetch_one(&db.pool)
+    .await
+    .expect("the job's row in the named schema");
+    assert_eq!(count, 1);
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}

@@ -56,3 +56,29 @@ impl Queue {
         Queue::builder().store(Arc::new(store)).build().await
     }
 }
+
+#[cfg(feature = "postgres")]
+impl Queue {
+    /// A queue on PostgreSQL with `options` (a schema of its own, the pool
+    /// size, the lease), in one line.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] with the reasons of
+    /// [`PgStore::connect_with`](crate::store::PgStore::connect_with).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::store::PgOptions;
+    /// let url = "postgres://postgres@127.0.0.1:5432/test";
+    /// let queue = kessel::Queue::postgres_with(PgOptions::new(url).schema("billing_jobs")).await?;
+    /// # let _ = queue;
+    /// # Ok(()) }
+    /// ```
+    pub async fn postgres_with(options: crate::store::PgOptions) -> Result<Queue, Error> {
+        let store = crate::store::PgStore::connect_with(options).await?;
+        Queue::builder().store(Arc::new(store)).build().await
+    }
+}
