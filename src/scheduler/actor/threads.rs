@@ -162,16 +162,19 @@ impl Place {
 /// Sends the jobs in `outbox` to `threads`, each to the thread with the
 /// fewest jobs running, in one message per thread.
 pub(super) fn send_out(threads: &mut [WorkerThread], outbox: &mut Vec<Dispatch>) {
-    if threads.is_empty() {
+    if let [t] = threads {
+        // One thread (the default): the outbox goes as it is.
+        t.in_flight += outbox.len();
+        t.running.extend(outbox.iter().map(|d| d.slot));
+        t.addr.do_send(Run(std::mem::take(outbox)));
         return;
     }
     let mut batches: Vec<Vec<Dispatch>> = threads.iter().map(|_| Vec::new()).collect();
     for dispatch in outbox.drain(..) {
-        let (i, t) = threads
-            .iter_mut()
-            .enumerate()
-            .min_by_key(|(_, t)| t.in_flight)
-            .expect("checked non-empty");
+        let Some(i) = (0..threads.len()).min_by_key(|&i| threads[i].in_flight) else {
+            break;
+        };
+        let t = &mut threads[i];
         t.in_flight += 1;
         t.running.push(dispatch.slot);
         batches[i].push(dispatch);
