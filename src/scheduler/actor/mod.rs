@@ -60,7 +60,7 @@ use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::middleware::Middleware;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
-use crate::scheduler::services::{Claimer, Heartbeat, Pruner, Rescuer};
+use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat, Pruner, Rescuer};
 use crate::store::Store;
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
@@ -381,7 +381,10 @@ impl Scheduler {
         let shared = match (persistence, store.shared().map(|s| s.owner())) {
             (Persistence::Shared, Some(owner)) => Claimer::new(store.clone(), shared, owner)
                 .zip(Heartbeat::new(store.clone(), owner))
-                .map(|(claimer, heartbeat)| shared::SharedMode::new(claimer, heartbeat, owner)),
+                .zip(ExpiryWatch::new(store.clone()))
+                .map(|((claimer, heartbeat), expiry)| {
+                    shared::SharedMode::new(claimer, heartbeat, expiry, owner)
+                }),
             _ => None,
         };
         let in_process = persistence.in_process();

@@ -7,7 +7,6 @@
 //! by the wheel once claimed.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -18,8 +17,7 @@ use crate::context::ExtendLease;
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId};
 use crate::scheduler::actor::messages::Origin;
-use crate::scheduler::services::{Claimer, Heartbeat};
-use crate::store::Store;
+use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat};
 
 #[derive(Debug)]
 pub(super) struct SharedMode {
@@ -30,23 +28,23 @@ pub(super) struct SharedMode {
     heartbeat: Heartbeat,
     /// Held jobs to give back with the next flush.
     pub(super) releases: Vec<JobId>,
-    /// Jobs created here whose expiry this process times, by wheel slot.
-    watches: Vec<Option<JobId>>,
-    free_watches: Vec<u32>,
-    /// Watched jobs whose expiry came, to expire in the store.
-    to_expire: Vec<JobId>,
+    /// Jobs created here whose expiry this process times.
+    expiry: ExpiryWatch,
 }
 
 impl SharedMode {
-    pub(super) fn new(claimer: Claimer, heartbeat: Heartbeat, owner: Uuid) -> Self {
+    pub(super) fn new(
+        claimer: Claimer,
+        heartbeat: Heartbeat,
+        expiry: ExpiryWatch,
+        owner: Uuid,
+    ) -> Self {
         SharedMode {
             owner,
             claimer,
             heartbeat,
             releases: Vec::new(),
-            watches: Vec::new(),
-            free_watches: Vec::new(),
-            to_expire: Vec::new(),
+            expiry,
         }
     }
 }
@@ -78,28 +76,17 @@ impl Handler<WatchExpiry> for Scheduler {
                 return;
             };
             if when <= now {
-                mode.to_expire.push(id);
+                mode.expiry.expire_now(id);
                 continue;
             }
-            let slot = match mode.free_watches.pop() {
-                Some(slot) => {
-                    mode.watches[slot as usize] = Some(id);
-                    slot
-                }
-                None => {
-                    mode.watches.push(Some(id));
-                    (mode.watches.len() - 1) as u32
-                }
-            };
+            let slot = mode.expiry.watch(id);
             let timer = super::Timer {
                 slot,
                 kind: super::TimerKind::Watch,
             };
             if self.timers.insert(when, timer).is_none() {
                 if let Some(mode) = self.shared.as_mut() {
-                    mode.watches[slot as usize] = None;
-                    mode.free_watches.push(slot);
-                    mode.to_expire.push(id);
+                    mode.expiry.unwatch(slot);
                 }
             }
         }
@@ -127,12 +114,6 @@ impl Handler<ExtendLease> for Scheduler {
             self.heartbeat(vec![msg.0], ctx);
         }
     }
-}
-
-fn shared_store(store: &Arc<dyn Store>) -> &dyn crate::store::SharedStore {
-    store
-        .shared()
-        .expect("shared mode runs only on a shared store")
 }
 
 impl Scheduler {
@@ -276,7 +257,12 @@ impl Scheduler {
         } else {
             self.claim_after(poll, ctx);
             let store = self.store.clone();
-            let fut = async move { shared_store(&store).jobs_next_due(&tasks).await };
+            let fut = async move {
+                match store.shared() {
+                    Some(shared) => shared.jobs_next_due(&tasks).await,
+                    None => Ok(None),
+                }
+            };
             ctx.spawn(
                 self.store_call(fut)
                     .into_actor(self)
@@ -400,10 +386,7 @@ impl Scheduler {
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
-        if let Some(id) = mode.watches.get_mut(slot as usize).and_then(Option::take) {
-            mode.free_watches.push(slot);
-            mode.to_expire.push(id);
-        }
+        mode.expiry.fired(slot);
     }
 
     /// Expires, in the store, watched jobs nobody holds.
@@ -411,19 +394,11 @@ impl Scheduler {
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
-        if mode.to_expire.is_empty() {
+        let ids = mode.expiry.take_due();
+        if ids.is_empty() {
             return;
         }
-        let ids = std::mem::take(&mut mode.to_expire);
-        self.expire(ids, ctx);
-    }
-
-    /// Expires unleased pending jobs past their expiry: `ids`, or every
-    /// such job when `ids` is empty.
-    fn expire(&mut self, ids: Vec<JobId>, ctx: &mut Context<Self>) {
-        let store = self.store.clone();
-        let now = self.clock.now_utc();
-        let fut = async move { shared_store(&store).jobs_expire(now, &ids).await };
+        let fut = mode.expiry.run_once(ids, self.clock.now_utc());
         ctx.spawn(self.store_call(fut).into_actor(self).map(|result, act, _| {
             if let Some(Err(err)) = result {
                 act.bus.queue(QueueEvent::Error {

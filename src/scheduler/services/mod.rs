@@ -11,16 +11,20 @@
 //! - [`Claimer`]: on a shared store, what to claim, how many, and when to
 //!   claim again;
 //! - [`Heartbeat`]: on a shared store, renews the leases of the jobs this
-//!   process holds.
+//!   process holds;
+//! - [`ExpiryWatch`]: on a shared store, expires on time the jobs this
+//!   process created that nobody holds when their expiry comes.
 //!
 //! The watch over worker threads is `actor::threads::ThreadWatch`.
 
 mod claimer;
+mod expiry;
 mod heartbeat;
 mod pruner;
 mod rescuer;
 
 pub(crate) use claimer::Claimer;
+pub(crate) use expiry::ExpiryWatch;
 pub(crate) use heartbeat::Heartbeat;
 pub(crate) use pruner::Pruner;
 pub(crate) use rescuer::Rescuer;
