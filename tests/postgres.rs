@@ -566,3 +566,33 @@ async fn a_queue_built_in_one_line_lives_in_the_schema_its_options_name() {
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;
 }
+
+/// A job nobody serves is expired on time by the process that created
+/// it (its expiry watch), not only by the rescuer's sweep a quarter lease
+/// later: the lease here is a minute, so only the watch can be on time.
+#[actix_rt::test]
+async fn a_job_nobody_holds_is_expired_on_time_by_the_process_that_created_it() {
+    let Some(db) = pg::fresh().await else { return };
+    let queue = db.queue(Duration::from_secs(60), POLL).await;
+    queue
+        .define("unserved")
+        .tag("nobody-serves-this")
+        .action(|_: JobContext<u32>| async move { Ok::<_, JobError>(()) })
+        .unwrap();
+    let created = std::time::Instant::now();
+    let handle = queue
+        .create("unserved", 1)
+        .expires_in(Duration::from_millis(300))
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), handle.result())
+        .await
+        .expect("expired well before the rescuer's sweep")
+        .unwrap();
+    assert_eq!(result.status, JobStatus::Expired);
+    let waited = created.elapsed();
+    assert!(waited >= Duration::from_millis(300), "expired early: {waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}
