@@ -510,8 +510,12 @@ impl Queue {
         } else {
             Placement::Threads(1)
         };
+        // The mailbox first: the scheduler keeps the slot its address is
+        // read from, to put a successor's there should it stop.
+        let (addr, mailbox) = crate::scheduler::actor::mailbox();
+        let slot = Arc::new(parking_lot::RwLock::new(addr));
         let new_scheduler = {
-            let (store, bus, sent) = (store.clone(), bus.clone(), sent.clone());
+            let (store, bus, sent, slot) = (store.clone(), bus.clone(), sent.clone(), slot.clone());
             move || {
                 Scheduler::new(Setup {
                     clock,
@@ -522,21 +526,21 @@ impl Queue {
                     shared,
                     sent,
                     placement,
+                    slot,
                 })
             }
         };
-        let addr = if paused || on_current_thread {
-            new_scheduler().start()
+        if paused || on_current_thread {
+            actix::Context::with_receiver(mailbox).run(new_scheduler());
         } else {
             let arbiter = Arbiter::new();
-            let addr = Scheduler::start_in_arbiter(&arbiter.handle(), move |_| {
-                new_scheduler().on_own_thread()
+            arbiter.spawn_fn(move || {
+                actix::Context::with_receiver(mailbox).run(new_scheduler().on_own_thread());
             });
             // The arbiter's thread ends when the scheduler stops it.
             drop(arbiter);
-            addr
-        };
-        let scheduler = SchedulerAddr::new(addr, sent);
+        }
+        let scheduler = SchedulerAddr::new(slot, sent);
         Queue {
             inner: Arc::new(Inner {
                 scheduler,

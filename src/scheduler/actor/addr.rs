@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix::dev::{Request, ToEnvelope};
 use actix::prelude::*;
 
-use super::Scheduler;
+use super::{AddrSlot, Scheduler};
 
 /// The scheduler's address, counting every message sent through it: the
 /// scheduler, while it settles jobs that finished on their first poll,
@@ -15,14 +15,17 @@ use super::Scheduler;
 /// it would be if the handler had run on its worker (see
 /// `Scheduler::dispatch`).
 #[derive(Debug, Clone)]
+///
+/// It reads the address from the queue's slot on every send: a restarted
+/// scheduler's successor replaces it there (see `actor::restart`).
 pub(crate) struct SchedulerAddr {
-    addr: Addr<Scheduler>,
+    slot: AddrSlot,
     sent: Arc<AtomicU64>,
 }
 
 impl SchedulerAddr {
-    pub(crate) fn new(addr: Addr<Scheduler>, sent: Arc<AtomicU64>) -> Self {
-        SchedulerAddr { addr, sent }
+    pub(crate) fn new(slot: AddrSlot, sent: Arc<AtomicU64>) -> Self {
+        SchedulerAddr { slot, sent }
     }
 
     /// Sends `msg` without waiting for its handling.
@@ -34,7 +37,7 @@ impl SchedulerAddr {
         <Scheduler as Actor>::Context: ToEnvelope<Scheduler, M>,
     {
         self.sent.fetch_add(1, Ordering::Relaxed);
-        self.addr.do_send(msg);
+        self.slot.read().do_send(msg);
     }
 
     /// Sends `msg`; the request resolves to the handler's answer.
@@ -46,11 +49,11 @@ impl SchedulerAddr {
         <Scheduler as Actor>::Context: ToEnvelope<Scheduler, M>,
     {
         self.sent.fetch_add(1, Ordering::Relaxed);
-        self.addr.send(msg)
+        self.slot.read().send(msg)
     }
 
     /// Whether the scheduler still runs.
     pub(crate) fn connected(&self) -> bool {
-        self.addr.connected()
+        self.slot.read().connected()
     }
 }

@@ -273,6 +273,22 @@ impl Journal {
         self.busy = false;
         self.in_flight_counts.clear();
     }
+
+    /// The journal as a restarted scheduler takes it over: what is queued
+    /// stays queued, in order. A batch that was with the store went with
+    /// the stopped scheduler's tasks (stored or not, as the store got
+    /// it); its waiters wait for the next batch instead. Remembered
+    /// [`WriteAt`]s are void (the successor's jobs have none).
+    pub(crate) fn for_successor(mut self) -> Journal {
+        self.batch_lost();
+        self.soon = None;
+        self.retry_wait = RETRY_FIRST;
+        self.epoch = self.epoch.wrapping_add(1);
+        let mut waiting = std::mem::take(&mut self.waiting_in_flight);
+        waiting.append(&mut self.waiting_next);
+        self.waiting_next = waiting;
+        self
+    }
 }
 
 /// How many of `jobs` there are of each task and status.

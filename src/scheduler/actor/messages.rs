@@ -25,6 +25,8 @@ pub(crate) enum Origin {
     Kicked,
     /// Claimed from a shared store.
     Claimed,
+    /// Held by a scheduler that stopped, taken over by its successor.
+    Restarted,
 }
 
 /// Jobs to take in.
@@ -55,18 +57,7 @@ impl Handler<DefineTask> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: DefineTask, ctx: &mut Self::Context) {
         let def = msg.0;
-        let tag = self.tag_slot(&def.tag);
-        let task = self.task_slot(&def.name);
-        let slot = &mut self.tasks[task as usize];
-        slot.tag = Some(tag);
-        slot.tag_name = Some(def.tag.as_str().into());
-        slot.def = Some(def.clone());
-        self.rebuild_chain(task);
-        let slot = &mut self.tasks[task as usize];
-        if !slot.suspended {
-            let parked = std::mem::take(&mut slot.parked);
-            self.requeue(parked);
-        }
+        self.install_task(def.clone());
         self.bus.queue(QueueEvent::TaskDefined {
             task: def.name.to_string(),
             tag: def.tag.clone(),
@@ -87,6 +78,22 @@ pub(crate) struct StartWorker {
 }
 
 impl Scheduler {
+    /// Routes the jobs of task `def` to its tag from now on.
+    pub(super) fn install_task(&mut self, def: Arc<TaskDef>) {
+        let tag = self.tag_slot(&def.tag);
+        let task = self.task_slot(&def.name);
+        let slot = &mut self.tasks[task as usize];
+        slot.tag = Some(tag);
+        slot.tag_name = Some(def.tag.as_str().into());
+        slot.def = Some(def);
+        self.rebuild_chain(task);
+        let slot = &mut self.tasks[task as usize];
+        if !slot.suspended {
+            let parked = std::mem::take(&mut slot.parked);
+            self.requeue(parked);
+        }
+    }
+
     pub(super) fn add_worker(
         &mut self,
         tags: Vec<String>,
@@ -103,6 +110,7 @@ impl Scheduler {
         }
         self.workers.push(WorkerSlot {
             place,
+            placement,
             tags: tag_slots,
             tag_names: tags,
             capacity: concurrency.max(1),

@@ -23,6 +23,7 @@ mod held;
 mod index;
 mod journal;
 mod messages;
+mod restart;
 mod shared;
 mod threads;
 mod unserved;
@@ -40,6 +41,7 @@ pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
     PendingJobs, Shutdown, StartWorker, StoredWrites, WaitReply, WaitResult,
 };
+pub(crate) use restart::{mailbox, AddrSlot};
 pub(crate) use shared::{ClaimNow, WatchExpiry};
 pub(crate) use threads::{Placement, StuckThreads};
 pub(crate) use unserved::UnservedTags;
@@ -185,6 +187,13 @@ impl Slab {
         self.entries.get_mut(slot as usize).and_then(Option::as_mut)
     }
 
+    /// Takes every entry out (for a restarted scheduler's successor).
+    fn drain(&mut self) -> impl Iterator<Item = Entry> + '_ {
+        self.free.clear();
+        self.generations.clear();
+        self.entries.drain(..).flatten()
+    }
+
     fn remove(&mut self, slot: u32) -> Option<Entry> {
         let entry = self.entries.get_mut(slot as usize)?.take()?;
         let generation = &mut self.generations[slot as usize];
@@ -225,6 +234,8 @@ struct Batch {
 struct WorkerSlot {
     /// Where its handlers run.
     place: threads::Place,
+    /// Where it was asked to run its handlers.
+    placement: Placement,
     tags: Vec<u32>,
     tag_names: Vec<String>,
     capacity: usize,
@@ -306,6 +317,14 @@ pub(crate) struct Scheduler {
     unserved: unserved::UnservedWatch,
     /// It runs on an arbiter of its own, which ends when it stops.
     own_thread: bool,
+    /// What it was built from, to build a successor from (see `restart`).
+    setup: Setup,
+    /// It was shut down: it stops for good.
+    shut_down: bool,
+    /// How many schedulers of this queue stopped before this one.
+    restarts: u32,
+    /// What its predecessor held, taken over when it starts.
+    handover: Option<restart::Handover>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -353,6 +372,7 @@ const SPARE_RUNS: usize = 1024;
 const INLINE_BUDGET: usize = 256;
 
 /// What a queue gives its scheduler when it builds it.
+#[derive(Clone)]
 pub(crate) struct Setup {
     pub(crate) clock: Clock,
     pub(crate) store: Arc<dyn Store>,
@@ -364,10 +384,13 @@ pub(crate) struct Setup {
     pub(crate) sent: Arc<std::sync::atomic::AtomicU64>,
     /// Where workers run their handlers unless told otherwise.
     pub(crate) placement: Placement,
+    /// Where the queue finds the scheduler (a successor replaces it).
+    pub(crate) slot: AddrSlot,
 }
 
 impl Scheduler {
     pub(crate) fn new(setup: Setup) -> Self {
+        let kept = setup.clone();
         let Setup {
             clock,
             store,
@@ -377,6 +400,7 @@ impl Scheduler {
             shared,
             sent,
             placement,
+            slot: _,
         } = setup;
         let shared = match (persistence, store.shared().map(|s| s.owner())) {
             (Persistence::Shared, Some(owner)) => Claimer::new(store.clone(), shared, owner)
@@ -427,6 +451,10 @@ impl Scheduler {
             thread_watch: threads::ThreadWatch::default(),
             unserved: unserved::UnservedWatch::default(),
             own_thread: false,
+            setup: kept,
+            shut_down: false,
+            restarts: 0,
+            handover: None,
         }
     }
 
@@ -569,7 +597,10 @@ impl Scheduler {
         if job.status == JobStatus::Running {
             // Cut off by a crash: that attempt counts, the job runs again.
             job.status = JobStatus::Ready;
-            let message = "the process running this attempt stopped before it finished";
+            let message = match origin {
+                Origin::Restarted => "the scheduler restarted while this attempt ran",
+                _ => "the process running this attempt stopped before it finished",
+            };
             job.last_error = Some(message.into());
             logs.push(self.line(job.attempts, message));
         }
@@ -1550,6 +1581,7 @@ impl Scheduler {
             if let Some(reply) = drain.reply.take() {
                 let _ = reply.send(report);
             }
+            self.shut_down = true;
             ctx.stop();
         }
     }
@@ -1737,11 +1769,18 @@ impl Actor for Scheduler {
         self.timers.set_alarm(alarm);
         self.start_pruner(ctx);
         self.start_shared(ctx);
+        if let Some(handover) = self.handover.take() {
+            self.take_over(handover, ctx);
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         for w in &self.workers {
             w.place.stop();
+        }
+        if self.restart_unless_shut_down() {
+            // Its successor lives on this thread.
+            return;
         }
         if self.own_thread {
             actix::Arbiter::current().stop();
