@@ -224,7 +224,8 @@ mod tests {
             match job_id(&text) {
                 Ok(id) => prop_assert_eq!(job_id(&id.to_string()).unwrap(), id),
                 Err(err) => {
-                    prop_assert!(matches!(err, CliError::BadId { .. }));
+                    let is_bad_id = matches!(err, CliError::BadId { .. });
+                    prop_assert!(is_bad_id);
                     prop_assert_eq!(err.exit_code(), 1);
                     prop_assert!(!err.line().contains('\n'));
                 }
