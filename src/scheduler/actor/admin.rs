@@ -167,7 +167,7 @@ impl Handler<DeleteMatching> for Scheduler {
     type Result = usize;
     fn handle(&mut self, msg: DeleteMatching, ctx: &mut Self::Context) -> usize {
         let doomed: Vec<u32> = self
-            .by_id
+            .jobs
             .slots()
             .filter(|&slot| {
                 self.jobs.get(slot).is_some_and(|e| {

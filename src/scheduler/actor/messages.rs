@@ -166,7 +166,7 @@ pub(crate) struct Cancel(pub(crate) JobId);
 impl Handler<Cancel> for Scheduler {
     type Result = MessageResult<Cancel>;
     fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) -> Self::Result {
-        let Some(slot) = self.by_id.get(&msg.0) else {
+        let Some(slot) = self.jobs.slot_of(&msg.0) else {
             return MessageResult(CancelReply::NotHere);
         };
         let now = self.begin();
@@ -193,7 +193,7 @@ pub(crate) struct WaitResult(pub(crate) JobId);
 impl Handler<WaitResult> for Scheduler {
     type Result = MessageResult<WaitResult>;
     fn handle(&mut self, msg: WaitResult, ctx: &mut Self::Context) -> Self::Result {
-        if self.by_id.contains(&msg.0) {
+        if self.jobs.contains(&msg.0) {
             let (tx, rx) = oneshot::channel();
             self.result_waiters.entry(msg.0).or_default().push(tx);
             return MessageResult(WaitReply::Pending(rx));
@@ -267,8 +267,8 @@ impl Handler<PendingJob> for Scheduler {
     type Result = MessageResult<PendingJob>;
     fn handle(&mut self, msg: PendingJob, _: &mut Self::Context) -> Self::Result {
         let job = self
-            .by_id
-            .get(&msg.0)
+            .jobs
+            .slot_of(&msg.0)
             .and_then(|slot| self.jobs.get(slot))
             .map(|e| e.job.to_job(&self.tasks[e.task as usize].name));
         MessageResult(job)
@@ -287,7 +287,7 @@ impl Handler<PendingJobs> for Scheduler {
         let query = msg.0;
         // The id index reads in id order: the order listings use.
         let mut found: Vec<&super::Entry> = self
-            .by_id
+            .jobs
             .slots()
             .filter_map(|slot| self.jobs.get(slot))
             .filter(|e| e.job.matches(&self.tasks[e.task as usize].name, &query))
@@ -319,7 +319,7 @@ impl Handler<PendingCounts> for Scheduler {
     fn handle(&mut self, _: PendingCounts, _: &mut Self::Context) -> Self::Result {
         let mut counts: std::collections::HashMap<(&str, JobStatus), u64> =
             std::collections::HashMap::new();
-        for e in self.by_id.slots().filter_map(|slot| self.jobs.get(slot)) {
+        for e in self.jobs.slots().filter_map(|slot| self.jobs.get(slot)) {
             *counts
                 .entry((&self.tasks[e.task as usize].name, e.job.status))
                 .or_default() += 1;

@@ -25,6 +25,7 @@ mod journal;
 mod messages;
 mod restart;
 mod shared;
+mod table;
 mod threads;
 mod unserved;
 
@@ -50,7 +51,6 @@ use super::alarm::Alarm;
 use super::clock::Clock;
 use super::ready::{ReadyKey, ReadySet};
 use super::timers::{Arm, Rang, Timers};
-use super::wheel::TimerKey;
 use std::task::Poll;
 
 use super::worker::{Dispatch, Outcome, Report, Runnable, RunningJob};
@@ -66,8 +66,8 @@ use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat, Pruner, Rescue
 use crate::store::Store;
 use crate::task::TaskDef;
 use held::{Ending, HeldJob};
-use index::IdIndex;
-use journal::{Journal, Waiter, WriteAt};
+use table::{Entry, JobTable, State, StopReason, Stopping};
+use journal::{Journal, Waiter};
 
 /// What a wheel entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,118 +89,6 @@ enum TimerKind {
 struct Timer {
     slot: u32,
     kind: TimerKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// In the wheel, waiting for run_at (status scheduled or retrying).
-    Waiting,
-    /// In its tag's ready set, or parked on its task.
-    Ready,
-    /// Handed to a worker.
-    Running { worker: u32 },
-    /// Handed to a worker, and its signal fired (a cancel or a timeout):
-    /// decided when the run ends or its grace period does (see
-    /// [`Stopping`]).
-    Stopping { worker: u32 },
-}
-
-impl State {
-    /// Whether a worker holds the job (running, or stopping).
-    fn is_running(self) -> bool {
-        matches!(self, State::Running { .. } | State::Stopping { .. })
-    }
-}
-
-/// Why a running job's signal fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopReason {
-    /// Its task's timeout, `after`, passed.
-    Timeout { after: Duration },
-    /// It was cancelled.
-    Cancel,
-}
-
-/// A running job whose signal fired, in its grace period: what happens to
-/// it is decided when its run ends (so what the handler returned and
-/// logged is recorded with it), or when the grace period ends.
-#[derive(Debug)]
-struct Stopping {
-    reason: StopReason,
-    /// When the signal fired: a retry's backoff counts from here.
-    signalled_at: chrono::DateTime<chrono::Utc>,
-    /// What the run had logged by then.
-    logs: Vec<LogLine>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    job: HeldJob,
-    generation: u32,
-    task: u32,
-    state: State,
-    /// The ready-set sequence number of its latest push.
-    seq: u64,
-    timer: Option<TimerKey>,
-    /// The running attempt: its cancellation signal and its journal.
-    run: Option<Arc<RunShared>>,
-    /// Where its not yet flushed update sits in `writes`.
-    write: Option<WriteAt>,
-}
-
-#[derive(Debug, Default)]
-struct Slab {
-    entries: Vec<Option<Entry>>,
-    generations: Vec<u32>,
-    free: Vec<u32>,
-}
-
-impl Slab {
-    fn insert(&mut self, job: HeldJob, task: u32) -> u32 {
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                self.entries.push(None);
-                self.generations.push(0);
-                (self.entries.len() - 1) as u32
-            }
-        };
-        let generation = self.generations[slot as usize];
-        self.entries[slot as usize] = Some(Entry {
-            job,
-            generation,
-            task,
-            state: State::Ready,
-            seq: 0,
-            timer: None,
-            run: None,
-            write: None,
-        });
-        slot
-    }
-
-    fn get(&self, slot: u32) -> Option<&Entry> {
-        self.entries.get(slot as usize).and_then(Option::as_ref)
-    }
-
-    fn get_mut(&mut self, slot: u32) -> Option<&mut Entry> {
-        self.entries.get_mut(slot as usize).and_then(Option::as_mut)
-    }
-
-    /// Takes every entry out (for a restarted scheduler's successor).
-    fn drain(&mut self) -> impl Iterator<Item = Entry> + '_ {
-        self.free.clear();
-        self.generations.clear();
-        self.entries.drain(..).flatten()
-    }
-
-    fn remove(&mut self, slot: u32) -> Option<Entry> {
-        let entry = self.entries.get_mut(slot as usize)?.take()?;
-        let generation = &mut self.generations[slot as usize];
-        *generation = generation.wrapping_add(1);
-        self.free.push(slot);
-        Some(entry)
-    }
 }
 
 #[derive(Debug)]
@@ -259,9 +147,8 @@ pub(crate) struct Scheduler {
     bus: Arc<EventBus>,
     /// The wheel, the exact waits and how the scheduler wakes for them.
     timers: Timers<Timer>,
-    jobs: Slab,
-    /// Pending jobs by id.
-    by_id: IdIndex,
+    /// The jobs it holds, by slot and by id.
+    jobs: JobTable,
     task_index: HashMap<Arc<str>, u32>,
     tasks: Vec<TaskSlot>,
     tag_index: HashMap<String, u32>,
@@ -330,7 +217,7 @@ pub(crate) struct Scheduler {
 impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
-            .field("pending", &self.by_id.len())
+            .field("pending", &self.jobs.len())
             .field("timers", &self.timers.len())
             .field("workers", &self.workers.len())
             .finish_non_exhaustive()
@@ -419,8 +306,7 @@ impl Scheduler {
             store,
             bus,
             timers: Timers::new(),
-            jobs: Slab::default(),
-            by_id: IdIndex::default(),
+            jobs: JobTable::default(),
             task_index: HashMap::new(),
             tasks: Vec::new(),
             tag_index: HashMap::new(),
@@ -590,7 +476,7 @@ impl Scheduler {
 
     /// Takes in a job this process is responsible for.
     fn admit(&mut self, mut job: Job, origin: Origin, now: u64) {
-        if self.by_id.contains(&job.id) || job.status.is_final() {
+        if self.jobs.contains(&job.id) || job.status.is_final() {
             return;
         }
         let mut logs = Vec::new();
@@ -625,7 +511,6 @@ impl Scheduler {
                 e.job.created_implied = true;
             }
         }
-        self.by_id.insert(id, slot);
         if !logs.is_empty() || origin == Origin::Kicked {
             self.record(slot, logs);
         }
@@ -790,7 +675,6 @@ impl Scheduler {
         if let Some(run) = e.run.take() {
             self.recycle(run);
         }
-        self.by_id.remove(&e.job.id);
         let attempt = e.job.attempts;
         let kind = match status {
             JobStatus::Completed => JobEventKind::Completed {
@@ -1552,7 +1436,7 @@ impl Scheduler {
             // before stopping, so they can still be read.
             self.handed_over = true;
             let left: Vec<Job> = self
-                .by_id
+                .jobs
                 .slots()
                 .filter_map(|slot| self.jobs.get(slot))
                 .map(|e| e.job.to_job(&self.tasks[e.task as usize].name))
@@ -1570,7 +1454,7 @@ impl Scheduler {
             let report = ShutdownReport {
                 finished_while_draining: drain.finished,
                 aborted: std::mem::take(&mut drain.aborted),
-                left_pending: self.by_id.len(),
+                left_pending: self.jobs.len(),
             };
             for w in &mut self.workers {
                 w.place.stop();
@@ -1704,7 +1588,7 @@ impl Scheduler {
     /// At the shutdown deadline: abort what still runs.
     fn abort_running(&mut self) {
         let running: Vec<u32> = self
-            .by_id
+            .jobs
             .slots()
             .filter(|&s| self.jobs.get(s).is_some_and(|e| e.state.is_running()))
             .collect();

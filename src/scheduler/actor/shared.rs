@@ -110,7 +110,7 @@ impl Handler<ClaimNow> for Scheduler {
 impl Handler<ExtendLease> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: ExtendLease, ctx: &mut Self::Context) {
-        if self.by_id.contains(&msg.0) {
+        if self.jobs.contains(&msg.0) {
             self.heartbeat(vec![msg.0], ctx);
         }
     }
@@ -132,7 +132,7 @@ impl Scheduler {
             .as_ref()
             .map_or(Duration::from_secs(10), |m| m.heartbeat.interval());
         ctx.run_interval(beat, |act, ctx| {
-            let held: Vec<JobId> = act.by_id.ids().collect();
+            let held: Vec<JobId> = act.jobs.ids().collect();
             if !held.is_empty() {
                 act.heartbeat(held, ctx);
             }
@@ -328,7 +328,7 @@ impl Scheduler {
 
     /// Held jobs not running (waiting for their time or a free slot).
     fn held_waiting(&self) -> usize {
-        self.by_id
+        self.jobs
             .slots()
             .filter(|&s| self.jobs.get(s).is_some_and(|e| !e.state.is_running()))
             .count()
@@ -348,7 +348,7 @@ impl Scheduler {
                     Some(Ok(reply)) => {
                         let now = act.begin();
                         for id in reply.cancel_requested {
-                            if let Some(slot) = act.by_id.get(&id) {
+                            if let Some(slot) = act.jobs.slot_of(&id) {
                                 act.cancel_slot(slot, now);
                             }
                         }
@@ -369,7 +369,7 @@ impl Scheduler {
 
     /// Forgets a job whose lease is no longer ours, without recording it.
     fn drop_held(&mut self, id: JobId) {
-        let Some(slot) = self.by_id.remove(&id) else {
+        let Some(slot) = self.jobs.slot_of(&id) else {
             return;
         };
         self.clear_timer(slot);
@@ -414,7 +414,6 @@ impl Scheduler {
         let Some(e) = self.jobs.remove(slot) else {
             return;
         };
-        self.by_id.remove(&e.job.id);
         // Local waiters fall back to watching the store.
         self.result_waiters.remove(&e.job.id);
         if let Some(mode) = self.shared.as_mut() {
@@ -425,7 +424,7 @@ impl Scheduler {
     /// At shutdown: give back every held job that is not running.
     pub(super) fn release_waiting(&mut self) {
         let waiting: Vec<u32> = self
-            .by_id
+            .jobs
             .slots()
             .filter(|&s| self.jobs.get(s).is_some_and(|e| !e.state.is_running()))
             .collect();

@@ -62,7 +62,7 @@ impl Scheduler {
 
     /// How many jobs are ready for tag slot `tag` (not suspended).
     fn ready_for(&self, tag: u32) -> u64 {
-        self.by_id
+        self.jobs
             .slots()
             .filter_map(|slot| self.jobs.get(slot))
             .filter(|e| e.state == State::Ready)
