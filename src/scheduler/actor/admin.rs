@@ -17,22 +17,18 @@ use crate::store::StoreError;
 impl Scheduler {
     /// Starts the pruner's loop, on its interval.
     pub(super) fn start_pruner(&mut self, ctx: &mut Context<Self>) {
-        if !self.pruner.enabled() {
-            return;
+        if let Some(every) = self.pruning.interval() {
+            ctx.run_interval(every, |act, ctx| act.prune(ctx));
         }
-        ctx.run_interval(self.pruner.interval(), |act, ctx| act.prune(ctx));
     }
 
     /// Runs the pruner once, unless a run is under way: as a task of its
     /// own, which reports back with [`Pruned`], so the scheduler's turn
     /// never waits on it or runs longer for it.
     pub(super) fn prune(&mut self, ctx: &mut Context<Self>) {
-        if self.pruning {
+        let Some(pruner) = self.pruning.begin() else {
             return;
-        }
-        self.pruning = true;
-        self.completed_unpruned = 0;
-        let pruner = self.pruner.clone();
+        };
         let now = self.clock.now_utc();
         let me = ctx.address();
         actix_rt::spawn(async move {
@@ -49,41 +45,6 @@ impl Scheduler {
                 message: format!("pruning completed jobs failed: {err}"),
             }),
         }
-    }
-
-    /// Whether so many jobs completed since the last pruning that the
-    /// in-memory store should be pruned now rather than at the interval:
-    /// memory is what it holds them in, so it stays near the cap.
-    pub(super) fn prune_due(&self) -> bool {
-        self.in_process
-            && !self.pruning
-            && self
-                .pruner
-                .due_after()
-                .is_some_and(|n| self.completed_unpruned >= n)
-    }
-
-    pub(super) fn rebuild_chain(&mut self, task: u32) {
-        let slot = &mut self.tasks[task as usize];
-        let task_mw = slot
-            .def
-            .as_ref()
-            .map(|d| d.middleware.as_slice())
-            .unwrap_or(&[]);
-        let chain: Vec<Arc<dyn Middleware>> = self
-            .queue_middleware
-            .iter()
-            .chain(task_mw)
-            .cloned()
-            .collect();
-        slot.chain = (!chain.is_empty()).then(|| chain.into());
-        slot.runnable = slot.def.as_ref().map(|def| {
-            Arc::new(crate::scheduler::worker::Runnable {
-                action: def.action.clone(),
-                chain: slot.chain.clone(),
-                grace: def.grace,
-            })
-        });
     }
 
     /// Answers finished batch runs and stops their workers.
@@ -113,7 +74,7 @@ pub(super) struct Pruned(Result<u64, StoreError>);
 impl Handler<Pruned> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: Pruned, _: &mut Self::Context) {
-        self.pruning = false;
+        self.pruning.finished();
         self.pruned(msg.0);
     }
 }
@@ -126,9 +87,9 @@ pub(crate) struct AddMiddleware(pub(crate) Arc<dyn Middleware>);
 impl Handler<AddMiddleware> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: AddMiddleware, _: &mut Self::Context) {
-        self.queue_middleware.push(msg.0);
-        for task in 0..self.tasks.len() as u32 {
-            self.rebuild_chain(task);
+        self.routes.middleware.push(msg.0);
+        for task in 0..self.routes.tasks.len() as u32 {
+            self.routes.rebuild_chain(task);
         }
     }
 }
@@ -144,8 +105,8 @@ pub(crate) struct Suspend {
 impl Handler<Suspend> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: Suspend, ctx: &mut Self::Context) {
-        let task = self.task_slot(&msg.task);
-        let slot = &mut self.tasks[task as usize];
+        let task = self.routes.task_slot(&msg.task);
+        let slot = &mut self.routes.tasks[task as usize];
         slot.suspended = msg.suspended;
         if !msg.suspended {
             let parked = std::mem::take(&mut slot.parked);
@@ -172,7 +133,7 @@ impl Handler<DeleteMatching> for Scheduler {
             .filter(|&slot| {
                 self.jobs.get(slot).is_some_and(|e| {
                     !e.state.is_running()
-                        && *self.tasks[e.task as usize].name == *msg.task
+                        && *self.routes.tasks[e.task as usize].name == *msg.task
                         && msg.pattern.is_match(e.job.payload.as_str())
                 })
             })

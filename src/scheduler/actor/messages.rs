@@ -80,18 +80,8 @@ pub(crate) struct StartWorker {
 impl Scheduler {
     /// Routes the jobs of task `def` to its tag from now on.
     pub(super) fn install_task(&mut self, def: Arc<TaskDef>) {
-        let tag = self.tag_slot(&def.tag);
-        let task = self.task_slot(&def.name);
-        let slot = &mut self.tasks[task as usize];
-        slot.tag = Some(tag);
-        slot.tag_name = Some(def.tag.as_str().into());
-        slot.def = Some(def);
-        self.rebuild_chain(task);
-        let slot = &mut self.tasks[task as usize];
-        if !slot.suspended {
-            let parked = std::mem::take(&mut slot.parked);
-            self.requeue(parked);
-        }
+        let parked = self.routes.install(def);
+        self.requeue(parked);
     }
 
     pub(super) fn add_worker(
@@ -102,7 +92,7 @@ impl Scheduler {
         ctx: &mut Context<Self>,
     ) -> usize {
         let index = self.workers.len();
-        let tag_slots = tags.iter().map(|t| self.tag_slot(t)).collect();
+        let tag_slots = tags.iter().map(|t| self.routes.tag_slot(t)).collect();
         let place =
             super::threads::Place::start(index, placement, ctx.address(), self.clock.now_utc());
         if place.has_threads() {
@@ -240,6 +230,7 @@ impl Handler<Shutdown> for Scheduler {
             reply: Some(tx),
             finished: 0,
             aborted: Vec::new(),
+            handed_over: false,
         });
         if self.is_shared() {
             self.release_waiting();
@@ -270,7 +261,7 @@ impl Handler<PendingJob> for Scheduler {
             .jobs
             .slot_of(&msg.0)
             .and_then(|slot| self.jobs.get(slot))
-            .map(|e| e.job.to_job(&self.tasks[e.task as usize].name));
+            .map(|e| e.job.to_job(&self.routes.tasks[e.task as usize].name));
         MessageResult(job)
     }
 }
@@ -290,7 +281,7 @@ impl Handler<PendingJobs> for Scheduler {
             .jobs
             .slots()
             .filter_map(|slot| self.jobs.get(slot))
-            .filter(|e| e.job.matches(&self.tasks[e.task as usize].name, &query))
+            .filter(|e| e.job.matches(&self.routes.tasks[e.task as usize].name, &query))
             .collect();
         if query.order == Order::NewestFirst {
             found.reverse();
@@ -300,7 +291,7 @@ impl Handler<PendingJobs> for Scheduler {
             found
                 .into_iter()
                 .take(keep)
-                .map(|e| e.job.to_job(&self.tasks[e.task as usize].name))
+                .map(|e| e.job.to_job(&self.routes.tasks[e.task as usize].name))
                 .collect(),
         )
     }
@@ -321,7 +312,7 @@ impl Handler<PendingCounts> for Scheduler {
             std::collections::HashMap::new();
         for e in self.jobs.slots().filter_map(|slot| self.jobs.get(slot)) {
             *counts
-                .entry((&self.tasks[e.task as usize].name, e.job.status))
+                .entry((&self.routes.tasks[e.task as usize].name, e.job.status))
                 .or_default() += 1;
         }
         for job in self.journal.final_records() {

@@ -22,8 +22,10 @@ mod admin;
 mod held;
 mod index;
 mod journal;
+mod lifecycle;
 mod messages;
 mod restart;
+mod routes;
 mod shared;
 mod table;
 mod threads;
@@ -53,19 +55,21 @@ use super::ready::{ReadyKey, ReadySet};
 use super::timers::{Arm, Rang, Timers};
 use std::task::Poll;
 
-use super::worker::{Dispatch, Outcome, Report, Runnable, RunningJob};
+use super::worker::{Dispatch, Outcome, Report, RunningJob};
 use crate::config::{Retention, SharedConfig};
 use crate::context::{RunInfo, RunShared};
 use crate::error::JobErrorKind;
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
 use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
-use crate::middleware::Middleware;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
-use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat, Pruner, Rescuer};
+use crate::scheduler::services::{
+    Claimer, ExpiryWatch, Heartbeat, PruneSchedule, Pruner, Rescuer,
+};
 use crate::store::Store;
-use crate::task::TaskDef;
 use held::{Ending, HeldJob};
+use lifecycle::{AfterFailure, AfterStop};
+use routes::Routes;
 use table::{Entry, JobTable, State, StopReason, Stopping};
 use journal::{Journal, Waiter};
 
@@ -89,21 +93,6 @@ enum TimerKind {
 struct Timer {
     slot: u32,
     kind: TimerKind,
-}
-
-#[derive(Debug)]
-struct TaskSlot {
-    name: Arc<str>,
-    def: Option<Arc<TaskDef>>,
-    tag: Option<u32>,
-    tag_name: Option<Arc<str>>,
-    /// Queue middleware then task middleware, or `None` when there is none.
-    chain: Option<Arc<[Arc<dyn Middleware>]>>,
-    /// The handler, chain and grace period, for worker threads.
-    runnable: Option<Arc<Runnable>>,
-    suspended: bool,
-    /// Ready jobs held back: the task is not defined here, or suspended.
-    parked: Vec<(u32, u32)>,
 }
 
 /// A worker that stops by itself: [`Queue::run_jobs`](crate::Queue::run_jobs).
@@ -135,10 +124,15 @@ struct WorkerSlot {
     batch: Option<Batch>,
 }
 
+/// A shutdown under way: who waits for its report, and what it counts.
 struct Drain {
     reply: Option<oneshot::Sender<ShutdownReport>>,
+    /// Runs that ended while it drained.
     finished: usize,
+    /// Runs aborted at its deadline.
     aborted: Vec<JobId>,
+    /// The pending jobs were handed to the in-process store.
+    handed_over: bool,
 }
 
 pub(crate) struct Scheduler {
@@ -149,29 +143,21 @@ pub(crate) struct Scheduler {
     timers: Timers<Timer>,
     /// The jobs it holds, by slot and by id.
     jobs: JobTable,
-    task_index: HashMap<Arc<str>, u32>,
-    tasks: Vec<TaskSlot>,
-    tag_index: HashMap<String, u32>,
-    tags: Vec<ReadySet>,
+    /// The tasks and tags it knows, and each tag's ready jobs.
+    routes: Routes,
     workers: Vec<WorkerSlot>,
-    queue_middleware: Vec<Arc<dyn Middleware>>,
     seq: u64,
     /// The state changes on their way to the store, and who waits for them.
     journal: Journal,
     /// The store lives in this process only: pending jobs live here only.
     in_process: bool,
-    /// At shutdown, the pending jobs were handed to the in-process store.
-    handed_over: bool,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
     draining: Option<Drain>,
     /// Whether completed jobs are kept at all (see [`Retention::keep_none`]).
     keeps_completed: bool,
-    /// Removes the completed jobs the retention does not keep.
-    pruner: Pruner,
-    /// A pruning is under way.
-    pruning: bool,
-    /// Jobs completed since pruning last ran (see `prune_due`).
-    completed_unpruned: usize,
+    /// When the pruner removes the completed jobs the retention does not
+    /// keep.
+    pruning: PruneSchedule,
     /// Returns the jobs of dead processes (on a shared store).
     rescuer: Option<Rescuer>,
     /// Set when the store is shared between processes.
@@ -189,8 +175,6 @@ pub(crate) struct Scheduler {
     /// Finished runs' shared state, reset, for the next runs: one
     /// allocation fewer per job.
     spare_runs: Vec<Arc<RunShared>>,
-    /// The task slot looked up last, by the name's allocation.
-    last_task: Option<(Arc<str>, u32)>,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
@@ -307,22 +291,15 @@ impl Scheduler {
             bus,
             timers: Timers::new(),
             jobs: JobTable::default(),
-            task_index: HashMap::new(),
-            tasks: Vec::new(),
-            tag_index: HashMap::new(),
-            tags: Vec::new(),
+            routes: Routes::default(),
             workers: Vec::new(),
-            queue_middleware: Vec::new(),
             seq: 0,
             journal: Journal::default(),
             in_process,
-            handed_over: false,
             result_waiters: HashMap::default(),
             draining: None,
             keeps_completed: retention.keeps_completed(),
-            pruner,
-            pruning: false,
-            completed_unpruned: 0,
+            pruning: PruneSchedule::new(pruner, in_process),
             rescuer,
             shared,
             me: None,
@@ -330,7 +307,6 @@ impl Scheduler {
             continuing: false,
             reports: Vec::new(),
             spare_runs: Vec::new(),
-            last_task: None,
             now: Default::default(),
             stopping: HashMap::new(),
             placement,
@@ -375,42 +351,6 @@ impl Scheduler {
         }
     }
 
-    fn task_slot(&mut self, name: &Arc<str>) -> u32 {
-        // Jobs created together share their task's name: skip the lookup.
-        if let Some((last, i)) = &self.last_task {
-            if Arc::ptr_eq(last, name) {
-                return *i;
-            }
-        }
-        if let Some(&i) = self.task_index.get(name) {
-            self.last_task = Some((name.clone(), i));
-            return i;
-        }
-        let i = self.tasks.len() as u32;
-        self.tasks.push(TaskSlot {
-            name: name.clone(),
-            def: None,
-            tag: None,
-            tag_name: None,
-            chain: None,
-            runnable: None,
-            suspended: false,
-            parked: Vec::new(),
-        });
-        self.task_index.insert(name.clone(), i);
-        i
-    }
-
-    fn tag_slot(&mut self, tag: &str) -> u32 {
-        if let Some(&i) = self.tag_index.get(tag) {
-            return i;
-        }
-        let i = self.tags.len() as u32;
-        self.tags.push(ReadySet::default());
-        self.tag_index.insert(tag.to_owned(), i);
-        i
-    }
-
     /// Queues the job's current state for the store, appending `logs`.
     fn record(&mut self, slot: u32, logs: Vec<LogLine>) {
         if self.in_process {
@@ -432,7 +372,7 @@ impl Scheduler {
     /// Sends an event of a job of task slot `task`, if anyone listens.
     fn emit(&self, id: JobId, task: u32, attempt: u32, kind: JobEventKind) {
         if self.bus.is_active() {
-            let task = &self.tasks[task as usize];
+            let task = &self.routes.tasks[task as usize];
             self.bus.job(JobEvent {
                 id,
                 task: task.name.clone(),
@@ -499,7 +439,7 @@ impl Scheduler {
             .into_iter()
             .flatten()
             .find(|at| !crate::time::in_range(*at));
-        let task = self.task_slot(&job.task);
+        let task = self.routes.task_slot(&job.task);
         let id = job.id;
         // Created for an in-process store without its "created" line: the
         // line is rebuilt from created_at when the job is read or stored,
@@ -633,9 +573,9 @@ impl Scheduler {
             return;
         };
         e.seq = seq;
-        let task = &mut self.tasks[e.task as usize];
+        let task = &mut self.routes.tasks[e.task as usize];
         match task.tag {
-            Some(tag) if !task.suspended => self.tags[tag as usize].push(ReadyKey {
+            Some(tag) if !task.suspended => self.routes.tags[tag as usize].push(ReadyKey {
                 priority: e.job.priority,
                 due: self.clock.tick_for(e.job.run_at()),
                 seq,
@@ -718,7 +658,7 @@ impl Scheduler {
                 message,
                 at: finished_at,
             };
-            let name = self.tasks[e.task as usize].name.clone();
+            let name = self.routes.tasks[e.task as usize].name.clone();
             let job = e.job.into_final(name, end, logs, line);
             self.emit(job.id, e.task, job.attempts, kind);
             if !self.result_waiters.is_empty() {
@@ -729,7 +669,7 @@ impl Scheduler {
                 }
             }
             if status == JobStatus::Completed {
-                self.completed_unpruned += 1;
+                self.pruning.completed();
             }
             self.journal.push_final(job);
             return;
@@ -775,24 +715,24 @@ impl Scheduler {
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) {
         let Some(e) = self.jobs.get(slot) else { return };
-        let def = self.tasks[e.task as usize].def.clone();
+        let def = self.routes.tasks[e.task as usize].def.clone();
         let attempts = e.job.attempts;
-        let max = e
-            .job
-            .max_attempts()
-            .or_else(|| def.as_ref().map(|d| d.retry.max_attempts))
-            .unwrap_or(1);
-        if attempts >= max {
-            let message = format!("{message} (attempt {attempts} of {max}, no attempts left)");
-            self.finalize(slot, JobStatus::Buried, None, Some(message), logs);
-            return;
-        }
-        let delay = retry_after.unwrap_or_else(|| {
-            def.map(|d| d.retry.backoff_jittered(attempts, fastrand::f64()))
-                .unwrap_or_default()
-        });
-        let base = since.unwrap_or_else(|| self.now_utc());
-        let run_at = crate::time::saturating_after(base, delay);
+        let decision = lifecycle::after_failure(
+            &message,
+            attempts,
+            e.job.max_attempts(),
+            def.as_ref().map(|d| &d.retry),
+            retry_after,
+            fastrand::f64(),
+            since.unwrap_or_else(|| self.now_utc()),
+        );
+        let (delay, run_at) = match decision {
+            AfterFailure::Bury { message } => {
+                self.finalize(slot, JobStatus::Buried, None, Some(message), logs);
+                return;
+            }
+            AfterFailure::Retry { delay, run_at } => (delay, run_at),
+        };
         logs.push(self.line(
             attempts,
             format!("failed: {message}; retrying in {delay:?}"),
@@ -939,7 +879,7 @@ impl Scheduler {
         let mut finished = std::mem::take(&mut self.reports);
         let mut pending = Vec::new();
         for dispatch in worker.outbox.drain(..) {
-            let task = &self.tasks[dispatch.task as usize];
+            let task = &self.routes.tasks[dispatch.task as usize];
             let mut job = match task.def.as_ref() {
                 Some(def) => {
                     RunningJob::start(dispatch, &*def.action, task.chain.as_deref(), def.grace)
@@ -962,14 +902,14 @@ impl Scheduler {
     fn next_for(&mut self, w: usize, now: u64) -> Option<u32> {
         for i in 0..self.workers[w].tags.len() {
             let tag = self.workers[w].tags[i] as usize;
-            while let Some(key) = self.tags[tag].pop() {
+            while let Some(key) = self.routes.tags[tag].pop() {
                 let Some(e) = self.jobs.get(key.slot) else {
                     continue;
                 };
                 if e.seq != key.seq || e.state != State::Ready {
                     continue;
                 }
-                let task = &self.tasks[e.task as usize];
+                let task = &self.routes.tasks[e.task as usize];
                 if task.suspended || task.tag != Some(tag as u32) {
                     self.enqueue(key.slot);
                     continue;
@@ -995,7 +935,7 @@ impl Scheduler {
         let Some(e) = self.jobs.get_mut(slot) else {
             return;
         };
-        let task = &self.tasks[e.task as usize];
+        let task = &self.routes.tasks[e.task as usize];
         let timeout = task.def.as_ref().and_then(|def| def.timeout);
         e.job.attempts += 1;
         e.job.status = JobStatus::Running;
@@ -1211,7 +1151,7 @@ impl Scheduler {
                     Vec::new(),
                 ),
                 (TimerKind::Deadline, State::Running { .. }) => {
-                    let after = self.tasks[e.task as usize]
+                    let after = self.routes.tasks[e.task as usize]
                         .def
                         .as_ref()
                         .and_then(|d| d.timeout)
@@ -1379,7 +1319,7 @@ impl Scheduler {
                     }
                     // Once the jobs that completed are stored, they
                     // count: prune now if enough of them came.
-                    if act.prune_due() {
+                    if act.pruning.due() {
                         act.prune(ctx);
                     }
                     act.flush(ctx);
@@ -1431,15 +1371,17 @@ impl Scheduler {
             }
             None => false,
         };
-        if done && self.in_process && !self.handed_over {
+        if done && self.in_process && self.draining.as_ref().is_some_and(|d| !d.handed_over) {
             // The jobs left pending live only here: hand them to the store
             // before stopping, so they can still be read.
-            self.handed_over = true;
+            if let Some(d) = self.draining.as_mut() {
+                d.handed_over = true;
+            }
             let left: Vec<Job> = self
                 .jobs
                 .slots()
                 .filter_map(|slot| self.jobs.get(slot))
-                .map(|e| e.job.to_job(&self.tasks[e.task as usize].name))
+                .map(|e| e.job.to_job(&self.routes.tasks[e.task as usize].name))
                 .collect();
             if !left.is_empty() {
                 self.journal.extend_final(left);
@@ -1519,7 +1461,7 @@ impl Scheduler {
             return;
         };
         e.state = State::Stopping { worker };
-        let grace = self.tasks[e.task as usize]
+        let grace = self.routes.tasks[e.task as usize]
             .def
             .as_ref()
             .map_or(Duration::ZERO, |d| d.grace);
@@ -1561,25 +1503,11 @@ impl Scheduler {
         self.clear_timer(slot);
         let mut all = stop.logs;
         all.append(&mut logs);
-        let (said, value) = match ended {
-            Some(Outcome::Completed(value)) => (None, value),
-            Some(Outcome::Failed(err)) => (Some(err.message), None),
-            Some(Outcome::Panicked(m)) => (Some(format!("the handler panicked: {m}")), None),
-            Some(Outcome::Aborted) | None => (None, None),
-        };
-        match stop.reason {
-            StopReason::Timeout { after } => {
-                let message = match said {
-                    Some(m) => format!("timed out after {after:?}: {m}"),
-                    None => format!("timed out after {after:?}"),
-                };
+        match lifecycle::after_stop(stop.reason, ended) {
+            AfterStop::Fail { message } => {
                 self.fail_transient_since(slot, message, None, now, all, Some(stop.signalled_at));
             }
-            StopReason::Cancel => {
-                let message = match said {
-                    Some(m) => format!("cancelled: {m}"),
-                    None => "cancelled".to_owned(),
-                };
+            AfterStop::Cancel { message, value } => {
                 self.finalize(slot, JobStatus::Cancelled, value, Some(message), all);
             }
         }

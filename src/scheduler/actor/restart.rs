@@ -130,9 +130,10 @@ impl Scheduler {
             .collect();
         let jobs = entries
             .into_iter()
-            .map(|(task, job)| job.to_job(&self.tasks[task as usize].name))
+            .map(|(task, job)| job.to_job(&self.routes.tasks[task as usize].name))
             .collect();
         let tasks = self
+            .routes
             .tasks
             .iter()
             .filter(|t| t.def.is_some() || t.suspended)
@@ -155,7 +156,7 @@ impl Scheduler {
         Handover {
             jobs,
             tasks,
-            middleware: self.queue_middleware.clone(),
+            middleware: self.routes.middleware.clone(),
             workers,
             journal: std::mem::take(&mut self.journal).for_successor(),
             result_waiters: std::mem::take(&mut self.result_waiters),
@@ -174,13 +175,13 @@ impl Scheduler {
             result_waiters,
             restarts,
         } = handover;
-        self.queue_middleware = middleware;
+        self.routes.middleware = middleware;
         for task in tasks {
-            let slot = self.task_slot(&task.name);
+            let slot = self.routes.task_slot(&task.name);
             if let Some(def) = task.def {
                 self.install_task(def);
             }
-            self.tasks[slot as usize].suspended = task.suspended;
+            self.routes.tasks[slot as usize].suspended = task.suspended;
         }
         for w in workers {
             self.add_worker(w.tags, w.concurrency, w.placement, ctx);

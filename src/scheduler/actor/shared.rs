@@ -172,10 +172,10 @@ impl Scheduler {
             .filter(|w| !w.stopped)
             .flat_map(|w| w.tags.iter().copied())
             .collect();
-        self.task_index
-            .iter()
-            .filter(|(_, &i)| {
-                let t = &self.tasks[i as usize];
+        self.routes
+            .task_names()
+            .filter(|&(_, i)| {
+                let t = &self.routes.tasks[i as usize];
                 t.def.is_some() && !t.suspended && t.tag.is_some_and(|tag| served.contains(&tag))
             })
             .map(|(name, _)| name.to_string())

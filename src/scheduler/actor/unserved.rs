@@ -35,9 +35,9 @@ impl Scheduler {
         if self.unserved.look.is_some() || self.is_shared() {
             return;
         }
-        let waiting = (0..self.tags.len() as u32).any(|tag| {
+        let waiting = (0..self.routes.tags.len() as u32).any(|tag| {
             !self.unserved.reported.contains(&tag)
-                && !self.tags[tag as usize].is_empty()
+                && !self.routes.tags[tag as usize].is_empty()
                 && !self
                     .workers
                     .iter()
@@ -67,7 +67,7 @@ impl Scheduler {
             .filter_map(|slot| self.jobs.get(slot))
             .filter(|e| e.state == State::Ready)
             .filter(|e| {
-                let task = &self.tasks[e.task as usize];
+                let task = &self.routes.tasks[e.task as usize];
                 task.tag == Some(tag) && !task.suspended
             })
             .count() as u64
@@ -79,21 +79,21 @@ impl Scheduler {
     pub(super) fn watch_unserved_once(&mut self) -> Vec<UnservedTag> {
         let served = self.served_tags();
         let mut found = Vec::new();
-        for tag in 0..self.tags.len() as u32 {
+        for tag in 0..self.routes.tags.len() as u32 {
             if served.contains(&tag) {
                 self.unserved.reported.remove(&tag);
                 continue;
             }
-            if self.unserved.reported.contains(&tag) || self.tags[tag as usize].is_empty() {
+            if self.unserved.reported.contains(&tag) || self.routes.tags[tag as usize].is_empty() {
                 continue;
             }
             let waiting = self.ready_for(tag);
             if waiting == 0 {
                 // Only keys of jobs that left it: nothing waits.
-                self.tags[tag as usize] = ReadySet::default();
+                self.routes.tags[tag as usize] = ReadySet::default();
                 continue;
             }
-            let Some(name) = self.tag_name(tag) else {
+            let Some(name) = self.routes.tag_name(tag) else {
                 continue;
             };
             tracing::warn!(
@@ -114,23 +114,16 @@ impl Scheduler {
     /// The tags with jobs ready and no worker now.
     fn unserved_tags(&self) -> Vec<UnservedTag> {
         let served = self.served_tags();
-        (0..self.tags.len() as u32)
-            .filter(|tag| !served.contains(tag) && !self.tags[*tag as usize].is_empty())
+        (0..self.routes.tags.len() as u32)
+            .filter(|tag| !served.contains(tag) && !self.routes.tags[*tag as usize].is_empty())
             .filter_map(|tag| {
                 let waiting = self.ready_for(tag);
-                let name = self.tag_name(tag)?;
+                let name = self.routes.tag_name(tag)?;
                 (waiting > 0).then_some(UnservedTag { tag: name, waiting })
             })
             .collect()
     }
 
-    /// The name of tag slot `tag`.
-    fn tag_name(&self, tag: u32) -> Option<String> {
-        self.tag_index
-            .iter()
-            .find(|(_, &i)| i == tag)
-            .map(|(name, _)| name.clone())
-    }
 }
 
 /// The tags with jobs ready and no worker.

@@ -26,5 +26,5 @@ mod rescuer;
 pub(crate) use claimer::Claimer;
 pub(crate) use expiry::ExpiryWatch;
 pub(crate) use heartbeat::Heartbeat;
-pub(crate) use pruner::Pruner;
+pub(crate) use pruner::{PruneSchedule, Pruner};
 pub(crate) use rescuer::Rescuer;

@@ -54,9 +54,109 @@ impl Pruner {
     }
 }
 
+/// When the pruner runs: on its loop's interval, and, on a store kept in
+/// this process, early once [`Pruner::due_after`] jobs completed since its
+/// last run. One run at a time.
+#[derive(Debug)]
+pub(crate) struct PruneSchedule {
+    pruner: Pruner,
+    /// Runs early after enough completions (a store kept in this process).
+    early: bool,
+    /// A run is under way.
+    under_way: bool,
+    /// Jobs completed since the last run began.
+    completed_since: usize,
+}
+
+impl PruneSchedule {
+    /// Runs of `pruner`; `early` on a store kept in this process.
+    pub(crate) fn new(pruner: Pruner, early: bool) -> Self {
+        PruneSchedule {
+            pruner,
+            early,
+            under_way: false,
+            completed_since: 0,
+        }
+    }
+
+    /// The pruner's loop interval, or `None` when it has nothing to do.
+    pub(crate) fn interval(&self) -> Option<Duration> {
+        self.pruner.enabled().then(|| self.pruner.interval())
+    }
+
+    /// A job completed (and is stored).
+    pub(crate) fn completed(&mut self) {
+        self.completed_since += 1;
+    }
+
+    /// Whether enough jobs completed for an early run.
+    pub(crate) fn due(&self) -> bool {
+        self.early
+            && !self.under_way
+            && self
+                .pruner
+                .due_after()
+                .is_some_and(|n| self.completed_since >= n)
+    }
+
+    /// Begins a run: the pruner to run, or `None` while one is under way.
+    pub(crate) fn begin(&mut self) -> Option<Pruner> {
+        if self.under_way {
+            return None;
+        }
+        self.under_way = true;
+        self.completed_since = 0;
+        Some(self.pruner.clone())
+    }
+
+    /// The run under way ended.
+    pub(crate) fn finished(&mut self) {
+        self.under_way = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_early_run_is_due_after_a_sixteenth_of_the_cap_and_never_twice_at_once() {
+        let retention = Retention {
+            completed_max_count: Some(160),
+            ..Retention::default()
+        };
+        let mut schedule =
+            PruneSchedule::new(Pruner::new(Arc::new(MemoryStore::new()), retention), true);
+        for _ in 0..9 {
+            schedule.completed();
+        }
+        assert!(!schedule.due());
+        schedule.completed();
+        assert!(schedule.due());
+        assert!(schedule.begin().is_some());
+        assert!(schedule.begin().is_none(), "one run at a time");
+        for _ in 0..10 {
+            schedule.completed();
+        }
+        assert!(!schedule.due(), "not while a run is under way");
+        schedule.finished();
+        assert!(schedule.due());
+    }
+
+    #[test]
+    fn a_durable_store_is_pruned_on_the_interval_only() {
+        let retention = Retention {
+            completed_max_count: Some(16),
+            ..Retention::default()
+        };
+        let mut schedule =
+            PruneSchedule::new(Pruner::new(Arc::new(MemoryStore::new()), retention), false);
+        for _ in 0..100 {
+            schedule.completed();
+        }
+        assert!(!schedule.due());
+        assert!(schedule.interval().is_some());
+    }
     use crate::job::{Job, JobStatus};
     use crate::store::MemoryStore;
 

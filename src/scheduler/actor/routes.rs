@@ -1,0 +1,138 @@
+//! What the scheduler routes jobs by: the tasks and tags it knows, each
+//! task's handler and middleware chain, and each tag's ready jobs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::middleware::Middleware;
+use crate::scheduler::ready::ReadySet;
+use crate::scheduler::worker::Runnable;
+use crate::task::TaskDef;
+
+#[derive(Debug)]
+pub(super) struct TaskSlot {
+    pub(super) name: Arc<str>,
+    pub(super) def: Option<Arc<TaskDef>>,
+    pub(super) tag: Option<u32>,
+    pub(super) tag_name: Option<Arc<str>>,
+    /// Queue middleware then task middleware, or `None` when there is none.
+    pub(super) chain: Option<Arc<[Arc<dyn Middleware>]>>,
+    /// The handler, chain and grace period, for worker threads.
+    pub(super) runnable: Option<Arc<Runnable>>,
+    pub(super) suspended: bool,
+    /// Ready jobs held back: the task is not defined here, or suspended.
+    pub(super) parked: Vec<(u32, u32)>,
+}
+
+/// The tasks and tags a scheduler knows, by slot: a job holds its task's
+/// slot, a worker its tags' slots, so routing a job is an index, not a
+/// lookup by name. Slots are never removed.
+#[derive(Debug, Default)]
+pub(super) struct Routes {
+    task_index: HashMap<Arc<str>, u32>,
+    pub(super) tasks: Vec<TaskSlot>,
+    tag_index: HashMap<String, u32>,
+    /// Each tag's ready jobs, by tag slot.
+    pub(super) tags: Vec<ReadySet>,
+    /// The queue's middleware, outside every task's.
+    pub(super) middleware: Vec<Arc<dyn Middleware>>,
+    /// The task slot looked up last, by the name's allocation.
+    last_task: Option<(Arc<str>, u32)>,
+}
+
+impl Routes {
+    /// The slot of task `name`, made on first sight.
+    pub(super) fn task_slot(&mut self, name: &Arc<str>) -> u32 {
+        // Jobs created together share their task's name: skip the lookup.
+        if let Some((last, i)) = &self.last_task {
+            if Arc::ptr_eq(last, name) {
+                return *i;
+            }
+        }
+        if let Some(&i) = self.task_index.get(name) {
+            self.last_task = Some((name.clone(), i));
+            return i;
+        }
+        let i = self.tasks.len() as u32;
+        self.tasks.push(TaskSlot {
+            name: name.clone(),
+            def: None,
+            tag: None,
+            tag_name: None,
+            chain: None,
+            runnable: None,
+            suspended: false,
+            parked: Vec::new(),
+        });
+        self.task_index.insert(name.clone(), i);
+        i
+    }
+
+    /// The slot of tag `tag`, made on first sight.
+    pub(super) fn tag_slot(&mut self, tag: &str) -> u32 {
+        if let Some(&i) = self.tag_index.get(tag) {
+            return i;
+        }
+        let i = self.tags.len() as u32;
+        self.tags.push(ReadySet::default());
+        self.tag_index.insert(tag.to_owned(), i);
+        i
+    }
+
+    /// The name of tag slot `tag`.
+    pub(super) fn tag_name(&self, tag: u32) -> Option<String> {
+        self.tag_index
+            .iter()
+            .find(|(_, &i)| i == tag)
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Every task's name and slot.
+    pub(super) fn task_names(&self) -> impl Iterator<Item = (&Arc<str>, u32)> + '_ {
+        self.task_index.iter().map(|(name, &i)| (name, i))
+    }
+
+    /// Routes task `def`'s jobs to its tag from now on. Returns the jobs
+    /// parked on it, to queue again unless it is suspended.
+    pub(super) fn install(&mut self, def: Arc<TaskDef>) -> Vec<(u32, u32)> {
+        let tag = self.tag_slot(&def.tag);
+        let task = self.task_slot(&def.name);
+        let slot = &mut self.tasks[task as usize];
+        slot.tag = Some(tag);
+        slot.tag_name = Some(def.tag.as_str().into());
+        slot.def = Some(def);
+        self.rebuild_chain(task);
+        let slot = &mut self.tasks[task as usize];
+        if slot.suspended {
+            Vec::new()
+        } else {
+            std::mem::take(&mut slot.parked)
+        }
+    }
+
+    /// Builds task `task`'s middleware chain (queue middleware first) and
+    /// what its worker threads run.
+    pub(super) fn rebuild_chain(&mut self, task: u32) {
+        let slot = &mut self.tasks[task as usize];
+        let task_mw = slot
+            .def
+            .as_ref()
+            .map(|d| d.middleware.as_slice())
+            .unwrap_or(&[]);
+        let chain: Vec<Arc<dyn Middleware>> = self
+            .middleware
+            .iter()
+            .chain(task_mw)
+            .cloned()
+            .collect();
+        slot.chain = (!chain.is_empty()).then(|| chain.into());
+        slot.runnable = slot.def.as_ref().map(|def| {
+            Arc::new(Runnable {
+                action: def.action.clone(),
+                chain: slot.chain.clone(),
+                grace: def.grace,
+            })
+        });
+    }
+
+}
