@@ -175,7 +175,7 @@ impl Queue {
             }
             query.tags.clear();
         }
-        if self.inner.persistence.in_process() {
+        if self.inner.keeping.pending_live_in_scheduler() {
             return self.fetch_with_pending(query).await;
         }
         self.barrier().await;
@@ -225,7 +225,7 @@ impl Queue {
     ///
     /// [`Error::Store`].
     pub async fn stats(&self) -> Result<Stats, Error> {
-        let counts = if self.inner.persistence.in_process() {
+        let counts = if self.inner.keeping.pending_live_in_scheduler() {
             // Pending jobs (and final ones on their way to the store) are
             // counted where they live, final ones in the store; the
             // store's copy of a kicked job is pending again, not counted

@@ -591,7 +591,10 @@ async fn a_job_nobody_holds_is_expired_on_time_by_the_process_that_created_it() 
         .unwrap();
     assert_eq!(result.status, JobStatus::Expired);
     let waited = created.elapsed();
-    assert!(waited >= Duration::from_millis(300), "expired early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "expired early: {waited:?}"
+    );
     assert!(waited < Duration::from_secs(10), "{waited:?}");
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;

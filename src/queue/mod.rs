@@ -23,18 +23,20 @@ use crate::new_job::NewJob;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
 use crate::scheduler::actor::{
-    AddMiddleware, Admit, Barrier, Cancel, CancelReply, ClaimNow, Origin, PendingJob, Placement,
-    Scheduler, SchedulerAddr, Setup, Shutdown, StartWorker, WaitReply, WaitResult, WatchExpiry,
+    AddMiddleware, Admit, Barrier, Cancel, CancelReply, Origin, PendingJob, Placement, Scheduler,
+    SchedulerAddr, Setup, Shutdown, StartWorker, WaitReply, WaitResult,
 };
 use crate::scheduler::clock::Clock;
-use crate::store::{CancelOutcome, JobUpdate, MemoryStore, Store};
+use crate::store::{CancelOutcome, MemoryStore, Store};
 use crate::task::TaskDef;
 
 mod define;
+mod keeping;
 pub mod plugin;
 mod stores;
 
 pub use define::TaskBuilder;
+use keeping::Keeping;
 
 pub(crate) struct Inner {
     pub(crate) scheduler: SchedulerAddr,
@@ -47,7 +49,7 @@ pub(crate) struct Inner {
     /// Where workers run their handlers unless told otherwise.
     placement: Placement,
     /// How jobs are kept, chosen once from the store.
-    pub(crate) persistence: Persistence,
+    pub(crate) keeping: &'static dyn Keeping,
 }
 
 /// The queue: a cheap-to-clone handle to one scheduler actor and its store.
@@ -222,11 +224,9 @@ impl QueueBuilder {
     /// Outside a running actix system.
     pub async fn build(self) -> Result<Queue, Error> {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let pending = if Persistence::of(&*store).shared() {
-            Vec::new()
-        } else {
-            store.jobs_pending().await?
-        };
+        let pending = keeping::of(Persistence::of(&*store))
+            .pending_at_start(&*store)
+            .await?;
         let queue = Queue::start(
             store,
             self.retention.unwrap_or_default(),
@@ -550,7 +550,7 @@ impl Queue {
                 bus,
                 creating: AtomicUsize::new(0),
                 placement,
-                persistence,
+                keeping: keeping::of(persistence),
             }),
         }
     }
@@ -639,9 +639,7 @@ impl Queue {
     ) -> Result<Vec<JobHandle>, Error> {
         let now = self.inner.clock.now_utc();
         let mut name = None;
-        // On an in-process store the scheduler holds the job until it is
-        // final and rebuilds its "created" line from created_at then.
-        let log_created = !self.inner.persistence.in_process();
+        let log_created = self.inner.keeping.logs_created_line();
         let jobs: Vec<Job> = jobs
             .into_iter()
             .map(|j| j.into_job(now, &mut name, log_created))
@@ -653,13 +651,7 @@ impl Queue {
             return Err(Error::ShutDown);
         }
         self.inner.creating.fetch_add(1, Ordering::SeqCst);
-        // An in-process store gets a job when it becomes final: until then
-        // the scheduler holds it.
-        let stored = if self.inner.persistence.in_process() {
-            Ok(())
-        } else {
-            self.inner.store.jobs_insert(&jobs).await
-        };
+        let stored = self.inner.keeping.keep_new(&*self.inner.store, &jobs).await;
         let drained = self.inner.creating.fetch_sub(1, Ordering::SeqCst) == 1;
         if let Err(err) = stored {
             self.inner.bus.queue(QueueEvent::Error {
@@ -682,24 +674,9 @@ impl Queue {
                 queue: self.clone(),
             })
             .collect();
-        if !self.inner.persistence.shared() {
-            self.inner.scheduler.do_send(Admit {
-                jobs,
-                origin: Origin::New,
-            });
-        }
-        // On a shared store the insert notified every process: one claims
-        // it. This process times the expiry of what it created.
-        else {
-            let watched: Vec<_> = jobs
-                .iter()
-                .filter_map(|j| j.expires_at.map(|at| (j.id, at)))
-                .collect();
-            if !watched.is_empty() {
-                self.inner.scheduler.do_send(WatchExpiry(watched));
-            }
-            self.inner.scheduler.do_send(ClaimNow);
-        }
+        self.inner
+            .keeping
+            .hand_over_new(&self.inner.scheduler, jobs);
         Ok(handles)
     }
 
@@ -767,7 +744,7 @@ impl Queue {
     ///
     /// [`Error::UnknownJob`] when no job has this id; [`Error::Store`].
     pub async fn job(&self, id: JobId) -> Result<Job, Error> {
-        if self.inner.persistence.in_process() {
+        if self.inner.keeping.pending_live_in_scheduler() {
             if let Ok(Some(job)) = self.inner.scheduler.send(PendingJob(id)).await {
                 return Ok(job);
             }
@@ -811,7 +788,7 @@ impl Queue {
             WaitReply::Pending(rx) => match rx.await {
                 Ok(result) => return Ok(result),
                 // Given back to a shared store: watch the store below.
-                Err(_) if self.inner.persistence.shared() => {}
+                Err(_) if self.inner.keeping.others_may_finish() => {}
                 Err(_) => return Err(Error::ShutDown),
             },
             WaitReply::Stored(rx) => {
@@ -824,7 +801,7 @@ impl Queue {
             if let Some(result) = job.outcome() {
                 return Ok(result);
             }
-            if !self.inner.persistence.shared() {
+            if !self.inner.keeping.others_may_finish() {
                 return Err(Error::WrongState {
                     id,
                     status: job.status,
@@ -913,19 +890,11 @@ impl Queue {
         if !self.inner.scheduler.connected() {
             return Err(Error::ShutDown);
         }
-        if self.inner.persistence.shared() {
-            // Ready in the store again; the update wakes the processes.
-            let line = crate::job::LogLine::new(self.now(), job.attempts, "kicked");
-            self.inner
-                .store
-                .jobs_update(&[JobUpdate::of(&job, vec![line])])
-                .await?;
-            return Ok(());
-        }
-        self.inner.scheduler.do_send(Admit {
-            jobs: vec![job],
-            origin: Origin::Kicked,
-        });
+        let line = crate::job::LogLine::new(self.now(), job.attempts, "kicked");
+        self.inner
+            .keeping
+            .kick(&*self.inner.store, &self.inner.scheduler, job, line)
+            .await?;
         Ok(())
     }
 

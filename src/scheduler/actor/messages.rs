@@ -281,7 +281,10 @@ impl Handler<PendingJobs> for Scheduler {
             .jobs
             .slots()
             .filter_map(|slot| self.jobs.get(slot))
-            .filter(|e| e.job.matches(&self.routes.tasks[e.task as usize].name, &query))
+            .filter(|e| {
+                e.job
+                    .matches(&self.routes.tasks[e.task as usize].name, &query)
+            })
             .collect();
         if query.order == Order::NewestFirst {
             found.reverse();

@@ -63,15 +63,13 @@ use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
 use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
-use crate::scheduler::services::{
-    Claimer, ExpiryWatch, Heartbeat, PruneSchedule, Pruner, Rescuer,
-};
+use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat, PruneSchedule, Pruner, Rescuer};
 use crate::store::Store;
 use held::{Ending, HeldJob};
+use journal::{Journal, Waiter};
 use lifecycle::{AfterFailure, AfterStop};
 use routes::Routes;
 use table::{Entry, JobTable, State, StopReason, Stopping};
-use journal::{Journal, Waiter};
 
 /// What a wheel entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -56,7 +56,10 @@ pub(crate) type AddrSlot = Arc<parking_lot::RwLock<Addr<Scheduler>>>;
 pub(crate) const MAX_RESTARTS: u32 = 16;
 
 /// A new mailbox for a scheduler, and the address that reaches it.
-pub(crate) fn mailbox() -> (Addr<Scheduler>, actix::dev::channel::AddressReceiver<Scheduler>) {
+pub(crate) fn mailbox() -> (
+    Addr<Scheduler>,
+    actix::dev::channel::AddressReceiver<Scheduler>,
+) {
     let (tx, rx) = actix::dev::channel::channel(16);
     (Addr::new(tx), rx)
 }
@@ -123,11 +126,7 @@ impl Scheduler {
 
     /// Takes out everything the successor needs.
     fn handover(&mut self) -> Handover {
-        let entries: Vec<_> = self
-            .jobs
-            .drain()
-            .map(|e| (e.task, e.job))
-            .collect();
+        let entries: Vec<_> = self.jobs.drain().map(|e| (e.task, e.job)).collect();
         let jobs = entries
             .into_iter()
             .map(|(task, job)| job.to_job(&self.routes.tasks[task as usize].name))
@@ -225,9 +224,7 @@ impl Scheduler {
                 stored = store.jobs_update(&batch.updates).await;
             }
             if stored.is_ok() && !batch.final_records.is_empty() {
-                stored = store
-                    .jobs_insert(&batch.final_records)
-                    .await;
+                stored = store.jobs_insert(&batch.final_records).await;
             }
             let pending = match stored {
                 Ok(()) => Some(store.jobs_pending().await),
@@ -235,37 +232,43 @@ impl Scheduler {
             };
             (stored, batch, pending)
         };
-        ctx.wait(self.store_call(fut).into_actor(self).map(move |done, act, ctx| {
-            act.admit_all(held, Origin::Restarted);
-            match done {
-                Some((Ok(()), _, Some(Ok(jobs)))) => {
-                    act.journal.batch_stored();
-                    act.admit_all(jobs, Origin::Loaded);
-                }
-                Some((Ok(()), _, pending)) => {
-                    act.journal.batch_stored();
-                    if let Some(Err(err)) = pending {
-                        act.bus.queue(QueueEvent::Error {
-                            message: format!("reloading pending jobs after a restart failed: {err}"),
-                        });
-                    }
-                }
-                Some((Err(err), batch, _)) => {
-                    act.bus.queue(QueueEvent::Error {
-                        message: format!(
+        ctx.wait(
+            self.store_call(fut)
+                .into_actor(self)
+                .map(move |done, act, ctx| {
+                    act.admit_all(held, Origin::Restarted);
+                    match done {
+                        Some((Ok(()), _, Some(Ok(jobs)))) => {
+                            act.journal.batch_stored();
+                            act.admit_all(jobs, Origin::Loaded);
+                        }
+                        Some((Ok(()), _, pending)) => {
+                            act.journal.batch_stored();
+                            if let Some(Err(err)) = pending {
+                                act.bus.queue(QueueEvent::Error {
+                                    message: format!(
+                                        "reloading pending jobs after a restart failed: {err}"
+                                    ),
+                                });
+                            }
+                        }
+                        Some((Err(err), batch, _)) => {
+                            act.bus.queue(QueueEvent::Error {
+                                message: format!(
                             "storing the stopped scheduler's last changes failed, will retry: {err}"
                         ),
-                    });
-                    let wait = act.journal.batch_failed(batch);
-                    ctx.run_later(wait, |act, ctx| {
-                        act.journal.retry_now();
-                        act.flush_now(ctx);
-                    });
-                }
-                None => act.journal.batch_lost(),
-            }
-            act.finish_turn(ctx);
-        }));
+                            });
+                            let wait = act.journal.batch_failed(batch);
+                            ctx.run_later(wait, |act, ctx| {
+                                act.journal.retry_now();
+                                act.flush_now(ctx);
+                            });
+                        }
+                        None => act.journal.batch_lost(),
+                    }
+                    act.finish_turn(ctx);
+                }),
+        );
     }
 }
 
@@ -334,7 +337,9 @@ mod tests {
         // The successor says so.
         loop {
             match events.next().await {
-                Some(Event::Queue(QueueEvent::Error { message })) if message.contains("restarted") => {
+                Some(Event::Queue(QueueEvent::Error { message }))
+                    if message.contains("restarted") =>
+                {
                     assert!(message.contains("took over 2 jobs"), "{message}");
                     break;
                 }
@@ -344,7 +349,10 @@ mod tests {
         }
         // Every later call reaches it.
         let after = queue.create("work", 5u32).await.unwrap();
-        assert_eq!(after.result().await.unwrap().value, Some(serde_json::json!(10)));
+        assert_eq!(
+            after.result().await.unwrap().value,
+            Some(serde_json::json!(10))
+        );
         let delayed = delayed.result().await.unwrap();
         assert_eq!(delayed.status, JobStatus::Completed);
         assert_eq!(delayed.value, Some(serde_json::json!(14)));
@@ -354,7 +362,9 @@ mod tests {
         let job = queue.job(running.id()).await.unwrap();
         assert_eq!(job.attempts, 2);
         assert!(
-            job.logs.iter().any(|l| l.message.contains("scheduler restarted")),
+            job.logs
+                .iter()
+                .any(|l| l.message.contains("scheduler restarted")),
             "{:?}",
             job.logs
         );

@@ -119,12 +119,8 @@ impl Routes {
             .as_ref()
             .map(|d| d.middleware.as_slice())
             .unwrap_or(&[]);
-        let chain: Vec<Arc<dyn Middleware>> = self
-            .middleware
-            .iter()
-            .chain(task_mw)
-            .cloned()
-            .collect();
+        let chain: Vec<Arc<dyn Middleware>> =
+            self.middleware.iter().chain(task_mw).cloned().collect();
         slot.chain = (!chain.is_empty()).then(|| chain.into());
         slot.runnable = slot.def.as_ref().map(|def| {
             Arc::new(Runnable {
@@ -134,5 +130,4 @@ impl Routes {
             })
         });
     }
-
 }

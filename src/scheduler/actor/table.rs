@@ -159,4 +159,3 @@ impl JobTable {
         Some(entry)
     }
 }
-

@@ -123,7 +123,6 @@ impl Scheduler {
             })
             .collect()
     }
-
 }
 
 /// The tags with jobs ready and no worker.

@@ -1,0 +1,253 @@
+//! How the queue handle keeps jobs: one component per persistence mode,
+//! chosen once when the queue is built. The handle calls these verbs and
+//! never asks which mode it is in.
+//!
+//! | step                     | in process (memory) | local (SQLite)  | shared (PostgreSQL)     |
+//! |--------------------------|---------------------|-----------------|-------------------------|
+//! | load at start            | the store's pending | the store's     | nothing: claimed later  |
+//! | keep a new job           | nothing yet         | store it        | store it                |
+//! | hand a new job over      | to the scheduler    | to the scheduler| the store wakes a claim |
+//! | kick an ended job        | to the scheduler    | to the scheduler| ready in the store      |
+//! | read a pending job       | from the scheduler  | from the store  | from the store          |
+//! | another process finishes | never               | never           | may                     |
+
+use async_trait::async_trait;
+
+use crate::job::Job;
+use crate::persistence::Persistence;
+use crate::scheduler::actor::{Admit, ClaimNow, Origin, SchedulerAddr, WatchExpiry};
+use crate::store::{JobUpdate, Store, StoreError};
+
+/// One persistence mode's way of keeping jobs, as the queue handle acts
+/// on it.
+#[async_trait]
+pub(crate) trait Keeping: Send + Sync + std::fmt::Debug {
+    /// The pending jobs the scheduler takes in when the queue starts.
+    async fn pending_at_start(&self, store: &dyn Store) -> Result<Vec<Job>, StoreError>;
+
+    /// Whether a new job is written with its "created" log line (the
+    /// scheduler rebuilds it from `created_at` otherwise, so a pending job
+    /// holds no log allocation).
+    fn logs_created_line(&self) -> bool;
+
+    /// Keeps newly created jobs before the create is acknowledged.
+    async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError>;
+
+    /// Hands kept new jobs to whoever runs them.
+    fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>);
+
+    /// Makes an ended job (made ready again, `line` logged) pending again.
+    async fn kick(
+        &self,
+        store: &dyn Store,
+        scheduler: &SchedulerAddr,
+        job: Job,
+        line: crate::job::LogLine,
+    ) -> Result<(), StoreError>;
+
+    /// Whether the scheduler holds the only copy of a pending job, so
+    /// reads ask it before the store.
+    fn pending_live_in_scheduler(&self) -> bool;
+
+    /// Whether another process may finish a job this one does not hold.
+    fn others_may_finish(&self) -> bool;
+}
+
+/// The memory store: the scheduler holds each pending job, the store
+/// gets it when it becomes final.
+#[derive(Debug)]
+struct InProcess;
+
+/// A durable store only this process uses: stored at creation, every
+/// change recorded, pending jobs loaded at start.
+#[derive(Debug)]
+struct Local;
+
+/// A store shared by processes: stored at creation, claimed with a lease
+/// by whichever process is free.
+#[derive(Debug)]
+struct Shared;
+
+/// The component for `persistence`.
+pub(crate) fn of(persistence: Persistence) -> &'static dyn Keeping {
+    match persistence {
+        Persistence::InProcess => &InProcess,
+        Persistence::Local => &Local,
+        Persistence::Shared => &Shared,
+    }
+}
+
+/// Admits new jobs to this process's scheduler.
+fn admit_new(scheduler: &SchedulerAddr, jobs: Vec<Job>) {
+    scheduler.do_send(Admit {
+        jobs,
+        origin: Origin::New,
+    });
+}
+
+/// Kicks a job back through this process's scheduler.
+fn admit_kicked(scheduler: &SchedulerAddr, job: Job) {
+    scheduler.do_send(Admit {
+        jobs: vec![job],
+        origin: Origin::Kicked,
+    });
+}
+
+#[async_trait]
+impl Keeping for InProcess {
+    async fn pending_at_start(&self, store: &dyn Store) -> Result<Vec<Job>, StoreError> {
+        store.jobs_pending().await
+    }
+
+    fn logs_created_line(&self) -> bool {
+        false
+    }
+
+    async fn keep_new(&self, _: &dyn Store, _: &[Job]) -> Result<(), StoreError> {
+        // Held by the scheduler until final.
+        Ok(())
+    }
+
+    fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {
+        admit_new(scheduler, jobs);
+    }
+
+    async fn kick(
+        &self,
+        _: &dyn Store,
+        scheduler: &SchedulerAddr,
+        job: Job,
+        _: crate::job::LogLine,
+    ) -> Result<(), StoreError> {
+        admit_kicked(scheduler, job);
+        Ok(())
+    }
+
+    fn pending_live_in_scheduler(&self) -> bool {
+        true
+    }
+
+    fn others_may_finish(&self) -> bool {
+        false
+    }
+}
+
+#[async_trait]
+impl Keeping for Local {
+    async fn pending_at_start(&self, store: &dyn Store) -> Result<Vec<Job>, StoreError> {
+        store.jobs_pending().await
+    }
+
+    fn logs_created_line(&self) -> bool {
+        true
+    }
+
+    async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError> {
+        store.jobs_insert(jobs).await
+    }
+
+    fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {
+        admit_new(scheduler, jobs);
+    }
+
+    async fn kick(
+        &self,
+        _: &dyn Store,
+        scheduler: &SchedulerAddr,
+        job: Job,
+        _: crate::job::LogLine,
+    ) -> Result<(), StoreError> {
+        // The scheduler records it ready, with its "kicked" line.
+        admit_kicked(scheduler, job);
+        Ok(())
+    }
+
+    fn pending_live_in_scheduler(&self) -> bool {
+        false
+    }
+
+    fn others_may_finish(&self) -> bool {
+        false
+    }
+}
+
+#[async_trait]
+impl Keeping for Shared {
+    async fn pending_at_start(&self, _: &dyn Store) -> Result<Vec<Job>, StoreError> {
+        // Claimed when due, by whichever process is free.
+        Ok(Vec::new())
+    }
+
+    fn logs_created_line(&self) -> bool {
+        true
+    }
+
+    async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError> {
+        store.jobs_insert(jobs).await
+    }
+
+    fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {
+        // The insert notified every process: one claims each job. This
+        // process times the expiry of what it created.
+        let watched: Vec<_> = jobs
+            .iter()
+            .filter_map(|j| j.expires_at.map(|at| (j.id, at)))
+            .collect();
+        if !watched.is_empty() {
+            scheduler.do_send(WatchExpiry(watched));
+        }
+        scheduler.do_send(ClaimNow);
+    }
+
+    async fn kick(
+        &self,
+        store: &dyn Store,
+        _: &SchedulerAddr,
+        job: Job,
+        line: crate::job::LogLine,
+    ) -> Result<(), StoreError> {
+        // Ready in the store again; the update wakes the processes.
+        store.jobs_update(&[JobUpdate::of(&job, vec![line])]).await
+    }
+
+    fn pending_live_in_scheduler(&self) -> bool {
+        false
+    }
+
+    fn others_may_finish(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_mode_has_its_component() {
+        assert!(of(Persistence::InProcess).pending_live_in_scheduler());
+        assert!(!of(Persistence::InProcess).logs_created_line());
+        assert!(!of(Persistence::Local).pending_live_in_scheduler());
+        assert!(!of(Persistence::Local).others_may_finish());
+        assert!(of(Persistence::Shared).others_may_finish());
+    }
+
+    #[tokio::test]
+    async fn only_the_in_process_mode_leaves_new_jobs_out_of_the_store() {
+        let store = crate::store::MemoryStore::new();
+        let mut name = None;
+        let job = crate::NewJob::new("t", 1)
+            .into_job(chrono::Utc::now(), &mut name, true)
+            .unwrap();
+        of(Persistence::InProcess)
+            .keep_new(&store, std::slice::from_ref(&job))
+            .await
+            .unwrap();
+        assert!(store.job_get(job.id).await.unwrap().is_none());
+        of(Persistence::Local)
+            .keep_new(&store, std::slice::from_ref(&job))
+            .await
+            .unwrap();
+        assert!(store.job_get(job.id).await.unwrap().is_some());
+    }
+}
