@@ -33,6 +33,7 @@ use crate::task::TaskDef;
 mod define;
 pub mod plugin;
 mod stores;
+mod transactional;
 
 pub use define::TaskBuilder;
 

@@ -20,6 +20,7 @@ mod copy;
 mod exec;
 mod rows;
 mod shared;
+mod transactional;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -910,6 +911,10 @@ impl Store for PgStore {
     }
 
     fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
+    }
+
+    fn postgres(&self) -> Option<&PgStore> {
         Some(self)
     }
 
