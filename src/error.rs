@@ -158,6 +158,27 @@ pub enum Error {
     /// The queue has shut down (or its actix system stopped).
     #[error("the queue has shut down")]
     ShutDown,
+    /// The operation needs a queue on the PostgreSQL store and this
+    /// queue is on another (`Queue::create_in` and `Queue::create_many_in`
+    /// write in the caller's PostgreSQL transaction). Nothing was written.
+    ///
+    /// ```
+    /// fn explain(err: &kessel::Error) -> String {
+    ///     match err {
+    ///         kessel::Error::NeedsPostgres { operation, .. } => {
+    ///             format!("{operation}: open the queue with Queue::postgres")
+    ///         }
+    ///         other => other.to_string(),
+    ///     }
+    /// }
+    /// # let _ = explain;
+    /// ```
+    #[error("{operation} needs a queue on the PostgreSQL store")]
+    #[non_exhaustive]
+    NeedsPostgres {
+        /// What was attempted.
+        operation: &'static str,
+    },
 }
 
 /// What a job handler returns when it fails.

@@ -34,6 +34,7 @@ mod define;
 mod keeping;
 pub mod plugin;
 mod stores;
+mod transactional;
 
 pub use define::TaskBuilder;
 use keeping::Keeping;

@@ -376,6 +376,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Capabilities::DURABLE
     }
 
+    /// The PostgreSQL store this store is (feature `postgres`): what
+    /// [`Queue::create_in`](crate::Queue::create_in) writes through, on
+    /// the caller's connection. [`PgStore`] returns itself; a store that
+    /// wraps one may return it; others keep the default, `None`.
+    ///
+    /// ```
+    /// use kessel::store::{MemoryStore, Store};
+    /// assert!(MemoryStore::new().postgres().is_none());
+    /// ```
+    #[cfg(feature = "postgres")]
+    fn postgres(&self) -> Option<&PgStore> {
+        None
+    }
+
     /// Finishes the writes already handed to the store and releases what
     /// it holds (a file and its lock, connections), so the same store can
     /// be opened again, by this process or the next. Calls after it fail.

@@ -20,6 +20,7 @@ mod copy;
 mod exec;
 mod rows;
 mod shared;
+mod transactional;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Executor, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{JobDelete, JobQuery, JobUpdate, Order, SharedStore, StatusCount, Store, StoreError};
@@ -448,21 +449,26 @@ impl Db {
     /// wakes the processes serving them.
     async fn jobs_insert(&self, batch: &NewJobs) -> Result<(), StoreError> {
         match batch {
-            NewJobs::Rows(jobs) => self.jobs_insert_rows(jobs).await,
+            NewJobs::Rows(jobs) => self.jobs_insert_rows(&self.pool, jobs).await,
             NewJobs::Copy(rows, logs) => self.jobs_copy(rows, logs).await,
         }
     }
 
     /// A few jobs: one statement, so one round trip; the jobs, their log
-    /// lines and the wake-up commit together (a statement is its own
+    /// lines and the wake-up commit together (on the pool a statement is
+    /// its own transaction; on a caller's connection, with its
     /// transaction).
-    async fn jobs_insert_rows(&self, jobs: &[Job]) -> Result<(), StoreError> {
+    async fn jobs_insert_rows<'c>(
+        &self,
+        on: impl Executor<'c, Database = Postgres>,
+        jobs: &[Job],
+    ) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
         if let [job] = jobs {
             if job.logs.len() == 1 && job.logs[0].is_created_at(job.created_at) {
-                return self.job_insert_one(job).await;
+                return self.job_insert_one(on, job).await;
             }
         }
         let mut logs = LogColumns::default();
@@ -513,7 +519,7 @@ impl Db {
         .bind(&logs.messages)
         .bind(&logs.data)
         .bind(&self.sql.channel)
-        .execute(&self.pool)
+        .execute(on)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -522,7 +528,11 @@ impl Db {
     /// One job whose log is its "created" line alone (the usual single
     /// create): its values bound as they are, with no arrays for the
     /// server to take apart, and the wake-up in the same statement.
-    async fn job_insert_one(&self, job: &Job) -> Result<(), StoreError> {
+    async fn job_insert_one<'c>(
+        &self,
+        on: impl Executor<'c, Database = Postgres>,
+        job: &Job,
+    ) -> Result<(), StoreError> {
         sqlx::query(AssertSqlSafe(format!(
             "WITH new_job AS (
                  INSERT INTO {jobs} ({columns})
@@ -548,7 +558,7 @@ impl Db {
         .bind(job.progress.map(|p| p.total as i64))
         .bind(job.finished_at)
         .bind(&self.sql.channel)
-        .execute(&self.pool)
+        .execute(on)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -577,7 +587,19 @@ impl Db {
     /// transaction.
     async fn jobs_copy(&self, rows: &CopyRows, logs: &LogColumns) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let mut copy = tx
+        self.jobs_copy_on(&mut tx, rows, logs).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// `COPY`, the log lines and the wake-up on `conn`, inside the
+    /// transaction the caller has open there.
+    async fn jobs_copy_on(
+        &self,
+        conn: &mut PgConnection,
+        rows: &CopyRows,
+        logs: &LogColumns,
+    ) -> Result<(), StoreError> {
+        let mut copy = conn
             .copy_in_raw(&format!(
                 "COPY {} ({}) FROM STDIN (FORMAT binary)",
                 self.sql.table("jobs"),
@@ -597,16 +619,16 @@ impl Db {
                 .bind(&logs.attempts)
                 .bind(&logs.messages)
                 .bind(&logs.data)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(map_err)?;
         }
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(&self.sql.channel)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+        Ok(())
     }
 
     pub(super) async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
@@ -889,6 +911,10 @@ impl Store for PgStore {
     }
 
     fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
+    }
+
+    fn postgres(&self) -> Option<&PgStore> {
         Some(self)
     }
 
