@@ -247,6 +247,7 @@ async fn the_sampler_reports_depth_by_tag_and_status_and_the_oldest_ready_age() 
 #[actix_rt::test]
 async fn the_store_wrapper_times_every_call_to_a_sqlite_store() {
     let _ = prometheus();
+    let spans = spans();
     let dir = tempfile::tempdir().unwrap();
     let store = MeteredStore::new(SqliteStore::open(dir.path().join("jobs.db")).await.unwrap());
     let queue = Queue::builder()
@@ -289,4 +290,107 @@ async fn the_store_wrapper_times_every_call_to_a_sqlite_store() {
         Some(1.0)
     );
     assert!(queue.store().shared().is_none(), "SQLite stays single-process");
+    let store_spans: Vec<String> = spans
+        .0
+        .lock()
+        .iter()
+        .filter(|(name, _)| name == "kessel.store")
+        .map(|(_, fields)| fields.clone())
+        .collect();
+    assert!(
+        store_spans.iter().any(|f| f.contains("operation=\"jobs_pending\"")),
+        "a span per store call: {store_spans:?}"
+    );
+    assert!(store_spans
+        .iter()
+        .any(|f| f.contains("operation=\"jobs_insert\"") && f.contains("rows=")));
+}
+
+/// Spans of one test: the name and the recorded fields of each new span.
+#[derive(Clone, Default)]
+struct Spans(Arc<parking_lot::Mutex<Vec<(String, String)>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields(String::new());
+        attrs.record(&mut fields);
+        self.0
+            .lock()
+            .push((attrs.metadata().name().to_owned(), fields.0));
+    }
+}
+
+/// The spans of this binary, from a global subscriber: a subscriber set
+/// for one thread races the other tests over tracing's per-callsite
+/// interest cache, a global one does not.
+fn spans() -> &'static Spans {
+    static SPANS: OnceLock<Spans> = OnceLock::new();
+    SPANS.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let spans = Spans::default();
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))
+            .expect("the only subscriber of this binary");
+        spans
+    })
+}
+
+#[actix_rt::test]
+async fn each_attempt_runs_in_a_kessel_job_span_with_the_jobs_identity() {
+    pause();
+    let spans = spans();
+    let queue = Queue::new();
+    let inside = common::Trace::default();
+    let seen = inside.clone();
+    queue
+        .define("m-traced")
+        .tag("m-traced")
+        .retry(
+            RetryPolicy::exponential(2)
+                .base_delay(Duration::from_secs(1))
+                .jitter(0.0),
+        )
+        .action(move |job: JobContext<()>| {
+            let seen = seen.clone();
+            async move {
+                let current = tracing::Span::current();
+                seen.push(current.metadata().map(|m| m.name()));
+                if job.attempt() == 1 {
+                    return Err(JobError::transient("again"));
+                }
+                Ok(())
+            }
+        })
+        .unwrap();
+    queue.process(["m-traced"]).start().unwrap();
+    let h = queue.create("m-traced", ()).await.unwrap();
+    h.result().await.unwrap();
+
+    assert_eq!(inside.items(), [Some("kessel.job"), Some("kessel.job")]);
+    let jobs: Vec<String> = spans
+        .0
+        .lock()
+        .iter()
+        .filter(|(name, fields)| name == "kessel.job" && fields.contains("\"m-traced\""))
+        .map(|(_, fields)| fields.clone())
+        .collect();
+    assert_eq!(jobs.len(), 2, "one span per attempt: {jobs:?}");
+    for (n, fields) in jobs.iter().enumerate() {
+        assert!(fields.contains(&format!("job.id={}", h.id())), "{fields}");
+        assert!(fields.contains("job.task=\"m-traced\""), "{fields}");
+        assert!(fields.contains("job.tag=\"m-traced\""), "{fields}");
+        assert!(fields.contains(&format!("job.attempt={}", n + 1)), "{fields}");
+    }
 }
