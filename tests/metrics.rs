@@ -394,3 +394,49 @@ async fn each_attempt_runs_in_a_kessel_job_span_with_the_jobs_identity() {
         assert!(fields.contains(&format!("job.attempt={}", n + 1)), "{fields}");
     }
 }
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_kessel_records() {
+    use kessel::metrics::names::*;
+    let known = [
+        JOBS_CREATED,
+        JOBS_STARTED,
+        JOBS_COMPLETED,
+        JOBS_FAILED,
+        JOBS_TIMED_OUT,
+        JOBS_RETRIED,
+        JOBS_BURIED,
+        JOBS_EXPIRED,
+        JOBS_CANCELLED,
+        JOBS_KICKED,
+        JOB_RUN_SECONDS,
+        JOB_LATENESS_SECONDS,
+        EVENTS_LOST,
+        EVENTS_DROPPED,
+        QUEUE_DEPTH,
+        OLDEST_JOB_AGE_SECONDS,
+        STUCK_THREADS,
+        SAMPLER_ERRORS,
+        STORE_CALL_SECONDS,
+        STORE_ERRORS,
+        LEASES_RESCUED,
+        LEASES_LOST,
+    ];
+    let text = include_str!("../docs/grafana-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 5);
+    let names = regex::Regex::new(r"kessel_[a-z_]+").unwrap();
+    let mut used = 0;
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a query");
+            for name in names.find_iter(expr).map(|m| m.as_str()) {
+                let base = name.strip_suffix("_bucket").unwrap_or(name);
+                assert!(known.contains(&base), "{name} in {expr:?} is not a kessel metric");
+                used += 1;
+            }
+        }
+    }
+    assert!(used > 10);
+}

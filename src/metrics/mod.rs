@@ -158,3 +158,8 @@ pub fn attach(queue: &Queue) -> Result<Metrics, Error> {
         sampler: Sampler::new(queue, SamplerConfig::default())?.spawn(),
     })
 }
+
+/// The guide, `docs/metrics.md`: its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/metrics.md")]
+struct Guide;
