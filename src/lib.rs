@@ -39,6 +39,8 @@
 //!   process per file, group commit;
 //! - PostgreSQL (feature `postgres`): `Queue::postgres(url)`, many processes
 //!   on many machines share one queue (claims, leases, rescue);
+//! - `metrics`: [`metrics`], Prometheus counters, gauges and histograms
+//!   of jobs, queue depth and store calls (`docs/metrics.md`);
 //! - `test-utils`: `kessel::conformance`, the suite every
 //!   store passes, to run on your own [`Store`].
 //!
@@ -82,6 +84,8 @@ mod error;
 pub mod event;
 mod id_ordered_map;
 mod job;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod middleware;
 mod new_job;
 mod persistence;

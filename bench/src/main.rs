@@ -477,37 +477,44 @@ impl Bench {
             };
             self.burn_row(params, system, answer);
         }
-        use systems::kessel::{Backend, Handlers};
+        use systems::kessel::{Backend, Handlers, Watch};
         let kept_nowhere = ", completed jobs not kept";
         let (handlers, variants) = match system {
-            // Events on; and both ways again keeping no completed job
-            // (`Retention::keep_none`), as the peers keep none.
+            // Events on; metrics on (`kessel::metrics::attach`, to set
+            // beside events off and on); and events off and on again
+            // keeping no completed job (`Retention::keep_none`), as the
+            // peers keep none.
             System::Kessel => (
                 Handlers::SchedulerThread,
                 vec![
-                    (Backend::Memory, true, ""),
-                    (Backend::MemoryKeepNone, false, kept_nowhere),
-                    (Backend::MemoryKeepNone, true, kept_nowhere),
+                    (Backend::Memory, Watch::Events, ""),
+                    (Backend::Memory, Watch::Metrics, ""),
+                    (Backend::MemoryKeepNone, Watch::Off, kept_nowhere),
+                    (Backend::MemoryKeepNone, Watch::Events, kept_nowhere),
                 ],
             ),
             // Keeping no completed job, events off: where the scheduler's
             // own per-job work is smallest, so the hand-off shows most.
             System::KesselWorkerThread => (
                 Handlers::Threads(1),
-                vec![(Backend::MemoryKeepNone, false, kept_nowhere)],
+                vec![(Backend::MemoryKeepNone, Watch::Off, kept_nowhere)],
             ),
             _ => return,
         };
-        for (backend, events, kept) in variants {
+        for (backend, watch, kept) in variants {
             for c in self.plan.concurrencies.clone() {
                 let params = format!(
-                    "n={}, c={c}, events {}{kept}",
+                    "n={}, c={c}, {}{kept}",
                     report::human(n as f64),
-                    if events { "on" } else { "off" }
+                    match watch {
+                        Watch::Off => "events off",
+                        Watch::Events => "events on",
+                        Watch::Metrics => "metrics on",
+                    }
                 );
                 let cap = self.plan.cap;
                 let answer =
-                    run(|| systems::kessel::burn_down(backend, n, c, handlers, events, cap));
+                    run(|| systems::kessel::burn_down(backend, n, c, handlers, watch, cap));
                 self.burn_row(params, system, answer.into());
             }
         }

@@ -307,6 +307,21 @@ pub(crate) struct RunningJob {
     /// Started when the signal is first seen: the future is dropped when
     /// it ends.
     grace_ends: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The run's `kessel.job` span, entered around every poll of the
+    /// handler (what `tracing::Instrument` does, without boxing the
+    /// future again); disabled, and free, when no subscriber wants it.
+    span: tracing::Span,
+}
+
+/// The `kessel.job` span of one run.
+fn job_span(info: &crate::context::RunInfo) -> tracing::Span {
+    tracing::info_span!(
+        "kessel.job",
+        job.id = %info.id,
+        job.task = &*info.shared.task,
+        job.tag = info.shared.tag.as_deref(),
+        job.attempt = info.attempt,
+    )
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -329,7 +344,9 @@ impl RunningJob {
         grace: std::time::Duration,
     ) -> Self {
         let (attempt, shared) = (d.info.attempt, d.info.shared.clone());
+        let span = job_span(&d.info);
         let (info, payload) = (d.info, d.payload);
+        let entered = span.enter();
         let started = catch_unwind(AssertUnwindSafe(|| match chain {
             Some(chain) => {
                 let meta = JobMeta { info: info.clone() };
@@ -337,6 +354,7 @@ impl RunningJob {
             }
             None => action.start(info, payload.as_str()),
         }));
+        drop(entered);
         let (fut, early) = match started {
             Ok(fut) => (Some(fut), None),
             Err(p) => (None, Some(Outcome::Panicked(panic_message(p)))),
@@ -350,6 +368,7 @@ impl RunningJob {
             early,
             grace,
             grace_ends: None,
+            span,
         }
     }
 
@@ -357,6 +376,7 @@ impl RunningJob {
     /// fails the job, never the worker.
     pub(crate) fn start_failed(d: Dispatch, message: &str) -> Self {
         RunningJob {
+            span: job_span(&d.info),
             slot: d.slot,
             attempt: d.info.attempt,
             shared: d.info.shared,
@@ -418,7 +438,10 @@ impl Future for RunningJob {
         let Some(fut) = this.fut.as_mut() else {
             return Poll::Ready(this.report(Outcome::Aborted));
         };
-        let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+        let polled = {
+            let _entered = this.span.enter();
+            catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+        };
         let outcome = match polled {
             Ok(Poll::Pending) => {
                 if this.grace_ends.is_some() {

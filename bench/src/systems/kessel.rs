@@ -172,18 +172,41 @@ async fn stop(queue: &Queue) {
 /// Creates `n` no-op jobs, then processes them all; returns jobs/s of the
 /// processing phase. With `events`, one queue-wide subscriber drains an
 /// event stream meanwhile; the note says how many events it saw and missed.
+/// What watches a burn-down's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Nothing: with no subscriber kessel builds no events.
+    Off,
+    /// One `Filter::All` stream that counts what it receives.
+    Events,
+    /// `kessel::metrics::attach` (the job metrics' event subscriber and
+    /// the sampler) into the Prometheus recorder, rendered once at the end.
+    Metrics,
+}
+
+/// The bench's Prometheus recorder: one per process, installed on first use.
+fn prometheus() -> Result<&'static kessel::metrics::Prometheus, Fail> {
+    static PROMETHEUS: std::sync::OnceLock<kessel::metrics::Prometheus> =
+        std::sync::OnceLock::new();
+    if let Some(p) = PROMETHEUS.get() {
+        return Ok(p);
+    }
+    let installed = kessel::metrics::Prometheus::install().map_err(|e| e.to_string())?;
+    Ok(PROMETHEUS.get_or_init(|| installed))
+}
+
 pub async fn burn_down(
     backend: Backend<'_>,
     n: u64,
     concurrency: usize,
     handlers: Handlers,
-    events: bool,
+    watch: Watch,
     cap: Duration,
 ) -> Result<(f64, Option<String>), Fail> {
     let stamps = Stamps::counter(n);
     let (queue, _keep) = queue_on(backend, &stamps, handlers).await?;
     let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let subscriber = events.then(|| {
+    let subscriber = (watch == Watch::Events).then(|| {
         let mut stream = queue.events(Filter::All);
         let seen = seen.clone();
         actix_rt::spawn(async move {
@@ -192,12 +215,19 @@ pub async fn burn_down(
             }
         })
     });
+    let metrics = match watch {
+        Watch::Metrics => Some((
+            prometheus()?,
+            kessel::metrics::attach(&queue).map_err(|e| e.to_string())?,
+        )),
+        _ => None,
+    };
     create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
     let t = Instant::now();
     handlers.start(&queue, concurrency)?;
     let waited = stamps.wait(cap).await;
     let secs = t.elapsed().as_secs_f64();
-    let note = subscriber.map(|task| {
+    let mut note = subscriber.map(|task| {
         task.abort();
         format!(
             "one Filter::All stream subscriber: {} events received, {} missed (buffer full)",
@@ -205,6 +235,17 @@ pub async fn burn_down(
             queue.events_missed()
         )
     });
+    if let Some((prometheus, attached)) = metrics {
+        let recorded = attached.jobs.events_recorded();
+        drop(attached);
+        let body = prometheus.render();
+        note = Some(format!(
+            "kessel::metrics::attach + Prometheus recorder: {recorded} events recorded, \
+             {} missed (buffer full), {} bytes rendered",
+            queue.events_missed(),
+            body.len()
+        ));
+    }
     stop(&queue).await;
     waited.map_err(|e| format!("{e} ({:.0} jobs/s)", stamps.runs() as f64 / secs))?;
     Ok((n as f64 / secs, note))

@@ -110,7 +110,7 @@ impl System {
     ) -> Answer<f64> {
         use kessel::{Backend, Handlers};
         let run_kessel = |backend, handlers| async move {
-            kessel::burn_down(backend, n, concurrency, handlers, false, cap)
+            kessel::burn_down(backend, n, concurrency, handlers, kessel::Watch::Off, cap)
                 .await
                 .map(|(r, _)| r)
                 .into()
