@@ -473,6 +473,9 @@ async fn bad_input_is_400_naming_the_problem_never_500() {
     assert_eq!(error_of(&body).1.as_deref(), Some("pattern"));
     let body = json_of(&app, get("/kessel/nowhere"), StatusCode::NOT_FOUND).await;
     assert_eq!(error_of(&body).0, "route_not_found");
+    let resp = send(&app, TestRequest::delete().uri("/kessel/jobs").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers().get("allow").unwrap(), "GET, POST");
     let body = json_of(
         &app,
         TestRequest::delete().uri("/kessel/stats").to_request(),

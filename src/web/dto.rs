@@ -59,8 +59,13 @@ impl From<Status> for JobStatus {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateJobRequest {
-    /// The task the job runs (need not be defined in this process).
-    #[schema(example = "send email")]
+    /// The task the job runs (need not be defined in this process): not
+    /// blank, no `:`.
+    #[schema(
+        example = "send email",
+        min_length = 1,
+        pattern = "^[^:]*[^:\\s][^:]*$"
+    )]
     pub(crate) task: String,
     /// The input for the task's handler: any JSON value (null when left out).
     #[serde(default)]

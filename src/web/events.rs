@@ -142,6 +142,7 @@ pub(crate) struct EventParams {
     /// Only events of this task's jobs.
     task: Option<String>,
     /// Only events of this job.
+    #[param(value_type = Option<uuid::Uuid>)]
     job: Option<String>,
     /// Only these kinds: job event kinds (`started,completed,buried`) and
     /// `queue` for queue events. Default: all.

@@ -170,7 +170,7 @@ pub(crate) async fn create_jobs(
     get,
     path = "/jobs/{id}",
     tag = "jobs",
-    params(("id" = String, Path, description = "The job's id (a UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The job", body = JobView),
         (status = 400, description = "Not a job id", body = ErrorBody),
@@ -199,15 +199,48 @@ pub(crate) struct ListParams {
     /// Only the job(s) with this producer reference.
     reference: Option<String>,
     /// Only jobs created at or after this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     created_after: Option<String>,
     /// Only jobs created before this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     created_before: Option<String>,
     /// `newest` (the default) or `oldest` first.
+    #[param(inline, value_type = Option<OrderParam>)]
     order: Option<String>,
     /// Jobs per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9a-f]{2})*$")]
     cursor: Option<String>,
+}
+
+/// The order of `GET /jobs`, for the OpenAPI document.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // read as text, to name the field when it is wrong
+pub(crate) enum OrderParam {
+    Newest,
+    Oldest,
+}
+
+impl ListParams {
+    /// Text parameters given empty (`task=`) are read as not given; an
+    /// empty time, order or limit is an error like any other bad value.
+    fn without_empty(mut self) -> Self {
+        for value in [
+            &mut self.status,
+            &mut self.task,
+            &mut self.tag,
+            &mut self.reference,
+            &mut self.cursor,
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
+        self
+    }
 }
 
 fn list(text: &Option<String>) -> Vec<String> {
@@ -248,7 +281,7 @@ pub(crate) async fn list_jobs(
     read: Read,
     params: Query<ListParams>,
 ) -> Result<HttpResponse, WebError> {
-    let params = params.into_inner();
+    let params = params.into_inner().without_empty();
     let queue = &read.0.queue;
     let statuses = list(&params.status)
         .iter()
@@ -318,7 +351,7 @@ pub(crate) async fn list_jobs(
     post,
     path = "/jobs/{id}/cancel",
     tag = "jobs",
-    params(("id" = String, Path, description = "The job's id (a UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
     responses(
         (status = 200, description = "Cancelled (or, on a shared store, cancellation requested)", body = Done),
         (status = 400, description = "Not a job id", body = ErrorBody),
@@ -340,7 +373,7 @@ pub(crate) async fn cancel_job(admin: Admin, id: Path<String>) -> Result<HttpRes
     post,
     path = "/jobs/{id}/kick",
     tag = "jobs",
-    params(("id" = String, Path, description = "The job's id (a UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
     responses(
         (status = 200, description = "Kicked", body = Done),
         (status = 400, description = "Not a job id", body = ErrorBody),

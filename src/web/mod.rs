@@ -151,28 +151,37 @@ impl Api {
             hub: self.hub.clone(),
             openapi: openapi_json(path),
         });
-        let resource = |p: &str| web::resource(p).default_service(web::to(method_not_allowed));
+        let resource = |p: &str, allow: &'static str| {
+            web::resource(p).default_service(web::to(move || method_not_allowed(allow)))
+        };
         web::scope(path)
             .app_data(state)
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .service(
-                resource("/jobs")
+                resource("/jobs", "GET, POST")
                     .route(web::get().to(jobs::list_jobs))
                     .route(web::post().to(jobs::create_job)),
             )
-            .service(resource("/jobs/batch").route(web::post().to(jobs::create_jobs)))
-            .service(resource("/jobs/{id}").route(web::get().to(jobs::get_job)))
-            .service(resource("/jobs/{id}/cancel").route(web::post().to(jobs::cancel_job)))
-            .service(resource("/jobs/{id}/kick").route(web::post().to(jobs::kick_job)))
-            .service(resource("/tasks").route(web::get().to(admin::list_tasks)))
-            .service(resource("/tasks/{task}/suspend").route(web::post().to(admin::suspend_task)))
-            .service(resource("/tasks/{task}/resume").route(web::post().to(admin::resume_task)))
-            .service(resource("/stats").route(web::get().to(admin::stats)))
-            .service(resource("/clean").route(web::post().to(admin::clean)))
-            .service(resource("/delete-matching").route(web::post().to(admin::delete_matching)))
-            .service(resource("/events").route(web::get().to(events::stream)))
-            .service(resource("/openapi.json").route(web::get().to(openapi)))
+            .service(resource("/jobs/batch", "POST").route(web::post().to(jobs::create_jobs)))
+            .service(resource("/jobs/{id}", "GET").route(web::get().to(jobs::get_job)))
+            .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel_job)))
+            .service(resource("/jobs/{id}/kick", "POST").route(web::post().to(jobs::kick_job)))
+            .service(resource("/tasks", "GET").route(web::get().to(admin::list_tasks)))
+            .service(
+                resource("/tasks/{task}/suspend", "POST")
+                    .route(web::post().to(admin::suspend_task)),
+            )
+            .service(
+                resource("/tasks/{task}/resume", "POST").route(web::post().to(admin::resume_task)),
+            )
+            .service(resource("/stats", "GET").route(web::get().to(admin::stats)))
+            .service(resource("/clean", "POST").route(web::post().to(admin::clean)))
+            .service(
+                resource("/delete-matching", "POST").route(web::post().to(admin::delete_matching)),
+            )
+            .service(resource("/events", "GET").route(web::get().to(events::stream)))
+            .service(resource("/openapi.json", "GET").route(web::get().to(openapi)))
             .default_service(web::to(route_not_found))
     }
 
@@ -283,9 +292,14 @@ async fn route_not_found(req: HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-async fn method_not_allowed() -> HttpResponse {
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     use actix_web::ResponseError;
-    WebError::MethodNotAllowed.error_response()
+    let mut response = WebError::MethodNotAllowed.error_response();
+    response.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    response
 }
 
 /// The OpenAPI document of the API, generated from the handlers.
@@ -349,23 +363,40 @@ impl utoipa::Modify for BearerScheme {
 /// assert!(doc["paths"]["/jobs/{id}/kick"]["post"].is_object());
 /// ```
 pub fn openapi_document() -> String {
+    openapi_json("")
+}
+
+fn openapi_json(path: &str) -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    let mut text = doc.to_pretty_json().unwrap_or_default();
+    if !path.trim_matches('/').is_empty() {
+        doc.servers = Some(vec![utoipa::openapi::Server::new(path)]);
+    }
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    either_or(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
 }
 
-fn openapi_json(path: &str) -> String {
-    if path.trim_matches('/').is_empty() {
-        return openapi_document();
+/// `delay` and `run_at` (and `expires_in` and `expires_at`) are either/or:
+/// said in the schema too (utoipa has no attribute for `not`), so clients
+/// and schema-driven testers know both together are refused.
+fn either_or(doc: &mut serde_json::Value) {
+    let both = |a: &str, b: &str| {
+        serde_json::json!({
+            "required": [a, b],
+            "properties": {a: {"not": {"type": "null"}}, b: {"not": {"type": "null"}}},
+        })
+    };
+    if let Some(schema) = doc.pointer_mut("/components/schemas/CreateJobRequest") {
+        if let Some(schema) = schema.as_object_mut() {
+            schema.insert(
+                "not".into(),
+                serde_json::json!({"anyOf": [both("delay", "run_at"), both("expires_in", "expires_at")]}),
+            );
+        }
     }
-    let mut doc = ApiDoc::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.servers = Some(vec![utoipa::openapi::Server::new(path)]);
-    let mut text = doc.to_pretty_json().unwrap_or_default();
-    text.push('\n');
-    text
 }
 
 /// The OpenAPI 3 document of this API.
