@@ -43,6 +43,9 @@
 //!   of jobs, queue depth and store calls (`docs/metrics.md`);
 //! - `test-utils`: `kessel::conformance`, the suite every
 //!   store passes, to run on your own [`Store`].
+//! - `web`: `kessel::web`, the HTTP API (jobs, tasks, stats, a live event
+//!   stream, an OpenAPI document) to mount in an actix-web app or run
+//!   standalone; see `docs/http.md`.
 //!
 //! # Where handlers run
 //!
@@ -95,6 +98,8 @@ mod scheduler;
 pub mod store;
 mod task;
 mod time;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use admin::{Clean, Stats};
 pub use config::{Retention, SharedConfig};

@@ -1,0 +1,392 @@
+//! What goes over the wire: the API's own request and response types,
+//! mirroring the library's, with their OpenAPI schemas. The library's
+//! types stay free of web concerns; these convert from them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::job::{Job, JobStatus, LogLine};
+use crate::Stats;
+
+/// Where a job is in its life (see `docs/lifecycle.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Scheduled,
+    Ready,
+    Running,
+    Retrying,
+    Completed,
+    Buried,
+    Expired,
+    Cancelled,
+}
+
+impl From<JobStatus> for Status {
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Scheduled => Status::Scheduled,
+            JobStatus::Ready => Status::Ready,
+            JobStatus::Running => Status::Running,
+            JobStatus::Retrying => Status::Retrying,
+            JobStatus::Completed => Status::Completed,
+            JobStatus::Buried => Status::Buried,
+            JobStatus::Expired => Status::Expired,
+            JobStatus::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+impl From<Status> for JobStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Scheduled => JobStatus::Scheduled,
+            Status::Ready => JobStatus::Ready,
+            Status::Running => JobStatus::Running,
+            Status::Retrying => JobStatus::Retrying,
+            Status::Completed => JobStatus::Completed,
+            Status::Buried => JobStatus::Buried,
+            Status::Expired => JobStatus::Expired,
+            Status::Cancelled => JobStatus::Cancelled,
+        }
+    }
+}
+
+/// A job to create. Only `task` is required.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateJobRequest {
+    /// The task the job runs (need not be defined in this process): not
+    /// blank, no `:`.
+    #[schema(
+        example = "send email",
+        min_length = 1,
+        pattern = "^[^:]*[^:\\s][^:]*$"
+    )]
+    pub(crate) task: String,
+    /// The input for the task's handler: any JSON value (null when left out).
+    #[serde(default)]
+    #[schema(example = json!({"to": "ford@example.com"}))]
+    pub(crate) payload: serde_json::Value,
+    /// Start no earlier than this long from now: `10ms`, `30s`, `45m`, `2h`,
+    /// `6d`, or a bare number of milliseconds. Not with `run_at`.
+    #[schema(example = "10m")]
+    pub(crate) delay: Option<String>,
+    /// Start no earlier than this time (RFC 3339). Not with `delay`.
+    pub(crate) run_at: Option<DateTime<Utc>>,
+    /// Expire, without running, if not started this long from now. Not
+    /// with `expires_at`.
+    pub(crate) expires_in: Option<String>,
+    /// Expire, without running, if not started by this time. Not with
+    /// `expires_in`.
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// 0 runs first (the default); larger numbers wait; negatives are 0.
+    pub(crate) priority: Option<i64>,
+    /// The producer's own reference for the job.
+    pub(crate) reference: Option<String>,
+    /// Attempts allowed for this job, overriding the task's retry policy;
+    /// 0 is read as 1.
+    #[schema(minimum = 0)]
+    pub(crate) max_attempts: Option<u32>,
+}
+
+/// Several jobs to create in one store write: all or none.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBatchRequest {
+    /// The jobs, created in this order.
+    pub(crate) jobs: Vec<CreateJobRequest>,
+}
+
+/// A created job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct CreatedJob {
+    /// Its id.
+    #[schema(value_type = String, format = Uuid)]
+    pub(crate) id: String,
+    /// Its status: `ready`, or `scheduled` when it waits for a delay.
+    pub(crate) status: Status,
+}
+
+/// Jobs created in one request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct CreatedJobs {
+    /// The created jobs' ids, in the order the jobs were given.
+    #[schema(value_type = Vec<String>)]
+    pub(crate) ids: Vec<String>,
+}
+
+/// One line of a job's log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct LogLineView {
+    /// When it was written.
+    pub(crate) at: DateTime<Utc>,
+    /// The attempt that wrote it (0 before the first attempt).
+    pub(crate) attempt: u32,
+    /// The message.
+    pub(crate) message: String,
+    /// Structured data, when the handler gave some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<serde_json::Value>,
+}
+
+impl From<&LogLine> for LogLineView {
+    fn from(line: &LogLine) -> Self {
+        LogLineView {
+            at: line.at,
+            attempt: line.attempt,
+            message: line.message.to_string(),
+            data: line.data.clone(),
+        }
+    }
+}
+
+/// A job's last reported progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct ProgressView {
+    /// Steps done.
+    pub(crate) current: u64,
+    /// Steps in all.
+    pub(crate) total: u64,
+}
+
+/// Everything kessel records about a job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct JobView {
+    /// kessel's id for the job (a UUIDv7: ids sort by creation).
+    #[schema(value_type = String, format = Uuid)]
+    pub(crate) id: String,
+    /// The task the job runs.
+    pub(crate) task: String,
+    /// The producer's own reference, if it gave one.
+    pub(crate) reference: Option<String>,
+    /// Where the job is in its life.
+    pub(crate) status: Status,
+    /// The input for the task's handler.
+    pub(crate) payload: serde_json::Value,
+    /// 0 runs first.
+    pub(crate) priority: u32,
+    /// Attempts started so far.
+    pub(crate) attempts: u32,
+    /// Attempts allowed, when the producer set it.
+    pub(crate) max_attempts: Option<u32>,
+    /// The last failure's message, or the final outcome's message.
+    pub(crate) last_error: Option<String>,
+    /// What the handler returned, once completed.
+    pub(crate) result: Option<serde_json::Value>,
+    /// The last reported progress.
+    pub(crate) progress: Option<ProgressView>,
+    /// When the job was created.
+    pub(crate) created_at: DateTime<Utc>,
+    /// The earliest the job may start (its next attempt, while retrying).
+    pub(crate) run_at: DateTime<Utc>,
+    /// The latest the job may start.
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// When the job reached a final state.
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+    /// The job's log.
+    pub(crate) logs: Vec<LogLineView>,
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> Self {
+        JobView {
+            id: job.id.to_string(),
+            task: job.task.to_string(),
+            reference: job.reference,
+            status: job.status.into(),
+            // A payload a foreign writer stored as something other than
+            // JSON is shown as its text rather than failing the request.
+            payload: job
+                .payload
+                .to_value()
+                .unwrap_or_else(|_| serde_json::Value::String(job.payload.as_str().to_owned())),
+            priority: job.priority,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            last_error: job.last_error,
+            result: job.result,
+            progress: job.progress.map(|p| ProgressView {
+                current: p.current,
+                total: p.total,
+            }),
+            created_at: job.created_at,
+            run_at: job.run_at,
+            expires_at: job.expires_at,
+            finished_at: job.finished_at,
+            logs: job.logs.iter().map(LogLineView::from).collect(),
+        }
+    }
+}
+
+/// One page of jobs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct JobPage {
+    /// The jobs on this page.
+    pub(crate) jobs: Vec<JobView>,
+    /// Pass as `cursor` (with the same filters) for the next page; absent
+    /// on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// A task and how many of its jobs are in each status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct TaskView {
+    /// The task's name.
+    pub(crate) task: String,
+    /// Whether this process defines it (has a handler for it).
+    pub(crate) defined: bool,
+    /// Jobs by status; every status is present.
+    pub(crate) counts: BTreeMap<String, u64>,
+    /// All its jobs.
+    pub(crate) total: u64,
+}
+
+/// The tasks, sorted by name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct TaskList {
+    /// The tasks defined here or with jobs in the store.
+    pub(crate) tasks: Vec<TaskView>,
+}
+
+/// How many jobs of one task are in one status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct StatusCountView {
+    /// The task.
+    pub(crate) task: String,
+    /// The status.
+    pub(crate) status: Status,
+    /// How many jobs.
+    pub(crate) count: u64,
+}
+
+/// A worker thread a handler blocks.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct StuckThreadView {
+    /// The tags of the worker the thread belongs to.
+    pub(crate) tags: Vec<String>,
+    /// Which of the worker's threads, from 0.
+    pub(crate) thread: usize,
+    /// When the scheduler last heard from it.
+    pub(crate) since: DateTime<Utc>,
+    /// The jobs it was running then.
+    #[schema(value_type = Vec<String>)]
+    pub(crate) running: Vec<String>,
+}
+
+/// A tag with jobs ready and no worker of this process to run them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct UnservedTagView {
+    /// The tag.
+    pub(crate) tag: String,
+    /// How many jobs wait for it.
+    pub(crate) waiting: u64,
+}
+
+/// Counts of jobs by task and status, and the queue's health.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct StatsView {
+    /// Non-zero counts by task and status.
+    pub(crate) counts: Vec<StatusCountView>,
+    /// Jobs by status over all tasks; every status is present.
+    pub(crate) totals: BTreeMap<String, u64>,
+    /// Events dropped because subscribers lagged.
+    pub(crate) events_missed: u64,
+    /// Worker threads a handler blocks right now.
+    pub(crate) stuck_threads: Vec<StuckThreadView>,
+    /// Tags with jobs ready and no worker to run them.
+    pub(crate) unserved_tags: Vec<UnservedTagView>,
+}
+
+impl From<Stats> for StatsView {
+    fn from(stats: Stats) -> Self {
+        let totals = JobStatus::ALL
+            .into_iter()
+            .map(|s| (s.to_string(), stats.total(s)))
+            .collect();
+        StatsView {
+            totals,
+            counts: stats
+                .counts
+                .into_iter()
+                .map(|c| StatusCountView {
+                    task: c.task,
+                    status: c.status.into(),
+                    count: c.count,
+                })
+                .collect(),
+            events_missed: stats.events_missed,
+            stuck_threads: stats
+                .stuck_threads
+                .into_iter()
+                .map(|t| StuckThreadView {
+                    tags: t.tags,
+                    thread: t.thread,
+                    since: t.since,
+                    running: t.running.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+            unserved_tags: stats
+                .unserved_tags
+                .into_iter()
+                .map(|t| UnservedTagView {
+                    tag: t.tag,
+                    waiting: t.waiting,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What to clean: final jobs of these statuses (default `completed`), of
+/// tasks with these tags (default all), finished longer ago than
+/// `older_than` (default any age).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CleanRequest {
+    /// Final statuses: completed, buried, expired, cancelled.
+    #[serde(default)]
+    pub(crate) statuses: Vec<Status>,
+    /// Only jobs of tasks with these tags (as defined in this process).
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
+    /// Only jobs that finished longer ago than this (`7d`, `12h`).
+    pub(crate) older_than: Option<String>,
+}
+
+/// How many jobs were removed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct CleanResponse {
+    /// Jobs removed, with their logs.
+    pub(crate) removed: u64,
+}
+
+/// Which queued jobs to delete: those of `task` whose payload, as JSON
+/// text, matches the regular expression `pattern`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteMatchingRequest {
+    /// The task.
+    pub(crate) task: String,
+    /// A regular expression (Rust `regex` syntax) over the payload's JSON text.
+    #[schema(example = "spam@")]
+    pub(crate) pattern: String,
+}
+
+/// How many queued jobs were deleted (they end as cancelled).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct DeleteMatchingResponse {
+    /// Jobs deleted.
+    pub(crate) deleted: u64,
+}
+
+/// The answer to a suspend, resume, cancel or kick.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct Done {
+    /// Always true.
+    pub(crate) ok: bool,
+}

@@ -1,0 +1,391 @@
+//! `/jobs`: create, list, read, cancel, kick.
+
+use actix_web::http::header;
+use actix_web::web::{Path, Query};
+use actix_web::HttpResponse;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::body::JsonBody;
+use super::cursor::Cursor;
+use super::dto::{
+    CreateBatchRequest, CreateJobRequest, CreatedJob, CreatedJobs, Done, JobPage, JobView,
+};
+use super::error::{ErrorBody, WebError};
+use super::{Admin, Read};
+use crate::job::{JobId, JobStatus};
+use crate::new_job::NewJob;
+use crate::store::{JobQuery, Order};
+
+/// The most jobs one page holds.
+const MAX_LIMIT: usize = 1000;
+
+/// Reads a job id from the path.
+pub(crate) fn parse_id(text: &str) -> Result<JobId, WebError> {
+    text.parse()
+        .map_err(|_| WebError::invalid_field("id", format!("`{text}` is not a job id (a UUID)")))
+}
+
+/// Builds the library's job from a request, naming fields under `prefix`
+/// (`jobs[2].`) when a value is wrong.
+fn new_job(req: CreateJobRequest, prefix: &str) -> Result<NewJob, WebError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let duration = |name: &str, text: &str| {
+        crate::parse_duration(text).map_err(|e| WebError::invalid_field(field(name), e.to_string()))
+    };
+    let both = |a: &str, b: &str| {
+        WebError::invalid_field(field(b), format!("give `{a}` or `{b}`, not both"))
+    };
+    let mut job = NewJob::new(req.task, req.payload);
+    match (req.delay, req.run_at) {
+        (Some(_), Some(_)) => return Err(both("delay", "run_at")),
+        (Some(delay), None) => job = job.delay(duration("delay", &delay)?),
+        (None, Some(at)) => job = job.run_at(at),
+        (None, None) => {}
+    }
+    match (req.expires_in, req.expires_at) {
+        (Some(_), Some(_)) => return Err(both("expires_in", "expires_at")),
+        (Some(within), None) => job = job.expires_in(duration("expires_in", &within)?),
+        (None, Some(at)) => job = job.expires_at(at),
+        (None, None) => {}
+    }
+    if let Some(priority) = req.priority {
+        job = job.priority(priority);
+    }
+    if let Some(reference) = req.reference {
+        job = job.reference(reference);
+    }
+    if let Some(attempts) = req.max_attempts {
+        job = job.max_attempts(attempts);
+    }
+    Ok(job)
+}
+
+/// Prefixes the field of a library error with the job's place in a batch
+/// when the library names one (it reports the first bad job's field, not
+/// which job: with one job there is no doubt).
+fn in_batch(err: crate::Error, single: bool) -> WebError {
+    let err = WebError::from(err);
+    match err {
+        WebError::BadRequest {
+            code,
+            message,
+            field: Some(field),
+        } if !single => WebError::BadRequest {
+            code,
+            message,
+            field: Some(format!("jobs[].{field}")),
+        },
+        other => other,
+    }
+}
+
+/// Creates one job.
+#[utoipa::path(
+    post,
+    path = "/jobs",
+    tag = "jobs",
+    request_body = CreateJobRequest,
+    responses(
+        (status = 201, description = "Created", body = CreatedJob,
+            headers(("location" = String, description = "The job's URL, relative to the API"))),
+        (status = 400, description = "Malformed JSON or a bad field (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Body not JSON", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_job(
+    admin: Admin,
+    body: JsonBody<CreateJobRequest>,
+) -> Result<HttpResponse, WebError> {
+    let job = new_job(body.0, "")?;
+    let queue = &admin.0.queue;
+    let handle = queue
+        .create_many([job])
+        .await
+        .map_err(|e| in_batch(e, true))?
+        .pop()
+        .ok_or_else(|| WebError::Internal("no job was created".into()))?;
+    let created = created(queue, handle.id()).await;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("jobs/{}", created.id)))
+        .json(created))
+}
+
+/// The created job's id and status. The status is read back, not
+/// guessed: a job created ready may already run by now.
+async fn created(queue: &crate::Queue, id: JobId) -> CreatedJob {
+    let status = queue.job(id).await.map_or(JobStatus::Ready, |j| j.status);
+    CreatedJob {
+        id: id.to_string(),
+        status: status.into(),
+    }
+}
+
+/// Creates many jobs in one store write: all or none.
+#[utoipa::path(
+    post,
+    path = "/jobs/batch",
+    tag = "jobs",
+    request_body = CreateBatchRequest,
+    responses(
+        (status = 201, description = "Created, in the order given", body = CreatedJobs),
+        (status = 400, description = "Malformed JSON or a bad field (named in `field`, e.g. `jobs[2].delay`)", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Body not JSON", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_jobs(
+    admin: Admin,
+    body: JsonBody<CreateBatchRequest>,
+) -> Result<HttpResponse, WebError> {
+    let jobs = body
+        .0
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, req)| new_job(req, &format!("jobs[{i}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let single = jobs.len() == 1;
+    let handles = admin
+        .0
+        .queue
+        .create_many(jobs)
+        .await
+        .map_err(|e| in_batch(e, single))?;
+    Ok(HttpResponse::Created().json(CreatedJobs {
+        ids: handles.iter().map(|h| h.id().to_string()).collect(),
+    }))
+}
+
+/// One job: status, attempts, payload, result, log and progress.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_job(read: Read, id: Path<String>) -> Result<HttpResponse, WebError> {
+    let id = parse_id(&id)?;
+    let job = read.0.queue.job(id).await?;
+    Ok(HttpResponse::Ok().json(JobView::from(job)))
+}
+
+/// Filters and paging of `GET /jobs`. Lists are comma separated.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// Only jobs in these statuses (`ready,buried`).
+    status: Option<String>,
+    /// Only jobs of these tasks.
+    task: Option<String>,
+    /// Only jobs of tasks with these tags (as defined in this process).
+    tag: Option<String>,
+    /// Only the job(s) with this producer reference.
+    reference: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
+    created_after: Option<String>,
+    /// Only jobs created before this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
+    created_before: Option<String>,
+    /// `newest` (the default) or `oldest` first.
+    #[param(inline, value_type = Option<OrderParam>)]
+    order: Option<String>,
+    /// Jobs per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9a-f]{2})*$")]
+    cursor: Option<String>,
+}
+
+/// The order of `GET /jobs`, for the OpenAPI document.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // read as text, to name the field when it is wrong
+pub(crate) enum OrderParam {
+    Newest,
+    Oldest,
+}
+
+impl ListParams {
+    /// Text parameters given empty (`task=`) are read as not given; an
+    /// empty time, order or limit is an error like any other bad value.
+    fn without_empty(mut self) -> Self {
+        for value in [
+            &mut self.status,
+            &mut self.task,
+            &mut self.tag,
+            &mut self.reference,
+            &mut self.cursor,
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
+        self
+    }
+}
+
+fn list(text: &Option<String>) -> Vec<String> {
+    text.iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn time(name: &str, text: &Option<String>) -> Result<Option<DateTime<Utc>>, WebError> {
+    text.as_deref()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    WebError::invalid_field(name, format!("`{t}` is not an RFC 3339 time: {e}"))
+                })
+        })
+        .transpose()
+}
+
+/// Jobs matching the filters, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "A bad filter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_jobs(
+    read: Read,
+    params: Query<ListParams>,
+) -> Result<HttpResponse, WebError> {
+    let params = params.into_inner().without_empty();
+    let queue = &read.0.queue;
+    let statuses = list(&params.status)
+        .iter()
+        .map(|s| s.parse::<JobStatus>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| WebError::invalid_field("status", e.to_string()))?;
+    let order = match params.order.as_deref() {
+        None | Some("newest") => Order::NewestFirst,
+        Some("oldest") => Order::OldestFirst,
+        Some(other) => {
+            return Err(WebError::invalid_field(
+                "order",
+                format!("`{other}` is not `newest` or `oldest`"),
+            ))
+        }
+    };
+    let limit = match params.limit.as_deref() {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                WebError::invalid_field(
+                    "limit",
+                    format!("`{text}` is not a number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
+    let cursor = match params.cursor.as_deref() {
+        Some(text) => Cursor::decode(text)?,
+        None => Cursor::first(queue.now()),
+    };
+    let created_before = match time("created_before", &params.created_before)? {
+        Some(t) => t.min(cursor.before),
+        None => cursor.before,
+    };
+    let query = JobQuery {
+        statuses,
+        tasks: list(&params.task),
+        tags: list(&params.tag),
+        reference: params.reference,
+        created_after: time("created_after", &params.created_after)?,
+        created_before: Some(created_before),
+        order,
+        offset: cursor.offset,
+        // One more than the page, to know whether a next page exists.
+        limit: limit + 1,
+    };
+    let mut jobs = queue.fetch(query).await?;
+    let next_cursor = (jobs.len() > limit).then(|| {
+        jobs.truncate(limit);
+        Cursor {
+            offset: cursor.offset + limit,
+            before: cursor.before,
+        }
+        .encode()
+    });
+    Ok(HttpResponse::Ok().json(JobPage {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Cancels a pending job; a running job's handler is signalled.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Cancelled (or, on a shared store, cancellation requested)", body = Done),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is already final", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel_job(admin: Admin, id: Path<String>) -> Result<HttpResponse, WebError> {
+    let id = parse_id(&id)?;
+    admin.0.queue.cancel(id).await?;
+    Ok(HttpResponse::Ok().json(Done { ok: true }))
+}
+
+/// Returns a buried job to ready, with one more attempt.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/kick",
+    tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Kicked", body = Done),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is not buried", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn kick_job(admin: Admin, id: Path<String>) -> Result<HttpResponse, WebError> {
+    let id = parse_id(&id)?;
+    admin.0.queue.kick(id).await?;
+    Ok(HttpResponse::Ok().json(Done { ok: true }))
+}
