@@ -193,6 +193,8 @@ impl From<Error> for WebError {
                 code: "shut_down",
                 message: err.to_string(),
             },
+            // No endpoint enqueues in a caller's transaction.
+            Error::NeedsPostgres { .. } => WebError::Internal(err.to_string()),
         }
     }
 }
