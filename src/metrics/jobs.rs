@@ -1,63 +1,29 @@
-//! Job metrics from the queue's event stream: counters by task, run time
-//! and lateness histograms.
+//! Job metrics recorded by the scheduler as it moves jobs: counters by
+//! task, run time and lateness histograms. No event stream in between, so
+//! nothing is lost under bursts and the cost is a few atomic additions per
+//! job.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use metrics::{counter, histogram, Counter, Histogram};
 use tokio::sync::Notify;
 
 use super::names;
-use crate::event::{Event, EventStream, Filter, JobEvent, JobEventKind};
-use crate::job::JobId;
+use crate::event::JobEventKind;
 use crate::queue::Queue;
 
-/// How [`JobMetrics`] subscribes.
+/// Records what happens to a queue's jobs (see [`names`](super::names) for
+/// the metrics): a counter per kind of change and task,
+/// `kessel_job_run_seconds` from each attempt's start to its end
+/// (completed, failed or timed out), and `kessel_job_lateness_seconds`
+/// from when a job was due to when it started.
 ///
-/// # Examples
-///
-/// ```
-/// use kessel::metrics::JobMetricsConfig;
-/// let mut config = JobMetricsConfig::default();
-/// config.buffer = 65_536;
-/// assert_eq!(config.max_tracked_jobs, 100_000);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct JobMetricsConfig {
-    /// Events buffered for the subscriber (default 16384). Events beyond it
-    /// are lost to the metrics and counted in `kessel_events_lost_total`.
-    pub buffer: usize,
-    /// At most this many jobs are followed at once for the run-time and
-    /// lateness histograms (default 100 000): a job between its creation
-    /// and its end takes an entry of a few dozen bytes. Jobs beyond it are
-    /// counted but not timed.
-    pub max_tracked_jobs: usize,
-}
-
-impl Default for JobMetricsConfig {
-    fn default() -> Self {
-        JobMetricsConfig {
-            buffer: 16_384,
-            max_tracked_jobs: 100_000,
-        }
-    }
-}
-
-/// Records what happens to a queue's jobs, from its event stream (see
-/// [`names`](super::names) for the metrics): a counter per event kind and
-/// task, `kessel_job_run_seconds` from each attempt's `started` to its
-/// `completed`, `failed` or `timed-out`, and `kessel_job_lateness_seconds`
-/// from when a job was due (its creation, its `scheduled` or `retrying`
-/// time, its kick) to its `started`.
-///
-/// It sees the events of this process: jobs another process created (a
-/// shared store) or that were pending when this process started are
-/// counted from their `started` on, with no lateness sample. Dropping it
-/// unsubscribes.
+/// The scheduler records them itself as it moves the jobs it holds, so
+/// every change is counted, whatever the rate. On a shared store, a job
+/// is counted by the process that runs it (and `created` by the process
+/// that created it). Dropping it stops the recording.
 ///
 /// # Examples
 ///
@@ -69,29 +35,29 @@ impl Default for JobMetricsConfig {
 /// queue.define("hello").action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
 /// queue.process(["default"]).start()?;
 /// queue.create("hello", ()).await?;
-/// metrics.wait_finished(1).await; // the job's final event is recorded
+/// metrics.wait_finished(1).await; // the job's end is recorded
+/// assert_eq!(metrics.finished(), 1);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct JobMetrics {
-    task: tokio::task::JoinHandle<()>,
     probe: Arc<Probe>,
 }
 
-/// What the recording task has done, for [`JobMetrics::wait_finished`].
-#[derive(Debug, Default)]
+/// What the recorder has done, shared with the handle.
+#[derive(Debug)]
 struct Probe {
-    events: AtomicU64,
+    /// The handle lives: the scheduler records.
+    alive: AtomicBool,
+    /// Jobs that reached a final state since attaching.
     finished: AtomicU64,
+    /// Callers in `wait_finished`: only then is a finish notified.
+    waiting: AtomicUsize,
     notify: Notify,
 }
 
 impl JobMetrics {
-    /// Subscribes to `queue`'s events with [`JobMetricsConfig::default`].
-    ///
-    /// # Panics
-    ///
-    /// Outside a running actix system (or tokio runtime).
+    /// Starts recording `queue`'s job metrics into the installed recorder.
     ///
     /// # Examples
     ///
@@ -99,59 +65,43 @@ impl JobMetrics {
     /// # #[actix_rt::main] async fn main() {
     /// let queue = kessel::Queue::new();
     /// let metrics = kessel::metrics::JobMetrics::attach(&queue);
-    /// assert_eq!(metrics.events_recorded(), 0);
+    /// assert_eq!(metrics.finished(), 0);
     /// # }
     /// ```
     pub fn attach(queue: &Queue) -> JobMetrics {
-        JobMetrics::attach_with(queue, JobMetricsConfig::default())
+        let probe = Arc::new(Probe {
+            alive: AtomicBool::new(true),
+            finished: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            notify: Notify::new(),
+        });
+        queue
+            .inner
+            .scheduler
+            .do_send(crate::scheduler::actor::ObserveJobs(JobRecorder::new(
+                probe.clone(),
+            )));
+        JobMetrics { probe }
     }
 
-    /// Subscribes to `queue`'s events with `config`.
-    ///
-    /// # Panics
-    ///
-    /// Outside a running actix system (or tokio runtime).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[actix_rt::main] async fn main() {
-    /// use kessel::metrics::{JobMetrics, JobMetricsConfig};
-    /// let queue = kessel::Queue::new();
-    /// let mut config = JobMetricsConfig::default();
-    /// config.buffer = 65_536;
-    /// let _metrics = JobMetrics::attach_with(&queue, config);
-    /// # }
-    /// ```
-    pub fn attach_with(queue: &Queue, config: JobMetricsConfig) -> JobMetrics {
-        let stream = queue.events_with_buffer(Filter::All, config.buffer);
-        let probe = Arc::new(Probe::default());
-        let task = actix_rt::spawn(record(
-            stream,
-            Recorder::new(config.max_tracked_jobs),
-            probe.clone(),
-        ));
-        JobMetrics { task, probe }
-    }
-
-    /// How many events it has recorded so far.
+    /// How many jobs reached a final state (completed, buried, expired,
+    /// cancelled) since it was attached.
     ///
     /// # Examples
     ///
     /// ```
     /// # #[actix_rt::main] async fn main() {
     /// let metrics = kessel::metrics::JobMetrics::attach(&kessel::Queue::new());
-    /// assert_eq!(metrics.events_recorded(), 0);
+    /// assert_eq!(metrics.finished(), 0);
     /// # }
     /// ```
-    pub fn events_recorded(&self) -> u64 {
-        self.probe.events.load(Ordering::Acquire)
+    pub fn finished(&self) -> u64 {
+        self.probe.finished.load(Ordering::Acquire)
     }
 
-    /// Waits until it has recorded at least `jobs` final job events
-    /// (`completed`, `buried`, `expired`, `cancelled`) since it was
+    /// Waits until at least `jobs` jobs reached a final state since it was
     /// attached: a probe for tests, which then read the metrics knowing
-    /// every event before those is in them.
+    /// every change before those is in them.
     ///
     /// # Examples
     ///
@@ -162,34 +112,26 @@ impl JobMetrics {
     /// # }
     /// ```
     pub async fn wait_finished(&self, jobs: u64) {
+        self.probe.waiting.fetch_add(1, Ordering::SeqCst);
         loop {
             let notified = self.probe.notify.notified();
-            if self.probe.finished.load(Ordering::Acquire) >= jobs {
-                return;
+            if self.probe.finished.load(Ordering::SeqCst) >= jobs {
+                break;
             }
             notified.await;
         }
+        self.probe.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Drop for JobMetrics {
     fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn record(mut stream: EventStream, mut recorder: Recorder, probe: Arc<Probe>) {
-    while let Some(event) = stream.next().await {
-        let finished = recorder.record(&event);
-        probe.events.fetch_add(1, Ordering::Release);
-        if finished {
-            probe.finished.fetch_add(1, Ordering::Release);
-            probe.notify.notify_waiters();
-        }
+        self.probe.alive.store(false, Ordering::Release);
     }
 }
 
 /// The handles of one task's metrics, registered once.
+#[derive(Debug)]
 struct TaskMetrics {
     created: Counter,
     started: Counter,
@@ -225,133 +167,99 @@ impl TaskMetrics {
     }
 }
 
-/// What is known of one job between its events.
-#[derive(Default)]
-struct Track {
-    /// When it became (or becomes) due, if this process saw it.
-    due: Option<DateTime<Utc>>,
-    /// When its running attempt started.
-    started: Option<DateTime<Utc>>,
-}
-
-/// Turns events into metrics. Clock-free: every time comes from the
-/// events, so what it records does not depend on when it reads them.
-struct Recorder {
-    tasks: HashMap<Arc<str>, TaskMetrics>,
-    jobs: HashMap<JobId, Track>,
-    max_tracked: usize,
-    lost: Counter,
-}
-
-/// The job's track, made if there is room.
-fn track(jobs: &mut HashMap<JobId, Track>, max: usize, id: JobId) -> Option<&mut Track> {
-    if jobs.len() >= max && !jobs.contains_key(&id) {
-        return None;
-    }
-    Some(jobs.entry(id).or_default())
-}
-
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    // A negative span (clocks of two processes) counts as none.
+    // A negative span (a due time ahead of the clock) counts as none.
     (to - from).to_std().map_or(0.0, |d| d.as_secs_f64())
 }
 
-impl Recorder {
-    fn new(max_tracked: usize) -> Self {
-        Recorder {
-            tasks: HashMap::new(),
-            jobs: HashMap::new(),
-            max_tracked,
-            lost: counter!(names::EVENTS_LOST),
+/// The scheduler's side: turns the changes it makes into metrics. Tasks
+/// are known by the scheduler's task slot, running jobs by their job slot,
+/// so recording is an index, never a lookup by name or id.
+#[derive(Debug)]
+pub(crate) struct JobRecorder {
+    probe: Arc<Probe>,
+    /// By task slot.
+    tasks: Vec<Option<TaskMetrics>>,
+    /// When the attempt running in each job slot started.
+    started: Vec<Option<DateTime<Utc>>>,
+}
+
+impl JobRecorder {
+    fn new(probe: Arc<Probe>) -> Self {
+        JobRecorder {
+            probe,
+            tasks: Vec::new(),
+            started: Vec::new(),
         }
     }
 
-    /// Records one event; returns whether it ended a job.
-    fn record(&mut self, event: &Event) -> bool {
-        match event {
-            Event::Job(e) => self.job(e),
-            Event::Lagged { missed } => {
-                self.lost.increment(*missed);
-                false
-            }
-            Event::Queue(_) => false,
-        }
+    /// Whether its handle still lives.
+    pub(crate) fn alive(&self) -> bool {
+        self.probe.alive.load(Ordering::Relaxed)
     }
 
-    fn job(&mut self, e: &JobEvent) -> bool {
-        let Recorder {
-            tasks,
-            jobs,
-            max_tracked,
-            ..
-        } = self;
-        if !tasks.contains_key(&e.task) {
-            tasks.insert(e.task.clone(), TaskMetrics::new(&e.task));
+    fn task(&mut self, task: u32, name: &str) -> &TaskMetrics {
+        let i = task as usize;
+        if self.tasks.len() <= i {
+            self.tasks.resize_with(i + 1, || None);
         }
-        // Registered just above; a missing entry records nothing rather
-        // than panic.
-        let Some(m) = tasks.get(&e.task) else {
-            return false;
-        };
-        let mut run_ended = false;
-        match &e.kind {
-            JobEventKind::Created => {
-                m.created.increment(1);
-                if let Some(t) = track(jobs, *max_tracked, e.id) {
-                    t.due = Some(e.at);
-                }
-            }
-            JobEventKind::Scheduled { run_at } | JobEventKind::Retrying { run_at } => {
-                if matches!(e.kind, JobEventKind::Retrying { .. }) {
-                    m.retried.increment(1);
-                }
-                let run_at = *run_at;
-                if let Some(t) = track(jobs, *max_tracked, e.id) {
-                    t.due = Some(run_at);
-                }
-            }
-            JobEventKind::Kicked => {
-                m.kicked.increment(1);
-                if let Some(t) = track(jobs, *max_tracked, e.id) {
-                    t.due = Some(e.at);
-                }
-            }
-            JobEventKind::Started => {
-                m.started.increment(1);
-                if let Some(t) = track(jobs, *max_tracked, e.id) {
-                    if let Some(due) = t.due.take() {
-                        m.lateness.record(seconds(due, e.at));
-                    }
-                    t.started = Some(e.at);
-                }
-            }
-            JobEventKind::Completed { .. } => {
-                m.completed.increment(1);
-                run_ended = true;
-            }
-            JobEventKind::Failed { .. } => {
-                m.failed.increment(1);
-                run_ended = true;
-            }
-            JobEventKind::TimedOut => {
-                m.timed_out.increment(1);
-                run_ended = true;
-            }
+        self.tasks[i].get_or_insert_with(|| TaskMetrics::new(name))
+    }
+
+    /// Records a change of a job of task slot `task` (named `name`).
+    pub(crate) fn job(&mut self, task: u32, name: &str, kind: &JobEventKind) {
+        let m = self.task(task, name);
+        match kind {
+            JobEventKind::Created => m.created.increment(1),
+            JobEventKind::Scheduled { .. } => {}
+            JobEventKind::Retrying { .. } => m.retried.increment(1),
+            JobEventKind::Kicked => m.kicked.increment(1),
+            JobEventKind::Started => m.started.increment(1),
+            JobEventKind::Completed { .. } => m.completed.increment(1),
+            JobEventKind::Failed { .. } => m.failed.increment(1),
+            JobEventKind::TimedOut => m.timed_out.increment(1),
             JobEventKind::Buried { .. } => m.buried.increment(1),
             JobEventKind::Expired => m.expired.increment(1),
             JobEventKind::Cancelled => m.cancelled.increment(1),
             JobEventKind::Progress(_) | JobEventKind::Log(_) => {}
         }
-        if run_ended {
-            if let Some(started) = jobs.get_mut(&e.id).and_then(|t| t.started.take()) {
-                m.run.record(seconds(started, e.at));
+        if kind.is_final() {
+            self.probe.finished.fetch_add(1, Ordering::SeqCst);
+            if self.probe.waiting.load(Ordering::SeqCst) > 0 {
+                self.probe.notify.notify_waiters();
             }
         }
-        let last = e.kind.is_final();
-        if last {
-            jobs.remove(&e.id);
+    }
+
+    /// Counts `n` jobs of task slot `task` created here.
+    pub(crate) fn created(&mut self, task: u32, name: &str, n: u64) {
+        self.task(task, name).created.increment(n);
+    }
+
+    /// The job in `slot` started at `now`; it was due at `due`.
+    pub(crate) fn run_started(
+        &mut self,
+        slot: u32,
+        task: u32,
+        name: &str,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        self.task(task, name).lateness.record(seconds(due, now));
+        let i = slot as usize;
+        if self.started.len() <= i {
+            self.started.resize(i + 1, None);
         }
-        last
+        self.started[i] = Some(now);
+    }
+
+    /// The attempt running in `slot` ended (completed, failed, timed out)
+    /// at `now`.
+    pub(crate) fn run_ended(&mut self, slot: u32, task: u32, name: &str, now: DateTime<Utc>) {
+        let Some(started) = self.started.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.task(task, name).run.record(seconds(started, now));
     }
 }
 
@@ -359,25 +267,32 @@ impl Recorder {
 mod tests {
     use super::*;
 
-    fn event(id: JobId, at_ms: i64, kind: JobEventKind) -> Event {
-        Event::Job(JobEvent {
-            id,
-            task: "t".into(),
-            tag: None,
-            attempt: 1,
-            at: DateTime::from_timestamp_millis(at_ms).unwrap(),
-            kind,
-        })
+    fn recorder() -> JobRecorder {
+        JobRecorder::new(Arc::new(Probe {
+            alive: AtomicBool::new(true),
+            finished: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            notify: Notify::new(),
+        }))
     }
 
     #[test]
-    fn a_finished_job_is_no_longer_tracked_and_a_full_table_takes_no_more() {
-        let mut r = Recorder::new(1);
-        let (a, b) = (JobId::new(), JobId::new());
-        assert!(!r.record(&event(a, 0, JobEventKind::Created)));
-        assert!(!r.record(&event(b, 0, JobEventKind::Created)));
-        assert_eq!(r.jobs.len(), 1, "the second job did not fit");
-        assert!(r.record(&event(a, 5, JobEventKind::Cancelled)));
-        assert!(r.jobs.is_empty());
+    fn final_changes_count_as_finished_and_a_run_is_timed_once() {
+        let mut r = recorder();
+        let at = |ms| DateTime::from_timestamp_millis(ms).unwrap();
+        r.run_started(3, 0, "t", at(0), at(5));
+        r.run_ended(3, 0, "t", at(25));
+        assert!(r.started[3].is_none(), "the run's start is taken");
+        r.run_ended(3, 0, "t", at(30));
+        r.job(0, "t", &JobEventKind::Completed { value: None });
+        r.job(
+            0,
+            "t",
+            &JobEventKind::Failed {
+                message: "x".into(),
+            },
+        );
+        assert_eq!(r.probe.finished.load(Ordering::SeqCst), 1);
+        assert!(r.tasks[0].is_some());
     }
 }

@@ -2,11 +2,10 @@
 //! queue depth and store calls, recorded through the [`metrics`] facade
 //! and exposed in the Prometheus text format.
 //!
-//! Nothing here reaches into the engine. Three small parts each watch the
-//! queue from outside:
+//! Three small parts:
 //!
-//! - [`JobMetrics`] subscribes to the queue's events and counts what
-//!   happens to jobs, by task, with run-time and lateness histograms;
+//! - [`JobMetrics`] has the scheduler count what happens to jobs, by
+//!   task, with run-time and lateness histograms, as it moves them;
 //! - [`Sampler`] reads [`Queue::stats`](crate::Queue::stats) and the
 //!   oldest ready job of each tag on an interval, into gauges;
 //! - [`MeteredStore`] wraps a store and times every call, with a
@@ -39,7 +38,8 @@ mod prometheus;
 mod sampler;
 mod store;
 
-pub use jobs::{JobMetrics, JobMetricsConfig};
+pub use jobs::JobMetrics;
+pub(crate) use jobs::JobRecorder;
 pub use prometheus::{InstallError, Prometheus};
 pub use sampler::{Sampler, SamplerConfig, SamplerHandle};
 pub use store::MeteredStore;
@@ -81,9 +81,6 @@ pub mod names {
     /// Histogram (seconds), label `task`: from when a job was due to when
     /// its attempt started.
     pub const JOB_LATENESS_SECONDS: &str = "kessel_job_lateness_seconds";
-    /// Counter: events the metrics subscriber missed (its buffer was full),
-    /// so the job counters above are short by at most this much.
-    pub const EVENTS_LOST: &str = "kessel_events_lost_total";
     /// Counter: events dropped for any subscriber of the queue
     /// ([`Queue::events_missed`](crate::Queue::events_missed)), sampled.
     pub const EVENTS_DROPPED: &str = "kessel_events_dropped_total";

@@ -239,8 +239,7 @@ impl Sampler {
 }
 
 fn set_depth((tag, status): &(String, JobStatus), count: u64) {
-    gauge!(names::QUEUE_DEPTH, "tag" => tag.clone(), "status" => status.as_str())
-        .set(count as f64);
+    gauge!(names::QUEUE_DEPTH, "tag" => tag.clone(), "status" => status.as_str()).set(count as f64);
 }
 
 /// A [`Sampler`]'s loop; dropping it stops the loop.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::names;
 use crate::job::{Job, JobId};
 use crate::store::{
-    Capabilities, CancelOutcome, HeartbeatReply, JobClaim, JobDelete, JobHeartbeat, JobQuery,
+    CancelOutcome, Capabilities, HeartbeatReply, JobClaim, JobDelete, JobHeartbeat, JobQuery,
     JobUpdate, SharedStore, StatusCount, Store, StoreError,
 };
 
@@ -134,7 +134,12 @@ fn observe(operation: &'static str, took: Duration, failed: bool) {
 #[async_trait]
 impl<S: Store + ?Sized> Store for MeteredStore<S> {
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
-        timed("jobs_insert", Some(jobs.len()), self.inner.jobs_insert(jobs)).await
+        timed(
+            "jobs_insert",
+            Some(jobs.len()),
+            self.inner.jobs_insert(jobs),
+        )
+        .await
     }
 
     async fn jobs_insert_owned(&self, jobs: Vec<Job>) -> Result<(), (StoreError, Vec<Job>)> {

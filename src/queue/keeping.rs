@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use crate::job::Job;
 use crate::persistence::Persistence;
-use crate::scheduler::actor::{Admit, ClaimNow, Origin, SchedulerAddr, WatchExpiry};
+use crate::scheduler::actor::{Admit, ClaimNow, CountCreated, Origin, SchedulerAddr, WatchExpiry};
 use crate::store::{JobUpdate, Store, StoreError};
 
 /// One persistence mode's way of keeping jobs, as the queue handle acts
@@ -197,6 +197,9 @@ impl Keeping for Shared {
             scheduler.do_send(WatchExpiry(watched));
         }
         scheduler.do_send(ClaimNow);
+        if cfg!(feature = "metrics") {
+            scheduler.do_send(CountCreated(jobs.into_iter().map(|j| j.task).collect()));
+        }
     }
 
     async fn kick(

@@ -179,8 +179,8 @@ pub enum Watch {
     Off,
     /// One `Filter::All` stream that counts what it receives.
     Events,
-    /// `kessel::metrics::attach` (the job metrics' event subscriber and
-    /// the sampler) into the Prometheus recorder, rendered once at the end.
+    /// `kessel::metrics::attach` (the scheduler's job metrics and the
+    /// sampler) into the Prometheus recorder, rendered once at the end.
     Metrics,
 }
 
@@ -236,13 +236,12 @@ pub async fn burn_down(
         )
     });
     if let Some((prometheus, attached)) = metrics {
-        let recorded = attached.jobs.events_recorded();
+        let finished = attached.jobs.finished();
         drop(attached);
         let body = prometheus.render();
         note = Some(format!(
-            "kessel::metrics::attach + Prometheus recorder: {recorded} events recorded, \
-             {} missed (buffer full), {} bytes rendered",
-            queue.events_missed(),
+            "kessel::metrics::attach + Prometheus recorder: {finished} jobs recorded finished, \
+             {} bytes rendered",
             body.len()
         ));
     }

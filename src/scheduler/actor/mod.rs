@@ -24,6 +24,7 @@ mod index;
 mod journal;
 mod lifecycle;
 mod messages;
+mod observe;
 mod restart;
 mod routes;
 mod shared;
@@ -44,6 +45,9 @@ pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
     PendingJobs, Shutdown, StartWorker, StoredWrites, WaitReply, WaitResult,
 };
+pub(crate) use observe::CountCreated;
+#[cfg(feature = "metrics")]
+pub(crate) use observe::ObserveJobs;
 pub(crate) use restart::{mailbox, AddrSlot};
 pub(crate) use shared::{ClaimNow, WatchExpiry};
 pub(crate) use threads::{Placement, StuckThreads};
@@ -194,6 +198,9 @@ pub(crate) struct Scheduler {
     restarts: u32,
     /// What its predecessor held, taken over when it starts.
     handover: Option<restart::Handover>,
+    /// Records job metrics, once attached (see `observe`).
+    #[cfg(feature = "metrics")]
+    recorder: std::cell::RefCell<Option<crate::metrics::JobRecorder>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -315,6 +322,8 @@ impl Scheduler {
             shut_down: false,
             restarts: 0,
             handover: None,
+            #[cfg(feature = "metrics")]
+            recorder: Default::default(),
         }
     }
 
@@ -369,6 +378,7 @@ impl Scheduler {
 
     /// Sends an event of a job of task slot `task`, if anyone listens.
     fn emit(&self, id: JobId, task: u32, attempt: u32, kind: JobEventKind) {
+        self.observe(task, &kind);
         if self.bus.is_active() {
             let task = &self.routes.tasks[task as usize];
             self.bus.job(JobEvent {
@@ -383,7 +393,7 @@ impl Scheduler {
     }
 
     fn emit_slot(&self, slot: u32, kind: JobEventKind) {
-        if self.bus.is_active() {
+        if self.bus.is_active() || self.observed() {
             if let Some(e) = self.jobs.get(slot) {
                 self.emit(e.job.id, e.task, e.job.attempts, kind);
             }
@@ -438,6 +448,9 @@ impl Scheduler {
             .flatten()
             .find(|at| !crate::time::in_range(*at));
         let task = self.routes.task_slot(&job.task);
+        if origin == Origin::New {
+            self.observe_created(task);
+        }
         let id = job.id;
         // Created for an in-process store without its "created" line: the
         // line is rebuilt from created_at when the job is read or stored,
@@ -1010,6 +1023,11 @@ impl Scheduler {
             self.record(slot, logs);
         }
         self.emit_slot(slot, JobEventKind::Started);
+        if self.observed() {
+            if let Some(e) = self.jobs.get(slot) {
+                self.observe_started(slot, e.task, e.job.run_at());
+            }
+        }
         let worker = &mut self.workers[w];
         worker.in_flight += 1;
         if let Some(budget) = worker.batch.as_mut().and_then(|b| b.budget.as_mut()) {
@@ -1070,6 +1088,11 @@ impl Scheduler {
             d.finished += 1;
         }
         let logs = std::mem::take(&mut journal.logs);
+        if self.observed() {
+            if let Some(e) = self.jobs.get(report.slot) {
+                self.observe_run_ended(report.slot, e.task);
+            }
+        }
         match report.outcome {
             Outcome::Completed(value) => {
                 self.finalize(report.slot, JobStatus::Completed, value, None, logs)
@@ -1149,11 +1172,13 @@ impl Scheduler {
                     Vec::new(),
                 ),
                 (TimerKind::Deadline, State::Running { .. }) => {
-                    let after = self.routes.tasks[e.task as usize]
+                    let task = e.task;
+                    let after = self.routes.tasks[task as usize]
                         .def
                         .as_ref()
                         .and_then(|d| d.timeout)
                         .unwrap_or_default();
+                    self.observe_run_ended(timer.slot, task);
                     self.emit_slot(timer.slot, JobEventKind::TimedOut);
                     self.signal_stop(timer.slot, StopReason::Timeout { after }, now);
                 }
