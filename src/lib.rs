@@ -45,7 +45,11 @@
 //!   store passes, to run on your own [`Store`].
 //! - `web`: `kessel::web`, the HTTP API (jobs, tasks, stats, a live event
 //!   stream, an OpenAPI document) to mount in an actix-web app or run
-//!   standalone; see `docs/http.md`.
+//!   standalone; see `docs/http.md`;
+//! - `cli`: the `kessel` operator binary (`docs/cli.md`).
+//!
+//! On PostgreSQL, `Queue::create_in` enqueues inside your own sqlx
+//! transaction: the job exists only if it commits (`docs/deploying.md`).
 //!
 //! # Where handlers run
 //!
