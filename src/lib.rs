@@ -101,7 +101,7 @@ mod time;
 #[cfg(feature = "web")]
 pub mod web;
 
-pub use admin::{Clean, Stats};
+pub use admin::{Clean, IntoTimeLimit, Stats};
 pub use config::{Retention, SharedConfig};
 pub use context::{JobContext, JobMeta};
 pub use duration::{parse_duration, IntoDuration};
