@@ -110,8 +110,8 @@ pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, Unkn
 pub use new_job::NewJob;
 pub use queue::plugin;
 pub use queue::{
-    CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, TaskBuilder, WorkerHandle,
-    DROP_GRACE,
+    AnyPayload, CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, TaskBuilder,
+    TaskPayload, WorkerHandle, DROP_GRACE,
 };
 pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;

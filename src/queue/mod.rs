@@ -35,8 +35,10 @@ mod keeping;
 pub mod plugin;
 mod stores;
 mod transactional;
+mod typed;
 
-pub use define::TaskBuilder;
+pub use define::{AnyPayload, TaskBuilder};
+pub use typed::TaskPayload;
 use keeping::Keeping;
 
 pub(crate) struct Inner {
