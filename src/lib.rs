@@ -116,3 +116,8 @@ pub use queue::{
 pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
+
+/// The guide, `docs/getting-started.md`: each of its steps runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/getting-started.md")]
+struct GettingStarted;
