@@ -206,7 +206,8 @@ impl NewJob {
             Expiry::At(at) => Some(time::check(at, "expires_at")?),
         };
         Ok(Job {
-            id: self.id.unwrap_or_else(JobId::new),
+            // The default id is a fresh one (`JobId::new`).
+            id: self.id.unwrap_or_default(),
             reference: self.reference,
             task: match name {
                 Some(n) if **n == *self.task => n.clone(),

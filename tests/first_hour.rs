@@ -62,10 +62,7 @@ async fn job_context_times_are_the_jobs_not_the_clocks() {
     let stored = queue.job(handle.id()).await.unwrap();
     queue.process(["default"]).start().unwrap();
     tokio::time::advance(Duration::from_secs(5)).await;
-    assert_eq!(
-        handle.result().await.unwrap().status,
-        JobStatus::Completed
-    );
+    assert_eq!(handle.result().await.unwrap().status, JobStatus::Completed);
     let seen = seen.lock().clone();
     assert_eq!(
         seen,
@@ -84,10 +81,7 @@ async fn a_retry_sees_its_own_run_at_and_the_same_created_at() {
     queue.process(["default"]).start().unwrap();
     let handle = queue.create("record", ()).delay("10m").await.unwrap();
     let created = queue.job(handle.id()).await.unwrap();
-    assert_eq!(
-        handle.result().await.unwrap().status,
-        JobStatus::Completed
-    );
+    assert_eq!(handle.result().await.unwrap().status, JobStatus::Completed);
     let seen = seen.lock().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
     let (first, second) = (&seen[0], &seen[1]);
@@ -131,7 +125,12 @@ async fn job_context_times_survive_a_reopen_of_the_store() {
     let seen = seen.lock().clone();
     assert_eq!(
         seen,
-        [(1, stored.created_at, stored.run_at, Some("nightly".to_owned()))]
+        [(
+            1,
+            stored.created_at,
+            stored.run_at,
+            Some("nightly".to_owned())
+        )]
     );
     // Stores keep times to the microsecond.
     assert_eq!(stored.run_at.timestamp_micros(), at.timestamp_micros());
@@ -150,10 +149,7 @@ async fn run_jobs_takes_duration_strings_durations_and_none() {
     }
     assert_eq!(queue.run_jobs(Some(1), None).await.unwrap(), 1);
     assert_eq!(queue.run_jobs(Some(1), "0s").await.unwrap(), 1);
-    assert_eq!(
-        queue.run_jobs(None, Some(Duration::ZERO)).await.unwrap(),
-        1
-    );
+    assert_eq!(queue.run_jobs(None, Some(Duration::ZERO)).await.unwrap(), 1);
 
     // A time limit waits for jobs that become due within it, given as a
     // string, a Duration or a chrono::Duration.
@@ -161,10 +157,7 @@ async fn run_jobs_takes_duration_strings_durations_and_none() {
     assert_eq!(queue.run_jobs(None, "30s").await.unwrap(), 1);
     queue.create("tick", ()).delay("10s").await.unwrap();
     assert_eq!(
-        queue
-            .run_jobs(None, Duration::from_secs(30))
-            .await
-            .unwrap(),
+        queue.run_jobs(None, Duration::from_secs(30)).await.unwrap(),
         1
     );
     queue.create("tick", ()).delay("10s").await.unwrap();

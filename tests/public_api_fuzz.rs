@@ -120,7 +120,12 @@ enum Call {
     Id(String),
     Clean(Span),
     RunJobs(Span),
-    Define { task: String, tag: String, timeout: Span, grace: Span },
+    Define {
+        task: String,
+        tag: String,
+        timeout: Span,
+        grace: Span,
+    },
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -129,17 +134,26 @@ fn call() -> impl Strategy<Value = Call> {
         span().prop_map(Call::ExpiresIn),
         time().prop_map(Call::RunAt),
         time().prop_map(Call::ExpiresAt),
-        (name(), json(), any::<i64>(), name(), any::<u32>(), span(), span()).prop_map(
-            |(task, payload, priority, reference, max_attempts, delay, expires_in)| Call::Job {
-                task,
-                payload,
-                priority,
-                reference,
-                max_attempts,
-                delay,
-                expires_in,
-            }
-        ),
+        (
+            name(),
+            json(),
+            any::<i64>(),
+            name(),
+            any::<u32>(),
+            span(),
+            span()
+        )
+            .prop_map(
+                |(task, payload, priority, reference, max_attempts, delay, expires_in)| Call::Job {
+                    task,
+                    payload,
+                    priority,
+                    reference,
+                    max_attempts,
+                    delay,
+                    expires_in,
+                }
+            ),
         (span(), any::<i64>()).prop_map(|(s, p)| Call::Typed(s, p)),
         prop::collection::vec((name(), json()), 0..5).prop_map(Call::Many),
         prop_oneof![
@@ -165,7 +179,12 @@ fn retention() -> impl Strategy<Value = Retention> {
         Just(Some(Duration::ZERO)),
         (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Some(Duration::new(s, n))),
     ];
-    let count = prop_oneof![Just(None), Just(Some(0)), Just(Some(usize::MAX)), any::<usize>().prop_map(Some)];
+    let count = prop_oneof![
+        Just(None),
+        Just(Some(0)),
+        Just(Some(usize::MAX)),
+        any::<usize>().prop_map(Some)
+    ];
     let interval = prop_oneof![
         Just(Duration::MAX),
         Just(Duration::ZERO),
@@ -206,12 +225,20 @@ fn acceptable<T: std::fmt::Debug>(result: &Result<T, Error>) -> Result<(), Strin
         Err(Error::InvalidDuration(_)) | Err(Error::InvalidPayload { .. }) => Ok(()),
         Err(Error::InvalidInput { field, reason }) => {
             let known = [
-                "delay", "expires_in", "run_at", "expires_at", "task", "tag", "tags",
+                "delay",
+                "expires_in",
+                "run_at",
+                "expires_at",
+                "task",
+                "tag",
+                "tags",
             ];
             if known.contains(field) && !reason.is_empty() {
                 Ok(())
             } else {
-                Err(format!("InvalidInput on unexpected field {field}: {reason}"))
+                Err(format!(
+                    "InvalidInput on unexpected field {field}: {reason}"
+                ))
             }
         }
         Err(Error::UnknownJob(_)) => Ok(()),
@@ -262,13 +289,11 @@ async fn make(queue: &Queue, call: &Call) -> Result<Vec<JobId>, String> {
         Call::Typed(s, p) => one(with_span!(queue.enqueue(Typed(*p)), delay, s).await),
         Call::Many(jobs) => {
             let r = queue
-                .create_many(
-                    jobs.iter()
-                        .map(|(t, p)| kessel::NewJob::new(t.as_str(), p)),
-                )
+                .create_many(jobs.iter().map(|(t, p)| kessel::NewJob::new(t.as_str(), p)))
                 .await;
             acceptable(&r)?;
-            Ok(r.map(|hs| hs.iter().map(|h| h.id()).collect()).unwrap_or_default())
+            Ok(r.map(|hs| hs.iter().map(|h| h.id()).collect())
+                .unwrap_or_default())
         }
         Call::Id(text) => {
             if let Ok(id) = text.parse::<JobId>() {
@@ -279,7 +304,11 @@ async fn make(queue: &Queue, call: &Call) -> Result<Vec<JobId>, String> {
             Ok(Vec::new())
         }
         Call::Clean(s) => {
-            acceptable(&queue.clean(with_span!(Clean::completed(), older_than, s)).await)?;
+            acceptable(
+                &queue
+                    .clean(with_span!(Clean::completed(), older_than, s))
+                    .await,
+            )?;
             Ok(Vec::new())
         }
         Call::RunJobs(s) => {
@@ -287,7 +316,11 @@ async fn make(queue: &Queue, call: &Call) -> Result<Vec<JobId>, String> {
             // nothing and returns at once; with one, a count of 0 does (a
             // limit of `Duration::MAX` would otherwise wait that long).
             // The limit is read first either way.
-            let count = if queue.tasks().is_empty() { None } else { Some(0) };
+            let count = if queue.tasks().is_empty() {
+                None
+            } else {
+                Some(0)
+            };
             let r = match s {
                 Span::Text(t) => queue.run_jobs(count, t.as_str()).await,
                 Span::Std(d) => queue.run_jobs(count, *d).await,
@@ -310,10 +343,9 @@ async fn make(queue: &Queue, call: &Call) -> Result<Vec<JobId>, String> {
             let builder = queue.define(task.as_str()).tag(tag.as_str());
             let builder = with_span!(builder, timeout, timeout);
             let builder = with_span!(builder, grace, grace);
-            let r = builder
-                .action(|_: kessel::JobContext<serde_json::Value>| async {
-                    Ok::<_, kessel::JobError>(())
-                });
+            let r = builder.action(|_: kessel::JobContext<serde_json::Value>| async {
+                Ok::<_, kessel::JobError>(())
+            });
             acceptable(&r)?;
             Ok(Vec::new())
         }
@@ -330,10 +362,17 @@ fn case(retention: Retention, calls: Vec<Call>) -> Result<(), String> {
             .map_err(|e| format!("first open: {e}"))?;
         let mut created = Vec::new();
         for call in &calls {
-            created.extend(make(&queue, call).await.map_err(|e| format!("{call:?}: {e}"))?);
+            created.extend(
+                make(&queue, call)
+                    .await
+                    .map_err(|e| format!("{call:?}: {e}"))?,
+            );
         }
         for &id in &created {
-            let job = queue.job(id).await.map_err(|e| format!("reading {id}: {e}"))?;
+            let job = queue
+                .job(id)
+                .await
+                .map_err(|e| format!("reading {id}: {e}"))?;
             if job.run_at > latest() || job.expires_at.is_some_and(|e| e > latest()) {
                 return Err(format!("stored a time out of range: {job:?}"));
             }

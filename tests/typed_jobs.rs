@@ -47,7 +47,10 @@ async fn an_enqueued_payload_runs_on_the_task_its_type_names() {
     assert_eq!(&*job.task, "send email");
     let result = handle.result().await.unwrap();
     assert_eq!(result.status, JobStatus::Completed);
-    assert_eq!(result.value, Some(serde_json::json!("sent to ford@example.com")));
+    assert_eq!(
+        result.value,
+        Some(serde_json::json!("sent to ford@example.com"))
+    );
 }
 
 #[actix_rt::test]
@@ -127,7 +130,11 @@ async fn enqueue_many_and_new_job_of_create_jobs_of_the_task() {
         assert_eq!(handle.result().await.unwrap().status, JobStatus::Completed);
     }
     assert_eq!(sum.load(std::sync::atomic::Ordering::SeqCst), 40);
-    assert!(queue.enqueue_many(Vec::<Tick>::new()).await.unwrap().is_empty());
+    assert!(queue
+        .enqueue_many(Vec::<Tick>::new())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Producers without the type (another program, the HTTP API) name the
@@ -139,7 +146,10 @@ async fn producers_by_name_reach_a_typed_task() {
     define_email(&queue);
     queue.process(["notifications"]).start().unwrap();
     let fits = queue
-        .create("send email", serde_json::json!({ "to": "zaphod@example.com" }))
+        .create(
+            "send email",
+            serde_json::json!({ "to": "zaphod@example.com" }),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -173,7 +183,10 @@ async fn a_typed_task_obeys_the_rules_of_task_names() {
     let defined = queue
         .define_for::<Nameless>()
         .action(|_| async { Ok::<_, JobError>(()) });
-    assert!(matches!(defined, Err(Error::InvalidInput { field: "task", .. })));
+    assert!(matches!(
+        defined,
+        Err(Error::InvalidInput { field: "task", .. })
+    ));
     assert!(matches!(
         queue.enqueue(Nameless).await,
         Err(Error::InvalidInput { field: "task", .. })
@@ -187,7 +200,10 @@ async fn a_typed_task_obeys_the_rules_of_task_names() {
     let again = queue
         .define_for::<Email>()
         .action(|_| async { Ok::<_, JobError>(()) });
-    assert!(matches!(again, Err(Error::InvalidInput { field: "task", .. })));
+    assert!(matches!(
+        again,
+        Err(Error::InvalidInput { field: "task", .. })
+    ));
 }
 
 /// A typed job stored on SQLite by one queue runs on the next one opened
