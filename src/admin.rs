@@ -6,6 +6,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::duration::IntoDuration;
+use crate::error::DurationError;
 use crate::error::Error;
 use crate::job::{Job, JobStatus};
 use crate::queue::Queue;
@@ -442,31 +443,39 @@ impl Queue {
 
     /// Runs due jobs of every task defined in this process, one at a time
     /// on a temporary worker, until `count_limit` jobs ran (`None`: no
-    /// limit) or `time_limit` passed; returns how many ran. With no time
-    /// limit (or zero) it runs only what is ready now and returns when none
-    /// is left; with one it also waits for jobs that become due. For tests,
-    /// scripts and cron-driven batch runs.
+    /// limit) or `time_limit` passed; returns how many ran. The time limit
+    /// is any [`IntoDuration`] (`"30s"`, a `Duration`), or `None`. With no
+    /// time limit (`None` or zero) it runs only what is ready now and
+    /// returns when none is left; with one it also waits for jobs that
+    /// become due. For tests, scripts and cron-driven batch runs.
     ///
     /// # Errors
     ///
-    /// [`Error::ShutDown`].
+    /// [`Error::InvalidDuration`] for a time limit that cannot be read
+    /// (nothing runs then); [`Error::ShutDown`].
     ///
     /// # Examples
     ///
     /// ```
     /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// # tokio::time::pause();
     /// let queue = kessel::Queue::new();
     /// queue.define("tick").action(|_: kessel::JobContext<()>| async { Ok::<_, kessel::JobError>(()) })?;
     /// for _ in 0..5 { queue.create("tick", ()).await?; }
     /// assert_eq!(queue.run_jobs(Some(3), None).await?, 3);
     /// assert_eq!(queue.run_jobs(None, None).await?, 2);
+    /// // With a time limit it also waits for jobs that become due.
+    /// queue.create("tick", ()).delay("10s").await?;
+    /// assert_eq!(queue.run_jobs(None, "1m").await?, 1);
+    /// assert!(matches!(queue.run_jobs(None, "a while").await, Err(kessel::Error::InvalidDuration(_))));
     /// # Ok(()) }
     /// ```
     pub async fn run_jobs(
         &self,
         count_limit: Option<usize>,
-        time_limit: Option<Duration>,
+        time_limit: impl IntoTimeLimit,
     ) -> Result<usize, Error> {
+        let time_limit = time_limit.into_time_limit()?;
         let mut tags: Vec<String> = self.inner.tasks.iter().map(|t| t.tag.clone()).collect();
         tags.sort();
         tags.dedup();
@@ -484,5 +493,40 @@ impl Queue {
             .await
             .map_err(|_| Error::ShutDown)?;
         rx.await.map_err(|_| Error::ShutDown)
+    }
+}
+
+/// A time limit for [`Queue::run_jobs`]: anything [`IntoDuration`] takes
+/// (`"30s"`, a [`Duration`], a `chrono::Duration`), or an
+/// `Option<Duration>` where `None` is no limit.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use kessel::IntoTimeLimit;
+/// assert_eq!("5s".into_time_limit().unwrap(), Some(Duration::from_secs(5)));
+/// assert_eq!(None.into_time_limit().unwrap(), None);
+/// assert_eq!(Some(Duration::from_millis(1)).into_time_limit().unwrap(), Some(Duration::from_millis(1)));
+/// assert!("soon".into_time_limit().is_err());
+/// ```
+pub trait IntoTimeLimit {
+    /// The limit, `None` for none.
+    ///
+    /// # Errors
+    ///
+    /// [`DurationError`] naming the text when it cannot be read.
+    fn into_time_limit(self) -> Result<Option<Duration>, DurationError>;
+}
+
+impl<D: IntoDuration> IntoTimeLimit for D {
+    fn into_time_limit(self) -> Result<Option<Duration>, DurationError> {
+        self.into_duration().map(Some)
+    }
+}
+
+impl IntoTimeLimit for Option<Duration> {
+    fn into_time_limit(self) -> Result<Option<Duration>, DurationError> {
+        Ok(self)
     }
 }

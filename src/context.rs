@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -90,6 +91,11 @@ pub(crate) struct RunInfo {
     pub(crate) id: JobId,
     pub(crate) attempt: u32,
     pub(crate) reference: Option<String>,
+    /// The job's `created_at`, as stored.
+    pub(crate) created_at: DateTime<Utc>,
+    /// The job's `run_at` when this attempt was dispatched: when it became
+    /// due (its delay, its retry's backoff, or its creation).
+    pub(crate) run_at: DateTime<Utc>,
     pub(crate) shared: Arc<RunShared>,
 }
 
@@ -113,7 +119,10 @@ impl RunInfo {
 /// ```
 /// use kessel::JobMeta;
 /// fn describe(job: &JobMeta) -> String {
-///     format!("{} #{} attempt {}", job.task(), job.id(), job.attempt())
+///     format!(
+///         "{} #{} attempt {}, due {}, created {}",
+///         job.task(), job.id(), job.attempt(), job.run_at(), job.created_at(),
+///     )
 /// }
 /// # let _ = describe;
 /// ```
@@ -146,6 +155,16 @@ impl JobMeta {
     /// The producer's reference, if any.
     pub fn reference(&self) -> Option<&str> {
         self.info.reference.as_deref()
+    }
+
+    /// When the job was created (see [`JobContext::created_at`]).
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.info.created_at
+    }
+
+    /// When this attempt became due (see [`JobContext::run_at`]).
+    pub fn run_at(&self) -> DateTime<Utc> {
+        self.info.run_at
     }
 
     /// Whether the run was cancelled or timed out.
@@ -227,9 +246,75 @@ impl<T> JobContext<T> {
         self.info.attempt
     }
 
-    /// The producer's reference for the job, if it gave one.
+    /// The producer's reference for the job, if it gave one
+    /// ([`NewJob::reference`](crate::NewJob::reference)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// queue.define("invoice").action(|job: JobContext<()>| async move {
+    ///     Ok::<_, JobError>(job.reference().map(str::to_owned))
+    /// })?;
+    /// queue.process(["default"]).start()?;
+    /// let result = queue.create("invoice", ()).reference("order-42").await?.result().await?;
+    /// assert_eq!(result.value, Some(serde_json::json!("order-42")));
+    /// # Ok(()) }
+    /// ```
     pub fn reference(&self) -> Option<&str> {
         self.info.reference.as_deref()
+    }
+
+    /// When the job was created: the stored
+    /// [`Job::created_at`](crate::Job::created_at), the queue's clock at
+    /// [`Queue::create`](crate::Queue::create), the same on every attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// queue.define("age").action(|job: JobContext<()>| async move {
+    ///     Ok::<_, JobError>(job.created_at())
+    /// })?;
+    /// queue.process(["default"]).start()?;
+    /// let handle = queue.create("age", ()).await?;
+    /// let created_at = queue.job(handle.id()).await?.created_at;
+    /// let result = handle.result().await?;
+    /// assert_eq!(result.value, Some(serde_json::to_value(created_at).unwrap()));
+    /// # Ok(()) }
+    /// ```
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.info.created_at
+    }
+
+    /// When this attempt became due: the job's
+    /// [`run_at`](crate::Job::run_at) when it was handed to the worker.
+    /// On a first attempt that is the creation time plus its delay (or the
+    /// time given to [`NewJob::run_at`](crate::NewJob::run_at)); on a retry,
+    /// the time its backoff ended. The attempt starts at or after it; the
+    /// difference to the queue's clock is how late it started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// # tokio::time::pause();
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// queue.define("remind").action(|job: JobContext<()>| async move {
+    ///     Ok::<_, JobError>((job.run_at() - job.created_at()).num_minutes())
+    /// })?;
+    /// queue.process(["default"]).start()?;
+    /// let result = queue.create("remind", ()).delay("10m").await?.result().await?;
+    /// assert_eq!(result.value, Some(serde_json::json!(10)));
+    /// # Ok(()) }
+    /// ```
+    pub fn run_at(&self) -> DateTime<Utc> {
+        self.info.run_at
     }
 
     /// Writes a timestamped line, with optional JSON data (pass `()` for

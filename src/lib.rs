@@ -105,7 +105,7 @@ mod time;
 #[cfg(feature = "web")]
 pub mod web;
 
-pub use admin::{Clean, Stats};
+pub use admin::{Clean, IntoTimeLimit, Stats};
 pub use config::{Retention, SharedConfig};
 pub use context::{JobContext, JobMeta};
 pub use duration::{parse_duration, IntoDuration};
@@ -114,9 +114,14 @@ pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, Unkn
 pub use new_job::NewJob;
 pub use queue::plugin;
 pub use queue::{
-    CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, TaskBuilder, WorkerHandle,
-    DROP_GRACE,
+    AnyPayload, CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, TaskBuilder,
+    TaskPayload, WorkerHandle, DROP_GRACE,
 };
 pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
+
+/// The guide, `docs/getting-started.md`: each of its steps runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/getting-started.md")]
+struct GettingStarted;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::duration::IntoDuration;
 use crate::error::Error;
 use crate::job::{Job, JobId, JobStatus, LogLine, Payload};
+use crate::queue::TaskPayload;
 use crate::task::validate_task_name;
 use crate::time;
 
@@ -56,6 +57,8 @@ pub struct NewJob {
     reference: Option<String>,
     max_attempts: Option<u32>,
     error: Option<Error>,
+    /// The id to give the job, when chosen before it is created.
+    id: Option<JobId>,
 }
 
 /// Clamps a priority: negatives are 0 (the highest), and values past
@@ -76,7 +79,34 @@ impl NewJob {
             reference: None,
             max_attempts: None,
             error: None,
+            id: None,
         }
+    }
+
+    /// A job of `P`'s task ([`TaskPayload::TASK`]) with `payload`, for
+    /// [`Queue::create_many`](crate::Queue::create_many); the typed
+    /// counterpart of [`NewJob::new`] (see [`TaskPayload`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::{NewJob, TaskPayload};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Email { to: String }
+    /// impl TaskPayload for Email { const TASK: &'static str = "send email"; }
+    ///
+    /// let job = NewJob::of(Email { to: "ford@example.com".into() }).delay("10m");
+    /// assert_eq!(job.task(), "send email");
+    /// ```
+    pub fn of<P: TaskPayload>(payload: P) -> Self {
+        NewJob::new(P::TASK, payload)
+    }
+
+    /// Gives the job `id` instead of a fresh one (to subscribe to its
+    /// events before it exists).
+    pub(crate) fn with_id(mut self, id: JobId) -> Self {
+        self.id = Some(id);
+        self
     }
 
     fn keep_error(&mut self, err: Error) {
@@ -176,7 +206,8 @@ impl NewJob {
             Expiry::At(at) => Some(time::check(at, "expires_at")?),
         };
         Ok(Job {
-            id: JobId::new(),
+            // The default id is a fresh one (`JobId::new`).
+            id: self.id.unwrap_or_default(),
             reference: self.reference,
             task: match name {
                 Some(n) if **n == *self.task => n.clone(),

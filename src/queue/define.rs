@@ -12,6 +12,7 @@ use crate::context::JobContext;
 use crate::duration::IntoDuration;
 use crate::error::{Error, JobError};
 use crate::middleware::Middleware;
+use crate::queue::typed::TaskPayload;
 use crate::queue::Queue;
 use crate::scheduler::actor::DefineTask;
 use crate::task::{
@@ -19,8 +20,14 @@ use crate::task::{
     DEFAULT_GRACE, DEFAULT_TAG,
 };
 
-/// The chained builder [`Queue::define`](Queue::define) returns.
+/// The chained builder [`Queue::define`](Queue::define) and
+/// [`Queue::define_for`](Queue::define_for) return.
 /// Nothing is registered until [`TaskBuilder::action`].
+///
+/// `P` is the payload type the handler must take: [`AnyPayload`] from
+/// [`Queue::define`] (a task named by a string, whose handler chooses its
+/// payload type), or a [`TaskPayload`] type from [`Queue::define_for`],
+/// whose handler must take [`JobContext<P>`].
 ///
 /// # Examples
 ///
@@ -45,8 +52,7 @@ use crate::task::{
 /// # Ok(()) }
 /// ```
 #[must_use = "a task is only defined once `.action(..)` is called"]
-#[derive(Debug)]
-pub struct TaskBuilder<'q> {
+pub struct TaskBuilder<'q, P = AnyPayload> {
     queue: &'q Queue,
     name: String,
     tag: String,
@@ -56,6 +62,40 @@ pub struct TaskBuilder<'q> {
     retry: RetryPolicy,
     middleware: Vec<Arc<dyn Middleware>>,
     error: Option<Error>,
+    payload: PhantomData<fn() -> P>,
+}
+
+/// The payload parameter of a [`TaskBuilder`] from [`Queue::define`]: the
+/// task is named by a string, and its handler may take any payload type
+/// serde can decode. There are no values of this type.
+///
+/// # Examples
+///
+/// ```
+/// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+/// use kessel::{AnyPayload, JobContext, JobError, TaskBuilder};
+/// let queue = kessel::Queue::new();
+/// let builder: TaskBuilder<'_, AnyPayload> = queue.define("echo");
+/// builder.action(|job: JobContext<String>| async move { Ok::<_, JobError>(job.payload) })?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyPayload {}
+
+impl<P> std::fmt::Debug for TaskBuilder<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskBuilder")
+            .field("name", &self.name)
+            .field("tag", &self.tag)
+            .field("payload", &std::any::type_name::<P>())
+            .field("description", &self.description)
+            .field("timeout", &self.timeout)
+            .field("grace", &self.grace)
+            .field("retry", &self.retry)
+            .field("middleware", &self.middleware.len())
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 impl<'q> TaskBuilder<'q> {
@@ -70,9 +110,115 @@ impl<'q> TaskBuilder<'q> {
             retry: RetryPolicy::default(),
             middleware: Vec::new(),
             error: None,
+            payload: PhantomData,
         }
     }
 
+    /// Sets the handler and registers the task. The handler takes a
+    /// [`JobContext<T>`] whose payload is decoded from the job's JSON (a
+    /// payload that does not fit buries the job with a
+    /// [`PayloadError`](crate::PayloadError) naming the field), and returns `Result<R, E>` where
+    /// `R` is serialized as the job's result and `E` converts into
+    /// [`JobError`]. To have the compiler check that producers and the
+    /// handler agree on `T`, define the task with
+    /// [`Queue::define_for`] instead.
+    ///
+    /// Handlers run on their worker's threads (see
+    /// [`ProcessBuilder::threads`](crate::ProcessBuilder::threads)), never
+    /// on the scheduler's: a handler that blocks its thread delays only the
+    /// jobs of that thread. The handler's future is created and polled on
+    /// one worker thread, so it need not be `Send`. Long CPU-heavy work is
+    /// still best moved to `tokio::task::spawn_blocking`, so the thread's
+    /// other jobs keep their turn.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDuration`] from an earlier builder call,
+    /// [`Error::InvalidInput`] for an empty name, a name with `:`, or a name
+    /// already defined on this queue, [`Error::ShutDown`] after shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// queue.define("add").action(|job: JobContext<(i64, i64)>| async move {
+    ///     Ok::<_, JobError>(job.payload.0 + job.payload.1)
+    /// })?;
+    /// queue.process(["default"]).start()?;
+    /// let result = queue.create("add", (2, 3)).await?.result().await?;
+    /// assert_eq!(result.value, Some(serde_json::json!(5)));
+    /// # Ok(()) }
+    /// ```
+    pub fn action<F, T, Fut, R, E>(self, handler: F) -> Result<Task, Error>
+    where
+        F: Fn(JobContext<T>) -> Fut + Send + Sync + 'static,
+        T: DeserializeOwned + 'static,
+        Fut: Future<Output = Result<R, E>> + 'static,
+        R: Serialize + 'static,
+        E: Into<JobError> + 'static,
+    {
+        self.finish(Arc::new(FnAction {
+            f: handler,
+            _payload: PhantomData,
+        }))
+    }
+}
+
+impl<'q, P: TaskPayload> TaskBuilder<'q, P> {
+    /// Sets the handler of a task defined with [`Queue::define_for`] and
+    /// registers it. The handler takes [`JobContext<P>`]: a handler for
+    /// another payload type does not compile. Otherwise as the
+    /// [`action`](TaskBuilder::action) of [`Queue::define`]'s builder
+    /// (a job whose stored payload does not fit `P`, say one created by
+    /// name from another program, is buried naming the field).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDuration`] from an earlier builder call,
+    /// [`Error::InvalidInput`] for an invalid [`TaskPayload::TASK`] or tag,
+    /// or a task already defined on this queue, [`Error::ShutDown`] after
+    /// shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, TaskPayload};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Resize { width: u32 }
+    /// impl TaskPayload for Resize {
+    ///     const TASK: &'static str = "resize";
+    /// }
+    ///
+    /// let queue = kessel::Queue::new();
+    /// // The closure's argument type is inferred: JobContext<Resize>.
+    /// queue.define_for::<Resize>().action(|job| async move {
+    ///     Ok::<_, JobError>(job.payload.width / 2)
+    /// })?;
+    /// queue.process(["default"]).start()?;
+    /// let result = queue.enqueue(Resize { width: 640 }).await?.result().await?;
+    /// assert_eq!(result.value, Some(serde_json::json!(320)));
+    /// # let _: Option<JobContext<Resize>> = None;
+    /// # Ok(()) }
+    /// ```
+    pub fn action<F, Fut, R, E>(self, handler: F) -> Result<Task, Error>
+    where
+        F: Fn(JobContext<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + 'static,
+        R: Serialize + 'static,
+        E: Into<JobError> + 'static,
+    {
+        self.finish(Arc::new(FnAction {
+            f: handler,
+            _payload: PhantomData,
+        }))
+    }
+}
+
+impl<'q, P> TaskBuilder<'q, P> {
     /// The tag that groups this task's jobs for workers (default `"default"`).
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tag = tag.into();
@@ -218,40 +364,6 @@ impl<'q> TaskBuilder<'q> {
         }))
     }
 
-    /// Sets the handler and registers the task. The handler takes a
-    /// [`JobContext<T>`] whose payload is decoded from the job's JSON (a
-    /// payload that does not fit buries the job with a
-    /// [`PayloadError`](crate::PayloadError) naming the field), and returns `Result<R, E>` where
-    /// `R` is serialized as the job's result and `E` converts into
-    /// [`JobError`].
-    ///
-    /// Handlers run on their worker's threads (see
-    /// [`ProcessBuilder::threads`](crate::ProcessBuilder::threads)), never
-    /// on the scheduler's: a handler that blocks its thread delays only the
-    /// jobs of that thread. The handler's future is created and polled on
-    /// one worker thread, so it need not be `Send`. Long CPU-heavy work is
-    /// still best moved to `tokio::task::spawn_blocking`, so the thread's
-    /// other jobs keep their turn.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidDuration`] from an earlier builder call,
-    /// [`Error::InvalidInput`] for an empty name, a name with `:`, or a name
-    /// already defined on this queue, [`Error::ShutDown`] after shutdown.
-    pub fn action<F, T, Fut, R, E>(self, handler: F) -> Result<Task, Error>
-    where
-        F: Fn(JobContext<T>) -> Fut + Send + Sync + 'static,
-        T: DeserializeOwned + 'static,
-        Fut: Future<Output = Result<R, E>> + 'static,
-        R: Serialize + 'static,
-        E: Into<JobError> + 'static,
-    {
-        self.finish(Arc::new(FnAction {
-            f: handler,
-            _payload: PhantomData,
-        }))
-    }
-
     pub(crate) fn finish(self, action: Arc<dyn Action>) -> Result<Task, Error> {
         if let Some(e) = self.error {
             return Err(e);
@@ -279,9 +391,63 @@ impl<'q> TaskBuilder<'q> {
 }
 
 impl Queue {
-    /// Starts defining a task; see [`TaskBuilder`].
+    /// Starts defining a task named `name`; see [`TaskBuilder`]. Its
+    /// handler may take any payload type; [`Queue::define_for`] ties the
+    /// task to one type instead.
     pub fn define(&self, name: impl Into<String>) -> TaskBuilder<'_> {
         TaskBuilder::new(self, name.into())
+    }
+
+    /// Starts defining the task of payload type `P`: named
+    /// [`P::TASK`](TaskPayload::TASK), tagged [`P::TAG`](TaskPayload::TAG)
+    /// (`.tag(..)` still overrides it), its handler taking
+    /// [`JobContext<P>`]. Producers create its jobs with
+    /// [`Queue::enqueue`]; see [`TaskPayload`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobError, TaskPayload};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Ping;
+    /// impl TaskPayload for Ping {
+    ///     const TASK: &'static str = "ping";
+    ///     const TAG: &'static str = "health";
+    /// }
+    ///
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define_for::<Ping>().timeout("1s").action(|_job| async {
+    ///     Ok::<_, JobError>("pong")
+    /// })?;
+    /// assert_eq!((task.name(), task.tag()), ("ping", "health"));
+    /// # Ok(()) }
+    /// ```
+    pub fn define_for<P: TaskPayload>(&self) -> TaskBuilder<'_, P> {
+        let TaskBuilder {
+            queue,
+            name,
+            description,
+            timeout,
+            grace,
+            retry,
+            middleware,
+            error,
+            ..
+        } = TaskBuilder::new(self, P::TASK.to_owned());
+        TaskBuilder {
+            queue,
+            name,
+            tag: P::TAG.to_owned(),
+            description,
+            timeout,
+            grace,
+            retry,
+            middleware,
+            error,
+            payload: PhantomData,
+        }
     }
 
     pub(crate) fn register_task(&self, def: Arc<TaskDef>) -> Result<(), Error> {

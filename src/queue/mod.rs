@@ -35,8 +35,10 @@ mod keeping;
 pub mod plugin;
 mod stores;
 mod transactional;
+mod typed;
 
-pub use define::TaskBuilder;
+pub use define::{AnyPayload, TaskBuilder};
+pub use typed::TaskPayload;
 use keeping::Keeping;
 
 pub(crate) struct Inner {
@@ -288,6 +290,44 @@ impl CreateJob<'_> {
         reference(reference: impl Into<String>);
         /// See [`NewJob::max_attempts`].
         max_attempts(attempts: u32);
+    }
+}
+
+impl CreateJob<'_> {
+    /// Creates the job as `.await` does, subscribed to its events first:
+    /// the stream sees every event of the job from
+    /// [`Created`](JobEventKind::Created) (and
+    /// [`Scheduled`](JobEventKind::Scheduled) for a delayed job) on, which
+    /// [`Queue::events`]`(Filter::Job(id))` after `create` returns may miss.
+    /// The stream buffers up to [`DEFAULT_BUFFER`](crate::event::DEFAULT_BUFFER)
+    /// events (see [`Queue::events`]).
+    ///
+    /// # Errors
+    ///
+    /// As `.await`; the stream is dropped then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use futures::StreamExt;
+    /// use kessel::event::{Event, JobEventKind};
+    ///
+    /// let queue = kessel::Queue::new();
+    /// let (handle, mut events) = queue.create("report", 7).delay("1h").events().await?;
+    /// let Some(Event::Job(first)) = events.next().await else { panic!("no event") };
+    /// assert_eq!((first.id, first.kind), (handle.id(), JobEventKind::Created));
+    /// let Some(Event::Job(second)) = events.next().await else { panic!("no event") };
+    /// assert_eq!(second.kind.name(), "scheduled");
+    /// # Ok(()) }
+    /// ```
+    pub async fn events(self) -> Result<(JobHandle, EventStream), Error> {
+        // The id is chosen here so the subscription exists before the job.
+        let id = JobId::new();
+        let stream = self.queue.events(Filter::Job(id));
+        let mut handles = self.queue.create_many([self.job.with_id(id)]).await?;
+        let handle = handles.pop().expect("one job in, one handle out");
+        Ok((handle, stream))
     }
 }
 

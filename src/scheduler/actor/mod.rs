@@ -992,6 +992,8 @@ impl Scheduler {
                 id: e.job.id,
                 attempt: e.job.attempts,
                 reference: e.job.reference().map(str::to_owned),
+                created_at: e.job.created_at(),
+                run_at: e.job.run_at(),
                 shared,
             },
             payload: e.job.payload.clone(),
