@@ -24,9 +24,11 @@ pub struct Retention {
     /// Completed jobs older than this are removed (default 24 h).
     pub completed_max_age: Option<Duration>,
     /// At most this many completed jobs are kept, newest first (default
-    /// 100,000). Checked at every `interval`; the in-memory store is also
-    /// pruned as soon as another sixteenth of this many jobs (at most 64)
-    /// completed, so the memory it holds them in stays near the cap.
+    /// 100,000). Checked at every `interval`; a store only this process
+    /// writes is also pruned as soon as another sixteenth of this many
+    /// jobs completed (at most 64 on the in-memory store, 4,096 on SQLite),
+    /// so the memory or disk it holds them in stays near the cap. A store
+    /// that outlives the process is pruned 1,024 jobs per delete.
     pub completed_max_count: Option<usize>,
     /// How often pruning runs (default every minute).
     pub interval: Duration,
