@@ -11,6 +11,7 @@
 mod measure;
 mod procs;
 mod report;
+mod sqlite_disk;
 mod systems;
 
 use std::collections::HashMap;
@@ -45,10 +46,14 @@ enum Workload {
     /// Handlers that spin the CPU for 20 µs each, on 1 and 2 worker
     /// threads: jobs/s and how it scales.
     CpuHandler,
+    /// N jobs through kessel's SQLite store at full speed with the default
+    /// retention: the longest pause between completions, and the file and
+    /// WAL sizes against what the retained jobs need.
+    SqliteDisk,
 }
 
 impl Workload {
-    const ALL: [Workload; 8] = [
+    const ALL: [Workload; 9] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
@@ -57,6 +62,7 @@ impl Workload {
         Workload::BulkCreate,
         Workload::DurableProcesses,
         Workload::CpuHandler,
+        Workload::SqliteDisk,
     ];
 
     fn name(self) -> &'static str {
@@ -69,6 +75,7 @@ impl Workload {
             Workload::BulkCreate => "bulk-create",
             Workload::DurableProcesses => "durable-processes",
             Workload::CpuHandler => "cpu-handler",
+            Workload::SqliteDisk => "sqlite-disk",
         }
     }
 }
@@ -140,6 +147,7 @@ struct Plan {
     cpu_n: u64,
     cpu_micros: u32,
     cpu_concurrency: usize,
+    disk_n: u64,
     cap: Duration,
 }
 
@@ -163,6 +171,7 @@ impl Plan {
             cpu_n: 200_000,
             cpu_micros: 20,
             cpu_concurrency: 16,
+            disk_n: 3_000_000,
             cap: Duration::from_secs(120),
         }
     }
@@ -186,6 +195,7 @@ impl Plan {
             cpu_n: 2_000,
             cpu_micros: 20,
             cpu_concurrency: 16,
+            disk_n: 20_000,
             cap: Duration::from_secs(60),
         }
     }
@@ -309,6 +319,11 @@ fn main() -> ExitCode {
                     bench.cpu_handler();
                 }
             }
+            Workload::SqliteDisk => {
+                if wanted(System::KesselSqlite) {
+                    bench.sqlite_disk();
+                }
+            }
         }
     }
     bench.report.compute_ratios();
@@ -395,6 +410,70 @@ fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Opt
 }
 
 impl Bench {
+    /// The `sqlite-disk` workload (see `sqlite_disk.rs`).
+    fn sqlite_disk(&mut self) {
+        let n = self.plan.disk_n;
+        let c = 256;
+        let params = format!("n={}, c={c}, default retention", report::human(n as f64));
+        // Creating and running 3M jobs at ~40k/s takes minutes, not the
+        // two the other workloads are capped at.
+        let cap = self.plan.cap + Duration::from_secs(n / 10_000);
+        let system = System::KesselSqlite;
+        let w = "sqlite-disk";
+        let mb = |b: u64| b as f64 / (1 << 20) as f64;
+        match run(|| sqlite_disk::run(n, c, cap)) {
+            Ok(d) => {
+                let ratio = d.end_file as f64 / d.need.max(1) as f64;
+                let note = format!(
+                    "{} completed jobs kept at the end, {:.0} bytes each in a compact copy \
+                     ({:.1} MB); end file / that = {ratio:.2}",
+                    d.completed_kept,
+                    sqlite_disk::per_job(d.need, d.completed_kept),
+                    mb(d.need),
+                );
+                let note = Some(note);
+                let rows: [(&'static str, &'static str, Better, f64); 7] = [
+                    ("jobs/s", "jobs/s", Better::Higher, d.jobs_per_sec),
+                    ("longest pause", "ms", Better::Lower, d.max_pause_ms),
+                    ("peak file", "MB", Better::Lower, mb(d.peak_file)),
+                    ("peak WAL", "MB", Better::Lower, mb(d.peak_wal)),
+                    ("end file", "MB", Better::Lower, mb(d.end_file)),
+                    ("end WAL", "MB", Better::Lower, mb(d.end_wal)),
+                    ("end file / need", "×", Better::Lower, ratio),
+                ];
+                for (metric, unit, better, value) in rows {
+                    // Over 2× what the retained jobs need fails the run.
+                    let (value, note) = if metric == "end file / need" && ratio > 2.0 {
+                        (
+                            None,
+                            Some(format!(
+                                "FAILED: {ratio:.2}× over 2×; {}",
+                                note.clone().unwrap_or_default()
+                            )),
+                        )
+                    } else {
+                        (Some(value), note.clone())
+                    };
+                    self.row(w, params.clone(), system, metric, unit, better, value, note);
+                }
+            }
+            Err(e) => {
+                for metric in ["jobs/s", "longest pause", "end file / need"] {
+                    self.row(
+                        w,
+                        params.clone(),
+                        system,
+                        metric,
+                        "",
+                        Better::Lower,
+                        None,
+                        Some(format!("FAILED: {e}")),
+                    );
+                }
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn row(
         &mut self,

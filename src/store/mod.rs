@@ -363,6 +363,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes final jobs and their logs; returns how many.
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError>;
 
+    /// How many jobs are in `status`, of every task. Retention asks it for
+    /// completed jobs each time it prunes, so a store that can count one
+    /// status without reading every job (an index) should say so here; the
+    /// default sums [`jobs_count`](Store::jobs_count).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+    /// use kessel::{JobStatus, store::{MemoryStore, Store}};
+    /// assert_eq!(MemoryStore::new().jobs_count_status(JobStatus::Completed).await?, 0);
+    /// # Ok(()) }
+    /// ```
+    async fn jobs_count_status(&self, status: JobStatus) -> Result<u64, StoreError> {
+        Ok(self
+            .jobs_count()
+            .await?
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.count)
+            .sum())
+    }
+
     /// The shared-store capability, when many processes share this store
     /// (see [`SharedStore`]). Single-process stores return `None`.
     fn shared(&self) -> Option<&dyn SharedStore> {

@@ -690,6 +690,7 @@ impl Scheduler {
         e.job.set_last_error(message);
         e.job.set_finished_at(finished_at);
         self.journal.write(e.write, &e.job, logs, line);
+        self.pruning.ended(status);
         self.emit(e.job.id, e.task, e.job.attempts, kind);
         if !self.result_waiters.is_empty() {
             // Answered once the outcome is stored, so whoever awaited it

@@ -6,24 +6,36 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Retention;
+use crate::config::{Retention, PRUNE_BATCH};
+use crate::job::JobStatus;
 use crate::store::{Store, StoreError};
 
 /// Removes from a store the completed jobs a [`Retention`] does not keep.
 ///
 /// The scheduler runs it every [`Retention::interval`], and also as soon as
-/// [`Pruner::due_after`] jobs completed since it last ran on a store kept
-/// in this process (there memory is what completed jobs take, so it stays
-/// near the cap).
+/// [`Pruner::due_after`] jobs completed since it last ran on a store only
+/// this process writes: kept in this process (there memory is what
+/// completed jobs take), or a durable one of its own (SQLite: there disk
+/// is, and a rare prune of a large excess stalled it). This process's
+/// completions are then all the store's, so counting them says when the
+/// cap is passed. A store shared between processes is pruned on the
+/// interval only.
 #[derive(Debug, Clone)]
 pub(crate) struct Pruner {
     store: Arc<dyn Store>,
     retention: Retention,
+    /// The store outlives the process and only this process writes it.
+    durable_own: bool,
 }
 
 impl Pruner {
     pub(crate) fn new(store: Arc<dyn Store>, retention: Retention) -> Self {
-        Pruner { store, retention }
+        let durable_own = store.capabilities().outlives_process && store.shared().is_none();
+        Pruner {
+            store,
+            retention,
+            durable_own,
+        }
     }
 
     /// Whether it has anything to do: a retention that keeps every
@@ -37,30 +49,58 @@ impl Pruner {
         self.retention.interval.max(Duration::from_millis(1))
     }
 
-    /// How many jobs may complete, on a store kept in this process, before
-    /// it runs again ahead of its interval: a sixteenth of the count cap,
-    /// at most 64, so that one run never holds the store up for long.
-    /// `None` without a count cap.
+    /// How many jobs may complete, on a store only this process writes,
+    /// before it runs again ahead of its interval: a sixteenth of the count
+    /// cap, so that one run never holds the store up for long. At most 64
+    /// on a store kept in this process; on a durable one, where a run
+    /// counts the completed jobs along an index (a cost that grows with
+    /// the cap), at most 4 delete batches' worth. `None` without a count
+    /// cap.
     pub(crate) fn due_after(&self) -> Option<usize> {
+        let most = if self.durable_own {
+            4 * PRUNE_BATCH
+        } else {
+            64
+        };
         self.retention
             .completed_max_count
-            .map(|cap| (cap / 16).clamp(1, 64))
+            .map(|cap| (cap / 16).clamp(1, most))
+    }
+
+    /// Whether it runs early on its own (a durable store only this process
+    /// writes), whatever the scheduler says.
+    fn early(&self) -> bool {
+        self.durable_own
     }
 
     /// One run at `now`: removes what the retention does not keep; returns
     /// how many jobs it removed.
+    ///
+    /// On a durable store only this process writes, it goes on while a
+    /// pass removed an early run's worth ([`Pruner::due_after`]): what
+    /// completed during a large pass is removed by the next, not left past
+    /// the cap until more jobs complete or the interval comes round.
     pub(crate) async fn run_once(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.retention.apply(&*self.store, now).await
+        let mut removed = 0;
+        loop {
+            let n = self.retention.apply(&*self.store, now).await?;
+            removed += n;
+            let again = self.durable_own && self.due_after().is_some_and(|d| n >= d as u64);
+            if !again {
+                return Ok(removed);
+            }
+        }
     }
 }
 
-/// When the pruner runs: on its loop's interval, and, on a store kept in
-/// this process, early once [`Pruner::due_after`] jobs completed since its
-/// last run. One run at a time.
+/// When the pruner runs: on its loop's interval, and, on a store only this
+/// process writes, early once [`Pruner::due_after`] jobs completed since
+/// its last run. One run at a time.
 #[derive(Debug)]
 pub(crate) struct PruneSchedule {
     pruner: Pruner,
-    /// Runs early after enough completions (a store kept in this process).
+    /// Runs early after enough completions (a store only this process
+    /// writes).
     early: bool,
     /// A run is under way.
     under_way: bool,
@@ -69,11 +109,12 @@ pub(crate) struct PruneSchedule {
 }
 
 impl PruneSchedule {
-    /// Runs of `pruner`; `early` on a store kept in this process.
+    /// Runs of `pruner`; `early` on a store kept in this process, and on a
+    /// durable store only this process writes whatever `early` says.
     pub(crate) fn new(pruner: Pruner, early: bool) -> Self {
         PruneSchedule {
+            early: early || pruner.early(),
             pruner,
-            early,
             under_way: false,
             completed_since: 0,
         }
@@ -87,6 +128,13 @@ impl PruneSchedule {
     /// A job completed (and is stored).
     pub(crate) fn completed(&mut self) {
         self.completed_since += 1;
+    }
+
+    /// A job became final in `status`: counted if it completed.
+    pub(crate) fn ended(&mut self, status: JobStatus) {
+        if status == JobStatus::Completed {
+            self.completed();
+        }
     }
 
     /// Whether enough jobs completed for an early run.
@@ -157,7 +205,7 @@ mod tests {
         assert!(!schedule.due());
         assert!(schedule.interval().is_some());
     }
-    use crate::job::{Job, JobStatus};
+    use crate::job::Job;
     use crate::store::MemoryStore;
 
     fn completed(at: DateTime<Utc>) -> Job {

@@ -35,6 +35,8 @@ const JOB_UPDATE: &str = include_str!("sql/job_update.sql");
 const LOG_INSERT: &str = include_str!("sql/log_insert.sql");
 const JOBS_DELETE: &str = include_str!("sql/jobs_delete.sql");
 const LOGS_DELETE: &str = include_str!("sql/logs_delete.sql");
+const COMPLETED_DELETE: &str = include_str!("sql/completed_delete.sql");
+const LOGS_DELETE_IDS: &str = include_str!("sql/logs_delete_ids.sql");
 const JOB_GET: &str = concat!(
     include_str!("sql/job_select.sql"),
     include_str!("sql/job_get.sql")
@@ -54,6 +56,7 @@ const JOBS_OLDEST_FIRST: &str = concat!(
     include_str!("sql/order_oldest_first.sql")
 );
 const JOBS_COUNT: &str = include_str!("sql/jobs_count.sql");
+const STATUS_COUNT: &str = include_str!("sql/status_count.sql");
 const LOGS_OF_JOB: &str = include_str!("sql/logs_of_job.sql");
 const LOGS_OF_JOBS: &str = include_str!("sql/logs_of_jobs.sql");
 const LOGS_OF_PENDING: &str = include_str!("sql/logs_of_pending.sql");
@@ -78,6 +81,8 @@ pub(super) enum Command {
     Query(QueryParams, Reply<Vec<Job>>),
     /// Counts by task and status.
     Count(Reply<Vec<StatusCount>>),
+    /// The count of one status.
+    CountStatus(JobStatus, Reply<u64>),
     /// Finish this round, close the connection (releasing the file), stop.
     Close(Reply<()>),
 }
@@ -100,6 +105,9 @@ pub(super) struct DeleteParams {
     pub(super) finished_before: Option<i64>,
     /// -1: no limit.
     pub(super) limit: i64,
+    /// Only completed jobs, of every task: what retention removes, along
+    /// its own index (`completed_delete.sql`).
+    pub(super) completed_only: bool,
 }
 
 /// `jobs_query.sql`'s parameters.
@@ -162,7 +170,24 @@ async fn serve(
     counters: Arc<Counters>,
 ) {
     let mut round = Vec::new();
-    while let Some(first) = inbox.recv().await {
+    let mut reclaim = Reclaim::new(open::reclaims(&mut conn).await);
+    loop {
+        // Free pages are given back while nothing waits, a step at a time.
+        let first = if reclaim.due {
+            match inbox.try_recv() {
+                Ok(command) => command,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    reclaim.step(&mut conn).await;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match inbox.recv().await {
+                Some(command) => command,
+                None => break,
+            }
+        };
         round.push(first);
         while round.len() < MAX_ROUND {
             match inbox.try_recv() {
@@ -181,7 +206,16 @@ async fn serve(
             }
         }
         if !writes.is_empty() {
+            let deletes = writes
+                .iter()
+                .any(|(op, _)| matches!(op, WriteOp::Delete(_)));
             commit_group(&mut conn, writes, &counters).await;
+            if deletes {
+                // Steps run only while no command waits: a step after
+                // every prune batch of a busy queue (16 MiB moved in a
+                // large file) slowed pruning below the completion rate.
+                reclaim.due = reclaim.enabled;
+            }
         }
         for read in reads {
             answer(&mut conn, read).await;
@@ -200,6 +234,92 @@ async fn serve(
     // Every handle was dropped.
     if let Err(err) = conn.close().await {
         tracing::warn!(path = %path.display(), error = %err, "closing the SQLite store failed");
+    }
+}
+
+/// The most pages one reclaiming step moves: 16 MiB, about what a
+/// checkpoint writes, so a step holds the writers up no longer than one.
+const RECLAIM_STEP_BYTES: i64 = 16 << 20;
+
+/// Giving the pages that deletes freed back to the file system
+/// (`auto_vacuum = INCREMENTAL`), in bounded steps.
+///
+/// Pages a prune frees are taken again by the jobs that come next, so a
+/// file under steady load keeps some free and that is fine: reclaiming
+/// starts once more than a quarter of the file is free (a backlog drained,
+/// a big clean) and stops at an eighth, leaving room for what comes next.
+/// Steps run after a prune, while no command waits. When done, a
+/// `TRUNCATE` checkpoint shrinks the file (the moved pages reach it) and
+/// empties the WAL.
+struct Reclaim {
+    /// The file reclaims (incremental auto-vacuum is on).
+    enabled: bool,
+    /// A step may have something to do.
+    due: bool,
+    /// Steps are under way (between the quarter and the eighth).
+    reclaiming: bool,
+    /// Free pages before the last step, to stop if a step frees none.
+    last_free: i64,
+}
+
+impl Reclaim {
+    fn new(enabled: bool) -> Self {
+        Reclaim {
+            enabled,
+            // Once at start: a file closed with free pages shrinks.
+            due: enabled,
+            reclaiming: false,
+            last_free: i64::MAX,
+        }
+    }
+
+    async fn step(&mut self, conn: &mut SqliteConnection) {
+        match self.try_step(conn).await {
+            Ok(more) => self.due = more,
+            Err(err) => {
+                self.due = false;
+                self.reclaiming = false;
+                tracing::warn!(error = %err, "giving free pages back to the file system failed");
+            }
+        }
+    }
+
+    /// One step; whether another is due.
+    async fn try_step(&mut self, conn: &mut SqliteConnection) -> Result<bool, StoreError> {
+        let pragma = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        let free = pragma("PRAGMA freelist_count")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        let pages = pragma("PRAGMA page_count")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        let page_size = pragma("PRAGMA page_size")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?
+            .max(512);
+        let keep = pages / 8;
+        let start = free > 64 && free * 4 > pages;
+        let progress = !self.reclaiming || free < self.last_free;
+        self.last_free = free;
+        if (self.reclaiming || start) && free > keep && progress {
+            self.reclaiming = true;
+            let n = (free - keep).min(RECLAIM_STEP_BYTES / page_size).max(1);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA incremental_vacuum({n})"
+            )))
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?;
+            return Ok(true);
+        }
+        if std::mem::take(&mut self.reclaiming) {
+            exec(conn, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
+            tracing::debug!(pages, free, "gave free pages back to the file system");
+        }
+        Ok(false)
     }
 }
 
@@ -362,6 +482,25 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreEr
             execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
             Ok(updated)
         }
+        WriteOp::Delete(params) if params.completed_only => {
+            // The jobs first, returning their ids, then their lines.
+            let ids: Vec<String> = sqlx::query_scalar(COMPLETED_DELETE)
+                .bind(params.finished_before.unwrap_or(i64::MAX))
+                .bind(params.limit)
+                .bind(params.finished_before.is_none())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(store_error)?;
+            if !ids.is_empty() {
+                let json = serde_json::to_string(&ids).map_err(StoreError::other)?;
+                sqlx::query(LOGS_DELETE_IDS)
+                    .bind(json)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+            }
+            Ok(ids.len() as u64)
+        }
         WriteOp::Delete(params) => {
             // The jobs' lines first, then the jobs: one selection, one
             // transaction, nothing in between.
@@ -519,6 +658,15 @@ async fn answer(conn: &mut SqliteConnection, read: Command) {
         }
         Command::Count(reply) => {
             let _ = reply.send(count(conn).await);
+        }
+        Command::CountStatus(status, reply) => {
+            let counted = sqlx::query_scalar::<_, i64>(STATUS_COUNT)
+                .bind(status.as_str())
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(store_error)
+                .map(|n| n.max(0) as u64);
+            let _ = reply.send(counted);
         }
         Command::Write(..) | Command::Close(_) => {}
     }

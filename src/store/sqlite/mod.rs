@@ -32,7 +32,7 @@ use self::connection::{Command, Counters, DeleteParams, QueryParams, WriteOp};
 use self::errors::closed;
 use self::rows::{insert_rows, micros, update_rows};
 use super::{JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError};
-use crate::job::{Job, JobId};
+use crate::job::{Job, JobId, JobStatus};
 
 pub use self::open::SCHEMA_VERSION;
 
@@ -349,6 +349,14 @@ impl Store for SqliteStore {
         self.request(Command::Count).await
     }
 
+    /// Counts along the index on (status, task): only the jobs in
+    /// `status` are read, not the whole table.
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.jobs_count_status", skip(self))]
+    async fn jobs_count_status(&self, status: JobStatus) -> Result<u64, StoreError> {
+        self.request(|reply| Command::CountStatus(status, reply))
+            .await
+    }
+
     #[tracing::instrument(level = "debug", name = "kessel.sqlite.jobs_delete", skip_all)]
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
         let statuses: Vec<&str> = params
@@ -360,7 +368,9 @@ impl Store for SqliteStore {
         if statuses.is_empty() || params.limit == Some(0) {
             return Ok(0);
         }
+        let completed_only = statuses == ["completed"] && params.tasks.is_empty();
         let params = DeleteParams {
+            completed_only,
             statuses: json_list(&statuses)?.unwrap_or_else(|| "[]".into()),
             tasks: json_list(&params.tasks)?,
             finished_before: params.finished_before.map(micros),

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sql/migrations/0001_init.sql")),
     (2, include_str!("sql/migrations/0002_implied_created.sql")),
     (3, include_str!("sql/migrations/0003_list_by_id.sql")),
+    (4, include_str!("sql/migrations/0004_prune_by_index.sql")),
 ];
 
 /// The newest schema version of the SQLite store this kessel knows. A
@@ -30,7 +31,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// Pages the WAL holds before it is checkpointed into the file.
+pub(super) const WAL_AUTOCHECKPOINT_PAGES: u64 = 1000;
+
+/// Bytes the WAL file is cut back to after a checkpoint (32 MiB).
+pub(super) const JOURNAL_SIZE_LIMIT: u64 = 32 << 20;
+
+/// `PRAGMA auto_vacuum`'s value for `INCREMENTAL`.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
 
 /// What [`inspect`] found in the file.
 enum Found {
@@ -70,6 +80,15 @@ pub(super) async fn open(options: &SqliteOptions) -> Result<SqliteConnection, St
         // Up to 32 MiB of pages in memory (SQLite's default is 2 MiB): a
         // batch's index inserts then find their pages without a read.
         .pragma("cache_size", "-32768")
+        // The WAL is checkpointed into the file once it holds this many
+        // pages (SQLite's default, 1,000, stated: 16 MiB with 16 KiB
+        // pages), and cut back to `journal_size_limit` when it starts over
+        // after a checkpoint. Without the limit it kept the size of the
+        // largest transaction ever written (403 MB after a 2M-row prune).
+        // Both hold for this connection only: nothing is written to the
+        // file by them.
+        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+        .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
         .statement_cache_capacity(64)
         .disable_statement_logging();
     let mut conn = connect.connect().await.map_err(|e| open_error(path, e))?;
@@ -109,6 +128,15 @@ async fn prepare(conn: &mut SqliteConnection, options: &SqliteOptions) -> Result
     };
 
     // The file is ours: from here on, writing is fine.
+    if from == 0 {
+        // Before the first table: only then can a file take it without a
+        // VACUUM. Pages that retention frees are then given back to the
+        // file system in small steps (`connection.rs`, `reclaim`).
+        sqlx::raw_sql("PRAGMA auto_vacuum = INCREMENTAL")
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?;
+    }
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
         .fetch_one(&mut *conn)
         .await
@@ -134,7 +162,51 @@ async fn prepare(conn: &mut SqliteConnection, options: &SqliteOptions) -> Result
         .await
         .map_err(store_error)?;
     }
-    migrate(conn, from).await
+    migrate(conn, from).await?;
+    incremental_vacuum(conn, path).await;
+    Ok(())
+}
+
+/// Switches a file made before schema version 4 (without incremental
+/// auto-vacuum) to it, once: that takes a `VACUUM`, which rewrites the
+/// whole file (as long as copying it, and as much free disk space). If it
+/// fails (a full disk), the store works as before, without giving pages
+/// back to the file system, and tries again at the next open.
+async fn incremental_vacuum(conn: &mut SqliteConnection, path: &std::path::Path) {
+    let mode: Result<i64, _> = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&mut *conn)
+        .await;
+    if matches!(mode, Ok(AUTO_VACUUM_INCREMENTAL)) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let switched = sqlx::raw_sql("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")
+        .execute(&mut *conn)
+        .await;
+    match switched {
+        Ok(_) => tracing::info!(
+            path = %path.display(),
+            elapsed = ?started.elapsed(),
+            "switched the SQLite store to incremental auto-vacuum (once, with a VACUUM)"
+        ),
+        Err(err) => tracing::warn!(
+            path = %path.display(),
+            error = %err,
+            "could not switch the SQLite store to incremental auto-vacuum; \
+             freed pages stay in the file until the next open tries again"
+        ),
+    }
+}
+
+/// Whether the open file gives freed pages back (`auto_vacuum =
+/// INCREMENTAL`).
+pub(super) async fn reclaims(conn: &mut SqliteConnection) -> bool {
+    matches!(
+        sqlx::query_scalar::<_, i64>("PRAGMA auto_vacuum")
+            .fetch_one(&mut *conn)
+            .await,
+        Ok(AUTO_VACUUM_INCREMENTAL)
+    )
 }
 
 /// Reads what the file holds, without writing.

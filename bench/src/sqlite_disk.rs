@@ -1,0 +1,197 @@
+//! The `sqlite-disk` workload: N jobs pushed through kessel's SQLite store
+//! at full speed, with the default retention (100,000 completed jobs kept),
+//! and what that leaves on disk.
+//!
+//! A producer creates jobs in batches while one worker runs them, so a
+//! backlog builds and drains. Reported: jobs/s; the longest pause between
+//! two consecutive completions (a prune that stalls the store shows here);
+//! the file and WAL sizes sampled during the run (peak) and once the queue
+//! is idle (end); and the end size over what the retained jobs need,
+//! measured as the size of a `VACUUM INTO` copy of the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kessel::store::{SqliteOptions, Store};
+use kessel::{JobContext, JobError, JobStatus, NewJob, Queue};
+use serde::{Deserialize, Serialize};
+
+use crate::measure::Stamps;
+use crate::systems::kessel::{create_all, Handlers, TAG};
+
+/// A payload shaped like a user's struct (about 300 bytes of JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Email {
+    pub index: u64,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub tags: Vec<String>,
+}
+
+fn email(index: u64) -> Email {
+    Email {
+        index,
+        to: format!("customer{index}@example.com"),
+        subject: format!("Your order #{index} has shipped"),
+        body: "Hello! Your parcel is on its way and should arrive within three working \
+               days. You can follow it from your account page at any time."
+            .into(),
+        tags: vec!["transactional".into(), "shipping".into()],
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub jobs_per_sec: f64,
+    /// Longest gap between two consecutive completions, ms.
+    pub max_pause_ms: f64,
+    pub peak_file: u64,
+    pub peak_wal: u64,
+    pub end_file: u64,
+    pub end_wal: u64,
+    /// The size of a compact copy of the file at the end (what the
+    /// retained jobs need).
+    pub need: u64,
+    pub completed_kept: u64,
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn wal_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Runs `n` jobs through a fresh SQLite file with the default retention.
+pub async fn run(n: u64, concurrency: usize, cap: Duration) -> Result<Disk, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("jobs.db");
+    let store = Arc::new(
+        SqliteOptions::new(&path)
+            .open()
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let queue = Queue::builder()
+        .store(store.clone())
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let stamps = Stamps::timed(n);
+    let s = stamps.clone();
+    queue
+        .define("send email")
+        .tag(TAG)
+        .action(move |job: JobContext<Email>| {
+            s.hit(job.payload.index);
+            std::future::ready(Ok::<(), JobError>(()))
+        })
+        .map_err(|e| e.to_string())?;
+
+    // Samples the file and WAL sizes every 50 ms from a thread of its own.
+    let done = Arc::new(AtomicBool::new(false));
+    let (peak_file, peak_wal) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let sampler = {
+        let (done, peak_file, peak_wal, path) = (
+            done.clone(),
+            peak_file.clone(),
+            peak_wal.clone(),
+            path.clone(),
+        );
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak_file.fetch_max(size(&path), Ordering::Relaxed);
+                peak_wal.fetch_max(size(&wal_of(&path)), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    let t = Instant::now();
+    Handlers::Threads(1).start(&queue, concurrency)?;
+    create_all(&queue, n, |i| NewJob::new("send email", email(i))).await?;
+    stamps.mark_created();
+    let waited = stamps.wait(cap).await;
+    let secs = t.elapsed().as_secs_f64();
+
+    // Until retention has caught up and the file stops shrinking: reads
+    // go through the store's one connection, and reclaiming runs between
+    // them.
+    let keep = kessel::Retention::default()
+        .completed_max_count
+        .unwrap_or(usize::MAX) as u64;
+    let settle = Instant::now();
+    let (mut last, mut still) = (u64::MAX, 0);
+    let mut kept = 0;
+    while settle.elapsed() < Duration::from_secs(60) && still < 20 {
+        kept = store
+            .jobs_count_status(JobStatus::Completed)
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = size(&path);
+        still = if kept <= keep + 4096 && now == last {
+            still + 1
+        } else {
+            0
+        };
+        last = now;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let (end_file, end_wal) = (size(&path), size(&wal_of(&path)));
+    let _ = queue.shutdown(Duration::from_secs(5)).await;
+    store.close().await.map_err(|e| e.to_string())?;
+    waited.map_err(|e| e.to_string())?;
+
+    let mut times: Vec<u64> = (0..n as usize)
+        .filter_map(|i| stamps.started_at(i))
+        .collect();
+    times.sort_unstable();
+    let max_pause = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let need = compact_size(&path, dir.path()).await?;
+    Ok(Disk {
+        jobs_per_sec: n as f64 / secs,
+        max_pause_ms: max_pause as f64 / 1e6,
+        peak_file: peak_file.load(Ordering::Relaxed).max(end_file),
+        peak_wal: peak_wal.load(Ordering::Relaxed).max(end_wal),
+        end_file,
+        end_wal,
+        need,
+        completed_kept: kept,
+    })
+}
+
+/// The size of a `VACUUM INTO` copy of the (closed) store file.
+async fn compact_size(path: &Path, dir: &Path) -> Result<u64, String> {
+    use sqlx::{ConnectOptions, Connection};
+    let copy = dir.join("compact.db");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query("VACUUM INTO ?1")
+        .bind(copy.to_string_lossy().into_owned())
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.close().await.map_err(|e| e.to_string())?;
+    Ok(size(&copy))
+}
+
+/// The stored schema's view, for a note: what the retained jobs cost each.
+pub fn per_job(need: u64, kept: u64) -> f64 {
+    if kept == 0 {
+        0.0
+    } else {
+        need as f64 / kept as f64
+    }
+}
