@@ -181,6 +181,15 @@ impl<S: Store + ?Sized> Store for MeteredStore<S> {
         timed("jobs_delete", None, self.inner.jobs_delete(params)).await
     }
 
+    async fn jobs_count_status(&self, status: crate::job::JobStatus) -> Result<u64, StoreError> {
+        timed(
+            "jobs_count_status",
+            None,
+            self.inner.jobs_count_status(status),
+        )
+        .await
+    }
+
     fn shared(&self) -> Option<&dyn SharedStore> {
         // Shared calls go through this wrapper too, so they are timed.
         self.inner.shared().map(|_| self as &dyn SharedStore)
@@ -188,6 +197,13 @@ impl<S: Store + ?Sized> Store for MeteredStore<S> {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    /// The wrapped PostgreSQL store, so transactional enqueue works through
+    /// the wrapper (its inserts run on the caller's connection, untimed).
+    #[cfg(feature = "postgres")]
+    fn postgres(&self) -> Option<&crate::store::PgStore> {
+        self.inner.postgres()
     }
 
     async fn close(&self) -> Result<(), StoreError> {

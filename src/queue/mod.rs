@@ -38,8 +38,8 @@ mod transactional;
 mod typed;
 
 pub use define::{AnyPayload, TaskBuilder};
-pub use typed::TaskPayload;
 use keeping::Keeping;
+pub use typed::TaskPayload;
 
 pub(crate) struct Inner {
     pub(crate) scheduler: SchedulerAddr,

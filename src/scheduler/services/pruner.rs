@@ -192,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn a_durable_store_is_pruned_on_the_interval_only() {
+    fn without_early_runs_a_store_is_pruned_on_the_interval_only() {
         let retention = Retention {
             completed_max_count: Some(16),
             ..Retention::default()
