@@ -201,6 +201,9 @@ pub(crate) struct Scheduler {
     /// Records job metrics, once attached (see `observe`).
     #[cfg(feature = "metrics")]
     recorder: std::cell::RefCell<Option<crate::metrics::JobRecorder>>,
+    /// A recorder is attached: the one flag the hooks read first.
+    #[cfg(feature = "metrics")]
+    observing: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -324,6 +327,8 @@ impl Scheduler {
             handover: None,
             #[cfg(feature = "metrics")]
             recorder: Default::default(),
+            #[cfg(feature = "metrics")]
+            observing: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ impl Handler<ObserveJobs> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: ObserveJobs, _: &mut Self::Context) {
         *self.recorder.borrow_mut() = Some(msg.0);
+        self.observing.set(true);
     }
 }
 
@@ -68,8 +69,9 @@ impl Scheduler {
     }
 
     /// Whether job metrics are recorded.
+    #[inline]
     pub(super) fn observed(&self) -> bool {
-        self.recorder.borrow().is_some()
+        self.observing.get()
     }
 
     /// A job of task slot `task` changed as `kind` says.
