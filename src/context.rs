@@ -92,10 +92,10 @@ pub(crate) struct RunInfo {
     pub(crate) attempt: u32,
     pub(crate) reference: Option<String>,
     /// The job's `created_at`, as stored.
-    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) created_at: crate::time::CompactTime,
     /// The job's `run_at` when this attempt was dispatched: when it became
     /// due (its delay, its retry's backoff, or its creation).
-    pub(crate) run_at: DateTime<Utc>,
+    pub(crate) run_at: crate::time::CompactTime,
     pub(crate) shared: Arc<RunShared>,
 }
 
@@ -159,12 +159,12 @@ impl JobMeta {
 
     /// When the job was created (see [`JobContext::created_at`]).
     pub fn created_at(&self) -> DateTime<Utc> {
-        self.info.created_at
+        self.info.created_at.get()
     }
 
     /// When this attempt became due (see [`JobContext::run_at`]).
     pub fn run_at(&self) -> DateTime<Utc> {
-        self.info.run_at
+        self.info.run_at.get()
     }
 
     /// Whether the run was cancelled or timed out.
@@ -288,7 +288,7 @@ impl<T> JobContext<T> {
     /// # Ok(()) }
     /// ```
     pub fn created_at(&self) -> DateTime<Utc> {
-        self.info.created_at
+        self.info.created_at.get()
     }
 
     /// When this attempt became due: the job's
@@ -314,7 +314,7 @@ impl<T> JobContext<T> {
     /// # Ok(()) }
     /// ```
     pub fn run_at(&self) -> DateTime<Utc> {
-        self.info.run_at
+        self.info.run_at.get()
     }
 
     /// Writes a timestamped line, with optional JSON data (pass `()` for

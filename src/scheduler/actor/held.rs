@@ -52,6 +52,16 @@ impl Stamp {
     }
 
     /// The time back, `far` being where a far one was kept.
+    /// The stamp as a [`CompactTime`](crate::time::CompactTime); `far`
+    /// reads the exact time of a far stamp.
+    fn compact(self, far: impl FnOnce() -> DateTime<Utc>) -> crate::time::CompactTime {
+        if self == Self::FAR {
+            crate::time::CompactTime::Far(far())
+        } else {
+            crate::time::CompactTime::Nanos(self.0)
+        }
+    }
+
     fn at(self, far: Option<DateTime<Utc>>) -> DateTime<Utc> {
         if self == Self::FAR {
             far.expect("a far time is kept in the rest")
@@ -134,6 +144,16 @@ impl HeldJob {
     pub(crate) fn created_at(&self) -> DateTime<Utc> {
         self.created_at
             .at(self.rest.as_deref().and_then(|r| r.far_created_at))
+    }
+
+    /// When it was created, converted only when read.
+    pub(crate) fn created_at_compact(&self) -> crate::time::CompactTime {
+        self.created_at.compact(|| self.created_at())
+    }
+
+    /// When it is due, converted only when read.
+    pub(crate) fn run_at_compact(&self) -> crate::time::CompactTime {
+        self.run_at.compact(|| self.run_at())
     }
 
     /// When it is due.
