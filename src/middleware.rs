@@ -132,8 +132,9 @@ pub(crate) fn wrap(
     })
 }
 
-/// Opens a `tracing` span around every run, with the job's id, task and
-/// attempt. Installed by the [`Tracing`](crate::plugin::Tracing) plugin.
+/// Opens a `tracing` span, `kessel.job`, around every run, with the job's
+/// id, task, tag and attempt. Installed by the
+/// [`Tracing`](crate::plugin::Tracing) plugin.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingSpans;
 
@@ -143,6 +144,7 @@ impl Middleware for TracingSpans {
             "kessel.job",
             job.id = %job.id(),
             job.task = job.task(),
+            job.tag = job.tag(),
             job.attempt = job.attempt()
         );
         Box::pin(next.run().instrument(span))

@@ -386,10 +386,11 @@ fn spans() -> &'static Spans {
 }
 
 #[actix_rt::test]
-async fn each_attempt_runs_in_a_kessel_job_span_with_the_jobs_identity() {
+async fn with_the_tracing_plugin_each_attempt_runs_in_a_kessel_job_span() {
     pause();
     let spans = spans();
     let queue = Queue::new();
+    queue.plugin(kessel::plugin::Tracing).unwrap();
     let inside = common::Trace::default();
     let seen = inside.clone();
     queue

@@ -307,28 +307,6 @@ pub(crate) struct RunningJob {
     /// Started when the signal is first seen: the future is dropped when
     /// it ends.
     grace_ends: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The run's `kessel.job` span, entered around every poll of the
-    /// handler (what `tracing::Instrument` does, without boxing the
-    /// future again); `None` while no tracing subscriber was ever set, so
-    /// a process without tracing pays nothing per job for it.
-    span: Option<tracing::Span>,
-}
-
-/// The `kessel.job` span of one run, or `None` while no tracing
-/// subscriber was ever set (globally or for a scope): a disabled span still
-/// costs its creation, each enter and exit, and its drop, which a million
-/// no-op jobs a second measure (about 5%).
-fn job_span(info: &crate::context::RunInfo) -> Option<tracing::Span> {
-    if !tracing::dispatcher::has_been_set() {
-        return None;
-    }
-    Some(tracing::info_span!(
-        "kessel.job",
-        job.id = %info.id,
-        job.task = &*info.shared.task,
-        job.tag = info.shared.tag.as_deref(),
-        job.attempt = info.attempt,
-    ))
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -351,9 +329,7 @@ impl RunningJob {
         grace: std::time::Duration,
     ) -> Self {
         let (attempt, shared) = (d.info.attempt, d.info.shared.clone());
-        let span = job_span(&d.info);
         let (info, payload) = (d.info, d.payload);
-        let entered = span.as_ref().map(tracing::Span::enter);
         let started = catch_unwind(AssertUnwindSafe(|| match chain {
             Some(chain) => {
                 let meta = JobMeta { info: info.clone() };
@@ -361,7 +337,6 @@ impl RunningJob {
             }
             None => action.start(info, payload.as_str()),
         }));
-        drop(entered);
         let (fut, early) = match started {
             Ok(fut) => (Some(fut), None),
             Err(p) => (None, Some(Outcome::Panicked(panic_message(p)))),
@@ -375,7 +350,6 @@ impl RunningJob {
             early,
             grace,
             grace_ends: None,
-            span,
         }
     }
 
@@ -383,7 +357,6 @@ impl RunningJob {
     /// fails the job, never the worker.
     pub(crate) fn start_failed(d: Dispatch, message: &str) -> Self {
         RunningJob {
-            span: job_span(&d.info),
             slot: d.slot,
             attempt: d.info.attempt,
             shared: d.info.shared,
@@ -445,10 +418,7 @@ impl Future for RunningJob {
         let Some(fut) = this.fut.as_mut() else {
             return Poll::Ready(this.report(Outcome::Aborted));
         };
-        let polled = {
-            let _entered = this.span.as_ref().map(tracing::Span::enter);
-            catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
-        };
+        let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
         let outcome = match polled {
             Ok(Poll::Pending) => {
                 if this.grace_ends.is_some() {
