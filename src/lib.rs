@@ -86,6 +86,7 @@ mod config;
 #[cfg(feature = "test-utils")]
 pub mod conformance;
 mod context;
+mod dead_letter;
 mod duration;
 mod error;
 pub mod event;
@@ -108,6 +109,7 @@ pub mod web;
 pub use admin::{Clean, IntoTimeLimit, Stats};
 pub use config::{Retention, SharedConfig};
 pub use context::{JobContext, JobMeta};
+pub use dead_letter::DeadLetter;
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};

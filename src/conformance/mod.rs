@@ -68,6 +68,7 @@
 
 mod fixtures;
 mod harness;
+pub mod outcomes;
 pub mod queue;
 pub mod restart;
 pub mod store;
@@ -266,6 +267,8 @@ macro_rules! with_every_test {
             queue::queue_expires_a_job_not_started_in_time,
             queue::queue_stats_and_clean_read_the_store,
             queue::queue_stores_logs_and_progress_with_the_job,
+            outcomes::snooze_runs_a_job_again_later_without_using_an_attempt,
+            outcomes::dead_letter_carries_the_buried_job_to_its_dead_letter_task,
             restart::restart_keeps_every_pending_job_with_its_attempts,
             restart::restart_queue_resumes_where_the_last_one_stopped,
         }
@@ -408,6 +411,8 @@ macro_rules! conformance_tests {
             queue_expires_a_job_not_started_in_time,
             queue_stats_and_clean_read_the_store,
             queue_stores_logs_and_progress_with_the_job,
+            snooze_runs_a_job_again_later_without_using_an_attempt,
+            dead_letter_carries_the_buried_job_to_its_dead_letter_task,
             restart_keeps_every_pending_job_with_its_attempts,
             restart_queue_resumes_where_the_last_one_stopped,
         );
