@@ -109,7 +109,7 @@ pub mod web;
 pub use admin::{Clean, IntoTimeLimit, Stats};
 pub use config::{Retention, SharedConfig};
 pub use context::{JobContext, JobMeta};
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetter, Redrive};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
