@@ -127,3 +127,8 @@ pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
 #[cfg(doctest)]
 #[doc = include_str!("../docs/getting-started.md")]
 struct GettingStarted;
+
+/// The guide, `docs/dead-letters.md`: each example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/dead-letters.md")]
+struct DeadLettersGuide;
