@@ -103,6 +103,7 @@ mod scheduler;
 pub mod store;
 mod task;
 mod time;
+mod unique;
 #[cfg(feature = "web")]
 pub mod web;
 
@@ -122,6 +123,7 @@ pub use queue::{
 pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
+pub use unique::{UniqueScope, MAX_UNIQUE_KEY_LEN};
 
 /// The guide, `docs/getting-started.md`: each of its steps runs as a doctest.
 #[cfg(doctest)]

@@ -31,6 +31,7 @@ mod routes;
 mod shared;
 mod table;
 mod threads;
+mod unique;
 mod unserved;
 
 use std::collections::HashMap;
@@ -52,6 +53,7 @@ pub(crate) use observe::ObserveJobs;
 pub(crate) use restart::{mailbox, AddrSlot};
 pub(crate) use shared::{ClaimNow, WatchExpiry};
 pub(crate) use threads::{Placement, StuckThreads};
+pub(crate) use unique::{AdmitUnique, UniqueHolder};
 pub(crate) use unserved::UnservedTags;
 
 use super::alarm::Alarm;
@@ -181,6 +183,8 @@ pub(crate) struct Scheduler {
     /// Dead letters of jobs buried this turn, and how many are being
     /// stored (see `dead_letters.rs`).
     letters: dead_letters::Outbox,
+    /// Unique keys held by pending jobs, on a store kept in this process.
+    uniques: unique::Uniques,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
@@ -320,6 +324,7 @@ impl Scheduler {
             reports: Vec::new(),
             spare_runs: Vec::new(),
             letters: dead_letters::Outbox::default(),
+            uniques: unique::Uniques::default(),
             now: Default::default(),
             stopping: HashMap::new(),
             placement,
@@ -637,6 +642,7 @@ impl Scheduler {
             self.recycle(run);
         }
         let attempt = e.job.attempts;
+        self.uniques.ended(e.job.id);
         if status == JobStatus::Buried {
             let finished_at = self.now_utc();
             self.post_dead_letter(&e, message.as_deref(), finished_at);
