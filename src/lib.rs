@@ -134,3 +134,8 @@ struct GettingStarted;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/dead-letters.md")]
 struct DeadLettersGuide;
+
+/// The guide, `docs/unique.md`: each example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/unique.md")]
+struct UniqueGuide;

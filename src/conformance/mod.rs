@@ -274,6 +274,7 @@ macro_rules! with_every_test {
             unique::unique_while_waiting_frees_the_key_when_the_job_starts,
             unique::unique_for_a_window_holds_the_key_after_the_job_ends,
             unique::unique_cancel_by_key_or_reference_needs_no_id,
+            unique::unique_kicked_job_takes_its_key_back,
             restart::restart_keeps_every_pending_job_with_its_attempts,
             restart::restart_queue_resumes_where_the_last_one_stopped,
         }
@@ -422,6 +423,7 @@ macro_rules! conformance_tests {
             unique_while_waiting_frees_the_key_when_the_job_starts,
             unique_for_a_window_holds_the_key_after_the_job_ends,
             unique_cancel_by_key_or_reference_needs_no_id,
+            unique_kicked_job_takes_its_key_back,
             restart_keeps_every_pending_job_with_its_attempts,
             restart_queue_resumes_where_the_last_one_stopped,
         );

@@ -232,3 +232,54 @@ async fn cancel<F: StoreFactory>(factory: F) -> Verdict {
     );
     Verdict::Passed
 }
+
+conformance_test!(unique,
+    /// A buried unique job kicked back to ready holds its key again.
+    unique_kicked_job_takes_its_key_back => kicked
+);
+
+async fn kicked<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    // Declined at first; once kicked, it runs until the test ends.
+    queue
+        .define("charge")
+        .retry(crate::task::RetryPolicy::none())
+        .action(|job: JobContext<u32>| async move {
+            if job.attempt() == 1 {
+                return Err::<(), _>(JobError::fatal("declined"));
+            }
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    queue
+        .process(["default"])
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let held = queue
+        .create_job(NewJob::new("charge", 1).unique("charge:1"))
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    assert_eq!(outcome(&held).await.status, JobStatus::Buried);
+    assert_eq!(
+        queue
+            .unique_holder("charge:1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        None,
+        "a buried job holds no key"
+    );
+    queue
+        .kick(held.id())
+        .await
+        .unwrap_or_else(|e| panic!("kick: {e}"));
+    let again = queue
+        .create_job(NewJob::new("charge", 2).unique("charge:1"))
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    assert!(again.is_duplicate(), "the kicked job holds its key again");
+    assert_eq!(again.id(), held.id());
+    Verdict::Passed
+}

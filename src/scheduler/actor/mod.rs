@@ -642,7 +642,6 @@ impl Scheduler {
             self.recycle(run);
         }
         let attempt = e.job.attempts;
-        self.uniques.ended(e.job.id);
         if status == JobStatus::Buried {
             let finished_at = self.now_utc();
             self.post_dead_letter(&e, message.as_deref(), finished_at);

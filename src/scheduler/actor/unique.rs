@@ -11,33 +11,18 @@ use chrono::{DateTime, Utc};
 use super::{Origin, Scheduler};
 use crate::job::{Job, JobId};
 use crate::store::{Inserted, UniqueHold};
-use crate::unique::UniqueScope;
 
 /// The keys held, and by which job.
 #[derive(Debug, Default)]
 pub(super) struct Uniques {
+    /// A hold stays here after its job ends (a kicked job takes its key
+    /// back) until a sweep finds it no longer live.
     by_key: HashMap<String, (JobId, UniqueHold)>,
-    key_of: HashMap<JobId, String>,
     /// `by_key`'s size after the last sweep of ended holds.
     swept_at: usize,
 }
 
 impl Uniques {
-    /// A job that ended: its key is free unless its hold is a window.
-    pub(super) fn ended(&mut self, id: JobId) {
-        if self.key_of.is_empty() {
-            return;
-        }
-        let Some(key) = self.key_of.remove(&id) else {
-            return;
-        };
-        if let Some((holder, hold)) = self.by_key.get(&key) {
-            if *holder == id && !matches!(hold.scope, UniqueScope::Window(_)) {
-                self.by_key.remove(&key);
-            }
-        }
-    }
-
     /// Carried to a successor scheduler.
     pub(super) fn take(&mut self) -> Uniques {
         std::mem::take(self)
@@ -70,9 +55,7 @@ impl Scheduler {
             .cloned()
             .collect();
         for key in dead {
-            if let Some((holder, _)) = self.uniques.by_key.remove(&key) {
-                self.uniques.key_of.remove(&holder);
-            }
+            self.uniques.by_key.remove(&key);
         }
         self.uniques.swept_at = self.uniques.by_key.len();
     }
@@ -97,10 +80,6 @@ impl Handler<AdmitUnique> for Scheduler {
         }
         self.sweep_uniques(now_utc);
         let id = msg.job.id;
-        if let Some((old, _)) = self.uniques.by_key.remove(&msg.hold.key) {
-            self.uniques.key_of.remove(&old);
-        }
-        self.uniques.key_of.insert(id, msg.hold.key.clone());
         self.uniques
             .by_key
             .insert(msg.hold.key.clone(), (id, msg.hold));
