@@ -90,6 +90,7 @@ mod dead_letter;
 mod duration;
 mod error;
 pub mod event;
+mod flow;
 mod id_ordered_map;
 mod job;
 #[cfg(feature = "metrics")]
@@ -113,6 +114,7 @@ pub use context::{JobContext, JobMeta};
 pub use dead_letter::{DeadLetter, Redrive};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
+pub use flow::{IntoRateLimit, RateLimit, RateLimitError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
 pub use new_job::NewJob;
 pub use queue::plugin;

@@ -303,6 +303,10 @@ pub(crate) struct TaskDef {
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     /// The task that receives this task's buried jobs as dead letters.
     pub(crate) dead_letter: Option<Arc<str>>,
+    /// At most this many of its jobs run at once.
+    pub(crate) max_running: Option<u32>,
+    /// How often its jobs may start.
+    pub(crate) rate_limit: Option<crate::flow::RateLimit>,
     pub(crate) action: Arc<dyn Action>,
 }
 
@@ -410,6 +414,38 @@ impl Task {
     /// ```
     pub fn dead_letter(&self) -> Option<&str> {
         self.def.dead_letter.as_deref()
+    }
+
+    /// How many of its jobs may run at once, if limited (see
+    /// [`TaskBuilder::max_running`](crate::TaskBuilder::max_running)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define("export").max_running(2)
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// assert_eq!(task.max_running(), Some(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn max_running(&self) -> Option<u32> {
+        self.def.max_running
+    }
+
+    /// How often its jobs may start, if limited (see
+    /// [`TaskBuilder::rate_limit`](crate::TaskBuilder::rate_limit)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, RateLimit};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define("call api").rate_limit("10/s")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// assert_eq!(task.rate_limit(), Some(RateLimit::per_second(10)));
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit(&self) -> Option<crate::flow::RateLimit> {
+        self.def.rate_limit
     }
 }
 

@@ -67,6 +67,7 @@
 //! A failing check panics, like `assert!`, with what was expected.
 
 mod fixtures;
+pub mod flow;
 mod harness;
 pub mod outcomes;
 pub mod queue;
@@ -275,6 +276,8 @@ macro_rules! with_every_test {
             unique::unique_for_a_window_holds_the_key_after_the_job_ends,
             unique::unique_cancel_by_key_or_reference_needs_no_id,
             unique::unique_kicked_job_takes_its_key_back,
+            flow::flow_max_running_caps_the_jobs_running_at_once,
+            flow::flow_rate_limit_spaces_starts_and_allows_its_burst,
             restart::restart_keeps_every_pending_job_with_its_attempts,
             restart::restart_queue_resumes_where_the_last_one_stopped,
         }
@@ -424,6 +427,8 @@ macro_rules! conformance_tests {
             unique_for_a_window_holds_the_key_after_the_job_ends,
             unique_cancel_by_key_or_reference_needs_no_id,
             unique_kicked_job_takes_its_key_back,
+            flow_max_running_caps_the_jobs_running_at_once,
+            flow_rate_limit_spaces_starts_and_allows_its_burst,
             restart_keeps_every_pending_job_with_its_attempts,
             restart_queue_resumes_where_the_last_one_stopped,
         );

@@ -62,6 +62,8 @@ pub struct TaskBuilder<'q, P = AnyPayload> {
     retry: RetryPolicy,
     middleware: Vec<Arc<dyn Middleware>>,
     dead_letter: Option<Arc<str>>,
+    max_running: Option<u32>,
+    rate_limit: Option<crate::flow::RateLimit>,
     error: Option<Error>,
     payload: PhantomData<fn() -> P>,
 }
@@ -111,6 +113,8 @@ impl<'q> TaskBuilder<'q> {
             retry: RetryPolicy::default(),
             middleware: Vec::new(),
             dead_letter: None,
+            max_running: None,
+            rate_limit: None,
             error: None,
             payload: PhantomData,
         }
@@ -342,6 +346,68 @@ impl<'q, P> TaskBuilder<'q, P> {
         self
     }
 
+    /// Lets at most `n` of this task's jobs run at once: on a store only
+    /// this process uses, in this process; on PostgreSQL, across every
+    /// process that defines the task with the same limit (a job leased to
+    /// a process counts from its claim to its end). Jobs over the limit
+    /// wait, ready, and start as running ones end, best first. `0` makes
+    /// [`TaskBuilder::action`] return [`Error::InvalidInput`] naming
+    /// `max_running` (suspend the task to hold it instead).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// // The reporting database takes two exports at a time, whatever the
+    /// // worker concurrency.
+    /// queue.define("export").max_running(2).action(|_: JobContext<u32>| async {
+    ///     Ok::<_, JobError>(())
+    /// })?;
+    /// queue.process(["default"]).concurrency(16).start()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_running(mut self, n: u32) -> Self {
+        self.max_running = Some(n);
+        self
+    }
+
+    /// Limits how often this task's jobs may start, in this process (see
+    /// [`RateLimit`](crate::RateLimit)): `"10/s"`, `"100/m"`, or
+    /// `RateLimit::per_second(10).burst(20)`. A job over the limit waits,
+    /// ready, and starts when the limit allows; it is never failed for it.
+    /// Unreadable text, or a zero count, period or burst, makes
+    /// [`TaskBuilder::action`] return the error (`Error::InvalidInput`
+    /// naming `rate_limit`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, RateLimit};
+    /// let queue = kessel::Queue::new();
+    /// queue.define("call partner api").rate_limit(RateLimit::per_second(10).burst(20))
+    ///     .action(|_: JobContext<u32>| async { Ok::<_, JobError>(()) })?;
+    /// let err = queue.define("bad").rate_limit("ten per second")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
+    ///     .unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "rate_limit", .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit(mut self, limit: impl crate::flow::IntoRateLimit) -> Self {
+        match limit.into_rate_limit() {
+            Ok(limit) => self.rate_limit = Some(limit),
+            Err(e) => {
+                self.error = self.error.take().or(Some(Error::InvalidInput {
+                    field: "rate_limit",
+                    reason: e.to_string(),
+                }))
+            }
+        }
+        self
+    }
+
     /// Adds middleware around this task's runs, inside any queue middleware.
     /// The first added is the outermost (see [`crate::middleware`]).
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
@@ -431,6 +497,12 @@ impl<'q, P> TaskBuilder<'q, P> {
                 });
             }
         }
+        if let Some(n) = self.max_running {
+            crate::flow::validate_max_running(n)?;
+        }
+        if let Some(limit) = &self.rate_limit {
+            limit.validate()?;
+        }
         let def = Arc::new(TaskDef {
             name: self.name.into(),
             tag: self.tag,
@@ -440,6 +512,8 @@ impl<'q, P> TaskBuilder<'q, P> {
             retry: self.retry,
             middleware: self.middleware,
             dead_letter: self.dead_letter,
+            max_running: self.max_running,
+            rate_limit: self.rate_limit,
             action,
         });
         self.queue.register_task(def.clone())?;
@@ -491,6 +565,8 @@ impl Queue {
             retry,
             middleware,
             dead_letter,
+            max_running,
+            rate_limit,
             error,
             ..
         } = TaskBuilder::new(self, P::TASK.to_owned());
@@ -504,6 +580,8 @@ impl Queue {
             retry,
             middleware,
             dead_letter,
+            max_running,
+            rate_limit,
             error,
             payload: PhantomData,
         }

@@ -20,6 +20,7 @@
 mod addr;
 mod admin;
 mod dead_letters;
+mod flow;
 mod held;
 mod index;
 mod journal;
@@ -185,6 +186,10 @@ pub(crate) struct Scheduler {
     letters: dead_letters::Outbox,
     /// Unique keys held by pending jobs, on a store kept in this process.
     uniques: unique::Uniques,
+    /// The earliest tick a rate-limited held job may start, and whether a
+    /// wake is planned for it.
+    flow_wake: Option<u64>,
+    flow_wake_armed: bool,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
@@ -325,6 +330,8 @@ impl Scheduler {
             spare_runs: Vec::new(),
             letters: dead_letters::Outbox::default(),
             uniques: unique::Uniques::default(),
+            flow_wake: None,
+            flow_wake_armed: false,
             now: Default::default(),
             stopping: HashMap::new(),
             placement,
@@ -999,6 +1006,10 @@ impl Scheduler {
                     );
                     continue;
                 }
+                let task = e.task;
+                if !self.flow_admits(task, key, now) {
+                    continue;
+                }
                 return Some(key.slot);
             }
         }
@@ -1103,6 +1114,7 @@ impl Scheduler {
     }
 
     fn on_report(&mut self, worker: usize, report: Report, now: u64) {
+        self.flow_run_ended(report.task);
         if let Some(w) = self.workers.get_mut(worker) {
             w.in_flight = w.in_flight.saturating_sub(1);
             if let Some(b) = w.batch.as_mut() {
@@ -1288,6 +1300,7 @@ impl Scheduler {
         self.finish_batches();
         self.flush(ctx);
         self.arm(ctx);
+        self.arm_flow_wake(ctx);
         self.after_turn_unserved(ctx);
         self.check_drained(ctx);
         self.now.set(None);
