@@ -44,10 +44,10 @@ pub(crate) async fn run(target: &Target<'_>, out: &Out, args: MigrateArgs) -> Re
         }
         (None, None) => return Err(CliError::NoDatabase),
     };
-    let postgres = match (&store, args.store.as_deref()) {
-        (Some(parse::Target::Postgres(_)), _) | (None, Some("postgres")) => true,
-        _ => false,
-    };
+    let postgres = matches!(
+        (&store, args.store.as_deref()),
+        (Some(parse::Target::Postgres(_)), _) | (None, Some("postgres"))
+    );
     if !postgres && target.schema.is_some() {
         return Err(CliError::SchemaOnSqlite("SQLite".into()));
     }
