@@ -472,6 +472,8 @@ mod processes {
             for args in [
                 vec!["create", "t", "1", "--delay", text.as_str()],
                 vec!["show", text.as_str()],
+                vec!["clean", "--older-than", text.as_str()],
+                vec!["migrate", "--print", "--from", text.as_str()],
             ] {
                 let out = db.kessel(&args).output().unwrap();
                 let code = out.status.code();
@@ -479,6 +481,22 @@ mod processes {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 prop_assert!(!stderr.contains("panicked"), "{}", stderr);
                 if code == Some(1) || code == Some(3) {
+                    prop_assert_eq!(stderr.lines().count(), 1, "{}", stderr);
+                }
+            }
+            // Through an API nobody serves: a bad kind or id is named
+            // before connecting, a good one ends in "cannot reach".
+            for args in [
+                vec!["tail", "--kind", text.as_str()],
+                vec!["tail", "--job", text.as_str()],
+                vec!["kick", text.as_str()],
+            ] {
+                let out = kessel_api("http://127.0.0.1:1", None, &args).output().unwrap();
+                let code = out.status.code();
+                prop_assert!(matches!(code, Some(1..=2)), "{:?} exited {:?}", args, code);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                prop_assert!(!stderr.contains("panicked"), "{}", stderr);
+                if code == Some(1) {
                     prop_assert_eq!(stderr.lines().count(), 1, "{}", stderr);
                 }
             }

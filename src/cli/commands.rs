@@ -657,6 +657,10 @@ pub(crate) async fn delete_matching(
             flag: "PATTERN",
             reason: format!("`{pattern}` is not a valid regular expression: {e}"),
         })?;
+        let queued = counts(backend).await?.get(task).map_or(0, |n| {
+            n[slot(JobStatus::Scheduled)] + n[slot(JobStatus::Ready)] + n[slot(JobStatus::Retrying)]
+        });
+        let bar = out.progress(queued, "matching");
         let mut skipped = 0;
         let mut cancelled = 0;
         loop {
@@ -668,6 +672,7 @@ pub(crate) async fn delete_matching(
             query.statuses = vec![JobStatus::Scheduled, JobStatus::Ready, JobStatus::Retrying];
             let page = backend.fetch(query).await?;
             for job in &page {
+                bar.inc(1);
                 if !regex.is_match(job.payload.as_str()) {
                     skipped += 1;
                     continue;
@@ -680,6 +685,7 @@ pub(crate) async fn delete_matching(
                 }
             }
             if page.len() < BATCH {
+                bar.finish_and_clear();
                 break cancelled;
             }
         }

@@ -117,12 +117,13 @@ impl Out {
     /// A progress bar over `len` items on stderr, or a hidden one when
     /// stderr is not a terminal or JSON is asked for.
     pub(crate) fn progress(&self, len: u64, what: &'static str) -> ProgressBar {
-        if !self.progress {
+        if !self.progress || len == 0 {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::new(len);
+        // Cleared when dropped too, so an error ends in its one line.
+        let bar = ProgressBar::new(len).with_finish(indicatif::ProgressFinish::AndClear);
         if let Ok(style) =
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)")
+            ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} ({eta} left)")
         {
             bar.set_style(style.progress_chars("=> "));
         }
