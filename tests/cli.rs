@@ -1197,3 +1197,38 @@ async fn postgres_migrate_print_gives_the_sql_that_makes_a_schema() {
     );
     db.drop().await;
 }
+
+#[test]
+fn tail_ends_in_one_line_when_the_api_goes_away() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.clone();
+    let mut tail = spawn_kessel(&[("KESSEL_API_URL", &url)], &["tail", "--kind", "created"]);
+    // The first event it prints says the stream is open.
+    let mut stdout = std::io::BufReader::new(tail.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            let _ = tx.send(std::mem::take(&mut line));
+        }
+    });
+    let deadline = std::time::Instant::now() + server::PATIENCE;
+    loop {
+        api_json(&url, &["create", "other", "1", "--delay", "1h"]);
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            assert!(line.contains("created"), "{line}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "tail printed nothing");
+    }
+    drop(api);
+    let (status, _, stderr) = wait_for(tail, || {});
+    let _ = reader.join();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot reach the kessel API at {url}: ")),
+        "{stderr}"
+    );
+}
