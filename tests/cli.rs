@@ -536,6 +536,31 @@ async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {
     assert_eq!(json(&["jobs"]), serde_json::json!([]));
     let stats = json(&["stats"]);
     assert_eq!(stats["location"]["schema"], schema.as_str());
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.jsonl");
+    std::fs::write(&file, "{\"n\":1}\n{\"n\":2}\n\n{\"n\":3}\n").unwrap();
+    let created = json(&[
+        "create",
+        "bulk",
+        "--from-file",
+        file.to_str().unwrap(),
+        "--delay",
+        "1h",
+    ]);
+    assert_eq!(created["created"], 3);
+    assert_eq!(json(&["jobs"])[0]["scheduled"], 3);
+    std::fs::write(&file, "{\"n\":1}\n{\"n\":\n").unwrap();
+    let err = fails(
+        run(&["create", "bulk", "--from-file", file.to_str().unwrap()]),
+        1,
+    );
+    assert!(err.contains("on line 2 of"), "{err}");
+    assert_eq!(json(&["jobs"])[0]["total"], 3);
+    for cmd in [&["suspend", "bulk"][..], &["resume", "bulk"], &["tail"]] {
+        let err = fails(run(cmd), 2);
+        assert!(err.contains("needs a running kessel HTTP API"), "{err}");
+    }
     db.drop().await;
 }
 
