@@ -86,6 +86,7 @@ mod config;
 #[cfg(feature = "test-utils")]
 pub mod conformance;
 mod context;
+mod dead_letter;
 mod duration;
 mod error;
 pub mod event;
@@ -102,12 +103,14 @@ mod scheduler;
 pub mod store;
 mod task;
 mod time;
+mod unique;
 #[cfg(feature = "web")]
 pub mod web;
 
 pub use admin::{Clean, IntoTimeLimit, Stats};
 pub use config::{Retention, SharedConfig};
 pub use context::{JobContext, JobMeta};
+pub use dead_letter::{DeadLetter, Redrive};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
@@ -120,8 +123,14 @@ pub use queue::{
 pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
+pub use unique::{UniqueScope, MAX_UNIQUE_KEY_LEN};
 
 /// The guide, `docs/getting-started.md`: each of its steps runs as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/getting-started.md")]
 struct GettingStarted;
+
+/// The guide, `docs/dead-letters.md`: each example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/dead-letters.md")]
+struct DeadLettersGuide;

@@ -301,6 +301,8 @@ pub(crate) struct TaskDef {
     pub(crate) grace: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
+    /// The task that receives this task's buried jobs as dead letters.
+    pub(crate) dead_letter: Option<Arc<str>>,
     pub(crate) action: Arc<dyn Action>,
 }
 
@@ -392,6 +394,22 @@ impl Task {
     /// How the task retries.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.def.retry
+    }
+
+    /// The task that receives this task's buried jobs, if any (see
+    /// [`TaskBuilder::dead_letter`](crate::TaskBuilder::dead_letter)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define("sync").dead_letter("sync failures")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// assert_eq!(task.dead_letter(), Some("sync failures"));
+    /// # Ok(()) }
+    /// ```
+    pub fn dead_letter(&self) -> Option<&str> {
+        self.def.dead_letter.as_deref()
     }
 }
 

@@ -61,6 +61,7 @@ pub struct TaskBuilder<'q, P = AnyPayload> {
     grace: Duration,
     retry: RetryPolicy,
     middleware: Vec<Arc<dyn Middleware>>,
+    dead_letter: Option<Arc<str>>,
     error: Option<Error>,
     payload: PhantomData<fn() -> P>,
 }
@@ -109,6 +110,7 @@ impl<'q> TaskBuilder<'q> {
             grace: DEFAULT_GRACE,
             retry: RetryPolicy::default(),
             middleware: Vec::new(),
+            dead_letter: None,
             error: None,
             payload: PhantomData,
         }
@@ -298,6 +300,48 @@ impl<'q, P> TaskBuilder<'q, P> {
         self
     }
 
+    /// Names the task that receives this task's dead letters: when one of
+    /// its jobs is buried (attempts exhausted, a fatal error, a timeout on
+    /// the last attempt), kessel creates a job of `task` whose payload is a
+    /// [`DeadLetter`](crate::DeadLetter): the buried job's id, task,
+    /// payload, attempts and last error. The dead-letter job's reference is
+    /// `dead-letter:{id}`, so it can be found from the buried job's id.
+    ///
+    /// The buried job itself stays buried (it can still be kicked or
+    /// redriven). The dead letter is created after the bury is decided, at
+    /// least once: a crash between the two can leave a buried job without
+    /// its letter (redrive or kick it), never a letter lost once created.
+    /// `task` need not be defined in this process; on a shared store any
+    /// process that defines it runs the letters. A task cannot be its own
+    /// dead-letter destination.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{DeadLetter, JobContext, JobError, RetryPolicy};
+    /// let queue = kessel::Queue::new();
+    /// queue
+    ///     .define("charge card")
+    ///     .retry(RetryPolicy::none())
+    ///     .dead_letter("failed charges")
+    ///     .action(|_: JobContext<u64>| async { Err::<(), _>(JobError::fatal("card declined")) })?;
+    /// queue.define("failed charges").action(|job: JobContext<DeadLetter>| async move {
+    ///     Ok::<_, JobError>(format!("{} failed: {}", job.payload.task, job.payload.last_error))
+    /// })?;
+    /// queue.process(["default"]).start()?;
+    /// let charge = queue.create("charge card", 42).await?;
+    /// assert_eq!(charge.result().await?.status, kessel::JobStatus::Buried);
+    /// let reference = format!("dead-letter:{}", charge.id());
+    /// let letters = queue.fetch(kessel::store::JobQuery::default().reference(reference)).await?;
+    /// assert_eq!(letters.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn dead_letter(mut self, task: impl Into<String>) -> Self {
+        self.dead_letter = Some(task.into().into());
+        self
+    }
+
     /// Adds middleware around this task's runs, inside any queue middleware.
     /// The first added is the outermost (see [`crate::middleware`]).
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
@@ -375,6 +419,18 @@ impl<'q, P> TaskBuilder<'q, P> {
                 reason: format!("task `{}` has an empty tag", self.name),
             });
         }
+        if let Some(dest) = &self.dead_letter {
+            validate_task_name(dest).map_err(|e| Error::InvalidInput {
+                field: "dead_letter",
+                reason: e.to_string(),
+            })?;
+            if **dest == *self.name {
+                return Err(Error::InvalidInput {
+                    field: "dead_letter",
+                    reason: format!("task `{}` cannot be its own dead-letter task", self.name),
+                });
+            }
+        }
         let def = Arc::new(TaskDef {
             name: self.name.into(),
             tag: self.tag,
@@ -383,6 +439,7 @@ impl<'q, P> TaskBuilder<'q, P> {
             grace: self.grace,
             retry: self.retry,
             middleware: self.middleware,
+            dead_letter: self.dead_letter,
             action,
         });
         self.queue.register_task(def.clone())?;
@@ -433,6 +490,7 @@ impl Queue {
             grace,
             retry,
             middleware,
+            dead_letter,
             error,
             ..
         } = TaskBuilder::new(self, P::TASK.to_owned());
@@ -445,6 +503,7 @@ impl Queue {
             grace,
             retry,
             middleware,
+            dead_letter,
             error,
             payload: PhantomData,
         }

@@ -21,6 +21,7 @@ mod exec;
 mod rows;
 mod shared;
 mod transactional;
+mod unique;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,10 +46,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_implied_created.sql")),
     (4, include_str!("migrations/0004_next_due_delayed.sql")),
     (5, include_str!("migrations/0005_list_by_id.sql")),
+    (6, include_str!("migrations/0006_unique.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// How to connect a [`PgStore`].
 ///
@@ -913,6 +915,34 @@ impl Store for PgStore {
         let (db, batch) = (self.db.clone(), NewJobs::new(jobs)?);
         self.exec
             .run(async move { db.jobs_insert(&batch).await })
+            .await
+    }
+
+    async fn jobs_insert_unique(
+        &self,
+        job: &Job,
+        hold: &crate::store::UniqueHold,
+    ) -> Result<crate::store::Inserted, StoreError> {
+        let (db, batch, hold) = (
+            self.db.clone(),
+            NewJobs::new(std::slice::from_ref(job))?,
+            hold.clone(),
+        );
+        // The job is created now, by the queue's clock.
+        let (id, now) = (job.id, job.created_at);
+        self.exec
+            .run(async move { db.jobs_insert_unique(id, &batch, &hold, now).await })
+            .await
+    }
+
+    async fn job_unique_holder(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<JobId>, StoreError> {
+        let (db, key) = (self.db.clone(), key.to_owned());
+        self.exec
+            .run(async move { db.job_unique_holder(&key, now).await })
             .await
     }
 
