@@ -557,6 +557,10 @@ async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {
     );
     assert!(err.contains("on line 2 of"), "{err}");
     assert_eq!(json(&["jobs"])[0]["total"], 3);
+    let first = json(&["create", "sync", "1", "--unique", "k-1"]);
+    let again = json(&["create", "sync", "2", "--unique", "k-1"]);
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["duplicate"], true);
     for cmd in [&["suspend", "bulk"][..], &["resume", "bulk"], &["tail"]] {
         let err = fails(run(cmd), 2);
         assert!(err.contains("needs a running kessel HTTP API"), "{err}");
@@ -1255,5 +1259,61 @@ fn tail_ends_in_one_line_when_the_api_goes_away() {
     assert!(
         stderr.starts_with(&format!("error: cannot reach the kessel API at {url}: ")),
         "{stderr}"
+    );
+}
+
+#[test]
+fn create_unique_creates_nothing_while_a_live_job_holds_the_key() {
+    let db = Db::new();
+    let first = db.json(&["create", "sync", "42", "--unique", "customer-42"]);
+    assert_eq!(first["duplicate"], false);
+    let again = db.json(&["create", "sync", "43", "--unique", "customer-42"]);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["id"], first["id"]);
+    let out = db
+        .kessel(&["create", "sync", "44", "--unique", "customer-42"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        first["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "note: a live job holds this unique key; nothing was created\n"
+    );
+    // by payload: an equal payload of the same task is a duplicate
+    let a = db.json(&["create", "reindex", r#""users""#, "--unique-by-payload"]);
+    let b = db.json(&["create", "reindex", r#""users""#, "--unique-by-payload"]);
+    let c = db.json(&["create", "reindex", r#""orders""#, "--unique-by-payload"]);
+    assert_eq!(b["id"], a["id"]);
+    assert_ne!(c["id"], a["id"]);
+    // once the holder is final, the key is free
+    db.kessel(&["cancel", first["id"].as_str().unwrap()])
+        .assert()
+        .success();
+    let next = db.json(&["create", "sync", "45", "--unique", "customer-42"]);
+    assert_eq!(next["duplicate"], false);
+    assert_ne!(next["id"], first["id"]);
+    assert_eq!(db.json(&["jobs"])[1]["total"], 2);
+
+    let err = fails(db.kessel(&["create", "sync", "1", "--unique", ""]), 1);
+    assert!(err.contains("unique"), "{err}");
+    db.kessel(&["create", "sync", "--from-file", "x.jsonl", "--unique", "k"])
+        .assert()
+        .code(2);
+
+    let api = ApiServer::start(Auth::none());
+    let err = fails(
+        kessel_api(&api.url, None, &["create", "sync", "1", "--unique", "k"]),
+        1,
+    );
+    assert!(
+        err.starts_with(
+            "error: invalid value for --unique: the HTTP API does not take unique keys yet"
+        ),
+        "{err}"
     );
 }

@@ -161,6 +161,14 @@ pub(crate) struct CreateArgs {
     /// Attempts allowed (default: the task's retry policy).
     #[arg(long)]
     pub(crate) max_attempts: Option<u32>,
+    /// Create nothing while a live job holds this unique key (then print
+    /// that job's id); on a database.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["from", "unique_by_payload"])]
+    pub(crate) unique: Option<String>,
+    /// Create nothing while a live job of the task has an equal payload;
+    /// on a database.
+    #[arg(long, conflicts_with = "from")]
+    pub(crate) unique_by_payload: bool,
 }
 
 /// `kessel kick`.

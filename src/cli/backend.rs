@@ -47,6 +47,15 @@ pub(crate) struct CreateOptions {
     pub(crate) max_attempts: Option<u32>,
 }
 
+/// How `kessel create --unique` makes a job unique.
+#[derive(Debug, Clone)]
+pub(crate) enum Unique {
+    /// By this key.
+    Key(String),
+    /// By the task and payload.
+    ByPayload,
+}
+
 impl CreateOptions {
     fn new_job(&self, task: &str, payload: &RawValue) -> NewJob {
         let mut job = NewJob::new(task, payload);
@@ -273,6 +282,37 @@ impl Backend {
             }
         }
         Ok(ids)
+    }
+
+    /// Creates one unique job; returns its id, or the id of the live job
+    /// that holds the key and true. On a store only: the API does not
+    /// take unique keys yet.
+    pub(crate) async fn create_unique(
+        &self,
+        task: &str,
+        payload: &RawValue,
+        options: &CreateOptions,
+        unique: Unique,
+    ) -> Result<(JobId, bool), CliError> {
+        let queue = match self {
+            Backend::Store { queue, .. } => queue,
+            Backend::Api(_) => return Err(CliError::BadValue {
+                flag: "--unique",
+                reason:
+                    "the HTTP API does not take unique keys yet: create unique jobs on the database"
+                        .into(),
+            }),
+        };
+        let job = options.new_job(task, payload);
+        let job = match unique {
+            Unique::Key(key) => job.unique(key),
+            Unique::ByPayload => job.unique_by_payload(),
+        };
+        let handle = queue
+            .create_job(job)
+            .await
+            .map_err(|e| CliError::queue(format!("cannot create a job of `{task}`"), e))?;
+        Ok((handle.id(), handle.is_duplicate()))
     }
 
     /// `POST /tasks/{task}/{verb}` (suspend, resume): the API's process

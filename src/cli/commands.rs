@@ -11,7 +11,7 @@ use kessel::{Job, JobId, JobStatus};
 use serde_json::{json, Value};
 
 use super::args::{CleanArgs, CreateArgs, KickArgs, ListArgs};
-use super::backend::{Backend, CreateOptions, BATCH};
+use super::backend::{Backend, CreateOptions, Unique, BATCH};
 use super::error::CliError;
 use super::output::{Cell, Out, Table};
 use super::parse;
@@ -424,6 +424,23 @@ pub(crate) async fn create(backend: &Backend, out: &Out, args: CreateArgs) -> Re
         (None, None) => vec![parse::payload("null", String::new)?],
     };
     let task = args.task;
+    let unique = match (args.unique, args.unique_by_payload) {
+        (Some(key), _) => Some(Unique::Key(key)),
+        (None, true) => Some(Unique::ByPayload),
+        (None, false) => None,
+    };
+    if let (Some(unique), [payload]) = (unique, payloads.as_slice()) {
+        let (id, duplicate) = backend
+            .create_unique(&task, payload, &options, unique)
+            .await?;
+        if out.json {
+            return out.json(&json!({"id": id, "task": task, "duplicate": duplicate}));
+        }
+        if duplicate {
+            eprintln!("note: a live job holds this unique key; nothing was created");
+        }
+        return out.text(&id.to_string());
+    }
     let bar = if args.from.is_some() {
         out.progress(payloads.len() as u64, "creating")
     } else {
