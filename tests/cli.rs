@@ -720,6 +720,27 @@ fn over_the_api_jobs_go_through_create_list_show_cancel_kick_and_clean() {
     assert_eq!(stats["location"]["store"], "api");
     assert_eq!(stats["schema_version"], Value::Null);
 
+    // tags are known through the API, not on a store
+    assert_eq!(
+        api_json(url, &["list", "--tag", "default", "--status", "completed"])[0]["id"],
+        fine.as_str()
+    );
+    assert_eq!(
+        api_json(url, &["list", "--tag", "nope"]),
+        serde_json::json!([])
+    );
+    let db = Db::new();
+    for cmd in [
+        &["list", "--tag", "default"][..],
+        &["clean", "--tag", "default"],
+    ] {
+        let err = fails(db.kessel(cmd), 1);
+        assert!(
+            err.starts_with("error: invalid value for --tag: a job's tag is known only"),
+            "{err}"
+        );
+    }
+
     // clean goes by tag through the API, by task on a store
     assert_eq!(api_json(url, &["clean", "--tag", "default"])["removed"], 1);
     fails(kessel_api(url, None, &["show", &fine]), 3);

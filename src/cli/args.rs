@@ -117,6 +117,10 @@ pub(crate) struct ListArgs {
     /// Only jobs of these tasks (repeat).
     #[arg(long, short = 't')]
     pub(crate) task: Vec<String>,
+    /// Only jobs of tasks with these tags (repeat; --api only: tags are
+    /// known to the process that defines the tasks).
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
     /// Only the job(s) with this reference.
     #[arg(long, short = 'r')]
     pub(crate) reference: Option<String>,

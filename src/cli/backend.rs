@@ -159,6 +159,9 @@ impl Backend {
         if !query.tasks.is_empty() {
             params.push(("task", query.tasks.join(",")));
         }
+        if !query.tags.is_empty() {
+            params.push(("tag", query.tags.join(",")));
+        }
         if let Some(r) = &query.reference {
             params.push(("reference", r.clone()));
         }

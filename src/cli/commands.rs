@@ -237,6 +237,10 @@ pub(crate) async fn list(backend: &Backend, out: &Out, args: ListArgs) -> Result
     query.statuses = parse::statuses("--status", &args.status)?;
     query.tasks = args.task;
     query.reference = args.reference;
+    if !args.tag.is_empty() && matches!(backend, Backend::Store { .. }) {
+        return Err(tags_on_a_store());
+    }
+    query.tags = args.tag;
     let jobs = backend.fetch(query).await?;
     if out.json {
         return out.json(&jobs);
@@ -581,10 +585,7 @@ pub(crate) async fn clean(backend: &Backend, out: &Out, args: CleanArgs) -> Resu
         Backend::Store { opened, .. } => opened,
     };
     if !args.tag.is_empty() {
-        return Err(CliError::BadValue {
-            flag: "--tag",
-            reason: "a job's tag is known only to the process that defines its task: use --task, or --tag with --api".into(),
-        });
+        return Err(tags_on_a_store());
     }
     let store = &*opened.store;
     let finished_before = match age {
@@ -631,6 +632,14 @@ pub(crate) async fn clean(backend: &Backend, out: &Out, args: CleanArgs) -> Resu
     }
     bar.finish_and_clear();
     report_removed(out, removed)
+}
+
+/// `--tag` on a store: the CLI defines no task, so it knows no tag.
+fn tags_on_a_store() -> CliError {
+    CliError::BadValue {
+        flag: "--tag",
+        reason: "a job's tag is known only to the process that defines its task: use --task, or --tag with --api".into(),
+    }
 }
 
 fn report_removed(out: &Out, removed: u64) -> Result<(), CliError> {
