@@ -207,6 +207,48 @@ impl PgStore {
         Ok(PgStore { db, exec })
     }
 
+    /// The SQL that connecting brings `schema` at version `from_version`
+    /// to [`SCHEMA_VERSION`] with (0: a new schema), for review or to
+    /// apply by hand: one transaction that takes the migration lock,
+    /// creates the schema and its `kessel_schema` table if missing, and
+    /// runs each migration with its version row. No migrations when
+    /// `from_version` is current.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidConfig`] for a schema name that is not a plain
+    /// lowercase identifier.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::store::PgStore;
+    /// let sql = PgStore::migration_sql("jobs", 0).unwrap();
+    /// assert!(sql.contains("CREATE TABLE jobs.jobs"));
+    /// assert!(PgStore::migration_sql("Jobs; DROP", 0).is_err());
+    /// ```
+    pub fn migration_sql(schema: &str, from_version: i64) -> Result<String, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::InvalidConfig(format!(
+                "`{schema}` is not a usable schema name (lowercase letters, digits and _, not starting with a digit)"
+            )));
+        }
+        let mut text = format!(
+            "BEGIN;\n\
+             SELECT pg_advisory_xact_lock(hashtext('kessel migrate ' || '{schema}'));\n\
+             CREATE SCHEMA IF NOT EXISTS {schema};\n\
+             CREATE TABLE IF NOT EXISTS {schema}.kessel_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());\n"
+        );
+        for (number, sql) in MIGRATIONS.iter().filter(|(n, _)| *n > from_version) {
+            text.push_str(&format!(
+                "\n-- schema version {number}\n{}\nINSERT INTO {schema}.kessel_schema (version) VALUES ({number});\n",
+                sql.replace("{schema}", schema).trim_end()
+            ));
+        }
+        text.push_str("COMMIT;\n");
+        Ok(text)
+    }
+
     /// The schema version the database is at.
     ///
     /// # Errors

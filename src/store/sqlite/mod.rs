@@ -250,6 +250,25 @@ impl SqliteStore {
         SqliteOptions::new(path).open().await
     }
 
+    /// The SQL that opening brings a file at schema version `from_version`
+    /// to [`SCHEMA_VERSION`] with (0: a new file), for review or to apply
+    /// by hand: the pragmas, then each migration in its own transaction
+    /// with its row in `kessel_schema`. Empty of migrations when
+    /// `from_version` is current.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::store::SqliteStore;
+    /// let all = SqliteStore::migration_sql(0);
+    /// assert!(all.contains("CREATE TABLE kessel_jobs"));
+    /// let none = SqliteStore::migration_sql(kessel::store::SQLITE_SCHEMA_VERSION);
+    /// assert!(!none.contains("BEGIN"));
+    /// ```
+    pub fn migration_sql(from_version: i64) -> String {
+        open::script(from_version)
+    }
+
     /// Options to open the store at `path` with.
     pub fn options(path: impl AsRef<Path>) -> SqliteOptions {
         SqliteOptions::new(path)

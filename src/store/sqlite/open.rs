@@ -252,6 +252,27 @@ async fn inspect(
     }
 }
 
+/// The SQL that [`open`] runs on a file at schema version `from` (0: a new
+/// file), as one script: the pragmas a new file gets, then each
+/// migration in its own transaction with its version row.
+pub(super) fn script(from: i64) -> String {
+    let mut text = String::new();
+    if from <= 0 {
+        text.push_str("PRAGMA auto_vacuum = INCREMENTAL;\n");
+    }
+    text.push_str("PRAGMA journal_mode = WAL;\n");
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+        text.push_str(&format!(
+            "\n-- schema version {version}\nBEGIN;\n{}\n\
+             INSERT INTO kessel_schema (version, applied_at) VALUES \
+             ({version}, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER));\n\
+             COMMIT;\n",
+            sql.trim_end()
+        ));
+    }
+    text
+}
+
 /// Applies every migration newer than `from`, each in its own transaction
 /// together with its version row.
 async fn migrate(conn: &mut SqliteConnection, from: i64) -> Result<(), StoreError> {
