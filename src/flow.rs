@@ -157,6 +157,9 @@ impl FromStr for RateLimit {
             .parse()
             .map_err(|e| fail(format!("the count: {e}")))?;
         let per = per.trim();
+        if per.is_empty() {
+            return Err(fail("there is no period after the `/`".into()));
+        }
         // A bare unit means one of it.
         let per = if per.chars().all(|c| c.is_ascii_alphabetic()) {
             format!("1{per}")

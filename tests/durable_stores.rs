@@ -324,6 +324,7 @@ mod postgres {
                 due_by: jobs[11].run_at,
                 limit: 3,
                 lease_until: jobs[11].run_at + chrono::Duration::hours(1),
+                running_limits: Vec::new(),
             })
             .await
             .expect("claim");

@@ -260,6 +260,7 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             due_by: now,
             limit: 10,
             lease_until: now + chrono::Duration::seconds(1),
+            running_limits: Vec::new(),
         })
         .await
         .unwrap();
@@ -272,6 +273,7 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             due_by: now,
             limit: 10,
             lease_until: now + chrono::Duration::seconds(1),
+            running_limits: Vec::new(),
         })
         .await
         .unwrap();

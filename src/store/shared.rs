@@ -31,6 +31,13 @@ pub struct JobClaim {
     pub limit: usize,
     /// The lease lasts until then.
     pub lease_until: DateTime<Utc>,
+    /// Tasks limited in how many of their jobs may be leased at once, by
+    /// every owner together (see
+    /// [`TaskBuilder::max_running`](crate::TaskBuilder::max_running)): a
+    /// claim takes at most the limit minus the jobs of the task already
+    /// leased and not final. Claims of limited tasks take turns, so the
+    /// limit holds whichever processes claim at once.
+    pub running_limits: Vec<(String, u32)>,
 }
 
 /// What [`SharedStore::jobs_heartbeat`] renews.

@@ -72,6 +72,7 @@ async fn claim(
         due_by,
         limit,
         lease_until,
+        running_limits: Vec::new(),
     };
     shared
         .jobs_claim(&params)
@@ -989,4 +990,66 @@ async fn wakeup<F: StoreFactory>(factory: F) -> Verdict {
         }
     }
     panic!("a hundred new jobs brought no wake-up");
+}
+
+conformance_test!(store,
+    /// A claim takes no more jobs of a task limited in running jobs than
+    /// its limit minus the task's jobs already leased (by any owner) and
+    /// not final; other tasks in the same claim are not held back, and a
+    /// job that ends makes room.
+    a_claim_takes_no_more_of_a_limited_task_than_its_limit_leaves => claim_limited
+);
+
+async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    let limited: Vec<Job> = (0..6).map(|n| due("limited", n, secs(t, -10))).collect();
+    let free: Vec<Job> = (10..14).map(|n| due("free", n, secs(t, -10))).collect();
+    insert(&store, &limited).await;
+    insert(&store, &free).await;
+    let lease = secs(t, 60);
+    let claim_with_limit = |owner| {
+        let params = JobClaim {
+            owner,
+            tasks: vec!["limited".into(), "free".into()],
+            due_by: t,
+            limit: 100,
+            lease_until: lease,
+            running_limits: vec![("limited".into(), 3)],
+        };
+        async move {
+            shared
+                .jobs_claim(&params)
+                .await
+                .unwrap_or_else(|e| panic!("jobs_claim({params:?}) failed: {e}"))
+        }
+    };
+    // The store's own owner first: its writes (the completion below) are
+    // those of the process holding the lease.
+    let (a, b) = (shared.owner(), Uuid::new_v4());
+    let first = claim_with_limit(a).await;
+    let of = |jobs: &[Job], task: &str| jobs.iter().filter(|j| &*j.task == task).count();
+    assert_eq!(of(&first, "limited"), 3, "the limit: 3 of the 6");
+    assert_eq!(of(&first, "free"), 4, "the other task is not held back");
+    let second = claim_with_limit(b).await;
+    assert_eq!(
+        of(&second, "limited"),
+        0,
+        "another owner gets none while 3 are leased"
+    );
+    // One of the leased jobs completes: one more may be leased.
+    let done = first
+        .iter()
+        .find(|j| &*j.task == "limited")
+        .expect("a limited job")
+        .clone();
+    let mut done = in_status(done, JobStatus::Completed);
+    record(&store, &mut done, Vec::new()).await;
+    let third = claim_with_limit(b).await;
+    assert_eq!(
+        of(&third, "limited"),
+        1,
+        "the completed job made room for one"
+    );
+    Verdict::Passed
 }

@@ -94,12 +94,6 @@ impl Flow {
         self.held_count = self.held_count.saturating_sub(1);
         Some(key)
     }
-
-    /// How many jobs it holds back (some may have left since: cancelled,
-    /// expired).
-    pub(super) fn held(&self) -> usize {
-        self.held_count
-    }
 }
 
 impl Scheduler {
@@ -133,9 +127,30 @@ impl Scheduler {
         let Some(flow) = slot.flow.as_deref_mut() else {
             return;
         };
+        if flow.max_running.is_some() && self.shared.is_some() {
+            // Its lease ends when its end is stored: claim again then,
+            // for the room it leaves under the task's limit.
+            self.claim_after_flush = true;
+        }
         if let (Some(key), Some(tag)) = (flow.ended(), slot.tag) {
             self.routes.tags[tag as usize].push(key);
         }
+    }
+
+    /// Claims again once what is written now is stored, when a limited
+    /// run ended this turn on a shared store.
+    pub(super) fn claim_after_stored(&mut self, ctx: &mut Context<Self>) {
+        if !std::mem::take(&mut self.claim_after_flush) {
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.journal.wait(super::Waiter::Barrier(tx));
+        self.flush(ctx);
+        ctx.spawn(rx.into_actor(self).map(|_, act, ctx| {
+            act.begin();
+            act.want_claim(ctx);
+            act.finish_turn(ctx);
+        }));
     }
 
     /// Plans the wake for the earliest rate-limited start, once.

@@ -190,6 +190,9 @@ pub(crate) struct Scheduler {
     /// wake is planned for it.
     flow_wake: Option<u64>,
     flow_wake_armed: bool,
+    /// A run of a task limited in running jobs ended on a shared store:
+    /// claim again once its end is stored.
+    claim_after_flush: bool,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
@@ -332,6 +335,7 @@ impl Scheduler {
             uniques: unique::Uniques::default(),
             flow_wake: None,
             flow_wake_armed: false,
+            claim_after_flush: false,
             now: Default::default(),
             stopping: HashMap::new(),
             placement,
@@ -1301,6 +1305,7 @@ impl Scheduler {
         self.flush(ctx);
         self.arm(ctx);
         self.arm_flow_wake(ctx);
+        self.claim_after_stored(ctx);
         self.after_turn_unserved(ctx);
         self.check_drained(ctx);
         self.now.set(None);

@@ -182,11 +182,24 @@ impl Scheduler {
             .collect()
     }
 
+    /// The limits on running jobs of the served tasks that have one.
+    fn running_limits(&self, tasks: &[String]) -> Vec<(String, u32)> {
+        self.routes
+            .task_names()
+            .filter(|(name, _)| tasks.iter().any(|t| **t == ***name))
+            .filter_map(|(name, i)| {
+                let def = self.routes.tasks[i as usize].def.as_ref()?;
+                def.max_running.map(|max| (name.to_string(), max))
+            })
+            .collect()
+    }
+
     fn claim(&mut self, ctx: &mut Context<Self>) {
         if self.draining.is_some() {
             return;
         }
         let tasks = self.served_tasks();
+        let running_limits = self.running_limits(&tasks);
         let free: usize = self
             .workers
             .iter()
@@ -201,7 +214,10 @@ impl Scheduler {
         if let Some(timer) = mode.claimer.timer.take() {
             ctx.cancel_future(timer);
         }
-        let Some(params) = mode.claimer.plan(tasks.clone(), free, held_waiting, now) else {
+        let Some(params) =
+            mode.claimer
+                .plan(tasks.clone(), running_limits, free, held_waiting, now)
+        else {
             let poll = mode.claimer.config().poll;
             mode.claimer.timer = Some(ctx.run_later(poll, |act, ctx| act.want_claim(ctx)));
             return;

@@ -38,6 +38,9 @@ impl Db {
         if params.tasks.is_empty() || params.limit == 0 {
             return Ok(Vec::new());
         }
+        if !params.running_limits.is_empty() {
+            return self.jobs_claim_limited(params).await;
+        }
         let jobs = self.jobs_table();
         // Each served task's best due jobs come from its own ordered range
         // of `jobs_claim` (locked as they are read, skipping rows another
@@ -74,6 +77,79 @@ impl Db {
         .await
         .map_err(map_err)?;
         // A claim hands over the job's state, not its log.
+        rows.iter()
+            .map(|row| {
+                job_from_row(row).map(|mut job| {
+                    job.logs.clear();
+                    job
+                })
+            })
+            .collect()
+    }
+
+    /// A claim with limits on how many jobs of some tasks may be leased
+    /// at once: in one transaction, first a lock per limited task (in name
+    /// order, so two claims never wait on each other in a circle), so
+    /// claims of a limited task take turns; then the claim, each limited
+    /// task's share cut to its limit minus its jobs leased and not final.
+    async fn jobs_claim_limited(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
+        let jobs = self.jobs_table();
+        let mut limited: Vec<&(String, u32)> = params.running_limits.iter().collect();
+        limited.sort();
+        limited.dedup_by(|a, b| a.0 == b.0);
+        let caps: Vec<Option<i64>> = params
+            .tasks
+            .iter()
+            .map(|t| {
+                limited
+                    .iter()
+                    .find(|(name, _)| name == t)
+                    .map(|(_, max)| i64::from(*max))
+            })
+            .collect();
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        for (task, _) in &limited {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7014))")
+                .bind(format!("{jobs}:running:{task}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "WITH caps AS (
+                 SELECT t.task, CASE WHEN t.cap IS NULL THEN $3 ELSE GREATEST(0, t.cap - (
+                     SELECT count(*) FROM {jobs} AS l
+                     WHERE l.task = t.task AND l.leased_by IS NOT NULL
+                       AND l.status IN ('scheduled', 'ready', 'running', 'retrying'))) END AS n
+                 FROM UNNEST($1::text[], $6::bigint[]) AS t(task, cap)),
+             picked AS (
+                 SELECT c.id FROM caps CROSS JOIN LATERAL (
+                     SELECT id, priority, run_at, created_at FROM {jobs}
+                     WHERE task = caps.task AND leased_by IS NULL AND status IN {CLAIMABLE} AND run_at <= $2
+                     ORDER BY priority, run_at, created_at, id
+                     LIMIT LEAST($3, caps.n)
+                     FOR UPDATE SKIP LOCKED) AS c
+                 ORDER BY c.priority, c.run_at, c.created_at, c.id
+                 LIMIT $3)
+             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
+             WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+             RETURNING {columns}",
+            columns = JOB_COLUMNS
+                .split(", ")
+                .map(|c| format!("j.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        .bind(&params.tasks)
+        .bind(params.due_by)
+        .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
+        .bind(params.owner)
+        .bind(params.lease_until)
+        .bind(&caps)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
         rows.iter()
             .map(|row| {
                 job_from_row(row).map(|mut job| {
