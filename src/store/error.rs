@@ -49,6 +49,15 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The store does not implement this capability (a store of your own
+    /// that keeps no schedules); names it.
+    ///
+    /// ```
+    /// let err = kessel::store::StoreError::Unsupported("schedules");
+    /// assert_eq!(err.to_string(), "this store does not support schedules");
+    /// ```
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
     /// Anything else.
     #[error("{0}")]
     Other(BoxError),
