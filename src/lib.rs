@@ -98,6 +98,8 @@ mod new_job;
 mod persistence;
 mod queue;
 mod reports;
+#[cfg(feature = "cron")]
+pub mod schedule;
 mod scheduler;
 pub mod store;
 mod task;

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use crate::job::Job;
 use crate::persistence::Persistence;
 use crate::scheduler::actor::{Admit, ClaimNow, CountCreated, Origin, SchedulerAddr, WatchExpiry};
-use crate::store::{JobUpdate, Store, StoreError};
+use crate::store::{JobUpdate, ScheduleAdvance, Store, StoreError};
 
 /// One persistence mode's way of keeping jobs, as the queue handle acts
 /// on it.
@@ -32,6 +32,16 @@ pub(crate) trait Keeping: Send + Sync + std::fmt::Debug {
 
     /// Keeps newly created jobs before the create is acknowledged.
     async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError>;
+
+    /// Applies a schedule's compare-and-set and keeps its tick's new jobs
+    /// with it, in one store transaction; whether it applied. Where new
+    /// jobs are not kept in the store (in process), only the advance is.
+    async fn keep_tick(
+        &self,
+        store: &dyn Store,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError>;
 
     /// Hands kept new jobs to whoever runs them.
     fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>);
@@ -108,6 +118,16 @@ impl Keeping for InProcess {
         Ok(())
     }
 
+    async fn keep_tick(
+        &self,
+        store: &dyn Store,
+        advance: &ScheduleAdvance,
+        _: &[Job],
+    ) -> Result<bool, StoreError> {
+        // The job is held by the scheduler until final, as any new job.
+        store.schedule_advance(advance, &[]).await
+    }
+
     fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {
         admit_new(scheduler, jobs);
     }
@@ -144,6 +164,15 @@ impl Keeping for Local {
 
     async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError> {
         store.jobs_insert(jobs).await
+    }
+
+    async fn keep_tick(
+        &self,
+        store: &dyn Store,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        store.schedule_advance(advance, jobs).await
     }
 
     fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {
@@ -184,6 +213,15 @@ impl Keeping for Shared {
 
     async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError> {
         store.jobs_insert(jobs).await
+    }
+
+    async fn keep_tick(
+        &self,
+        store: &dyn Store,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        store.schedule_advance(advance, jobs).await
     }
 
     fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {
