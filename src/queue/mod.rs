@@ -175,6 +175,8 @@ pub struct QueueBuilder {
     scheduler_on_current_thread: bool,
     #[cfg(feature = "cron")]
     schedules: Vec<crate::schedule::Schedule>,
+    #[cfg(feature = "cron")]
+    manual_schedules: bool,
 }
 
 impl QueueBuilder {
@@ -199,6 +201,32 @@ impl QueueBuilder {
     #[cfg(feature = "cron")]
     pub fn schedule(mut self, schedule: crate::schedule::Schedule) -> Self {
         self.schedules.push(schedule);
+        self
+    }
+
+    /// Runs the queue's schedule passes only when called (feature
+    /// `cron`): no timer starts with an upsert, and ticks are enqueued by
+    /// [`ScheduleService::run_once`](crate::schedule::ScheduleService::run_once)
+    /// at the times the caller passes (tests of a day or a daylight-saving
+    /// change, tools), or once
+    /// [`Schedules::start`](crate::schedule::Schedules::start) is called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use chrono::TimeZone;
+    /// use kessel::schedule::Schedule;
+    /// let queue = kessel::Queue::builder().manual_schedules().build().await?;
+    /// let from = chrono::Utc.with_ymd_and_hms(2026, 3, 28, 0, 0, 0).unwrap();
+    /// queue.schedules().upsert(Schedule::cron("hourly", "report", "@hourly").start_at(from)).await?;
+    /// let pass = queue.schedules().service().run_once(from).await?;
+    /// assert_eq!(pass.enqueued.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cron")]
+    pub fn manual_schedules(mut self) -> Self {
+        self.manual_schedules = true;
         self
     }
 
@@ -274,6 +302,10 @@ impl QueueBuilder {
             self.shared.unwrap_or_default(),
             self.scheduler_on_current_thread,
         );
+        #[cfg(feature = "cron")]
+        if self.manual_schedules {
+            queue.inner.schedules.set_manual();
+        }
         if !pending.is_empty() {
             queue.inner.scheduler.do_send(Admit {
                 jobs: pending,

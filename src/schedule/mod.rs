@@ -382,9 +382,9 @@ impl Schedule {
         Ok(())
     }
 
-    /// The schedule's first `n` ticks after `from` (for a schedule with a
-    /// [start](Schedule::start_at) after `from`, from its start on): a
-    /// preview, computed as the schedule service computes them.
+    /// The schedule's first `n` ticks at or after `from` (and its
+    /// [start](Schedule::start_at), if it has one): a preview, computed as
+    /// the schedule service computes them.
     ///
     /// # Errors
     ///
@@ -408,14 +408,10 @@ impl Schedule {
         self.validate()?;
         let timing = self.spec.timing()?;
         let mut runs = Vec::with_capacity(n.min(1024));
-        let mut at = from;
-        for _ in 0..n {
-            let next = timing.next_after(at);
-            if next >= crate::time::latest() {
-                break;
-            }
+        let mut next = timing.at_or_after(from);
+        while runs.len() < n && next < crate::time::latest() {
             runs.push(next);
-            at = next;
+            next = timing.next_after(next);
         }
         Ok(runs)
     }

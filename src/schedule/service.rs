@@ -38,6 +38,8 @@ pub(crate) struct Runtime {
 #[derive(Debug, Default)]
 struct Signals {
     started: AtomicBool,
+    /// Passes run only when called (`QueueBuilder::manual_schedules`).
+    manual: AtomicBool,
     /// A schedule was added or resumed: look again now.
     wake: Notify,
     /// The queue is shutting down.
@@ -52,6 +54,19 @@ impl Runtime {
 
     fn wake(&self) {
         self.signals.wake.notify_one();
+    }
+
+    /// Leaves passes to callers of [`ScheduleService::run_once`]: upserts
+    /// no longer start the timer.
+    pub(crate) fn set_manual(&self) {
+        self.signals.manual.store(true, Ordering::SeqCst);
+    }
+
+    /// Starts the timer, unless the queue's schedules are run by hand.
+    fn start_unless_manual(&self, queue: &Queue) {
+        if !self.signals.manual.load(Ordering::SeqCst) {
+            self.start(queue);
+        }
     }
 
     /// Starts the timer unless it runs: on the current actix arbiter, with
@@ -380,7 +395,8 @@ impl<'q> Schedules<'q> {
     /// and last job are kept, so calling this at every start-up is what it
     /// is for. A changed definition replaces the stored one and waits for
     /// its first tick after now (paused stays paused). Starts the queue's
-    /// schedule service (see [`Schedules::start`]).
+    /// schedule service (see [`Schedules::start`]), unless the queue was
+    /// built with [`manual_schedules`](crate::QueueBuilder::manual_schedules).
     ///
     /// # Errors
     ///
@@ -407,7 +423,7 @@ impl<'q> Schedules<'q> {
             return Err(Error::ShutDown);
         }
         let upserted = self.queue.store().schedule_upsert(&record).await?;
-        self.start();
+        self.runtime().start_unless_manual(self.queue);
         if upserted != Upserted::Unchanged {
             self.runtime().wake();
         }
@@ -495,7 +511,7 @@ impl<'q> Schedules<'q> {
         if !self.queue.store().schedule_pause(&pause).await? {
             return Err(Error::UnknownSchedule(name.to_owned()));
         }
-        self.start();
+        self.runtime().start_unless_manual(self.queue);
         self.runtime().wake();
         Ok(())
     }
@@ -590,8 +606,10 @@ impl<'q> Schedules<'q> {
     /// current actix arbiter that runs a [pass](ScheduleService::run_once)
     /// whenever the earliest next run comes, and at least every minute (on
     /// a shared store, another process may add or resume a schedule). It
-    /// stops when the queue shuts down. [`Schedules::upsert`] starts it;
-    /// a process that upserts no schedule but should serve those in the
+    /// stops when the queue shuts down. [`Schedules::upsert`] and
+    /// [`Schedules::resume`] start it (unless the queue was built with
+    /// [`manual_schedules`](crate::QueueBuilder::manual_schedules)); a
+    /// process that upserts no schedule but should serve those in the
     /// store (a SQLite file reopened, a PostgreSQL schema other processes
     /// define) calls this.
     ///

@@ -271,7 +271,12 @@ impl Timing {
         }
     }
 
-    /// The first tick at or after `from`.
+    /// The first tick at or after `from` (and its start).
+    pub(crate) fn at_or_after(&self, from: DateTime<Utc>) -> DateTime<Utc> {
+        self.first_from(self.start_at.map_or(from, |s| s.max(from)))
+    }
+
+    /// The first tick at or after `from`, whatever the start.
     fn first_from(&self, from: DateTime<Utc>) -> DateTime<Utc> {
         match &self.clock {
             Clock::Cron(cron, tz) => {
