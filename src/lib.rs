@@ -46,7 +46,10 @@
 //! - `web`: `kessel::web`, the HTTP API (jobs, tasks, stats, a live event
 //!   stream, an OpenAPI document) to mount in an actix-web app or run
 //!   standalone; see `docs/http.md`;
-//! - `cli`: the `kessel` operator binary (`docs/cli.md`).
+//! - `cli`: the `kessel` operator binary (`docs/cli.md`);
+//! - `cron`: [`schedule`], recurring jobs: cron expressions (5 or 6
+//!   fields, `@daily`) in a time zone, or fixed intervals, enqueued
+//!   exactly once per tick across processes (`docs/recurring.md`).
 //!
 //! On PostgreSQL, `Queue::create_in` enqueues inside your own sqlx
 //! transaction: the job exists only if it commits (`docs/deploying.md`).
@@ -127,3 +130,8 @@ pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
 #[cfg(doctest)]
 #[doc = include_str!("../docs/getting-started.md")]
 struct GettingStarted;
+
+/// The guide to recurring jobs, `docs/recurring.md`, as doctests.
+#[cfg(all(doctest, feature = "cron"))]
+#[doc = include_str!("../docs/recurring.md")]
+struct Recurring;
