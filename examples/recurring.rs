@@ -69,10 +69,8 @@ async fn main() -> Result<(), kessel::Error> {
         .await?;
 
     let data = samples.clone();
-    queue
-        .define("metric report")
-        .tag("reports")
-        .action(move |job: JobContext<ReportRequest>| {
+    queue.define("metric report").tag("reports").action(
+        move |job: JobContext<ReportRequest>| {
             let (data, tx) = (data.clone(), reports_tx.clone());
             async move {
                 // The tick this job stands for ends its window.
@@ -101,7 +99,8 @@ async fn main() -> Result<(), kessel::Error> {
                 ));
                 Ok::<_, JobError>(report)
             }
-        })?;
+        },
+    )?;
     queue.process(["reports"]).start()?;
 
     // The sensor: a new sample every 100 ms.

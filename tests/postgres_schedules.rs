@@ -61,7 +61,10 @@ async fn racing_passes_of_six_queues_enqueue_each_tick_exactly_once() {
             created += 1;
         }
     }
-    assert_eq!(created, 1, "one queue created it, the others found it unchanged");
+    assert_eq!(
+        created, 1,
+        "one queue created it, the others found it unchanged"
+    );
 
     let ticks = 60;
     for k in 0..ticks {
@@ -115,7 +118,11 @@ async fn three_live_queues_enqueue_an_every_second_schedule_once_per_tick() {
         if jobs.len() >= 4 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{} jobs after 10 s", jobs.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} jobs after 10 s",
+            jobs.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for queue in &queues {
@@ -126,10 +133,17 @@ async fn three_live_queues_enqueue_an_every_second_schedule_once_per_tick() {
     for job in &jobs {
         *per_tick.entry(job.run_at).or_default() += 1;
     }
-    assert!(per_tick.values().all(|&n| n == 1), "a tick twice: {per_tick:?}");
+    assert!(
+        per_tick.values().all(|&n| n == 1),
+        "a tick twice: {per_tick:?}"
+    );
     let ticks: Vec<_> = per_tick.keys().copied().collect();
     for pair in ticks.windows(2) {
-        assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(1), "a tick missing: {ticks:?}");
+        assert_eq!(
+            pair[1] - pair[0],
+            chrono::Duration::seconds(1),
+            "a tick missing: {ticks:?}"
+        );
     }
     db.drop().await;
 }

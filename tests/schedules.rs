@@ -42,15 +42,18 @@ async fn the_timer_enqueues_every_hourly_tick_of_a_day_on_the_paused_clock() {
     let start = queue.now();
     tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
     let jobs = jobs_of(&queue, "report").await;
-    let first_hour = start.duration_trunc(chrono::Duration::hours(1)).unwrap()
-        + chrono::Duration::hours(1);
+    let first_hour =
+        start.duration_trunc(chrono::Duration::hours(1)).unwrap() + chrono::Duration::hours(1);
     let hours: Vec<_> = (0..24)
         .map(|h| first_hour + chrono::Duration::hours(h))
         .collect();
     let due: Vec<_> = jobs.iter().map(|j| j.run_at).collect();
     assert_eq!(due, hours, "one job per hour, due on the hour");
     for job in &jobs {
-        assert!(job.created_at >= job.run_at, "never enqueued before its tick");
+        assert!(
+            job.created_at >= job.run_at,
+            "never enqueued before its tick"
+        );
         assert!(
             job.created_at - job.run_at < chrono::Duration::milliseconds(2),
             "enqueued on time: {} for {}",
@@ -110,7 +113,11 @@ async fn a_manual_queue_runs_passes_only_when_called() {
         .run_once(queue.now())
         .await
         .unwrap();
-    assert_eq!(pass.skipped, ["by-hand"], "ten minutes late: past the grace");
+    assert_eq!(
+        pass.skipped,
+        ["by-hand"],
+        "ten minutes late: past the grace"
+    );
 }
 
 #[actix_rt::test]
@@ -119,7 +126,10 @@ async fn bad_input_is_a_typed_error_naming_the_field() {
         (Schedule::cron("n", "t", "not cron"), "schedule.cron"),
         (Schedule::cron("n", "t", "61 * * * *"), "schedule.cron"),
         (Schedule::cron("n", "t", "* * * *"), "schedule.cron"),
-        (Schedule::cron("n", "t", "0 0 0 1 1 * 2030"), "schedule.cron"),
+        (
+            Schedule::cron("n", "t", "0 0 0 1 1 * 2030"),
+            "schedule.cron",
+        ),
         (Schedule::cron("n", "t", "0 0 30 2 *"), "schedule.cron"),
         (Schedule::cron("n", "t", ""), "schedule.cron"),
         (Schedule::cron("n", "t", "@fortnightly"), "schedule.cron"),
@@ -128,16 +138,23 @@ async fn bad_input_is_a_typed_error_naming_the_field() {
             "schedule.time_zone",
         ),
         (Schedule::every("n", "t", "0s"), "schedule.every"),
-        (Schedule::every("n", "t", Duration::from_micros(10)), "schedule.every"),
+        (
+            Schedule::every("n", "t", Duration::from_micros(10)),
+            "schedule.every",
+        ),
         (Schedule::every("n", "t", "soon"), "schedule.every"),
         (Schedule::every("", "t", "1s"), "schedule.name"),
         (Schedule::every("\n", "t", "1s"), "schedule.name"),
         (Schedule::every("x".repeat(201), "t", "1s"), "schedule.name"),
         (Schedule::every("n", "", "1s"), "schedule.task"),
         (Schedule::every("n", "a:b", "1s"), "schedule.task"),
-        (Schedule::every("n", "t", "1s").grace("later"), "schedule.grace"),
         (
-            Schedule::every("n", "t", "1s").start_at(Utc.with_ymd_and_hms(1960, 1, 1, 0, 0, 0).unwrap()),
+            Schedule::every("n", "t", "1s").grace("later"),
+            "schedule.grace",
+        ),
+        (
+            Schedule::every("n", "t", "1s")
+                .start_at(Utc.with_ymd_and_hms(1960, 1, 1, 0, 0, 0).unwrap()),
             "schedule.start_at",
         ),
     ];
@@ -148,11 +165,17 @@ async fn bad_input_is_a_typed_error_naming_the_field() {
         let upserted = queue.schedules().upsert(schedule).await;
         assert_eq!(field_of(upserted.unwrap_err()), field, "{what}");
     }
-    assert!(queue.schedules().list().await.unwrap().is_empty(), "nothing stored");
+    assert!(
+        queue.schedules().list().await.unwrap().is_empty(),
+        "nothing stored"
+    );
 
     let mut map = std::collections::HashMap::new();
     map.insert((1, 2), 3); // keys that are not strings: no JSON object
-    let err = Schedule::every("n", "t", "1s").payload(map).validate().unwrap_err();
+    let err = Schedule::every("n", "t", "1s")
+        .payload(map)
+        .validate()
+        .unwrap_err();
     assert_eq!(field_of(err), "schedule.payload");
 
     let err = Queue::builder()
@@ -168,7 +191,10 @@ async fn bad_input_is_a_typed_error_naming_the_field() {
         queue.schedules().run_now("none").await.unwrap_err(),
         queue.schedules().get("none").await.unwrap_err(),
     ] {
-        assert!(matches!(err, Error::UnknownSchedule(ref n) if n == "none"), "{err:?}");
+        assert!(
+            matches!(err, Error::UnknownSchedule(ref n) if n == "none"),
+            "{err:?}"
+        );
     }
 }
 

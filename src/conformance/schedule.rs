@@ -95,7 +95,10 @@ async fn drive(queue: &Queue, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<
         }
         match pass.next_wake {
             Some(next) => {
-                assert!(next > now, "the next wake {next} is after the pass at {now}");
+                assert!(
+                    next > now,
+                    "the next wake {next} is after the pass at {now}"
+                );
                 now = next;
             }
             None => break,
@@ -121,7 +124,9 @@ async fn hourly_day<F: StoreFactory>(factory: F) -> Verdict {
         .start_at(start);
     assert_eq!(upsert(&queue, schedule).await, Upserted::Created);
     let runs = drive(&queue, start, utc(2026, 6, 2, 0, 30)).await;
-    let hours: Vec<_> = (1..=24).map(|h| utc(2026, 6, 1, 0, 0) + Duration::hours(h)).collect();
+    let hours: Vec<_> = (1..=24)
+        .map(|h| utc(2026, 6, 1, 0, 0) + Duration::hours(h))
+        .collect();
     assert_eq!(runs, hours, "one pass enqueued at each tick");
     let jobs = jobs_of(&queue, "report").await;
     let due: Vec<_> = jobs.iter().map(|j| j.run_at).collect();
@@ -165,9 +170,17 @@ async fn dst<F: StoreFactory>(factory: F) -> Verdict {
     let queue = queue_on(&factory, &store).await;
     for (from, until, early_run) in [
         // 2026-03-29, 02:00 CET -> 03:00 CEST: 03:00 CEST is 01:00 UTC.
-        (utc(2026, 3, 28, 12, 0), utc(2026, 3, 30, 12, 0), utc(2026, 3, 29, 1, 0)),
+        (
+            utc(2026, 3, 28, 12, 0),
+            utc(2026, 3, 30, 12, 0),
+            utc(2026, 3, 29, 1, 0),
+        ),
         // 2026-10-25, 03:00 CEST -> 02:00 CET: the first 02:30 is 00:30 UTC.
-        (utc(2026, 10, 24, 12, 0), utc(2026, 10, 26, 12, 0), utc(2026, 10, 25, 0, 30)),
+        (
+            utc(2026, 10, 24, 12, 0),
+            utc(2026, 10, 26, 12, 0),
+            utc(2026, 10, 25, 0, 30),
+        ),
     ] {
         for name in ["early", "hourly"] {
             queue
@@ -199,7 +212,11 @@ async fn dst<F: StoreFactory>(factory: F) -> Verdict {
             .map(|j| j.run_at)
             .filter(|at| (from..=until).contains(at))
             .collect();
-        assert_eq!(hours.len(), 49, "48 real hours: 49 ticks, both ends included");
+        assert_eq!(
+            hours.len(),
+            49,
+            "48 real hours: 49 ticks, both ends included"
+        );
         for pair in hours.windows(2) {
             assert_eq!(pair[1] - pair[0], Duration::hours(1), "{pair:?}");
         }
@@ -247,7 +264,10 @@ async fn missed<F: StoreFactory>(factory: F) -> Verdict {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        pass.enqueued.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        pass.enqueued
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
         ["catch-up"],
         "{pass:?}"
     );
@@ -297,16 +317,25 @@ async fn pause_resume<F: StoreFactory>(factory: F) -> Verdict {
     )
     .await;
     let schedules = queue.schedules();
-    schedules.pause("paused").await.unwrap_or_else(|e| panic!("{e}"));
+    schedules
+        .pause("paused")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let pass = schedules
         .service()
         .run_once(now)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(pass.enqueued.is_empty() && pass.next_wake.is_none(), "{pass:?}");
+    assert!(
+        pass.enqueued.is_empty() && pass.next_wake.is_none(),
+        "{pass:?}"
+    );
     assert!(jobs_of(&queue, "paused").await.is_empty());
     let listed = schedules.list().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(listed[0].paused && listed[0].next_run == start, "{listed:?}");
+    assert!(
+        listed[0].paused && listed[0].next_run == start,
+        "{listed:?}"
+    );
 
     let queue = if factory.reopens() {
         queue
@@ -331,8 +360,14 @@ async fn pause_resume<F: StoreFactory>(factory: F) -> Verdict {
         queue
     };
     let schedules = queue.schedules();
-    schedules.resume("paused").await.unwrap_or_else(|e| panic!("{e}"));
-    let info = schedules.get("paused").await.unwrap_or_else(|e| panic!("{e}"));
+    schedules
+        .resume("paused")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let info = schedules
+        .get("paused")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let now = queue.now();
     assert!(!info.paused);
     assert!(
@@ -372,7 +407,10 @@ async fn upsert_remove<F: StoreFactory>(factory: F) -> Verdict {
     };
     assert_eq!(upsert(&queue, define()).await, Upserted::Created);
     let schedules = queue.schedules();
-    let first = schedules.get("nightly").await.unwrap_or_else(|e| panic!("{e}"));
+    let first = schedules
+        .get("nightly")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.next_run, utc(2026, 6, 1, 1, 0), "03:00 CEST");
     let pass = schedules
         .service()
@@ -380,10 +418,16 @@ async fn upsert_remove<F: StoreFactory>(factory: F) -> Verdict {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pass.enqueued.len(), 1);
-    let ticked = schedules.get("nightly").await.unwrap_or_else(|e| panic!("{e}"));
+    let ticked = schedules
+        .get("nightly")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(upsert(&queue, define()).await, Upserted::Unchanged);
     assert_eq!(
-        schedules.get("nightly").await.unwrap_or_else(|e| panic!("{e}")),
+        schedules
+            .get("nightly")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
         ticked,
         "an unchanged upsert keeps the next run and last job"
     );
@@ -393,17 +437,26 @@ async fn upsert_remove<F: StoreFactory>(factory: F) -> Verdict {
         .run_now("nightly")
         .await
         .unwrap_or_else(|e| panic!("run_now: {e}"));
-    let after = schedules.get("nightly").await.unwrap_or_else(|e| panic!("{e}"));
+    let after = schedules
+        .get("nightly")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after.last_job, Some(by_hand.id()));
     assert_eq!(after.next_run, ticked.next_run);
 
-    schedules.pause("nightly").await.unwrap_or_else(|e| panic!("{e}"));
+    schedules
+        .pause("nightly")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let changed = Schedule::cron("nightly", "nightly", "0 4 * * *")
         .time_zone("Europe/Berlin")
         .payload(json!({ "window": "24h" }))
         .start_at(start);
     assert_eq!(upsert(&queue, changed).await, Upserted::Changed);
-    let info = schedules.get("nightly").await.unwrap_or_else(|e| panic!("{e}"));
+    let info = schedules
+        .get("nightly")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(info.paused, "a changed definition stays paused");
     assert_eq!(info.last_job, Some(by_hand.id()));
     assert_eq!(
@@ -414,14 +467,23 @@ async fn upsert_remove<F: StoreFactory>(factory: F) -> Verdict {
         }
     );
 
-    assert!(schedules.remove("nightly").await.unwrap_or_else(|e| panic!("{e}")));
-    assert!(!schedules.remove("nightly").await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(schedules
+        .remove("nightly")
+        .await
+        .unwrap_or_else(|e| panic!("{e}")));
+    assert!(!schedules
+        .remove("nightly")
+        .await
+        .unwrap_or_else(|e| panic!("{e}")));
     let pass = schedules
         .service()
         .run_once(utc(2027, 1, 1, 0, 0))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(pass.enqueued.is_empty() && pass.next_wake.is_none(), "{pass:?}");
+    assert!(
+        pass.enqueued.is_empty() && pass.next_wake.is_none(),
+        "{pass:?}"
+    );
     assert_eq!(jobs_of(&queue, "nightly").await.len(), 2, "its jobs stay");
     assert!(matches!(
         schedules.pause("nightly").await,
@@ -466,7 +528,11 @@ async fn advance_once<F: StoreFactory>(factory: F) -> Verdict {
         }
     });
     let results = futures::future::join_all(attempts).await;
-    let winners: Vec<JobId> = results.iter().filter(|(a, _)| *a).map(|(_, id)| *id).collect();
+    let winners: Vec<JobId> = results
+        .iter()
+        .filter(|(a, _)| *a)
+        .map(|(_, id)| *id)
+        .collect();
     assert_eq!(winners.len(), 1, "one advance applies: {results:?}");
     let stored: Vec<JobId> = store
         .jobs_query(&JobQuery::default().task("race").limit(100))
@@ -491,7 +557,10 @@ async fn advance_once<F: StoreFactory>(factory: F) -> Verdict {
         paused: true,
         next_run: None,
     };
-    assert!(store.schedule_pause(&pause).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(store
+        .schedule_pause(&pause)
+        .await
+        .unwrap_or_else(|e| panic!("{e}")));
     let mut advance = ScheduleAdvance {
         name: "race".into(),
         due: due + Duration::hours(1),
@@ -500,13 +569,26 @@ async fn advance_once<F: StoreFactory>(factory: F) -> Verdict {
         last_job: None,
         even_if_paused: false,
     };
-    assert!(!store.schedule_advance(&advance, &[]).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(!store
+        .schedule_advance(&advance, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}")));
     advance.even_if_paused = true;
-    assert!(store.schedule_advance(&advance, &[]).await.unwrap_or_else(|e| panic!("{e}")));
-    let listed = store.schedules_list().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(store
+        .schedule_advance(&advance, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}")));
+    let listed = store
+        .schedules_list()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(listed[0].paused);
     assert_eq!(listed[0].next_run, due + Duration::hours(2));
-    assert_eq!(listed[0].last_job, Some(winners[0]), "kept without a new job");
+    assert_eq!(
+        listed[0].last_job,
+        Some(winners[0]),
+        "kept without a new job"
+    );
     Verdict::Passed
 }
 

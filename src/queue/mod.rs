@@ -722,7 +722,10 @@ impl Queue {
             Ok(applied) => applied,
             Err(err) => {
                 self.inner.bus.queue(QueueEvent::Error {
-                    message: format!("enqueueing a tick of schedule `{}` failed: {err}", advance.name),
+                    message: format!(
+                        "enqueueing a tick of schedule `{}` failed: {err}",
+                        advance.name
+                    ),
                 });
                 return Err(err.into());
             }

@@ -313,9 +313,7 @@ impl Schedule {
     /// ```
     pub fn start_at(mut self, at: DateTime<Utc>) -> Self {
         match crate::time::check(at, "schedule.start_at") {
-            Ok(at) => {
-                self.spec.start_at = DateTime::from_timestamp_micros(at.timestamp_micros())
-            }
+            Ok(at) => self.spec.start_at = DateTime::from_timestamp_micros(at.timestamp_micros()),
             Err(err) => self.keep_error(err),
         }
         self
@@ -449,7 +447,10 @@ fn check_name(name: &str) -> Result<(), Error> {
     let reason = if name.trim().is_empty() {
         "the schedule name is empty".to_owned()
     } else if name.len() > LONGEST_NAME {
-        format!("the schedule name is {} bytes long; at most {LONGEST_NAME}", name.len())
+        format!(
+            "the schedule name is {} bytes long; at most {LONGEST_NAME}",
+            name.len()
+        )
     } else if name.chars().any(char::is_control) {
         "the schedule name contains a control character".to_owned()
     } else {

@@ -351,10 +351,11 @@ enum Outcome {
 
 /// The job for `record`'s tick `due`.
 fn tick_job(record: &ScheduleRecord, due: DateTime<Utc>) -> Result<NewJob, Error> {
-    let payload = RawValue::from_string(record.payload.clone()).map_err(|e| Error::InvalidInput {
-        field: "schedule.payload",
-        reason: format!("the stored payload is not JSON: {e}"),
-    })?;
+    let payload =
+        RawValue::from_string(record.payload.clone()).map_err(|e| Error::InvalidInput {
+            field: "schedule.payload",
+            reason: format!("the stored payload is not JSON: {e}"),
+        })?;
     Ok(NewJob::new(record.task.clone(), payload)
         .run_at(due)
         .reference(tick_reference(&record.name, due)))
@@ -403,6 +404,11 @@ impl<'q> Schedules<'q> {
     /// The schedule's [`Error::InvalidInput`] (see
     /// [`Schedule::validate`]); [`Error::Store`] when the store fails or
     /// keeps no schedules; [`Error::ShutDown`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a running actix system (the service's timer starts on the
+    /// current arbiter), as [`Schedules::start`].
     ///
     /// # Examples
     ///
@@ -488,6 +494,10 @@ impl<'q> Schedules<'q> {
     ///
     /// [`Error::UnknownSchedule`]; [`Error::Store`]; the stored
     /// schedule's timing, should it not be readable.
+    ///
+    /// # Panics
+    ///
+    /// As [`Schedules::upsert`].
     ///
     /// # Examples
     ///

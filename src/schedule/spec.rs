@@ -163,7 +163,9 @@ pub(crate) fn parse_cron(expression: &str) -> Result<Cron, Error> {
 pub(crate) fn parse_time_zone(name: &str) -> Result<Tz, Error> {
     Tz::from_str(name).map_err(|_| Error::InvalidInput {
         field: "schedule.time_zone",
-        reason: format!("`{name}` is not an IANA time zone name (such as `Europe/Berlin` or `UTC`)"),
+        reason: format!(
+            "`{name}` is not an IANA time zone name (such as `Europe/Berlin` or `UTC`)"
+        ),
     })
 }
 
@@ -232,7 +234,8 @@ impl StoredSpec {
 
 /// `at` cut to whole seconds (cron ticks fall on whole seconds).
 fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(chrono::Duration::seconds(1)).unwrap_or(at)
+    at.duration_trunc(chrono::Duration::seconds(1))
+        .unwrap_or(at)
 }
 
 /// A computed tick, or [`time::latest`] ("never") when there is none
@@ -263,9 +266,9 @@ impl Timing {
                 let since = (after - anchor).num_microseconds().unwrap_or(i64::MAX);
                 let steps = since.div_euclid(*us).saturating_add(1);
                 in_range(
-                    steps
-                        .checked_mul(*us)
-                        .and_then(|us| anchor.checked_add_signed(chrono::Duration::microseconds(us))),
+                    steps.checked_mul(*us).and_then(|us| {
+                        anchor.checked_add_signed(chrono::Duration::microseconds(us))
+                    }),
                 )
             }
         }
@@ -302,9 +305,9 @@ impl Timing {
                 let since = (from - anchor).num_microseconds().unwrap_or(i64::MAX);
                 let steps = since.saturating_add(us - 1).div_euclid(*us);
                 in_range(
-                    steps
-                        .checked_mul(*us)
-                        .and_then(|us| anchor.checked_add_signed(chrono::Duration::microseconds(us))),
+                    steps.checked_mul(*us).and_then(|us| {
+                        anchor.checked_add_signed(chrono::Duration::microseconds(us))
+                    }),
                 )
             }
         }
@@ -409,12 +412,27 @@ mod tests {
     #[test]
     fn five_and_six_fields_and_shorthands_are_read() {
         let from = utc(2026, 1, 1, 0, 0, 0);
-        assert_eq!(cron("*/10 * * * * *", "UTC").next_after(from), utc(2026, 1, 1, 0, 0, 10));
-        assert_eq!(cron("15 * * * *", "UTC").next_after(from), utc(2026, 1, 1, 0, 15, 0));
-        assert_eq!(cron("@hourly", "UTC").next_after(from), utc(2026, 1, 1, 1, 0, 0));
-        assert_eq!(cron("@daily", "UTC").next_after(from), utc(2026, 1, 2, 0, 0, 0));
+        assert_eq!(
+            cron("*/10 * * * * *", "UTC").next_after(from),
+            utc(2026, 1, 1, 0, 0, 10)
+        );
+        assert_eq!(
+            cron("15 * * * *", "UTC").next_after(from),
+            utc(2026, 1, 1, 0, 15, 0)
+        );
+        assert_eq!(
+            cron("@hourly", "UTC").next_after(from),
+            utc(2026, 1, 1, 1, 0, 0)
+        );
+        assert_eq!(
+            cron("@daily", "UTC").next_after(from),
+            utc(2026, 1, 2, 0, 0, 0)
+        );
         assert!(parse_cron("* * * *").is_err(), "4 fields");
-        assert!(parse_cron("* * * * * * *").is_err(), "7 fields: no year field");
+        assert!(
+            parse_cron("* * * * * * *").is_err(),
+            "7 fields: no year field"
+        );
     }
 
     #[test]
@@ -432,8 +450,14 @@ mod tests {
             .unwrap()
         };
         let quarter = every(15 * 60 * 1_000_000, None);
-        assert_eq!(quarter.next_after(utc(2026, 1, 1, 10, 7, 0)), utc(2026, 1, 1, 10, 15, 0));
-        assert_eq!(quarter.next_after(utc(2026, 1, 1, 10, 15, 0)), utc(2026, 1, 1, 10, 30, 0));
+        assert_eq!(
+            quarter.next_after(utc(2026, 1, 1, 10, 7, 0)),
+            utc(2026, 1, 1, 10, 15, 0)
+        );
+        assert_eq!(
+            quarter.next_after(utc(2026, 1, 1, 10, 15, 0)),
+            utc(2026, 1, 1, 10, 30, 0)
+        );
         let start = utc(2026, 1, 1, 10, 7, 0);
         let from_start = every(15 * 60 * 1_000_000, Some(start));
         assert_eq!(from_start.first(utc(2025, 1, 1, 0, 0, 0)), start);

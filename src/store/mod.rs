@@ -25,11 +25,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{BoxError, StoreError};
 pub use memory::MemoryStore;
-pub use schedules::{
-    ScheduleAdvance, SchedulePause, ScheduleRecord, ScheduleTable, Upserted,
-};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+pub use schedules::{ScheduleAdvance, SchedulePause, ScheduleRecord, ScheduleTable, Upserted};
 pub use shared::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{

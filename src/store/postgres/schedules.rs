@@ -154,7 +154,9 @@ impl Db {
 impl PgStore {
     pub(super) async fn schedules_list_(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         let db = self.db.clone();
-        self.exec.run(async move { db.schedules_list().await }).await
+        self.exec
+            .run(async move { db.schedules_list().await })
+            .await
     }
 
     pub(super) async fn schedule_upsert_(
