@@ -270,7 +270,18 @@ impl ScheduleService {
     ///
     /// # Examples
     ///
-    /// See [`ScheduleService`].
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use chrono::TimeZone;
+    /// use kessel::schedule::Schedule;
+    /// let queue = kessel::Queue::builder().manual_schedules().build().await?;
+    /// let noon = chrono::Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
+    /// queue.schedules().upsert(Schedule::cron("noon", "t", "0 12 * * *").start_at(noon)).await?;
+    /// let service = queue.schedules().service();
+    /// assert_eq!(service.run_once(noon).await?.enqueued.len(), 1);
+    /// assert_eq!(service.run_once(noon).await?.enqueued.len(), 0, "once per tick");
+    /// # Ok(()) }
+    /// ```
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Pass, Error> {
         let store = self.queue.store().clone();
         let mut pass = Pass::default();
@@ -501,7 +512,17 @@ impl<'q> Schedules<'q> {
     ///
     /// # Examples
     ///
-    /// See [`Schedules`].
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::schedule::Schedule;
+    /// let queue = kessel::Queue::new();
+    /// queue.schedules().upsert(Schedule::every("tick", "ping", "1m")).await?;
+    /// queue.schedules().pause("tick").await?;
+    /// queue.schedules().resume("tick").await?;
+    /// let info = queue.schedules().get("tick").await?;
+    /// assert!(!info.paused && info.next_run > queue.now());
+    /// # Ok(()) }
+    /// ```
     pub async fn resume(&self, name: &str) -> Result<(), Error> {
         let record = self.record(name).await?;
         if !record.paused {
@@ -535,7 +556,16 @@ impl<'q> Schedules<'q> {
     ///
     /// # Examples
     ///
-    /// See [`Schedules`].
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::schedule::Schedule;
+    /// let queue = kessel::Queue::new();
+    /// queue.schedules().upsert(Schedule::every("b", "t", "1m")).await?;
+    /// queue.schedules().upsert(Schedule::every("a", "t", "1m")).await?;
+    /// let names: Vec<_> = queue.schedules().list().await?.into_iter().map(|s| s.name).collect();
+    /// assert_eq!(names, ["a", "b"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn list(&self) -> Result<Vec<ScheduleInfo>, Error> {
         self.queue
             .store()
@@ -554,7 +584,14 @@ impl<'q> Schedules<'q> {
     ///
     /// # Examples
     ///
-    /// See [`ScheduleInfo`].
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.schedules().upsert(kessel::schedule::Schedule::cron("n", "t", "@daily")).await?;
+    /// assert_eq!(queue.schedules().get("n").await?.task, "t");
+    /// assert!(queue.schedules().get("m").await.is_err());
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, name: &str) -> Result<ScheduleInfo, Error> {
         ScheduleInfo::of(self.record(name).await?)
     }
@@ -645,7 +682,13 @@ impl<'q> Schedules<'q> {
     ///
     /// # Examples
     ///
-    /// See [`ScheduleService`].
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let pass = queue.schedules().service().run_once(queue.now()).await?;
+    /// assert!(pass.enqueued.is_empty(), "no schedules, no jobs");
+    /// # Ok(()) }
+    /// ```
     pub fn service(&self) -> ScheduleService {
         ScheduleService::of(self.queue)
     }

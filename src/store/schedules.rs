@@ -50,6 +50,12 @@ pub struct ScheduleRecord {
 
 impl ScheduleRecord {
     /// A new, unpaused record that has created no job yet.
+    ///
+    /// ```
+    /// let at = chrono::Utc::now();
+    /// let record = kessel::store::ScheduleRecord::new("n", "t", "null", "{}", at);
+    /// assert_eq!((record.next_run, record.last_run), (at, None));
+    /// ```
     pub fn new(
         name: impl Into<String>,
         task: impl Into<String>,
@@ -71,6 +77,17 @@ impl ScheduleRecord {
 
     /// Whether `other` defines the same schedule (task, payload and spec),
     /// whatever its state.
+    ///
+    /// ```
+    /// use kessel::store::ScheduleRecord;
+    /// let at = chrono::Utc::now();
+    /// let a = ScheduleRecord::new("n", "t", "null", "{}", at);
+    /// let mut b = a.clone();
+    /// b.paused = true;
+    /// assert!(a.same_definition(&b));
+    /// b.task = "other".into();
+    /// assert!(!a.same_definition(&b));
+    /// ```
     pub fn same_definition(&self, other: &ScheduleRecord) -> bool {
         self.task == other.task && self.payload == other.payload && self.spec == other.spec
     }
@@ -158,13 +175,39 @@ pub struct ScheduleAdvance {
 
 impl ScheduleAdvance {
     /// Whether it applies to `record`.
+    ///
+    /// ```
+    /// use kessel::store::{ScheduleAdvance, ScheduleRecord};
+    /// let due = chrono::Utc::now();
+    /// let mut record = ScheduleRecord::new("n", "t", "null", "{}", due);
+    /// let advance = ScheduleAdvance {
+    ///     name: "n".into(), due, next: due + chrono::Duration::hours(1),
+    ///     last_run: Some(due), last_job: None, even_if_paused: false,
+    /// };
+    /// assert!(advance.applies_to(&record));
+    /// record.paused = true;
+    /// assert!(!advance.applies_to(&record));
+    /// ```
     pub fn applies_to(&self, record: &ScheduleRecord) -> bool {
         record.name == self.name
             && record.next_run == self.due
             && (self.even_if_paused || !record.paused)
     }
 
-    /// Applies it to `record` (which it [applies to](Self::applies_to)).
+    /// Applies it to `record` (which it [applies to](Self::applies_to)):
+    /// the next run, and the last run and job where given.
+    ///
+    /// ```
+    /// use kessel::store::{ScheduleAdvance, ScheduleRecord};
+    /// let due = chrono::Utc::now();
+    /// let mut record = ScheduleRecord::new("n", "t", "null", "{}", due);
+    /// let next = due + chrono::Duration::hours(1);
+    /// let advance = ScheduleAdvance {
+    ///     name: "n".into(), due, next, last_run: None, last_job: None, even_if_paused: false,
+    /// };
+    /// advance.apply_to(&mut record);
+    /// assert_eq!((record.next_run, record.last_run), (next, None));
+    /// ```
     pub fn apply_to(&self, record: &mut ScheduleRecord) {
         record.next_run = self.next;
         if self.last_run.is_some() {
@@ -197,11 +240,24 @@ pub struct ScheduleTable {
 
 impl ScheduleTable {
     /// Every schedule, by name.
+    ///
+    /// ```
+    /// assert!(kessel::store::ScheduleTable::default().list().is_empty());
+    /// ```
     pub fn list(&self) -> Vec<ScheduleRecord> {
         self.by_name.values().cloned().collect()
     }
 
     /// As [`Store::schedule_upsert`](super::Store::schedule_upsert).
+    ///
+    /// ```
+    /// use kessel::store::{ScheduleRecord, ScheduleTable, Upserted};
+    /// let mut table = ScheduleTable::default();
+    /// let mut record = ScheduleRecord::new("n", "t", "null", "{}", chrono::Utc::now());
+    /// assert_eq!(table.upsert(&record), Upserted::Created);
+    /// record.spec = r#"{"every_us":1000}"#.into();
+    /// assert_eq!(table.upsert(&record), Upserted::Changed);
+    /// ```
     pub fn upsert(&mut self, record: &ScheduleRecord) -> Upserted {
         match self.by_name.get_mut(&record.name) {
             None => {
@@ -220,11 +276,21 @@ impl ScheduleTable {
     }
 
     /// As [`Store::schedule_remove`](super::Store::schedule_remove).
+    ///
+    /// ```
+    /// assert!(!kessel::store::ScheduleTable::default().remove("n"));
+    /// ```
     pub fn remove(&mut self, name: &str) -> bool {
         self.by_name.remove(name).is_some()
     }
 
     /// As [`Store::schedule_pause`](super::Store::schedule_pause).
+    ///
+    /// ```
+    /// use kessel::store::{SchedulePause, ScheduleTable};
+    /// let pause = SchedulePause { name: "n".into(), paused: true, next_run: None };
+    /// assert!(!ScheduleTable::default().pause(&pause), "no schedule of that name");
+    /// ```
     pub fn pause(&mut self, pause: &SchedulePause) -> bool {
         match self.by_name.get_mut(&pause.name) {
             Some(stored) => {
@@ -241,6 +307,19 @@ impl ScheduleTable {
     /// The compare-and-set of
     /// [`Store::schedule_advance`](super::Store::schedule_advance), without
     /// the jobs: whether it applied.
+    ///
+    /// ```
+    /// use kessel::store::{ScheduleAdvance, ScheduleRecord, ScheduleTable};
+    /// let due = chrono::Utc::now();
+    /// let mut table = ScheduleTable::default();
+    /// table.upsert(&ScheduleRecord::new("n", "t", "null", "{}", due));
+    /// let advance = ScheduleAdvance {
+    ///     name: "n".into(), due, next: due + chrono::Duration::hours(1),
+    ///     last_run: Some(due), last_job: None, even_if_paused: false,
+    /// };
+    /// assert!(table.advance(&advance));
+    /// assert!(!table.advance(&advance), "the tick moved on");
+    /// ```
     pub fn advance(&mut self, advance: &ScheduleAdvance) -> bool {
         match self.by_name.get_mut(&advance.name) {
             Some(stored) if advance.applies_to(stored) => {
