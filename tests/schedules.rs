@@ -241,3 +241,71 @@ proptest! {
         }
     }
 }
+
+/// A store of one's own that keeps jobs (in a memory store) and no
+/// schedules: the trait's defaults.
+#[derive(Debug, Default)]
+struct JobsOnly(kessel::store::MemoryStore);
+
+#[async_trait::async_trait]
+impl kessel::Store for JobsOnly {
+    async fn jobs_insert(&self, jobs: &[kessel::Job]) -> Result<(), kessel::store::StoreError> {
+        self.0.jobs_insert(jobs).await
+    }
+    async fn jobs_update(
+        &self,
+        updates: &[kessel::store::JobUpdate],
+    ) -> Result<(), kessel::store::StoreError> {
+        self.0.jobs_update(updates).await
+    }
+    async fn jobs_pending(&self) -> Result<Vec<kessel::Job>, kessel::store::StoreError> {
+        self.0.jobs_pending().await
+    }
+    async fn job_get(
+        &self,
+        id: kessel::JobId,
+    ) -> Result<Option<kessel::Job>, kessel::store::StoreError> {
+        self.0.job_get(id).await
+    }
+    async fn jobs_query(
+        &self,
+        query: &JobQuery,
+    ) -> Result<Vec<kessel::Job>, kessel::store::StoreError> {
+        self.0.jobs_query(query).await
+    }
+    async fn jobs_count(
+        &self,
+    ) -> Result<Vec<kessel::store::StatusCount>, kessel::store::StoreError> {
+        self.0.jobs_count().await
+    }
+    async fn jobs_delete(
+        &self,
+        params: &kessel::store::JobDelete,
+    ) -> Result<u64, kessel::store::StoreError> {
+        self.0.jobs_delete(params).await
+    }
+}
+
+#[actix_rt::test]
+async fn a_store_that_keeps_no_schedules_answers_unsupported() {
+    use kessel::store::StoreError;
+    let queue = Queue::builder()
+        .store(std::sync::Arc::new(JobsOnly::default()))
+        .build()
+        .await
+        .unwrap();
+    let err = queue
+        .schedules()
+        .upsert(Schedule::every("n", "t", "1s"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::Unsupported("schedules"))),
+        "{err:?}"
+    );
+    let err = queue.schedules().list().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::Unsupported(_))),
+        "{err:?}"
+    );
+}

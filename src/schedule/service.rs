@@ -99,9 +99,25 @@ async fn run_timer(queue: Weak<Inner>, signals: Arc<Signals>) {
                         message: format!("schedule `{name}`: {why}"),
                     });
                 }
-                pass.next_wake
+                let wait = pass
+                    .next_wake
                     .map_or(POLL, |at| (at - queue.now()).to_std().unwrap_or_default())
-                    .clamp(Duration::from_millis(1), POLL)
+                    .clamp(Duration::from_millis(1), POLL);
+                // A tick that failed stays due: try it again soon.
+                if pass.failed.is_empty() {
+                    wait
+                } else {
+                    wait.min(RETRY)
+                }
+            }
+            Err(Error::Store(StoreError::Unsupported(what))) => {
+                // Nothing to retry: the store keeps no schedules.
+                queue.inner.bus.queue(QueueEvent::Error {
+                    message: format!(
+                        "the schedule service stops: the store does not support {what}"
+                    ),
+                });
+                break;
             }
             Err(err) => {
                 queue.inner.bus.queue(QueueEvent::Error {
