@@ -592,6 +592,59 @@ async fn advance_once<F: StoreFactory>(factory: F) -> Verdict {
     Verdict::Passed
 }
 
+conformance_test!(schedule,
+    /// A tick whose job the store refuses (here: a job id already taken)
+    /// is not advanced either: the compare-and-set and the insert commit
+    /// together or not at all, so the tick stays due for the next pass. (A
+    /// store that accepts the duplicate, as the memory store does, passes
+    /// by storing both.)
+    schedule_a_tick_whose_job_cannot_be_stored_stays_due => atomic_advance
+);
+
+async fn atomic_advance<F: StoreFactory>(factory: F) -> Verdict {
+    let (store, _place) = fresh(&factory).await;
+    let due = utc(2026, 6, 1, 0, 0);
+    store
+        .schedule_upsert(&ScheduleRecord::new("atomic", "atomic", "null", "{}", due))
+        .await
+        .unwrap_or_else(|e| panic!("schedule_upsert: {e}"));
+    let taken = job("atomic", json!("first"));
+    super::fixtures::insert(&store, std::slice::from_ref(&taken)).await;
+    let mut duplicate = job("atomic", json!("second"));
+    duplicate.id = taken.id;
+    let advance = ScheduleAdvance {
+        name: "atomic".into(),
+        due,
+        next: due + Duration::hours(1),
+        last_run: Some(due),
+        last_job: Some(duplicate.id),
+        even_if_paused: false,
+    };
+    let listed = match store.schedule_advance(&advance, &[duplicate]).await {
+        Err(_) => store
+            .schedules_list()
+            .await
+            .unwrap_or_else(|e| panic!("schedules_list: {e}")),
+        Ok(applied) => {
+            assert!(applied, "nothing else moved the tick");
+            return Verdict::Passed;
+        }
+    };
+    assert_eq!(listed[0].next_run, due, "the tick is still due");
+    assert_eq!(listed[0].last_job, None);
+    // The next pass, with a job that can be stored, takes it.
+    let fresh_job = job("atomic", json!("third"));
+    let advance = ScheduleAdvance {
+        last_job: Some(fresh_job.id),
+        ..advance
+    };
+    assert!(store
+        .schedule_advance(&advance, std::slice::from_ref(&fresh_job))
+        .await
+        .unwrap_or_else(|e| panic!("schedule_advance: {e}")));
+    Verdict::Passed
+}
+
 /// Lists every test of this suite once.
 macro_rules! with_every_schedule_test {
     ($callback:ident) => {
@@ -602,6 +655,7 @@ macro_rules! with_every_schedule_test {
             schedule_pause_and_resume_are_kept_in_the_store,
             schedule_upsert_is_idempotent_and_remove_stops_the_ticks,
             schedule_advance_applies_once_per_tick_with_its_job,
+            schedule_a_tick_whose_job_cannot_be_stored_stays_due,
         }
     };
 }
@@ -706,6 +760,7 @@ macro_rules! schedule_conformance_tests {
             schedule_pause_and_resume_are_kept_in_the_store,
             schedule_upsert_is_idempotent_and_remove_stops_the_ticks,
             schedule_advance_applies_once_per_tick_with_its_job,
+            schedule_a_tick_whose_job_cannot_be_stored_stays_due,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
