@@ -49,8 +49,8 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The store does not implement this capability (a store of your own
-    /// that keeps no schedules); names it.
+    /// The store does not do what was asked (a store written before the
+    /// feature existed, say unique jobs or schedules); names it.
     ///
     /// ```
     /// let err = kessel::store::StoreError::Unsupported("schedules");

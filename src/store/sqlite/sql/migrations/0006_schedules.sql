@@ -1,4 +1,4 @@
--- kessel's SQLite schema, version 5: the schedules of recurring jobs.
+-- kessel's SQLite schema, version 6: the schedules of recurring jobs.
 --
 -- One row per schedule, by name. `spec` is kessel's JSON text for the
 -- schedule's timing (cron or interval, time zone, missed-ticks policy),

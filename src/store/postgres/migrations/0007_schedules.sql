@@ -1,4 +1,4 @@
--- kessel schema version 6: the schedules of recurring jobs.
+-- kessel schema version 7: the schedules of recurring jobs.
 -- `{schema}` is replaced by the store's schema name.
 --
 -- One row per schedule, by name, shared by every process on the schema.
