@@ -142,6 +142,14 @@ pub enum Error {
     /// No job has this id.
     #[error("no job with id {0}")]
     UnknownJob(JobId),
+    /// No schedule has this name (recurring jobs, feature `cron`).
+    ///
+    /// ```
+    /// let err = kessel::Error::UnknownSchedule("nightly".into());
+    /// assert_eq!(err.to_string(), "no schedule called `nightly`");
+    /// ```
+    #[error("no schedule called `{0}`")]
+    UnknownSchedule(String),
     /// The job is in a state that does not allow the operation.
     #[error("job {id} is {status}, cannot {operation}")]
     WrongState {

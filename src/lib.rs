@@ -46,7 +46,10 @@
 //! - `web`: `kessel::web`, the HTTP API (jobs, tasks, stats, a live event
 //!   stream, an OpenAPI document) to mount in an actix-web app or run
 //!   standalone; see `docs/http.md`;
-//! - `cli`: the `kessel` operator binary (`docs/cli.md`).
+//! - `cli`: the `kessel` operator binary (`docs/cli.md`);
+//! - `cron`: [`schedule`], recurring jobs: cron expressions (5 or 6
+//!   fields, `@daily`) in a time zone, or fixed intervals, enqueued
+//!   exactly once per tick across processes (`docs/recurring.md`).
 //!
 //! On PostgreSQL, `Queue::create_in` enqueues inside your own sqlx
 //! transaction: the job exists only if it commits (`docs/deploying.md`).
@@ -100,6 +103,8 @@ mod new_job;
 mod persistence;
 mod queue;
 mod reports;
+#[cfg(feature = "cron")]
+pub mod schedule;
 mod scheduler;
 pub mod store;
 mod task;
@@ -141,3 +146,8 @@ struct DeadLettersGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/unique.md")]
 struct UniqueGuide;
+
+/// The guide to recurring jobs, `docs/recurring.md`, as doctests.
+#[cfg(all(doctest, feature = "cron"))]
+#[doc = include_str!("../docs/recurring.md")]
+struct Recurring;

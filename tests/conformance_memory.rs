@@ -15,6 +15,14 @@ fn memory() -> impl StoreFactory {
 
 kessel::conformance_tests!(memory());
 
+/// The schedule suite (feature `cron`), on the same stores.
+#[cfg(feature = "cron")]
+mod schedules {
+    use super::*;
+
+    kessel::schedule_conformance_tests!(memory());
+}
+
 #[test]
 fn memory_store_skips_the_restart_tests_by_capability() {
     assert!(!memory().reopens());

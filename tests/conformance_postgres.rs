@@ -94,3 +94,11 @@ impl StoreFactory for PgSchemas {
 }
 
 kessel::conformance_tests!(PgSchemas);
+
+/// The schedule suite (feature `cron`), on the same stores.
+#[cfg(feature = "cron")]
+mod schedules {
+    use super::*;
+
+    kessel::schedule_conformance_tests!(PgSchemas);
+}

@@ -35,6 +35,14 @@ impl StoreFactory for SqliteFiles {
 
 kessel::conformance_tests!(SqliteFiles);
 
+/// The schedule suite (feature `cron`), on the same stores.
+#[cfg(feature = "cron")]
+mod schedules {
+    use super::*;
+
+    kessel::schedule_conformance_tests!(SqliteFiles);
+}
+
 #[test]
 fn sqlite_factory_reopens_so_no_test_is_skipped() {
     assert!(SqliteFiles.reopens());

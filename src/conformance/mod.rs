@@ -20,6 +20,8 @@
 //! - [`restart`]: the store reopened, as the next process would
 //!   (capability [`StoreFactory::reopens`]; skipped for stores that
 //!   cannot, such as the memory store).
+//! - `schedule` (feature `cron`): recurring jobs, a suite of its own
+//!   with its own `run_all` and `schedule_conformance_tests!`.
 //!
 //! # Running it on your store
 //!
@@ -72,6 +74,8 @@ mod harness;
 pub mod outcomes;
 pub mod queue;
 pub mod restart;
+#[cfg(feature = "cron")]
+pub mod schedule;
 pub mod store;
 pub mod unique;
 

@@ -16,7 +16,8 @@ use super::names;
 use crate::job::{Job, JobId};
 use crate::store::{
     CancelOutcome, Capabilities, HeartbeatReply, JobClaim, JobDelete, JobHeartbeat, JobQuery,
-    JobUpdate, SharedStore, StatusCount, Store, StoreError,
+    JobUpdate, ScheduleAdvance, SchedulePause, ScheduleRecord, SharedStore, StatusCount, Store,
+    StoreError, Upserted,
 };
 
 /// A [`Store`] that times every call of the store it wraps: the
@@ -186,6 +187,35 @@ impl<S: Store + ?Sized> Store for MeteredStore<S> {
             "jobs_count_status",
             None,
             self.inner.jobs_count_status(status),
+        )
+        .await
+    }
+
+    async fn schedules_list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        timed("schedules_list", None, self.inner.schedules_list()).await
+    }
+
+    async fn schedule_upsert(&self, record: &ScheduleRecord) -> Result<Upserted, StoreError> {
+        timed("schedule_upsert", None, self.inner.schedule_upsert(record)).await
+    }
+
+    async fn schedule_remove(&self, name: &str) -> Result<bool, StoreError> {
+        timed("schedule_remove", None, self.inner.schedule_remove(name)).await
+    }
+
+    async fn schedule_pause(&self, pause: &SchedulePause) -> Result<bool, StoreError> {
+        timed("schedule_pause", None, self.inner.schedule_pause(pause)).await
+    }
+
+    async fn schedule_advance(
+        &self,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        timed(
+            "schedule_advance",
+            Some(jobs.len()),
+            self.inner.schedule_advance(advance, jobs),
         )
         .await
     }

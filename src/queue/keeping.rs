@@ -19,7 +19,7 @@ use crate::persistence::Persistence;
 use crate::scheduler::actor::{
     Admit, AdmitUnique, ClaimNow, CountCreated, Origin, SchedulerAddr, UniqueHolder, WatchExpiry,
 };
-use crate::store::{Inserted, JobUpdate, Store, StoreError, UniqueHold};
+use crate::store::{Inserted, JobUpdate, ScheduleAdvance, Store, StoreError, UniqueHold};
 
 /// One persistence mode's way of keeping jobs, as the queue handle acts
 /// on it.
@@ -35,6 +35,16 @@ pub(crate) trait Keeping: Send + Sync + std::fmt::Debug {
 
     /// Keeps newly created jobs before the create is acknowledged.
     async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError>;
+
+    /// Applies a schedule's compare-and-set and keeps its tick's new jobs
+    /// with it, in one store transaction; whether it applied. Where new
+    /// jobs are not kept in the store (in process), only the advance is.
+    async fn keep_tick(
+        &self,
+        store: &dyn Store,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError>;
 
     /// Hands kept new jobs to whoever runs them.
     fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>);
@@ -140,6 +150,16 @@ impl Keeping for InProcess {
         Ok(())
     }
 
+    async fn keep_tick(
+        &self,
+        store: &dyn Store,
+        advance: &ScheduleAdvance,
+        _: &[Job],
+    ) -> Result<bool, StoreError> {
+        // The job is held by the scheduler until final, as any new job.
+        store.schedule_advance(advance, &[]).await
+    }
+
     fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {
         admit_new(scheduler, jobs);
     }
@@ -208,6 +228,15 @@ impl Keeping for Local {
         store.jobs_insert(jobs).await
     }
 
+    async fn keep_tick(
+        &self,
+        store: &dyn Store,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        store.schedule_advance(advance, jobs).await
+    }
+
     fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {
         admit_new(scheduler, jobs);
     }
@@ -246,6 +275,15 @@ impl Keeping for Shared {
 
     async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError> {
         store.jobs_insert(jobs).await
+    }
+
+    async fn keep_tick(
+        &self,
+        store: &dyn Store,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        store.schedule_advance(advance, jobs).await
     }
 
     fn hand_over_new(&self, scheduler: &SchedulerAddr, jobs: Vec<Job>) {

@@ -53,6 +53,9 @@ pub(crate) struct Inner {
     placement: Placement,
     /// How jobs are kept, chosen once from the store.
     pub(crate) keeping: &'static dyn Keeping,
+    /// The schedule service's timer (feature `cron`).
+    #[cfg(feature = "cron")]
+    pub(crate) schedules: crate::schedule::Runtime,
 }
 
 /// The queue: a cheap-to-clone handle to one scheduler actor and its store.
@@ -126,6 +129,8 @@ impl Drop for Inner {
         // The last handle is gone: nobody can create, read or wait any
         // more. The scheduler drains as at shutdown, then stops and lets
         // go of the store.
+        #[cfg(feature = "cron")]
+        self.schedules.stop();
         if self.scheduler.connected() {
             self.scheduler.do_send(Shutdown { grace: DROP_GRACE });
         }
@@ -168,9 +173,63 @@ pub struct QueueBuilder {
     retention: Option<Retention>,
     shared: Option<SharedConfig>,
     scheduler_on_current_thread: bool,
+    #[cfg(feature = "cron")]
+    schedules: Vec<crate::schedule::Schedule>,
+    #[cfg(feature = "cron")]
+    manual_schedules: bool,
 }
 
 impl QueueBuilder {
+    /// Upserts `schedule` when the queue is built (feature `cron`), and
+    /// starts the queue's schedule service: see
+    /// [`Schedules::upsert`](crate::schedule::Schedules::upsert). Call it
+    /// once per schedule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::schedule::Schedule;
+    /// let queue = kessel::Queue::builder()
+    ///     .schedule(Schedule::cron("nightly-report", "report", "0 3 * * *").time_zone("Europe/Berlin"))
+    ///     .schedule(Schedule::every("rollup", "roll up metrics", "5m"))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(queue.schedules().list().await?.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cron")]
+    pub fn schedule(mut self, schedule: crate::schedule::Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
+    /// Runs the queue's schedule passes only when called (feature
+    /// `cron`): no timer starts with an upsert, and ticks are enqueued by
+    /// [`ScheduleService::run_once`](crate::schedule::ScheduleService::run_once)
+    /// at the times the caller passes (tests of a day or a daylight-saving
+    /// change, tools), or once
+    /// [`Schedules::start`](crate::schedule::Schedules::start) is called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use chrono::TimeZone;
+    /// use kessel::schedule::Schedule;
+    /// let queue = kessel::Queue::builder().manual_schedules().build().await?;
+    /// let from = chrono::Utc.with_ymd_and_hms(2026, 3, 28, 0, 0, 0).unwrap();
+    /// queue.schedules().upsert(Schedule::cron("hourly", "report", "@hourly").start_at(from)).await?;
+    /// let pass = queue.schedules().service().run_once(from).await?;
+    /// assert_eq!(pass.enqueued.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cron")]
+    pub fn manual_schedules(mut self) -> Self {
+        self.manual_schedules = true;
+        self
+    }
+
     /// Uses `store` instead of a fresh [`MemoryStore`].
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
@@ -220,12 +279,19 @@ impl QueueBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] when the pending jobs cannot be read.
+    /// [`Error::Store`] when the pending jobs cannot be read; with
+    /// schedules (feature `cron`), a schedule's error as
+    /// [`Schedules::upsert`](crate::schedule::Schedules::upsert) returns
+    /// it (the queue is shut down then).
     ///
     /// # Panics
     ///
     /// Outside a running actix system.
     pub async fn build(self) -> Result<Queue, Error> {
+        #[cfg(feature = "cron")]
+        for schedule in &self.schedules {
+            schedule.validate()?;
+        }
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let pending = keeping::of(Persistence::of(&*store))
             .pending_at_start(&*store)
@@ -236,11 +302,22 @@ impl QueueBuilder {
             self.shared.unwrap_or_default(),
             self.scheduler_on_current_thread,
         );
+        #[cfg(feature = "cron")]
+        if self.manual_schedules {
+            queue.inner.schedules.set_manual();
+        }
         if !pending.is_empty() {
             queue.inner.scheduler.do_send(Admit {
                 jobs: pending,
                 origin: Origin::Loaded,
             });
+        }
+        #[cfg(feature = "cron")]
+        for schedule in self.schedules {
+            if let Err(err) = queue.schedules().upsert(schedule).await {
+                let _ = queue.shutdown(Duration::ZERO).await;
+                return Err(err);
+            }
         }
         Ok(queue)
     }
@@ -615,8 +692,85 @@ impl Queue {
                 creating: AtomicUsize::new(0),
                 placement,
                 keeping: keeping::of(persistence),
+                #[cfg(feature = "cron")]
+                schedules: Default::default(),
             }),
         }
+    }
+
+    /// The queue's recurring jobs (feature `cron`): upsert, list, pause,
+    /// resume, remove and run schedules (see [`crate::schedule`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let nightly = kessel::schedule::Schedule::cron("nightly", "report", "0 3 * * *");
+    /// queue.schedules().upsert(nightly).await?;
+    /// assert_eq!(queue.schedules().list().await?.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cron")]
+    pub fn schedules(&self) -> crate::schedule::Schedules<'_> {
+        crate::schedule::Schedules::of(self)
+    }
+
+    /// Creates `job` for a schedule's tick, if and only if `advance` (the
+    /// compare-and-set of the schedule's next run) applies: both in one
+    /// store transaction, through the persistence mode's `keep_tick`.
+    /// `None` when the advance did not apply (another pass took the tick).
+    #[cfg(feature = "cron")]
+    pub(crate) async fn create_tick(
+        &self,
+        advance: &crate::store::ScheduleAdvance,
+        job: NewJob,
+    ) -> Result<Option<JobHandle>, Error> {
+        let now = self.inner.clock.now_utc();
+        let mut name = None;
+        let job = job.into_job(now, &mut name, self.inner.keeping.logs_created_line())?;
+        if !self.inner.scheduler.connected() {
+            return Err(Error::ShutDown);
+        }
+        let mut advance = advance.clone();
+        advance.last_job = Some(job.id);
+        self.inner.creating.fetch_add(1, Ordering::SeqCst);
+        let kept = self
+            .inner
+            .keeping
+            .keep_tick(&*self.inner.store, &advance, std::slice::from_ref(&job))
+            .await;
+        let drained = self.inner.creating.fetch_sub(1, Ordering::SeqCst) == 1;
+        let applied = match kept {
+            Ok(applied) => applied,
+            Err(err) => {
+                self.inner.bus.queue(QueueEvent::Error {
+                    message: format!(
+                        "enqueueing a tick of schedule `{}` failed: {err}",
+                        advance.name
+                    ),
+                });
+                return Err(err.into());
+            }
+        };
+        if applied && self.inner.bus.is_active() {
+            self.emit_created(&job);
+        }
+        if drained {
+            self.inner.bus.queue(QueueEvent::Drained);
+        }
+        if !applied {
+            return Ok(None);
+        }
+        let handle = JobHandle {
+            id: job.id,
+            queue: self.clone(),
+            duplicate: false,
+        };
+        self.inner
+            .keeping
+            .hand_over_new(&self.inner.scheduler, vec![job]);
+        Ok(Some(handle))
     }
 
     /// The store the queue records jobs in.
@@ -1143,6 +1297,8 @@ impl Queue {
     ///
     /// [`Error::ShutDown`] when the queue already stopped.
     pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport, Error> {
+        #[cfg(feature = "cron")]
+        self.inner.schedules.stop();
         let rx = self
             .inner
             .scheduler

@@ -50,7 +50,12 @@ pub enum StoreError {
         reason: String,
     },
     /// The store does not do what was asked (a store written before the
-    /// feature existed, say unique jobs).
+    /// feature existed, say unique jobs or schedules); names it.
+    ///
+    /// ```
+    /// let err = kessel::store::StoreError::Unsupported("schedules");
+    /// assert_eq!(err.to_string(), "this store does not support schedules");
+    /// ```
     #[error("this store does not support {0}")]
     Unsupported(&'static str),
     /// Anything else.

@@ -14,6 +14,7 @@ mod error;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod schedules;
 mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -26,6 +27,7 @@ pub use error::{BoxError, StoreError};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+pub use schedules::{ScheduleAdvance, SchedulePause, ScheduleRecord, ScheduleTable, Upserted};
 pub use shared::{CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
@@ -435,6 +437,112 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
             .filter(|c| c.status == status)
             .map(|c| c.count)
             .sum())
+    }
+
+    /// Every schedule (see [`ScheduleRecord`]), by name. The schedule
+    /// methods are what recurring jobs (feature `cron`) keep their state
+    /// with; a store that keeps no schedules keeps the defaults, which
+    /// answer [`StoreError::Unsupported`].
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+    /// use kessel::store::{MemoryStore, Store};
+    /// assert!(MemoryStore::new().schedules_list().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    async fn schedules_list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        Err(StoreError::Unsupported("schedules"))
+    }
+
+    /// Stores `record`, unless a schedule of its name has the same
+    /// definition (task, payload and spec): then nothing changes, and its
+    /// next run, paused flag and last job are kept. A schedule of its name
+    /// with another definition takes the record's task, payload, spec and
+    /// next run, and keeps its paused flag, last run and last job.
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+    /// use kessel::store::{MemoryStore, ScheduleRecord, Store, Upserted};
+    /// let store = MemoryStore::new();
+    /// let record = ScheduleRecord::new("nightly", "report", "null", "{}", chrono::Utc::now());
+    /// assert_eq!(store.schedule_upsert(&record).await?, Upserted::Created);
+    /// assert_eq!(store.schedule_upsert(&record).await?, Upserted::Unchanged);
+    /// # Ok(()) }
+    /// ```
+    async fn schedule_upsert(&self, record: &ScheduleRecord) -> Result<Upserted, StoreError> {
+        let _ = record;
+        Err(StoreError::Unsupported("schedules"))
+    }
+
+    /// Removes the schedule called `name`; whether there was one. Jobs it
+    /// created stay.
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+    /// use kessel::store::{MemoryStore, Store};
+    /// assert!(!MemoryStore::new().schedule_remove("nightly").await?);
+    /// # Ok(()) }
+    /// ```
+    async fn schedule_remove(&self, name: &str) -> Result<bool, StoreError> {
+        let _ = name;
+        Err(StoreError::Unsupported("schedules"))
+    }
+
+    /// Pauses or resumes a schedule (and sets its next run, when given);
+    /// whether there was one of that name.
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+    /// use kessel::store::{MemoryStore, SchedulePause, Store};
+    /// let pause = SchedulePause { name: "nightly".into(), paused: true, next_run: None };
+    /// assert!(!MemoryStore::new().schedule_pause(&pause).await?);
+    /// # Ok(()) }
+    /// ```
+    async fn schedule_pause(&self, pause: &SchedulePause) -> Result<bool, StoreError> {
+        let _ = pause;
+        Err(StoreError::Unsupported("schedules"))
+    }
+
+    /// The one step that enqueues a tick: if the schedule's stored next
+    /// run is still `advance.due` (and it is not paused, unless
+    /// `even_if_paused`), moves it on to `advance.next`, records the last
+    /// run and job, and stores `jobs` as [`jobs_insert`](Store::jobs_insert)
+    /// would, **all in one transaction**; otherwise changes nothing and
+    /// stores nothing. Returns whether it applied.
+    ///
+    /// However many processes advance the same tick at once, it applies
+    /// for one of them: that one's job is the tick's only job. A crash
+    /// leaves both the advance and the job, or neither.
+    ///
+    /// The queue passes no jobs on a store that does not
+    /// [outlive the process](Capabilities::outlives_process) (the memory
+    /// store), whose pending jobs live in the queue's scheduler.
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+    /// use kessel::store::{MemoryStore, ScheduleAdvance, ScheduleRecord, Store};
+    /// let store = MemoryStore::new();
+    /// let due = chrono::Utc::now();
+    /// store.schedule_upsert(&ScheduleRecord::new("nightly", "report", "null", "{}", due)).await?;
+    /// let advance = ScheduleAdvance {
+    ///     name: "nightly".into(),
+    ///     due,
+    ///     next: due + chrono::Duration::days(1),
+    ///     last_run: Some(due),
+    ///     last_job: None,
+    ///     even_if_paused: false,
+    /// };
+    /// assert!(store.schedule_advance(&advance, &[]).await?);
+    /// assert!(!store.schedule_advance(&advance, &[]).await?, "the tick moved on");
+    /// # Ok(()) }
+    /// ```
+    async fn schedule_advance(
+        &self,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        let _ = (advance, jobs);
+        Err(StoreError::Unsupported("schedules"))
     }
 
     /// The shared-store capability, when many processes share this store

@@ -183,6 +183,10 @@ impl From<Error> for WebError {
                 code: "job_not_found",
                 message: format!("no job with id {id}"),
             },
+            Error::UnknownSchedule(name) => WebError::NotFound {
+                code: "schedule_not_found",
+                message: format!("no schedule called `{name}`"),
+            },
             Error::WrongState { .. } => WebError::Conflict(err.to_string()),
             Error::Store(StoreError::Corrupt { .. }) => WebError::Internal(err.to_string()),
             Error::Store(_) => WebError::Unavailable {

@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 
-use super::{Capabilities, JobDelete, JobQuery, JobUpdate, StatusCount, Store, StoreError};
+use super::{
+    Capabilities, JobDelete, JobQuery, JobUpdate, ScheduleAdvance, SchedulePause, ScheduleRecord,
+    ScheduleTable, StatusCount, Store, StoreError, Upserted,
+};
 use crate::job::{Job, JobId, JobStatus};
 use map::JobMap;
 
@@ -41,6 +44,8 @@ mod map;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
+    /// Schedules, by name. Locked before `inner` when both are.
+    schedules: parking_lot::Mutex<ScheduleTable>,
 }
 
 #[derive(Debug, Default)]
@@ -306,5 +311,39 @@ impl Store for MemoryStore {
             }
         }
         Ok(removed)
+    }
+
+    async fn schedules_list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        Ok(self.schedules.lock().list())
+    }
+
+    async fn schedule_upsert(&self, record: &ScheduleRecord) -> Result<Upserted, StoreError> {
+        Ok(self.schedules.lock().upsert(record))
+    }
+
+    async fn schedule_remove(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.schedules.lock().remove(name))
+    }
+
+    async fn schedule_pause(&self, pause: &SchedulePause) -> Result<bool, StoreError> {
+        Ok(self.schedules.lock().pause(pause))
+    }
+
+    /// The compare-and-set and the jobs under one lock: nobody sees the
+    /// schedule moved on without its jobs.
+    async fn schedule_advance(
+        &self,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        let mut schedules = self.schedules.lock();
+        if !schedules.advance(advance) {
+            return Ok(false);
+        }
+        let mut inner = self.inner.write();
+        for job in jobs {
+            inner.insert(Box::new(job.clone()));
+        }
+        Ok(true)
     }
 }

@@ -19,6 +19,7 @@
 mod copy;
 mod exec;
 mod rows;
+mod schedules;
 mod shared;
 mod transactional;
 mod unique;
@@ -33,7 +34,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{JobDelete, JobQuery, JobUpdate, Order, SharedStore, StatusCount, Store, StoreError};
+use super::{
+    JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause, ScheduleRecord,
+    SharedStore, StatusCount, Store, StoreError, Upserted,
+};
 use crate::job::{Job, JobId, JobStatus};
 use copy::CopyRows;
 use exec::Exec;
@@ -47,10 +51,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_next_due_delayed.sql")),
     (5, include_str!("migrations/0005_list_by_id.sql")),
     (6, include_str!("migrations/0006_unique.sql")),
+    (7, include_str!("migrations/0007_schedules.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// How to connect a [`PgStore`].
 ///
@@ -980,6 +985,32 @@ impl Store for PgStore {
         self.exec
             .run(async move { db.jobs_delete(&params).await })
             .await
+    }
+
+    async fn schedules_list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.schedules_list_().await
+    }
+
+    async fn schedule_upsert(&self, record: &ScheduleRecord) -> Result<Upserted, StoreError> {
+        self.schedule_upsert_(record).await
+    }
+
+    async fn schedule_remove(&self, name: &str) -> Result<bool, StoreError> {
+        self.schedule_remove_(name).await
+    }
+
+    async fn schedule_pause(&self, pause: &SchedulePause) -> Result<bool, StoreError> {
+        self.schedule_pause_(pause).await
+    }
+
+    /// The compare-and-set and the jobs' insert in one transaction: see
+    /// the trait's contract.
+    async fn schedule_advance(
+        &self,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        self.schedule_advance_(advance, jobs).await
     }
 
     fn shared(&self) -> Option<&dyn SharedStore> {

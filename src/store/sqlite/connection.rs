@@ -26,10 +26,10 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::errors::{closed, ends_transaction, store_error};
-use super::rows::{attach_logs, job_from_row, NewRows, Rows};
+use super::rows::{attach_logs, job_from_row, micros, schedule_from_row, NewRows, Rows};
 use super::{open, SqliteOptions};
 use crate::job::{Job, JobId, JobStatus};
-use crate::store::{StatusCount, StoreError};
+use crate::store::{ScheduleAdvance, ScheduleRecord, StatusCount, StoreError};
 
 const JOB_UPDATE: &str = include_str!("sql/job_update.sql");
 const LOG_INSERT: &str = include_str!("sql/log_insert.sql");
@@ -64,6 +64,13 @@ const UNIQUE_SET: &str =
 const LOGS_OF_JOB: &str = include_str!("sql/logs_of_job.sql");
 const LOGS_OF_JOBS: &str = include_str!("sql/logs_of_jobs.sql");
 const LOGS_OF_PENDING: &str = include_str!("sql/logs_of_pending.sql");
+const SCHEDULES_LIST: &str = include_str!("sql/schedules_list.sql");
+const SCHEDULE_DEFINITION: &str = include_str!("sql/schedule_definition.sql");
+const SCHEDULE_INSERT: &str = include_str!("sql/schedule_insert.sql");
+const SCHEDULE_REDEFINE: &str = include_str!("sql/schedule_redefine.sql");
+const SCHEDULE_REMOVE: &str = include_str!("sql/schedule_remove.sql");
+const SCHEDULE_PAUSE: &str = include_str!("sql/schedule_pause.sql");
+const SCHEDULE_ADVANCE: &str = include_str!("sql/schedule_advance.sql");
 
 /// The most commands taken into one round (one transaction for the writes
 /// among them); more wait for the next round.
@@ -89,6 +96,8 @@ pub(super) enum Command {
     CountStatus(JobStatus, Reply<u64>),
     /// The job keeping a unique key: live at the time given, or any.
     UniqueHolder(String, Option<i64>, Reply<Option<JobId>>),
+    /// Every schedule, by name.
+    Schedules(Reply<Vec<ScheduleRecord>>),
     /// Finish this round, close the connection (releasing the file), stop.
     Close(Reply<()>),
 }
@@ -101,6 +110,21 @@ pub(super) enum WriteOp {
     InsertUnique(UniqueInsert),
     Update(Rows),
     Delete(DeleteParams),
+    /// Answers [`UPSERT_UNCHANGED`], [`UPSERT_CREATED`] or
+    /// [`UPSERT_CHANGED`].
+    ScheduleUpsert(ScheduleRecord),
+    /// Answers 1 when a schedule was removed.
+    ScheduleRemove(String),
+    /// Answers 1 when the schedule exists.
+    SchedulePause {
+        name: String,
+        paused: bool,
+        next_run: Option<i64>,
+    },
+    /// The compare-and-set, and the tick's jobs when it applies (in the
+    /// same transaction, and the same savepoint when the group is run
+    /// again with savepoints). Answers 1 when it applied.
+    ScheduleAdvance(ScheduleAdvance, Option<NewRows>),
 }
 
 /// A unique job to store, and its hold.
@@ -114,6 +138,11 @@ pub(super) struct UniqueInsert {
     /// Now, in microseconds: holds ended by then are cleared.
     pub(super) now: i64,
 }
+
+/// [`WriteOp::ScheduleUpsert`]'s answers.
+pub(super) const UPSERT_UNCHANGED: u64 = 0;
+pub(super) const UPSERT_CREATED: u64 = 1;
+pub(super) const UPSERT_CHANGED: u64 = 2;
 
 /// `jobs_delete.sql`'s parameters.
 #[derive(Debug)]
@@ -530,6 +559,44 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreEr
             execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
             Ok(updated)
         }
+        WriteOp::ScheduleUpsert(record) => schedule_upsert(conn, record).await,
+        WriteOp::ScheduleRemove(name) => Ok(sqlx::query(SCHEDULE_REMOVE)
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?
+            .rows_affected()),
+        WriteOp::SchedulePause {
+            name,
+            paused,
+            next_run,
+        } => Ok(sqlx::query(SCHEDULE_PAUSE)
+            .bind(name)
+            .bind(i64::from(*paused))
+            .bind(*next_run)
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?
+            .rows_affected()),
+        WriteOp::ScheduleAdvance(advance, jobs) => {
+            let applied = sqlx::query(SCHEDULE_ADVANCE)
+                .bind(&advance.name)
+                .bind(micros(advance.due))
+                .bind(micros(advance.next))
+                .bind(advance.last_run.map(micros))
+                .bind(advance.last_job.map(|id| id.to_string()))
+                .bind(advance.even_if_paused)
+                .execute(&mut *conn)
+                .await
+                .map_err(store_error)?
+                .rows_affected();
+            if applied == 1 {
+                if let Some(rows) = jobs {
+                    insert(conn, rows).await?;
+                }
+            }
+            Ok(applied)
+        }
         WriteOp::Delete(params) if params.completed_only => {
             // The jobs first, returning their ids, then their lines.
             let ids: Vec<String> = sqlx::query_scalar(COMPLETED_DELETE)
@@ -737,7 +804,61 @@ async fn answer(conn: &mut SqliteConnection, read: Command) {
                 });
             let _ = reply.send(held);
         }
+        Command::Schedules(reply) => {
+            let listed = match sqlx::query(SCHEDULES_LIST).fetch_all(&mut *conn).await {
+                Ok(rows) => rows.iter().map(schedule_from_row).collect(),
+                Err(err) => Err(store_error(err)),
+            };
+            let _ = reply.send(listed);
+        }
         Command::Write(..) | Command::Close(_) => {}
+    }
+}
+
+/// Stores a schedule unless one of its name has the same definition; see
+/// [`Store::schedule_upsert`](crate::store::Store::schedule_upsert).
+async fn schedule_upsert(
+    conn: &mut SqliteConnection,
+    record: &ScheduleRecord,
+) -> Result<u64, StoreError> {
+    let stored: Option<(String, String, String)> = sqlx::query_as(SCHEDULE_DEFINITION)
+        .bind(&record.name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    match stored {
+        None => {
+            sqlx::query(SCHEDULE_INSERT)
+                .bind(&record.name)
+                .bind(&record.task)
+                .bind(&record.payload)
+                .bind(&record.spec)
+                .bind(i64::from(record.paused))
+                .bind(micros(record.next_run))
+                .bind(record.last_run.map(micros))
+                .bind(record.last_job.map(|id| id.to_string()))
+                .execute(&mut *conn)
+                .await
+                .map_err(store_error)?;
+            Ok(UPSERT_CREATED)
+        }
+        Some((task, payload, spec))
+            if task == record.task && payload == record.payload && spec == record.spec =>
+        {
+            Ok(UPSERT_UNCHANGED)
+        }
+        Some(_) => {
+            sqlx::query(SCHEDULE_REDEFINE)
+                .bind(&record.name)
+                .bind(&record.task)
+                .bind(&record.payload)
+                .bind(&record.spec)
+                .bind(micros(record.next_run))
+                .execute(&mut *conn)
+                .await
+                .map_err(store_error)?;
+            Ok(UPSERT_CHANGED)
+        }
     }
 }
 

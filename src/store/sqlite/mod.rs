@@ -32,7 +32,8 @@ use self::connection::{Command, Counters, DeleteParams, QueryParams, UniqueInser
 use self::errors::closed;
 use self::rows::{insert_rows, micros, update_rows};
 use super::{
-    Inserted, JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError, UniqueHold,
+    Inserted, JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause,
+    ScheduleRecord, StatusCount, Store, StoreError, UniqueHold, Upserted,
 };
 use crate::job::{Job, JobId, JobStatus};
 
@@ -447,6 +448,54 @@ impl Store for SqliteStore {
         };
         self.request(|reply| Command::Write(WriteOp::Delete(params), reply))
             .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.schedules_list", skip_all)]
+    async fn schedules_list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.request(Command::Schedules).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.schedule_upsert", skip_all)]
+    async fn schedule_upsert(&self, record: &ScheduleRecord) -> Result<Upserted, StoreError> {
+        let op = WriteOp::ScheduleUpsert(record.clone());
+        match self.request(|reply| Command::Write(op, reply)).await? {
+            connection::UPSERT_CREATED => Ok(Upserted::Created),
+            connection::UPSERT_CHANGED => Ok(Upserted::Changed),
+            _ => Ok(Upserted::Unchanged),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.schedule_remove", skip(self))]
+    async fn schedule_remove(&self, name: &str) -> Result<bool, StoreError> {
+        let op = WriteOp::ScheduleRemove(name.to_owned());
+        Ok(self.request(|reply| Command::Write(op, reply)).await? > 0)
+    }
+
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.schedule_pause", skip_all)]
+    async fn schedule_pause(&self, pause: &SchedulePause) -> Result<bool, StoreError> {
+        let op = WriteOp::SchedulePause {
+            name: pause.name.clone(),
+            paused: pause.paused,
+            next_run: pause.next_run.map(micros),
+        };
+        Ok(self.request(|reply| Command::Write(op, reply)).await? > 0)
+    }
+
+    /// The compare-and-set and the jobs' insert are one write: they share
+    /// a transaction (and a savepoint, should the group be run again).
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.schedule_advance", skip_all, fields(jobs = jobs.len()))]
+    async fn schedule_advance(
+        &self,
+        advance: &ScheduleAdvance,
+        jobs: &[Job],
+    ) -> Result<bool, StoreError> {
+        let rows = if jobs.is_empty() {
+            None
+        } else {
+            Some(insert_rows(jobs)?)
+        };
+        let op = WriteOp::ScheduleAdvance(advance.clone(), rows);
+        Ok(self.request(|reply| Command::Write(op, reply)).await? == 1)
     }
 
     /// Finishes the writes already sent, closes the connection and

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("sql/migrations/0003_list_by_id.sql")),
     (4, include_str!("sql/migrations/0004_prune_by_index.sql")),
     (5, include_str!("sql/migrations/0005_unique.sql")),
+    (6, include_str!("sql/migrations/0006_schedules.sql")),
 ];
 
 /// The newest schema version of the SQLite store this kessel knows. A
@@ -32,7 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Pages the WAL holds before it is checkpointed into the file.
 pub(super) const WAL_AUTOCHECKPOINT_PAGES: u64 = 1000;

@@ -402,3 +402,30 @@ pub(super) fn attach_logs(jobs: &mut [Job], rows: &[SqliteRow]) -> Result<(), St
     }
     Ok(())
 }
+
+/// A `kessel_schedules` row (`schedules_list.sql`), every column checked.
+pub(super) fn schedule_from_row(
+    row: &SqliteRow,
+) -> Result<crate::store::ScheduleRecord, StoreError> {
+    let c = Columns::new(row, "name")?;
+    let paused: i64 = c.get("paused")?;
+    let last_job: Option<String> = c.get("last_job")?;
+    let last_job = last_job
+        .map(|id| id.parse::<JobId>().map_err(|e| c.corrupt("last_job", e)))
+        .transpose()?;
+    let mut record = crate::store::ScheduleRecord::new(
+        c.id.clone(),
+        c.get::<String>("task")?,
+        c.get::<String>("payload")?,
+        c.get::<String>("spec")?,
+        c.time("next_run")?,
+    );
+    record.paused = match paused {
+        0 => false,
+        1 => true,
+        other => return Err(c.corrupt("paused", format!("{other} is neither 0 nor 1"))),
+    };
+    record.last_run = c.optional_time("last_run")?;
+    record.last_job = last_job;
+    Ok(record)
+}

@@ -1,0 +1,1 @@
+SELECT task, payload, spec FROM kessel_schedules WHERE name = ?1

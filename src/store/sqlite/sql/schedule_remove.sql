@@ -1,0 +1,1 @@
+DELETE FROM kessel_schedules WHERE name = ?1

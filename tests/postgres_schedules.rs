@@ -1,0 +1,149 @@
+//! Recurring jobs across processes on one PostgreSQL schema: several
+//! queues, each with a store (a pool of connections) of its own, as
+//! several processes would have, race over the same schedule.
+#![cfg(all(feature = "postgres", feature = "cron"))]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use common::pg;
+use kessel::schedule::{Schedule, Upserted};
+use kessel::store::{JobQuery, Order, PgStore, Store};
+use kessel::Queue;
+
+async fn queue_on(db: &pg::TestDb, manual: bool) -> Queue {
+    let store = PgStore::connect_with(db.options().max_connections(4))
+        .await
+        .expect("connect the store");
+    let builder = Queue::builder().store(Arc::new(store));
+    let builder = if manual {
+        builder.manual_schedules()
+    } else {
+        builder
+    };
+    builder.build().await.expect("build the queue")
+}
+
+async fn stored_jobs(db: &pg::TestDb, task: &str) -> Vec<kessel::Job> {
+    let store = db.store(Duration::from_secs(30)).await;
+    let jobs = store
+        .jobs_query(
+            &JobQuery::default()
+                .task(task)
+                .order(Order::OldestFirst)
+                .limit(100_000),
+        )
+        .await
+        .expect("query the jobs");
+    store.close().await.expect("close");
+    jobs
+}
+
+/// Six queues pass over the same schedule at the same times, all at once,
+/// for 60 ticks: every tick gets exactly one job, from whichever queue won
+/// its compare-and-set; the others find it taken.
+#[actix_rt::test]
+async fn racing_passes_of_six_queues_enqueue_each_tick_exactly_once() {
+    let Some(db) = pg::fresh().await else { return };
+    let mut queues = Vec::new();
+    for _ in 0..6 {
+        queues.push(queue_on(&db, true).await);
+    }
+    let start = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let define = || Schedule::every("race", "race", "1s").start_at(start);
+    let mut created = 0;
+    for queue in &queues {
+        if queue.schedules().upsert(define()).await.unwrap() == Upserted::Created {
+            created += 1;
+        }
+    }
+    assert_eq!(
+        created, 1,
+        "one queue created it, the others found it unchanged"
+    );
+
+    let ticks = 60;
+    for k in 0..ticks {
+        let now = start + chrono::Duration::seconds(k);
+        let passes = futures::future::join_all(
+            queues
+                .iter()
+                .map(|q| async move { q.schedules().service().run_once(now).await.unwrap() }),
+        )
+        .await;
+        let enqueued: usize = passes.iter().map(|p| p.enqueued.len()).sum();
+        let taken: usize = passes.iter().map(|p| p.taken.len()).sum();
+        assert_eq!(enqueued, 1, "tick {k}: {passes:?}");
+        // A pass that read the schedule after the winner's commit saw it
+        // not due yet: neither enqueued nor taken.
+        assert!(enqueued + taken <= queues.len(), "tick {k}: {passes:?}");
+    }
+
+    let jobs = stored_jobs(&db, "race").await;
+    assert_eq!(jobs.len(), ticks as usize, "one job per tick");
+    let due: BTreeSet<_> = jobs.iter().map(|j| j.run_at).collect();
+    assert_eq!(due.len(), ticks as usize, "no tick twice");
+    let info = queues[0].schedules().get("race").await.unwrap();
+    assert_eq!(info.next_run, start + chrono::Duration::seconds(ticks));
+    for queue in &queues {
+        queue.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+    db.drop().await;
+}
+
+/// Three queues with their schedule timers running, on the real clock,
+/// serve an every-second schedule for about three seconds: the jobs are
+/// one per tick, for consecutive ticks, none twice.
+#[actix_rt::test]
+async fn three_live_queues_enqueue_an_every_second_schedule_once_per_tick() {
+    let Some(db) = pg::fresh().await else { return };
+    let mut queues = Vec::new();
+    for _ in 0..3 {
+        let queue = queue_on(&db, false).await;
+        queue
+            .schedules()
+            .upsert(Schedule::every("live", "live", "1s"))
+            .await
+            .unwrap();
+        queues.push(queue);
+    }
+    // Bounded: until four ticks have their jobs, or 10 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let jobs = stored_jobs(&db, "live").await;
+        if jobs.len() >= 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} jobs after 10 s",
+            jobs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for queue in &queues {
+        queue.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+    let jobs = stored_jobs(&db, "live").await;
+    let mut per_tick: BTreeMap<_, usize> = BTreeMap::new();
+    for job in &jobs {
+        *per_tick.entry(job.run_at).or_default() += 1;
+    }
+    assert!(
+        per_tick.values().all(|&n| n == 1),
+        "a tick twice: {per_tick:?}"
+    );
+    let ticks: Vec<_> = per_tick.keys().copied().collect();
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            chrono::Duration::seconds(1),
+            "a tick missing: {ticks:?}"
+        );
+    }
+    db.drop().await;
+}
