@@ -100,7 +100,7 @@ pub(crate) fn error_page(base: &str, error: &WebError) -> Markup {
 
 /// A status as a coloured label.
 pub(crate) fn status(status: JobStatus) -> Markup {
-    html! { span.status class=(status.to_string()) data-status=(status.to_string()) { (status.to_string()) } }
+    html! { span class={ "status " (status.to_string()) } data-status=(status.to_string()) { (status.to_string()) } }
 }
 
 /// A time as UTC text, to the second, with the full time on hover.
