@@ -23,6 +23,10 @@
 //! [`WebError`]); the OpenAPI 3 document is served at `GET /openapi.json`
 //! under the mount path. `docs/http.md` lists every endpoint with an
 //! example.
+//!
+//! With feature `dashboard`, the same [`Api`] serves a dashboard under
+//! `<mount>/dashboard/` (HTML pages, behind the same auth, signing in with
+//! a cookie); see `docs/dashboard.md`.
 
 use std::sync::Arc;
 
