@@ -114,7 +114,9 @@ async fn every_page_renders_with_a_content_security_policy_and_no_inline_script(
     let queue = with_tasks(Queue::new(), Default::default()).await;
     let job = queue.create("echo", json!({"to": "ford"})).await.unwrap();
     job.result().await.unwrap();
-    let app = test::init_service(App::new().service(Api::new(queue, Auth::none()).scope("/kessel"))).await;
+    let app =
+        test::init_service(App::new().service(Api::new(queue, Auth::none()).scope("/kessel")))
+            .await;
     for path in [
         "/kessel/dashboard/".to_owned(),
         "/kessel/dashboard/jobs".to_owned(),
@@ -125,20 +127,39 @@ async fn every_page_renders_with_a_content_security_policy_and_no_inline_script(
         let resp = send(&app, TestRequest::get().uri(&path).to_request()).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         let csp = header(&resp, "content-security-policy");
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         let html = body_text(resp).await;
         assert!(html.starts_with("<!DOCTYPE html>"), "{path}");
         // Scripts only from the served file; no handlers in attributes.
-        assert_eq!(html.matches("<script").count(), html.matches("<script src=").count(), "{path}");
-        assert!(!html.contains(" onclick=") && !html.contains(" onsubmit="), "{path}");
+        assert_eq!(
+            html.matches("<script").count(),
+            html.matches("<script src=").count(),
+            "{path}"
+        );
+        assert!(
+            !html.contains(" onclick=") && !html.contains(" onsubmit="),
+            "{path}"
+        );
     }
     // The job page shows the payload and the result.
     let html = body_text(
-        send(&app, TestRequest::get().uri(&format!("/kessel/dashboard/jobs/{}", job.id())).to_request()).await,
+        send(
+            &app,
+            TestRequest::get()
+                .uri(&format!("/kessel/dashboard/jobs/{}", job.id()))
+                .to_request(),
+        )
+        .await,
     )
     .await;
-    assert!(html.contains("ford") && html.contains("data-status=\"completed\""), "{html}");
+    assert!(
+        html.contains("ford") && html.contains("data-status=\"completed\""),
+        "{html}"
+    );
     for (path, kind) in [
         ("/kessel/dashboard/assets/dashboard.js", "text/javascript"),
         ("/kessel/dashboard/assets/dashboard.css", "text/css"),
@@ -148,7 +169,13 @@ async fn every_page_renders_with_a_content_security_policy_and_no_inline_script(
         assert!(header(&resp, "content-type").starts_with(kind));
     }
     // The dashboard's 404s are pages too; the API's stay JSON.
-    let resp = send(&app, TestRequest::get().uri("/kessel/dashboard/nothing").to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/dashboard/nothing")
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert!(body_text(resp).await.contains("route_not_found"));
     let resp = send(&app, TestRequest::get().uri("/kessel/nothing").to_request()).await;
@@ -159,7 +186,9 @@ async fn every_page_renders_with_a_content_security_policy_and_no_inline_script(
 async fn cross_site_posts_are_refused_with_the_reason() {
     let queue = with_tasks(Queue::new(), Default::default()).await;
     let job = queue.create("later", ()).delay("1h").await.unwrap();
-    let app = test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel"))).await;
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
     let cancel = format!("/kessel/dashboard/jobs/{}/cancel", job.id());
 
     let resp = send(
@@ -173,7 +202,10 @@ async fn cross_site_posts_are_refused_with_the_reason() {
     .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let html = body_text(resp).await;
-    assert!(html.contains("cross-site request refused: Sec-Fetch-Site is `cross-site`"), "{html}");
+    assert!(
+        html.contains("cross-site request refused: Sec-Fetch-Site is `cross-site`"),
+        "{html}"
+    );
 
     // Without Sec-Fetch-Site, Origin decides; the script asks for JSON.
     let resp = send(
@@ -190,8 +222,14 @@ async fn cross_site_posts_are_refused_with_the_reason() {
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
     assert_eq!(body["error"]["code"], "forbidden");
-    assert!(body["error"]["message"].as_str().unwrap().contains("Origin `https://evil.example`"));
-    assert_eq!(queue.job(job.id()).await.unwrap().status, JobStatus::Scheduled);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Origin `https://evil.example`"));
+    assert_eq!(
+        queue.job(job.id()).await.unwrap().status,
+        JobStatus::Scheduled
+    );
 
     // The same request from the dashboard's own origin goes through.
     let resp = send(
@@ -207,7 +245,10 @@ async fn cross_site_posts_are_refused_with_the_reason() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(queue.job(job.id()).await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(
+        queue.job(job.id()).await.unwrap().status,
+        JobStatus::Cancelled
+    );
 }
 
 #[actix_rt::test]
@@ -215,19 +256,47 @@ async fn read_only_tokens_get_no_forms_and_their_posts_are_refused() {
     let queue = with_tasks(Queue::new(), Default::default()).await;
     let buried = queue.create("flaky", ()).await.unwrap();
     assert_eq!(buried.result().await.unwrap().status, JobStatus::Buried);
-    let app = test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel"))).await;
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
     let pages = [
         "/kessel/dashboard/".to_owned(),
         "/kessel/dashboard/jobs".to_owned(),
         format!("/kessel/dashboard/jobs/{}", buried.id()),
     ];
     for path in &pages {
-        let html = body_text(send(&app, TestRequest::get().uri(path).insert_header(cookie(READER)).to_request()).await).await;
+        let html = body_text(
+            send(
+                &app,
+                TestRequest::get()
+                    .uri(path)
+                    .insert_header(cookie(READER))
+                    .to_request(),
+            )
+            .await,
+        )
+        .await;
         // Only the sign-out form posts.
         assert_eq!(html.matches("method=\"post\"").count(), 1, "{path}: {html}");
-        assert!(html.contains("/logout") && !html.contains("id=\"retry\""), "{path}");
-        let html = body_text(send(&app, TestRequest::get().uri(path).insert_header(cookie(ADMIN)).to_request()).await).await;
-        assert!(html.matches("method=\"post\"").count() > 1, "{path}: an admin sees the actions");
+        assert!(
+            html.contains("/logout") && !html.contains("id=\"retry\""),
+            "{path}"
+        );
+        let html = body_text(
+            send(
+                &app,
+                TestRequest::get()
+                    .uri(path)
+                    .insert_header(cookie(ADMIN))
+                    .to_request(),
+            )
+            .await,
+        )
+        .await;
+        assert!(
+            html.matches("method=\"post\"").count() > 1,
+            "{path}: an admin sees the actions"
+        );
     }
     for path in [
         format!("/kessel/dashboard/jobs/{}/retry", buried.id()),
@@ -246,13 +315,18 @@ async fn read_only_tokens_get_no_forms_and_their_posts_are_refused() {
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
         assert!(body_text(resp).await.contains("may only read"), "{path}");
     }
-    assert_eq!(queue.job(buried.id()).await.unwrap().status, JobStatus::Buried);
+    assert_eq!(
+        queue.job(buried.id()).await.unwrap().status,
+        JobStatus::Buried
+    );
 }
 
 #[actix_rt::test]
 async fn bad_filters_are_a_400_naming_the_field() {
     let queue = with_tasks(Queue::new(), Default::default()).await;
-    let app = test::init_service(App::new().service(Api::new(queue, Auth::none()).scope("/kessel"))).await;
+    let app =
+        test::init_service(App::new().service(Api::new(queue, Auth::none()).scope("/kessel")))
+            .await;
     for (query, field) in [
         ("status=lost", "status"),
         ("status=ready,nope", "status"),
@@ -261,10 +335,19 @@ async fn bad_filters_are_a_400_naming_the_field() {
         ("page=two", "page"),
         ("page=99999999999999999999999", "page"),
     ] {
-        let resp = send(&app, TestRequest::get().uri(&format!("/kessel/dashboard/jobs?{query}")).to_request()).await;
+        let resp = send(
+            &app,
+            TestRequest::get()
+                .uri(&format!("/kessel/dashboard/jobs?{query}"))
+                .to_request(),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
         let html = body_text(resp).await;
-        assert!(html.contains(&format!("<dd id=\"error-field\">{field}</dd>")), "{query}: {html}");
+        assert!(
+            html.contains(&format!("<dd id=\"error-field\">{field}</dd>")),
+            "{query}: {html}"
+        );
         assert!(html.contains("invalid_field"), "{query}");
         // Asked for JSON, the same error in the API's shape.
         let resp = send(
@@ -278,30 +361,58 @@ async fn bad_filters_are_a_400_naming_the_field() {
         let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
         assert_eq!(body["error"]["field"], field, "{query}");
     }
-    let resp = send(&app, TestRequest::get().uri("/kessel/dashboard/jobs/not-a-uuid").to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/dashboard/jobs/not-a-uuid")
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let resp = send(&app, TestRequest::get().uri(&format!("/kessel/dashboard/jobs/{}", JobId::new())).to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/kessel/dashboard/jobs/{}", JobId::new()))
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 
 #[actix_rt::test]
 async fn signing_in_sets_a_strict_http_only_cookie_the_api_does_not_take() {
     let queue = with_tasks(Queue::new(), Default::default()).await;
-    let app = test::init_service(App::new().service(Api::new(queue, tokens()).scope("/kessel"))).await;
+    let app =
+        test::init_service(App::new().service(Api::new(queue, tokens()).scope("/kessel"))).await;
 
     // No token: pages send to the sign-in page; the stream is refused.
-    let resp = send(&app, TestRequest::get().uri("/kessel/dashboard/jobs?task=echo").to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/dashboard/jobs?task=echo")
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         header(&resp, "location"),
         "/kessel/dashboard/login?next=%2Fkessel%2Fdashboard%2Fjobs%3Ftask%3Decho"
     );
-    let resp = send(&app, TestRequest::get().uri("/kessel/dashboard/events").to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/dashboard/events")
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
 
     let resp = send(
         &app,
-        TestRequest::post().uri("/kessel/dashboard/login").set_form([("token", "guess"), ("next", "/kessel/dashboard/jobs")]).to_request(),
+        TestRequest::post()
+            .uri("/kessel/dashboard/login")
+            .set_form([("token", "guess"), ("next", "/kessel/dashboard/jobs")])
+            .to_request(),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -316,27 +427,65 @@ async fn signing_in_sets_a_strict_http_only_cookie_the_api_does_not_take() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    assert_eq!(header(&resp, "location"), "/kessel/dashboard/", "never off the dashboard");
+    assert_eq!(
+        header(&resp, "location"),
+        "/kessel/dashboard/",
+        "never off the dashboard"
+    );
     let set = header(&resp, "set-cookie");
-    assert_eq!(set, format!("kessel_dashboard={ADMIN}; Path=/kessel/dashboard; HttpOnly; SameSite=Strict"));
+    assert_eq!(
+        set,
+        format!("kessel_dashboard={ADMIN}; Path=/kessel/dashboard; HttpOnly; SameSite=Strict")
+    );
 
     // The cookie opens the dashboard and its stream, not the JSON API.
-    let resp = send(&app, TestRequest::get().uri("/kessel/dashboard/").insert_header(cookie(ADMIN)).to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/dashboard/")
+            .insert_header(cookie(ADMIN))
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let resp = send(&app, TestRequest::get().uri("/kessel/dashboard/events").insert_header(cookie(ADMIN)).to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/dashboard/events")
+            .insert_header(cookie(ADMIN))
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&resp, "content-type"), "text/event-stream");
-    let resp = send(&app, TestRequest::get().uri("/kessel/jobs").insert_header(cookie(ADMIN)).to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/jobs")
+            .insert_header(cookie(ADMIN))
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // A bearer header works on the dashboard too (scripts, curl).
     let resp = send(
         &app,
-        TestRequest::get().uri("/kessel/dashboard/").insert_header(("authorization", format!("Bearer {READER}"))).to_request(),
+        TestRequest::get()
+            .uri("/kessel/dashboard/")
+            .insert_header(("authorization", format!("Bearer {READER}")))
+            .to_request(),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
 
-    let resp = send(&app, TestRequest::post().uri("/kessel/dashboard/logout").insert_header(cookie(ADMIN)).to_request()).await;
+    let resp = send(
+        &app,
+        TestRequest::post()
+            .uri("/kessel/dashboard/logout")
+            .insert_header(cookie(ADMIN))
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert!(header(&resp, "set-cookie").contains("Max-Age=0"));
 }
@@ -352,49 +501,127 @@ async fn bulk_actions_ask_with_a_count_then_act_on_every_match() {
         let job = queue.create("flaky", ()).await.unwrap();
         job.result().await.unwrap();
     }
-    let app = test::init_service(App::new().service(Api::new(queue.clone(), Auth::none()).scope(""))).await;
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), Auth::none()).scope("")))
+            .await;
     let post = |form: Vec<(&'static str, &'static str)>| {
-        TestRequest::post().uri("/dashboard/bulk").set_form(form).to_request()
+        TestRequest::post()
+            .uri("/dashboard/bulk")
+            .set_form(form)
+            .to_request()
     };
 
-    let html = body_text(send(&app, post(vec![("action", "cancel"), ("task", "later")])).await).await;
+    let html =
+        body_text(send(&app, post(vec![("action", "cancel"), ("task", "later")])).await).await;
     assert!(html.contains("data-count=\"3\""), "{html}");
-    assert_eq!(queue.stats().await.unwrap().total(JobStatus::Cancelled), 0, "nothing before the confirmation");
-    let html = body_text(send(&app, post(vec![("action", "cancel"), ("task", "later"), ("confirm", "yes")])).await).await;
+    assert_eq!(
+        queue.stats().await.unwrap().total(JobStatus::Cancelled),
+        0,
+        "nothing before the confirmation"
+    );
+    let html = body_text(
+        send(
+            &app,
+            post(vec![
+                ("action", "cancel"),
+                ("task", "later"),
+                ("confirm", "yes"),
+            ]),
+        )
+        .await,
+    )
+    .await;
     assert!(html.contains("id=\"bulk-done\" data-count=\"3\""), "{html}");
     let stats = queue.stats().await.unwrap();
     assert_eq!(stats.count("later", JobStatus::Cancelled), 3);
-    assert_eq!(queue.job(other.id()).await.unwrap().status, JobStatus::Scheduled);
+    assert_eq!(
+        queue.job(other.id()).await.unwrap().status,
+        JobStatus::Scheduled
+    );
 
     // Retry every buried job of a task: they run again and complete.
-    let html = body_text(send(&app, post(vec![("action", "retry"), ("task", "flaky"), ("confirm", "yes")])).await).await;
+    let html = body_text(
+        send(
+            &app,
+            post(vec![
+                ("action", "retry"),
+                ("task", "flaky"),
+                ("confirm", "yes"),
+            ]),
+        )
+        .await,
+    )
+    .await;
     assert!(html.contains("id=\"bulk-done\" data-count=\"2\""), "{html}");
     let deadline = Instant::now() + PATIENCE;
-    while queue.stats().await.unwrap().count("flaky", JobStatus::Completed) < 2 {
-        assert!(Instant::now() < deadline, "the retried jobs never completed");
+    while queue
+        .stats()
+        .await
+        .unwrap()
+        .count("flaky", JobStatus::Completed)
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the retried jobs never completed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // Delete the finished jobs of one task, for good.
-    let html = body_text(send(&app, post(vec![("action", "delete"), ("task", "later")])).await).await;
+    let html =
+        body_text(send(&app, post(vec![("action", "delete"), ("task", "later")])).await).await;
     assert!(html.contains("data-count=\"3\""), "{html}");
-    let html = body_text(send(&app, post(vec![("action", "delete"), ("task", "later"), ("confirm", "yes")])).await).await;
+    let html = body_text(
+        send(
+            &app,
+            post(vec![
+                ("action", "delete"),
+                ("task", "later"),
+                ("confirm", "yes"),
+            ]),
+        )
+        .await,
+    )
+    .await;
     assert!(html.contains("id=\"bulk-done\" data-count=\"3\""), "{html}");
-    assert_eq!(queue.stats().await.unwrap().count("later", JobStatus::Cancelled), 0);
-    assert_eq!(queue.stats().await.unwrap().count("flaky", JobStatus::Completed), 2);
+    assert_eq!(
+        queue
+            .stats()
+            .await
+            .unwrap()
+            .count("later", JobStatus::Cancelled),
+        0
+    );
+    assert_eq!(
+        queue
+            .stats()
+            .await
+            .unwrap()
+            .count("flaky", JobStatus::Completed),
+        2
+    );
 
     let resp = send(&app, post(vec![("action", "explode")])).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(body_text(resp).await.contains("<dd id=\"error-field\">action</dd>"));
+    assert!(body_text(resp)
+        .await
+        .contains("<dd id=\"error-field\">action</dd>"));
 }
 
 #[actix_rt::test]
 async fn suspending_a_tag_from_the_dashboard_holds_its_jobs_until_resumed() {
     let release = Arc::new(tokio::sync::Notify::new());
     let queue = with_tasks(Queue::new(), release.clone()).await;
-    let app = test::init_service(App::new().service(Api::new(queue.clone(), Auth::none()).scope("/kessel"))).await;
+    let app = test::init_service(
+        App::new().service(Api::new(queue.clone(), Auth::none()).scope("/kessel")),
+    )
+    .await;
     let post = |path: &str| {
-        TestRequest::post().uri(path).insert_header(("accept", "application/json")).to_request()
+        TestRequest::post()
+            .uri(path)
+            .insert_header(("accept", "application/json"))
+            .to_request()
     };
     let resp = send(&app, post("/kessel/dashboard/tags/slow/suspend")).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -402,7 +629,13 @@ async fn suspending_a_tag_from_the_dashboard_holds_its_jobs_until_resumed() {
     assert_eq!(body["message"], "Suspended 1 task(s) of tag slow.");
     let job = queue.create("hold", ()).await.unwrap();
     // An echo job created after it runs: the queue works, `hold` waits.
-    queue.create("echo", 1).await.unwrap().result().await.unwrap();
+    queue
+        .create("echo", 1)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(queue.job(job.id()).await.unwrap().status, JobStatus::Ready);
     let resp = send(&app, post("/kessel/dashboard/tags/slow/resume")).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -443,7 +676,11 @@ async fn serve(queue: Queue) -> (String, actix_web::dev::ServerHandle) {
 }
 
 async fn sqlite_queue(dir: &tempfile::TempDir, release: Arc<tokio::sync::Notify>) -> Queue {
-    with_tasks(Queue::sqlite(dir.path().join("jobs.db")).await.unwrap(), release).await
+    with_tasks(
+        Queue::sqlite(dir.path().join("jobs.db")).await.unwrap(),
+        release,
+    )
+    .await
 }
 
 /// Posts to the dashboard from outside the browser, with `token`'s
@@ -460,36 +697,73 @@ fn post_status(base: &str, path: &str, token: &str) -> u16 {
     .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap()
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap()
 }
 
 #[actix_rt::test]
 async fn overview_shows_the_counts_of_a_seeded_queue() {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let queue = sqlite_queue(&dir, Default::default()).await;
     let (base, server) = serve(queue.clone()).await;
     browser.sign_in(&base, ADMIN).await;
     for n in 0..5 {
-        queue.create("echo", json!({"n": n})).await.unwrap().result().await.unwrap();
+        queue
+            .create("echo", json!({"n": n}))
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
     }
     for _ in 0..2 {
         queue.create("later", ()).delay("1h").await.unwrap();
     }
-    queue.create("flaky", ()).await.unwrap().result().await.unwrap();
+    queue
+        .create("flaky", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     browser.client.goto(&format!("{base}/")).await.unwrap();
-    for (status, n) in [("completed", "5"), ("scheduled", "2"), ("buried", "1"), ("running", "0")] {
-        assert_eq!(browser.text(&format!("#count-{status}")).await, n, "{status}");
+    for (status, n) in [
+        ("completed", "5"),
+        ("scheduled", "2"),
+        ("buried", "1"),
+        ("running", "0"),
+    ] {
+        assert_eq!(
+            browser.text(&format!("#count-{status}")).await,
+            n,
+            "{status}"
+        );
     }
     assert_eq!(
-        browser.text("#tasks tr[data-task=echo] td[data-status=completed]").await,
+        browser
+            .text("#tasks tr[data-task=echo] td[data-status=completed]")
+            .await,
         "5"
     );
     // The chart counted the attempts since the dashboard was first opened.
     browser
-        .wait_until("the chart has its bars", "return document.querySelectorAll('#chart rect.completed').length > 0;")
+        .wait_until(
+            "the chart has its bars",
+            "return document.querySelectorAll('#chart rect.completed').length > 0;",
+        )
         .await;
-    browser.wait_until("live", "return document.getElementById('live').dataset.state === 'live';").await;
+    browser
+        .wait_until(
+            "live",
+            "return document.getElementById('live').dataset.state === 'live';",
+        )
+        .await;
     browser.screenshot("dashboard-overview.png").await;
     browser.assert_no_console_errors().await;
     browser.finish().await;
@@ -498,23 +772,49 @@ async fn overview_shows_the_counts_of_a_seeded_queue() {
 
 #[actix_rt::test]
 async fn retrying_a_buried_job_completes_it_without_a_reload() {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let queue = sqlite_queue(&dir, Default::default()).await;
     let (base, server) = serve(queue.clone()).await;
-    let job = queue.create("flaky", json!({"order": 42})).reference("order-42").await.unwrap();
+    let job = queue
+        .create("flaky", json!({"order": 42}))
+        .reference("order-42")
+        .await
+        .unwrap();
     assert_eq!(job.result().await.unwrap().status, JobStatus::Buried);
     browser.sign_in(&base, ADMIN).await;
-    browser.client.goto(&format!("{base}/jobs/{}", job.id())).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/jobs/{}", job.id()))
+        .await
+        .unwrap();
     browser.wait_for("#job-status[data-status=buried]").await;
-    browser.wait_until("live", "return document.getElementById('live').dataset.state === 'live';").await;
+    browser
+        .wait_until(
+            "live",
+            "return document.getElementById('live').dataset.state === 'live';",
+        )
+        .await;
     // A reload would lose this mark.
-    browser.client.execute("window.kesselMark = 'same page'; return true;", vec![]).await.unwrap();
+    browser
+        .client
+        .execute("window.kesselMark = 'same page'; return true;", vec![])
+        .await
+        .unwrap();
     browser.wait_for("#retry").await.click().await.unwrap();
     browser.wait_for("#job-status[data-status=completed]").await;
-    let mark = browser.client.execute("return window.kesselMark;", vec![]).await.unwrap();
+    let mark = browser
+        .client
+        .execute("return window.kesselMark;", vec![])
+        .await
+        .unwrap();
     assert_eq!(mark, json!("same page"), "the page was reloaded");
-    assert!(browser.text("#result").await.contains("fine on attempt two"));
+    assert!(browser
+        .text("#result")
+        .await
+        .contains("fine on attempt two"));
     assert!(browser.text("#flash").await.contains("Queued to run again"));
     browser.screenshot("dashboard-job.png").await;
     browser.assert_no_console_errors().await;
@@ -524,32 +824,68 @@ async fn retrying_a_buried_job_completes_it_without_a_reload() {
 
 #[actix_rt::test]
 async fn task_filter_survives_a_reload() {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let queue = sqlite_queue(&dir, Default::default()).await;
     let (base, server) = serve(queue.clone()).await;
     for n in 0..3 {
-        queue.create("echo", n).await.unwrap().result().await.unwrap();
+        queue
+            .create("echo", n)
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
     }
-    queue.create("flaky", ()).await.unwrap().result().await.unwrap();
+    queue
+        .create("flaky", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     browser.sign_in(&base, READER).await;
     browser.client.goto(&format!("{base}/jobs")).await.unwrap();
-    browser.wait_until("both tasks listed", "return document.querySelectorAll('#jobs tr[data-task]').length === 4;").await;
+    browser
+        .wait_until(
+            "both tasks listed",
+            "return document.querySelectorAll('#jobs tr[data-task]').length === 4;",
+        )
+        .await;
     let task = browser.wait_for("#filters input[name=task]").await;
     task.send_keys("echo").await.unwrap();
-    browser.wait_for("#filters button[type=submit]").await.click().await.unwrap();
+    browser
+        .wait_for("#filters button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
     let only_echo = "const rows = [...document.querySelectorAll('#jobs tr[data-task]')]; \
                      return rows.length === 3 && rows.every(r => r.dataset.task === 'echo');";
     browser.wait_until("only echo jobs", only_echo).await;
     let url = browser.client.current_url().await.unwrap();
-    assert!(url.query().unwrap_or_default().contains("task=echo"), "{url}");
+    assert!(
+        url.query().unwrap_or_default().contains("task=echo"),
+        "{url}"
+    );
     browser.client.refresh().await.unwrap();
-    browser.wait_until("only echo jobs after the reload", only_echo).await;
-    let value = browser.wait_for("#filters input[name=task]").await.prop("value").await.unwrap();
+    browser
+        .wait_until("only echo jobs after the reload", only_echo)
+        .await;
+    let value = browser
+        .wait_for("#filters input[name=task]")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
     assert_eq!(value.as_deref(), Some("echo"));
     // The bookmark works in a fresh tab of the same session too.
     browser.client.goto(url.as_str()).await.unwrap();
-    browser.wait_until("only echo jobs from the bookmark", only_echo).await;
+    browser
+        .wait_until("only echo jobs from the bookmark", only_echo)
+        .await;
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;
@@ -557,14 +893,20 @@ async fn task_filter_survives_a_reload() {
 
 #[actix_rt::test]
 async fn read_only_token_sees_no_buttons_and_its_post_is_refused() {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let queue = sqlite_queue(&dir, Default::default()).await;
     let (base, server) = serve(queue.clone()).await;
     let job = queue.create("flaky", ()).await.unwrap();
     job.result().await.unwrap();
     browser.sign_in(&base, READER).await;
-    for page in [format!("{base}/"), format!("{base}/jobs"), format!("{base}/jobs/{}", job.id())] {
+    for page in [
+        format!("{base}/"),
+        format!("{base}/jobs"),
+        format!("{base}/jobs/{}", job.id()),
+    ] {
         browser.client.goto(&page).await.unwrap();
         browser.wait_for("main h1").await;
         let buttons = browser
@@ -575,10 +917,16 @@ async fn read_only_token_sees_no_buttons_and_its_post_is_refused() {
         assert_eq!(buttons, json!(0), "{page}");
         assert_eq!(browser.text(".role").await, "read-only");
     }
-    assert_eq!(post_status(&base, &format!("/jobs/{}/retry", job.id()), READER), 403);
+    assert_eq!(
+        post_status(&base, &format!("/jobs/{}/retry", job.id()), READER),
+        403
+    );
     assert_eq!(queue.job(job.id()).await.unwrap().status, JobStatus::Buried);
     // The admin's token does what the reader's may not.
-    assert_eq!(post_status(&base, &format!("/jobs/{}/retry", job.id()), ADMIN), 303);
+    assert_eq!(
+        post_status(&base, &format!("/jobs/{}/retry", job.id()), ADMIN),
+        303
+    );
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;
@@ -586,7 +934,9 @@ async fn read_only_token_sees_no_buttons_and_its_post_is_refused() {
 
 #[actix_rt::test]
 async fn cancelling_a_running_job_ends_its_log_with_the_cancel() {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let release = Arc::new(tokio::sync::Notify::new());
     let queue = sqlite_queue(&dir, release).await;
@@ -594,15 +944,29 @@ async fn cancelling_a_running_job_ends_its_log_with_the_cancel() {
     let job = queue.create("hold", json!({"report": "q3"})).await.unwrap();
     until_status(&queue, job.id(), JobStatus::Running).await;
     browser.sign_in(&base, ADMIN).await;
-    browser.client.goto(&format!("{base}/jobs/{}", job.id())).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/jobs/{}", job.id()))
+        .await
+        .unwrap();
     browser.wait_for("#job-status[data-status=running]").await;
-    browser.wait_until("live", "return document.getElementById('live').dataset.state === 'live';").await;
+    browser
+        .wait_until(
+            "live",
+            "return document.getElementById('live').dataset.state === 'live';",
+        )
+        .await;
     browser.wait_for("#cancel").await.click().await.unwrap();
     browser.wait_for("#job-status[data-status=cancelled]").await;
     let last = "const lines = document.querySelectorAll('#log tr.line td.message'); \
                 return lines.length > 0 && lines[lines.length - 1].textContent.startsWith('cancelled');";
-    browser.wait_until("the log ends with the cancel", last).await;
-    assert!(browser.text("#log").await.contains("waiting for a release or a cancel"));
+    browser
+        .wait_until("the log ends with the cancel", last)
+        .await;
+    assert!(browser
+        .text("#log")
+        .await
+        .contains("waiting for a release or a cancel"));
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;
@@ -610,14 +974,19 @@ async fn cancelling_a_running_job_ends_its_log_with_the_cancel() {
 
 #[actix_rt::test]
 async fn console_error_check_catches_a_planted_error() {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let queue = with_tasks(Queue::new(), Default::default()).await;
     let (base, server) = serve(queue).await;
     browser.sign_in(&base, ADMIN).await;
     browser.assert_no_console_errors().await;
     browser
         .client
-        .execute("setTimeout(function () { throw new Error('planted by the test'); }, 0); return true;", vec![])
+        .execute(
+            "setTimeout(function () { throw new Error('planted by the test'); }, 0); return true;",
+            vec![],
+        )
         .await
         .unwrap();
     let deadline = Instant::now() + PATIENCE;
@@ -628,7 +997,10 @@ async fn console_error_check_catches_a_planted_error() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(errors.iter().any(|e| e.contains("planted by the test")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("planted by the test")),
+        "{errors:?}"
+    );
     browser.finish().await;
     server.stop(false).await;
 }

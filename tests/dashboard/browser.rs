@@ -39,12 +39,19 @@ pub(crate) struct Browser {
 struct BrowserLog;
 
 impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
     }
 }
 
@@ -58,6 +65,10 @@ fn free_port() -> u16 {
 impl Browser {
     /// A fresh browser, or `None` (with a note) when Chromium is not
     /// installed and the browser is not required.
+    // The turn is held for the whole test, across awaits on purpose: each
+    // test has a runtime (and a thread) of its own, and a test waiting
+    // for its turn has nothing else to run.
+    #[allow(clippy::await_holding_lock)]
     pub(crate) async fn start() -> Option<Browser> {
         if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
             assert!(
@@ -168,7 +179,11 @@ impl Browser {
     pub(crate) async fn wait_until(&self, what: &str, script: &str) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let value = self.client.execute(script, vec![]).await.unwrap_or(Value::Null);
+            let value = self
+                .client
+                .execute(script, vec![])
+                .await
+                .unwrap_or(Value::Null);
             if value == Value::Bool(true) {
                 return;
             }
@@ -184,9 +199,20 @@ impl Browser {
 
     /// Signs in on the dashboard at `base` with `token`.
     pub(crate) async fn sign_in(&self, base: &str, token: &str) {
-        self.client.goto(&format!("{base}/login")).await.expect("the sign-in page");
-        self.wait_for("#token").await.send_keys(token).await.expect("typing");
-        self.wait_for("#sign-in").await.click().await.expect("a click");
+        self.client
+            .goto(&format!("{base}/login"))
+            .await
+            .expect("the sign-in page");
+        self.wait_for("#token")
+            .await
+            .send_keys(token)
+            .await
+            .expect("typing");
+        self.wait_for("#sign-in")
+            .await
+            .click()
+            .await
+            .expect("a click");
         self.wait_for("main h1").await;
         self.wait_until("signed in", "return !document.querySelector('#token');")
             .await;
@@ -199,7 +225,9 @@ impl Browser {
             return;
         }
         let png = self.client.screenshot().await.expect("a screenshot");
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/images")
+            .join(name);
         std::fs::create_dir_all(path.parent().expect("a folder")).expect("docs/images");
         std::fs::write(&path, png).expect("the screenshot is written");
     }

@@ -92,7 +92,11 @@ pub(crate) async fn task(
         queue.resume(&task).await.map_err(failed(&req))?;
     }
     let verb = if suspend { "Suspended" } else { "Resumed" };
-    Ok(done(&req, format!("{verb} task {task}."), &format!("{}/", viewer.dash.base)))
+    Ok(done(
+        &req,
+        format!("{verb} task {task}."),
+        &format!("{}/", viewer.dash.base),
+    ))
 }
 
 /// `POST /dashboard/tags/{tag}/suspend` and `/resume`: every task of the
@@ -109,7 +113,10 @@ pub(crate) async fn tag(
     if tasks.is_empty() {
         return Err(PageError::new(
             &req,
-            WebError::invalid_field("tag", format!("no task of this process has the tag `{tag}`")),
+            WebError::invalid_field(
+                "tag",
+                format!("no task of this process has the tag `{tag}`"),
+            ),
         ));
     }
     for task in &tasks {
@@ -182,7 +189,10 @@ impl Bulk {
 /// `POST /dashboard/bulk`: without `confirm=yes`, a page saying how many
 /// jobs the action would touch, with the button that confirms; with it,
 /// the action, then a page saying how many it touched.
-pub(crate) async fn bulk(req: HttpRequest, form: Form<BulkForm>) -> Result<HttpResponse, PageError> {
+pub(crate) async fn bulk(
+    req: HttpRequest,
+    form: Form<BulkForm>,
+) -> Result<HttpResponse, PageError> {
     let viewer = Viewer::admin_of(&req)?;
     let form = form.into_inner();
     let bad = |e: WebError| PageError::new(&req, e);
@@ -207,7 +217,11 @@ pub(crate) async fn bulk(req: HttpRequest, form: Form<BulkForm>) -> Result<HttpR
     let base = &viewer.dash.base;
     let list = {
         let qs = filter.query_string();
-        if qs.is_empty() { format!("{base}/jobs") } else { format!("{base}/jobs?{qs}") }
+        if qs.is_empty() {
+            format!("{base}/jobs")
+        } else {
+            format!("{base}/jobs?{qs}")
+        }
     };
     let what = match action {
         Bulk::Cancel => "Cancel",
@@ -259,7 +273,11 @@ pub(crate) async fn bulk(req: HttpRequest, form: Form<BulkForm>) -> Result<HttpR
             }
             Bulk::Delete if !statuses.is_empty() => {
                 touched = queue
-                    .clean(Clean::statuses(statuses).tasks(filter.tasks.clone()).tags(filter.tags.clone()))
+                    .clean(
+                        Clean::statuses(statuses)
+                            .tasks(filter.tasks.clone())
+                            .tags(filter.tags.clone()),
+                    )
                     .await
                     .map_err(failed(&req))?;
             }
@@ -278,7 +296,11 @@ pub(crate) async fn bulk(req: HttpRequest, form: Form<BulkForm>) -> Result<HttpR
     };
     Ok(respond(page::frame(
         &viewer,
-        Frame { title: what, events: None, above: None },
+        Frame {
+            title: what,
+            events: None,
+            above: None,
+        },
         main,
     )))
 }

@@ -60,7 +60,12 @@ impl FilterParams {
             .map(|s| s.parse::<JobStatus>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| WebError::invalid_field("status", e.to_string()))?;
-        let page = match self.page.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        let page = match self
+            .page
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             None => 1,
             Some(text) => text
                 .parse::<usize>()
@@ -128,7 +133,11 @@ impl Filter {
     pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         let s: Vec<String> = self.statuses.iter().map(ToString::to_string).collect();
-        for (name, values) in [("status", s), ("task", self.tasks.clone()), ("tag", self.tags.clone())] {
+        for (name, values) in [
+            ("status", s),
+            ("task", self.tasks.clone()),
+            ("tag", self.tags.clone()),
+        ] {
             if !values.is_empty() {
                 parts.push(format!("{name} {}", values.join(" or ")));
             }
@@ -158,7 +167,11 @@ impl Filter {
 /// The filter form, above the list (redraws leave it alone).
 fn filter_form(viewer: &Viewer, filter: &Filter) -> Markup {
     let base = &viewer.dash.base;
-    let status = filter.statuses.first().map(ToString::to_string).unwrap_or_default();
+    let status = filter
+        .statuses
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     html! {
         form.filters #filters method="get" action={ (base) "/jobs" } {
             label { "Status "
@@ -401,9 +414,18 @@ mod tests {
 
     #[test]
     fn bad_filters_name_their_field() {
-        assert_eq!(params("lost", "1").read().unwrap_err().field(), Some("status"));
-        assert_eq!(params("ready", "-1").read().unwrap_err().field(), Some("page"));
-        assert_eq!(params("ready", "0").read().unwrap_err().field(), Some("page"));
+        assert_eq!(
+            params("lost", "1").read().unwrap_err().field(),
+            Some("status")
+        );
+        assert_eq!(
+            params("ready", "-1").read().unwrap_err().field(),
+            Some("page")
+        );
+        assert_eq!(
+            params("ready", "0").read().unwrap_err().field(),
+            Some("page")
+        );
         let filter = params("ready,buried", "").read().unwrap();
         assert_eq!(filter.statuses, [JobStatus::Ready, JobStatus::Buried]);
         assert_eq!(filter.page, 1);

@@ -167,9 +167,14 @@ mod tests {
     #[test]
     fn minutes_count_completed_and_failed_attempts_and_fill_quiet_minutes() {
         let meter = Meter::default();
-        let start = 1_800_000_000 - 1_800_000_000 % 60;
+        let start = 1_800_000_000; // a whole minute
         meter.record(&at(start, JobEventKind::Completed { value: None }));
-        meter.record(&at(start + 1, JobEventKind::Failed { message: "x".into() }));
+        meter.record(&at(
+            start + 1,
+            JobEventKind::Failed {
+                message: "x".into(),
+            },
+        ));
         meter.record(&at(start + 1, JobEventKind::Started));
         meter.record(&at(start + 120, JobEventKind::TimedOut));
         let minutes = meter.minutes(DateTime::from_timestamp(start + 150, 0).unwrap());
@@ -189,6 +194,9 @@ mod tests {
         }
         let rate = meter.events_per_second(DateTime::from_timestamp(1_029, 0).unwrap());
         assert!((rate - 1.0).abs() < f64::EPSILON, "{rate}");
-        assert_eq!(meter.events_per_second(DateTime::from_timestamp(5_000, 0).unwrap()), 0.0);
+        assert_eq!(
+            meter.events_per_second(DateTime::from_timestamp(5_000, 0).unwrap()),
+            0.0
+        );
     }
 }

@@ -68,25 +68,38 @@ pub(crate) fn scope(mount: &str, meter: Arc<Meter>) -> impl HttpServiceFactory +
     web::scope("/dashboard")
         .app_data(dash)
         .app_data(web::QueryConfig::default().error_handler(|err, req| {
-            html_error(req, WebError::BadRequest {
-                code: "invalid_query",
-                message: err.to_string(),
-                field: None,
-            })
+            html_error(
+                req,
+                WebError::BadRequest {
+                    code: "invalid_query",
+                    message: err.to_string(),
+                    field: None,
+                },
+            )
         }))
-        .app_data(web::FormConfig::default().limit(64 * 1024).error_handler(|err, req| {
-            html_error(req, WebError::BadRequest {
-                code: "invalid_form",
-                message: err.to_string(),
-                field: None,
-            })
-        }))
+        .app_data(
+            web::FormConfig::default()
+                .limit(64 * 1024)
+                .error_handler(|err, req| {
+                    html_error(
+                        req,
+                        WebError::BadRequest {
+                            code: "invalid_form",
+                            message: err.to_string(),
+                            field: None,
+                        },
+                    )
+                }),
+        )
         .app_data(web::PathConfig::default().error_handler(|err, req| {
-            html_error(req, WebError::BadRequest {
-                code: "invalid_path",
-                message: err.to_string(),
-                field: None,
-            })
+            html_error(
+                req,
+                WebError::BadRequest {
+                    code: "invalid_path",
+                    message: err.to_string(),
+                    field: None,
+                },
+            )
         }))
         .route("", web::get().to(to_overview))
         .route("/", web::get().to(overview::page))
@@ -144,8 +157,9 @@ impl Viewer {
     /// tokens is sent to the sign-in page when it asked for a page.
     pub(crate) fn of(req: &HttpRequest) -> Result<Viewer, PageError> {
         let dash = dash_of(req).map_err(|e| PageError::new(req, e))?;
-        let state = super::state(req)
-            .map_err(|_| PageError::new(req, WebError::Internal("kessel::web state missing".into())))?;
+        let state = super::state(req).map_err(|_| {
+            PageError::new(req, WebError::Internal("kessel::web state missing".into()))
+        })?;
         let token = cookie(req, COOKIE).map(|c| signin::decode(&c));
         match state.auth.dashboard_role(req.head(), token.as_deref()) {
             Ok(role) => {
@@ -281,7 +295,9 @@ impl ResponseError for PageError {
     fn error_response(&self) -> HttpResponse {
         match self {
             PageError::SignIn(location) => see_other(location),
-            PageError::Failed { error, json: true, .. } => with_headers(error.error_response()),
+            PageError::Failed {
+                error, json: true, ..
+            } => with_headers(error.error_response()),
             PageError::Failed { error, base, .. } => {
                 let markup = page::error_page(base, error);
                 let mut response = HttpResponse::build(error.status_code())
@@ -310,8 +326,14 @@ pub(crate) fn with_headers(mut response: HttpResponse) -> HttpResponse {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -335,7 +357,8 @@ async fn events(
     params: web::Query<super::events::EventParams>,
 ) -> Result<HttpResponse, PageError> {
     let viewer = Viewer::of(&req)?;
-    super::events::open(viewer.state, &req, params.into_inner()).map_err(|e| PageError::new(&req, e))
+    super::events::open(viewer.state, &req, params.into_inner())
+        .map_err(|e| PageError::new(&req, e))
 }
 
 async fn script() -> HttpResponse {

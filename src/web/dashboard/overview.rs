@@ -202,7 +202,11 @@ fn suspend_buttons(base: &str, kind: &str, name: &str) -> Markup {
 
 /// Completed and failed attempts per minute as stacked bars, drawn here
 /// as SVG (no script needed to see it).
-fn chart(minutes: &[Minute], per_second: f64, since: Option<chrono::DateTime<chrono::Utc>>) -> Markup {
+fn chart(
+    minutes: &[Minute],
+    per_second: f64,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Markup {
     const W: f64 = 600.0;
     const H: f64 = 120.0;
     let peak = minutes
@@ -214,9 +218,17 @@ fn chart(minutes: &[Minute], per_second: f64, since: Option<chrono::DateTime<chr
     let bar = W / MINUTES as f64;
     let completed: u64 = minutes.iter().map(|m| m.completed).sum();
     let failed: u64 = minutes.iter().map(|m| m.failed).sum();
-    let recent: u64 = minutes.iter().rev().take(5).map(|m| m.completed + m.failed).sum();
+    let recent: u64 = minutes
+        .iter()
+        .rev()
+        .take(5)
+        .map(|m| m.completed + m.failed)
+        .sum();
     let rate = if completed + failed > 0 {
-        format!("{:.1}%", failed as f64 * 100.0 / (completed + failed) as f64)
+        format!(
+            "{:.1}%",
+            failed as f64 * 100.0 / (completed + failed) as f64
+        )
     } else {
         "—".into()
     };

@@ -157,6 +157,9 @@ mod tests {
 
     #[test]
     fn encode_keeps_unreserved_and_escapes_the_rest() {
-        assert_eq!(encode("/kessel/jobs?x=a b&c"), "%2Fkessel%2Fjobs%3Fx%3Da%20b%26c");
+        assert_eq!(
+            encode("/kessel/jobs?x=a b&c"),
+            "%2Fkessel%2Fjobs%3Fx%3Da%20b%26c"
+        );
     }
 }

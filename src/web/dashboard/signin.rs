@@ -69,30 +69,49 @@ fn login_page(base: &str, next: &str, problem: Option<&str>, takes_tokens: bool)
 /// `GET /dashboard/login`.
 pub(crate) async fn form(req: HttpRequest, query: Query<Next>) -> Result<HttpResponse, PageError> {
     let dash = dash_of(&req).map_err(|e| PageError::new(&req, e))?;
-    let state = crate::web::state(&req)
-        .map_err(|_| PageError::new(&req, WebError::Internal("kessel::web state missing".into())))?;
+    let state = crate::web::state(&req).map_err(|_| {
+        PageError::new(&req, WebError::Internal("kessel::web state missing".into()))
+    })?;
     let next = next_page(&dash.base, query.next.as_deref());
-    Ok(super::html(login_page(&dash.base, &next, None, state.auth.takes_tokens())))
+    Ok(super::html(login_page(
+        &dash.base,
+        &next,
+        None,
+        state.auth.takes_tokens(),
+    )))
 }
 
 /// `POST /dashboard/login`: a known token gets the cookie and goes on to
 /// `next`; an unknown one sees the form again, with a 401.
-pub(crate) async fn submit(req: HttpRequest, form: Form<SignIn>) -> Result<HttpResponse, PageError> {
+pub(crate) async fn submit(
+    req: HttpRequest,
+    form: Form<SignIn>,
+) -> Result<HttpResponse, PageError> {
     same_origin(&req).map_err(|e| PageError::new(&req, e))?;
     let dash = dash_of(&req).map_err(|e| PageError::new(&req, e))?;
-    let state = crate::web::state(&req)
-        .map_err(|_| PageError::new(&req, WebError::Internal("kessel::web state missing".into())))?;
+    let state = crate::web::state(&req).map_err(|_| {
+        PageError::new(&req, WebError::Internal("kessel::web state missing".into()))
+    })?;
     let next = next_page(&dash.base, form.next.as_deref());
     let token = form.token.trim();
     if state.auth.token_role(token).is_none() {
-        let markup = login_page(&dash.base, &next, Some("Unknown token."), state.auth.takes_tokens());
+        let markup = login_page(
+            &dash.base,
+            &next,
+            Some("Unknown token."),
+            state.auth.takes_tokens(),
+        );
         return Ok(with_headers(
             HttpResponse::Unauthorized()
                 .content_type("text/html; charset=utf-8")
                 .body(markup.into_string()),
         ));
     }
-    let secure = if req.connection_info().scheme() == "https" { "; Secure" } else { "" };
+    let secure = if req.connection_info().scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{COOKIE}={}; Path={}; HttpOnly; SameSite=Strict{secure}",
         encode(token),
@@ -111,7 +130,10 @@ pub(crate) async fn submit(req: HttpRequest, form: Form<SignIn>) -> Result<HttpR
 pub(crate) async fn sign_out(req: HttpRequest) -> Result<HttpResponse, PageError> {
     same_origin(&req).map_err(|e| PageError::new(&req, e))?;
     let dash = dash_of(&req).map_err(|e| PageError::new(&req, e))?;
-    let cookie = format!("{COOKIE}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0", dash.base);
+    let cookie = format!(
+        "{COOKIE}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0",
+        dash.base
+    );
     let mut response = see_other(&format!("{}/login", dash.base));
     if let Ok(value) = header::HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -149,9 +171,18 @@ mod tests {
     #[test]
     fn next_stays_on_the_dashboard() {
         let base = "/kessel/dashboard";
-        assert_eq!(next_page(base, Some("/kessel/dashboard/jobs?x=1")), "/kessel/dashboard/jobs?x=1");
-        assert_eq!(next_page(base, Some("https://evil.example/")), "/kessel/dashboard/");
-        assert_eq!(next_page(base, Some("/kessel/dashboard//evil.example")), "/kessel/dashboard/");
+        assert_eq!(
+            next_page(base, Some("/kessel/dashboard/jobs?x=1")),
+            "/kessel/dashboard/jobs?x=1"
+        );
+        assert_eq!(
+            next_page(base, Some("https://evil.example/")),
+            "/kessel/dashboard/"
+        );
+        assert_eq!(
+            next_page(base, Some("/kessel/dashboard//evil.example")),
+            "/kessel/dashboard/"
+        );
         assert_eq!(next_page(base, None), "/kessel/dashboard/");
     }
 
