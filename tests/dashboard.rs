@@ -51,6 +51,7 @@ async fn with_tasks(queue: Queue, release: Arc<tokio::sync::Notify>) -> Queue {
         .action(move |job: JobContext<Value>| {
             let release = release.clone();
             async move {
+                job.progress(1, 3);
                 job.log("waiting for a release or a cancel", ());
                 tokio::select! {
                     () = release.notified() => Ok(json!("released")),
@@ -650,6 +651,76 @@ async fn suspending_a_tag_from_the_dashboard_holds_its_jobs_until_resumed() {
 }
 
 #[actix_rt::test]
+async fn text_search_finds_jobs_by_payload_or_error() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let alpha = queue
+        .create("later", json!({"to": "Alpha@example.com"}))
+        .delay("1h")
+        .await
+        .unwrap();
+    queue
+        .create("later", json!({"to": "beta@example.com"}))
+        .delay("1h")
+        .await
+        .unwrap();
+    let failed = queue.create("flaky", ()).await.unwrap();
+    failed.result().await.unwrap();
+    let app =
+        test::init_service(App::new().service(Api::new(queue, Auth::none()).scope("/kessel")))
+            .await;
+    let rows = |html: &str| html.matches("<tr data-job=").count();
+
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri("/kessel/dashboard/jobs?q=alpha%40")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(rows(&html), 1, "{html}");
+    assert!(html.contains(&alpha.id().to_string()));
+    // The search box keeps the text (lowercased).
+    assert!(html.contains("name=\"q\" value=\"alpha@\""), "{html}");
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri("/kessel/dashboard/jobs?q=ALWAYS+FAILS")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(rows(&html), 1, "{html}");
+    assert!(html.contains(&failed.id().to_string()));
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri("/kessel/dashboard/jobs?q=example&task=later")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(rows(&html), 2, "{html}");
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri("/kessel/dashboard/jobs?q=example&task=later&page=2")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(rows(&html), 0, "{html}");
+}
+
+#[actix_rt::test]
 async fn without_dashboard_leaves_it_out() {
     let api = Api::new(Queue::new(), Auth::none()).without_dashboard();
     let app = test::init_service(App::new().service(api.scope(""))).await;
@@ -967,6 +1038,9 @@ async fn cancelling_a_running_job_ends_its_log_with_the_cancel() {
         .text("#log")
         .await
         .contains("waiting for a release or a cancel"));
+    let progress = browser.wait_for("progress#progress").await;
+    assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(progress.attr("max").await.unwrap().as_deref(), Some("3"));
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;

@@ -199,11 +199,18 @@ pub(crate) async fn bulk(
     let action = Bulk::read(&form.action).map_err(bad)?;
     let mut filter = form.filter.read().map_err(bad)?;
     filter.page = 1;
-    if action == Bulk::Delete && filter.reference.is_some() {
-        return Err(bad(WebError::invalid_field(
-            "reference",
-            "deleting by reference is not offered: filter by status, task or tag",
-        )));
+    if action == Bulk::Delete {
+        for (field, given) in [
+            ("reference", filter.reference.is_some()),
+            ("q", filter.text.is_some()),
+        ] {
+            if given {
+                return Err(bad(WebError::invalid_field(
+                    field,
+                    format!("deleting by {field} is not offered: filter by status, task or tag"),
+                )));
+            }
+        }
     }
     let statuses = action.statuses(&filter);
     let queue = &viewer.state.queue;
@@ -212,7 +219,7 @@ pub(crate) async fn bulk(
     } else {
         let mut query = filter.query(0, BULK_MAX);
         query.statuses = statuses.clone();
-        queue.fetch(query).await.map_err(failed(&req))?
+        filter.jobs(queue, query).await.map_err(failed(&req))?
     };
     let base = &viewer.dash.base;
     let list = {

@@ -15,6 +15,10 @@ use crate::web::jobs::parse_id;
 /// Jobs on one page of the list.
 pub(crate) const PAGE_SIZE: usize = 50;
 
+/// How many of the newest jobs matching the other filters a text search
+/// looks through.
+pub(crate) const SEARCH_MAX: usize = 10_000;
+
 /// The list's filters as the query string has them. Unknown parameters
 /// are ignored (a bookmark may carry a tracker's); bad values are a 400
 /// naming the parameter.
@@ -24,6 +28,8 @@ pub(crate) struct FilterParams {
     pub(crate) task: Option<String>,
     pub(crate) tag: Option<String>,
     pub(crate) reference: Option<String>,
+    /// Text to find in the payload or the last error.
+    pub(crate) q: Option<String>,
     pub(crate) page: Option<String>,
 }
 
@@ -34,6 +40,8 @@ pub(crate) struct Filter {
     pub(crate) tasks: Vec<String>,
     pub(crate) tags: Vec<String>,
     pub(crate) reference: Option<String>,
+    /// Text to find in the payload or the last error, lowercased.
+    pub(crate) text: Option<String>,
     /// From 1.
     pub(crate) page: usize,
 }
@@ -88,6 +96,12 @@ impl FilterParams {
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
                 .map(str::to_owned),
+            text: self
+                .q
+                .as_deref()
+                .map(str::trim)
+                .filter(|q| !q.is_empty())
+                .map(str::to_lowercase),
             page,
         })
     }
@@ -109,6 +123,46 @@ impl Filter {
         }
     }
 
+    /// Whether `job` holds the filter's text (if any) in its payload or
+    /// last error, ignoring case.
+    pub(crate) fn has_text(&self, job: &Job) -> bool {
+        self.text.as_deref().is_none_or(|text| {
+            job.payload.as_str().to_lowercase().contains(text)
+                || job
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.to_lowercase().contains(text))
+        })
+    }
+
+    /// `limit` matching jobs from `offset`, newest first. A text filter
+    /// is applied here, to the newest [`SEARCH_MAX`] jobs matching the
+    /// rest (the store's query has no text filter).
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    pub(crate) async fn jobs(
+        &self,
+        queue: &crate::Queue,
+        mut query: JobQuery,
+    ) -> Result<Vec<Job>, crate::Error> {
+        if self.text.is_none() {
+            return queue.fetch(query).await;
+        }
+        let (offset, limit) = (query.offset, query.limit);
+        query.offset = 0;
+        query.limit = SEARCH_MAX;
+        Ok(queue
+            .fetch(query)
+            .await?
+            .into_iter()
+            .filter(|job| self.has_text(job))
+            .skip(offset)
+            .take(limit)
+            .collect())
+    }
+
     /// The filter as a query string, without the page (`status=buried&task=x`).
     pub(crate) fn query_string(&self) -> String {
         let mut parts = Vec::new();
@@ -125,6 +179,9 @@ impl Filter {
         }
         if let Some(r) = &self.reference {
             parts.push(format!("reference={}", page::encode(r)));
+        }
+        if let Some(q) = &self.text {
+            parts.push(format!("q={}", page::encode(q)));
         }
         parts.join("&")
     }
@@ -145,6 +202,9 @@ impl Filter {
         if let Some(r) = &self.reference {
             parts.push(format!("reference {r}"));
         }
+        if let Some(q) = &self.text {
+            parts.push(format!("with “{q}” in the payload or error"));
+        }
         if parts.is_empty() {
             "every job".into()
         } else {
@@ -160,6 +220,7 @@ impl Filter {
             @if !self.tasks.is_empty() { input type="hidden" name="task" value=(self.tasks.join(",")); }
             @if !self.tags.is_empty() { input type="hidden" name="tag" value=(self.tags.join(",")); }
             @if let Some(r) = &self.reference { input type="hidden" name="reference" value=(r); }
+            @if let Some(q) = &self.text { input type="hidden" name="q" value=(q); }
         }
     }
 }
@@ -185,6 +246,7 @@ fn filter_form(viewer: &Viewer, filter: &Filter) -> Markup {
             label { "Task " input type="text" name="task" value=(filter.tasks.join(",")) placeholder="any"; }
             label { "Tag " input type="text" name="tag" value=(filter.tags.join(",")) placeholder="any"; }
             label { "Reference " input type="text" name="reference" value=[filter.reference.as_deref()] placeholder="any"; }
+            label { "Text " input type="search" name="q" value=[filter.text.as_deref()] placeholder="in payload or error"; }
             button type="submit" { "Filter" }
             a href={ (base) "/jobs" } { "Clear" }
         }
@@ -199,10 +261,8 @@ pub(crate) async fn list(
     let viewer = Viewer::of(&req)?;
     let filter = params.read().map_err(|e| PageError::new(&req, e))?;
     let offset = (filter.page - 1) * PAGE_SIZE;
-    let mut jobs = viewer
-        .state
-        .queue
-        .fetch(filter.query(offset, PAGE_SIZE + 1))
+    let mut jobs = filter
+        .jobs(&viewer.state.queue, filter.query(offset, PAGE_SIZE + 1))
         .await
         .map_err(|e| PageError::new(&req, e.into()))?;
     let more = jobs.len() > PAGE_SIZE;
@@ -222,7 +282,12 @@ pub(crate) async fn list(
     };
     let main = html! {
         h1 { "Jobs" }
-        p.muted #filter-summary { "Showing " (filter.describe()) ", newest first, page " (filter.page) "." }
+        p.muted #filter-summary {
+            "Showing " (filter.describe()) ", newest first, page " (filter.page) "."
+            @if filter.text.is_some() {
+                " Text is looked for in the newest " (SEARCH_MAX) " jobs matching the other filters."
+            }
+        }
         @if jobs.is_empty() {
             p #no-jobs { "No jobs match." }
         } @else {

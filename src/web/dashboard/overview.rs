@@ -254,7 +254,7 @@ fn chart(
             }
             text x="0" y=(H + 13.0) class="label" { "−" (MINUTES) " min" }
             text x=(W) y=(H + 13.0) class="label end" { "now" }
-            text x=(W) y="10" class="label end" { "peak " (peak as u64) "/min" }
+            text x="2" y="10" class="label" { "peak " (peak as u64) "/min" }
         }
         p.legend { span.key.completed {} " completed " span.key.failed {} " failed"
             @if let Some(s) = since { span.muted { " · counted since " (page::time(s)) " (the first dashboard request)" } }
