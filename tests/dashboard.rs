@@ -826,7 +826,7 @@ async fn overview_shows_the_counts_of_a_seeded_queue() {
     browser
         .wait_until(
             "the chart has its bars",
-            "return document.querySelectorAll('#chart rect.completed').length > 0;",
+            "return document.querySelectorAll('#chart-minutes rect.completed').length > 0 && document.querySelectorAll('#chart-hours rect.completed').length > 0;",
         )
         .await;
     browser
@@ -836,6 +836,15 @@ async fn overview_shows_the_counts_of_a_seeded_queue() {
         )
         .await;
     browser.screenshot("dashboard-overview.png").await;
+    // On a phone's width nothing but the tables' own boxes scrolls sideways.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser
+        .wait_until(
+            "the page fits a phone's width",
+            "return window.innerWidth < 500 && document.documentElement.scrollWidth <= window.innerWidth;",
+        )
+        .await;
+    browser.screenshot("dashboard-phone.png").await;
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;

@@ -1,5 +1,6 @@
 //! Counts of recent events for the overview: attempts that completed or
-//! failed per minute over the last [`MINUTES`], and events per second.
+//! failed per minute over the last [`MINUTES`] and per hour over the last
+//! [`HOURS`], and events per second.
 //!
 //! One subscription to the queue, taken at the first dashboard request,
 //! feeds it. It keeps counts only, never the events, in two small rings
@@ -15,17 +16,20 @@ use parking_lot::Mutex;
 use crate::event::{Event, EventStream, Filter, JobEventKind};
 use crate::queue::Queue;
 
-/// How many minutes the chart shows.
+/// How many minutes the minutes chart shows.
 pub(crate) const MINUTES: usize = 30;
+
+/// How many hours the hours chart shows.
+pub(crate) const HOURS: usize = 24;
 
 /// Over how many seconds the events-per-second rate is taken.
 const RATE_SECONDS: i64 = 10;
 
-/// One minute of attempts.
+/// One minute (or hour) of attempts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Minute {
-    /// Minutes since the epoch.
-    pub(crate) minute: i64,
+pub(crate) struct Bucket {
+    /// Minutes (or hours) since the epoch.
+    pub(crate) index: i64,
     /// Attempts that completed.
     pub(crate) completed: u64,
     /// Attempts that failed or timed out.
@@ -35,7 +39,9 @@ pub(crate) struct Minute {
 #[derive(Debug, Default)]
 struct Counts {
     /// The last minutes with anything in them, oldest first.
-    minutes: VecDeque<Minute>,
+    minutes: VecDeque<Bucket>,
+    /// The last hours with anything in them, oldest first.
+    hours: VecDeque<Bucket>,
     /// (second since the epoch, events in it), oldest first.
     seconds: VecDeque<(i64, u64)>,
     /// When the meter started counting.
@@ -80,45 +86,39 @@ impl Meter {
             JobEventKind::Failed { .. } | JobEventKind::TimedOut => (0, 1),
             _ => return,
         };
-        let minute = second.div_euclid(60);
-        match counts.minutes.back_mut() {
-            Some(m) if m.minute == minute => {
-                m.completed += completed;
-                m.failed += failed;
-            }
-            _ => {
-                counts.minutes.push_back(Minute {
-                    minute,
-                    completed,
-                    failed,
-                });
-                while counts.minutes.len() > MINUTES {
-                    counts.minutes.pop_front();
-                }
-            }
-        }
+        add(
+            &mut counts.minutes,
+            second.div_euclid(60),
+            MINUTES,
+            completed,
+            failed,
+        );
+        add(
+            &mut counts.hours,
+            second.div_euclid(3600),
+            HOURS,
+            completed,
+            failed,
+        );
     }
 
     /// The last [`MINUTES`] minutes up to `now`, oldest first, every
     /// minute present (zero when nothing happened in it).
-    pub(crate) fn minutes(&self, now: DateTime<Utc>) -> Vec<Minute> {
-        let last = now.timestamp().div_euclid(60);
-        let counts = self.counts.lock();
-        (0..MINUTES as i64)
-            .rev()
-            .map(|ago| {
-                let minute = last - ago;
-                counts
-                    .minutes
-                    .iter()
-                    .find(|m| m.minute == minute)
-                    .copied()
-                    .unwrap_or(Minute {
-                        minute,
-                        ..Minute::default()
-                    })
-            })
-            .collect()
+    pub(crate) fn minutes(&self, now: DateTime<Utc>) -> Vec<Bucket> {
+        series(
+            &self.counts.lock().minutes,
+            now.timestamp().div_euclid(60),
+            MINUTES,
+        )
+    }
+
+    /// The last [`HOURS`] hours up to `now`, like [`Meter::minutes`].
+    pub(crate) fn hours(&self, now: DateTime<Utc>) -> Vec<Bucket> {
+        series(
+            &self.counts.lock().hours,
+            now.timestamp().div_euclid(3600),
+            HOURS,
+        )
     }
 
     /// Job events per second over the last few seconds before `now`.
@@ -138,6 +138,44 @@ impl Meter {
     pub(crate) fn since(&self) -> Option<DateTime<Utc>> {
         self.counts.lock().since
     }
+}
+
+/// Adds to the bucket `index` (events come about in time order: a late
+/// one lands in the newest bucket rather than reorder the ring).
+fn add(ring: &mut VecDeque<Bucket>, index: i64, keep: usize, completed: u64, failed: u64) {
+    match ring.back_mut() {
+        Some(b) if b.index >= index => {
+            b.completed += completed;
+            b.failed += failed;
+        }
+        _ => {
+            ring.push_back(Bucket {
+                index,
+                completed,
+                failed,
+            });
+            while ring.len() > keep {
+                ring.pop_front();
+            }
+        }
+    }
+}
+
+/// `len` buckets ending at `last`, every one present.
+fn series(ring: &VecDeque<Bucket>, last: i64, len: usize) -> Vec<Bucket> {
+    (0..len as i64)
+        .rev()
+        .map(|ago| {
+            let index = last - ago;
+            ring.iter()
+                .find(|b| b.index == index)
+                .copied()
+                .unwrap_or(Bucket {
+                    index,
+                    ..Bucket::default()
+                })
+        })
+        .collect()
 }
 
 async fn pump(meter: Weak<Meter>, mut events: EventStream) {
@@ -184,6 +222,10 @@ mod tests {
             .map(|m| (m.completed, m.failed))
             .collect();
         assert_eq!(last3, [(1, 1), (0, 0), (0, 1)]);
+        let hours = meter.hours(DateTime::from_timestamp(start + 150, 0).unwrap());
+        assert_eq!(hours.len(), HOURS);
+        let last = hours[HOURS - 1];
+        assert_eq!((last.completed, last.failed), (1, 2));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use super::meter::{Minute, MINUTES};
+use super::meter::Bucket;
 use super::page::{self, Frame};
 use super::{html as respond, PageError, Viewer};
 use crate::job::JobStatus;
@@ -76,6 +76,7 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
     }
 
     let minutes = viewer.dash.meter.minutes(now);
+    let hours = viewer.dash.meter.hours(now);
     let per_second = viewer.dash.meter.events_per_second(now);
     let since = viewer.dash.meter.since();
     let base = &viewer.dash.base;
@@ -93,7 +94,12 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
         }
         section {
             h2 { "Throughput" }
-            (chart(&minutes, per_second, since))
+            (summary(&minutes, &hours, per_second))
+            (chart("minutes", &minutes, "min"))
+            (chart("hours", &hours, "h"))
+            p.legend { span.key.completed {} " completed " span.key.failed {} " failed"
+                @if let Some(s) = since { span.muted { " · counted since " (page::time(s)) " (the first dashboard request)" } }
+            }
         }
         section {
             h2 { "Tasks" }
@@ -200,64 +206,73 @@ fn suspend_buttons(base: &str, kind: &str, name: &str) -> Markup {
     }
 }
 
-/// Completed and failed attempts per minute as stacked bars, drawn here
-/// as SVG (no script needed to see it).
-fn chart(
-    minutes: &[Minute],
-    per_second: f64,
-    since: Option<chrono::DateTime<chrono::Utc>>,
-) -> Markup {
-    const W: f64 = 600.0;
-    const H: f64 = 120.0;
-    let peak = minutes
-        .iter()
-        .map(|m| m.completed + m.failed)
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let bar = W / MINUTES as f64;
-    let completed: u64 = minutes.iter().map(|m| m.completed).sum();
-    let failed: u64 = minutes.iter().map(|m| m.failed).sum();
+/// Totals over the minutes and hours charts.
+fn summary(minutes: &[Bucket], hours: &[Bucket], per_second: f64) -> Markup {
+    let sum = |b: &[Bucket]| -> (u64, u64) {
+        (
+            b.iter().map(|m| m.completed).sum(),
+            b.iter().map(|m| m.failed).sum(),
+        )
+    };
+    let rate = |(completed, failed): (u64, u64)| {
+        if completed + failed > 0 {
+            format!(
+                "{:.1}%",
+                failed as f64 * 100.0 / (completed + failed) as f64
+            )
+        } else {
+            "—".into()
+        }
+    };
+    let (completed, failed) = sum(minutes);
+    let (day_completed, day_failed) = sum(hours);
     let recent: u64 = minutes
         .iter()
         .rev()
         .take(5)
         .map(|m| m.completed + m.failed)
         .sum();
-    let rate = if completed + failed > 0 {
-        format!(
-            "{:.1}%",
-            failed as f64 * 100.0 / (completed + failed) as f64
-        )
-    } else {
-        "—".into()
-    };
     html! {
         p.chart-summary #throughput data-completed=(completed) data-failed=(failed) {
-            "Last " (MINUTES) " minutes: "
-            strong { (completed) } " completed, "
-            strong { (failed) } " failed attempts (failure rate " (rate) "); "
+            "Last " (minutes.len()) " minutes: "
+            strong { (completed) } " completed, " strong { (failed) } " failed attempts (failure rate "
+            (rate((completed, failed))) "); last " (hours.len()) " hours: "
+            (day_completed) " completed, " (day_failed) " failed (" (rate((day_completed, day_failed))) "). "
             (format!("{:.1}", recent as f64 / 5.0)) " attempts per minute over the last 5; "
             (format!("{per_second:.1}")) " events per second."
         }
-        svg.chart #chart viewBox={ "0 0 " (W) " " (H + 16.0) } role="img" aria-label="attempts per minute" {
+    }
+}
+
+/// Completed and failed attempts per bucket as stacked bars, drawn here
+/// as SVG (no script needed to see it); `unit` labels the buckets.
+fn chart(id: &str, buckets: &[Bucket], unit: &str) -> Markup {
+    const W: f64 = 600.0;
+    const H: f64 = 100.0;
+    let peak = buckets
+        .iter()
+        .map(|m| m.completed + m.failed)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let n = buckets.len();
+    let bar = W / n.max(1) as f64;
+    html! {
+        svg.chart id={ "chart-" (id) } viewBox={ "0 0 " (W) " " (H + 16.0) } role="img" aria-label={ "attempts per " (unit) } {
             line x1="0" y1=(H) x2=(W) y2=(H) class="axis" {}
-            @for (i, m) in minutes.iter().enumerate() {
+            @for (i, m) in buckets.iter().enumerate() {
                 @let x = i as f64 * bar + 1.0;
-                @let hc = m.completed as f64 / peak * (H - 4.0);
-                @let hf = m.failed as f64 / peak * (H - 4.0);
+                @let hc = m.completed as f64 / peak * (H - 14.0);
+                @let hf = m.failed as f64 / peak * (H - 14.0);
                 g {
-                    title { (m.completed) " completed, " (m.failed) " failed, " (MINUTES - i - 1) " min ago" }
+                    title { (m.completed) " completed, " (m.failed) " failed, " (n - i - 1) " " (unit) " ago" }
                     @if hc > 0.0 { rect.completed x=(format!("{x:.1}")) y=(format!("{:.1}", H - hc)) width=(format!("{:.1}", bar - 2.0)) height=(format!("{hc:.1}")) {} }
                     @if hf > 0.0 { rect.failed x=(format!("{x:.1}")) y=(format!("{:.1}", H - hc - hf)) width=(format!("{:.1}", bar - 2.0)) height=(format!("{hf:.1}")) {} }
                 }
             }
-            text x="0" y=(H + 13.0) class="label" { "−" (MINUTES) " min" }
+            text x="0" y=(H + 13.0) class="label" { "−" (n) " " (unit) }
             text x=(W) y=(H + 13.0) class="label end" { "now" }
-            text x="2" y="10" class="label" { "peak " (peak as u64) "/min" }
-        }
-        p.legend { span.key.completed {} " completed " span.key.failed {} " failed"
-            @if let Some(s) = since { span.muted { " · counted since " (page::time(s)) " (the first dashboard request)" } }
+            text x="2" y="10" class="label" { "per " (unit) ", peak " (peak as u64) }
         }
     }
 }
