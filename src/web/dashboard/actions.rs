@@ -21,6 +21,15 @@ use crate::web::error::WebError;
 use crate::web::jobs::parse_id;
 use crate::Clean;
 
+/// A form that could not be read, as a 400.
+pub(crate) fn form_error(err: &actix_web::Error) -> WebError {
+    WebError::BadRequest {
+        code: "invalid_form",
+        message: err.to_string(),
+        field: None,
+    }
+}
+
 /// The most jobs one bulk action touches.
 pub(crate) const BULK_MAX: usize = 10_000;
 
@@ -191,10 +200,13 @@ impl Bulk {
 /// the action, then a page saying how many it touched.
 pub(crate) async fn bulk(
     req: HttpRequest,
-    form: Form<BulkForm>,
+    form: Result<Form<BulkForm>, actix_web::Error>,
 ) -> Result<HttpResponse, PageError> {
+    // Who asks is checked before what is asked.
     let viewer = Viewer::admin_of(&req)?;
-    let form = form.into_inner();
+    let form = form
+        .map_err(|e| PageError::new(&req, form_error(&e)))?
+        .into_inner();
     let bad = |e: WebError| PageError::new(&req, e);
     let action = Bulk::read(&form.action).map_err(bad)?;
     let mut filter = form.filter.read().map_err(bad)?;

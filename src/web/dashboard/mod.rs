@@ -354,9 +354,27 @@ pub(crate) fn html(markup: maud::Markup) -> HttpResponse {
 /// bearer header, which `EventSource` cannot send).
 async fn events(
     req: HttpRequest,
-    params: web::Query<super::events::EventParams>,
+    params: Result<web::Query<super::events::EventParams>, actix_web::Error>,
 ) -> Result<HttpResponse, PageError> {
-    let viewer = Viewer::of(&req)?;
+    // A stream is no page: without a token it is a 401, not a trip to
+    // the sign-in form (which `EventSource` could not read).
+    let viewer = Viewer::of(&req).map_err(|e| match e {
+        PageError::SignIn(_) => PageError::new(
+            &req,
+            WebError::Unauthorized("sign in to the dashboard first".into()),
+        ),
+        other => other,
+    })?;
+    let params = params.map_err(|e| {
+        PageError::new(
+            &req,
+            WebError::BadRequest {
+                code: "invalid_query",
+                message: e.to_string(),
+                field: None,
+            },
+        )
+    })?;
     super::events::open(viewer.state, &req, params.into_inner())
         .map_err(|e| PageError::new(&req, e))
 }

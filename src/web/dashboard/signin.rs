@@ -85,9 +85,10 @@ pub(crate) async fn form(req: HttpRequest, query: Query<Next>) -> Result<HttpRes
 /// `next`; an unknown one sees the form again, with a 401.
 pub(crate) async fn submit(
     req: HttpRequest,
-    form: Form<SignIn>,
+    form: Result<Form<SignIn>, actix_web::Error>,
 ) -> Result<HttpResponse, PageError> {
     same_origin(&req).map_err(|e| PageError::new(&req, e))?;
+    let form = form.map_err(|e| PageError::new(&req, super::actions::form_error(&e)))?;
     let dash = dash_of(&req).map_err(|e| PageError::new(&req, e))?;
     let state = crate::web::state(&req).map_err(|_| {
         PageError::new(&req, WebError::Internal("kessel::web state missing".into()))
