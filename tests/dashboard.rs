@@ -851,6 +851,26 @@ async fn overview_shows_the_counts_of_a_seeded_queue() {
         )
         .await;
     browser.screenshot("dashboard-overview.png").await;
+    // A job completed now shows up in the counts without a reload.
+    browser
+        .client
+        .execute("window.kesselMark = 'same page'; return true;", vec![])
+        .await
+        .unwrap();
+    queue
+        .create("echo", json!({"n": 5}))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the new count, on the same page",
+            "return document.getElementById('count-completed').textContent === '6' \
+             && window.kesselMark === 'same page';",
+        )
+        .await;
     // On a phone's width nothing but the tables' own boxes scrolls sideways.
     browser.client.set_window_size(390, 844).await.unwrap();
     browser
