@@ -6,8 +6,11 @@ use std::time::Duration;
 use crate::job::JobStatus;
 use crate::store::{JobDelete, Store, StoreError};
 
-/// How long completed jobs are kept. Buried, expired and cancelled jobs are
-/// kept until cleaned ([`Queue::clean`](crate::Queue::clean)).
+/// How long completed jobs are kept, and how many buried jobs (the dead
+/// set) at most. Buried jobs are kept until cleaned
+/// ([`Queue::clean`](crate::Queue::clean)) unless `buried_max_count` or
+/// `buried_max_age` is set; expired and cancelled jobs are kept until
+/// cleaned.
 ///
 /// # Examples
 ///
@@ -30,8 +33,28 @@ pub struct Retention {
     /// so the memory or disk it holds them in stays near the cap. A store
     /// that outlives the process is pruned 1,024 jobs per delete.
     pub completed_max_count: Option<usize>,
+    /// At most this many buried jobs are kept (the dead set), newest
+    /// first; the oldest beyond it are removed at every `interval`. Each
+    /// removal is reported, never silent: a
+    /// [`QueueEvent::BuriedDropped`](crate::event::QueueEvent::BuriedDropped)
+    /// event and a warning in the log. `None` (the default) keeps every
+    /// buried job until it is kicked, redriven or cleaned.
+    pub buried_max_count: Option<usize>,
+    /// Buried jobs that were buried longer ago than this are removed (and
+    /// reported as `buried_max_count`'s are). `None` (the default) keeps
+    /// them.
+    pub buried_max_age: Option<Duration>,
     /// How often pruning runs (default every minute).
     pub interval: Duration,
+}
+
+/// What one pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Removed {
+    /// Completed jobs.
+    pub(crate) completed: u64,
+    /// Buried jobs, past the dead set's cap or age.
+    pub(crate) buried: u64,
 }
 
 impl Default for Retention {
@@ -39,6 +62,8 @@ impl Default for Retention {
         Retention {
             completed_max_age: Some(Duration::from_secs(24 * 3600)),
             completed_max_count: Some(100_000),
+            buried_max_count: None,
+            buried_max_age: None,
             interval: Duration::from_secs(60),
         }
     }
@@ -51,16 +76,48 @@ impl Default for Retention {
 pub(crate) const PRUNE_BATCH: usize = 1024;
 
 impl Retention {
-    /// Removes from `store` the completed jobs this retention does not
-    /// keep at `now`; returns how many. On a store that outlives the
+    /// Removes from `store` the completed and buried jobs this retention
+    /// does not keep at `now`; returns how many of each. On a store that outlives the
     /// process, in deletes of at most [`PRUNE_BATCH`] jobs.
     pub(crate) async fn apply(
         &self,
         store: &dyn Store,
         now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Removed, StoreError> {
+        Ok(Removed {
+            completed: self
+                .prune(
+                    store,
+                    now,
+                    JobStatus::Completed,
+                    self.completed_max_age,
+                    self.completed_max_count,
+                )
+                .await?,
+            buried: self
+                .prune(
+                    store,
+                    now,
+                    JobStatus::Buried,
+                    self.buried_max_age,
+                    self.buried_max_count,
+                )
+                .await?,
+        })
+    }
+
+    /// Removes the jobs in `status` older than `max_age` and the oldest
+    /// beyond `max_count`; returns how many.
+    async fn prune(
+        &self,
+        store: &dyn Store,
+        now: chrono::DateTime<chrono::Utc>,
+        status: JobStatus,
+        max_age: Option<Duration>,
+        max_count: Option<usize>,
     ) -> Result<u64, StoreError> {
         let batch = store.capabilities().outlives_process.then_some(PRUNE_BATCH);
-        // Deletes up to `wanted` (all when `None`) completed jobs, oldest
+        // Deletes up to `wanted` (all when `None`) jobs in `status`, oldest
         // first, finished before `cutoff`; `batch` at a time.
         let delete = |cutoff, wanted: Option<u64>| async move {
             let mut removed = 0u64;
@@ -76,7 +133,7 @@ impl Retention {
                 };
                 let n = store
                     .jobs_delete(&JobDelete {
-                        statuses: vec![JobStatus::Completed],
+                        statuses: vec![status],
                         tasks: Vec::new(),
                         finished_before: cutoff,
                         limit,
@@ -89,15 +146,15 @@ impl Retention {
             }
         };
         let mut removed = 0;
-        if let Some(age) = self.completed_max_age {
+        if let Some(age) = max_age {
             // Older than the earliest time kessel accepts: nothing is.
             let cutoff = crate::time::before(now, age).unwrap_or(crate::time::EARLIEST);
             removed += delete(Some(cutoff), None).await?;
         }
-        if let Some(max) = self.completed_max_count {
-            let completed = store.jobs_count_status(JobStatus::Completed).await?;
-            if completed > max as u64 {
-                removed += delete(None, Some(completed - max as u64)).await?;
+        if let Some(max) = max_count {
+            let kept = store.jobs_count_status(status).await?;
+            if kept > max as u64 {
+                removed += delete(None, Some(kept - max as u64)).await?;
             }
         }
         Ok(removed)
@@ -132,6 +189,8 @@ impl Retention {
         Retention {
             completed_max_age: Some(Duration::ZERO),
             completed_max_count: Some(0),
+            buried_max_count: None,
+            buried_max_age: None,
             interval: Duration::from_secs(60),
         }
     }
@@ -146,6 +205,8 @@ impl Retention {
         Retention {
             completed_max_age: None,
             completed_max_count: None,
+            buried_max_count: None,
+            buried_max_age: None,
             interval: Duration::from_secs(60),
         }
     }

@@ -212,6 +212,7 @@ pub(crate) enum JobErrorKind {
     Transient,
     RetryAfter(std::time::Duration),
     Fatal,
+    Snooze(std::time::Duration),
 }
 
 impl JobError {
@@ -238,6 +239,56 @@ impl JobError {
             kind: JobErrorKind::RetryAfter(delay),
             message: message.to_string(),
         }
+    }
+
+    /// Not a failure: the handler asks to run the job again after `delay`
+    /// without counting this attempt (Oban's `{:snooze, n}`, River's
+    /// `JobSnooze`). The job waits as `scheduled`, logs
+    /// `snoozed for {delay}`, emits a `scheduled` event, and keeps its
+    /// attempts: a job allowed 3 attempts still has 3 after any number of
+    /// snoozes. Use it when the work is not ready yet (an upstream report
+    /// not published, a resource held), not for errors: those want
+    /// [`JobError::retry_after`].
+    ///
+    /// A delay that would reach past the latest time kessel accepts is cut
+    /// to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use std::time::Duration;
+    /// use kessel::{JobContext, JobError, JobStatus};
+    /// let queue = kessel::Queue::builder().build().await?;
+    /// queue.define("poll export").action(|job: JobContext<()>| async move {
+    ///     if job.attempt() == 1 {
+    ///         return Err(JobError::snooze(Duration::from_secs(60), "export not ready yet"));
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// let handle = queue.create("poll export", ()).await?;
+    /// queue.run_jobs(Some(1), None).await?;
+    /// let job = queue.job(handle.id()).await?;
+    /// assert_eq!(job.status, JobStatus::Scheduled);
+    /// assert_eq!(job.attempts, 0, "a snooze is not an attempt");
+    /// # Ok(()) }
+    /// ```
+    pub fn snooze(delay: std::time::Duration, reason: impl fmt::Display) -> Self {
+        JobError {
+            kind: JobErrorKind::Snooze(delay),
+            message: reason.to_string(),
+        }
+    }
+
+    /// Whether this is a [snooze](JobError::snooze) rather than a failure.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert!(kessel::JobError::snooze(Duration::from_secs(1), "later").is_snooze());
+    /// assert!(!kessel::JobError::transient("boom").is_snooze());
+    /// ```
+    pub fn is_snooze(&self) -> bool {
+        matches!(self.kind, JobErrorKind::Snooze(_))
     }
 
     /// Whether this failure buries the job at once.

@@ -89,9 +89,11 @@ mod config;
 #[cfg(feature = "test-utils")]
 pub mod conformance;
 mod context;
+mod dead_letter;
 mod duration;
 mod error;
 pub mod event;
+mod flow;
 mod id_ordered_map;
 mod job;
 #[cfg(feature = "metrics")]
@@ -105,14 +107,17 @@ mod scheduler;
 pub mod store;
 mod task;
 mod time;
+mod unique;
 #[cfg(feature = "web")]
 pub mod web;
 
 pub use admin::{Clean, IntoTimeLimit, Stats};
 pub use config::{Retention, SharedConfig};
 pub use context::{JobContext, JobMeta};
+pub use dead_letter::{DeadLetter, Redrive};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
+pub use flow::{IntoRateLimit, RateLimit, RateLimitError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
 pub use new_job::NewJob;
 pub use queue::plugin;
@@ -123,8 +128,19 @@ pub use queue::{
 pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
+pub use unique::{UniqueScope, MAX_UNIQUE_KEY_LEN};
 
 /// The guide, `docs/getting-started.md`: each of its steps runs as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/getting-started.md")]
 struct GettingStarted;
+
+/// The guide, `docs/dead-letters.md`: each example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/dead-letters.md")]
+struct DeadLettersGuide;
+
+/// The guide, `docs/unique.md`: each example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/unique.md")]
+struct UniqueGuide;

@@ -59,6 +59,8 @@ pub struct NewJob {
     error: Option<Error>,
     /// The id to give the job, when chosen before it is created.
     id: Option<JobId>,
+    /// What the job asks of uniqueness, if anything.
+    unique: Option<crate::unique::UniqueSpec>,
 }
 
 /// Clamps a priority: negatives are 0 (the highest), and values past
@@ -80,6 +82,7 @@ impl NewJob {
             max_attempts: None,
             error: None,
             id: None,
+            unique: None,
         }
     }
 
@@ -107,6 +110,102 @@ impl NewJob {
     pub(crate) fn with_id(mut self, id: JobId) -> Self {
         self.id = Some(id);
         self
+    }
+
+    /// Makes the job unique by `key`: while a job holding `key` is live
+    /// (see [`UniqueScope`](crate::UniqueScope); by default until it is
+    /// final), creating this one creates nothing and returns a handle to
+    /// the holder, whose [`is_duplicate`](crate::JobHandle::is_duplicate)
+    /// is true. The key is one namespace across the queue's tasks: include
+    /// the task in it when two tasks may use the same key. At most
+    /// [`MAX_UNIQUE_KEY_LEN`](crate::MAX_UNIQUE_KEY_LEN) bytes; an empty or
+    /// longer key is [`Error::InvalidInput`] naming `unique` at create.
+    ///
+    /// Unique jobs are created one per call: `create_many` takes a unique
+    /// job only alone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::NewJob;
+    /// let queue = kessel::Queue::new();
+    /// let first = queue.create_job(NewJob::new("sync", 42).unique("sync customer 42")).await?;
+    /// let again = queue.create_job(NewJob::new("sync", 42).unique("sync customer 42")).await?;
+    /// assert!(!first.is_duplicate());
+    /// assert!(again.is_duplicate());
+    /// assert_eq!(again.id(), first.id());
+    /// # Ok(()) }
+    /// ```
+    pub fn unique(mut self, key: impl Into<String>) -> Self {
+        let scope = self.unique.take().map(|u| u.scope).unwrap_or_default();
+        self.unique = Some(crate::unique::UniqueSpec {
+            key: crate::unique::UniqueKey::Given(key.into()),
+            scope,
+        });
+        self
+    }
+
+    /// Makes the job unique by its task and payload: the key is derived
+    /// from both (the same in every process), so a second job of the same
+    /// task with an equal payload is a duplicate while the first is live.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::NewJob;
+    /// let queue = kessel::Queue::new();
+    /// let a = queue.create_job(NewJob::new("reindex", "users").unique_by_payload()).await?;
+    /// let b = queue.create_job(NewJob::new("reindex", "users").unique_by_payload()).await?;
+    /// let c = queue.create_job(NewJob::new("reindex", "orders").unique_by_payload()).await?;
+    /// assert_eq!(b.id(), a.id());
+    /// assert_ne!(c.id(), a.id());
+    /// # Ok(()) }
+    /// ```
+    pub fn unique_by_payload(mut self) -> Self {
+        let scope = self.unique.take().map(|u| u.scope).unwrap_or_default();
+        self.unique = Some(crate::unique::UniqueSpec {
+            key: crate::unique::UniqueKey::FromPayload,
+            scope,
+        });
+        self
+    }
+
+    /// How long the job holds its unique key (default
+    /// [`UniqueScope::Unfinished`](crate::UniqueScope::Unfinished)). On a
+    /// job without a key yet, also makes it unique by payload. A window of
+    /// zero is [`Error::InvalidInput`] naming `unique` at create.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kessel::{NewJob, UniqueScope};
+    /// // At most one digest per user per hour, whatever became of the last.
+    /// let job = NewJob::new("digest", "user-7")
+    ///     .unique("digest:user-7")
+    ///     .unique_scope(UniqueScope::Window(Duration::from_secs(3600)));
+    /// # let _ = job;
+    /// ```
+    pub fn unique_scope(mut self, scope: crate::unique::UniqueScope) -> Self {
+        let key = self
+            .unique
+            .take()
+            .map(|u| u.key)
+            .unwrap_or(crate::unique::UniqueKey::FromPayload);
+        self.unique = Some(crate::unique::UniqueSpec { key, scope });
+        self
+    }
+
+    /// Whether the job asks to be unique.
+    pub(crate) fn is_unique(&self) -> bool {
+        self.unique.is_some()
+    }
+
+    /// Takes what the job asks of uniqueness.
+    pub(crate) fn take_unique(&mut self) -> Option<crate::unique::UniqueSpec> {
+        self.unique.take()
     }
 
     fn keep_error(&mut self, err: Error) {

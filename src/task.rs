@@ -301,6 +301,12 @@ pub(crate) struct TaskDef {
     pub(crate) grace: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
+    /// The task that receives this task's buried jobs as dead letters.
+    pub(crate) dead_letter: Option<Arc<str>>,
+    /// At most this many of its jobs run at once.
+    pub(crate) max_running: Option<u32>,
+    /// How often its jobs may start.
+    pub(crate) rate_limit: Option<crate::flow::RateLimit>,
     pub(crate) action: Arc<dyn Action>,
 }
 
@@ -392,6 +398,54 @@ impl Task {
     /// How the task retries.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.def.retry
+    }
+
+    /// The task that receives this task's buried jobs, if any (see
+    /// [`TaskBuilder::dead_letter`](crate::TaskBuilder::dead_letter)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define("sync").dead_letter("sync failures")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// assert_eq!(task.dead_letter(), Some("sync failures"));
+    /// # Ok(()) }
+    /// ```
+    pub fn dead_letter(&self) -> Option<&str> {
+        self.def.dead_letter.as_deref()
+    }
+
+    /// How many of its jobs may run at once, if limited (see
+    /// [`TaskBuilder::max_running`](crate::TaskBuilder::max_running)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define("export").max_running(2)
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// assert_eq!(task.max_running(), Some(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn max_running(&self) -> Option<u32> {
+        self.def.max_running
+    }
+
+    /// How often its jobs may start, if limited (see
+    /// [`TaskBuilder::rate_limit`](crate::TaskBuilder::rate_limit)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, RateLimit};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define("call api").rate_limit("10/s")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// assert_eq!(task.rate_limit(), Some(RateLimit::per_second(10)));
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit(&self) -> Option<crate::flow::RateLimit> {
+        self.def.rate_limit
     }
 }
 

@@ -365,6 +365,7 @@ async fn retention_prunes_completed_jobs_by_age_and_count() {
             completed_max_age: Some(Duration::from_secs(3600)),
             completed_max_count: Some(3),
             interval: Duration::from_secs(60),
+            ..Retention::default()
         })
         .build()
         .await
@@ -450,6 +451,7 @@ async fn the_memory_store_is_pruned_to_the_count_cap_as_jobs_complete() {
             completed_max_age: None,
             completed_max_count: Some(32),
             interval: Duration::from_secs(3600),
+            ..Retention::default()
         })
         .build()
         .await

@@ -418,7 +418,7 @@ fn a_missing_or_unreachable_database_is_one_line() {
     let err = fails(no_url, 2);
     assert_eq!(
         err,
-        "error: no database given: pass --database-url or set KESSEL_DATABASE_URL"
+        "error: no database given: pass --database-url or set KESSEL_DATABASE_URL (or --api URL for a running kessel HTTP API)"
     );
 }
 
@@ -472,6 +472,8 @@ mod processes {
             for args in [
                 vec!["create", "t", "1", "--delay", text.as_str()],
                 vec!["show", text.as_str()],
+                vec!["clean", "--older-than", text.as_str()],
+                vec!["migrate", "--print", "--from", text.as_str()],
             ] {
                 let out = db.kessel(&args).output().unwrap();
                 let code = out.status.code();
@@ -479,6 +481,22 @@ mod processes {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 prop_assert!(!stderr.contains("panicked"), "{}", stderr);
                 if code == Some(1) || code == Some(3) {
+                    prop_assert_eq!(stderr.lines().count(), 1, "{}", stderr);
+                }
+            }
+            // Through an API nobody serves: a bad kind or id is named
+            // before connecting, a good one ends in "cannot reach".
+            for args in [
+                vec!["tail", "--kind", text.as_str()],
+                vec!["tail", "--job", text.as_str()],
+                vec!["kick", text.as_str()],
+            ] {
+                let out = kessel_api("http://127.0.0.1:1", None, &args).output().unwrap();
+                let code = out.status.code();
+                prop_assert!(matches!(code, Some(1..=2)), "{:?} exited {:?}", args, code);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                prop_assert!(!stderr.contains("panicked"), "{}", stderr);
+                if code == Some(1) {
                     prop_assert_eq!(stderr.lines().count(), 1, "{}", stderr);
                 }
             }
@@ -518,5 +536,805 @@ async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {
     assert_eq!(json(&["jobs"]), serde_json::json!([]));
     let stats = json(&["stats"]);
     assert_eq!(stats["location"]["schema"], schema.as_str());
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.jsonl");
+    std::fs::write(&file, "{\"n\":1}\n{\"n\":2}\n\n{\"n\":3}\n").unwrap();
+    let created = json(&[
+        "create",
+        "bulk",
+        "--from-file",
+        file.to_str().unwrap(),
+        "--delay",
+        "1h",
+    ]);
+    assert_eq!(created["created"], 3);
+    assert_eq!(json(&["jobs"])[0]["scheduled"], 3);
+    std::fs::write(&file, "{\"n\":1}\n{\"n\":\n").unwrap();
+    let err = fails(
+        run(&["create", "bulk", "--from-file", file.to_str().unwrap()]),
+        1,
+    );
+    assert!(err.contains("on line 2 of"), "{err}");
+    assert_eq!(json(&["jobs"])[0]["total"], 3);
+    let first = json(&["create", "sync", "1", "--unique", "k-1"]);
+    let again = json(&["create", "sync", "2", "--unique", "k-1"]);
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["duplicate"], true);
+    for cmd in [&["suspend", "bulk"][..], &["resume", "bulk"], &["tail"]] {
+        let err = fails(run(cmd), 2);
+        assert!(err.contains("needs a running kessel HTTP API"), "{err}");
+    }
     db.drop().await;
+}
+
+// ---------------------------------------------------------------------
+// Through a running HTTP API (`--api`), against an API served in this
+// test process (see `cli/server.rs`).
+
+#[path = "cli/server.rs"]
+mod server;
+
+use kessel::web::Auth;
+use server::{eventually, terminate, wait_for, ApiServer};
+
+/// `kessel --api URL [--token T] ARGS`, with no database in the
+/// environment.
+fn kessel_api(url: &str, token: Option<&str>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kessel"));
+    cmd.env_remove("KESSEL_DATABASE_URL")
+        .env_remove("KESSEL_SCHEMA")
+        .env_remove("KESSEL_API_TOKEN")
+        .env("KESSEL_API_URL", url)
+        .env("RUST_BACKTRACE", "1");
+    if let Some(token) = token {
+        cmd.env("KESSEL_API_TOKEN", token);
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// `kessel --json ARGS` on an open API, which must succeed; its output.
+fn api_json(url: &str, args: &[&str]) -> Value {
+    json_of(kessel_api(url, None, &[&["--json"], args].concat()))
+}
+
+fn api_status(url: &str, id: &str) -> String {
+    api_json(url, &["show", id])["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The same `std::process::Command` as `kessel_api`, for children the test
+/// reads while they run.
+fn spawn_kessel(envs: &[(&str, &str)], args: &[&str]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kessel"));
+    cmd.env_remove("KESSEL_DATABASE_URL")
+        .env_remove("KESSEL_SCHEMA")
+        .env_remove("KESSEL_API_URL")
+        .env_remove("KESSEL_API_TOKEN")
+        .env("RUST_BACKTRACE", "1")
+        .envs(envs.iter().copied())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("start kessel")
+}
+
+#[test]
+fn over_the_api_jobs_go_through_create_list_show_cancel_kick_and_clean() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.as_str();
+    let later = api_json(
+        url,
+        &[
+            "create",
+            "greet",
+            "3",
+            "--delay",
+            "1h",
+            "--priority",
+            "4",
+            "--reference",
+            "r-1",
+        ],
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = api_json(url, &["list", "--reference", "r-1"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], later.as_str());
+    assert_eq!(listed[0]["status"], "scheduled");
+    assert_eq!(listed[0]["priority"], 4);
+
+    let doomed = api_json(url, &["create", "greet", r#""fail""#])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the failing job to be buried", || {
+        api_status(url, &doomed) == "buried"
+    });
+    let shown = kessel_api(url, None, &["show", &doomed])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let shown = String::from_utf8(shown).unwrap();
+    assert!(shown.contains("last error  told to fail"), "{shown}");
+
+    // the same words and exit codes as on a store
+    kessel_api(url, None, &["cancel", &later])
+        .assert()
+        .success()
+        .stdout(format!("cancelled {later}\n"));
+    let err = fails(kessel_api(url, None, &["cancel", &later]), 1);
+    assert_eq!(
+        err,
+        format!("error: job {later} is cancelled, cannot cancel")
+    );
+    let unknown = "0190aaaa-0000-7000-8000-000000000000";
+    for cmd in [["show", unknown], ["cancel", unknown], ["kick", unknown]] {
+        assert_eq!(
+            fails(kessel_api(url, None, &cmd), 3),
+            format!("error: no job {unknown}")
+        );
+    }
+
+    kessel_api(url, None, &["kick", &doomed])
+        .assert()
+        .success()
+        .stdout(format!("kicked {doomed}\n"));
+    eventually("the kicked job to be buried again", || {
+        api_status(url, &doomed) == "buried"
+    });
+    let kicked = api_json(url, &["kick", "--task", "greet"]);
+    assert_eq!(kicked["kicked"], serde_json::json!([doomed]));
+    eventually("the job kicked by task to be buried again", || {
+        api_status(url, &doomed) == "buried"
+    });
+
+    let fine = api_json(url, &["create", "greet", r#"{"n":1}"#])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the job to complete", || {
+        api_status(url, &fine) == "completed"
+    });
+    assert_eq!(
+        api_json(url, &["show", &fine])["result"],
+        serde_json::json!({"n": 1})
+    );
+
+    let rows = api_json(url, &["jobs"]);
+    assert_eq!(rows[0]["task"], "greet");
+    assert_eq!(rows[0]["cancelled"], 1);
+    assert_eq!(rows[0]["completed"], 1);
+    assert_eq!(rows[0]["buried"], 1);
+    let tasks = api_json(url, &["tasks"]);
+    assert_eq!(tasks[0]["final"], 3);
+    let stats = api_json(url, &["stats"]);
+    assert_eq!(stats["location"]["store"], "api");
+    assert_eq!(stats["schema_version"], Value::Null);
+
+    // tags are known through the API, not on a store
+    assert_eq!(
+        api_json(url, &["list", "--tag", "default", "--status", "completed"])[0]["id"],
+        fine.as_str()
+    );
+    assert_eq!(
+        api_json(url, &["list", "--tag", "nope"]),
+        serde_json::json!([])
+    );
+    let db = Db::new();
+    for cmd in [
+        &["list", "--tag", "default"][..],
+        &["clean", "--tag", "default"],
+    ] {
+        let err = fails(db.kessel(cmd), 1);
+        assert!(
+            err.starts_with("error: invalid value for --tag: a job's tag is known only"),
+            "{err}"
+        );
+    }
+
+    // clean goes by tag through the API, by task on a store
+    assert_eq!(api_json(url, &["clean", "--tag", "default"])["removed"], 1);
+    fails(kessel_api(url, None, &["show", &fine]), 3);
+    let err = fails(kessel_api(url, None, &["clean", "--task", "greet"]), 1);
+    assert!(err.contains("use --tag"), "{err}");
+    assert_eq!(
+        api_json(
+            url,
+            &["clean", "--status", "cancelled", "--older-than", "1h"]
+        )["removed"],
+        0
+    );
+
+    api_json(
+        url,
+        &["create", "other", r#"{"to":"spam@x"}"#, "--delay", "1h"],
+    );
+    assert_eq!(
+        api_json(url, &["delete-matching", "other", "spam@"])["cancelled"],
+        1
+    );
+    let err = fails(kessel_api(url, None, &["delete-matching", "other", "("]), 1);
+    assert!(err.contains("not a valid regular expression"), "{err}");
+}
+
+#[test]
+fn over_the_api_create_from_a_file_creates_every_line_or_none() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.jsonl");
+    let lines: String = (0..1500)
+        .map(|n| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(500)))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let out = kessel_api(
+        url,
+        None,
+        &[
+            "--json",
+            "create",
+            "other",
+            "--from-file",
+            file.to_str().unwrap(),
+            "--delay",
+            "1h",
+        ],
+    )
+    .assert()
+    .success()
+    .get_output()
+    .clone();
+    // piped: no progress bar
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["created"], 1500);
+    assert_eq!(api_json(url, &["jobs"])[0]["scheduled"], 1500);
+    let oldest = api_json(url, &["list", "--oldest", "-n", "2", "--offset", "1"]);
+    assert_eq!(oldest[0]["payload"]["n"], 1);
+    assert_eq!(oldest[1]["payload"]["n"], 2);
+    // paging through the API's cursor
+    assert_eq!(
+        api_json(url, &["list", "-n", "1200"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1200
+    );
+
+    std::fs::write(&file, "{\"ok\":1}\n\n[1,\n").unwrap();
+    let err = fails(
+        kessel_api(
+            url,
+            None,
+            &["create", "other", "--from-file", file.to_str().unwrap()],
+        ),
+        1,
+    );
+    assert!(
+        err.starts_with(&format!(
+            "error: malformed JSON payload on line 3 of {}",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(api_json(url, &["jobs"])[0]["total"], 1500);
+}
+
+#[test]
+fn tail_over_the_api_follows_events_filtered_by_task_tag_and_kind() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.clone();
+    let tail = spawn_kessel(
+        &[("KESSEL_API_URL", &url)],
+        &[
+            "--json",
+            "tail",
+            "--task",
+            "greet",
+            "--tag",
+            "default",
+            "--kind",
+            "completed",
+            "--count",
+            "2",
+        ],
+    );
+    // Until the stream is open, events go unseen: keep making them.
+    let (status, stdout, stderr) = wait_for(tail, || {
+        api_json(&url, &["create", "other", "1"]);
+        api_json(&url, &["create", "greet", r#""fail""#]);
+        api_json(&url, &["create", "greet", "2"]);
+    });
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for event in &lines {
+        assert_eq!(event["type"], "job");
+        assert_eq!(event["task"], "greet");
+        assert_eq!(event["kind"], "completed");
+        assert_eq!(event["value"], 2);
+    }
+
+    // human lines: time, kind, task, id, attempt, detail
+    let tail = spawn_kessel(
+        &[("KESSEL_API_URL", &url)],
+        &["tail", "--task", "greet", "--kind", "buried", "-n", "1"],
+    );
+    let (status, stdout, _) = wait_for(tail, || {
+        api_json(&url, &["create", "greet", r#""fail""#]);
+    });
+    assert!(status.success());
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(words[2..4], ["buried", "greet"], "{stdout}");
+    assert_eq!(words[5..], ["#1", "told", "to", "fail"], "{stdout}");
+
+    let err = fails(kessel_api(&url, None, &["tail", "--kind", "done"]), 1);
+    assert!(
+        err.starts_with("error: invalid value for --kind: `done` is not one of created"),
+        "{err}"
+    );
+    let err = fails(kessel_api(&url, None, &["tail", "--job", "nope"]), 1);
+    assert!(err.starts_with("error: invalid job id \"nope\""), "{err}");
+}
+
+#[test]
+fn suspend_over_the_api_holds_a_tasks_jobs_until_resumed() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.as_str();
+    kessel_api(url, None, &["suspend", "greet"])
+        .assert()
+        .success()
+        .stdout("suspended `greet`\n");
+    let held = api_json(url, &["create", "greet", "1"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A job of another task, created after it, runs on the same worker.
+    let runs = api_json(url, &["create", "other", "1"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the other task's job to complete", || {
+        api_status(url, &runs) == "completed"
+    });
+    assert_eq!(api_status(url, &held), "ready");
+    assert_eq!(
+        api_json(url, &["resume", "greet"]),
+        serde_json::json!({"task": "greet", "resumed": true})
+    );
+    eventually("the resumed task's job to complete", || {
+        api_status(url, &held) == "completed"
+    });
+}
+
+#[test]
+fn suspend_resume_and_tail_on_a_database_say_they_need_the_api() {
+    let db = Db::new();
+    for cmd in [&["suspend", "email"][..], &["resume", "email"], &["tail"]] {
+        let err = fails(db.kessel(cmd), 2);
+        assert!(
+            err.starts_with(&format!(
+                "error: `{}` needs a running kessel HTTP API (--api URL): ",
+                cmd[0]
+            )),
+            "{err}"
+        );
+    }
+    assert!(fails(db.kessel(&["tail"]), 2)
+        .contains("a database does not carry them to another process yet"));
+}
+
+#[test]
+fn tokens_are_sent_and_a_read_only_token_cannot_change_jobs() {
+    let api = ApiServer::start(Auth::tokens().admin("adm-1").read_only("ro-1").into());
+    let url = api.url.as_str();
+    let err = fails(kessel_api(url, None, &["list"]), 1);
+    assert_eq!(
+        err,
+        "error: cannot list jobs: the API answered 401 unauthorized: a bearer token is required"
+    );
+    let err = fails(kessel_api(url, Some("wrong"), &["stats"]), 1);
+    assert!(err.contains("401 unauthorized"), "{err}");
+    let id = json_of(kessel_api(
+        url,
+        Some("adm-1"),
+        &["--json", "create", "other", "1", "--delay", "1h"],
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    kessel_api(url, Some("ro-1"), &["show", &id])
+        .assert()
+        .success();
+    let err = fails(kessel_api(url, Some("ro-1"), &["cancel", &id]), 1);
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot cancel {id}: the API answered 403 forbidden"
+        )),
+        "{err}"
+    );
+    // --token on the command line, and an http:// --database-url is an API
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kessel"));
+    cmd.env_remove("KESSEL_API_URL")
+        .env_remove("KESSEL_API_TOKEN")
+        .args(["-d", url, "--token", "adm-1", "cancel", &id]);
+    cmd.assert().success().stdout(format!("cancelled {id}\n"));
+}
+
+#[test]
+fn an_unreachable_or_unusable_api_is_one_line() {
+    let port = server::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    for cmd in [
+        &["list"][..],
+        &["tail"],
+        &["suspend", "t"],
+        &["create", "t"],
+    ] {
+        let err = fails(kessel_api(&url, None, cmd), 1);
+        assert!(
+            err.starts_with(&format!("error: cannot reach the kessel API at {url}: ")),
+            "{err}"
+        );
+    }
+    let err = fails(kessel_api("ftp://h", None, &["list"]), 1);
+    assert!(
+        err.starts_with("error: cannot use API URL \"ftp://h\""),
+        "{err}"
+    );
+    if !cfg!(feature = "cli-tls") {
+        let err = fails(kessel_api("https://h", None, &["list"]), 1);
+        assert!(err.contains("`cli-tls` feature"), "{err}");
+    }
+    let mut both = kessel_api(&url, None, &["list"]);
+    both.env("KESSEL_DATABASE_URL", "sqlite:x.db");
+    assert_eq!(
+        fails(both, 2),
+        "error: give either a database (--database-url) or an API (--api), not both"
+    );
+    for cmd in [&["migrate"][..], &["serve", "--no-auth"]] {
+        let err = fails(kessel_api(&url, None, cmd), 2);
+        assert!(
+            err.ends_with("works on a database (--database-url), not on an API"),
+            "{err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------
+// `kessel serve`: the HTTP API on a store, in its own process.
+
+/// Runs `kessel serve` on `envs`' store with token `tok`, awaits it
+/// answering, runs `check` on its URL, stops it with SIGTERM and expects
+/// a clean exit.
+fn serving(envs: &[(&str, &str)], check: impl FnOnce(&str)) {
+    let port = server::free_port().to_string();
+    let bind = format!("127.0.0.1:{port}");
+    let url = format!("http://{bind}");
+    let child = spawn_kessel(envs, &["serve", "--bind", &bind, "--token", "tok"]);
+    eventually("kessel serve to answer", || {
+        kessel_api(&url, Some("tok"), &["stats"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    check(&url);
+    terminate(&child);
+    let (status, stdout, stderr) = wait_for(child, || {});
+    assert!(status.success(), "{status:?} {stderr}");
+    assert!(
+        stdout.starts_with(&format!("kessel HTTP API on {url} for ")),
+        "{stdout}"
+    );
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn serve_puts_the_http_api_on_a_sqlite_store() {
+    let db = Db::new();
+    let mut created = String::new();
+    serving(&[("KESSEL_DATABASE_URL", &db.url())], |url| {
+        let out = json_of(kessel_api(
+            url,
+            Some("tok"),
+            &["--json", "create", "email", "{}", "--delay", "1h"],
+        ));
+        created = out["id"].as_str().unwrap().to_owned();
+        let err = fails(kessel_api(url, None, &["list"]), 1);
+        assert!(err.contains("401 unauthorized"), "{err}");
+    });
+    // stopped, it let go of the file, and the job is stored
+    assert_eq!(status_of(&db, &created), "scheduled");
+}
+
+#[test]
+fn serve_needs_a_token_or_no_auth_and_a_free_address() {
+    let db = Db::new();
+    let err = fails(db.kessel(&["serve"]), 2);
+    assert!(err.starts_with("error: `serve` needs a token"), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let err = fails(db.kessel(&["serve", "--no-auth", "--bind", &bind]), 1);
+    assert!(
+        err.starts_with(&format!("error: cannot listen on {bind}: ")),
+        "{err}"
+    );
+    let err = fails(db.kessel(&["serve", "--no-auth", "--bind", "nowhere"]), 1);
+    assert!(
+        err.starts_with("error: cannot listen on nowhere: "),
+        "{err}"
+    );
+}
+
+#[actix_rt::test]
+async fn postgres_serve_puts_the_http_api_on_a_schema() {
+    let Some(db) = common::pg::fresh().await else {
+        return;
+    };
+    kessel_on(&db.url, &["--schema", &db.schema, "migrate"])
+        .assert()
+        .success();
+    let envs = [
+        ("KESSEL_DATABASE_URL", db.url.as_str()),
+        ("KESSEL_SCHEMA", db.schema.as_str()),
+    ];
+    let mut created = String::new();
+    serving(&envs, |url| {
+        let out = json_of(kessel_api(
+            url,
+            Some("tok"),
+            &["--json", "create", "email", r#"{"a":1}"#],
+        ));
+        created = out["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            json_of(kessel_api(url, Some("tok"), &["--json", "jobs"]))[0]["ready"],
+            1
+        );
+    });
+    let shown = json_of(kessel_on(
+        &db.url,
+        &["--schema", &db.schema, "--json", "show", &created],
+    ));
+    assert_eq!(shown["payload"], serde_json::json!({"a": 1}));
+    db.drop().await;
+}
+
+// ---------------------------------------------------------------------
+// `kessel migrate --print`.
+
+async fn sqlite_objects(path: &Path) -> Vec<(String, String)> {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn migrate_print_gives_the_sql_that_makes_a_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("by-hand.db");
+    let url = format!("sqlite:{}", path.display());
+    let sql = kessel_on(&url, &["migrate", "--print"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let sql = String::from_utf8(sql).unwrap();
+    assert!(!path.exists(), "--print must not create the store");
+    assert!(sql.starts_with(&format!(
+        "-- kessel schema migrations from version 0 to {}",
+        kessel::store::SQLITE_SCHEMA_VERSION
+    )));
+    {
+        use sqlx::{ConnectOptions, Executor};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
+            .await
+            .unwrap();
+    }
+    // the store made by hand is the store `migrate` makes
+    let made = Db::new();
+    assert_eq!(
+        sqlite_objects(&path).await,
+        sqlite_objects(&made.path).await
+    );
+    let stats = json_of(kessel_on(&url, &["--json", "stats"]));
+    assert_eq!(
+        stats["schema_version"],
+        kessel::store::SQLITE_SCHEMA_VERSION
+    );
+    kessel_on(&url, &["migrate", "--print"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to apply"));
+
+    let from_3 = json_of(kessel_on(
+        "",
+        &[
+            "--json", "migrate", "--print", "--from", "3", "--store", "sqlite",
+        ],
+    ));
+    assert_eq!(from_3["from_version"], 3);
+    assert!(from_3["sql"]
+        .as_str()
+        .unwrap()
+        .contains("-- schema version 4"));
+    assert!(!from_3["sql"]
+        .as_str()
+        .unwrap()
+        .contains("-- schema version 3"));
+    let err = fails(kessel_on(&url, &["migrate", "--print", "--from", "99"]), 1);
+    assert!(
+        err.starts_with("error: invalid value for --from: schema versions go from 0"),
+        "{err}"
+    );
+    let err = fails(kessel_on("", &["migrate", "--print", "--from", "1"]), 1);
+    assert!(err.contains("--store sqlite|postgres"), "{err}");
+}
+
+#[actix_rt::test]
+async fn postgres_migrate_print_gives_the_sql_that_makes_a_schema() {
+    let Some(db) = common::pg::fresh().await else {
+        return;
+    };
+    let run =
+        |args: &[&str]| kessel_on(&db.url, &[&["--schema", db.schema.as_str()], args].concat());
+    let sql = run(&["migrate", "--print"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let sql = String::from_utf8(sql).unwrap();
+    assert!(
+        sql.contains(&format!("CREATE TABLE {}.jobs", db.schema)),
+        "{sql}"
+    );
+    let made: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = $1)",
+    )
+    .bind(&db.schema)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(!made, "--print must not create the schema");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    run(&["migrate", "--print"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to apply"));
+    let stats = json_of(run(&["--json", "stats"]));
+    assert_eq!(
+        stats["schema_version"],
+        kessel::store::postgres::SCHEMA_VERSION
+    );
+    assert_eq!(
+        json_of(run(&["--json", "create", "email", "1"]))["task"],
+        "email"
+    );
+    db.drop().await;
+}
+
+#[test]
+fn tail_ends_in_one_line_when_the_api_goes_away() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.clone();
+    let mut tail = spawn_kessel(&[("KESSEL_API_URL", &url)], &["tail", "--kind", "created"]);
+    // The first event it prints says the stream is open.
+    let mut stdout = std::io::BufReader::new(tail.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            let _ = tx.send(std::mem::take(&mut line));
+        }
+    });
+    let deadline = std::time::Instant::now() + server::PATIENCE;
+    loop {
+        api_json(&url, &["create", "other", "1", "--delay", "1h"]);
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            assert!(line.contains("created"), "{line}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "tail printed nothing");
+    }
+    drop(api);
+    let (status, _, stderr) = wait_for(tail, || {});
+    let _ = reader.join();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot reach the kessel API at {url}: ")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn create_unique_creates_nothing_while_a_live_job_holds_the_key() {
+    let db = Db::new();
+    let first = db.json(&["create", "sync", "42", "--unique", "customer-42"]);
+    assert_eq!(first["duplicate"], false);
+    let again = db.json(&["create", "sync", "43", "--unique", "customer-42"]);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["id"], first["id"]);
+    let out = db
+        .kessel(&["create", "sync", "44", "--unique", "customer-42"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        first["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "note: a live job holds this unique key; nothing was created\n"
+    );
+    // by payload: an equal payload of the same task is a duplicate
+    let a = db.json(&["create", "reindex", r#""users""#, "--unique-by-payload"]);
+    let b = db.json(&["create", "reindex", r#""users""#, "--unique-by-payload"]);
+    let c = db.json(&["create", "reindex", r#""orders""#, "--unique-by-payload"]);
+    assert_eq!(b["id"], a["id"]);
+    assert_ne!(c["id"], a["id"]);
+    // once the holder is final, the key is free
+    db.kessel(&["cancel", first["id"].as_str().unwrap()])
+        .assert()
+        .success();
+    let next = db.json(&["create", "sync", "45", "--unique", "customer-42"]);
+    assert_eq!(next["duplicate"], false);
+    assert_ne!(next["id"], first["id"]);
+    assert_eq!(db.json(&["jobs"])[1]["total"], 2);
+
+    let err = fails(db.kessel(&["create", "sync", "1", "--unique", ""]), 1);
+    assert!(err.contains("unique"), "{err}");
+    db.kessel(&["create", "sync", "--from-file", "x.jsonl", "--unique", "k"])
+        .assert()
+        .code(2);
+
+    let api = ApiServer::start(Auth::none());
+    let err = fails(
+        kessel_api(&api.url, None, &["create", "sync", "1", "--unique", "k"]),
+        1,
+    );
+    assert!(
+        err.starts_with(
+            "error: invalid value for --unique: the HTTP API does not take unique keys yet"
+        ),
+        "{err}"
+    );
 }

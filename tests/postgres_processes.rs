@@ -281,3 +281,57 @@ async fn a_cancel_from_this_process_reaches_a_job_running_in_a_worker_process() 
     assert!(none_left.is_empty());
     db.drop().await;
 }
+
+#[actix_rt::test]
+async fn eight_processes_racing_to_create_one_unique_key_store_one_job() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let producers: Vec<Child> = (0..8)
+        .map(|_| {
+            Command::new(example("producer"))
+                .args([
+                    &db.url,
+                    "--schema",
+                    &db.schema,
+                    "--count",
+                    "1000",
+                    "--task",
+                    "race",
+                    "--unique",
+                    "the one key",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a producer")
+        })
+        .collect();
+    let (mut new, mut duplicates) = (0u64, 0u64);
+    for producer in producers {
+        let out = producer.wait_with_output().expect("wait for a producer");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout);
+        let numbers: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert_eq!(numbers.len(), 2, "{line}");
+        new += numbers[0];
+        duplicates += numbers[1];
+    }
+    assert_eq!(
+        (new, duplicates),
+        (1, 7999),
+        "one create of 8,000 made a job"
+    );
+    let stored = store
+        .jobs_query(&JobQuery::default().task("race").limit(100))
+        .await
+        .expect("query");
+    assert_eq!(stored.len(), 1, "one job in the database");
+    assert_eq!(stored[0].status, JobStatus::Ready);
+}

@@ -191,13 +191,17 @@ fn retention() -> impl Strategy<Value = Retention> {
         Just(Duration::from_nanos(1)),
         (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
     ];
-    (age, count, interval).prop_map(|(completed_max_age, completed_max_count, interval)| {
-        Retention {
-            completed_max_age,
-            completed_max_count,
-            interval,
-        }
-    })
+    (age.clone(), count.clone(), age, count, interval).prop_map(
+        |(completed_max_age, completed_max_count, buried_max_age, buried_max_count, interval)| {
+            Retention {
+                completed_max_age,
+                completed_max_count,
+                buried_max_age,
+                buried_max_count,
+                interval,
+            }
+        },
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize)]

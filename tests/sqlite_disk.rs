@@ -67,6 +67,7 @@ async fn queue_on(store: Arc<SqliteStore>) -> Queue {
             completed_max_count: Some(CAP),
             // Far beyond the test: only pruning as jobs complete runs.
             interval: Duration::from_secs(3_600),
+            ..Retention::default()
         })
         .build()
         .await

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Operate a kessel job queue on SQLite or PostgreSQL: list, inspect,
-/// create, cancel, kick and clean jobs. Runs no workers.
+/// Operate a kessel job queue on SQLite or PostgreSQL, or through a
+/// running kessel HTTP API: list, inspect, create, cancel, kick and clean
+/// jobs, follow events, serve the API. Runs no workers.
 #[derive(Debug, Parser)]
 #[command(name = "kessel", version, propagate_version = true)]
 pub(crate) struct Cli {
     /// The store: sqlite:PATH, a path ending in .db/.sqlite/.sqlite3, or
-    /// postgres://USER@HOST/DB.
+    /// postgres://USER@HOST/DB; an http:// URL is read as --api.
     #[arg(
         long,
         short = 'd',
@@ -24,6 +25,20 @@ pub(crate) struct Cli {
     /// The PostgreSQL schema kessel's tables are in (default `kessel`).
     #[arg(long, global = true, env = "KESSEL_SCHEMA")]
     pub(crate) schema: Option<String>,
+    /// A running kessel HTTP API instead of a database: its base URL
+    /// (http://HOST:PORT, with the path it is mounted at).
+    #[arg(long, global = true, env = "KESSEL_API_URL", value_name = "URL")]
+    pub(crate) api: Option<String>,
+    /// The bearer token for --api; for `serve`, the admin token it
+    /// accepts.
+    #[arg(
+        long,
+        global = true,
+        env = "KESSEL_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<String>,
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -46,7 +61,7 @@ pub(crate) enum Command {
         /// The job's id.
         id: String,
     },
-    /// Creates a job (or many, with --from).
+    /// Creates a job (or many, with --from-file).
     Create(CreateArgs),
     /// Cancels jobs by id.
     Cancel {
@@ -66,10 +81,26 @@ pub(crate) enum Command {
         /// A regular expression, matched against the payload's JSON text.
         pattern: String,
     },
+    /// Stops starting a task's jobs, in the process that runs them (--api
+    /// only); running jobs go on.
+    Suspend {
+        /// The task.
+        task: String,
+    },
+    /// Starts a suspended task's jobs again (--api only).
+    Resume {
+        /// The task.
+        task: String,
+    },
+    /// Follows job and queue events as they happen (--api only).
+    Tail(TailArgs),
     /// Totals by status, and what the store is.
     Stats,
-    /// Creates the store or brings its schema to this kessel's version.
-    Migrate,
+    /// Creates the store or brings its schema to this kessel's version;
+    /// with --print, prints the SQL instead.
+    Migrate(MigrateArgs),
+    /// Serves the kessel HTTP API on a store (no workers).
+    Serve(ServeArgs),
     /// Prints a shell completion script.
     Completions {
         /// The shell.
@@ -86,6 +117,10 @@ pub(crate) struct ListArgs {
     /// Only jobs of these tasks (repeat).
     #[arg(long, short = 't')]
     pub(crate) task: Vec<String>,
+    /// Only jobs of tasks with these tags (repeat; --api only: tags are
+    /// known to the process that defines the tasks).
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
     /// Only the job(s) with this reference.
     #[arg(long, short = 'r')]
     pub(crate) reference: Option<String>,
@@ -110,7 +145,7 @@ pub(crate) struct CreateArgs {
     pub(crate) payload: Option<String>,
     /// A file of JSON lines, one payload per line, to create one job each
     /// (`-` for stdin).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long = "from-file", visible_alias = "from", value_name = "FILE")]
     pub(crate) from: Option<PathBuf>,
     /// Start no earlier than this from now (30s, 5m, 2h, 1d).
     #[arg(long, value_name = "DURATION", conflicts_with = "run_at")]
@@ -130,6 +165,14 @@ pub(crate) struct CreateArgs {
     /// Attempts allowed (default: the task's retry policy).
     #[arg(long)]
     pub(crate) max_attempts: Option<u32>,
+    /// Create nothing while a live job holds this unique key (then print
+    /// that job's id); on a database.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["from", "unique_by_payload"])]
+    pub(crate) unique: Option<String>,
+    /// Create nothing while a live job of the task has an equal payload;
+    /// on a database.
+    #[arg(long, conflicts_with = "from")]
+    pub(crate) unique_by_payload: bool,
 }
 
 /// `kessel kick`.
@@ -153,12 +196,81 @@ pub(crate) struct CleanArgs {
     /// completed).
     #[arg(long, short = 's')]
     pub(crate) status: Vec<String>,
-    /// Only jobs of these tasks (repeat).
-    #[arg(long, short = 't')]
+    /// Only jobs of these tasks (repeat; on a database).
+    #[arg(long, short = 't', conflicts_with = "tag")]
     pub(crate) task: Vec<String>,
+    /// Only jobs of tasks with these tags (repeat; --api only: tags are
+    /// known to the process that defines the tasks).
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
     /// Only jobs that finished longer ago than this (7d, 12h).
     #[arg(long, value_name = "DURATION")]
     pub(crate) older_than: Option<String>,
+}
+
+/// `kessel tail`.
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// Only events of jobs of this task.
+    #[arg(long, short = 't')]
+    pub(crate) task: Option<String>,
+    /// Only events of jobs of tasks with this tag.
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// Only events of this job.
+    #[arg(long)]
+    pub(crate) job: Option<String>,
+    /// Only these kinds (repeat or comma separate): created, scheduled,
+    /// started, progress, log, completed, failed, timed-out, retrying,
+    /// buried, expired, cancelled, kicked, and queue for queue events.
+    #[arg(long, short = 'k')]
+    pub(crate) kind: Vec<String>,
+    /// Stop after this many events.
+    #[arg(long, short = 'n')]
+    pub(crate) count: Option<u64>,
+}
+
+/// `kessel migrate`.
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    /// Print the SQL that would bring the store to this kessel's schema,
+    /// without applying it.
+    #[arg(long)]
+    pub(crate) print: bool,
+    /// With --print: the SQL from this schema version on (0: all of it),
+    /// without reading the store's version.
+    #[arg(long, requires = "print", value_name = "VERSION")]
+    pub(crate) from: Option<i64>,
+    /// With --print --from: which store's SQL (sqlite or postgres), when
+    /// no database is given.
+    #[arg(long, requires = "from", value_parser = ["sqlite", "postgres"])]
+    pub(crate) store: Option<String>,
+}
+
+/// `kessel serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on.
+    #[arg(
+        long,
+        env = "KESSEL_BIND",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub(crate) bind: String,
+    /// A token that may read but not change jobs (the admin token is
+    /// --token).
+    #[arg(
+        long,
+        env = "KESSEL_API_READ_ONLY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) read_only_token: Option<String>,
+    /// Serve without tokens: anyone who reaches the address may create,
+    /// cancel and delete jobs.
+    #[arg(long, conflicts_with = "read_only_token")]
+    pub(crate) no_auth: bool,
 }
 
 #[cfg(test)]

@@ -1,22 +1,20 @@
-//! One function per command: each reads and changes the store through
-//! the library's public API and prints a table or JSON.
+//! One function per command: each reads and changes jobs through a
+//! [`Backend`] (the library's public API on a store, or a running HTTP
+//! API) and prints a table or JSON.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
-use kessel::store::{JobDelete, JobQuery, Order, Store};
-use kessel::{Error, Job, JobId, JobStatus, NewJob, Queue};
+use kessel::store::{JobDelete, JobQuery, Order};
+use kessel::{Job, JobId, JobStatus};
 use serde_json::{json, Value};
 
 use super::args::{CleanArgs, CreateArgs, KickArgs, ListArgs};
-use super::connect::Opened;
+use super::backend::{Backend, CreateOptions, Unique, BATCH};
 use super::error::CliError;
 use super::output::{Cell, Out, Table};
 use super::parse;
-
-/// Jobs created, kicked, cancelled or removed per store call in bulk.
-const BATCH: usize = 1000;
 
 /// Counts of each status (in [`JobStatus::ALL`] order) by task.
 type Counts = BTreeMap<String, [u64; 8]>;
@@ -67,13 +65,9 @@ fn slot(status: JobStatus) -> usize {
         .unwrap_or_default()
 }
 
-async fn counts(queue: &Queue) -> Result<Counts, CliError> {
-    let stats = queue
-        .stats()
-        .await
-        .map_err(|e| CliError::queue("read the job counts", e))?;
+async fn counts(backend: &Backend) -> Result<Counts, CliError> {
     let mut by_task = Counts::new();
-    for c in stats.counts {
+    for c in backend.counts().await? {
         by_task.entry(c.task).or_default()[slot(c.status)] += c.count;
     }
     Ok(by_task)
@@ -89,8 +83,8 @@ fn maybe_when(at: Option<DateTime<Utc>>) -> String {
 
 /// `kessel tasks`: each task that has jobs, with pending, running, final
 /// and total counts.
-pub(crate) async fn tasks(queue: &Queue, out: &Out) -> Result<(), CliError> {
-    let by_task = counts(queue).await?;
+pub(crate) async fn tasks(backend: &Backend, out: &Out) -> Result<(), CliError> {
+    let by_task = counts(backend).await?;
     let rows: Vec<(String, u64, u64, u64, u64)> = by_task
         .into_iter()
         .map(|(task, n)| {
@@ -137,8 +131,8 @@ pub(crate) async fn tasks(queue: &Queue, out: &Out) -> Result<(), CliError> {
 }
 
 /// `kessel jobs`: counts by task and status, with a total row.
-pub(crate) async fn jobs(queue: &Queue, out: &Out) -> Result<(), CliError> {
-    let by_task = counts(queue).await?;
+pub(crate) async fn jobs(backend: &Backend, out: &Out) -> Result<(), CliError> {
+    let by_task = counts(backend).await?;
     if out.json {
         let list: Vec<TaskCounts<'_>> = by_task
             .iter()
@@ -177,9 +171,14 @@ pub(crate) async fn jobs(queue: &Queue, out: &Out) -> Result<(), CliError> {
 }
 
 /// `kessel stats`: totals by status and what the store is.
-pub(crate) async fn stats(opened: &Opened, queue: &Queue, out: &Out) -> Result<(), CliError> {
-    let by_task = counts(queue).await?;
-    let version = opened.schema_version().await?;
+pub(crate) async fn stats(backend: &Backend, out: &Out) -> Result<(), CliError> {
+    let by_task = counts(backend).await?;
+    let version = match backend {
+        Backend::Store { opened, .. } => Some(opened.schema_version().await?),
+        // The API does not say.
+        Backend::Api(_) => None,
+    };
+    let location = backend.location();
     let mut totals = [0u64; 8];
     for n in by_task.values() {
         for (t, c) in totals.iter_mut().zip(n) {
@@ -189,21 +188,20 @@ pub(crate) async fn stats(opened: &Opened, queue: &Queue, out: &Out) -> Result<(
     let total: u64 = totals.iter().sum();
     if out.json {
         return out.json(&json!({
-            "location": opened.location,
+            "location": location,
             "schema_version": version,
             "tasks": by_task.len(),
             "counts": StatusCounts::of(&totals),
         }));
     }
     let mut table = Table::new(out, &["", ""], &[]);
-    table.row(vec![
-        Cell::left("store"),
-        Cell::left(opened.location.to_string()),
-    ]);
-    table.row(vec![
-        Cell::left("schema version"),
-        Cell::left(version.to_string()),
-    ]);
+    table.row(vec![Cell::left("store"), Cell::left(location.to_string())]);
+    if let Some(version) = version {
+        table.row(vec![
+            Cell::left("schema version"),
+            Cell::left(version.to_string()),
+        ]);
+    }
     table.row(vec![
         Cell::left("tasks"),
         Cell::left(by_task.len().to_string()),
@@ -227,7 +225,7 @@ pub(crate) async fn stats(opened: &Opened, queue: &Queue, out: &Out) -> Result<(
 }
 
 /// `kessel list`.
-pub(crate) async fn list(queue: &Queue, out: &Out, args: ListArgs) -> Result<(), CliError> {
+pub(crate) async fn list(backend: &Backend, out: &Out, args: ListArgs) -> Result<(), CliError> {
     let mut query = JobQuery::default()
         .limit(args.limit)
         .offset(args.offset)
@@ -239,10 +237,11 @@ pub(crate) async fn list(queue: &Queue, out: &Out, args: ListArgs) -> Result<(),
     query.statuses = parse::statuses("--status", &args.status)?;
     query.tasks = args.task;
     query.reference = args.reference;
-    let jobs = queue
-        .fetch(query)
-        .await
-        .map_err(|e| CliError::queue("list jobs", e))?;
+    if !args.tag.is_empty() && matches!(backend, Backend::Store { .. }) {
+        return Err(tags_on_a_store());
+    }
+    query.tags = args.tag;
+    let jobs = backend.fetch(query).await?;
     if out.json {
         return out.json(&jobs);
     }
@@ -290,12 +289,9 @@ fn indent(text: &str) -> String {
 }
 
 /// `kessel show ID`.
-pub(crate) async fn show(queue: &Queue, out: &Out, id: &str) -> Result<(), CliError> {
+pub(crate) async fn show(backend: &Backend, out: &Out, id: &str) -> Result<(), CliError> {
     let id = parse::job_id(id)?;
-    let job = queue
-        .job(id)
-        .await
-        .map_err(|e| CliError::queue(format!("read job {id}"), e))?;
+    let job = backend.job(id).await?;
     if out.json {
         return out.json(&job);
     }
@@ -372,7 +368,8 @@ fn render_job(out: &Out, job: &Job) -> String {
     text
 }
 
-/// The payloads `--from` names, one per non-empty line.
+/// The payloads `--from-file` names, one per non-empty line; a line that
+/// is not JSON is an error naming it, before any job is created.
 fn read_lines(path: &std::path::Path) -> Result<Vec<Box<serde_json::value::RawValue>>, CliError> {
     let (name, text) = if path.as_os_str() == "-" {
         ("stdin".to_owned(), read_stdin()?)
@@ -402,23 +399,28 @@ fn read_stdin() -> Result<String, CliError> {
     Ok(text)
 }
 
-/// `kessel create TASK [PAYLOAD]` and `kessel create TASK --from FILE`.
-pub(crate) async fn create(queue: &Queue, out: &Out, args: CreateArgs) -> Result<(), CliError> {
-    let delay = args
-        .delay
-        .as_deref()
-        .map(|d| parse::duration("--delay", d))
-        .transpose()?;
-    let run_at = args
-        .run_at
-        .as_deref()
-        .map(|t| parse::time("--run-at", t))
-        .transpose()?;
-    let expires_in = args
-        .expires_in
-        .as_deref()
-        .map(|d| parse::duration("--expires-in", d))
-        .transpose()?;
+/// `kessel create TASK [PAYLOAD]` and `kessel create TASK --from-file FILE`.
+pub(crate) async fn create(backend: &Backend, out: &Out, args: CreateArgs) -> Result<(), CliError> {
+    let options = CreateOptions {
+        delay: args
+            .delay
+            .as_deref()
+            .map(|d| parse::duration("--delay", d))
+            .transpose()?,
+        run_at: args
+            .run_at
+            .as_deref()
+            .map(|t| parse::time("--run-at", t))
+            .transpose()?,
+        expires_in: args
+            .expires_in
+            .as_deref()
+            .map(|d| parse::duration("--expires-in", d))
+            .transpose()?,
+        priority: args.priority,
+        reference: args.reference,
+        max_attempts: args.max_attempts,
+    };
     let payloads = match (&args.from, args.payload.as_deref()) {
         (Some(path), _) => read_lines(path)?,
         (None, Some("-")) => vec![parse::payload(&read_stdin()?, || "(stdin)".into())?],
@@ -426,51 +428,33 @@ pub(crate) async fn create(queue: &Queue, out: &Out, args: CreateArgs) -> Result
         (None, None) => vec![parse::payload("null", String::new)?],
     };
     let task = args.task;
-    let build = |payload: &serde_json::value::RawValue| {
-        let mut job = NewJob::new(&task, payload);
-        if let Some(d) = delay {
-            job = job.delay(d);
-        }
-        if let Some(at) = run_at {
-            job = job.run_at(at);
-        }
-        if let Some(d) = expires_in {
-            job = job.expires_in(d);
-        }
-        if let Some(p) = args.priority {
-            job = job.priority(p);
-        }
-        if let Some(r) = &args.reference {
-            job = job.reference(r.clone());
-        }
-        if let Some(m) = args.max_attempts {
-            job = job.max_attempts(m);
-        }
-        job
+    let unique = match (args.unique, args.unique_by_payload) {
+        (Some(key), _) => Some(Unique::Key(key)),
+        (None, true) => Some(Unique::ByPayload),
+        (None, false) => None,
     };
-    let total = payloads.len();
+    if let (Some(unique), [payload]) = (unique, payloads.as_slice()) {
+        let (id, duplicate) = backend
+            .create_unique(&task, payload, &options, unique)
+            .await?;
+        if out.json {
+            return out.json(&json!({"id": id, "task": task, "duplicate": duplicate}));
+        }
+        if duplicate {
+            eprintln!("note: a live job holds this unique key; nothing was created");
+        }
+        return out.text(&id.to_string());
+    }
     let bar = if args.from.is_some() {
-        out.progress(total as u64, "creating")
+        out.progress(payloads.len() as u64, "creating")
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut ids: Vec<JobId> = Vec::with_capacity(total);
-    for chunk in payloads.chunks(BATCH) {
-        let handles = queue
-            .create_many(chunk.iter().map(|p| build(p)))
-            .await
-            .map_err(|e| {
-                let done = if ids.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (after creating {} of {total})", ids.len())
-                };
-                CliError::queue(format!("cannot create jobs of `{task}`{done}"), e)
-            })?;
-        ids.extend(handles.iter().map(|h| h.id()));
-        bar.inc(chunk.len() as u64);
-    }
+    let ids = backend
+        .create_many(&task, &payloads, &options, |n| bar.inc(n as u64))
+        .await;
     bar.finish_and_clear();
+    let ids = ids?;
     match (args.from.is_some(), out.json) {
         (false, true) => out.json(&json!({"id": ids.first(), "task": task})),
         (false, false) => out.text(&ids.first().map(ToString::to_string).unwrap_or_default()),
@@ -484,14 +468,11 @@ fn job_ids(texts: &[String]) -> Result<Vec<JobId>, CliError> {
 }
 
 /// `kessel cancel ID...`.
-pub(crate) async fn cancel(queue: &Queue, out: &Out, ids: &[String]) -> Result<(), CliError> {
+pub(crate) async fn cancel(backend: &Backend, out: &Out, ids: &[String]) -> Result<(), CliError> {
     let ids = job_ids(ids)?;
     let mut done = Vec::new();
     for id in ids {
-        queue
-            .cancel(id)
-            .await
-            .map_err(|e| CliError::queue(format!("cannot cancel {id}"), e))?;
+        backend.cancel(id).await?;
         if !out.json {
             out.text(&format!("cancelled {id}"))?;
         }
@@ -504,15 +485,12 @@ pub(crate) async fn cancel(queue: &Queue, out: &Out, ids: &[String]) -> Result<(
 }
 
 /// `kessel kick ID...` and `kessel kick --task TASK [--limit N]`.
-pub(crate) async fn kick(queue: &Queue, out: &Out, args: KickArgs) -> Result<(), CliError> {
+pub(crate) async fn kick(backend: &Backend, out: &Out, args: KickArgs) -> Result<(), CliError> {
     let Some(task) = args.task else {
         let ids = job_ids(&args.ids)?;
         let mut done = Vec::new();
         for id in ids {
-            queue
-                .kick(id)
-                .await
-                .map_err(|e| CliError::queue(format!("cannot kick {id}"), e))?;
+            backend.kick(id).await?;
             if !out.json {
                 out.text(&format!("kicked {id}"))?;
             }
@@ -524,7 +502,7 @@ pub(crate) async fn kick(queue: &Queue, out: &Out, args: KickArgs) -> Result<(),
         return Ok(());
     };
     let limit = args.limit.unwrap_or(usize::MAX);
-    let buried = counts(queue)
+    let buried = counts(backend)
         .await?
         .get(&task)
         .map_or(0, |n| n[slot(JobStatus::Buried)]);
@@ -532,7 +510,7 @@ pub(crate) async fn kick(queue: &Queue, out: &Out, args: KickArgs) -> Result<(),
     let mut seen = HashSet::new();
     let mut done = Vec::new();
     while done.len() < limit {
-        let page = queue
+        let page = backend
             .fetch(
                 JobQuery::default()
                     .task(&task)
@@ -540,8 +518,7 @@ pub(crate) async fn kick(queue: &Queue, out: &Out, args: KickArgs) -> Result<(),
                     .order(Order::OldestFirst)
                     .limit(BATCH.min(limit - done.len())),
             )
-            .await
-            .map_err(|e| CliError::queue(format!("cannot list buried jobs of `{task}`"), e))?;
+            .await?;
         let fresh: Vec<JobId> = page
             .iter()
             .map(|j| j.id)
@@ -551,11 +528,11 @@ pub(crate) async fn kick(queue: &Queue, out: &Out, args: KickArgs) -> Result<(),
             break;
         }
         for id in fresh {
-            match queue.kick(id).await {
+            match backend.kick(id).await {
                 Ok(()) => done.push(id),
                 // Kicked, cleaned or changed meanwhile.
-                Err(Error::WrongState { .. } | Error::UnknownJob(_)) => {}
-                Err(e) => return Err(CliError::queue(format!("cannot kick {id}"), e)),
+                Err(CliError::Refused(_) | CliError::NoJob(_)) => {}
+                Err(e) => return Err(e),
             }
             bar.inc(1);
         }
@@ -567,13 +544,9 @@ pub(crate) async fn kick(queue: &Queue, out: &Out, args: KickArgs) -> Result<(),
     out.text(&format!("kicked {} jobs of `{task}`", done.len()))
 }
 
-/// `kessel clean`: removes final jobs in batches, with a progress bar.
-pub(crate) async fn clean(
-    queue: &Queue,
-    store: &dyn Store,
-    out: &Out,
-    args: CleanArgs,
-) -> Result<(), CliError> {
+/// `kessel clean`: removes final jobs in batches, with a progress bar (on
+/// a store; through the API one request, which removes them all).
+pub(crate) async fn clean(backend: &Backend, out: &Out, args: CleanArgs) -> Result<(), CliError> {
     let mut statuses = parse::statuses("--status", &args.status)?;
     if statuses.is_empty() {
         statuses.push(JobStatus::Completed);
@@ -591,6 +564,30 @@ pub(crate) async fn clean(
         .as_deref()
         .map(|d| parse::duration("--older-than", d))
         .transpose()?;
+    let opened = match backend {
+        Backend::Api(api) => {
+            if !args.task.is_empty() {
+                return Err(CliError::BadValue {
+                    flag: "--task",
+                    reason: "the API cleans by tag, not by task: use --tag".into(),
+                });
+            }
+            let mut body = json!({
+                "statuses": statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                "tags": args.tag,
+            });
+            if let Some(age) = age {
+                body["older_than"] = json!(format!("{}ms", age.as_millis()));
+            }
+            let answer = api.post("cannot clean", "/clean", &body)?;
+            return report_removed(out, answer["removed"].as_u64().unwrap_or_default());
+        }
+        Backend::Store { opened, .. } => opened,
+    };
+    if !args.tag.is_empty() {
+        return Err(tags_on_a_store());
+    }
+    let store = &*opened.store;
     let finished_before = match age {
         None => None,
         Some(age) => {
@@ -604,7 +601,7 @@ pub(crate) async fn clean(
             }
         }
     };
-    let upper: u64 = counts(queue)
+    let upper: u64 = counts(backend)
         .await?
         .iter()
         .filter(|(task, _)| args.task.is_empty() || args.task.contains(task))
@@ -637,6 +634,14 @@ pub(crate) async fn clean(
     report_removed(out, removed)
 }
 
+/// `--tag` on a store: the CLI defines no task, so it knows no tag.
+fn tags_on_a_store() -> CliError {
+    CliError::BadValue {
+        flag: "--tag",
+        reason: "a job's tag is known only to the process that defines its task: use --task, or --tag with --api".into(),
+    }
+}
+
 fn report_removed(out: &Out, removed: u64) -> Result<(), CliError> {
     if out.json {
         return out.json(&json!({ "removed": removed }));
@@ -650,22 +655,38 @@ fn report_removed(out: &Out, removed: u64) -> Result<(), CliError> {
 /// PostgreSQL, where that only sees jobs this process claimed, the CLI
 /// lists the queued jobs and cancels each match.
 pub(crate) async fn delete_matching(
-    queue: &Queue,
-    store: &dyn Store,
+    backend: &Backend,
     out: &Out,
     task: &str,
     pattern: &str,
 ) -> Result<(), CliError> {
-    let cancelled = if store.shared().is_none() {
+    let (opened, queue) = match backend {
+        Backend::Api(api) => {
+            let answer = api.post(
+                &format!("cannot delete jobs of `{task}`"),
+                "/delete-matching",
+                &json!({"task": task, "pattern": pattern}),
+            )?;
+            let cancelled = answer["deleted"].as_u64().unwrap_or_default();
+            return report_matching(out, task, pattern, cancelled);
+        }
+        Backend::Store { opened, queue } => (opened, queue),
+    };
+    let cancelled = if opened.store.shared().is_none() {
         queue
             .delete_matching(task, pattern)
             .await
             .map_err(|e| CliError::queue(format!("cannot delete jobs of `{task}`"), e))?
+            as u64
     } else {
         let regex = regex::Regex::new(pattern).map_err(|e| CliError::BadValue {
             flag: "PATTERN",
             reason: format!("`{pattern}` is not a valid regular expression: {e}"),
         })?;
+        let queued = counts(backend).await?.get(task).map_or(0, |n| {
+            n[slot(JobStatus::Scheduled)] + n[slot(JobStatus::Ready)] + n[slot(JobStatus::Retrying)]
+        });
+        let bar = out.progress(queued, "matching");
         let mut skipped = 0;
         let mut cancelled = 0;
         loop {
@@ -675,31 +696,53 @@ pub(crate) async fn delete_matching(
                 .limit(BATCH)
                 .offset(skipped);
             query.statuses = vec![JobStatus::Scheduled, JobStatus::Ready, JobStatus::Retrying];
-            let page = queue
-                .fetch(query)
-                .await
-                .map_err(|e| CliError::queue(format!("cannot list jobs of `{task}`"), e))?;
+            let page = backend.fetch(query).await?;
             for job in &page {
+                bar.inc(1);
                 if !regex.is_match(job.payload.as_str()) {
                     skipped += 1;
                     continue;
                 }
-                match queue.cancel(job.id).await {
+                match backend.cancel(job.id).await {
                     Ok(()) => cancelled += 1,
                     // Finished or cancelled meanwhile.
-                    Err(Error::WrongState { .. } | Error::UnknownJob(_)) => {}
-                    Err(e) => return Err(CliError::queue(format!("cannot cancel {}", job.id), e)),
+                    Err(CliError::Refused(_) | CliError::NoJob(_)) => {}
+                    Err(e) => return Err(e),
                 }
             }
             if page.len() < BATCH {
+                bar.finish_and_clear();
                 break cancelled;
             }
         }
     };
+    report_matching(out, task, pattern, cancelled)
+}
+
+fn report_matching(out: &Out, task: &str, pattern: &str, cancelled: u64) -> Result<(), CliError> {
     if out.json {
         return out.json(&json!({ "task": task, "cancelled": cancelled }));
     }
     out.text(&format!(
         "cancelled {cancelled} queued jobs of `{task}` matching /{pattern}/"
     ))
+}
+
+/// `kessel suspend TASK` and `kessel resume TASK` (on an API).
+pub(crate) fn suspend(
+    backend: &Backend,
+    out: &Out,
+    command: &'static str,
+    task: &str,
+) -> Result<(), CliError> {
+    backend.task_action(command, task)?;
+    let done = if command == "suspend" {
+        "suspended"
+    } else {
+        "resumed"
+    };
+    if out.json {
+        return out.json(&json!({ "task": task, done: true }));
+    }
+    out.text(&format!("{done} `{task}`"))
 }

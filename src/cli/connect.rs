@@ -11,8 +11,67 @@ use std::time::Duration;
 use kessel::store::{PgOptions, PgStore, SqliteStore, Store};
 use kessel::{Queue, Retention};
 
+use super::api::{self, ApiClient};
+use super::backend::Backend;
 use super::error::CliError;
 use super::parse::{self, Target};
+
+/// Where the command line says to connect: a database or an API.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Connection<'a> {
+    /// `--database-url` / `KESSEL_DATABASE_URL`.
+    pub(crate) database_url: Option<&'a str>,
+    /// `--schema` / `KESSEL_SCHEMA`.
+    pub(crate) schema: Option<&'a str>,
+    /// `--api` / `KESSEL_API_URL`.
+    pub(crate) api: Option<&'a str>,
+    /// `--token` / `KESSEL_API_TOKEN`.
+    pub(crate) token: Option<&'a str>,
+}
+
+fn given(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+fn is_http(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+impl Connection<'_> {
+    /// The API's URL when the command line names one: `--api`, or an
+    /// `http(s)://` database URL. Both a database and an API is an error.
+    pub(crate) fn api_url(&self) -> Result<Option<&str>, CliError> {
+        match (given(self.database_url), given(self.api)) {
+            (Some(_), Some(_)) => Err(CliError::BothTargets),
+            (Some(db), None) if is_http(db) => Ok(Some(db)),
+            (_, api) => Ok(api),
+        }
+    }
+
+    /// Connects to what the command line names. `create` is passed on to
+    /// [`open`].
+    pub(crate) async fn backend(&self) -> Result<Backend, CliError> {
+        if let Some(url) = self.api_url()? {
+            if self.schema.is_some() {
+                return Err(CliError::SchemaOnSqlite(format!("the API at {url}")));
+            }
+            let base = api::base_url(url)?;
+            return Ok(Backend::Api(ApiClient::new(
+                base,
+                self.token.map(str::to_owned),
+            )));
+        }
+        let opened = open(self.database_url, self.schema, false).await?;
+        match opened.queue().await {
+            Ok(queue) => Ok(Backend::Store { opened, queue }),
+            Err(e) => {
+                let _ = opened.close(None).await;
+                Err(e)
+            }
+        }
+    }
+}
 
 /// An open store.
 #[derive(Debug)]
@@ -41,6 +100,11 @@ pub(crate) enum Location {
         /// The schema.
         schema: String,
     },
+    /// A running kessel HTTP API.
+    Api {
+        /// Its base URL.
+        url: String,
+    },
 }
 
 impl std::fmt::Display for Location {
@@ -48,6 +112,7 @@ impl std::fmt::Display for Location {
         match self {
             Location::Sqlite { path } => write!(f, "sqlite:{path}"),
             Location::Postgres { url, schema } => write!(f, "{url} (schema {schema})"),
+            Location::Api { url } => write!(f, "{url} (kessel HTTP API)"),
         }
     }
 }

@@ -8,13 +8,14 @@ use kessel::{DurationError, Error, JobId};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum CliError {
-    /// Neither `--database-url` nor `KESSEL_DATABASE_URL` was given.
-    #[error("no database given: pass --database-url or set KESSEL_DATABASE_URL")]
+    /// Neither `--database-url` nor `KESSEL_DATABASE_URL` (nor an API) was
+    /// given.
+    #[error("no database given: pass --database-url or set KESSEL_DATABASE_URL (or --api URL for a running kessel HTTP API)")]
     NoDatabase,
     /// A database URL that is neither SQLite nor PostgreSQL.
     #[error("cannot read database URL \"{0}\": expected sqlite:PATH, a path ending in .db, .sqlite or .sqlite3, or postgres://...")]
     BadDatabaseUrl(String),
-    /// `--schema` with a SQLite store.
+    /// `--schema` with a SQLite store or an API.
     #[error("--schema applies to PostgreSQL only, not to {0}")]
     SchemaOnSqlite(String),
     /// The SQLite file does not exist (only `migrate` creates one).
@@ -99,9 +100,64 @@ pub(crate) enum CliError {
         /// What the library said.
         source: Error,
     },
-    /// The library refused: the job is in the wrong state for it.
+    /// The library or the API refused: the job is in the wrong state for
+    /// it. The message is the library's (`job ... is cancelled, cannot
+    /// cancel`), from either.
     #[error("{0}")]
-    Refused(Error),
+    Refused(String),
+    /// Both a database and an API were given.
+    #[error("give either a database (--database-url) or an API (--api), not both")]
+    BothTargets,
+    /// A command that needs the HTTP API, run on a database.
+    #[error("`{command}` needs a running kessel HTTP API (--api URL): {why}")]
+    NeedsApi {
+        /// The command.
+        command: &'static str,
+        /// Why a database will not do.
+        why: &'static str,
+    },
+    /// A command that needs a database, run on an API.
+    #[error("`{0}` works on a database (--database-url), not on an API")]
+    NeedsDatabase(&'static str),
+    /// An API URL kessel cannot use.
+    #[error("cannot use API URL \"{url}\": {reason}")]
+    BadApiUrl {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The API could not be reached (refused, no such host, timed out).
+    #[error("cannot reach the kessel API at {url}: {reason}")]
+    ApiUnreachable {
+        /// The API's URL.
+        url: String,
+        /// What the HTTP client said.
+        reason: String,
+    },
+    /// The API answered with an error.
+    #[error("{action}: the API answered {status} {code}: {message}")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The HTTP status.
+        status: u16,
+        /// The API's error code (`unauthorized`, `invalid_field`, ...).
+        code: String,
+        /// The API's message.
+        message: String,
+    },
+    /// `serve` with no token and without `--no-auth`.
+    #[error("`serve` needs a token (--token or KESSEL_API_TOKEN, --read-only-token) or --no-auth to let anyone who reaches it change jobs")]
+    NoAuth,
+    /// `serve` could not bind its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Output could not be written or encoded.
     #[error("cannot write output: {0}")]
     Output(String),
@@ -120,7 +176,12 @@ impl CliError {
     /// The process exit code this error gives (see `docs/cli.md`).
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoDatabase | CliError::SchemaOnSqlite(_) => EXIT_USAGE,
+            CliError::NoDatabase
+            | CliError::SchemaOnSqlite(_)
+            | CliError::BothTargets
+            | CliError::NeedsApi { .. }
+            | CliError::NeedsDatabase(_)
+            | CliError::NoAuth => EXIT_USAGE,
             CliError::NoJob(_)
             | CliError::Queue {
                 source: Error::UnknownJob(_),
@@ -135,7 +196,7 @@ impl CliError {
     pub(crate) fn queue(action: impl Into<String>, source: Error) -> Self {
         match source {
             Error::UnknownJob(id) => CliError::NoJob(id),
-            source @ Error::WrongState { .. } => CliError::Refused(source),
+            source @ Error::WrongState { .. } => CliError::Refused(source.to_string()),
             source => CliError::Queue {
                 action: action.into(),
                 source,

@@ -1,21 +1,30 @@
 //! The `kessel` command line (feature `cli`): an operator's tool that
 //! opens a store as a producer-only process (no task defined, no worker
 //! started) and reads or changes its jobs through the library's public
-//! API. `docs/cli.md` describes every command.
+//! API, or does the same through a running kessel HTTP API.
+//! `docs/cli.md` describes every command.
 //!
 //! - [`args`]: the command line as clap reads it;
 //! - [`parse`]: ids, durations, times, payloads, URLs, as typed errors;
 //! - [`connect`]: opening the store and the queue, and closing them;
-//! - [`commands`]: one function per command;
+//! - [`api`]: the client of a running HTTP API;
+//! - [`backend`]: a store or an API, behind the commands;
+//! - [`commands`]: one function per command on a backend;
+//! - [`migrate`], [`serve`], [`tail`]: the commands that need one kind;
 //! - [`output`]: tables, colour, JSON and progress bars;
 //! - [`error`]: the CLI's error and its exit codes.
 
+mod api;
 mod args;
+mod backend;
 mod commands;
 mod connect;
 mod error;
+mod migrate;
 mod output;
 mod parse;
+mod serve;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -61,66 +70,62 @@ pub(crate) fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, out: Out) -> Result<(), CliError> {
-    let url = cli.database_url.as_deref();
-    let schema = cli.schema.as_deref();
+    let target = connect::Connection {
+        database_url: cli.database_url.as_deref(),
+        schema: cli.schema.as_deref(),
+        api: cli.api.as_deref(),
+        token: cli.token.as_deref(),
+    };
     match cli.command {
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "kessel", &mut std::io::stdout());
             Ok(())
         }
-        Command::Migrate => {
-            let opened = connect::open(url, schema, true).await?;
-            let version = opened.schema_version().await;
-            let closed = opened.close(None).await;
-            let version = version?;
-            closed?;
-            if out.json {
-                return out.json(&serde_json::json!({
-                    "location": opened.location,
-                    "schema_version": version,
-                }));
-            }
-            out.text(&format!(
-                "{} is at schema version {version}",
-                opened.location
-            ))
-        }
+        Command::Migrate(args) => migrate::run(&target, &out, args).await,
+        Command::Serve(args) => serve::run(&target, &out, args).await,
+        Command::Tail(args) => tail::run(&target, &out, args),
         command => {
-            let opened = connect::open(url, schema, false).await?;
-            let queue = match opened.queue().await {
-                Ok(queue) => queue,
-                Err(e) => {
-                    let _ = opened.close(None).await;
-                    return Err(e);
+            if let Command::Suspend { .. } | Command::Resume { .. } = command {
+                if target.api_url()?.is_none() {
+                    // Refused before the store is opened.
+                    return Err(CliError::NeedsApi {
+                        command: if matches!(command, Command::Suspend { .. }) {
+                            "suspend"
+                        } else {
+                            "resume"
+                        },
+                        why: backend::SUSPEND_ON_A_STORE,
+                    });
                 }
-            };
-            let result = dispatch(&opened, &queue, &out, command).await;
-            let closed = opened.close(Some(queue)).await;
+            }
+            let backend = target.backend().await?;
+            let result = dispatch(&backend, &out, command).await;
+            let closed = backend.close().await;
             result.and(closed)
         }
     }
 }
 
-async fn dispatch(
-    opened: &connect::Opened,
-    queue: &kessel::Queue,
-    out: &Out,
-    command: Command,
-) -> Result<(), CliError> {
+async fn dispatch(backend: &backend::Backend, out: &Out, command: Command) -> Result<(), CliError> {
     match command {
-        Command::Tasks => commands::tasks(queue, out).await,
-        Command::Jobs => commands::jobs(queue, out).await,
-        Command::Stats => commands::stats(opened, queue, out).await,
-        Command::List(args) => commands::list(queue, out, args).await,
-        Command::Show { id } => commands::show(queue, out, &id).await,
-        Command::Create(args) => commands::create(queue, out, args).await,
-        Command::Cancel { ids } => commands::cancel(queue, out, &ids).await,
-        Command::Kick(args) => commands::kick(queue, out, args).await,
-        Command::Clean(args) => commands::clean(queue, &*opened.store, out, args).await,
+        Command::Tasks => commands::tasks(backend, out).await,
+        Command::Jobs => commands::jobs(backend, out).await,
+        Command::Stats => commands::stats(backend, out).await,
+        Command::List(args) => commands::list(backend, out, args).await,
+        Command::Show { id } => commands::show(backend, out, &id).await,
+        Command::Create(args) => commands::create(backend, out, args).await,
+        Command::Cancel { ids } => commands::cancel(backend, out, &ids).await,
+        Command::Kick(args) => commands::kick(backend, out, args).await,
+        Command::Clean(args) => commands::clean(backend, out, args).await,
         Command::DeleteMatching { task, pattern } => {
-            commands::delete_matching(queue, &*opened.store, out, &task, &pattern).await
+            commands::delete_matching(backend, out, &task, &pattern).await
         }
-        Command::Migrate | Command::Completions { .. } => Ok(()),
+        Command::Suspend { task } => commands::suspend(backend, out, "suspend", &task),
+        Command::Resume { task } => commands::suspend(backend, out, "resume", &task),
+        Command::Migrate(_)
+        | Command::Serve(_)
+        | Command::Tail(_)
+        | Command::Completions { .. } => Ok(()),
     }
 }

@@ -32,6 +32,42 @@ impl Out {
         }
     }
 
+    /// Output for tests: no colour, no progress bars.
+    #[cfg(test)]
+    pub(crate) fn plain(json: bool) -> Self {
+        Out {
+            json,
+            color: false,
+            progress: false,
+        }
+    }
+
+    /// Prints one line of a stream (`tail`) and flushes it; false when
+    /// the reader is gone (a closed pipe), so the stream can stop.
+    pub(crate) fn line(&self, text: &str) -> Result<bool, CliError> {
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(CliError::Output(e.to_string())),
+        }
+    }
+
+    /// `shown` (an event kind, padded) in the colour of the event kind
+    /// `kind`, on a terminal.
+    pub(crate) fn kind(&self, kind: &str, shown: &str) -> String {
+        let code = match kind {
+            "completed" => "32",
+            "failed" | "timed-out" | "buried" | "expired" => "31",
+            "retrying" => "33",
+            "started" => "36",
+            "scheduled" => "34",
+            "cancelled" => "2",
+            _ => "0",
+        };
+        self.paint(code, shown)
+    }
+
     /// Prints `value` as pretty JSON.
     pub(crate) fn json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), CliError> {
         let text =
@@ -81,12 +117,13 @@ impl Out {
     /// A progress bar over `len` items on stderr, or a hidden one when
     /// stderr is not a terminal or JSON is asked for.
     pub(crate) fn progress(&self, len: u64, what: &'static str) -> ProgressBar {
-        if !self.progress {
+        if !self.progress || len == 0 {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::new(len);
+        // Cleared when dropped too, so an error ends in its one line.
+        let bar = ProgressBar::new(len).with_finish(indicatif::ProgressFinish::AndClear);
         if let Ok(style) =
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)")
+            ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} ({eta} left)")
         {
             bar.set_style(style.progress_chars("=> "));
         }

@@ -67,10 +67,13 @@
 //! A failing check panics, like `assert!`, with what was expected.
 
 mod fixtures;
+pub mod flow;
 mod harness;
+pub mod outcomes;
 pub mod queue;
 pub mod restart;
 pub mod store;
+pub mod unique;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -266,6 +269,15 @@ macro_rules! with_every_test {
             queue::queue_expires_a_job_not_started_in_time,
             queue::queue_stats_and_clean_read_the_store,
             queue::queue_stores_logs_and_progress_with_the_job,
+            outcomes::snooze_runs_a_job_again_later_without_using_an_attempt,
+            outcomes::dead_letter_carries_the_buried_job_to_its_dead_letter_task,
+            unique::unique_create_returns_the_live_holder_until_it_is_final,
+            unique::unique_while_waiting_frees_the_key_when_the_job_starts,
+            unique::unique_for_a_window_holds_the_key_after_the_job_ends,
+            unique::unique_cancel_by_key_or_reference_needs_no_id,
+            unique::unique_kicked_job_takes_its_key_back,
+            flow::flow_max_running_caps_the_jobs_running_at_once,
+            flow::flow_rate_limit_spaces_starts_and_allows_its_burst,
             restart::restart_keeps_every_pending_job_with_its_attempts,
             restart::restart_queue_resumes_where_the_last_one_stopped,
         }
@@ -408,6 +420,15 @@ macro_rules! conformance_tests {
             queue_expires_a_job_not_started_in_time,
             queue_stats_and_clean_read_the_store,
             queue_stores_logs_and_progress_with_the_job,
+            snooze_runs_a_job_again_later_without_using_an_attempt,
+            dead_letter_carries_the_buried_job_to_its_dead_letter_task,
+            unique_create_returns_the_live_holder_until_it_is_final,
+            unique_while_waiting_frees_the_key_when_the_job_starts,
+            unique_for_a_window_holds_the_key_after_the_job_ends,
+            unique_cancel_by_key_or_reference_needs_no_id,
+            unique_kicked_job_takes_its_key_back,
+            flow_max_running_caps_the_jobs_running_at_once,
+            flow_rate_limit_spaces_starts_and_allows_its_burst,
             restart_keeps_every_pending_job_with_its_attempts,
             restart_queue_resumes_where_the_last_one_stopped,
         );

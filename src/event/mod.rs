@@ -201,6 +201,18 @@ pub enum QueueEvent {
         /// How many jobs were ready for it.
         waiting: u64,
     },
+    /// Retention removed buried jobs past the dead set's cap
+    /// ([`Retention::buried_max_count`](crate::Retention::buried_max_count))
+    /// or age ([`Retention::buried_max_age`](crate::Retention::buried_max_age)),
+    /// oldest first.
+    BuriedDropped {
+        /// How many were removed.
+        count: u64,
+        /// The cap in force.
+        max_count: Option<usize>,
+        /// The age in force, in milliseconds.
+        max_age_ms: Option<u64>,
+    },
     /// A thread reported by [`QueueEvent::ThreadStuck`] answers again.
     ThreadResponsive {
         /// The tags of the worker the thread belongs to.

@@ -190,6 +190,32 @@ impl<S: Store + ?Sized> Store for MeteredStore<S> {
         .await
     }
 
+    async fn jobs_insert_unique(
+        &self,
+        job: &Job,
+        hold: &crate::store::UniqueHold,
+    ) -> Result<crate::store::Inserted, StoreError> {
+        timed(
+            "jobs_insert_unique",
+            None,
+            self.inner.jobs_insert_unique(job, hold),
+        )
+        .await
+    }
+
+    async fn job_unique_holder(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::job::JobId>, StoreError> {
+        timed(
+            "job_unique_holder",
+            None,
+            self.inner.job_unique_holder(key, now),
+        )
+        .await
+    }
+
     fn shared(&self) -> Option<&dyn SharedStore> {
         // Shared calls go through this wrapper too, so they are timed.
         self.inner.shared().map(|_| self as &dyn SharedStore)

@@ -61,6 +61,9 @@ pub struct TaskBuilder<'q, P = AnyPayload> {
     grace: Duration,
     retry: RetryPolicy,
     middleware: Vec<Arc<dyn Middleware>>,
+    dead_letter: Option<Arc<str>>,
+    max_running: Option<u32>,
+    rate_limit: Option<crate::flow::RateLimit>,
     error: Option<Error>,
     payload: PhantomData<fn() -> P>,
 }
@@ -109,6 +112,9 @@ impl<'q> TaskBuilder<'q> {
             grace: DEFAULT_GRACE,
             retry: RetryPolicy::default(),
             middleware: Vec::new(),
+            dead_letter: None,
+            max_running: None,
+            rate_limit: None,
             error: None,
             payload: PhantomData,
         }
@@ -298,6 +304,110 @@ impl<'q, P> TaskBuilder<'q, P> {
         self
     }
 
+    /// Names the task that receives this task's dead letters: when one of
+    /// its jobs is buried (attempts exhausted, a fatal error, a timeout on
+    /// the last attempt), kessel creates a job of `task` whose payload is a
+    /// [`DeadLetter`](crate::DeadLetter): the buried job's id, task,
+    /// payload, attempts and last error. The dead-letter job's reference is
+    /// `dead-letter:{id}`, so it can be found from the buried job's id.
+    ///
+    /// The buried job itself stays buried (it can still be kicked or
+    /// redriven). The dead letter is created after the bury is decided, at
+    /// least once: a crash between the two can leave a buried job without
+    /// its letter (redrive or kick it), never a letter lost once created.
+    /// `task` need not be defined in this process; on a shared store any
+    /// process that defines it runs the letters. A task cannot be its own
+    /// dead-letter destination.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{DeadLetter, JobContext, JobError, RetryPolicy};
+    /// let queue = kessel::Queue::new();
+    /// queue
+    ///     .define("charge card")
+    ///     .retry(RetryPolicy::none())
+    ///     .dead_letter("failed charges")
+    ///     .action(|_: JobContext<u64>| async { Err::<(), _>(JobError::fatal("card declined")) })?;
+    /// queue.define("failed charges").action(|job: JobContext<DeadLetter>| async move {
+    ///     Ok::<_, JobError>(format!("{} failed: {}", job.payload.task, job.payload.last_error))
+    /// })?;
+    /// queue.process(["default"]).start()?;
+    /// let charge = queue.create("charge card", 42).await?;
+    /// assert_eq!(charge.result().await?.status, kessel::JobStatus::Buried);
+    /// let reference = format!("dead-letter:{}", charge.id());
+    /// let letters = queue.fetch(kessel::store::JobQuery::default().reference(reference)).await?;
+    /// assert_eq!(letters.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn dead_letter(mut self, task: impl Into<String>) -> Self {
+        self.dead_letter = Some(task.into().into());
+        self
+    }
+
+    /// Lets at most `n` of this task's jobs run at once: on a store only
+    /// this process uses, in this process; on PostgreSQL, across every
+    /// process that defines the task with the same limit (a job leased to
+    /// a process counts from its claim to its end). Jobs over the limit
+    /// wait, ready, and start as running ones end, best first. `0` makes
+    /// [`TaskBuilder::action`] return [`Error::InvalidInput`] naming
+    /// `max_running` (suspend the task to hold it instead).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// // The reporting database takes two exports at a time, whatever the
+    /// // worker concurrency.
+    /// queue.define("export").max_running(2).action(|_: JobContext<u32>| async {
+    ///     Ok::<_, JobError>(())
+    /// })?;
+    /// queue.process(["default"]).concurrency(16).start()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_running(mut self, n: u32) -> Self {
+        self.max_running = Some(n);
+        self
+    }
+
+    /// Limits how often this task's jobs may start, in this process (see
+    /// [`RateLimit`](crate::RateLimit)): `"10/s"`, `"100/m"`, or
+    /// `RateLimit::per_second(10).burst(20)`. A job over the limit waits,
+    /// ready, and starts when the limit allows; it is never failed for it.
+    /// Unreadable text, or a zero count, period or burst, makes
+    /// [`TaskBuilder::action`] return the error (`Error::InvalidInput`
+    /// naming `rate_limit`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, RateLimit};
+    /// let queue = kessel::Queue::new();
+    /// queue.define("call partner api").rate_limit(RateLimit::per_second(10).burst(20))
+    ///     .action(|_: JobContext<u32>| async { Ok::<_, JobError>(()) })?;
+    /// let err = queue.define("bad").rate_limit("ten per second")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
+    ///     .unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "rate_limit", .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit(mut self, limit: impl crate::flow::IntoRateLimit) -> Self {
+        match limit.into_rate_limit() {
+            Ok(limit) => self.rate_limit = Some(limit),
+            Err(e) => {
+                self.error = self.error.take().or(Some(Error::InvalidInput {
+                    field: "rate_limit",
+                    reason: e.to_string(),
+                }))
+            }
+        }
+        self
+    }
+
     /// Adds middleware around this task's runs, inside any queue middleware.
     /// The first added is the outermost (see [`crate::middleware`]).
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
@@ -375,6 +485,24 @@ impl<'q, P> TaskBuilder<'q, P> {
                 reason: format!("task `{}` has an empty tag", self.name),
             });
         }
+        if let Some(dest) = &self.dead_letter {
+            validate_task_name(dest).map_err(|e| Error::InvalidInput {
+                field: "dead_letter",
+                reason: e.to_string(),
+            })?;
+            if **dest == *self.name {
+                return Err(Error::InvalidInput {
+                    field: "dead_letter",
+                    reason: format!("task `{}` cannot be its own dead-letter task", self.name),
+                });
+            }
+        }
+        if let Some(n) = self.max_running {
+            crate::flow::validate_max_running(n)?;
+        }
+        if let Some(limit) = &self.rate_limit {
+            limit.validate()?;
+        }
         let def = Arc::new(TaskDef {
             name: self.name.into(),
             tag: self.tag,
@@ -383,6 +511,9 @@ impl<'q, P> TaskBuilder<'q, P> {
             grace: self.grace,
             retry: self.retry,
             middleware: self.middleware,
+            dead_letter: self.dead_letter,
+            max_running: self.max_running,
+            rate_limit: self.rate_limit,
             action,
         });
         self.queue.register_task(def.clone())?;
@@ -433,6 +564,9 @@ impl Queue {
             grace,
             retry,
             middleware,
+            dead_letter,
+            max_running,
+            rate_limit,
             error,
             ..
         } = TaskBuilder::new(self, P::TASK.to_owned());
@@ -445,6 +579,9 @@ impl Queue {
             grace,
             retry,
             middleware,
+            dead_letter,
+            max_running,
+            rate_limit,
             error,
             payload: PhantomData,
         }

@@ -13,10 +13,13 @@
 
 use async_trait::async_trait;
 
-use crate::job::Job;
+use crate::error::Error;
+use crate::job::{Job, JobId};
 use crate::persistence::Persistence;
-use crate::scheduler::actor::{Admit, ClaimNow, CountCreated, Origin, SchedulerAddr, WatchExpiry};
-use crate::store::{JobUpdate, Store, StoreError};
+use crate::scheduler::actor::{
+    Admit, AdmitUnique, ClaimNow, CountCreated, Origin, SchedulerAddr, UniqueHolder, WatchExpiry,
+};
+use crate::store::{Inserted, JobUpdate, Store, StoreError, UniqueHold};
 
 /// One persistence mode's way of keeping jobs, as the queue handle acts
 /// on it.
@@ -44,6 +47,35 @@ pub(crate) trait Keeping: Send + Sync + std::fmt::Debug {
         job: Job,
         line: crate::job::LogLine,
     ) -> Result<(), StoreError>;
+
+    /// Keeps a new unique job unless a live job holds its key, and hands
+    /// it over when kept. The default asks the store, which enforces the
+    /// key for every process using it.
+    async fn keep_unique(
+        &self,
+        store: &dyn Store,
+        scheduler: &SchedulerAddr,
+        job: Job,
+        hold: UniqueHold,
+    ) -> Result<Inserted, Error> {
+        let inserted = store.jobs_insert_unique(&job, &hold).await?;
+        if inserted == Inserted::New {
+            self.hand_over_new(scheduler, vec![job]);
+        }
+        Ok(inserted)
+    }
+
+    /// The job holding the unique key `key` at `now`. The default asks
+    /// the store.
+    async fn unique_holder(
+        &self,
+        store: &dyn Store,
+        _scheduler: &SchedulerAddr,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<JobId>, Error> {
+        Ok(store.job_unique_holder(key, now).await?)
+    }
 
     /// Whether the scheduler holds the only copy of a pending job, so
     /// reads ask it before the store.
@@ -121,6 +153,36 @@ impl Keeping for InProcess {
     ) -> Result<(), StoreError> {
         admit_kicked(scheduler, job);
         Ok(())
+    }
+
+    async fn keep_unique(
+        &self,
+        _: &dyn Store,
+        scheduler: &SchedulerAddr,
+        job: Job,
+        hold: UniqueHold,
+    ) -> Result<Inserted, Error> {
+        // The scheduler holds every pending job: it decides, and admits.
+        scheduler
+            .send(AdmitUnique { job, hold })
+            .await
+            .map_err(|_| Error::ShutDown)
+    }
+
+    async fn unique_holder(
+        &self,
+        _: &dyn Store,
+        scheduler: &SchedulerAddr,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<JobId>, Error> {
+        scheduler
+            .send(UniqueHolder {
+                key: key.to_owned(),
+                now,
+            })
+            .await
+            .map_err(|_| Error::ShutDown)
     }
 
     fn pending_live_in_scheduler(&self) -> bool {

@@ -290,6 +290,12 @@ impl CreateJob<'_> {
         reference(reference: impl Into<String>);
         /// See [`NewJob::max_attempts`].
         max_attempts(attempts: u32);
+        /// See [`NewJob::unique`].
+        unique(key: impl Into<String>);
+        /// See [`NewJob::unique_by_payload`].
+        unique_by_payload();
+        /// See [`NewJob::unique_scope`].
+        unique_scope(scope: crate::UniqueScope);
     }
 }
 
@@ -359,12 +365,29 @@ impl<'q> IntoFuture for CreateJob<'q> {
 pub struct JobHandle {
     id: JobId,
     queue: Queue,
+    duplicate: bool,
 }
 
 impl JobHandle {
     /// The job's id.
     pub fn id(&self) -> JobId {
         self.id
+    }
+
+    /// Whether the create found a live job holding the new job's unique
+    /// key and created nothing: this handle is then the holder's (see
+    /// [`NewJob::unique`]). Always false for a job without a unique key.
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let handle = queue.create("report", 1).unique("daily report").await?;
+    /// assert!(!handle.is_duplicate());
+    /// assert!(queue.create("report", 2).unique("daily report").await?.is_duplicate());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
     }
 
     /// Waits until the job is final and returns what became of it.
@@ -681,6 +704,20 @@ impl Queue {
         let now = self.inner.clock.now_utc();
         let mut name = None;
         let log_created = self.inner.keeping.logs_created_line();
+        let mut jobs: Vec<NewJob> = jobs.into_iter().collect();
+        if jobs.iter().any(NewJob::is_unique) {
+            if jobs.len() > 1 {
+                return Err(Error::InvalidInput {
+                    field: "unique",
+                    reason: format!(
+                        "create_many got {} jobs, some unique: create unique jobs one per call",
+                        jobs.len()
+                    ),
+                });
+            }
+            let one = jobs.pop().expect("one job");
+            return Ok(vec![self.create_unique(one, now, log_created).await?]);
+        }
         let jobs: Vec<Job> = jobs
             .into_iter()
             .map(|j| j.into_job(now, &mut name, log_created))
@@ -713,12 +750,171 @@ impl Queue {
             .map(|j| JobHandle {
                 id: j.id,
                 queue: self.clone(),
+                duplicate: false,
             })
             .collect();
         self.inner
             .keeping
             .hand_over_new(&self.inner.scheduler, jobs);
         Ok(handles)
+    }
+
+    /// Creates `job`, a unique job, unless a live job holds its key.
+    async fn create_unique(
+        &self,
+        mut job: NewJob,
+        now: DateTime<Utc>,
+        log_created: bool,
+    ) -> Result<JobHandle, Error> {
+        let spec = job.take_unique().expect("a unique job");
+        let job = job.into_job(now, &mut None, log_created)?;
+        let hold = spec.hold(&job)?;
+        if !self.inner.scheduler.connected() {
+            return Err(Error::ShutDown);
+        }
+        let id = job.id;
+        if !self.inner.keeping.pending_live_in_scheduler() {
+            // The store decides: first give it every change this process
+            // has made (a holder that started or ended), so the decision
+            // sees what this process has seen.
+            self.barrier().await;
+        }
+        self.inner.creating.fetch_add(1, Ordering::SeqCst);
+        let kept = self
+            .inner
+            .keeping
+            .keep_unique(&*self.inner.store, &self.inner.scheduler, job.clone(), hold)
+            .await;
+        let drained = self.inner.creating.fetch_sub(1, Ordering::SeqCst) == 1;
+        let inserted = match kept {
+            Ok(inserted) => inserted,
+            Err(err) => {
+                if let Error::Store(err) = &err {
+                    self.inner.bus.queue(QueueEvent::Error {
+                        message: format!("storing a new unique job failed: {err}"),
+                    });
+                }
+                return Err(err);
+            }
+        };
+        if inserted == crate::store::Inserted::New && self.inner.bus.is_active() {
+            self.emit_created(&job);
+        }
+        if drained {
+            self.inner.bus.queue(QueueEvent::Drained);
+        }
+        Ok(JobHandle {
+            id: inserted.holder().unwrap_or(id),
+            queue: self.clone(),
+            duplicate: inserted.holder().is_some(),
+        })
+    }
+
+    /// Creates `job`, a job built with [`NewJob`]; set more options on the
+    /// returned [`CreateJob`], then `.await` it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::NewJob;
+    /// let queue = kessel::Queue::new();
+    /// let handle = queue.create_job(NewJob::new("report", 7).reference("nov")).priority(2).await?;
+    /// assert_eq!(queue.job(handle.id()).await?.priority, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn create_job(&self, job: NewJob) -> CreateJob<'_> {
+        CreateJob { queue: self, job }
+    }
+
+    /// The job that holds the unique key `key` now, if any (see
+    /// [`NewJob::unique`]). Sees every change this process made before
+    /// the call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]; [`Error::ShutDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let handle = queue.create("sync", 42).unique("sync:42").await?;
+    /// assert_eq!(queue.unique_holder("sync:42").await?, Some(handle.id()));
+    /// assert_eq!(queue.unique_holder("sync:43").await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn unique_holder(&self, key: &str) -> Result<Option<JobId>, Error> {
+        if !self.inner.keeping.pending_live_in_scheduler() {
+            self.barrier().await;
+        }
+        self.inner
+            .keeping
+            .unique_holder(&*self.inner.store, &self.inner.scheduler, key, self.now())
+            .await
+    }
+
+    /// Cancels the job that holds the unique key `key`, without knowing
+    /// its id; returns it, or `None` when no job holds the key.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::cancel`], and [`Queue::unique_holder`]'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let handle = queue.create("sync", 42).unique("sync:42").await?;
+    /// assert_eq!(queue.cancel_unique("sync:42").await?, Some(handle.id()));
+    /// assert_eq!(handle.result().await?.status, kessel::JobStatus::Cancelled);
+    /// assert_eq!(queue.cancel_unique("sync:42").await?, None, "the key is free again");
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_unique(&self, key: &str) -> Result<Option<JobId>, Error> {
+        let Some(id) = self.unique_holder(key).await? else {
+            return Ok(None);
+        };
+        self.cancel(id).await?;
+        Ok(Some(id))
+    }
+
+    /// Cancels every pending job with the producer reference `reference`;
+    /// returns how many. Jobs that end meanwhile are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]; [`Error::ShutDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.create("remind", 1).reference("order-9").delay("1h").await?;
+    /// queue.create("remind", 2).reference("order-9").delay("2h").await?;
+    /// assert_eq!(queue.cancel_by_reference("order-9").await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_by_reference(&self, reference: &str) -> Result<usize, Error> {
+        let mut query = crate::store::JobQuery::default()
+            .reference(reference)
+            .limit(usize::MAX);
+        query.statuses = JobStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .collect();
+        let mut cancelled = 0;
+        for job in self.fetch(query).await? {
+            match self.cancel(job.id).await {
+                Ok(()) => cancelled += 1,
+                Err(Error::WrongState { .. } | Error::UnknownJob(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(cancelled)
     }
 
     fn emit_created(&self, job: &Job) {

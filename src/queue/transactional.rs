@@ -176,7 +176,17 @@ impl Queue {
         let mut name = None;
         let jobs: Vec<Job> = jobs
             .into_iter()
-            .map(|j| j.into_job(now, &mut name, true))
+            .map(|j| {
+                if j.is_unique() {
+                    return Err(Error::InvalidInput {
+                        field: "unique",
+                        reason: format!(
+                            "{operation} does not create unique jobs yet: use create or create_job"
+                        ),
+                    });
+                }
+                j.into_job(now, &mut name, true)
+            })
             .collect::<Result<_, _>>()?;
         if jobs.is_empty() {
             return Ok(Vec::new());
@@ -197,6 +207,7 @@ impl Queue {
             .map(|j| JobHandle {
                 id: j.id,
                 queue: self.clone(),
+                duplicate: false,
             })
             .collect())
     }

@@ -129,6 +129,9 @@ pub(crate) enum Outcome {
 #[derive(Debug)]
 pub(crate) struct Report {
     pub(crate) slot: u32,
+    /// The run's task slot (a job decided while its run went on may be
+    /// gone when the report arrives: the task still counts the run).
+    pub(crate) task: u32,
     pub(crate) attempt: u32,
     pub(crate) outcome: Outcome,
     /// What the run logged and its last progress.
@@ -295,6 +298,7 @@ impl ActorFuture<Worker> for Drive {
 /// keeps what it needs to report: the attempt and the run's shared state.
 pub(crate) struct RunningJob {
     slot: u32,
+    task: u32,
     attempt: u32,
     shared: Arc<RunShared>,
     fut: Option<RunFuture>,
@@ -343,6 +347,7 @@ impl RunningJob {
         };
         RunningJob {
             slot: d.slot,
+            task: d.task,
             attempt,
             shared,
             fut,
@@ -358,6 +363,7 @@ impl RunningJob {
     pub(crate) fn start_failed(d: Dispatch, message: &str) -> Self {
         RunningJob {
             slot: d.slot,
+            task: d.task,
             attempt: d.info.attempt,
             shared: d.info.shared,
             fut: None,
@@ -394,6 +400,7 @@ impl RunningJob {
     fn report(&self, outcome: Outcome) -> Report {
         Report {
             slot: self.slot,
+            task: self.task,
             attempt: self.attempt,
             outcome,
             journal: std::mem::take(&mut *self.shared.journal.lock()),

@@ -49,6 +49,10 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The store does not do what was asked (a store written before the
+    /// feature existed, say unique jobs).
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
     /// Anything else.
     #[error("{0}")]
     Other(BoxError),

@@ -33,6 +33,7 @@ pub use sqlite::{
 };
 
 use crate::job::{Job, JobId, JobStatus, LogLine, Progress};
+pub use crate::unique::{Inserted, UniqueHold};
 
 /// One state change of a job, as the scheduler records it. It names the
 /// job and carries every field that can change after creation; `logs` are
@@ -350,6 +351,58 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
             Err(err) => Err((err, jobs)),
         }
     }
+    /// Stores a new unique job unless a live job holds its key
+    /// ([`UniqueHold::is_live`]); says which. Checking and storing are one
+    /// step: two callers with the same key, in any processes, never both
+    /// get [`Inserted::New`] while the first is live. The job's
+    /// `created_at` is now, by the queue's clock: a window hold has ended
+    /// when its `until` is not after it.
+    ///
+    /// The default returns [`StoreError::Unsupported`]: the memory store's
+    /// queue enforces uniqueness in its scheduler, which holds every
+    /// pending job.
+    ///
+    /// ```
+    /// use kessel::store::{Inserted, Store, StoreError, UniqueHold};
+    /// /// The id of the job that now holds `hold`'s key.
+    /// async fn create_once(store: &dyn Store, job: &kessel::Job, hold: &UniqueHold) -> Result<kessel::JobId, StoreError> {
+    ///     Ok(match store.jobs_insert_unique(job, hold).await? {
+    ///         Inserted::New => job.id,
+    ///         Inserted::Duplicate(holder) => holder,
+    ///     })
+    /// }
+    /// # let _ = create_once;
+    /// ```
+    async fn jobs_insert_unique(
+        &self,
+        job: &Job,
+        hold: &UniqueHold,
+    ) -> Result<Inserted, StoreError> {
+        let _ = (job, hold);
+        Err(StoreError::Unsupported("unique jobs"))
+    }
+
+    /// The job that holds `key` live at `now`, if any.
+    ///
+    /// The default returns [`StoreError::Unsupported`], as
+    /// [`jobs_insert_unique`](Store::jobs_insert_unique)'s does.
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() {
+    /// use kessel::store::{MemoryStore, Store, StoreError};
+    /// let held = MemoryStore::new().job_unique_holder("k", chrono::Utc::now()).await;
+    /// assert!(matches!(held, Err(StoreError::Unsupported(_))));
+    /// # }
+    /// ```
+    async fn job_unique_holder(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobId>, StoreError> {
+        let _ = (key, now);
+        Err(StoreError::Unsupported("unique jobs"))
+    }
+
     /// Records state changes, in order.
     async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError>;
     /// Every job not in a final state.

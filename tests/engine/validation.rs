@@ -167,6 +167,8 @@ async fn a_retention_age_beyond_the_range_keeps_everything() {
             completed_max_age: Some(Duration::MAX),
             completed_max_count: None,
             interval: Duration::from_secs(1),
+            buried_max_age: Some(Duration::MAX),
+            ..kessel::Retention::default()
         })
         .build()
         .await

@@ -9,6 +9,7 @@ use regex::Regex;
 use tokio::sync::oneshot;
 
 use super::{Batch, Scheduler};
+use crate::config::Removed;
 use crate::event::QueueEvent;
 use crate::job::JobStatus;
 use crate::middleware::Middleware;
@@ -37,10 +38,30 @@ impl Scheduler {
         });
     }
 
-    pub(super) fn pruned(&self, result: Result<u64, StoreError>) {
+    pub(super) fn pruned(&self, result: Result<Removed, StoreError>) {
         match result {
-            Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned completed jobs"),
-            Ok(_) => {}
+            Ok(removed) => {
+                if removed.completed > 0 {
+                    tracing::debug!(removed = removed.completed, "pruned completed jobs");
+                }
+                if removed.buried > 0 {
+                    // The dead set dropped jobs: never silently.
+                    let retention = self.pruning.retention();
+                    tracing::warn!(
+                        removed = removed.buried,
+                        max_count = ?retention.buried_max_count,
+                        max_age = ?retention.buried_max_age,
+                        "removed buried jobs past the dead set's cap or age"
+                    );
+                    self.bus.queue(QueueEvent::BuriedDropped {
+                        count: removed.buried,
+                        max_count: retention.buried_max_count,
+                        max_age_ms: retention
+                            .buried_max_age
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    });
+                }
+            }
             Err(err) => self.bus.queue(QueueEvent::Error {
                 message: format!("pruning completed jobs failed: {err}"),
             }),
@@ -69,7 +90,7 @@ impl Scheduler {
 /// A pruner's run ended (see `Scheduler::prune`).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(super) struct Pruned(Result<u64, StoreError>);
+pub(super) struct Pruned(Result<Removed, StoreError>);
 
 impl Handler<Pruned> for Scheduler {
     type Result = ();

@@ -19,6 +19,8 @@
 
 mod addr;
 mod admin;
+mod dead_letters;
+mod flow;
 mod held;
 mod index;
 mod journal;
@@ -30,6 +32,7 @@ mod routes;
 mod shared;
 mod table;
 mod threads;
+mod unique;
 mod unserved;
 
 use std::collections::HashMap;
@@ -51,6 +54,7 @@ pub(crate) use observe::ObserveJobs;
 pub(crate) use restart::{mailbox, AddrSlot};
 pub(crate) use shared::{ClaimNow, WatchExpiry};
 pub(crate) use threads::{Placement, StuckThreads};
+pub(crate) use unique::{AdmitUnique, UniqueHolder};
 pub(crate) use unserved::UnservedTags;
 
 use super::alarm::Alarm;
@@ -62,7 +66,7 @@ use std::task::Poll;
 use super::worker::{Dispatch, Outcome, Report, RunningJob};
 use crate::config::{Retention, SharedConfig};
 use crate::context::{RunInfo, RunShared};
-use crate::error::JobErrorKind;
+use crate::error::{JobError, JobErrorKind};
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
 use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::persistence::Persistence;
@@ -177,6 +181,15 @@ pub(crate) struct Scheduler {
     /// Finished runs' shared state, reset, for the next runs: one
     /// allocation fewer per job.
     spare_runs: Vec<Arc<RunShared>>,
+    /// Dead letters of jobs buried this turn, and how many are being
+    /// stored (see `dead_letters.rs`).
+    letters: dead_letters::Outbox,
+    /// Unique keys held by pending jobs, on a store kept in this process.
+    uniques: unique::Uniques,
+    /// The earliest tick a rate-limited held job may start, and whether a
+    /// wake is planned for it.
+    flow_wake: Option<u64>,
+    flow_wake_armed: bool,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
@@ -315,6 +328,10 @@ impl Scheduler {
             continuing: false,
             reports: Vec::new(),
             spare_runs: Vec::new(),
+            letters: dead_letters::Outbox::default(),
+            uniques: unique::Uniques::default(),
+            flow_wake: None,
+            flow_wake_armed: false,
             now: Default::default(),
             stopping: HashMap::new(),
             placement,
@@ -632,6 +649,10 @@ impl Scheduler {
             self.recycle(run);
         }
         let attempt = e.job.attempts;
+        if status == JobStatus::Buried {
+            let finished_at = self.now_utc();
+            self.post_dead_letter(&e, message.as_deref(), finished_at);
+        }
         let kind = match status {
             JobStatus::Completed => JobEventKind::Completed {
                 value: value.clone(),
@@ -767,6 +788,50 @@ impl Scheduler {
             self.recycle(run);
         }
         self.emit_slot(slot, JobEventKind::Retrying { run_at });
+        if self.is_shared() {
+            // Back to the store: whichever process is free when it is due runs it.
+            self.release(slot);
+            return;
+        }
+        if self.has_come(run_at) || !self.wait_until(slot, run_at, now) {
+            self.make_ready(slot, now);
+        }
+    }
+
+    /// A snoozed run: the job waits `delay` as scheduled, and the attempt
+    /// it just made does not count.
+    fn snooze(
+        &mut self,
+        slot: u32,
+        delay: Duration,
+        reason: String,
+        now: u64,
+        mut logs: Vec<LogLine>,
+    ) {
+        let run_at = crate::time::saturating_after(self.now_utc(), delay);
+        let Some(e) = self.jobs.get(slot) else { return };
+        let attempt = e.job.attempts;
+        logs.push(self.line(
+            attempt,
+            if reason.is_empty() {
+                format!("snoozed for {delay:?}")
+            } else {
+                format!("snoozed for {delay:?}: {reason}")
+            },
+        ));
+        let Some(e) = self.jobs.get_mut(slot) else {
+            return;
+        };
+        e.job.attempts = e.job.attempts.saturating_sub(1);
+        e.job.status = JobStatus::Scheduled;
+        e.job.set_run_at(run_at);
+        e.state = State::Waiting;
+        let run = e.run.take();
+        self.record(slot, logs);
+        if let Some(run) = run {
+            self.recycle(run);
+        }
+        self.emit_slot(slot, JobEventKind::Scheduled { run_at });
         if self.is_shared() {
             // Back to the store: whichever process is free when it is due runs it.
             self.release(slot);
@@ -941,6 +1006,10 @@ impl Scheduler {
                     );
                     continue;
                 }
+                let task = e.task;
+                if !self.flow_admits(task, key, now) {
+                    continue;
+                }
                 return Some(key.slot);
             }
         }
@@ -1045,6 +1114,7 @@ impl Scheduler {
     }
 
     fn on_report(&mut self, worker: usize, report: Report, now: u64) {
+        self.flow_run_ended(report.task);
         if let Some(w) = self.workers.get_mut(worker) {
             w.in_flight = w.in_flight.saturating_sub(1);
             if let Some(b) = w.batch.as_mut() {
@@ -1105,6 +1175,10 @@ impl Scheduler {
             Outcome::Completed(value) => {
                 self.finalize(report.slot, JobStatus::Completed, value, None, logs)
             }
+            Outcome::Failed(JobError {
+                kind: JobErrorKind::Snooze(delay),
+                message,
+            }) => self.snooze(report.slot, delay, message, now, logs),
             Outcome::Failed(err) => {
                 self.emit_slot(
                     report.slot,
@@ -1126,6 +1200,7 @@ impl Scheduler {
                     JobErrorKind::RetryAfter(d) => {
                         self.fail_transient(report.slot, err.message, Some(d), now, logs)
                     }
+                    JobErrorKind::Snooze(_) => unreachable!("matched above"),
                 }
             }
             Outcome::Panicked(msg) => {
@@ -1213,11 +1288,19 @@ impl Scheduler {
 
     /// Runs after every message: dispatch, flush writes, arm the timer.
     fn finish_turn(&mut self, ctx: &mut Context<Self>) {
+        self.send_dead_letters(ctx);
         self.expire_watched(ctx);
         self.dispatch(ctx);
+        // Jobs settled while dispatching may have buried some with a
+        // dead-letter task: their letters go out this turn too.
+        while self.letters.has_made() {
+            self.send_dead_letters(ctx);
+            self.dispatch(ctx);
+        }
         self.finish_batches();
         self.flush(ctx);
         self.arm(ctx);
+        self.arm_flow_wake(ctx);
         self.after_turn_unserved(ctx);
         self.check_drained(ctx);
         self.now.set(None);
@@ -1397,6 +1480,7 @@ impl Scheduler {
             Some(d) => {
                 d.reply.is_some()
                     && self.in_flight() == 0
+                    && self.letters.is_settled()
                     && self.journal.is_settled()
                     && self.shared.as_ref().is_none_or(|m| m.releases.is_empty())
             }

@@ -86,6 +86,7 @@ pub(super) struct Handover {
     workers: Vec<WorkerHandover>,
     journal: Journal,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
+    uniques: super::unique::Uniques,
     restarts: u32,
 }
 
@@ -159,6 +160,7 @@ impl Scheduler {
             workers,
             journal: std::mem::take(&mut self.journal).for_successor(),
             result_waiters: std::mem::take(&mut self.result_waiters),
+            uniques: self.uniques.take(),
             restarts: self.restarts + 1,
         }
     }
@@ -172,8 +174,10 @@ impl Scheduler {
             workers,
             journal,
             result_waiters,
+            uniques,
             restarts,
         } = handover;
+        self.uniques = uniques;
         self.routes.middleware = middleware;
         for task in tasks {
             let slot = self.routes.task_slot(&task.name);

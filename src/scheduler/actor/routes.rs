@@ -22,6 +22,9 @@ pub(super) struct TaskSlot {
     pub(super) suspended: bool,
     /// Ready jobs held back: the task is not defined here, or suspended.
     pub(super) parked: Vec<(u32, u32)>,
+    /// Its limits (running at once, rate) and the jobs they hold back;
+    /// `None` for a task without limits.
+    pub(super) flow: Option<Box<super::flow::Flow>>,
 }
 
 /// The tasks and tags a scheduler knows, by slot: a job holds its task's
@@ -63,6 +66,7 @@ impl Routes {
             runnable: None,
             suspended: false,
             parked: Vec::new(),
+            flow: None,
         });
         self.task_index.insert(name.clone(), i);
         i
@@ -100,6 +104,7 @@ impl Routes {
         let slot = &mut self.tasks[task as usize];
         slot.tag = Some(tag);
         slot.tag_name = Some(def.tag.as_str().into());
+        slot.flow = super::flow::Flow::of(&def, slot.flow.take());
         slot.def = Some(def);
         self.rebuild_chain(task);
         let slot = &mut self.tasks[task as usize];

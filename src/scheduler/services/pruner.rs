@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Retention, PRUNE_BATCH};
+use crate::config::{Removed, Retention, PRUNE_BATCH};
 use crate::job::JobStatus;
 use crate::store::{Store, StoreError};
 
@@ -41,7 +41,10 @@ impl Pruner {
     /// Whether it has anything to do: a retention that keeps every
     /// completed job needs no pruner.
     pub(crate) fn enabled(&self) -> bool {
-        self.retention.completed_max_age.is_some() || self.retention.completed_max_count.is_some()
+        self.retention.completed_max_age.is_some()
+            || self.retention.completed_max_count.is_some()
+            || self.retention.buried_max_age.is_some()
+            || self.retention.buried_max_count.is_some()
     }
 
     /// How often its loop runs.
@@ -80,11 +83,13 @@ impl Pruner {
     /// pass removed an early run's worth ([`Pruner::due_after`]): what
     /// completed during a large pass is removed by the next, not left past
     /// the cap until more jobs complete or the interval comes round.
-    pub(crate) async fn run_once(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut removed = 0;
+    pub(crate) async fn run_once(&self, now: DateTime<Utc>) -> Result<Removed, StoreError> {
+        let mut removed = Removed::default();
         loop {
-            let n = self.retention.apply(&*self.store, now).await?;
-            removed += n;
+            let pass = self.retention.apply(&*self.store, now).await?;
+            removed.completed += pass.completed;
+            removed.buried += pass.buried;
+            let n = pass.completed;
             let again = self.durable_own && self.due_after().is_some_and(|d| n >= d as u64);
             if !again {
                 return Ok(removed);
@@ -118,6 +123,11 @@ impl PruneSchedule {
             under_way: false,
             completed_since: 0,
         }
+    }
+
+    /// The retention the pruner applies.
+    pub(crate) fn retention(&self) -> &Retention {
+        &self.pruner.retention
     }
 
     /// The pruner's loop interval, or `None` when it has nothing to do.
@@ -234,13 +244,14 @@ mod tests {
                 completed_max_age: Some(Duration::from_secs(3600)),
                 completed_max_count: None,
                 interval: Duration::from_secs(60),
+                ..Retention::default()
             },
         );
-        assert_eq!(pruner.run_once(now).await.unwrap(), 1);
+        assert_eq!(pruner.run_once(now).await.unwrap().completed, 1);
         assert!(store.job_get(old.id).await.unwrap().is_none());
         assert!(store.job_get(new.id).await.unwrap().is_some());
         assert_eq!(
-            pruner.run_once(now).await.unwrap(),
+            pruner.run_once(now).await.unwrap().completed,
             0,
             "nothing left to prune"
         );

@@ -21,6 +21,7 @@ mod exec;
 mod rows;
 mod shared;
 mod transactional;
+mod unique;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,10 +46,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_implied_created.sql")),
     (4, include_str!("migrations/0004_next_due_delayed.sql")),
     (5, include_str!("migrations/0005_list_by_id.sql")),
+    (6, include_str!("migrations/0006_unique.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// How to connect a [`PgStore`].
 ///
@@ -203,6 +205,48 @@ impl PgStore {
         let exec = Arc::new(Exec::new()?);
         let db = exec.run(Db::connect(options)).await?;
         Ok(PgStore { db, exec })
+    }
+
+    /// The SQL that connecting brings `schema` at version `from_version`
+    /// to [`SCHEMA_VERSION`] with (0: a new schema), for review or to
+    /// apply by hand: one transaction that takes the migration lock,
+    /// creates the schema and its `kessel_schema` table if missing, and
+    /// runs each migration with its version row. No migrations when
+    /// `from_version` is current.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidConfig`] for a schema name that is not a plain
+    /// lowercase identifier.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::store::PgStore;
+    /// let sql = PgStore::migration_sql("jobs", 0).unwrap();
+    /// assert!(sql.contains("CREATE TABLE jobs.jobs"));
+    /// assert!(PgStore::migration_sql("Jobs; DROP", 0).is_err());
+    /// ```
+    pub fn migration_sql(schema: &str, from_version: i64) -> Result<String, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::InvalidConfig(format!(
+                "`{schema}` is not a usable schema name (lowercase letters, digits and _, not starting with a digit)"
+            )));
+        }
+        let mut text = format!(
+            "BEGIN;\n\
+             SELECT pg_advisory_xact_lock(hashtext('kessel migrate ' || '{schema}'));\n\
+             CREATE SCHEMA IF NOT EXISTS {schema};\n\
+             CREATE TABLE IF NOT EXISTS {schema}.kessel_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());\n"
+        );
+        for (number, sql) in MIGRATIONS.iter().filter(|(n, _)| *n > from_version) {
+            text.push_str(&format!(
+                "\n-- schema version {number}\n{}\nINSERT INTO {schema}.kessel_schema (version) VALUES ({number});\n",
+                sql.replace("{schema}", schema).trim_end()
+            ));
+        }
+        text.push_str("COMMIT;\n");
+        Ok(text)
     }
 
     /// The schema version the database is at.
@@ -871,6 +915,34 @@ impl Store for PgStore {
         let (db, batch) = (self.db.clone(), NewJobs::new(jobs)?);
         self.exec
             .run(async move { db.jobs_insert(&batch).await })
+            .await
+    }
+
+    async fn jobs_insert_unique(
+        &self,
+        job: &Job,
+        hold: &crate::store::UniqueHold,
+    ) -> Result<crate::store::Inserted, StoreError> {
+        let (db, batch, hold) = (
+            self.db.clone(),
+            NewJobs::new(std::slice::from_ref(job))?,
+            hold.clone(),
+        );
+        // The job is created now, by the queue's clock.
+        let (id, now) = (job.id, job.created_at);
+        self.exec
+            .run(async move { db.jobs_insert_unique(id, &batch, &hold, now).await })
+            .await
+    }
+
+    async fn job_unique_holder(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<JobId>, StoreError> {
+        let (db, key) = (self.db.clone(), key.to_owned());
+        self.exec
+            .run(async move { db.job_unique_holder(&key, now).await })
             .await
     }
 

@@ -34,7 +34,7 @@ impl PgStore {
 }
 
 impl Db {
-    async fn jobs_insert_on(
+    pub(super) async fn jobs_insert_on(
         &self,
         conn: &mut PgConnection,
         batch: &NewJobs,

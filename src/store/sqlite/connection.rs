@@ -57,6 +57,10 @@ const JOBS_OLDEST_FIRST: &str = concat!(
 );
 const JOBS_COUNT: &str = include_str!("sql/jobs_count.sql");
 const STATUS_COUNT: &str = include_str!("sql/status_count.sql");
+const UNIQUE_CLEAR_ENDED: &str = include_str!("sql/unique_clear_ended.sql");
+const UNIQUE_HOLDER: &str = include_str!("sql/unique_holder.sql");
+const UNIQUE_SET: &str =
+    "UPDATE kessel_jobs SET unique_key = ?1, unique_scope = ?2, unique_until = ?3 WHERE id = ?4";
 const LOGS_OF_JOB: &str = include_str!("sql/logs_of_job.sql");
 const LOGS_OF_JOBS: &str = include_str!("sql/logs_of_jobs.sql");
 const LOGS_OF_PENDING: &str = include_str!("sql/logs_of_pending.sql");
@@ -83,6 +87,8 @@ pub(super) enum Command {
     Count(Reply<Vec<StatusCount>>),
     /// The count of one status.
     CountStatus(JobStatus, Reply<u64>),
+    /// The job keeping a unique key: live at the time given, or any.
+    UniqueHolder(String, Option<i64>, Reply<Option<JobId>>),
     /// Finish this round, close the connection (releasing the file), stop.
     Close(Reply<()>),
 }
@@ -91,8 +97,22 @@ pub(super) enum Command {
 #[derive(Debug)]
 pub(super) enum WriteOp {
     Insert(NewRows),
+    /// One new unique job: stored (1) unless a live job keeps its key (0).
+    InsertUnique(UniqueInsert),
     Update(Rows),
     Delete(DeleteParams),
+}
+
+/// A unique job to store, and its hold.
+#[derive(Debug)]
+pub(super) struct UniqueInsert {
+    pub(super) rows: NewRows,
+    pub(super) id: String,
+    pub(super) key: String,
+    pub(super) scope: i64,
+    pub(super) until: Option<i64>,
+    /// Now, in microseconds: holds ended by then are cleared.
+    pub(super) now: i64,
 }
 
 /// `jobs_delete.sql`'s parameters.
@@ -477,6 +497,34 @@ async fn write_in_savepoint(
 async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreError> {
     match op {
         WriteOp::Insert(rows) => insert(conn, rows).await,
+        WriteOp::InsertUnique(new) => {
+            sqlx::query(UNIQUE_CLEAR_ENDED)
+                .bind(&new.key)
+                .bind(new.now)
+                .execute(&mut *conn)
+                .await
+                .map_err(store_error)?;
+            let held: Option<String> = sqlx::query_scalar(UNIQUE_HOLDER)
+                .bind(&new.key)
+                .bind(new.now)
+                .bind(true)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(store_error)?;
+            if held.is_some() {
+                return Ok(0);
+            }
+            insert(conn, &new.rows).await?;
+            sqlx::query(UNIQUE_SET)
+                .bind(&new.key)
+                .bind(new.scope)
+                .bind(new.until)
+                .bind(&new.id)
+                .execute(&mut *conn)
+                .await
+                .map_err(store_error)?;
+            Ok(1)
+        }
         WriteOp::Update(rows) => {
             let updated = execute_chunks(conn, JOB_UPDATE, &rows.jobs).await?;
             execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
@@ -667,6 +715,27 @@ async fn answer(conn: &mut SqliteConnection, read: Command) {
                 .map_err(store_error)
                 .map(|n| n.max(0) as u64);
             let _ = reply.send(counted);
+        }
+        Command::UniqueHolder(key, now, reply) => {
+            let held = sqlx::query_scalar::<_, String>(UNIQUE_HOLDER)
+                .bind(&key)
+                .bind(now.unwrap_or(0))
+                .bind(now.is_none())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(store_error)
+                .and_then(|id| {
+                    id.map(|id| {
+                        id.parse::<uuid::Uuid>()
+                            .map(JobId)
+                            .map_err(|e| StoreError::Corrupt {
+                                id: id.clone(),
+                                reason: format!("its id is not a UUID: {e}"),
+                            })
+                    })
+                    .transpose()
+                });
+            let _ = reply.send(held);
         }
         Command::Write(..) | Command::Close(_) => {}
     }

@@ -28,10 +28,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use self::connection::{Command, Counters, DeleteParams, QueryParams, WriteOp};
+use self::connection::{Command, Counters, DeleteParams, QueryParams, UniqueInsert, WriteOp};
 use self::errors::closed;
 use self::rows::{insert_rows, micros, update_rows};
-use super::{JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError};
+use super::{
+    Inserted, JobDelete, JobQuery, JobUpdate, Order, StatusCount, Store, StoreError, UniqueHold,
+};
 use crate::job::{Job, JobId, JobStatus};
 
 pub use self::open::SCHEMA_VERSION;
@@ -248,6 +250,25 @@ impl SqliteStore {
         SqliteOptions::new(path).open().await
     }
 
+    /// The SQL that opening brings a file at schema version `from_version`
+    /// to [`SCHEMA_VERSION`] with (0: a new file), for review or to apply
+    /// by hand: the pragmas, then each migration in its own transaction
+    /// with its row in `kessel_schema`. Empty of migrations when
+    /// `from_version` is current.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::store::SqliteStore;
+    /// let all = SqliteStore::migration_sql(0);
+    /// assert!(all.contains("CREATE TABLE kessel_jobs"));
+    /// let none = SqliteStore::migration_sql(kessel::store::SQLITE_SCHEMA_VERSION);
+    /// assert!(!none.contains("BEGIN"));
+    /// ```
+    pub fn migration_sql(from_version: i64) -> String {
+        open::script(from_version)
+    }
+
     /// Options to open the store at `path` with.
     pub fn options(path: impl AsRef<Path>) -> SqliteOptions {
         SqliteOptions::new(path)
@@ -347,6 +368,54 @@ impl Store for SqliteStore {
     #[tracing::instrument(level = "debug", name = "kessel.sqlite.jobs_count", skip_all)]
     async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
         self.request(Command::Count).await
+    }
+
+    /// Clears the key from a row whose hold has ended, checks for a live
+    /// holder and stores the job, in one transaction of the one writer.
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.jobs_insert_unique", skip_all)]
+    async fn jobs_insert_unique(
+        &self,
+        job: &Job,
+        hold: &UniqueHold,
+    ) -> Result<Inserted, StoreError> {
+        // The job is created now, by the queue's clock.
+        let now = micros(job.created_at);
+        let new = UniqueInsert {
+            rows: insert_rows(std::slice::from_ref(job))?,
+            id: job.id.to_string(),
+            key: hold.key.clone(),
+            scope: hold.scope.code(),
+            until: hold.until.map(micros),
+            now,
+        };
+        let stored = self
+            .request(|reply| Command::Write(WriteOp::InsertUnique(new), reply))
+            .await?;
+        if stored == 1 {
+            return Ok(Inserted::New);
+        }
+        // Only this process writes the file: the holder found by the
+        // write still keeps the key, unless a later unique job of the same
+        // key replaced it, which then holds it.
+        let holder = self
+            .request(|reply| Command::UniqueHolder(hold.key.clone(), None, reply))
+            .await?;
+        holder
+            .map(Inserted::Duplicate)
+            .ok_or_else(|| StoreError::Corrupt {
+                id: job.id.to_string(),
+                reason: format!("unique key {:?} was held, then by nobody", hold.key),
+            })
+    }
+
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.job_unique_holder", skip(self))]
+    async fn job_unique_holder(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<JobId>, StoreError> {
+        self.request(|reply| Command::UniqueHolder(key.to_owned(), Some(micros(now)), reply))
+            .await
     }
 
     /// Counts along the index on (status, task): only the jobs in

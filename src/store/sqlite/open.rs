@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("sql/migrations/0002_implied_created.sql")),
     (3, include_str!("sql/migrations/0003_list_by_id.sql")),
     (4, include_str!("sql/migrations/0004_prune_by_index.sql")),
+    (5, include_str!("sql/migrations/0005_unique.sql")),
 ];
 
 /// The newest schema version of the SQLite store this kessel knows. A
@@ -31,7 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Pages the WAL holds before it is checkpointed into the file.
 pub(super) const WAL_AUTOCHECKPOINT_PAGES: u64 = 1000;
@@ -249,6 +250,27 @@ async fn inspect(
             path.display()
         ))),
     }
+}
+
+/// The SQL that [`open`] runs on a file at schema version `from` (0: a new
+/// file), as one script: the pragmas a new file gets, then each
+/// migration in its own transaction with its version row.
+pub(super) fn script(from: i64) -> String {
+    let mut text = String::new();
+    if from <= 0 {
+        text.push_str("PRAGMA auto_vacuum = INCREMENTAL;\n");
+    }
+    text.push_str("PRAGMA journal_mode = WAL;\n");
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+        text.push_str(&format!(
+            "\n-- schema version {version}\nBEGIN;\n{}\n\
+             INSERT INTO kessel_schema (version, applied_at) VALUES \
+             ({version}, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER));\n\
+             COMMIT;\n",
+            sql.trim_end()
+        ));
+    }
+    text
 }
 
 /// Applies every migration newer than `from`, each in its own transaction

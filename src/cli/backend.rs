@@ -1,0 +1,385 @@
+//! What the commands work on: a store opened by this process, or a
+//! running kessel HTTP API. Each operation the commands share is one
+//! method here, answering the same types and errors from either; what
+//! only one of them can do the commands match on themselves.
+
+use kessel::store::{JobQuery, Order, StatusCount};
+use kessel::{Job, JobId, NewJob, Queue};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::api::{self, ApiClient};
+use super::connect::{Location, Opened};
+use super::error::CliError;
+
+/// Jobs read, created or changed per store call or request in bulk.
+pub(crate) const BATCH: usize = 1000;
+
+/// A request body of `POST /jobs/batch` is cut before it reaches this
+/// many bytes (the API's default limit is 1 MiB).
+const API_BATCH_BYTES: usize = 512 * 1024;
+
+/// Why `suspend` and `resume` need the API.
+pub(crate) const SUSPEND_ON_A_STORE: &str = "a task is suspended in the memory of the worker process that runs it, not in the database; ask that process, through its HTTP API";
+
+/// A store and a producer-only queue on it, or an API.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    /// A store this process opened.
+    Store {
+        /// The store.
+        opened: Opened,
+        /// A queue on it that defines no task and runs no job.
+        queue: Queue,
+    },
+    /// A running kessel HTTP API.
+    Api(ApiClient),
+}
+
+/// The options `kessel create` gives every job it creates.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CreateOptions {
+    pub(crate) delay: Option<std::time::Duration>,
+    pub(crate) run_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub(crate) expires_in: Option<std::time::Duration>,
+    pub(crate) priority: Option<i64>,
+    pub(crate) reference: Option<String>,
+    pub(crate) max_attempts: Option<u32>,
+}
+
+/// How `kessel create --unique` makes a job unique.
+#[derive(Debug, Clone)]
+pub(crate) enum Unique {
+    /// By this key.
+    Key(String),
+    /// By the task and payload.
+    ByPayload,
+}
+
+impl CreateOptions {
+    fn new_job(&self, task: &str, payload: &RawValue) -> NewJob {
+        let mut job = NewJob::new(task, payload);
+        if let Some(d) = self.delay {
+            job = job.delay(d);
+        }
+        if let Some(at) = self.run_at {
+            job = job.run_at(at);
+        }
+        if let Some(d) = self.expires_in {
+            job = job.expires_in(d);
+        }
+        if let Some(p) = self.priority {
+            job = job.priority(p);
+        }
+        if let Some(r) = &self.reference {
+            job = job.reference(r.clone());
+        }
+        if let Some(m) = self.max_attempts {
+            job = job.max_attempts(m);
+        }
+        job
+    }
+
+    /// The job as `POST /jobs/batch` takes it.
+    fn request(&self, task: &str, payload: &RawValue) -> Value {
+        let mut job = json!({"task": task, "payload": payload});
+        let fields = [
+            (
+                "delay",
+                self.delay.map(|d| json!(format!("{}ms", d.as_millis()))),
+            ),
+            ("run_at", self.run_at.map(|t| json!(t.to_rfc3339()))),
+            (
+                "expires_in",
+                self.expires_in
+                    .map(|d| json!(format!("{}ms", d.as_millis()))),
+            ),
+            ("priority", self.priority.map(|p| json!(p))),
+            ("reference", self.reference.as_ref().map(|r| json!(r))),
+            ("max_attempts", self.max_attempts.map(|m| json!(m))),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                job[name] = value;
+            }
+        }
+        job
+    }
+}
+
+impl Backend {
+    /// What the commands work on, as printed.
+    pub(crate) fn location(&self) -> Location {
+        match self {
+            Backend::Store { opened, .. } => opened.location.clone(),
+            Backend::Api(api) => Location::Api {
+                url: api.base.clone(),
+            },
+        }
+    }
+
+    /// Non-zero job counts by task and status.
+    pub(crate) async fn counts(&self) -> Result<Vec<StatusCount>, CliError> {
+        match self {
+            Backend::Store { queue, .. } => Ok(queue
+                .stats()
+                .await
+                .map_err(|e| CliError::queue("read the job counts", e))?
+                .counts),
+            Backend::Api(api) => {
+                let stats = api.get("cannot read the job counts", "/stats", &[])?;
+                serde_json::from_value(stats["counts"].clone()).map_err(|e| CliError::Api {
+                    action: "cannot read the job counts".into(),
+                    status: 200,
+                    code: "unexpected_shape".into(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Jobs matching `query` (statuses, tasks, reference, order, offset
+    /// and limit).
+    pub(crate) async fn fetch(&self, query: JobQuery) -> Result<Vec<Job>, CliError> {
+        let api = match self {
+            Backend::Store { queue, .. } => {
+                return queue
+                    .fetch(query)
+                    .await
+                    .map_err(|e| CliError::queue("cannot list jobs", e))
+            }
+            Backend::Api(api) => api,
+        };
+        // The API pages with a cursor, not an offset: skip by reading.
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if !query.statuses.is_empty() {
+            let names: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+            params.push(("status", names.join(",")));
+        }
+        if !query.tasks.is_empty() {
+            params.push(("task", query.tasks.join(",")));
+        }
+        if !query.tags.is_empty() {
+            params.push(("tag", query.tags.join(",")));
+        }
+        if let Some(r) = &query.reference {
+            params.push(("reference", r.clone()));
+        }
+        let order = match query.order {
+            Order::OldestFirst => "oldest",
+            _ => "newest",
+        };
+        params.push(("order", order.into()));
+        let wanted = query.offset.saturating_add(query.limit);
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut cursor: Option<String> = None;
+        while jobs.len() < wanted {
+            let mut page_params = params.clone();
+            page_params.push(("limit", (wanted - jobs.len()).min(BATCH).to_string()));
+            if let Some(c) = &cursor {
+                page_params.push(("cursor", c.clone()));
+            }
+            let page = api.get("cannot list jobs", "/jobs", &page_params)?;
+            let items = page["jobs"].as_array().cloned().unwrap_or_default();
+            for item in items {
+                jobs.push(api::job_of(item)?);
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        Ok(jobs.into_iter().skip(query.offset).collect())
+    }
+
+    /// One job, or [`CliError::NoJob`].
+    pub(crate) async fn job(&self, id: JobId) -> Result<Job, CliError> {
+        match self {
+            Backend::Store { queue, .. } => queue
+                .job(id)
+                .await
+                .map_err(|e| CliError::queue(format!("cannot read job {id}"), e)),
+            Backend::Api(api) => api.job(id),
+        }
+    }
+
+    /// Cancels a job.
+    pub(crate) async fn cancel(&self, id: JobId) -> Result<(), CliError> {
+        match self {
+            Backend::Store { queue, .. } => queue
+                .cancel(id)
+                .await
+                .map_err(|e| CliError::queue(format!("cannot cancel {id}"), e)),
+            Backend::Api(api) => api.job_action(id, "cancel"),
+        }
+    }
+
+    /// Returns a buried job to ready.
+    pub(crate) async fn kick(&self, id: JobId) -> Result<(), CliError> {
+        match self {
+            Backend::Store { queue, .. } => queue
+                .kick(id)
+                .await
+                .map_err(|e| CliError::queue(format!("cannot kick {id}"), e)),
+            Backend::Api(api) => api.job_action(id, "kick"),
+        }
+    }
+
+    /// Creates one job of `task` per payload, all with `options`, in
+    /// batches; `done` is told how many each batch created. On a store
+    /// a batch is one write; on the API one request (all or none).
+    pub(crate) async fn create_many(
+        &self,
+        task: &str,
+        payloads: &[Box<RawValue>],
+        options: &CreateOptions,
+        done: impl Fn(usize),
+    ) -> Result<Vec<JobId>, CliError> {
+        let total = payloads.len();
+        let mut ids: Vec<JobId> = Vec::with_capacity(total);
+        let failed = |ids: &Vec<JobId>| {
+            let after = if ids.is_empty() {
+                String::new()
+            } else {
+                format!(" (after creating {} of {total})", ids.len())
+            };
+            format!("cannot create jobs of `{task}`{after}")
+        };
+        match self {
+            Backend::Store { queue, .. } => {
+                for chunk in payloads.chunks(BATCH) {
+                    let handles = queue
+                        .create_many(chunk.iter().map(|p| options.new_job(task, p)))
+                        .await
+                        .map_err(|e| CliError::queue(failed(&ids), e))?;
+                    ids.extend(handles.iter().map(|h| h.id()));
+                    done(chunk.len());
+                }
+            }
+            Backend::Api(api) => {
+                let mut rest = payloads;
+                while !rest.is_empty() {
+                    let mut bytes = 0;
+                    let mut batch = Vec::new();
+                    for p in rest.iter().take(BATCH) {
+                        let job = options.request(task, p);
+                        bytes += p.get().len() + 128;
+                        batch.push(job);
+                        if bytes >= API_BATCH_BYTES {
+                            break;
+                        }
+                    }
+                    let n = batch.len();
+                    let answer = api.post(&failed(&ids), "/jobs/batch", &json!({"jobs": batch}))?;
+                    let created: Vec<JobId> = serde_json::from_value(answer["ids"].clone())
+                        .map_err(|e| CliError::Api {
+                            action: failed(&ids),
+                            status: 201,
+                            code: "unexpected_shape".into(),
+                            message: e.to_string(),
+                        })?;
+                    ids.extend(created);
+                    done(n);
+                    rest = &rest[n..];
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Creates one unique job; returns its id, or the id of the live job
+    /// that holds the key and true. On a store only: the API does not
+    /// take unique keys yet.
+    pub(crate) async fn create_unique(
+        &self,
+        task: &str,
+        payload: &RawValue,
+        options: &CreateOptions,
+        unique: Unique,
+    ) -> Result<(JobId, bool), CliError> {
+        let queue = match self {
+            Backend::Store { queue, .. } => queue,
+            Backend::Api(_) => return Err(CliError::BadValue {
+                flag: "--unique",
+                reason:
+                    "the HTTP API does not take unique keys yet: create unique jobs on the database"
+                        .into(),
+            }),
+        };
+        let job = options.new_job(task, payload);
+        let job = match unique {
+            Unique::Key(key) => job.unique(key),
+            Unique::ByPayload => job.unique_by_payload(),
+        };
+        let handle = queue
+            .create_job(job)
+            .await
+            .map_err(|e| CliError::queue(format!("cannot create a job of `{task}`"), e))?;
+        Ok((handle.id(), handle.is_duplicate()))
+    }
+
+    /// `POST /tasks/{task}/{verb}` (suspend, resume): the API's process
+    /// is the one whose workers take the task's jobs.
+    pub(crate) fn task_action(&self, command: &'static str, task: &str) -> Result<(), CliError> {
+        match self {
+            Backend::Store { .. } => Err(CliError::NeedsApi {
+                command,
+                why: SUSPEND_ON_A_STORE,
+            }),
+            Backend::Api(api) => {
+                let path = format!("/tasks/{}/{command}", encode_segment(task));
+                api.post(&format!("cannot {command} `{task}`"), &path, &Value::Null)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops the queue and closes the store (nothing for an API).
+    pub(crate) async fn close(self) -> Result<(), CliError> {
+        match self {
+            Backend::Store { opened, queue } => opened.close(Some(queue)).await,
+            Backend::Api(_) => Ok(()),
+        }
+    }
+}
+
+/// `text` as one URL path segment: everything but unreserved characters
+/// percent-encoded.
+pub(crate) fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(encode_segment("send email"), "send%20email");
+        assert_eq!(encode_segment("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(encode_segment("ok-1_2.x~"), "ok-1_2.x~");
+    }
+
+    #[test]
+    fn create_options_become_the_api_request() {
+        let options = CreateOptions {
+            delay: Some(std::time::Duration::from_secs(90)),
+            priority: Some(3),
+            reference: Some("r".into()),
+            ..CreateOptions::default()
+        };
+        let payload = RawValue::from_string("{\"n\":1}".into()).unwrap();
+        assert_eq!(
+            options.request("email", &payload),
+            json!({"task": "email", "payload": {"n": 1}, "delay": "90000ms", "priority": 3, "reference": "r"})
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! A task's flow control in the scheduler: how many of its jobs run now,
+//! its rate limit's state, and the ready jobs the limits hold back.
+//!
+//! A ready job popped from its tag while its task is at a limit is moved
+//! to the task's own held set, keeping its ordering key. When a run of the
+//! task ends, the best held job goes back to the tag; when a rate limit
+//! allows the next start, the scheduler wakes then and puts back as many
+//! held jobs as the burst allows. Jobs are never failed or reordered by
+//! a limit, only delayed; a task without limits pays one branch.
+
+use actix::prelude::*;
+
+use super::Scheduler;
+use crate::flow::Gcra;
+use crate::scheduler::ready::{ReadyKey, ReadySet};
+use crate::task::TaskDef;
+
+/// One task's limits and their state.
+#[derive(Debug)]
+pub(super) struct Flow {
+    max_running: Option<u32>,
+    /// Runs of the task under way (started, no report yet).
+    running: u32,
+    rate: Option<Gcra>,
+    burst: u32,
+    /// Ready jobs the limits hold back, best first.
+    held: ReadySet,
+    held_count: usize,
+}
+
+/// Why a job may not start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Blocked {
+    /// The task runs its most jobs: one may start when a run ends.
+    Running,
+    /// The rate limit allows the next start at this time (µs).
+    Until(u64),
+}
+
+impl Flow {
+    /// The flow of `def`, or `None` when it sets no limit; `before`
+    /// carries the counts of a previous definition of the same task.
+    pub(super) fn of(def: &TaskDef, before: Option<Box<Flow>>) -> Option<Box<Flow>> {
+        if def.max_running.is_none() && def.rate_limit.is_none() {
+            return before
+                .filter(|f| f.running > 0 || f.held_count > 0)
+                .map(|mut f| {
+                    f.max_running = None;
+                    f.rate = None;
+                    f
+                });
+        }
+        let (running, held, held_count) = match before {
+            Some(f) => (f.running, f.held, f.held_count),
+            None => (0, ReadySet::default(), 0),
+        };
+        Some(Box::new(Flow {
+            max_running: def.max_running,
+            running,
+            rate: def.rate_limit.as_ref().map(Gcra::new),
+            burst: def.rate_limit.map_or(1, |r| r.burst_size()),
+            held,
+            held_count,
+        }))
+    }
+
+    /// Takes a start at `now_us`, or says why not.
+    pub(super) fn try_start(&mut self, now_us: u64) -> Result<(), Blocked> {
+        if self.max_running.is_some_and(|max| self.running >= max) {
+            return Err(Blocked::Running);
+        }
+        if let Some(rate) = self.rate.as_mut() {
+            rate.try_take(now_us).map_err(Blocked::Until)?;
+        }
+        self.running += 1;
+        Ok(())
+    }
+
+    /// Holds back a ready job.
+    pub(super) fn hold(&mut self, key: ReadyKey) {
+        self.held.push(key);
+        self.held_count += 1;
+    }
+
+    /// A run ended: the best held job, if any, to put back.
+    pub(super) fn ended(&mut self) -> Option<ReadyKey> {
+        self.running = self.running.saturating_sub(1);
+        self.release()
+    }
+
+    /// The best held job, if any.
+    fn release(&mut self) -> Option<ReadyKey> {
+        let key = self.held.pop()?;
+        self.held_count = self.held_count.saturating_sub(1);
+        Some(key)
+    }
+
+    /// How many jobs it holds back (some may have left since: cancelled,
+    /// expired).
+    pub(super) fn held(&self) -> usize {
+        self.held_count
+    }
+}
+
+impl Scheduler {
+    /// Whether the job `key` of task `task` may start now; when not, it is
+    /// held back (and a wake is planned for a rate limit).
+    pub(super) fn flow_admits(&mut self, task: u32, key: ReadyKey, now_ms: u64) -> bool {
+        let Some(flow) = self.routes.tasks[task as usize].flow.as_deref_mut() else {
+            return true;
+        };
+        match flow.try_start(now_ms.saturating_mul(1000)) {
+            Ok(()) => true,
+            Err(blocked) => {
+                flow.hold(key);
+                if let Blocked::Until(at_us) = blocked {
+                    let tick = at_us.div_ceil(1000);
+                    if self.flow_wake.is_none_or(|t| tick < t) {
+                        self.flow_wake = Some(tick);
+                        self.flow_wake_armed = false;
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// A run of task `task` ended: a held job takes its place.
+    pub(super) fn flow_run_ended(&mut self, task: u32) {
+        let Some(slot) = self.routes.tasks.get_mut(task as usize) else {
+            return;
+        };
+        let Some(flow) = slot.flow.as_deref_mut() else {
+            return;
+        };
+        if let (Some(key), Some(tag)) = (flow.ended(), slot.tag) {
+            self.routes.tags[tag as usize].push(key);
+        }
+    }
+
+    /// Plans the wake for the earliest rate-limited start, once.
+    pub(super) fn arm_flow_wake(&mut self, ctx: &mut Context<Self>) {
+        let Some(tick) = self.flow_wake else { return };
+        if self.flow_wake_armed {
+            return;
+        }
+        self.flow_wake_armed = true;
+        let delay = std::time::Duration::from_millis(tick.saturating_sub(self.clock.now_ms()));
+        ctx.run_later(delay, move |act, ctx| {
+            if act.flow_wake != Some(tick) {
+                return;
+            }
+            act.flow_wake = None;
+            act.flow_wake_armed = false;
+            act.begin();
+            act.release_rate_held();
+            act.finish_turn(ctx);
+        });
+    }
+
+    /// Puts back, for every rate-limited task, as many held jobs as its
+    /// burst: those the limit may allow now (the rest are held again).
+    fn release_rate_held(&mut self) {
+        for slot in &mut self.routes.tasks {
+            let (Some(flow), Some(tag)) = (slot.flow.as_deref_mut(), slot.tag) else {
+                continue;
+            };
+            if flow.rate.is_none() {
+                continue;
+            }
+            for _ in 0..flow.burst.max(1) {
+                match flow.release() {
+                    Some(key) => self.routes.tags[tag as usize].push(key),
+                    None => break,
+                }
+            }
+        }
+    }
+}
