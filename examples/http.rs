@@ -3,6 +3,8 @@
 //! Serves a memory queue with one task, `greet`, on 127.0.0.1:8080 (or
 //! the address in `KESSEL_HTTP_ADDR`), open to anyone (`Auth::none()`;
 //! set `KESSEL_ADMIN_TOKEN` to require that bearer token instead).
+//! With `--features dashboard` it also serves the dashboard at
+//! `http://127.0.0.1:8080/dashboard/`.
 //!
 //! ```text
 //! curl -s -X POST localhost:8080/jobs -H 'content-type: application/json' \

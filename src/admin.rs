@@ -82,6 +82,7 @@ impl Stats {
 #[derive(Debug, Default)]
 #[must_use]
 pub struct Clean {
+    tasks: Vec<String>,
     tags: Vec<String>,
     statuses: Vec<JobStatus>,
     older_than: Option<Duration>,
@@ -108,6 +109,28 @@ impl Clean {
         self
     }
 
+    /// Only jobs of these tasks (with [`Clean::tags`], of the tasks that
+    /// are both named here and tagged so).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{Clean, JobStatus};
+    /// let queue = kessel::Queue::new();
+    /// for task in ["a", "b"] {
+    ///     let job = queue.create(task, ()).delay("1h").await?;
+    ///     queue.cancel(job.id()).await?;
+    /// }
+    /// assert_eq!(queue.clean(Clean::statuses([JobStatus::Cancelled]).tasks(["a"])).await?, 1);
+    /// assert_eq!(queue.stats().await?.total(JobStatus::Cancelled), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn tasks<S: Into<String>>(mut self, tasks: impl IntoIterator<Item = S>) -> Self {
+        self.tasks = tasks.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Only jobs that finished longer ago than `age`.
     pub fn older_than(mut self, age: impl IntoDuration) -> Self {
         match age.into_duration() {
@@ -124,7 +147,7 @@ impl Clean {
 const STATS_ATTEMPTS: usize = 16;
 
 impl Queue {
-    fn tasks_tagged(&self, tags: &[String]) -> Vec<String> {
+    pub(crate) fn tasks_tagged(&self, tags: &[String]) -> Vec<String> {
         let mut names: Vec<String> = self
             .inner
             .tasks
@@ -323,9 +346,12 @@ impl Queue {
             });
         }
         let tasks = if clean.tags.is_empty() {
-            Vec::new()
+            clean.tasks
         } else {
-            let tasks = self.tasks_tagged(&clean.tags);
+            let mut tasks = self.tasks_tagged(&clean.tags);
+            if !clean.tasks.is_empty() {
+                tasks.retain(|t| clean.tasks.contains(t));
+            }
             if tasks.is_empty() {
                 return Ok(0);
             }

@@ -46,6 +46,9 @@
 //! - `web`: `kessel::web`, the HTTP API (jobs, tasks, stats, a live event
 //!   stream, an OpenAPI document) to mount in an actix-web app or run
 //!   standalone; see `docs/http.md`;
+//! - `dashboard`: the same API also serves a dashboard under
+//!   `<mount>/dashboard/`, HTML pages to see and steer the queue in a
+//!   browser, live; see `docs/dashboard.md`;
 //! - `cli`: the `kessel` operator binary (`docs/cli.md`);
 //! - `cron`: [`schedule`], recurring jobs: cron expressions (5 or 6
 //!   fields, `@daily`) in a time zone, or fixed intervals, enqueued

@@ -214,6 +214,44 @@ impl Auth {
             ))
         }
     }
+
+    /// The role of a dashboard request. With tokens, the token may come
+    /// from the dashboard's cookie (`cookie_token`) as well as from the
+    /// `Authorization` header; an open API gives everyone the admin role;
+    /// the app's own check sees the request as it is.
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn dashboard_role(
+        &self,
+        head: &RequestHead,
+        cookie_token: Option<&str>,
+    ) -> Result<Role, WebError> {
+        match &self.0 {
+            Kind::Open => Ok(Role::Admin),
+            Kind::Tokens(tokens) => match cookie_token {
+                Some(token) if !head.headers().contains_key(header::AUTHORIZATION) => tokens
+                    .lookup(token.as_bytes())
+                    .ok_or_else(|| WebError::Unauthorized("unknown token".into())),
+                _ => tokens.role(head),
+            },
+            Kind::Custom(check) => Ok(check.authorize(head)?),
+        }
+    }
+
+    /// Whether callers sign in with tokens (the dashboard then offers a
+    /// sign-in form).
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn takes_tokens(&self) -> bool {
+        matches!(self.0, Kind::Tokens(_))
+    }
+
+    /// The role of `token`, when the API takes tokens and knows it.
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn token_role(&self, token: &str) -> Option<Role> {
+        match &self.0 {
+            Kind::Tokens(tokens) => tokens.lookup(token.as_bytes()),
+            _ => None,
+        }
+    }
 }
 
 /// Bearer tokens and their roles, built with [`Auth::tokens`].
@@ -291,14 +329,20 @@ impl Tokens {
             .ok_or_else(|| {
                 WebError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
             })?;
-        // Compare against every token, without stopping at a match.
+        self.lookup(presented)
+            .ok_or_else(|| WebError::Unauthorized("unknown bearer token".into()))
+    }
+
+    /// The role of `presented`, compared against every token without
+    /// stopping at a match.
+    fn lookup(&self, presented: &[u8]) -> Option<Role> {
         let mut found: Option<Role> = None;
         for (token, role) in &self.tokens {
             if bool::from(token.as_slice().ct_eq(presented)) {
                 found = found.max(Some(*role));
             }
         }
-        found.ok_or_else(|| WebError::Unauthorized("unknown bearer token".into()))
+        found
     }
 }
 

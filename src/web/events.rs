@@ -293,7 +293,16 @@ pub(crate) async fn stream(
     req: HttpRequest,
     params: Query<EventParams>,
 ) -> Result<HttpResponse, WebError> {
-    let params = params.into_inner();
+    open(read.0, &req, params.into_inner())
+}
+
+/// Opens a stream for a caller already authorized (the API's `GET
+/// /events`, and the dashboard's, which signs in with a cookie).
+pub(crate) fn open(
+    state: actix_web::web::Data<super::State>,
+    req: &HttpRequest,
+    params: EventParams,
+) -> Result<HttpResponse, WebError> {
     let job = params
         .job
         .as_deref()
@@ -326,7 +335,6 @@ pub(crate) async fn stream(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
 
-    let state = read.0;
     let hub = state.hub.clone();
     hub.start(&state.queue);
     let mut conn = {

@@ -23,6 +23,10 @@
 //! [`WebError`]); the OpenAPI 3 document is served at `GET /openapi.json`
 //! under the mount path. `docs/http.md` lists every endpoint with an
 //! example.
+//!
+//! With feature `dashboard`, the same [`Api`] serves a dashboard under
+//! `<mount>/dashboard/` (HTML pages, behind the same auth, signing in with
+//! a cookie); see `docs/dashboard.md`.
 
 use std::sync::Arc;
 
@@ -38,6 +42,8 @@ mod admin;
 mod auth;
 mod body;
 mod cursor;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod dto;
 mod error;
 mod events;
@@ -88,6 +94,9 @@ pub struct Api {
     body_limit: usize,
     replay: usize,
     hub: Arc<events::Hub>,
+    /// The dashboard's shared counts, or none when it is turned off.
+    #[cfg(feature = "dashboard")]
+    dashboard: Option<Arc<dashboard::Meter>>,
 }
 
 /// What every handler reads: shared by the workers of a server.
@@ -118,7 +127,30 @@ impl Api {
             body_limit: DEFAULT_BODY_LIMIT,
             replay: DEFAULT_REPLAY,
             hub: Arc::new(events::Hub::new(DEFAULT_REPLAY)),
+            #[cfg(feature = "dashboard")]
+            dashboard: Some(Arc::default()),
         }
+    }
+
+    /// Leaves the dashboard out: with feature `dashboard`, [`Api::scope`]
+    /// and [`Api::server`] serve it under `<mount>/dashboard/` unless this
+    /// is called (see `docs/dashboard.md`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() {
+    /// use kessel::web::{Api, Auth};
+    /// let api = Api::new(kessel::Queue::new(), Auth::none()).without_dashboard();
+    /// let app = actix_web::test::init_service(actix_web::App::new().service(api.scope("/kessel"))).await;
+    /// let req = actix_web::test::TestRequest::get().uri("/kessel/dashboard/").to_request();
+    /// assert_eq!(actix_web::test::call_service(&app, req).await.status(), 404);
+    /// # }
+    /// ```
+    #[cfg(feature = "dashboard")]
+    pub fn without_dashboard(mut self) -> Self {
+        self.dashboard = None;
+        self
     }
 
     /// Request bodies over `bytes` are refused with 413 (default
@@ -142,7 +174,9 @@ impl Api {
     /// `""` for the root), to add to an `App` with `.service(..)`.
     ///
     /// Paths the API does not know under `path` answer 404 in the API's
-    /// error shape, and known paths with another method 405.
+    /// error shape, and known paths with another method 405. With feature
+    /// `dashboard`, the dashboard's pages are under `path` + `/dashboard/`
+    /// (unless [`Api::without_dashboard`]).
     pub fn scope(&self, path: &str) -> impl HttpServiceFactory + 'static {
         let state = Data::new(State {
             queue: self.queue.clone(),
@@ -154,7 +188,7 @@ impl Api {
         let resource = |p: &str, allow: &'static str| {
             web::resource(p).default_service(web::to(move || method_not_allowed(allow)))
         };
-        web::scope(path)
+        let scope = web::scope(path)
             .app_data(state)
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
@@ -181,8 +215,13 @@ impl Api {
                 resource("/delete-matching", "POST").route(web::post().to(admin::delete_matching)),
             )
             .service(resource("/events", "GET").route(web::get().to(events::stream)))
-            .service(resource("/openapi.json", "GET").route(web::get().to(openapi)))
-            .default_service(web::to(route_not_found))
+            .service(resource("/openapi.json", "GET").route(web::get().to(openapi)));
+        #[cfg(feature = "dashboard")]
+        let scope = match &self.dashboard {
+            Some(meter) => scope.service(dashboard::scope(path, meter.clone())),
+            None => scope,
+        };
+        scope.default_service(web::to(route_not_found))
     }
 
     /// Runs the API alone on `addr`, mounted at the root, on actix-web's
