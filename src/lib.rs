@@ -154,3 +154,8 @@ struct UniqueGuide;
 #[cfg(all(doctest, feature = "cron"))]
 #[doc = include_str!("../docs/recurring.md")]
 struct Recurring;
+
+/// The guide, `docs/flow-control.md`: each example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/flow-control.md")]
+struct FlowControlGuide;

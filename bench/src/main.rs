@@ -993,6 +993,7 @@ impl Bench {
             ),
         }
         if system == System::KesselPostgres {
+            self.pg_limited(n, c, cap);
             for processes in [1, 3] {
                 self.pg_processes(processes);
             }
@@ -1001,6 +1002,58 @@ impl Bench {
         let secs = self.plan.durable_latency_secs;
         let cap = self.plan.durable_cap;
         self.latency_run("durable latency", system, probe, secs, c, cap);
+    }
+
+    /// PostgreSQL burn-down, one process, with flow control on the task:
+    /// a running limit of 50 (below the worker concurrency, so it binds,
+    /// and claims take the limited path) and a rate limit far above what
+    /// the run achieves (the limiter's cost alone), beside the unlimited
+    /// row measured just before.
+    fn pg_limited(&mut self, n: u64, c: usize, cap: Duration) {
+        use systems::kessel::{burn_down_with, Backend, Handlers, Limit, Watch};
+        let url = match self.env.postgres.clone() {
+            Ok(url) => url,
+            Err(_) => return,
+        };
+        for (limit, what) in [
+            (Limit::MaxRunning(50), "max_running 50"),
+            (Limit::PerSecond(1_000_000), "rate limit 1M/s"),
+        ] {
+            let params = format!("n={}, c={c}, {what}", report::human(n as f64));
+            let answer: Answer<(f64, Option<String>)> = run(|| {
+                burn_down_with(
+                    Backend::Postgres(&url),
+                    n,
+                    c,
+                    Handlers::SchedulerThread,
+                    Watch::Off,
+                    limit,
+                    cap,
+                )
+            })
+            .into();
+            match answer {
+                Answer::Done((rate, _)) => self.row(
+                    "durable burn-down",
+                    params,
+                    System::KesselPostgres,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    Some(rate),
+                    None,
+                ),
+                other => self.no_value(
+                    "durable burn-down",
+                    params,
+                    System::KesselPostgres,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    other,
+                ),
+            }
+        }
     }
 
     /// PostgreSQL burn-down with `processes` worker processes (each with

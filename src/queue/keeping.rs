@@ -39,6 +39,8 @@ pub(crate) trait Keeping: Send + Sync + std::fmt::Debug {
     /// Applies a schedule's compare-and-set and keeps its tick's new jobs
     /// with it, in one store transaction; whether it applied. Where new
     /// jobs are not kept in the store (in process), only the advance is.
+    /// Used by recurring schedules (feature `cron`).
+    #[cfg_attr(not(feature = "cron"), allow(dead_code))]
     async fn keep_tick(
         &self,
         store: &dyn Store,

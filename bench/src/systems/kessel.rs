@@ -102,10 +102,30 @@ fn builder_for(handlers: Handlers) -> kessel::QueueBuilder {
     }
 }
 
+/// A flow-control limit set on the bench's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// No limit.
+    None,
+    /// `TaskBuilder::max_running(n)`.
+    MaxRunning(u32),
+    /// `TaskBuilder::rate_limit(n per second)`, burst `n`.
+    PerSecond(u32),
+}
+
 async fn queue_on(
     backend: Backend<'_>,
     stamps: &Arc<Stamps>,
     handlers: Handlers,
+) -> Result<(Queue, Keep), Fail> {
+    queue_on_with(backend, stamps, handlers, Limit::None).await
+}
+
+async fn queue_on_with(
+    backend: Backend<'_>,
+    stamps: &Arc<Stamps>,
+    handlers: Handlers,
+    limit: Limit,
 ) -> Result<(Queue, Keep), Fail> {
     let keep_none = matches!(backend, Backend::MemoryKeepNone);
     let (store, keep) = store_for(backend).await?;
@@ -116,7 +136,7 @@ async fn queue_on(
         Some(store) => builder.store(store),
     };
     let queue = builder.build().await.map_err(|e| e.to_string())?;
-    define_noop(&queue, stamps)?;
+    define_noop_with(&queue, stamps, limit)?;
     Ok((queue, keep))
 }
 
@@ -131,15 +151,23 @@ async fn queue_with(stamps: &Arc<Stamps>, handlers: Handlers) -> Result<Queue, F
 
 /// Defines the no-op task whose handler records its start in `stamps`.
 fn define_noop(queue: &Queue, stamps: &Arc<Stamps>) -> Result<(), Fail> {
+    define_noop_with(queue, stamps, Limit::None)
+}
+
+/// [`define_noop`], with `limit` on the task.
+fn define_noop_with(queue: &Queue, stamps: &Arc<Stamps>, limit: Limit) -> Result<(), Fail> {
     let s = stamps.clone();
-    queue
-        .define(TASK)
-        .tag(TAG)
-        .action(move |job: JobContext<u64>| {
-            s.hit(job.payload);
-            std::future::ready(Ok::<(), JobError>(()))
-        })
-        .map_err(|e| e.to_string())?;
+    let task = queue.define(TASK).tag(TAG);
+    let task = match limit {
+        Limit::None => task,
+        Limit::MaxRunning(n) => task.max_running(n),
+        Limit::PerSecond(n) => task.rate_limit(kessel::RateLimit::per_second(n).burst(n)),
+    };
+    task.action(move |job: JobContext<u64>| {
+        s.hit(job.payload);
+        std::future::ready(Ok::<(), JobError>(()))
+    })
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -203,8 +231,21 @@ pub async fn burn_down(
     watch: Watch,
     cap: Duration,
 ) -> Result<(f64, Option<String>), Fail> {
+    burn_down_with(backend, n, concurrency, handlers, watch, Limit::None, cap).await
+}
+
+/// [`burn_down`] with `limit` on the task.
+pub async fn burn_down_with(
+    backend: Backend<'_>,
+    n: u64,
+    concurrency: usize,
+    handlers: Handlers,
+    watch: Watch,
+    limit: Limit,
+    cap: Duration,
+) -> Result<(f64, Option<String>), Fail> {
     let stamps = Stamps::counter(n);
-    let (queue, _keep) = queue_on(backend, &stamps, handlers).await?;
+    let (queue, _keep) = queue_on_with(backend, &stamps, handlers, limit).await?;
     let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let subscriber = (watch == Watch::Events).then(|| {
         let mut stream = queue.events(Filter::All);
