@@ -39,6 +39,7 @@ pub enum UniqueScope {
 
 impl UniqueScope {
     /// The scope as stored: 0 waiting, 1 unfinished, 2 window.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn code(self) -> i64 {
         match self {
             UniqueScope::Waiting => 0,
