@@ -44,10 +44,15 @@ struct Worker(Child, String);
 
 impl Worker {
     fn start(db: &pg::TestDb, concurrency: u32) -> Self {
+        Self::start_with(db, concurrency, &["--work-ms", "5"])
+    }
+
+    fn start_with(db: &pg::TestDb, concurrency: u32, extra: &[&str]) -> Self {
         let mut child = Command::new(example("worker"))
             .args([&db.url, "--schema", &db.schema])
             .args(["--concurrency", &concurrency.to_string()])
-            .args(["--work-ms", "5", "--lease-ms", &LEASE_MS.to_string()])
+            .args(["--lease-ms", &LEASE_MS.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start a worker");
@@ -334,4 +339,60 @@ async fn eight_processes_racing_to_create_one_unique_key_store_one_job() {
         .expect("query");
     assert_eq!(stored.len(), 1, "one job in the database");
     assert_eq!(stored[0].status, JobStatus::Ready);
+}
+
+#[actix_rt::test]
+async fn three_workers_never_lease_more_than_a_tasks_max_running_between_them() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let _workers: Vec<Worker> = (0..3)
+        .map(|_| Worker::start_with(&db, 8, &["--work-ms", "20", "--max-running", "5"]))
+        .collect();
+    let produced = Command::new(example("producer"))
+        .args([
+            &db.url, "--schema", &db.schema, "--count", "300", "--batch", "300",
+        ])
+        .output()
+        .expect("run the producer");
+    assert!(produced.status.success());
+    // Sampled in the database while the three burn down 300 jobs: the
+    // jobs of `work` leased and unfinished (what the limit counts) and
+    // those recorded running.
+    let pool = store.pool().clone();
+    let sample = format!(
+        "SELECT count(*) FILTER (WHERE leased_by IS NOT NULL AND status IN ('scheduled', 'ready', 'running', 'retrying')),
+                count(*) FILTER (WHERE status = 'running'),
+                count(*) FILTER (WHERE status = 'completed')
+         FROM {}.jobs WHERE task = 'work'",
+        db.schema
+    );
+    let (mut most_leased, mut most_running) = (0i64, 0i64);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (leased, running, completed): (i64, i64, i64) =
+            sqlx::query_as(sqlx::AssertSqlSafe(sample.clone()))
+                .fetch_one(&pool)
+                .await
+                .expect("sample");
+        most_leased = most_leased.max(leased);
+        most_running = most_running.max(running);
+        assert!(leased <= 5, "{leased} jobs leased at once, the limit is 5");
+        assert!(
+            running <= 5,
+            "{running} jobs running at once, the limit is 5"
+        );
+        if completed == 300 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {completed} of 300 completed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        most_leased >= 3,
+        "the workers ran several at once (at most {most_leased} leased seen)"
+    );
+    let _ = most_running;
 }
