@@ -79,14 +79,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let owner = kessel::store::SharedStore::owner(&store);
     let done_table = format!("{}.work_done", args.schema);
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE IF NOT EXISTS {done_table} (job_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now())"
+        "CREATE TABLE IF NOT EXISTS {done_table} (job_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now(), started_at timestamptz, finished_at timestamptz)"
     )))
     .execute(&pool)
     .await?;
     let queue = Queue::builder().store(Arc::new(store)).build().await?;
     let work = args.work;
     let insert = Arc::new(format!(
-        "INSERT INTO {done_table} (job_id, attempt, pid) VALUES ($1, $2, $3)"
+        "INSERT INTO {done_table} (job_id, attempt, pid, started_at, finished_at) VALUES ($1, $2, $3, $4, $5)"
     ));
     let work_task = queue.define("work").tag("default");
     let work_task = match args.max_running {
@@ -96,11 +96,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     work_task.action(move |job: JobContext<u64>| {
         let (pool, insert) = (pool.clone(), insert.clone());
         async move {
+            // When the handler ran, as this machine's clock says: what a
+            // test of running limits measures.
+            let started = chrono::Utc::now();
             tokio::time::sleep(work).await;
+            let finished = chrono::Utc::now();
             sqlx::query(sqlx::AssertSqlSafe(insert.as_str().to_owned()))
                 .bind(job.id().0)
                 .bind(job.attempt() as i32)
                 .bind(std::process::id() as i32)
+                .bind(started)
+                .bind(finished)
                 .execute(&pool)
                 .await?;
             Ok::<_, JobError>(job.payload)
