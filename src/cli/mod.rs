@@ -124,6 +124,7 @@ async fn dispatch(backend: &backend::Backend, out: &Out, command: Command) -> Re
         Command::Show { id } => commands::show(backend, out, &id).await,
         Command::Create(args) => commands::create(backend, out, args).await,
         Command::Cancel { ids } => commands::cancel(backend, out, &ids).await,
+        Command::Delete { ids } => commands::delete(backend, out, &ids).await,
         Command::Kick(args) => commands::kick(backend, out, args).await,
         Command::Clean(args) => commands::clean(backend, out, args).await,
         Command::DeleteMatching { task, pattern } => {
