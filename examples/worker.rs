@@ -7,7 +7,8 @@
 //!
 //! Options (after the URL): `--schema NAME` (default `kessel`),
 //! `--concurrency N` (default 16), `--work-ms N` (how long each job works,
-//! default 5), `--lease-ms N` (default 30000).
+//! default 5), `--lease-ms N` (default 30000), `--tag NAME` (a tag to serve
+//! beside `default`; repeat for more).
 //!
 //! The `work` task shows the at-least-once discipline: before it reports
 //! success it records the job in an application table keyed by job id, so a
@@ -25,19 +26,21 @@ struct Args {
     concurrency: usize,
     work: Duration,
     lease: Duration,
+    tags: Vec<String>,
 }
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let url = it
         .next()
-        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N]")?;
+        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--tag T]...")?;
     let mut args = Args {
         url,
         schema: "kessel".into(),
         concurrency: 16,
         work: Duration::from_millis(5),
         lease: Duration::from_secs(30),
+        tags: vec!["default".into()],
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -51,6 +54,7 @@ fn args() -> Result<Args, String> {
             "--concurrency" => args.concurrency = number()? as usize,
             "--work-ms" => args.work = Duration::from_millis(number()?),
             "--lease-ms" => args.lease = Duration::from_millis(number()?),
+            "--tag" => args.tags.push(value.clone()),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -106,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, JobError>(())
         })?;
     queue
-        .process(["default"])
+        .process(args.tags.clone())
         .concurrency(args.concurrency)
         .start()?;
     println!("worker {} ready, lease owner {owner}", std::process::id());
