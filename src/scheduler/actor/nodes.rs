@@ -17,6 +17,8 @@ pub(super) struct NodeMode {
     elector: Elector,
     /// A tick is with the store.
     ticking: bool,
+    /// A tick was asked for while one was with the store: another follows.
+    again: bool,
     /// Leaving is with the store, or done.
     leaving: bool,
     /// The node left (or failed to, which its lapse then covers).
@@ -29,6 +31,7 @@ impl NodeMode {
             beacon,
             elector,
             ticking: false,
+            again: false,
             leaving: false,
             left: false,
         }
@@ -67,15 +70,19 @@ impl Scheduler {
     }
 
     /// One tick: renews this node's row, bids for leadership and, as
-    /// leader, removes nodes gone for long. Skipped while one is under
-    /// way, and once the node leaves.
+    /// leader, removes nodes gone for long. Asked while one is under way,
+    /// another follows it; none once the node leaves.
     pub(super) fn node_tick(&mut self, ctx: &mut Context<Self>) {
         let load = self.node_load();
         let now = self.clock.now_utc();
         let Some(mode) = self.node.as_mut() else {
             return;
         };
-        if mode.ticking || mode.leaving {
+        if mode.leaving {
+            return;
+        }
+        if mode.ticking {
+            mode.again = true;
             return;
         }
         mode.ticking = true;
@@ -109,6 +116,7 @@ impl Scheduler {
             return;
         };
         mode.ticking = false;
+        let again = std::mem::take(&mut mode.again);
         let Some(tick) = tick else { return };
         let mut became = false;
         match tick.elected {
@@ -140,6 +148,9 @@ impl Scheduler {
             // and what the retention does not keep goes.
             self.rescue(ctx);
             self.prune(ctx);
+        }
+        if again {
+            self.node_tick(ctx);
         }
         if self.draining.is_some() {
             self.check_drained(ctx);
