@@ -71,9 +71,10 @@ impl Queue {
     /// nobody holds, retention pruning, removal of gone nodes); on a
     /// store of one process, always.
     ///
-    /// A process bids when its queue starts and with every lease
-    /// heartbeat, so on a shared store this is `false` until its first
-    /// bid returned.
+    /// On a shared store a process bids while it runs workers (a
+    /// producer or an API server without workers never leads): when a
+    /// worker starts, and with every lease heartbeat. This is `false`
+    /// until its first bid returned.
     ///
     /// # Examples
     ///

@@ -1,8 +1,16 @@
 //! The scheduler's side of nodes and the leader: on a shared store, a
 //! tick every third of a lease (with the lease heartbeat) renews this
-//! node's row and bids for leadership; the leader then removes nodes gone
-//! for long, and a node that just became leader rescues at once. At
-//! shutdown the node leaves, after its last tick returned.
+//! node's row and, while it runs workers, bids for leadership; the leader
+//! then removes nodes gone for long, and a node that just became leader
+//! rescues at once. At shutdown the node leaves, after its last tick
+//! returned.
+//!
+//! Only a node with running workers bids: a producer, an API server or
+//! the `kessel` command line (a queue with no worker) never leads, so its
+//! retention (often `keep_all`) never decides the pruning, and a
+//! short-lived one never holds the maintenance up. While no node runs
+//! workers nothing is rescued (nobody would run the jobs); the first
+//! node with workers rescues as soon as it leads.
 
 use actix::prelude::*;
 
@@ -41,8 +49,8 @@ impl NodeMode {
 /// What one tick did.
 struct Tick {
     beat: Result<(), StoreError>,
-    elected: Result<bool, StoreError>,
-    bid: crate::store::LeaderElect,
+    /// The bid and its outcome; none from a node without workers.
+    elected: Option<(crate::store::LeaderElect, Result<bool, StoreError>)>,
     pruned: Option<Result<u64, StoreError>>,
 }
 
@@ -86,21 +94,24 @@ impl Scheduler {
             return;
         }
         mode.ticking = true;
+        let bids = load.concurrency > 0;
         let beat = mode.beacon.run_once(mode.beacon.beat(load, now));
         let bid = mode.elector.bid(now);
-        let elect = mode.elector.run_once(bid);
+        let elect = bids.then(|| mode.elector.run_once(bid));
         let beacon = mode.beacon.clone();
         let fut = async move {
             let beat = beat.await;
-            let elected = elect.await;
+            let elected = match elect {
+                Some(elect) => Some((bid, elect.await)),
+                None => None,
+            };
             let pruned = match elected {
-                Ok(true) => Some(beacon.prune_once(now).await),
+                Some((_, Ok(true))) => Some(beacon.prune_once(now).await),
                 _ => None,
             };
             Tick {
                 beat,
                 elected,
-                bid,
                 pruned,
             }
         };
@@ -120,16 +131,19 @@ impl Scheduler {
         let Some(tick) = tick else { return };
         let mut became = false;
         match tick.elected {
-            Ok(won) => {
-                became = mode.elector.elected(&tick.bid, won);
+            Some((bid, Ok(won))) => {
+                became = mode.elector.elected(&bid, won);
                 if became {
                     tracing::info!("this process leads the queue's maintenance");
                 }
             }
             // The term runs out by itself should bids keep failing.
-            Err(err) => self.bus.queue(QueueEvent::Error {
+            Some((_, Err(err))) => self.bus.queue(QueueEvent::Error {
                 message: format!("bidding for leadership failed: {err}"),
             }),
+            // No workers, no bid: a term held from before runs out in the
+            // store; here it ends now.
+            None => mode.elector.resigned(),
         }
         if let Err(err) = tick.beat {
             self.bus.queue(QueueEvent::Error {
@@ -144,10 +158,8 @@ impl Scheduler {
             _ => {}
         }
         if became {
-            // Jobs of processes that died while nobody led come back now,
-            // and what the retention does not keep goes.
+            // Jobs of processes that died while nobody led come back now.
             self.rescue(ctx);
-            self.prune(ctx);
         }
         if again {
             self.node_tick(ctx);

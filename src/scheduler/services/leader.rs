@@ -14,8 +14,9 @@ use crate::store::{LeaderElect, Store, StoreError};
 
 /// Bids for the leadership of a shared store, and renews it.
 ///
-/// Every process bids every third of a lease (with the node's beat); the
-/// leader's bid renews its term of two thirds of a lease. A leader killed
+/// Every process that runs workers bids every third of a lease (with the
+/// node's beat); the leader's bid renews its term of two thirds of a
+/// lease. A leader killed
 /// right after renewing leaves a term of two thirds of a lease; the next
 /// bid after that, at most a third of a lease later, takes over: a new
 /// leader within one lease. A leader that shuts down gives the term up,
