@@ -195,7 +195,10 @@ async fn three_workers_register_as_nodes_with_their_tags_and_one_of_them_leads_a
         .expect("this process is listed");
     assert_eq!(me.pid, std::process::id());
     assert!(me.tags.is_empty(), "no workers here: {me:?}");
-    assert!(!me.leader && !queue.is_leader(), "a queue without workers never leads");
+    assert!(
+        !me.leader && !queue.is_leader(),
+        "a queue without workers gives way to a worker"
+    );
     let leading = leader(&listed).expect("a leader");
     assert!(workers.iter().any(|w| w.owner == leading.id), "a worker leads");
 

@@ -71,10 +71,10 @@ impl Queue {
     /// nobody holds, retention pruning, removal of gone nodes); on a
     /// store of one process, always.
     ///
-    /// On a shared store a process bids while it runs workers (a
-    /// producer or an API server without workers never leads): when a
-    /// worker starts, and with every lease heartbeat. This is `false`
-    /// until its first bid returned.
+    /// On a shared store a process bids when its queue starts, when a
+    /// worker starts, and with every lease heartbeat; one that runs
+    /// workers takes the leadership from one that does not (a producer,
+    /// an API server). This is `false` until its first bid returned.
     ///
     /// # Examples
     ///

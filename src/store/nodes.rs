@@ -52,7 +52,8 @@ pub struct NodeBeat {
 
 /// What [`SharedStore::leader_elect`](super::SharedStore::leader_elect)
 /// asks: leadership for `owner` until `lease_until`, if nobody else holds
-/// it at `now`.
+/// it at `now` (or, for a bidder that `serves`, if the one holding it
+/// does not).
 ///
 /// # Examples
 ///
@@ -63,6 +64,7 @@ pub struct NodeBeat {
 ///     owner: uuid::Uuid::new_v4(),
 ///     now,
 ///     lease_until: now + chrono::Duration::seconds(20),
+///     serves: true,
 /// };
 /// assert!(bid.lease_until > bid.now);
 /// ```
@@ -74,4 +76,9 @@ pub struct LeaderElect {
     pub now: DateTime<Utc>,
     /// Until when the winner leads, without renewing.
     pub lease_until: DateTime<Utc>,
+    /// The bidder runs workers. A leader that does not (a producer, an
+    /// API server) gives way to the next bidder that does, so the
+    /// maintenance, and its retention, are a worker's whenever there is
+    /// one.
+    pub serves: bool,
 }

@@ -160,10 +160,12 @@ pub trait SharedStore: Send + Sync {
     }
 
     /// Takes or renews the leadership of the store for `bid.owner` until
-    /// `bid.lease_until`: granted when the owner already leads, or when
-    /// nobody's leadership lasts past `bid.now`. Returns whether it was
-    /// granted. At most one owner leads at any time (by the callers'
-    /// clocks).
+    /// `bid.lease_until`: granted when the owner already leads, when
+    /// nobody's leadership lasts past `bid.now`, or when the bidder
+    /// [`serves`](LeaderElect::serves) and the leader does not. Returns
+    /// whether it was granted. At most one owner holds the leadership at
+    /// any time (by the callers' clocks); one that lost it to a serving
+    /// bidder learns so at its next bid.
     ///
     /// A store that cannot elect grants every bid (the default): every
     /// process then runs the maintenance that a leader alone runs on a

@@ -61,10 +61,21 @@ async fn send(shared: &dyn SharedStore, beat: &NodeBeat) {
 }
 
 async fn elect(shared: &dyn SharedStore, owner: Uuid, at: DateTime<Utc>, term: i64) -> bool {
+    bid(shared, owner, at, term, true).await
+}
+
+async fn bid(
+    shared: &dyn SharedStore,
+    owner: Uuid,
+    at: DateTime<Utc>,
+    term: i64,
+    serves: bool,
+) -> bool {
     let bid = LeaderElect {
         owner,
         now: at,
         lease_until: secs(at, term),
+        serves,
     };
     shared
         .leader_elect(&bid)
@@ -165,6 +176,38 @@ async fn leader_terms<F: StoreFactory>(factory: F) -> Verdict {
     assert_eq!(leaders(&list(shared, secs(t, 32)).await), [b]);
     shared.node_leave(b).await.expect("node_leave");
     assert!(elect(shared, a, secs(t, 33), 20).await, "b left and gave it up");
+    drop(store);
+    Verdict::Passed
+}
+
+conformance_test!(store,
+    /// A bidder that runs workers takes the leadership from a leader that
+    /// does not; a bidder that does not never takes it from one that does.
+    a_node_with_workers_takes_the_leadership_from_one_without => leader_serves
+);
+
+async fn leader_serves<F: StoreFactory>(factory: F) -> Verdict {
+    nodes_store!(factory => store, shared);
+    let t = now();
+    let (producer, worker, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    assert!(bid(shared, producer, t, 20, false).await, "nobody led");
+    assert!(bid(shared, producer, secs(t, 1), 20, false).await, "it renews");
+    assert!(
+        !bid(shared, other, secs(t, 2), 20, false).await,
+        "another without workers waits for the term to end"
+    );
+    assert!(
+        bid(shared, worker, secs(t, 3), 20, true).await,
+        "a node with workers takes over at once"
+    );
+    assert!(
+        !bid(shared, producer, secs(t, 4), 20, false).await,
+        "the producer learns it lost"
+    );
+    assert!(
+        !bid(shared, other, secs(t, 5), 20, true).await,
+        "another node with workers waits for the worker's term to end"
+    );
     drop(store);
     Verdict::Passed
 }

@@ -1,16 +1,14 @@
 //! The scheduler's side of nodes and the leader: on a shared store, a
-//! tick every third of a lease (with the lease heartbeat) renews this
-//! node's row and, while it runs workers, bids for leadership; the leader
-//! then removes nodes gone for long, and a node that just became leader
-//! rescues at once. At shutdown the node leaves, after its last tick
-//! returned.
+//! tick every third of a lease (with the lease heartbeat, and when a
+//! worker starts) renews this node's row and bids for leadership; the
+//! leader then removes nodes gone for long, and a node that just became
+//! leader rescues at once. At shutdown the node leaves, after its last
+//! tick returned.
 //!
-//! Only a node with running workers bids: a producer, an API server or
-//! the `kessel` command line (a queue with no worker) never leads, so its
-//! retention (often `keep_all`) never decides the pruning, and a
-//! short-lived one never holds the maintenance up. While no node runs
-//! workers nothing is rescued (nobody would run the jobs); the first
-//! node with workers rescues as soon as it leads.
+//! A node with running workers takes the leadership from one without (a
+//! producer, an API server, the `kessel` command line), so such a node
+//! leads only while no node runs workers, and its retention (often
+//! `keep_all`) decides the pruning only then.
 
 use actix::prelude::*;
 
@@ -49,8 +47,8 @@ impl NodeMode {
 /// What one tick did.
 struct Tick {
     beat: Result<(), StoreError>,
-    /// The bid and its outcome; none from a node without workers.
-    elected: Option<(crate::store::LeaderElect, Result<bool, StoreError>)>,
+    bid: crate::store::LeaderElect,
+    elected: Result<bool, StoreError>,
     pruned: Option<Result<u64, StoreError>>,
 }
 
@@ -94,23 +92,20 @@ impl Scheduler {
             return;
         }
         mode.ticking = true;
-        let bids = load.concurrency > 0;
+        let bid = mode.elector.bid(now, load.concurrency > 0);
         let beat = mode.beacon.run_once(mode.beacon.beat(load, now));
-        let bid = mode.elector.bid(now);
-        let elect = bids.then(|| mode.elector.run_once(bid));
+        let elect = mode.elector.run_once(bid);
         let beacon = mode.beacon.clone();
         let fut = async move {
             let beat = beat.await;
-            let elected = match elect {
-                Some(elect) => Some((bid, elect.await)),
-                None => None,
-            };
+            let elected = elect.await;
             let pruned = match elected {
-                Some((_, Ok(true))) => Some(beacon.prune_once(now).await),
+                Ok(true) => Some(beacon.prune_once(now).await),
                 _ => None,
             };
             Tick {
                 beat,
+                bid,
                 elected,
                 pruned,
             }
@@ -131,19 +126,16 @@ impl Scheduler {
         let Some(tick) = tick else { return };
         let mut became = false;
         match tick.elected {
-            Some((bid, Ok(won))) => {
-                became = mode.elector.elected(&bid, won);
+            Ok(won) => {
+                became = mode.elector.elected(&tick.bid, won);
                 if became {
                     tracing::info!("this process leads the queue's maintenance");
                 }
             }
             // The term runs out by itself should bids keep failing.
-            Some((_, Err(err))) => self.bus.queue(QueueEvent::Error {
+            Err(err) => self.bus.queue(QueueEvent::Error {
                 message: format!("bidding for leadership failed: {err}"),
             }),
-            // No workers, no bid: a term held from before runs out in the
-            // store; here it ends now.
-            None => mode.elector.resigned(),
         }
         if let Err(err) = tick.beat {
             self.bus.queue(QueueEvent::Error {

@@ -14,9 +14,11 @@ use crate::store::{LeaderElect, Store, StoreError};
 
 /// Bids for the leadership of a shared store, and renews it.
 ///
-/// Every process that runs workers bids every third of a lease (with the
-/// node's beat); the leader's bid renews its term of two thirds of a
-/// lease. A leader killed
+/// Every process bids every third of a lease (with the node's beat) and
+/// when a worker starts; the leader's bid renews its term of two thirds
+/// of a lease. A process that runs workers takes the leadership from one
+/// that does not (a producer, an API server), so the maintenance, and the
+/// retention it applies, are a worker's whenever there is one. A leader killed
 /// right after renewing leaves a term of two thirds of a lease; the next
 /// bid after that, at most a third of a lease later, takes over: a new
 /// leader within one lease. A leader that shuts down gives the term up,
@@ -45,12 +47,13 @@ impl Elector {
         lease * 2 / 3
     }
 
-    /// The bid of this node at `now`.
-    pub(crate) fn bid(&self, now: DateTime<Utc>) -> LeaderElect {
+    /// The bid of this node at `now`, running workers or not (`serves`).
+    pub(crate) fn bid(&self, now: DateTime<Utc>, serves: bool) -> LeaderElect {
         LeaderElect {
             owner: self.me.id,
             now,
             lease_until: crate::time::saturating_after(now, self.term()),
+            serves,
         }
     }
 

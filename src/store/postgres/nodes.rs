@@ -126,13 +126,14 @@ impl Db {
         // One row, one statement: the row lock orders concurrent bids, and
         // the second sees the first's lease and is refused.
         let won = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET owner = $1, lease_until = $3
-             WHERE one AND (owner = $1 OR lease_until < $2)",
+            "UPDATE {} SET owner = $1, lease_until = $3, serves = $4
+             WHERE one AND (owner = $1 OR lease_until < $2 OR ($4 AND NOT serves))",
             self.leader_table()
         )))
         .bind(bid.owner)
         .bind(bid.now)
         .bind(bid.lease_until)
+        .bind(bid.serves)
         .execute(self.pool())
         .await
         .map_err(map_err)?;

@@ -19,12 +19,14 @@ CREATE TABLE {schema}.nodes (
     lease_until    timestamptz NOT NULL
 );
 
--- One row: who leads, and until when. A node takes it or renews it with
--- one UPDATE (when it leads already, or nobody's lease lasts), so it
--- holds across pooled sessions, unlike a session advisory lock.
+-- One row: who leads, until when, and whether it runs workers. A node
+-- takes it or renews it with one UPDATE (when it leads already, when
+-- nobody's lease lasts, or when it runs workers and the leader does not),
+-- so it holds across pooled sessions, unlike a session advisory lock.
 CREATE TABLE {schema}.leader (
     one         boolean     PRIMARY KEY DEFAULT true CHECK (one),
     owner       uuid,
-    lease_until timestamptz NOT NULL
+    lease_until timestamptz NOT NULL,
+    serves      boolean     NOT NULL DEFAULT false
 );
 INSERT INTO {schema}.leader (one, owner, lease_until) VALUES (true, NULL, '-infinity');
