@@ -47,10 +47,18 @@ pub(crate) fn main() -> ExitCode {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
         let what: Vec<&str> = what.split_whitespace().collect();
+        let at = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!(
-            "error: internal error (a bug in kessel, please report it): {}",
+            "error: internal error (a bug in kessel, please report it): {}{at}",
             what.join(" ")
         );
+        // For a report: the whole trace, on request.
+        if std::env::var_os("KESSEL_BACKTRACE").is_some() {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -22,9 +22,8 @@ pub(crate) enum NodeStatusView {
 impl From<NodeStatus> for NodeStatusView {
     fn from(status: NodeStatus) -> Self {
         match status {
+            NodeStatus::Live => NodeStatusView::Live,
             NodeStatus::Gone => NodeStatusView::Gone,
-            // Live, and any status a newer kessel adds, read as live.
-            _ => NodeStatusView::Live,
         }
     }
 }
