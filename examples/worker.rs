@@ -8,7 +8,8 @@
 //! Options (after the URL): `--schema NAME` (default `kessel`),
 //! `--concurrency N` (default 16), `--work-ms N` (how long each job works,
 //! default 5), `--lease-ms N` (default 30000), `--max-running N` (at most N
-//! `work` jobs running at once across every worker process).
+//! `work` jobs running at once across every worker process), `--tag NAME`
+//! (a tag to serve beside `default`; repeat for more).
 //!
 //! The `work` task shows the at-least-once discipline: before it reports
 //! success it records the job in an application table keyed by job id, so a
@@ -26,6 +27,7 @@ struct Args {
     concurrency: usize,
     work: Duration,
     lease: Duration,
+    tags: Vec<String>,
     max_running: Option<u32>,
 }
 
@@ -33,13 +35,14 @@ fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let url = it
         .next()
-        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N]")?;
+        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--tag T]...")?;
     let mut args = Args {
         url,
         schema: "kessel".into(),
         concurrency: 16,
         work: Duration::from_millis(5),
         lease: Duration::from_secs(30),
+        tags: vec!["default".into()],
         max_running: None,
     };
     while let Some(flag) = it.next() {
@@ -58,6 +61,7 @@ fn args() -> Result<Args, String> {
                 args.max_running =
                     Some(u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?)
             }
+            "--tag" => args.tags.push(value.clone()),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -121,7 +125,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, JobError>(())
         })?;
     queue
-        .process(["default"])
+        .process(args.tags.clone())
         .concurrency(args.concurrency)
         .start()?;
     println!("worker {} ready, lease owner {owner}", std::process::id());

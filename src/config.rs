@@ -220,6 +220,7 @@ impl Retention {
 /// use std::time::Duration;
 /// let config = kessel::SharedConfig { poll: Duration::from_secs(1), ..Default::default() };
 /// assert_eq!(config.horizon, Duration::from_secs(2));
+/// assert_eq!(config.node_retention, Duration::from_secs(3600));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedConfig {
@@ -236,6 +237,10 @@ pub struct SharedConfig {
     /// shrinks back as soon as claimed jobs wait: a process claims about
     /// what it runs during one round trip to the store, no more.
     pub prefetch: usize,
+    /// How long a node whose heartbeat lapsed (a process that was killed
+    /// or lost the store) is still listed, as gone, before the leader
+    /// removes it (default 1 h). See [`Queue::nodes`](crate::Queue::nodes).
+    pub node_retention: Duration,
 }
 
 impl SharedConfig {
@@ -249,6 +254,7 @@ impl Default for SharedConfig {
             horizon: Duration::from_secs(2),
             poll: Duration::from_secs(5),
             prefetch: 64,
+            node_retention: Duration::from_secs(3600),
         }
     }
 }

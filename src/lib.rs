@@ -103,6 +103,7 @@ mod job;
 pub mod metrics;
 pub mod middleware;
 mod new_job;
+mod node;
 mod persistence;
 mod queue;
 mod reports;
@@ -125,6 +126,7 @@ pub use error::{DurationError, Error, JobError, PayloadError};
 pub use flow::{IntoRateLimit, RateLimit, RateLimitError};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
 pub use new_job::NewJob;
+pub use node::{Node, NodeStatus};
 pub use queue::plugin;
 pub use queue::{
     AnyPayload, CreateJob, JobHandle, ProcessBuilder, Queue, QueueBuilder, TaskBuilder,

@@ -504,6 +504,46 @@ mod processes {
     }
 }
 
+/// `kessel nodes` on PostgreSQL lists the processes on the schema (here
+/// this test's, with a worker, leading) and not its own connection.
+#[actix_rt::test]
+async fn postgres_nodes_lists_the_processes_on_the_schema_but_not_itself() {
+    let Some(db) = common::pg::fresh().await else {
+        return;
+    };
+    let queue = db
+        .queue(
+            std::time::Duration::from_secs(3),
+            std::time::Duration::from_secs(1),
+        )
+        .await;
+    queue.process(["mail"]).concurrency(2).start().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !queue.is_leader() {
+        assert!(std::time::Instant::now() < deadline, "this process never led");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (url, schema) = (db.url.clone(), db.schema.clone());
+    let nodes = json_of(kessel_on(&url, &["--schema", &schema, "--json", "nodes"]));
+    let nodes = nodes.as_array().expect("a list");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(nodes[0]["id"], queue.node_id().to_string());
+    assert_eq!(nodes[0]["pid"], std::process::id());
+    assert_eq!(nodes[0]["tags"], serde_json::json!(["mail"]));
+    assert_eq!(nodes[0]["leader"], true);
+    assert_eq!(nodes[0]["status"], "live");
+    let table = kessel_on(&url, &["--schema", &schema, "nodes"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.contains("live (leader)"), "{table}");
+    queue.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}
+
 /// The same round trip on PostgreSQL, in a fresh schema.
 #[actix_rt::test]
 async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {

@@ -648,6 +648,23 @@ async fn the_apps_own_auth_hook_decides() {
 }
 
 #[actix_rt::test]
+async fn nodes_lists_the_serving_process_as_the_live_leader() {
+    let queue = memory_queue().await;
+    let app = test::init_service(open_app(&queue)).await;
+    let nodes = json_of(&app, get("/kessel/nodes"), StatusCode::OK).await;
+    let list = nodes["nodes"].as_array().expect("a list of nodes");
+    assert_eq!(list.len(), 1, "{nodes}");
+    let me = &list[0];
+    assert_eq!(me["id"], queue.node_id().to_string());
+    assert_eq!(me["pid"], std::process::id());
+    assert_eq!(me["tags"], json!(["default"]));
+    assert_eq!(me["concurrency"], 4);
+    assert_eq!(me["leader"], true);
+    assert_eq!(me["status"], "live");
+    assert_eq!(me["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[actix_rt::test]
 async fn tasks_stats_suspend_resume_clean_delete_matching() {
     let queue = memory_queue().await;
     let app = test::init_service(open_app(&queue)).await;

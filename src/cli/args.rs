@@ -103,6 +103,8 @@ pub(crate) enum Command {
     Tail(TailArgs),
     /// Totals by status, and what the store is.
     Stats,
+    /// The processes using the queue (nodes), and which one leads.
+    Nodes,
     /// Creates the store or brings its schema to this kessel's version;
     /// with --print, prints the SQL instead.
     Migrate(MigrateArgs),

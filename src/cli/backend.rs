@@ -138,6 +138,30 @@ impl Backend {
         }
     }
 
+    /// The processes using the queue, oldest first: on a store, those the
+    /// store lists, but not this command's own queue.
+    pub(crate) async fn nodes(&self) -> Result<Vec<kessel::Node>, CliError> {
+        match self {
+            Backend::Store { queue, .. } => {
+                let mut nodes = queue
+                    .nodes()
+                    .await
+                    .map_err(|e| CliError::queue("cannot list the nodes", e))?;
+                nodes.retain(|n| n.id != queue.node_id());
+                Ok(nodes)
+            }
+            Backend::Api(api) => {
+                let listed = api.get("cannot list the nodes", "/nodes", &[])?;
+                serde_json::from_value(listed["nodes"].clone()).map_err(|e| CliError::Api {
+                    action: "cannot list the nodes".into(),
+                    status: 200,
+                    code: "unexpected_shape".into(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
     /// Jobs matching `query` (statuses, tasks, reference, order, offset
     /// and limit).
     pub(crate) async fn fetch(&self, query: JobQuery) -> Result<Vec<Job>, CliError> {

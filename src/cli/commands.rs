@@ -224,6 +224,40 @@ pub(crate) async fn stats(backend: &Backend, out: &Out) -> Result<(), CliError> 
     )
 }
 
+/// `kessel nodes`: the processes using the queue, oldest first.
+pub(crate) async fn nodes(backend: &Backend, out: &Out) -> Result<(), CliError> {
+    let nodes = backend.nodes().await?;
+    if out.json {
+        return out.json(&nodes);
+    }
+    let mut table = Table::new(
+        out,
+        &[
+            "id", "host", "pid", "version", "tags", "running", "started", "last seen", "status",
+        ],
+        &[false, false, true, false, false, true, false, false, false],
+    );
+    for n in &nodes {
+        let status = if n.leader {
+            format!("{} (leader)", n.status)
+        } else {
+            n.status.to_string()
+        };
+        table.row(vec![
+            Cell::left(n.id.to_string()),
+            Cell::left(n.host.clone()),
+            Cell::right(n.pid),
+            Cell::left(n.version.clone()),
+            Cell::left(n.tags.join(",")),
+            Cell::right(format!("{}/{}", n.running, n.concurrency)),
+            Cell::left(n.started_at.format("%Y-%m-%d %H:%M:%S").to_string()),
+            Cell::left(n.last_heartbeat.format("%Y-%m-%d %H:%M:%S").to_string()),
+            Cell::left(status),
+        ]);
+    }
+    out.text(&table.render())
+}
+
 /// `kessel list`.
 pub(crate) async fn list(backend: &Backend, out: &Out, args: ListArgs) -> Result<(), CliError> {
     let mut query = JobQuery::default()

@@ -120,6 +120,7 @@ async fn dispatch(backend: &backend::Backend, out: &Out, command: Command) -> Re
         Command::Tasks => commands::tasks(backend, out).await,
         Command::Jobs => commands::jobs(backend, out).await,
         Command::Stats => commands::stats(backend, out).await,
+        Command::Nodes => commands::nodes(backend, out).await,
         Command::List(args) => commands::list(backend, out, args).await,
         Command::Show { id } => commands::show(backend, out, &id).await,
         Command::Create(args) => commands::create(backend, out, args).await,

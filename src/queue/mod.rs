@@ -32,6 +32,7 @@ use crate::task::TaskDef;
 
 mod define;
 mod keeping;
+mod nodes;
 pub mod plugin;
 mod stores;
 mod transactional;
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     placement: Placement,
     /// How jobs are kept, chosen once from the store.
     pub(crate) keeping: &'static dyn Keeping,
+    /// This process as a node, and whether it leads.
+    pub(crate) node: Arc<crate::node::NodeSelf>,
     /// The schedule service's timer (feature `cron`).
     #[cfg(feature = "cron")]
     pub(crate) schedules: crate::schedule::Runtime,
@@ -655,8 +658,22 @@ impl Queue {
         // read from, to put a successor's there should it stop.
         let (addr, mailbox) = crate::scheduler::actor::mailbox();
         let slot = Arc::new(parking_lot::RwLock::new(addr));
+        // On a shared store the node is the store's lease owner.
+        let node = Arc::new(crate::node::NodeSelf::new(
+            store
+                .shared()
+                .map_or_else(uuid::Uuid::new_v4, |s| s.owner()),
+            clock.now_utc(),
+            !persistence.shared(),
+        ));
         let new_scheduler = {
-            let (store, bus, sent, slot) = (store.clone(), bus.clone(), sent.clone(), slot.clone());
+            let (store, bus, sent, slot, node) = (
+                store.clone(),
+                bus.clone(),
+                sent.clone(),
+                slot.clone(),
+                node.clone(),
+            );
             move || {
                 Scheduler::new(Setup {
                     clock,
@@ -668,6 +685,7 @@ impl Queue {
                     sent,
                     placement,
                     slot,
+                    node: node.clone(),
                 })
             }
         };
@@ -692,6 +710,7 @@ impl Queue {
                 creating: AtomicUsize::new(0),
                 placement,
                 keeping: keeping::of(persistence),
+                node,
                 #[cfg(feature = "cron")]
                 schedules: Default::default(),
             }),

@@ -12,6 +12,7 @@
 
 mod error;
 mod memory;
+mod nodes;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod schedules;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{BoxError, StoreError};
 pub use memory::MemoryStore;
+pub use nodes::{LeaderElect, NodeBeat};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use schedules::{ScheduleAdvance, SchedulePause, ScheduleRecord, ScheduleTable, Upserted};

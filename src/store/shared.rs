@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{LeaderElect, NodeBeat, StoreError};
 use crate::job::{Job, JobId, JobStatus};
+use crate::node::Node;
 
 /// What [`SharedStore::jobs_claim`] claims.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,5 +127,57 @@ pub trait SharedStore: Send + Sync {
     /// How long a lease lasts without renewal.
     fn lease(&self) -> Duration {
         Duration::from_secs(30)
+    }
+
+    /// Registers the node `beat` describes, or renews its row. A store
+    /// that keeps no nodes does nothing (the default).
+    async fn node_beat(&self, beat: &NodeBeat) -> Result<(), StoreError> {
+        let _ = beat;
+        Ok(())
+    }
+
+    /// Removes node `id` (it shuts down) and gives up its leadership, if
+    /// it leads, so another node may take it at once. The default does
+    /// nothing.
+    async fn node_leave(&self, id: Uuid) -> Result<(), StoreError> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// The nodes registered, oldest first, each [`Gone`](crate::NodeStatus::Gone)
+    /// when its lease ended before `now`, and the one whose leadership
+    /// lasts past `now` marked [`leader`](Node::leader).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unsupported`] (`"nodes"`) from a store that keeps no
+    /// nodes (the default).
+    async fn nodes_list(&self, now: DateTime<Utc>) -> Result<Vec<Node>, StoreError> {
+        let _ = now;
+        Err(StoreError::Unsupported("nodes"))
+    }
+
+    /// Removes the nodes whose lease ended before `gone_before`; returns
+    /// how many. The default removes none.
+    async fn nodes_prune(&self, gone_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _ = gone_before;
+        Ok(0)
+    }
+
+    /// Takes or renews the leadership of the store for `bid.owner` until
+    /// `bid.lease_until`: granted when the owner already leads, when
+    /// nobody's leadership lasts past `bid.now`, or when the bidder
+    /// [`serves`](LeaderElect::serves) and the leader does not. Returns
+    /// whether it was granted. At most one owner holds the leadership at
+    /// any time (by the callers' clocks); one that lost it to a serving
+    /// bidder learns so at its next bid.
+    ///
+    /// A store that cannot elect grants every bid (the default): every
+    /// process then runs the maintenance that a leader alone runs on a
+    /// store that can, which the store must allow (rescue and pruning are
+    /// safe to run from many processes at once).
+    async fn leader_elect(&self, bid: &LeaderElect) -> Result<bool, StoreError> {
+        let _ = bid;
+        Ok(true)
     }
 }

@@ -48,6 +48,7 @@ mod dto;
 mod error;
 mod events;
 mod jobs;
+mod nodes;
 
 pub use auth::{Auth, Authorize, Denied, Role, Tokens};
 pub use error::{ErrorBody, ErrorDetail, WebError};
@@ -214,6 +215,7 @@ impl Api {
                 resource("/tasks/{task}/resume", "POST").route(web::post().to(admin::resume_task)),
             )
             .service(resource("/stats", "GET").route(web::get().to(admin::stats)))
+            .service(resource("/nodes", "GET").route(web::get().to(nodes::list_nodes)))
             .service(resource("/clean", "POST").route(web::post().to(admin::clean)))
             .service(
                 resource("/delete-matching", "POST").route(web::post().to(admin::delete_matching)),
@@ -365,6 +367,7 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
         admin::suspend_task,
         admin::resume_task,
         admin::stats,
+        nodes::list_nodes,
         admin::clean,
         admin::delete_matching,
         events::stream,
@@ -375,7 +378,7 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     security(("bearer" = [])),
     tags(
         (name = "jobs", description = "Create, read, cancel and kick jobs"),
-        (name = "admin", description = "Tasks, stats, clean, delete-matching"),
+        (name = "admin", description = "Tasks, stats, nodes, clean, delete-matching"),
         (name = "events", description = "A live stream of job and queue events"),
     )
 )]

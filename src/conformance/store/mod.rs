@@ -14,7 +14,9 @@
 //!   (claims, leases, heartbeats, rescue, release, cancel, expiry, the
 //!   next due time, wake-ups), run only on stores whose
 //!   [`Store::shared`](crate::store::Store::shared) is `Some` and
-//!   reported skipped on the others.
+//!   reported skipped on the others;
+//! - nodes: a shared store's nodes (registered, renewed, gone, pruned,
+//!   left) and its leader's lease, skipped on stores that keep none.
 //!
 //! The contract they pin, beyond each method's docs:
 //!
@@ -33,6 +35,7 @@
 mod delete;
 mod insert;
 mod load;
+mod nodes;
 mod read;
 mod scale;
 mod shared;
@@ -41,6 +44,7 @@ mod update;
 pub use delete::*;
 pub use insert::*;
 pub use load::*;
+pub use nodes::*;
 pub use read::*;
 pub use scale::*;
 pub use shared::*;

@@ -26,7 +26,11 @@ impl Scheduler {
     /// Runs the pruner once, unless a run is under way: as a task of its
     /// own, which reports back with [`Pruned`], so the scheduler's turn
     /// never waits on it or runs longer for it.
+    /// On a shared store only the leader prunes.
     pub(super) fn prune(&mut self, ctx: &mut Context<Self>) {
+        if !self.leads() {
+            return;
+        }
         let Some(pruner) = self.pruning.begin() else {
             return;
         };

@@ -120,6 +120,8 @@ impl Handler<StartWorker> for Scheduler {
         let placement = msg.placement.unwrap_or(self.placement);
         self.add_worker(msg.tags, msg.concurrency, placement, ctx);
         self.want_claim(ctx);
+        // The node's row shows the new tags at once, not at the next beat.
+        self.node_tick(ctx);
         self.finish_turn(ctx);
     }
 }

@@ -26,6 +26,7 @@ mod index;
 mod journal;
 mod lifecycle;
 mod messages;
+mod nodes;
 mod observe;
 mod restart;
 mod routes;
@@ -48,6 +49,7 @@ pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
     PendingJobs, Shutdown, StartWorker, StoredWrites, WaitReply, WaitResult,
 };
+pub(crate) use nodes::NodeSnapshot;
 pub(crate) use observe::CountCreated;
 #[cfg(feature = "metrics")]
 pub(crate) use observe::ObserveJobs;
@@ -71,7 +73,10 @@ use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
 use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
-use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat, PruneSchedule, Pruner, Rescuer};
+use crate::node::NodeSelf;
+use crate::scheduler::services::{
+    Claimer, Elector, ExpiryWatch, Heartbeat, NodeBeacon, PruneSchedule, Pruner, Rescuer,
+};
 use crate::store::Store;
 use held::{Ending, HeldJob};
 use journal::{Journal, Waiter};
@@ -168,6 +173,10 @@ pub(crate) struct Scheduler {
     rescuer: Option<Rescuer>,
     /// Set when the store is shared between processes.
     shared: Option<shared::SharedMode>,
+    /// This process as a node, and whether it leads.
+    node_self: Arc<NodeSelf>,
+    /// This node's row and leadership bids, on a shared store.
+    node: Option<nodes::NodeMode>,
     /// The scheduler's own address, for handlers' lease touches.
     me: Option<Addr<Scheduler>>,
     /// Counts the messages sent to this scheduler through the queue's
@@ -285,6 +294,8 @@ pub(crate) struct Setup {
     pub(crate) placement: Placement,
     /// Where the queue finds the scheduler (a successor replaces it).
     pub(crate) slot: AddrSlot,
+    /// This process as a node (kept by successors).
+    pub(crate) node: Arc<NodeSelf>,
 }
 
 impl Scheduler {
@@ -300,7 +311,9 @@ impl Scheduler {
             sent,
             placement,
             slot: _,
+            node: node_self,
         } = setup;
+        let shared_node_retention = shared.node_retention;
         let shared = match (persistence, store.shared().map(|s| s.owner())) {
             (Persistence::Shared, Some(owner)) => Claimer::new(store.clone(), shared, owner)
                 .zip(Heartbeat::new(store.clone(), owner))
@@ -313,6 +326,10 @@ impl Scheduler {
         let in_process = persistence.in_process();
         let pruner = Pruner::new(store.clone(), retention.clone());
         let rescuer = Rescuer::new(store.clone()).filter(|_| persistence.shared());
+        let node = NodeBeacon::new(store.clone(), node_self.clone(), shared_node_retention)
+            .zip(Elector::new(store.clone(), node_self.clone()))
+            .filter(|_| persistence.shared())
+            .map(|(beacon, elector)| nodes::NodeMode::new(beacon, elector));
         Scheduler {
             clock,
             store,
@@ -330,6 +347,8 @@ impl Scheduler {
             pruning: PruneSchedule::new(pruner, in_process),
             rescuer,
             shared,
+            node_self,
+            node,
             me: None,
             sent,
             continuing: false,
@@ -1514,6 +1533,10 @@ impl Scheduler {
                 self.flush_now(ctx);
                 return;
             }
+        }
+        if done && !self.node_left(ctx) {
+            // Leaving the nodes first; its answer comes back here.
+            return;
         }
         if done {
             let Some(mut drain) = self.draining.take() else {

@@ -136,13 +136,17 @@ impl Scheduler {
             if !held.is_empty() {
                 act.heartbeat(held, ctx);
             }
+            // This node's row and leadership, at the same cadence.
+            act.node_tick(ctx);
         });
-        // A lapsed lease is rescued within a quarter lease of lapsing.
+        // A lapsed lease is rescued by the leader within a quarter lease of
+        // lapsing.
         if let Some(rescuer) = &self.rescuer {
             ctx.run_interval(rescuer.interval(), |act, ctx| act.rescue(ctx));
         }
-        // Jobs cut off while nobody ran a rescuer come back before the first claim.
-        self.rescue(ctx);
+        // Registers this node and bids for leadership: a process that
+        // becomes the leader rescues the jobs cut off while nobody led.
+        self.node_tick(ctx);
         self.want_claim(ctx);
     }
 
@@ -458,11 +462,14 @@ impl Scheduler {
         }
     }
 
-    /// Runs the rescuer once.
-    fn rescue(&mut self, ctx: &mut Context<Self>) {
+    /// Runs the rescuer once, if this process leads.
+    pub(super) fn rescue(&mut self, ctx: &mut Context<Self>) {
         let Some(rescuer) = self.rescuer.clone() else {
             return;
         };
+        if !self.leads() {
+            return;
+        }
         let now = self.clock.now_utc();
         let fut = async move { rescuer.run_once(now).await };
         ctx.spawn(

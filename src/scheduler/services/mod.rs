@@ -13,18 +13,27 @@
 //! - [`Heartbeat`]: on a shared store, renews the leases of the jobs this
 //!   process holds;
 //! - [`ExpiryWatch`]: on a shared store, expires on time the jobs this
-//!   process created that nobody holds when their expiry comes.
+//!   process created that nobody holds when their expiry comes;
+//! - [`NodeBeacon`]: on a shared store, keeps this process's row among
+//!   the nodes, and leaves at shutdown;
+//! - [`Elector`]: on a shared store, bids for leadership. The leader
+//!   alone runs the [`Rescuer`], the [`Pruner`] and the removal of nodes
+//!   gone for long; on other stores the process is the leader.
 //!
 //! The watch over worker threads is `actor::threads::ThreadWatch`.
 
 mod claimer;
 mod expiry;
 mod heartbeat;
+mod leader;
+mod node;
 mod pruner;
 mod rescuer;
 
 pub(crate) use claimer::Claimer;
 pub(crate) use expiry::ExpiryWatch;
 pub(crate) use heartbeat::Heartbeat;
+pub(crate) use leader::Elector;
+pub(crate) use node::{NodeBeacon, NodeLoad};
 pub(crate) use pruner::{PruneSchedule, Pruner};
 pub(crate) use rescuer::Rescuer;

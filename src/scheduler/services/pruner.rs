@@ -19,7 +19,7 @@ use crate::store::{Store, StoreError};
 /// is, and a rare prune of a large excess stalled it). This process's
 /// completions are then all the store's, so counting them says when the
 /// cap is passed. A store shared between processes is pruned on the
-/// interval only.
+/// interval only, by the leader only (see [`Elector`](super::Elector)).
 #[derive(Debug, Clone)]
 pub(crate) struct Pruner {
     store: Arc<dyn Store>,

@@ -22,10 +22,12 @@ pub(crate) struct RescueReport {
 /// expires the pending jobs nobody holds past their expiry (their creator
 /// may be gone too).
 ///
-/// The scheduler runs it once at start, before its first claim, then every
-/// quarter of a lease, so a lapsed lease is rescued within a quarter lease
-/// of lapsing. Every process on the store runs one; a rescue is one
-/// statement each, safe to run from many processes at once.
+/// The leader runs it (see [`Elector`](super::Elector)): as soon as it
+/// becomes the leader, then every quarter of a lease, so a lapsed lease is
+/// rescued within a quarter lease of lapsing. Every process on the store
+/// has one, and the others skip their runs; a rescue is one statement
+/// each, safe should two processes lead at once for a moment (their
+/// clocks disagreeing).
 #[derive(Debug, Clone)]
 pub(crate) struct Rescuer {
     store: Arc<dyn Store>,

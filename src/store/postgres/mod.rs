@@ -18,6 +18,7 @@
 
 mod copy;
 mod exec;
+mod nodes;
 mod rows;
 mod schedules;
 mod shared;
@@ -52,10 +53,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_list_by_id.sql")),
     (6, include_str!("migrations/0006_unique.sql")),
     (7, include_str!("migrations/0007_schedules.sql")),
+    (8, include_str!("migrations/0008_nodes.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// How to connect a [`PgStore`].
 ///

@@ -13,8 +13,10 @@ use uuid::Uuid;
 use super::rows::{job_from_row, map_err, JOB_COLUMNS};
 use super::{Db, PgStore};
 use crate::job::{Job, JobId, JobStatus};
+use crate::node::Node;
 use crate::store::{
-    CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, StoreError,
+    CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, LeaderElect, NodeBeat, SharedStore,
+    StoreError,
 };
 
 const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
@@ -445,6 +447,26 @@ impl SharedStore for PgStore {
         self.exec
             .run(async move { db.jobs_next_due(&tasks).await })
             .await
+    }
+
+    async fn node_beat(&self, beat: &NodeBeat) -> Result<(), StoreError> {
+        self.node_beat_(beat).await
+    }
+
+    async fn node_leave(&self, id: Uuid) -> Result<(), StoreError> {
+        self.node_leave_(id).await
+    }
+
+    async fn nodes_list(&self, now: DateTime<Utc>) -> Result<Vec<Node>, StoreError> {
+        self.nodes_list_(now).await
+    }
+
+    async fn nodes_prune(&self, gone_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.nodes_prune_(gone_before).await
+    }
+
+    async fn leader_elect(&self, bid: &LeaderElect) -> Result<bool, StoreError> {
+        self.leader_elect_(bid).await
     }
 
     fn wakeups(&self) -> BoxStream<'static, ()> {
