@@ -110,6 +110,7 @@ mod reports;
 pub mod schedule;
 mod scheduler;
 pub mod store;
+mod suspension;
 mod task;
 mod time;
 mod unique;
@@ -132,6 +133,7 @@ pub use queue::{
 };
 pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
+pub use suspension::{Suspended, Suspension};
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
 pub use unique::{UniqueScope, MAX_UNIQUE_KEY_LEN};
 

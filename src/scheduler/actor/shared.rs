@@ -127,6 +127,11 @@ impl Scheduler {
             return;
         };
         ctx.add_stream(shared.wakeups());
+        let poll = self
+            .shared
+            .as_ref()
+            .map_or(Duration::from_secs(5), |m| m.claimer.config().poll);
+        self.start_suspension_watch(poll, ctx);
         let beat = self
             .shared
             .as_ref()

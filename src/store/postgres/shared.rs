@@ -11,6 +11,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::rows::{job_from_row, map_err, JOB_COLUMNS};
+use super::suspensions::SUSPENSIONS_PAYLOAD;
 use super::{Db, PgStore};
 use crate::job::{Job, JobId, JobStatus};
 use crate::store::{
@@ -439,6 +440,15 @@ impl SharedStore for PgStore {
             .await
     }
 
+    fn suspension_changes(&self) -> BoxStream<'static, ()> {
+        let mut rx = self.db.suspensions_changed.subscribe();
+        rx.mark_unchanged();
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok().map(|()| ((), rx))
+        })
+        .boxed()
+    }
+
     fn wakeups(&self) -> BoxStream<'static, ()> {
         // The listener runs on the store's runtime; wake-ups cross over a channel.
         let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -446,6 +456,7 @@ impl SharedStore for PgStore {
             self.db.pool().clone(),
             self.db.channel().to_owned(),
             tx,
+            self.db.suspensions_changed.clone(),
         ));
         futures::stream::unfold(
             rx,
@@ -455,10 +466,16 @@ impl SharedStore for PgStore {
     }
 }
 
-/// Forwards notifications on `channel` as wake-ups until the receiver goes.
-/// A lost connection is re-established and counts as a wake-up too, since
+/// Forwards notifications on `channel` as wake-ups until the receiver goes,
+/// and those with the payload [`SUSPENSIONS_PAYLOAD`] to `suspensions`.
+/// A lost connection is re-established and counts as both, since
 /// notifications may have been missed meanwhile.
-async fn listen(pool: sqlx::PgPool, channel: String, tx: tokio::sync::mpsc::Sender<()>) {
+async fn listen(
+    pool: sqlx::PgPool,
+    channel: String,
+    tx: tokio::sync::mpsc::Sender<()>,
+    suspensions: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut listener: Option<PgListener> = None;
     while !tx.is_closed() {
@@ -486,9 +503,21 @@ async fn listen(pool: sqlx::PgPool, channel: String, tx: tokio::sync::mpsc::Send
             r = l.try_recv() => r,
             () = tx.closed() => return,
         };
-        if let Err(e) = received {
-            tracing::warn!(error = %e, "kessel listener failed; reconnecting");
-            listener = None;
+        match received {
+            Ok(Some(n)) if n.payload() == SUSPENSIONS_PAYLOAD => {
+                suspensions.send_replace(());
+                continue;
+            }
+            Ok(Some(_)) => {}
+            // The connection was lost (sqlx reconnects on the next call).
+            Ok(None) => {
+                suspensions.send_replace(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "kessel listener failed; reconnecting");
+                suspensions.send_replace(());
+                listener = None;
+            }
         }
         // A full channel already holds a wake-up: nothing is lost by skipping.
         let _ = tx.try_send(());
