@@ -31,7 +31,10 @@ where
 {
     let start = std::time::Instant::now();
     while !condition().await {
-        assert!(start.elapsed() < DEADLINE, "{what}: not within {DEADLINE:?}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -50,7 +53,10 @@ async fn a_suspended_tag_holds_back_every_task_with_it_until_resumed() {
     define_ok(&queue, "weekly", "reports");
     define_ok(&queue, "email", "default");
     queue.process(["reports", "default"]).start().unwrap();
-    queue.suspend_tag_by("reports", "month-end freeze").await.unwrap();
+    queue
+        .suspend_tag_by("reports", "month-end freeze")
+        .await
+        .unwrap();
     let daily = queue.create("daily", ()).await.unwrap();
     let weekly = queue.create("weekly", ()).await.unwrap();
     let email = queue.create("email", ()).await.unwrap();
@@ -96,7 +102,10 @@ async fn suspending_again_keeps_who_suspended_first_and_since_when() {
     queue.suspend_by("email", "arthur").await.unwrap();
     let stats = queue.stats().await.unwrap();
     assert_eq!(stats.suspended.len(), 1);
-    assert_eq!((stats.suspended[0].by.as_str(), stats.suspended[0].since), ("ford", since));
+    assert_eq!(
+        (stats.suspended[0].by.as_str(), stats.suspended[0].since),
+        ("ford", since)
+    );
 }
 
 #[actix_rt::test]
@@ -108,7 +117,10 @@ async fn an_empty_name_is_refused_as_invalid_input() {
         queue.suspend_tag("").await,
         queue.resume_tag("").await,
     ] {
-        assert!(matches!(result, Err(Error::InvalidInput { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::InvalidInput { .. })),
+            "{result:?}"
+        );
     }
 }
 
@@ -131,7 +143,10 @@ async fn a_sqlite_queue_reopened_starts_with_its_suspensions() {
     let listed = store.suspensions_list().await.unwrap();
     assert_eq!(
         listed.iter().map(|s| s.what.clone()).collect::<Vec<_>>(),
-        [Suspended::Task("email".into()), Suspended::Tag("reports".into())]
+        [
+            Suspended::Task("email".into()),
+            Suspended::Tag("reports".into())
+        ]
     );
     let queue = Queue::builder().store(store.clone()).build().await.unwrap();
     assert_eq!(queue.applied_suspensions().await.unwrap().len(), 2);
@@ -145,9 +160,7 @@ async fn a_sqlite_queue_reopened_starts_with_its_suspensions() {
     within("the probe", probe.result()).await.unwrap();
     assert_eq!(queue.job(job).await.unwrap().status, JobStatus::Ready);
     queue.resume("email").await.unwrap();
-    within("the resumed job", queue.result(job))
-        .await
-        .unwrap();
+    within("the resumed job", queue.result(job)).await.unwrap();
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     store.close().await.unwrap();
     let store = SqliteStore::open(&path).await.unwrap();
@@ -187,7 +200,9 @@ mod postgres {
         b.process(["default"]).concurrency(4).start().unwrap();
         // Before: B runs what A creates.
         let first = a.create("work", ()).await.unwrap();
-        within("a job before the suspend", first.result()).await.unwrap();
+        within("a job before the suspend", first.result())
+            .await
+            .unwrap();
 
         let work = Suspended::Task("work".into());
         let asked = std::time::Instant::now();
@@ -196,7 +211,10 @@ mod postgres {
             suspended(&b.applied_suspensions().await.unwrap(), &work)
         })
         .await;
-        eprintln!("B applied A's suspend {:?} after it was asked", asked.elapsed());
+        eprintln!(
+            "B applied A's suspend {:?} after it was asked",
+            asked.elapsed()
+        );
         let held = a.create("work", ()).await.unwrap();
         // A job created after it, of a task B serves, runs: B has claimed
         // since `held` was created, and left it.
@@ -204,7 +222,9 @@ mod postgres {
         within("the probe", probe.result()).await.unwrap();
         assert_eq!(a.job(held.id()).await.unwrap().status, JobStatus::Ready);
         let stats = b.stats().await.unwrap();
-        let s = stats.suspension_of("work", None).expect("listed in B's stats");
+        let s = stats
+            .suspension_of("work", None)
+            .expect("listed in B's stats");
         assert_eq!(s.by, "test");
 
         // A queue started after the suspend starts suspended.

@@ -97,7 +97,11 @@ impl StreamHandler<SuspensionsChanged> for Scheduler {
 impl Scheduler {
     /// On a shared store: follows the store's suspension changes, and reads
     /// them at every `poll` too.
-    pub(super) fn start_suspension_watch(&mut self, poll: std::time::Duration, ctx: &mut Context<Self>) {
+    pub(super) fn start_suspension_watch(
+        &mut self,
+        poll: std::time::Duration,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(shared) = self.store.shared() else {
             return;
         };
@@ -115,24 +119,22 @@ impl Scheduler {
         let epoch = self.routes.suspension_epoch;
         let store = self.store.clone();
         let fut = async move { store.suspensions_list().await };
-        ctx.spawn(
-            self.store_call(fut)
-                .into_actor(self)
-                .map(move |result, act, ctx| match result {
-                    None | Some(Err(StoreError::Unsupported(_))) => {}
-                    Some(Ok(list)) => {
-                        if act.routes.suspension_epoch == epoch {
-                            act.replace_suspensions(list, ctx);
-                        }
+        ctx.spawn(self.store_call(fut).into_actor(self).map(
+            move |result, act, ctx| match result {
+                None | Some(Err(StoreError::Unsupported(_))) => {}
+                Some(Ok(list)) => {
+                    if act.routes.suspension_epoch == epoch {
+                        act.replace_suspensions(list, ctx);
                     }
-                    Some(Err(err)) => {
-                        tracing::warn!(error = %err, "reading the suspensions failed");
-                        act.bus.queue(QueueEvent::Error {
-                            message: format!("reading the suspensions failed, will retry: {err}"),
-                        });
-                    }
-                }),
-        );
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "reading the suspensions failed");
+                    act.bus.queue(QueueEvent::Error {
+                        message: format!("reading the suspensions failed, will retry: {err}"),
+                    });
+                }
+            },
+        ));
     }
 
     fn replace_suspensions(&mut self, list: Vec<Suspension>, ctx: &mut Context<Self>) {
