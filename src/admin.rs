@@ -184,6 +184,11 @@ impl Clean {
 const STATS_ATTEMPTS: usize = 16;
 
 impl Queue {
+    /// The tag of task `name` as defined in this process.
+    pub(crate) fn task_tag(&self, name: &str) -> Option<String> {
+        self.inner.tasks.get(name).map(|t| t.tag.clone())
+    }
+
     pub(crate) fn tasks_tagged(&self, tags: &[String]) -> Vec<String> {
         let mut names: Vec<String> = self
             .inner
