@@ -185,6 +185,7 @@ const STATS_ATTEMPTS: usize = 16;
 
 impl Queue {
     /// The tag of task `name` as defined in this process.
+    #[cfg(feature = "web")]
     pub(crate) fn task_tag(&self, name: &str) -> Option<String> {
         self.inner.tasks.get(name).map(|t| t.tag.clone())
     }

@@ -186,6 +186,19 @@ mod postgres {
     const LEASE: Duration = Duration::from_secs(5);
     const POLL: Duration = Duration::from_secs(5);
 
+    /// A ready job of `task`, as a store takes it.
+    fn job_at(task: &str, now: chrono::DateTime<chrono::Utc>) -> kessel::Job {
+        let mut job: kessel::Job = serde_json::from_value(serde_json::json!({
+            "id": kessel::JobId::new(), "reference": null, "task": task, "payload": 1, "priority": 0,
+            "status": "ready", "created_at": now, "run_at": now, "expires_at": null, "attempts": 0,
+            "max_attempts": null, "last_error": null, "result": null, "progress": null,
+            "finished_at": null, "logs": []
+        }))
+        .unwrap();
+        job.logs.clear();
+        job
+    }
+
     fn suspended(list: &[kessel::Suspension], what: &Suspended) -> bool {
         list.iter().any(|s| &s.what == what)
     }
@@ -250,6 +263,54 @@ mod postgres {
         for q in [a, b, c] {
             q.shutdown(Duration::from_secs(5)).await.unwrap();
         }
+        db.drop().await;
+    }
+
+    /// The store's claim itself leaves a task suspended by name, so no
+    /// claim that starts after the suspension's commit takes its jobs,
+    /// whether or not its process has heard of it yet.
+    #[actix_rt::test]
+    async fn a_claim_after_a_task_is_suspended_in_the_store_takes_none_of_its_jobs() {
+        use kessel::store::{JobClaim, SharedStore};
+        let Some(db) = pg::fresh().await else { return };
+        let store = db.store(LEASE).await;
+        let now = chrono::Utc::now();
+        let jobs: Vec<kessel::Job> = ["work", "other"]
+            .into_iter()
+            .map(|task| job_at(task, now))
+            .collect();
+        store.jobs_insert(&jobs).await.unwrap();
+        let s = kessel::Suspension {
+            what: Suspended::Task("work".into()),
+            by: "test".into(),
+            since: now,
+        };
+        assert!(store.suspension_insert(&s).await.unwrap());
+        let claim = JobClaim {
+            owner: store.owner(),
+            tasks: vec!["work".into(), "other".into()],
+            due_by: now + chrono::Duration::seconds(1),
+            limit: 10,
+            lease_until: now + chrono::Duration::seconds(30),
+            running_limits: Vec::new(),
+        };
+        let claimed = store.jobs_claim(&claim).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|j| &*j.task).collect::<Vec<_>>(),
+            ["other"]
+        );
+        let limited = JobClaim {
+            running_limits: vec![("work".into(), 5)],
+            ..claim.clone()
+        };
+        assert!(store.jobs_claim(&limited).await.unwrap().is_empty());
+        assert!(store.suspension_delete(&s.what).await.unwrap());
+        let claimed = store.jobs_claim(&claim).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|j| &*j.task).collect::<Vec<_>>(),
+            ["work"]
+        );
+        store.close().await.unwrap();
         db.drop().await;
     }
 

@@ -123,15 +123,20 @@ impl Scheduler {
 
     /// Starts the heartbeat, the rescuer and the notification stream.
     pub(super) fn start_shared(&mut self, ctx: &mut Context<Self>) {
-        let Some(shared) = self.store.shared() else {
+        if self.store.shared().is_none() {
             return;
-        };
-        ctx.add_stream(shared.wakeups());
+        }
+        // Following suspension changes before the listener starts: its
+        // first connection is one of them.
         let poll = self
             .shared
             .as_ref()
             .map_or(Duration::from_secs(5), |m| m.claimer.config().poll);
         self.start_suspension_watch(poll, ctx);
+        let Some(shared) = self.store.shared() else {
+            return;
+        };
+        ctx.add_stream(shared.wakeups());
         let beat = self
             .shared
             .as_ref()

@@ -35,6 +35,19 @@ const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 const LEASE_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
 
 impl Db {
+    /// A claim's condition on each served task `t.task`: not suspended by
+    /// name in the store. The scheduler leaves suspended tasks out of its
+    /// claims once it has heard of the suspension; this makes every claim
+    /// that starts after the suspension's commit leave them out too (a
+    /// tag's suspension, whose tasks the store does not know, is the
+    /// scheduler's alone).
+    fn not_suspended(&self) -> String {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM {} AS s WHERE s.kind = 'task' AND s.name = t.task)",
+            self.sql.table("suspensions")
+        )
+    }
+
     pub(super) async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         if params.tasks.is_empty() || params.limit == 0 {
             return Ok(Vec::new());
@@ -43,6 +56,7 @@ impl Db {
             return self.jobs_claim_limited(params).await;
         }
         let jobs = self.jobs_table();
+        let not_suspended = self.not_suspended();
         // Each served task's best due jobs come from its own ordered range
         // of `jobs_claim` (locked as they are read, skipping rows another
         // claim holds); the best of those are taken. Rows locked here but not
@@ -58,6 +72,7 @@ impl Db {
                      ORDER BY priority, run_at, created_at, id
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED) AS c
+                 WHERE {not_suspended}
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)
              UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
@@ -95,6 +110,7 @@ impl Db {
     /// task's share cut to its limit minus its jobs leased and not final.
     async fn jobs_claim_limited(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         let jobs = self.jobs_table();
+        let not_suspended = self.not_suspended();
         let mut limited: Vec<&(String, u32)> = params.running_limits.iter().collect();
         limited.sort();
         limited.dedup_by(|a, b| a.0 == b.0);
@@ -122,7 +138,8 @@ impl Db {
                      SELECT count(*) FROM {jobs} AS l
                      WHERE l.task = t.task AND l.leased_by IS NOT NULL
                        AND l.status IN ('scheduled', 'ready', 'running', 'retrying'))) END AS n
-                 FROM UNNEST($1::text[], $6::bigint[]) AS t(task, cap)),
+                 FROM UNNEST($1::text[], $6::bigint[]) AS t(task, cap)
+                 WHERE {not_suspended}),
              picked AS (
                  SELECT c.id FROM caps CROSS JOIN LATERAL (
                      SELECT id, priority, run_at, created_at FROM {jobs}
@@ -441,8 +458,9 @@ impl SharedStore for PgStore {
     }
 
     fn suspension_changes(&self) -> BoxStream<'static, ()> {
-        let mut rx = self.db.suspensions_changed.subscribe();
-        rx.mark_unchanged();
+        // Marks made from now on: the listener's first connection, then
+        // every notification.
+        let rx = self.db.suspensions_changed.subscribe();
         futures::stream::unfold(rx, |mut rx| async move {
             rx.changed().await.ok().map(|()| ((), rx))
         })
@@ -485,6 +503,9 @@ async fn listen(
                     Ok(()) => {
                         listener = Some(l);
                         backoff = Duration::from_millis(100);
+                        // Changes committed before LISTEN took hold were
+                        // not notified here: read the suspensions once now.
+                        suspensions.send_replace(());
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for kessel notifications failed")
