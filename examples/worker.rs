@@ -7,7 +7,8 @@
 //!
 //! Options (after the URL): `--schema NAME` (default `kessel`),
 //! `--concurrency N` (default 16), `--work-ms N` (how long each job works,
-//! default 5), `--lease-ms N` (default 30000).
+//! default 5), `--lease-ms N` (default 30000), `--max-running N` (at most N
+//! `work` jobs running at once across every worker process).
 //!
 //! The `work` task shows the at-least-once discipline: before it reports
 //! success it records the job in an application table keyed by job id, so a
@@ -25,19 +26,21 @@ struct Args {
     concurrency: usize,
     work: Duration,
     lease: Duration,
+    max_running: Option<u32>,
 }
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let url = it
         .next()
-        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N]")?;
+        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N]")?;
     let mut args = Args {
         url,
         schema: "kessel".into(),
         concurrency: 16,
         work: Duration::from_millis(5),
         lease: Duration::from_secs(30),
+        max_running: None,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -51,6 +54,10 @@ fn args() -> Result<Args, String> {
             "--concurrency" => args.concurrency = number()? as usize,
             "--work-ms" => args.work = Duration::from_millis(number()?),
             "--lease-ms" => args.lease = Duration::from_millis(number()?),
+            "--max-running" => {
+                args.max_running =
+                    Some(u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?)
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -72,31 +79,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let owner = kessel::store::SharedStore::owner(&store);
     let done_table = format!("{}.work_done", args.schema);
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE IF NOT EXISTS {done_table} (job_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now())"
+        "CREATE TABLE IF NOT EXISTS {done_table} (job_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now(), started_at timestamptz, finished_at timestamptz)"
     )))
     .execute(&pool)
     .await?;
     let queue = Queue::builder().store(Arc::new(store)).build().await?;
     let work = args.work;
     let insert = Arc::new(format!(
-        "INSERT INTO {done_table} (job_id, attempt, pid) VALUES ($1, $2, $3)"
+        "INSERT INTO {done_table} (job_id, attempt, pid, started_at, finished_at) VALUES ($1, $2, $3, $4, $5)"
     ));
-    queue
-        .define("work")
-        .tag("default")
-        .action(move |job: JobContext<u64>| {
-            let (pool, insert) = (pool.clone(), insert.clone());
-            async move {
-                tokio::time::sleep(work).await;
-                sqlx::query(sqlx::AssertSqlSafe(insert.as_str().to_owned()))
-                    .bind(job.id().0)
-                    .bind(job.attempt() as i32)
-                    .bind(std::process::id() as i32)
-                    .execute(&pool)
-                    .await?;
-                Ok::<_, JobError>(job.payload)
-            }
-        })?;
+    let work_task = queue.define("work").tag("default");
+    let work_task = match args.max_running {
+        Some(n) => work_task.max_running(n),
+        None => work_task,
+    };
+    work_task.action(move |job: JobContext<u64>| {
+        let (pool, insert) = (pool.clone(), insert.clone());
+        async move {
+            // When the handler ran, as this machine's clock says: what a
+            // test of running limits measures.
+            let started = chrono::Utc::now();
+            tokio::time::sleep(work).await;
+            let finished = chrono::Utc::now();
+            sqlx::query(sqlx::AssertSqlSafe(insert.as_str().to_owned()))
+                .bind(job.id().0)
+                .bind(job.attempt() as i32)
+                .bind(std::process::id() as i32)
+                .bind(started)
+                .bind(finished)
+                .execute(&pool)
+                .await?;
+            Ok::<_, JobError>(job.payload)
+        }
+    })?;
     queue
         .define("sleep")
         .tag("default")

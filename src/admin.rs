@@ -8,7 +8,7 @@ use regex::Regex;
 use crate::duration::IntoDuration;
 use crate::error::DurationError;
 use crate::error::Error;
-use crate::job::{Job, JobStatus};
+use crate::job::{Job, JobId, JobStatus};
 use crate::queue::Queue;
 use crate::reports::{StuckThread, UnservedTag};
 use crate::scheduler::actor::{
@@ -417,6 +417,41 @@ impl Queue {
                 limit: None,
             })
             .await?)
+    }
+
+    /// Removes one ended job (completed, buried, expired or cancelled) and
+    /// its log. A pending job is not removed: cancel it first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`] when no job has this id;
+    /// [`Error::WrongState`] when the job is still pending;
+    /// [`Error::Store`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let handle = queue.create("report", 1).delay("1h").await?;
+    /// assert!(matches!(queue.delete(handle.id()).await, Err(kessel::Error::WrongState { .. })));
+    /// queue.cancel(handle.id()).await?;
+    /// queue.delete(handle.id()).await?;
+    /// assert!(matches!(queue.job(handle.id()).await, Err(kessel::Error::UnknownJob(_))));
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete(&self, id: JobId) -> Result<(), Error> {
+        self.barrier().await;
+        if self.inner.store.job_delete(id).await? {
+            return Ok(());
+        }
+        // Not removed: say why.
+        let job = self.job(id).await?;
+        Err(Error::WrongState {
+            id,
+            status: job.status,
+            operation: "delete",
+        })
     }
 
     /// Kicks up to `limit` buried jobs of `task`, oldest first; returns how many.

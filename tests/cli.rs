@@ -1390,3 +1390,42 @@ fn create_unique_creates_nothing_while_a_live_job_holds_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn delete_removes_an_ended_job_by_id_on_a_store_and_through_the_api() {
+    let db = Db::new();
+    let later = created_id(&db, &["flaky", "3", "--delay", "1h"]);
+    let err = fails(db.kessel(&["delete", &later]), 1);
+    assert_eq!(
+        err,
+        format!("error: job {later} is scheduled, cannot delete")
+    );
+    db.kessel(&["cancel", &later]).assert().success();
+    db.kessel(&["delete", &later])
+        .assert()
+        .success()
+        .stdout(format!("deleted {later}\n"));
+    assert_eq!(
+        fails(db.kessel(&["delete", &later]), 3),
+        format!("error: no job {later}")
+    );
+    db.kessel(&["delete"]).assert().code(2);
+
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.as_str();
+    let id = api_json(url, &["create", "greet", "3", "--delay", "1h"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err = fails(kessel_api(url, None, &["delete", &id]), 1);
+    assert!(err.contains("cannot delete"), "{err}");
+    kessel_api(url, None, &["cancel", &id]).assert().success();
+    assert_eq!(
+        api_json(url, &["delete", &id])["deleted"],
+        serde_json::json!([id])
+    );
+    assert_eq!(
+        fails(kessel_api(url, None, &["delete", &id]), 3),
+        format!("error: no job {id}")
+    );
+}

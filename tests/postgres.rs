@@ -261,6 +261,7 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             limit: 10,
             lease_until: now + chrono::Duration::seconds(1),
             running_limits: Vec::new(),
+            ended: Vec::new(),
         })
         .await
         .unwrap();
@@ -274,6 +275,7 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             limit: 10,
             lease_until: now + chrono::Duration::seconds(1),
             running_limits: Vec::new(),
+            ended: Vec::new(),
         })
         .await
         .unwrap();

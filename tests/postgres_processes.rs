@@ -44,10 +44,15 @@ struct Worker(Child, String);
 
 impl Worker {
     fn start(db: &pg::TestDb, concurrency: u32) -> Self {
+        Self::start_with(db, concurrency, &["--work-ms", "5"])
+    }
+
+    fn start_with(db: &pg::TestDb, concurrency: u32, extra: &[&str]) -> Self {
         let mut child = Command::new(example("worker"))
             .args([&db.url, "--schema", &db.schema])
             .args(["--concurrency", &concurrency.to_string()])
-            .args(["--work-ms", "5", "--lease-ms", &LEASE_MS.to_string()])
+            .args(["--lease-ms", &LEASE_MS.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start a worker");
@@ -387,4 +392,47 @@ async fn a_suspend_in_this_process_stops_dispatch_in_a_worker_process_and_one_st
     assert_eq!(result.status, JobStatus::Completed);
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;
+}
+
+#[actix_rt::test]
+async fn three_workers_never_run_more_of_a_task_than_its_max_running_between_them() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let _workers: Vec<Worker> = (0..3)
+        .map(|_| Worker::start_with(&db, 8, &["--work-ms", "20", "--max-running", "5"]))
+        .collect();
+    let produced = Command::new(example("producer"))
+        .args([
+            &db.url, "--schema", &db.schema, "--count", "300", "--batch", "300",
+        ])
+        .output()
+        .expect("run the producer");
+    assert!(produced.status.success());
+    wait_for("300 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 300
+    })
+    .await;
+    // Each run wrote when its handler started and ended (one machine, one
+    // clock): the most runs under way at once, from those spans.
+    let done = format!("{}.work_done", db.schema);
+    let most: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT max(running)::bigint FROM (
+             SELECT sum(delta) OVER (ORDER BY at, delta ROWS UNBOUNDED PRECEDING) AS running FROM (
+                 SELECT started_at AS at, 1 AS delta FROM {done}
+                 UNION ALL SELECT finished_at, -1 FROM {done}) AS e) AS r"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .expect("the most at once");
+    let most = most.unwrap_or(0);
+    assert!(most <= 5, "{most} runs at once, the limit is 5");
+    assert!(
+        most >= 3,
+        "the workers ran several at once (at most {most})"
+    );
+    let runs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {done}")))
+        .fetch_one(store.pool())
+        .await
+        .expect("count runs");
+    assert_eq!(runs, 300, "each job ran once");
 }

@@ -293,6 +293,7 @@ mod postgres {
             limit: 10,
             lease_until: now + chrono::Duration::seconds(30),
             running_limits: Vec::new(),
+            ended: Vec::new(),
         };
         let claimed = store.jobs_claim(&claim).await.unwrap();
         assert_eq!(

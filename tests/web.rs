@@ -171,6 +171,32 @@ async fn job_lifecycle(queue: Queue) {
     .await;
     assert_eq!(error_of(&body).0, "wrong_state");
 
+    // A pending job cannot be deleted; cancelled, it can, once.
+    let pending = id_of(
+        &json_of(
+            &app,
+            post("/kessel/jobs", json!({"task": "echo", "delay": "1h"})),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let delete = |id: JobId| {
+        TestRequest::delete()
+            .uri(&format!("/kessel/jobs/{id}"))
+            .to_request()
+    };
+    let body = json_of(&app, delete(pending), StatusCode::CONFLICT).await;
+    assert_eq!(error_of(&body).0, "wrong_state");
+    queue.cancel(pending).await.unwrap();
+    json_of(&app, delete(pending), StatusCode::OK).await;
+    json_of(
+        &app,
+        get(&format!("/kessel/jobs/{pending}")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    json_of(&app, delete(pending), StatusCode::NOT_FOUND).await;
+
     // A buried job is kicked back and buried again.
     let failing = id_of(
         &json_of(

@@ -993,7 +993,7 @@ impl Bench {
             ),
         }
         if system == System::KesselPostgres {
-            self.pg_limited(n, c, cap);
+            self.pg_limited(n, cap);
             for processes in [1, 3] {
                 self.pg_processes(processes);
             }
@@ -1004,18 +1004,20 @@ impl Bench {
         self.latency_run("durable latency", system, probe, secs, c, cap);
     }
 
-    /// PostgreSQL burn-down, one process, with flow control on the task:
-    /// a running limit of 50 (below the worker concurrency, so it binds,
-    /// and claims take the limited path) and a rate limit far above what
-    /// the run achieves (the limiter's cost alone), beside the unlimited
-    /// row measured just before.
-    fn pg_limited(&mut self, n: u64, c: usize, cap: Duration) {
+    /// PostgreSQL burn-down, one process at concurrency 64, with flow
+    /// control on the task: none (the row to compare with), a running
+    /// limit of 50 (below the concurrency, so it binds, and claims take
+    /// the limited path) and a rate limit far above what the run achieves
+    /// (the limiter's cost alone).
+    fn pg_limited(&mut self, n: u64, cap: Duration) {
         use systems::kessel::{burn_down_with, Backend, Handlers, Limit, Watch};
         let url = match self.env.postgres.clone() {
             Ok(url) => url,
             Err(_) => return,
         };
+        let c = 64;
         for (limit, what) in [
+            (Limit::None, "no limit"),
             (Limit::MaxRunning(50), "max_running 50"),
             (Limit::PerSecond(1_000_000), "rate limit 1M/s"),
         ] {

@@ -137,6 +137,25 @@ impl ApiClient {
         self.answer(action, response)
     }
 
+    /// Sends a DELETE to `path`; the answer's JSON.
+    pub(crate) fn delete(&self, action: &str, path: &str) -> Result<Value, CliError> {
+        let response = self
+            .authorized(self.agent.delete(self.url(path)))
+            .config()
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .build()
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.answer(action, response)
+    }
+
+    /// Removes an ended job.
+    pub(crate) fn delete_job(&self, id: JobId) -> Result<(), CliError> {
+        self.delete(&format!("cannot delete {id}"), &format!("/jobs/{id}"))
+            .map_err(|e| not_found(e, id))?;
+        Ok(())
+    }
+
     fn answer(
         &self,
         action: &str,

@@ -69,6 +69,13 @@ pub(crate) enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Removes ended jobs (completed, buried, expired, cancelled) and their
+    /// logs, by id; a pending job is refused (cancel it first).
+    Delete {
+        /// The jobs' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Returns buried jobs to ready, by id or every buried job of a task.
     #[command(visible_alias = "retry")]
     Kick(KickArgs),

@@ -211,6 +211,17 @@ impl Backend {
         }
     }
 
+    /// Removes an ended job and its log.
+    pub(crate) async fn delete(&self, id: JobId) -> Result<(), CliError> {
+        match self {
+            Backend::Store { queue, .. } => queue
+                .delete(id)
+                .await
+                .map_err(|e| CliError::queue(format!("cannot delete {id}"), e)),
+            Backend::Api(api) => api.delete_job(id),
+        }
+    }
+
     /// Returns a buried job to ready.
     pub(crate) async fn kick(&self, id: JobId) -> Result<(), CliError> {
         match self {

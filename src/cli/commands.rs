@@ -499,6 +499,23 @@ pub(crate) async fn cancel(backend: &Backend, out: &Out, ids: &[String]) -> Resu
     Ok(())
 }
 
+/// `kessel delete ID...`: removes ended jobs, one by one.
+pub(crate) async fn delete(backend: &Backend, out: &Out, ids: &[String]) -> Result<(), CliError> {
+    let ids = job_ids(ids)?;
+    let mut done = Vec::new();
+    for id in ids {
+        backend.delete(id).await?;
+        if !out.json {
+            out.text(&format!("deleted {id}"))?;
+        }
+        done.push(id);
+    }
+    if out.json {
+        return out.json(&json!({ "deleted": done }));
+    }
+    Ok(())
+}
+
 /// `kessel kick ID...` and `kessel kick --task TASK [--limit N]`.
 pub(crate) async fn kick(backend: &Backend, out: &Out, args: KickArgs) -> Result<(), CliError> {
     let Some(task) = args.task else {

@@ -47,10 +47,18 @@ pub(crate) fn main() -> ExitCode {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
         let what: Vec<&str> = what.split_whitespace().collect();
+        let at = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!(
-            "error: internal error (a bug in kessel, please report it): {}",
+            "error: internal error (a bug in kessel, please report it): {}{at}",
             what.join(" ")
         );
+        // For a report: the whole trace, on request.
+        if std::env::var_os("KESSEL_BACKTRACE").is_some() {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -103,6 +111,7 @@ async fn dispatch(backend: &backend::Backend, out: &Out, command: Command) -> Re
         Command::Show { id } => commands::show(backend, out, &id).await,
         Command::Create(args) => commands::create(backend, out, args).await,
         Command::Cancel { ids } => commands::cancel(backend, out, &ids).await,
+        Command::Delete { ids } => commands::delete(backend, out, &ids).await,
         Command::Kick(args) => commands::kick(backend, out, args).await,
         Command::Clean(args) => commands::clean(backend, out, args).await,
         Command::DeleteMatching { task, pattern } => {

@@ -220,6 +220,10 @@ impl<S: Store + ?Sized> Store for MeteredStore<S> {
         .await
     }
 
+    async fn job_delete(&self, id: JobId) -> Result<bool, StoreError> {
+        timed("job_delete", None, self.inner.job_delete(id)).await
+    }
+
     async fn jobs_insert_unique(
         &self,
         job: &Job,

@@ -419,6 +419,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes final jobs and their logs; returns how many.
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError>;
 
+    /// Removes one final job and its log; whether it did (`false`: no job
+    /// has this id, or it is not final). A pending job is never removed.
+    ///
+    /// The default returns [`StoreError::Unsupported`].
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+    /// use kessel::{JobId, store::{MemoryStore, Store}};
+    /// assert!(!MemoryStore::new().job_delete(JobId::new()).await?);
+    /// # Ok(()) }
+    /// ```
+    async fn job_delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported("deleting one job"))
+    }
+
     /// How many jobs are in `status`, of every task. Retention asks it for
     /// completed jobs each time it prunes, so a store that can count one
     /// status without reading every job (an index) should say so here; the

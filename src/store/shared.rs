@@ -38,6 +38,11 @@ pub struct JobClaim {
     /// leased and not final. Claims of limited tasks take turns, so the
     /// limit holds whichever processes claim at once.
     pub running_limits: Vec<(String, u32)>,
+    /// Jobs of limited tasks this owner has finished, whose end may not
+    /// be stored yet: they run no more, so they do not count against
+    /// `running_limits` (a process can refill its room at once, without
+    /// waiting for its writes).
+    pub ended: Vec<crate::job::JobId>,
 }
 
 /// What [`SharedStore::jobs_heartbeat`] renews.

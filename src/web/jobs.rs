@@ -389,3 +389,26 @@ pub(crate) async fn kick_job(admin: Admin, id: Path<String>) -> Result<HttpRespo
     admin.0.queue.kick(id).await?;
     Ok(HttpResponse::Ok().json(Done { ok: true }))
 }
+
+/// Removes an ended job (completed, buried, expired or cancelled) and its
+/// log. A pending job is refused with 409: cancel it first.
+#[utoipa::path(
+    delete,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Deleted", body = Done),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is still pending", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_job(admin: Admin, id: Path<String>) -> Result<HttpResponse, WebError> {
+    let id = parse_id(&id)?;
+    admin.0.queue.delete(id).await?;
+    Ok(HttpResponse::Ok().json(Done { ok: true }))
+}

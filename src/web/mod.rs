@@ -198,7 +198,11 @@ impl Api {
                     .route(web::post().to(jobs::create_job)),
             )
             .service(resource("/jobs/batch", "POST").route(web::post().to(jobs::create_jobs)))
-            .service(resource("/jobs/{id}", "GET").route(web::get().to(jobs::get_job)))
+            .service(
+                resource("/jobs/{id}", "GET, DELETE")
+                    .route(web::get().to(jobs::get_job))
+                    .route(web::delete().to(jobs::delete_job)),
+            )
             .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel_job)))
             .service(resource("/jobs/{id}/kick", "POST").route(web::post().to(jobs::kick_job)))
             .service(resource("/tasks", "GET").route(web::get().to(admin::list_tasks)))
@@ -356,6 +360,7 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
         jobs::get_job,
         jobs::cancel_job,
         jobs::kick_job,
+        jobs::delete_job,
         admin::list_tasks,
         admin::suspend_task,
         admin::resume_task,

@@ -220,3 +220,40 @@ async fn prunes<F: StoreFactory>(factory: F) -> Verdict {
     );
     Verdict::Passed
 }
+
+conformance_test!(store,
+    /// `job_delete` removes one final job with its log, and never a
+    /// pending one or one that does not exist.
+    delete_one_removes_a_final_job_and_only_a_final_one => delete_one
+);
+
+async fn delete_one<F: StoreFactory>(factory: F) -> Verdict {
+    let (store, _place) = fresh(&factory).await;
+    let t = now();
+    let mut done = in_status(job("a", json!(1)), JobStatus::Buried);
+    done.finished_at = Some(t);
+    done.logs = vec![line("a line that must go with its job", 1, t, None)];
+    let other = in_status(job("a", json!(2)), JobStatus::Completed);
+    let waiting = job("a", json!("still pending"));
+    insert(&store, &[done.clone(), other.clone(), waiting.clone()]).await;
+    let removed = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .job_delete(id)
+                .await
+                .unwrap_or_else(|e| panic!("job_delete({id}) failed: {e}"))
+        }
+    };
+    assert!(removed(done.id).await, "a buried job is removed");
+    assert!(
+        store.job_get(done.id).await.ok().flatten().is_none(),
+        "and is gone"
+    );
+    assert!(!removed(done.id).await, "a second delete finds nothing");
+    assert!(!removed(waiting.id).await, "a pending job is never removed");
+    assert_same_job(&get(&store, waiting.id).await, &waiting, "the pending job");
+    assert_same_job(&get(&store, other.id).await, &other, "another final job");
+    assert!(!removed(crate::job::JobId::new()).await, "an unknown id");
+    Verdict::Passed
+}

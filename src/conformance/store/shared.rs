@@ -73,6 +73,7 @@ async fn claim(
         limit,
         lease_until,
         running_limits: Vec::new(),
+        ended: Vec::new(),
     };
     shared
         .jobs_claim(&params)
@@ -1016,6 +1017,7 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             limit: 100,
             lease_until: lease,
             running_limits: vec![("limited".into(), 3)],
+            ended: Vec::new(),
         };
         async move {
             shared
@@ -1037,19 +1039,51 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
         0,
         "another owner gets none while 3 are leased"
     );
-    // One of the leased jobs completes: one more may be leased.
-    let done = first
+    // The owner says one of its leased jobs ended (not stored yet): that
+    // one no longer counts, so one more may be leased, by it alone.
+    let ended = first
         .iter()
         .find(|j| &*j.task == "limited")
         .expect("a limited job")
-        .clone();
-    let mut done = in_status(done, JobStatus::Completed);
-    record(&store, &mut done, Vec::new()).await;
-    let third = claim_with_limit(b).await;
+        .id;
+    let credited = shared
+        .jobs_claim(&JobClaim {
+            owner: a,
+            tasks: vec!["limited".into()],
+            due_by: t,
+            limit: 100,
+            lease_until: lease,
+            running_limits: vec![("limited".into(), 3)],
+            ended: vec![ended],
+        })
+        .await
+        .unwrap_or_else(|e| panic!("jobs_claim with an ended job failed: {e}"));
     assert_eq!(
-        of(&third, "limited"),
+        of(&credited, "limited"),
         1,
-        "the completed job made room for one"
+        "the ended job's room is refilled"
     );
+    // The ended job's end is stored: its room was refilled already, so
+    // another owner still gets none; one more completing makes room.
+    for id in [
+        ended,
+        first
+            .iter()
+            .find(|j| &*j.task == "limited" && j.id != ended)
+            .expect("another")
+            .id,
+    ] {
+        let job = first.iter().find(|j| j.id == id).expect("claimed").clone();
+        let mut done = in_status(job, JobStatus::Completed);
+        record(&store, &mut done, Vec::new()).await;
+        let third = claim_with_limit(b).await;
+        let want = usize::from(id != ended);
+        assert_eq!(
+            of(&third, "limited"),
+            want,
+            "after {} stored completion(s), room for {want}",
+            1 + want
+        );
+    }
     Verdict::Passed
 }

@@ -96,6 +96,11 @@ impl Flow {
     }
 }
 
+/// How many finished limited jobs a process remembers as credit for its
+/// claims: enough for the ends a flush or two may hold back. One
+/// forgotten early only makes a claim take less.
+const MAX_CREDITS: usize = 4096;
+
 impl Scheduler {
     /// Whether the job `key` of task `task` may start now; when not, it is
     /// held back (and a wake is planned for a rate limit).
@@ -119,8 +124,9 @@ impl Scheduler {
         }
     }
 
-    /// A run of task `task` ended: a held job takes its place.
-    pub(super) fn flow_run_ended(&mut self, task: u32) {
+    /// A run of task `task`, of the job in `job_slot`, ended: a held job
+    /// takes its place.
+    pub(super) fn flow_run_ended(&mut self, task: u32, job_slot: u32) {
         let Some(slot) = self.routes.tasks.get_mut(task as usize) else {
             return;
         };
@@ -128,18 +134,36 @@ impl Scheduler {
             return;
         };
         if flow.max_running.is_some() && self.shared.is_some() {
-            // Its lease ends when its end is stored: claim again then,
-            // for the room it leaves under the task's limit.
+            // Its lease ends only when its end is stored. The next claim
+            // is told it ended (it no longer counts against the limit), so
+            // this process refills its room at once; and claims again once
+            // the end is stored, for room other processes may also see.
+            if let Some(e) = self.jobs.get(job_slot) {
+                if self.flow_credits.len() >= MAX_CREDITS {
+                    self.flow_credits.remove(0);
+                }
+                self.flow_credits.push(e.job.id);
+            }
             self.claim_after_flush = true;
+            self.claim_now = true;
         }
         if let (Some(key), Some(tag)) = (flow.ended(), slot.tag) {
             self.routes.tags[tag as usize].push(key);
         }
     }
 
-    /// Claims again once what is written now is stored, when a limited
-    /// run ended this turn on a shared store.
+    /// The limited jobs this process finished lately (see
+    /// `JobClaim::ended`); those already stored are harmless in it.
+    pub(super) fn flow_credits(&self) -> Vec<crate::job::JobId> {
+        self.flow_credits.clone()
+    }
+
+    /// Claims again at once, and once what is written now is stored, when
+    /// a limited run ended this turn on a shared store.
     pub(super) fn claim_after_stored(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::take(&mut self.claim_now) {
+            self.want_claim(ctx);
+        }
         if !std::mem::take(&mut self.claim_after_flush) {
             return;
         }

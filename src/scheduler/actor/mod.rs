@@ -196,6 +196,10 @@ pub(crate) struct Scheduler {
     /// A run of a task limited in running jobs ended on a shared store:
     /// claim again once its end is stored.
     claim_after_flush: bool,
+    /// ... and claim again at once, with the ended jobs as credit.
+    claim_now: bool,
+    /// Limited jobs this process finished lately (see `flow.rs`).
+    flow_credits: Vec<JobId>,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
@@ -339,6 +343,8 @@ impl Scheduler {
             flow_wake: None,
             flow_wake_armed: false,
             claim_after_flush: false,
+            claim_now: false,
+            flow_credits: Vec::new(),
             now: Default::default(),
             stopping: HashMap::new(),
             placement,
@@ -1121,7 +1127,7 @@ impl Scheduler {
     }
 
     fn on_report(&mut self, worker: usize, report: Report, now: u64) {
-        self.flow_run_ended(report.task);
+        self.flow_run_ended(report.task, report.slot);
         if let Some(w) = self.workers.get_mut(worker) {
             w.in_flight = w.in_flight.saturating_sub(1);
             if let Some(b) = w.batch.as_mut() {

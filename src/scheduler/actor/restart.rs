@@ -109,6 +109,12 @@ impl Scheduler {
         if self.shut_down || self.restarts >= MAX_RESTARTS {
             return false;
         }
+        if tokio::runtime::Handle::try_current().is_err() {
+            // The runtime it ran on is gone (its thread or process is
+            // ending, and the arbiter drops its actors): there is nothing
+            // to run a successor on, and nothing left to serve.
+            return false;
+        }
         let handover = self.handover();
         let restarts = handover.restarts;
         tracing::error!(

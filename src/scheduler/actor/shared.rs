@@ -210,6 +210,11 @@ impl Scheduler {
         }
         let tasks = self.served_tasks();
         let running_limits = self.running_limits(&tasks);
+        let credits = if running_limits.is_empty() {
+            Vec::new()
+        } else {
+            self.flow_credits()
+        };
         let free: usize = self
             .workers
             .iter()
@@ -224,10 +229,14 @@ impl Scheduler {
         if let Some(timer) = mode.claimer.timer.take() {
             ctx.cancel_future(timer);
         }
-        let Some(params) =
-            mode.claimer
-                .plan(tasks.clone(), running_limits, free, held_waiting, now)
-        else {
+        let Some(params) = mode.claimer.plan(
+            tasks.clone(),
+            running_limits,
+            credits,
+            free,
+            held_waiting,
+            now,
+        ) else {
             let poll = mode.claimer.config().poll;
             mode.claimer.timer = Some(ctx.run_later(poll, |act, ctx| act.want_claim(ctx)));
             return;

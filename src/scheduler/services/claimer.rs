@@ -90,6 +90,7 @@ impl Claimer {
         &mut self,
         tasks: Vec<String>,
         running_limits: Vec<(String, u32)>,
+        ended: Vec<crate::job::JobId>,
         free: usize,
         waiting: usize,
         now: DateTime<Utc>,
@@ -110,6 +111,7 @@ impl Claimer {
             limit,
             lease_until: after(lease),
             running_limits,
+            ended,
         })
     }
 
@@ -188,7 +190,7 @@ mod tests {
         let mut c = claimer();
         let now = Utc::now();
         let params = c
-            .plan(vec!["t".into()], Vec::new(), 16, 10, now)
+            .plan(vec!["t".into()], Vec::new(), Vec::new(), 16, 10, now)
             .expect("a claim");
         assert_eq!(params.limit, 16 + 64 - 10);
         assert_eq!(params.due_by, now + chrono::Duration::seconds(2));
@@ -196,11 +198,13 @@ mod tests {
         assert!(!c.want(), "one at a time");
         assert!(c.claimed(3, params.limit, 0), "asked for meanwhile: again");
         assert!(
-            c.plan(Vec::new(), Vec::new(), 16, 0, now).is_none(),
+            c.plan(Vec::new(), Vec::new(), Vec::new(), 16, 0, now)
+                .is_none(),
             "no tasks"
         );
         assert!(
-            c.plan(vec!["t".into()], Vec::new(), 0, 64, now).is_none(),
+            c.plan(vec!["t".into()], Vec::new(), Vec::new(), 0, 64, now)
+                .is_none(),
             "enough waits here"
         );
     }
@@ -211,16 +215,20 @@ mod tests {
         let now = Utc::now();
         let mut limits = Vec::new();
         for _ in 0..8 {
-            let p = c.plan(vec!["t".into()], Vec::new(), 0, 0, now).unwrap();
+            let p = c
+                .plan(vec!["t".into()], Vec::new(), Vec::new(), 0, 0, now)
+                .unwrap();
             limits.push(p.limit);
             assert!(c.claimed(p.limit, p.limit, 0), "full: claim again");
         }
         assert_eq!(&limits[..4], [64, 128, 256, 512]);
         assert_eq!(*limits.last().unwrap(), SharedConfig::MAX_PREFETCH);
-        let p = c.plan(vec!["t".into()], Vec::new(), 0, 0, now).unwrap();
+        let p = c
+            .plan(vec!["t".into()], Vec::new(), Vec::new(), 0, 0, now)
+            .unwrap();
         assert!(!c.claimed(10, p.limit, 3_000));
         assert_eq!(
-            c.plan(vec!["t".into()], Vec::new(), 0, 0, now)
+            c.plan(vec!["t".into()], Vec::new(), Vec::new(), 0, 0, now)
                 .unwrap()
                 .limit,
             2_048
@@ -230,13 +238,13 @@ mod tests {
     #[test]
     fn a_failed_claim_waits_at_most_the_poll_interval() {
         let mut c = claimer();
-        c.plan(vec!["t".into()], Vec::new(), 1, 0, Utc::now())
+        c.plan(vec!["t".into()], Vec::new(), Vec::new(), 1, 0, Utc::now())
             .unwrap();
         assert_eq!(
             c.failed(Some(Duration::from_secs(60))),
             Some(c.config().poll)
         );
-        c.plan(vec!["t".into()], Vec::new(), 1, 0, Utc::now())
+        c.plan(vec!["t".into()], Vec::new(), Vec::new(), 1, 0, Utc::now())
             .unwrap();
         assert!(!c.want());
         assert_eq!(

@@ -282,6 +282,12 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
+    async fn job_delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let mut inner = self.inner.write();
+        let is_final = inner.jobs.get(&id).is_some_and(|j| j.status.is_final());
+        Ok(is_final && inner.remove(&id))
+    }
+
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
         let mut inner = self.inner.write();
         if params.statuses == [JobStatus::Completed] && params.tasks.is_empty() {

@@ -880,6 +880,25 @@ impl Db {
         Ok(out)
     }
 
+    /// Removes one final job and its log lines.
+    pub(super) async fn job_delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let jobs = self.sql.table("jobs");
+        let deleted: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH gone AS (
+                 DELETE FROM {jobs} WHERE id = $1
+                   AND status IN ('completed', 'buried', 'expired', 'cancelled')
+                 RETURNING id),
+             gone_logs AS (DELETE FROM {logs} WHERE job_id IN (SELECT id FROM gone))
+             SELECT count(*) FROM gone",
+            logs = self.sql.table("job_logs"),
+        )))
+        .bind(id.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(deleted > 0)
+    }
+
     pub(super) async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
         let statuses: Vec<&str> = params
             .statuses
@@ -985,6 +1004,11 @@ impl Store for PgStore {
     async fn jobs_count(&self) -> Result<Vec<StatusCount>, StoreError> {
         let db = self.db.clone();
         self.exec.run(async move { db.jobs_count().await }).await
+    }
+
+    async fn job_delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let db = self.db.clone();
+        self.exec.run(async move { db.job_delete(id).await }).await
     }
 
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {

@@ -125,6 +125,12 @@ impl Db {
             })
             .collect();
         let mut tx = self.pool().begin().await.map_err(map_err)?;
+        // As the unlimited claim: a lease is not worth a disk flush (a
+        // lease lost in a crash only lapses and is rescued).
+        sqlx::query("SET LOCAL synchronous_commit TO off")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         for (task, _) in &limited {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7014))")
                 .bind(format!("{jobs}:running:{task}"))
@@ -137,7 +143,8 @@ impl Db {
                  SELECT t.task, CASE WHEN t.cap IS NULL THEN $3 ELSE GREATEST(0, t.cap - (
                      SELECT count(*) FROM {jobs} AS l
                      WHERE l.task = t.task AND l.leased_by IS NOT NULL
-                       AND l.status IN ('scheduled', 'ready', 'running', 'retrying'))) END AS n
+                       AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
+                       AND NOT (l.id = ANY ($7::uuid[])))) END AS n
                  FROM UNNEST($1::text[], $6::bigint[]) AS t(task, cap)
                  WHERE {not_suspended}),
              picked AS (
@@ -164,6 +171,7 @@ impl Db {
         .bind(params.owner)
         .bind(params.lease_until)
         .bind(&caps)
+        .bind(params.ended.iter().map(|id| id.0).collect::<Vec<Uuid>>())
         .fetch_all(&mut *tx)
         .await
         .map_err(map_err)?;

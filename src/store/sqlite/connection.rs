@@ -115,6 +115,8 @@ pub(super) enum WriteOp {
     Insert(NewRows),
     /// One new unique job: stored (1) unless a live job keeps its key (0).
     InsertUnique(UniqueInsert),
+    /// One final job and its log lines (1 removed, 0 not).
+    DeleteOne(String),
     Update(Rows),
     Delete(DeleteParams),
     /// Answers [`UPSERT_UNCHANGED`], [`UPSERT_CREATED`] or
@@ -268,7 +270,7 @@ async fn serve(
         if !writes.is_empty() {
             let deletes = writes
                 .iter()
-                .any(|(op, _)| matches!(op, WriteOp::Delete(_)));
+                .any(|(op, _)| matches!(op, WriteOp::Delete(_) | WriteOp::DeleteOne(_)));
             commit_group(&mut conn, writes, &counters).await;
             if deletes {
                 // Steps run only while no command waits: a step after
@@ -623,6 +625,25 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreEr
                 }
             }
             Ok(applied)
+        }
+        WriteOp::DeleteOne(id) => {
+            let removed = sqlx::query(
+                "DELETE FROM kessel_jobs WHERE id = ?1 \
+                 AND status IN ('completed', 'buried', 'expired', 'cancelled')",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+            if removed > 0 {
+                sqlx::query("DELETE FROM kessel_job_logs WHERE job_id = ?1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+            }
+            Ok(removed)
         }
         WriteOp::Delete(params) if params.completed_only => {
             // The jobs first, returning their ids, then their lines.

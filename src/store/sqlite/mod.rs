@@ -427,6 +427,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.job_delete", skip(self))]
+    async fn job_delete(&self, id: JobId) -> Result<bool, StoreError> {
+        self.request(|reply| Command::Write(WriteOp::DeleteOne(id.to_string()), reply))
+            .await
+            .map(|n| n > 0)
+    }
+
     #[tracing::instrument(level = "debug", name = "kessel.sqlite.jobs_delete", skip_all)]
     async fn jobs_delete(&self, params: &JobDelete) -> Result<u64, StoreError> {
         let statuses: Vec<&str> = params
