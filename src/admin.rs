@@ -1,5 +1,5 @@
 //! Administrative operations on a queue: fetch, stats, clean, kick by task,
-//! suspend/resume, delete-matching and batch runs.
+//! suspend/resume (of a task or a tag), delete-matching and batch runs.
 
 use std::time::Duration;
 
@@ -13,9 +13,21 @@ use crate::queue::Queue;
 use crate::reports::{StuckThread, UnservedTag};
 use crate::scheduler::actor::{
     DeleteMatching, PendingCounts, PendingJobs, RunJobs, StoredWrites, StuckThreads, Suspend,
-    UnservedTags,
+    SuspensionChange, SuspensionsNow, UnservedTags,
 };
-use crate::store::{JobDelete, JobQuery, StatusCount};
+use crate::store::{JobDelete, JobQuery, StatusCount, StoreError};
+use crate::suspension::{Suspended, Suspension};
+
+/// `name`, unless it is empty.
+fn named(field: &'static str, name: &str) -> Result<String, Error> {
+    if name.is_empty() {
+        return Err(Error::InvalidInput {
+            field,
+            reason: format!("a {field} to suspend or resume needs a name"),
+        });
+    }
+    Ok(name.to_owned())
+}
 
 /// Counts of jobs by task and status, and how many events subscribers missed.
 ///
@@ -45,6 +57,10 @@ pub struct Stats {
     /// Tags with jobs ready and no worker of this process to run them
     /// (see [`QueueEvent::TagUnserved`](crate::event::QueueEvent::TagUnserved)).
     pub unserved_tags: Vec<UnservedTag>,
+    /// The tasks and tags suspended, who suspended them and since when:
+    /// on SQLite and PostgreSQL as the store records them (on PostgreSQL,
+    /// every process's), on the memory store this process's.
+    pub suspended: Vec<Suspension>,
 }
 
 impl Stats {
@@ -64,6 +80,27 @@ impl Stats {
             .filter(|c| c.status == status)
             .map(|c| c.count)
             .sum()
+    }
+
+    /// The suspension that holds back task `task` (tagged `tag`, when
+    /// known): its own, else its tag's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.suspend_tag("reports").await?;
+    /// let stats = queue.stats().await?;
+    /// assert!(stats.suspension_of("daily", Some("reports")).is_some());
+    /// assert!(stats.suspension_of("daily", None).is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn suspension_of(&self, task: &str, tag: Option<&str>) -> Option<&Suspension> {
+        self.suspended
+            .iter()
+            .find(|s| matches!(&s.what, Suspended::Task(t) if t == task))
+            .or_else(|| self.suspended.iter().find(|s| s.what.covers(task, tag)))
     }
 }
 
@@ -147,6 +184,12 @@ impl Clean {
 const STATS_ATTEMPTS: usize = 16;
 
 impl Queue {
+    /// The tag of task `name` as defined in this process.
+    #[cfg(feature = "web")]
+    pub(crate) fn task_tag(&self, name: &str) -> Option<String> {
+        self.inner.tasks.get(name).map(|t| t.tag.clone())
+    }
+
     pub(crate) fn tasks_tagged(&self, tags: &[String]) -> Vec<String> {
         let mut names: Vec<String> = self
             .inner
@@ -306,11 +349,13 @@ impl Queue {
             .send(UnservedTags)
             .await
             .map_err(|_| Error::ShutDown)?;
+        let suspended = self.suspensions().await?;
         Ok(Stats {
             counts,
             events_missed: self.inner.bus.missed(),
             stuck_threads,
             unserved_tags,
+            suspended,
         })
     }
 
@@ -437,33 +482,224 @@ impl Queue {
 
     /// Stops dispatching `task`'s jobs: they stay queued, their delays keep
     /// running, and nothing of theirs starts until [`Queue::resume`].
-    /// Running jobs are not touched.
+    /// Running jobs are not touched. Recorded as suspended by this process
+    /// (see [`Queue::suspend_by`] to say who).
+    ///
+    /// `task` need not be defined here: a task another process defines, or
+    /// this one defines later, is suspended all the same. Suspending a
+    /// suspended task changes nothing (its first suspension, who and since
+    /// when, stays).
+    ///
+    /// Where it holds: on SQLite and PostgreSQL the suspension is stored,
+    /// so a queue opened later starts with it; on PostgreSQL every process
+    /// on the schema applies it within milliseconds (a notification on the
+    /// schema's channel, with a read at every claim poll should one be
+    /// lost). On the memory store it holds in this process only.
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidInput`] for an empty name; [`Error::Store`] when
+    /// the store cannot record it (nothing changes then);
     /// [`Error::ShutDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.suspend("email").await?;
+    /// assert!(queue.stats().await?.suspension_of("email", None).is_some());
+    /// queue.resume("email").await?;
+    /// assert!(queue.stats().await?.suspended.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn suspend(&self, task: &str) -> Result<(), Error> {
-        self.set_suspended(task, true).await
+        self.suspend_by(task, self.suspended_by()).await
     }
 
-    /// Resumes dispatching `task`'s jobs; what is due runs.
+    /// [`Queue::suspend`], recording `by` as who suspended it (an
+    /// operator's name, a reason).
     ///
     /// # Errors
     ///
-    /// [`Error::ShutDown`].
-    pub async fn resume(&self, task: &str) -> Result<(), Error> {
-        self.set_suspended(task, false).await
+    /// As [`Queue::suspend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.suspend_by("email", "ford: mail server down").await?;
+    /// assert_eq!(queue.stats().await?.suspended[0].by, "ford: mail server down");
+    /// # Ok(()) }
+    /// ```
+    pub async fn suspend_by(&self, task: &str, by: impl Into<String>) -> Result<(), Error> {
+        let what = Suspended::Task(named("task", task)?);
+        self.change_suspension(SuspensionChange::Add(Suspension {
+            what,
+            by: by.into(),
+            since: self.now(),
+        }))
+        .await
     }
 
-    async fn set_suspended(&self, task: &str, suspended: bool) -> Result<(), Error> {
+    /// Resumes dispatching `task`'s jobs; what is due runs. A task whose
+    /// tag is suspended stays suspended until [`Queue::resume_tag`].
+    /// Resuming a task that is not suspended changes nothing. Where it
+    /// holds: as [`Queue::suspend`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::suspend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.resume("never suspended").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume(&self, task: &str) -> Result<(), Error> {
+        let what = Suspended::Task(named("task", task)?);
+        self.change_suspension(SuspensionChange::Remove(what)).await
+    }
+
+    /// Suspends every task with tag `tag`, defined now or later, here or in
+    /// another process; as [`Queue::suspend`] otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::suspend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::Suspended;
+    /// let queue = kessel::Queue::new();
+    /// queue.suspend_tag("reports").await?;
+    /// let stats = queue.stats().await?;
+    /// assert_eq!(stats.suspended[0].what, Suspended::Tag("reports".into()));
+    /// assert!(stats.suspension_of("daily", Some("reports")).is_some());
+    /// # Ok(()) }
+    /// ```
+    pub async fn suspend_tag(&self, tag: &str) -> Result<(), Error> {
+        self.suspend_tag_by(tag, self.suspended_by()).await
+    }
+
+    /// [`Queue::suspend_tag`], recording `by` as who suspended it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::suspend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.suspend_tag_by("reports", "month-end freeze").await?;
+    /// assert_eq!(queue.stats().await?.suspended[0].by, "month-end freeze");
+    /// # Ok(()) }
+    /// ```
+    pub async fn suspend_tag_by(&self, tag: &str, by: impl Into<String>) -> Result<(), Error> {
+        let what = Suspended::Tag(named("tag", tag)?);
+        self.change_suspension(SuspensionChange::Add(Suspension {
+            what,
+            by: by.into(),
+            since: self.now(),
+        }))
+        .await
+    }
+
+    /// Lifts the suspension of tag `tag`; tasks suspended by name stay
+    /// suspended.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::suspend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.suspend_tag("reports").await?;
+    /// queue.resume_tag("reports").await?;
+    /// assert!(queue.stats().await?.suspended.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume_tag(&self, tag: &str) -> Result<(), Error> {
+        let what = Suspended::Tag(named("tag", tag)?);
+        self.change_suspension(SuspensionChange::Remove(what)).await
+    }
+
+    /// Who this process records as suspending: its process id, and on a
+    /// shared store its owner id.
+    fn suspended_by(&self) -> String {
+        match self.inner.store.shared() {
+            Some(shared) => format!("pid {} (owner {})", std::process::id(), shared.owner()),
+            None => format!("pid {}", std::process::id()),
+        }
+    }
+
+    /// Records the change in the store (unless it keeps no suspensions),
+    /// then applies it here.
+    async fn change_suspension(&self, change: SuspensionChange) -> Result<(), Error> {
+        let stored = match &change {
+            SuspensionChange::Add(s) => self.inner.store.suspension_insert(s).await.map(drop),
+            SuspensionChange::Remove(what) => {
+                self.inner.store.suspension_delete(what).await.map(drop)
+            }
+        };
+        match stored {
+            Ok(()) | Err(StoreError::Unsupported(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
         self.inner
             .scheduler
-            .send(Suspend {
-                task: task.into(),
-                suspended,
-            })
+            .send(Suspend(change))
             .await
             .map_err(|_| Error::ShutDown)
+    }
+
+    /// The suspensions this process applies right now, as its scheduler
+    /// holds them. [`Stats::suspended`] is what the store records; on
+    /// PostgreSQL another process's suspend reaches this list within
+    /// milliseconds of its commit, so the two may differ for that long.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::Suspended;
+    /// let queue = kessel::Queue::new();
+    /// queue.suspend("email").await?;
+    /// let here = queue.applied_suspensions().await?;
+    /// assert_eq!(here[0].what, Suspended::Task("email".into()));
+    /// # Ok(()) }
+    /// ```
+    pub async fn applied_suspensions(&self) -> Result<Vec<Suspension>, Error> {
+        self.inner
+            .scheduler
+            .send(SuspensionsNow)
+            .await
+            .map_err(|_| Error::ShutDown)
+    }
+
+    /// The suspensions in force: the store's (every process's), or this
+    /// scheduler's on a store that keeps none.
+    pub(crate) async fn suspensions(&self) -> Result<Vec<Suspension>, Error> {
+        match self.inner.store.suspensions_list().await {
+            Ok(list) => Ok(list),
+            Err(StoreError::Unsupported(_)) => self.applied_suspensions().await,
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Removes the queued (not running) jobs of `task` whose payload, as

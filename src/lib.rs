@@ -111,6 +111,7 @@ mod reports;
 pub mod schedule;
 mod scheduler;
 pub mod store;
+mod suspension;
 mod task;
 mod time;
 mod unique;
@@ -134,6 +135,7 @@ pub use queue::{
 };
 pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
+pub use suspension::{Suspended, Suspension};
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
 pub use unique::{UniqueScope, MAX_UNIQUE_KEY_LEN};
 

@@ -601,10 +601,35 @@ async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {
     let again = json(&["create", "sync", "2", "--unique", "k-1"]);
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["duplicate"], true);
-    for cmd in [&["suspend", "bulk"][..], &["resume", "bulk"], &["tail"]] {
-        let err = fails(run(cmd), 2);
-        assert!(err.contains("needs a running kessel HTTP API"), "{err}");
-    }
+    // Suspended in the schema, for every process on it.
+    assert_eq!(json(&["suspend", "bulk"])["suspended"], true);
+    let stats = json(&["stats"]);
+    assert_eq!(stats["suspended"][0]["name"], "bulk", "{stats}");
+    assert!(stats["suspended"][0]["by"]
+        .as_str()
+        .unwrap()
+        .starts_with("kessel cli"));
+    let store = kessel::store::PgStore::connect_with(db.options())
+        .await
+        .unwrap();
+    let queue = kessel::Queue::builder()
+        .store(std::sync::Arc::new(store))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.applied_suspensions().await.unwrap()[0].what,
+        kessel::Suspended::Task("bulk".into()),
+        "a queue started after the CLI's suspend starts with it"
+    );
+    queue
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(json(&["resume", "bulk"])["resumed"], true);
+    assert_eq!(json(&["stats"])["suspended"], serde_json::json!([]));
+    let err = fails(run(&["tail"]), 2);
+    assert!(err.contains("needs a running kessel HTTP API"), "{err}");
     db.drop().await;
 }
 
@@ -965,20 +990,47 @@ fn suspend_over_the_api_holds_a_tasks_jobs_until_resumed() {
 }
 
 #[test]
-fn suspend_resume_and_tail_on_a_database_say_they_need_the_api() {
+fn suspend_on_a_sqlite_database_is_kept_for_the_next_queue_and_resume_lifts_it() {
     let db = Db::new();
-    for cmd in [&["suspend", "email"][..], &["resume", "email"], &["tail"]] {
-        let err = fails(db.kessel(cmd), 2);
-        assert!(
-            err.starts_with(&format!(
-                "error: `{}` needs a running kessel HTTP API (--api URL): ",
-                cmd[0]
-            )),
-            "{err}"
-        );
-    }
-    assert!(fails(db.kessel(&["tail"]), 2)
-        .contains("a database does not carry them to another process yet"));
+    db.kessel(&["suspend", "email"])
+        .assert()
+        .success()
+        .stdout("suspended `email`\n");
+    let stats = json_of(db.kessel(&["--json", "stats"]));
+    assert_eq!(stats["suspended"][0]["kind"], "task", "{stats}");
+    assert_eq!(stats["suspended"][0]["name"], "email");
+    let text = db.kessel(&["stats"]).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("suspended") && text.contains("task `email` by kessel cli"),
+        "{text}"
+    );
+    let listed = actix_rt::System::new().block_on(async {
+        let store = kessel::store::SqliteStore::open(&db.path).await.unwrap();
+        let listed = kessel::Store::suspensions_list(&store).await.unwrap();
+        kessel::Store::close(&store).await.unwrap();
+        listed
+    });
+    assert_eq!(listed[0].what, kessel::Suspended::Task("email".into()));
+    db.kessel(&["resume", "email"])
+        .assert()
+        .success()
+        .stdout("resumed `email`\n");
+    assert_eq!(
+        json_of(db.kessel(&["--json", "stats"]))["suspended"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn tail_on_a_database_says_it_needs_the_api() {
+    let db = Db::new();
+    let err = fails(db.kessel(&["tail"]), 2);
+    assert!(
+        err.starts_with("error: `tail` needs a running kessel HTTP API (--api URL): "),
+        "{err}"
+    );
+    assert!(err.contains("a database does not carry them to another process yet"));
 }
 
 #[test]

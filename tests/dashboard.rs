@@ -643,6 +643,34 @@ async fn suspending_a_tag_from_the_dashboard_holds_its_jobs_until_resumed() {
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
     assert_eq!(body["message"], "Suspended 1 task(s) of tag slow.");
+    // The overview offers what can be done: Resume for the tag, Suspend
+    // for a task that is not suspended.
+    let overview = body_text(
+        send(
+            &app,
+            TestRequest::get().uri("/kessel/dashboard/").to_request(),
+        )
+        .await,
+    )
+    .await;
+    let row = |attr: &str| {
+        let start = overview
+            .find(attr)
+            .unwrap_or_else(|| panic!("{attr} in {overview}"));
+        let end = start + overview[start..].find("</tr>").unwrap();
+        overview[start..end].to_owned()
+    };
+    let slow = row("data-tag=\"slow\"");
+    assert!(
+        slow.contains("tags/slow/resume") && !slow.contains("tags/slow/suspend"),
+        "{slow}"
+    );
+    assert!(slow.contains("data-suspended-by"), "{slow}");
+    let echo = row("data-task=\"echo\"");
+    assert!(
+        echo.contains("tasks/echo/suspend") && !echo.contains("tasks/echo/resume"),
+        "{echo}"
+    );
     let job = queue.create("hold", ()).await.unwrap();
     // An echo job created after it runs: the queue works, `hold` waits.
     queue

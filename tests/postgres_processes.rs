@@ -342,6 +342,59 @@ async fn eight_processes_racing_to_create_one_unique_key_store_one_job() {
 }
 
 #[actix_rt::test]
+async fn a_suspend_in_this_process_stops_dispatch_in_a_worker_process_and_one_started_later() {
+    let Some(db) = pg::fresh().await else { return };
+    let mut first = Worker::start(&db, 2);
+    let store = Arc::new(db.store(Duration::from_millis(LEASE_MS)).await);
+    let queue = Queue::builder().store(store.clone()).build().await.unwrap();
+    // Before: the worker runs `work`.
+    let before = queue.create("work", 1u64).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), before.result())
+        .await
+        .expect("a job before the suspend")
+        .unwrap();
+
+    queue.suspend_by("work", "operator").await.unwrap();
+    let held = queue.create("work", 2u64).await.unwrap();
+    // A job created after it, of a task the worker serves, runs: the
+    // worker has claimed since `held` was created, and left it.
+    let probe = queue.create("sleep", 1u64).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), probe.result())
+        .await
+        .expect("the probe")
+        .unwrap();
+    assert_eq!(
+        store.job_get(held.id()).await.unwrap().unwrap().status,
+        JobStatus::Ready
+    );
+
+    // A worker started after the suspend starts suspended.
+    first.kill();
+    let _second = Worker::start(&db, 2);
+    let probe = queue.create("sleep", 1u64).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), probe.result())
+        .await
+        .expect("the second worker's probe")
+        .unwrap();
+    assert_eq!(
+        store.job_get(held.id()).await.unwrap().unwrap().status,
+        JobStatus::Ready
+    );
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.suspension_of("work", None).unwrap().by, "operator");
+
+    // Resumed here, the held job runs there.
+    queue.resume("work").await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), held.result())
+        .await
+        .expect("the held job after the resume")
+        .unwrap();
+    assert_eq!(result.status, JobStatus::Completed);
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}
+
+#[actix_rt::test]
 async fn three_workers_never_run_more_of_a_task_than_its_max_running_between_them() {
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;

@@ -706,6 +706,11 @@ async fn tasks_stats_suspend_resume_clean_delete_matching() {
         "suspended: nothing ran: {tasks}"
     );
     assert_eq!(echo["total"], 2);
+    assert_eq!(echo["suspended"]["kind"], "task", "{tasks}");
+    assert_eq!(echo["suspended"]["name"], "echo");
+    assert!(echo["suspended"]["by"].is_string() && echo["suspended"]["since"].is_string());
+    let stats = json_of(&app, get("/kessel/stats"), StatusCode::OK).await;
+    assert_eq!(stats["suspended"][0]["name"], "echo", "{stats}");
     let deleted = json_of(
         &app,
         post(
@@ -730,6 +735,7 @@ async fn tasks_stats_suspend_resume_clean_delete_matching() {
         JobStatus::Completed
     );
     let stats = json_of(&app, get("/kessel/stats"), StatusCode::OK).await;
+    assert_eq!(stats["suspended"], json!([]), "resumed: {stats}");
     assert_eq!(stats["totals"]["completed"], 1, "{stats}");
     assert_eq!(stats["totals"]["cancelled"], 1, "{stats}");
     let cleaned = json_of(

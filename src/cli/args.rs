@@ -88,13 +88,14 @@ pub(crate) enum Command {
         /// A regular expression, matched against the payload's JSON text.
         pattern: String,
     },
-    /// Stops starting a task's jobs, in the process that runs them (--api
-    /// only); running jobs go on.
+    /// Stops starting a task's jobs in every process (kept in the
+    /// database: on PostgreSQL applied by every worker at once, on SQLite
+    /// by the next one to open the file); running jobs go on.
     Suspend {
         /// The task.
         task: String,
     },
-    /// Starts a suspended task's jobs again (--api only).
+    /// Starts a suspended task's jobs again, as `suspend` stops them.
     Resume {
         /// The task.
         task: String,

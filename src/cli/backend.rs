@@ -19,9 +19,6 @@ pub(crate) const BATCH: usize = 1000;
 /// many bytes (the API's default limit is 1 MiB).
 const API_BATCH_BYTES: usize = 512 * 1024;
 
-/// Why `suspend` and `resume` need the API.
-pub(crate) const SUSPEND_ON_A_STORE: &str = "a task is suspended in the memory of the worker process that runs it, not in the database; ask that process, through its HTTP API";
-
 /// A store and a producer-only queue on it, or an API.
 #[derive(Debug)]
 pub(crate) enum Backend {
@@ -355,16 +352,49 @@ impl Backend {
 
     /// `POST /tasks/{task}/{verb}` (suspend, resume): the API's process
     /// is the one whose workers take the task's jobs.
-    pub(crate) fn task_action(&self, command: &'static str, task: &str) -> Result<(), CliError> {
+    pub(crate) async fn task_action(
+        &self,
+        command: &'static str,
+        task: &str,
+    ) -> Result<(), CliError> {
         match self {
-            Backend::Store { .. } => Err(CliError::NeedsApi {
-                command,
-                why: SUSPEND_ON_A_STORE,
-            }),
+            // In the store: on PostgreSQL every process on the schema
+            // applies it at once; on SQLite the next queue on the file
+            // starts with it.
+            Backend::Store { queue, .. } => {
+                let action = format!("cannot {command} `{task}`");
+                if command == "suspend" {
+                    queue.suspend_by(task, suspended_by()).await
+                } else {
+                    queue.resume(task).await
+                }
+                .map_err(|e| CliError::queue(action, e))
+            }
             Backend::Api(api) => {
                 let path = format!("/tasks/{}/{command}", encode_segment(task));
                 api.post(&format!("cannot {command} `{task}`"), &path, &Value::Null)?;
                 Ok(())
+            }
+        }
+    }
+
+    /// The suspensions in force, as the API gives them: `kind`, `name`,
+    /// `by` and `since` each.
+    pub(crate) async fn suspensions(&self) -> Result<Vec<Value>, CliError> {
+        match self {
+            Backend::Store { queue, .. } => Ok(queue
+                .stats()
+                .await
+                .map_err(|e| CliError::queue("read the suspensions", e))?
+                .suspended
+                .iter()
+                .map(|s| {
+                    json!({"kind": s.what.kind(), "name": s.what.name(), "by": s.by, "since": s.since})
+                })
+                .collect()),
+            Backend::Api(api) => {
+                let stats = api.get("cannot read the suspensions", "/stats", &[])?;
+                Ok(stats["suspended"].as_array().cloned().unwrap_or_default())
             }
         }
     }
@@ -375,6 +405,15 @@ impl Backend {
             Backend::Store { opened, queue } => opened.close(Some(queue)).await,
             Backend::Api(_) => Ok(()),
         }
+    }
+}
+
+/// Who `kessel suspend` records as suspending: the command line, and the
+/// user when the environment names one.
+fn suspended_by() -> String {
+    match std::env::var("USER").or_else(|_| std::env::var("USERNAME")) {
+        Ok(user) if !user.is_empty() => format!("kessel cli ({user})"),
+        _ => "kessel cli".to_owned(),
     }
 }
 

@@ -186,12 +186,14 @@ pub(crate) async fn stats(backend: &Backend, out: &Out) -> Result<(), CliError> 
         }
     }
     let total: u64 = totals.iter().sum();
+    let suspended = backend.suspensions().await?;
     if out.json {
         return out.json(&json!({
             "location": location,
             "schema_version": version,
             "tasks": by_task.len(),
             "counts": StatusCounts::of(&totals),
+            "suspended": suspended,
         }));
     }
     let mut table = Table::new(out, &["", ""], &[]);
@@ -216,6 +218,19 @@ pub(crate) async fn stats(backend: &Backend, out: &Out) -> Result<(), CliError> 
         Cell::styled("total", out.bold("total")),
         Cell::left(total.to_string()),
     ]);
+    for s in &suspended {
+        let field = |k: &str| s[k].as_str().unwrap_or("?").to_owned();
+        table.row(vec![
+            Cell::left("suspended"),
+            Cell::left(format!(
+                "{} `{}` by {} since {}",
+                field("kind"),
+                field("name"),
+                field("by"),
+                field("since")
+            )),
+        ]);
+    }
     let text = table.render();
     // The header row of this two-column table is empty.
     out.text(
@@ -779,14 +794,15 @@ fn report_matching(out: &Out, task: &str, pattern: &str, cancelled: u64) -> Resu
     ))
 }
 
-/// `kessel suspend TASK` and `kessel resume TASK` (on an API).
-pub(crate) fn suspend(
+/// `kessel suspend TASK` and `kessel resume TASK`, on a database (kept in
+/// the store: on PostgreSQL every process applies it at once) or an API.
+pub(crate) async fn suspend(
     backend: &Backend,
     out: &Out,
     command: &'static str,
     task: &str,
 ) -> Result<(), CliError> {
-    backend.task_action(command, task)?;
+    backend.task_action(command, task).await?;
     let done = if command == "suspend" {
         "suspended"
     } else {

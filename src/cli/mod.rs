@@ -94,19 +94,6 @@ async fn run(cli: Cli, out: Out) -> Result<(), CliError> {
         Command::Serve(args) => serve::run(&target, &out, args).await,
         Command::Tail(args) => tail::run(&target, &out, args),
         command => {
-            if let Command::Suspend { .. } | Command::Resume { .. } = command {
-                if target.api_url()?.is_none() {
-                    // Refused before the store is opened.
-                    return Err(CliError::NeedsApi {
-                        command: if matches!(command, Command::Suspend { .. }) {
-                            "suspend"
-                        } else {
-                            "resume"
-                        },
-                        why: backend::SUSPEND_ON_A_STORE,
-                    });
-                }
-            }
             let backend = target.backend().await?;
             let result = dispatch(&backend, &out, command).await;
             let closed = backend.close().await;
@@ -131,8 +118,8 @@ async fn dispatch(backend: &backend::Backend, out: &Out, command: Command) -> Re
         Command::DeleteMatching { task, pattern } => {
             commands::delete_matching(backend, out, &task, &pattern).await
         }
-        Command::Suspend { task } => commands::suspend(backend, out, "suspend", &task),
-        Command::Resume { task } => commands::suspend(backend, out, "resume", &task),
+        Command::Suspend { task } => commands::suspend(backend, out, "suspend", &task).await,
+        Command::Resume { task } => commands::suspend(backend, out, "resume", &task).await,
         Command::Migrate(_)
         | Command::Serve(_)
         | Command::Tail(_)

@@ -77,6 +77,7 @@ pub mod restart;
 #[cfg(feature = "cron")]
 pub mod schedule;
 pub mod store;
+pub mod suspensions;
 pub mod unique;
 
 use std::future::Future;
@@ -290,6 +291,9 @@ macro_rules! with_every_test {
             flow::flow_rate_limit_spaces_starts_and_allows_its_burst,
             restart::restart_keeps_every_pending_job_with_its_attempts,
             restart::restart_queue_resumes_where_the_last_one_stopped,
+            suspensions::suspensions_keep_who_and_since_and_the_first_wins,
+            suspensions::suspensions_survive_a_reopen,
+            suspensions::queue_holds_back_a_suspended_task_until_resumed,
         }
     };
 }
@@ -447,6 +451,9 @@ macro_rules! conformance_tests {
             flow_rate_limit_spaces_starts_and_allows_its_burst,
             restart_keeps_every_pending_job_with_its_attempts,
             restart_queue_resumes_where_the_last_one_stopped,
+            suspensions_keep_who_and_since_and_the_first_wins,
+            suspensions_survive_a_reopen,
+            queue_holds_back_a_suspended_task_until_resumed,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

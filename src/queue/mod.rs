@@ -296,6 +296,13 @@ impl QueueBuilder {
             schedule.validate()?;
         }
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        // Before any job: a queue on a store that keeps suspensions starts
+        // suspended as the store says.
+        let suspensions = match store.suspensions_list().await {
+            Ok(list) => list,
+            Err(crate::store::StoreError::Unsupported(_)) => Vec::new(),
+            Err(err) => return Err(err.into()),
+        };
         let pending = keeping::of(Persistence::of(&*store))
             .pending_at_start(&*store)
             .await?;
@@ -308,6 +315,12 @@ impl QueueBuilder {
         #[cfg(feature = "cron")]
         if self.manual_schedules {
             queue.inner.schedules.set_manual();
+        }
+        if !suspensions.is_empty() {
+            queue
+                .inner
+                .scheduler
+                .do_send(crate::scheduler::actor::SetSuspensions(suspensions));
         }
         if !pending.is_empty() {
             queue.inner.scheduler.do_send(Admit {

@@ -37,6 +37,7 @@ pub use sqlite::{
 };
 
 use crate::job::{Job, JobId, JobStatus, LogLine, Progress};
+use crate::suspension::{Suspended, Suspension};
 pub use crate::unique::{Inserted, UniqueHold};
 
 /// One state change of a job, as the scheduler records it. It names the
@@ -561,6 +562,56 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool, StoreError> {
         let _ = (advance, jobs);
         Err(StoreError::Unsupported("schedules"))
+    }
+
+    /// Every suspension in force (see [`Suspension`]), in the order of
+    /// what they hold back. The suspension methods are how
+    /// [`Queue::suspend`](crate::Queue::suspend) outlives the process; a
+    /// store that keeps none keeps the defaults, which answer
+    /// [`StoreError::Unsupported`], and its queue keeps suspensions in
+    /// memory, for its own process.
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() {
+    /// use kessel::store::{MemoryStore, Store, StoreError};
+    /// // The memory store's queue keeps suspensions in its scheduler.
+    /// assert!(matches!(MemoryStore::new().suspensions_list().await, Err(StoreError::Unsupported(_))));
+    /// # }
+    /// ```
+    async fn suspensions_list(&self) -> Result<Vec<Suspension>, StoreError> {
+        Err(StoreError::Unsupported("suspensions"))
+    }
+
+    /// Records `suspension`, unless its task or tag is suspended already
+    /// (then the first suspension, its `by` and `since`, stays). Returns
+    /// whether it was recorded. A store shared by many processes tells
+    /// them (PostgreSQL: a notification, sent when the write commits).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() {
+    /// use kessel::{store::{MemoryStore, Store}, Suspended, Suspension};
+    /// let s = Suspension { what: Suspended::Task("email".into()), by: "ops".into(), since: chrono::Utc::now() };
+    /// assert!(MemoryStore::new().suspension_insert(&s).await.is_err());
+    /// # }
+    /// ```
+    async fn suspension_insert(&self, suspension: &Suspension) -> Result<bool, StoreError> {
+        let _ = suspension;
+        Err(StoreError::Unsupported("suspensions"))
+    }
+
+    /// Removes the suspension of `what`; returns whether there was one.
+    /// A shared store tells every process, as
+    /// [`suspension_insert`](Store::suspension_insert) does.
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() {
+    /// use kessel::{store::{MemoryStore, Store}, Suspended};
+    /// assert!(MemoryStore::new().suspension_delete(&Suspended::Tag("reports".into())).await.is_err());
+    /// # }
+    /// ```
+    async fn suspension_delete(&self, what: &Suspended) -> Result<bool, StoreError> {
+        let _ = what;
+        Err(StoreError::Unsupported("suspensions"))
     }
 
     /// The shared-store capability, when many processes share this store

@@ -124,6 +124,20 @@ pub trait SharedStore: Send + Sync {
     /// released, kicked). Lost notifications are covered by polling.
     fn wakeups(&self) -> BoxStream<'static, ()>;
 
+    /// An item whenever the suspensions in the store may have changed (a
+    /// process suspended or resumed a task or tag, or the notifications
+    /// reconnected and may have missed one): the scheduler reads them
+    /// again. The default never yields; the scheduler also reads them at
+    /// every claim poll.
+    ///
+    /// ```
+    /// use kessel::store::{MemoryStore, Store};
+    /// assert!(MemoryStore::new().shared().is_none());
+    /// ```
+    fn suspension_changes(&self) -> BoxStream<'static, ()> {
+        Box::pin(futures::stream::pending())
+    }
+
     /// How long a lease lasts without renewal.
     fn lease(&self) -> Duration {
         Duration::from_secs(30)

@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use super::body::JsonBody;
 use super::dto::{
     CleanRequest, CleanResponse, DeleteMatchingRequest, DeleteMatchingResponse, Done, StatsView,
-    TaskList, TaskView,
+    SuspensionView, TaskList, TaskView,
 };
 use super::error::{ErrorBody, WebError};
 use super::{Admin, Read};
@@ -36,6 +36,9 @@ pub(crate) async fn list_tasks(read: Read) -> Result<HttpResponse, WebError> {
         tasks.entry(name.clone()).or_insert_with(|| TaskView {
             task: name.clone(),
             defined: defined.contains(name),
+            suspended: stats
+                .suspension_of(name, queue.task_tag(name).as_deref())
+                .map(SuspensionView::from),
             counts: JobStatus::ALL
                 .into_iter()
                 .map(|s| (s.to_string(), 0))

@@ -233,6 +233,30 @@ pub(crate) struct JobPage {
     pub(crate) next_cursor: Option<String>,
 }
 
+/// A suspension in force: what it holds back, who asked, since when.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct SuspensionView {
+    /// `task` or `tag`.
+    pub(crate) kind: String,
+    /// The task's or the tag's name.
+    pub(crate) name: String,
+    /// Who suspended it.
+    pub(crate) by: String,
+    /// Since when.
+    pub(crate) since: DateTime<Utc>,
+}
+
+impl From<&crate::Suspension> for SuspensionView {
+    fn from(s: &crate::Suspension) -> Self {
+        SuspensionView {
+            kind: s.what.kind().to_owned(),
+            name: s.what.name().to_owned(),
+            by: s.by.clone(),
+            since: s.since,
+        }
+    }
+}
+
 /// A task and how many of its jobs are in each status.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct TaskView {
@@ -240,6 +264,10 @@ pub(crate) struct TaskView {
     pub(crate) task: String,
     /// Whether this process defines it (has a handler for it).
     pub(crate) defined: bool,
+    /// The suspension that holds its jobs back (its own, or its tag's as
+    /// defined in this process); absent when it is not suspended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) suspended: Option<SuspensionView>,
     /// Jobs by status; every status is present.
     pub(crate) counts: BTreeMap<String, u64>,
     /// All its jobs.
@@ -300,10 +328,13 @@ pub(crate) struct StatsView {
     pub(crate) stuck_threads: Vec<StuckThreadView>,
     /// Tags with jobs ready and no worker to run them.
     pub(crate) unserved_tags: Vec<UnservedTagView>,
+    /// The tasks and tags suspended (on a shared store, by any process).
+    pub(crate) suspended: Vec<SuspensionView>,
 }
 
 impl From<Stats> for StatsView {
     fn from(stats: Stats) -> Self {
+        let suspended = stats.suspended.iter().map(SuspensionView::from).collect();
         let totals = JobStatus::ALL
             .into_iter()
             .map(|s| (s.to_string(), stats.total(s)))
@@ -338,6 +369,7 @@ impl From<Stats> for StatsView {
                     waiting: t.waiting,
                 })
                 .collect(),
+            suspended,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Administrative messages: suspend/resume, delete-matching, batch runs,
-//! middleware, and the retention of completed jobs.
+//! Administrative messages: delete-matching, batch runs, middleware, and
+//! the retention of completed jobs (suspensions are in `suspensions`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,28 +116,6 @@ impl Handler<AddMiddleware> for Scheduler {
         for task in 0..self.routes.tasks.len() as u32 {
             self.routes.rebuild_chain(task);
         }
-    }
-}
-
-/// Suspends (or resumes) dispatching a task's jobs.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Suspend {
-    pub(crate) task: Arc<str>,
-    pub(crate) suspended: bool,
-}
-
-impl Handler<Suspend> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, msg: Suspend, ctx: &mut Self::Context) {
-        let task = self.routes.task_slot(&msg.task);
-        let slot = &mut self.routes.tasks[task as usize];
-        slot.suspended = msg.suspended;
-        if !msg.suspended {
-            let parked = std::mem::take(&mut slot.parked);
-            self.requeue(parked);
-        }
-        self.finish_turn(ctx);
     }
 }
 

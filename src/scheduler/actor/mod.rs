@@ -5,7 +5,8 @@
 //! - [`mod@self`]: the state and the job state machine;
 //! - `messages`: the messages the queue handle and workers send, one
 //!   handler each;
-//! - `admin`: suspend/resume, delete-matching, batch runs, middleware and
+//! - `suspensions`: suspend/resume, and reading a store's suspensions;
+//! - `admin`: delete-matching, batch runs, middleware and
 //!   the pruner's loop;
 //! - `shared`: a shared store's claims, leases, heartbeats, expiry watches
 //!   and the rescuer's loop;
@@ -31,6 +32,7 @@ mod observe;
 mod restart;
 mod routes;
 mod shared;
+mod suspensions;
 mod table;
 mod threads;
 mod unique;
@@ -44,7 +46,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 pub(crate) use addr::SchedulerAddr;
-pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs, Suspend};
+pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs};
 pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
     PendingJobs, Shutdown, StartWorker, StoredWrites, WaitReply, WaitResult,
@@ -55,6 +57,7 @@ pub(crate) use observe::CountCreated;
 pub(crate) use observe::ObserveJobs;
 pub(crate) use restart::{mailbox, AddrSlot};
 pub(crate) use shared::{ClaimNow, WatchExpiry};
+pub(crate) use suspensions::{SetSuspensions, Suspend, SuspensionChange, SuspensionsNow};
 pub(crate) use threads::{Placement, StuckThreads};
 pub(crate) use unique::{AdmitUnique, UniqueHolder};
 pub(crate) use unserved::UnservedTags;

@@ -87,6 +87,7 @@ pub(super) struct Handover {
     journal: Journal,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
     uniques: super::unique::Uniques,
+    suspensions: std::collections::BTreeMap<crate::Suspended, crate::Suspension>,
     restarts: u32,
 }
 
@@ -167,6 +168,7 @@ impl Scheduler {
             journal: std::mem::take(&mut self.journal).for_successor(),
             result_waiters: std::mem::take(&mut self.result_waiters),
             uniques: self.uniques.take(),
+            suspensions: std::mem::take(&mut self.routes.suspensions),
             restarts: self.restarts + 1,
         }
     }
@@ -181,9 +183,11 @@ impl Scheduler {
             journal,
             result_waiters,
             uniques,
+            suspensions,
             restarts,
         } = handover;
         self.uniques = uniques;
+        self.routes.suspensions = suspensions;
         self.routes.middleware = middleware;
         for task in tasks {
             let slot = self.routes.task_slot(&task.name);

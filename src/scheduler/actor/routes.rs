@@ -1,12 +1,13 @@
 //! What the scheduler routes jobs by: the tasks and tags it knows, each
 //! task's handler and middleware chain, and each tag's ready jobs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::middleware::Middleware;
 use crate::scheduler::ready::ReadySet;
 use crate::scheduler::worker::Runnable;
+use crate::suspension::{Suspended, Suspension};
 use crate::task::TaskDef;
 
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub(super) struct TaskSlot {
     pub(super) chain: Option<Arc<[Arc<dyn Middleware>]>>,
     /// The handler, chain and grace period, for worker threads.
     pub(super) runnable: Option<Arc<Runnable>>,
+    /// A suspension covers it (of the task, or of its tag): see
+    /// [`Routes::suspensions`].
     pub(super) suspended: bool,
     /// Ready jobs held back: the task is not defined here, or suspended.
     pub(super) parked: Vec<(u32, u32)>,
@@ -41,6 +44,13 @@ pub(super) struct Routes {
     pub(super) middleware: Vec<Arc<dyn Middleware>>,
     /// The task slot looked up last, by the name's allocation.
     last_task: Option<(Arc<str>, u32)>,
+    /// The suspensions in force, of tasks and tags; each task slot's
+    /// `suspended` says whether one covers it.
+    pub(super) suspensions: BTreeMap<Suspended, Suspension>,
+    /// Counts suspension changes made here and reads of the store's
+    /// suspensions started: a read whose count has moved on when it
+    /// returns is stale and is not applied.
+    pub(super) suspension_epoch: u64,
 }
 
 impl Routes {
@@ -101,7 +111,9 @@ impl Routes {
     pub(super) fn install(&mut self, def: Arc<TaskDef>) -> Vec<(u32, u32)> {
         let tag = self.tag_slot(&def.tag);
         let task = self.task_slot(&def.name);
+        let suspended = self.covered(&def.name, Some(&def.tag));
         let slot = &mut self.tasks[task as usize];
+        slot.suspended = suspended;
         slot.tag = Some(tag);
         slot.tag_name = Some(def.tag.as_str().into());
         slot.flow = super::flow::Flow::of(&def, slot.flow.take());
@@ -113,6 +125,29 @@ impl Routes {
         } else {
             std::mem::take(&mut slot.parked)
         }
+    }
+
+    /// Whether a suspension covers task `name`, tagged `tag`.
+    pub(super) fn covered(&self, name: &str, tag: Option<&str>) -> bool {
+        self.suspensions
+            .contains_key(&Suspended::Task(name.to_owned()))
+            || tag.is_some_and(|t| self.suspensions.contains_key(&Suspended::Tag(t.to_owned())))
+    }
+
+    /// Sets every task slot's `suspended` from the suspensions; returns
+    /// the jobs parked on the tasks no longer suspended, to queue again.
+    pub(super) fn apply_suspensions(&mut self) -> Vec<(u32, u32)> {
+        let mut freed = Vec::new();
+        for i in 0..self.tasks.len() {
+            let slot = &self.tasks[i];
+            let now = self.covered(&slot.name, slot.tag_name.as_deref());
+            let slot = &mut self.tasks[i];
+            if slot.suspended && !now && slot.def.is_some() {
+                freed.append(&mut slot.parked);
+            }
+            slot.suspended = now;
+        }
+        freed
     }
 
     /// Builds task `task`'s middleware chain (queue middleware first) and

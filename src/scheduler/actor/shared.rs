@@ -123,6 +123,16 @@ impl Scheduler {
 
     /// Starts the heartbeat, the rescuer and the notification stream.
     pub(super) fn start_shared(&mut self, ctx: &mut Context<Self>) {
+        if self.store.shared().is_none() {
+            return;
+        }
+        // Following suspension changes before the listener starts: its
+        // first connection is one of them.
+        let poll = self
+            .shared
+            .as_ref()
+            .map_or(Duration::from_secs(5), |m| m.claimer.config().poll);
+        self.start_suspension_watch(poll, ctx);
         let Some(shared) = self.store.shared() else {
             return;
         };

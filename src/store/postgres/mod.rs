@@ -22,6 +22,7 @@ mod nodes;
 mod rows;
 mod schedules;
 mod shared;
+mod suspensions;
 mod transactional;
 mod unique;
 
@@ -54,10 +55,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_unique.sql")),
     (7, include_str!("migrations/0007_schedules.sql")),
     (8, include_str!("migrations/0008_nodes.sql")),
+    (9, include_str!("migrations/0009_suspensions.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// How to connect a [`PgStore`].
 ///
@@ -174,6 +176,9 @@ pub(super) struct Db {
     sql: Arc<Sql>,
     owner: Uuid,
     lease: Duration,
+    /// Marked when the listener hears that the suspensions changed (or
+    /// reconnects); see [`SharedStore::suspension_changes`].
+    suspensions_changed: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 fn valid_schema(schema: &str) -> bool {
@@ -314,6 +319,7 @@ impl Db {
             sql,
             owner: Uuid::new_v4(),
             lease: options.lease,
+            suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
         })
     }
 
@@ -1037,6 +1043,20 @@ impl Store for PgStore {
         jobs: &[Job],
     ) -> Result<bool, StoreError> {
         self.schedule_advance_(advance, jobs).await
+    }
+
+    async fn suspensions_list(&self) -> Result<Vec<crate::Suspension>, StoreError> {
+        self.suspensions_list_().await
+    }
+
+    /// The insert and the notification that tells every process, in one
+    /// statement.
+    async fn suspension_insert(&self, suspension: &crate::Suspension) -> Result<bool, StoreError> {
+        self.suspension_insert_(suspension).await
+    }
+
+    async fn suspension_delete(&self, what: &crate::Suspended) -> Result<bool, StoreError> {
+        self.suspension_delete_(what).await
     }
 
     fn shared(&self) -> Option<&dyn SharedStore> {

@@ -11,6 +11,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::rows::{job_from_row, map_err, JOB_COLUMNS};
+use super::suspensions::SUSPENSIONS_PAYLOAD;
 use super::{Db, PgStore};
 use crate::job::{Job, JobId, JobStatus};
 use crate::node::Node;
@@ -36,6 +37,19 @@ const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 const LEASE_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
 
 impl Db {
+    /// A claim's condition on each served task `t.task`: not suspended by
+    /// name in the store. The scheduler leaves suspended tasks out of its
+    /// claims once it has heard of the suspension; this makes every claim
+    /// that starts after the suspension's commit leave them out too (a
+    /// tag's suspension, whose tasks the store does not know, is the
+    /// scheduler's alone).
+    fn not_suspended(&self) -> String {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM {} AS s WHERE s.kind = 'task' AND s.name = t.task)",
+            self.sql.table("suspensions")
+        )
+    }
+
     pub(super) async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         if params.tasks.is_empty() || params.limit == 0 {
             return Ok(Vec::new());
@@ -44,6 +58,7 @@ impl Db {
             return self.jobs_claim_limited(params).await;
         }
         let jobs = self.jobs_table();
+        let not_suspended = self.not_suspended();
         // Each served task's best due jobs come from its own ordered range
         // of `jobs_claim` (locked as they are read, skipping rows another
         // claim holds); the best of those are taken. Rows locked here but not
@@ -59,6 +74,7 @@ impl Db {
                      ORDER BY priority, run_at, created_at, id
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED) AS c
+                 WHERE {not_suspended}
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)
              UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
@@ -96,6 +112,7 @@ impl Db {
     /// task's share cut to its limit minus its jobs leased and not final.
     async fn jobs_claim_limited(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         let jobs = self.jobs_table();
+        let not_suspended = self.not_suspended();
         let mut limited: Vec<&(String, u32)> = params.running_limits.iter().collect();
         limited.sort();
         limited.dedup_by(|a, b| a.0 == b.0);
@@ -130,7 +147,8 @@ impl Db {
                      WHERE l.task = t.task AND l.leased_by IS NOT NULL
                        AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
                        AND NOT (l.id = ANY ($7::uuid[])))) END AS n
-                 FROM UNNEST($1::text[], $6::bigint[]) AS t(task, cap)),
+                 FROM UNNEST($1::text[], $6::bigint[]) AS t(task, cap)
+                 WHERE {not_suspended}),
              picked AS (
                  SELECT c.id FROM caps CROSS JOIN LATERAL (
                      SELECT id, priority, run_at, created_at FROM {jobs}
@@ -469,6 +487,16 @@ impl SharedStore for PgStore {
         self.leader_elect_(bid).await
     }
 
+    fn suspension_changes(&self) -> BoxStream<'static, ()> {
+        // Marks made from now on: the listener's first connection, then
+        // every notification.
+        let rx = self.db.suspensions_changed.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok().map(|()| ((), rx))
+        })
+        .boxed()
+    }
+
     fn wakeups(&self) -> BoxStream<'static, ()> {
         // The listener runs on the store's runtime; wake-ups cross over a channel.
         let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -476,6 +504,7 @@ impl SharedStore for PgStore {
             self.db.pool().clone(),
             self.db.channel().to_owned(),
             tx,
+            self.db.suspensions_changed.clone(),
         ));
         futures::stream::unfold(
             rx,
@@ -485,10 +514,16 @@ impl SharedStore for PgStore {
     }
 }
 
-/// Forwards notifications on `channel` as wake-ups until the receiver goes.
-/// A lost connection is re-established and counts as a wake-up too, since
+/// Forwards notifications on `channel` as wake-ups until the receiver goes,
+/// and those with the payload [`SUSPENSIONS_PAYLOAD`] to `suspensions`.
+/// A lost connection is re-established and counts as both, since
 /// notifications may have been missed meanwhile.
-async fn listen(pool: sqlx::PgPool, channel: String, tx: tokio::sync::mpsc::Sender<()>) {
+async fn listen(
+    pool: sqlx::PgPool,
+    channel: String,
+    tx: tokio::sync::mpsc::Sender<()>,
+    suspensions: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut listener: Option<PgListener> = None;
     while !tx.is_closed() {
@@ -498,6 +533,9 @@ async fn listen(pool: sqlx::PgPool, channel: String, tx: tokio::sync::mpsc::Send
                     Ok(()) => {
                         listener = Some(l);
                         backoff = Duration::from_millis(100);
+                        // Changes committed before LISTEN took hold were
+                        // not notified here: read the suspensions once now.
+                        suspensions.send_replace(());
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for kessel notifications failed")
@@ -516,9 +554,21 @@ async fn listen(pool: sqlx::PgPool, channel: String, tx: tokio::sync::mpsc::Send
             r = l.try_recv() => r,
             () = tx.closed() => return,
         };
-        if let Err(e) = received {
-            tracing::warn!(error = %e, "kessel listener failed; reconnecting");
-            listener = None;
+        match received {
+            Ok(Some(n)) if n.payload() == SUSPENSIONS_PAYLOAD => {
+                suspensions.send_replace(());
+                continue;
+            }
+            Ok(Some(_)) => {}
+            // The connection was lost (sqlx reconnects on the next call).
+            Ok(None) => {
+                suspensions.send_replace(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "kessel listener failed; reconnecting");
+                suspensions.send_replace(());
+                listener = None;
+            }
         }
         // A full channel already holds a wake-up: nothing is lost by skipping.
         let _ = tx.try_send(());

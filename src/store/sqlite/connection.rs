@@ -26,7 +26,9 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::errors::{closed, ends_transaction, store_error};
-use super::rows::{attach_logs, job_from_row, micros, schedule_from_row, NewRows, Rows};
+use super::rows::{
+    attach_logs, job_from_row, micros, schedule_from_row, suspension_from_row, NewRows, Rows,
+};
 use super::{open, SqliteOptions};
 use crate::job::{Job, JobId, JobStatus};
 use crate::store::{ScheduleAdvance, ScheduleRecord, StatusCount, StoreError};
@@ -71,6 +73,9 @@ const SCHEDULE_REDEFINE: &str = include_str!("sql/schedule_redefine.sql");
 const SCHEDULE_REMOVE: &str = include_str!("sql/schedule_remove.sql");
 const SCHEDULE_PAUSE: &str = include_str!("sql/schedule_pause.sql");
 const SCHEDULE_ADVANCE: &str = include_str!("sql/schedule_advance.sql");
+const SUSPENSIONS_LIST: &str = include_str!("sql/suspensions_list.sql");
+const SUSPENSION_INSERT: &str = include_str!("sql/suspension_insert.sql");
+const SUSPENSION_DELETE: &str = include_str!("sql/suspension_delete.sql");
 
 /// The most commands taken into one round (one transaction for the writes
 /// among them); more wait for the next round.
@@ -98,6 +103,8 @@ pub(super) enum Command {
     UniqueHolder(String, Option<i64>, Reply<Option<JobId>>),
     /// Every schedule, by name.
     Schedules(Reply<Vec<ScheduleRecord>>),
+    /// Every suspension.
+    Suspensions(Reply<Vec<crate::Suspension>>),
     /// Finish this round, close the connection (releasing the file), stop.
     Close(Reply<()>),
 }
@@ -127,6 +134,10 @@ pub(super) enum WriteOp {
     /// same transaction, and the same savepoint when the group is run
     /// again with savepoints). Answers 1 when it applied.
     ScheduleAdvance(ScheduleAdvance, Option<NewRows>),
+    /// Answers 1 when the suspension was recorded (0: already suspended).
+    SuspensionInsert(crate::Suspension),
+    /// Answers 1 when a suspension was removed.
+    SuspensionDelete(crate::Suspended),
 }
 
 /// A unique job to store, and its hold.
@@ -562,6 +573,22 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreEr
             Ok(updated)
         }
         WriteOp::ScheduleUpsert(record) => schedule_upsert(conn, record).await,
+        WriteOp::SuspensionInsert(s) => Ok(sqlx::query(SUSPENSION_INSERT)
+            .bind(s.what.kind())
+            .bind(s.what.name())
+            .bind(&s.by)
+            .bind(micros(s.since))
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?
+            .rows_affected()),
+        WriteOp::SuspensionDelete(what) => Ok(sqlx::query(SUSPENSION_DELETE)
+            .bind(what.kind())
+            .bind(what.name())
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?
+            .rows_affected()),
         WriteOp::ScheduleRemove(name) => Ok(sqlx::query(SCHEDULE_REMOVE)
             .bind(name)
             .execute(&mut *conn)
@@ -828,6 +855,13 @@ async fn answer(conn: &mut SqliteConnection, read: Command) {
         Command::Schedules(reply) => {
             let listed = match sqlx::query(SCHEDULES_LIST).fetch_all(&mut *conn).await {
                 Ok(rows) => rows.iter().map(schedule_from_row).collect(),
+                Err(err) => Err(store_error(err)),
+            };
+            let _ = reply.send(listed);
+        }
+        Command::Suspensions(reply) => {
+            let listed = match sqlx::query(SUSPENSIONS_LIST).fetch_all(&mut *conn).await {
+                Ok(rows) => rows.iter().map(suspension_from_row).collect(),
                 Err(err) => Err(store_error(err)),
             };
             let _ = reply.send(listed);

@@ -505,6 +505,23 @@ impl Store for SqliteStore {
         Ok(self.request(|reply| Command::Write(op, reply)).await? == 1)
     }
 
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.suspensions_list", skip_all)]
+    async fn suspensions_list(&self) -> Result<Vec<crate::Suspension>, StoreError> {
+        self.request(Command::Suspensions).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.suspension_insert", skip_all)]
+    async fn suspension_insert(&self, suspension: &crate::Suspension) -> Result<bool, StoreError> {
+        let op = WriteOp::SuspensionInsert(suspension.clone());
+        Ok(self.request(|reply| Command::Write(op, reply)).await? == 1)
+    }
+
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.suspension_delete", skip_all)]
+    async fn suspension_delete(&self, what: &crate::Suspended) -> Result<bool, StoreError> {
+        let op = WriteOp::SuspensionDelete(what.clone());
+        Ok(self.request(|reply| Command::Write(op, reply)).await? > 0)
+    }
+
     /// Finishes the writes already sent, closes the connection and
     /// releases the file's lock; later calls fail with
     /// [`StoreError::Unavailable`]. Closing twice is fine.

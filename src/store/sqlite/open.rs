@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("sql/migrations/0004_prune_by_index.sql")),
     (5, include_str!("sql/migrations/0005_unique.sql")),
     (6, include_str!("sql/migrations/0006_schedules.sql")),
+    (7, include_str!("sql/migrations/0007_suspensions.sql")),
 ];
 
 /// The newest schema version of the SQLite store this kessel knows. A
@@ -33,7 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Pages the WAL holds before it is checkpointed into the file.
 pub(super) const WAL_AUTOCHECKPOINT_PAGES: u64 = 1000;

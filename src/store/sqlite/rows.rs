@@ -429,3 +429,15 @@ pub(super) fn schedule_from_row(
     record.last_job = last_job;
     Ok(record)
 }
+
+pub(super) fn suspension_from_row(row: &SqliteRow) -> Result<crate::Suspension, StoreError> {
+    let c = Columns::new(row, "name")?;
+    let kind: String = c.get("kind")?;
+    let what = crate::Suspended::from_parts(&kind, c.id.clone())
+        .ok_or_else(|| c.corrupt("kind", format!("unknown kind `{kind}`")))?;
+    Ok(crate::Suspension {
+        what,
+        by: c.get("suspended_by")?,
+        since: c.time("since")?,
+    })
+}

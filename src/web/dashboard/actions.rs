@@ -108,8 +108,9 @@ pub(crate) async fn task(
     ))
 }
 
-/// `POST /dashboard/tags/{tag}/suspend` and `/resume`: every task of the
-/// tag defined in this process.
+/// `POST /dashboard/tags/{tag}/suspend` and `/resume`: the tag, so every
+/// task of it (refused for a tag no task of this process has, which the
+/// overview does not show).
 pub(crate) async fn tag(
     req: HttpRequest,
     path: Path<(String, String)>,
@@ -128,12 +129,11 @@ pub(crate) async fn tag(
             ),
         ));
     }
-    for task in &tasks {
-        if suspend {
-            queue.suspend(task).await.map_err(failed(&req))?;
-        } else {
-            queue.resume(task).await.map_err(failed(&req))?;
-        }
+    // The tag itself: its tasks in every process, defined now or later.
+    if suspend {
+        queue.suspend_tag(&tag).await.map_err(failed(&req))?;
+    } else {
+        queue.resume_tag(&tag).await.map_err(failed(&req))?;
     }
     let verb = if suspend { "Suspended" } else { "Resumed" };
     Ok(done(

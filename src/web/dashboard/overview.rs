@@ -11,6 +11,7 @@ use super::page::{self, Frame};
 use super::{html as respond, PageError, Viewer};
 use crate::job::JobStatus;
 use crate::store::{JobQuery, Order};
+use crate::suspension::{Suspended, Suspension};
 
 /// One tag of this process: its tasks, jobs waiting, and how long the
 /// oldest has waited past its due time.
@@ -126,13 +127,12 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
                                             } @else { span.zero { "0" } }
                                         }
                                     }
-                                    @if admin { td { (suspend_buttons(base, "tasks", task)) } }
+                                    @if admin { td { (task_dispatch(base, task, stats.suspension_of(task, tags_of.get(task).map(String::as_str)))) } }
                                 }
                             }
                         }
                     }
                 }
-                p.muted { "Whether a task is suspended is not reported by kessel yet: both buttons are always shown." }
             }
         }
         section {
@@ -150,7 +150,7 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
                                     td { (row.tasks.join(", ")) }
                                     td.num data-count=(row.ready) { (row.ready) }
                                     td { @if let Some(w) = row.oldest_wait { (page::span(w.max(chrono::Duration::zero()))) } @else { "—" } }
-                                    @if admin { td { (suspend_buttons(base, "tags", &row.tag)) } }
+                                    @if admin { td { (tag_dispatch(base, &row.tag, stats.suspended.iter().find(|s| s.what == Suspended::Tag(row.tag.clone())))) } }
                                 }
                             }
                             @for unserved in &stats.unserved_tags {
@@ -196,12 +196,48 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
     )))
 }
 
-fn suspend_buttons(base: &str, kind: &str, name: &str) -> Markup {
+/// A task's dispatch cell: Suspend, or who suspended it and since when
+/// with Resume (none when only its tag is suspended: resume the tag).
+fn task_dispatch(base: &str, task: &str, suspension: Option<&Suspension>) -> Markup {
     html! {
-        @for (action, label) in [("suspend", "Suspend"), ("resume", "Resume")] {
-            form.inline method="post" action={ (base) "/" (kind) "/" (page::encode(name)) "/" (action) } data-live {
-                button.small type="submit" data-action=(action) { (label) }
+        @match suspension {
+            None => (dispatch_button(base, "tasks", task, "suspend", "Suspend")),
+            Some(s) => {
+                (suspended_note(s))
+                @if matches!(&s.what, Suspended::Task(_)) {
+                    " " (dispatch_button(base, "tasks", task, "resume", "Resume"))
+                } @else {
+                    " " span.muted { "(with its tag)" }
+                }
             }
+        }
+    }
+}
+
+/// A tag's dispatch cell: Suspend, or who suspended it with Resume.
+fn tag_dispatch(base: &str, tag: &str, suspension: Option<&Suspension>) -> Markup {
+    html! {
+        @match suspension {
+            None => (dispatch_button(base, "tags", tag, "suspend", "Suspend")),
+            Some(s) => {
+                (suspended_note(s)) " " (dispatch_button(base, "tags", tag, "resume", "Resume"))
+            }
+        }
+    }
+}
+
+fn suspended_note(s: &Suspension) -> Markup {
+    html! {
+        span.warn data-suspended-by=(s.by) title={ "suspended by " (s.by) } {
+            "suspended since " (page::time(s.since)) " by " (s.by)
+        }
+    }
+}
+
+fn dispatch_button(base: &str, kind: &str, name: &str, action: &str, label: &str) -> Markup {
+    html! {
+        form.inline method="post" action={ (base) "/" (kind) "/" (page::encode(name)) "/" (action) } data-live {
+            button.small type="submit" data-action=(action) { (label) }
         }
     }
 }

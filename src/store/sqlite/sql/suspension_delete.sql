@@ -1,0 +1,1 @@
+DELETE FROM kessel_suspensions WHERE kind = ?1 AND name = ?2
