@@ -520,7 +520,10 @@ async fn postgres_nodes_lists_the_processes_on_the_schema_but_not_itself() {
     queue.process(["mail"]).concurrency(2).start().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !queue.is_leader() {
-        assert!(std::time::Instant::now() < deadline, "this process never led");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "this process never led"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let (url, schema) = (db.url.clone(), db.schema.clone());
@@ -540,7 +543,10 @@ async fn postgres_nodes_lists_the_processes_on_the_schema_but_not_itself() {
         .clone();
     let table = String::from_utf8(table).unwrap();
     assert!(table.contains("live (leader)"), "{table}");
-    queue.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
+    queue
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
     db.drop().await;
 }
 

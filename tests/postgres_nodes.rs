@@ -160,17 +160,21 @@ async fn three_workers_register_as_nodes_with_their_tags_and_one_of_them_leads_a
                 .any(|n| n.id == w.owner && n.tags == ["default".to_owned(), w.tag.clone()])
         })
     };
-    let listed = wait_for_value("four live nodes and a leader", Duration::from_secs(30), || {
-        let queue = queue.clone();
-        async move {
-            let listed = queue.nodes().await.expect("list the nodes");
-            (listed.len() == 4
-                && listed.iter().all(|n| n.status == NodeStatus::Live)
-                && leader(&listed).is_some()
-                && tagged(&listed))
-            .then_some(listed)
-        }
-    })
+    let listed = wait_for_value(
+        "four live nodes and a leader",
+        Duration::from_secs(30),
+        || {
+            let queue = queue.clone();
+            async move {
+                let listed = queue.nodes().await.expect("list the nodes");
+                (listed.len() == 4
+                    && listed.iter().all(|n| n.status == NodeStatus::Live)
+                    && leader(&listed).is_some()
+                    && tagged(&listed))
+                .then_some(listed)
+            }
+        },
+    )
     .await;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -200,7 +204,10 @@ async fn three_workers_register_as_nodes_with_their_tags_and_one_of_them_leads_a
         "a queue without workers gives way to a worker"
     );
     let leading = leader(&listed).expect("a leader");
-    assert!(workers.iter().any(|w| w.owner == leading.id), "a worker leads");
+    assert!(
+        workers.iter().any(|w| w.owner == leading.id),
+        "a worker leads"
+    );
 
     // A clean shutdown leaves before the process exits.
     let leaving = workers.remove(1);
@@ -319,9 +326,11 @@ async fn when_the_leader_is_killed_another_node_leads_within_a_lease_and_rescues
         },
     )
     .await;
-    wait_for("every job to complete", Duration::from_secs(120), || async {
-        count(JobStatus::Completed).await == 600
-    })
+    wait_for(
+        "every job to complete",
+        Duration::from_secs(120),
+        || async { count(JobStatus::Completed).await == 600 },
+    )
     .await;
     let rescued: Vec<(Uuid, chrono::DateTime<chrono::Utc>, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -937,7 +937,15 @@ async fn events_the_ring_no_longer_holds_are_announced_as_lagged() {
     let lagged = again.next().await;
     assert_eq!(lagged.event, "lagged", "{lagged:?}");
     assert!(lagged.data["missed"].as_u64().unwrap() >= 1, "{lagged:?}");
-    assert_eq!(again.next().await.data["kind"], "completed");
+    // Then what the ring still holds of the job, in order: its last
+    // events (the ring is queue-wide, so a queue event after the job's
+    // end may have pushed `started` out, or not).
+    let next = again.next().await.data["kind"].clone();
+    match next.as_str() {
+        Some("completed") => {}
+        Some("started") => assert_eq!(again.next().await.data["kind"], "completed"),
+        other => panic!("after the lag, expected the job's last events, got {other:?}"),
+    }
 }
 
 /// The committed document is the one served; `KESSEL_WRITE_OPENAPI=1`

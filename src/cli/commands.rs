@@ -248,7 +248,15 @@ pub(crate) async fn nodes(backend: &Backend, out: &Out) -> Result<(), CliError> 
     let mut table = Table::new(
         out,
         &[
-            "id", "host", "pid", "version", "tags", "running", "started", "last seen", "status",
+            "id",
+            "host",
+            "pid",
+            "version",
+            "tags",
+            "running",
+            "started",
+            "last seen",
+            "status",
         ],
         &[false, false, true, false, false, true, false, false, false],
     );

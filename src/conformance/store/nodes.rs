@@ -102,7 +102,13 @@ async fn node_beats<F: StoreFactory>(factory: F) -> Verdict {
     let got = &nodes[0];
     assert_eq!(got.id, a, "the node that started first comes first");
     assert_eq!(
-        (&*got.host, got.pid, &*got.version, got.concurrency, got.running),
+        (
+            &*got.host,
+            got.pid,
+            &*got.version,
+            got.concurrency,
+            got.running
+        ),
         ("host-a", 1001, "9.9.9", 8, 1)
     );
     assert_eq!(got.tags, ["default", "a"]);
@@ -139,7 +145,11 @@ async fn nodes_gone<F: StoreFactory>(factory: F) -> Verdict {
     send(shared, &beat(b, "b", 0, secs(t, 20), 30)).await;
     let status = |nodes: &[Node], id| nodes.iter().find(|n| n.id == id).map(|n| n.status);
     let nodes = list(shared, secs(t, 30)).await;
-    assert_eq!(status(&nodes, a), Some(NodeStatus::Live), "its lease ends now");
+    assert_eq!(
+        status(&nodes, a),
+        Some(NodeStatus::Live),
+        "its lease ends now"
+    );
     let nodes = list(shared, secs(t, 31)).await;
     assert_eq!(status(&nodes, a), Some(NodeStatus::Gone));
     assert_eq!(status(&nodes, b), Some(NodeStatus::Live));
@@ -167,15 +177,33 @@ async fn leader_terms<F: StoreFactory>(factory: F) -> Verdict {
     assert!(elect(shared, a, t, 20).await, "nobody led: a wins");
     assert!(!elect(shared, b, secs(t, 1), 20).await, "a's term lasts");
     assert!(elect(shared, a, secs(t, 10), 20).await, "a renews");
-    assert!(!elect(shared, b, secs(t, 29), 20).await, "a's renewed term lasts");
-    let leaders = |nodes: &[Node]| nodes.iter().filter(|n| n.leader).map(|n| n.id).collect::<Vec<_>>();
+    assert!(
+        !elect(shared, b, secs(t, 29), 20).await,
+        "a's renewed term lasts"
+    );
+    let leaders = |nodes: &[Node]| {
+        nodes
+            .iter()
+            .filter(|n| n.leader)
+            .map(|n| n.id)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(leaders(&list(shared, secs(t, 29)).await), [a]);
-    assert!(leaders(&list(shared, secs(t, 31)).await).is_empty(), "a's term ended");
-    assert!(elect(shared, b, secs(t, 31), 20).await, "a's term ended: b wins");
+    assert!(
+        leaders(&list(shared, secs(t, 31)).await).is_empty(),
+        "a's term ended"
+    );
+    assert!(
+        elect(shared, b, secs(t, 31), 20).await,
+        "a's term ended: b wins"
+    );
     assert!(!elect(shared, a, secs(t, 32), 20).await, "b leads now");
     assert_eq!(leaders(&list(shared, secs(t, 32)).await), [b]);
     shared.node_leave(b).await.expect("node_leave");
-    assert!(elect(shared, a, secs(t, 33), 20).await, "b left and gave it up");
+    assert!(
+        elect(shared, a, secs(t, 33), 20).await,
+        "b left and gave it up"
+    );
     drop(store);
     Verdict::Passed
 }
@@ -191,7 +219,10 @@ async fn leader_serves<F: StoreFactory>(factory: F) -> Verdict {
     let t = now();
     let (producer, worker, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     assert!(bid(shared, producer, t, 20, false).await, "nobody led");
-    assert!(bid(shared, producer, secs(t, 1), 20, false).await, "it renews");
+    assert!(
+        bid(shared, producer, secs(t, 1), 20, false).await,
+        "it renews"
+    );
     assert!(
         !bid(shared, other, secs(t, 2), 20, false).await,
         "another without workers waits for the term to end"

@@ -74,9 +74,9 @@ use crate::context::{RunInfo, RunShared};
 use crate::error::{JobError, JobErrorKind};
 use crate::event::{EventBus, JobEvent, JobEventKind, QueueEvent};
 use crate::job::{IdHash, Job, JobId, JobResult, JobStatus, LogLine};
+use crate::node::NodeSelf;
 use crate::persistence::Persistence;
 use crate::reports::ShutdownReport;
-use crate::node::NodeSelf;
 use crate::scheduler::services::{
     Claimer, Elector, ExpiryWatch, Heartbeat, NodeBeacon, PruneSchedule, Pruner, Rescuer,
 };

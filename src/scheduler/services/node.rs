@@ -40,7 +40,11 @@ pub(crate) struct NodeLoad {
 impl NodeBeacon {
     /// The beacon of node `me` on `store`, or `None` when the store is not
     /// shared.
-    pub(crate) fn new(store: Arc<dyn Store>, me: Arc<NodeSelf>, retention: Duration) -> Option<Self> {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        me: Arc<NodeSelf>,
+        retention: Duration,
+    ) -> Option<Self> {
         store.shared()?;
         Some(NodeBeacon {
             store,
@@ -125,6 +129,8 @@ mod tests {
     #[test]
     fn a_store_that_is_not_shared_needs_no_beacon() {
         let me = Arc::new(NodeSelf::new(uuid::Uuid::nil(), Utc::now(), true));
-        assert!(NodeBeacon::new(Arc::new(MemoryStore::new()), me, Duration::from_secs(1)).is_none());
+        assert!(
+            NodeBeacon::new(Arc::new(MemoryStore::new()), me, Duration::from_secs(1)).is_none()
+        );
     }
 }

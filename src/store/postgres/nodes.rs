@@ -144,7 +144,9 @@ impl Db {
 impl PgStore {
     pub(super) async fn node_beat_(&self, beat: &NodeBeat) -> Result<(), StoreError> {
         let (db, beat) = (self.db.clone(), beat.clone());
-        self.exec.run(async move { db.node_beat(&beat).await }).await
+        self.exec
+            .run(async move { db.node_beat(&beat).await })
+            .await
     }
 
     pub(super) async fn node_leave_(&self, id: Uuid) -> Result<(), StoreError> {
@@ -166,6 +168,8 @@ impl PgStore {
 
     pub(super) async fn leader_elect_(&self, bid: &LeaderElect) -> Result<bool, StoreError> {
         let (db, bid) = (self.db.clone(), *bid);
-        self.exec.run(async move { db.leader_elect(&bid).await }).await
+        self.exec
+            .run(async move { db.leader_elect(&bid).await })
+            .await
     }
 }
