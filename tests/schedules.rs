@@ -70,9 +70,13 @@ async fn a_schedule_upserted_later_wakes_the_sleeping_timer() {
     queue.schedules().start();
     // The timer sleeps (nothing to wait for) when this one is added.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // Ticks counted from a second from now (not from the epoch, whose
+    // 2 s boundaries fall anywhere against this test's start): at +1 s and
+    // +3 s within the next 4.1 s, the one at +5 s not yet.
+    let start = queue.now() + chrono::Duration::seconds(1);
     queue
         .schedules()
-        .upsert(Schedule::every("often", "often", "2s"))
+        .upsert(Schedule::every("often", "often", "2s").start_at(start))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(4100)).await;
