@@ -152,8 +152,6 @@ async fn completed_jobs_stay_within_the_cap_as_they_complete() {
 /// 1,000 were pruned, the file gives the pages back: it ends at less than
 /// a quarter of its peak, and the WAL is emptied.
 #[actix_rt::test]
-#[ignore = "flaky: fails about half the time run alone (the file stays at half its peak after 10,000 reads); \
-            the idle reclaim's timing is not yet deterministic (issue 14). Run with --ignored."]
 async fn the_file_shrinks_once_a_backlog_is_pruned() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("jobs.db");

@@ -276,7 +276,7 @@ async fn serve(
                 // Steps run only while no command waits: a step after
                 // every prune batch of a busy queue (16 MiB moved in a
                 // large file) slowed pruning below the completion rate.
-                reclaim.due = reclaim.enabled;
+                reclaim.freed();
             }
         }
         for read in reads {
@@ -333,6 +333,15 @@ impl Reclaim {
             reclaiming: false,
             last_free: i64::MAX,
         }
+    }
+
+    /// A delete freed pages: steps are due again, and their progress is
+    /// counted from here. (Counted from before the delete, the pages it
+    /// freed looked like a step that freed none, and reclaiming stopped
+    /// half way whenever a prune batch came between two steps.)
+    fn freed(&mut self) {
+        self.due = self.enabled;
+        self.last_free = i64::MAX;
     }
 
     async fn step(&mut self, conn: &mut SqliteConnection) {
