@@ -245,7 +245,7 @@ impl Queue {
         if self.inner.keeping.pending_live_in_scheduler() {
             return self.fetch_with_pending(query).await;
         }
-        self.barrier().await;
+        self.barrier().await?;
         Ok(self.inner.store.jobs_query(&query).await?)
     }
 
@@ -265,7 +265,7 @@ impl Queue {
             .collect();
         let mut found = pending;
         if !final_statuses.is_empty() {
-            self.barrier().await;
+            self.barrier().await?;
             let stored = self
                 .inner
                 .store
@@ -290,7 +290,10 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`].
+    /// [`Error::Store`], also when the queue cannot store its latest
+    /// changes (a full disk, a lost database): the counts would be stale,
+    /// so `stats` fails at once with the store's error rather than wait
+    /// for the store to recover.
     pub async fn stats(&self) -> Result<Stats, Error> {
         let counts = if self.inner.keeping.pending_live_in_scheduler() {
             // Pending jobs (and final ones on their way to the store) are
@@ -298,7 +301,7 @@ impl Queue {
             // store's copy of a kicked job is pending again, not counted
             // twice. The two reads agree when no store write completed
             // between them: otherwise they are taken again.
-            self.barrier().await;
+            self.barrier().await?;
             let mut attempts = 0;
             let counts = loop {
                 let (mut counts, writes) = self
@@ -334,7 +337,7 @@ impl Queue {
                 })
                 .collect()
         } else {
-            self.barrier().await;
+            self.barrier().await?;
             self.inner.store.jobs_count().await?
         };
         let stuck_threads = self
@@ -406,7 +409,7 @@ impl Queue {
             // Older than the earliest time kessel accepts: nothing is.
             crate::time::before(self.now(), age).unwrap_or(crate::time::EARLIEST)
         });
-        self.barrier().await;
+        self.barrier().await?;
         Ok(self
             .inner
             .store
@@ -441,7 +444,7 @@ impl Queue {
     /// # Ok(()) }
     /// ```
     pub async fn delete(&self, id: JobId) -> Result<(), Error> {
-        self.barrier().await;
+        self.barrier().await?;
         if self.inner.store.job_delete(id).await? {
             return Ok(());
         }

@@ -429,6 +429,23 @@ async fn io_errors_while_committing_fail_the_producers_and_the_queue_recovers() 
         stored.iter().all(|j| j.status == JobStatus::Running),
         "nothing new was recorded"
     );
+    // Reads that need those results stored fail promptly with the store's
+    // error rather than wait for the disk to recover. (On the paused
+    // clock the retries would go on for ever: the bound turns a blocked
+    // read into a failure of this test, not a hang.)
+    let bound = Duration::from_secs(60);
+    match tokio::time::timeout(bound, queue.stats()).await {
+        Ok(Err(Error::Store(StoreError::Unavailable(_)))) => {}
+        other => panic!("stats must fail with the store's error, got {other:?}"),
+    }
+    match tokio::time::timeout(bound, queue.job(before[0].id())).await {
+        Ok(Err(Error::Store(StoreError::Unavailable(_)))) => {}
+        other => panic!("a job read must fail with the store's error, got {other:?}"),
+    }
+    match tokio::time::timeout(bound, queue.fetch(JobQuery::default())).await {
+        Ok(Err(Error::Store(StoreError::Unavailable(_)))) => {}
+        other => panic!("a listing must fail with the store's error, got {other:?}"),
+    }
 
     store.failing.store(false, Ordering::SeqCst);
     for h in &before {

@@ -963,7 +963,7 @@ impl Queue {
             // The store decides: first give it every change this process
             // has made (a holder that started or ended), so the decision
             // sees what this process has seen.
-            self.barrier().await;
+            self.barrier().await?;
         }
         self.inner.creating.fetch_add(1, Ordering::SeqCst);
         let kept = self
@@ -1033,7 +1033,7 @@ impl Queue {
     /// ```
     pub async fn unique_holder(&self, key: &str) -> Result<Option<JobId>, Error> {
         if !self.inner.keeping.pending_live_in_scheduler() {
-            self.barrier().await;
+            self.barrier().await?;
         }
         self.inner
             .keeping
@@ -1173,7 +1173,7 @@ impl Queue {
             }
         }
         // Let the scheduler's last changes reach the store first.
-        self.barrier().await;
+        self.barrier().await?;
         self.stored_job(id).await
     }
 
@@ -1186,10 +1186,19 @@ impl Queue {
             .ok_or(Error::UnknownJob(id))
     }
 
-    pub(crate) async fn barrier(&self) {
+    /// Waits until every state change made so far is in the store, so a
+    /// read of the store sees them. Fails promptly with the store's error
+    /// while the scheduler cannot store them (a full disk, a lost
+    /// database): a reader answers from the store or fails, never blocks
+    /// until the store recovers. A stopped scheduler has nothing left to
+    /// store: the read goes on.
+    pub(crate) async fn barrier(&self) -> Result<(), Error> {
         if let Ok(rx) = self.inner.scheduler.send(Barrier).await {
-            let _ = rx.await;
+            if let Ok(Err(err)) = rx.await {
+                return Err(Error::Store(err));
+            }
         }
+        Ok(())
     }
 
     /// Waits until the job is final and returns what became of it.
@@ -1200,6 +1209,9 @@ impl Queue {
     /// job already removed by [`Retention`](crate::Retention): await a
     /// result before that many more jobs complete);
     /// [`Error::ShutDown`] when the queue stops before the job is final.
+    /// While the queue cannot store its latest changes (a full disk), a
+    /// result waits for them to be stored, unlike reads such as
+    /// [`Queue::job`], which fail at once with the store's error.
     pub async fn result(&self, id: JobId) -> Result<JobResult, Error> {
         let reply = self
             .inner
@@ -1257,7 +1269,7 @@ impl Queue {
         {
             CancelReply::Cancelled => Ok(()),
             CancelReply::NotHere => {
-                self.barrier().await;
+                self.barrier().await?;
                 if let Some(shared) = self.inner.store.shared() {
                     return match shared.job_cancel(id, self.now()).await? {
                         CancelOutcome::Cancelled | CancelOutcome::Requested => Ok(()),

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::held::HeldJob;
 use crate::job::{Job, JobResult, LogLine};
-use crate::store::{JobUpdate, StatusCount};
+use crate::store::{JobUpdate, StatusCount, StoreError};
 
 /// The first wait before a failed batch is tried again; it doubles up to
 /// [`RETRY_MAX`].
@@ -26,8 +26,14 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Someone waiting for the store to catch up.
 #[derive(Debug)]
 pub(crate) enum Waiter {
-    /// A reader that needs every change made so far in the store.
+    /// The scheduler itself, needing every change made so far in the
+    /// store: it waits through failed batches until one is stored.
     Barrier(oneshot::Sender<()>),
+    /// A reader that needs every change made so far in the store. It is
+    /// told the store's error as soon as a batch fails (or at once while
+    /// the journal retries one) rather than waiting for the store to
+    /// recover: a read answers from the store or fails promptly.
+    Reader(oneshot::Sender<Result<(), StoreError>>),
     /// `result()` callers of a job that has become final.
     Result(Vec<oneshot::Sender<JobResult>>, JobResult),
 }
@@ -37,6 +43,9 @@ impl Waiter {
         match self {
             Waiter::Barrier(tx) => {
                 let _ = tx.send(());
+            }
+            Waiter::Reader(tx) => {
+                let _ = tx.send(Ok(()));
             }
             Waiter::Result(waiters, result) => {
                 for w in waiters {
@@ -83,6 +92,9 @@ pub(crate) struct Journal {
     /// `Scheduler::flush`).
     pub(crate) soon: Option<SpawnHandle>,
     retry_wait: Duration,
+    /// Why the last batch failed, until one is stored: readers are told
+    /// at once.
+    failing: Option<StoreError>,
     /// Answered once what is queued now is stored.
     waiting_next: Vec<Waiter>,
     /// Answered once the batch under way is stored.
@@ -100,6 +112,7 @@ impl Default for Journal {
             busy: false,
             soon: None,
             retry_wait: RETRY_FIRST,
+            failing: None,
             waiting_next: Vec::new(),
             waiting_in_flight: Vec::new(),
         }
@@ -158,9 +171,16 @@ impl Journal {
         self.final_records.extend(jobs);
     }
 
-    /// Answers `waiter` once what is queued now is stored.
+    /// Answers `waiter` once what is queued now is stored; a
+    /// [`Waiter::Reader`] is told the store's error at once while a failed
+    /// batch waits to be tried again.
     pub(crate) fn wait(&mut self, waiter: Waiter) {
-        self.waiting_next.push(waiter);
+        match (waiter, &self.failing) {
+            (Waiter::Reader(tx), Some(err)) => {
+                let _ = tx.send(Err(err.clone()));
+            }
+            (waiter, _) => self.waiting_next.push(waiter),
+        }
     }
 
     /// Whether anyone waits for the next batch.
@@ -238,15 +258,18 @@ impl Journal {
         self.in_flight_counts.clear();
         self.stored += 1;
         self.retry_wait = RETRY_FIRST;
+        self.failing = None;
         for w in self.waiting_in_flight.drain(..) {
             w.answer();
         }
     }
 
-    /// The batch under way failed: it goes back in front of what was
-    /// queued since, its waiters with it. Returns how long to wait before
-    /// trying again; the journal stays busy until [`Journal::retry_now`].
-    pub(crate) fn batch_failed(&mut self, batch: Batch) -> Duration {
+    /// The batch under way failed with `err`: it goes back in front of
+    /// what was queued since, its waiters with it, except readers, who are
+    /// told `err` (now and until a batch is stored). Returns how long to
+    /// wait before trying again; the journal stays busy until
+    /// [`Journal::retry_now`].
+    pub(crate) fn batch_failed(&mut self, batch: Batch, err: &StoreError) -> Duration {
         self.in_flight_counts.clear();
         let mut updates = batch.updates;
         updates.append(&mut self.updates);
@@ -257,7 +280,11 @@ impl Journal {
         self.epoch = self.epoch.wrapping_add(1);
         let mut waiting = std::mem::take(&mut self.waiting_in_flight);
         waiting.append(&mut self.waiting_next);
-        self.waiting_next = waiting;
+        self.waiting_next = Vec::with_capacity(waiting.len());
+        self.failing = Some(err.clone());
+        for waiter in waiting {
+            self.wait(waiter);
+        }
         let wait = self.retry_wait;
         self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
         wait
@@ -272,6 +299,7 @@ impl Journal {
     pub(crate) fn batch_lost(&mut self) {
         self.busy = false;
         self.in_flight_counts.clear();
+        self.failing = None;
     }
 
     /// The journal as a restarted scheduler takes it over: what is queued
@@ -352,7 +380,7 @@ mod tests {
         let batch = journal.take_batch(16);
         assert!(journal.is_busy());
         journal.write(None, &second, Vec::new(), None);
-        assert_eq!(journal.batch_failed(batch), RETRY_FIRST);
+        assert_eq!(journal.batch_failed(batch, &injected()), RETRY_FIRST);
         assert!(journal.is_busy(), "busy until the retry");
         journal.retry_now();
         let batch = journal.take_batch(16);
@@ -365,13 +393,56 @@ mod tests {
         assert!(journal.is_settled());
     }
 
+    fn injected() -> StoreError {
+        StoreError::unavailable(std::io::Error::other("injected"))
+    }
+
+    #[test]
+    fn readers_are_told_a_failed_batchs_error_until_one_is_stored() {
+        let mut journal = Journal::default();
+        let job = held(JobStatus::Ready);
+        journal.write(None, &job, Vec::new(), None);
+        let (tx, mut in_flight) = oneshot::channel();
+        journal.wait(Waiter::Reader(tx));
+        let (tx, mut scheduler) = oneshot::channel();
+        journal.wait(Waiter::Barrier(tx));
+        let batch = journal.take_batch(16);
+        journal.batch_failed(batch, &injected());
+        assert!(
+            matches!(in_flight.try_recv(), Ok(Err(StoreError::Unavailable(_)))),
+            "the reader of the failed batch is told at once"
+        );
+        assert!(
+            scheduler.try_recv().is_err(),
+            "the scheduler's own waits on"
+        );
+        let (tx, mut later) = oneshot::channel();
+        journal.wait(Waiter::Reader(tx));
+        assert!(
+            matches!(later.try_recv(), Ok(Err(_))),
+            "a reader during the retry wait is told at once"
+        );
+        journal.retry_now();
+        let batch = journal.take_batch(16);
+        assert_eq!(batch.updates.len(), 1, "the failed change is kept");
+        journal.batch_stored();
+        assert!(scheduler.try_recv().is_ok());
+        let (tx, mut after) = oneshot::channel();
+        journal.wait(Waiter::Reader(tx));
+        assert!(journal.answer_if_empty());
+        assert!(
+            matches!(after.try_recv(), Ok(Ok(()))),
+            "once stored, readers wait for the store again"
+        );
+    }
+
     #[test]
     fn retries_wait_longer_each_time_up_to_a_cap() {
         let mut journal = Journal::default();
         let mut waits = Vec::new();
         for _ in 0..10 {
             let batch = journal.take_batch(0);
-            waits.push(journal.batch_failed(batch));
+            waits.push(journal.batch_failed(batch, &injected()));
             journal.retry_now();
         }
         assert_eq!(waits[0], RETRY_FIRST);

@@ -173,7 +173,8 @@ impl Handler<Cancel> for Scheduler {
 pub(crate) enum WaitReply {
     /// Pending here: the result arrives on this channel.
     Pending(oneshot::Receiver<JobResult>),
-    /// Not pending here; the store has its state once this resolves.
+    /// Not pending here; the store has its state once this resolves
+    /// (waiting through failed writes: a result is worth the wait).
     Stored(oneshot::Receiver<()>),
 }
 
@@ -197,16 +198,18 @@ impl Handler<WaitResult> for Scheduler {
     }
 }
 
-/// Waits until every state change made so far is in the store.
+/// Waits until every state change made so far is in the store, or until
+/// storing them fails (the store's error: a reader fails promptly rather
+/// than wait for the store to recover).
 #[derive(Message)]
-#[rtype(result = "oneshot::Receiver<()>")]
+#[rtype(result = "oneshot::Receiver<Result<(), crate::store::StoreError>>")]
 pub(crate) struct Barrier;
 
 impl Handler<Barrier> for Scheduler {
     type Result = MessageResult<Barrier>;
     fn handle(&mut self, _: Barrier, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.journal.wait(super::Waiter::Barrier(tx));
+        self.journal.wait(super::Waiter::Reader(tx));
         self.flush(ctx);
         MessageResult(rx)
     }

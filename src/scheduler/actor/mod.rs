@@ -1483,7 +1483,7 @@ impl Scheduler {
                         again.append(&mut mode.releases);
                         mode.releases = again;
                     }
-                    let wait = act.journal.batch_failed(batch);
+                    let wait = act.journal.batch_failed(batch, &err);
                     ctx.run_later(wait, |act, ctx| {
                         act.journal.retry_now();
                         act.flush_now(ctx);

@@ -272,7 +272,7 @@ impl Scheduler {
                             "storing the stopped scheduler's last changes failed, will retry: {err}"
                         ),
                             });
-                            let wait = act.journal.batch_failed(batch);
+                            let wait = act.journal.batch_failed(batch, &err);
                             ctx.run_later(wait, |act, ctx| {
                                 act.journal.retry_now();
                                 act.flush_now(ctx);
