@@ -432,9 +432,16 @@ impl Bench {
                     mb(d.need),
                 );
                 let note = Some(note);
-                let rows: [(&'static str, &'static str, Better, f64); 7] = [
+                let rows: [(&'static str, &'static str, Better, f64); 9] = [
                     ("jobs/s", "jobs/s", Better::Higher, d.jobs_per_sec),
                     ("longest pause", "ms", Better::Lower, d.max_pause_ms),
+                    ("longest commit", "ms", Better::Lower, d.longest_commit_ms),
+                    (
+                        "longest reclaim step",
+                        "ms",
+                        Better::Lower,
+                        d.longest_reclaim_ms,
+                    ),
                     ("peak file", "MB", Better::Lower, mb(d.peak_file)),
                     ("peak WAL", "MB", Better::Lower, mb(d.peak_wal)),
                     ("end file", "MB", Better::Lower, mb(d.end_file)),

@@ -49,6 +49,11 @@ pub struct Disk {
     pub jobs_per_sec: f64,
     /// Longest gap between two consecutive completions, ms.
     pub max_pause_ms: f64,
+    /// The longest group of writes the store committed (with the
+    /// checkpoint a commit may run), ms: what a command waited behind.
+    pub longest_commit_ms: f64,
+    /// The longest reclaiming step, ms.
+    pub longest_reclaim_ms: f64,
     pub peak_file: u64,
     pub peak_wal: u64,
     pub end_file: u64,
@@ -147,6 +152,7 @@ pub async fn run(n: u64, concurrency: usize, cap: Duration) -> Result<Disk, Stri
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     let (end_file, end_wal) = (size(&path), size(&wal_of(&path)));
+    let store_stats = store.stats();
     let _ = queue.shutdown(Duration::from_secs(5)).await;
     store.close().await.map_err(|e| e.to_string())?;
     waited.map_err(|e| e.to_string())?;
@@ -160,6 +166,8 @@ pub async fn run(n: u64, concurrency: usize, cap: Duration) -> Result<Disk, Stri
     Ok(Disk {
         jobs_per_sec: n as f64 / secs,
         max_pause_ms: max_pause as f64 / 1e6,
+        longest_commit_ms: store_stats.longest_commit.as_secs_f64() * 1e3,
+        longest_reclaim_ms: store_stats.longest_reclaim_step.as_secs_f64() * 1e3,
         peak_file: peak_file.load(Ordering::Relaxed).max(end_file),
         peak_wal: peak_wal.load(Ordering::Relaxed).max(end_wal),
         end_file,

@@ -229,6 +229,7 @@ pub struct SqliteStore {
 /// let stats = store.stats();
 /// assert!(stats.commits >= 1 && stats.writes >= stats.commits);
 /// assert_eq!(stats.failed, 0);
+/// assert!(stats.longest_commit > std::time::Duration::ZERO);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -239,6 +240,14 @@ pub struct SqliteStats {
     pub writes: u64,
     /// Write calls answered with an error.
     pub failed: u64,
+    /// The longest a group of writes held the store: its transaction, its
+    /// commit, and the checkpoint a commit may run when the WAL is full.
+    /// Every command waits behind it.
+    pub longest_commit: std::time::Duration,
+    /// The longest step of giving free pages back to the file system
+    /// (taken only while no command waits, but a command that comes
+    /// during a step waits for it).
+    pub longest_reclaim_step: std::time::Duration,
 }
 
 impl SqliteStore {
@@ -287,6 +296,12 @@ impl SqliteStore {
             commits: self.counters.commits.load(Relaxed),
             writes: self.counters.writes.load(Relaxed),
             failed: self.counters.failed.load(Relaxed),
+            longest_commit: std::time::Duration::from_nanos(
+                self.counters.longest_commit_ns.load(Relaxed),
+            ),
+            longest_reclaim_step: std::time::Duration::from_nanos(
+                self.counters.longest_reclaim_ns.load(Relaxed),
+            ),
         }
     }
 
