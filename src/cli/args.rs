@@ -88,18 +88,17 @@ pub(crate) enum Command {
         /// A regular expression, matched against the payload's JSON text.
         pattern: String,
     },
-    /// Stops starting a task's jobs in every process (kept in the
-    /// database: on PostgreSQL applied by every worker at once, on SQLite
-    /// by the next one to open the file); running jobs go on.
-    Suspend {
-        /// The task.
-        task: String,
-    },
-    /// Starts a suspended task's jobs again, as `suspend` stops them.
-    Resume {
-        /// The task.
-        task: String,
-    },
+    /// Stops starting a task's jobs (or, with --tag, the jobs of every
+    /// task with the tag) in every process (kept in the database: on
+    /// PostgreSQL applied by every worker at once, on SQLite by the next
+    /// one to open the file); running jobs go on.
+    Suspend(SuspendArgs),
+    /// Starts a suspended task's (or tag's) jobs again, as `suspend`
+    /// stops them.
+    Resume(SuspendArgs),
+    /// The recurring jobs (schedules): list them, or pause, resume or run
+    /// one now.
+    Schedules(SchedulesArgs),
     /// Follows job and queue events as they happen (--api only).
     Tail(TailArgs),
     /// Totals by status, and what the store is.
@@ -176,11 +175,10 @@ pub(crate) struct CreateArgs {
     #[arg(long)]
     pub(crate) max_attempts: Option<u32>,
     /// Create nothing while a live job holds this unique key (then print
-    /// that job's id); on a database.
+    /// that job's id).
     #[arg(long, value_name = "KEY", conflicts_with_all = ["from", "unique_by_payload"])]
     pub(crate) unique: Option<String>,
-    /// Create nothing while a live job of the task has an equal payload;
-    /// on a database.
+    /// Create nothing while a live job of the task has an equal payload.
     #[arg(long, conflicts_with = "from")]
     pub(crate) unique_by_payload: bool,
 }
@@ -216,6 +214,47 @@ pub(crate) struct CleanArgs {
     /// Only jobs that finished longer ago than this (7d, 12h).
     #[arg(long, value_name = "DURATION")]
     pub(crate) older_than: Option<String>,
+}
+
+/// `kessel suspend` and `kessel resume`.
+#[derive(Debug, Args)]
+pub(crate) struct SuspendArgs {
+    /// The task.
+    #[arg(required_unless_present = "tag", conflicts_with = "tag")]
+    pub(crate) task: Option<String>,
+    /// A tag instead of a task: every task with it, defined now or later.
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+}
+
+/// `kessel schedules`.
+#[derive(Debug, Args)]
+pub(crate) struct SchedulesArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub(crate) action: Option<ScheduleAction>,
+}
+
+/// `kessel schedules ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleAction {
+    /// Every schedule, by name, with its timing, next run and last job.
+    List,
+    /// Pauses a schedule: no process enqueues its ticks until resumed.
+    Pause {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Resumes a paused schedule from its first tick after now.
+    Resume {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Creates a job of the schedule now, outside its ticks; prints its id.
+    RunNow {
+        /// The schedule's name.
+        name: String,
+    },
 }
 
 /// `kessel tail`.

@@ -320,8 +320,7 @@ impl Backend {
     }
 
     /// Creates one unique job; returns its id, or the id of the live job
-    /// that holds the key and true. On a store only: the API does not
-    /// take unique keys yet.
+    /// that holds the key and true.
     pub(crate) async fn create_unique(
         &self,
         task: &str,
@@ -329,14 +328,27 @@ impl Backend {
         options: &CreateOptions,
         unique: Unique,
     ) -> Result<(JobId, bool), CliError> {
+        let action = format!("cannot create a job of `{task}`");
         let queue = match self {
             Backend::Store { queue, .. } => queue,
-            Backend::Api(_) => return Err(CliError::BadValue {
-                flag: "--unique",
-                reason:
-                    "the HTTP API does not take unique keys yet: create unique jobs on the database"
-                        .into(),
-            }),
+            Backend::Api(api) => {
+                let mut body = options.request(task, payload);
+                match unique {
+                    Unique::Key(key) => body["unique"] = json!(key),
+                    Unique::ByPayload => body["unique_by_payload"] = json!(true),
+                }
+                let answer = api.post(&action, "/jobs", &body)?;
+                let id = answer["id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| CliError::Api {
+                        action,
+                        status: 201,
+                        code: "unexpected_shape".into(),
+                        message: format!("no job id in the answer: {answer}"),
+                    })?;
+                return Ok((id, answer["duplicate"].as_bool().unwrap_or(false)));
+            }
         };
         let job = options.new_job(task, payload);
         let job = match unique {
@@ -346,34 +358,93 @@ impl Backend {
         let handle = queue
             .create_job(job)
             .await
-            .map_err(|e| CliError::queue(format!("cannot create a job of `{task}`"), e))?;
+            .map_err(|e| CliError::queue(action, e))?;
         Ok((handle.id(), handle.is_duplicate()))
     }
 
-    /// `POST /tasks/{task}/{verb}` (suspend, resume): the API's process
-    /// is the one whose workers take the task's jobs.
-    pub(crate) async fn task_action(
+    /// Suspends or resumes (`command`) a task or a tag (`kind`): on a
+    /// store, kept in it; through the API (`POST /tasks/{task}/{command}`,
+    /// `POST /tags/{tag}/{command}`), by the API's process.
+    pub(crate) async fn suspension_action(
         &self,
         command: &'static str,
-        task: &str,
+        kind: Suspendable,
+        name: &str,
     ) -> Result<(), CliError> {
+        let action = format!("cannot {command} {} `{name}`", kind.word());
         match self {
             // In the store: on PostgreSQL every process on the schema
             // applies it at once; on SQLite the next queue on the file
             // starts with it.
+            Backend::Store { queue, .. } => match (kind, command) {
+                (Suspendable::Task, "suspend") => queue.suspend_by(name, suspended_by()).await,
+                (Suspendable::Task, _) => queue.resume(name).await,
+                (Suspendable::Tag, "suspend") => queue.suspend_tag_by(name, suspended_by()).await,
+                (Suspendable::Tag, _) => queue.resume_tag(name).await,
+            }
+            .map_err(|e| CliError::queue(action, e)),
+            Backend::Api(api) => {
+                let collection = match kind {
+                    Suspendable::Task => "tasks",
+                    Suspendable::Tag => "tags",
+                };
+                let path = format!("/{collection}/{}/{command}", encode_segment(name));
+                api.post(&action, &path, &Value::Null)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Every schedule, by name, as the API shows them (`name`, `task`,
+    /// `payload`, `cron` and `time_zone` or `every`, `missed`, `paused`,
+    /// `next_run`, `last_run`, `last_job`).
+    pub(crate) async fn schedules(&self) -> Result<Vec<Value>, CliError> {
+        let action = "cannot list the schedules";
+        match self {
+            Backend::Store { queue, .. } => Ok(queue
+                .schedules()
+                .list()
+                .await
+                .map_err(|e| CliError::queue(action, e))?
+                .into_iter()
+                .map(schedule_json)
+                .collect()),
+            Backend::Api(api) => {
+                let listed = api.get(action, "/schedules", &[])?;
+                Ok(listed["schedules"].as_array().cloned().unwrap_or_default())
+            }
+        }
+    }
+
+    /// Pauses, resumes or runs now (`verb`: `pause`, `resume`, `run-now`)
+    /// the schedule called `name`; for `run-now`, the job's id.
+    pub(crate) async fn schedule_action(
+        &self,
+        verb: &'static str,
+        name: &str,
+    ) -> Result<Option<JobId>, CliError> {
+        let action = format!("cannot {verb} schedule `{name}`");
+        match self {
             Backend::Store { queue, .. } => {
-                let action = format!("cannot {command} `{task}`");
-                if command == "suspend" {
-                    queue.suspend_by(task, suspended_by()).await
-                } else {
-                    queue.resume(task).await
-                }
-                .map_err(|e| CliError::queue(action, e))
+                let schedules = queue.schedules();
+                let done = match verb {
+                    "pause" => schedules.pause(name).await.map(|()| None),
+                    "resume" => schedules.resume(name).await.map(|()| None),
+                    _ => schedules.run_now(name).await.map(|h| Some(h.id())),
+                };
+                done.map_err(|e| CliError::queue(action, e))
             }
             Backend::Api(api) => {
-                let path = format!("/tasks/{}/{command}", encode_segment(task));
-                api.post(&format!("cannot {command} `{task}`"), &path, &Value::Null)?;
-                Ok(())
+                let path = format!("/schedules/{}/{verb}", encode_segment(name));
+                let answer = api
+                    .post(&action, &path, &Value::Null)
+                    .map_err(|e| match e {
+                        CliError::Api {
+                            status: 404, code, ..
+                        } if code == "schedule_not_found" => CliError::NoSchedule(name.to_owned()),
+                        other => other,
+                    })?;
+                Ok(answer["id"].as_str().and_then(|id| id.parse().ok()))
             }
         }
     }
@@ -406,6 +477,74 @@ impl Backend {
             Backend::Api(_) => Ok(()),
         }
     }
+}
+
+/// What `kessel suspend` and `kessel resume` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspendable {
+    /// A task.
+    Task,
+    /// A tag: every task with it.
+    Tag,
+}
+
+impl Suspendable {
+    /// `task` or `tag`.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Suspendable::Task => "task",
+            Suspendable::Tag => "tag",
+        }
+    }
+}
+
+/// A schedule as the API shows it.
+fn schedule_json(info: kessel::schedule::ScheduleInfo) -> Value {
+    let mut value = json!({
+        "name": info.name,
+        "task": info.task,
+        "payload": info.payload,
+        "missed": match info.missed {
+            kessel::schedule::Missed::Skip => "skip",
+            _ => "run_once",
+        },
+        "paused": info.paused,
+        "next_run": info.next_run,
+        "last_run": info.last_run,
+        "last_job": info.last_job,
+    });
+    match info.when {
+        kessel::schedule::When::Cron {
+            expression,
+            time_zone,
+        } => {
+            value["cron"] = json!(expression);
+            value["time_zone"] = json!(time_zone);
+        }
+        kessel::schedule::When::Every(every) => value["every"] = json!(interval(every)),
+        other => value["cron"] = json!(other.to_string()),
+    }
+    value
+}
+
+/// An interval in the largest unit that divides it (`90s`, `15m`), as the
+/// API writes it.
+fn interval(every: std::time::Duration) -> String {
+    let ms = every.as_millis();
+    if every.as_micros() % 1000 != 0 || ms == 0 {
+        return format!("{}us", every.as_micros());
+    }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// Who `kessel suspend` records as suspending: the command line, and the

@@ -118,8 +118,9 @@ async fn dispatch(backend: &backend::Backend, out: &Out, command: Command) -> Re
         Command::DeleteMatching { task, pattern } => {
             commands::delete_matching(backend, out, &task, &pattern).await
         }
-        Command::Suspend { task } => commands::suspend(backend, out, "suspend", &task).await,
-        Command::Resume { task } => commands::suspend(backend, out, "resume", &task).await,
+        Command::Suspend(args) => commands::suspend(backend, out, "suspend", args).await,
+        Command::Resume(args) => commands::suspend(backend, out, "resume", args).await,
+        Command::Schedules(args) => commands::schedules(backend, out, args).await,
         Command::Migrate(_)
         | Command::Serve(_)
         | Command::Tail(_)
