@@ -121,7 +121,8 @@ pub(crate) enum UniqueScopeParam {
     Window,
 }
 
-/// Several jobs to create in one store write: all or none.
+/// Several jobs to create in one store write: all or none (a batch with
+/// unique jobs in it is created job by job, in order).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateBatchRequest {

@@ -164,7 +164,9 @@ pub(crate) async fn created(queue: &crate::Queue, id: JobId, duplicate: bool) ->
     }
 }
 
-/// Creates many jobs in one store write: all or none.
+/// Creates many jobs in one store write: all or none. A batch with unique
+/// jobs in it is created job by job, in order (each decides on its own
+/// key): should one fail, those before it stay created.
 #[utoipa::path(
     post,
     path = "/jobs/batch",

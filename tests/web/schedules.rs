@@ -21,8 +21,27 @@ fn put(uri: &str, body: serde_json::Value) -> actix_http::Request {
 }
 
 #[actix_rt::test]
-async fn schedules_are_upserted_listed_paused_resumed_run_and_removed() {
-    let queue = manual_queue().await;
+async fn schedules_are_upserted_listed_paused_resumed_run_and_removed_on_memory() {
+    schedule_lifecycle(manual_queue().await).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[actix_rt::test]
+async fn schedules_are_upserted_listed_paused_resumed_run_and_removed_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = kessel::store::SqliteStore::open(dir.path().join("jobs.db"))
+        .await
+        .unwrap();
+    let queue = Queue::builder()
+        .store(std::sync::Arc::new(store))
+        .manual_schedules()
+        .build()
+        .await
+        .unwrap();
+    schedule_lifecycle(queue).await;
+}
+
+async fn schedule_lifecycle(queue: Queue) {
     let app = test::init_service(
         App::new().service(Api::new(queue.clone(), Auth::none()).scope("/kessel")),
     )
