@@ -1663,3 +1663,67 @@ fn over_the_api_schedules_and_tags_are_steered() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn cancel_and_delete_by_filter_count_what_they_did_on_a_store() {
+    let db = Db::new();
+    for n in 0..3 {
+        created_id(&db, &["flaky", &n.to_string(), "--delay", "1h"]);
+    }
+    let other = created_id(&db, &["other", "1", "--delay", "1h"]);
+    assert_eq!(
+        db.json(&["cancel", "--task", "flaky", "--dry-run"]),
+        serde_json::json!({"action": "cancel", "matched": 3, "done": 0, "skipped": 0, "dry_run": true})
+    );
+    assert_eq!(status_of(&db, &other), "scheduled");
+    db.kessel(&["cancel", "--task", "flaky", "--status", "scheduled"])
+        .assert()
+        .success()
+        .stdout("cancelled 3 of 3 matching jobs (0 skipped: in another state or gone)\n");
+    // The pending job is skipped, not an error.
+    let deleted = db.json(&["delete", "--all"]);
+    assert_eq!(
+        (&deleted["matched"], &deleted["done"], &deleted["skipped"]),
+        (
+            &serde_json::json!(4),
+            &serde_json::json!(3),
+            &serde_json::json!(1)
+        ),
+        "{deleted}"
+    );
+    assert_eq!(status_of(&db, &other), "scheduled");
+    assert_eq!(db.json(&["jobs"])[0]["total"], 1);
+
+    db.kessel(&["cancel"]).assert().code(2);
+    db.kessel(&["cancel", &other, "--task", "flaky"])
+        .assert()
+        .code(2);
+    db.kessel(&["delete", "--all", "--task", "flaky"])
+        .assert()
+        .code(2);
+    let err = fails(db.kessel(&["cancel", "--tag", "reports"]), 1);
+    assert!(err.contains("--tag"), "{err}");
+    let err = fails(db.kessel(&["cancel", "--status", "soon"]), 1);
+    assert!(err.contains("--status"), "{err}");
+}
+
+#[test]
+fn over_the_api_cancel_and_delete_by_filter_use_the_bulk_endpoints() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.as_str();
+    for n in 0..2 {
+        api_json(url, &["create", "greet", &n.to_string(), "--delay", "1h"]);
+    }
+    let counted = api_json(url, &["cancel", "--task", "greet", "--dry-run"]);
+    assert_eq!(counted["matched"], 2, "{counted}");
+    assert_eq!(counted["done"], 0);
+    kessel_api(url, None, &["cancel", "--task", "greet"])
+        .assert()
+        .success()
+        .stdout("cancelled 2 of 2 matching jobs (0 skipped: in another state or gone)\n");
+    let deleted = api_json(url, &["delete", "--all"]);
+    assert_eq!(deleted["done"], 2, "{deleted}");
+    assert_eq!(api_json(url, &["list"]), serde_json::json!([]));
+    let err = fails(kessel_api(url, None, &["cancel", "--status", "soon"]), 1);
+    assert!(err.contains("--status"), "{err}");
+}

@@ -63,19 +63,12 @@ pub(crate) enum Command {
     },
     /// Creates a job (or many, with --from-file).
     Create(CreateArgs),
-    /// Cancels jobs by id.
-    Cancel {
-        /// The jobs' ids.
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
+    /// Cancels jobs by id, or every job matching a filter.
+    Cancel(BulkArgs),
     /// Removes ended jobs (completed, buried, expired, cancelled) and their
-    /// logs, by id; a pending job is refused (cancel it first).
-    Delete {
-        /// The jobs' ids.
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
+    /// logs, by id (a pending job is refused: cancel it first), or every
+    /// ended job matching a filter.
+    Delete(BulkArgs),
     /// Returns buried jobs to ready, by id or every buried job of a task.
     #[command(visible_alias = "retry")]
     Kick(KickArgs),
@@ -181,6 +174,39 @@ pub(crate) struct CreateArgs {
     /// Create nothing while a live job of the task has an equal payload.
     #[arg(long, conflicts_with = "from")]
     pub(crate) unique_by_payload: bool,
+}
+
+/// `kessel cancel` and `kessel delete`: by id, or by filter.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("which")
+        .required(true)
+        .multiple(true)
+        .args(["ids", "status", "task", "tag", "reference", "all"])
+))]
+pub(crate) struct BulkArgs {
+    /// The jobs' ids.
+    #[arg(conflicts_with_all = ["status", "task", "tag", "reference", "all", "dry_run"])]
+    pub(crate) ids: Vec<String>,
+    /// Every job in these statuses (repeat, or separate with commas).
+    #[arg(long, short = 's')]
+    pub(crate) status: Vec<String>,
+    /// Every job of these tasks (repeat).
+    #[arg(long, short = 't')]
+    pub(crate) task: Vec<String>,
+    /// Every job of tasks with these tags (repeat; --api only: tags are
+    /// known to the process that defines the tasks).
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
+    /// Every job with this reference.
+    #[arg(long, short = 'r')]
+    pub(crate) reference: Option<String>,
+    /// Every job of the queue (required to act without a filter).
+    #[arg(long, conflicts_with_all = ["status", "task", "tag", "reference"])]
+    pub(crate) all: bool,
+    /// Only count the jobs it would act on.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 /// `kessel kick`.

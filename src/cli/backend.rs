@@ -362,6 +362,112 @@ impl Backend {
         Ok((handle.id(), handle.is_duplicate()))
     }
 
+    /// Cancels or deletes every job matching `filter` (or counts them,
+    /// with `dry_run`). Through an API, one request; on a store the
+    /// matching jobs (created before now) are listed, then acted on one by
+    /// one with a progress bar on `out`. A job in a state the action does
+    /// not apply to, or gone meanwhile, is counted as skipped.
+    pub(crate) async fn bulk(
+        &self,
+        action: Bulk,
+        filter: &BulkFilter,
+        out: &super::output::Out,
+    ) -> Result<BulkDone, CliError> {
+        let what = format!("cannot {} jobs by filter", action.name());
+        if let Backend::Api(api) = self {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            if !filter.statuses.is_empty() {
+                let names: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+                query.push(("status", names.join(",")));
+            }
+            if !filter.tasks.is_empty() {
+                query.push(("task", filter.tasks.join(",")));
+            }
+            if !filter.tags.is_empty() {
+                query.push(("tag", filter.tags.join(",")));
+            }
+            if let Some(r) = &filter.reference {
+                query.push(("reference", r.clone()));
+            }
+            if filter.all {
+                query.push(("confirm", "all".into()));
+            }
+            if filter.dry_run {
+                query.push(("dry_run", "true".into()));
+            }
+            let query: Vec<String> = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode_segment(v)))
+                .collect();
+            let path = format!("/jobs/{}?{}", action.name(), query.join("&"));
+            let answer = api.post(&what, &path, &Value::Null)?;
+            return serde_json::from_value(answer).map_err(|e| CliError::Api {
+                action: what,
+                status: 200,
+                code: "unexpected_shape".into(),
+                message: e.to_string(),
+            });
+        }
+        if filter.is_empty() && !filter.all {
+            return Err(CliError::BadValue {
+                flag: "--all",
+                reason: format!(
+                    "no filter: this would {} every job; pass --all to mean it",
+                    action.name()
+                ),
+            });
+        }
+        let now = chrono::Utc::now();
+        let mut ids = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut offset = 0;
+        loop {
+            let mut query = JobQuery::default()
+                .order(Order::OldestFirst)
+                .limit(BATCH)
+                .offset(offset);
+            query.statuses = filter.statuses.clone();
+            query.tasks = filter.tasks.clone();
+            query.reference = filter.reference.clone();
+            query.created_before = Some(now);
+            let page = self.fetch(query).await?;
+            let n = page.len();
+            offset += n;
+            ids.extend(page.into_iter().map(|j| j.id).filter(|id| seen.insert(*id)));
+            if n < BATCH {
+                break;
+            }
+        }
+        let mut done = BulkDone {
+            action: action.name().to_owned(),
+            matched: ids.len() as u64,
+            done: 0,
+            skipped: 0,
+            dry_run: filter.dry_run,
+        };
+        if filter.dry_run {
+            return Ok(done);
+        }
+        let bar = out.progress(done.matched, action.progress());
+        for id in ids {
+            let result = match action {
+                Bulk::Cancel => self.cancel(id).await,
+                Bulk::Delete => self.delete(id).await,
+            };
+            match result {
+                Ok(()) => done.done += 1,
+                Err(CliError::Refused(_) | CliError::NoJob(_)) => done.skipped += 1,
+                Err(e) => {
+                    bar.finish_and_clear();
+                    return Err(e);
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(done)
+    }
+
     /// Suspends or resumes (`command`) a task or a tag (`kind`): on a
     /// store, kept in it; through the API (`POST /tasks/{task}/{command}`,
     /// `POST /tags/{tag}/{command}`), by the API's process.
@@ -477,6 +583,64 @@ impl Backend {
             Backend::Api(_) => Ok(()),
         }
     }
+}
+
+/// What `kessel cancel` and `kessel delete` by filter do to each job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bulk {
+    /// Cancel it.
+    Cancel,
+    /// Remove it (ended jobs only).
+    Delete,
+}
+
+impl Bulk {
+    /// `cancel` or `delete`, as the API's path says it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Bulk::Cancel => "cancel",
+            Bulk::Delete => "delete",
+        }
+    }
+
+    fn progress(self) -> &'static str {
+        match self {
+            Bulk::Cancel => "cancelling",
+            Bulk::Delete => "deleting",
+        }
+    }
+}
+
+/// Which jobs `kessel cancel` and `kessel delete` act on by filter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BulkFilter {
+    pub(crate) statuses: Vec<kessel::JobStatus>,
+    pub(crate) tasks: Vec<String>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) reference: Option<String>,
+    /// Every job, when there is no filter.
+    pub(crate) all: bool,
+    /// Only count.
+    pub(crate) dry_run: bool,
+}
+
+impl BulkFilter {
+    fn is_empty(&self) -> bool {
+        self.statuses.is_empty()
+            && self.tasks.is_empty()
+            && self.tags.is_empty()
+            && self.reference.is_none()
+    }
+}
+
+/// What a bulk action did, as the API answers it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct BulkDone {
+    pub(crate) action: String,
+    pub(crate) matched: u64,
+    pub(crate) done: u64,
+    pub(crate) skipped: u64,
+    pub(crate) dry_run: bool,
 }
 
 /// What `kessel suspend` and `kessel resume` name.

@@ -11,9 +11,9 @@ use kessel::{Job, JobId, JobStatus};
 use serde_json::{json, Value};
 
 use super::args::{
-    CleanArgs, CreateArgs, KickArgs, ListArgs, ScheduleAction, SchedulesArgs, SuspendArgs,
+    BulkArgs, CleanArgs, CreateArgs, KickArgs, ListArgs, ScheduleAction, SchedulesArgs, SuspendArgs,
 };
-use super::backend::{Backend, CreateOptions, Suspendable, Unique, BATCH};
+use super::backend::{Backend, Bulk, BulkFilter, CreateOptions, Suspendable, Unique, BATCH};
 use super::error::CliError;
 use super::output::{Cell, Out, Table};
 use super::parse;
@@ -526,9 +526,12 @@ fn job_ids(texts: &[String]) -> Result<Vec<JobId>, CliError> {
     texts.iter().map(|t| parse::job_id(t)).collect()
 }
 
-/// `kessel cancel ID...`.
-pub(crate) async fn cancel(backend: &Backend, out: &Out, ids: &[String]) -> Result<(), CliError> {
-    let ids = job_ids(ids)?;
+/// `kessel cancel ID...` and `kessel cancel --task T --status S ...`.
+pub(crate) async fn cancel(backend: &Backend, out: &Out, args: BulkArgs) -> Result<(), CliError> {
+    if args.ids.is_empty() {
+        return by_filter(backend, out, Bulk::Cancel, args).await;
+    }
+    let ids = job_ids(&args.ids)?;
     let mut done = Vec::new();
     for id in ids {
         backend.cancel(id).await?;
@@ -543,9 +546,13 @@ pub(crate) async fn cancel(backend: &Backend, out: &Out, ids: &[String]) -> Resu
     Ok(())
 }
 
-/// `kessel delete ID...`: removes ended jobs, one by one.
-pub(crate) async fn delete(backend: &Backend, out: &Out, ids: &[String]) -> Result<(), CliError> {
-    let ids = job_ids(ids)?;
+/// `kessel delete ID...`: removes ended jobs, one by one; or `kessel
+/// delete --status S ...`: every ended job matching.
+pub(crate) async fn delete(backend: &Backend, out: &Out, args: BulkArgs) -> Result<(), CliError> {
+    if args.ids.is_empty() {
+        return by_filter(backend, out, Bulk::Delete, args).await;
+    }
+    let ids = job_ids(&args.ids)?;
     let mut done = Vec::new();
     for id in ids {
         backend.delete(id).await?;
@@ -558,6 +565,44 @@ pub(crate) async fn delete(backend: &Backend, out: &Out, ids: &[String]) -> Resu
         return out.json(&json!({ "deleted": done }));
     }
     Ok(())
+}
+
+/// `cancel` or `delete` of every job matching a filter: through an API
+/// one request (`POST /jobs/cancel`, `/jobs/delete`); on a store, the
+/// matching jobs are listed, then acted on one by one with a progress
+/// bar. A job in a state the action does not apply to is skipped.
+async fn by_filter(
+    backend: &Backend,
+    out: &Out,
+    action: Bulk,
+    args: BulkArgs,
+) -> Result<(), CliError> {
+    if matches!(backend, Backend::Store { .. }) && !args.tag.is_empty() {
+        return Err(tags_on_a_store());
+    }
+    let filter = BulkFilter {
+        statuses: parse::statuses("--status", &args.status)?,
+        tasks: args.task,
+        tags: args.tag,
+        reference: args.reference,
+        all: args.all,
+        dry_run: args.dry_run,
+    };
+    let done = backend.bulk(action, &filter, out).await?;
+    if out.json {
+        return out.json(&done);
+    }
+    let (did, would) = match action {
+        Bulk::Cancel => ("cancelled", "cancel"),
+        Bulk::Delete => ("deleted", "delete"),
+    };
+    if filter.dry_run {
+        return out.text(&format!("would {would} up to {} jobs", done.matched));
+    }
+    out.text(&format!(
+        "{did} {} of {} matching jobs ({} skipped: in another state or gone)",
+        done.done, done.matched, done.skipped
+    ))
 }
 
 /// `kessel kick ID...` and `kessel kick --task TASK [--limit N]`.

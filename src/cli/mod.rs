@@ -111,8 +111,8 @@ async fn dispatch(backend: &backend::Backend, out: &Out, command: Command) -> Re
         Command::List(args) => commands::list(backend, out, args).await,
         Command::Show { id } => commands::show(backend, out, &id).await,
         Command::Create(args) => commands::create(backend, out, args).await,
-        Command::Cancel { ids } => commands::cancel(backend, out, &ids).await,
-        Command::Delete { ids } => commands::delete(backend, out, &ids).await,
+        Command::Cancel(args) => commands::cancel(backend, out, args).await,
+        Command::Delete(args) => commands::delete(backend, out, args).await,
         Command::Kick(args) => commands::kick(backend, out, args).await,
         Command::Clean(args) => commands::clean(backend, out, args).await,
         Command::DeleteMatching { task, pattern } => {
