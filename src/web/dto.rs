@@ -94,7 +94,7 @@ pub(crate) struct CreateJobRequest {
     /// A unique key: while a live job holds it, nothing is created and
     /// the answer names that job (`duplicate: true`). One namespace for
     /// the whole queue; 1 to 512 bytes. Not with `unique_by_payload`.
-    #[schema(example = "sync:42")]
+    #[schema(example = "sync:42", min_length = 1, max_length = 512)]
     pub(crate) unique: Option<String>,
     /// Unique by task and payload: the key is derived from both. Not with
     /// `unique`.

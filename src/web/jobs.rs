@@ -121,6 +121,8 @@ fn in_batch(err: crate::Error, single: bool) -> WebError {
     responses(
         (status = 201, description = "Created", body = CreatedJob,
             headers(("location" = String, description = "The job's URL, relative to the API"))),
+        (status = 200, description = "Not created: a live job holds the unique key (`duplicate: true`, its id and status)", body = CreatedJob,
+            headers(("location" = String, description = "The holder's URL, relative to the API"))),
         (status = 400, description = "Malformed JSON or a bad field (named in `field`)", body = ErrorBody),
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "A read-only token", body = ErrorBody),

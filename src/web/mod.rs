@@ -493,9 +493,10 @@ fn openapi_json(path: &str) -> String {
     text
 }
 
-/// `delay` and `run_at` (and `expires_in` and `expires_at`) are either/or:
-/// said in the schema too (utoipa has no attribute for `not`), so clients
-/// and schema-driven testers know both together are refused.
+/// `delay` and `run_at` (and `expires_in` and `expires_at`) are either/or,
+/// and `unique_window` goes with `unique_scope: window` only: said in the
+/// schema too (utoipa has no attribute for `not` or `if`), so clients and
+/// schema-driven testers know what is refused.
 fn either_or(doc: &mut serde_json::Value) {
     let both = |a: &str, b: &str| {
         serde_json::json!({
@@ -508,6 +509,17 @@ fn either_or(doc: &mut serde_json::Value) {
             schema.insert(
                 "not".into(),
                 serde_json::json!({"anyOf": [both("delay", "run_at"), both("expires_in", "expires_at")]}),
+            );
+            // `unique_window` goes with `unique_scope: window`, and it
+            // with `unique_window`.
+            let window = serde_json::json!({"required": ["unique_scope"], "properties": {"unique_scope": {"const": "window"}}});
+            let sized = serde_json::json!({"required": ["unique_window"], "properties": {"unique_window": {"type": "string"}}});
+            schema.insert(
+                "allOf".into(),
+                serde_json::json!([
+                    {"if": sized, "then": window},
+                    {"if": window, "then": sized},
+                ]),
             );
         }
     }
