@@ -620,6 +620,7 @@ async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {
         .unwrap();
     let queue = kessel::Queue::builder()
         .store(std::sync::Arc::new(store))
+        .manual_schedules()
         .build()
         .await
         .unwrap();
@@ -627,6 +628,30 @@ async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {
         queue.applied_suspensions().await.unwrap()[0].what,
         kessel::Suspended::Task("bulk".into()),
         "a queue started after the CLI's suspend starts with it"
+    );
+    // Schedules an application stored, steered from the CLI.
+    queue
+        .schedules()
+        .upsert(kessel::schedule::Schedule::every("pg-tick", "bulk", "1h"))
+        .await
+        .unwrap();
+    let listed = json(&["schedules"]);
+    assert_eq!(listed[0]["name"], "pg-tick", "{listed}");
+    assert_eq!(listed[0]["every"], "1h");
+    assert_eq!(json(&["schedules", "pause", "pg-tick"])["paused"], true);
+    assert!(queue.schedules().get("pg-tick").await.unwrap().paused);
+    assert_eq!(
+        json(&["cancel", "--task", "bulk", "--dry-run"])["matched"],
+        3
+    );
+    let job = json(&["schedules", "run-now", "pg-tick"])["job"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(json(&["show", &job])["task"], "bulk");
+    assert_eq!(
+        fails(run(&["schedules", "resume", "nope"]), 3),
+        "error: no schedule called `nope`"
     );
     queue
         .shutdown(std::time::Duration::from_secs(5))
