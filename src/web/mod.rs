@@ -1,5 +1,6 @@
-//! The HTTP API (feature `web`): jobs, tasks, stats and a live event
-//! stream over JSON, to mount in your own actix-web app or run standalone.
+//! The HTTP API (feature `web`): jobs, tasks, tags, stats, a live event
+//! stream and, with feature `cron`, schedules, over JSON, to mount in your
+//! own actix-web app or run standalone.
 //!
 //! ```no_run
 //! use actix_web::{web, App, HttpServer};
