@@ -1751,4 +1751,48 @@ fn over_the_api_cancel_and_delete_by_filter_use_the_bulk_endpoints() {
     assert_eq!(api_json(url, &["list"]), serde_json::json!([]));
     let err = fails(kessel_api(url, None, &["cancel", "--status", "soon"]), 1);
     assert!(err.contains("--status"), "{err}");
+
+    let failed = api_json(url, &["create", "greet", r#""fail""#])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the job is buried", || api_status(url, &failed) == "buried");
+    let kicked = api_json(url, &["kick", "--tag", "default"]);
+    assert_eq!(
+        (&kicked["matched"], &kicked["done"]),
+        (&serde_json::json!(1), &serde_json::json!(1)),
+        "{kicked}"
+    );
+    eventually("the kicked job is buried again", || {
+        api_json(url, &["show", &failed])["attempts"] == 2
+    });
+}
+
+#[test]
+fn kick_by_filter_kicks_only_the_buried_jobs_matching() {
+    let db = Db::new();
+    let a = created_id(&db, &["flaky", r#""fail""#, "--reference", "r-1"]);
+    let b = created_id(&db, &["flaky", r#""fail""#]);
+    let ok = created_id(&db, &["flaky", "1"]);
+    actix_rt::System::new().block_on(work(&db.path));
+    assert_eq!(status_of(&db, &a), "buried");
+    assert_eq!(status_of(&db, &ok), "completed");
+    let counted = db.json(&["kick", "--all", "--dry-run"]);
+    assert_eq!(counted["matched"], 2, "{counted}");
+    assert_eq!(counted["done"], 0);
+    db.kessel(&["kick", "--reference", "r-1"])
+        .assert()
+        .success()
+        .stdout("kicked 1 of 1 matching jobs (0 skipped: in another state or gone)\n");
+    assert_eq!(status_of(&db, &a), "ready");
+    assert_eq!(status_of(&db, &b), "buried");
+    assert_eq!(db.json(&["kick", "--all"])["done"], 1);
+    assert_eq!(status_of(&db, &b), "ready");
+    assert_eq!(status_of(&db, &ok), "completed");
+    db.kessel(&["kick", &b, "--all"]).assert().code(2);
+    db.kessel(&["kick", "--task", "flaky", "--limit", "1", "--dry-run"])
+        .assert()
+        .code(2);
+    let err = fails(db.kessel(&["kick", "--tag", "reports"]), 1);
+    assert!(err.contains("--tag"), "{err}");
 }

@@ -213,14 +213,30 @@ pub(crate) struct BulkArgs {
 #[derive(Debug, Args)]
 pub(crate) struct KickArgs {
     /// The buried jobs' ids.
-    #[arg(required_unless_present = "task", conflicts_with = "task")]
+    #[arg(
+        required_unless_present_any = ["task", "tag", "reference", "all"],
+        conflicts_with_all = ["task", "tag", "reference", "all", "dry_run"]
+    )]
     pub(crate) ids: Vec<String>,
     /// Kick the buried jobs of this task, oldest first.
     #[arg(long, short = 't')]
     pub(crate) task: Option<String>,
     /// With --task: at most this many.
-    #[arg(long, short = 'n', requires = "task")]
+    #[arg(long, short = 'n', requires = "task", conflicts_with_all = ["tag", "reference", "dry_run"])]
     pub(crate) limit: Option<usize>,
+    /// Kick the buried jobs of tasks with these tags (repeat; --api only:
+    /// tags are known to the process that defines the tasks).
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
+    /// Kick the buried jobs with this reference.
+    #[arg(long, short = 'r')]
+    pub(crate) reference: Option<String>,
+    /// Kick every buried job of the queue.
+    #[arg(long, conflicts_with_all = ["task", "tag", "reference"])]
+    pub(crate) all: bool,
+    /// Only count the buried jobs it would kick.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 /// `kessel clean`.

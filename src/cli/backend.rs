@@ -452,6 +452,7 @@ impl Backend {
         for id in ids {
             let result = match action {
                 Bulk::Cancel => self.cancel(id).await,
+                Bulk::Kick => self.kick(id).await,
                 Bulk::Delete => self.delete(id).await,
             };
             match result {
@@ -585,11 +586,13 @@ impl Backend {
     }
 }
 
-/// What `kessel cancel` and `kessel delete` by filter do to each job.
+/// What `kessel cancel`, `kick` and `delete` by filter do to each job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bulk {
     /// Cancel it.
     Cancel,
+    /// Kick it (buried jobs only).
+    Kick,
     /// Remove it (ended jobs only).
     Delete,
 }
@@ -599,6 +602,7 @@ impl Bulk {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Bulk::Cancel => "cancel",
+            Bulk::Kick => "kick",
             Bulk::Delete => "delete",
         }
     }
@@ -606,6 +610,7 @@ impl Bulk {
     fn progress(self) -> &'static str {
         match self {
             Bulk::Cancel => "cancelling",
+            Bulk::Kick => "kicking",
             Bulk::Delete => "deleting",
         }
     }

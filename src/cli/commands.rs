@@ -594,6 +594,7 @@ async fn by_filter(
     }
     let (did, would) = match action {
         Bulk::Cancel => ("cancelled", "cancel"),
+        Bulk::Kick => ("kicked", "kick"),
         Bulk::Delete => ("deleted", "delete"),
     };
     if filter.dry_run {
@@ -607,6 +608,18 @@ async fn by_filter(
 
 /// `kessel kick ID...` and `kessel kick --task TASK [--limit N]`.
 pub(crate) async fn kick(backend: &Backend, out: &Out, args: KickArgs) -> Result<(), CliError> {
+    if !args.tag.is_empty() || args.reference.is_some() || args.all || args.dry_run {
+        let filter = BulkArgs {
+            ids: Vec::new(),
+            status: vec!["buried".into()],
+            task: args.task.into_iter().collect(),
+            tag: args.tag,
+            reference: args.reference,
+            all: false,
+            dry_run: args.dry_run,
+        };
+        return by_filter(backend, out, Bulk::Kick, filter).await;
+    }
     let Some(task) = args.task else {
         let ids = job_ids(&args.ids)?;
         let mut done = Vec::new();
