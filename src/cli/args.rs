@@ -69,7 +69,8 @@ pub(crate) enum Command {
     /// logs, by id (a pending job is refused: cancel it first), or every
     /// ended job matching a filter.
     Delete(BulkArgs),
-    /// Returns buried jobs to ready, by id or every buried job of a task.
+    /// Returns buried jobs to ready: by id, every buried job of a task, or
+    /// those matching a filter.
     #[command(visible_alias = "retry")]
     Kick(KickArgs),
     /// Removes final jobs and their logs (completed ones by default).
