@@ -17,7 +17,7 @@ venv="${TMPDIR:-/tmp}/kessel-schemathesis"
 [ -x "$venv/bin/schemathesis" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q schemathesis; }
 
 port="${KESSEL_ST_PORT:-18080}"
-cargo build -q --example http --features web
+cargo build -q --example http --features web,cron
 KESSEL_ADMIN_TOKEN=schemathesis KESSEL_HTTP_ADDR="127.0.0.1:$port" target/debug/examples/http &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT

@@ -620,6 +620,7 @@ async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {
         .unwrap();
     let queue = kessel::Queue::builder()
         .store(std::sync::Arc::new(store))
+        .manual_schedules()
         .build()
         .await
         .unwrap();
@@ -627,6 +628,30 @@ async fn postgres_jobs_go_through_create_list_cancel_clean_and_counts() {
         queue.applied_suspensions().await.unwrap()[0].what,
         kessel::Suspended::Task("bulk".into()),
         "a queue started after the CLI's suspend starts with it"
+    );
+    // Schedules an application stored, steered from the CLI.
+    queue
+        .schedules()
+        .upsert(kessel::schedule::Schedule::every("pg-tick", "bulk", "1h"))
+        .await
+        .unwrap();
+    let listed = json(&["schedules"]);
+    assert_eq!(listed[0]["name"], "pg-tick", "{listed}");
+    assert_eq!(listed[0]["every"], "1h");
+    assert_eq!(json(&["schedules", "pause", "pg-tick"])["paused"], true);
+    assert!(queue.schedules().get("pg-tick").await.unwrap().paused);
+    assert_eq!(
+        json(&["cancel", "--task", "bulk", "--dry-run"])["matched"],
+        3
+    );
+    let job = json(&["schedules", "run-now", "pg-tick"])["job"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(json(&["show", &job])["task"], "bulk");
+    assert_eq!(
+        fails(run(&["schedules", "resume", "nope"]), 3),
+        "error: no schedule called `nope`"
     );
     queue
         .shutdown(std::time::Duration::from_secs(5))
@@ -1424,17 +1449,36 @@ fn create_unique_creates_nothing_while_a_live_job_holds_the_key() {
         .assert()
         .code(2);
 
+    // Through the API too: the holder's id, and that it was a duplicate.
     let api = ApiServer::start(Auth::none());
+    let url = api.url.as_str();
+    let first = api_json(
+        url,
+        &["create", "greet", "1", "--delay", "1h", "--unique", "k"],
+    );
+    let again = api_json(url, &["create", "greet", "2", "--unique", "k"]);
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["id"], first["id"]);
+    let by_payload = api_json(
+        url,
+        &[
+            "create",
+            "greet",
+            "7",
+            "--delay",
+            "1h",
+            "--unique-by-payload",
+        ],
+    );
+    let same = api_json(url, &["create", "greet", "7", "--unique-by-payload"]);
+    assert_eq!(same["id"], by_payload["id"]);
+    assert_eq!(same["duplicate"], true);
     let err = fails(
-        kessel_api(&api.url, None, &["create", "sync", "1", "--unique", "k"]),
+        kessel_api(url, None, &["create", "greet", "1", "--unique", ""]),
         1,
     );
-    assert!(
-        err.starts_with(
-            "error: invalid value for --unique: the HTTP API does not take unique keys yet"
-        ),
-        "{err}"
-    );
+    assert!(err.contains("unique"), "{err}");
 }
 
 #[test]
@@ -1474,4 +1518,281 @@ fn delete_removes_an_ended_job_by_id_on_a_store_and_through_the_api() {
         fails(kessel_api(url, None, &["delete", &id]), 3),
         format!("error: no job {id}")
     );
+}
+
+// ---------------------------------------------------------------------
+// Schedules and tag suspensions.
+
+/// Stores two schedules in the SQLite file at `path`, as an application
+/// defining them at start-up would (without running them).
+fn define_schedules(path: &Path) {
+    use kessel::schedule::Schedule;
+    actix_rt::System::new().block_on(async {
+        let store = Arc::new(SqliteStore::open(path).await.expect("open the store"));
+        let queue = Queue::builder()
+            .store(store.clone())
+            .manual_schedules()
+            .schedule(
+                Schedule::cron("nightly", "report", "0 3 * * *")
+                    .time_zone("Europe/Berlin")
+                    .payload(serde_json::json!({"window": "24h"})),
+            )
+            .schedule(Schedule::every("rollup", "roll up", "5m"))
+            .build()
+            .await
+            .unwrap();
+        queue.shutdown(Duration::from_secs(5)).await.unwrap();
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn schedules_are_listed_paused_resumed_and_run_now_on_a_store() {
+    let db = Db::new();
+    db.kessel(&["schedules"])
+        .assert()
+        .success()
+        .stdout("no schedules\n");
+    define_schedules(&db.path);
+
+    let out = db
+        .kessel(&["schedules"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    assert!(
+        lines[1].starts_with("nightly") && lines[1].contains("0 3 * * * (Europe/Berlin)"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("rollup") && lines[2].contains("every 5m"),
+        "{table}"
+    );
+    // Aligned: each column starts at the same place on every line.
+    let at = |line: &str, word: &str| line.find(word).unwrap();
+    assert_eq!(at(lines[0], "TASK"), at(lines[1], "report"), "{table}");
+    assert_eq!(at(lines[0], "TASK"), at(lines[2], "roll up"), "{table}");
+
+    let listed = db.json(&["schedules", "list"]);
+    assert_eq!(listed[0]["name"], "nightly");
+    assert_eq!(listed[0]["time_zone"], "Europe/Berlin");
+    assert_eq!(listed[0]["paused"], false);
+    assert_eq!(listed[1]["every"], "5m");
+
+    db.kessel(&["schedules", "pause", "nightly"])
+        .assert()
+        .success()
+        .stdout("paused schedule `nightly`\n");
+    assert_eq!(db.json(&["schedules"])[0]["paused"], true);
+    let ran = db.json(&["schedules", "run-now", "nightly"]);
+    let job = ran["job"].as_str().expect("a job id").to_owned();
+    let shown = db.json(&["show", &job]);
+    assert_eq!(shown["task"], "report");
+    assert_eq!(shown["payload"], serde_json::json!({"window": "24h"}));
+    assert_eq!(db.json(&["schedules"])[0]["last_job"], job.as_str());
+    assert_eq!(
+        db.json(&["schedules", "resume", "nightly"])["resumed"],
+        true
+    );
+    assert_eq!(db.json(&["schedules"])[0]["paused"], false);
+
+    for verb in ["pause", "resume", "run-now"] {
+        let err = fails(db.kessel(&["schedules", verb, "nope"]), 3);
+        assert_eq!(err, "error: no schedule called `nope`");
+    }
+    db.kessel(&["schedules", "pause"]).assert().code(2);
+    db.kessel(&["schedules", "stop", "nightly"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn a_tag_is_suspended_and_resumed_on_a_store() {
+    let db = Db::new();
+    db.kessel(&["suspend", "--tag", "reports"])
+        .assert()
+        .success()
+        .stdout("suspended tag `reports`\n");
+    let stats = db.json(&["stats"]);
+    assert_eq!(stats["suspended"][0]["kind"], "tag", "{stats}");
+    assert_eq!(stats["suspended"][0]["name"], "reports");
+    assert!(stats["suspended"][0]["by"]
+        .as_str()
+        .unwrap()
+        .starts_with("kessel cli"));
+    assert_eq!(
+        db.json(&["resume", "--tag", "reports"]),
+        serde_json::json!({"tag": "reports", "resumed": true})
+    );
+    assert_eq!(db.json(&["stats"])["suspended"], serde_json::json!([]));
+    db.kessel(&["suspend"]).assert().code(2);
+    db.kessel(&["suspend", "email", "--tag", "reports"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn over_the_api_schedules_and_tags_are_steered() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.as_str();
+    assert_eq!(api_json(url, &["schedules"]), serde_json::json!([]));
+    let answer = ureq::put(format!("{url}/schedules/hourly"))
+        .header("content-type", "application/json")
+        .send(r#"{"task": "greet", "cron": "@hourly", "payload": "hi"}"#)
+        .expect("upsert a schedule");
+    assert_eq!(answer.status().as_u16(), 201);
+
+    let listed = api_json(url, &["schedules"]);
+    assert_eq!(listed[0]["name"], "hourly");
+    assert_eq!(listed[0]["cron"], "@hourly");
+    kessel_api(url, None, &["schedules", "pause", "hourly"])
+        .assert()
+        .success()
+        .stdout("paused schedule `hourly`\n");
+    assert_eq!(api_json(url, &["schedules"])[0]["paused"], true);
+    let job = kessel_api(url, None, &["schedules", "run-now", "hourly"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let job = String::from_utf8(job).unwrap().trim().to_owned();
+    eventually("the run-now job completes", || {
+        api_status(url, &job) == "completed"
+    });
+    assert_eq!(api_json(url, &["show", &job])["result"], "hi");
+    kessel_api(url, None, &["schedules", "resume", "hourly"])
+        .assert()
+        .success();
+    assert_eq!(
+        fails(kessel_api(url, None, &["schedules", "run-now", "nope"]), 3),
+        "error: no schedule called `nope`"
+    );
+
+    kessel_api(url, None, &["suspend", "--tag", "default"])
+        .assert()
+        .success()
+        .stdout("suspended tag `default`\n");
+    let stats = api_json(url, &["stats"]);
+    assert_eq!(stats["suspended"][0]["kind"], "tag", "{stats}");
+    kessel_api(url, None, &["resume", "--tag", "default"])
+        .assert()
+        .success();
+    assert_eq!(
+        api_json(url, &["stats"])["suspended"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn cancel_and_delete_by_filter_count_what_they_did_on_a_store() {
+    let db = Db::new();
+    for n in 0..3 {
+        created_id(&db, &["flaky", &n.to_string(), "--delay", "1h"]);
+    }
+    let other = created_id(&db, &["other", "1", "--delay", "1h"]);
+    assert_eq!(
+        db.json(&["cancel", "--task", "flaky", "--dry-run"]),
+        serde_json::json!({"action": "cancel", "matched": 3, "done": 0, "skipped": 0, "dry_run": true})
+    );
+    assert_eq!(status_of(&db, &other), "scheduled");
+    db.kessel(&["cancel", "--task", "flaky", "--status", "scheduled"])
+        .assert()
+        .success()
+        .stdout("cancelled 3 of 3 matching jobs (0 skipped: in another state or gone)\n");
+    // The pending job is skipped, not an error.
+    let deleted = db.json(&["delete", "--all"]);
+    assert_eq!(
+        (&deleted["matched"], &deleted["done"], &deleted["skipped"]),
+        (
+            &serde_json::json!(4),
+            &serde_json::json!(3),
+            &serde_json::json!(1)
+        ),
+        "{deleted}"
+    );
+    assert_eq!(status_of(&db, &other), "scheduled");
+    assert_eq!(db.json(&["jobs"])[0]["total"], 1);
+
+    db.kessel(&["cancel"]).assert().code(2);
+    db.kessel(&["cancel", &other, "--task", "flaky"])
+        .assert()
+        .code(2);
+    db.kessel(&["delete", "--all", "--task", "flaky"])
+        .assert()
+        .code(2);
+    let err = fails(db.kessel(&["cancel", "--tag", "reports"]), 1);
+    assert!(err.contains("--tag"), "{err}");
+    let err = fails(db.kessel(&["cancel", "--status", "soon"]), 1);
+    assert!(err.contains("--status"), "{err}");
+}
+
+#[test]
+fn over_the_api_cancel_and_delete_by_filter_use_the_bulk_endpoints() {
+    let api = ApiServer::start(Auth::none());
+    let url = api.url.as_str();
+    for n in 0..2 {
+        api_json(url, &["create", "greet", &n.to_string(), "--delay", "1h"]);
+    }
+    let counted = api_json(url, &["cancel", "--task", "greet", "--dry-run"]);
+    assert_eq!(counted["matched"], 2, "{counted}");
+    assert_eq!(counted["done"], 0);
+    kessel_api(url, None, &["cancel", "--task", "greet"])
+        .assert()
+        .success()
+        .stdout("cancelled 2 of 2 matching jobs (0 skipped: in another state or gone)\n");
+    let deleted = api_json(url, &["delete", "--all"]);
+    assert_eq!(deleted["done"], 2, "{deleted}");
+    assert_eq!(api_json(url, &["list"]), serde_json::json!([]));
+    let err = fails(kessel_api(url, None, &["cancel", "--status", "soon"]), 1);
+    assert!(err.contains("--status"), "{err}");
+
+    let failed = api_json(url, &["create", "greet", r#""fail""#])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the job is buried", || api_status(url, &failed) == "buried");
+    let kicked = api_json(url, &["kick", "--tag", "default"]);
+    assert_eq!(
+        (&kicked["matched"], &kicked["done"]),
+        (&serde_json::json!(1), &serde_json::json!(1)),
+        "{kicked}"
+    );
+    eventually("the kicked job is buried again", || {
+        api_json(url, &["show", &failed])["attempts"] == 2
+    });
+}
+
+#[test]
+fn kick_by_filter_kicks_only_the_buried_jobs_matching() {
+    let db = Db::new();
+    let a = created_id(&db, &["flaky", r#""fail""#, "--reference", "r-1"]);
+    let b = created_id(&db, &["flaky", r#""fail""#]);
+    let ok = created_id(&db, &["flaky", "1"]);
+    actix_rt::System::new().block_on(work(&db.path));
+    assert_eq!(status_of(&db, &a), "buried");
+    assert_eq!(status_of(&db, &ok), "completed");
+    let counted = db.json(&["kick", "--all", "--dry-run"]);
+    assert_eq!(counted["matched"], 2, "{counted}");
+    assert_eq!(counted["done"], 0);
+    db.kessel(&["kick", "--reference", "r-1"])
+        .assert()
+        .success()
+        .stdout("kicked 1 of 1 matching jobs (0 skipped: in another state or gone)\n");
+    assert_eq!(status_of(&db, &a), "ready");
+    assert_eq!(status_of(&db, &b), "buried");
+    assert_eq!(db.json(&["kick", "--all"])["done"], 1);
+    assert_eq!(status_of(&db, &b), "ready");
+    assert_eq!(status_of(&db, &ok), "completed");
+    db.kessel(&["kick", &b, "--all"]).assert().code(2);
+    db.kessel(&["kick", "--task", "flaky", "--limit", "1", "--dry-run"])
+        .assert()
+        .code(2);
+    let err = fails(db.kessel(&["kick", "--tag", "reports"]), 1);
+    assert!(err.contains("--tag"), "{err}");
 }

@@ -63,20 +63,14 @@ pub(crate) enum Command {
     },
     /// Creates a job (or many, with --from-file).
     Create(CreateArgs),
-    /// Cancels jobs by id.
-    Cancel {
-        /// The jobs' ids.
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
+    /// Cancels jobs by id, or every job matching a filter.
+    Cancel(BulkArgs),
     /// Removes ended jobs (completed, buried, expired, cancelled) and their
-    /// logs, by id; a pending job is refused (cancel it first).
-    Delete {
-        /// The jobs' ids.
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
-    /// Returns buried jobs to ready, by id or every buried job of a task.
+    /// logs, by id (a pending job is refused: cancel it first), or every
+    /// ended job matching a filter.
+    Delete(BulkArgs),
+    /// Returns buried jobs to ready: by id, every buried job of a task, or
+    /// those matching a filter.
     #[command(visible_alias = "retry")]
     Kick(KickArgs),
     /// Removes final jobs and their logs (completed ones by default).
@@ -88,18 +82,17 @@ pub(crate) enum Command {
         /// A regular expression, matched against the payload's JSON text.
         pattern: String,
     },
-    /// Stops starting a task's jobs in every process (kept in the
-    /// database: on PostgreSQL applied by every worker at once, on SQLite
-    /// by the next one to open the file); running jobs go on.
-    Suspend {
-        /// The task.
-        task: String,
-    },
-    /// Starts a suspended task's jobs again, as `suspend` stops them.
-    Resume {
-        /// The task.
-        task: String,
-    },
+    /// Stops starting a task's jobs (or, with --tag, the jobs of every
+    /// task with the tag) in every process (kept in the database: on
+    /// PostgreSQL applied by every worker at once, on SQLite by the next
+    /// one to open the file); running jobs go on.
+    Suspend(SuspendArgs),
+    /// Starts a suspended task's (or tag's) jobs again, as `suspend`
+    /// stops them.
+    Resume(SuspendArgs),
+    /// The recurring jobs (schedules): list them, or pause, resume or run
+    /// one now.
+    Schedules(SchedulesArgs),
     /// Follows job and queue events as they happen (--api only).
     Tail(TailArgs),
     /// Totals by status, and what the store is.
@@ -176,27 +169,75 @@ pub(crate) struct CreateArgs {
     #[arg(long)]
     pub(crate) max_attempts: Option<u32>,
     /// Create nothing while a live job holds this unique key (then print
-    /// that job's id); on a database.
+    /// that job's id).
     #[arg(long, value_name = "KEY", conflicts_with_all = ["from", "unique_by_payload"])]
     pub(crate) unique: Option<String>,
-    /// Create nothing while a live job of the task has an equal payload;
-    /// on a database.
+    /// Create nothing while a live job of the task has an equal payload.
     #[arg(long, conflicts_with = "from")]
     pub(crate) unique_by_payload: bool,
+}
+
+/// `kessel cancel` and `kessel delete`: by id, or by filter.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("which")
+        .required(true)
+        .multiple(true)
+        .args(["ids", "status", "task", "tag", "reference", "all"])
+))]
+pub(crate) struct BulkArgs {
+    /// The jobs' ids.
+    #[arg(conflicts_with_all = ["status", "task", "tag", "reference", "all", "dry_run"])]
+    pub(crate) ids: Vec<String>,
+    /// Every job in these statuses (repeat, or separate with commas).
+    #[arg(long, short = 's')]
+    pub(crate) status: Vec<String>,
+    /// Every job of these tasks (repeat).
+    #[arg(long, short = 't')]
+    pub(crate) task: Vec<String>,
+    /// Every job of tasks with these tags (repeat; --api only: tags are
+    /// known to the process that defines the tasks).
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
+    /// Every job with this reference.
+    #[arg(long, short = 'r')]
+    pub(crate) reference: Option<String>,
+    /// Every job of the queue (required to act without a filter).
+    #[arg(long, conflicts_with_all = ["status", "task", "tag", "reference"])]
+    pub(crate) all: bool,
+    /// Only count the jobs it would act on.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 /// `kessel kick`.
 #[derive(Debug, Args)]
 pub(crate) struct KickArgs {
     /// The buried jobs' ids.
-    #[arg(required_unless_present = "task", conflicts_with = "task")]
+    #[arg(
+        required_unless_present_any = ["task", "tag", "reference", "all"],
+        conflicts_with_all = ["task", "tag", "reference", "all", "dry_run"]
+    )]
     pub(crate) ids: Vec<String>,
     /// Kick the buried jobs of this task, oldest first.
     #[arg(long, short = 't')]
     pub(crate) task: Option<String>,
     /// With --task: at most this many.
-    #[arg(long, short = 'n', requires = "task")]
+    #[arg(long, short = 'n', requires = "task", conflicts_with_all = ["tag", "reference", "dry_run"])]
     pub(crate) limit: Option<usize>,
+    /// Kick the buried jobs of tasks with these tags (repeat; --api only:
+    /// tags are known to the process that defines the tasks).
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
+    /// Kick the buried jobs with this reference.
+    #[arg(long, short = 'r')]
+    pub(crate) reference: Option<String>,
+    /// Kick every buried job of the queue.
+    #[arg(long, conflicts_with_all = ["task", "tag", "reference"])]
+    pub(crate) all: bool,
+    /// Only count the buried jobs it would kick.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 /// `kessel clean`.
@@ -216,6 +257,47 @@ pub(crate) struct CleanArgs {
     /// Only jobs that finished longer ago than this (7d, 12h).
     #[arg(long, value_name = "DURATION")]
     pub(crate) older_than: Option<String>,
+}
+
+/// `kessel suspend` and `kessel resume`.
+#[derive(Debug, Args)]
+pub(crate) struct SuspendArgs {
+    /// The task.
+    #[arg(required_unless_present = "tag", conflicts_with = "tag")]
+    pub(crate) task: Option<String>,
+    /// A tag instead of a task: every task with it, defined now or later.
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+}
+
+/// `kessel schedules`.
+#[derive(Debug, Args)]
+pub(crate) struct SchedulesArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub(crate) action: Option<ScheduleAction>,
+}
+
+/// `kessel schedules ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleAction {
+    /// Every schedule, by name, with its timing, next run and last job.
+    List,
+    /// Pauses a schedule: no process enqueues its ticks until resumed.
+    Pause {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Resumes a paused schedule from its first tick after now.
+    Resume {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Creates a job of the schedule now, outside its ticks; prints its id.
+    RunNow {
+        /// The schedule's name.
+        name: String,
+    },
 }
 
 /// `kessel tail`.

@@ -320,8 +320,7 @@ impl Backend {
     }
 
     /// Creates one unique job; returns its id, or the id of the live job
-    /// that holds the key and true. On a store only: the API does not
-    /// take unique keys yet.
+    /// that holds the key and true.
     pub(crate) async fn create_unique(
         &self,
         task: &str,
@@ -329,14 +328,27 @@ impl Backend {
         options: &CreateOptions,
         unique: Unique,
     ) -> Result<(JobId, bool), CliError> {
+        let action = format!("cannot create a job of `{task}`");
         let queue = match self {
             Backend::Store { queue, .. } => queue,
-            Backend::Api(_) => return Err(CliError::BadValue {
-                flag: "--unique",
-                reason:
-                    "the HTTP API does not take unique keys yet: create unique jobs on the database"
-                        .into(),
-            }),
+            Backend::Api(api) => {
+                let mut body = options.request(task, payload);
+                match unique {
+                    Unique::Key(key) => body["unique"] = json!(key),
+                    Unique::ByPayload => body["unique_by_payload"] = json!(true),
+                }
+                let answer = api.post(&action, "/jobs", &body)?;
+                let id = answer["id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| CliError::Api {
+                        action,
+                        status: 201,
+                        code: "unexpected_shape".into(),
+                        message: format!("no job id in the answer: {answer}"),
+                    })?;
+                return Ok((id, answer["duplicate"].as_bool().unwrap_or(false)));
+            }
         };
         let job = options.new_job(task, payload);
         let job = match unique {
@@ -346,34 +358,200 @@ impl Backend {
         let handle = queue
             .create_job(job)
             .await
-            .map_err(|e| CliError::queue(format!("cannot create a job of `{task}`"), e))?;
+            .map_err(|e| CliError::queue(action, e))?;
         Ok((handle.id(), handle.is_duplicate()))
     }
 
-    /// `POST /tasks/{task}/{verb}` (suspend, resume): the API's process
-    /// is the one whose workers take the task's jobs.
-    pub(crate) async fn task_action(
+    /// Cancels or deletes every job matching `filter` (or counts them,
+    /// with `dry_run`). Through an API, one request; on a store the
+    /// matching jobs (created before now) are listed, then acted on one by
+    /// one with a progress bar on `out`. A job in a state the action does
+    /// not apply to, or gone meanwhile, is counted as skipped.
+    pub(crate) async fn bulk(
+        &self,
+        action: Bulk,
+        filter: &BulkFilter,
+        out: &super::output::Out,
+    ) -> Result<BulkDone, CliError> {
+        let what = format!("cannot {} jobs by filter", action.name());
+        if let Backend::Api(api) = self {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            if !filter.statuses.is_empty() {
+                let names: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+                query.push(("status", names.join(",")));
+            }
+            if !filter.tasks.is_empty() {
+                query.push(("task", filter.tasks.join(",")));
+            }
+            if !filter.tags.is_empty() {
+                query.push(("tag", filter.tags.join(",")));
+            }
+            if let Some(r) = &filter.reference {
+                query.push(("reference", r.clone()));
+            }
+            if filter.all {
+                query.push(("confirm", "all".into()));
+            }
+            if filter.dry_run {
+                query.push(("dry_run", "true".into()));
+            }
+            let query: Vec<String> = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode_segment(v)))
+                .collect();
+            let path = format!("/jobs/{}?{}", action.name(), query.join("&"));
+            let answer = api.post(&what, &path, &Value::Null)?;
+            return serde_json::from_value(answer).map_err(|e| CliError::Api {
+                action: what,
+                status: 200,
+                code: "unexpected_shape".into(),
+                message: e.to_string(),
+            });
+        }
+        if filter.is_empty() && !filter.all {
+            return Err(CliError::BadValue {
+                flag: "--all",
+                reason: format!(
+                    "no filter: this would {} every job; pass --all to mean it",
+                    action.name()
+                ),
+            });
+        }
+        let now = chrono::Utc::now();
+        let mut ids = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut offset = 0;
+        loop {
+            let mut query = JobQuery::default()
+                .order(Order::OldestFirst)
+                .limit(BATCH)
+                .offset(offset);
+            query.statuses = filter.statuses.clone();
+            query.tasks = filter.tasks.clone();
+            query.reference = filter.reference.clone();
+            query.created_before = Some(now);
+            let page = self.fetch(query).await?;
+            let n = page.len();
+            offset += n;
+            ids.extend(page.into_iter().map(|j| j.id).filter(|id| seen.insert(*id)));
+            if n < BATCH {
+                break;
+            }
+        }
+        let mut done = BulkDone {
+            action: action.name().to_owned(),
+            matched: ids.len() as u64,
+            done: 0,
+            skipped: 0,
+            dry_run: filter.dry_run,
+        };
+        if filter.dry_run {
+            return Ok(done);
+        }
+        let bar = out.progress(done.matched, action.progress());
+        for id in ids {
+            let result = match action {
+                Bulk::Cancel => self.cancel(id).await,
+                Bulk::Kick => self.kick(id).await,
+                Bulk::Delete => self.delete(id).await,
+            };
+            match result {
+                Ok(()) => done.done += 1,
+                Err(CliError::Refused(_) | CliError::NoJob(_)) => done.skipped += 1,
+                Err(e) => {
+                    bar.finish_and_clear();
+                    return Err(e);
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(done)
+    }
+
+    /// Suspends or resumes (`command`) a task or a tag (`kind`): on a
+    /// store, kept in it; through the API (`POST /tasks/{task}/{command}`,
+    /// `POST /tags/{tag}/{command}`), by the API's process.
+    pub(crate) async fn suspension_action(
         &self,
         command: &'static str,
-        task: &str,
+        kind: Suspendable,
+        name: &str,
     ) -> Result<(), CliError> {
+        let action = format!("cannot {command} {} `{name}`", kind.word());
         match self {
             // In the store: on PostgreSQL every process on the schema
             // applies it at once; on SQLite the next queue on the file
             // starts with it.
+            Backend::Store { queue, .. } => match (kind, command) {
+                (Suspendable::Task, "suspend") => queue.suspend_by(name, suspended_by()).await,
+                (Suspendable::Task, _) => queue.resume(name).await,
+                (Suspendable::Tag, "suspend") => queue.suspend_tag_by(name, suspended_by()).await,
+                (Suspendable::Tag, _) => queue.resume_tag(name).await,
+            }
+            .map_err(|e| CliError::queue(action, e)),
+            Backend::Api(api) => {
+                let collection = match kind {
+                    Suspendable::Task => "tasks",
+                    Suspendable::Tag => "tags",
+                };
+                let path = format!("/{collection}/{}/{command}", encode_segment(name));
+                api.post(&action, &path, &Value::Null)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Every schedule, by name, as the API shows them (`name`, `task`,
+    /// `payload`, `cron` and `time_zone` or `every`, `missed`, `paused`,
+    /// `next_run`, `last_run`, `last_job`).
+    pub(crate) async fn schedules(&self) -> Result<Vec<Value>, CliError> {
+        let action = "cannot list the schedules";
+        match self {
+            Backend::Store { queue, .. } => Ok(queue
+                .schedules()
+                .list()
+                .await
+                .map_err(|e| CliError::queue(action, e))?
+                .into_iter()
+                .map(schedule_json)
+                .collect()),
+            Backend::Api(api) => {
+                let listed = api.get(action, "/schedules", &[])?;
+                Ok(listed["schedules"].as_array().cloned().unwrap_or_default())
+            }
+        }
+    }
+
+    /// Pauses, resumes or runs now (`verb`: `pause`, `resume`, `run-now`)
+    /// the schedule called `name`; for `run-now`, the job's id.
+    pub(crate) async fn schedule_action(
+        &self,
+        verb: &'static str,
+        name: &str,
+    ) -> Result<Option<JobId>, CliError> {
+        let action = format!("cannot {verb} schedule `{name}`");
+        match self {
             Backend::Store { queue, .. } => {
-                let action = format!("cannot {command} `{task}`");
-                if command == "suspend" {
-                    queue.suspend_by(task, suspended_by()).await
-                } else {
-                    queue.resume(task).await
-                }
-                .map_err(|e| CliError::queue(action, e))
+                let schedules = queue.schedules();
+                let done = match verb {
+                    "pause" => schedules.pause(name).await.map(|()| None),
+                    "resume" => schedules.resume(name).await.map(|()| None),
+                    _ => schedules.run_now(name).await.map(|h| Some(h.id())),
+                };
+                done.map_err(|e| CliError::queue(action, e))
             }
             Backend::Api(api) => {
-                let path = format!("/tasks/{}/{command}", encode_segment(task));
-                api.post(&format!("cannot {command} `{task}`"), &path, &Value::Null)?;
-                Ok(())
+                let path = format!("/schedules/{}/{verb}", encode_segment(name));
+                let answer = api
+                    .post(&action, &path, &Value::Null)
+                    .map_err(|e| match e {
+                        CliError::Api {
+                            status: 404, code, ..
+                        } if code == "schedule_not_found" => CliError::NoSchedule(name.to_owned()),
+                        other => other,
+                    })?;
+                Ok(answer["id"].as_str().and_then(|id| id.parse().ok()))
             }
         }
     }
@@ -406,6 +584,136 @@ impl Backend {
             Backend::Api(_) => Ok(()),
         }
     }
+}
+
+/// What `kessel cancel`, `kick` and `delete` by filter do to each job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bulk {
+    /// Cancel it.
+    Cancel,
+    /// Kick it (buried jobs only).
+    Kick,
+    /// Remove it (ended jobs only).
+    Delete,
+}
+
+impl Bulk {
+    /// `cancel` or `delete`, as the API's path says it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Bulk::Cancel => "cancel",
+            Bulk::Kick => "kick",
+            Bulk::Delete => "delete",
+        }
+    }
+
+    fn progress(self) -> &'static str {
+        match self {
+            Bulk::Cancel => "cancelling",
+            Bulk::Kick => "kicking",
+            Bulk::Delete => "deleting",
+        }
+    }
+}
+
+/// Which jobs `kessel cancel` and `kessel delete` act on by filter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BulkFilter {
+    pub(crate) statuses: Vec<kessel::JobStatus>,
+    pub(crate) tasks: Vec<String>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) reference: Option<String>,
+    /// Every job, when there is no filter.
+    pub(crate) all: bool,
+    /// Only count.
+    pub(crate) dry_run: bool,
+}
+
+impl BulkFilter {
+    fn is_empty(&self) -> bool {
+        self.statuses.is_empty()
+            && self.tasks.is_empty()
+            && self.tags.is_empty()
+            && self.reference.is_none()
+    }
+}
+
+/// What a bulk action did, as the API answers it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct BulkDone {
+    pub(crate) action: String,
+    pub(crate) matched: u64,
+    pub(crate) done: u64,
+    pub(crate) skipped: u64,
+    pub(crate) dry_run: bool,
+}
+
+/// What `kessel suspend` and `kessel resume` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspendable {
+    /// A task.
+    Task,
+    /// A tag: every task with it.
+    Tag,
+}
+
+impl Suspendable {
+    /// `task` or `tag`.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Suspendable::Task => "task",
+            Suspendable::Tag => "tag",
+        }
+    }
+}
+
+/// A schedule as the API shows it.
+fn schedule_json(info: kessel::schedule::ScheduleInfo) -> Value {
+    let mut value = json!({
+        "name": info.name,
+        "task": info.task,
+        "payload": info.payload,
+        "missed": match info.missed {
+            kessel::schedule::Missed::Skip => "skip",
+            _ => "run_once",
+        },
+        "paused": info.paused,
+        "next_run": info.next_run,
+        "last_run": info.last_run,
+        "last_job": info.last_job,
+    });
+    match info.when {
+        kessel::schedule::When::Cron {
+            expression,
+            time_zone,
+        } => {
+            value["cron"] = json!(expression);
+            value["time_zone"] = json!(time_zone);
+        }
+        kessel::schedule::When::Every(every) => value["every"] = json!(interval(every)),
+        other => value["cron"] = json!(other.to_string()),
+    }
+    value
+}
+
+/// An interval in the largest unit that divides it (`90s`, `15m`), as the
+/// API writes it.
+fn interval(every: std::time::Duration) -> String {
+    let ms = every.as_millis();
+    if every.as_micros() % 1000 != 0 || ms == 0 {
+        return format!("{}us", every.as_micros());
+    }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// Who `kessel suspend` records as suspending: the command line, and the

@@ -10,8 +10,10 @@ use kessel::store::{JobDelete, JobQuery, Order};
 use kessel::{Job, JobId, JobStatus};
 use serde_json::{json, Value};
 
-use super::args::{CleanArgs, CreateArgs, KickArgs, ListArgs};
-use super::backend::{Backend, CreateOptions, Unique, BATCH};
+use super::args::{
+    BulkArgs, CleanArgs, CreateArgs, KickArgs, ListArgs, ScheduleAction, SchedulesArgs, SuspendArgs,
+};
+use super::backend::{Backend, Bulk, BulkFilter, CreateOptions, Suspendable, Unique, BATCH};
 use super::error::CliError;
 use super::output::{Cell, Out, Table};
 use super::parse;
@@ -524,9 +526,12 @@ fn job_ids(texts: &[String]) -> Result<Vec<JobId>, CliError> {
     texts.iter().map(|t| parse::job_id(t)).collect()
 }
 
-/// `kessel cancel ID...`.
-pub(crate) async fn cancel(backend: &Backend, out: &Out, ids: &[String]) -> Result<(), CliError> {
-    let ids = job_ids(ids)?;
+/// `kessel cancel ID...` and `kessel cancel --task T --status S ...`.
+pub(crate) async fn cancel(backend: &Backend, out: &Out, args: BulkArgs) -> Result<(), CliError> {
+    if args.ids.is_empty() {
+        return by_filter(backend, out, Bulk::Cancel, args).await;
+    }
+    let ids = job_ids(&args.ids)?;
     let mut done = Vec::new();
     for id in ids {
         backend.cancel(id).await?;
@@ -541,9 +546,13 @@ pub(crate) async fn cancel(backend: &Backend, out: &Out, ids: &[String]) -> Resu
     Ok(())
 }
 
-/// `kessel delete ID...`: removes ended jobs, one by one.
-pub(crate) async fn delete(backend: &Backend, out: &Out, ids: &[String]) -> Result<(), CliError> {
-    let ids = job_ids(ids)?;
+/// `kessel delete ID...`: removes ended jobs, one by one; or `kessel
+/// delete --status S ...`: every ended job matching.
+pub(crate) async fn delete(backend: &Backend, out: &Out, args: BulkArgs) -> Result<(), CliError> {
+    if args.ids.is_empty() {
+        return by_filter(backend, out, Bulk::Delete, args).await;
+    }
+    let ids = job_ids(&args.ids)?;
     let mut done = Vec::new();
     for id in ids {
         backend.delete(id).await?;
@@ -558,8 +567,59 @@ pub(crate) async fn delete(backend: &Backend, out: &Out, ids: &[String]) -> Resu
     Ok(())
 }
 
+/// `cancel` or `delete` of every job matching a filter: through an API
+/// one request (`POST /jobs/cancel`, `/jobs/delete`); on a store, the
+/// matching jobs are listed, then acted on one by one with a progress
+/// bar. A job in a state the action does not apply to is skipped.
+async fn by_filter(
+    backend: &Backend,
+    out: &Out,
+    action: Bulk,
+    args: BulkArgs,
+) -> Result<(), CliError> {
+    if matches!(backend, Backend::Store { .. }) && !args.tag.is_empty() {
+        return Err(tags_on_a_store());
+    }
+    let filter = BulkFilter {
+        statuses: parse::statuses("--status", &args.status)?,
+        tasks: args.task,
+        tags: args.tag,
+        reference: args.reference,
+        all: args.all,
+        dry_run: args.dry_run,
+    };
+    let done = backend.bulk(action, &filter, out).await?;
+    if out.json {
+        return out.json(&done);
+    }
+    let (did, would) = match action {
+        Bulk::Cancel => ("cancelled", "cancel"),
+        Bulk::Kick => ("kicked", "kick"),
+        Bulk::Delete => ("deleted", "delete"),
+    };
+    if filter.dry_run {
+        return out.text(&format!("would {would} up to {} jobs", done.matched));
+    }
+    out.text(&format!(
+        "{did} {} of {} matching jobs ({} skipped: in another state or gone)",
+        done.done, done.matched, done.skipped
+    ))
+}
+
 /// `kessel kick ID...` and `kessel kick --task TASK [--limit N]`.
 pub(crate) async fn kick(backend: &Backend, out: &Out, args: KickArgs) -> Result<(), CliError> {
+    if !args.tag.is_empty() || args.reference.is_some() || args.all || args.dry_run {
+        let filter = BulkArgs {
+            ids: Vec::new(),
+            status: vec!["buried".into()],
+            task: args.task.into_iter().collect(),
+            tag: args.tag,
+            reference: args.reference,
+            all: false,
+            dry_run: args.dry_run,
+        };
+        return by_filter(backend, out, Bulk::Kick, filter).await;
+    }
     let Some(task) = args.task else {
         let ids = job_ids(&args.ids)?;
         let mut done = Vec::new();
@@ -802,22 +862,107 @@ fn report_matching(out: &Out, task: &str, pattern: &str, cancelled: u64) -> Resu
     ))
 }
 
-/// `kessel suspend TASK` and `kessel resume TASK`, on a database (kept in
-/// the store: on PostgreSQL every process applies it at once) or an API.
+/// `kessel suspend TASK|--tag TAG` and `kessel resume TASK|--tag TAG`, on
+/// a database (kept in the store: on PostgreSQL every process applies it
+/// at once) or an API.
 pub(crate) async fn suspend(
     backend: &Backend,
     out: &Out,
     command: &'static str,
-    task: &str,
+    args: SuspendArgs,
 ) -> Result<(), CliError> {
-    backend.task_action(command, task).await?;
+    let (kind, name) = match (args.task, args.tag) {
+        (_, Some(tag)) => (Suspendable::Tag, tag),
+        (Some(task), None) => (Suspendable::Task, task),
+        // clap requires one of them.
+        (None, None) => {
+            return Err(CliError::BadValue {
+                flag: "TASK",
+                reason: "name a task, or a tag with --tag".into(),
+            })
+        }
+    };
+    backend.suspension_action(command, kind, &name).await?;
     let done = if command == "suspend" {
         "suspended"
     } else {
         "resumed"
     };
     if out.json {
-        return out.json(&json!({ "task": task, done: true }));
+        return out.json(&json!({ kind.word(): name, done: true }));
     }
-    out.text(&format!("{done} `{task}`"))
+    match kind {
+        Suspendable::Task => out.text(&format!("{done} `{name}`")),
+        Suspendable::Tag => out.text(&format!("{done} tag `{name}`")),
+    }
+}
+
+/// `kessel schedules [list]`, `kessel schedules pause|resume|run-now NAME`.
+pub(crate) async fn schedules(
+    backend: &Backend,
+    out: &Out,
+    args: SchedulesArgs,
+) -> Result<(), CliError> {
+    let (verb, done, name) = match args.action.unwrap_or(ScheduleAction::List) {
+        ScheduleAction::List => return list_schedules(backend, out).await,
+        ScheduleAction::Pause { name } => ("pause", "paused", name),
+        ScheduleAction::Resume { name } => ("resume", "resumed", name),
+        ScheduleAction::RunNow { name } => ("run-now", "ran", name),
+    };
+    let job = backend.schedule_action(verb, &name).await?;
+    match (job, out.json) {
+        (Some(id), true) => out.json(&json!({ "schedule": name, "job": id })),
+        (Some(id), false) => out.text(&id.to_string()),
+        (None, true) => out.json(&json!({ "schedule": name, done: true })),
+        (None, false) => out.text(&format!("{done} schedule `{name}`")),
+    }
+}
+
+async fn list_schedules(backend: &Backend, out: &Out) -> Result<(), CliError> {
+    let schedules = backend.schedules().await?;
+    if out.json {
+        return out.json(&schedules);
+    }
+    if schedules.is_empty() {
+        return out.text("no schedules");
+    }
+    let text = |v: &Value| v.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
+    let time = |v: &Value| {
+        v.as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(|| "-".to_owned(), |t| when(t.with_timezone(&Utc)))
+    };
+    let mut table = Table::new(
+        out,
+        &[
+            "NAME", "TASK", "WHEN", "MISSED", "STATE", "NEXT RUN", "LAST RUN", "LAST JOB",
+        ],
+        &[false; 8],
+    );
+    for s in &schedules {
+        let timing = match (s["cron"].as_str(), s["every"].as_str()) {
+            (Some(cron), _) => match s["time_zone"].as_str() {
+                Some(tz) if tz != "UTC" => format!("{cron} ({tz})"),
+                _ => cron.to_owned(),
+            },
+            (None, Some(every)) => format!("every {every}"),
+            (None, None) => "-".to_owned(),
+        };
+        let state = if s["paused"].as_bool().unwrap_or(false) {
+            "paused"
+        } else {
+            "active"
+        };
+        table.row(vec![
+            Cell::left(text(&s["name"])),
+            Cell::left(text(&s["task"])),
+            Cell::left(timing),
+            Cell::left(text(&s["missed"]).replace('_', "-")),
+            Cell::left(state),
+            Cell::left(time(&s["next_run"])),
+            Cell::left(time(&s["last_run"])),
+            Cell::left(text(&s["last_job"])),
+        ]);
+    }
+    out.text(&table.render())
 }

@@ -185,11 +185,14 @@ impl Opened {
         }
     }
 
-    /// A queue on the store that defines no task and starts no worker.
+    /// A queue on the store that defines no task, starts no worker and
+    /// runs no schedule (pausing, resuming or running one by hand does
+    /// not make this process tick the store's schedules).
     pub(crate) async fn queue(&self) -> Result<Queue, CliError> {
         Queue::builder()
             .store(self.store.clone())
             .retention(Retention::keep_all())
+            .manual_schedules()
             .build()
             .await
             .map_err(|source| CliError::Connect {

@@ -92,6 +92,9 @@ pub(crate) enum CliError {
     /// No job with this id.
     #[error("no job {0}")]
     NoJob(JobId),
+    /// No schedule with this name.
+    #[error("no schedule called `{0}`")]
+    NoSchedule(String),
     /// A queue operation the library refused or failed.
     #[error("{action}: {source}")]
     Queue {
@@ -183,6 +186,7 @@ impl CliError {
             | CliError::NeedsDatabase(_)
             | CliError::NoAuth => EXIT_USAGE,
             CliError::NoJob(_)
+            | CliError::NoSchedule(_)
             | CliError::Queue {
                 source: Error::UnknownJob(_),
                 ..
@@ -196,6 +200,7 @@ impl CliError {
     pub(crate) fn queue(action: impl Into<String>, source: Error) -> Self {
         match source {
             Error::UnknownJob(id) => CliError::NoJob(id),
+            Error::UnknownSchedule(name) => CliError::NoSchedule(name),
             source @ Error::WrongState { .. } => CliError::Refused(source.to_string()),
             source => CliError::Queue {
                 action: action.into(),

@@ -111,15 +111,16 @@ async fn dispatch(backend: &backend::Backend, out: &Out, command: Command) -> Re
         Command::List(args) => commands::list(backend, out, args).await,
         Command::Show { id } => commands::show(backend, out, &id).await,
         Command::Create(args) => commands::create(backend, out, args).await,
-        Command::Cancel { ids } => commands::cancel(backend, out, &ids).await,
-        Command::Delete { ids } => commands::delete(backend, out, &ids).await,
+        Command::Cancel(args) => commands::cancel(backend, out, args).await,
+        Command::Delete(args) => commands::delete(backend, out, args).await,
         Command::Kick(args) => commands::kick(backend, out, args).await,
         Command::Clean(args) => commands::clean(backend, out, args).await,
         Command::DeleteMatching { task, pattern } => {
             commands::delete_matching(backend, out, &task, &pattern).await
         }
-        Command::Suspend { task } => commands::suspend(backend, out, "suspend", &task).await,
-        Command::Resume { task } => commands::suspend(backend, out, "resume", &task).await,
+        Command::Suspend(args) => commands::suspend(backend, out, "suspend", args).await,
+        Command::Resume(args) => commands::suspend(backend, out, "resume", args).await,
+        Command::Schedules(args) => commands::schedules(backend, out, args).await,
         Command::Migrate(_)
         | Command::Serve(_)
         | Command::Tail(_)

@@ -188,3 +188,40 @@ pub(crate) async fn delete_matching(
         deleted: deleted as u64,
     }))
 }
+
+/// Stops dispatching the jobs of every task with this tag (defined now or
+/// later) until it is resumed; running jobs go on.
+#[utoipa::path(
+    post,
+    path = "/tags/{tag}/suspend",
+    tag = "admin",
+    params(("tag" = String, Path, description = "The tag")),
+    responses(
+        (status = 200, description = "Suspended", body = Done),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 503, description = "The queue has shut down", body = ErrorBody),
+    )
+)]
+pub(crate) async fn suspend_tag(admin: Admin, tag: Path<String>) -> Result<HttpResponse, WebError> {
+    admin.0.queue.suspend_tag(&tag).await?;
+    Ok(HttpResponse::Ok().json(Done { ok: true }))
+}
+
+/// Resumes dispatching the jobs of a tag's tasks; what is due runs.
+#[utoipa::path(
+    post,
+    path = "/tags/{tag}/resume",
+    tag = "admin",
+    params(("tag" = String, Path, description = "The tag")),
+    responses(
+        (status = 200, description = "Resumed", body = Done),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 503, description = "The queue has shut down", body = ErrorBody),
+    )
+)]
+pub(crate) async fn resume_tag(admin: Admin, tag: Path<String>) -> Result<HttpResponse, WebError> {
+    admin.0.queue.resume_tag(&tag).await?;
+    Ok(HttpResponse::Ok().json(Done { ok: true }))
+}

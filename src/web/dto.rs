@@ -91,9 +91,38 @@ pub(crate) struct CreateJobRequest {
     /// 0 is read as 1.
     #[schema(minimum = 0)]
     pub(crate) max_attempts: Option<u32>,
+    /// A unique key: while a live job holds it, nothing is created and
+    /// the answer names that job (`duplicate: true`). One namespace for
+    /// the whole queue; 1 to 512 bytes. Not with `unique_by_payload`.
+    #[schema(example = "sync:42", min_length = 1, max_length = 512)]
+    pub(crate) unique: Option<String>,
+    /// Unique by task and payload: the key is derived from both. Not with
+    /// `unique`.
+    pub(crate) unique_by_payload: Option<bool>,
+    /// How long the job holds its key: `waiting` (until an attempt
+    /// starts), `unfinished` (until it is final; the default) or `window`
+    /// (for `unique_window` after it was created). Without `unique`, makes
+    /// the job unique by payload.
+    pub(crate) unique_scope: Option<UniqueScopeParam>,
+    /// With `unique_scope: window`: how long (`1h`, `30m`).
+    #[schema(example = "1h")]
+    pub(crate) unique_window: Option<String>,
 }
 
-/// Several jobs to create in one store write: all or none.
+/// How long a unique job holds its key (see `docs/unique.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum UniqueScopeParam {
+    /// While it waits to run.
+    Waiting,
+    /// Until it is final.
+    Unfinished,
+    /// For `unique_window` after it was created.
+    Window,
+}
+
+/// Several jobs to create in one store write: all or none (a batch with
+/// unique jobs in it is created job by job, in order).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateBatchRequest {
@@ -109,14 +138,21 @@ pub(crate) struct CreatedJob {
     pub(crate) id: String,
     /// Its status: `ready`, or `scheduled` when it waits for a delay.
     pub(crate) status: Status,
+    /// True when nothing was created because a live job holds the unique
+    /// key: `id` and `status` are that job's.
+    pub(crate) duplicate: bool,
 }
 
 /// Jobs created in one request.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct CreatedJobs {
-    /// The created jobs' ids, in the order the jobs were given.
+    /// The created jobs' ids, in the order the jobs were given (for a
+    /// unique job whose key a live job holds, that job's id).
     #[schema(value_type = Vec<String>)]
     pub(crate) ids: Vec<String>,
+    /// For each job, in the same order: true when it was not created
+    /// because a live job holds its unique key.
+    pub(crate) duplicates: Vec<bool>,
 }
 
 /// One line of a job's log.
@@ -421,4 +457,21 @@ pub(crate) struct DeleteMatchingResponse {
 pub(crate) struct Done {
     /// Always true.
     pub(crate) ok: bool,
+}
+
+/// What a bulk action did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct BulkResponse {
+    /// `cancel`, `kick` or `delete`.
+    pub(crate) action: String,
+    /// Jobs that matched the filter.
+    pub(crate) matched: u64,
+    /// Jobs the action was done to (0 with `dry_run`).
+    pub(crate) done: u64,
+    /// Matched jobs the action did not apply to: in a state that does not
+    /// allow it (kick a job that is not buried, cancel a final one, delete
+    /// a pending one), or gone meanwhile.
+    pub(crate) skipped: u64,
+    /// Whether this was only a count.
+    pub(crate) dry_run: bool,
 }

@@ -17,7 +17,7 @@ use crate::store::StoreError;
 /// | `BadRequest` | 400 | as given (`invalid_json`, `invalid_field`, ...) |
 /// | `Unauthorized` | 401 | `unauthorized` |
 /// | `Forbidden` | 403 | `forbidden` |
-/// | `NotFound` | 404 | as given (`job_not_found`, `route_not_found`) |
+/// | `NotFound` | 404 | as given (`job_not_found`, `schedule_not_found`, `route_not_found`) |
 /// | `MethodNotAllowed` | 405 | `method_not_allowed` |
 /// | `Conflict` | 409 | `wrong_state` |
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
@@ -60,10 +60,10 @@ pub enum WebError {
     /// mutation).
     #[error("{0}")]
     Forbidden(String),
-    /// No such job or route.
+    /// No such job, schedule or route.
     #[error("{message}")]
     NotFound {
-        /// `job_not_found` or `route_not_found`.
+        /// `job_not_found`, `schedule_not_found` or `route_not_found`.
         code: &'static str,
         /// What was not found.
         message: String,

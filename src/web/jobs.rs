@@ -10,13 +10,15 @@ use utoipa::IntoParams;
 use super::body::JsonBody;
 use super::cursor::Cursor;
 use super::dto::{
-    CreateBatchRequest, CreateJobRequest, CreatedJob, CreatedJobs, Done, JobPage, JobView,
+    BulkResponse, CreateBatchRequest, CreateJobRequest, CreatedJob, CreatedJobs, Done, JobPage,
+    JobView, UniqueScopeParam,
 };
 use super::error::{ErrorBody, WebError};
 use super::{Admin, Read};
 use crate::job::{JobId, JobStatus};
 use crate::new_job::NewJob;
 use crate::store::{JobQuery, Order};
+use crate::UniqueScope;
 
 /// The most jobs one page holds.
 const MAX_LIMIT: usize = 1000;
@@ -59,6 +61,35 @@ fn new_job(req: CreateJobRequest, prefix: &str) -> Result<NewJob, WebError> {
     if let Some(attempts) = req.max_attempts {
         job = job.max_attempts(attempts);
     }
+    match (req.unique, req.unique_by_payload) {
+        (Some(_), Some(true)) => return Err(both("unique", "unique_by_payload")),
+        (Some(key), _) => job = job.unique(key),
+        (None, Some(true)) => job = job.unique_by_payload(),
+        (None, _) => {}
+    }
+    let scope = match (req.unique_scope, req.unique_window) {
+        (Some(UniqueScopeParam::Window), Some(window)) => {
+            Some(UniqueScope::Window(duration("unique_window", &window)?))
+        }
+        (Some(UniqueScopeParam::Window), None) => {
+            return Err(WebError::invalid_field(
+                field("unique_window"),
+                "`unique_scope: window` needs `unique_window` (how long, e.g. `1h`)",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(WebError::invalid_field(
+                field("unique_window"),
+                "`unique_window` goes with `unique_scope: window` only",
+            ))
+        }
+        (Some(UniqueScopeParam::Waiting), None) => Some(UniqueScope::Waiting),
+        (Some(UniqueScopeParam::Unfinished), None) => Some(UniqueScope::Unfinished),
+        (None, None) => None,
+    };
+    if let Some(scope) = scope {
+        job = job.unique_scope(scope);
+    }
     Ok(job)
 }
 
@@ -90,6 +121,8 @@ fn in_batch(err: crate::Error, single: bool) -> WebError {
     responses(
         (status = 201, description = "Created", body = CreatedJob,
             headers(("location" = String, description = "The job's URL, relative to the API"))),
+        (status = 200, description = "Not created: a live job holds the unique key (`duplicate: true`, its id and status)", body = CreatedJob,
+            headers(("location" = String, description = "The holder's URL, relative to the API"))),
         (status = 400, description = "Malformed JSON or a bad field (named in `field`)", body = ErrorBody),
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "A read-only token", body = ErrorBody),
@@ -110,23 +143,32 @@ pub(crate) async fn create_job(
         .map_err(|e| in_batch(e, true))?
         .pop()
         .ok_or_else(|| WebError::Internal("no job was created".into()))?;
-    let created = created(queue, handle.id()).await;
-    Ok(HttpResponse::Created()
+    let created = created(queue, handle.id(), handle.is_duplicate()).await;
+    let mut response = if created.duplicate {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Created()
+    };
+    Ok(response
         .insert_header((header::LOCATION, format!("jobs/{}", created.id)))
         .json(created))
 }
 
-/// The created job's id and status. The status is read back, not
-/// guessed: a job created ready may already run by now.
-async fn created(queue: &crate::Queue, id: JobId) -> CreatedJob {
+/// The created job's id and status (or the holder's, for a duplicate).
+/// The status is read back, not guessed: a job created ready may already
+/// run by now.
+pub(crate) async fn created(queue: &crate::Queue, id: JobId, duplicate: bool) -> CreatedJob {
     let status = queue.job(id).await.map_or(JobStatus::Ready, |j| j.status);
     CreatedJob {
         id: id.to_string(),
         status: status.into(),
+        duplicate,
     }
 }
 
-/// Creates many jobs in one store write: all or none.
+/// Creates many jobs in one store write: all or none. A batch with unique
+/// jobs in it is created job by job, in order (each decides on its own
+/// key): should one fail, those before it stay created.
 #[utoipa::path(
     post,
     path = "/jobs/batch",
@@ -154,14 +196,43 @@ pub(crate) async fn create_jobs(
         .map(|(i, req)| new_job(req, &format!("jobs[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let single = jobs.len() == 1;
-    let handles = admin
-        .0
-        .queue
-        .create_many(jobs)
-        .await
-        .map_err(|e| in_batch(e, single))?;
+    let queue = &admin.0.queue;
+    let handles = if jobs.iter().any(NewJob::is_unique) && !single {
+        // The library takes unique jobs one per call (each decides on its
+        // own key): such a batch is created job by job, in order.
+        let mut handles = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.into_iter().enumerate() {
+            let handle = queue.create_job(job).await.map_err(|e| {
+                let after = if i == 0 {
+                    String::new()
+                } else {
+                    format!(" (the {i} jobs before it were created)")
+                };
+                match WebError::from(e) {
+                    WebError::BadRequest {
+                        code,
+                        message,
+                        field: Some(field),
+                    } => WebError::BadRequest {
+                        code,
+                        message: format!("{message}{after}"),
+                        field: Some(format!("jobs[{i}].{field}")),
+                    },
+                    other => other,
+                }
+            })?;
+            handles.push(handle);
+        }
+        handles
+    } else {
+        queue
+            .create_many(jobs)
+            .await
+            .map_err(|e| in_batch(e, single))?
+    };
     Ok(HttpResponse::Created().json(CreatedJobs {
         ids: handles.iter().map(|h| h.id().to_string()).collect(),
+        duplicates: handles.iter().map(|h| h.is_duplicate()).collect(),
     }))
 }
 
@@ -411,4 +482,232 @@ pub(crate) async fn delete_job(admin: Admin, id: Path<String>) -> Result<HttpRes
     let id = parse_id(&id)?;
     admin.0.queue.delete(id).await?;
     Ok(HttpResponse::Ok().json(Done { ok: true }))
+}
+
+/// The filter of a bulk action (as `GET /jobs` takes it) and its guards.
+/// Lists are comma separated.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BulkParams {
+    /// Only jobs in these statuses (`ready,buried`).
+    status: Option<String>,
+    /// Only jobs of these tasks.
+    task: Option<String>,
+    /// Only jobs of tasks with these tags (as defined in this process).
+    tag: Option<String>,
+    /// Only the job(s) with this producer reference.
+    reference: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
+    created_after: Option<String>,
+    /// Only jobs created before this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
+    created_before: Option<String>,
+    /// `all`: act on every job of the queue. Required when no filter is
+    /// given; without it such a request is refused with 400.
+    #[param(inline, value_type = Option<ConfirmParam>)]
+    confirm: Option<String>,
+    /// `true`: only count the jobs the action would apply to.
+    #[param(value_type = Option<bool>)]
+    dry_run: Option<String>,
+}
+
+/// The value `confirm` takes, for the OpenAPI document.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // read as text, to name the field when it is wrong
+pub(crate) enum ConfirmParam {
+    All,
+}
+
+/// What a bulk request does to each matching job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bulk {
+    Cancel,
+    Kick,
+    Delete,
+}
+
+impl Bulk {
+    fn name(self) -> &'static str {
+        match self {
+            Bulk::Cancel => "cancel",
+            Bulk::Kick => "kick",
+            Bulk::Delete => "delete",
+        }
+    }
+}
+
+/// The ids of every job matching `params` that exists now, oldest first.
+async fn matching(queue: &crate::Queue, params: &BulkParams) -> Result<Vec<JobId>, WebError> {
+    let statuses = list(&params.status)
+        .iter()
+        .map(|s| s.parse::<JobStatus>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| WebError::invalid_field("status", e.to_string()))?;
+    let now = queue.now();
+    let created_before =
+        time("created_before", &params.created_before)?.map_or(now, |t| t.min(now));
+    let created_after = time("created_after", &params.created_after)?;
+    let mut ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = 0;
+    loop {
+        let page = queue
+            .fetch(JobQuery {
+                statuses: statuses.clone(),
+                tasks: list(&params.task),
+                tags: list(&params.tag),
+                reference: params.reference.clone(),
+                created_after,
+                created_before: Some(created_before),
+                order: Order::OldestFirst,
+                offset,
+                limit: MAX_LIMIT,
+            })
+            .await?;
+        let n = page.len();
+        ids.extend(page.into_iter().map(|j| j.id).filter(|id| seen.insert(*id)));
+        if n < MAX_LIMIT {
+            return Ok(ids);
+        }
+        offset += n;
+    }
+}
+
+async fn bulk(admin: Admin, params: BulkParams, action: Bulk) -> Result<HttpResponse, WebError> {
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(|v| v.trim().is_empty());
+    let filtered = !(blank(&params.status)
+        && blank(&params.task)
+        && blank(&params.tag)
+        && blank(&params.reference)
+        && params.created_after.is_none()
+        && params.created_before.is_none());
+    match params.confirm.as_deref() {
+        Some("all") => {}
+        Some(other) => {
+            return Err(WebError::invalid_field(
+                "confirm",
+                format!("`{other}` is not `all`"),
+            ))
+        }
+        None if !filtered => {
+            return Err(WebError::invalid_field(
+                "confirm",
+                format!(
+                    "no filter: this would {} every job; add `confirm=all` to mean it",
+                    action.name()
+                ),
+            ))
+        }
+        None => {}
+    }
+    let dry_run = match params.dry_run.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(WebError::invalid_field(
+                "dry_run",
+                format!("`{other}` is not `true` or `false`"),
+            ))
+        }
+    };
+    let params = BulkParams {
+        reference: params.reference.filter(|r| !r.trim().is_empty()),
+        ..params
+    };
+    let queue = &admin.0.queue;
+    let ids = matching(queue, &params).await?;
+    let matched = ids.len() as u64;
+    let mut done = 0;
+    let mut skipped = 0;
+    if !dry_run {
+        for id in ids {
+            let result = match action {
+                Bulk::Cancel => queue.cancel(id).await,
+                Bulk::Kick => queue.kick(id).await,
+                Bulk::Delete => queue.delete(id).await,
+            };
+            match result {
+                Ok(()) => done += 1,
+                // In a state the action does not apply to, or gone.
+                Err(crate::Error::WrongState { .. } | crate::Error::UnknownJob(_)) => skipped += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(BulkResponse {
+        action: action.name().to_owned(),
+        matched,
+        done,
+        skipped,
+        dry_run,
+    }))
+}
+
+/// Cancels every pending job matching the filter (running ones are
+/// signalled); final ones are counted as skipped.
+#[utoipa::path(
+    post,
+    path = "/jobs/cancel",
+    tag = "jobs",
+    params(BulkParams),
+    responses(
+        (status = 200, description = "How many matched, were cancelled, were skipped", body = BulkResponse),
+        (status = 400, description = "A bad filter, or no filter without `confirm=all`", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel_jobs(
+    admin: Admin,
+    params: Query<BulkParams>,
+) -> Result<HttpResponse, WebError> {
+    bulk(admin, params.into_inner(), Bulk::Cancel).await
+}
+
+/// Kicks every buried job matching the filter back to ready; others are
+/// counted as skipped.
+#[utoipa::path(
+    post,
+    path = "/jobs/kick",
+    tag = "jobs",
+    params(BulkParams),
+    responses(
+        (status = 200, description = "How many matched, were kicked, were skipped", body = BulkResponse),
+        (status = 400, description = "A bad filter, or no filter without `confirm=all`", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn kick_jobs(
+    admin: Admin,
+    params: Query<BulkParams>,
+) -> Result<HttpResponse, WebError> {
+    bulk(admin, params.into_inner(), Bulk::Kick).await
+}
+
+/// Removes every ended job matching the filter, with its log; pending
+/// ones are counted as skipped.
+#[utoipa::path(
+    post,
+    path = "/jobs/delete",
+    tag = "jobs",
+    params(BulkParams),
+    responses(
+        (status = 200, description = "How many matched, were deleted, were skipped", body = BulkResponse),
+        (status = 400, description = "A bad filter, or no filter without `confirm=all`", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_jobs(
+    admin: Admin,
+    params: Query<BulkParams>,
+) -> Result<HttpResponse, WebError> {
+    bulk(admin, params.into_inner(), Bulk::Delete).await
 }

@@ -1,5 +1,6 @@
-//! The HTTP API (feature `web`): jobs, tasks, stats and a live event
-//! stream over JSON, to mount in your own actix-web app or run standalone.
+//! The HTTP API (feature `web`): jobs, tasks, tags, stats, a live event
+//! stream and, with feature `cron`, schedules, over JSON, to mount in your
+//! own actix-web app or run standalone.
 //!
 //! ```no_run
 //! use actix_web::{web, App, HttpServer};
@@ -49,6 +50,8 @@ mod error;
 mod events;
 mod jobs;
 mod nodes;
+#[cfg(feature = "cron")]
+mod schedules;
 
 pub use auth::{Auth, Authorize, Denied, Role, Tokens};
 pub use error::{ErrorBody, ErrorDetail, WebError};
@@ -199,6 +202,9 @@ impl Api {
                     .route(web::post().to(jobs::create_job)),
             )
             .service(resource("/jobs/batch", "POST").route(web::post().to(jobs::create_jobs)))
+            .service(resource("/jobs/cancel", "POST").route(web::post().to(jobs::cancel_jobs)))
+            .service(resource("/jobs/kick", "POST").route(web::post().to(jobs::kick_jobs)))
+            .service(resource("/jobs/delete", "POST").route(web::post().to(jobs::delete_jobs)))
             .service(
                 resource("/jobs/{id}", "GET, DELETE")
                     .route(web::get().to(jobs::get_job))
@@ -214,6 +220,12 @@ impl Api {
             .service(
                 resource("/tasks/{task}/resume", "POST").route(web::post().to(admin::resume_task)),
             )
+            .service(
+                resource("/tags/{tag}/suspend", "POST").route(web::post().to(admin::suspend_tag)),
+            )
+            .service(
+                resource("/tags/{tag}/resume", "POST").route(web::post().to(admin::resume_tag)),
+            )
             .service(resource("/stats", "GET").route(web::get().to(admin::stats)))
             .service(resource("/nodes", "GET").route(web::get().to(nodes::list_nodes)))
             .service(resource("/clean", "POST").route(web::post().to(admin::clean)))
@@ -222,6 +234,27 @@ impl Api {
             )
             .service(resource("/events", "GET").route(web::get().to(events::stream)))
             .service(resource("/openapi.json", "GET").route(web::get().to(openapi)));
+        #[cfg(feature = "cron")]
+        let scope = scope
+            .service(resource("/schedules", "GET").route(web::get().to(schedules::list_schedules)))
+            .service(
+                resource("/schedules/{name}", "GET, PUT, DELETE")
+                    .route(web::get().to(schedules::get_schedule))
+                    .route(web::put().to(schedules::upsert_schedule))
+                    .route(web::delete().to(schedules::remove_schedule)),
+            )
+            .service(
+                resource("/schedules/{name}/pause", "POST")
+                    .route(web::post().to(schedules::pause_schedule)),
+            )
+            .service(
+                resource("/schedules/{name}/resume", "POST")
+                    .route(web::post().to(schedules::resume_schedule)),
+            )
+            .service(
+                resource("/schedules/{name}/run-now", "POST")
+                    .route(web::post().to(schedules::run_schedule_now)),
+            );
         #[cfg(feature = "dashboard")]
         let scope = match &self.dashboard {
             Some(meter) => scope.service(dashboard::scope(path, meter.clone())),
@@ -363,9 +396,14 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
         jobs::cancel_job,
         jobs::kick_job,
         jobs::delete_job,
+        jobs::cancel_jobs,
+        jobs::kick_jobs,
+        jobs::delete_jobs,
         admin::list_tasks,
         admin::suspend_task,
         admin::resume_task,
+        admin::suspend_tag,
+        admin::resume_tag,
         admin::stats,
         nodes::list_nodes,
         admin::clean,
@@ -377,12 +415,42 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     modifiers(&BearerScheme),
     security(("bearer" = [])),
     tags(
-        (name = "jobs", description = "Create, read, cancel and kick jobs"),
-        (name = "admin", description = "Tasks, stats, nodes, clean, delete-matching"),
+        (name = "jobs", description = "Create, read, cancel and kick jobs, one at a time or by filter"),
+        (name = "admin", description = "Tasks, tags, stats, nodes, clean, delete-matching"),
         (name = "events", description = "A live stream of job and queue events"),
     )
 )]
 struct ApiDoc;
+
+/// The schedules' part of the document (feature `cron`), merged into
+/// [`ApiDoc`].
+#[cfg(feature = "cron")]
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        schedules::list_schedules,
+        schedules::get_schedule,
+        schedules::upsert_schedule,
+        schedules::remove_schedule,
+        schedules::pause_schedule,
+        schedules::resume_schedule,
+        schedules::run_schedule_now,
+    ),
+    tags((name = "schedules", description = "Recurring jobs (feature `cron`): list, upsert, pause, resume, run now")),
+)]
+struct SchedulesDoc;
+
+/// The document of the API as built: with feature `cron`, the schedules.
+fn api_doc() -> utoipa::openapi::OpenApi {
+    #[cfg(feature = "cron")]
+    {
+        ApiDoc::openapi().merge_from(SchedulesDoc::openapi())
+    }
+    #[cfg(not(feature = "cron"))]
+    {
+        ApiDoc::openapi()
+    }
+}
 
 struct BearerScheme;
 
@@ -414,7 +482,7 @@ pub fn openapi_document() -> String {
 }
 
 fn openapi_json(path: &str) -> String {
-    let mut doc = ApiDoc::openapi();
+    let mut doc = api_doc();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     if !path.trim_matches('/').is_empty() {
         doc.servers = Some(vec![utoipa::openapi::Server::new(path)]);
@@ -426,9 +494,10 @@ fn openapi_json(path: &str) -> String {
     text
 }
 
-/// `delay` and `run_at` (and `expires_in` and `expires_at`) are either/or:
-/// said in the schema too (utoipa has no attribute for `not`), so clients
-/// and schema-driven testers know both together are refused.
+/// `delay` and `run_at` (and `expires_in` and `expires_at`) are either/or,
+/// and `unique_window` goes with `unique_scope: window` only: said in the
+/// schema too (utoipa has no attribute for `not` or `if`), so clients and
+/// schema-driven testers know what is refused.
 fn either_or(doc: &mut serde_json::Value) {
     let both = |a: &str, b: &str| {
         serde_json::json!({
@@ -441,6 +510,17 @@ fn either_or(doc: &mut serde_json::Value) {
             schema.insert(
                 "not".into(),
                 serde_json::json!({"anyOf": [both("delay", "run_at"), both("expires_in", "expires_at")]}),
+            );
+            // `unique_window` goes with `unique_scope: window`, and it
+            // with `unique_window`.
+            let window = serde_json::json!({"required": ["unique_scope"], "properties": {"unique_scope": {"const": "window"}}});
+            let sized = serde_json::json!({"required": ["unique_window"], "properties": {"unique_window": {"type": "string"}}});
+            schema.insert(
+                "allOf".into(),
+                serde_json::json!([
+                    {"if": sized, "then": window},
+                    {"if": window, "then": sized},
+                ]),
             );
         }
     }

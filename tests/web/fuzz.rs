@@ -19,6 +19,17 @@ fn value() -> impl Strategy<Value = Value> {
             .prop_map(Value::from),
         "\\PC{0,12}".prop_map(Value::from),
         prop_oneof![
+            Just("window"),
+            Just("waiting"),
+            Just("unfinished"),
+            Just("run_once"),
+            Just("skip"),
+            Just("Europe/Berlin"),
+            Just("*/5 * * * *"),
+            Just("@daily"),
+        ]
+        .prop_map(Value::from),
+        prop_oneof![
             "[0-9]{1,20}(ms|s|m|h|d|x)?",
             "2[0-9]{3}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:00:00Z"
         ]
@@ -39,6 +50,16 @@ fn value() -> impl Strategy<Value = Value> {
             Just("statuses".to_owned()),
             Just("older_than".to_owned()),
             Just("pattern".to_owned()),
+            Just("unique".to_owned()),
+            Just("unique_by_payload".to_owned()),
+            Just("unique_scope".to_owned()),
+            Just("unique_window".to_owned()),
+            Just("cron".to_owned()),
+            Just("every".to_owned()),
+            Just("time_zone".to_owned()),
+            Just("missed".to_owned()),
+            Just("grace".to_owned()),
+            Just("start_at".to_owned()),
             "[a-z_]{0,8}",
         ];
         prop_oneof![
@@ -96,6 +117,14 @@ fn check(status: StatusCode, body: &[u8]) -> Result<(), TestCaseError> {
 fn arbitrary_requests_never_get_a_5xx_or_another_error_shape() {
     let system = actix_rt::System::new();
     let (queue, app) = system.block_on(async {
+        // No schedule service: fuzzed schedules are stored, never ticked.
+        #[cfg(feature = "cron")]
+        let queue = kessel::Queue::builder()
+            .manual_schedules()
+            .build()
+            .await
+            .unwrap();
+        #[cfg(not(feature = "cron"))]
         let queue = kessel::Queue::new();
         let app = test::init_service(
             App::new().service(
@@ -112,7 +141,7 @@ fn arbitrary_requests_never_get_a_5xx_or_another_error_shape() {
         ..ProptestConfig::default()
     };
     proptest!(config, |(
-        endpoint in 0usize..5,
+        endpoint in 0usize..9,
         body in body(),
         segment in "\\PC{0,16}",
         query in "[a-z_=&,0-9%:.-]{0,30}",
@@ -122,6 +151,10 @@ fn arbitrary_requests_never_get_a_5xx_or_another_error_shape() {
             1 => TestRequest::post().uri("/jobs/batch"),
             2 => TestRequest::post().uri("/clean"),
             3 => TestRequest::post().uri("/delete-matching"),
+            4 => TestRequest::put().uri(&format!("/schedules/{}", encode(&segment))),
+            5 => TestRequest::post().uri(&format!("/jobs/{}?{query}", ["cancel", "kick", "delete"][segment.len() % 3])),
+            6 => TestRequest::post().uri(&format!("/tags/{}/suspend", encode(&segment))),
+            7 => TestRequest::post().uri(&format!("/schedules/{}/run-now", encode(&segment))),
             _ => TestRequest::post().uri(&format!("/jobs/{}/kick", encode(&segment))),
         };
         let req = req.insert_header(("content-type", "application/json")).set_payload(body).to_request();
