@@ -763,6 +763,55 @@ async fn text_search_finds_jobs_by_payload_or_error() {
     assert_eq!(rows(&html), 0, "{html}");
 }
 
+/// The `<tr ...>` row of `html` that carries `attr`, up to its end.
+fn row_of(html: &str, attr: &str) -> String {
+    let start = html
+        .find(attr)
+        .unwrap_or_else(|| panic!("{attr} in {html}"));
+    let end = start + html[start..].find("</tr>").unwrap();
+    html[start..end].to_owned()
+}
+
+#[actix_rt::test]
+async fn overview_lists_this_process_as_the_live_leading_node() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/dashboard/")
+            .insert_header(cookie(READER))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = body_text(resp).await;
+    // The overview redraws on its own too: heartbeats send no event.
+    assert!(html.contains("data-refresh=\"10\""), "{html}");
+    assert!(html.contains("id=\"leader\" data-leads=\"true\""), "{html}");
+    let nodes = queue.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    let node = &nodes[0];
+    assert_eq!(html.matches("<tr data-node=").count(), 1, "{html}");
+    let row = row_of(&html, &format!("data-node=\"{}\"", queue.node_id()));
+    for expected in [
+        "data-status=\"live\"".to_owned(),
+        "data-leader=\"true\"".to_owned(),
+        "leader</span>".to_owned(),
+        "(this process)".to_owned(),
+        node.host.clone(),
+        format!("<td class=\"num\">{}</td>", std::process::id()),
+        format!("<td>{}</td>", env!("CARGO_PKG_VERSION")),
+        "default, slow".to_owned(),
+        // Two workers: 4 and 2 at once.
+        "data-count=\"6\"".to_owned(),
+    ] {
+        assert!(row.contains(&expected), "{expected} in {row}");
+    }
+}
+
 #[actix_rt::test]
 async fn without_dashboard_leaves_it_out() {
     let api = Api::new(Queue::new(), Auth::none()).without_dashboard();
@@ -865,6 +914,16 @@ async fn overview_shows_the_counts_of_a_seeded_queue() {
             .await,
         "5"
     );
+    // This process is the only node, live, and leads.
+    let node = format!(
+        "#nodes tr[data-node='{}'][data-status=live][data-leader=true]",
+        queue.node_id()
+    );
+    assert!(browser.text(&node).await.contains("leader"));
+    assert!(browser
+        .text("#leader")
+        .await
+        .starts_with("This process leads"));
     // The chart counted the attempts since the dashboard was first opened.
     browser
         .wait_until(

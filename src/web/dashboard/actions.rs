@@ -319,6 +319,7 @@ pub(crate) async fn bulk(
             title: what,
             events: None,
             above: None,
+            refresh: None,
         },
         main,
     )))

@@ -331,6 +331,7 @@ pub(crate) async fn list(
             title: "Jobs",
             events: Some(events),
             above: Some(filter_form(&viewer, &filter)),
+            refresh: None,
         },
         main,
     )))
@@ -460,6 +461,7 @@ pub(crate) async fn detail(req: HttpRequest, id: Path<String>) -> Result<HttpRes
             title: "Job",
             events: Some(format!("{base}/events?job={}", job.id)),
             above: None,
+            refresh: None,
         },
         main,
     )))
