@@ -763,6 +763,16 @@ async fn text_search_finds_jobs_by_payload_or_error() {
     assert_eq!(rows(&html), 0, "{html}");
 }
 
+/// A POST from the dashboard's own pages (as the browser sends it).
+fn same_site_post(path: &str, token: &str) -> TestRequest {
+    TestRequest::post()
+        .uri(path)
+        .insert_header(cookie(token))
+        .insert_header(("host", "localhost:8080"))
+        .insert_header(("origin", "http://localhost:8080"))
+        .insert_header(("sec-fetch-site", "same-origin"))
+}
+
 /// The `<tr ...>` row of `html` that carries `attr`, up to its end.
 fn row_of(html: &str, attr: &str) -> String {
     let start = html
@@ -810,6 +820,184 @@ async fn overview_lists_this_process_as_the_live_leading_node() {
     ] {
         assert!(row.contains(&expected), "{expected} in {row}");
     }
+}
+
+#[actix_rt::test]
+async fn deleting_an_ended_job_asks_first_then_removes_it_and_returns_to_the_list() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let job = queue.create("echo", json!({"n": 1})).await.unwrap();
+    job.result().await.unwrap();
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
+    let page = format!("/kessel/dashboard/jobs/{}", job.id());
+    let delete = format!("{page}/delete");
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri(&page)
+                .insert_header(cookie(ADMIN))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        html.contains(&format!("action=\"{delete}\"")) && html.contains("id=\"delete\""),
+        "{html}"
+    );
+
+    // First the question; the job stays.
+    let resp = send(&app, same_site_post(&delete, ADMIN).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = body_text(resp).await;
+    assert!(
+        html.contains("id=\"delete-question\"") && html.contains("id=\"confirm-delete\""),
+        "{html}"
+    );
+    assert!(html.contains("name=\"confirm\" value=\"yes\""), "{html}");
+    assert_eq!(
+        queue.job(job.id()).await.unwrap().status,
+        JobStatus::Completed
+    );
+
+    // Confirmed: gone, and back to the list.
+    let resp = send(
+        &app,
+        same_site_post(&delete, ADMIN)
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header(&resp, "location"), "/kessel/dashboard/jobs");
+    assert!(matches!(
+        queue.job(job.id()).await,
+        Err(kessel::Error::UnknownJob(_))
+    ));
+    // Once gone, a second delete is a 404 page.
+    let resp = send(
+        &app,
+        same_site_post(&delete, ADMIN)
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[actix_rt::test]
+async fn deleting_a_pending_job_shows_why_and_keeps_it() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let job = queue.create("later", ()).delay("1h").await.unwrap();
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
+    let page = format!("/kessel/dashboard/jobs/{}", job.id());
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri(&page)
+                .insert_header(cookie(ADMIN))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(html.contains("id=\"cancel\""), "{html}");
+    assert!(
+        !html.contains("/delete"),
+        "no delete for a pending job: {html}"
+    );
+
+    let delete = format!("{page}/delete");
+    for form in [vec![], vec![("confirm", "yes")]] {
+        let resp = send(
+            &app,
+            same_site_post(&delete, ADMIN).set_form(form).to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT);
+        let html = body_text(resp).await;
+        assert!(
+            html.contains(&format!(
+                "<p class=\"error\" id=\"delete-refused\">job {} is scheduled, cannot delete.</p>",
+                job.id()
+            )),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("href=\"{page}\"")),
+            "a way back: {html}"
+        );
+    }
+    // The script gets the API's JSON error.
+    let resp = send(
+        &app,
+        same_site_post(&delete, ADMIN)
+            .insert_header(("accept", "application/json"))
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
+    assert_eq!(body["error"]["code"], "wrong_state");
+    assert_eq!(
+        queue.job(job.id()).await.unwrap().status,
+        JobStatus::Scheduled
+    );
+}
+
+#[actix_rt::test]
+async fn deleting_is_refused_to_a_reader_and_across_sites() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let job = queue.create("echo", 1).await.unwrap();
+    job.result().await.unwrap();
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
+    let page = format!("/kessel/dashboard/jobs/{}", job.id());
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri(&page)
+                .insert_header(cookie(READER))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(!html.contains("/delete"), "{html}");
+    let delete = format!("{page}/delete");
+    let resp = send(
+        &app,
+        same_site_post(&delete, READER)
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(resp).await.contains("may only read"));
+    let resp = send(
+        &app,
+        TestRequest::post()
+            .uri(&delete)
+            .insert_header(cookie(ADMIN))
+            .insert_header(("sec-fetch-site", "cross-site"))
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(resp).await.contains("cross-site request refused"));
+    assert_eq!(
+        queue.job(job.id()).await.unwrap().status,
+        JobStatus::Completed
+    );
 }
 
 #[actix_rt::test]

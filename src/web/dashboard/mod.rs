@@ -109,6 +109,7 @@ pub(crate) fn scope(mount: &str, meter: Arc<Meter>) -> impl HttpServiceFactory +
         .route("/jobs/{id}/retry", web::post().to(actions::retry))
         .route("/bulk", web::post().to(actions::bulk))
         .route("/tasks/{task}/{action}", web::post().to(actions::task))
+        .route("/jobs/{id}/delete", web::post().to(actions::delete))
         .route("/tags/{tag}/{action}", web::post().to(actions::tag))
         .route("/events", web::get().to(events))
         .route("/login", web::get().to(signin::form))
@@ -343,8 +344,13 @@ pub(crate) fn with_headers(mut response: HttpResponse) -> HttpResponse {
 
 /// An HTML page, with the dashboard's headers.
 pub(crate) fn html(markup: maud::Markup) -> HttpResponse {
+    html_with(StatusCode::OK, markup)
+}
+
+/// An HTML page with `status`, with the dashboard's headers.
+pub(crate) fn html_with(status: StatusCode, markup: maud::Markup) -> HttpResponse {
     with_headers(
-        HttpResponse::Ok()
+        HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
             .body(markup.into_string()),
     )
