@@ -118,13 +118,17 @@ async fn every_page_renders_with_a_content_security_policy_and_no_inline_script(
     let app =
         test::init_service(App::new().service(Api::new(queue, Auth::none()).scope("/kessel")))
             .await;
-    for path in [
+    #[allow(unused_mut)]
+    let mut paths = vec![
         "/kessel/dashboard/".to_owned(),
         "/kessel/dashboard/jobs".to_owned(),
         "/kessel/dashboard/jobs?status=completed&task=echo&page=1".to_owned(),
         format!("/kessel/dashboard/jobs/{}", job.id()),
         "/kessel/dashboard/login".to_owned(),
-    ] {
+    ];
+    #[cfg(feature = "cron")]
+    paths.push("/kessel/dashboard/schedules".to_owned());
+    for path in paths {
         let resp = send(&app, TestRequest::get().uri(&path).to_request()).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         let csp = header(&resp, "content-security-policy");
@@ -1000,6 +1004,253 @@ async fn deleting_is_refused_to_a_reader_and_across_sites() {
     );
 }
 
+#[cfg(feature = "cron")]
+mod schedules {
+    use super::*;
+    use kessel::schedule::Schedule;
+
+    /// A queue with a nightly cron schedule of `echo` in Berlin (no tick
+    /// during a test) and an hourly interval of `later`.
+    pub(super) async fn with_schedules(queue: Queue) -> Queue {
+        let schedules = queue.schedules();
+        schedules
+            .upsert(
+                Schedule::cron("nightly", "echo", "0 3 * * *")
+                    .time_zone("Europe/Berlin")
+                    .payload(json!({"report": "daily"})),
+            )
+            .await
+            .unwrap();
+        schedules
+            .upsert(Schedule::every("rollup", "later", "1h"))
+            .await
+            .unwrap();
+        queue
+    }
+
+    #[actix_rt::test]
+    async fn schedules_page_lists_each_schedule_with_its_timing() {
+        let queue = with_schedules(with_tasks(Queue::new(), Default::default()).await).await;
+        let app = test::init_service(
+            App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")),
+        )
+        .await;
+        let resp = send(
+            &app,
+            TestRequest::get()
+                .uri("/kessel/dashboard/schedules")
+                .insert_header(cookie(ADMIN))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(header(&resp, "content-security-policy").contains("script-src 'self'"));
+        let html = body_text(resp).await;
+        // Linked from the navigation, on every page.
+        assert!(
+            html.contains("href=\"/kessel/dashboard/schedules\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("data-events=\"/kessel/dashboard/events\""),
+            "{html}"
+        );
+        let nightly = queue.schedules().get("nightly").await.unwrap();
+        let row = row_of(&html, "data-schedule=\"nightly\"");
+        for expected in [
+            "data-paused=\"false\"".to_owned(),
+            "cron <code>0 3 * * *</code>".to_owned(),
+            "<td>Europe/Berlin</td>".to_owned(),
+            "href=\"/kessel/dashboard/jobs?task=echo\"".to_owned(),
+            format!("datetime=\"{}\"", nightly.next_run.to_rfc3339()),
+            "data-action=\"pause\"".to_owned(),
+            "data-action=\"run-now\"".to_owned(),
+        ] {
+            assert!(row.contains(&expected), "{expected} in {row}");
+        }
+        assert!(!row.contains("data-action=\"resume\""), "{row}");
+        let row = row_of(&html, "data-schedule=\"rollup\"");
+        assert!(
+            row.contains("every 1h 00m</td><td>—</td>"),
+            "an interval has no time zone: {row}"
+        );
+
+        // The overview's navigation links to it too.
+        let html = body_text(
+            send(
+                &app,
+                TestRequest::get()
+                    .uri("/kessel/dashboard/")
+                    .insert_header(cookie(READER))
+                    .to_request(),
+            )
+            .await,
+        )
+        .await;
+        assert!(html.contains("href=\"/kessel/dashboard/schedules\""));
+    }
+
+    #[actix_rt::test]
+    async fn pause_resume_and_run_now_act_on_the_schedule() {
+        let queue = with_schedules(with_tasks(Queue::new(), Default::default()).await).await;
+        let app = test::init_service(
+            App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")),
+        )
+        .await;
+        let act = |action: &str, name: &str, json: bool| {
+            let mut req = same_site_post(&format!("/kessel/dashboard/schedules/{action}"), ADMIN)
+                .set_form([("name", name.to_owned())]);
+            if json {
+                req = req.insert_header(("accept", "application/json"));
+            }
+            req.to_request()
+        };
+        let page = || {
+            TestRequest::get()
+                .uri("/kessel/dashboard/schedules")
+                .insert_header(cookie(ADMIN))
+                .to_request()
+        };
+
+        // Without the script: a redirect back to the page.
+        let resp = send(&app, act("pause", "nightly", false)).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(header(&resp, "location"), "/kessel/dashboard/schedules");
+        assert!(queue.schedules().get("nightly").await.unwrap().paused);
+        let row = row_of(
+            &body_text(send(&app, page()).await).await,
+            "data-schedule=\"nightly\"",
+        );
+        assert!(
+            row.contains("data-paused=\"true\"") && row.contains("data-action=\"resume\""),
+            "{row}"
+        );
+        assert!(!row.contains("data-action=\"pause\""), "{row}");
+
+        let resp = send(&app, act("resume", "nightly", true)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
+        assert_eq!(body["ok"], true);
+        assert!(!queue.schedules().get("nightly").await.unwrap().paused);
+
+        // Run now: a job of the schedule's task, with its payload.
+        let resp = send(&app, act("run-now", "nightly", true)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
+        let last = queue
+            .schedules()
+            .get("nightly")
+            .await
+            .unwrap()
+            .last_job
+            .unwrap();
+        assert_eq!(
+            body["message"],
+            format!("Created job {last} of schedule nightly.")
+        );
+        until_status(&queue, last, JobStatus::Completed).await;
+        let job = queue.job(last).await.unwrap();
+        assert_eq!(&*job.task, "echo");
+        assert_eq!(job.result, Some(json!({"report": "daily"})));
+        let row = row_of(
+            &body_text(send(&app, page()).await).await,
+            "data-schedule=\"nightly\"",
+        );
+        assert!(
+            row.contains(&format!("href=\"/kessel/dashboard/jobs/{last}\""))
+                && row.contains("data-status=\"completed\""),
+            "{row}"
+        );
+
+        // A name nobody stored is a 404 naming it; an unknown action too.
+        let resp = send(&app, act("pause", "weekly", false)).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert!(body_text(resp)
+            .await
+            .contains("no schedule called `weekly`"));
+        let resp = send(&app, act("explode", "nightly", false)).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert!(body_text(resp)
+            .await
+            .contains("no schedule action `explode`"));
+        // A form without a name is a 400.
+        let resp = send(
+            &app,
+            same_site_post("/kessel/dashboard/schedules/pause", ADMIN)
+                .set_form([("nom", "nightly")])
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[actix_rt::test]
+    async fn a_reader_sees_no_schedule_buttons_and_is_refused_as_is_another_site() {
+        let queue = with_schedules(with_tasks(Queue::new(), Default::default()).await).await;
+        let app = test::init_service(
+            App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")),
+        )
+        .await;
+        let html = body_text(
+            send(
+                &app,
+                TestRequest::get()
+                    .uri("/kessel/dashboard/schedules")
+                    .insert_header(cookie(READER))
+                    .to_request(),
+            )
+            .await,
+        )
+        .await;
+        assert!(html.contains("data-schedule=\"nightly\""), "{html}");
+        // Only the sign-out form posts.
+        assert_eq!(html.matches("method=\"post\"").count(), 1, "{html}");
+        assert!(!html.contains("data-action="), "{html}");
+        for action in ["pause", "resume", "run-now"] {
+            let resp = send(
+                &app,
+                same_site_post(&format!("/kessel/dashboard/schedules/{action}"), READER)
+                    .set_form([("name", "nightly")])
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{action}");
+            assert!(body_text(resp).await.contains("may only read"), "{action}");
+            let resp = send(
+                &app,
+                TestRequest::post()
+                    .uri(&format!("/kessel/dashboard/schedules/{action}"))
+                    .insert_header(cookie(ADMIN))
+                    .insert_header(("sec-fetch-site", "cross-site"))
+                    .set_form([("name", "nightly")])
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{action}");
+            assert!(
+                body_text(resp).await.contains("cross-site request refused"),
+                "{action}"
+            );
+        }
+        let nightly = queue.schedules().get("nightly").await.unwrap();
+        assert!(!nightly.paused && nightly.last_job.is_none());
+    }
+
+    #[actix_rt::test]
+    async fn schedules_page_says_when_there_are_none() {
+        let queue = with_tasks(Queue::new(), Default::default()).await;
+        let app =
+            test::init_service(App::new().service(Api::new(queue, Auth::none()).scope(""))).await;
+        let resp = send(
+            &app,
+            TestRequest::get().uri("/dashboard/schedules").to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(body_text(resp).await.contains("No schedules are stored"));
+    }
+}
+
 #[actix_rt::test]
 async fn without_dashboard_leaves_it_out() {
     let api = Api::new(Queue::new(), Auth::none()).without_dashboard();
@@ -1360,6 +1611,81 @@ async fn cancelling_a_running_job_ends_its_log_with_the_cancel() {
     let progress = browser.wait_for("progress#progress").await;
     assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("1"));
     assert_eq!(progress.attr("max").await.unwrap().as_deref(), Some("3"));
+    browser.assert_no_console_errors().await;
+    browser.finish().await;
+    server.stop(false).await;
+}
+
+#[cfg(feature = "cron")]
+#[actix_rt::test]
+async fn running_a_schedule_now_shows_its_job_without_a_reload() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let queue = schedules::with_schedules(sqlite_queue(&dir, Default::default()).await).await;
+    let (base, server) = serve(queue.clone()).await;
+    browser.sign_in(&base, ADMIN).await;
+    // From the navigation.
+    browser
+        .wait_for("nav a[href$='/schedules']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let row = "#schedules tr[data-schedule=nightly]";
+    browser.wait_for(row).await;
+    assert_eq!(browser.text(&format!("{row} td.last-job")).await, "—");
+    browser
+        .wait_until(
+            "live",
+            "return document.getElementById('live').dataset.state === 'live';",
+        )
+        .await;
+    // A reload would lose this mark.
+    browser
+        .client
+        .execute("window.kesselMark = 'same page'; return true;", vec![])
+        .await
+        .unwrap();
+    browser
+        .wait_for(&format!("{row} button[data-action=run-now]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    // The job shows up in the row and follows its events to the end.
+    browser
+        .wait_for(&format!("{row} td.last-job [data-status=completed]"))
+        .await;
+    let mark = browser
+        .client
+        .execute("return window.kesselMark;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mark, json!("same page"), "the page was reloaded");
+    let last = queue
+        .schedules()
+        .get("nightly")
+        .await
+        .unwrap()
+        .last_job
+        .expect("run now made a job");
+    assert_eq!(queue.job(last).await.unwrap().task.as_ref(), "echo");
+    assert!(browser
+        .text("#flash")
+        .await
+        .contains(&format!("Created job {last}")));
+    browser.screenshot("dashboard-schedules.png").await;
+    // Its link leads to the job.
+    browser
+        .wait_for(&format!("{row} td.last-job a"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("#job-status[data-status=completed]").await;
+    assert!(browser.text("#result").await.contains("daily"));
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;

@@ -43,7 +43,7 @@ struct Done {
 
 /// `{"ok": true, "message"}` for the script, a redirect to `back` for a
 /// plain form.
-fn done(req: &HttpRequest, message: String, back: &str) -> HttpResponse {
+pub(crate) fn done(req: &HttpRequest, message: String, back: &str) -> HttpResponse {
     if wants_json(req) {
         with_headers(HttpResponse::Ok().json(Done { ok: true, message }))
     } else {

@@ -39,6 +39,9 @@ pub(crate) fn frame(viewer: &Viewer, frame: Frame<'_>, main: Markup) -> Markup {
                     a.brand href={ (base) "/" } { "kessel" }
                     a href={ (base) "/" } { "Overview" }
                     a href={ (base) "/jobs" } { "Jobs" }
+                    @if cfg!(feature = "cron") {
+                        a href={ (base) "/schedules" } { "Schedules" }
+                    }
                     span.spacer {}
                     @if frame.events.is_some() {
                         span #live .live data-state="connecting" title="live updates" { "connecting" }
