@@ -18,6 +18,7 @@ use kessel::web::{Api, Auth};
 use kessel::{JobContext, JobError, JobId, JobStatus, Queue};
 use serde_json::{json, Value};
 
+mod common;
 mod dashboard {
     pub(crate) mod browser;
 }
@@ -824,6 +825,67 @@ async fn overview_lists_this_process_as_the_live_leading_node() {
     ] {
         assert!(row.contains(&expected), "{expected} in {row}");
     }
+}
+
+/// Two processes' queues on one PostgreSQL schema: the dashboard of the
+/// one without workers lists both nodes, and names the other the leader
+/// (a node with workers takes the lead from one without).
+#[cfg(feature = "postgres")]
+#[actix_rt::test]
+async fn overview_on_postgres_lists_every_node_and_names_the_leader() {
+    let Some(db) = common::pg::fresh().await else {
+        return;
+    };
+    let lease = Duration::from_secs(2);
+    let poll = Duration::from_millis(50);
+    let producer = db.queue(lease, poll).await;
+    let worker = with_tasks(db.queue(lease, poll).await, Default::default()).await;
+    let deadline = Instant::now() + PATIENCE;
+    // Both processes' own views agree with the store's (the producer
+    // learns it lost the lead at its next bid).
+    while !(worker.is_leader()
+        && !producer.is_leader()
+        && producer.nodes().await.unwrap().len() == 2)
+    {
+        assert!(Instant::now() < deadline, "the worker never led");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let app = test::init_service(
+        App::new().service(Api::new(producer.clone(), Auth::none()).scope("/kessel")),
+    )
+    .await;
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get().uri("/kessel/dashboard/").to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(html.matches("<tr data-node=").count(), 2, "{html}");
+    assert!(
+        html.contains("id=\"leader\" data-leads=\"false\""),
+        "{html}"
+    );
+    assert!(html.contains("The leader is <strong>"), "{html}");
+    let leader = row_of(&html, &format!("data-node=\"{}\"", worker.node_id()));
+    assert!(
+        leader.contains("data-leader=\"true\"")
+            && leader.contains("default, slow")
+            && !leader.contains("(this process)"),
+        "{leader}"
+    );
+    let this = row_of(&html, &format!("data-node=\"{}\"", producer.node_id()));
+    assert!(
+        this.contains("data-leader=\"false\"")
+            && this.contains("data-status=\"live\"")
+            && this.contains("(this process)")
+            && this.contains("none (no workers)"),
+        "{this}"
+    );
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    producer.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
 }
 
 #[actix_rt::test]

@@ -233,14 +233,20 @@ fn nodes_section(
             format!("{} ago", page::span(age))
         }
     };
+    // The store's view (the node list) names the leader; this process's
+    // own view (`is_leader`) may lag it until its next bid.
     html! {
         p #leader data-leads=(leads) {
-            @if leads {
-                "This process leads: it runs the maintenance done once for every process (rescue of lapsed leases, expiry, pruning)."
-            } @else if let Some(l) = leader {
-                "The leader is " strong { (l.host) " (pid " (l.pid) ")" } "; this process does not lead."
-            } @else {
-                span.warn { "No node leads right now" } " (one takes the lead at its next heartbeat)."
+            @match leader {
+                Some(l) if l.id != this_node => {
+                    "The leader is " strong { (l.host) " (pid " (l.pid) ")" } "; this process does not lead"
+                    @if leads { " (it counts itself the leader until its next bid, within a third of a lease)" }
+                    "."
+                },
+                None if !leads => {
+                    span.warn { "No node leads right now" } " (one takes the lead at its next bid)."
+                },
+                _ => "This process leads: it runs the maintenance done once for every process (rescue of lapsed leases, expiry, pruning).",
             }
         }
         div.scroll {
