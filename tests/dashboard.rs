@@ -1474,7 +1474,7 @@ async fn overview_shows_the_counts_of_a_seeded_queue() {
 }
 
 #[actix_rt::test]
-async fn retrying_a_buried_job_completes_it_without_a_reload() {
+async fn retrying_a_buried_job_completes_it_without_a_reload_and_it_can_then_be_deleted() {
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -1520,6 +1520,25 @@ async fn retrying_a_buried_job_completes_it_without_a_reload() {
         .contains("fine on attempt two"));
     assert!(browser.text("#flash").await.contains("Queued to run again"));
     browser.screenshot("dashboard-job.png").await;
+    // Ended, it may be deleted: a page asks, then the list shows without it.
+    browser.wait_for("#delete").await.click().await.unwrap();
+    assert!(browser
+        .text("#delete-question")
+        .await
+        .contains(&job.id().to_string()));
+    browser
+        .wait_for("#confirm-delete")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("#filter-summary").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.path().ends_with("/dashboard/jobs"), "{url}");
+    assert!(matches!(
+        queue.job(job.id()).await,
+        Err(kessel::Error::UnknownJob(_))
+    ));
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;
