@@ -1620,15 +1620,21 @@ async fn read_only_token_sees_no_buttons_and_its_post_is_refused() {
     };
     let dir = tempfile::tempdir().unwrap();
     let queue = sqlite_queue(&dir, Default::default()).await;
+    #[cfg(feature = "cron")]
+    let queue = schedules::with_schedules(queue).await;
     let (base, server) = serve(queue.clone()).await;
     let job = queue.create("flaky", ()).await.unwrap();
     job.result().await.unwrap();
     browser.sign_in(&base, READER).await;
-    for page in [
+    #[allow(unused_mut)]
+    let mut pages = vec![
         format!("{base}/"),
         format!("{base}/jobs"),
         format!("{base}/jobs/{}", job.id()),
-    ] {
+    ];
+    #[cfg(feature = "cron")]
+    pages.push(format!("{base}/schedules"));
+    for page in pages {
         browser.client.goto(&page).await.unwrap();
         browser.wait_for("main h1").await;
         let buttons = browser
