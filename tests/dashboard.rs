@@ -18,6 +18,7 @@ use kessel::web::{Api, Auth};
 use kessel::{JobContext, JobError, JobId, JobStatus, Queue};
 use serde_json::{json, Value};
 
+mod common;
 mod dashboard {
     pub(crate) mod browser;
 }
@@ -118,13 +119,17 @@ async fn every_page_renders_with_a_content_security_policy_and_no_inline_script(
     let app =
         test::init_service(App::new().service(Api::new(queue, Auth::none()).scope("/kessel")))
             .await;
-    for path in [
+    #[allow(unused_mut)]
+    let mut paths = vec![
         "/kessel/dashboard/".to_owned(),
         "/kessel/dashboard/jobs".to_owned(),
         "/kessel/dashboard/jobs?status=completed&task=echo&page=1".to_owned(),
         format!("/kessel/dashboard/jobs/{}", job.id()),
         "/kessel/dashboard/login".to_owned(),
-    ] {
+    ];
+    #[cfg(feature = "cron")]
+    paths.push("/kessel/dashboard/schedules".to_owned());
+    for path in paths {
         let resp = send(&app, TestRequest::get().uri(&path).to_request()).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         let csp = header(&resp, "content-security-policy");
@@ -763,6 +768,551 @@ async fn text_search_finds_jobs_by_payload_or_error() {
     assert_eq!(rows(&html), 0, "{html}");
 }
 
+/// A POST from the dashboard's own pages (as the browser sends it).
+fn same_site_post(path: &str, token: &str) -> TestRequest {
+    TestRequest::post()
+        .uri(path)
+        .insert_header(cookie(token))
+        .insert_header(("host", "localhost:8080"))
+        .insert_header(("origin", "http://localhost:8080"))
+        .insert_header(("sec-fetch-site", "same-origin"))
+}
+
+/// The `<tr ...>` row of `html` that carries `attr`, up to its end.
+fn row_of(html: &str, attr: &str) -> String {
+    let start = html
+        .find(attr)
+        .unwrap_or_else(|| panic!("{attr} in {html}"));
+    let end = start + html[start..].find("</tr>").unwrap();
+    html[start..end].to_owned()
+}
+
+#[actix_rt::test]
+async fn overview_lists_this_process_as_the_live_leading_node() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
+    let resp = send(
+        &app,
+        TestRequest::get()
+            .uri("/kessel/dashboard/")
+            .insert_header(cookie(READER))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = body_text(resp).await;
+    // The overview redraws on its own too: heartbeats send no event.
+    assert!(html.contains("data-refresh=\"10\""), "{html}");
+    assert!(html.contains("id=\"leader\" data-leads=\"true\""), "{html}");
+    let nodes = queue.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    let node = &nodes[0];
+    assert_eq!(html.matches("<tr data-node=").count(), 1, "{html}");
+    let row = row_of(&html, &format!("data-node=\"{}\"", queue.node_id()));
+    for expected in [
+        "data-status=\"live\"".to_owned(),
+        "data-leader=\"true\"".to_owned(),
+        "leader</span>".to_owned(),
+        "(this process)".to_owned(),
+        node.host.clone(),
+        format!("<td class=\"num\">{}</td>", std::process::id()),
+        format!("<td>{}</td>", env!("CARGO_PKG_VERSION")),
+        "default, slow".to_owned(),
+        // Two workers: 4 and 2 at once.
+        "data-count=\"6\"".to_owned(),
+    ] {
+        assert!(row.contains(&expected), "{expected} in {row}");
+    }
+}
+
+/// Two processes' queues on one PostgreSQL schema: the dashboard of the
+/// one without workers lists both nodes, and names the other the leader
+/// (a node with workers takes the lead from one without).
+#[cfg(feature = "postgres")]
+#[actix_rt::test]
+async fn overview_on_postgres_lists_every_node_and_names_the_leader() {
+    let Some(db) = common::pg::fresh().await else {
+        return;
+    };
+    let lease = Duration::from_secs(2);
+    let poll = Duration::from_millis(50);
+    let producer = db.queue(lease, poll).await;
+    let worker = with_tasks(db.queue(lease, poll).await, Default::default()).await;
+    let deadline = Instant::now() + PATIENCE;
+    // Both processes' own views agree with the store's (the producer
+    // learns it lost the lead at its next bid).
+    while !(worker.is_leader()
+        && !producer.is_leader()
+        && producer.nodes().await.unwrap().len() == 2)
+    {
+        assert!(Instant::now() < deadline, "the worker never led");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let app = test::init_service(
+        App::new().service(Api::new(producer.clone(), Auth::none()).scope("/kessel")),
+    )
+    .await;
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get().uri("/kessel/dashboard/").to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(html.matches("<tr data-node=").count(), 2, "{html}");
+    assert!(
+        html.contains("id=\"leader\" data-leads=\"false\""),
+        "{html}"
+    );
+    assert!(html.contains("The leader is <strong>"), "{html}");
+    let leader = row_of(&html, &format!("data-node=\"{}\"", worker.node_id()));
+    assert!(
+        leader.contains("data-leader=\"true\"")
+            && leader.contains("default, slow")
+            && !leader.contains("(this process)"),
+        "{leader}"
+    );
+    let this = row_of(&html, &format!("data-node=\"{}\"", producer.node_id()));
+    assert!(
+        this.contains("data-leader=\"false\"")
+            && this.contains("data-status=\"live\"")
+            && this.contains("(this process)")
+            && this.contains("none (no workers)"),
+        "{this}"
+    );
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    producer.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn deleting_an_ended_job_asks_first_then_removes_it_and_returns_to_the_list() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let job = queue.create("echo", json!({"n": 1})).await.unwrap();
+    job.result().await.unwrap();
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
+    let page = format!("/kessel/dashboard/jobs/{}", job.id());
+    let delete = format!("{page}/delete");
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri(&page)
+                .insert_header(cookie(ADMIN))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        html.contains(&format!("action=\"{delete}\"")) && html.contains("id=\"delete\""),
+        "{html}"
+    );
+
+    // First the question; the job stays.
+    let resp = send(&app, same_site_post(&delete, ADMIN).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = body_text(resp).await;
+    assert!(
+        html.contains("id=\"delete-question\"") && html.contains("id=\"confirm-delete\""),
+        "{html}"
+    );
+    assert!(html.contains("name=\"confirm\" value=\"yes\""), "{html}");
+    assert_eq!(
+        queue.job(job.id()).await.unwrap().status,
+        JobStatus::Completed
+    );
+
+    // Confirmed: gone, and back to the list.
+    let resp = send(
+        &app,
+        same_site_post(&delete, ADMIN)
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header(&resp, "location"), "/kessel/dashboard/jobs");
+    assert!(matches!(
+        queue.job(job.id()).await,
+        Err(kessel::Error::UnknownJob(_))
+    ));
+    // Once gone, a second delete is a 404 page.
+    let resp = send(
+        &app,
+        same_site_post(&delete, ADMIN)
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[actix_rt::test]
+async fn deleting_a_pending_job_shows_why_and_keeps_it() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let job = queue.create("later", ()).delay("1h").await.unwrap();
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
+    let page = format!("/kessel/dashboard/jobs/{}", job.id());
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri(&page)
+                .insert_header(cookie(ADMIN))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(html.contains("id=\"cancel\""), "{html}");
+    assert!(
+        !html.contains("/delete"),
+        "no delete for a pending job: {html}"
+    );
+
+    let delete = format!("{page}/delete");
+    for form in [vec![], vec![("confirm", "yes")]] {
+        let resp = send(
+            &app,
+            same_site_post(&delete, ADMIN).set_form(form).to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT);
+        let html = body_text(resp).await;
+        assert!(
+            html.contains(&format!(
+                "<p class=\"error\" id=\"delete-refused\">job {} is scheduled, cannot delete.</p>",
+                job.id()
+            )),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("href=\"{page}\"")),
+            "a way back: {html}"
+        );
+    }
+    // The script gets the API's JSON error.
+    let resp = send(
+        &app,
+        same_site_post(&delete, ADMIN)
+            .insert_header(("accept", "application/json"))
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
+    assert_eq!(body["error"]["code"], "wrong_state");
+    assert_eq!(
+        queue.job(job.id()).await.unwrap().status,
+        JobStatus::Scheduled
+    );
+}
+
+#[actix_rt::test]
+async fn deleting_is_refused_to_a_reader_and_across_sites() {
+    let queue = with_tasks(Queue::new(), Default::default()).await;
+    let job = queue.create("echo", 1).await.unwrap();
+    job.result().await.unwrap();
+    let app =
+        test::init_service(App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")))
+            .await;
+    let page = format!("/kessel/dashboard/jobs/{}", job.id());
+    let html = body_text(
+        send(
+            &app,
+            TestRequest::get()
+                .uri(&page)
+                .insert_header(cookie(READER))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(!html.contains("/delete"), "{html}");
+    let delete = format!("{page}/delete");
+    let resp = send(
+        &app,
+        same_site_post(&delete, READER)
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(resp).await.contains("may only read"));
+    let resp = send(
+        &app,
+        TestRequest::post()
+            .uri(&delete)
+            .insert_header(cookie(ADMIN))
+            .insert_header(("sec-fetch-site", "cross-site"))
+            .set_form([("confirm", "yes")])
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(resp).await.contains("cross-site request refused"));
+    assert_eq!(
+        queue.job(job.id()).await.unwrap().status,
+        JobStatus::Completed
+    );
+}
+
+#[cfg(feature = "cron")]
+mod schedules {
+    use super::*;
+    use kessel::schedule::Schedule;
+
+    /// A queue with a nightly cron schedule of `echo` in Berlin (no tick
+    /// during a test) and an hourly interval of `later`.
+    pub(super) async fn with_schedules(queue: Queue) -> Queue {
+        let schedules = queue.schedules();
+        schedules
+            .upsert(
+                Schedule::cron("nightly", "echo", "0 3 * * *")
+                    .time_zone("Europe/Berlin")
+                    .payload(json!({"report": "daily"})),
+            )
+            .await
+            .unwrap();
+        schedules
+            .upsert(Schedule::every("rollup", "later", "1h"))
+            .await
+            .unwrap();
+        queue
+    }
+
+    #[actix_rt::test]
+    async fn schedules_page_lists_each_schedule_with_its_timing() {
+        let queue = with_schedules(with_tasks(Queue::new(), Default::default()).await).await;
+        let app = test::init_service(
+            App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")),
+        )
+        .await;
+        let resp = send(
+            &app,
+            TestRequest::get()
+                .uri("/kessel/dashboard/schedules")
+                .insert_header(cookie(ADMIN))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(header(&resp, "content-security-policy").contains("script-src 'self'"));
+        let html = body_text(resp).await;
+        // Linked from the navigation, on every page.
+        assert!(
+            html.contains("href=\"/kessel/dashboard/schedules\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("data-events=\"/kessel/dashboard/events\""),
+            "{html}"
+        );
+        let nightly = queue.schedules().get("nightly").await.unwrap();
+        let row = row_of(&html, "data-schedule=\"nightly\"");
+        for expected in [
+            "data-paused=\"false\"".to_owned(),
+            "cron <code>0 3 * * *</code>".to_owned(),
+            "<td>Europe/Berlin</td>".to_owned(),
+            "href=\"/kessel/dashboard/jobs?task=echo\"".to_owned(),
+            format!("datetime=\"{}\"", nightly.next_run.to_rfc3339()),
+            "data-action=\"pause\"".to_owned(),
+            "data-action=\"run-now\"".to_owned(),
+        ] {
+            assert!(row.contains(&expected), "{expected} in {row}");
+        }
+        assert!(!row.contains("data-action=\"resume\""), "{row}");
+        let row = row_of(&html, "data-schedule=\"rollup\"");
+        assert!(
+            row.contains("every 1h 00m</td><td>—</td>"),
+            "an interval has no time zone: {row}"
+        );
+
+        // The overview's navigation links to it too.
+        let html = body_text(
+            send(
+                &app,
+                TestRequest::get()
+                    .uri("/kessel/dashboard/")
+                    .insert_header(cookie(READER))
+                    .to_request(),
+            )
+            .await,
+        )
+        .await;
+        assert!(html.contains("href=\"/kessel/dashboard/schedules\""));
+    }
+
+    #[actix_rt::test]
+    async fn pause_resume_and_run_now_act_on_the_schedule() {
+        let queue = with_schedules(with_tasks(Queue::new(), Default::default()).await).await;
+        let app = test::init_service(
+            App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")),
+        )
+        .await;
+        let act = |action: &str, name: &str, json: bool| {
+            let mut req = same_site_post(&format!("/kessel/dashboard/schedules/{action}"), ADMIN)
+                .set_form([("name", name.to_owned())]);
+            if json {
+                req = req.insert_header(("accept", "application/json"));
+            }
+            req.to_request()
+        };
+        let page = || {
+            TestRequest::get()
+                .uri("/kessel/dashboard/schedules")
+                .insert_header(cookie(ADMIN))
+                .to_request()
+        };
+
+        // Without the script: a redirect back to the page.
+        let resp = send(&app, act("pause", "nightly", false)).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(header(&resp, "location"), "/kessel/dashboard/schedules");
+        assert!(queue.schedules().get("nightly").await.unwrap().paused);
+        let row = row_of(
+            &body_text(send(&app, page()).await).await,
+            "data-schedule=\"nightly\"",
+        );
+        assert!(
+            row.contains("data-paused=\"true\"") && row.contains("data-action=\"resume\""),
+            "{row}"
+        );
+        assert!(!row.contains("data-action=\"pause\""), "{row}");
+
+        let resp = send(&app, act("resume", "nightly", true)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
+        assert_eq!(body["ok"], true);
+        assert!(!queue.schedules().get("nightly").await.unwrap().paused);
+
+        // Run now: a job of the schedule's task, with its payload.
+        let resp = send(&app, act("run-now", "nightly", true)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = serde_json::from_str(&body_text(resp).await).unwrap();
+        let last = queue
+            .schedules()
+            .get("nightly")
+            .await
+            .unwrap()
+            .last_job
+            .unwrap();
+        assert_eq!(
+            body["message"],
+            format!("Created job {last} of schedule nightly.")
+        );
+        until_status(&queue, last, JobStatus::Completed).await;
+        let job = queue.job(last).await.unwrap();
+        assert_eq!(&*job.task, "echo");
+        assert_eq!(job.result, Some(json!({"report": "daily"})));
+        let row = row_of(
+            &body_text(send(&app, page()).await).await,
+            "data-schedule=\"nightly\"",
+        );
+        assert!(
+            row.contains(&format!("href=\"/kessel/dashboard/jobs/{last}\""))
+                && row.contains("data-status=\"completed\""),
+            "{row}"
+        );
+
+        // A name nobody stored is a 404 naming it; an unknown action too.
+        let resp = send(&app, act("pause", "weekly", false)).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert!(body_text(resp)
+            .await
+            .contains("no schedule called `weekly`"));
+        let resp = send(&app, act("explode", "nightly", false)).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert!(body_text(resp)
+            .await
+            .contains("no schedule action `explode`"));
+        // A form without a name is a 400.
+        let resp = send(
+            &app,
+            same_site_post("/kessel/dashboard/schedules/pause", ADMIN)
+                .set_form([("nom", "nightly")])
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[actix_rt::test]
+    async fn a_reader_sees_no_schedule_buttons_and_is_refused_as_is_another_site() {
+        let queue = with_schedules(with_tasks(Queue::new(), Default::default()).await).await;
+        let app = test::init_service(
+            App::new().service(Api::new(queue.clone(), tokens()).scope("/kessel")),
+        )
+        .await;
+        let html = body_text(
+            send(
+                &app,
+                TestRequest::get()
+                    .uri("/kessel/dashboard/schedules")
+                    .insert_header(cookie(READER))
+                    .to_request(),
+            )
+            .await,
+        )
+        .await;
+        assert!(html.contains("data-schedule=\"nightly\""), "{html}");
+        // Only the sign-out form posts.
+        assert_eq!(html.matches("method=\"post\"").count(), 1, "{html}");
+        assert!(!html.contains("data-action="), "{html}");
+        for action in ["pause", "resume", "run-now"] {
+            let resp = send(
+                &app,
+                same_site_post(&format!("/kessel/dashboard/schedules/{action}"), READER)
+                    .set_form([("name", "nightly")])
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{action}");
+            assert!(body_text(resp).await.contains("may only read"), "{action}");
+            let resp = send(
+                &app,
+                TestRequest::post()
+                    .uri(&format!("/kessel/dashboard/schedules/{action}"))
+                    .insert_header(cookie(ADMIN))
+                    .insert_header(("sec-fetch-site", "cross-site"))
+                    .set_form([("name", "nightly")])
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{action}");
+            assert!(
+                body_text(resp).await.contains("cross-site request refused"),
+                "{action}"
+            );
+        }
+        let nightly = queue.schedules().get("nightly").await.unwrap();
+        assert!(!nightly.paused && nightly.last_job.is_none());
+    }
+
+    #[actix_rt::test]
+    async fn schedules_page_says_when_there_are_none() {
+        let queue = with_tasks(Queue::new(), Default::default()).await;
+        let app =
+            test::init_service(App::new().service(Api::new(queue, Auth::none()).scope(""))).await;
+        let resp = send(
+            &app,
+            TestRequest::get().uri("/dashboard/schedules").to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(body_text(resp).await.contains("No schedules are stored"));
+    }
+}
+
 #[actix_rt::test]
 async fn without_dashboard_leaves_it_out() {
     let api = Api::new(Queue::new(), Auth::none()).without_dashboard();
@@ -865,6 +1415,16 @@ async fn overview_shows_the_counts_of_a_seeded_queue() {
             .await,
         "5"
     );
+    // This process is the only node, live, and leads.
+    let node = format!(
+        "#nodes tr[data-node='{}'][data-status=live][data-leader=true]",
+        queue.node_id()
+    );
+    assert!(browser.text(&node).await.contains("leader"));
+    assert!(browser
+        .text("#leader")
+        .await
+        .starts_with("This process leads"));
     // The chart counted the attempts since the dashboard was first opened.
     browser
         .wait_until(
@@ -914,7 +1474,7 @@ async fn overview_shows_the_counts_of_a_seeded_queue() {
 }
 
 #[actix_rt::test]
-async fn retrying_a_buried_job_completes_it_without_a_reload() {
+async fn retrying_a_buried_job_completes_it_without_a_reload_and_it_can_then_be_deleted() {
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -960,6 +1520,25 @@ async fn retrying_a_buried_job_completes_it_without_a_reload() {
         .contains("fine on attempt two"));
     assert!(browser.text("#flash").await.contains("Queued to run again"));
     browser.screenshot("dashboard-job.png").await;
+    // Ended, it may be deleted: a page asks, then the list shows without it.
+    browser.wait_for("#delete").await.click().await.unwrap();
+    assert!(browser
+        .text("#delete-question")
+        .await
+        .contains(&job.id().to_string()));
+    browser
+        .wait_for("#confirm-delete")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("#filter-summary").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.path().ends_with("/dashboard/jobs"), "{url}");
+    assert!(matches!(
+        queue.job(job.id()).await,
+        Err(kessel::Error::UnknownJob(_))
+    ));
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;
@@ -1041,15 +1620,21 @@ async fn read_only_token_sees_no_buttons_and_its_post_is_refused() {
     };
     let dir = tempfile::tempdir().unwrap();
     let queue = sqlite_queue(&dir, Default::default()).await;
+    #[cfg(feature = "cron")]
+    let queue = schedules::with_schedules(queue).await;
     let (base, server) = serve(queue.clone()).await;
     let job = queue.create("flaky", ()).await.unwrap();
     job.result().await.unwrap();
     browser.sign_in(&base, READER).await;
-    for page in [
+    #[allow(unused_mut)]
+    let mut pages = vec![
         format!("{base}/"),
         format!("{base}/jobs"),
         format!("{base}/jobs/{}", job.id()),
-    ] {
+    ];
+    #[cfg(feature = "cron")]
+    pages.push(format!("{base}/schedules"));
+    for page in pages {
         browser.client.goto(&page).await.unwrap();
         browser.wait_for("main h1").await;
         let buttons = browser
@@ -1113,6 +1698,81 @@ async fn cancelling_a_running_job_ends_its_log_with_the_cancel() {
     let progress = browser.wait_for("progress#progress").await;
     assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("1"));
     assert_eq!(progress.attr("max").await.unwrap().as_deref(), Some("3"));
+    browser.assert_no_console_errors().await;
+    browser.finish().await;
+    server.stop(false).await;
+}
+
+#[cfg(feature = "cron")]
+#[actix_rt::test]
+async fn running_a_schedule_now_shows_its_job_without_a_reload() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let queue = schedules::with_schedules(sqlite_queue(&dir, Default::default()).await).await;
+    let (base, server) = serve(queue.clone()).await;
+    browser.sign_in(&base, ADMIN).await;
+    // From the navigation.
+    browser
+        .wait_for("nav a[href$='/schedules']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let row = "#schedules tr[data-schedule=nightly]";
+    browser.wait_for(row).await;
+    assert_eq!(browser.text(&format!("{row} td.last-job")).await, "—");
+    browser
+        .wait_until(
+            "live",
+            "return document.getElementById('live').dataset.state === 'live';",
+        )
+        .await;
+    // A reload would lose this mark.
+    browser
+        .client
+        .execute("window.kesselMark = 'same page'; return true;", vec![])
+        .await
+        .unwrap();
+    browser
+        .wait_for(&format!("{row} button[data-action=run-now]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    // The job shows up in the row and follows its events to the end.
+    browser
+        .wait_for(&format!("{row} td.last-job [data-status=completed]"))
+        .await;
+    let mark = browser
+        .client
+        .execute("return window.kesselMark;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mark, json!("same page"), "the page was reloaded");
+    let last = queue
+        .schedules()
+        .get("nightly")
+        .await
+        .unwrap()
+        .last_job
+        .expect("run now made a job");
+    assert_eq!(queue.job(last).await.unwrap().task.as_ref(), "echo");
+    assert!(browser
+        .text("#flash")
+        .await
+        .contains(&format!("Created job {last}")));
+    browser.screenshot("dashboard-schedules.png").await;
+    // Its link leads to the job.
+    browser
+        .wait_for(&format!("{row} td.last-job a"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("#job-status[data-status=completed]").await;
+    assert!(browser.text("#result").await.contains("daily"));
     browser.assert_no_console_errors().await;
     browser.finish().await;
     server.stop(false).await;

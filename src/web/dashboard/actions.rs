@@ -1,6 +1,7 @@
-//! What the dashboard changes: cancel or retry one job; cancel, retry or
-//! delete every job matching a filter, after a confirmation that says how
-//! many; suspend or resume a task or every task of a tag.
+//! What the dashboard changes: cancel, retry or (after a confirmation)
+//! delete one job; cancel, retry or delete every job matching a filter,
+//! after a confirmation that says how many; suspend or resume a task or
+//! every task of a tag.
 //!
 //! Every action is a POST from the dashboard's own pages (see
 //! [`super::same_origin`]) by an admin. The script posts with `Accept:
@@ -8,6 +9,7 @@
 //! without the script is answered with a redirect to the page it came
 //! from.
 
+use actix_web::http::StatusCode;
 use actix_web::web::{Form, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use maud::html;
@@ -15,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::jobs::{Filter, FilterParams};
 use super::page::{self, Frame};
-use super::{html as respond, see_other, wants_json, with_headers, PageError, Viewer};
-use crate::job::JobStatus;
+use super::{html as respond, html_with, see_other, wants_json, with_headers, PageError, Viewer};
+use crate::job::{Job, JobStatus};
 use crate::web::error::WebError;
 use crate::web::jobs::parse_id;
 use crate::Clean;
@@ -41,7 +43,7 @@ struct Done {
 
 /// `{"ok": true, "message"}` for the script, a redirect to `back` for a
 /// plain form.
-fn done(req: &HttpRequest, message: String, back: &str) -> HttpResponse {
+pub(crate) fn done(req: &HttpRequest, message: String, back: &str) -> HttpResponse {
     if wants_json(req) {
         with_headers(HttpResponse::Ok().json(Done { ok: true, message }))
     } else {
@@ -69,6 +71,112 @@ pub(crate) async fn retry(req: HttpRequest, id: Path<String>) -> Result<HttpResp
     viewer.state.queue.kick(id).await.map_err(failed(&req))?;
     let back = format!("{}/jobs/{id}", viewer.dash.base);
     Ok(done(&req, "Queued to run again.".into(), &back))
+}
+
+/// A confirmation: `confirm=yes` once the question was shown and answered.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConfirmForm {
+    confirm: Option<String>,
+}
+
+/// `POST /dashboard/jobs/{id}/delete`: an ended job (completed, buried,
+/// expired or cancelled) and its log, for good. Without `confirm=yes`, a
+/// page asking; with it, the delete, then back to the jobs list. A
+/// pending job is not deleted: a page (409) says why, as does the JSON
+/// error for the script.
+pub(crate) async fn delete(
+    req: HttpRequest,
+    id: Path<String>,
+    // A body that cannot be read confirms nothing: the question is asked.
+    form: Option<Form<ConfirmForm>>,
+) -> Result<HttpResponse, PageError> {
+    let viewer = Viewer::admin_of(&req)?;
+    let id = parse_id(&id).map_err(|e| PageError::new(&req, e))?;
+    let confirmed = form.and_then(|f| f.into_inner().confirm).as_deref() == Some("yes");
+    let queue = &viewer.state.queue;
+    let job = queue.job(id).await.map_err(failed(&req))?;
+    if !job.status.is_final() {
+        return refused_delete(&req, &viewer, &job, not_deletable(&job));
+    }
+    let base = &viewer.dash.base;
+    let job_url = format!("{base}/jobs/{id}");
+    if !confirmed {
+        let main = html! {
+            h1 { "Delete this job?" }
+            p #delete-question {
+                "Delete job " code { (id.to_string()) } " of task " strong { (job.task.as_ref()) }
+                " (" (page::status(job.status)) "), with its payload, result and "
+                (job.logs.len()) " log line(s), for good?"
+            }
+            form.inline method="post" action={ (job_url) "/delete" } {
+                input type="hidden" name="confirm" value="yes";
+                button.danger #confirm-delete type="submit" { "Yes, delete it" }
+            }
+            a href=(job_url) { "Back to the job" }
+        };
+        return Ok(respond(page::frame(
+            &viewer,
+            Frame {
+                title: "Delete a job",
+                events: None,
+                above: None,
+                refresh: None,
+            },
+            main,
+        )));
+    }
+    match queue.delete(id).await {
+        Ok(()) => Ok(done(
+            &req,
+            format!("Deleted job {id}."),
+            &format!("{base}/jobs"),
+        )),
+        // Retried (or kicked by another hand) since the page was drawn.
+        Err(e @ crate::Error::WrongState { .. }) => refused_delete(&req, &viewer, &job, e),
+        Err(e) => Err(failed(&req)(e)),
+    }
+}
+
+/// Why `job` (pending) cannot be deleted, as the library says it.
+fn not_deletable(job: &Job) -> crate::Error {
+    crate::Error::WrongState {
+        id: job.id,
+        status: job.status,
+        operation: "delete",
+    }
+}
+
+/// A delete the library refused: a page (409) with the reason and the
+/// way out, or the API's JSON error for the script.
+fn refused_delete(
+    req: &HttpRequest,
+    viewer: &Viewer,
+    job: &Job,
+    error: crate::Error,
+) -> Result<HttpResponse, PageError> {
+    if wants_json(req) {
+        return Err(PageError::new(req, error.into()));
+    }
+    let job_url = format!("{}/jobs/{}", viewer.dash.base, job.id);
+    let main = html! {
+        h1 { "Not deleted" }
+        p.error #delete-refused { (error.to_string()) "." }
+        p { "Only ended jobs (completed, buried, expired or cancelled) can be deleted: cancel it first." }
+        a href=(job_url) { "Back to the job" }
+    };
+    Ok(html_with(
+        StatusCode::CONFLICT,
+        page::frame(
+            viewer,
+            Frame {
+                title: "Not deleted",
+                events: None,
+                above: None,
+                refresh: None,
+            },
+            main,
+        ),
+    ))
 }
 
 /// Suspend or resume, from the path.
@@ -319,6 +427,7 @@ pub(crate) async fn bulk(
             title: what,
             events: None,
             above: None,
+            refresh: None,
         },
         main,
     )))

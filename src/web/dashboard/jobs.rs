@@ -331,6 +331,7 @@ pub(crate) async fn list(
             title: "Jobs",
             events: Some(events),
             above: Some(filter_form(&viewer, &filter)),
+            refresh: None,
         },
         main,
     )))
@@ -385,7 +386,7 @@ pub(crate) async fn detail(req: HttpRequest, id: Path<String>) -> Result<HttpRes
             " of task " a href={ (base) "/jobs?task=" (page::encode(&job.task)) } { (job.task.as_ref()) }
             @if let Some(r) = &job.reference { " · reference " code { (r) } }
         }
-        @if viewer.admin() && (!job.status.is_final() || job.status == JobStatus::Buried) {
+        @if viewer.admin() {
             div.actions #actions {
                 @if !job.status.is_final() {
                     form.inline method="post" action={ (job_url) "/cancel" } data-live {
@@ -395,6 +396,12 @@ pub(crate) async fn detail(req: HttpRequest, id: Path<String>) -> Result<HttpRes
                 @if job.status == JobStatus::Buried {
                     form.inline method="post" action={ (job_url) "/retry" } data-live {
                         button #retry type="submit" { "Retry" }
+                    }
+                }
+                // Not in the background: it asks first, then leaves the page.
+                @if job.status.is_final() {
+                    form.inline method="post" action={ (job_url) "/delete" } {
+                        button.danger #delete type="submit" { "Delete…" }
                     }
                 }
             }
@@ -452,7 +459,6 @@ pub(crate) async fn detail(req: HttpRequest, id: Path<String>) -> Result<HttpRes
                 }
             }
         }
-        p.muted { "Which node ran the job is not recorded by kessel yet." }
     };
     Ok(respond(page::frame(
         &viewer,
@@ -460,6 +466,7 @@ pub(crate) async fn detail(req: HttpRequest, id: Path<String>) -> Result<HttpRes
             title: "Job",
             events: Some(format!("{base}/events?job={}", job.id)),
             above: None,
+            refresh: None,
         },
         main,
     )))

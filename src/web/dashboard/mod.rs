@@ -35,6 +35,8 @@ mod jobs;
 mod meter;
 mod overview;
 mod page;
+#[cfg(feature = "cron")]
+mod schedules;
 mod signin;
 
 pub(crate) use meter::Meter;
@@ -65,7 +67,7 @@ pub(crate) struct Dash {
 pub(crate) fn scope(mount: &str, meter: Arc<Meter>) -> impl HttpServiceFactory + 'static {
     let base = format!("{}/dashboard", mount.trim_end_matches('/'));
     let dash = Data::new(Dash { base, meter });
-    web::scope("/dashboard")
+    let scope = web::scope("/dashboard")
         .app_data(dash)
         .app_data(web::QueryConfig::default().error_handler(|err, req| {
             html_error(
@@ -109,14 +111,19 @@ pub(crate) fn scope(mount: &str, meter: Arc<Meter>) -> impl HttpServiceFactory +
         .route("/jobs/{id}/retry", web::post().to(actions::retry))
         .route("/bulk", web::post().to(actions::bulk))
         .route("/tasks/{task}/{action}", web::post().to(actions::task))
+        .route("/jobs/{id}/delete", web::post().to(actions::delete))
         .route("/tags/{tag}/{action}", web::post().to(actions::tag))
         .route("/events", web::get().to(events))
         .route("/login", web::get().to(signin::form))
         .route("/login", web::post().to(signin::submit))
         .route("/logout", web::post().to(signin::sign_out))
         .route("/assets/dashboard.js", web::get().to(script))
-        .route("/assets/dashboard.css", web::get().to(style))
-        .default_service(web::to(not_found))
+        .route("/assets/dashboard.css", web::get().to(style));
+    #[cfg(feature = "cron")]
+    let scope = scope
+        .route("/schedules", web::get().to(schedules::page))
+        .route("/schedules/{action}", web::post().to(schedules::act));
+    scope.default_service(web::to(not_found))
 }
 
 /// `/dashboard` without its slash: relative links need the slash.
@@ -189,8 +196,8 @@ impl Viewer {
             return Err(PageError::new(
                 req,
                 WebError::Forbidden(
-                    "this token may only read: cancelling, retrying, suspending and deleting \
-                     need an admin token"
+                    "this token may only read: cancelling, retrying, deleting, suspending \
+                     and steering schedules need an admin token"
                         .into(),
                 ),
             ));
@@ -343,8 +350,13 @@ pub(crate) fn with_headers(mut response: HttpResponse) -> HttpResponse {
 
 /// An HTML page, with the dashboard's headers.
 pub(crate) fn html(markup: maud::Markup) -> HttpResponse {
+    html_with(StatusCode::OK, markup)
+}
+
+/// An HTML page with `status`, with the dashboard's headers.
+pub(crate) fn html_with(status: StatusCode, markup: maud::Markup) -> HttpResponse {
     with_headers(
-        HttpResponse::Ok()
+        HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
             .body(markup.into_string()),
     )

@@ -1,5 +1,5 @@
 //! The overview: jobs by status and task, recent throughput and failures,
-//! queue depth per tag, and the queue's health.
+//! queue depth per tag, the nodes and their leader, and the queue's health.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use super::meter::Bucket;
 use super::page::{self, Frame};
 use super::{html as respond, PageError, Viewer};
 use crate::job::JobStatus;
+use crate::node::{Node, NodeStatus};
 use crate::store::{JobQuery, Order};
 use crate::suspension::{Suspended, Suspension};
 
@@ -21,6 +22,10 @@ struct TagRow {
     ready: u64,
     oldest_wait: Option<chrono::Duration>,
 }
+
+/// How often the overview redraws with no event (seconds): other
+/// processes' heartbeats, arrivals and departures send no event here.
+const REFRESH: u32 = 10;
 
 /// `GET /dashboard/`.
 pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
@@ -75,6 +80,12 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
             .map_err(failed)?;
         row.oldest_wait = oldest.first().map(|j| now - j.run_at);
     }
+
+    // A store that keeps no nodes (or a queue that stopped) leaves the
+    // rest of the overview standing: the section says why.
+    let nodes = queue.nodes().await;
+    let this_node = queue.node_id();
+    let leads = queue.is_leader();
 
     let minutes = viewer.dash.meter.minutes(now);
     let hours = viewer.dash.meter.hours(now);
@@ -170,6 +181,10 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
             }
         }
         section {
+            h2 { "Nodes" }
+            (nodes_section(nodes.as_ref(), this_node, leads, now))
+        }
+        section {
             h2 { "Health" }
             dl.health {
                 dt { "Events per second" } dd #events-per-second { (format!("{per_second:.1}")) }
@@ -181,7 +196,6 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
                         }
                     }
                 }
-                dt { "Nodes and leader" } dd.muted { "not reported by kessel yet" }
             }
         }
     };
@@ -191,9 +205,80 @@ pub(crate) async fn page(req: HttpRequest) -> Result<HttpResponse, PageError> {
             title: "Overview",
             events: Some(format!("{base}/events")),
             above: None,
+            refresh: Some(REFRESH),
         },
         main,
     )))
+}
+
+/// The processes using the queue, oldest first, and which one leads.
+fn nodes_section(
+    nodes: Result<&Vec<Node>, &crate::Error>,
+    this_node: uuid::Uuid,
+    leads: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Markup {
+    let nodes = match nodes {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            return html! { p.muted #nodes-unavailable { "The nodes cannot be listed: " (e.to_string()) } }
+        }
+    };
+    let leader = nodes.iter().find(|n| n.leader);
+    let ago = |at: chrono::DateTime<chrono::Utc>| {
+        let age = (now - at).max(chrono::Duration::zero());
+        if age < chrono::Duration::seconds(1) {
+            "now".to_owned()
+        } else {
+            format!("{} ago", page::span(age))
+        }
+    };
+    // The store's view (the node list) names the leader; this process's
+    // own view (`is_leader`) may lag it until its next bid.
+    html! {
+        p #leader data-leads=(leads) {
+            @match leader {
+                Some(l) if l.id != this_node => {
+                    "The leader is " strong { (l.host) " (pid " (l.pid) ")" } "; this process does not lead"
+                    @if leads { " (it counts itself the leader until its next bid, within a third of a lease)" }
+                    "."
+                },
+                None if !leads => {
+                    span.warn { "No node leads right now" } " (one takes the lead at its next bid)."
+                },
+                _ => "This process leads: it runs the maintenance done once for every process (rescue of lapsed leases, expiry, pruning).",
+            }
+        }
+        div.scroll {
+            table.nodes #nodes {
+                thead { tr {
+                    th { "Host" } th.num { "PID" } th { "Version" } th { "Tags served" }
+                    th.num { "Concurrency" } th.num { "Running" } th { "Started" }
+                    th { "Last heartbeat" } th { "Status" }
+                } }
+                tbody {
+                    @for node in nodes {
+                        @let gone = node.status == NodeStatus::Gone;
+                        tr class=[gone.then_some("warn")] data-node=(node.id.to_string()) data-status=(node.status.as_str()) data-leader=(node.leader) title={ "node " (node.id.to_string()) } {
+                            td {
+                                (node.host)
+                                @if node.leader { " " span.badge.leader { "leader" } }
+                                @if node.id == this_node { " " span.muted { "(this process)" } }
+                            }
+                            td.num { (node.pid) }
+                            td { (node.version) }
+                            td.tags { @if node.tags.is_empty() { span.muted { "none (no workers)" } } @else { (node.tags.join(", ")) } }
+                            td.num data-count=(node.concurrency) { (node.concurrency) }
+                            td.num data-count=(node.running) { (node.running) }
+                            td { (page::time(node.started_at)) }
+                            td { (page::time(node.last_heartbeat)) " " span.muted { "(" (ago(node.last_heartbeat)) ")" } }
+                            td { span class={ "node " (node.status.as_str()) } { (node.status.as_str()) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A task's dispatch cell: Suspend, or who suspended it and since when

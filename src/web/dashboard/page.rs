@@ -17,6 +17,9 @@ pub(crate) struct Frame<'a> {
     pub(crate) events: Option<String>,
     /// Shown above `<main>` and left alone by redraws (a filter form).
     pub(crate) above: Option<Markup>,
+    /// Redraw `<main>` this often (seconds) even when no event comes: for
+    /// what changes without an event here (other processes' heartbeats).
+    pub(crate) refresh: Option<u32>,
 }
 
 /// A whole page: head, navigation, then `main`.
@@ -26,13 +29,19 @@ pub(crate) fn frame(viewer: &Viewer, frame: Frame<'_>, main: Markup) -> Markup {
     shell(
         base,
         frame.title,
-        frame.events.as_deref(),
+        Live {
+            events: frame.events.as_deref(),
+            refresh: frame.refresh,
+        },
         html! {
             header {
                 nav {
                     a.brand href={ (base) "/" } { "kessel" }
                     a href={ (base) "/" } { "Overview" }
                     a href={ (base) "/jobs" } { "Jobs" }
+                    @if cfg!(feature = "cron") {
+                        a href={ (base) "/schedules" } { "Schedules" }
+                    }
                     span.spacer {}
                     @if frame.events.is_some() {
                         span #live .live data-state="connecting" title="live updates" { "connecting" }
@@ -52,8 +61,17 @@ pub(crate) fn frame(viewer: &Viewer, frame: Frame<'_>, main: Markup) -> Markup {
     )
 }
 
-/// The document around `body`; `events` goes on `<body>` for the script.
-pub(crate) fn shell(base: &str, title: &str, events: Option<&str>, body: Markup) -> Markup {
+/// What the script follows to redraw a page: read from `<body>`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Live<'a> {
+    /// The event stream (`data-events`).
+    pub(crate) events: Option<&'a str>,
+    /// Seconds between redraws without events (`data-refresh`).
+    pub(crate) refresh: Option<u32>,
+}
+
+/// The document around `body`; `live` goes on `<body>` for the script.
+pub(crate) fn shell(base: &str, title: &str, live: Live<'_>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -65,7 +83,7 @@ pub(crate) fn shell(base: &str, title: &str, events: Option<&str>, body: Markup)
                 link rel="stylesheet" href={ (base) "/assets/dashboard.css" };
                 script src={ (base) "/assets/dashboard.js" } defer {}
             }
-            body data-events=[events] { (body) }
+            body data-events=[live.events] data-refresh=[live.refresh] { (body) }
         }
     }
 }
@@ -77,7 +95,7 @@ pub(crate) fn error_page(base: &str, error: &WebError) -> Markup {
     shell(
         base,
         status.canonical_reason().unwrap_or("Error"),
-        None,
+        Live::default(),
         html! {
             header { nav { a.brand href={ (base) "/" } { "kessel" } } }
             main.error {

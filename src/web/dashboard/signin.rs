@@ -42,7 +42,7 @@ fn login_page(base: &str, next: &str, problem: Option<&str>, takes_tokens: bool)
     page::shell(
         base,
         "Sign in",
-        None,
+        page::Live::default(),
         html! {
             header { nav { a.brand href={ (base) "/" } { "kessel" } } }
             main.signin {

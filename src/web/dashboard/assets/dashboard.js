@@ -65,6 +65,16 @@
     });
   }
 
+  // Some of a page changes with no event here (other processes'
+  // heartbeats on the overview): redraw it every data-refresh seconds
+  // too, while the tab is visible.
+  var every = Number(body.getAttribute("data-refresh") || "0");
+  if (every > 0) {
+    window.setInterval(function () {
+      if (!document.hidden) soon();
+    }, every * 1000);
+  }
+
   // Forms marked data-live post in the background; the page then redraws.
   document.addEventListener("submit", function (event) {
     var form = event.target;
