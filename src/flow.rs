@@ -215,6 +215,35 @@ pub(crate) fn validate_max_running(n: u32) -> Result<(), Error> {
     Ok(())
 }
 
+
+/// What [`TaskBuilder::rate_limit`](crate::TaskBuilder::rate_limit) takes:
+/// a [`RateLimit`], or its text (`"10/s"`).
+///
+/// ```
+/// use kessel::IntoRateLimit;
+/// assert_eq!("10/s".into_rate_limit().unwrap(), kessel::RateLimit::per_second(10));
+/// ```
+pub trait IntoRateLimit {
+    /// Converts into a [`RateLimit`].
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimitError`] naming the text when it cannot be read.
+    fn into_rate_limit(self) -> Result<RateLimit, RateLimitError>;
+}
+
+impl IntoRateLimit for RateLimit {
+    fn into_rate_limit(self) -> Result<RateLimit, RateLimitError> {
+        Ok(self)
+    }
+}
+
+impl IntoRateLimit for &str {
+    fn into_rate_limit(self) -> Result<RateLimit, RateLimitError> {
+        self.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,33 +313,5 @@ mod tests {
                 }
             }
         }
-    }
-}
-
-/// What [`TaskBuilder::rate_limit`](crate::TaskBuilder::rate_limit) takes:
-/// a [`RateLimit`], or its text (`"10/s"`).
-///
-/// ```
-/// use kessel::IntoRateLimit;
-/// assert_eq!("10/s".into_rate_limit().unwrap(), kessel::RateLimit::per_second(10));
-/// ```
-pub trait IntoRateLimit {
-    /// Converts into a [`RateLimit`].
-    ///
-    /// # Errors
-    ///
-    /// [`RateLimitError`] naming the text when it cannot be read.
-    fn into_rate_limit(self) -> Result<RateLimit, RateLimitError>;
-}
-
-impl IntoRateLimit for RateLimit {
-    fn into_rate_limit(self) -> Result<RateLimit, RateLimitError> {
-        Ok(self)
-    }
-}
-
-impl IntoRateLimit for &str {
-    fn into_rate_limit(self) -> Result<RateLimit, RateLimitError> {
-        self.parse()
     }
 }
