@@ -215,7 +215,6 @@ pub(crate) fn validate_max_running(n: u32) -> Result<(), Error> {
     Ok(())
 }
 
-
 /// What [`TaskBuilder::rate_limit`](crate::TaskBuilder::rate_limit) takes:
 /// a [`RateLimit`], or its text (`"10/s"`).
 ///

@@ -73,8 +73,10 @@ impl Queue {
     ///
     /// On a shared store a process bids when its queue starts, when a
     /// worker starts, and with every lease heartbeat; one that runs
-    /// workers takes the leadership from one that does not (a producer,
-    /// an API server). This is `false` until its first bid returned.
+    /// workers is handed the leadership by one that does not (a producer,
+    /// an API server): the leader gives it up at its next bid and the
+    /// other takes it at its own, so two processes never both lead. This
+    /// is `false` until its first bid returned.
     ///
     /// # Examples
     ///

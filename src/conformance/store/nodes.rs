@@ -209,9 +209,11 @@ async fn leader_terms<F: StoreFactory>(factory: F) -> Verdict {
 }
 
 conformance_test!(store,
-    /// A bidder that runs workers takes the leadership from a leader that
-    /// does not; a bidder that does not never takes it from one that does.
-    a_node_with_workers_takes_the_leadership_from_one_without => leader_serves
+    /// A bidder that runs workers is handed the leadership by a leader
+    /// that does not: the leader gives it up at its next bid, the bidder
+    /// takes it at its own, and never do both lead at once. A bidder that
+    /// does not run workers never takes it from one that does.
+    a_node_with_workers_is_handed_the_leadership_by_one_without => leader_serves
 );
 
 async fn leader_serves<F: StoreFactory>(factory: F) -> Verdict {
@@ -227,18 +229,49 @@ async fn leader_serves<F: StoreFactory>(factory: F) -> Verdict {
         !bid(shared, other, secs(t, 2), 20, false).await,
         "another without workers waits for the term to end"
     );
+    let leaders = |nodes: &[Node]| nodes.iter().filter(|n| n.leader).count();
+    for id in [producer, worker, other] {
+        send(shared, &beat(id, "default", 0, t, 3600)).await;
+    }
     assert!(
-        bid(shared, worker, secs(t, 3), 20, true).await,
-        "a node with workers takes over at once"
+        !bid(shared, worker, secs(t, 3), 20, false).await,
+        "without workers yet, it waits"
     );
+    assert!(
+        !bid(shared, worker, secs(t, 3), 20, true).await,
+        "with workers it asks for the lease, but the producer's term lasts"
+    );
+    assert!(
+        !bid(shared, worker, secs(t, 3), 20, true).await,
+        "asking again changes nothing"
+    );
+    assert_eq!(leaders(&list(shared, secs(t, 3)).await), 1, "one leader");
     assert!(
         !bid(shared, producer, secs(t, 4), 20, false).await,
-        "the producer learns it lost"
+        "the producer gives the lease up instead of renewing"
+    );
+    assert_eq!(
+        leaders(&list(shared, secs(t, 4)).await),
+        0,
+        "nobody leads between the two bids"
     );
     assert!(
-        !bid(shared, other, secs(t, 5), 20, true).await,
+        bid(shared, worker, secs(t, 5), 20, true).await,
+        "the node with workers takes the lease nobody holds"
+    );
+    assert!(
+        !bid(shared, producer, secs(t, 6), 20, false).await,
+        "the producer does not take it back"
+    );
+    assert!(
+        !bid(shared, other, secs(t, 7), 20, true).await,
         "another node with workers waits for the worker's term to end"
     );
+    assert!(
+        bid(shared, worker, secs(t, 8), 20, true).await,
+        "and the worker renews as before"
+    );
+    assert_eq!(leaders(&list(shared, secs(t, 8)).await), 1);
     drop(store);
     Verdict::Passed
 }

@@ -5,8 +5,10 @@
 //! leader rescues at once. At shutdown the node leaves, after its last
 //! tick returned.
 //!
-//! A node with running workers takes the leadership from one without (a
-//! producer, an API server, the `kessel` command line), so such a node
+//! A node with running workers is handed the leadership by one without
+//! (a producer, an API server, the `kessel` command line: it gives the
+//! lease up at its next bid, and the node with workers takes it at its
+//! own; never both at once), so such a node
 //! leads only while no node runs workers, and its retention (often
 //! `keep_all`) decides the pruning only then.
 

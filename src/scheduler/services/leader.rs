@@ -16,9 +16,12 @@ use crate::store::{LeaderElect, Store, StoreError};
 ///
 /// Every process bids every third of a lease (with the node's beat) and
 /// when a worker starts; the leader's bid renews its term of two thirds
-/// of a lease. A process that runs workers takes the leadership from one
-/// that does not (a producer, an API server), so the maintenance, and the
-/// retention it applies, are a worker's whenever there is one. A leader killed
+/// of a lease. A process that runs workers is handed the leadership by
+/// one that does not (a producer, an API server): its bid marks the lease
+/// wanted, the leader gives it up at its next bid, and the worker takes
+/// it at the bid after, within two thirds of a lease and never with two
+/// leaders at once. So the maintenance, and the retention it applies, are
+/// a worker's whenever there is one. A leader killed
 /// right after renewing leaves a term of two thirds of a lease; the next
 /// bid after that, at most a third of a lease later, takes over: a new
 /// leader within one lease. A leader that shuts down gives the term up,

@@ -56,10 +56,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_schedules.sql")),
     (8, include_str!("migrations/0008_nodes.sql")),
     (9, include_str!("migrations/0009_suspensions.sql")),
+    (10, include_str!("migrations/0010_leader_handover.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// How to connect a [`PgStore`].
 ///

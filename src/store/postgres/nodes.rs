@@ -124,20 +124,44 @@ impl Db {
 
     async fn leader_elect(&self, bid: &LeaderElect) -> Result<bool, StoreError> {
         // One row, one statement: the row lock orders concurrent bids, and
-        // the second sees the first's lease and is refused.
-        let won = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET owner = $1, lease_until = $3, serves = $4
-             WHERE one AND (owner = $1 OR lease_until < $2 OR ($4 AND NOT serves))",
+        // the second is evaluated against the first's outcome. Every
+        // expression reads only the row, so a bid that waited for the lock
+        // decides on what the first one wrote.
+        //
+        // - The leader renews, and anyone takes a lease nobody holds.
+        // - A leader without workers whose lease a node with workers
+        //   wants gives it up instead of renewing (and is not the leader
+        //   from then on); that node takes it at its next bid.
+        // - A node with workers facing a live leader without marks the
+        //   lease wanted, and waits: never two leaders at once.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET
+                 owner = CASE WHEN owner = $1 AND NOT $4 AND wanted THEN NULL
+                              WHEN owner = $1 OR lease_until < $2 THEN $1
+                              ELSE owner END,
+                 lease_until = CASE WHEN owner = $1 AND NOT $4 AND wanted THEN '-infinity'
+                                    WHEN owner = $1 OR lease_until < $2 THEN $3
+                                    ELSE lease_until END,
+                 serves = CASE WHEN owner = $1 AND NOT $4 AND wanted THEN false
+                               WHEN owner = $1 OR lease_until < $2 THEN $4
+                               ELSE serves END,
+                 wanted = CASE WHEN owner = $1 OR lease_until < $2 THEN false
+                               ELSE true END
+             WHERE one AND (owner = $1 OR lease_until < $2 OR ($4 AND NOT serves AND NOT wanted))
+             RETURNING coalesce(owner = $1, false) AS won",
             self.leader_table()
         )))
         .bind(bid.owner)
         .bind(bid.now)
         .bind(bid.lease_until)
         .bind(bid.serves)
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await
         .map_err(map_err)?;
-        Ok(won.rows_affected() == 1)
+        match row {
+            Some(row) => row.try_get::<bool, _>("won").map_err(map_err),
+            None => Ok(false),
+        }
     }
 }
 
