@@ -411,6 +411,13 @@ pub struct Job {
     pub progress: Option<Progress>,
     /// When the job reached a final state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The node (the process, as [`Queue::nodes`](crate::Queue::nodes)
+    /// lists it) that took the job's latest attempt, on a store shared by
+    /// several processes (PostgreSQL); `None` before any process took it,
+    /// and on a store of one process (memory, SQLite), where that process
+    /// runs every job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_by: Option<uuid::Uuid>,
     /// The job's log.
     pub logs: Vec<LogLine>,
 }

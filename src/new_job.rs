@@ -328,6 +328,7 @@ impl NewJob {
             result: None,
             progress: None,
             finished_at: None,
+            ran_by: None,
             logs: if log_created {
                 vec![LogLine::created(now)]
             } else {

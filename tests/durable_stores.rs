@@ -47,6 +47,7 @@ fn job(n: usize) -> Job {
         result: None,
         progress: None,
         finished_at: None,
+        ran_by: None,
         logs: Vec::new(),
     };
     match n % 4 {

@@ -122,16 +122,18 @@ async fn a_delayed_job_is_claimed_and_never_starts_before_its_time() {
 async fn two_queues_sharing_a_schema_run_each_job_exactly_once() {
     let Some(db) = pg::fresh().await else { return };
     let runs: Arc<Mutex<HashMap<kessel::JobId, u32>>> = Arc::default();
+    let ran_on: Arc<Mutex<HashMap<kessel::JobId, uuid::Uuid>>> = Arc::default();
     let mut queues = Vec::new();
     for _ in 0..2 {
         let queue = db.queue(LEASE, POLL).await;
-        let runs = runs.clone();
+        let (runs, ran_on, node) = (runs.clone(), ran_on.clone(), queue.node_id());
         queue
             .define("count")
             .action(move |job: JobContext<u32>| {
-                let runs = runs.clone();
+                let (runs, ran_on) = (runs.clone(), ran_on.clone());
                 async move {
                     *runs.lock().entry(job.id()).or_default() += 1;
+                    ran_on.lock().insert(job.id(), node);
                     Ok::<_, JobError>(())
                 }
             })
@@ -149,6 +151,12 @@ async fn two_queues_sharing_a_schema_run_each_job_exactly_once() {
     let runs = runs.lock().clone();
     assert_eq!(runs.len(), 600);
     assert!(runs.values().all(|&n| n == 1), "a job ran twice");
+    // Each job names the process that ran it.
+    let ran_on = ran_on.lock().clone();
+    for h in &handles {
+        let job = queues[0].job(h.id()).await.unwrap();
+        assert_eq!(job.ran_by, Some(ran_on[&h.id()]), "job {}", h.id());
+    }
     for q in &queues {
         q.shutdown(Duration::from_secs(5)).await.unwrap();
     }

@@ -384,6 +384,9 @@ fn render_job(out: &Out, job: &Job) -> String {
     field("run at", Cell::left(format!("{} UTC", when(job.run_at))));
     field("expires", Cell::left(maybe_when(job.expires_at)));
     field("finished", Cell::left(maybe_when(job.finished_at)));
+    if let Some(node) = job.ran_by {
+        field("ran by", Cell::left(node.to_string()));
+    }
     field(
         "progress",
         Cell::left(

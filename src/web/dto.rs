@@ -223,6 +223,11 @@ pub(crate) struct JobView {
     pub(crate) expires_at: Option<DateTime<Utc>>,
     /// When the job reached a final state.
     pub(crate) finished_at: Option<DateTime<Utc>>,
+    /// The node (process, as `GET /nodes` lists it) that took the job's
+    /// latest attempt, on a store shared by several processes; absent on
+    /// a store of one process, which runs every job itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ran_by: Option<String>,
     /// The job's log.
     pub(crate) logs: Vec<LogLineView>,
 }
@@ -253,6 +258,7 @@ impl From<Job> for JobView {
             run_at: job.run_at,
             expires_at: job.expires_at,
             finished_at: job.finished_at,
+            ran_by: job.ran_by.map(|node| node.to_string()),
             logs: job.logs.iter().map(LogLineView::from).collect(),
         }
     }

@@ -147,8 +147,64 @@ fn assert_claimed(claimed: &[Job], want: &[&Job], context: &str) {
         let mut w = (*w).clone();
         got.logs.clear();
         w.logs.clear();
+        // Which node: pinned by its own test (`ran_by`).
+        assert!(
+            got.ran_by.is_some(),
+            "{context}: a claimed job names its node"
+        );
+        got.ran_by = None;
+        w.ran_by = None;
         assert_same_job(&got, &w, context);
     }
+}
+
+conformance_test!(store,
+    /// A claim records which node took the job ([`Job::ran_by`]); the job
+    /// keeps naming it once the lease ends, and a later claim by another
+    /// node names that one.
+    a_job_names_the_node_that_took_its_latest_attempt => ran_by
+);
+
+async fn ran_by<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let job = due("a", 1, secs(t, -10));
+    insert(&store, std::slice::from_ref(&job)).await;
+    let stored = |store: std::sync::Arc<dyn crate::store::Store>| async move {
+        store
+            .job_get(job.id)
+            .await
+            .unwrap_or_else(|e| panic!("job_get failed: {e}"))
+            .unwrap_or_else(|| panic!("job {} is not stored", job.id))
+    };
+    assert_eq!(
+        stored(store.clone()).await.ran_by,
+        None,
+        "nobody took it yet"
+    );
+    let got = claim(shared, first, &["a"], t, 1, secs(t, 30)).await;
+    assert_eq!(got.len(), 1, "the job is claimed");
+    assert_eq!(
+        got[0].ran_by,
+        Some(first),
+        "the claim's copy names its node"
+    );
+    assert_eq!(stored(store.clone()).await.ran_by, Some(first));
+    release(shared, first, &[job.id]).await;
+    assert_eq!(
+        stored(store.clone()).await.ran_by,
+        Some(first),
+        "kept when the lease ends"
+    );
+    let got = claim(shared, second, &["a"], t, 1, secs(t, 30)).await;
+    assert_eq!(got.len(), 1, "claimed again");
+    assert_eq!(
+        stored(store.clone()).await.ran_by,
+        Some(second),
+        "the node of the latest attempt"
+    );
+    Verdict::Passed
 }
 
 conformance_test!(store,
@@ -397,9 +453,11 @@ async fn lease_holds<F: StoreFactory>(factory: F) -> Verdict {
     );
     let got = claim(shared, b, &["x"], secs(t, 29), 1, secs(t, 60)).await;
     assert!(got.is_empty(), "owner b took a held lease: {got:?}");
+    let mut leased = x.clone();
+    leased.ran_by = Some(a);
     assert_same_job(
         &get(&store, x.id).await,
-        &x,
+        &leased,
         "a leased job, before the lease ends",
     );
 

@@ -204,6 +204,7 @@ impl HeldJob {
             result: rest.and_then(|r| r.result.clone()),
             progress: self.progress(),
             finished_at: rest.and_then(|r| r.finished_at),
+            ran_by: None,
             logs,
         }
     }
@@ -259,6 +260,7 @@ impl HeldJob {
             result: end.value,
             progress: rest.progress,
             finished_at: Some(end.at),
+            ran_by: None,
             logs,
         }
     }
@@ -381,6 +383,7 @@ mod tests {
             result: None,
             progress: None,
             finished_at: None,
+            ran_by: None,
             logs: Vec::new(),
         }
     }

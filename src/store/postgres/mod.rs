@@ -57,10 +57,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_nodes.sql")),
     (9, include_str!("migrations/0009_suspensions.sql")),
     (10, include_str!("migrations/0010_leader_handover.sql")),
+    (11, include_str!("migrations/0011_ran_by.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// How to connect a [`PgStore`].
 ///

@@ -77,7 +77,7 @@ impl Db {
                  WHERE {not_suspended}
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)
-             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
+             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
              WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
              RETURNING {columns}",
             columns = JOB_COLUMNS
@@ -158,7 +158,7 @@ impl Db {
                      FOR UPDATE SKIP LOCKED) AS c
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)
-             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5
+             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
              WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
              RETURNING {columns}",
             columns = JOB_COLUMNS

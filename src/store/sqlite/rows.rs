@@ -368,6 +368,7 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         result: c.optional_json("result")?,
         progress,
         finished_at: c.optional_time("finished_at")?,
+        ran_by: None,
         // Stored lines follow (`attach_logs`).
         logs: log_created
             .then(|| LogLine::created(created_at))

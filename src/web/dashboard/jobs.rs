@@ -432,6 +432,9 @@ pub(crate) async fn detail(req: HttpRequest, id: Path<String>) -> Result<HttpRes
                 @if let Some(max) = job.max_attempts { " of " (max) }
             }
             dt { "Priority" } dd { (job.priority) }
+            @if let Some(node) = job.ran_by {
+                dt { "Ran by" } dd #ran-by { "node " code { (node) } }
+            }
         }
         @if let Some(err) = &job.last_error {
             h2 { "Last error" }
