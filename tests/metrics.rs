@@ -187,6 +187,208 @@ async fn outcomes_are_counted_by_task_with_run_time_and_lateness() {
     assert_eq!(sample(&run_count, "task=\"m-cancel\"").unwrap_or(0.0), 0.0);
 }
 
+/// Checks `text` is Prometheus text exposition: every line a comment, a
+/// blank or `series value`; each family typed once; each histogram
+/// series with cumulative buckets (bounds rising, counts never falling),
+/// a last `+Inf` bucket equal to its `_count`, and a `_sum`.
+fn assert_exposition(text: &str) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut typed = BTreeSet::new();
+    let mut histograms = BTreeSet::new();
+    let mut values: BTreeMap<String, f64> = BTreeMap::new();
+    // Per histogram series (name and labels but `le`): its buckets in order.
+    let mut buckets: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with("# HELP ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(typed.insert(name.to_owned()), "{name} typed twice");
+            if kind == "histogram" {
+                histograms.insert(name.to_owned());
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("a number in {line:?}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        assert!(
+            !series.contains('{') || series.ends_with('}'),
+            "labels closed: {line}"
+        );
+        if let Some(base) = name.strip_suffix("_bucket") {
+            let (labels, le) = series
+                .rsplit_once("le=\"")
+                .unwrap_or_else(|| panic!("a bucket has le: {line}"));
+            let le = le.trim_end_matches("\"}");
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().expect("le is a number")
+            };
+            let labels = labels
+                .trim_start_matches(name)
+                .trim_start_matches('{')
+                .trim_end_matches(',')
+                .to_owned();
+            buckets
+                .entry((base.to_owned(), labels))
+                .or_default()
+                .push((le, value));
+        } else {
+            values.insert(series.to_owned(), value);
+        }
+    }
+    for ((name, labels), series) in &buckets {
+        assert!(histograms.contains(name), "{name} is typed histogram");
+        for pair in series.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{name}{{{labels}}}: bounds rise");
+            assert!(
+                pair[0].1 <= pair[1].1,
+                "{name}{{{labels}}}: buckets are cumulative"
+            );
+        }
+        let (last, inf) = *series.last().unwrap();
+        assert_eq!(last, f64::INFINITY, "{name}{{{labels}}} ends with +Inf");
+        let braces = |suffix: &str| {
+            if labels.is_empty() {
+                format!("{name}_{suffix}")
+            } else {
+                format!("{name}_{suffix}{{{labels}}}")
+            }
+        };
+        assert_eq!(
+            values.get(&braces("count")),
+            Some(&inf),
+            "{name}{{{labels}}}: +Inf equals _count"
+        );
+        assert!(
+            values.contains_key(&braces("sum")),
+            "{name}{{{labels}}}: _sum"
+        );
+    }
+}
+
+/// Run times of 3 ms, 200 ms, 2 s and 2 h on the paused clock, all on
+/// time: each lands in its bucket, the sum is theirs, the count is four.
+#[actix_rt::test]
+async fn run_times_land_in_their_buckets_with_their_sum_and_count() {
+    pause();
+    let _ = prometheus();
+    let queue = Queue::new();
+    let metrics = JobMetrics::attach(&queue);
+    queue
+        .define("m-hist")
+        .tag("m-hist")
+        .action(|job: JobContext<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(job.payload)).await;
+            Ok::<_, JobError>(())
+        })
+        .unwrap();
+    queue.process(["m-hist"]).concurrency(4).start().unwrap();
+    for ms in [3, 200, 2_000, 7_200_000] {
+        queue.create("m-hist", ms).await.unwrap();
+    }
+    metrics.wait_finished(4).await;
+
+    use kessel::metrics::names::*;
+    let task = "task=\"m-hist\"";
+    let bucket =
+        |name: &str, le: &str| sample(&format!("{name}_bucket"), &format!("{task},le=\"{le}\""));
+    for (le, runs) in [
+        ("0.001", 0.0),
+        ("0.005", 1.0),
+        ("0.1", 1.0),
+        ("0.25", 2.0),
+        ("1", 2.0),
+        ("2.5", 3.0),
+        ("3600", 3.0),
+        ("+Inf", 4.0),
+    ] {
+        assert_eq!(bucket(JOB_RUN_SECONDS, le), Some(runs), "runs <= {le} s");
+    }
+    assert_eq!(sample(&format!("{JOB_RUN_SECONDS}_count"), task), Some(4.0));
+    assert!(about(
+        sample(&format!("{JOB_RUN_SECONDS}_sum"), task),
+        7_202.203
+    ));
+    // All four started as soon as they were created.
+    assert_eq!(bucket(JOB_LATENESS_SECONDS, "0.001"), Some(4.0));
+    assert_eq!(bucket(JOB_LATENESS_SECONDS, "+Inf"), Some(4.0));
+    assert_eq!(
+        sample(&format!("{JOB_LATENESS_SECONDS}_sum"), task),
+        Some(0.0)
+    );
+    assert_exposition(&prometheus().render());
+}
+
+/// The scheduler counts in cells of its own; a render hands every change
+/// to the recorder first, so the counters are exact after any number of
+/// jobs, with no sampler running.
+#[actix_rt::test]
+async fn counters_and_histogram_counts_are_exact_after_many_jobs() {
+    pause();
+    let _ = prometheus();
+    let queue = Queue::new();
+    let metrics = JobMetrics::attach(&queue);
+    queue
+        .define("m-many")
+        .tag("m-many")
+        .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
+        .unwrap();
+    queue.process(["m-many"]).concurrency(16).start().unwrap();
+    for round in 1..=3u64 {
+        queue
+            .create_many((0..1000).map(|_| NewJob::new("m-many", ())))
+            .await
+            .unwrap();
+        metrics.wait_finished(round * 1000).await;
+        use kessel::metrics::names::*;
+        let n = (round * 1000) as f64;
+        assert_eq!(counter(JOBS_CREATED, "m-many"), n);
+        assert_eq!(counter(JOBS_STARTED, "m-many"), n);
+        assert_eq!(counter(JOBS_COMPLETED, "m-many"), n);
+        assert_eq!(
+            sample(&format!("{JOB_RUN_SECONDS}_count"), "task=\"m-many\""),
+            Some(n)
+        );
+        assert_eq!(
+            sample(
+                &format!("{JOB_LATENESS_SECONDS}_bucket"),
+                "task=\"m-many\",le=\"+Inf\""
+            ),
+            Some(n)
+        );
+    }
+    assert_exposition(&prometheus().render());
+}
+
+#[test]
+fn the_build_info_gauge_names_this_version() {
+    assert_eq!(
+        sample(
+            kessel::metrics::names::BUILD_INFO,
+            &format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))
+        ),
+        Some(1.0)
+    );
+}
+
 /// The scheduler counts as it moves jobs: a burst a slow event
 /// subscriber cannot keep up with is still counted in full.
 #[actix_rt::test]
@@ -462,6 +664,8 @@ fn the_grafana_dashboard_queries_only_metrics_kessel_records() {
         STORE_ERRORS,
         LEASES_RESCUED,
         LEASES_LOST,
+        NODES,
+        BUILD_INFO,
     ];
     let text = include_str!("../docs/grafana-dashboard.json");
     let dashboard: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
@@ -483,4 +687,67 @@ fn the_grafana_dashboard_queries_only_metrics_kessel_records() {
         }
     }
     assert!(used > 10);
+}
+
+/// On PostgreSQL the sampler counts the processes registered on the
+/// store by status: this queue's own node and another live one, and one
+/// whose lease lapsed.
+#[cfg(feature = "postgres")]
+#[actix_rt::test]
+async fn the_sampler_reports_live_and_gone_nodes_of_a_shared_store() {
+    use kessel::store::{NodeBeat, SharedStore};
+    let Some(db) = common::pg::fresh().await else {
+        return;
+    };
+    let _ = prometheus();
+    let queue = db
+        .queue(Duration::from_secs(30), Duration::from_secs(1))
+        .await;
+    let store = db.store(Duration::from_secs(30)).await;
+    let now = chrono::Utc::now();
+    let beat = |lease_until| NodeBeat {
+        id: uuid::Uuid::new_v4(),
+        host: "elsewhere".into(),
+        pid: 1,
+        version: env!("CARGO_PKG_VERSION").into(),
+        tags: vec![],
+        concurrency: 0,
+        running: 0,
+        started_at: now - chrono::Duration::hours(1),
+        at: now,
+        lease_until,
+    };
+    store
+        .node_beat(&beat(now + chrono::Duration::hours(1)))
+        .await
+        .unwrap();
+    store
+        .node_beat(&beat(now - chrono::Duration::minutes(1)))
+        .await
+        .unwrap();
+    // This queue registers itself with its first tick, as it starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !queue
+        .nodes()
+        .await
+        .unwrap()
+        .iter()
+        .any(|n| n.id == queue.node_id())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "this queue never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Sampler::new(&queue, SamplerConfig::default())
+        .unwrap()
+        .run_once()
+        .await
+        .unwrap();
+    use kessel::metrics::names::NODES;
+    assert_eq!(sample(NODES, "status=\"live\""), Some(2.0));
+    assert_eq!(sample(NODES, "status=\"gone\""), Some(1.0));
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
 }

@@ -50,10 +50,15 @@ enum Workload {
     /// retention: the longest pause between completions, and the file and
     /// WAL sizes against what the retained jobs need.
     SqliteDisk,
+    /// kessel's burn-down with metrics off and on (`kessel::metrics::attach`
+    /// into the Prometheus recorder), interleaved (off, on, on, off, ...)
+    /// for several rounds per concurrency: the ratio on / off of the
+    /// medians. Not in the default run.
+    MetricsCost,
 }
 
 impl Workload {
-    const ALL: [Workload; 9] = [
+    const ALL: [Workload; 10] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
@@ -63,6 +68,7 @@ impl Workload {
         Workload::DurableProcesses,
         Workload::CpuHandler,
         Workload::SqliteDisk,
+        Workload::MetricsCost,
     ];
 
     fn name(self) -> &'static str {
@@ -76,6 +82,7 @@ impl Workload {
             Workload::DurableProcesses => "durable-processes",
             Workload::CpuHandler => "cpu-handler",
             Workload::SqliteDisk => "sqlite-disk",
+            Workload::MetricsCost => "metrics-cost",
         }
     }
 }
@@ -245,10 +252,11 @@ fn main() -> ExitCode {
         Plan::full()
     };
     let workloads: Vec<Workload> = if args.only.is_empty() {
-        // `durable` runs the multi-process burn-downs too.
+        // `durable` runs the multi-process burn-downs too; `burn-down`
+        // has a metrics-on row, which `metrics-cost` repeats in turns.
         Workload::ALL
             .into_iter()
-            .filter(|w| *w != Workload::DurableProcesses)
+            .filter(|w| ![Workload::DurableProcesses, Workload::MetricsCost].contains(w))
             .collect()
     } else {
         Workload::ALL
@@ -322,6 +330,11 @@ fn main() -> ExitCode {
             Workload::SqliteDisk => {
                 if wanted(System::KesselSqlite) {
                     bench.sqlite_disk();
+                }
+            }
+            Workload::MetricsCost => {
+                if wanted(System::Kessel) {
+                    bench.metrics_cost();
                 }
             }
         }
@@ -546,6 +559,73 @@ impl Bench {
         );
     }
 
+    /// Metrics off, on (`attach`: job metrics and the sampler) and job
+    /// metrics alone (no sampler) in turn, the order rotated every round so
+    /// a drift of the machine's speed weighs on all alike.
+    fn metrics_cost(&mut self) {
+        use systems::kessel::{Backend, Handlers, Watch};
+        const ROUNDS: usize = 5;
+        const WATCHES: [Watch; 3] = [Watch::Off, Watch::Metrics, Watch::JobMetrics];
+        let n = self.plan.burn_n;
+        for c in self.plan.concurrencies.clone() {
+            let mut rates: [Vec<f64>; 3] = Default::default();
+            let mut failed = None;
+            for round in 0..ROUNDS {
+                for k in 0..WATCHES.len() {
+                    let i = (round + k) % WATCHES.len();
+                    let (watch, cap) = (WATCHES[i], self.plan.cap);
+                    let handlers = Handlers::SchedulerThread;
+                    match run(|| {
+                        systems::kessel::burn_down(Backend::Memory, n, c, handlers, watch, cap)
+                    }) {
+                        Ok((rate, _)) => rates[i].push(rate),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+            }
+            let medians: Vec<Option<f64>> = rates
+                .iter_mut()
+                .map(|v| {
+                    v.sort_by(f64::total_cmp);
+                    v.get(v.len() / 2).copied()
+                })
+                .collect();
+            let rounds = |v: &[f64]| {
+                v.iter()
+                    .map(|r| format!("{:.0}k", r / 1000.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let ratio = |i: usize| {
+                medians[0]
+                    .zip(medians[i])
+                    .map_or("-".into(), |(off, on)| format!("{:.2}", on / off))
+            };
+            let note = format!(
+                "off {}; metrics on {}; job metrics alone {}; on / off of the medians {}, \
+                 job metrics alone / off {}",
+                rounds(&rates[0]),
+                rounds(&rates[1]),
+                rounds(&rates[2]),
+                ratio(1),
+                ratio(2)
+            );
+            eprintln!("metrics-cost c={c}: {note}");
+            for (i, what) in ["metrics off", "metrics on", "job metrics alone"]
+                .into_iter()
+                .enumerate()
+            {
+                let params = format!("n={}, c={c}, {what}, interleaved", report::human(n as f64));
+                let answer = match (medians[i], &failed) {
+                    (Some(rate), _) => Answer::Done((rate, Some(note.clone()))),
+                    (None, Some(e)) => Answer::Failed(e.clone()),
+                    (None, None) => Answer::Failed("no round finished".into()),
+                };
+                self.burn_row(params, System::Kessel, answer);
+            }
+        }
+    }
+
     fn burn_down(&mut self, system: System) {
         let n = self.plan.burn_n;
         for c in self.plan.concurrencies.clone() {
@@ -596,6 +676,7 @@ impl Bench {
                         Watch::Off => "events off",
                         Watch::Events => "events on",
                         Watch::Metrics => "metrics on",
+                        Watch::JobMetrics => "job metrics on (no sampler)",
                     }
                 );
                 let cap = self.plan.cap;

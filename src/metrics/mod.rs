@@ -1,11 +1,14 @@
 //! Metrics (feature `metrics`): counters, gauges and histograms of jobs,
 //! queue depth and store calls, recorded through the [`metrics`] facade
-//! and exposed in the Prometheus text format.
+//! (the job histograms bucketed by kessel itself, for speed) and exposed
+//! in the Prometheus text format.
 //!
 //! Three small parts:
 //!
 //! - [`JobMetrics`] has the scheduler count what happens to jobs, by
-//!   task, with run-time and lateness histograms, as it moves them;
+//!   task, with run-time and lateness histograms, as it moves them (the
+//!   counters reach the recorder when [flushed](flush), the histograms
+//!   are [rendered](render_histograms) by kessel);
 //! - [`Sampler`] reads [`Queue::stats`](crate::Queue::stats) and the
 //!   oldest ready job of each tag on an interval, into gauges;
 //! - [`MeteredStore`] wraps a store and times every call, with a
@@ -33,13 +36,14 @@
 //! # Ok(()) }
 //! ```
 
+mod histogram;
 mod jobs;
 mod prometheus;
 mod sampler;
 mod store;
 
-pub use jobs::JobMetrics;
 pub(crate) use jobs::JobRecorder;
+pub use jobs::{flush, render_histograms, JobMetrics};
 pub use prometheus::{InstallError, Prometheus};
 pub use sampler::{Sampler, SamplerConfig, SamplerHandle};
 pub use store::MeteredStore;
@@ -76,10 +80,12 @@ pub mod names {
     pub const JOBS_CANCELLED: &str = "kessel_jobs_cancelled_total";
     /// Counter, label `task`: buried jobs kicked back to ready.
     pub const JOBS_KICKED: &str = "kessel_jobs_kicked_total";
-    /// Histogram (seconds), label `task`: from an attempt's start to its end.
+    /// Histogram (seconds), label `task`: from an attempt's start to its
+    /// end. Bucketed by kessel, not recorded through the facade: see
+    /// [`render_histograms`](super::render_histograms).
     pub const JOB_RUN_SECONDS: &str = "kessel_job_run_seconds";
     /// Histogram (seconds), label `task`: from when a job was due to when
-    /// its attempt started.
+    /// its attempt started. Bucketed by kessel, as [`JOB_RUN_SECONDS`].
     pub const JOB_LATENESS_SECONDS: &str = "kessel_job_lateness_seconds";
     /// Counter: events dropped for any subscriber of the queue
     /// ([`Queue::events_missed`](crate::Queue::events_missed)), sampled.
@@ -105,6 +111,12 @@ pub mod names {
     /// Counter: held jobs a heartbeat reported lost to this process
     /// (shared stores, through a [`MeteredStore`](super::MeteredStore)).
     pub const LEASES_LOST: &str = "kessel_leases_lost_total";
+    /// Gauge, label `status` (`live`, `gone`): the processes registered
+    /// on the queue's store ([`Queue::nodes`](crate::Queue::nodes)), sampled.
+    pub const NODES: &str = "kessel_nodes";
+    /// Gauge, label `version`, always 1: the kessel version of this
+    /// process, set by [`Prometheus::install`](super::Prometheus::install).
+    pub const BUILD_INFO: &str = "kessel_build_info";
 }
 
 /// The job metrics and the sampler of one queue, both with their defaults;

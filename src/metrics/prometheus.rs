@@ -1,16 +1,11 @@
 //! The Prometheus recorder, without an HTTP listener: the app serves the
 //! text it renders.
 
+use std::sync::Arc;
+
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::names;
-
-/// Bucket bounds (seconds) of the job histograms: from a millisecond to
-/// an hour.
-const JOB_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-    3600.0,
-];
 
 /// Bucket bounds (seconds) of store calls: from 50 µs to 10 s.
 const STORE_BUCKETS: &[f64] = &[
@@ -42,6 +37,12 @@ pub enum InstallError {
 /// The process's Prometheus recorder: [`render`](Prometheus::render) gives
 /// the text format a scraper reads. Histograms are rendered with buckets,
 /// so `histogram_quantile` works across instances. Cheap to clone.
+///
+/// The text is the exporter's (every metric recorded through the
+/// `metrics` facade, kessel's counters and gauges among them) followed by
+/// the job histograms kessel buckets itself
+/// ([`render_histograms`](super::render_histograms)), with the builder's
+/// global labels on both.
 ///
 /// Serve it from your app, for example as an actix-web route (actix-web
 /// is not a dependency of kessel):
@@ -79,6 +80,9 @@ pub enum InstallError {
 #[derive(Debug, Clone)]
 pub struct Prometheus {
     handle: PrometheusHandle,
+    /// The builder's global labels, escaped (`k="v",...`), for the job
+    /// histograms kessel renders itself.
+    global_labels: Arc<str>,
 }
 
 impl Prometheus {
@@ -94,7 +98,7 @@ impl Prometheus {
     ///
     /// ```
     /// let prometheus = kessel::metrics::Prometheus::install().unwrap();
-    /// assert_eq!(prometheus.render(), "");
+    /// assert!(prometheus.render().contains("kessel_build_info{version="));
     /// ```
     pub fn install() -> Result<Prometheus, InstallError> {
         Prometheus::install_with(PrometheusBuilder::new())
@@ -118,11 +122,24 @@ impl Prometheus {
     /// # let _ = prometheus;
     /// ```
     pub fn install_with(builder: PrometheusBuilder) -> Result<Prometheus, InstallError> {
-        let handle = with_buckets(builder)?.install_recorder()?;
-        Ok(Prometheus { handle })
+        let recorder = with_buckets(builder)?.build_recorder();
+        let handle = recorder.handle();
+        // kessel_build_info, rendered once here, also shows the builder's
+        // global labels (the exporter puts them on every series).
+        metrics::with_local_recorder(&recorder, || {
+            metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        });
+        let global_labels = global_labels(&handle.render()).into();
+        metrics::set_global_recorder(recorder).map_err(BuildError::from)?;
+        Ok(Prometheus {
+            handle,
+            global_labels,
+        })
     }
 
-    /// The current metrics in the Prometheus text format.
+    /// The current metrics in the Prometheus text format: first the job
+    /// counters are [flushed](super::flush) (so they are exact), then the
+    /// exporter's text, then kessel's job histograms.
     ///
     /// # Examples
     ///
@@ -132,7 +149,10 @@ impl Prometheus {
     /// assert!(prometheus.render().contains("my_app_requests_total 2"));
     /// ```
     pub fn render(&self) -> String {
-        self.handle.render()
+        super::flush();
+        let mut text = self.handle.render();
+        super::jobs::write_histograms(&mut text, &self.global_labels);
+        text
     }
 
     /// Folds recorded histogram samples into their buckets. Rendering does
@@ -164,14 +184,65 @@ impl Prometheus {
 }
 
 fn with_buckets(builder: PrometheusBuilder) -> Result<PrometheusBuilder, BuildError> {
-    builder
-        .set_buckets_for_metric(Matcher::Full(names::JOB_RUN_SECONDS.into()), JOB_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full(names::JOB_LATENESS_SECONDS.into()),
-            JOB_BUCKETS,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full(names::STORE_CALL_SECONDS.into()),
-            STORE_BUCKETS,
-        )
+    builder.set_buckets_for_metric(
+        Matcher::Full(names::STORE_CALL_SECONDS.into()),
+        STORE_BUCKETS,
+    )
+}
+
+/// The global labels in `rendered`, read off `kessel_build_info`'s
+/// series: its labels but `version` (and `task`, which kessel's own
+/// label would override), as written (escaped), joined by commas.
+fn global_labels(rendered: &str) -> String {
+    let Some(line) = rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(names::BUILD_INFO)?.strip_prefix('{'))
+    else {
+        return String::new();
+    };
+    let mut labels = Vec::new();
+    let mut rest = line;
+    // `key="value"` pairs, commas between, `}` after the last; a value
+    // escapes `"` and `\` with a backslash.
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else { break };
+        if key != "version" && key != "task" {
+            labels.push(format!("{key}=\"{}\"", &after[..end]));
+        }
+        rest = after[end + 1..].trim_start_matches(',');
+        if rest.starts_with('}') {
+            break;
+        }
+    }
+    labels.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_labels_are_read_off_the_build_info_series_escaped_as_written() {
+        let text = "# TYPE kessel_build_info gauge\n\
+            kessel_build_info{service=\"bil\\\"ling\",zone=\"a,b}\",version=\"0.1.0\"} 1\n";
+        assert_eq!(global_labels(text), "service=\"bil\\\"ling\",zone=\"a,b}\"");
+        assert_eq!(
+            global_labels("kessel_build_info{version=\"0.1.0\"} 1\n"),
+            ""
+        );
+        assert_eq!(global_labels(""), "");
+    }
 }

@@ -1,5 +1,6 @@
 //! Gauges sampled from the queue on an interval: depth by tag and status,
-//! the oldest ready job's age by tag, stuck threads, dropped events.
+//! the oldest ready job's age by tag, stuck threads, dropped events, nodes
+//! by status; each sample also flushes the job counters.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
@@ -11,8 +12,9 @@ use parking_lot::Mutex;
 use super::names;
 use crate::error::Error;
 use crate::job::JobStatus;
+use crate::node::NodeStatus;
 use crate::queue::{Inner, Queue};
-use crate::store::{JobQuery, Order};
+use crate::store::{JobQuery, Order, StoreError};
 
 /// The `tag` label of jobs whose task is not defined in this process.
 const UNDEFINED_TAG: &str = "(undefined)";
@@ -58,8 +60,11 @@ impl Default for SamplerConfig {
 
 /// Samples a queue into gauges: `kessel_queue_depth{tag,status}` from
 /// [`Queue::stats`], `kessel_oldest_job_age_seconds{tag}` from the oldest
-/// ready job of each tag defined in this process, `kessel_stuck_threads`
-/// and `kessel_events_dropped_total`.
+/// ready job of each tag defined in this process, `kessel_stuck_threads`,
+/// `kessel_events_dropped_total`, and on a shared store
+/// `kessel_nodes{status}` (live and gone processes) from [`Queue::nodes`].
+/// Each sample also [flushes](super::flush) the job
+/// counters to the recorder.
 ///
 /// Depth is reported for the pending statuses (scheduled, ready, running,
 /// retrying), with zeros for every defined tag so panels show no gaps.
@@ -121,7 +126,8 @@ impl Sampler {
         })
     }
 
-    /// Takes one sample and sets the gauges.
+    /// Flushes the job counters ([`flush`](super::flush)), takes one
+    /// sample and sets the gauges.
     ///
     /// # Errors
     ///
@@ -141,6 +147,7 @@ impl Sampler {
     /// # Ok(()) }
     /// ```
     pub async fn run_once(&self) -> Result<(), Error> {
+        super::flush();
         let queue = Queue {
             inner: self.queue.upgrade().ok_or(Error::ShutDown)?,
         };
@@ -181,6 +188,17 @@ impl Sampler {
                 ages.push((tag.clone(), age));
             }
         }
+        // Nodes on a shared store only (a store of one process has this
+        // one alone), and not on one that keeps none.
+        let nodes = if queue.inner.store.shared().is_some() {
+            match queue.nodes().await {
+                Ok(nodes) => Some(nodes),
+                Err(Error::Store(StoreError::Unsupported(_))) => None,
+                Err(err) => return Err(err),
+            }
+        } else {
+            None
+        };
         // Every read succeeded: set the gauges together.
         let mut reported = self.reported.lock();
         for key in reported.iter() {
@@ -197,6 +215,12 @@ impl Sampler {
         }
         gauge!(names::STUCK_THREADS).set(stats.stuck_threads.len() as f64);
         counter!(names::EVENTS_DROPPED).absolute(stats.events_missed);
+        if let Some(nodes) = nodes {
+            for status in [NodeStatus::Live, NodeStatus::Gone] {
+                let n = nodes.iter().filter(|node| node.status == status).count();
+                gauge!(names::NODES, "status" => status.as_str()).set(n as f64);
+            }
+        }
         Ok(())
     }
 

@@ -62,8 +62,14 @@ impl Clock {
 
     /// The current time in UTC.
     pub(crate) fn now_utc(&self) -> DateTime<Utc> {
+        super::utc::from_nanos(self.now_nanos())
+    }
+
+    /// The current time in nanoseconds since the Unix epoch (saturating
+    /// past 2262).
+    pub(crate) fn now_nanos(&self) -> i64 {
         let elapsed = i64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(i64::MAX);
-        super::utc::from_nanos(self.origin_nanos.saturating_add(elapsed))
+        self.origin_nanos.saturating_add(elapsed)
     }
 
     /// The first wheel tick at or after `at` (0 for anything before the origin).

@@ -210,6 +210,9 @@ pub enum Watch {
     /// `kessel::metrics::attach` (the scheduler's job metrics and the
     /// sampler) into the Prometheus recorder, rendered once at the end.
     Metrics,
+    /// `kessel::metrics::JobMetrics::attach` alone (no sampler): the
+    /// per-job part of [`Watch::Metrics`].
+    JobMetrics,
 }
 
 /// The bench's Prometheus recorder: one per process, installed on first use.
@@ -257,9 +260,14 @@ pub async fn burn_down_with(
         })
     });
     let metrics = match watch {
-        Watch::Metrics => Some((
+        Watch::Metrics => {
+            let attached = kessel::metrics::attach(&queue).map_err(|e| e.to_string())?;
+            Some((prometheus()?, attached.jobs, Some(attached.sampler)))
+        }
+        Watch::JobMetrics => Some((
             prometheus()?,
-            kessel::metrics::attach(&queue).map_err(|e| e.to_string())?,
+            kessel::metrics::JobMetrics::attach(&queue),
+            None,
         )),
         _ => None,
     };
@@ -276,12 +284,17 @@ pub async fn burn_down_with(
             queue.events_missed()
         )
     });
-    if let Some((prometheus, attached)) = metrics {
-        let finished = attached.jobs.finished();
-        drop(attached);
+    if let Some((prometheus, jobs, sampler)) = metrics {
+        let finished = jobs.finished();
+        let what = if sampler.is_some() {
+            "kessel::metrics::attach"
+        } else {
+            "kessel::metrics::JobMetrics::attach (no sampler)"
+        };
+        drop((jobs, sampler));
         let body = prometheus.render();
         note = Some(format!(
-            "kessel::metrics::attach + Prometheus recorder: {finished} jobs recorded finished, \
+            "{what} + Prometheus recorder: {finished} jobs recorded finished, \
              {} bytes rendered",
             body.len()
         ));

@@ -156,6 +156,13 @@ impl HeldJob {
         self.run_at.compact(|| self.run_at())
     }
 
+    /// When it is due, in nanoseconds since the Unix epoch; `None` past
+    /// 2262 (or before 1677).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn run_at_nanos(&self) -> Option<i64> {
+        (self.run_at != Stamp::FAR).then_some(self.run_at.0)
+    }
+
     /// When it is due.
     pub(crate) fn run_at(&self) -> DateTime<Utc> {
         self.run_at

@@ -316,12 +316,33 @@ pub(crate) struct PendingCounts;
 impl Handler<PendingCounts> for Scheduler {
     type Result = MessageResult<PendingCounts>;
     fn handle(&mut self, _: PendingCounts, _: &mut Self::Context) -> Self::Result {
+        // Held jobs by task slot and status first: a handful of distinct
+        // pairs over what may be a million jobs, counted without hashing
+        // a name per job (consecutive jobs mostly share their pair).
+        let mut held: Vec<(u32, JobStatus, u64)> = Vec::new();
+        let mut last = 0;
+        for e in self.jobs.slots().filter_map(|slot| self.jobs.get(slot)) {
+            let key = (e.task, e.job.status);
+            match held.get_mut(last) {
+                Some((task, status, n)) if (*task, *status) == key => *n += 1,
+                _ => match held.iter().position(|(t, s, _)| (*t, *s) == key) {
+                    Some(i) => {
+                        held[i].2 += 1;
+                        last = i;
+                    }
+                    None => {
+                        last = held.len();
+                        held.push((key.0, key.1, 1));
+                    }
+                },
+            }
+        }
         let mut counts: std::collections::HashMap<(&str, JobStatus), u64> =
             std::collections::HashMap::new();
-        for e in self.jobs.slots().filter_map(|slot| self.jobs.get(slot)) {
+        for (task, status, n) in held {
             *counts
-                .entry((&self.routes.tasks[e.task as usize].name, e.job.status))
-                .or_default() += 1;
+                .entry((&self.routes.tasks[task as usize].name, status))
+                .or_default() += n;
         }
         for job in self.journal.final_records() {
             *counts.entry((&job.task, job.status)).or_default() += 1;

@@ -211,7 +211,7 @@ pub(crate) struct Scheduler {
     flow_credits: Vec<JobId>,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
-    now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>)>>,
+    now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>, i64)>>,
     /// Running jobs whose signal fired, by slot (see [`Stopping`]).
     stopping: HashMap<u32, Stopping>,
     /// Where workers run their handlers unless told otherwise.
@@ -393,22 +393,32 @@ impl Scheduler {
     /// wheel tick.
     fn begin(&self) -> u64 {
         let ms = self.clock.now_ms();
-        let utc = self.clock.now_utc();
-        self.now.set(Some((ms, utc)));
+        let nanos = self.clock.now_nanos();
+        let utc = crate::scheduler::utc::from_nanos(nanos);
+        self.now.set(Some((ms, utc, nanos)));
         ms
     }
 
     fn now_ms(&self) -> u64 {
         match self.now.get() {
-            Some((ms, _)) => ms,
+            Some((ms, _, _)) => ms,
             None => self.clock.now_ms(),
         }
     }
 
     fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {
         match self.now.get() {
-            Some((_, utc)) => utc,
+            Some((_, utc, _)) => utc,
             None => self.clock.now_utc(),
+        }
+    }
+
+    /// [`now_utc`](Self::now_utc) in nanoseconds since the Unix epoch.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn now_nanos(&self) -> i64 {
+        match self.now.get() {
+            Some((_, _, nanos)) => nanos,
+            None => self.clock.now_nanos(),
         }
     }
 
@@ -1134,7 +1144,7 @@ impl Scheduler {
         self.emit_slot(slot, JobEventKind::Started);
         if self.observed() {
             if let Some(e) = self.jobs.get(slot) {
-                self.observe_started(slot, e.task, e.job.run_at());
+                self.observe_started(slot, e.task, e.job.run_at_nanos());
             }
         }
         let worker = &mut self.workers[w];

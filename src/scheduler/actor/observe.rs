@@ -84,15 +84,16 @@ impl Scheduler {
         self.with_recorder(|r, name| r.created(task, name, 1), task);
     }
 
-    /// The job in `slot` started now; it was due at `due`.
-    pub(super) fn observe_started(&self, slot: u32, task: u32, due: chrono::DateTime<chrono::Utc>) {
-        let now = self.now_utc();
+    /// The job in `slot` started now; it was due at `due` (nanoseconds
+    /// since the Unix epoch; `None` when too far ahead for them).
+    pub(super) fn observe_started(&self, slot: u32, task: u32, due: Option<i64>) {
+        let now = self.now_nanos();
         self.with_recorder(|r, name| r.run_started(slot, task, name, due, now), task);
     }
 
     /// The attempt running in `slot` ended (completed, failed, timed out).
     pub(super) fn observe_run_ended(&self, slot: u32, task: u32) {
-        let now = self.now_utc();
+        let now = self.now_nanos();
         self.with_recorder(|r, name| r.run_ended(slot, task, name, now), task);
     }
 }
@@ -108,7 +109,7 @@ impl Scheduler {
     #[inline(always)]
     pub(super) fn observe_created(&self, _: u32) {}
     #[inline(always)]
-    pub(super) fn observe_started(&self, _: u32, _: u32, _: chrono::DateTime<chrono::Utc>) {}
+    pub(super) fn observe_started(&self, _: u32, _: u32, _: Option<i64>) {}
     #[inline(always)]
     pub(super) fn observe_run_ended(&self, _: u32, _: u32) {}
 }
