@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::body::JsonBody;
@@ -89,6 +90,8 @@ struct Parked {
     run_at: DateTime<Utc>,
     payload: Value,
     tx: mpsc::UnboundedSender<Report>,
+    /// Fires when the run is cancelled or times out.
+    cancel: CancellationToken,
 }
 
 /// A job handed to a remote worker.
@@ -97,6 +100,7 @@ struct Leased {
     token: String,
     expires: Instant,
     tx: mpsc::UnboundedSender<Report>,
+    cancel: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -233,6 +237,7 @@ impl Pool {
                         token: token.clone(),
                         expires,
                         tx: parked.tx,
+                        cancel: parked.cancel,
                     },
                 );
                 out.push(LeasedJob {
@@ -274,6 +279,11 @@ impl Pool {
     fn end(&self, id: JobId, token: &str, report: Report) -> Result<(), WebError> {
         let mut inner = self.inner.lock();
         match inner.leased.get(&id) {
+            Some(lease) if lease.token == token && lease.cancel.is_cancelled() => {
+                Err(WebError::Conflict(format!(
+                    "job {id} was cancelled or timed out while leased"
+                )))
+            }
             Some(lease) if lease.token == token => {
                 if let Some(lease) = inner.leased.remove(&id) {
                     let _ = lease.tx.send(report);
@@ -362,6 +372,7 @@ async fn bridge(pool: Arc<Pool>, job: JobContext<Value>) -> Result<Option<Value>
             run_at: job.run_at(),
             payload: job.payload.clone(),
             tx,
+            cancel: job.cancellation_token(),
         },
     );
     let mut expires: Option<Instant> = None;
@@ -618,13 +629,19 @@ pub(crate) async fn heartbeat(
     let pool = &admin.0.remote;
     {
         let mut inner = pool.inner.lock();
-        if !inner.leased.contains_key(&id)
+        let leased_cancelled = inner
+            .leased
+            .get(&id)
+            .is_some_and(|l| l.token == req.lease_token && l.cancel.is_cancelled());
+        let ended_cancelled = !inner.leased.contains_key(&id)
             && inner
                 .cancelled
                 .get(&id)
-                .is_some_and(|(t, _)| *t == req.lease_token)
-        {
-            inner.cancelled.remove(&id);
+                .is_some_and(|(t, _)| *t == req.lease_token);
+        if leased_cancelled || ended_cancelled {
+            if ended_cancelled {
+                inner.cancelled.remove(&id);
+            }
             return Ok(HttpResponse::Ok().json(HeartbeatResponse {
                 cancelled: true,
                 lease_expires_at: None,
