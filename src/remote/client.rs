@@ -122,7 +122,12 @@ impl Client {
             })?
     }
 
-    fn post_blocking(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value, RemoteError> {
+    fn post_blocking(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, RemoteError> {
         let unreachable = |e: ureq::Error| RemoteError::Unreachable {
             url: self.base.clone(),
             reason: e.to_string(),

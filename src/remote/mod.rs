@@ -78,6 +78,9 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(20);
 /// How long a report (other than a fetch) may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A task's name and its handler.
+type Handler = (String, Arc<dyn Action>);
+
 /// A process that works jobs of a kessel HTTP API: see the [module
 /// docs](self).
 ///
@@ -94,7 +97,7 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Worker {
     client: client::Client,
-    tasks: Arc<Mutex<Vec<(String, Arc<dyn Action>)>>>,
+    tasks: Arc<Mutex<Vec<Handler>>>,
     concurrency: usize,
     lease: Duration,
     wait: Duration,
@@ -271,9 +274,12 @@ impl Worker {
         loop {
             match self.run_once().await {
                 Ok(_) => {}
-                Err(e @ (RemoteError::NoTasks | RemoteError::Api { status: 400..=499, .. })) => {
-                    return Err(e)
-                }
+                Err(
+                    e @ (RemoteError::NoTasks
+                    | RemoteError::Api {
+                        status: 400..=499, ..
+                    }),
+                ) => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "kessel remote worker: fetch failed; retrying in 1s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -390,8 +396,12 @@ impl Worker {
                     .await
             }
             Err(_) => {
-                self.report(&job, "fail", json!({"message": "the handler panicked", "fatal": false}))
-                    .await
+                self.report(
+                    &job,
+                    "fail",
+                    json!({"message": "the handler panicked", "fatal": false}),
+                )
+                .await
             }
         }
     }
@@ -405,13 +415,21 @@ impl Worker {
         };
         sent.logs += lines.len();
         for line in lines {
-            self.report(job, "log", json!({"message": line.message, "data": line.data}))
-                .await;
+            self.report(
+                job,
+                "log",
+                json!({"message": line.message, "data": line.data}),
+            )
+            .await;
         }
         if let Some(p) = progress.filter(|p| Some(*p) != sent.progress) {
             sent.progress = Some(p);
-            self.report(job, "progress", json!({"current": p.current, "total": p.total}))
-                .await;
+            self.report(
+                job,
+                "progress",
+                json!({"current": p.current, "total": p.total}),
+            )
+            .await;
         }
     }
 

@@ -77,7 +77,10 @@ enum Report {
     Log(String, Option<Value>),
     Progress(u64, u64),
     Complete(Option<Value>),
-    Fail { message: String, fatal: bool },
+    Fail {
+        message: String,
+        fatal: bool,
+    },
 }
 
 /// A job parked by its bridge handler, waiting for a remote worker.
@@ -218,7 +221,13 @@ impl Pool {
     }
 
     /// Hands out up to `n` waiting jobs of `tasks`, leased for `lease`.
-    fn take(&self, tasks: &[String], n: usize, lease: Duration, now: DateTime<Utc>) -> Vec<LeasedJob> {
+    fn take(
+        &self,
+        tasks: &[String],
+        n: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Vec<LeasedJob> {
         let mut inner = self.inner.lock();
         let mut out = Vec::new();
         let expires = Instant::now() + lease;
@@ -279,11 +288,9 @@ impl Pool {
     fn end(&self, id: JobId, token: &str, report: Report) -> Result<(), WebError> {
         let mut inner = self.inner.lock();
         match inner.leased.get(&id) {
-            Some(lease) if lease.token == token && lease.cancel.is_cancelled() => {
-                Err(WebError::Conflict(format!(
-                    "job {id} was cancelled or timed out while leased"
-                )))
-            }
+            Some(lease) if lease.token == token && lease.cancel.is_cancelled() => Err(
+                WebError::Conflict(format!("job {id} was cancelled or timed out while leased")),
+            ),
             Some(lease) if lease.token == token => {
                 if let Some(lease) = inner.leased.remove(&id) {
                     let _ = lease.tx.send(report);
@@ -293,11 +300,9 @@ impl Pool {
             Some(_) => Err(WebError::Conflict(format!(
                 "the lease token does not match the lease on job {id}"
             ))),
-            None if inner.cancelled.get(&id).is_some_and(|(t, _)| t == token) => {
-                Err(WebError::Conflict(format!(
-                    "job {id} was cancelled or timed out while leased"
-                )))
-            }
+            None if inner.cancelled.get(&id).is_some_and(|(t, _)| t == token) => Err(
+                WebError::Conflict(format!("job {id} was cancelled or timed out while leased")),
+            ),
             None => Err(WebError::Conflict(format!(
                 "no lease on job {id}: it lapsed, the job ended, or it was never fetched"
             ))),
@@ -406,7 +411,12 @@ async fn bridge(pool: Arc<Pool>, job: JobContext<Value>) -> Result<Option<Value>
 }
 
 /// Reads a duration field.
-fn duration_field(field: &str, text: Option<&str>, default: Duration, max: Duration) -> Result<Duration, WebError> {
+fn duration_field(
+    field: &str,
+    text: Option<&str>,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, WebError> {
     let Some(text) = text else {
         return Ok(default);
     };
@@ -425,7 +435,10 @@ fn duration_field(field: &str, text: Option<&str>, default: Duration, max: Durat
 fn positive_lease(field: &str, text: Option<&str>) -> Result<Duration, WebError> {
     let lease = duration_field(field, text, DEFAULT_LEASE, MAX_LEASE)?;
     if lease.is_zero() {
-        return Err(WebError::invalid_field(field, format!("`{field}` must be longer than 0")));
+        return Err(WebError::invalid_field(
+            field,
+            format!("`{field}` must be longer than 0"),
+        ));
     }
     Ok(lease)
 }
@@ -579,7 +592,10 @@ pub(crate) async fn fetch(
     }
     let n = req.n.unwrap_or(1);
     if !(1..=MAX_FETCH).contains(&n) {
-        return Err(WebError::invalid_field("n", format!("`n` must be 1 to {MAX_FETCH}")));
+        return Err(WebError::invalid_field(
+            "n",
+            format!("`n` must be 1 to {MAX_FETCH}"),
+        ));
     }
     let lease = positive_lease("lease", req.lease.as_deref())?;
     let wait = duration_field("wait", req.wait.as_deref(), Duration::ZERO, MAX_WAIT)?;
@@ -678,7 +694,10 @@ pub(crate) async fn complete(
     let id = parse_id(&id)?;
     let req = body.0;
     let result = req.result.filter(|v| !v.is_null());
-    admin.0.remote.end(id, &req.lease_token, Report::Complete(result))?;
+    admin
+        .0
+        .remote
+        .end(id, &req.lease_token, Report::Complete(result))?;
     Ok(HttpResponse::Ok().json(Done { ok: true }))
 }
 

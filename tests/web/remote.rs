@@ -82,7 +82,11 @@ async fn a_fetched_job_completes_with_the_remote_result_log_and_progress() {
 
     let beat = json_of(
         &app,
-        report(&id, "heartbeat", json!({"lease_token": token, "lease": "1m"})),
+        report(
+            &id,
+            "heartbeat",
+            json!({"lease_token": token, "lease": "1m"}),
+        ),
         StatusCode::OK,
     )
     .await;
@@ -100,13 +104,21 @@ async fn a_fetched_job_completes_with_the_remote_result_log_and_progress() {
     .await;
     json_of(
         &app,
-        report(&id, "progress", json!({"lease_token": token, "current": 1, "total": 2})),
+        report(
+            &id,
+            "progress",
+            json!({"lease_token": token, "current": 1, "total": 2}),
+        ),
         StatusCode::OK,
     )
     .await;
     json_of(
         &app,
-        report(&id, "complete", json!({"lease_token": token, "result": {"width": 320}})),
+        report(
+            &id,
+            "complete",
+            json!({"lease_token": token, "result": {"width": 320}}),
+        ),
         StatusCode::OK,
     )
     .await;
@@ -140,22 +152,40 @@ async fn a_transient_failure_is_retried_and_a_fatal_one_buries_the_job() {
     let app = test::init_service(remote_app(&queue)).await;
     let flaky = queue.create("sync", json!(1)).await.unwrap();
     let (id, token) = only_job(
-        &json_of(&app, fetch(json!({"tasks": ["sync"], "wait": "30s"})), StatusCode::OK).await,
+        &json_of(
+            &app,
+            fetch(json!({"tasks": ["sync"], "wait": "30s"})),
+            StatusCode::OK,
+        )
+        .await,
     );
     json_of(
         &app,
-        report(&id, "fail", json!({"lease_token": token, "message": "network down"})),
+        report(
+            &id,
+            "fail",
+            json!({"lease_token": token, "message": "network down"}),
+        ),
         StatusCode::OK,
     )
     .await;
-    let again = json_of(&app, fetch(json!({"tasks": ["sync"], "wait": "30s"})), StatusCode::OK).await;
+    let again = json_of(
+        &app,
+        fetch(json!({"tasks": ["sync"], "wait": "30s"})),
+        StatusCode::OK,
+    )
+    .await;
     let (id2, token2) = only_job(&again);
     assert_eq!(id2, id, "the retry is the same job");
     assert_eq!(again["jobs"][0]["attempt"], 2);
     assert_ne!(token2, token, "each lease has its own token");
     json_of(
         &app,
-        report(&id, "complete", json!({"lease_token": token2, "result": "synced"})),
+        report(
+            &id,
+            "complete",
+            json!({"lease_token": token2, "result": "synced"}),
+        ),
         StatusCode::OK,
     )
     .await;
@@ -166,7 +196,12 @@ async fn a_transient_failure_is_retried_and_a_fatal_one_buries_the_job() {
 
     let doomed = queue.create("sync", json!(2)).await.unwrap();
     let (id, token) = only_job(
-        &json_of(&app, fetch(json!({"tasks": ["sync"], "wait": "30s"})), StatusCode::OK).await,
+        &json_of(
+            &app,
+            fetch(json!({"tasks": ["sync"], "wait": "30s"})),
+            StatusCode::OK,
+        )
+        .await,
     );
     assert_eq!(id, doomed.id().to_string());
     json_of(
@@ -184,7 +219,10 @@ async fn a_transient_failure_is_retried_and_a_fatal_one_buries_the_job() {
     let stored = queue.job(doomed.id()).await.unwrap();
     assert_eq!(stored.attempts, 1);
     assert!(
-        stored.last_error.as_deref().is_some_and(|e| e.contains("bad input")),
+        stored
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("bad input")),
         "{:?}",
         stored.last_error
     );
@@ -205,7 +243,12 @@ async fn a_lapsed_lease_runs_the_job_again_and_refuses_the_late_report() {
         )
         .await,
     );
-    let again = json_of(&app, fetch(json!({"tasks": ["render"], "wait": "30s"})), StatusCode::OK).await;
+    let again = json_of(
+        &app,
+        fetch(json!({"tasks": ["render"], "wait": "30s"})),
+        StatusCode::OK,
+    )
+    .await;
     let (id2, fresh) = only_job(&again);
     assert_eq!(id2, id);
     assert_eq!(again["jobs"][0]["attempt"], 2);
@@ -227,7 +270,10 @@ async fn a_lapsed_lease_runs_the_job_again_and_refuses_the_late_report() {
     assert_eq!(handle.result().await.unwrap().status, JobStatus::Completed);
     let stored = queue.job(handle.id()).await.unwrap();
     assert!(
-        stored.logs.iter().any(|l| l.message.contains("lease lapsed")),
+        stored
+            .logs
+            .iter()
+            .any(|l| l.message.contains("lease lapsed")),
         "{:?}",
         stored.logs
     );
@@ -255,7 +301,12 @@ async fn a_job_cancelled_while_leased_is_announced_at_the_next_heartbeat() {
     let app = test::init_service(remote_app(&queue)).await;
     let handle = queue.create("crawl", json!(null)).await.unwrap();
     let (id, token) = only_job(
-        &json_of(&app, fetch(json!({"tasks": ["crawl"], "wait": "30s"})), StatusCode::OK).await,
+        &json_of(
+            &app,
+            fetch(json!({"tasks": ["crawl"], "wait": "30s"})),
+            StatusCode::OK,
+        )
+        .await,
     );
     queue.cancel(handle.id()).await.unwrap();
     assert_eq!(handle.result().await.unwrap().status, JobStatus::Cancelled);
@@ -303,7 +354,12 @@ async fn only_admin_tokens_may_fetch_or_report() {
         let body = json_of(&app, with(Some("dash"), &uri), StatusCode::FORBIDDEN).await;
         assert_eq!(error_of(&body).0, "forbidden");
     }
-    json_of(&app, with(Some("ops"), "/kessel/remote/fetch"), StatusCode::OK).await;
+    json_of(
+        &app,
+        with(Some("ops"), "/kessel/remote/fetch"),
+        StatusCode::OK,
+    )
+    .await;
 }
 
 #[actix_rt::test]
@@ -312,7 +368,12 @@ async fn a_report_with_a_wrong_lease_token_is_409() {
     let app = test::init_service(remote_app(&queue)).await;
     queue.create("t", json!(null)).await.unwrap();
     let (id, token) = only_job(
-        &json_of(&app, fetch(json!({"tasks": ["t"], "wait": "30s"})), StatusCode::OK).await,
+        &json_of(
+            &app,
+            fetch(json!({"tasks": ["t"], "wait": "30s"})),
+            StatusCode::OK,
+        )
+        .await,
     );
     for (what, extra) in [
         ("heartbeat", json!({})),
@@ -330,13 +391,22 @@ async fn a_report_with_a_wrong_lease_token_is_409() {
     let other = JobId::new();
     let answer = json_of(
         &app,
-        report(&other.to_string(), "complete", json!({"lease_token": token})),
+        report(
+            &other.to_string(),
+            "complete",
+            json!({"lease_token": token}),
+        ),
         StatusCode::CONFLICT,
     )
     .await;
     assert_eq!(error_of(&answer).0, "wrong_state");
     // The right token still works.
-    json_of(&app, report(&id, "complete", json!({"lease_token": token})), StatusCode::OK).await;
+    json_of(
+        &app,
+        report(&id, "complete", json!({"lease_token": token})),
+        StatusCode::OK,
+    )
+    .await;
 }
 
 #[actix_rt::test]
@@ -359,23 +429,62 @@ async fn bad_remote_bodies_are_400_naming_the_field() {
         (fetch(json!({"tasks": ["a"], "lease": "0s"})), "lease"),
         (fetch(json!({"tasks": ["a"], "wait": "2h"})), "wait"),
         (fetch(json!({"tasks": ["a"], "wiat": "1s"})), "wiat"),
-        (report(&id.to_string(), "complete", json!({})), "lease_token"),
-        (report(&id.to_string(), "fail", json!({"lease_token": "x"})), "message"),
         (
-            report(&id.to_string(), "fail", json!({"lease_token": "x", "message": "m", "fatal": "yes"})),
+            report(&id.to_string(), "complete", json!({})),
+            "lease_token",
+        ),
+        (
+            report(&id.to_string(), "fail", json!({"lease_token": "x"})),
+            "message",
+        ),
+        (
+            report(
+                &id.to_string(),
+                "fail",
+                json!({"lease_token": "x", "message": "m", "fatal": "yes"}),
+            ),
             "fatal",
         ),
-        (report(&id.to_string(), "progress", json!({"lease_token": "x", "current": -1, "total": 1})), "current"),
-        (report(&id.to_string(), "heartbeat", json!({"lease_token": "x", "lease": "x"})), "lease"),
-        (report("not-an-id", "log", json!({"lease_token": "x", "message": "m"})), "id"),
+        (
+            report(
+                &id.to_string(),
+                "progress",
+                json!({"lease_token": "x", "current": -1, "total": 1}),
+            ),
+            "current",
+        ),
+        (
+            report(
+                &id.to_string(),
+                "heartbeat",
+                json!({"lease_token": "x", "lease": "x"}),
+            ),
+            "lease",
+        ),
+        (
+            report(
+                "not-an-id",
+                "log",
+                json!({"lease_token": "x", "message": "m"}),
+            ),
+            "id",
+        ),
     ];
     for (req, field) in cases {
         let body = json_of(&app, req, StatusCode::BAD_REQUEST).await;
         assert_eq!(error_of(&body).1.as_deref(), Some(field), "{body}");
     }
     // A task with a local handler in the API's process is not handed out.
-    let body = json_of(&app, fetch(json!({"tasks": ["local"]})), StatusCode::CONFLICT).await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("local"), "{body}");
+    let body = json_of(
+        &app,
+        fetch(json!({"tasks": ["local"]})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("local"),
+        "{body}"
+    );
 }
 
 /// The API on a real port, for clients in other threads and processes:
@@ -423,7 +532,11 @@ async fn the_rust_remote_worker_works_jobs_end_to_end() {
     assert_eq!(result.status, JobStatus::Completed);
     assert_eq!(result.value, Some(json!(320)));
     let stored = queue.job(ok.id()).await.unwrap();
-    assert!(stored.logs.iter().any(|l| l.message == "halving"), "{:?}", stored.logs);
+    assert!(
+        stored.logs.iter().any(|l| l.message == "halving"),
+        "{:?}",
+        stored.logs
+    );
     assert_eq!(stored.progress.map(|p| p.current), Some(1));
     // A payload that does not decode is buried, as it is locally.
     let result = bad.result().await.unwrap();
@@ -442,7 +555,9 @@ async fn the_rust_remote_worker_works_jobs_end_to_end() {
 
 #[actix_rt::test]
 async fn the_python_example_works_a_job_end_to_end() {
-    let python = std::process::Command::new("python3").arg("--version").output();
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
     if python.is_err() {
         assert!(
             std::env::var("KESSEL_REQUIRE_PYTHON").as_deref() != Ok("1"),
@@ -453,28 +568,48 @@ async fn the_python_example_works_a_job_end_to_end() {
     }
     let queue = Queue::new();
     let (url, server) = serve(&queue);
-    let shouted = queue.create("shout", json!({"text": "hello"})).await.unwrap();
+    let shouted = queue
+        .create("shout", json!({"text": "hello"}))
+        .await
+        .unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/remote_worker.py");
     let run = |url: String| {
         actix_rt::task::spawn_blocking(move || {
             std::process::Command::new("python3")
-                .args([script, &url, "shout", "--token", "ops", "--once", "--wait", "30"])
+                .args([
+                    script, &url, "shout", "--token", "ops", "--once", "--wait", "30",
+                ])
                 .output()
                 .unwrap()
         })
     };
     let out = run(url.clone()).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result = shouted.result().await.unwrap();
     assert_eq!(result.status, JobStatus::Completed);
-    assert_eq!(result.value, Some(json!({"text": "HELLO", "worker": "python"})));
+    assert_eq!(
+        result.value,
+        Some(json!({"text": "HELLO", "worker": "python"}))
+    );
     let stored = queue.job(shouted.id()).await.unwrap();
-    assert!(stored.logs.iter().any(|l| l.message == "shouting"), "{:?}", stored.logs);
+    assert!(
+        stored.logs.iter().any(|l| l.message == "shouting"),
+        "{:?}",
+        stored.logs
+    );
 
     // Its handler's ValueError is a fatal failure: the job is buried.
     let mute = queue.create("shout", json!({"volume": 11})).await.unwrap();
     let out = run(url).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(mute.result().await.unwrap().status, JobStatus::Buried);
     server.stop(true).await;
 }
