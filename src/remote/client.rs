@@ -52,6 +52,12 @@ pub enum RemoteError {
 
 impl RemoteError {
     /// The HTTP status of an error the API answered with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(kessel::remote::RemoteError::NoTasks.status(), None);
+    /// ```
     pub fn status(&self) -> Option<u16> {
         match self {
             RemoteError::Api { status, .. } => Some(*status),

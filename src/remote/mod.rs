@@ -213,6 +213,13 @@ impl Worker {
     /// A worker of the API at `api_url` (the URL it is mounted at, such
     /// as `http://host:8080/kessel`), with bearer `token` (an admin token;
     /// `""` for an API without auth).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080/kessel", "ops-91c2");
+    /// assert!(worker.tasks().is_empty());
+    /// ```
     pub fn new(api_url: impl Into<String>, token: impl Into<String>) -> Self {
         let token: String = token.into();
         Worker {
@@ -228,6 +235,13 @@ impl Worker {
 
     /// How many jobs it fetches and runs at once (default 1; 0 is read as
     /// 1; the API hands out at most 100 per fetch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080", "").concurrency(0);
+    /// assert!(format!("{worker:?}").contains("concurrency: 1"));
+    /// ```
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.clamp(1, 100);
         self
@@ -235,6 +249,14 @@ impl Worker {
 
     /// The lease it asks for (default [`DEFAULT_LEASE`]); it heartbeats
     /// every third of it while a job runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080", "").lease(Duration::from_secs(90));
+    /// assert!(format!("{worker:?}").contains("lease: 90s"));
+    /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(30));
         self
@@ -242,12 +264,31 @@ impl Worker {
 
     /// How long one fetch waits for a job (default [`DEFAULT_WAIT`]; the
     /// API allows at most 60 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080", "").wait(Duration::ZERO);
+    /// assert!(format!("{worker:?}").contains("wait: 0ns"));
+    /// ```
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
     }
 
     /// Starts defining a task; see [`RemoteTaskBuilder::action`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::{JobContext, JobError};
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080", "");
+    /// worker.define("add").action(|job: JobContext<(i64, i64)>| async move {
+    ///     Ok::<_, JobError>(job.payload.0 + job.payload.1)
+    /// })?;
+    /// # Ok::<(), kessel::Error>(())
+    /// ```
     pub fn define(&self, name: impl Into<String>) -> RemoteTaskBuilder<'_> {
         RemoteTaskBuilder {
             worker: self,
@@ -257,6 +298,18 @@ impl Worker {
 
     /// The tasks defined, in order of definition (the order it asks for
     /// them in).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::{JobContext, JobError};
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080", "");
+    /// for name in ["b", "a"] {
+    ///     worker.define(name).action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// }
+    /// assert_eq!(worker.tasks(), ["b", "a"]);
+    /// # Ok::<(), kessel::Error>(())
+    /// ```
     pub fn tasks(&self) -> Vec<String> {
         self.tasks.lock().iter().map(|(n, _)| n.clone()).collect()
     }
@@ -270,6 +323,16 @@ impl Worker {
     /// A 4xx answer to a fetch (a wrong token: 401, a read-only one: 403,
     /// a task with a local handler in the API's process: 409), or
     /// [`RemoteError::NoTasks`] when nothing is defined.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() {
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080", "");
+    /// let err = worker.run().await.unwrap_err();
+    /// assert!(matches!(err, kessel::remote::RemoteError::NoTasks));
+    /// # }
+    /// ```
     pub async fn run(&self) -> Result<(), RemoteError> {
         loop {
             match self.run_once().await {

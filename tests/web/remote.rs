@@ -613,3 +613,50 @@ async fn the_python_example_works_a_job_end_to_end() {
     assert_eq!(mute.result().await.unwrap().status, JobStatus::Buried);
     server.stop(true).await;
 }
+
+#[cfg(feature = "remote")]
+#[actix_rt::test]
+async fn the_rust_remote_worker_signals_a_cancel_at_its_next_heartbeat() {
+    use kessel::remote::Worker;
+    use kessel::{JobContext, JobError};
+
+    let queue = Queue::new();
+    let (url, server) = serve(&queue);
+    let handle = queue.create("watch", json!(null)).await.unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let (saw_tx, mut saw_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    // A lease of 60 ms: a heartbeat every 20 ms.
+    let worker = Worker::new(url, "ops")
+        .lease(Duration::from_millis(60))
+        .wait(Duration::from_secs(30));
+    worker
+        .define("watch")
+        .action(move |job: JobContext<Value>| {
+            let started = started_tx.lock().unwrap().take();
+            let saw = saw_tx.clone();
+            async move {
+                if let Some(started) = started {
+                    let _ = started.send(());
+                }
+                job.cancelled().await;
+                let _ = saw.send(job.is_cancelled());
+                Err::<(), _>(JobError::transient("stopped"))
+            }
+        })
+        .unwrap();
+    let cancel = async {
+        started_rx.await.unwrap();
+        queue.cancel(handle.id()).await.unwrap();
+    };
+    // Bounded, so a heartbeat that never tells ends the test as a failure.
+    let (ran, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        futures::join!(worker.run_once(), cancel)
+    })
+    .await
+    .expect("the handler was never told of the cancel");
+    assert_eq!(ran.unwrap(), 1);
+    assert_eq!(saw_rx.recv().await, Some(true));
+    assert_eq!(handle.result().await.unwrap().status, JobStatus::Cancelled);
+    server.stop(true).await;
+}
