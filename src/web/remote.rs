@@ -3,8 +3,9 @@
 //!
 //! The API process bridges: when a remote worker first asks for jobs of a
 //! task, the API defines that task on its queue with a bridge handler,
-//! tagged `remote/<task>`, and starts a local worker on that tag (with
-//! [`Api::remote_slots`] slots). The bridge handler does not work the job:
+//! tagged `remote/<task>`, and starts local workers on that tag with as
+//! many slots as remote workers ask for jobs and hold leases (a high-water
+//! mark, at most [`Api::remote_slots`]). The bridge handler does not work the job:
 //! it parks it in a pool, where `POST /remote/fetch` hands it to a remote
 //! worker with a lease, and awaits that worker's report. Log lines and
 //! progress the remote worker sends go through the handler's
@@ -18,7 +19,7 @@
 //! leased is announced at the remote worker's next heartbeat
 //! (`"cancelled": true`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,16 +101,26 @@ struct Parked {
 /// A job handed to a remote worker.
 #[derive(Debug)]
 struct Leased {
+    task: String,
     token: String,
     expires: Instant,
     tx: mpsc::UnboundedSender<Report>,
     cancel: CancellationToken,
 }
 
+/// The local worker capacity of one bridged task.
+#[derive(Debug, Default)]
+struct Bridge {
+    /// Slots of the local workers started for it: the most jobs it parks.
+    slots: usize,
+    /// Jobs asked for by the fetches in progress.
+    asking: usize,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Tasks this API bridges.
-    bridged: HashSet<String>,
+    bridged: HashMap<String, Bridge>,
     /// Parked jobs not yet handed out, by task.
     waiting: HashMap<String, VecDeque<Parked>>,
     /// Jobs handed out, by id.
@@ -141,8 +152,10 @@ impl Default for Pool {
 
 impl Api {
     /// How many jobs of each remote task the API parks for remote workers
-    /// at most (default [`DEFAULT_REMOTE_SLOTS`]): the concurrency of the
-    /// local worker that bridges the task. A parked job counts as running.
+    /// at most (default [`DEFAULT_REMOTE_SLOTS`]). Below it, the local
+    /// workers that bridge a task get as many slots as remote workers have
+    /// asked for at once (fetches waiting plus leases held), and keep them.
+    /// A parked job counts as running.
     ///
     /// # Examples
     ///
@@ -187,27 +200,50 @@ impl Api {
 }
 
 impl Pool {
-    /// Makes sure `task` is bridged on `queue`.
-    fn bridge(self: &Arc<Self>, queue: &Queue, task: &str) -> Result<(), WebError> {
+    /// Makes sure `task` is bridged on `queue`, with local slots for
+    /// the jobs remote workers ask for (`n` more, for the fetch now
+    /// starting) and those they hold, up to [`Pool::slots`]. Slots are
+    /// added as demand grows and never taken back (a high-water mark).
+    fn bridge(self: &Arc<Self>, queue: &Queue, task: &str, n: usize) -> Result<(), WebError> {
         let mut inner = self.inner.lock();
-        if inner.bridged.contains(task) {
+        if !inner.bridged.contains_key(task) {
+            if queue.tasks().iter().any(|t| t == task) {
+                return Err(WebError::Conflict(format!(
+                    "task `{task}` has a local handler in the API's process; remote workers cannot take its jobs"
+                )));
+            }
+            let pool = self.clone();
+            queue
+                .define(task)
+                .tag(bridge_tag(task))
+                .retry(self.retry.clone())
+                .action(move |job: JobContext<Value>| bridge(pool.clone(), job))?;
+            inner.bridged.insert(task.to_owned(), Bridge::default());
+        }
+        let held = inner.leased.values().filter(|l| l.task == task).count();
+        let Some(bridge) = inner.bridged.get_mut(task) else {
             return Ok(());
+        };
+        bridge.asking += n;
+        let needed = (bridge.asking + held).min(self.slots);
+        if needed > bridge.slots {
+            queue
+                .process([bridge_tag(task)])
+                .concurrency(needed - bridge.slots)
+                .start()?;
+            bridge.slots = needed;
         }
-        if queue.tasks().iter().any(|t| t == task) {
-            return Err(WebError::Conflict(format!(
-                "task `{task}` has a local handler in the API's process; remote workers cannot take its jobs"
-            )));
-        }
-        let tag = bridge_tag(task);
-        let pool = self.clone();
-        queue
-            .define(task)
-            .tag(tag.clone())
-            .retry(self.retry.clone())
-            .action(move |job: JobContext<Value>| bridge(pool.clone(), job))?;
-        queue.process([tag]).concurrency(self.slots).start()?;
-        inner.bridged.insert(task.to_owned());
         Ok(())
+    }
+
+    /// A fetch of `n` jobs of `tasks` ended: they are no longer asked for.
+    fn asked(&self, tasks: &[String], n: usize) {
+        let mut inner = self.inner.lock();
+        for task in tasks {
+            if let Some(bridge) = inner.bridged.get_mut(task) {
+                bridge.asking = bridge.asking.saturating_sub(n);
+            }
+        }
     }
 
     fn park(&self, task: &str, parked: Parked) {
@@ -243,6 +279,7 @@ impl Pool {
                 inner.leased.insert(
                     parked.id,
                     Leased {
+                        task: task.clone(),
                         token: token.clone(),
                         expires,
                         tx: parked.tx,
@@ -563,6 +600,19 @@ pub(crate) struct ProgressRequest {
     total: u64,
 }
 
+/// Withdraws a fetch's demand however it ends.
+struct Asking {
+    pool: Arc<Pool>,
+    tasks: Vec<String>,
+    n: usize,
+}
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        self.pool.asked(&self.tasks, self.n);
+    }
+}
+
 /// Takes up to `n` jobs of the named tasks, waiting up to `wait` for one.
 #[utoipa::path(
     post,
@@ -600,8 +650,14 @@ pub(crate) async fn fetch(
     let lease = positive_lease("lease", req.lease.as_deref())?;
     let wait = duration_field("wait", req.wait.as_deref(), Duration::ZERO, MAX_WAIT)?;
     let pool = &state.remote;
+    let mut asking = Asking {
+        pool: pool.clone(),
+        tasks: Vec::with_capacity(req.tasks.len()),
+        n,
+    };
     for task in &req.tasks {
-        pool.bridge(&state.queue, task)?;
+        pool.bridge(&state.queue, task, n)?;
+        asking.tasks.push(task.clone());
     }
     let deadline = Instant::now() + wait;
     loop {

@@ -660,3 +660,30 @@ async fn the_rust_remote_worker_signals_a_cancel_at_its_next_heartbeat() {
     assert_eq!(handle.result().await.unwrap().status, JobStatus::Cancelled);
     server.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn a_task_parks_no_more_jobs_than_its_remote_workers_asked_for() {
+    let queue = Queue::new();
+    let app = test::init_service(remote_app(&queue)).await;
+    for n in 0..6 {
+        queue.create("batch", json!(n)).await.unwrap();
+    }
+    let answer = json_of(
+        &app,
+        fetch(json!({"tasks": ["batch"], "n": 2, "wait": "30s"})),
+        StatusCode::OK,
+    )
+    .await;
+    let jobs = answer["jobs"].as_array().unwrap().len();
+    assert!((1..=2).contains(&jobs), "{answer}");
+    // Two slots were asked for: at most two jobs run (parked or leased);
+    // the others wait for a remote worker to ask.
+    let stats = queue.stats().await.unwrap();
+    let running: u64 = stats
+        .counts
+        .iter()
+        .filter(|c| c.task == "batch" && c.status == JobStatus::Running)
+        .map(|c| c.count)
+        .sum();
+    assert!(running <= 2, "{running} running: {stats:?}");
+}
