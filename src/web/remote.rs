@@ -346,15 +346,18 @@ impl Pool {
         }
     }
 
-    /// Whether the lease of `id` has lapsed; if so it is removed.
-    fn lapse(&self, id: JobId) -> Option<Instant> {
+    /// Whether the lease of `id` has lapsed (then it is removed), runs on,
+    /// or ended with a final report (which is on its way to the handler).
+    fn lapse(&self, id: JobId) -> Lease {
         let mut inner = self.inner.lock();
-        let expires = inner.leased.get(&id)?.expires;
+        let Some(expires) = inner.leased.get(&id).map(|l| l.expires) else {
+            return Lease::Ended;
+        };
         if expires <= Instant::now() {
             inner.leased.remove(&id);
-            None
+            Lease::Lapsed
         } else {
-            Some(expires)
+            Lease::Until(expires)
         }
     }
 
@@ -373,6 +376,17 @@ impl Pool {
         let now = Instant::now();
         inner.cancelled.retain(|_, (_, until)| *until > now);
     }
+}
+
+/// Where a job's lease stands, as its bridge handler learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// It runs until then.
+    Until(Instant),
+    /// It lapsed just now, and is removed.
+    Lapsed,
+    /// A final report ended it: the report follows on the channel.
+    Ended,
 }
 
 /// When a lease of `lease` granted at `now` ends.
@@ -431,11 +445,16 @@ async fn bridge(pool: Arc<Pool>, job: JobContext<Value>) -> Result<Option<Value>
                 return Err(JobError::transient("cancelled or timed out while waiting for a remote worker"));
             }
             _ = lapse => match pool.lapse(id) {
-                Some(later) => expires = Some(later),
-                None => return Err(JobError::transient("the remote worker's lease lapsed")),
+                Lease::Until(later) => expires = Some(later),
+                Lease::Lapsed => return Err(JobError::transient("the remote worker's lease lapsed")),
+                Lease::Ended => expires = None,
             },
             report = rx.recv() => match report {
-                Some(Report::Leased) => expires = pool.lapse(id),
+                Some(Report::Leased) => match pool.lapse(id) {
+                    Lease::Until(at) => expires = Some(at),
+                    Lease::Lapsed => return Err(JobError::transient("the remote worker's lease lapsed")),
+                    Lease::Ended => expires = None,
+                },
                 Some(Report::Log(message, data)) => job.log(message, data),
                 Some(Report::Progress(current, total)) => job.progress(current, total),
                 Some(Report::Complete(value)) => return Ok(value),

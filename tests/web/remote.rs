@@ -687,3 +687,35 @@ async fn a_task_parks_no_more_jobs_than_its_remote_workers_asked_for() {
         .sum();
     assert!(running <= 2, "{running} running: {stats:?}");
 }
+
+/// Regression: a lease that lapsed before the bridge handler learned it
+/// was handed out left the job parked for good.
+#[actix_rt::test]
+async fn a_lease_that_lapses_before_the_bridge_learns_of_it_still_returns_the_job() {
+    let queue = Queue::new();
+    let app = test::init_service(remote_app(&queue)).await;
+    let handle = queue.create("flash", json!(null)).await.unwrap();
+    let (id, _) = only_job(
+        &json_of(
+            &app,
+            fetch(json!({"tasks": ["flash"], "lease": "1ms", "wait": "30s"})),
+            StatusCode::OK,
+        )
+        .await,
+    );
+    let again = json_of(
+        &app,
+        fetch(json!({"tasks": ["flash"], "wait": "30s"})),
+        StatusCode::OK,
+    )
+    .await;
+    let (id2, token) = only_job(&again);
+    assert_eq!(id2, id);
+    json_of(
+        &app,
+        report(&id, "complete", json!({"lease_token": token})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(handle.result().await.unwrap().status, JobStatus::Completed);
+}
