@@ -49,6 +49,7 @@ use crate::context::{CancelSignal, JobContext, RunInfo, RunShared};
 use crate::error::{Error, JobError, JobErrorKind};
 use crate::event::EventBus;
 use crate::job::JobId;
+use crate::queue::{AnyPayload, TaskPayload};
 use crate::scheduler::clock::Clock;
 use crate::task::{validate_task_name, Action, FnAction};
 use crate::time::CompactTime;
@@ -131,11 +132,82 @@ impl std::fmt::Debug for Worker {
 /// assert_eq!(worker.tasks(), ["echo"]);
 /// # Ok::<(), kessel::Error>(())
 /// ```
+///
+/// `P` is as in [`TaskBuilder`](crate::TaskBuilder): [`AnyPayload`] from
+/// [`Worker::define`], or the [`TaskPayload`] type of
+/// [`Worker::define_for`], whose handler must take [`JobContext<P>`].
 #[must_use = "a task is only defined once `.action(..)` is called"]
-#[derive(Debug)]
-pub struct RemoteTaskBuilder<'w> {
+pub struct RemoteTaskBuilder<'w, P = AnyPayload> {
     worker: &'w Worker,
     name: String,
+    payload: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P> std::fmt::Debug for RemoteTaskBuilder<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTaskBuilder")
+            .field("name", &self.name)
+            .field("payload", &std::any::type_name::<P>())
+            .finish()
+    }
+}
+
+impl<P> RemoteTaskBuilder<'_, P> {
+    /// Registers `action` under the builder's name.
+    fn finish(self, action: Arc<dyn Action>) -> Result<(), Error> {
+        validate_task_name(&self.name)?;
+        let mut tasks = self.worker.tasks.lock();
+        if tasks.iter().any(|(n, _)| *n == self.name) {
+            return Err(Error::InvalidInput {
+                field: "task",
+                reason: format!("task `{}` is already defined on this worker", self.name),
+            });
+        }
+        tasks.push((self.name, action));
+        Ok(())
+    }
+}
+
+impl<P: TaskPayload> RemoteTaskBuilder<'_, P> {
+    /// Sets the handler of a task defined with [`Worker::define_for`]: it
+    /// takes [`JobContext<P>`], as with
+    /// [`Queue::define_for`](crate::Queue::define_for).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an invalid [`TaskPayload::TASK`], or a
+    /// task already defined on this worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::{JobError, TaskPayload};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Resize { width: u32 }
+    /// impl TaskPayload for Resize {
+    ///     const TASK: &'static str = "resize";
+    /// }
+    ///
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080", "");
+    /// worker.define_for::<Resize>().action(|job| async move {
+    ///     Ok::<_, JobError>(job.payload.width / 2)
+    /// })?;
+    /// assert_eq!(worker.tasks(), ["resize"]);
+    /// # Ok::<(), kessel::Error>(())
+    /// ```
+    pub fn action<F, Fut, R, E>(self, handler: F) -> Result<(), Error>
+    where
+        F: Fn(JobContext<P>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<R, E>> + 'static,
+        R: Serialize + 'static,
+        E: Into<JobError> + 'static,
+    {
+        self.finish(Arc::new(FnAction {
+            f: handler,
+            _payload: std::marker::PhantomData,
+        }))
+    }
 }
 
 impl RemoteTaskBuilder<'_> {
@@ -165,22 +237,10 @@ impl RemoteTaskBuilder<'_> {
         R: Serialize + 'static,
         E: Into<JobError> + 'static,
     {
-        validate_task_name(&self.name)?;
-        let mut tasks = self.worker.tasks.lock();
-        if tasks.iter().any(|(n, _)| *n == self.name) {
-            return Err(Error::InvalidInput {
-                field: "task",
-                reason: format!("task `{}` is already defined on this worker", self.name),
-            });
-        }
-        tasks.push((
-            self.name,
-            Arc::new(FnAction {
-                f: handler,
-                _payload: std::marker::PhantomData,
-            }),
-        ));
-        Ok(())
+        self.finish(Arc::new(FnAction {
+            f: handler,
+            _payload: std::marker::PhantomData,
+        }))
     }
 }
 
@@ -293,6 +353,34 @@ impl Worker {
         RemoteTaskBuilder {
             worker: self,
             name: name.into(),
+            payload: std::marker::PhantomData,
+        }
+    }
+
+    /// Starts defining the task of payload type `P`, named
+    /// [`P::TASK`](TaskPayload::TASK), its handler taking
+    /// [`JobContext<P>`] (as [`Queue::define_for`](crate::Queue::define_for)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::{JobError, TaskPayload};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Ping;
+    /// impl TaskPayload for Ping {
+    ///     const TASK: &'static str = "ping";
+    /// }
+    ///
+    /// let worker = kessel::remote::Worker::new("http://127.0.0.1:8080", "");
+    /// worker.define_for::<Ping>().action(|_job| async { Ok::<_, JobError>("pong") })?;
+    /// # Ok::<(), kessel::Error>(())
+    /// ```
+    pub fn define_for<P: TaskPayload>(&self) -> RemoteTaskBuilder<'_, P> {
+        RemoteTaskBuilder {
+            worker: self,
+            name: P::TASK.to_owned(),
+            payload: std::marker::PhantomData,
         }
     }
 
