@@ -49,6 +49,9 @@
 //! - `dashboard`: the same API also serves a dashboard under
 //!   `<mount>/dashboard/`, HTML pages to see and steer the queue in a
 //!   browser, live; see `docs/dashboard.md`;
+//! - `remote`: `kessel::remote::Worker`, a process with no store of its
+//!   own that works jobs through the HTTP API (same task builder and
+//!   handlers); see `docs/http.md`, "Remote workers";
 //! - `cli`: the `kessel` operator binary (`docs/cli.md`);
 //! - `cron`: [`schedule`], recurring jobs: cron expressions (5 or 6
 //!   fields, `@daily`) in a time zone, or fixed intervals, enqueued
@@ -106,6 +109,8 @@ mod new_job;
 mod node;
 mod persistence;
 mod queue;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod reports;
 #[cfg(feature = "cron")]
 pub mod schedule;

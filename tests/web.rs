@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 mod web {
     pub(crate) mod bulk;
     pub(crate) mod fuzz;
+    pub(crate) mod remote;
     #[cfg(feature = "cron")]
     pub(crate) mod schedules;
 }

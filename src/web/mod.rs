@@ -50,11 +50,13 @@ mod error;
 mod events;
 mod jobs;
 mod nodes;
+mod remote;
 #[cfg(feature = "cron")]
 mod schedules;
 
 pub use auth::{Auth, Authorize, Denied, Role, Tokens};
 pub use error::{ErrorBody, ErrorDetail, WebError};
+pub use remote::DEFAULT_REMOTE_SLOTS;
 
 /// The default request body limit: 1 MiB.
 ///
@@ -98,6 +100,8 @@ pub struct Api {
     body_limit: usize,
     replay: usize,
     hub: Arc<events::Hub>,
+    /// Jobs parked for remote workers (`/remote/...`).
+    remote: Arc<remote::Pool>,
     /// The dashboard's shared counts, or none when it is turned off.
     #[cfg(feature = "dashboard")]
     dashboard: Option<Arc<dashboard::Meter>>,
@@ -110,6 +114,8 @@ pub(crate) struct State {
     pub(crate) auth: Auth,
     pub(crate) body_limit: usize,
     pub(crate) hub: Arc<events::Hub>,
+    /// Jobs parked for remote workers.
+    pub(crate) remote: Arc<remote::Pool>,
     /// The OpenAPI document as served under this mount path.
     pub(crate) openapi: String,
 }
@@ -131,6 +137,7 @@ impl Api {
             body_limit: DEFAULT_BODY_LIMIT,
             replay: DEFAULT_REPLAY,
             hub: Arc::new(events::Hub::new(DEFAULT_REPLAY)),
+            remote: Arc::default(),
             #[cfg(feature = "dashboard")]
             dashboard: Some(Arc::default()),
         }
@@ -187,6 +194,7 @@ impl Api {
             auth: self.auth.clone(),
             body_limit: self.body_limit,
             hub: self.hub.clone(),
+            remote: self.remote.clone(),
             openapi: openapi_json(path),
         });
         let resource = |p: &str, allow: &'static str| {
@@ -233,6 +241,21 @@ impl Api {
                 resource("/delete-matching", "POST").route(web::post().to(admin::delete_matching)),
             )
             .service(resource("/events", "GET").route(web::get().to(events::stream)))
+            .service(resource("/remote/fetch", "POST").route(web::post().to(remote::fetch)))
+            .service(
+                resource("/remote/jobs/{id}/heartbeat", "POST")
+                    .route(web::post().to(remote::heartbeat)),
+            )
+            .service(
+                resource("/remote/jobs/{id}/complete", "POST")
+                    .route(web::post().to(remote::complete)),
+            )
+            .service(resource("/remote/jobs/{id}/fail", "POST").route(web::post().to(remote::fail)))
+            .service(resource("/remote/jobs/{id}/log", "POST").route(web::post().to(remote::log)))
+            .service(
+                resource("/remote/jobs/{id}/progress", "POST")
+                    .route(web::post().to(remote::progress)),
+            )
             .service(resource("/openapi.json", "GET").route(web::get().to(openapi)));
         #[cfg(feature = "cron")]
         let scope = scope
@@ -409,6 +432,12 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
         admin::clean,
         admin::delete_matching,
         events::stream,
+        remote::fetch,
+        remote::heartbeat,
+        remote::complete,
+        remote::fail,
+        remote::log,
+        remote::progress,
         openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -418,6 +447,7 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
         (name = "jobs", description = "Create, read, cancel and kick jobs, one at a time or by filter"),
         (name = "admin", description = "Tasks, tags, stats, nodes, clean, delete-matching"),
         (name = "events", description = "A live stream of job and queue events"),
+        (name = "remote", description = "Remote workers: fetch jobs with a lease, heartbeat, report"),
     )
 )]
 struct ApiDoc;
