@@ -117,6 +117,8 @@ mod time;
 mod unique;
 #[cfg(feature = "web")]
 pub mod web;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 
 pub use admin::{Clean, IntoTimeLimit, Stats};
 pub use config::{Retention, SharedConfig};

@@ -303,6 +303,9 @@ pub(crate) struct TaskDef {
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     /// The task that receives this task's buried jobs as dead letters.
     pub(crate) dead_letter: Option<Arc<str>>,
+    /// Where its jobs' webhook callbacks go (feature `webhooks`).
+    #[cfg(feature = "webhooks")]
+    pub(crate) callback: Option<Arc<crate::webhook::Target>>,
     /// At most this many of its jobs run at once.
     pub(crate) max_running: Option<u32>,
     /// How often its jobs may start.
