@@ -279,21 +279,12 @@ async fn a_pending_delivery_survives_closing_and_reopening_a_sqlite_queue() {
         let queue = Queue::sqlite(&path).await.expect("open");
         queue.webhooks(hooks()).expect("webhooks");
         define_export(&queue, &receiver.url);
-        let mut events = queue.events(Filter::Task(TASK.into()));
         queue.process(["default"]).start().expect("worker");
         let export = queue.create("export", ()).await.expect("create");
         assert_eq!(export.result().await.expect("result").status, JobStatus::Completed);
-        // The delivery is stored, then held: its `created` event says so.
-        let created = loop {
-            match events.next().await {
-                Some(Event::Job(e)) if e.kind.name() == "created" => break e.id,
-                Some(_) => {}
-                None => panic!("no delivery was created"),
-            }
-        };
-        let pending = queue.callbacks(export.id()).await.expect("callbacks");
-        assert_eq!(pending.iter().map(|j| (j.id, j.status)).collect::<Vec<_>>(), [(created, JobStatus::Ready)]);
+        // Shutting down waits for the delivery to be stored.
         queue.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+        queue.store().close().await.expect("close");
         export.id()
     };
     assert!(receiver.requests().is_empty());
@@ -301,6 +292,12 @@ async fn a_pending_delivery_survives_closing_and_reopening_a_sqlite_queue() {
     let queue = Queue::sqlite(&path).await.expect("reopen");
     queue.webhooks(hooks()).expect("webhooks");
     define_export(&queue, &receiver.url);
+    let pending = queue.callbacks(export_id).await.expect("callbacks");
+    assert_eq!(
+        pending.iter().map(|j| j.status).collect::<Vec<_>>(),
+        [JobStatus::Ready],
+        "the delivery waits in the file: {pending:?}"
+    );
     let mut events = queue.events(Filter::Task(TASK.into()));
     queue.process(["webhooks"]).start().expect("worker");
     let delivery = queue.job(final_delivery(&mut events).await).await.expect("read");
