@@ -49,6 +49,11 @@
 //! - `dashboard`: the same API also serves a dashboard under
 //!   `<mount>/dashboard/`, HTML pages to see and steer the queue in a
 //!   browser, live; see `docs/dashboard.md`;
+//! - `webhooks`: `kessel::webhook`, callbacks: a task names a URL that
+//!   kessel POSTs to, signed with HMAC-SHA256, when one of its jobs
+//!   reaches a final state; delivered by ordinary jobs, so retried with
+//!   backoff and as durable as the store (`docs/http.md`, "Webhook
+//!   callbacks"); `webhooks-tls` adds `https://` URLs;
 //! - `cli`: the `kessel` operator binary (`docs/cli.md`);
 //! - `cron`: [`schedule`], recurring jobs: cron expressions (5 or 6
 //!   fields, `@daily`) in a time zone, or fixed intervals, enqueued

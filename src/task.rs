@@ -419,6 +419,23 @@ impl Task {
         self.def.dead_letter.as_deref()
     }
 
+    /// The URL its jobs' webhook callbacks go to (feature `webhooks`; see
+    /// [`TaskBuilder::callback`](crate::TaskBuilder::callback)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.webhooks(kessel::webhook::Webhooks::new().secret("default", "s3cret"))?;
+    /// let task = queue.define("sync").callback("http://127.0.0.1:8080/hooks")
+    ///     .action(|_: kessel::JobContext<()>| async { Ok::<_, kessel::JobError>(()) })?;
+    /// assert_eq!(task.callback(), Some("http://127.0.0.1:8080/hooks"));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "webhooks")]
+    pub fn callback(&self) -> Option<&str> {
+        self.def.callback.as_ref().map(|t| &*t.url)
+    }
+
     /// How many of its jobs may run at once, if limited (see
     /// [`TaskBuilder::max_running`](crate::TaskBuilder::max_running)).
     ///

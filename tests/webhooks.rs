@@ -168,8 +168,15 @@ async fn a_receiver_that_fails_twice_gets_the_signed_callback_on_the_third_attem
     define_export(&queue, &receiver.url);
     let mut events = queue.events(Filter::Task(TASK.into()));
     queue.process(["default"]).start().expect("worker");
-    let export = queue.create("export", ()).reference("order-7").await.expect("create");
-    assert_eq!(export.result().await.expect("result").status, JobStatus::Completed);
+    let export = queue
+        .create("export", ())
+        .reference("order-7")
+        .await
+        .expect("create");
+    assert_eq!(
+        export.result().await.expect("result").status,
+        JobStatus::Completed
+    );
 
     let delivery_id = final_delivery(&mut events).await;
     let delivery = queue.job(delivery_id).await.expect("the delivery");
@@ -180,11 +187,22 @@ async fn a_receiver_that_fails_twice_gets_the_signed_callback_on_the_third_attem
     assert!(lines[0].contains("answered 500"), "{lines:?}");
     assert!(lines[1].contains("answered 503"), "{lines:?}");
     assert!(lines[2].contains("answered 200"), "{lines:?}");
-    assert_eq!(delivery.logs.iter().filter_map(|l| l.data.as_ref()).filter(|d| d["status"].is_u64()).count(), 3);
+    assert_eq!(
+        delivery
+            .logs
+            .iter()
+            .filter_map(|l| l.data.as_ref())
+            .filter(|d| d["status"].is_u64())
+            .count(),
+        3
+    );
 
     // Found from the job it follows.
     let found = queue.callbacks(export.id()).await.expect("callbacks");
-    assert_eq!(found.iter().map(|j| j.id).collect::<Vec<_>>(), [delivery_id]);
+    assert_eq!(
+        found.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [delivery_id]
+    );
 
     let requests = receiver.requests();
     assert_eq!(requests.len(), 3);
@@ -222,11 +240,20 @@ async fn a_buried_job_calls_back_with_its_error() {
     let mut events = queue.events(Filter::Task(TASK.into()));
     queue.process(["default"]).start().expect("worker");
     let charge = queue.create("charge", ()).await.expect("create");
-    assert_eq!(charge.result().await.expect("result").status, JobStatus::Buried);
-    let delivery = queue.job(final_delivery(&mut events).await).await.expect("read");
+    assert_eq!(
+        charge.result().await.expect("result").status,
+        JobStatus::Buried
+    );
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
     assert_eq!(delivery.status, JobStatus::Completed, "{delivery:?}");
     let payload = delivery.payload.to_value().expect("json");
-    assert_eq!(payload["secret"], "partner", "the secret's name, not the secret");
+    assert_eq!(
+        payload["secret"], "partner",
+        "the secret's name, not the secret"
+    );
     assert!(!delivery.payload.as_str().contains("test secret"));
     let requests = receiver.requests();
     let body: CallbackBody = serde_json::from_slice(&requests[0].body).expect("a callback body");
@@ -252,15 +279,28 @@ async fn a_receiver_that_never_answers_times_out_each_attempt_and_the_delivery_i
     let export = queue.create("export", ()).await.expect("create");
     export.result().await.expect("result");
 
-    let delivery = queue.job(final_delivery(&mut events).await).await.expect("read");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
     assert_eq!(delivery.status, JobStatus::Buried, "{delivery:?}");
     assert_eq!(delivery.attempts, 2);
     let error = delivery.last_error.clone().unwrap_or_default();
-    assert!(error.contains("did not answer within the 200ms timeout"), "{error}");
+    assert!(
+        error.contains("did not answer within the 200ms timeout"),
+        "{error}"
+    );
     let lines = handler_lines(&delivery);
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines.iter().all(|l| l.contains("200ms timeout")), "{lines:?}");
-    assert_eq!(receiver.requests().len(), 2, "each attempt reached the receiver");
+    assert!(
+        lines.iter().all(|l| l.contains("200ms timeout")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        receiver.requests().len(),
+        2,
+        "each attempt reached the receiver"
+    );
 }
 
 #[actix_rt::test]
@@ -281,9 +321,15 @@ async fn a_pending_delivery_survives_closing_and_reopening_a_sqlite_queue() {
         define_export(&queue, &receiver.url);
         queue.process(["default"]).start().expect("worker");
         let export = queue.create("export", ()).await.expect("create");
-        assert_eq!(export.result().await.expect("result").status, JobStatus::Completed);
+        assert_eq!(
+            export.result().await.expect("result").status,
+            JobStatus::Completed
+        );
         // Shutting down waits for the delivery to be stored.
-        queue.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+        queue
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("shutdown");
         queue.store().close().await.expect("close");
         export.id()
     };
@@ -300,13 +346,19 @@ async fn a_pending_delivery_survives_closing_and_reopening_a_sqlite_queue() {
     );
     let mut events = queue.events(Filter::Task(TASK.into()));
     queue.process(["webhooks"]).start().expect("worker");
-    let delivery = queue.job(final_delivery(&mut events).await).await.expect("read");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
     assert_eq!(delivery.status, JobStatus::Completed, "{delivery:?}");
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);
     let body: CallbackBody = serde_json::from_slice(&requests[0].body).expect("a callback body");
     assert_eq!(body.job_id, export_id);
-    queue.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+    queue
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
 }
 
 #[actix_rt::test]
@@ -315,14 +367,26 @@ async fn a_callback_that_is_not_an_http_url_is_refused_naming_the_field() {
     queue
         .webhooks(Webhooks::new().secret("default", SECRET))
         .expect("webhooks");
-    for url in ["ftp://example.com/x", "example.com/hooks", "http://", "not a url", ""] {
+    for url in [
+        "ftp://example.com/x",
+        "example.com/hooks",
+        "http://",
+        "not a url",
+        "",
+    ] {
         let err = queue
             .define(format!("task {url}"))
             .callback(url)
             .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
             .expect_err(url);
         assert!(
-            matches!(err, Error::InvalidInput { field: "callback", .. }),
+            matches!(
+                err,
+                Error::InvalidInput {
+                    field: "callback",
+                    ..
+                }
+            ),
             "{url:?}: {err}"
         );
     }
@@ -336,7 +400,16 @@ async fn a_callback_without_webhooks_registered_is_refused() {
         .callback("http://127.0.0.1:9/hooks")
         .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
         .expect_err("nothing would deliver it");
-    assert!(matches!(err, Error::InvalidInput { field: "callback", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                field: "callback",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("queue.webhooks"), "{err}");
 }
 
@@ -351,5 +424,14 @@ async fn a_callback_secret_without_a_callback_is_refused() {
         .callback_secret("default")
         .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
         .expect_err("a secret for no URL");
-    assert!(matches!(err, Error::InvalidInput { field: "callback_secret", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                field: "callback_secret",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

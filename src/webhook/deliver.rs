@@ -268,10 +268,7 @@ impl Sender {
                 }
             }
             Answer::TimedOut => {
-                let message = format!(
-                    "{url} did not answer within the {:?} timeout",
-                    self.timeout
-                );
+                let message = format!("{url} did not answer within the {:?} timeout", self.timeout);
                 job.log(
                     format!("attempt {attempt}: {message}"),
                     serde_json::json!({"attempt": attempt, "error": "timeout", "duration_ms": millis}),

@@ -57,7 +57,9 @@ use crate::error::Error;
 use crate::job::{JobId, JobStatus};
 
 pub use deliver::Webhooks;
-pub use signature::{sign, verify_signature, verify_signature_at, SignatureError, SIGNATURE_HEADER};
+pub use signature::{
+    sign, verify_signature, verify_signature_at, SignatureError, SIGNATURE_HEADER,
+};
 
 /// The name of the task that delivers callbacks.
 ///

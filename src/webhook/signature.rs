@@ -168,9 +168,11 @@ pub fn verify_signature_at(
                     return Err(malformed("`t` is given twice"));
                 }
             }
-            "v1" => signatures.push(decode_hex(value).ok_or_else(|| {
-                malformed("`v1` must be 64 hexadecimal digits (an HMAC-SHA256)")
-            })?),
+            "v1" => {
+                signatures.push(decode_hex(value).ok_or_else(|| {
+                    malformed("`v1` must be 64 hexadecimal digits (an HMAC-SHA256)")
+                })?)
+            }
             // Room for later schemes: unknown keys are skipped.
             _ => {}
         }
