@@ -435,3 +435,33 @@ async fn a_callback_secret_without_a_callback_is_refused() {
         "{err}"
     );
 }
+
+#[actix_rt::test]
+async fn a_cancelled_job_calls_back_with_its_status() {
+    let receiver = Receiver::start(Answers::InTurn(Vec::new()));
+    let queue = Queue::new();
+    queue
+        .webhooks(Webhooks::new().secret("default", SECRET).retry(quick(2)))
+        .expect("webhooks");
+    define_export(&queue, &receiver.url);
+    let mut events = queue.events(Filter::Task(TASK.into()));
+    queue.process(["default"]).start().expect("worker");
+    let later = queue
+        .create("export", ())
+        .delay("1h")
+        .await
+        .expect("create");
+    queue.cancel(later.id()).await.expect("cancel");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
+    assert_eq!(delivery.status, JobStatus::Completed, "{delivery:?}");
+    let requests = receiver.requests();
+    let body: CallbackBody = serde_json::from_slice(&requests[0].body).expect("a callback body");
+    assert_eq!(
+        (body.job_id, body.status),
+        (later.id(), JobStatus::Cancelled)
+    );
+    assert_eq!(body.attempts, 0);
+}
