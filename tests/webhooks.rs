@@ -7,6 +7,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
+mod common;
+
 use futures::StreamExt;
 use kessel::event::{Event, Filter};
 use kessel::webhook::{verify_signature, CallbackBody, Webhooks, SIGNATURE_HEADER, TASK};
@@ -464,4 +467,60 @@ async fn a_cancelled_job_calls_back_with_its_status() {
         (later.id(), JobStatus::Cancelled)
     );
     assert_eq!(body.attempts, 0);
+}
+
+/// The same on PostgreSQL: the delivery stored by one queue is delivered
+/// by another on the same schema (skipped without a database unless
+/// `KESSEL_REQUIRE_DB=1`).
+#[cfg(feature = "postgres")]
+#[actix_rt::test]
+async fn a_pending_delivery_survives_a_restart_on_postgres() {
+    let Some(db) = common::pg::fresh().await else {
+        return;
+    };
+    let receiver = Receiver::start(Answers::InTurn(vec![500]));
+    let hooks = || {
+        Webhooks::new()
+            .secret("default", SECRET)
+            .tag("webhooks")
+            .retry(quick(3))
+    };
+    let (lease, poll) = (Duration::from_secs(30), Duration::from_millis(50));
+    let export_id = {
+        let queue = db.queue(lease, poll).await;
+        queue.webhooks(hooks()).expect("webhooks");
+        define_export(&queue, &receiver.url);
+        queue.process(["default"]).start().expect("worker");
+        let export = queue.create("export", ()).await.expect("create");
+        assert_eq!(
+            export.result().await.expect("result").status,
+            JobStatus::Completed
+        );
+        queue
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("shutdown");
+        export.id()
+    };
+    assert!(receiver.requests().is_empty());
+
+    let queue = db.queue(lease, poll).await;
+    queue.webhooks(hooks()).expect("webhooks");
+    define_export(&queue, &receiver.url);
+    let mut events = queue.events(Filter::Task(TASK.into()));
+    queue.process(["webhooks"]).start().expect("worker");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
+    assert_eq!(delivery.status, JobStatus::Completed, "{delivery:?}");
+    assert_eq!(delivery.attempts, 2, "one 500, then 200");
+    let requests = receiver.requests();
+    let body: CallbackBody = serde_json::from_slice(&requests[1].body).expect("a callback body");
+    assert_eq!(body.job_id, export_id);
+    queue
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+    db.drop().await;
 }
