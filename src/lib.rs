@@ -166,6 +166,12 @@ struct UniqueGuide;
 #[doc = include_str!("../docs/recurring.md")]
 struct Recurring;
 
+/// The HTTP guide, `docs/http.md`: its webhook examples run as doctests
+/// (the API's own are `rust,ignore`: they start a server).
+#[cfg(all(doctest, feature = "web", feature = "webhooks"))]
+#[doc = include_str!("../docs/http.md")]
+struct HttpGuide;
+
 /// The guide, `docs/flow-control.md`: each example runs as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/flow-control.md")]
