@@ -52,6 +52,11 @@
 //! - `remote`: `kessel::remote::Worker`, a process with no store of its
 //!   own that works jobs through the HTTP API (same task builder and
 //!   handlers); see `docs/http.md`, "Remote workers";
+//! - `webhooks`: `kessel::webhook`, callbacks: a task names a URL that
+//!   kessel POSTs to, signed with HMAC-SHA256, when one of its jobs
+//!   reaches a final state; delivered by ordinary jobs, so retried with
+//!   backoff and as durable as the store (`docs/http.md`, "Webhook
+//!   callbacks"); `webhooks-tls` adds `https://` URLs;
 //! - `cli`: the `kessel` operator binary (`docs/cli.md`);
 //! - `cron`: [`schedule`], recurring jobs: cron expressions (5 or 6
 //!   fields, `@daily`) in a time zone, or fixed intervals, enqueued
@@ -122,6 +127,8 @@ mod time;
 mod unique;
 #[cfg(feature = "web")]
 pub mod web;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 
 pub use admin::{Clean, IntoTimeLimit, Stats};
 pub use config::{Retention, SharedConfig};
@@ -163,6 +170,12 @@ struct UniqueGuide;
 #[cfg(all(doctest, feature = "cron"))]
 #[doc = include_str!("../docs/recurring.md")]
 struct Recurring;
+
+/// The HTTP guide, `docs/http.md`: its webhook examples run as doctests
+/// (the API's own are `rust,ignore`: they start a server).
+#[cfg(all(doctest, feature = "web", feature = "webhooks"))]
+#[doc = include_str!("../docs/http.md")]
+struct HttpGuide;
 
 /// The guide, `docs/flow-control.md`: each example runs as a doctest.
 #[cfg(doctest)]

@@ -303,6 +303,9 @@ pub(crate) struct TaskDef {
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     /// The task that receives this task's buried jobs as dead letters.
     pub(crate) dead_letter: Option<Arc<str>>,
+    /// Where its jobs' webhook callbacks go (feature `webhooks`).
+    #[cfg(feature = "webhooks")]
+    pub(crate) callback: Option<Arc<crate::webhook::Target>>,
     /// At most this many of its jobs run at once.
     pub(crate) max_running: Option<u32>,
     /// How often its jobs may start.
@@ -414,6 +417,23 @@ impl Task {
     /// ```
     pub fn dead_letter(&self) -> Option<&str> {
         self.def.dead_letter.as_deref()
+    }
+
+    /// The URL its jobs' webhook callbacks go to (feature `webhooks`; see
+    /// [`TaskBuilder::callback`](crate::TaskBuilder::callback)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// queue.webhooks(kessel::webhook::Webhooks::new().secret("default", "s3cret"))?;
+    /// let task = queue.define("sync").callback("http://127.0.0.1:8080/hooks")
+    ///     .action(|_: kessel::JobContext<()>| async { Ok::<_, kessel::JobError>(()) })?;
+    /// assert_eq!(task.callback(), Some("http://127.0.0.1:8080/hooks"));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "webhooks")]
+    pub fn callback(&self) -> Option<&str> {
+        self.def.callback.as_ref().map(|t| &*t.url)
     }
 
     /// How many of its jobs may run at once, if limited (see

@@ -62,6 +62,8 @@ pub struct TaskBuilder<'q, P = AnyPayload> {
     retry: RetryPolicy,
     middleware: Vec<Arc<dyn Middleware>>,
     dead_letter: Option<Arc<str>>,
+    #[cfg(feature = "webhooks")]
+    callback: Option<crate::webhook::Target>,
     max_running: Option<u32>,
     rate_limit: Option<crate::flow::RateLimit>,
     error: Option<Error>,
@@ -113,6 +115,8 @@ impl<'q> TaskBuilder<'q> {
             retry: RetryPolicy::default(),
             middleware: Vec::new(),
             dead_letter: None,
+            #[cfg(feature = "webhooks")]
+            callback: None,
             max_running: None,
             rate_limit: None,
             error: None,
@@ -346,6 +350,98 @@ impl<'q, P> TaskBuilder<'q, P> {
         self
     }
 
+    /// Calls `url` when a job of this task reaches a final state
+    /// (completed, buried, expired or cancelled; feature `webhooks`): kessel
+    /// creates a delivery job of [`kessel.webhook`](crate::webhook::TASK)
+    /// that POSTs a [`CallbackBody`](crate::webhook::CallbackBody) signed
+    /// with the secret [`DEFAULT_SECRET`](crate::webhook::DEFAULT_SECRET)
+    /// (another with [`callback_secret`](TaskBuilder::callback_secret)),
+    /// retried with backoff until the receiver answers 2xx. Register the
+    /// delivery task first with [`Queue::webhooks`]; see
+    /// [`kessel::webhook`](crate::webhook).
+    ///
+    /// # Errors
+    ///
+    /// `.action(..)` returns [`Error::InvalidInput`] naming `callback`
+    /// when `url` is not an `http` or `https` URL with a host, or when
+    /// [`Queue::webhooks`] was not called before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::webhook::Webhooks;
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// queue.webhooks(Webhooks::new().secret("default", "s3cret"))?;
+    /// queue
+    ///     .define("export")
+    ///     .callback("https://example.com/hooks/kessel")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// let err = queue
+    ///     .define("import")
+    ///     .callback("ftp://example.com/hooks")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
+    ///     .unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "callback", .. }));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "webhooks")]
+    pub fn callback(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        if let Err(e) = crate::webhook::validate_url(&url) {
+            self.error = self.error.take().or(Some(e));
+        }
+        let secret = self.callback.take().map_or_else(
+            || Arc::from(crate::webhook::DEFAULT_SECRET),
+            |target| target.secret,
+        );
+        self.callback = Some(crate::webhook::Target {
+            url: url.into(),
+            secret,
+        });
+        self
+    }
+
+    /// Signs this task's callbacks with the secret `name` of
+    /// [`Webhooks::secret`](crate::webhook::Webhooks::secret) rather than
+    /// [`DEFAULT_SECRET`](crate::webhook::DEFAULT_SECRET) (feature
+    /// `webhooks`), so receivers can be given different secrets. Only the
+    /// name travels in delivery jobs. Without a
+    /// [`callback`](TaskBuilder::callback), `.action(..)` returns
+    /// [`Error::InvalidInput`] naming `callback_secret`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::webhook::Webhooks;
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// queue.webhooks(Webhooks::new().secret("partner-b", "their secret"))?;
+    /// queue
+    ///     .define("invoice")
+    ///     .callback("https://partner-b.example/kessel")
+    ///     .callback_secret("partner-b")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "webhooks")]
+    pub fn callback_secret(mut self, name: impl Into<String>) -> Self {
+        let secret: Arc<str> = name.into().into();
+        match &mut self.callback {
+            Some(target) => target.secret = secret,
+            // The URL may follow; `finish` refuses a secret without one.
+            None => {
+                self.callback = Some(crate::webhook::Target {
+                    url: Arc::from(""),
+                    secret,
+                })
+            }
+        }
+        self
+    }
+
     /// Lets at most `n` of this task's jobs run at once: on a store only
     /// this process uses, in this process; on PostgreSQL, across every
     /// process that defines the task with the same limit (a job leased to
@@ -497,6 +593,26 @@ impl<'q, P> TaskBuilder<'q, P> {
                 });
             }
         }
+        #[cfg(feature = "webhooks")]
+        if self.callback.as_ref().is_some_and(|t| t.url.is_empty()) {
+            return Err(Error::InvalidInput {
+                field: "callback_secret",
+                reason: format!(
+                    "task `{}` names a callback secret but no callback URL (TaskBuilder::callback)",
+                    self.name
+                ),
+            });
+        }
+        #[cfg(feature = "webhooks")]
+        if self.callback.is_some() && !self.queue.inner.tasks.contains_key(crate::webhook::TASK) {
+            return Err(Error::InvalidInput {
+                field: "callback",
+                reason: format!(
+                    "task `{}` has a callback but nothing delivers it: call queue.webhooks(..) first",
+                    self.name
+                ),
+            });
+        }
         if let Some(n) = self.max_running {
             crate::flow::validate_max_running(n)?;
         }
@@ -512,6 +628,8 @@ impl<'q, P> TaskBuilder<'q, P> {
             retry: self.retry,
             middleware: self.middleware,
             dead_letter: self.dead_letter,
+            #[cfg(feature = "webhooks")]
+            callback: self.callback.map(Arc::new),
             max_running: self.max_running,
             rate_limit: self.rate_limit,
             action,
@@ -565,6 +683,8 @@ impl Queue {
             retry,
             middleware,
             dead_letter,
+            #[cfg(feature = "webhooks")]
+            callback,
             max_running,
             rate_limit,
             error,
@@ -580,6 +700,8 @@ impl Queue {
             retry,
             middleware,
             dead_letter,
+            #[cfg(feature = "webhooks")]
+            callback,
             max_running,
             rate_limit,
             error,

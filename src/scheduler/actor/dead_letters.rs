@@ -1,6 +1,7 @@
 //! Dead letters on their way out: a job buried this turn whose task names
 //! a dead-letter task gets a letter, a new job of that task, made here and
-//! kept as every new job is (held here on the memory store; stored first,
+//! kept as every new job is (webhook deliveries, made in `callbacks.rs`,
+//! travel in the same outbox) (held here on the memory store; stored first,
 //! then held, on a durable store only this process uses; stored, for any
 //! process to claim, on a shared store).
 
@@ -22,6 +23,13 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
+    /// Adds a job made this turn (a webhook delivery, say) to send with
+    /// the letters.
+    #[cfg(feature = "webhooks")]
+    pub(super) fn push(&mut self, job: Job) {
+        self.made.push(job);
+    }
+
     /// Whether letters were made and not yet sent.
     pub(super) fn has_made(&self) -> bool {
         !self.made.is_empty()
@@ -113,7 +121,7 @@ impl Scheduler {
                     tracing::error!(%err, letters = ?ids, "storing dead letters failed");
                     act.bus.queue(QueueEvent::Error {
                         message: format!(
-                            "storing {} dead letter(s) failed ({}): {err}; the buried jobs stay buried",
+                            "storing {} dead letter(s) or webhook deliveries failed ({}): {err}; the jobs they follow stay as they ended",
                             ids.len(),
                             ids.join(", ")
                         ),

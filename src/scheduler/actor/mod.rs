@@ -20,6 +20,8 @@
 
 mod addr;
 mod admin;
+#[cfg(feature = "webhooks")]
+mod callbacks;
 mod dead_letters;
 mod flow;
 mod held;
@@ -694,6 +696,23 @@ impl Scheduler {
         if status == JobStatus::Buried {
             let finished_at = self.now_utc();
             self.post_dead_letter(&e, message.as_deref(), finished_at);
+        }
+        // One `Option` check per finished job when its task has no callback.
+        #[cfg(feature = "webhooks")]
+        if let Some(target) = self.routes.tasks[e.task as usize]
+            .def
+            .as_ref()
+            .and_then(|d| d.callback.clone())
+        {
+            let finished_at = self.now_utc();
+            self.post_callback(
+                &e,
+                &target,
+                status,
+                value.as_ref(),
+                message.as_deref(),
+                finished_at,
+            );
         }
         let kind = match status {
             JobStatus::Completed => JobEventKind::Completed {

@@ -1,0 +1,57 @@
+//! Webhook callbacks on their way out (feature `webhooks`): a job that
+//! reaches a final state this turn, of a task with a callback, gets a
+//! delivery job of `kessel.webhook`, made here and sent out with the dead
+//! letters (see `dead_letters.rs`): held at once on the memory store,
+//! stored first on any other, so a pending delivery is as durable as the
+//! store.
+
+use chrono::{DateTime, Utc};
+
+use super::table::Entry;
+use super::Scheduler;
+use crate::event::QueueEvent;
+use crate::job::JobStatus;
+use crate::new_job::NewJob;
+use crate::webhook::{CallbackBody, Target, WebhookDelivery, TASK};
+
+impl Scheduler {
+    /// Makes the delivery of `e`'s callback to `target`: `e` ended `status`
+    /// at `at`, with `value` or `message`.
+    pub(super) fn post_callback(
+        &mut self,
+        e: &Entry,
+        target: &Target,
+        status: JobStatus,
+        value: Option<&serde_json::Value>,
+        message: Option<&str>,
+        at: DateTime<Utc>,
+    ) {
+        let task = &self.routes.tasks[e.task as usize];
+        let delivery = WebhookDelivery {
+            url: target.url.to_string(),
+            secret: target.secret.to_string(),
+            body: CallbackBody {
+                job_id: e.job.id,
+                task: task.name.to_string(),
+                reference: e.job.reference().map(str::to_owned),
+                status,
+                result: value.cloned(),
+                error: message.map(str::to_owned),
+                attempts: e.job.attempts,
+                finished_at: at,
+            },
+        };
+        let made = NewJob::new(TASK, &delivery)
+            .reference(WebhookDelivery::reference_for(e.job.id))
+            .into_job(at, &mut None, !self.in_process);
+        match made {
+            Ok(job) => self.letters.push(job),
+            Err(err) => self.bus.queue(QueueEvent::Error {
+                message: format!(
+                    "the webhook callback of job {} could not be made: {err}",
+                    e.job.id
+                ),
+            }),
+        }
+    }
+}
