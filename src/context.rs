@@ -83,6 +83,9 @@ pub(crate) struct RunShared {
     /// Where a handler's [`JobContext::touch`] goes: set on a shared
     /// store, where jobs hold leases.
     pub(crate) touch: Option<actix::Recipient<ExtendLease>>,
+    /// The node (this process's queue) running the job; `None` for a
+    /// remote worker, which is no node of the queue.
+    pub(crate) node: Option<uuid::Uuid>,
 }
 
 /// The facts about one run of a job, shared by [`JobContext`] and the worker.
@@ -155,6 +158,32 @@ impl JobMeta {
     /// The producer's reference, if any.
     pub fn reference(&self) -> Option<&str> {
         self.info.reference.as_deref()
+    }
+
+    /// The node running the job: this process's
+    /// [`Queue::node_id`](crate::Queue::node_id), as
+    /// [`Queue::nodes`](crate::Queue::nodes) and
+    /// [`Job::ran_by`](crate::Job::ran_by) name it; `None` in a remote
+    /// worker, which is not a node of the queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// let queue = kessel::Queue::new();
+    /// let me = queue.node_id();
+    /// queue.middleware(kessel::middleware::from_fn(move |job: kessel::JobMeta, next| async move {
+    ///     assert_eq!(job.node(), Some(me));
+    ///     next.run().await
+    /// }));
+    /// queue.define("t").action(|_: kessel::JobContext<u8>| async { Ok::<_, kessel::JobError>(()) })?;
+    /// queue.process(["default"]).start()?;
+    /// let done = queue.create("t", 1).await?.result().await?;
+    /// assert_eq!(done.status, kessel::JobStatus::Completed);
+    /// # Ok(()) }
+    /// ```
+    pub fn node(&self) -> Option<uuid::Uuid> {
+        self.info.shared.node
     }
 
     /// When the job was created (see [`JobContext::created_at`]).

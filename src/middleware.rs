@@ -133,7 +133,8 @@ pub(crate) fn wrap(
 }
 
 /// Opens a `tracing` span, `kessel.job`, around every run, with the job's
-/// id, task, tag and attempt. Installed by the
+/// id, task, tag, attempt and node (the process's queue, as
+/// [`Queue::nodes`](crate::Queue::nodes) lists it). Installed by the
 /// [`Tracing`](crate::plugin::Tracing) plugin.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingSpans;
@@ -145,7 +146,8 @@ impl Middleware for TracingSpans {
             job.id = %job.id(),
             job.task = job.task(),
             job.tag = job.tag(),
-            job.attempt = job.attempt()
+            job.attempt = job.attempt(),
+            job.node = job.node().map(tracing::field::display)
         );
         Box::pin(next.run().instrument(span))
     }

@@ -636,6 +636,10 @@ async fn with_the_tracing_plugin_each_attempt_runs_in_a_kessel_job_span() {
             fields.contains(&format!("job.attempt={}", n + 1)),
             "{fields}"
         );
+        assert!(
+            fields.contains(&format!("job.node={}", queue.node_id())),
+            "{fields}"
+        );
     }
 }
 

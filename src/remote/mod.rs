@@ -504,6 +504,7 @@ impl Worker {
             bus: self.bus.clone(),
             clock: self.clock,
             touch: None,
+            node: None,
         });
         let info = RunInfo {
             id: job.id,

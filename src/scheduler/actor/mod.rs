@@ -1114,6 +1114,7 @@ impl Scheduler {
                     .as_ref()
                     .and(self.me.clone())
                     .map(Addr::recipient),
+                node: Some(self.node_self.id),
             })
         });
         e.run = Some(shared.clone());
