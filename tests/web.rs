@@ -905,6 +905,61 @@ async fn sse_streams_a_jobs_events_in_order_and_resumes_on_sqlite() {
 }
 
 #[actix_rt::test]
+async fn sse_tag_filter_leaves_out_the_events_of_tasks_under_another_tag() {
+    let queue = memory_queue().await;
+    queue
+        .define("report")
+        .tag("reports")
+        .action(|job: JobContext<Value>| async move { Ok::<_, JobError>(job.payload) })
+        .unwrap();
+    let app = test::init_service(open_app(&queue)).await;
+    let mut frames = Frames::new(send(&app, get("/kessel/events?tag=reports")).await);
+
+    // A job of `echo` (tag `default`) runs to its end first: none of its
+    // events may come before the `report` job's.
+    let echo = id_of(
+        &json_of(
+            &app,
+            post("/kessel/jobs", json!({"task": "echo", "payload": 1})),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    assert_eq!(
+        queue.result(echo).await.unwrap().status,
+        JobStatus::Completed
+    );
+    let report = id_of(
+        &json_of(
+            &app,
+            post("/kessel/jobs", json!({"task": "report", "payload": 2})),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let first = frames.next().await;
+    assert_eq!(first.event, "job", "{first:?}");
+    assert_eq!(first.data["id"], json!(report.to_string()), "{first:?}");
+    assert_eq!(first.data["tag"], "reports");
+    assert_eq!(first.data["kind"], "created");
+
+    // Several tags, comma separated: both tasks' events.
+    let mut both = Frames::new(send(&app, get("/kessel/events?tag=reports,default")).await);
+    let echo = id_of(
+        &json_of(
+            &app,
+            post("/kessel/jobs", json!({"task": "echo"})),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    assert_eq!(both.next().await.data["id"], json!(echo.to_string()));
+
+    let body = json_of(&app, get("/kessel/events?tag=,"), StatusCode::BAD_REQUEST).await;
+    assert_eq!(error_of(&body).1.as_deref(), Some("tag"));
+}
+
+#[actix_rt::test]
 async fn events_the_ring_no_longer_holds_are_announced_as_lagged() {
     let queue = memory_queue().await;
     let app = test::init_service(
