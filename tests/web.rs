@@ -516,6 +516,60 @@ async fn bad_input_is_400_naming_the_problem_never_500() {
 }
 
 #[actix_rt::test]
+async fn integer_fields_take_whole_numbers_written_as_floats_and_refuse_others() {
+    let queue = memory_queue().await;
+    let app = test::init_service(open_app(&queue)).await;
+    // JSON Schema's `integer` holds 3.0; so does the API.
+    let id = id_of(
+        &json_of(
+            &app,
+            post(
+                "/kessel/jobs",
+                json!({"task": "echo", "delay": "1h", "priority": 3.0, "max_attempts": 2.0}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let job = json_of(&app, get(&format!("/kessel/jobs/{id}")), StatusCode::OK).await;
+    assert_eq!(
+        (job["priority"].clone(), job["max_attempts"].clone()),
+        (json!(3), json!(2))
+    );
+    for (job, field) in [
+        (json!({"task": "echo", "priority": 1.5}), "priority"),
+        // Beyond i64: read as a float, and refused rather than rounded.
+        (
+            json!({"task": "echo", "priority": -9_223_372_036_854_775_809.0}),
+            "priority",
+        ),
+        (
+            json!({"task": "echo", "max_attempts": 4_294_967_296_u64}),
+            "max_attempts",
+        ),
+        (json!({"task": "echo", "max_attempts": "2"}), "max_attempts"),
+    ] {
+        let body = json_of(
+            &app,
+            post("/kessel/jobs", job.clone()),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(error_of(&body).1.as_deref(), Some(field), "{job}: {body}");
+    }
+    // `max_attempts` is a u32: its largest value is taken, as documented.
+    json_of(
+        &app,
+        post(
+            "/kessel/jobs",
+            json!({"task": "echo", "delay": "1h", "max_attempts": u32::MAX}),
+        ),
+        StatusCode::CREATED,
+    )
+    .await;
+}
+
+#[actix_rt::test]
 async fn a_body_over_the_limit_is_413() {
     let queue = memory_queue().await;
     let app = test::init_service(
