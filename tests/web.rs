@@ -516,6 +516,60 @@ async fn bad_input_is_400_naming_the_problem_never_500() {
 }
 
 #[actix_rt::test]
+async fn integer_fields_take_whole_numbers_written_as_floats_and_refuse_others() {
+    let queue = memory_queue().await;
+    let app = test::init_service(open_app(&queue)).await;
+    // JSON Schema's `integer` holds 3.0; so does the API.
+    let id = id_of(
+        &json_of(
+            &app,
+            post(
+                "/kessel/jobs",
+                json!({"task": "echo", "delay": "1h", "priority": 3.0, "max_attempts": 2.0}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let job = json_of(&app, get(&format!("/kessel/jobs/{id}")), StatusCode::OK).await;
+    assert_eq!(
+        (job["priority"].clone(), job["max_attempts"].clone()),
+        (json!(3), json!(2))
+    );
+    for (job, field) in [
+        (json!({"task": "echo", "priority": 1.5}), "priority"),
+        // Beyond i64: read as a float, and refused rather than rounded.
+        (
+            json!({"task": "echo", "priority": -9_223_372_036_854_775_809.0}),
+            "priority",
+        ),
+        (
+            json!({"task": "echo", "max_attempts": 4_294_967_296_u64}),
+            "max_attempts",
+        ),
+        (json!({"task": "echo", "max_attempts": "2"}), "max_attempts"),
+    ] {
+        let body = json_of(
+            &app,
+            post("/kessel/jobs", job.clone()),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(error_of(&body).1.as_deref(), Some(field), "{job}: {body}");
+    }
+    // `max_attempts` is a u32: its largest value is taken, as documented.
+    json_of(
+        &app,
+        post(
+            "/kessel/jobs",
+            json!({"task": "echo", "delay": "1h", "max_attempts": u32::MAX}),
+        ),
+        StatusCode::CREATED,
+    )
+    .await;
+}
+
+#[actix_rt::test]
 async fn a_body_over_the_limit_is_413() {
     let queue = memory_queue().await;
     let app = test::init_service(
@@ -902,6 +956,61 @@ async fn sse_streams_a_jobs_events_in_order_and_resumes_on_memory() {
 async fn sse_streams_a_jobs_events_in_order_and_resumes_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     events_stream(sqlite_queue(&dir).await).await;
+}
+
+#[actix_rt::test]
+async fn sse_tag_filter_leaves_out_the_events_of_tasks_under_another_tag() {
+    let queue = memory_queue().await;
+    queue
+        .define("report")
+        .tag("reports")
+        .action(|job: JobContext<Value>| async move { Ok::<_, JobError>(job.payload) })
+        .unwrap();
+    let app = test::init_service(open_app(&queue)).await;
+    let mut frames = Frames::new(send(&app, get("/kessel/events?tag=reports")).await);
+
+    // A job of `echo` (tag `default`) runs to its end first: none of its
+    // events may come before the `report` job's.
+    let echo = id_of(
+        &json_of(
+            &app,
+            post("/kessel/jobs", json!({"task": "echo", "payload": 1})),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    assert_eq!(
+        queue.result(echo).await.unwrap().status,
+        JobStatus::Completed
+    );
+    let report = id_of(
+        &json_of(
+            &app,
+            post("/kessel/jobs", json!({"task": "report", "payload": 2})),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let first = frames.next().await;
+    assert_eq!(first.event, "job", "{first:?}");
+    assert_eq!(first.data["id"], json!(report.to_string()), "{first:?}");
+    assert_eq!(first.data["tag"], "reports");
+    assert_eq!(first.data["kind"], "created");
+
+    // Several tags, comma separated: both tasks' events.
+    let mut both = Frames::new(send(&app, get("/kessel/events?tag=reports,default")).await);
+    let echo = id_of(
+        &json_of(
+            &app,
+            post("/kessel/jobs", json!({"task": "echo"})),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    assert_eq!(both.next().await.data["id"], json!(echo.to_string()));
+
+    let body = json_of(&app, get("/kessel/events?tag=,"), StatusCode::BAD_REQUEST).await;
+    assert_eq!(error_of(&body).1.as_deref(), Some("tag"));
 }
 
 #[actix_rt::test]

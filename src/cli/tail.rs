@@ -86,6 +86,9 @@ pub(crate) fn run(target: &Connection<'_>, out: &Out, args: TailArgs) -> Result<
     if !kinds.is_empty() {
         query.push(("kinds", kinds.join(",")));
     }
+    if let Some(tag) = &args.tag {
+        query.push(("tag", tag.clone()));
+    }
     // The id of the last event received; once connected, an empty one
     // until the first event, so a reconnection is told that events may
     // have been missed.
@@ -101,9 +104,7 @@ pub(crate) fn run(target: &Connection<'_>, out: &Out, args: TailArgs) -> Result<
                     if let Some(id) = &event.id {
                         last_id = Some(id.clone());
                     }
-                    let Some(line) = render(out, &event, args.tag.as_deref()) else {
-                        continue;
-                    };
+                    let line = render(out, &event);
                     if !out.line(&line)? {
                         // The reader of our output is gone (`kessel tail | head`).
                         return Ok(());
@@ -137,28 +138,19 @@ pub(crate) fn run(target: &Connection<'_>, out: &Out, args: TailArgs) -> Result<
     }
 }
 
-/// The line printed for `event`, or `None` when `tag` filters it out.
-pub(crate) fn render(out: &Out, event: &SseEvent, tag: Option<&str>) -> Option<String> {
+/// The line printed for `event`.
+pub(crate) fn render(out: &Out, event: &SseEvent) -> String {
     let data: Value =
         serde_json::from_str(&event.data).unwrap_or(Value::String(event.data.clone()));
     let kind = match event.name.as_str() {
-        "job" => {
-            if let Some(tag) = tag {
-                if data["tag"].as_str() != Some(tag) {
-                    return None;
-                }
-            }
-            "job"
-        }
+        "job" => "job",
         "lagged" => "lagged",
-        // Queue events are of no job, so of no tag.
-        _ if tag.is_some() => return None,
         _ => "queue",
     };
     if out.json {
-        return Some(data.to_string());
+        return data.to_string();
     }
-    Some(match kind {
+    match kind {
         "job" => {
             let name = data["kind"].as_str().unwrap_or("?");
             let at = data["at"]
@@ -195,7 +187,7 @@ pub(crate) fn render(out: &Out, event: &SseEvent, tag: Option<&str>) -> Option<S
             }
             format!("queue  {}  {rest}", out.bold(&name))
         }
-    })
+    }
 }
 
 /// What a job event says beyond its kind.
@@ -239,13 +231,11 @@ mod tests {
             data: r#"{"type":"job","id":"0190aaaa-0000-7000-8000-000000000000","task":"greet","tag":"default","attempt":1,"at":"2026-12-05T00:11:30.123Z","kind":"completed","value":"hi"}"#.into(),
         };
         assert_eq!(
-            render(&plain(), &event, None).unwrap(),
+            render(&plain(), &event),
             "2026-12-05 00:11:30.123  completed  greet  0190aaaa-0000-7000-8000-000000000000  #1  \"hi\""
         );
-        assert!(render(&plain(), &event, Some("reports")).is_none());
-        assert!(render(&plain(), &event, Some("default")).is_some());
         assert_eq!(
-            render(&Out::plain(true), &event, None).unwrap(),
+            render(&Out::plain(true), &event),
             serde_json::from_str::<Value>(&event.data)
                 .unwrap()
                 .to_string()
@@ -260,7 +250,7 @@ mod tests {
             data: r#"{"type":"lagged","missed":3}"#.into(),
         };
         assert_eq!(
-            render(&plain(), &event, Some("any")).unwrap(),
+            render(&plain(), &event),
             "lagged: 3 events missed (the API no longer holds them)"
         );
     }
@@ -279,9 +269,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_event_renders_without_panicking(name in "job|queue|lagged|x", data in ".*", tag in proptest::option::of("[a-z]{1,4}")) {
+        fn any_event_renders_without_panicking(name in "job|queue|lagged|x", data in ".*") {
             let event = SseEvent { id: None, name, data };
-            let _ = render(&plain(), &event, tag.as_deref());
+            let _ = render(&plain(), &event);
         }
 
         #[test]

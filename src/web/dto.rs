@@ -11,6 +11,68 @@ use utoipa::ToSchema;
 use crate::job::{Job, JobStatus, LogLine};
 use crate::Stats;
 
+// Duration fields carry, in the OpenAPI document, the pattern of what
+// `kessel::parse_duration` reads (a whole number, then `ms`, `s`, `m`, `h`
+// or `d`; none is milliseconds), so a value the pattern allows is one the
+// API parses (too large a number is still a 400). utoipa takes only a
+// literal there, so it is repeated: "^[\\t\\n\\r ]*[0-9]+...".
+
+/// Integer fields take any JSON number without a fraction (`3.0` is 3),
+/// as JSON Schema's `integer` does; serde alone refuses `3.0`.
+pub(crate) mod integral {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    fn whole<E: Error, T: TryFrom<i128>>(n: &serde_json::Number) -> Result<T, E> {
+        let wide = if let Some(i) = n.as_i64() {
+            Some(i128::from(i))
+        } else if let Some(u) = n.as_u64() {
+            Some(i128::from(u))
+        } else {
+            // Only where a float holds every whole number exactly (below
+            // 2^53): a larger one was an integer out of range, rounded.
+            #[allow(clippy::cast_possible_truncation)]
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0)
+                .map(|f| f as i128)
+        };
+        let wide = wide.ok_or_else(|| E::custom(format!("`{n}` is not a whole number")))?;
+        T::try_from(wide).map_err(|_| E::custom(format!("`{n}` is out of range")))
+    }
+
+    /// A required integer.
+    pub(crate) fn required<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128>,
+    {
+        whole(&serde_json::Number::deserialize(d)?)
+    }
+
+    /// An optional integer (with `#[serde(default)]`).
+    pub(crate) fn optional<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128>,
+    {
+        Option::<serde_json::Number>::deserialize(d)?
+            .as_ref()
+            .map(whole)
+            .transpose()
+    }
+}
+
+/// The statuses `POST /clean` takes, for the OpenAPI document.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // read as `Status`, which names the field when it is wrong
+pub(crate) enum FinalStatus {
+    Completed,
+    Buried,
+    Expired,
+    Cancelled,
+}
+
 /// Where a job is in its life (see `docs/lifecycle.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -73,23 +135,29 @@ pub(crate) struct CreateJobRequest {
     pub(crate) payload: serde_json::Value,
     /// Start no earlier than this long from now: `10ms`, `30s`, `45m`, `2h`,
     /// `6d`, or a bare number of milliseconds. Not with `run_at`.
-    #[schema(example = "10m")]
+    #[schema(
+        example = "10m",
+        pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$"
+    )]
     pub(crate) delay: Option<String>,
     /// Start no earlier than this time (RFC 3339). Not with `delay`.
     pub(crate) run_at: Option<DateTime<Utc>>,
     /// Expire, without running, if not started this long from now. Not
     /// with `expires_at`.
+    #[schema(pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$")]
     pub(crate) expires_in: Option<String>,
     /// Expire, without running, if not started by this time. Not with
     /// `expires_in`.
     pub(crate) expires_at: Option<DateTime<Utc>>,
     /// 0 runs first (the default); larger numbers wait; negatives are 0.
+    #[serde(default, deserialize_with = "integral::optional")]
     pub(crate) priority: Option<i64>,
     /// The producer's own reference for the job.
     pub(crate) reference: Option<String>,
     /// Attempts allowed for this job, overriding the task's retry policy;
     /// 0 is read as 1.
-    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "integral::optional")]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 4294967295_u64)]
     pub(crate) max_attempts: Option<u32>,
     /// A unique key: while a live job holds it, nothing is created and
     /// the answer names that job (`duplicate: true`). One namespace for
@@ -105,7 +173,10 @@ pub(crate) struct CreateJobRequest {
     /// the job unique by payload.
     pub(crate) unique_scope: Option<UniqueScopeParam>,
     /// With `unique_scope: window`: how long (`1h`, `30m`).
-    #[schema(example = "1h")]
+    #[schema(
+        example = "1h",
+        pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$"
+    )]
     pub(crate) unique_window: Option<String>,
 }
 
@@ -424,11 +495,13 @@ impl From<Stats> for StatsView {
 pub(crate) struct CleanRequest {
     /// Final statuses: completed, buried, expired, cancelled.
     #[serde(default)]
+    #[schema(value_type = Vec<FinalStatus>)]
     pub(crate) statuses: Vec<Status>,
     /// Only jobs of tasks with these tags (as defined in this process).
     #[serde(default)]
     pub(crate) tags: Vec<String>,
     /// Only jobs that finished longer ago than this (`7d`, `12h`).
+    #[schema(pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$")]
     pub(crate) older_than: Option<String>,
 }
 

@@ -141,6 +141,10 @@ async fn pump(hub: Weak<Hub>, mut events: EventStream) {
 pub(crate) struct EventParams {
     /// Only events of this task's jobs.
     task: Option<String>,
+    /// Only events of jobs whose task is served under one of these tags
+    /// (comma separated; as the task is defined in this process: events of
+    /// a task this process does not define have no tag and are left out).
+    tag: Option<String>,
     /// Only events of this job.
     #[param(value_type = Option<uuid::Uuid>)]
     job: Option<String>,
@@ -152,6 +156,7 @@ pub(crate) struct EventParams {
 #[derive(Debug)]
 struct Selection {
     task: Option<String>,
+    tags: Option<Vec<String>>,
     job: Option<JobId>,
     kinds: Option<Vec<String>>,
 }
@@ -166,10 +171,17 @@ impl Selection {
         match event {
             Event::Job(e) => {
                 self.task.as_ref().is_none_or(|t| **t == *e.task)
+                    && self.tags.as_ref().is_none_or(|tags| {
+                        e.tag
+                            .as_deref()
+                            .is_some_and(|tag| tags.iter().any(|t| t == tag))
+                    })
                     && self.job.is_none_or(|j| j == e.id)
                     && kind_ok(e.kind.name())
             }
-            Event::Queue(_) => self.task.is_none() && self.job.is_none() && kind_ok("queue"),
+            Event::Queue(_) => {
+                self.task.is_none() && self.tags.is_none() && self.job.is_none() && kind_ok("queue")
+            }
             Event::Lagged { .. } => true,
         }
     }
@@ -329,6 +341,16 @@ pub(crate) fn open(
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
+    let tags = params.tag.as_deref().map(|t| {
+        t.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    });
+    if tags.as_ref().is_some_and(Vec::is_empty) {
+        return Err(WebError::invalid_field("tag", "names no tag"));
+    }
     let resume = req
         .headers()
         .get("last-event-id")
@@ -347,6 +369,7 @@ pub(crate) fn open(
             last: ring.next - 1,
             selection: Selection {
                 task: params.task,
+                tags,
                 job,
                 kinds,
             },

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::body::JsonBody;
-use super::dto::Done;
+use super::dto::{integral, Done};
 use super::error::{ErrorBody, WebError};
 use super::jobs::parse_id;
 use super::{Admin, Api};
@@ -504,18 +504,21 @@ fn positive_lease(field: &str, text: Option<&str>) -> Result<Duration, WebError>
 #[serde(deny_unknown_fields)]
 pub(crate) struct FetchRequest {
     /// The tasks whose jobs it works, in order of preference.
+    #[schema(min_items = 1)]
     tasks: Vec<String>,
     /// At most this many jobs (1 to 100; default 1).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral::optional")]
     #[schema(minimum = 1, maximum = 100)]
     n: Option<usize>,
     /// How long the lease lasts without a heartbeat (`"30s"`, the default;
     /// at most 1 h).
     #[serde(default)]
+    #[schema(pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$")]
     lease: Option<String>,
     /// How long to wait for a job when none is parked (`"20s"`; default
     /// none: answer at once; at most 60 s).
     #[serde(default)]
+    #[schema(pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$")]
     wait: Option<String>,
 }
 
@@ -556,6 +559,7 @@ pub(crate) struct HeartbeatRequest {
     lease_token: String,
     /// The new lease from now (default `"30s"`).
     #[serde(default)]
+    #[schema(pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$")]
     lease: Option<String>,
 }
 
@@ -614,8 +618,10 @@ pub(crate) struct ProgressRequest {
     /// The token the fetch gave.
     lease_token: String,
     /// Steps done.
+    #[serde(deserialize_with = "integral::required")]
     current: u64,
     /// Steps in all.
+    #[serde(deserialize_with = "integral::required")]
     total: u64,
 }
 
@@ -699,7 +705,7 @@ pub(crate) async fn fetch(
     post,
     path = "/remote/jobs/{id}/heartbeat",
     tag = "remote",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
     request_body = HeartbeatRequest,
     responses(
         (status = 200, description = "The lease is extended, or the job was cancelled", body = HeartbeatResponse),
@@ -751,7 +757,7 @@ pub(crate) async fn heartbeat(
     post,
     path = "/remote/jobs/{id}/complete",
     tag = "remote",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
     request_body = CompleteRequest,
     responses(
         (status = 200, description = "Reported", body = Done),
@@ -782,7 +788,7 @@ pub(crate) async fn complete(
     post,
     path = "/remote/jobs/{id}/fail",
     tag = "remote",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
     request_body = FailRequest,
     responses(
         (status = 200, description = "Reported", body = Done),
@@ -815,7 +821,7 @@ pub(crate) async fn fail(
     post,
     path = "/remote/jobs/{id}/log",
     tag = "remote",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
     request_body = LogRequest,
     responses(
         (status = 200, description = "Logged", body = Done),
@@ -844,7 +850,7 @@ pub(crate) async fn log(
     post,
     path = "/remote/jobs/{id}/progress",
     tag = "remote",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = uuid::Uuid, Path, description = "The job's id")),
     request_body = ProgressRequest,
     responses(
         (status = 200, description = "Recorded", body = Done),

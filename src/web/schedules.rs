@@ -142,6 +142,7 @@ pub(crate) struct UpsertScheduleRequest {
     pub(crate) cron: Option<String>,
     /// A fixed interval of real time (`30s`, `15m`; at least 1ms). Not
     /// with `cron`.
+    #[schema(pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$")]
     pub(crate) every: Option<String>,
     /// The IANA time zone `cron` is read in (default `UTC`; an interval
     /// ignores it).
@@ -153,6 +154,7 @@ pub(crate) struct UpsertScheduleRequest {
     /// What to do about missed ticks (default `run_once`).
     pub(crate) missed: Option<MissedView>,
     /// With `missed: skip`: how late a tick may still run (default `1m`).
+    #[schema(pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$")]
     pub(crate) grace: Option<String>,
     /// Its first tick is its first at or after this time.
     pub(crate) start_at: Option<DateTime<Utc>>,
