@@ -327,6 +327,7 @@ const REMOTE_WORKERS: usize = 4;
 const REMOTE_SLOTS: usize = 4;
 
 impl crate::Bench {
+    #[allow(clippy::too_many_arguments)]
     fn http_row(
         &mut self,
         workload: &str,

@@ -551,6 +551,7 @@ impl Bench {
     }
 
     /// A row for a run that gave no number.
+    #[allow(clippy::too_many_arguments)]
     fn no_value<T>(
         &mut self,
         workload: &str,
@@ -891,6 +892,7 @@ impl Bench {
             .map(|_| base + rng.u64(0..spread.as_nanos() as u64))
             .collect();
         let answer = run(|| system.delay(&targets, 256, cap));
+        #[allow(clippy::type_complexity)]
         let metrics: [(&'static str, fn(&measure::Percentiles) -> f64); 3] = [
             ("lateness p50", |p| p.p50),
             ("lateness p99", |p| p.p99),
