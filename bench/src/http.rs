@@ -49,10 +49,15 @@ pub struct Creates {
     pub latency: Percentiles,
 }
 
-/// The API on `queue`, served on 127.0.0.1 by actix-web on this actix
-/// system; its address and a handle to stop it.
-fn serve(queue: &Queue) -> Result<(std::net::SocketAddr, actix_web::dev::ServerHandle), Fail> {
-    let api = kessel::web::Api::new(queue.clone(), kessel::web::Auth::none());
+/// The API on `queue` (at most `remote_slots` jobs parked and leased for
+/// remote workers), served on 127.0.0.1 by actix-web on this actix system;
+/// its address and a handle to stop it.
+fn serve(
+    queue: &Queue,
+    remote_slots: usize,
+) -> Result<(std::net::SocketAddr, actix_web::dev::ServerHandle), Fail> {
+    let api =
+        kessel::web::Api::new(queue.clone(), kessel::web::Auth::none()).remote_slots(remote_slots);
     let server = actix_web::HttpServer::new(move || actix_web::App::new().service(api.scope("")))
         .workers(SERVER_WORKERS)
         .disable_signals()
@@ -128,7 +133,7 @@ pub async fn creates_over_http(
     let n = per_client * clients;
     let stamps = Stamps::timed(n);
     let (queue, _keep) = queue_for(backend, &stamps).await?;
-    let (addr, server) = serve(&queue)?;
+    let (addr, server) = serve(&queue, kessel::web::DEFAULT_REMOTE_SLOTS)?;
     let uri: hyper::Uri = format!("http://{addr}/jobs")
         .parse()
         .map_err(|e| format!("{e}"))?;
@@ -241,8 +246,9 @@ pub async fn creates_in_process(
 }
 
 /// `n` jobs created beforehand (memory store), then worked by `workers`
-/// `kessel::remote::Worker`s of `slots` each through the API, no-op
-/// handlers: jobs/s from the workers' start to the last handler's start.
+/// `kessel::remote::Worker`s of `slots` each through an API that parks
+/// and leases up to `workers × slots` jobs at once, no-op handlers:
+/// jobs/s from the workers' start to the last handler's start.
 pub async fn remote_burn_down(
     n: u64,
     workers: usize,
@@ -252,7 +258,7 @@ pub async fn remote_burn_down(
     let stamps = Stamps::counter(n);
     let queue = Queue::builder().build().await.map_err(|e| e.to_string())?;
     create_all(&queue, n, |i| NewJob::new(REMOTE_TASK, email(i))).await?;
-    let (addr, server) = serve(&queue)?;
+    let (addr, server) = serve(&queue, workers * slots)?;
     let url = format!("http://{addr}");
     let t = Instant::now();
     let running: Vec<_> = (0..workers)
@@ -322,9 +328,10 @@ pub async fn local_burn_down(n: u64, slots: usize, cap: Duration) -> Result<f64,
 
 /// How many HTTP clients (and in-process creating tasks).
 const CLIENTS: u64 = 64;
-/// Remote workers, and the slots of each.
-const REMOTE_WORKERS: usize = 4;
-const REMOTE_SLOTS: usize = 4;
+/// Remote workers and the slots of each: 4 × 4 fills the API's default
+/// `remote_slots` (16); 8 × 8 with `remote_slots(64)` shows how the rate
+/// grows with jobs in flight.
+const REMOTE_SHAPES: [(usize, usize); 2] = [(4, 4), (8, 8)];
 
 impl crate::Bench {
     #[allow(clippy::too_many_arguments)]
@@ -459,46 +466,48 @@ impl crate::Bench {
     }
 
     /// Remote workers through the API beside a local burn-down of the
-    /// same jobs with as many slots: jobs/s and the ratio.
+    /// same jobs with as many slots: jobs/s and the ratio, per shape.
     pub(crate) fn http_remote(&mut self) {
         let n = self.plan.remote_n;
         let cap = self.plan.cap;
-        let slots = REMOTE_WORKERS * REMOTE_SLOTS;
-        let params = format!(
-            "n={}, memory, no-op handler, {slots} slots ({REMOTE_WORKERS} remote workers × {REMOTE_SLOTS})",
-            report::human(n as f64)
-        );
         let w = "http remote workers";
-        let remote = crate::run(|| remote_burn_down(n, REMOTE_WORKERS, REMOTE_SLOTS, cap));
-        let local = crate::run(|| local_burn_down(n, slots, cap));
-        self.http_row(
-            w,
-            &params,
-            "kessel remote workers",
-            "throughput",
-            "jobs/s",
-            Better::Higher,
-            remote.as_ref().copied(),
-        );
-        self.http_row(
-            w,
-            &params,
-            "kessel in-process",
-            "throughput",
-            "jobs/s",
-            Better::Higher,
-            local.as_ref().copied(),
-        );
-        if let (Ok(r), Ok(l)) = (&remote, &local) {
+        for (workers, per) in REMOTE_SHAPES {
+            let slots = workers * per;
+            let params = format!(
+                "n={}, memory, no-op handler, {slots} slots ({workers} remote workers × {per})",
+                report::human(n as f64)
+            );
+            let remote = crate::run(|| remote_burn_down(n, workers, per, cap));
+            let local = crate::run(|| local_burn_down(n, slots, cap));
             self.http_row(
                 w,
                 &params,
-                "remote / in-process",
+                "kessel remote workers",
                 "throughput",
-                "×",
+                "jobs/s",
                 Better::Higher,
-                Ok(r / l),
+                remote.as_ref().copied(),
             );
+            self.http_row(
+                w,
+                &params,
+                "kessel in-process",
+                "throughput",
+                "jobs/s",
+                Better::Higher,
+                local.as_ref().copied(),
+            );
+            if let (Ok(r), Ok(l)) = (&remote, &local) {
+                self.http_row(
+                    w,
+                    &params,
+                    "remote / in-process",
+                    "throughput",
+                    "×",
+                    Better::Higher,
+                    Ok(r / l),
+                );
+            }
         }
     }
 }
