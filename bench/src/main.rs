@@ -8,6 +8,7 @@
 //!
 //! See `docs/benchmarks.md` for the workloads and the latest table.
 
+mod http;
 mod measure;
 mod procs;
 mod report;
@@ -55,10 +56,14 @@ enum Workload {
     /// for several rounds per concurrency: the ratio on / off of the
     /// medians. Not in the default run.
     MetricsCost,
+    /// kessel's HTTP API served in-process: single creates over HTTP from
+    /// 64 keep-alive clients (memory and PostgreSQL) and remote workers
+    /// through the API, each beside the same work done in-process.
+    Http,
 }
 
 impl Workload {
-    const ALL: [Workload; 10] = [
+    const ALL: [Workload; 11] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
@@ -69,6 +74,7 @@ impl Workload {
         Workload::CpuHandler,
         Workload::SqliteDisk,
         Workload::MetricsCost,
+        Workload::Http,
     ];
 
     fn name(self) -> &'static str {
@@ -83,6 +89,7 @@ impl Workload {
             Workload::CpuHandler => "cpu-handler",
             Workload::SqliteDisk => "sqlite-disk",
             Workload::MetricsCost => "metrics-cost",
+            Workload::Http => "http",
         }
     }
 }
@@ -155,6 +162,12 @@ struct Plan {
     cpu_micros: u32,
     cpu_concurrency: usize,
     disk_n: u64,
+    /// Jobs created over HTTP (and in-process) into the memory store.
+    http_n: u64,
+    /// The same into PostgreSQL.
+    http_pg_n: u64,
+    /// Jobs worked by remote workers (and burnt down in-process).
+    remote_n: u64,
     cap: Duration,
 }
 
@@ -179,6 +192,9 @@ impl Plan {
             cpu_micros: 20,
             cpu_concurrency: 16,
             disk_n: 3_000_000,
+            http_n: 100_000,
+            http_pg_n: 20_000,
+            remote_n: 20_000,
             cap: Duration::from_secs(120),
         }
     }
@@ -203,6 +219,9 @@ impl Plan {
             cpu_micros: 20,
             cpu_concurrency: 16,
             disk_n: 20_000,
+            http_n: 2_048,
+            http_pg_n: 512,
+            remote_n: 500,
             cap: Duration::from_secs(60),
         }
     }
@@ -335,6 +354,17 @@ fn main() -> ExitCode {
             Workload::MetricsCost => {
                 if wanted(System::Kessel) {
                     bench.metrics_cost();
+                }
+            }
+            Workload::Http => {
+                if wanted(System::Kessel) {
+                    bench.http(false);
+                }
+                if wanted(System::KesselPostgres) {
+                    bench.http(true);
+                }
+                if wanted(System::Kessel) {
+                    bench.http_remote();
                 }
             }
         }
@@ -521,6 +551,7 @@ impl Bench {
     }
 
     /// A row for a run that gave no number.
+    #[allow(clippy::too_many_arguments)]
     fn no_value<T>(
         &mut self,
         workload: &str,
@@ -861,6 +892,7 @@ impl Bench {
             .map(|_| base + rng.u64(0..spread.as_nanos() as u64))
             .collect();
         let answer = run(|| system.delay(&targets, 256, cap));
+        #[allow(clippy::type_complexity)]
         let metrics: [(&'static str, fn(&measure::Percentiles) -> f64); 3] = [
             ("lateness p50", |p| p.p50),
             ("lateness p99", |p| p.p99),

@@ -31,7 +31,7 @@ pub struct Email {
     pub tags: Vec<String>,
 }
 
-fn email(index: u64) -> Email {
+pub fn email(index: u64) -> Email {
     Email {
         index,
         to: format!("customer{index}@example.com"),

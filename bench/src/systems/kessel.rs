@@ -60,7 +60,9 @@ impl Handlers {
     }
 }
 
-async fn store_for(backend: Backend<'_>) -> Result<(Option<Arc<dyn Store>>, Keep), Fail> {
+pub(crate) async fn store_for(
+    backend: Backend<'_>,
+) -> Result<(Option<Arc<dyn Store>>, Keep), Fail> {
     match backend {
         Backend::Memory | Backend::MemoryKeepNone => Ok((None, None)),
         Backend::Sqlite => {
