@@ -316,12 +316,15 @@ async fn serve(
 /// during a step waits for it.
 const RECLAIM_STEP_BYTES: i64 = 2 << 20;
 
-/// After a step, the store serves commands for this many times as long
-/// as the step took before it takes another: reclaiming takes at most a
-/// fifth of the store's time. (Steps taken whenever no command waited,
-/// which under load is between any two, slowed pruning below the
-/// completion rate: 1.3M completed jobs were still kept a minute after
-/// 3M ran, where the cap is 100,000.)
+/// While a prune is under way (a delete came since the last step), the
+/// store serves commands for this many times as long as a step took
+/// before it takes another: reclaiming then takes at most a fifth of the
+/// store's time. (Steps taken whenever no command waited, which under
+/// load is between any two, slowed pruning below the completion rate:
+/// 1.3M completed jobs were still kept a minute after 3M ran, where the
+/// cap is 100,000.) Without deletes, steps follow each other as long as
+/// no command waits: resting then only slowed the shrinking (a 2 GB file
+/// was still at 9× what its jobs need a minute after the last prune).
 const RECLAIM_REST_FACTOR: u32 = 4;
 
 /// Giving the pages that deletes freed back to the file system
@@ -332,7 +335,8 @@ const RECLAIM_REST_FACTOR: u32 = 4;
 /// starts once more than a quarter of the file is free (a backlog drained,
 /// a big clean) and stops at an eighth, leaving room for what comes next.
 /// Steps run after a prune, while no command waits, and take at most a
-/// fifth of the store's time (see [`RECLAIM_REST_FACTOR`]). When done, a
+/// fifth of the store's time while prune batches keep coming (see
+/// [`RECLAIM_REST_FACTOR`]). When done, a
 /// `TRUNCATE` checkpoint shrinks the file (the moved pages reach it) and
 /// empties the WAL.
 struct Reclaim {
@@ -346,6 +350,8 @@ struct Reclaim {
     last_free: i64,
     /// No step before this (see [`RECLAIM_REST_FACTOR`]).
     rest_until: Option<std::time::Instant>,
+    /// A delete came since the last step: pruning is under way.
+    pruning: bool,
 }
 
 impl Reclaim {
@@ -357,6 +363,7 @@ impl Reclaim {
             reclaiming: false,
             last_free: i64::MAX,
             rest_until: None,
+            pruning: false,
         }
     }
 
@@ -367,10 +374,12 @@ impl Reclaim {
         (until > now).then(|| until - now)
     }
 
-    /// A step that began at `started` ended: rest in proportion.
+    /// A step that began at `started` ended: rest in proportion while a
+    /// prune is under way, not otherwise.
     fn rest_after(&mut self, started: std::time::Instant) {
         let now = std::time::Instant::now();
-        self.rest_until = Some(now + (now - started) * RECLAIM_REST_FACTOR);
+        self.rest_until =
+            std::mem::take(&mut self.pruning).then(|| now + (now - started) * RECLAIM_REST_FACTOR);
     }
 
     /// A delete freed pages: steps are due again, and their progress is
@@ -380,6 +389,7 @@ impl Reclaim {
     fn freed(&mut self) {
         self.due = self.enabled;
         self.last_free = i64::MAX;
+        self.pruning = true;
     }
 
     async fn step(&mut self, conn: &mut SqliteConnection) {
