@@ -65,6 +65,11 @@ async fn fetch_filters_by_status_task_tag_ref_and_time_and_pages_both_ways() {
         .await
         .unwrap();
     assert_eq!(refs(newest), ["m5", "m4"]);
+    let newest_page2 = queue
+        .fetch(JobQuery::default().task("mail").offset(2).limit(2))
+        .await
+        .unwrap();
+    assert_eq!(refs(newest_page2), ["m3", "m2"]);
     let oldest_page2 = queue
         .fetch(
             JobQuery::default()

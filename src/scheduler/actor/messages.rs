@@ -281,24 +281,32 @@ impl Handler<PendingJobs> for Scheduler {
     type Result = MessageResult<PendingJobs>;
     fn handle(&mut self, msg: PendingJobs, _: &mut Self::Context) -> Self::Result {
         let query = msg.0;
+        let keep = query.offset.saturating_add(query.limit);
         // The id index reads in id order: the order listings use.
-        let mut found: Vec<&super::Entry> = self
+        let matching = self
             .jobs
             .slots()
             .filter_map(|slot| self.jobs.get(slot))
             .filter(|e| {
                 e.job
                     .matches(&self.routes.tasks[e.task as usize].name, &query)
-            })
-            .collect();
-        if query.order == Order::NewestFirst {
-            found.reverse();
-        }
-        let keep = query.offset.saturating_add(query.limit);
+            });
+        let found: Vec<&super::Entry> = match query.order {
+            // The first `keep` matches are the page's: stop there, so the
+            // oldest ready job of a million held (what the metrics sampler
+            // asks for) costs a few steps, not a pass over every job.
+            Order::OldestFirst => matching.take(keep).collect(),
+            Order::NewestFirst => {
+                let mut all: Vec<&super::Entry> = matching.collect();
+                let skip = all.len().saturating_sub(keep);
+                all.drain(..skip);
+                all.reverse();
+                all
+            }
+        };
         MessageResult(
             found
                 .into_iter()
-                .take(keep)
                 .map(|e| e.job.to_job(&self.routes.tasks[e.task as usize].name))
                 .collect(),
         )
