@@ -147,3 +147,81 @@ async fn three_live_queues_enqueue_an_every_second_schedule_once_per_tick() {
     }
     db.drop().await;
 }
+
+/// Waits (real time, bounded) until `done` holds.
+async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// On a shared store the leader runs the schedule passes: a process that
+/// does not lead never enqueues a tick, even one due long ago; once the
+/// leader leaves, it leads and runs the tick itself — with no schedule
+/// ever defined or started in it.
+#[actix_rt::test]
+async fn only_the_leader_runs_schedule_passes_and_a_new_leader_takes_them_over() {
+    let Some(db) = pg::fresh().await else { return };
+    let lease = Duration::from_secs(2);
+    // The leader runs schedules by hand only, so nothing ticks while it leads.
+    let leader = Queue::builder()
+        .store(Arc::new(db.store(lease).await))
+        .manual_schedules()
+        .build()
+        .await
+        .unwrap();
+    eventually("the first queue leads", Duration::from_secs(10), || {
+        leader.is_leader()
+    })
+    .await;
+    let follower = Queue::builder()
+        .store(Arc::new(db.store(lease).await))
+        .build()
+        .await
+        .unwrap();
+    leader
+        .schedules()
+        .upsert(
+            Schedule::every("overdue", "overdue", "1h")
+                .start_at(Utc::now() - chrono::Duration::minutes(5)),
+        )
+        .await
+        .unwrap();
+
+    // The follower's timer looks every second; give it three looks.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        leader.is_leader(),
+        "the premise: the first queue still leads"
+    );
+    assert!(!follower.is_leader());
+    assert!(
+        stored_jobs(&db, "overdue").await.is_empty(),
+        "a process that does not lead ran a pass"
+    );
+
+    // The leader leaves; the follower leads within a lease and ticks.
+    leader.shutdown(Duration::from_secs(1)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let jobs = loop {
+        let jobs = stored_jobs(&db, "overdue").await;
+        if !jobs.is_empty() {
+            break jobs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new leader ran no pass within 15 s (leads: {})",
+            follower.is_leader()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(follower.is_leader());
+    assert_eq!(jobs.len(), 1, "one job for the overdue tick: {jobs:?}");
+    follower.shutdown(Duration::from_secs(1)).await.unwrap();
+    db.drop().await;
+}

@@ -315,6 +315,8 @@ impl QueueBuilder {
         #[cfg(feature = "cron")]
         if self.manual_schedules {
             queue.inner.schedules.set_manual();
+        } else {
+            queue.inner.schedules.start_if_shared(&queue);
         }
         if !suspensions.is_empty() {
             queue

@@ -24,11 +24,14 @@
 //!   a changed definition takes effect from the next tick it computes.
 //!   Pause, resume and removal are stored too, so on PostgreSQL they hold
 //!   for every process.
-//! - **Exactly one job per tick.** Each process's schedule service moves
-//!   a due schedule on with a compare-and-set of its next run, in the same
-//!   store transaction as the insert of the tick's job: of the processes
+//! - **Exactly one job per tick.** The schedule service moves a due
+//!   schedule on with a compare-and-set of its next run, in the same
+//!   store transaction as the insert of the tick's job: of the passes
 //!   that try, one wins and enqueues; a crash leaves the tick either
-//!   enqueued and moved on, or still due. See [`ScheduleService`].
+//!   enqueued and moved on, or still due. On PostgreSQL only the leader's
+//!   service runs passes (every process starts one when its queue is
+//!   built; a new leader takes over within a lease). See
+//!   [`ScheduleService`].
 //! - **Missed ticks** (every process was down): [`Missed::RunOnce`] (the
 //!   default) enqueues one job for all of them; [`Missed::Skip`] enqueues
 //!   none for a tick more than its grace late. Never more than one job

@@ -21,9 +21,19 @@ use crate::new_job::NewJob;
 use crate::queue::{Inner, JobHandle, Queue};
 use crate::store::{ScheduleAdvance, SchedulePause, ScheduleRecord, StoreError, Upserted};
 
-/// The longest the timer sleeps between passes: on a shared store another
-/// process may add, change or resume a schedule without waking this one.
+/// The longest the timer sleeps between passes on a store of one process
+/// (every change to its schedules wakes it).
 const POLL: Duration = Duration::from_secs(60);
+
+/// The longest the leader's timer sleeps between passes on a shared store,
+/// where another process may add, change or resume a schedule without
+/// waking this one: such a change is seen within this.
+const SHARED_POLL: Duration = Duration::from_secs(1);
+
+/// How often a process that does not lead a shared store looks whether it
+/// leads now (a check of its own state, not a store call): a new leader's
+/// first pass comes within this of its election.
+const FOLLOWER_WAIT: Duration = Duration::from_secs(1);
 
 /// How long the timer waits after a pass that failed (the store was
 /// unreachable) before it tries again.
@@ -40,6 +50,10 @@ struct Signals {
     started: AtomicBool,
     /// Passes run only when called (`QueueBuilder::manual_schedules`).
     manual: AtomicBool,
+    /// Something asked for the service here (a schedule stored or
+    /// resumed, or `Schedules::start`), beyond starting with a shared
+    /// store: a store without schedules is then worth an error event.
+    asked: AtomicBool,
     /// A schedule was added or resumed: look again now.
     wake: Notify,
     /// The queue is shutting down.
@@ -64,7 +78,17 @@ impl Runtime {
 
     /// Starts the timer, unless the queue's schedules are run by hand.
     fn start_unless_manual(&self, queue: &Queue) {
+        self.signals.asked.store(true, Ordering::SeqCst);
         if !self.signals.manual.load(Ordering::SeqCst) {
+            self.start(queue);
+        }
+    }
+
+    /// On a shared store, starts the timer at build (unless the queue's
+    /// schedules are run by hand): whichever process leads runs the passes,
+    /// whether or not it ever defined a schedule itself.
+    pub(crate) fn start_if_shared(&self, queue: &Queue) {
+        if queue.inner.store.shared().is_some() && !self.signals.manual.load(Ordering::SeqCst) {
             self.start(queue);
         }
     }
@@ -91,6 +115,20 @@ async fn run_timer(queue: Weak<Inner>, signals: Arc<Signals>) {
         if !queue.inner.scheduler.connected() {
             break;
         }
+        let shared = queue.inner.store.shared().is_some();
+        if shared && !queue.is_leader() {
+            // The leader runs the passes of a shared store: this process
+            // waits until it leads (a killed leader is replaced within a
+            // lease). The ticks' compare-and-set keeps them once even when
+            // two processes briefly both think they lead.
+            drop(queue);
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOWER_WAIT) => {}
+                () = signals.stop.cancelled() => break,
+            }
+            continue;
+        }
+        let longest = if shared { SHARED_POLL } else { POLL };
         let now = queue.now();
         let wait = match ScheduleService::of(&queue).run_once(now).await {
             Ok(pass) => {
@@ -101,14 +139,23 @@ async fn run_timer(queue: Weak<Inner>, signals: Arc<Signals>) {
                 }
                 let wait = pass
                     .next_wake
-                    .map_or(POLL, |at| (at - queue.now()).to_std().unwrap_or_default())
-                    .clamp(Duration::from_millis(1), POLL);
+                    .map_or(longest, |at| {
+                        (at - queue.now()).to_std().unwrap_or_default()
+                    })
+                    .clamp(Duration::from_millis(1), longest);
                 // A tick that failed stays due: try it again soon.
                 if pass.failed.is_empty() {
                     wait
                 } else {
                     wait.min(RETRY)
                 }
+            }
+            Err(Error::Store(StoreError::Unsupported(_)))
+                if !signals.asked.load(Ordering::SeqCst) =>
+            {
+                // Started only because the store is shared, and it keeps
+                // no schedules: nothing to report.
+                break;
             }
             Err(Error::Store(StoreError::Unsupported(what))) => {
                 // Nothing to retry: the store keeps no schedules.
@@ -690,6 +737,7 @@ impl<'q> Schedules<'q> {
     /// # }
     /// ```
     pub fn start(&self) {
+        self.runtime().signals.asked.store(true, Ordering::SeqCst);
         self.runtime().start(self.queue);
     }
 
