@@ -475,9 +475,15 @@ impl Bench {
                     mb(d.need),
                 );
                 let note = Some(note);
-                let rows: [(&'static str, &'static str, Better, f64); 9] = [
+                let rows: [(&'static str, &'static str, Better, f64); 10] = [
                     ("jobs/s", "jobs/s", Better::Higher, d.jobs_per_sec),
                     ("longest pause", "ms", Better::Lower, d.max_pause_ms),
+                    (
+                        "longest stall (jobs waiting)",
+                        "ms",
+                        Better::Lower,
+                        d.max_stall_ms,
+                    ),
                     ("longest commit", "ms", Better::Lower, d.longest_commit_ms),
                     (
                         "longest reclaim step",

@@ -19,7 +19,7 @@ use kessel::{JobContext, JobError, JobStatus, NewJob, Queue};
 use serde::{Deserialize, Serialize};
 
 use crate::measure::Stamps;
-use crate::systems::kessel::{create_all, Handlers, TAG};
+use crate::systems::kessel::{Handlers, TAG};
 
 /// A payload shaped like a user's struct (about 300 bytes of JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +49,11 @@ pub struct Disk {
     pub jobs_per_sec: f64,
     /// Longest gap between two consecutive completions, ms.
     pub max_pause_ms: f64,
+    /// Longest time jobs were stored and waiting while none started, ms:
+    /// a gap counts from when a created job was waiting (at its start, or
+    /// when the producer's next batch was acknowledged), so a worker that
+    /// has run every job created so far is not stalled, only idle.
+    pub max_stall_ms: f64,
     /// The longest group of writes the store committed (with the
     /// checkpoint a commit may run), ms: what a command waited behind.
     pub longest_commit_ms: f64,
@@ -121,7 +126,19 @@ pub async fn run(n: u64, concurrency: usize, cap: Duration) -> Result<Disk, Stri
 
     let t = Instant::now();
     Handlers::Threads(1).start(&queue, concurrency)?;
-    create_all(&queue, n, |i| NewJob::new("send email", email(i))).await?;
+    // Created in batches as `create_all` does, noting when each batch
+    // was acknowledged (stored and handed to the scheduler).
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let end = (i + crate::systems::CREATE_BATCH).min(n);
+        queue
+            .create_many((i..end).map(|i| NewJob::new("send email", email(i))))
+            .await
+            .map_err(|e| e.to_string())?;
+        acked.push((end, crate::measure::now_ns()));
+        i = end;
+    }
     stamps.mark_created();
     let waited = stamps.wait(cap).await;
     let secs = t.elapsed().as_secs_f64();
@@ -162,10 +179,12 @@ pub async fn run(n: u64, concurrency: usize, cap: Duration) -> Result<Disk, Stri
         .collect();
     times.sort_unstable();
     let max_pause = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let max_stall = longest_stall(&times, &acked);
     let need = compact_size(&path, dir.path()).await?;
     Ok(Disk {
         jobs_per_sec: n as f64 / secs,
         max_pause_ms: max_pause as f64 / 1e6,
+        max_stall_ms: max_stall as f64 / 1e6,
         longest_commit_ms: store_stats.longest_commit.as_secs_f64() * 1e3,
         longest_reclaim_ms: store_stats.longest_reclaim_step.as_secs_f64() * 1e3,
         peak_file: peak_file.load(Ordering::Relaxed).max(end_file),
@@ -175,6 +194,27 @@ pub async fn run(n: u64, concurrency: usize, cap: Duration) -> Result<Disk, Stri
         need,
         completed_kept: kept,
     })
+}
+
+/// The longest stretch, in ns, during which created jobs waited and none
+/// started. `starts` are the jobs' start times, sorted; `acked` the
+/// producer's batches as (jobs created so far, when acknowledged), in
+/// order. In the gap after the k-th start (k jobs started), jobs wait from
+/// the first moment more than k were acknowledged.
+fn longest_stall(starts: &[u64], acked: &[(u64, u64)]) -> u64 {
+    let mut longest = 0;
+    for (k, gap) in starts.windows(2).enumerate() {
+        let started = k as u64 + 1;
+        // The first batch that took the created count past `started`.
+        let Some(&(_, at)) = acked.iter().find(|(created, _)| *created > started) else {
+            continue;
+        };
+        let from = at.max(gap[0]);
+        if from < gap[1] {
+            longest = longest.max(gap[1] - from);
+        }
+    }
+    longest
 }
 
 /// The size of a `VACUUM INTO` copy of the (closed) store file.
@@ -201,5 +241,27 @@ pub fn per_job(need: u64, kept: u64) -> f64 {
         0.0
     } else {
         need as f64 / kept as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_stall;
+
+    #[test]
+    fn a_worker_that_ran_every_created_job_is_idle_not_stalled() {
+        // 2 jobs acknowledged at 0, started at 10 and 20; the next 2
+        // acknowledged at 500, started at 510 and 520.
+        let starts = [10, 20, 510, 520];
+        let acked = [(2, 0), (4, 500)];
+        assert_eq!(longest_stall(&starts, &acked), 10);
+    }
+
+    #[test]
+    fn waiting_jobs_make_a_gap_a_stall() {
+        // 4 jobs acknowledged at 0; a 300 ns gap between the 2nd and 3rd start.
+        let starts = [10, 20, 320, 330];
+        let acked = [(4, 0)];
+        assert_eq!(longest_stall(&starts, &acked), 300);
     }
 }
