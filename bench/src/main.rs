@@ -13,6 +13,7 @@ mod measure;
 mod procs;
 mod report;
 mod sqlite_disk;
+mod sustained;
 mod systems;
 
 use std::collections::HashMap;
@@ -60,10 +61,20 @@ enum Workload {
     /// 64 keep-alive clients (memory and PostgreSQL) and remote workers
     /// through the API, each beside the same work done in-process.
     Http,
+    /// PostgreSQL with producers and workers at once: a backlog of 4,000
+    /// kept up by single and bulk creates, 1 ms of work per job, 16 to 256
+    /// workers in one and three processes; completion rate, claim latency,
+    /// and the dead tuples and size of the tables at the end. Then fixed
+    /// rates: 200/s at 8 workers and half of capacity at 16.
+    Sustained,
+    /// Only the `sustained` workload's 200 jobs/s run (its length set with
+    /// `--paced-secs`; the dead-tuple goal is judged after 300 s). Not in
+    /// the default run.
+    SustainedPaced,
 }
 
 impl Workload {
-    const ALL: [Workload; 11] = [
+    const ALL: [Workload; 13] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
@@ -75,6 +86,8 @@ impl Workload {
         Workload::SqliteDisk,
         Workload::MetricsCost,
         Workload::Http,
+        Workload::Sustained,
+        Workload::SustainedPaced,
     ];
 
     fn name(self) -> &'static str {
@@ -90,6 +103,8 @@ impl Workload {
             Workload::SqliteDisk => "sqlite-disk",
             Workload::MetricsCost => "metrics-cost",
             Workload::Http => "http",
+            Workload::Sustained => "sustained",
+            Workload::SustainedPaced => "sustained-paced",
         }
     }
 }
@@ -139,6 +154,17 @@ struct Args {
     /// Internal: the worker process's concurrency.
     #[arg(long, hide = true, default_value_t = 16)]
     concurrency: usize,
+    /// Internal: be a producer or worker process of the `sustained`
+    /// workload (started by the parent run, driven over stdin/stdout).
+    #[arg(long, hide = true)]
+    sustained_role: Option<String>,
+    /// Internal: where a sustained worker process writes its samples.
+    #[arg(long, hide = true)]
+    samples: Option<PathBuf>,
+    /// How long the `sustained` workload's 200 jobs/s run lasts, seconds
+    /// (the dead-tuple goal is for 300).
+    #[arg(long)]
+    paced_secs: Option<f64>,
 }
 
 /// Counts and limits of one run.
@@ -168,6 +194,17 @@ struct Plan {
     http_pg_n: u64,
     /// Jobs worked by remote workers (and burnt down in-process).
     remote_n: u64,
+    /// Sustained: total workers per run, processes per run, warm-up and
+    /// measured window of the backlog runs.
+    sustained_workers: Vec<usize>,
+    sustained_processes: Vec<usize>,
+    sustained_warmup: Duration,
+    sustained_window: Duration,
+    /// Sustained at a fixed rate: the 200/s run's workers and length, and
+    /// the half-capacity run's length.
+    paced_workers: usize,
+    paced_window: Duration,
+    half_window: Duration,
     cap: Duration,
 }
 
@@ -195,6 +232,13 @@ impl Plan {
             http_n: 100_000,
             http_pg_n: 20_000,
             remote_n: 20_000,
+            sustained_workers: vec![16, 64, 256],
+            sustained_processes: vec![1, 3],
+            sustained_warmup: Duration::from_secs(3),
+            sustained_window: Duration::from_secs(10),
+            paced_workers: 8,
+            paced_window: Duration::from_secs(30),
+            half_window: Duration::from_secs(10),
             cap: Duration::from_secs(120),
         }
     }
@@ -222,6 +266,13 @@ impl Plan {
             http_n: 2_048,
             http_pg_n: 512,
             remote_n: 500,
+            sustained_workers: vec![16],
+            sustained_processes: vec![1, 3],
+            sustained_warmup: Duration::from_millis(300),
+            sustained_window: Duration::from_millis(700),
+            paced_workers: 8,
+            paced_window: Duration::from_millis(700),
+            half_window: Duration::from_millis(700),
             cap: Duration::from_secs(60),
         }
     }
@@ -241,6 +292,14 @@ fn main() -> ExitCode {
     }
     if args.pg_worker {
         return procs::worker_main(&args.pg_url, args.concurrency);
+    }
+    if let Some(role) = &args.sustained_role {
+        return sustained::child_main(
+            role,
+            &args.pg_url,
+            args.concurrency,
+            args.samples.as_deref(),
+        );
     }
     if let Some(path) = &args.render {
         let report: Result<Report, String> = std::fs::read_to_string(path)
@@ -265,17 +324,27 @@ fn main() -> ExitCode {
             }
         };
     }
-    let plan = if args.quick {
+    let mut plan = if args.quick {
         Plan::quick()
     } else {
         Plan::full()
     };
+    if let Some(secs) = args.paced_secs.filter(|s| s.is_finite() && *s > 0.0) {
+        plan.paced_window = Duration::from_secs_f64(secs);
+    }
     let workloads: Vec<Workload> = if args.only.is_empty() {
         // `durable` runs the multi-process burn-downs too; `burn-down`
         // has a metrics-on row, which `metrics-cost` repeats in turns.
         Workload::ALL
             .into_iter()
-            .filter(|w| ![Workload::DurableProcesses, Workload::MetricsCost].contains(w))
+            .filter(|w| {
+                ![
+                    Workload::DurableProcesses,
+                    Workload::MetricsCost,
+                    Workload::SustainedPaced,
+                ]
+                .contains(w)
+            })
             .collect()
     } else {
         Workload::ALL
@@ -355,6 +424,20 @@ fn main() -> ExitCode {
                 if wanted(System::Kessel) {
                     bench.metrics_cost();
                 }
+            }
+            Workload::Sustained => {
+                let systems: Vec<System> = System::SUSTAINED
+                    .into_iter()
+                    .filter(|s| wanted(*s))
+                    .collect();
+                bench.sustained(&systems, false);
+            }
+            Workload::SustainedPaced => {
+                let systems: Vec<System> = System::SUSTAINED
+                    .into_iter()
+                    .filter(|s| wanted(*s))
+                    .collect();
+                bench.sustained(&systems, true);
             }
             Workload::Http => {
                 if wanted(System::Kessel) {
@@ -448,11 +531,176 @@ fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Opt
         ("durable burn-down", _, "throughput") => Some(at_least(50_000.0, "≥ 50k/s")),
         ("durable latency", System::KesselPostgres, "p50") => Some(at_most(2000.0, "≤ 2 ms")),
         ("bulk-create", _, "throughput") => Some(at_least(200_000.0, "≥ 200k/s")),
+        ("sustained 200/s" | "sustained latency", System::KesselPostgres, "claim p99") => {
+            Some(at_most(10.0, "≤ 10 ms"))
+        }
         _ => None,
     }
 }
 
 impl Bench {
+    /// The `sustained` workload (see `sustained.rs`): each configuration
+    /// runs every system in turn, so their numbers are of the same minute.
+    fn sustained(&mut self, systems: &[System], paced_only: bool) {
+        use sustained::{Offer, Peer, Spec};
+        let url = match self.env.postgres.clone() {
+            Ok(url) => url,
+            Err(e) => {
+                for &system in systems {
+                    let params = "PostgreSQL".to_owned();
+                    self.no_value(
+                        "sustained",
+                        params,
+                        system,
+                        "completion",
+                        "jobs/s",
+                        Better::Higher,
+                        Answer::<()>::Failed(e.clone()),
+                    );
+                }
+                return;
+            }
+        };
+        let peer = |s: System| match s {
+            System::Awa => Peer::Awa,
+            _ => Peer::Kessel,
+        };
+        let warmup = self.plan.sustained_warmup;
+        let spec = |system: System, workers, processes, offer, window| Spec {
+            peer: peer(system),
+            url: url.clone(),
+            workers,
+            processes,
+            offer,
+            warmup,
+            window,
+        };
+        let mut capacity: HashMap<System, f64> = HashMap::new();
+        let backlog_runs = if paced_only {
+            Vec::new()
+        } else {
+            self.plan.sustained_processes.clone()
+        };
+        for processes in backlog_runs {
+            for workers in self.plan.sustained_workers.clone() {
+                let params = format!(
+                    "{workers} workers, {processes} process{}, backlog 4,000, 1 ms/job",
+                    if processes == 1 { "" } else { "es" }
+                );
+                for &system in systems {
+                    let window = self.plan.sustained_window;
+                    let run = sustained::run(&spec(
+                        system,
+                        workers,
+                        processes,
+                        Offer::Backlog(4_000),
+                        window,
+                    ));
+                    if let Ok(o) = &run {
+                        if workers == 16 && processes == 1 {
+                            capacity.insert(system, o.completion);
+                        }
+                    }
+                    self.sustained_rows("sustained", params.clone(), system, run);
+                }
+            }
+        }
+        let workers = self.plan.paced_workers;
+        let window = self.plan.paced_window;
+        let params = format!("200 jobs/s, {workers} workers, 1 process, {:.0?}", window);
+        for &system in systems {
+            let run = sustained::run(&spec(system, workers, 1, Offer::Rate(200.0), window));
+            self.sustained_rows("sustained 200/s", params.clone(), system, run);
+        }
+        let window = self.plan.half_window;
+        for &system in systems {
+            let Some(rate) = capacity.get(&system).map(|c| c / 2.0) else {
+                continue;
+            };
+            let params = format!(
+                "{} jobs/s (half of capacity), 16 workers, 1 process, {:.0?}",
+                report::human(rate),
+                window
+            );
+            let run = sustained::run(&spec(system, 16, 1, Offer::Rate(rate), window));
+            self.sustained_rows("sustained latency", params, system, run);
+        }
+    }
+
+    fn sustained_rows(
+        &mut self,
+        workload: &str,
+        params: String,
+        system: System,
+        run: Result<sustained::Outcome, systems::Fail>,
+    ) {
+        match run {
+            Ok(o) => {
+                let note = format!(
+                    "{} asked, {} made, {} ran in the run; {} claims sampled; {} live tuples, \
+                     {} autovacuum/analyze runs during the run",
+                    o.asked, o.made, o.ran, o.samples, o.live_end, o.autovacuums
+                );
+                let ms = |us: f64| us / 1000.0;
+                let rows: [(&'static str, &'static str, Better, f64); 7] = [
+                    ("completion", "jobs/s", Better::Higher, o.completion),
+                    ("claim p50", "ms", Better::Lower, ms(o.claim.p50)),
+                    ("claim p99", "ms", Better::Lower, ms(o.claim.p99)),
+                    ("claim p99.9", "ms", Better::Lower, ms(o.claim.p999)),
+                    (
+                        "dead tuples at the end",
+                        "",
+                        Better::Lower,
+                        o.dead_end as f64,
+                    ),
+                    (
+                        "dead tuples, most seen",
+                        "",
+                        Better::Lower,
+                        o.dead_peak as f64,
+                    ),
+                    (
+                        "table size at the end",
+                        "MB",
+                        Better::Lower,
+                        o.bytes_end as f64 / (1 << 20) as f64,
+                    ),
+                ];
+                for (metric, unit, better, value) in rows {
+                    let note = (metric == "completion").then(|| note.clone());
+                    // No claim sampled: no latency, rather than zero.
+                    let value = (o.samples > 0 || !metric.starts_with("claim")).then_some(value);
+                    self.row(
+                        workload,
+                        params.clone(),
+                        system,
+                        metric,
+                        unit,
+                        better,
+                        value,
+                        note,
+                    );
+                }
+            }
+            Err(e) => {
+                let answer = if e.contains("not built") {
+                    Answer::<()>::Unavailable("the awa peer is not built: cargo build --release --manifest-path bench/awa/Cargo.toml")
+                } else {
+                    Answer::Failed(e)
+                };
+                self.no_value(
+                    workload,
+                    params,
+                    system,
+                    "completion",
+                    "jobs/s",
+                    Better::Higher,
+                    answer,
+                );
+            }
+        }
+    }
+
     /// The `sqlite-disk` workload (see `sqlite_disk.rs`).
     fn sqlite_disk(&mut self) {
         let n = self.plan.disk_n;

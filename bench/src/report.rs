@@ -84,6 +84,7 @@ impl Report {
             (System::KesselWorkerThread, System::Kessel),
             (System::KesselSqlite, System::ApalisSqlite),
             (System::KesselPostgres, System::ApalisPostgres),
+            (System::KesselPostgres, System::Awa),
         ];
         let mut ratios = Vec::new();
         for (k, p) in pairs {

@@ -18,6 +18,9 @@ pub type Fail = String;
 /// Jobs per create call when creating in bulk.
 pub const CREATE_BATCH: u64 = 10_000;
 
+/// Why awa has no row in the other PostgreSQL workloads.
+const SUSTAINED_ONLY: &str = "awa runs in the sustained workload only";
+
 /// The systems, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum System {
@@ -40,6 +43,9 @@ pub enum System {
     ApalisSqlite,
     /// apalis-postgres 1.0.
     ApalisPostgres,
+    /// awa 0.6 (PostgreSQL), run as child processes of its own binary
+    /// (`bench/awa`); the `sustained` workload only.
+    Awa,
 }
 
 /// What a system said to a workload.
@@ -71,6 +77,7 @@ impl System {
             System::KesselPostgres => "kessel-postgres",
             System::ApalisSqlite => "apalis-sqlite",
             System::ApalisPostgres => "apalis-postgres",
+            System::Awa => "awa",
         }
     }
 
@@ -89,6 +96,9 @@ impl System {
         System::ApalisSqlite,
         System::ApalisPostgres,
     ];
+
+    /// The systems of the `sustained` workload.
+    pub const SUSTAINED: [System; 2] = [System::KesselPostgres, System::Awa];
 
     pub fn is_kessel(self) -> bool {
         matches!(
@@ -126,6 +136,7 @@ impl System {
             System::Baseline => baseline::burn_down(n, concurrency, cap).await.into(),
             System::Apalis => apalis::mem::burn_down(n, concurrency, cap).await.into(),
             System::ApalisSqlite => apalis::sqlite::burn_down(n, concurrency, cap).await.into(),
+            System::Awa => Answer::Unavailable(SUSTAINED_ONLY),
             System::ApalisPostgres => match env.pg() {
                 Ok(url) => apalis::postgres::burn_down(url, n, concurrency, cap)
                     .await
@@ -151,6 +162,7 @@ impl System {
             System::Baseline => baseline::bulk_create(n).await.into(),
             System::Apalis => apalis::mem::bulk_create(n).await.into(),
             System::ApalisSqlite => apalis::sqlite::bulk_create(n).await.into(),
+            System::Awa => Answer::Unavailable(SUSTAINED_ONLY),
             System::ApalisPostgres => match env.pg() {
                 Ok(url) => apalis::postgres::bulk_create(url, n).await.into(),
                 Err(e) => Answer::Failed(e),
@@ -186,6 +198,7 @@ impl System {
             System::ApalisSqlite => apalis::sqlite::latency(rate, n, concurrency, cap)
                 .await
                 .into(),
+            System::Awa => Answer::Unavailable(SUSTAINED_ONLY),
             System::ApalisPostgres => match env.pg() {
                 Ok(url) => apalis::postgres::latency(url, rate, n, concurrency, cap)
                     .await

@@ -58,10 +58,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_suspensions.sql")),
     (10, include_str!("migrations/0010_leader_handover.sql")),
     (11, include_str!("migrations/0011_ran_by.sql")),
+    (12, include_str!("migrations/0012_autovacuum.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// How to connect a [`PgStore`].
 ///
@@ -82,6 +83,7 @@ pub struct PgOptions {
     max_connections: u32,
     lease: Duration,
     application_name: String,
+    vacuum_after: Option<u64>,
 }
 
 impl PgOptions {
@@ -94,6 +96,7 @@ impl PgOptions {
             max_connections: 10,
             lease: Duration::from_secs(30),
             application_name: "kessel".into(),
+            vacuum_after: Some(DEFAULT_VACUUM_AFTER),
         }
     }
 
@@ -131,7 +134,52 @@ impl PgOptions {
         self.lease = lease.max(Duration::from_millis(30));
         self
     }
+
+    /// When kessel vacuums its own job tables: once one holds more than
+    /// `dead` dead tuples (default 500), or never (`None`: autovacuum
+    /// alone, with the per-table settings kessel's migrations give them).
+    ///
+    /// Every state change of a job leaves a dead row version behind, and
+    /// autovacuum visits a database at most once per
+    /// `autovacuum_naptime` (a minute by default), so at a few hundred jobs
+    /// a second tens of thousands pile up between its visits. A running
+    /// queue on this store reads the tables' dead-tuple counts every
+    /// second and runs `VACUUM (SKIP_LOCKED)` on one that is past `dead`,
+    /// spending at most a fifth of its time vacuuming: after a vacuum
+    /// that took `t` it waits at least `4 t` before the next. The
+    /// connection needs to own the tables (it created them) for the
+    /// vacuum to do anything.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let eager = kessel::store::PgOptions::new("postgres://postgres@127.0.0.1/test")
+    ///     .vacuum_after(Some(200));
+    /// assert_eq!(eager.vacuum_threshold(), Some(200));
+    /// let autovacuum_only = eager.vacuum_after(None);
+    /// assert_eq!(autovacuum_only.vacuum_threshold(), None);
+    /// ```
+    pub fn vacuum_after(mut self, dead: Option<u64>) -> Self {
+        self.vacuum_after = dead;
+        self
+    }
+
+    /// The dead-tuple count past which kessel vacuums its job tables, if
+    /// it does (see [`PgOptions::vacuum_after`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = kessel::store::PgOptions::new("postgres://postgres@127.0.0.1/test");
+    /// assert_eq!(options.vacuum_threshold(), Some(500));
+    /// ```
+    pub fn vacuum_threshold(&self) -> Option<u64> {
+        self.vacuum_after
+    }
 }
+
+/// The default of [`PgOptions::vacuum_after`].
+const DEFAULT_VACUUM_AFTER: u64 = 500;
 
 /// SQL text with the schema name put in, built once per store.
 #[derive(Debug)]
@@ -178,6 +226,8 @@ pub(super) struct Db {
     sql: Arc<Sql>,
     owner: Uuid,
     lease: Duration,
+    /// See [`PgOptions::vacuum_after`].
+    vacuum_after: Option<u64>,
     /// Marked when the listener hears that the suspensions changed (or
     /// reconnects); see [`SharedStore::suspension_changes`].
     suspensions_changed: Arc<tokio::sync::watch::Sender<()>>,
@@ -321,6 +371,7 @@ impl Db {
             sql,
             owner: Uuid::new_v4(),
             lease: options.lease,
+            vacuum_after: options.vacuum_after,
             suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
         })
     }
@@ -1084,6 +1135,10 @@ impl Store for PgStore {
 impl Db {
     pub(crate) fn lease_duration(&self) -> Duration {
         self.lease
+    }
+
+    pub(crate) fn vacuum_threshold(&self) -> Option<u64> {
+        self.vacuum_after
     }
 
     pub(crate) fn owner_id(&self) -> Uuid {

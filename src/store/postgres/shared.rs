@@ -500,6 +500,12 @@ impl SharedStore for PgStore {
     fn wakeups(&self) -> BoxStream<'static, ()> {
         // The listener runs on the store's runtime; wake-ups cross over a channel.
         let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
+        if let Some(dead) = self.db.vacuum_threshold() {
+            // Vacuuming lasts as long as the scheduler listens.
+            let tables = [self.db.jobs_table(), self.db.logs_table()];
+            self.exec
+                .spawn(vacuum(self.db.pool().clone(), tables, dead, tx.clone()));
+        }
         self.exec.spawn(listen(
             self.db.pool().clone(),
             self.db.channel().to_owned(),
@@ -511,6 +517,58 @@ impl SharedStore for PgStore {
             |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
         )
         .boxed()
+    }
+}
+
+/// How often [`vacuum`] reads the tables' dead-tuple counts.
+const VACUUM_CHECK: Duration = Duration::from_secs(1);
+
+/// Vacuums each of `tables` once it holds more than `dead` dead tuples,
+/// until `alive`'s receiver goes (see `PgOptions::vacuum_after`): reads
+/// the counts every [`VACUUM_CHECK`], and after a vacuum that took `t`
+/// waits at least `4 t`, so at most a fifth of the time goes to it.
+/// `SKIP_LOCKED` leaves a table alone while another vacuum (autovacuum, or
+/// another process's) works on it. A failure is logged, and waited out
+/// ten times longer.
+async fn vacuum(
+    pool: sqlx::PgPool,
+    tables: [String; 2],
+    dead: u64,
+    alive: tokio::sync::mpsc::Sender<()>,
+) {
+    let mut rest = VACUUM_CHECK;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(rest) => {}
+            () = alive.closed() => return,
+        }
+        rest = VACUUM_CHECK;
+        for table in &tables {
+            let count: Result<Option<i64>, _> =
+                sqlx::query_scalar("SELECT pg_stat_get_dead_tuples(to_regclass($1))")
+                    .bind(table)
+                    .fetch_one(&pool)
+                    .await;
+            match count {
+                Ok(Some(n)) if u64::try_from(n).unwrap_or(0) > dead => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, table, "reading dead tuples failed");
+                    rest = VACUUM_CHECK * 10;
+                    break;
+                }
+            }
+            let started = std::time::Instant::now();
+            let done = sqlx::raw_sql(AssertSqlSafe(format!("VACUUM (SKIP_LOCKED) {table}")))
+                .execute(&pool)
+                .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, table, "vacuuming a kessel table failed");
+                rest = VACUUM_CHECK * 10;
+                break;
+            }
+            rest = rest.max(started.elapsed() * 4);
+        }
     }
 }
 
