@@ -168,6 +168,8 @@ struct Plan {
     http_pg_n: u64,
     /// Jobs worked by remote workers (and burnt down in-process).
     remote_n: u64,
+    /// The same on PostgreSQL.
+    remote_pg_n: u64,
     cap: Duration,
 }
 
@@ -195,6 +197,7 @@ impl Plan {
             http_n: 100_000,
             http_pg_n: 20_000,
             remote_n: 20_000,
+            remote_pg_n: 20_000,
             cap: Duration::from_secs(120),
         }
     }
@@ -222,6 +225,7 @@ impl Plan {
             http_n: 2_048,
             http_pg_n: 512,
             remote_n: 500,
+            remote_pg_n: 500,
             cap: Duration::from_secs(60),
         }
     }
@@ -364,7 +368,10 @@ fn main() -> ExitCode {
                     bench.http(true);
                 }
                 if wanted(System::Kessel) {
-                    bench.http_remote();
+                    bench.http_remote(false);
+                }
+                if wanted(System::KesselPostgres) {
+                    bench.http_remote(true);
                 }
             }
         }
