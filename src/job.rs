@@ -418,6 +418,11 @@ pub struct Job {
     /// runs every job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ran_by: Option<uuid::Uuid>,
+    /// The URL of the job's own webhook callback, given when it was
+    /// created (feature `webhooks`: `NewJob::callback`); it wins over its
+    /// task's callback. `None` when the job names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<String>,
     /// The job's log.
     pub logs: Vec<LogLine>,
 }

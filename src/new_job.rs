@@ -61,6 +61,8 @@ pub struct NewJob {
     id: Option<JobId>,
     /// What the job asks of uniqueness, if anything.
     unique: Option<crate::unique::UniqueSpec>,
+    /// Its own webhook callback URL, checked.
+    callback: Option<String>,
 }
 
 /// Clamps a priority: negatives are 0 (the highest), and values past
@@ -83,6 +85,7 @@ impl NewJob {
             error: None,
             id: None,
             unique: None,
+            callback: None,
         }
     }
 
@@ -270,6 +273,52 @@ impl NewJob {
         self
     }
 
+    /// Names the URL kessel POSTs to when this job reaches a final state
+    /// (feature `webhooks`; see [`kessel::webhook`](crate::webhook)): the
+    /// job's own callback, which wins over its task's
+    /// [`callback`](crate::TaskBuilder::callback). It is stored with the
+    /// job, so the process that finishes the job sends it even when
+    /// another created it. It is signed with the task's
+    /// [`callback_secret`](crate::TaskBuilder::callback_secret) when the
+    /// task names one, else with [`DEFAULT_SECRET`](crate::webhook::DEFAULT_SECRET).
+    ///
+    /// The process that works the delivery task's tag must have
+    /// registered [`Queue::webhooks`](crate::Queue::webhooks); until one
+    /// does, the delivery waits, visible in
+    /// [`Queue::callbacks`](crate::Queue::callbacks).
+    ///
+    /// A URL that is not `http` or `https` with a host makes creating the
+    /// job fail with [`Error::InvalidInput`] naming `callback`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::NewJob;
+    /// let queue = kessel::Queue::new();
+    /// let job = queue
+    ///     .create_job(NewJob::new("export", 7).callback("https://example.com/hooks/export-7"))
+    ///     .await?;
+    /// let stored = queue.job(job.id()).await?;
+    /// assert_eq!(stored.callback.as_deref(), Some("https://example.com/hooks/export-7"));
+    ///
+    /// let err = queue
+    ///     .create_job(NewJob::new("export", 8).callback("ftp://example.com/hooks"))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "callback", .. }));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "webhooks")]
+    pub fn callback(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        match crate::webhook::validate_url(&url) {
+            Ok(()) => self.callback = Some(url),
+            Err(e) => self.keep_error(e),
+        }
+        self
+    }
+
     /// The task this job is for.
     pub fn task(&self) -> &str {
         &self.task
@@ -329,6 +378,7 @@ impl NewJob {
             progress: None,
             finished_at: None,
             ran_by: None,
+            callback: self.callback,
             logs: if log_created {
                 vec![LogLine::created(now)]
             } else {

@@ -48,6 +48,7 @@ fn job(n: usize) -> Job {
         progress: None,
         finished_at: None,
         ran_by: None,
+        callback: None,
         logs: Vec::new(),
     };
     match n % 4 {

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 
 mod web {
     pub(crate) mod bulk;
+    #[cfg(feature = "webhooks")]
+    pub(crate) mod callbacks;
     pub(crate) mod fuzz;
     pub(crate) mod remote;
     #[cfg(feature = "cron")]

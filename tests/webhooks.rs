@@ -524,3 +524,181 @@ async fn a_pending_delivery_survives_a_restart_on_postgres() {
         .expect("shutdown");
     db.drop().await;
 }
+
+#[actix_rt::test]
+async fn a_job_with_its_own_callback_is_called_back_there_not_at_its_tasks() {
+    let task_receiver = Receiver::start(Answers::InTurn(Vec::new()));
+    let job_receiver = Receiver::start(Answers::InTurn(Vec::new()));
+    let queue = Queue::new();
+    queue
+        .webhooks(Webhooks::new().secret("partner", SECRET).retry(quick(2)))
+        .expect("webhooks");
+    queue
+        .define("export")
+        .callback(&task_receiver.url)
+        .callback_secret("partner")
+        .action(|_: JobContext<()>| async { Ok::<_, JobError>("exported") })
+        .expect("define export");
+    let mut events = queue.events(Filter::Task(TASK.into()));
+    queue.process(["default"]).start().expect("worker");
+    let export = queue
+        .create("export", ())
+        .callback(&job_receiver.url)
+        .await
+        .expect("create");
+    assert_eq!(
+        queue
+            .job(export.id())
+            .await
+            .expect("read")
+            .callback
+            .as_deref(),
+        Some(job_receiver.url.as_str())
+    );
+    export.result().await.expect("result");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
+    assert_eq!(delivery.status, JobStatus::Completed, "{delivery:?}");
+    let requests = job_receiver.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(
+        task_receiver.requests().is_empty(),
+        "the task's URL is not called"
+    );
+    // Signed with the task's secret.
+    let header = requests[0].header(SIGNATURE_HEADER).expect("signed");
+    assert_eq!(
+        verify_signature(SECRET, header, &requests[0].body, Duration::from_secs(300)),
+        Ok(())
+    );
+    let body: CallbackBody = serde_json::from_slice(&requests[0].body).expect("a callback body");
+    assert_eq!(
+        (body.job_id, body.status),
+        (export.id(), JobStatus::Completed)
+    );
+}
+
+#[actix_rt::test]
+async fn a_job_of_a_task_without_a_callback_is_called_back_at_its_own_signed_with_the_default_secret(
+) {
+    let receiver = Receiver::start(Answers::InTurn(Vec::new()));
+    let queue = Queue::new();
+    queue
+        .webhooks(Webhooks::new().secret("default", SECRET).retry(quick(2)))
+        .expect("webhooks");
+    queue
+        .define("charge")
+        .retry(RetryPolicy::none())
+        .action(|_: JobContext<()>| async { Err::<(), _>(JobError::fatal("card declined")) })
+        .expect("define");
+    let mut events = queue.events(Filter::Task(TASK.into()));
+    queue.process(["default"]).start().expect("worker");
+    let plain = queue.create("charge", ()).await.expect("create");
+    let charge = queue
+        .create_job(kessel::NewJob::new("charge", ()).callback(&receiver.url))
+        .await
+        .expect("create");
+    charge.result().await.expect("result");
+    plain.result().await.expect("result");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
+    assert_eq!(delivery.status, JobStatus::Completed, "{delivery:?}");
+    assert_eq!(
+        delivery.payload.to_value().expect("json")["secret"],
+        kessel::webhook::DEFAULT_SECRET
+    );
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "only the job with a callback calls back");
+    let header = requests[0].header(SIGNATURE_HEADER).expect("signed");
+    assert_eq!(
+        verify_signature(SECRET, header, &requests[0].body, Duration::from_secs(300)),
+        Ok(())
+    );
+    let body: CallbackBody = serde_json::from_slice(&requests[0].body).expect("a callback body");
+    assert_eq!((body.job_id, body.status), (charge.id(), JobStatus::Buried));
+    assert!(queue
+        .callbacks(plain.id())
+        .await
+        .expect("callbacks")
+        .is_empty());
+}
+
+#[actix_rt::test]
+async fn a_job_callback_that_is_not_an_http_url_is_refused_naming_the_field() {
+    let queue = Queue::new();
+    for url in ["ftp://example.com/x", "example.com/hooks", "http://", ""] {
+        let err = queue
+            .create("export", ())
+            .callback(url)
+            .await
+            .expect_err(url);
+        assert!(
+            matches!(
+                err,
+                Error::InvalidInput {
+                    field: "callback",
+                    ..
+                }
+            ),
+            "{url:?}: {err}"
+        );
+    }
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(stats.counts.len(), 0, "nothing was created");
+}
+
+#[actix_rt::test]
+async fn a_job_callback_survives_closing_and_reopening_a_sqlite_queue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("jobs.db");
+    let receiver = Receiver::start(Answers::InTurn(Vec::new()));
+    let hooks = || Webhooks::new().secret("default", SECRET).retry(quick(3));
+    let define = |queue: &Queue| {
+        queue
+            .define("export")
+            .action(|_: JobContext<()>| async { Ok::<_, JobError>("exported") })
+            .expect("define export");
+    };
+    // Created in one process, run by the next.
+    let export_id = {
+        let queue = Queue::sqlite(&path).await.expect("open");
+        queue.webhooks(hooks()).expect("webhooks");
+        define(&queue);
+        let export = queue
+            .create("export", ())
+            .callback(&receiver.url)
+            .await
+            .expect("create");
+        queue
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("shutdown");
+        queue.store().close().await.expect("close");
+        export.id()
+    };
+    let queue = Queue::sqlite(&path).await.expect("reopen");
+    queue.webhooks(hooks()).expect("webhooks");
+    define(&queue);
+    let mut events = queue.events(Filter::Task(TASK.into()));
+    queue.process(["default"]).start().expect("worker");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
+    assert_eq!(delivery.status, JobStatus::Completed, "{delivery:?}");
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    let body: CallbackBody = serde_json::from_slice(&requests[0].body).expect("a callback body");
+    assert_eq!(
+        (body.job_id, body.status),
+        (export_id, JobStatus::Completed)
+    );
+    queue
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+}

@@ -245,18 +245,58 @@ pub async fn creates_in_process(
     result
 }
 
-/// `n` jobs created beforehand (memory store), then worked by `workers`
+/// The PostgreSQL schema of the remote-worker rows, dropped and made
+/// again for each run (apart from `kessel_bench`, which other workloads use).
+const REMOTE_PG_SCHEMA: &str = "kessel_bench_remote";
+
+/// A queue on `backend` with no task defined (on PostgreSQL, in
+/// [`REMOTE_PG_SCHEMA`], new).
+async fn bare_queue(backend: Backend<'_>) -> Result<(Queue, Option<tempfile::TempDir>), Fail> {
+    if let Backend::Postgres(url) = backend {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {REMOTE_PG_SCHEMA} CASCADE"
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+        let store = kessel::store::PgStore::connect_with(
+            kessel::store::PgOptions::new(url).schema(REMOTE_PG_SCHEMA),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let queue = Queue::builder()
+            .store(Arc::new(store))
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok((queue, None));
+    }
+    let (store, keep) = store_for(backend).await?;
+    let builder = Queue::builder();
+    let builder = match store {
+        Some(store) => builder.store(store),
+        None => builder,
+    };
+    Ok((builder.build().await.map_err(|e| e.to_string())?, keep))
+}
+
+/// `n` jobs created beforehand (on `backend`), then worked by `workers`
 /// `kessel::remote::Worker`s of `slots` each through an API that parks
 /// and leases up to `workers × slots` jobs at once, no-op handlers:
 /// jobs/s from the workers' start to the last handler's start.
 pub async fn remote_burn_down(
+    backend: Backend<'_>,
     n: u64,
     workers: usize,
     slots: usize,
     cap: Duration,
 ) -> Result<f64, Fail> {
     let stamps = Stamps::counter(n);
-    let queue = Queue::builder().build().await.map_err(|e| e.to_string())?;
+    let (queue, _keep) = bare_queue(backend).await?;
     create_all(&queue, n, |i| NewJob::new(REMOTE_TASK, email(i))).await?;
     let (addr, server) = serve(&queue, workers * slots)?;
     let url = format!("http://{addr}");
@@ -304,9 +344,14 @@ pub async fn remote_burn_down(
 
 /// The same `n` jobs burnt down by a local worker with `slots` slots in
 /// the API's process: the in-process number beside [`remote_burn_down`].
-pub async fn local_burn_down(n: u64, slots: usize, cap: Duration) -> Result<f64, Fail> {
+pub async fn local_burn_down(
+    backend: Backend<'_>,
+    n: u64,
+    slots: usize,
+    cap: Duration,
+) -> Result<f64, Fail> {
     let stamps = Stamps::counter(n);
-    let queue = Queue::builder().build().await.map_err(|e| e.to_string())?;
+    let (queue, _keep) = bare_queue(backend).await?;
     let s = stamps.clone();
     queue
         .define(REMOTE_TASK)
@@ -466,19 +511,42 @@ impl crate::Bench {
     }
 
     /// Remote workers through the API beside a local burn-down of the
-    /// same jobs with as many slots: jobs/s and the ratio, per shape.
-    pub(crate) fn http_remote(&mut self) {
-        let n = self.plan.remote_n;
+    /// same jobs with as many slots: jobs/s and the ratio, per shape; on
+    /// the memory store, or with `postgres` on PostgreSQL (the larger
+    /// shape only).
+    pub(crate) fn http_remote(&mut self, postgres: bool) {
+        let (n, store, shapes) = if postgres {
+            (self.plan.remote_pg_n, "postgres", &REMOTE_SHAPES[1..])
+        } else {
+            (self.plan.remote_n, "memory", &REMOTE_SHAPES[..])
+        };
         let cap = self.plan.cap;
         let w = "http remote workers";
-        for (workers, per) in REMOTE_SHAPES {
+        let url = self.env.postgres.clone();
+        for &(workers, per) in shapes {
             let slots = workers * per;
             let params = format!(
-                "n={}, memory, no-op handler, {slots} slots ({workers} remote workers × {per})",
+                "n={}, {store}, no-op handler, {slots} slots ({workers} remote workers × {per})",
                 report::human(n as f64)
             );
-            let remote = crate::run(|| remote_burn_down(n, workers, per, cap));
-            let local = crate::run(|| local_burn_down(n, slots, cap));
+            let (remote, local) = match (&url, postgres) {
+                (Err(e), true) => {
+                    let e = format!("no PostgreSQL: {e}");
+                    (Err(e.clone()), Err(e))
+                }
+                (url, _) => {
+                    let url = url.as_deref().unwrap_or_default();
+                    let backend = if postgres {
+                        Backend::Postgres(url)
+                    } else {
+                        Backend::Memory
+                    };
+                    (
+                        crate::run(|| remote_burn_down(backend, n, workers, per, cap)),
+                        crate::run(|| local_burn_down(backend, n, slots, cap)),
+                    )
+                }
+            };
             self.http_row(
                 w,
                 &params,

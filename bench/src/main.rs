@@ -205,6 +205,8 @@ struct Plan {
     paced_workers: usize,
     paced_window: Duration,
     half_window: Duration,
+    /// The same on PostgreSQL.
+    remote_pg_n: u64,
     cap: Duration,
 }
 
@@ -239,6 +241,7 @@ impl Plan {
             paced_workers: 8,
             paced_window: Duration::from_secs(30),
             half_window: Duration::from_secs(10),
+            remote_pg_n: 20_000,
             cap: Duration::from_secs(120),
         }
     }
@@ -273,6 +276,7 @@ impl Plan {
             paced_workers: 8,
             paced_window: Duration::from_millis(700),
             half_window: Duration::from_millis(700),
+            remote_pg_n: 500,
             cap: Duration::from_secs(60),
         }
     }
@@ -447,7 +451,10 @@ fn main() -> ExitCode {
                     bench.http(true);
                 }
                 if wanted(System::Kessel) {
-                    bench.http_remote();
+                    bench.http_remote(false);
+                }
+                if wanted(System::KesselPostgres) {
+                    bench.http_remote(true);
                 }
             }
         }

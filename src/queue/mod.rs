@@ -391,6 +391,9 @@ impl CreateJob<'_> {
         unique_by_payload();
         /// See [`NewJob::unique_scope`].
         unique_scope(scope: crate::UniqueScope);
+        /// See [`NewJob::callback`].
+        #[cfg(feature = "webhooks")]
+        callback(url: impl Into<String>);
     }
 }
 

@@ -80,6 +80,24 @@ struct ErrorDetail {
 /// The longest answer read.
 const RESPONSE_LIMIT: u64 = 64 << 20;
 
+/// Connections kept open for reuse, by default (a worker of concurrency 1:
+/// a report, the fetch, a heartbeat).
+const IDLE_CONNECTIONS: usize = 3;
+
+/// An agent keeping up to `idle` connections to the API open: a request
+/// that finds none opens one, and one closed on return is opened again by
+/// the next, a TCP handshake and a thread's wake-up on the server each.
+fn agent(idle: usize) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .max_idle_connections(idle)
+        .max_idle_connections_per_host(idle)
+        .user_agent(concat!("kessel-remote/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     base: String,
@@ -89,16 +107,18 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(base: String, token: Option<String>) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .user_agent(concat!("kessel-remote/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         Client {
             base: base.trim_end_matches('/').to_owned(),
             token: token.filter(|t| !t.is_empty()),
-            agent,
+            agent: agent(IDLE_CONNECTIONS),
+        }
+    }
+
+    /// The same client, keeping up to `idle` connections open for reuse.
+    pub(crate) fn keeping(self, idle: usize) -> Self {
+        Client {
+            agent: agent(idle),
+            ..self
         }
     }
 

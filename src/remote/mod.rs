@@ -39,7 +39,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -304,6 +305,10 @@ impl Worker {
     /// ```
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.clamp(1, 100);
+        // A connection kept for each request that may be in flight at
+        // once (a report per running job, the fetch, a heartbeat), so
+        // none is opened and closed per request.
+        self.client = self.client.keeping(self.concurrency + 2);
         self
     }
 
@@ -403,14 +408,18 @@ impl Worker {
     }
 
     /// Works jobs until an error it cannot wait out: fetches, runs and
-    /// reports, over and over. An unreachable API or a 5xx is retried
-    /// after a second.
+    /// reports, over and over. Up to [`Worker::concurrency`] jobs run at
+    /// once, and while they run the next fetch asks for the slots that
+    /// are free, so a slot is refilled as soon as its job is reported,
+    /// not when the jobs fetched with it are all done. An unreachable API
+    /// or a 5xx is retried after a second (the running jobs go on).
     ///
     /// # Errors
     ///
     /// A 4xx answer to a fetch (a wrong token: 401, a read-only one: 403,
-    /// a task with a local handler in the API's process: 409), or
-    /// [`RemoteError::NoTasks`] when nothing is defined.
+    /// a task with a local handler in the API's process: 409), once the
+    /// jobs running then are reported, or [`RemoteError::NoTasks`] when
+    /// nothing is defined.
     ///
     /// # Examples
     ///
@@ -422,21 +431,68 @@ impl Worker {
     /// # }
     /// ```
     pub async fn run(&self) -> Result<(), RemoteError> {
+        if self.tasks.lock().is_empty() {
+            return Err(RemoteError::NoTasks);
+        }
+        // Jobs run while the next fetch waits: a slot that frees is asked
+        // for by the next fetch, without waiting for the others' jobs.
+        let mut running = FuturesUnordered::new();
         loop {
-            match self.run_once().await {
-                Ok(_) => {}
+            let free = self.concurrency - running.len();
+            if free == 0 {
+                running.next().await;
+                continue;
+            }
+            let fetch = self.fetch(free);
+            futures::pin_mut!(fetch);
+            let fetched = loop {
+                tokio::select! {
+                    fetched = &mut fetch => break fetched,
+                    Some(()) = running.next(), if !running.is_empty() => {}
+                }
+            };
+            match fetched {
+                Ok(jobs) => running.extend(jobs.into_iter().map(|job| self.work(job))),
                 Err(
                     e @ (RemoteError::NoTasks
                     | RemoteError::Api {
                         status: 400..=499, ..
                     }),
-                ) => return Err(e),
+                ) => {
+                    // Report what runs, then stop.
+                    while running.next().await.is_some() {}
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "kessel remote worker: fetch failed; retrying in 1s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let pause = tokio::time::sleep(Duration::from_secs(1));
+                    futures::pin_mut!(pause);
+                    loop {
+                        tokio::select! {
+                            () = &mut pause => break,
+                            Some(()) = running.next(), if !running.is_empty() => {}
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Asks for up to `n` jobs, waiting up to [`Worker::wait`] for one.
+    async fn fetch(&self, n: usize) -> Result<Vec<Fetched>, RemoteError> {
+        let body = json!({
+            "tasks": self.tasks(),
+            "n": n,
+            "lease": format!("{}ms", self.lease.as_millis()),
+            "wait": format!("{}ms", self.wait.as_millis()),
+        });
+        let answer = self
+            .client
+            .post("/remote/fetch", body, self.wait + REPORT_TIMEOUT)
+            .await?;
+        let answer: FetchAnswer =
+            serde_json::from_value(answer).map_err(|e| self.client.not_kessel(e))?;
+        Ok(answer.jobs)
     }
 
     /// One round: fetches up to [`Worker::concurrency`] jobs (waiting up
@@ -461,24 +517,12 @@ impl Worker {
     /// # Ok(()) }
     /// ```
     pub async fn run_once(&self) -> Result<usize, RemoteError> {
-        let tasks = self.tasks();
-        if tasks.is_empty() {
+        if self.tasks.lock().is_empty() {
             return Err(RemoteError::NoTasks);
         }
-        let body = json!({
-            "tasks": tasks,
-            "n": self.concurrency,
-            "lease": format!("{}ms", self.lease.as_millis()),
-            "wait": format!("{}ms", self.wait.as_millis()),
-        });
-        let answer = self
-            .client
-            .post("/remote/fetch", body, self.wait + REPORT_TIMEOUT)
-            .await?;
-        let answer: FetchAnswer =
-            serde_json::from_value(answer).map_err(|e| self.client.not_kessel(e))?;
-        let ran = answer.jobs.len();
-        futures::future::join_all(answer.jobs.into_iter().map(|job| self.work(job))).await;
+        let jobs = self.fetch(self.concurrency).await?;
+        let ran = jobs.len();
+        futures::future::join_all(jobs.into_iter().map(|job| self.work(job))).await;
         Ok(ran)
     }
 

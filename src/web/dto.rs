@@ -178,6 +178,11 @@ pub(crate) struct CreateJobRequest {
         pattern = "^[\\t\\n\\r ]*[0-9]+[\\t\\n\\r ]*(ms|s|m|h|d)?[\\t\\n\\r ]*$"
     )]
     pub(crate) unique_window: Option<String>,
+    /// A URL to POST the job's outcome to when it reaches a final state
+    /// (a webhook callback, signed; see `docs/http.md`): `http` or
+    /// `https`, with a host. Wins over the task's own callback.
+    #[schema(example = "https://example.com/hooks/kessel")]
+    pub(crate) callback: Option<String>,
 }
 
 /// How long a unique job holds its key (see `docs/unique.md`).
@@ -299,8 +304,71 @@ pub(crate) struct JobView {
     /// a store of one process, which runs every job itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ran_by: Option<String>,
+    /// The job's own webhook callback URL, when it was created with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) callback: Option<String>,
+    /// The deliveries of its webhook callback (the job's own or its
+    /// task's), oldest first: one per final state the job reached. Only
+    /// in `GET /jobs/{id}`, not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deliveries: Option<Vec<DeliveryView>>,
     /// The job's log.
     pub(crate) logs: Vec<LogLineView>,
+}
+
+/// One delivery of a job's webhook callback: the POST of one final state,
+/// tried until the receiver answers 2xx or the attempts run out. It is a
+/// job of task `kessel.webhook`, so `GET /jobs/{id}` with its id shows
+/// each attempt in its log (the status code or the error, the duration).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct DeliveryView {
+    /// The delivery's id (a job id).
+    #[schema(value_type = String, format = Uuid)]
+    pub(crate) id: String,
+    /// The URL it POSTs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<String>,
+    /// The final state of the job it announces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) job_status: Option<Status>,
+    /// Where the delivery stands: `ready` or `retrying` while it is still
+    /// to be sent, `completed` once a receiver answered 2xx, `buried` when
+    /// its attempts ran out.
+    pub(crate) status: Status,
+    /// Attempts made so far.
+    pub(crate) attempts: u32,
+    /// Why the last attempt failed (a status code, a timeout, a refused
+    /// connection), when it did.
+    pub(crate) last_error: Option<String>,
+    /// When it was made (when the job reached that state).
+    pub(crate) created_at: DateTime<Utc>,
+    /// When the next attempt is due, while it is still to be sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
+    /// When it ended (delivered, or given up).
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(feature = "webhooks")]
+impl From<Job> for DeliveryView {
+    fn from(job: Job) -> Self {
+        let delivery = job
+            .payload
+            .to_value()
+            .ok()
+            .and_then(|v| serde_json::from_value::<crate::webhook::WebhookDelivery>(v).ok());
+        DeliveryView {
+            id: job.id.to_string(),
+            url: delivery.as_ref().map(|d| d.url.clone()),
+            job_status: delivery.map(|d| d.body.status.into()),
+            status: job.status.into(),
+            attempts: job.attempts,
+            last_error: job.last_error,
+            created_at: job.created_at,
+            next_attempt_at: (!job.status.is_final()).then_some(job.run_at),
+            finished_at: job.finished_at,
+        }
+    }
 }
 
 impl From<Job> for JobView {
@@ -330,6 +398,8 @@ impl From<Job> for JobView {
             expires_at: job.expires_at,
             finished_at: job.finished_at,
             ran_by: job.ran_by.map(|node| node.to_string()),
+            callback: job.callback,
+            deliveries: None,
             logs: job.logs.iter().map(LogLineView::from).collect(),
         }
     }

@@ -90,7 +90,31 @@ fn new_job(req: CreateJobRequest, prefix: &str) -> Result<NewJob, WebError> {
     if let Some(scope) = scope {
         job = job.unique_scope(scope);
     }
+    if let Some(url) = req.callback {
+        job = with_callback(job, url, &field("callback"))?;
+    }
     Ok(job)
+}
+
+/// Gives `job` its own callback to `url`, a bad URL naming `field`.
+#[cfg(feature = "webhooks")]
+fn with_callback(job: NewJob, url: String, field: &str) -> Result<NewJob, WebError> {
+    match crate::webhook::validate_url(&url) {
+        Ok(()) => Ok(job.callback(url)),
+        Err(crate::Error::InvalidInput { reason, .. }) => {
+            Err(WebError::invalid_field(field.to_owned(), reason))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Without feature `webhooks` nothing would ever send it: refused.
+#[cfg(not(feature = "webhooks"))]
+fn with_callback(_: NewJob, _: String, field: &str) -> Result<NewJob, WebError> {
+    Err(WebError::invalid_field(
+        field.to_owned(),
+        "this API sends no webhook callbacks (kessel built without feature `webhooks`)",
+    ))
 }
 
 /// Prefixes the field of a library error with the job's place in a batch
@@ -236,7 +260,8 @@ pub(crate) async fn create_jobs(
     }))
 }
 
-/// One job: status, attempts, payload, result, log and progress.
+/// One job: status, attempts, payload, result, log, progress, and the
+/// deliveries of its webhook callback.
 #[utoipa::path(
     get,
     path = "/jobs/{id}",
@@ -252,8 +277,22 @@ pub(crate) async fn create_jobs(
 )]
 pub(crate) async fn get_job(read: Read, id: Path<String>) -> Result<HttpResponse, WebError> {
     let id = parse_id(&id)?;
-    let job = read.0.queue.job(id).await?;
-    Ok(HttpResponse::Ok().json(JobView::from(job)))
+    let queue = &read.0.queue;
+    let job = queue.job(id).await?;
+    #[cfg(feature = "webhooks")]
+    let deliveries = {
+        let mut found = queue.callbacks_of(&job).await?;
+        found.sort_by_key(|d| (d.created_at, d.id.0));
+        found
+            .into_iter()
+            .map(super::dto::DeliveryView::from)
+            .collect()
+    };
+    #[cfg(not(feature = "webhooks"))]
+    let deliveries = Vec::new();
+    let mut view = JobView::from(job);
+    view.deliveries = Some(deliveries);
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Filters and paging of `GET /jobs`. Lists are comma separated.

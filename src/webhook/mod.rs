@@ -232,7 +232,33 @@ impl crate::Queue {
     /// # Ok(()) }
     /// ```
     pub async fn callbacks(&self, id: JobId) -> Result<Vec<crate::Job>, Error> {
-        self.fetch(crate::store::JobQuery::default().reference(WebhookDelivery::reference_for(id)))
-            .await
+        self.fetch(
+            crate::store::JobQuery::default()
+                .task(TASK)
+                .reference(WebhookDelivery::reference_for(id)),
+        )
+        .await
+    }
+
+    /// The deliveries of `job`'s callback, as [`Queue::callbacks`], but
+    /// without a search where there can be none: a job that never ran nor
+    /// ended has none, and on a store of this process alone (memory,
+    /// SQLite, where a search by reference reads every job) neither has a
+    /// job that names no callback of a task that names none here.
+    pub(crate) async fn callbacks_of(&self, job: &crate::Job) -> Result<Vec<crate::Job>, Error> {
+        if !job.status.is_final() && job.attempts == 0 {
+            return Ok(Vec::new());
+        }
+        let local = self.inner.store.shared().is_none();
+        let task_has_one = || {
+            self.inner
+                .tasks
+                .get(&*job.task)
+                .is_some_and(|def| def.callback.is_some())
+        };
+        if local && job.callback.is_none() && !task_has_one() {
+            return Ok(Vec::new());
+        }
+        self.callbacks(job.id).await
     }
 }

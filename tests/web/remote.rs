@@ -721,3 +721,53 @@ async fn the_shortest_lease_lapses_and_the_job_is_handed_out_again() {
     .await;
     assert_eq!(handle.result().await.unwrap().status, JobStatus::Completed);
 }
+
+#[actix_rt::test]
+async fn the_rust_remote_worker_refills_a_slot_while_its_other_jobs_still_run() {
+    use kessel::remote::Worker;
+    use kessel::{JobContext, JobError};
+
+    let queue = Queue::new();
+    let (url, server) = serve(&queue);
+    // Job 0 holds its slot until job 2 has run; jobs 1 and 2 are quick.
+    let (ran_tx, mut ran_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    for n in 0..3u32 {
+        queue.create("step", json!(n)).await.unwrap();
+    }
+    let worker = Worker::new(url, "ops")
+        .concurrency(2)
+        .wait(Duration::from_secs(30));
+    let released = release.clone();
+    worker
+        .define("step")
+        .action(move |job: JobContext<u32>| {
+            let (ran, release) = (ran_tx.clone(), released.clone());
+            async move {
+                if job.payload == 0 {
+                    release.notified().await;
+                }
+                let _ = ran.send(job.payload);
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap();
+    let running = actix_rt::spawn(async move { worker.run().await });
+    // With two slots, job 2 can only run in the slot job 1 left while
+    // job 0 still runs: a worker that fetched again only once all the
+    // jobs of its last fetch were done would never get to it.
+    let mut quick = Vec::new();
+    while quick.len() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(30), ran_rx.recv())
+            .await
+            .expect("jobs 1 and 2 ran while job 0 held its slot")
+            .expect("a job ran");
+        quick.push(n);
+    }
+    quick.sort_unstable();
+    assert_eq!(quick, [1, 2]);
+    release.notify_one();
+    assert_eq!(ran_rx.recv().await, Some(0));
+    running.abort();
+    server.stop(true).await;
+}

@@ -3,16 +3,18 @@
 //! payloads and results as the same JSON value, the text may be
 //! reformatted; priorities and attempts over the whole `u32` range;
 //! progress counts up to `i64::MAX`), through `jobs_insert` and
-//! `jobs_insert_owned` alike.
+//! `jobs_insert_owned` alike; a job's own callback URL through every
+//! insert path.
 
 use serde_json::json;
 
 use crate::conformance::fixtures::{
-    assert_same_job, fresh, get, in_status, insert, job, job_at, line, now,
+    assert_same_job, fresh, get, in_status, insert, job, job_at, line, now, record,
 };
 use crate::conformance::harness::conformance_test;
 use crate::conformance::{StoreFactory, Verdict};
-use crate::job::{JobStatus, Progress};
+use crate::job::{Job, JobStatus, Progress};
+use crate::store::JobQuery;
 
 conformance_test!(store,
     /// Every field of a job, at the edges of its range, is stored and read
@@ -100,5 +102,88 @@ async fn owned_insert<F: StoreFactory>(factory: F) -> Verdict {
     for job in &want {
         assert_same_job(&get(&store, job.id).await, job, "a job inserted owned");
     }
+    Verdict::Passed
+}
+
+conformance_test!(store,
+    /// A job's own webhook callback URL is stored with it, however it was
+    /// inserted (alone, in a small batch, in a large one, owned), read
+    /// back by id, by query and among pending jobs, and kept through
+    /// state changes; a job without one reads back without one.
+    a_job_keeps_its_own_callback_url => callback_round_trip
+);
+
+async fn callback_round_trip<F: StoreFactory>(factory: F) -> Verdict {
+    let (store, _place) = fresh(&factory).await;
+    let with = |n: usize| {
+        let mut j = job("export", json!(n));
+        if n % 2 == 0 {
+            j.callback = Some(format!(
+                "https://hooks.example.com/kessel/{n}?sig=a%20b&n={n}"
+            ));
+        }
+        j
+    };
+    // One job (its log only the "created" line), a small batch and a
+    // batch large enough to take a store's bulk path.
+    let alone = vec![with(0)];
+    let small: Vec<Job> = (1..=4).map(with).collect();
+    let large: Vec<Job> = (5..205).map(with).collect();
+    for batch in [&alone, &small, &large] {
+        insert(&store, batch).await;
+    }
+    let mut owned = in_status(with(206), JobStatus::Completed);
+    owned.result = Some(json!("exported"));
+    if let Err((err, _)) = store.jobs_insert_owned(vec![owned.clone()]).await {
+        panic!("jobs_insert_owned failed: {err}");
+    }
+    let all: Vec<Job> = alone
+        .iter()
+        .chain(&small)
+        .chain(&large)
+        .chain(std::iter::once(&owned))
+        .cloned()
+        .collect();
+    for want in &all {
+        let got = get(&store, want.id).await;
+        assert_eq!(got.callback, want.callback, "job_get of job {}", want.id);
+    }
+    let pending = match store.jobs_pending().await {
+        Ok(p) => p,
+        Err(err) => panic!("jobs_pending failed: {err}"),
+    };
+    let queried = match store
+        .jobs_query(&JobQuery::default().task("export").limit(1000))
+        .await
+    {
+        Ok(q) => q,
+        Err(err) => panic!("jobs_query failed: {err}"),
+    };
+    for want in &all {
+        let found = queried.iter().find(|j| j.id == want.id);
+        assert_eq!(
+            found.map(|j| j.callback.clone()),
+            Some(want.callback.clone()),
+            "jobs_query of job {}",
+            want.id
+        );
+        if !want.status.is_final() {
+            let found = pending.iter().find(|j| j.id == want.id);
+            assert_eq!(
+                found.map(|j| j.callback.clone()),
+                Some(want.callback.clone()),
+                "jobs_pending of job {}",
+                want.id
+            );
+        }
+    }
+    // A state change leaves it as it was.
+    let mut done = in_status(alone[0].clone(), JobStatus::Running);
+    record(&store, &mut done, vec![line("started", 1, now(), None)]).await;
+    done = in_status(done, JobStatus::Completed);
+    record(&store, &mut done, vec![line("completed", 1, now(), None)]).await;
+    let got = get(&store, done.id).await;
+    assert_eq!(got.status, JobStatus::Completed);
+    assert_eq!(got.callback, alone[0].callback, "after two updates");
     Verdict::Passed
 }

@@ -1,9 +1,12 @@
 //! Webhook callbacks on their way out (feature `webhooks`): a job that
-//! reaches a final state this turn, of a task with a callback, gets a
+//! reaches a final state this turn, with a callback of its own or of its
+//! task (the job's wins), gets a
 //! delivery job of `kessel.webhook`, made here and sent out with the dead
 //! letters (see `dead_letters.rs`): held at once on the memory store,
 //! stored first on any other, so a pending delivery is as durable as the
 //! store.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -12,9 +15,25 @@ use super::Scheduler;
 use crate::event::QueueEvent;
 use crate::job::JobStatus;
 use crate::new_job::NewJob;
-use crate::webhook::{CallbackBody, Target, WebhookDelivery, TASK};
+use crate::webhook::{CallbackBody, Target, WebhookDelivery, DEFAULT_SECRET, TASK};
 
 impl Scheduler {
+    /// Where `e`'s callback goes, if anywhere: the job's own URL (signed
+    /// with its task's secret, or the default one), else its task's.
+    pub(super) fn callback_target(&self, e: &Entry) -> Option<Arc<Target>> {
+        let task = self.routes.tasks[e.task as usize]
+            .def
+            .as_ref()
+            .and_then(|d| d.callback.as_ref());
+        match e.job.callback() {
+            Some(url) => Some(Arc::new(Target {
+                url: Arc::from(url),
+                secret: task.map_or_else(|| Arc::from(DEFAULT_SECRET), |t| t.secret.clone()),
+            })),
+            None => task.cloned(),
+        }
+    }
+
     /// Makes the delivery of `e`'s callback to `target`: `e` ended `status`
     /// at `at`, with `value` or `message`.
     pub(super) fn post_callback(

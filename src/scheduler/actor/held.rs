@@ -90,6 +90,8 @@ struct Rest {
     result: Option<serde_json::Value>,
     progress: Option<Progress>,
     finished_at: Option<DateTime<Utc>>,
+    /// The job's own callback URL (`Job::callback`).
+    callback: Option<String>,
     logs: Vec<LogLine>,
     /// `created_at` and `run_at` when they are too far to stamp.
     far_created_at: Option<DateTime<Utc>>,
@@ -105,6 +107,7 @@ impl Rest {
             && self.result.is_none()
             && self.progress.is_none()
             && self.finished_at.is_none()
+            && self.callback.is_none()
             && self.logs.is_empty()
             && self.far_created_at.is_none()
             && self.far_run_at.is_none()
@@ -124,6 +127,7 @@ impl HeldJob {
             result: job.result,
             progress: job.progress,
             finished_at: job.finished_at,
+            callback: job.callback,
             logs: job.logs,
             far_created_at,
             far_run_at,
@@ -212,6 +216,7 @@ impl HeldJob {
             progress: self.progress(),
             finished_at: rest.and_then(|r| r.finished_at),
             ran_by: None,
+            callback: rest.and_then(|r| r.callback.clone()),
             logs,
         }
     }
@@ -268,6 +273,7 @@ impl HeldJob {
             progress: rest.progress,
             finished_at: Some(end.at),
             ran_by: None,
+            callback: rest.callback,
             logs,
         }
     }
@@ -315,6 +321,12 @@ impl HeldJob {
 
     pub(crate) fn reference(&self) -> Option<&str> {
         self.rest.as_deref().and_then(|r| r.reference.as_deref())
+    }
+
+    /// The job's own callback URL, if it names one.
+    #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
+    pub(crate) fn callback(&self) -> Option<&str> {
+        self.rest.as_deref().and_then(|r| r.callback.as_deref())
     }
 
     pub(crate) fn expires_at(&self) -> Option<DateTime<Utc>> {
@@ -391,6 +403,7 @@ mod tests {
             progress: None,
             finished_at: None,
             ran_by: None,
+            callback: None,
             logs: Vec::new(),
         }
     }
@@ -417,6 +430,7 @@ mod tests {
                 total: 2,
             }),
             finished_at: Some(now),
+            callback: Some("http://127.0.0.1:9/hooks".into()),
             logs: vec![LogLine::new(now, 1, "started")],
             ..job()
         };

@@ -697,13 +697,10 @@ impl Scheduler {
             let finished_at = self.now_utc();
             self.post_dead_letter(&e, message.as_deref(), finished_at);
         }
-        // One `Option` check per finished job when its task has no callback.
+        // Two `Option` checks per finished job when neither it nor its
+        // task has a callback.
         #[cfg(feature = "webhooks")]
-        if let Some(target) = self.routes.tasks[e.task as usize]
-            .def
-            .as_ref()
-            .and_then(|d| d.callback.clone())
-        {
+        if let Some(target) = self.callback_target(&e) {
             let finished_at = self.now_utc();
             self.post_callback(
                 &e,

@@ -59,10 +59,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_leader_handover.sql")),
     (11, include_str!("migrations/0011_ran_by.sql")),
     (12, include_str!("migrations/0012_autovacuum.sql")),
+    (13, include_str!("migrations/0013_job_callback.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// How to connect a [`PgStore`].
 ///
@@ -599,12 +600,12 @@ impl Db {
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
                                       $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[],
-                                      $17::boolean[])),
+                                      $17::boolean[], $18::text[])),
              new_logs AS ({insert_logs})
-             SELECT pg_notify($23, '')",
+             SELECT pg_notify($24, '')",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
-            insert_logs = self.insert_logs_sql(18),
+            insert_logs = self.insert_logs_sql(19),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.reference.clone()).collect::<Vec<_>>())
@@ -623,6 +624,7 @@ impl Db {
         .bind(jobs.iter().map(|j| j.progress.map(|p| p.total as i64)).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.finished_at).collect::<Vec<_>>())
         .bind(&log_created)
+        .bind(jobs.iter().map(|j| j.callback.clone()).collect::<Vec<_>>())
         .bind(&logs.job_ids)
         .bind(&logs.at)
         .bind(&logs.attempts)
@@ -646,8 +648,8 @@ impl Db {
         sqlx::query(AssertSqlSafe(format!(
             "WITH new_job AS (
                  INSERT INTO {jobs} ({columns})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true))
-             SELECT pg_notify($17, '')",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17))
+             SELECT pg_notify($18, '')",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
         )))
@@ -667,6 +669,7 @@ impl Db {
         .bind(job.progress.map(|p| p.current as i64))
         .bind(job.progress.map(|p| p.total as i64))
         .bind(job.finished_at)
+        .bind(job.callback.as_deref())
         .bind(&self.sql.channel)
         .execute(on)
         .await

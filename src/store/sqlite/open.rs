@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("sql/migrations/0005_unique.sql")),
     (6, include_str!("sql/migrations/0006_schedules.sql")),
     (7, include_str!("sql/migrations/0007_suspensions.sql")),
+    (8, include_str!("sql/migrations/0008_job_callback.sql")),
 ];
 
 /// The newest schema version of the SQLite store this kessel knows. A
@@ -34,7 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Pages the WAL holds before it is checkpointed into the file.
 pub(super) const WAL_AUTOCHECKPOINT_PAGES: u64 = 1000;

@@ -142,6 +142,7 @@ pub(super) type NewJobRow = (
     Option<i64>,
     Option<i64>,
     bool,
+    Option<Arc<str>>,
 );
 
 /// A new `kessel_job_logs` row, owned.
@@ -203,6 +204,7 @@ pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
             progress_total,
             job.finished_at.map(micros),
             log_created,
+            job.callback.as_deref().map(Arc::from),
         ));
     }
     Ok(NewRows { jobs: rows, logs })
@@ -369,6 +371,7 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         progress,
         finished_at: c.optional_time("finished_at")?,
         ran_by: None,
+        callback: c.get("callback")?,
         // Stored lines follow (`attach_logs`).
         logs: log_created
             .then(|| LogLine::created(created_at))
