@@ -208,7 +208,10 @@ impl QueueBuilder {
     }
 
     /// Runs the queue's schedule passes only when called (feature
-    /// `cron`): no timer starts with an upsert, and ticks are enqueued by
+    /// `cron`): no timer starts with an upsert, nor at build on a shared
+    /// store (where the leader's timer runs the passes, so a process built
+    /// this way runs none of its own even when it leads), and ticks are
+    /// enqueued by
     /// [`ScheduleService::run_once`](crate::schedule::ScheduleService::run_once)
     /// at the times the caller passes (tests of a day or a daylight-saving
     /// change, tools), or once
