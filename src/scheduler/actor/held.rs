@@ -23,6 +23,8 @@ pub(crate) struct HeldJob {
     run_at: Stamp,
     pub(crate) priority: u32,
     pub(crate) attempts: u32,
+    /// Once in the scheduler's job table, changed only through
+    /// `JobTable::set_status`, which counts jobs by status.
     pub(crate) status: JobStatus,
     /// Its log's first line, "created", is not held but rebuilt from
     /// `created_at` with the full record.

@@ -12,9 +12,10 @@ use std::time::Duration;
 use actix::SpawnHandle;
 use tokio::sync::oneshot;
 
+use super::counts::TaskCounts;
 use super::held::HeldJob;
 use crate::job::{Job, JobResult, LogLine};
-use crate::store::{JobUpdate, StatusCount, StoreError};
+use crate::store::{JobUpdate, StoreError};
 
 /// The first wait before a failed batch is tried again; it doubles up to
 /// [`RETRY_MAX`].
@@ -78,9 +79,11 @@ pub(crate) struct Journal {
     updates: Vec<JobUpdate>,
     /// On an in-process store: jobs that became final, to store whole.
     final_records: Vec<Job>,
-    /// Counts of the final records in the batch under way (see
+    /// Counts of `final_records`, kept as they are queued (see
     /// `PendingCounts`).
-    in_flight_counts: Vec<StatusCount>,
+    final_counts: TaskCounts,
+    /// Counts of the final records in the batch under way.
+    in_flight_counts: TaskCounts,
     /// Batches stored so far (see `StoredWrites`).
     stored: u64,
     /// Bumped whenever the updates are taken or reordered, so a job's
@@ -106,7 +109,8 @@ impl Default for Journal {
         Journal {
             updates: Vec::new(),
             final_records: Vec::new(),
-            in_flight_counts: Vec::new(),
+            final_counts: TaskCounts::default(),
+            in_flight_counts: TaskCounts::default(),
             stored: 0,
             epoch: 0,
             busy: false,
@@ -163,12 +167,15 @@ impl Journal {
 
     /// Queues a final record of an in-process store.
     pub(crate) fn push_final(&mut self, job: Job) {
+        self.final_counts.add(&job);
         self.final_records.push(job);
     }
 
     /// Queues final records of an in-process store.
     pub(crate) fn extend_final(&mut self, jobs: impl IntoIterator<Item = Job>) {
-        self.final_records.extend(jobs);
+        for job in jobs {
+            self.push_final(job);
+        }
     }
 
     /// Answers `waiter` once what is queued now is stored; a
@@ -213,14 +220,18 @@ impl Journal {
         self.stored
     }
 
-    /// The final records queued and under way (for counts).
-    pub(crate) fn final_records(&self) -> impl Iterator<Item = &Job> {
-        self.final_records.iter()
+    /// Counts of the final records queued and of those in the batch under
+    /// way.
+    pub(super) fn final_counts(&self) -> [&TaskCounts; 2] {
+        [&self.final_counts, &self.in_flight_counts]
     }
 
-    /// Counts of the final records in the batch under way.
-    pub(crate) fn in_flight_counts(&self) -> &[StatusCount] {
-        &self.in_flight_counts
+    /// Counts of the final records queued, counted one by one: what
+    /// [`Journal::final_counts`]' first must equal (checked in tests and
+    /// debug builds).
+    #[cfg(any(test, debug_assertions))]
+    pub(super) fn walk_final_counts(&self) -> TaskCounts {
+        TaskCounts::of(&self.final_records)
     }
 
     /// Answers the waiters at once when nothing is queued (nothing to
@@ -243,7 +254,7 @@ impl Journal {
         // The next batch is likely as large: keep its room ready.
         let room = self.final_records.len().min(keep_room);
         let final_records = std::mem::replace(&mut self.final_records, Vec::with_capacity(room));
-        self.in_flight_counts = count_by_task_and_status(&final_records);
+        self.in_flight_counts = std::mem::take(&mut self.final_counts);
         self.epoch = self.epoch.wrapping_add(1);
         self.waiting_in_flight = std::mem::take(&mut self.waiting_next);
         Batch {
@@ -255,7 +266,7 @@ impl Journal {
     /// The batch under way is stored: its waiters are answered.
     pub(crate) fn batch_stored(&mut self) {
         self.busy = false;
-        self.in_flight_counts.clear();
+        self.in_flight_counts = TaskCounts::default();
         self.stored += 1;
         self.retry_wait = RETRY_FIRST;
         self.failing = None;
@@ -270,7 +281,8 @@ impl Journal {
     /// wait before trying again; the journal stays busy until
     /// [`Journal::retry_now`].
     pub(crate) fn batch_failed(&mut self, batch: Batch, err: &StoreError) -> Duration {
-        self.in_flight_counts.clear();
+        let in_flight = std::mem::take(&mut self.in_flight_counts);
+        self.final_counts.merge(in_flight);
         let mut updates = batch.updates;
         updates.append(&mut self.updates);
         self.updates = updates;
@@ -298,7 +310,7 @@ impl Journal {
     /// The batch under way ended without an answer (its task was dropped).
     pub(crate) fn batch_lost(&mut self) {
         self.busy = false;
-        self.in_flight_counts.clear();
+        self.in_flight_counts = TaskCounts::default();
         self.failing = None;
     }
 
@@ -317,25 +329,6 @@ impl Journal {
         self.waiting_next = waiting;
         self
     }
-}
-
-/// How many of `jobs` there are of each task and status.
-fn count_by_task_and_status(jobs: &[Job]) -> Vec<StatusCount> {
-    let mut counts: Vec<StatusCount> = Vec::new();
-    for job in jobs {
-        match counts
-            .iter_mut()
-            .find(|c| c.status == job.status && *c.task == *job.task)
-        {
-            Some(c) => c.count += 1,
-            None => counts.push(StatusCount {
-                task: job.task.to_string(),
-                status: job.status,
-                count: 1,
-            }),
-        }
-    }
-    counts
 }
 
 #[cfg(test)]

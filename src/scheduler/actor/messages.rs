@@ -324,39 +324,23 @@ pub(crate) struct PendingCounts;
 impl Handler<PendingCounts> for Scheduler {
     type Result = MessageResult<PendingCounts>;
     fn handle(&mut self, _: PendingCounts, _: &mut Self::Context) -> Self::Result {
-        // Held jobs by task slot and status first: a handful of distinct
-        // pairs over what may be a million jobs, counted without hashing
-        // a name per job (consecutive jobs mostly share their pair).
-        let mut held: Vec<(u32, JobStatus, u64)> = Vec::new();
-        let mut last = 0;
-        for e in self.jobs.slots().filter_map(|slot| self.jobs.get(slot)) {
-            let key = (e.task, e.job.status);
-            match held.get_mut(last) {
-                Some((task, status, n)) if (*task, *status) == key => *n += 1,
-                _ => match held.iter().position(|(t, s, _)| (*t, *s) == key) {
-                    Some(i) => {
-                        held[i].2 += 1;
-                        last = i;
-                    }
-                    None => {
-                        last = held.len();
-                        held.push((key.0, key.1, 1));
-                    }
-                },
-            }
+        // Kept as jobs change (see `counts.rs`): a few numbers per task,
+        // however many jobs are held.
+        #[cfg(debug_assertions)]
+        if let Some(mismatch) = self.counts_mismatch() {
+            panic!("{mismatch}");
         }
         let mut counts: std::collections::HashMap<(&str, JobStatus), u64> =
             std::collections::HashMap::new();
-        for (task, status, n) in held {
+        for (task, status, n) in self.jobs.counts().iter() {
             *counts
                 .entry((&self.routes.tasks[task as usize].name, status))
                 .or_default() += n;
         }
-        for job in self.journal.final_records() {
-            *counts.entry((&job.task, job.status)).or_default() += 1;
-        }
-        for c in self.journal.in_flight_counts() {
-            *counts.entry((&c.task, c.status)).or_default() += c.count;
+        for finals in self.journal.final_counts() {
+            for (task, status, n) in finals.iter() {
+                *counts.entry((task, status)).or_default() += n;
+            }
         }
         MessageResult((
             counts
@@ -369,6 +353,26 @@ impl Handler<PendingCounts> for Scheduler {
                 .collect(),
             self.journal.stored(),
         ))
+    }
+}
+
+impl Scheduler {
+    /// How the counts kept as jobs change differ from a count of the jobs
+    /// one by one, if they do (checked in tests and debug builds).
+    #[cfg(any(test, debug_assertions))]
+    pub(super) fn counts_mismatch(&self) -> Option<String> {
+        let walked = self.jobs.walk_counts();
+        if !self.jobs.counts().same_as(&walked) {
+            return Some(format!(
+                "held counts {:?} differ from a walk {walked:?}",
+                self.jobs.counts()
+            ));
+        }
+        let walked = self.journal.walk_final_counts();
+        let [queued, _] = self.journal.final_counts();
+        (!queued.same_as(&walked)).then(|| {
+            format!("final record counts {queued:?} differ from a walk {walked:?}")
+        })
     }
 }
 

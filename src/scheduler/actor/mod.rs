@@ -22,6 +22,7 @@ mod addr;
 mod admin;
 #[cfg(feature = "webhooks")]
 mod callbacks;
+mod counts;
 mod dead_letters;
 mod flow;
 mod held;
@@ -567,7 +568,7 @@ impl Scheduler {
             };
             e.state = State::Waiting;
             if e.job.status == JobStatus::Ready {
-                e.job.status = JobStatus::Scheduled;
+                self.jobs.set_status(slot, JobStatus::Scheduled);
             }
         } else {
             self.make_ready(slot, now);
@@ -625,11 +626,13 @@ impl Scheduler {
             );
             return;
         }
+        let Some(before) = self.jobs.set_status(slot, JobStatus::Ready) else {
+            return;
+        };
+        let changed = before != JobStatus::Ready;
         let Some(e) = self.jobs.get_mut(slot) else {
             return;
         };
-        let changed = e.job.status != JobStatus::Ready;
-        e.job.status = JobStatus::Ready;
         e.state = State::Ready;
         let expires = e.job.expires_at();
         if changed {
@@ -833,10 +836,10 @@ impl Scheduler {
             attempts,
             format!("failed: {message}; retrying in {delay:?}"),
         ));
+        self.jobs.set_status(slot, JobStatus::Retrying);
         let Some(e) = self.jobs.get_mut(slot) else {
             return;
         };
-        e.job.status = JobStatus::Retrying;
         e.job.set_run_at(run_at);
         e.job.set_last_error(Some(message));
         e.state = State::Waiting;
@@ -877,11 +880,11 @@ impl Scheduler {
                 format!("snoozed for {delay:?}: {reason}")
             },
         ));
+        self.jobs.set_status(slot, JobStatus::Scheduled);
         let Some(e) = self.jobs.get_mut(slot) else {
             return;
         };
         e.job.attempts = e.job.attempts.saturating_sub(1);
-        e.job.status = JobStatus::Scheduled;
         e.job.set_run_at(run_at);
         e.state = State::Waiting;
         let run = e.run.take();
@@ -1076,13 +1079,13 @@ impl Scheduler {
 
     fn start(&mut self, w: usize, slot: u32, now: u64) {
         let line_at = self.now_utc();
+        self.jobs.set_status(slot, JobStatus::Running);
         let Some(e) = self.jobs.get_mut(slot) else {
             return;
         };
         let task = &self.routes.tasks[e.task as usize];
         let timeout = task.def.as_ref().and_then(|def| def.timeout);
         e.job.attempts += 1;
-        e.job.status = JobStatus::Running;
         e.state = State::Running { worker: w as u32 };
         // A spare run of the same task is taken as it is; one of another
         // task gets this task's name and tag (nothing else holds a spare).
@@ -1708,10 +1711,10 @@ impl Scheduler {
                 before.append(&mut logs);
                 logs = before;
             }
+            self.jobs.set_status(slot, JobStatus::Ready);
             let Some(e) = self.jobs.get_mut(slot) else {
                 continue;
             };
-            e.job.status = JobStatus::Ready;
             e.job.set_last_error(Some("aborted at shutdown".into()));
             e.state = State::Ready;
             let id = e.job.id;

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::counts::HeldCounts;
 use super::held::HeldJob;
 use super::index::IdIndex;
 use super::journal::WriteAt;
 use crate::context::RunShared;
-use crate::job::{JobId, LogLine};
+use crate::job::{JobId, JobStatus, LogLine};
 use crate::scheduler::wheel::TimerKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,10 @@ pub(super) struct Entry {
 ///
 /// A slot is reused once its job leaves; its generation is bumped then, so
 /// a parked reference to the old job (slot and generation) is told apart.
+///
+/// It counts its jobs by task and status as they come, change status
+/// ([`JobTable::set_status`], the one way a held job's status changes) and
+/// leave, so the counts cost nothing to read.
 #[derive(Debug, Default)]
 pub(super) struct JobTable {
     entries: Vec<Option<Entry>>,
@@ -79,12 +84,15 @@ pub(super) struct JobTable {
     free: Vec<u32>,
     /// Slots by job id.
     by_id: IdIndex,
+    /// Its jobs by task and status.
+    counts: HeldCounts,
 }
 
 impl JobTable {
     /// Holds `job` of task slot `task`, ready: returns its slot.
     pub(super) fn insert(&mut self, job: HeldJob, task: u32) -> u32 {
         let id = job.id;
+        self.counts.add(task, job.status);
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -112,8 +120,35 @@ impl JobTable {
         self.entries.get(slot as usize).and_then(Option::as_ref)
     }
 
+    /// The entry of `slot`, to change. Its job's status changes through
+    /// [`JobTable::set_status`] instead, which keeps the counts.
     pub(super) fn get_mut(&mut self, slot: u32) -> Option<&mut Entry> {
         self.entries.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    /// Sets the status of the job of `slot`; returns the one it had (none
+    /// when the slot holds no job).
+    pub(super) fn set_status(&mut self, slot: u32, status: JobStatus) -> Option<JobStatus> {
+        let e = self.entries.get_mut(slot as usize).and_then(Option::as_mut)?;
+        let before = std::mem::replace(&mut e.job.status, status);
+        self.counts.moved(e.task, before, status);
+        Some(before)
+    }
+
+    /// Its jobs by task slot and status.
+    pub(super) fn counts(&self) -> &HeldCounts {
+        &self.counts
+    }
+
+    /// Its jobs by task slot and status, counted one by one: what
+    /// [`JobTable::counts`] must equal (checked in tests and debug builds).
+    #[cfg(any(test, debug_assertions))]
+    pub(super) fn walk_counts(&self) -> HeldCounts {
+        let mut counts = HeldCounts::default();
+        for e in self.entries.iter().flatten() {
+            counts.add(e.task, e.job.status);
+        }
+        counts
     }
 
     /// Takes every entry out (for a restarted scheduler's successor).
@@ -121,6 +156,7 @@ impl JobTable {
         self.free.clear();
         self.generations.clear();
         self.by_id = IdIndex::default();
+        self.counts.clear();
         self.entries.drain(..).flatten()
     }
 
@@ -153,6 +189,7 @@ impl JobTable {
     pub(super) fn remove(&mut self, slot: u32) -> Option<Entry> {
         let entry = self.entries.get_mut(slot as usize)?.take()?;
         self.by_id.remove(&entry.job.id);
+        self.counts.remove(entry.task, entry.job.status);
         let generation = &mut self.generations[slot as usize];
         *generation = generation.wrapping_add(1);
         self.free.push(slot);
