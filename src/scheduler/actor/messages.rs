@@ -361,6 +361,18 @@ impl Scheduler {
     /// one by one, if they do (checked in tests and debug builds).
     #[cfg(any(test, debug_assertions))]
     pub(super) fn counts_mismatch(&self) -> Option<String> {
+        // Ready jobs are counted by status (see `unserved.rs`): a held job
+        // is in state ready exactly when its status is.
+        for slot in self.jobs.slots() {
+            if let Some(e) = self.jobs.get(slot) {
+                if (e.state == super::State::Ready) != (e.job.status == JobStatus::Ready) {
+                    return Some(format!(
+                        "job {} is in state {:?} with status {:?}",
+                        e.job.id, e.state, e.job.status
+                    ));
+                }
+            }
+        }
         let walked = self.jobs.walk_counts();
         if !self.jobs.counts().same_as(&walked) {
             return Some(format!(

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::{ReadySet, Scheduler, State};
+use super::{ReadySet, Scheduler};
 use crate::event::QueueEvent;
+use crate::job::JobStatus;
 use crate::reports::UnservedTag;
 
 /// How long jobs wait for an unserved tag before the watch reports it.
@@ -60,17 +61,20 @@ impl Scheduler {
             .collect()
     }
 
-    /// How many jobs are ready for tag slot `tag` (not suspended).
+    /// How many jobs are ready for tag slot `tag` (not suspended), from
+    /// the counts kept as jobs change (a held job is in state ready
+    /// exactly when its status is: `Scheduler::counts_mismatch` checks
+    /// it), so `stats()` walks no job.
     fn ready_for(&self, tag: u32) -> u64 {
         self.jobs
-            .slots()
-            .filter_map(|slot| self.jobs.get(slot))
-            .filter(|e| e.state == State::Ready)
-            .filter(|e| {
-                let task = &self.routes.tasks[e.task as usize];
-                task.tag == Some(tag) && !task.suspended
+            .counts()
+            .iter()
+            .filter(|&(task, status, _)| {
+                let task = &self.routes.tasks[task as usize];
+                status == JobStatus::Ready && task.tag == Some(tag) && !task.suspended
             })
-            .count() as u64
+            .map(|(_, _, n)| n)
+            .sum()
     }
 
     /// One round: reports each tag that has jobs ready and no worker,
