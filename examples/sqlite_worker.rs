@@ -12,14 +12,18 @@
 //! - `--producers P`: producers creating them at once (default 1);
 //! - `--pace-ms MS`: pause between two creates, in milliseconds (default 2);
 //! - `--concurrency C`: jobs run at once (default 4);
-//! - `--work-ms MS`: longest a job takes, in milliseconds (default 12).
+//! - `--work-ms MS`: longest a job takes, in milliseconds (default 12);
+//! - `--bury-every N`: every Nth job (by its number) fails fatally after
+//!   its work, and is buried with a dead letter to the task `letters`
+//!   (default 0: none).
 //!
 //! Every line of the events file is one `write` to a file opened for
 //! appending, so a kill never leaves half a line:
 //!
 //! - `ack <id>`: the job was created: `create` returned, so it is durable;
 //! - `start <id> <attempt>`: a handler started the job;
-//! - `end <id>`: the handler finished (its completion may not be stored yet).
+//! - `end <id>`: the handler finished (its completion may not be stored yet);
+//! - `letter <id>`: the dead letter of job `<id>` ran.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -38,11 +42,12 @@ struct Args {
     pace_ms: u64,
     concurrency: usize,
     work_ms: u64,
+    bury_every: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: sqlite_worker <db> <events> [--produce N] [--producers P] [--pace-ms MS] [--concurrency C] [--work-ms MS]";
+    let usage = "usage: sqlite_worker <db> <events> [--produce N] [--producers P] [--pace-ms MS] [--concurrency C] [--work-ms MS] [--bury-every N]";
     let db = args.next().ok_or(usage)?.into();
     let events = args.next().ok_or(usage)?.into();
     let mut parsed = Args {
@@ -53,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         pace_ms: 2,
         concurrency: 4,
         work_ms: 12,
+        bury_every: 0,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -65,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
             "--pace-ms" => parsed.pace_ms = number(&value)?,
             "--concurrency" => parsed.concurrency = number(&value)? as usize,
             "--work-ms" => parsed.work_ms = number(&value)?.max(1),
+            "--bury-every" => parsed.bury_every = number(&value)?,
             _ => return Err(format!("unknown option {flag}; {usage}")),
         }
     }
@@ -98,8 +105,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let events = Events::open(&args.events)?;
 
     let queue = Queue::sqlite(&args.db).await?;
-    let (e, work_ms) = (events.clone(), args.work_ms);
-    queue.define("step").action(move |job: JobContext<u64>| {
+    let (e, work_ms, bury_every) = (events.clone(), args.work_ms, args.bury_every);
+    let mut step = queue.define("step");
+    if bury_every > 0 {
+        step = step.dead_letter("letters");
+    }
+    step.action(move |job: JobContext<u64>| {
         let e = e.clone();
         async move {
             e.write(format!("start {} {}\n", job.id(), job.attempt()))
@@ -107,9 +118,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::time::sleep(Duration::from_millis(1 + job.payload % work_ms)).await;
             e.write(format!("end {}\n", job.id()))
                 .map_err(JobError::fatal)?;
+            if bury_every > 0 && job.payload % bury_every == 0 {
+                return Err(JobError::fatal("buried by design"));
+            }
             Ok::<_, JobError>(job.payload)
         }
     })?;
+    let e = events.clone();
+    queue
+        .define("letters")
+        .action(move |letter: JobContext<kessel::DeadLetter>| {
+            let e = e.clone();
+            async move {
+                e.write(format!("letter {}\n", letter.payload.job_id))
+                    .map_err(JobError::fatal)?;
+                Ok::<_, JobError>(())
+            }
+        })?;
     queue
         .process(["default"])
         .concurrency(args.concurrency)
@@ -146,6 +171,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for id in &waiting {
         if queue.result(*id).await?.status == kessel::JobStatus::Completed {
             completed += 1;
+        }
+    }
+    // The dead letters of the jobs buried last run: once every job
+    // waited for has ended, none is made any more.
+    if bury_every > 0 {
+        let letters = kessel::store::JobQuery::default()
+            .task("letters")
+            .limit(usize::MAX);
+        for letter in queue.fetch(letters).await? {
+            queue.result(letter.id).await?;
         }
     }
     queue.shutdown(Duration::from_secs(5)).await?;

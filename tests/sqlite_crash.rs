@@ -75,6 +75,8 @@ struct Events {
     acked: Vec<JobId>,
     starts: Vec<(JobId, u32)>,
     ends: Vec<JobId>,
+    /// The jobs whose dead letters ran.
+    letters: Vec<JobId>,
 }
 
 fn read_events(path: &Path) -> Events {
@@ -95,6 +97,7 @@ fn read_events(path: &Path) -> Events {
                 events.starts.push((id, attempt));
             }
             (Some("end"), Some(id)) => events.ends.push(id),
+            (Some("letter"), Some(id)) => events.letters.push(id),
             _ => panic!("an unreadable events line: {line:?}"),
         }
     }
@@ -128,7 +131,7 @@ impl Watchdog {
     }
 }
 
-fn spawn_worker(binary: &Path, db: &Path, events: &Path, produce: usize) -> Child {
+fn spawn_worker(binary: &Path, db: &Path, events: &Path, produce: usize, extra: &[&str]) -> Child {
     Command::new(binary)
         .arg(db)
         .arg(events)
@@ -144,6 +147,7 @@ fn spawn_worker(binary: &Path, db: &Path, events: &Path, produce: usize) -> Chil
             "1",
         ])
         .args(["--concurrency", "4", "--work-ms", "20"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -165,15 +169,11 @@ fn jobs_in(db: &Path) -> BTreeMap<JobId, Job> {
     })
 }
 
-#[test]
-fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
-    let binary = worker_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("jobs.db");
-    let events_path = dir.path().join("events.log");
-
-    // First life: producing and working, killed mid-run.
-    let mut child = spawn_worker(&binary, &db, &events_path, JOBS);
+/// Starts a worker producing [`JOBS`] jobs and kills it with SIGKILL once
+/// it acknowledged 100 and finished 20, checking on the way that no
+/// second process can open the file it holds.
+fn kill_mid_run(binary: &Path, db: &Path, events: &Path, extra: &[&str]) {
+    let mut child = spawn_worker(binary, db, events, JOBS, extra);
     let watchdog = Watchdog::arm(&child);
     let (mut acks, mut ends) = (0, 0);
     // Kept open until the kill, so the worker never writes to a closed pipe.
@@ -198,7 +198,7 @@ fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
         "the worker exited before it could be killed mid-run ({acks} acks, {ends} ends)"
     );
     // A second process cannot open the file while the worker has it.
-    match block_on(SqliteStore::open(&db)) {
+    match block_on(SqliteStore::open(db)) {
         Err(StoreError::Locked(_)) => {}
         other => panic!("a second process must be locked out, got {other:?}"),
     }
@@ -210,6 +210,34 @@ fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
         Some(9),
         "the worker died of SIGKILL: {status}"
     );
+}
+
+/// Starts a worker that produces nothing and waits for it to run what is
+/// pending and exit.
+fn run_to_end(binary: &Path, db: &Path, events: &Path, extra: &[&str]) {
+    let mut child = spawn_worker(binary, db, events, 0, extra);
+    // Its events are read from the file at the end: drain the pipe so it never fills.
+    let mut out = child.stdout.take().expect("piped");
+    let drain = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let watchdog = Watchdog::arm(&child);
+    let status = child.wait().expect("wait for the restarted worker");
+    let _ = drain.join();
+    assert!(
+        !watchdog.disarm(),
+        "the restarted worker did not finish in {PATIENCE:?}"
+    );
+    assert!(status.success(), "the restarted worker failed: {status}");
+}
+
+#[test]
+fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
+    let binary = worker_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    let events_path = dir.path().join("events.log");
+
+    // First life: producing and working, killed mid-run.
+    kill_mid_run(&binary, &db, &events_path, &[]);
 
     let first = read_events(&events_path);
     assert!(first.acked.len() < JOBS, "killed while still producing");
@@ -228,18 +256,7 @@ fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
         .collect();
 
     // Second life: nothing new, just what is pending.
-    let mut child = spawn_worker(&binary, &db, &events_path, 0);
-    // Its events are read from the file at the end: drain the pipe so it never fills.
-    let mut out = child.stdout.take().expect("piped");
-    let drain = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let watchdog = Watchdog::arm(&child);
-    let status = child.wait().expect("wait for the restarted worker");
-    let _ = drain.join();
-    assert!(
-        !watchdog.disarm(),
-        "the restarted worker did not finish in {PATIENCE:?}"
-    );
-    assert!(status.success(), "the restarted worker failed: {status}");
+    run_to_end(&binary, &db, &events_path, &[]);
 
     let both = read_events(&events_path);
     let second_starts = &both.starts[first.starts.len()..];
@@ -300,5 +317,99 @@ fn killed_mid_run_no_acknowledged_job_is_lost_and_only_running_ones_rerun() {
         in_flight.len(),
         rerun.len(),
         after.len()
+    );
+}
+
+/// Buried jobs of "step" and the jobs whose dead letters are in the file,
+/// by buried job: how many letters each has.
+fn buried_and_letters(jobs: &BTreeMap<JobId, Job>) -> (BTreeSet<JobId>, BTreeMap<JobId, usize>) {
+    let buried = jobs
+        .values()
+        .filter(|j| &*j.task == "step" && j.status == JobStatus::Buried)
+        .map(|j| j.id)
+        .collect();
+    let mut letters: BTreeMap<JobId, usize> = BTreeMap::new();
+    for letter in jobs.values().filter(|j| &*j.task == "letters") {
+        let of = letter
+            .payload
+            .to_value()
+            .ok()
+            .and_then(|p| p.get("job_id")?.as_str()?.parse::<JobId>().ok())
+            .unwrap_or_else(|| panic!("letter {} names no job: {letter:?}", letter.id));
+        assert_eq!(
+            letter.reference,
+            Some(kessel::DeadLetter::reference_for(of)),
+            "letter {} is referenced by the job it follows",
+            letter.id
+        );
+        *letters.entry(of).or_default() += 1;
+    }
+    (buried, letters)
+}
+
+#[test]
+fn killed_mid_run_a_buried_job_and_its_dead_letter_are_kept_together() {
+    let binary = worker_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    let events_path = dir.path().join("events.log");
+    // Every third job is buried, with a dead letter.
+    let bury = ["--bury-every", "3"];
+
+    kill_mid_run(&binary, &db, &events_path, &bury);
+    let at_kill = jobs_in(&db);
+    let (buried, letters) = buried_and_letters(&at_kill);
+    assert!(!buried.is_empty(), "jobs were buried before the kill");
+    let buried_at_kill = buried.len();
+    let lettered: BTreeSet<JobId> = letters.keys().copied().collect();
+    assert_eq!(
+        lettered, buried,
+        "at the kill, every buried job has its letter in the file and every letter its buried job"
+    );
+    assert!(
+        letters.values().all(|n| *n == 1),
+        "one letter per buried job: {letters:?}"
+    );
+
+    run_to_end(&binary, &db, &events_path, &bury);
+    let after = jobs_in(&db);
+    let (buried, letters) = buried_and_letters(&after);
+    let lettered: BTreeSet<JobId> = letters.keys().copied().collect();
+    assert_eq!(lettered, buried, "after the restart too");
+    assert!(
+        letters.values().all(|n| *n == 1),
+        "no buried job got a second letter: {letters:?}"
+    );
+    for job in after.values() {
+        let want = match &*job.task {
+            "step" => {
+                let n: u64 = job
+                    .payload
+                    .to_value()
+                    .ok()
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(1);
+                if n % 3 == 0 {
+                    JobStatus::Buried
+                } else {
+                    JobStatus::Completed
+                }
+            }
+            _ => JobStatus::Completed,
+        };
+        assert_eq!(
+            job.status, want,
+            "job {} of {} ended as it should",
+            job.id, job.task
+        );
+    }
+    let ran = read_events(&events_path).letters;
+    for id in &buried {
+        assert!(ran.contains(id), "the letter of job {id} ran");
+    }
+    eprintln!(
+        "{} buried at the kill, each with its letter; {} buried in all",
+        buried_at_kill,
+        buried.len()
     );
 }

@@ -162,6 +162,15 @@ impl<S: Store + ?Sized> Store for MeteredStore<S> {
         .await
     }
 
+    async fn jobs_write(&self, updates: &[JobUpdate], inserts: &[Job]) -> Result<(), StoreError> {
+        timed(
+            "jobs_write",
+            Some(updates.len() + inserts.len()),
+            self.inner.jobs_write(updates, inserts),
+        )
+        .await
+    }
+
     async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError> {
         timed("jobs_pending", None, self.inner.jobs_pending()).await
     }

@@ -297,18 +297,41 @@ pub struct Capabilities {
     /// combine the two. A queue on a store that does sends it every
     /// state change, in batches.
     pub outlives_process: bool,
+    /// [`Store::jobs_write`] stores its updates and new jobs together or
+    /// not at all (one transaction), so a buried job's dead letter is
+    /// never lost apart from the bury. Off in [`Capabilities::DURABLE`]
+    /// and [`Capabilities::IN_PROCESS`] (the default `jobs_write` makes
+    /// two calls); kessel's stores turn it on.
+    pub atomic_writes: bool,
 }
 
 impl Capabilities {
     /// A store that keeps its jobs beyond the process: the default.
     pub const DURABLE: Capabilities = Capabilities {
         outlives_process: true,
+        atomic_writes: false,
     };
 
     /// A store that lives and dies with the process, as the memory store.
     pub const IN_PROCESS: Capabilities = Capabilities {
         outlives_process: false,
+        atomic_writes: false,
     };
+
+    /// These capabilities, with [`Store::jobs_write`] atomic: for a store
+    /// that overrides it with one transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::store::{Capabilities, MemoryStore, Store};
+    /// assert!(Capabilities::DURABLE.with_atomic_writes().atomic_writes);
+    /// assert!(MemoryStore::new().capabilities().atomic_writes);
+    /// ```
+    pub const fn with_atomic_writes(mut self) -> Capabilities {
+        self.atomic_writes = true;
+        self
+    }
 }
 
 /// The persistence boundary every store implements.
@@ -410,6 +433,46 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Records state changes, in order.
     async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError>;
+
+    /// Records state changes, in order, and stores new jobs with them:
+    /// what the scheduler writes when a change makes jobs (a buried job's
+    /// dead letter, a finished job's webhook delivery), so the new jobs
+    /// are kept exactly when the change is.
+    ///
+    /// A store with [`Capabilities::atomic_writes`] stores both in one
+    /// transaction: all of it or, on an error, none of it. The default
+    /// calls [`jobs_update`](Store::jobs_update) then
+    /// [`jobs_insert`](Store::jobs_insert): a failure in between keeps the
+    /// updates without the new jobs.
+    ///
+    /// # Errors
+    ///
+    /// As `jobs_update` and `jobs_insert`, for instance a new job whose id
+    /// is taken (a store that refuses the duplicate).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use kessel::JobStatus;
+    /// use kessel::store::{JobUpdate, MemoryStore, Store};
+    /// // Two jobs as a queue makes them, to store elsewhere.
+    /// let queue = kessel::Queue::new();
+    /// let mut failed = queue.job(queue.create("send", 1).await?.id()).await?;
+    /// let letter = queue.job(queue.create("send failures", 1).await?.id()).await?;
+    /// let store = MemoryStore::new();
+    /// store.jobs_insert(std::slice::from_ref(&failed)).await?;
+    /// failed.status = JobStatus::Buried;
+    /// let bury = JobUpdate::of(&failed, Vec::new());
+    /// store.jobs_write(&[bury], std::slice::from_ref(&letter)).await?;
+    /// assert_eq!(store.job_get(failed.id).await?.unwrap().status, JobStatus::Buried);
+    /// assert!(store.job_get(letter.id).await?.is_some());
+    /// # Ok(()) }
+    /// ```
+    async fn jobs_write(&self, updates: &[JobUpdate], inserts: &[Job]) -> Result<(), StoreError> {
+        self.jobs_update(updates).await?;
+        self.jobs_insert(inserts).await
+    }
     /// Every job not in a final state.
     async fn jobs_pending(&self) -> Result<Vec<Job>, StoreError>;
     /// One job, with its logs.

@@ -5,6 +5,9 @@
 //!   `jobs_insert` and `jobs_insert_owned`;
 //! - updates: every state transition, batches in order, unknown jobs
 //!   skipped, logs appended and progress replaced;
+//! - writes: updates with the jobs they made (a bury and its dead letter),
+//!   stored together, and not at all when a part is refused (on a store
+//!   with atomic writes);
 //! - reads: `job_get`, `jobs_query` with its filters, order and pages,
 //!   `jobs_count`;
 //! - deletes: only matching final jobs, oldest first, with their logs;
@@ -40,6 +43,7 @@ mod read;
 mod scale;
 mod shared;
 mod update;
+mod write;
 
 pub use delete::*;
 pub use insert::*;
@@ -49,3 +53,4 @@ pub use read::*;
 pub use scale::*;
 pub use shared::*;
 pub use update::*;
+pub use write::*;

@@ -1,10 +1,10 @@
 //! Webhook callbacks on their way out (feature `webhooks`): a job that
 //! reaches a final state this turn, with a callback of its own or of its
 //! task (the job's wins), gets a
-//! delivery job of `kessel.webhook`, made here and sent out with the dead
-//! letters (see `dead_letters.rs`): held at once on the memory store,
-//! stored first on any other, so a pending delivery is as durable as the
-//! store.
+//! delivery job of `kessel.webhook`, made here and kept as dead letters
+//! are (see `dead_letters.rs`): held at the end of the turn on the memory
+//! store; on any other stored in the same write as the job's ending, so a
+//! pending delivery is as durable as the ending it reports.
 
 use std::sync::Arc;
 
@@ -64,7 +64,7 @@ impl Scheduler {
             .reference(WebhookDelivery::reference_for(e.job.id))
             .into_job(at, &mut None, !self.in_process);
         match made {
-            Ok(job) => self.letters.push(job),
+            Ok(job) => self.keep_made(job),
             Err(err) => self.bus.queue(QueueEvent::Error {
                 message: format!(
                     "the webhook callback of job {} could not be made: {err}",

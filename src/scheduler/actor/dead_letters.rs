@@ -1,11 +1,13 @@
 //! Dead letters on their way out: a job buried this turn whose task names
 //! a dead-letter task gets a letter, a new job of that task, made here and
 //! kept as every new job is (webhook deliveries, made in `callbacks.rs`,
-//! travel in the same outbox) (held here on the memory store; stored first,
-//! then held, on a durable store only this process uses; stored, for any
-//! process to claim, on a shared store).
+//! take the same way). On the memory store it is held at the end of the
+//! turn. On a durable store it goes into the journal beside the bury, and
+//! the store keeps both in one write (`Store::jobs_write`, one
+//! transaction): a crash keeps both or neither, never the bury alone.
+//! Once stored, a letter is held here (SQLite) or left for any process to
+//! claim (a shared store).
 
-use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::table::Entry;
@@ -15,29 +17,22 @@ use crate::event::QueueEvent;
 use crate::job::Job;
 use crate::new_job::NewJob;
 
-/// Letters made this turn, and how many are being stored.
+/// Letters made this turn on the memory store, held at its end.
 #[derive(Debug, Default)]
 pub(super) struct Outbox {
     made: Vec<Job>,
-    storing: usize,
 }
 
 impl Outbox {
-    /// Adds a job made this turn (a webhook delivery, say) to send with
-    /// the letters.
-    #[cfg(feature = "webhooks")]
-    pub(super) fn push(&mut self, job: Job) {
-        self.made.push(job);
-    }
-
-    /// Whether letters were made and not yet sent.
+    /// Whether letters were made and not yet held.
     pub(super) fn has_made(&self) -> bool {
         !self.made.is_empty()
     }
 
-    /// Whether no letter is waiting or being stored (a drain waits for it).
+    /// Whether no letter waits (a drain waits for it; on a durable store
+    /// the journal has them).
     pub(super) fn is_settled(&self) -> bool {
-        self.made.is_empty() && self.storing == 0
+        self.made.is_empty()
     }
 }
 
@@ -67,7 +62,7 @@ impl Scheduler {
             .reference(DeadLetter::reference_for(e.job.id))
             .into_job(at, &mut None, !self.in_process);
         match made {
-            Ok(job) => self.letters.made.push(job),
+            Ok(job) => self.keep_made(job),
             Err(err) => self.bus.queue(QueueEvent::Error {
                 message: format!(
                     "the dead letter of job {} could not be made: {err}",
@@ -77,58 +72,42 @@ impl Scheduler {
         }
     }
 
-    /// Keeps the letters made this turn: held at once on the memory store,
-    /// stored first on any other.
-    pub(super) fn send_dead_letters(&mut self, ctx: &mut Context<Self>) {
+    /// Keeps a job made as another ended (its dead letter, its webhook
+    /// delivery): on the memory store held at the end of this turn; on a
+    /// durable one queued in the journal, so it is stored in the same write
+    /// as the ending just queued there.
+    pub(super) fn keep_made(&mut self, job: Job) {
+        if self.in_process {
+            self.letters.made.push(job);
+        } else {
+            self.journal.push_insert(job);
+        }
+    }
+
+    /// Holds the letters made this turn on the memory store.
+    pub(super) fn send_dead_letters(&mut self) {
         if self.letters.made.is_empty() {
             return;
         }
         let letters = std::mem::take(&mut self.letters.made);
-        if self.in_process {
-            let now = self.now_ms();
-            for job in letters {
-                self.admit(job, Origin::New, now);
-            }
-            return;
+        let now = self.now_ms();
+        for job in letters {
+            self.admit(job, Origin::New, now);
         }
-        self.letters.storing += letters.len();
-        let store = self.store.clone();
-        let shared = self.is_shared();
-        let fut = async move {
-            let stored = store.jobs_insert(&letters).await;
-            (stored, letters)
-        };
-        ctx.spawn(self.store_call(fut).into_actor(self).map(move |result, act, ctx| {
-            let Some((stored, letters)) = result else {
-                return;
-            };
-            act.letters.storing -= letters.len();
-            match stored {
-                // Another process may run a letter on a shared store: the
-                // insert woke every claimer.
-                Ok(()) if shared => {}
-                Ok(()) => {
-                    let now = act.begin();
-                    for job in letters {
-                        act.admit(job, Origin::New, now);
-                    }
-                }
-                Err(err) => {
-                    let ids: Vec<String> = letters
-                        .iter()
-                        .filter_map(|l| l.reference.clone())
-                        .collect();
-                    tracing::error!(%err, letters = ?ids, "storing dead letters failed");
-                    act.bus.queue(QueueEvent::Error {
-                        message: format!(
-                            "storing {} dead letter(s) or webhook deliveries failed ({}): {err}; the jobs they follow stay as they ended",
-                            ids.len(),
-                            ids.join(", ")
-                        ),
-                    });
-                }
-            }
-            act.finish_turn(ctx);
-        }));
+    }
+
+    /// Holds the new jobs a stored batch carried, now that they are
+    /// stored, on a durable store of this process (SQLite); on a shared
+    /// store any process claims them (their insert woke every claimer).
+    /// Returns whether it held any.
+    pub(super) fn admit_stored(&mut self, jobs: Vec<Job>) -> bool {
+        if jobs.is_empty() || self.is_shared() {
+            return false;
+        }
+        let now = self.begin();
+        for job in jobs {
+            self.admit(job, Origin::New, now);
+        }
+        true
     }
 }

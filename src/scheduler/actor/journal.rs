@@ -2,7 +2,9 @@
 //! owner. It queues each job's latest state (an update still in the batch
 //! is brought up to date in place, so a job that starts and finishes
 //! between two flushes costs the store one update), the final records of
-//! an in-process store, and whoever waits for them to be stored; it hands
+//! an in-process store, the new jobs changes made (dead letters, webhook
+//! deliveries: stored in the same write as the change that made them, see
+//! `Store::jobs_write`), and whoever waits for them to be stored; it hands
 //! out one batch at a time and takes a failed one back in front, with a
 //! growing wait before the retry. The scheduler does the store call.
 
@@ -71,12 +73,24 @@ pub(crate) struct WriteAt {
 pub(crate) struct Batch {
     pub(crate) updates: Vec<JobUpdate>,
     pub(crate) final_records: Vec<Job>,
+    /// New jobs the updates made, stored with them.
+    pub(crate) inserts: Vec<Job>,
+}
+
+impl Batch {
+    /// How many changes it carries.
+    pub(crate) fn len(&self) -> usize {
+        self.updates.len() + self.final_records.len() + self.inserts.len()
+    }
 }
 
 /// The state changes not yet stored, and who waits for them.
 #[derive(Debug)]
 pub(crate) struct Journal {
     updates: Vec<JobUpdate>,
+    /// New jobs made by the changes queued (on a durable store), stored
+    /// in the same write.
+    inserts: Vec<Job>,
     /// On an in-process store: jobs that became final, to store whole.
     final_records: Vec<Job>,
     /// Counts of `final_records`, kept as they are queued (see
@@ -108,6 +122,7 @@ impl Default for Journal {
     fn default() -> Self {
         Journal {
             updates: Vec::new(),
+            inserts: Vec::new(),
             final_records: Vec::new(),
             final_counts: TaskCounts::default(),
             in_flight_counts: TaskCounts::default(),
@@ -165,6 +180,12 @@ impl Journal {
         self.updates.push(update);
     }
 
+    /// Queues a new job made by a change queued now (a dead letter), to be
+    /// stored in the same write as that change.
+    pub(crate) fn push_insert(&mut self, job: Job) {
+        self.inserts.push(job);
+    }
+
     /// Queues a final record of an in-process store.
     pub(crate) fn push_final(&mut self, job: Job) {
         self.final_counts.add(&job);
@@ -197,12 +218,12 @@ impl Journal {
 
     /// How many changes are queued.
     pub(crate) fn len(&self) -> usize {
-        self.updates.len() + self.final_records.len()
+        self.updates.len() + self.final_records.len() + self.inserts.len()
     }
 
     /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
-        self.updates.is_empty() && self.final_records.is_empty()
+        self.updates.is_empty() && self.final_records.is_empty() && self.inserts.is_empty()
     }
 
     /// Whether a batch is with the store or waits to be tried again.
@@ -251,6 +272,7 @@ impl Journal {
     pub(crate) fn take_batch(&mut self, keep_room: usize) -> Batch {
         self.busy = true;
         let updates = std::mem::take(&mut self.updates);
+        let inserts = std::mem::take(&mut self.inserts);
         // The next batch is likely as large: keep its room ready.
         let room = self.final_records.len().min(keep_room);
         let final_records = std::mem::replace(&mut self.final_records, Vec::with_capacity(room));
@@ -260,6 +282,7 @@ impl Journal {
         Batch {
             updates,
             final_records,
+            inserts,
         }
     }
 
@@ -286,6 +309,9 @@ impl Journal {
         let mut updates = batch.updates;
         updates.append(&mut self.updates);
         self.updates = updates;
+        let mut inserts = batch.inserts;
+        inserts.append(&mut self.inserts);
+        self.inserts = inserts;
         let mut finals = batch.final_records;
         finals.append(&mut self.final_records);
         self.final_records = finals;
@@ -384,6 +410,28 @@ mod tests {
         assert!(rx.try_recv().is_ok());
         assert_eq!(journal.stored(), 1);
         assert!(journal.is_settled());
+    }
+
+    #[test]
+    fn new_jobs_travel_in_the_batch_of_the_change_that_made_them_and_back_with_it() {
+        let mut journal = Journal::default();
+        let buried = held(JobStatus::Buried);
+        let letter = held(JobStatus::Ready).to_job(&"letters".into());
+        journal.write(None, &buried, Vec::new(), None);
+        journal.push_insert(letter.clone());
+        assert_eq!(journal.len(), 2);
+        let batch = journal.take_batch(16);
+        assert_eq!(batch.updates[0].id, buried.id);
+        assert_eq!(batch.inserts[0].id, letter.id, "the letter goes with its bury");
+        assert!(journal.is_empty());
+        journal.batch_failed(batch, &injected());
+        journal.retry_now();
+        let batch = journal.take_batch(16);
+        assert_eq!(
+            (batch.updates.len(), batch.inserts.len()),
+            (1, 1),
+            "both are tried again, together"
+        );
     }
 
     fn injected() -> StoreError {

@@ -196,8 +196,8 @@ pub(crate) struct Scheduler {
     /// Finished runs' shared state, reset, for the next runs: one
     /// allocation fewer per job.
     spare_runs: Vec<Arc<RunShared>>,
-    /// Dead letters of jobs buried this turn, and how many are being
-    /// stored (see `dead_letters.rs`).
+    /// Dead letters of jobs buried this turn on the memory store (see
+    /// `dead_letters.rs`).
     letters: dead_letters::Outbox,
     /// Unique keys held by pending jobs, on a store kept in this process.
     uniques: unique::Uniques,
@@ -1350,13 +1350,13 @@ impl Scheduler {
 
     /// Runs after every message: dispatch, flush writes, arm the timer.
     fn finish_turn(&mut self, ctx: &mut Context<Self>) {
-        self.send_dead_letters(ctx);
+        self.send_dead_letters();
         self.expire_watched(ctx);
         self.dispatch(ctx);
         // Jobs settled while dispatching may have buried some with a
         // dead-letter task: their letters go out this turn too.
         while self.letters.has_made() {
-            self.send_dead_letters(ctx);
+            self.send_dead_letters();
             self.dispatch(ctx);
         }
         self.finish_batches();
@@ -1455,10 +1455,12 @@ impl Scheduler {
         let owner = self.shared.as_ref().map(|m| m.owner);
         let fut = async move {
             let mut batch = batch;
-            let mut result = if batch.updates.is_empty() {
-                Ok(())
-            } else {
-                store.jobs_update(&batch.updates).await
+            // The jobs the changes made (dead letters) in the same write
+            // as the changes: one transaction on kessel's durable stores.
+            let mut result = match (batch.updates.is_empty(), batch.inserts.is_empty()) {
+                (true, true) => Ok(()),
+                (false, true) => store.jobs_update(&batch.updates).await,
+                _ => store.jobs_write(&batch.updates, &batch.inserts).await,
             };
             // After the updates: a kicked job's update must not overwrite
             // how it ended.
@@ -1489,6 +1491,7 @@ impl Scheduler {
             match result {
                 Ok(()) => {
                     act.journal.batch_stored();
+                    let admitted = act.admit_stored(batch.inserts);
                     if !releases.is_empty() {
                         // What was given back may be due soon: look now
                         // rather than wait for the notification to come round.
@@ -1499,11 +1502,16 @@ impl Scheduler {
                     if act.pruning.due() {
                         act.prune(ctx);
                     }
-                    act.flush(ctx);
-                    act.check_drained(ctx);
+                    if admitted {
+                        // Dead letters held now may be ready to run.
+                        act.finish_turn(ctx);
+                    } else {
+                        act.flush(ctx);
+                        act.check_drained(ctx);
+                    }
                 }
                 Err(err) => {
-                    let count = batch.updates.len() + batch.final_records.len();
+                    let count = batch.len();
                     tracing::error!(error = %err, changes = count, "recording job state failed; retrying");
                     act.bus.queue(QueueEvent::Error {
                         message: format!("recording {count} job state changes failed, will retry: {err}"),

@@ -107,6 +107,18 @@ impl Inner {
         }
     }
 
+    /// Applies `updates` in order; an unknown job's is skipped.
+    fn update(&mut self, updates: &[JobUpdate]) {
+        for update in updates {
+            let Some(mut job) = self.jobs.remove(&update.id) else {
+                continue;
+            };
+            self.count(&job, -1);
+            update.apply_to(&mut job);
+            self.insert(job);
+        }
+    }
+
     fn remove(&mut self, id: &JobId) -> bool {
         match self.jobs.remove(id) {
             Some(job) => {
@@ -207,7 +219,8 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::IN_PROCESS
+        // One lock around the whole of `jobs_write`.
+        Capabilities::IN_PROCESS.with_atomic_writes()
     }
 
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
@@ -227,14 +240,15 @@ impl Store for MemoryStore {
     }
 
     async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
+        self.inner.write().update(updates);
+        Ok(())
+    }
+
+    async fn jobs_write(&self, updates: &[JobUpdate], inserts: &[Job]) -> Result<(), StoreError> {
         let mut inner = self.inner.write();
-        for update in updates {
-            let Some(mut job) = inner.jobs.remove(&update.id) else {
-                continue;
-            };
-            inner.count(&job, -1);
-            update.apply_to(&mut job);
-            inner.insert(job);
+        inner.update(updates);
+        for job in inserts {
+            inner.insert(Box::new(job.clone()));
         }
         Ok(())
     }

@@ -37,7 +37,7 @@ use sqlx::{AssertSqlSafe, Executor, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{
-    JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause, ScheduleRecord,
+    Capabilities, JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause, ScheduleRecord,
     SharedStore, StatusCount, Store, StoreError, Upserted,
 };
 use crate::job::{Job, JobId, JobStatus};
@@ -745,6 +745,25 @@ impl Db {
     }
 
     pub(super) async fn jobs_update(&self, updates: &[JobUpdate]) -> Result<(), StoreError> {
+        self.jobs_update_on(&self.pool, updates).await
+    }
+
+    /// The updates and the new jobs they made (a dead letter) in one
+    /// transaction: both are kept, or neither.
+    async fn jobs_write(&self, updates: &[JobUpdate], inserts: &NewJobs) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        self.jobs_update_on(&mut *tx, updates).await?;
+        self.jobs_insert_on(&mut tx, inserts).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// [`Db::jobs_update`] on `on`: the pool (the statement is its own
+    /// transaction) or a caller's transaction.
+    async fn jobs_update_on<'c>(
+        &self,
+        on: impl Executor<'c, Database = Postgres>,
+        updates: &[JobUpdate],
+    ) -> Result<(), StoreError> {
         if updates.is_empty() {
             return Ok(());
         }
@@ -828,7 +847,7 @@ impl Db {
         .bind(&logs.data)
         .bind(&self.sql.channel)
         .bind(releases_work)
-        .execute(&self.pool)
+        .execute(on)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -996,6 +1015,11 @@ impl Db {
 
 #[async_trait]
 impl Store for PgStore {
+    fn capabilities(&self) -> Capabilities {
+        // `jobs_write` is one transaction.
+        Capabilities::DURABLE.with_atomic_writes()
+    }
+
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
@@ -1038,6 +1062,16 @@ impl Store for PgStore {
         let (db, updates) = (self.db.clone(), updates.to_vec());
         self.exec
             .run(async move { db.jobs_update(&updates).await })
+            .await
+    }
+
+    async fn jobs_write(&self, updates: &[JobUpdate], inserts: &[Job]) -> Result<(), StoreError> {
+        if inserts.is_empty() {
+            return self.jobs_update(updates).await;
+        }
+        let (db, updates, inserts) = (self.db.clone(), updates.to_vec(), NewJobs::new(inserts)?);
+        self.exec
+            .run(async move { db.jobs_write(&updates, &inserts).await })
             .await
     }
 

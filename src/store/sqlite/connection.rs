@@ -118,6 +118,9 @@ pub(super) enum WriteOp {
     /// One final job and its log lines (1 removed, 0 not).
     DeleteOne(String),
     Update(Rows),
+    /// Updates and the new jobs they made (a dead letter), one write: kept
+    /// together or not at all.
+    UpdateInsert(Rows, NewRows),
     Delete(DeleteParams),
     /// Answers [`UPSERT_UNCHANGED`], [`UPSERT_CREATED`] or
     /// [`UPSERT_CHANGED`].
@@ -636,9 +639,10 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<u64, StoreEr
                 .map_err(store_error)?;
             Ok(1)
         }
-        WriteOp::Update(rows) => {
-            let updated = execute_chunks(conn, JOB_UPDATE, &rows.jobs).await?;
-            execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
+        WriteOp::Update(rows) => update(conn, rows).await,
+        WriteOp::UpdateInsert(rows, new) => {
+            let updated = update(conn, rows).await?;
+            insert(conn, new).await?;
             Ok(updated)
         }
         WriteOp::ScheduleUpsert(record) => schedule_upsert(conn, record).await,
@@ -806,6 +810,14 @@ fn log_values() -> &'static ValuesSql {
 /// Inserts new jobs, then their log lines (in order: their `seq` follows
 /// it). The lines need no check that their job exists: it was inserted
 /// just before, in the same write, or the write failed.
+/// Applies updates and appends their log lines; returns how many jobs
+/// were updated.
+async fn update(conn: &mut SqliteConnection, rows: &Rows) -> Result<u64, StoreError> {
+    let updated = execute_chunks(conn, JOB_UPDATE, &rows.jobs).await?;
+    execute_chunks(conn, LOG_INSERT, &rows.logs).await?;
+    Ok(updated)
+}
+
 async fn insert(conn: &mut SqliteConnection, rows: &NewRows) -> Result<u64, StoreError> {
     let mut inserted = 0;
     let mut jobs = rows.jobs.as_slice();

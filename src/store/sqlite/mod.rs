@@ -32,7 +32,7 @@ use self::connection::{Command, Counters, DeleteParams, QueryParams, UniqueInser
 use self::errors::closed;
 use self::rows::{insert_rows, micros, update_rows};
 use super::{
-    Inserted, JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause,
+    Capabilities, Inserted, JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause,
     ScheduleRecord, StatusCount, Store, StoreError, UniqueHold, Upserted,
 };
 use crate::job::{Job, JobId, JobStatus};
@@ -333,6 +333,12 @@ fn clamp(n: usize) -> i64 {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn capabilities(&self) -> Capabilities {
+        // `jobs_write` is one write of the group's transaction, in a
+        // savepoint of its own when the group is retried write by write.
+        Capabilities::DURABLE.with_atomic_writes()
+    }
+
     #[tracing::instrument(level = "debug", name = "kessel.sqlite.jobs_insert", skip_all, fields(jobs = jobs.len()))]
     async fn jobs_insert(&self, jobs: &[Job]) -> Result<(), StoreError> {
         if jobs.is_empty() {
@@ -351,6 +357,20 @@ impl Store for SqliteStore {
         }
         let rows = update_rows(updates)?;
         self.request(|reply| Command::Write(WriteOp::Update(rows), reply))
+            .await
+            .map(drop)
+    }
+
+    #[tracing::instrument(level = "debug", name = "kessel.sqlite.jobs_write", skip_all, fields(updates = updates.len(), inserts = inserts.len()))]
+    async fn jobs_write(&self, updates: &[JobUpdate], inserts: &[Job]) -> Result<(), StoreError> {
+        if inserts.is_empty() {
+            return self.jobs_update(updates).await;
+        }
+        if updates.is_empty() {
+            return self.jobs_insert(inserts).await;
+        }
+        let (updates, inserts) = (update_rows(updates)?, insert_rows(inserts)?);
+        self.request(|reply| Command::Write(WriteOp::UpdateInsert(updates, inserts), reply))
             .await
             .map(drop)
     }
