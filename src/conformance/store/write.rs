@@ -82,7 +82,9 @@ conformance_test!(store,
 async fn write_atomic<F: StoreFactory>(factory: F) -> Verdict {
     let (store, _place) = fresh(&factory).await;
     if !store.capabilities().atomic_writes {
-        return Verdict::Skipped("the store's jobs_write is not atomic (Capabilities::atomic_writes)");
+        return Verdict::Skipped(
+            "the store's jobs_write is not atomic (Capabilities::atomic_writes)",
+        );
     }
     let taken = job("email failures", json!("first"));
     let failed = job("send email", json!({"to": "nobody@example.com"}));
@@ -102,11 +104,19 @@ async fn write_atomic<F: StoreFactory>(factory: F) -> Verdict {
                 &failed,
                 "a job whose bury was written with a refused letter",
             );
-            assert_same_job(&get(&store, taken.id).await, &taken, "the job whose id was taken");
+            assert_same_job(
+                &get(&store, taken.id).await,
+                &taken,
+                "the job whose id was taken",
+            );
         }
         Ok(()) => {
             assert_same_job(&get(&store, failed.id).await, &buried, "the buried job");
-            assert_same_job(&get(&store, taken.id).await, &duplicate, "the duplicate, accepted");
+            assert_same_job(
+                &get(&store, taken.id).await,
+                &duplicate,
+                "the duplicate, accepted",
+            );
         }
     }
     // A write with a letter that can be stored is kept whole.
@@ -119,7 +129,11 @@ async fn write_atomic<F: StoreFactory>(factory: F) -> Verdict {
     {
         panic!("jobs_write of a bury and its letter failed: {err}");
     }
-    assert_same_job(&get(&store, buried.id).await, &buried, "the next buried job");
+    assert_same_job(
+        &get(&store, buried.id).await,
+        &buried,
+        "the next buried job",
+    );
     assert_same_job(&get(&store, letter.id).await, &letter, "its dead letter");
     Verdict::Passed
 }

@@ -260,13 +260,29 @@ mod tests {
 
         #[derive(Debug, Clone)]
         enum Op {
-            Create { task: usize, delay_ms: u64, expires: bool },
-            Advance { ms: u64 },
-            Cancel { pick: usize },
-            Suspend { task: usize },
-            Resume { task: usize },
-            Kick { task: usize },
-            Delete { pick: usize },
+            Create {
+                task: usize,
+                delay_ms: u64,
+                expires: bool,
+            },
+            Advance {
+                ms: u64,
+            },
+            Cancel {
+                pick: usize,
+            },
+            Suspend {
+                task: usize,
+            },
+            Resume {
+                task: usize,
+            },
+            Kick {
+                task: usize,
+            },
+            Delete {
+                pick: usize,
+            },
             Clean,
         }
 
@@ -323,11 +339,19 @@ mod tests {
             tokio::time::pause();
             let queue = Queue::new();
             define(&queue);
-            queue.process(["default"]).concurrency(3).start().expect("workers");
+            queue
+                .process(["default"])
+                .concurrency(3)
+                .start()
+                .expect("workers");
             let mut ids = Vec::new();
             for (i, op) in ops.into_iter().enumerate() {
                 match op.clone() {
-                    Op::Create { task, delay_ms, expires } => {
+                    Op::Create {
+                        task,
+                        delay_ms,
+                        expires,
+                    } => {
                         let mut create = queue.create(TASKS[task], i);
                         if delay_ms > 0 {
                             create = create.delay(Duration::from_millis(delay_ms));

@@ -422,7 +422,10 @@ mod tests {
         assert_eq!(journal.len(), 2);
         let batch = journal.take_batch(16);
         assert_eq!(batch.updates[0].id, buried.id);
-        assert_eq!(batch.inserts[0].id, letter.id, "the letter goes with its bury");
+        assert_eq!(
+            batch.inserts[0].id, letter.id,
+            "the letter goes with its bury"
+        );
         assert!(journal.is_empty());
         journal.batch_failed(batch, &injected());
         journal.retry_now();

@@ -382,9 +382,8 @@ impl Scheduler {
         }
         let walked = self.journal.walk_final_counts();
         let [queued, _] = self.journal.final_counts();
-        (!queued.same_as(&walked)).then(|| {
-            format!("final record counts {queued:?} differ from a walk {walked:?}")
-        })
+        (!queued.same_as(&walked))
+            .then(|| format!("final record counts {queued:?} differ from a walk {walked:?}"))
     }
 }
 

@@ -129,7 +129,10 @@ impl JobTable {
     /// Sets the status of the job of `slot`; returns the one it had (none
     /// when the slot holds no job).
     pub(super) fn set_status(&mut self, slot: u32, status: JobStatus) -> Option<JobStatus> {
-        let e = self.entries.get_mut(slot as usize).and_then(Option::as_mut)?;
+        let e = self
+            .entries
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)?;
         let before = std::mem::replace(&mut e.job.status, status);
         self.counts.moved(e.task, before, status);
         Some(before)

@@ -37,8 +37,8 @@ use sqlx::{AssertSqlSafe, Executor, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{
-    Capabilities, JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause, ScheduleRecord,
-    SharedStore, StatusCount, Store, StoreError, Upserted,
+    Capabilities, JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause,
+    ScheduleRecord, SharedStore, StatusCount, Store, StoreError, Upserted,
 };
 use crate::job::{Job, JobId, JobStatus};
 use copy::CopyRows;
