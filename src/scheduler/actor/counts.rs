@@ -76,6 +76,7 @@ impl HeldCounts {
 
     /// Whether both count the same jobs (a trailing task with no job
     /// counts as none).
+    #[cfg(any(test, debug_assertions))]
     pub(super) fn same_as(&self, other: &HeldCounts) -> bool {
         self.iter().eq(other.iter())
     }
@@ -115,6 +116,7 @@ impl TaskCounts {
     }
 
     /// Counts every one of `jobs` (a full walk, for checks).
+    #[cfg(any(test, debug_assertions))]
     pub(super) fn of<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> TaskCounts {
         let mut counts = TaskCounts::default();
         for job in jobs {
@@ -129,6 +131,7 @@ impl TaskCounts {
     }
 
     /// Whether both count the same jobs, in whatever order.
+    #[cfg(any(test, debug_assertions))]
     pub(super) fn same_as(&self, other: &TaskCounts) -> bool {
         fn sorted(c: &TaskCounts) -> Vec<(&str, JobStatus, u64)> {
             let mut v: Vec<_> = c.iter().filter(|c| c.2 > 0).collect();
