@@ -1,5 +1,6 @@
 //! The public handle: define tasks, create jobs, start workers, administer.
 
+use futures::StreamExt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -638,6 +639,11 @@ pub(crate) fn parse_tag_list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// How often [`Queue::result`] reads a job another process runs when
+/// events are relayed between the processes (its final event wakes the
+/// wait before that).
+const RELAYED_RESULT_CHECK: Duration = Duration::from_secs(5);
+
 impl Queue {
     /// A queue on the in-memory store.
     ///
@@ -667,6 +673,10 @@ impl Queue {
         let clock = Clock::new();
         let persistence = Persistence::of(&*store);
         let bus = Arc::new(EventBus::default());
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = store.postgres() {
+            bus.attach_relay(pg.relay());
+        }
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // A paused clock is the test runtime's: everything stays on it.
         let paused = crate::scheduler::clock::clock_paused();
@@ -1112,6 +1122,11 @@ impl Queue {
     }
 
     fn emit_created(&self, job: &Job) {
+        if self.inner.bus.relay().is_some() {
+            // A shared store wrote these events with the job, to the log
+            // every process's subscribers read.
+            return;
+        }
         let tag = self
             .inner
             .tasks
@@ -1123,6 +1138,7 @@ impl Queue {
             tag: tag.clone(),
             attempt: 0,
             at: job.created_at,
+            node: None,
             kind,
         };
         self.inner.bus.job(event(JobEventKind::Created));
@@ -1238,6 +1254,16 @@ impl Queue {
                 let _ = rx.await;
             }
         }
+        // Another process may run it. With events relayed between the
+        // processes, its final event wakes this wait (subscribed before the
+        // store is read, so it cannot slip between); the store is read
+        // again then, and now and then in case the relay is cut off.
+        let mut ends = self
+            .inner
+            .bus
+            .relay()
+            .map(|_| self.inner.bus.stream(Filter::Job(id), 16));
+        let listening_since = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(5);
         loop {
             let job = self.stored_job(id).await?;
@@ -1256,8 +1282,37 @@ impl Queue {
             let now = self.now();
             let wake = job.expires_at.map_or(job.run_at, |x| x.min(job.run_at));
             let until = (wake - now).to_std().unwrap_or_default();
-            tokio::time::sleep(wait.max(until)).await;
-            wait = (wait * 2).min(Duration::from_millis(500));
+            match ends.as_mut() {
+                Some(events) => {
+                    let ended = async {
+                        while let Some(event) = events.next().await {
+                            match event {
+                                Event::Job(e) if e.kind.is_final() => return true,
+                                Event::Lagged { .. } => return true,
+                                _ => {}
+                            }
+                        }
+                        false
+                    };
+                    // Other processes relay from when they hear of this
+                    // listener, within milliseconds; until then, the store.
+                    let check = if listening_since.elapsed() < RELAYED_RESULT_CHECK / 2 {
+                        wait = (wait * 2).min(Duration::from_millis(500));
+                        wait
+                    } else {
+                        RELAYED_RESULT_CHECK
+                    };
+                    let timer = tokio::time::sleep(check.max(until));
+                    tokio::select! {
+                        closed = ended => if !closed { ends = None },
+                        () = timer => {}
+                    }
+                }
+                None => {
+                    tokio::time::sleep(wait.max(until)).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+            }
         }
     }
 

@@ -453,6 +453,7 @@ impl Scheduler {
                 tag: task.tag_name.clone(),
                 attempt,
                 at: self.now_utc(),
+                node: None,
                 kind,
             });
         }

@@ -18,6 +18,7 @@
 
 mod copy;
 mod exec;
+mod relay;
 mod nodes;
 mod rows;
 mod schedules;
@@ -42,6 +43,7 @@ use super::{
 };
 use crate::job::{Job, JobId, JobStatus};
 use copy::CopyRows;
+use crate::event::relay::{NewJob, Relay};
 use exec::Exec;
 use rows::{job_from_row, map_err, JOB_COLUMNS};
 
@@ -60,10 +62,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_ran_by.sql")),
     (12, include_str!("migrations/0012_autovacuum.sql")),
     (13, include_str!("migrations/0013_job_callback.sql")),
+    (15, include_str!("migrations/0015_event_log.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 15;
 
 /// How to connect a [`PgStore`].
 ///
@@ -232,6 +235,8 @@ pub(super) struct Db {
     /// Marked when the listener hears that the suspensions changed (or
     /// reconnects); see [`SharedStore::suspension_changes`].
     suspensions_changed: Arc<tokio::sync::watch::Sender<()>>,
+    /// Events between processes (see `relay.rs`).
+    relay: Arc<Relay>,
 }
 
 fn valid_schema(schema: &str) -> bool {
@@ -242,6 +247,12 @@ fn valid_schema(schema: &str) -> bool {
 }
 
 impl PgStore {
+    /// What carries events between the processes sharing the schema,
+    /// while [`wakeups`](SharedStore::wakeups) is listened to.
+    pub(crate) fn relay(&self) -> Arc<Relay> {
+        self.db.relay.clone()
+    }
+
     /// Connects with default options (schema `kessel`) and migrates.
     ///
     /// # Errors
@@ -366,11 +377,13 @@ impl Db {
             schema: options.schema,
         });
         migrate(&pool, &sql.schema).await?;
+        let owner = Uuid::new_v4();
         Ok(Db {
             pool,
             user_pool,
             sql,
-            owner: Uuid::new_v4(),
+            owner,
+            relay: Arc::new(Relay::new(owner)),
             lease: options.lease,
             vacuum_after: options.vacuum_after,
             suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
@@ -510,9 +523,9 @@ const COPY_FROM: usize = 64;
 enum NewJobs {
     /// A small batch, bound as arrays of one `INSERT`.
     Rows(Vec<Job>),
-    /// A large batch in `COPY`'s format, and the log lines beyond each
-    /// job's implied "created" line.
-    Copy(CopyRows, LogColumns),
+    /// A large batch in `COPY`'s format, the log lines beyond each job's
+    /// implied "created" line, and what the jobs' `created` events say.
+    Copy(CopyRows, LogColumns, Vec<NewJob>),
 }
 
 impl NewJobs {
@@ -530,7 +543,8 @@ impl NewJobs {
                 logs.push(job.id, line);
             }
         }
-        Ok(NewJobs::Copy(CopyRows::new(jobs)?, logs))
+        let created = jobs.iter().map(NewJob::of).collect();
+        Ok(NewJobs::Copy(CopyRows::new(jobs)?, logs, created))
     }
 }
 
@@ -561,7 +575,7 @@ impl Db {
     async fn jobs_insert(&self, batch: &NewJobs) -> Result<(), StoreError> {
         match batch {
             NewJobs::Rows(jobs) => self.jobs_insert_rows(&self.pool, jobs).await,
-            NewJobs::Copy(rows, logs) => self.jobs_copy(rows, logs).await,
+            NewJobs::Copy(rows, logs, created) => self.jobs_copy(rows, logs, created).await,
         }
     }
 
@@ -582,6 +596,8 @@ impl Db {
                 return self.job_insert_one(on, job).await;
             }
         }
+        self.relay.ready_to_write().await;
+        let events = self.relay.created(jobs);
         let mut logs = LogColumns::default();
         let mut log_created = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -601,11 +617,13 @@ impl Db {
                                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
                                       $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[],
                                       $17::boolean[], $18::text[])),
-             new_logs AS ({insert_logs})
-             SELECT pg_notify($24, '')",
+             new_logs AS ({insert_logs}),
+             new_events AS (INSERT INTO {event_log} (node, events) SELECT $25, $26::jsonb WHERE $26 IS NOT NULL)
+             SELECT pg_notify($24, ''), CASE WHEN $26 IS NOT NULL THEN pg_notify($24, $27) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
             insert_logs = self.insert_logs_sql(19),
+            event_log = self.sql.table("event_log"),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.reference.clone()).collect::<Vec<_>>())
@@ -631,6 +649,9 @@ impl Db {
         .bind(&logs.messages)
         .bind(&logs.data)
         .bind(&self.sql.channel)
+        .bind(self.owner)
+        .bind(events)
+        .bind(relay::LOG_GREW)
         .execute(on)
         .await
         .map_err(map_err)?;
@@ -645,13 +666,17 @@ impl Db {
         on: impl Executor<'c, Database = Postgres>,
         job: &Job,
     ) -> Result<(), StoreError> {
+        self.relay.ready_to_write().await;
+        let events = self.relay.created(std::slice::from_ref(job));
         sqlx::query(AssertSqlSafe(format!(
             "WITH new_job AS (
                  INSERT INTO {jobs} ({columns})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17))
-             SELECT pg_notify($18, '')",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17)),
+             new_events AS (INSERT INTO {event_log} (node, events) SELECT $19, $20::jsonb WHERE $20 IS NOT NULL)
+             SELECT pg_notify($18, ''), CASE WHEN $20 IS NOT NULL THEN pg_notify($18, $21) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
+            event_log = self.sql.table("event_log"),
         )))
         .bind(job.id.0)
         .bind(job.reference.as_deref())
@@ -671,6 +696,9 @@ impl Db {
         .bind(job.finished_at)
         .bind(job.callback.as_deref())
         .bind(&self.sql.channel)
+        .bind(self.owner)
+        .bind(events)
+        .bind(relay::LOG_GREW)
         .execute(on)
         .await
         .map_err(map_err)?;
@@ -698,9 +726,14 @@ impl Db {
 
     /// Many jobs: `COPY`, then their log lines and the wake-up, in one
     /// transaction.
-    async fn jobs_copy(&self, rows: &CopyRows, logs: &LogColumns) -> Result<(), StoreError> {
+    async fn jobs_copy(
+        &self,
+        rows: &CopyRows,
+        logs: &LogColumns,
+        created: &[NewJob],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        self.jobs_copy_on(&mut tx, rows, logs).await?;
+        self.jobs_copy_on(&mut tx, rows, logs, created).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -711,6 +744,7 @@ impl Db {
         conn: &mut PgConnection,
         rows: &CopyRows,
         logs: &LogColumns,
+        created: &[NewJob],
     ) -> Result<(), StoreError> {
         let mut copy = conn
             .copy_in_raw(&format!(
@@ -735,6 +769,10 @@ impl Db {
                 .execute(&mut *conn)
                 .await
                 .map_err(map_err)?;
+        }
+        self.relay.ready_to_write().await;
+        if let Some(events) = self.relay.created_of(created.iter().cloned()) {
+            self.log_write_on(&mut *conn, &events).await?;
         }
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(&self.sql.channel)

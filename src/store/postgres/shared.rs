@@ -506,11 +506,20 @@ impl SharedStore for PgStore {
             self.exec
                 .spawn(vacuum(self.db.pool().clone(), tables, dead, tx.clone()));
         }
+        // Events between processes, as long as the scheduler listens.
+        let relay = self.db.relay.clone();
+        self.exec
+            .spawn(super::relay::publish(self.db.clone(), relay.clone(), tx.clone()));
+        self.exec
+            .spawn(super::relay::read(self.db.clone(), relay.clone(), tx.clone()));
+        self.exec
+            .spawn(super::relay::watch(self.db.clone(), relay.clone(), tx.clone()));
         self.exec.spawn(listen(
             self.db.pool().clone(),
             self.db.channel().to_owned(),
             tx,
             self.db.suspensions_changed.clone(),
+            relay,
         ));
         futures::stream::unfold(
             rx,
@@ -573,15 +582,22 @@ async fn vacuum(
 }
 
 /// Forwards notifications on `channel` as wake-ups until the receiver goes,
-/// and those with the payload [`SUSPENSIONS_PAYLOAD`] to `suspensions`.
-/// A lost connection is re-established and counts as both, since
-/// notifications may have been missed meanwhile.
+/// those with the payload [`SUSPENSIONS_PAYLOAD`] to `suspensions`, and
+/// those about the event log to `relay`. A lost connection is
+/// re-established and counts as all of them, since notifications may have
+/// been missed meanwhile.
 async fn listen(
     pool: sqlx::PgPool,
     channel: String,
     tx: tokio::sync::mpsc::Sender<()>,
     suspensions: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+    relay: std::sync::Arc<crate::event::relay::Relay>,
 ) {
+    let missed_all = || {
+        suspensions.send_replace(());
+        relay.log_grew.notify_one();
+        relay.listeners_changed.notify_one();
+    };
     let mut backoff = Duration::from_millis(100);
     let mut listener: Option<PgListener> = None;
     while !tx.is_closed() {
@@ -592,8 +608,8 @@ async fn listen(
                         listener = Some(l);
                         backoff = Duration::from_millis(100);
                         // Changes committed before LISTEN took hold were
-                        // not notified here: read the suspensions once now.
-                        suspensions.send_replace(());
+                        // not notified here: read them once now.
+                        missed_all();
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for kessel notifications failed")
@@ -617,14 +633,20 @@ async fn listen(
                 suspensions.send_replace(());
                 continue;
             }
+            Ok(Some(n)) if n.payload() == super::relay::LOG_GREW => {
+                relay.log_grew.notify_one();
+                continue;
+            }
+            Ok(Some(n)) if n.payload() == super::relay::LISTENERS_CHANGED => {
+                relay.listeners_changed.notify_one();
+                continue;
+            }
             Ok(Some(_)) => {}
             // The connection was lost (sqlx reconnects on the next call).
-            Ok(None) => {
-                suspensions.send_replace(());
-            }
+            Ok(None) => missed_all(),
             Err(e) => {
                 tracing::warn!(error = %e, "kessel listener failed; reconnecting");
-                suspensions.send_replace(());
+                missed_all();
                 listener = None;
             }
         }
