@@ -436,3 +436,118 @@ async fn three_workers_never_run_more_of_a_task_than_its_max_running_between_the
         .expect("count runs");
     assert_eq!(runs, 300, "each job ran once");
 }
+
+/// Events across real processes: a subscriber here, three worker
+/// processes, and every connection of all four cut in the middle.
+#[actix_rt::test]
+async fn a_subscriber_here_sees_every_jobs_events_from_three_worker_processes_through_a_cut() {
+    use futures::StreamExt;
+    use kessel::event::{Event, Filter};
+    use std::collections::HashSet;
+
+    let Some(db) = pg::fresh().await else { return };
+    let workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
+    let worker_nodes: HashSet<uuid::Uuid> =
+        workers.iter().map(|w| w.1.parse().expect("a node id")).collect();
+    let store = PgStore::connect_with(
+        db.options()
+            .lease(Duration::from_millis(LEASE_MS))
+            .application_name(format!("{}-producer", db.schema)),
+    )
+    .await
+    .unwrap();
+    let queue = Queue::builder().store(Arc::new(store)).build().await.unwrap();
+    let mut events = queue.events_with_buffer(Filter::All, 100_000);
+    let mut seen: HashMap<kessel::JobId, Vec<(String, Option<uuid::Uuid>)>> = HashMap::new();
+    let take = |event: Event, seen: &mut HashMap<_, Vec<_>>| match event {
+        Event::Job(e) => {
+            let last = e.kind.is_final();
+            seen.entry(e.id)
+                .or_default()
+                .push((e.kind.name().to_owned(), e.node));
+            last.then_some(e.id)
+        }
+        Event::Lagged { missed } => panic!("missed {missed} events"),
+        _ => None,
+    };
+    // The workers relay from when they hear of this listener: wait until
+    // jobs have been seen starting on each of them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut heard_from = HashSet::new();
+    while heard_from != worker_nodes {
+        assert!(Instant::now() < deadline, "workers relayed: {heard_from:?}");
+        queue
+            .create_many((0..12u64).map(|_| kessel::NewJob::new("work", 0u64)))
+            .await
+            .unwrap();
+        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(event)) = tokio::time::timeout_at(until, events.next()).await {
+            if let Event::Job(e) = &event {
+                if e.kind.name() == "started" {
+                    heard_from.extend(e.node);
+                }
+            }
+        }
+    }
+    seen.clear();
+    let mut ids = Vec::new();
+    let app_names: Vec<String> = workers
+        .iter()
+        .map(|w| format!("kessel-worker-{}", w.0.id()))
+        .chain([format!("{}-producer", db.schema)])
+        .collect();
+    let mut ended = HashSet::new();
+    for batch in 0..12 {
+        if batch == 6 {
+            let cut: i64 = sqlx::query_scalar(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ANY($1)",
+            )
+            .bind(&app_names)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            assert!(cut >= 4, "cut {cut} connections");
+        }
+        loop {
+            match queue
+                .create_many((0..50u64).map(|_| kessel::NewJob::new("work", 0u64)))
+                .await
+            {
+                Ok(handles) => {
+                    ids.extend(handles.iter().map(|h| h.id()));
+                    break;
+                }
+                // A create on a connection cut under it fails: again.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+    let wanted: HashSet<kessel::JobId> = ids.iter().copied().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !wanted.is_subset(&ended) {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{} of {} jobs' ends seen", wanted.intersection(&ended).count(), wanted.len())
+            })
+            .expect("the stream goes on");
+        if let Some(id) = take(event, &mut seen) {
+            ended.insert(id);
+        }
+    }
+    let producer = queue.node_id();
+    for id in &ids {
+        let job = &seen[id];
+        let kinds: Vec<&str> = job.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"created"), "job {id}: {kinds:?}");
+        assert_eq!(kinds.last(), Some(&"completed"), "job {id}: {kinds:?}");
+        assert!(kinds.contains(&"started"), "job {id}: {kinds:?}");
+        assert_eq!(job[0].1, Some(producer));
+        for (kind, node) in &job[1..] {
+            let node = node.expect("a node");
+            assert!(worker_nodes.contains(&node), "{kind} on {node}");
+        }
+    }
+    drop(workers);
+    db.drop().await;
+}

@@ -67,6 +67,10 @@ enum Workload {
     /// and the dead tuples and size of the tables at the end. Then fixed
     /// rates: 200/s at 8 workers and half of capacity at 16.
     Sustained,
+    /// The 3-process PostgreSQL burn-down without and with one queue-wide
+    /// subscriber in another process (events relayed through the shared
+    /// event log), in turns: the throughput of each, side by side.
+    RemoteEvents,
     /// Only the `sustained` workload's 200 jobs/s run (its length set with
     /// `--paced-secs`; the dead-tuple goal is judged after 300 s). Not in
     /// the default run.
@@ -74,7 +78,7 @@ enum Workload {
 }
 
 impl Workload {
-    const ALL: [Workload; 13] = [
+    const ALL: [Workload; 14] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
@@ -88,6 +92,7 @@ impl Workload {
         Workload::Http,
         Workload::Sustained,
         Workload::SustainedPaced,
+        Workload::RemoteEvents,
     ];
 
     fn name(self) -> &'static str {
@@ -105,6 +110,7 @@ impl Workload {
             Workload::Http => "http",
             Workload::Sustained => "sustained",
             Workload::SustainedPaced => "sustained-paced",
+            Workload::RemoteEvents => "remote-events",
         }
     }
 }
@@ -410,7 +416,14 @@ fn main() -> ExitCode {
             Workload::DurableProcesses => {
                 if wanted(System::KesselPostgres) {
                     for processes in [1, 3] {
-                        bench.pg_processes(processes);
+                        bench.pg_processes(processes, false);
+                    }
+                }
+            }
+            Workload::RemoteEvents => {
+                if wanted(System::KesselPostgres) {
+                    for subscriber in [false, true, false, true] {
+                        bench.pg_processes(3, subscriber);
                     }
                 }
             }
@@ -1376,7 +1389,7 @@ impl Bench {
         if system == System::KesselPostgres {
             self.pg_limited(n, cap);
             for processes in [1, 3] {
-                self.pg_processes(processes);
+                self.pg_processes(processes, false);
             }
         }
         let probe = (n / 10).max(100);
@@ -1441,7 +1454,7 @@ impl Bench {
 
     /// PostgreSQL burn-down with `processes` worker processes (each with
     /// the durable concurrency) sharing one schema.
-    fn pg_processes(&mut self, processes: usize) {
+    fn pg_processes(&mut self, processes: usize, subscriber: bool) {
         let system = System::KesselPostgres;
         let n = self.plan.durable_n;
         let c = self.plan.durable_concurrency;
@@ -1452,11 +1465,16 @@ impl Bench {
             "processes"
         };
         let params = format!(
-            "n={}, c={c} per process, {processes} worker {noun}",
-            report::human(n as f64)
+            "n={}, c={c} per process, {processes} worker {noun}{}",
+            report::human(n as f64),
+            if subscriber {
+                ", one remote subscriber"
+            } else {
+                ""
+            }
         );
         let answer = match self.env.postgres.clone() {
-            Ok(url) => run(|| procs::burn_down(&url, n, processes, c, cap)),
+            Ok(url) => run(|| procs::burn_down(&url, n, processes, c, cap, subscriber)),
             Err(e) => Err(e),
         };
         match answer {
@@ -1470,6 +1488,12 @@ impl Bench {
                 }
                 if outcome.extra_runs > 0 {
                     notes.push(format!("{} extra runs", outcome.extra_runs));
+                }
+                if let Some(events) = outcome.events {
+                    notes.push(format!(
+                        "the subscriber received {events} of {} job events",
+                        2 * n
+                    ));
                 }
                 let note = (!notes.is_empty()).then(|| notes.join("; "));
                 self.row(
