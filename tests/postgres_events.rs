@@ -45,20 +45,44 @@ fn define_work(queue: &Queue) {
         .expect("define work");
 }
 
-/// The kinds of each job's events, in the order received, until `jobs`
-/// jobs have a final one; fails on a `Lagged`.
-async fn collect(events: &mut EventStream, jobs: usize) -> HashMap<JobId, Vec<(String, uuid::Uuid)>> {
+/// The kinds of each of `ids`' events, in the order received, until
+/// each has a final one; fails on a `Lagged`.
+async fn collect(events: &mut EventStream, jobs: &[JobId]) -> HashMap<JobId, Vec<(String, uuid::Uuid)>> {
+    collect_on(events, jobs, None).await
+}
+
+/// [`collect`], telling the stored state of the unfinished jobs on failure.
+async fn collect_on(
+    events: &mut EventStream,
+    ids: &[JobId],
+    queue: Option<&Queue>,
+) -> HashMap<JobId, Vec<(String, uuid::Uuid)>> {
+    let wanted: std::collections::HashSet<JobId> = ids.iter().copied().collect();
+    let jobs = wanted.len();
     let mut seen: HashMap<JobId, Vec<(String, uuid::Uuid)>> = HashMap::new();
     let mut ended = 0;
     let until = tokio::time::Instant::now() + DEADLINE;
     while ended < jobs {
-        let event = tokio::time::timeout_at(until, events.next())
-            .await
-            .unwrap_or_else(|_| panic!("{ended} of {jobs} jobs ended before the deadline: {seen:?}"))
-            .expect("the stream goes on");
+        let Ok(event) = tokio::time::timeout_at(until, events.next()).await else {
+            let mut unfinished = Vec::new();
+            for (id, kinds) in &seen {
+                if !kinds.last().is_some_and(|(k, _)| k == "completed") {
+                    let stored = match queue {
+                        Some(q) => format!("{:?}", q.job(*id).await.map(|j| (j.status, j.logs))),
+                        None => String::new(),
+                    };
+                    unfinished.push(format!("{id}: {kinds:?} stored {stored}"));
+                }
+            }
+            panic!("{ended} of {jobs} jobs ended before the deadline: {unfinished:#?}");
+        };
+        let event = event.expect("the stream goes on");
         match event {
             Event::Job(e) => {
                 let node = e.node.expect("a relayed event names its node");
+                if !wanted.contains(&e.id) {
+                    continue;
+                }
                 if e.kind.is_final() {
                     ended += 1;
                 }
@@ -87,11 +111,12 @@ async fn a_subscriber_sees_every_event_of_jobs_another_process_runs_in_order() {
     define_work(&worker);
     worker.process(["default"]).concurrency(8).start().unwrap();
     let mut events = producer.events(Filter::All);
+    until_worker_relays(&producer, &mut events).await;
     let mut ids = Vec::new();
     for n in 0..50u32 {
         ids.push(producer.create("work", n).await.unwrap().id());
     }
-    let seen = collect(&mut events, ids.len()).await;
+    let seen = collect(&mut events, &ids).await;
     let (p, w) = (node_of(&producer), node_of(&worker));
     for id in &ids {
         let job = &seen[id];
@@ -124,7 +149,7 @@ async fn a_worker_sees_a_created_event_from_elsewhere_before_it_starts_the_job()
         .into_iter()
         .map(|h| h.id())
         .collect();
-    let seen = collect(&mut events, ids.len()).await;
+    let seen = collect(&mut events, &ids).await;
     for id in &ids {
         assert_eq!(kinds(&seen[id]), ["created", "started", "progress", "completed"]);
     }
@@ -220,6 +245,33 @@ async fn until_relayed(producer: &Queue, events: &mut EventStream) {
     }
 }
 
+/// Waits until the process running `work` jobs relays to the subscriber
+/// `events` (in `producer`'s process): creates jobs until one's `started`
+/// arrives there, then lets every probe end.
+async fn until_worker_relays(producer: &Queue, events: &mut EventStream) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let mut probes = std::collections::HashSet::new();
+    let mut heard = false;
+    while !heard {
+        assert!(tokio::time::Instant::now() < until, "the worker never relayed");
+        probes.insert(producer.create("work", 0u32).await.unwrap().id());
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            while let Some(event) = events.next().await {
+                if matches!(&event, Event::Job(e) if e.kind.name() == "started") {
+                    heard = true;
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+    for id in probes {
+        wait_final(producer, id).await;
+    }
+    // What the probes sent is not what the test looks at.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), events.next()).await {}
+}
+
 async fn log_rows(db: &pg::TestDb) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {}.event_log",
@@ -289,6 +341,7 @@ async fn a_subscriber_misses_nothing_when_its_connections_are_cut() {
     define_work(&worker);
     worker.process(["default"]).concurrency(8).start().unwrap();
     let mut events = producer.events(Filter::All);
+    until_worker_relays(&producer, &mut events).await;
     let mut ids = Vec::new();
     for n in 0..30u32 {
         ids.push(producer.create("work", n).await.unwrap().id());
@@ -315,7 +368,7 @@ async fn a_subscriber_misses_nothing_when_its_connections_are_cut() {
             }
         }
     }
-    let seen = collect(&mut events, ids.len()).await;
+    let seen = collect_on(&mut events, &ids, Some(&producer)).await;
     for id in &ids {
         let kinds = kinds(&seen[id]);
         assert_eq!(kinds.first(), Some(&"created"), "job {id}: {kinds:?}");
@@ -366,5 +419,23 @@ async fn events_pruned_before_a_reader_read_them_reach_it_as_lagged() {
     .await
     .expect("a Lagged before the deadline");
     assert_eq!(missed, 7);
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn a_job_created_after_subscribing_has_every_event_relayed() {
+    let Some(db) = pg::fresh().await else { return };
+    let producer = queue(&db, "producer").await;
+    let worker = queue(&db, "worker").await;
+    define_work(&worker);
+    worker.process(["default"]).concurrency(4).start().unwrap();
+    // Nobody listened before: the worker relays nothing until it hears of
+    // this subscription, which it does before it hears of the job.
+    let (handle, mut events) = producer.create("work", 1u32).events().await.unwrap();
+    let seen = collect(&mut events, &[handle.id()]).await;
+    assert_eq!(
+        kinds(&seen[&handle.id()]),
+        ["created", "started", "progress", "completed"]
+    );
     db.drop().await;
 }

@@ -89,19 +89,22 @@ impl Db {
         self.log_write_on(&mut conn, events).await
     }
 
-    /// Where the log stands: every row written from now on lies past it.
-    async fn log_position(&self) -> Result<Position, StoreError> {
-        let xmin: i64 = sqlx::query_scalar(
-            "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint",
-        )
+    /// Where the log stands (every row written from now on lies past
+    /// it), and the count of events pruned from it so far.
+    async fn log_position(&self) -> Result<(Position, i64), StoreError> {
+        let (xmin, pruned): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint, events FROM {}",
+            self.sql.table("event_log_pruned")
+        )))
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
         // Rows of transactions at or after xmin are not read yet.
-        Ok(Position {
+        let position = Position {
             xid: xmin - 1,
             seq: i64::MAX,
-        })
+        };
+        Ok((position, pruned))
     }
 
     /// The rows past `after` that no running transaction can still
@@ -422,12 +425,12 @@ async fn read_step(
     let position = match *at {
         Some(p) => p,
         None => {
-            let p = db.log_position().await?;
+            let (p, pruned) = db.log_position().await?;
             db.listener_beat(p).await?;
             db.listeners_notify().await?;
             *beat_due = tokio::time::Instant::now() + WATCH_EVERY;
             *at = Some(p);
-            *pruned_seen = None;
+            *pruned_seen = Some(pruned);
             relay.set_positioned(true);
             p
         }

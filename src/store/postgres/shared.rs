@@ -638,6 +638,10 @@ async fn listen(
                 continue;
             }
             Ok(Some(n)) if n.payload() == super::relay::LISTENERS_CHANGED => {
+                // Most likely a new listener: relay from now on, before the
+                // wake-ups notified after it (a job it is about to create)
+                // are handled; `watch` reads the table to be sure.
+                relay.set_others(true);
                 relay.listeners_changed.notify_one();
                 continue;
             }
