@@ -439,3 +439,51 @@ async fn a_job_created_after_subscribing_has_every_event_relayed() {
     );
     db.drop().await;
 }
+
+#[actix_rt::test]
+async fn the_log_is_pruned_once_every_listener_has_read_it() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = kessel::store::PgStore::connect_with(
+        db.options()
+            .lease(LEASE)
+            .event_log_kept(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let queue = Queue::builder().store(Arc::new(store)).build().await.unwrap();
+    define_work(&queue);
+    queue.process(["default"]).concurrency(4).start().unwrap();
+    let mut events = queue.events(Filter::All);
+    let ids: Vec<JobId> = queue
+        .create_many((0..20u32).map(|n| kessel::NewJob::new("work", n)))
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.id())
+        .collect();
+    collect(&mut events, &ids).await;
+    assert!(log_rows(&db).await > 0, "the events went through the log");
+    // Read by the only listener, and older than a second: pruned, and
+    // counted as pruned.
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let pruned: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT events FROM {}.event_log_pruned",
+            db.schema
+        )))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if log_rows(&db).await == 0 {
+            assert!(pruned >= 80, "{pruned} events counted as pruned");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "the log was never pruned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing pruned reached the subscriber as missed: it had read it all.
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(100), events.next()).await {
+        assert!(!matches!(event, Event::Lagged { .. }), "{event:?}");
+    }
+    db.drop().await;
+}

@@ -88,6 +88,7 @@ pub struct PgOptions {
     lease: Duration,
     application_name: String,
     vacuum_after: Option<u64>,
+    event_log_kept: Duration,
 }
 
 impl PgOptions {
@@ -101,6 +102,7 @@ impl PgOptions {
             lease: Duration::from_secs(30),
             application_name: "kessel".into(),
             vacuum_after: Some(DEFAULT_VACUUM_AFTER),
+            event_log_kept: Duration::from_secs(60),
         }
     }
 
@@ -180,6 +182,38 @@ impl PgOptions {
     pub fn vacuum_threshold(&self) -> Option<u64> {
         self.vacuum_after
     }
+
+    /// How long the shared event log (which carries events between the
+    /// processes, see `docs/events.md`) keeps a row once every listening
+    /// process has read it (default one minute; a row is removed after
+    /// ten minutes, read or not, or after this if longer). Pruning runs
+    /// every ten seconds, or this often if shorter (at least each second).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = kessel::store::PgOptions::new("postgres://postgres@127.0.0.1/test")
+    ///     .event_log_kept(Duration::from_secs(5));
+    /// assert_eq!(options.event_log_retention(), Duration::from_secs(5));
+    /// ```
+    pub fn event_log_kept(mut self, kept: Duration) -> Self {
+        self.event_log_kept = kept;
+        self
+    }
+
+    /// How long the shared event log keeps rows every listener has read
+    /// (see [`PgOptions::event_log_kept`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = kessel::store::PgOptions::new("postgres://postgres@127.0.0.1/test");
+    /// assert_eq!(options.event_log_retention(), std::time::Duration::from_secs(60));
+    /// ```
+    pub fn event_log_retention(&self) -> Duration {
+        self.event_log_kept
+    }
 }
 
 /// The default of [`PgOptions::vacuum_after`].
@@ -232,6 +266,7 @@ pub(super) struct Db {
     lease: Duration,
     /// See [`PgOptions::vacuum_after`].
     vacuum_after: Option<u64>,
+    event_log_kept: Duration,
     /// Marked when the listener hears that the suspensions changed (or
     /// reconnects); see [`SharedStore::suspension_changes`].
     suspensions_changed: Arc<tokio::sync::watch::Sender<()>>,
@@ -386,6 +421,7 @@ impl Db {
             relay: Arc::new(Relay::new(owner)),
             lease: options.lease,
             vacuum_after: options.vacuum_after,
+            event_log_kept: options.event_log_kept,
             suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
         })
     }

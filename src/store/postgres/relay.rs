@@ -39,10 +39,9 @@ const READ_AT_LEAST: Duration = Duration::from_millis(500);
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// A listener row not refreshed for this long is ignored, and removed.
 const LISTENER_TTL: &str = "30 seconds";
-/// Rows every live listener has read are kept this long, then pruned.
-const KEEP: &str = "1 minute";
-/// Rows are pruned after this long, read or not.
-const KEEP_AT_MOST: &str = "10 minutes";
+/// Rows are pruned after this long, read or not (or after
+/// `PgOptions::event_log_kept`, when longer).
+const KEEP_AT_MOST: Duration = Duration::from_secs(600);
 /// How long a process stays a listener after its last subscriber left.
 const LINGER: Duration = Duration::from_secs(5);
 /// The most rows one read takes.
@@ -217,8 +216,8 @@ impl Db {
         .map_err(map_err)
     }
 
-    /// Removes rows every live listener has read once older than [`KEEP`],
-    /// and any row older than [`KEEP_AT_MOST`]; forgets listeners gone
+    /// Removes rows every live listener has read once older than
+    /// `PgOptions::event_log_kept`, and any row older than [`KEEP_AT_MOST`]; forgets listeners gone
     /// for [`LISTENER_TTL`]. One process at a time; returns the rows removed.
     async fn log_prune(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
@@ -250,8 +249,8 @@ impl Db {
                  ORDER BY l.read_xid, l.read_seq LIMIT 1),
              gone AS (
                  DELETE FROM {log} e
-                 WHERE e.written_at < now() - interval '{KEEP_AT_MOST}'
-                    OR (e.written_at < now() - interval '{KEEP}'
+                 WHERE e.written_at < now() - make_interval(secs => $2)
+                    OR (e.written_at < now() - make_interval(secs => $1)
                         AND (NOT EXISTS (SELECT 1 FROM floor)
                              OR (e.xid, e.seq) <= (SELECT f.xid, f.seq FROM floor f)))
                  RETURNING e.xid, e.seq, jsonb_array_length(e.events) AS n),
@@ -264,6 +263,8 @@ impl Db {
                  FROM last l)
              SELECT count(*) FROM gone"
         )))
+        .bind(self.event_log_kept.as_secs_f64())
+        .bind(KEEP_AT_MOST.max(self.event_log_kept).as_secs_f64())
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -473,14 +474,17 @@ async fn read_step(
 /// Keeps [`Relay::others`] current and prunes the log, until `alive`'s
 /// receiver goes.
 pub(super) async fn watch(db: Db, relay: Arc<Relay>, alive: tokio::sync::mpsc::Sender<()>) {
-    let mut prune_due = tokio::time::Instant::now() + Duration::from_secs(10);
+    let every = db
+        .event_log_kept
+        .clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let mut prune_due = tokio::time::Instant::now() + every;
     loop {
         match db.others_listen().await {
             Ok(on) => relay.set_others(on),
             Err(e) => tracing::debug!(error = %e, "reading the event listeners failed"),
         }
         if tokio::time::Instant::now() >= prune_due {
-            prune_due = tokio::time::Instant::now() + Duration::from_secs(10);
+            prune_due = tokio::time::Instant::now() + every;
             if let Err(e) = db.log_prune().await {
                 tracing::warn!(error = %e, "pruning the shared event log failed");
             }
