@@ -47,7 +47,10 @@ fn define_work(queue: &Queue) {
 
 /// The kinds of each of `ids`' events, in the order received, until
 /// each has a final one; fails on a `Lagged`.
-async fn collect(events: &mut EventStream, jobs: &[JobId]) -> HashMap<JobId, Vec<(String, uuid::Uuid)>> {
+async fn collect(
+    events: &mut EventStream,
+    jobs: &[JobId],
+) -> HashMap<JobId, Vec<(String, uuid::Uuid)>> {
     collect_on(events, jobs, None).await
 }
 
@@ -66,7 +69,7 @@ async fn collect_on(
         let Ok(event) = tokio::time::timeout_at(until, events.next()).await else {
             let mut unfinished = Vec::new();
             for (id, kinds) in &seen {
-                if !kinds.last().is_some_and(|(k, _)| k == "completed") {
+                if kinds.last().is_none_or(|(k, _)| k != "completed") {
                     let stored = match queue {
                         Some(q) => format!("{:?}", q.job(*id).await.map(|j| (j.status, j.logs))),
                         None => String::new(),
@@ -86,7 +89,9 @@ async fn collect_on(
                 if e.kind.is_final() {
                     ended += 1;
                 }
-                seen.entry(e.id).or_default().push((e.kind.name().to_owned(), node));
+                seen.entry(e.id)
+                    .or_default()
+                    .push((e.kind.name().to_owned(), node));
             }
             Event::Lagged { missed } => panic!("missed {missed} events"),
             Event::Queue(_) | Event::Remote { .. } => {}
@@ -151,7 +156,10 @@ async fn a_worker_sees_a_created_event_from_elsewhere_before_it_starts_the_job()
         .collect();
     let seen = collect(&mut events, &ids).await;
     for id in &ids {
-        assert_eq!(kinds(&seen[id]), ["created", "started", "progress", "completed"]);
+        assert_eq!(
+            kinds(&seen[id]),
+            ["created", "started", "progress", "completed"]
+        );
     }
     db.drop().await;
 }
@@ -192,7 +200,11 @@ async fn queue_events_of_another_process_arrive_marked_remote() {
         n += 1;
         let got = tokio::time::timeout(Duration::from_millis(200), async {
             while let Some(event) = events.next().await {
-                if let Event::Remote { node, event: QueueEvent::TaskDefined { task, .. } } = event {
+                if let Event::Remote {
+                    node,
+                    event: QueueEvent::TaskDefined { task, .. },
+                } = event
+                {
                     return Some((node, task));
                 }
             }
@@ -204,7 +216,10 @@ async fn queue_events_of_another_process_arrive_marked_remote() {
             assert!(task.starts_with("task-"));
             break;
         }
-        assert!(tokio::time::Instant::now() < until, "no remote queue event arrived");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no remote queue event arrived"
+        );
     }
     db.drop().await;
 }
@@ -253,7 +268,10 @@ async fn until_worker_relays(producer: &Queue, events: &mut EventStream) {
     let mut probes = std::collections::HashSet::new();
     let mut heard = false;
     while !heard {
-        assert!(tokio::time::Instant::now() < until, "the worker never relayed");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the worker never relayed"
+        );
         probes.insert(producer.create("work", 0u32).await.unwrap().id());
         let _ = tokio::time::timeout(Duration::from_millis(200), async {
             while let Some(event) = events.next().await {
@@ -290,7 +308,13 @@ async fn nothing_is_written_to_the_log_while_nobody_listens() {
     define_work(&worker);
     worker.process(["default"]).concurrency(8).start().unwrap();
     for n in 0..20u32 {
-        producer.create("work", n).await.unwrap().result().await.unwrap();
+        producer
+            .create("work", n)
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
     }
     // `result()` listened while it waited; once every wait is over and
     // the listeners are gone, new jobs write nothing.
@@ -319,7 +343,10 @@ async fn nothing_is_written_to_the_log_while_nobody_listens() {
         if log_rows(&db).await == before {
             break;
         }
-        assert!(tokio::time::Instant::now() < until, "the log was still written");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the log was still written"
+        );
     }
     let before = log_rows(&db).await;
     let mut ids = Vec::new();
@@ -329,7 +356,11 @@ async fn nothing_is_written_to_the_log_while_nobody_listens() {
     for id in ids {
         wait_final(&producer, id).await;
     }
-    assert_eq!(log_rows(&db).await, before, "rows written while nobody listened");
+    assert_eq!(
+        log_rows(&db).await,
+        before,
+        "rows written while nobody listened"
+    );
     db.drop().await;
 }
 
@@ -396,7 +427,10 @@ async fn events_pruned_before_a_reader_read_them_reach_it_as_lagged() {
         if n > 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < until, "the watcher never listened");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the watcher never listened"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -450,7 +484,11 @@ async fn the_log_is_pruned_once_every_listener_has_read_it() {
     )
     .await
     .unwrap();
-    let queue = Queue::builder().store(Arc::new(store)).build().await.unwrap();
+    let queue = Queue::builder()
+        .store(Arc::new(store))
+        .build()
+        .await
+        .unwrap();
     define_work(&queue);
     queue.process(["default"]).concurrency(4).start().unwrap();
     let mut events = queue.events(Filter::All);
@@ -478,11 +516,16 @@ async fn the_log_is_pruned_once_every_listener_has_read_it() {
             assert!(pruned >= 80, "{pruned} events counted as pruned");
             break;
         }
-        assert!(tokio::time::Instant::now() < until, "the log was never pruned");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the log was never pruned"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Nothing pruned reached the subscriber as missed: it had read it all.
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(100), events.next()).await {
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(100), events.next()).await
+    {
         assert!(!matches!(event, Event::Lagged { .. }), "{event:?}");
     }
     db.drop().await;

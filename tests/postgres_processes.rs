@@ -447,8 +447,10 @@ async fn a_subscriber_here_sees_every_jobs_events_from_three_worker_processes_th
 
     let Some(db) = pg::fresh().await else { return };
     let workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
-    let worker_nodes: HashSet<uuid::Uuid> =
-        workers.iter().map(|w| w.1.parse().expect("a node id")).collect();
+    let worker_nodes: HashSet<uuid::Uuid> = workers
+        .iter()
+        .map(|w| w.1.parse().expect("a node id"))
+        .collect();
     let store = PgStore::connect_with(
         db.options()
             .lease(Duration::from_millis(LEASE_MS))
@@ -456,7 +458,11 @@ async fn a_subscriber_here_sees_every_jobs_events_from_three_worker_processes_th
     )
     .await
     .unwrap();
-    let queue = Queue::builder().store(Arc::new(store)).build().await.unwrap();
+    let queue = Queue::builder()
+        .store(Arc::new(store))
+        .build()
+        .await
+        .unwrap();
     let mut events = queue.events_with_buffer(Filter::All, 100_000);
     let mut seen: HashMap<kessel::JobId, Vec<(String, Option<uuid::Uuid>)>> = HashMap::new();
     let take = |event: Event, seen: &mut HashMap<_, Vec<_>>| match event {
@@ -528,7 +534,11 @@ async fn a_subscriber_here_sees_every_jobs_events_from_three_worker_processes_th
         let event = tokio::time::timeout_at(deadline, events.next())
             .await
             .unwrap_or_else(|_| {
-                panic!("{} of {} jobs' ends seen", wanted.intersection(&ended).count(), wanted.len())
+                panic!(
+                    "{} of {} jobs' ends seen",
+                    wanted.intersection(&ended).count(),
+                    wanted.len()
+                )
             })
             .expect("the stream goes on");
         if let Some(id) = take(event, &mut seen) {

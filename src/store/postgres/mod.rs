@@ -18,8 +18,8 @@
 
 mod copy;
 mod exec;
-mod relay;
 mod nodes;
+mod relay;
 mod rows;
 mod schedules;
 mod shared;
@@ -41,9 +41,9 @@ use super::{
     JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause, ScheduleRecord,
     SharedStore, StatusCount, Store, StoreError, Upserted,
 };
+use crate::event::relay::{NewJob, Relay};
 use crate::job::{Job, JobId, JobStatus};
 use copy::CopyRows;
-use crate::event::relay::{NewJob, Relay};
 use exec::Exec;
 use rows::{job_from_row, map_err, JOB_COLUMNS};
 

@@ -508,12 +508,21 @@ impl SharedStore for PgStore {
         }
         // Events between processes, as long as the scheduler listens.
         let relay = self.db.relay.clone();
-        self.exec
-            .spawn(super::relay::publish(self.db.clone(), relay.clone(), tx.clone()));
-        self.exec
-            .spawn(super::relay::read(self.db.clone(), relay.clone(), tx.clone()));
-        self.exec
-            .spawn(super::relay::watch(self.db.clone(), relay.clone(), tx.clone()));
+        self.exec.spawn(super::relay::publish(
+            self.db.clone(),
+            relay.clone(),
+            tx.clone(),
+        ));
+        self.exec.spawn(super::relay::read(
+            self.db.clone(),
+            relay.clone(),
+            tx.clone(),
+        ));
+        self.exec.spawn(super::relay::watch(
+            self.db.clone(),
+            relay.clone(),
+            tx.clone(),
+        ));
         self.exec.spawn(listen(
             self.db.pool().clone(),
             self.db.channel().to_owned(),
