@@ -25,6 +25,11 @@ use kessel::{JobStatus, Queue};
 // are the killed worker's.
 const LEASE_MS: u64 = 5000;
 
+/// One test at a time: each starts several processes with a pool of
+/// connections each, and together they would pass the server's
+/// `max_connections`.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn example(name: &str) -> PathBuf {
     // target/debug/deps/<test> -> target/debug/examples/<name>
     let mut path = std::env::current_exe().expect("test binary path");
@@ -112,6 +117,7 @@ async fn count_final(store: &PgStore) -> u64 {
 
 #[actix_rt::test]
 async fn three_workers_finish_ten_thousand_jobs_when_one_is_killed_mid_run() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;
     let mut workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
@@ -250,6 +256,7 @@ async fn three_workers_finish_ten_thousand_jobs_when_one_is_killed_mid_run() {
 
 #[actix_rt::test]
 async fn a_cancel_from_this_process_reaches_a_job_running_in_a_worker_process() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let _worker = Worker::start(&db, 2);
     let store = Arc::new(db.store(Duration::from_millis(LEASE_MS)).await);
@@ -289,6 +296,7 @@ async fn a_cancel_from_this_process_reaches_a_job_running_in_a_worker_process() 
 
 #[actix_rt::test]
 async fn eight_processes_racing_to_create_one_unique_key_store_one_job() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;
     let producers: Vec<Child> = (0..8)
@@ -343,6 +351,7 @@ async fn eight_processes_racing_to_create_one_unique_key_store_one_job() {
 
 #[actix_rt::test]
 async fn a_suspend_in_this_process_stops_dispatch_in_a_worker_process_and_one_started_later() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let mut first = Worker::start(&db, 2);
     let store = Arc::new(db.store(Duration::from_millis(LEASE_MS)).await);
@@ -396,6 +405,7 @@ async fn a_suspend_in_this_process_stops_dispatch_in_a_worker_process_and_one_st
 
 #[actix_rt::test]
 async fn three_workers_never_run_more_of_a_task_than_its_max_running_between_them() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;
     let _workers: Vec<Worker> = (0..3)
@@ -445,6 +455,7 @@ async fn a_subscriber_here_sees_every_jobs_events_from_three_worker_processes_th
     use kessel::event::{Event, Filter};
     use std::collections::HashSet;
 
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
     let worker_nodes: HashSet<uuid::Uuid> = workers
