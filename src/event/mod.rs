@@ -385,9 +385,10 @@ impl EventBus {
 
     /// Relays events through a shared store's log from now on.
     pub(crate) fn attach_relay(self: &Arc<Self>, relay: Arc<Relay>) {
-        relay.attach(self);
-        relay.set_local(self.count.load(Ordering::SeqCst) > 0);
-        let _ = self.relay.set(relay);
+        if relay.attach(self) {
+            relay.set_local(self.count.load(Ordering::SeqCst) > 0);
+            let _ = self.relay.set(relay);
+        }
     }
 
     /// The relay, on a shared store.

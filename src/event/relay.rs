@@ -145,9 +145,16 @@ impl Relay {
         }
     }
 
-    /// Delivers what the log brings to `bus`.
-    pub(crate) fn attach(&self, bus: &Arc<EventBus>) {
-        *self.bus.lock() = Arc::downgrade(bus);
+    /// Delivers what the log brings to `bus`, unless the relay serves
+    /// another queue's bus already (two queues on one store object): false
+    /// then, and that queue's events stay in its process.
+    pub(crate) fn attach(&self, bus: &Arc<EventBus>) -> bool {
+        let mut current = self.bus.lock();
+        if current.strong_count() > 0 {
+            return false;
+        }
+        *current = Arc::downgrade(bus);
+        true
     }
 
     /// Whether job events go to the log.
