@@ -105,6 +105,7 @@ mod duration;
 mod error;
 pub mod event;
 mod flow;
+mod group;
 mod id_ordered_map;
 mod job;
 #[cfg(feature = "metrics")]
@@ -149,6 +150,7 @@ pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
 pub use suspension::{Suspended, Suspension};
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
+pub use group::{MAX_GROUP_KEY_LEN, MAX_GROUP_WEIGHT, MIN_GROUP_WEIGHT};
 pub use unique::{UniqueScope, MAX_UNIQUE_KEY_LEN};
 
 /// The guide, `docs/getting-started.md`: each of its steps runs as a doctest.

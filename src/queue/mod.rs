@@ -31,6 +31,7 @@ use crate::store::{CancelOutcome, MemoryStore, Store};
 use crate::task::TaskDef;
 
 mod define;
+mod groups;
 mod keeping;
 mod nodes;
 pub mod plugin;
@@ -180,6 +181,8 @@ pub struct QueueBuilder {
     schedules: Vec<crate::schedule::Schedule>,
     #[cfg(feature = "cron")]
     manual_schedules: bool,
+    /// Fair groups' weights (see `groups.rs`), checked at build.
+    group_weights: Vec<(String, f64)>,
 }
 
 impl QueueBuilder {
@@ -294,6 +297,7 @@ impl QueueBuilder {
     ///
     /// Outside a running actix system.
     pub async fn build(self) -> Result<Queue, Error> {
+        let groups = self.checked_group_weights()?;
         #[cfg(feature = "cron")]
         for schedule in &self.schedules {
             schedule.validate()?;
@@ -314,6 +318,7 @@ impl QueueBuilder {
             self.retention.unwrap_or_default(),
             self.shared.unwrap_or_default(),
             self.scheduler_on_current_thread,
+            groups,
         );
         #[cfg(feature = "cron")]
         if self.manual_schedules {
@@ -397,6 +402,8 @@ impl CreateJob<'_> {
         /// See [`NewJob::callback`].
         #[cfg(feature = "webhooks")]
         callback(url: impl Into<String>);
+        /// See [`NewJob::group`].
+        group(key: impl Into<String>);
     }
 }
 
@@ -650,6 +657,7 @@ impl Queue {
             Retention::default(),
             SharedConfig::default(),
             false,
+            crate::group::GroupWeights::default(),
         )
     }
 
@@ -663,6 +671,7 @@ impl Queue {
         retention: Retention,
         shared: SharedConfig,
         on_current_thread: bool,
+        groups: crate::group::GroupWeights,
     ) -> Self {
         let clock = Clock::new();
         let persistence = Persistence::of(&*store);
@@ -707,6 +716,7 @@ impl Queue {
                     placement,
                     slot,
                     node: node.clone(),
+                    groups: groups.clone(),
                 })
             }
         };

@@ -16,6 +16,7 @@
 //!   processes may start together, and a process refuses a schema newer
 //!   than it knows.
 
+mod claim;
 mod copy;
 mod exec;
 mod nodes;
@@ -60,10 +61,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_ran_by.sql")),
     (12, include_str!("migrations/0012_autovacuum.sql")),
     (13, include_str!("migrations/0013_job_callback.sql")),
+    (14, include_str!("migrations/0014_job_group.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 /// How to connect a [`PgStore`].
 ///
@@ -600,12 +602,12 @@ impl Db {
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
                                       $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[],
-                                      $17::boolean[], $18::text[])),
+                                      $17::boolean[], $18::text[], $19::text[])),
              new_logs AS ({insert_logs})
-             SELECT pg_notify($24, '')",
+             SELECT pg_notify($25, '')",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
-            insert_logs = self.insert_logs_sql(19),
+            insert_logs = self.insert_logs_sql(20),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.reference.clone()).collect::<Vec<_>>())
@@ -625,6 +627,7 @@ impl Db {
         .bind(jobs.iter().map(|j| j.finished_at).collect::<Vec<_>>())
         .bind(&log_created)
         .bind(jobs.iter().map(|j| j.callback.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.group.clone()).collect::<Vec<_>>())
         .bind(&logs.job_ids)
         .bind(&logs.at)
         .bind(&logs.attempts)
@@ -648,8 +651,8 @@ impl Db {
         sqlx::query(AssertSqlSafe(format!(
             "WITH new_job AS (
                  INSERT INTO {jobs} ({columns})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17))
-             SELECT pg_notify($18, '')",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17, $18))
+             SELECT pg_notify($19, '')",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
         )))
@@ -670,6 +673,7 @@ impl Db {
         .bind(job.progress.map(|p| p.total as i64))
         .bind(job.finished_at)
         .bind(job.callback.as_deref())
+        .bind(job.group.as_deref())
         .bind(&self.sql.channel)
         .execute(on)
         .await

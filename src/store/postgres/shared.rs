@@ -20,7 +20,7 @@ use crate::store::{
     StoreError,
 };
 
-const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
+use super::claim::{self, CLAIMABLE};
 
 /// A condition that is always true and makes the statement's own
 /// transaction commit without waiting for its WAL to reach disk
@@ -35,6 +35,31 @@ const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 /// from creation to start. Creates, state changes, releases and cancels
 /// commit durably as before.
 const LEASE_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
+
+/// The job columns a claim returns, of the updated rows `j`.
+fn returned_columns() -> String {
+    JOB_COLUMNS
+        .split(", ")
+        .map(|c| format!("j.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Adds the jobs of a claim's `rows` (asked for `want`) to `taken`, their
+/// state without their log. Returns whether to ask again for the rest: the
+/// batch came back short with grouped jobs in it, so a group may have
+/// had fewer jobs than its share (see `claim.rs`).
+fn take_rows(rows: &[sqlx::postgres::PgRow], want: usize, taken: &mut Vec<Job>) -> Result<bool, StoreError> {
+    let mut grouped = false;
+    for row in rows {
+        let mut job = job_from_row(row)?;
+        // A claim hands over the job's state, not its log.
+        job.logs.clear();
+        grouped |= job.group.is_some();
+        taken.push(job);
+    }
+    Ok(grouped && !rows.is_empty() && rows.len() < want)
+}
 
 impl Db {
     /// A claim's condition on each served task `t.task`: not suspended by
@@ -59,50 +84,38 @@ impl Db {
         }
         let jobs = self.jobs_table();
         let not_suspended = self.not_suspended();
-        // Each served task's best due jobs come from its own ordered range
-        // of `jobs_claim` (locked as they are read, skipping rows another
-        // claim holds); the best of those are taken. Rows locked here but not
-        // taken (with several tasks) are let go at commit. The taken rows
-        // are updated through the primary key, one lookup each: joined
-        // with `FROM picked`, the generic plan hashed the whole table for
-        // every claim (a third of a claim of 1,600 rows from 100,000).
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "WITH picked AS (
-                 SELECT c.id FROM UNNEST($1::text[]) AS t(task) CROSS JOIN LATERAL (
-                     SELECT id, priority, run_at, created_at FROM {jobs}
-                     WHERE task = t.task AND leased_by IS NULL AND status IN {CLAIMABLE} AND run_at <= $2
-                     ORDER BY priority, run_at, created_at, id
-                     LIMIT $3
-                     FOR UPDATE SKIP LOCKED) AS c
-                 WHERE {not_suspended}
-                 ORDER BY c.priority, c.run_at, c.created_at, c.id
-                 LIMIT $3)
+        // See `claim.rs` for what is picked. The taken rows are updated
+        // through the primary key, one lookup each: joined with `FROM
+        // picked`, the generic plan hashed the whole table for every
+        // claim (a third of a claim of 1,600 rows from 100,000).
+        let sql = format!(
+            "{picked}
              UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
              WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
              RETURNING {columns}",
-            columns = JOB_COLUMNS
-                .split(", ")
-                .map(|c| format!("j.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
-        .bind(&params.tasks)
-        .bind(params.due_by)
-        .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
-        .bind(params.owner)
-        .bind(params.lease_until)
-        .fetch_all(self.pool())
-        .await
-        .map_err(map_err)?;
-        // A claim hands over the job's state, not its log.
-        rows.iter()
-            .map(|row| {
-                job_from_row(row).map(|mut job| {
-                    job.logs.clear();
-                    job
-                })
-            })
-            .collect()
+            picked = claim::picked_sql(&jobs, &not_suspended, None, (6, 7)),
+            columns = returned_columns(),
+        );
+        let (names, strides) = claim::group_params(&params.group_weights);
+        let mut taken = Vec::new();
+        for _ in 0..claim::MAX_ROUNDS {
+            let want = params.limit - taken.len();
+            let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(&params.tasks)
+                .bind(params.due_by)
+                .bind(i64::try_from(want).unwrap_or(i64::MAX))
+                .bind(params.owner)
+                .bind(params.lease_until)
+                .bind(&names)
+                .bind(&strides)
+                .fetch_all(self.pool())
+                .await
+                .map_err(map_err)?;
+            if !take_rows(&rows, want, &mut taken)? {
+                break;
+            }
+        }
+        Ok(taken)
     }
 
     /// A claim with limits on how many jobs of some tasks may be leased
@@ -140,52 +153,38 @@ impl Db {
                 .await
                 .map_err(map_err)?;
         }
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "WITH caps AS (
-                 SELECT t.task, CASE WHEN t.cap IS NULL THEN $3 ELSE GREATEST(0, t.cap - (
-                     SELECT count(*) FROM {jobs} AS l
-                     WHERE l.task = t.task AND l.leased_by IS NOT NULL
-                       AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
-                       AND NOT (l.id = ANY ($7::uuid[])))) END AS n
-                 FROM UNNEST($1::text[], $6::bigint[]) AS t(task, cap)
-                 WHERE {not_suspended}),
-             picked AS (
-                 SELECT c.id FROM caps CROSS JOIN LATERAL (
-                     SELECT id, priority, run_at, created_at FROM {jobs}
-                     WHERE task = caps.task AND leased_by IS NULL AND status IN {CLAIMABLE} AND run_at <= $2
-                     ORDER BY priority, run_at, created_at, id
-                     LIMIT LEAST($3, caps.n)
-                     FOR UPDATE SKIP LOCKED) AS c
-                 ORDER BY c.priority, c.run_at, c.created_at, c.id
-                 LIMIT $3)
+        let sql = format!(
+            "{picked}
              UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
              WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
              RETURNING {columns}",
-            columns = JOB_COLUMNS
-                .split(", ")
-                .map(|c| format!("j.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
-        .bind(&params.tasks)
-        .bind(params.due_by)
-        .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
-        .bind(params.owner)
-        .bind(params.lease_until)
-        .bind(&caps)
-        .bind(params.ended.iter().map(|id| id.0).collect::<Vec<Uuid>>())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+            picked = claim::picked_sql(&jobs, &not_suspended, Some((6, 7)), (8, 9)),
+            columns = returned_columns(),
+        );
+        let (names, strides) = claim::group_params(&params.group_weights);
+        let ended: Vec<Uuid> = params.ended.iter().map(|id| id.0).collect();
+        let mut taken = Vec::new();
+        for _ in 0..claim::MAX_ROUNDS {
+            let want = params.limit - taken.len();
+            let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(&params.tasks)
+                .bind(params.due_by)
+                .bind(i64::try_from(want).unwrap_or(i64::MAX))
+                .bind(params.owner)
+                .bind(params.lease_until)
+                .bind(&caps)
+                .bind(&ended)
+                .bind(&names)
+                .bind(&strides)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if !take_rows(&rows, want, &mut taken)? {
+                break;
+            }
+        }
         tx.commit().await.map_err(map_err)?;
-        rows.iter()
-            .map(|row| {
-                job_from_row(row).map(|mut job| {
-                    job.logs.clear();
-                    job
-                })
-            })
-            .collect()
+        Ok(taken)
     }
 
     pub(super) async fn jobs_heartbeat(
