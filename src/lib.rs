@@ -138,6 +138,7 @@ pub use dead_letter::{DeadLetter, Redrive};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
 pub use flow::{IntoRateLimit, RateLimit, RateLimitError};
+pub use group::{MAX_GROUP_KEY_LEN, MAX_GROUP_WEIGHT, MIN_GROUP_WEIGHT};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
 pub use new_job::NewJob;
 pub use node::{Node, NodeStatus};
@@ -150,7 +151,6 @@ pub use reports::{ShutdownReport, StuckThread, UnservedTag};
 pub use store::Store;
 pub use suspension::{Suspended, Suspension};
 pub use task::{RetryPolicy, Step, Task, DEFAULT_GRACE, DEFAULT_TAG};
-pub use group::{MAX_GROUP_KEY_LEN, MAX_GROUP_WEIGHT, MIN_GROUP_WEIGHT};
 pub use unique::{UniqueScope, MAX_UNIQUE_KEY_LEN};
 
 /// The guide, `docs/getting-started.md`: each of its steps runs as a doctest.

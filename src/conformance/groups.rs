@@ -120,7 +120,12 @@ async fn group_round_trip<F: StoreFactory>(factory: F) -> Verdict {
         .cloned()
         .collect();
     for want in &all {
-        assert_eq!(get(&store, want.id).await.group, want.group, "job_get of {}", want.id);
+        assert_eq!(
+            get(&store, want.id).await.group,
+            want.group,
+            "job_get of {}",
+            want.id
+        );
     }
     let pending = store
         .jobs_pending()
@@ -131,18 +136,33 @@ async fn group_round_trip<F: StoreFactory>(factory: F) -> Verdict {
         .await
         .unwrap_or_else(|e| panic!("jobs_query failed: {e}"));
     for want in &all {
-        let found = queried.iter().find(|j| j.id == want.id).map(|j| j.group.clone());
+        let found = queried
+            .iter()
+            .find(|j| j.id == want.id)
+            .map(|j| j.group.clone());
         assert_eq!(found, Some(want.group.clone()), "jobs_query of {}", want.id);
         if !want.status.is_final() {
-            let found = pending.iter().find(|j| j.id == want.id).map(|j| j.group.clone());
-            assert_eq!(found, Some(want.group.clone()), "jobs_pending of {}", want.id);
+            let found = pending
+                .iter()
+                .find(|j| j.id == want.id)
+                .map(|j| j.group.clone());
+            assert_eq!(
+                found,
+                Some(want.group.clone()),
+                "jobs_pending of {}",
+                want.id
+            );
         }
     }
     let mut done = in_status(alone[0].clone(), JobStatus::Running);
     record(&store, &mut done, vec![line("started", 1, now(), None)]).await;
     done = in_status(done, JobStatus::Completed);
     record(&store, &mut done, vec![line("completed", 1, now(), None)]).await;
-    assert_eq!(get(&store, done.id).await.group, alone[0].group, "after two updates");
+    assert_eq!(
+        get(&store, done.id).await.group,
+        alone[0].group,
+        "after two updates"
+    );
     Verdict::Passed
 }
 
@@ -204,7 +224,10 @@ async fn weights<F: StoreFactory>(factory: F) -> Verdict {
         jobs.push(NewJob::new("fair", format!("heavy-{i}")).group("heavy"));
     }
     let order = run_in_order(&queue, &trace, jobs).await;
-    let heavy = order[..100].iter().filter(|p| p.starts_with("heavy")).count();
+    let heavy = order[..100]
+        .iter()
+        .filter(|p| p.starts_with("heavy"))
+        .count();
     assert!(
         (70..=80).contains(&heavy),
         "about 75 of the first 100 starts go to the group of weight 3: {heavy}"
@@ -297,7 +320,10 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         .await
         .unwrap_or_else(|e| panic!("jobs_claim failed: {e}"));
     assert_eq!(got.len(), 20, "a full batch");
-    let small = got.iter().filter(|j| j.group.as_deref() == Some("small")).count();
+    let small = got
+        .iter()
+        .filter(|j| j.group.as_deref() == Some("small"))
+        .count();
     assert_eq!(small, 5, "every job of the small group is in the batch");
     // No group: the best by priority, then due time, then creation.
     let got = shared

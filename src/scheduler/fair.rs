@@ -216,7 +216,11 @@ mod tests {
         let mut set = ReadySet::default();
         let (heavy, light) = (name("heavy"), name("light"));
         for seq in 0..400 {
-            let (g, w) = if seq % 2 == 0 { (&heavy, 3.0) } else { (&light, 1.0) };
+            let (g, w) = if seq % 2 == 0 {
+                (&heavy, 3.0)
+            } else {
+                (&light, 1.0)
+            };
             set.push_grouped(key(0, seq), g, crate::group::stride_of(w));
         }
         let first: Vec<u64> = (0..200).filter_map(|_| set.pop()).map(|k| k.seq).collect();

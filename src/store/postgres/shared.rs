@@ -49,7 +49,11 @@ fn returned_columns() -> String {
 /// state without their log. Returns whether to ask again for the rest: the
 /// batch came back short with grouped jobs in it, so a group may have
 /// had fewer jobs than its share (see `claim.rs`).
-fn take_rows(rows: &[sqlx::postgres::PgRow], want: usize, taken: &mut Vec<Job>) -> Result<bool, StoreError> {
+fn take_rows(
+    rows: &[sqlx::postgres::PgRow],
+    want: usize,
+    taken: &mut Vec<Job>,
+) -> Result<bool, StoreError> {
     let mut grouped = false;
     for row in rows {
         let mut job = job_from_row(row)?;
