@@ -436,3 +436,49 @@ async fn three_workers_never_run_more_of_a_task_than_its_max_running_between_the
         .expect("count runs");
     assert_eq!(runs, 300, "each job ran once");
 }
+
+#[actix_rt::test]
+async fn a_small_group_is_not_starved_by_a_large_one_across_worker_processes() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    // Created before any worker runs: 1,000 jobs of one tenant, then 10
+    // of another.
+    let producer = Queue::builder()
+        .store(Arc::new(db.store(Duration::from_millis(LEASE_MS)).await))
+        .build()
+        .await
+        .expect("a producer queue");
+    let mut jobs: Vec<kessel::NewJob> = (0..1000u64)
+        .map(|i| kessel::NewJob::new("work", i).group("big"))
+        .collect();
+    jobs.extend((0..10u64).map(|i| kessel::NewJob::new("work", 1000 + i).group("small")));
+    producer.create_many(jobs).await.expect("create the jobs");
+    let _workers: Vec<Worker> = (0..2)
+        .map(|_| Worker::start_with(&db, 2, &["--work-ms", "2"]))
+        .collect();
+    wait_for("1,010 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 1010
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let jobs = format!("{}.jobs", db.schema);
+    let order: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT j.group_key FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id ORDER BY d.started_at"
+    )))
+    .fetch_all(store.pool())
+    .await
+    .expect("the start order");
+    assert_eq!(order.len(), 1010, "each job ran once");
+    let small_at: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| *g == "small")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(small_at.len(), 10);
+    assert!(
+        small_at.iter().all(|&i| i < 40),
+        "the small group's jobs start among the first 40 of two processes: at {small_at:?}"
+    );
+    let _ = producer.shutdown(Duration::ZERO).await;
+}

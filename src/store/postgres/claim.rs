@@ -1,22 +1,27 @@
 //! Which jobs a claim takes, with fair groups (see [`crate::group`]): the
-//! `picked` part of both claims in `shared.rs`.
+//! `picked` part of both claims in `shared.rs`, in two forms.
 //!
-//! The served tasks' jobs without a group are read in order through
-//! `jobs_claim`, as before groups existed. The groups with claimable jobs
-//! are found by a skip scan of `jobs_claim_grouped` (one index probe per
-//! group; one probe per task, on an empty index, while no job has a
-//! group), and each group's best jobs are read in order through it. Each
-//! group (the jobs without one being one more, of weight 1) reads at most
-//! its share of the batch by weight, so a claim reads about its batch and
-//! not a batch per group. Within a priority, the k-th job of a group of
-//! stride `s` takes turn `k * s`; the batch is the best by (priority,
-//! turn, due time, creation). Rows are locked as they are read, skipping
-//! those another claim holds, as before.
+//! - **Fast**, the claim from before groups: each served task's best jobs
+//!   without a group, in order through `jobs_claim`, the best of those
+//!   taken. It also says whether grouped jobs of the served tasks wait
+//!   (one probe of `jobs_claim_grouped`, empty while no job has a group).
+//! - **Fair**: the groups with claimable jobs are found by a skip scan of
+//!   `jobs_claim_grouped` (one index probe per group), and each group (the
+//!   jobs without one being one more, of weight 1) reads at most its
+//!   share of the batch by weight, in order, so a claim reads about its
+//!   batch and not a batch per group. Within a priority, the k-th job of
+//!   a group of stride `s` takes turn `k * s`; the batch is the best by
+//!   (priority, turn, due time, creation).
 //!
-//! A group with fewer jobs than its share leaves the batch short; the
-//! claim then asks again for the rest (a second statement, only when the
-//! batch had grouped jobs and came back short), so a short claim still
-//! means nothing more is due.
+//! A store takes the fast form while its last claim saw no grouped job
+//! waiting, else the fair one: a queue without groups pays one index
+//! probe per claim, and a grouped job created meanwhile waits at most one
+//! claim before groups take turns. A fast claim that comes back short
+//! with grouped jobs waiting (or empty, not knowing) asks again the fair
+//! way, and a fair batch left short by a group with fewer jobs than its
+//! share asks again for the rest; so a short claim still means nothing
+//! more is due. Rows are locked as they are read, skipping those another
+//! claim holds, as before.
 
 use crate::group::STRIDE;
 
@@ -27,13 +32,15 @@ pub(super) const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 /// short by groups with fewer jobs than their share.
 pub(super) const MAX_ROUNDS: usize = 4;
 
-/// The `WITH RECURSIVE ... picked AS (...)` of a claim, picking the ids to
-/// lease. Parameters: `$1` tasks, `$2` due by, `$3` limit; with `caps`, the
-/// parameter of each task's running cap (null: none) and of the ids of
-/// jobs ended but maybe not stored yet; `groups` the parameters of the
+/// The `WITH ... picked AS (...)` of a claim, picking the ids to lease,
+/// fair or fast (see the [module documentation](self)). Parameters: `$1`
+/// tasks, `$2` due by, `$3` limit; with `caps`, the parameter of each
+/// task's running cap (null: none) and of the ids of jobs ended but maybe
+/// not stored yet; `groups`, only in the fair form, the parameters of the
 /// weighted groups' names and strides. `not_suspended` is a condition on
 /// `t.task`.
 pub(super) fn picked_sql(
+    fair: bool,
     jobs: &str,
     not_suspended: &str,
     caps: Option<(usize, usize)>,
@@ -53,7 +60,37 @@ pub(super) fn picked_sql(
              WHERE {not_suspended}"
         ),
     };
+    if !fair {
+        return format!(
+            "WITH served AS ({served}),
+             picked AS (
+                 SELECT c.id FROM served AS t CROSS JOIN LATERAL (
+                     SELECT id, priority, run_at, created_at FROM {jobs}
+                     WHERE task = t.task AND group_key IS NULL AND leased_by IS NULL
+                       AND status IN {CLAIMABLE} AND run_at <= $2
+                     ORDER BY priority, run_at, created_at, id
+                     LIMIT LEAST($3, t.n)
+                     FOR UPDATE SKIP LOCKED) AS c
+                 ORDER BY c.priority, c.run_at, c.created_at, c.id
+                 LIMIT $3)"
+        );
+    }
     let (names, strides) = groups;
+    // Per task, at most its room `n`: only a claim with caps needs the
+    // count.
+    let (ranked, in_task) = match caps {
+        None => (
+            "ranked AS (SELECT * FROM plain UNION ALL SELECT * FROM grouped),",
+            "",
+        ),
+        Some(_) => (
+            "ranked AS (
+                 SELECT u.*, row_number() OVER (
+                     PARTITION BY u.task ORDER BY u.priority, u.turn, u.run_at, u.created_at, u.id) AS in_task
+                 FROM (SELECT * FROM plain UNION ALL SELECT * FROM grouped) AS u),",
+            "WHERE in_task <= n",
+        ),
+    };
     format!(
         "WITH RECURSIVE served AS ({served}),
          group_keys(task, grp) AS (
@@ -102,13 +139,9 @@ pub(super) fn picked_sql(
                  ORDER BY priority, run_at, created_at, id
                  LIMIT LEAST(s.n, CEIL($3 * ({STRIDE}::float8 / l.stride) / shares.total)::bigint)
                  FOR UPDATE SKIP LOCKED) AS c),
-         ranked AS (
-             SELECT u.id, u.priority, u.run_at, u.created_at, u.turn, u.n,
-                    row_number() OVER (PARTITION BY u.task ORDER BY u.priority, u.turn, u.run_at, u.created_at, u.id)
-                        AS in_task
-             FROM (SELECT * FROM plain UNION ALL SELECT * FROM grouped) AS u),
+         {ranked}
          picked AS (
-             SELECT id FROM ranked WHERE in_task <= n
+             SELECT id FROM ranked {in_task}
              ORDER BY priority, turn, run_at, created_at, id
              LIMIT $3)"
     )
@@ -122,4 +155,14 @@ pub(super) fn group_params(weights: &[(String, f64)]) -> (Vec<String>, Vec<i64>)
         .filter(|(_, w)| crate::group::check_weight(*w).is_ok())
         .map(|(g, w)| (g.clone(), crate::group::stride_of(*w) as i64))
         .unzip()
+}
+
+/// What a claim returns besides the jobs: whether grouped jobs of the
+/// served tasks were waiting when it started (`$1` the tasks).
+pub(super) fn groups_waiting_sql(jobs: &str) -> String {
+    format!(
+        "(SELECT EXISTS (SELECT 1 FROM {jobs} AS w
+                         WHERE w.task = ANY ($1::text[]) AND w.group_key IS NOT NULL
+                           AND w.leased_by IS NULL AND w.status IN {CLAIMABLE})) AS groups_waiting"
+    )
 }

@@ -234,6 +234,9 @@ pub(super) struct Db {
     /// Marked when the listener hears that the suspensions changed (or
     /// reconnects); see [`SharedStore::suspension_changes`].
     suspensions_changed: Arc<tokio::sync::watch::Sender<()>>,
+    /// Whether the last claim saw grouped jobs waiting among the tasks it
+    /// claimed for: the next claim takes the fair path (see `claim.rs`).
+    groups_waiting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn valid_schema(schema: &str) -> bool {
@@ -376,7 +379,13 @@ impl Db {
             lease: options.lease,
             vacuum_after: options.vacuum_after,
             suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
+            groups_waiting: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
+    }
+
+    /// Whether the last claim saw grouped jobs waiting (see `claim.rs`).
+    pub(super) fn claims_groups(&self) -> &std::sync::atomic::AtomicBool {
+        &self.groups_waiting
     }
 
     pub(super) fn pool(&self) -> &PgPool {

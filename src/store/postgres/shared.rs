@@ -1,6 +1,7 @@
 //! The shared-store capability of [`PgStore`]: claims, leases, rescue,
 //! cross-process cancel and notifications.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,24 +46,76 @@ fn returned_columns() -> String {
         .join(", ")
 }
 
-/// Adds the jobs of a claim's `rows` (asked for `want`) to `taken`, their
-/// state without their log. Returns whether to ask again for the rest: the
-/// batch came back short with grouped jobs in it, so a group may have
-/// had fewer jobs than its share (see `claim.rs`).
-fn take_rows(
-    rows: &[sqlx::postgres::PgRow],
-    want: usize,
-    taken: &mut Vec<Job>,
-) -> Result<bool, StoreError> {
-    let mut grouped = false;
-    for row in rows {
-        let mut job = job_from_row(row)?;
-        // A claim hands over the job's state, not its log.
-        job.logs.clear();
-        grouped |= job.group.is_some();
-        taken.push(job);
+/// The statements of one claim (see `claim.rs`): fast or fair, and how
+/// many jobs each asks for.
+struct Rounds<'a> {
+    db: &'a Db,
+    limit: usize,
+    fair: bool,
+    /// How many jobs the last statement asked for.
+    asked: Option<usize>,
+    /// Whether to make another statement.
+    again: bool,
+    rounds: usize,
+    taken: Vec<Job>,
+}
+
+impl<'a> Rounds<'a> {
+    fn new(db: &'a Db, limit: usize) -> Self {
+        Rounds {
+            db,
+            limit,
+            fair: db.claims_groups().load(Ordering::Relaxed),
+            asked: None,
+            again: true,
+            rounds: 0,
+            taken: Vec::new(),
+        }
     }
-    Ok(grouped && !rows.is_empty() && rows.len() < want)
+
+    /// The next statement: whether fair, and how many jobs it asks for.
+    fn next(&mut self) -> Option<(bool, usize)> {
+        let want = self.limit.saturating_sub(self.taken.len());
+        if !self.again || want == 0 || self.rounds >= claim::MAX_ROUNDS {
+            return None;
+        }
+        self.again = false;
+        self.rounds += 1;
+        self.asked = Some(want);
+        Some((self.fair, want))
+    }
+
+    /// Takes the jobs of a statement's `rows` (their state, not their log)
+    /// and decides whether to ask again.
+    fn took(&mut self, rows: &[sqlx::postgres::PgRow]) -> Result<(), StoreError> {
+        let want = self.asked.unwrap_or(0);
+        let mut grouped = false;
+        let mut waiting = None;
+        for row in rows {
+            let mut job = job_from_row(row)?;
+            // A claim hands over the job's state, not its log.
+            job.logs.clear();
+            grouped |= job.group.is_some();
+            waiting = Some(row.try_get::<bool, _>("groups_waiting").map_err(map_err)?);
+            self.taken.push(job);
+        }
+        if let Some(waiting) = waiting {
+            self.db.claims_groups().store(waiting, Ordering::Relaxed);
+        }
+        let short = rows.len() < want;
+        if !self.fair {
+            // Short with grouped jobs waiting, or empty and not knowing:
+            // the fair way takes them.
+            if short && waiting != Some(false) {
+                self.fair = true;
+                self.again = true;
+            }
+        } else {
+            // A group with fewer jobs than its share left room.
+            self.again = short && grouped;
+        }
+        Ok(())
+    }
 }
 
 impl Db {
@@ -92,34 +145,34 @@ impl Db {
         // through the primary key, one lookup each: joined with `FROM
         // picked`, the generic plan hashed the whole table for every
         // claim (a third of a claim of 1,600 rows from 100,000).
-        let sql = format!(
-            "{picked}
-             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
-             WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
-             RETURNING {columns}",
-            picked = claim::picked_sql(&jobs, &not_suspended, None, (6, 7)),
-            columns = returned_columns(),
-        );
+        let sql = |fair: bool| {
+            format!(
+                "{picked}
+                 UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
+                 WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
+                 RETURNING {columns}, {waiting}",
+                picked = claim::picked_sql(fair, &jobs, &not_suspended, None, (6, 7)),
+                columns = returned_columns(),
+                waiting = claim::groups_waiting_sql(&jobs),
+            )
+        };
         let (names, strides) = claim::group_params(&params.group_weights);
-        let mut taken = Vec::new();
-        for _ in 0..claim::MAX_ROUNDS {
-            let want = params.limit - taken.len();
-            let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+        let mut rounds = Rounds::new(self, params.limit);
+        while let Some((fair, want)) = rounds.next() {
+            let statement = sql(fair);
+            let mut query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
                 .bind(params.due_by)
                 .bind(i64::try_from(want).unwrap_or(i64::MAX))
                 .bind(params.owner)
-                .bind(params.lease_until)
-                .bind(&names)
-                .bind(&strides)
-                .fetch_all(self.pool())
-                .await
-                .map_err(map_err)?;
-            if !take_rows(&rows, want, &mut taken)? {
-                break;
+                .bind(params.lease_until);
+            if fair {
+                query = query.bind(&names).bind(&strides);
             }
+            let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
+            rounds.took(&rows)?;
         }
-        Ok(taken)
+        Ok(rounds.taken)
     }
 
     /// A claim with limits on how many jobs of some tasks may be leased
@@ -157,38 +210,38 @@ impl Db {
                 .await
                 .map_err(map_err)?;
         }
-        let sql = format!(
-            "{picked}
-             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
-             WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-             RETURNING {columns}",
-            picked = claim::picked_sql(&jobs, &not_suspended, Some((6, 7)), (8, 9)),
-            columns = returned_columns(),
-        );
+        let sql = |fair: bool| {
+            format!(
+                "{picked}
+                 UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
+                 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+                 RETURNING {columns}, {waiting}",
+                picked = claim::picked_sql(fair, &jobs, &not_suspended, Some((6, 7)), (8, 9)),
+                columns = returned_columns(),
+                waiting = claim::groups_waiting_sql(&jobs),
+            )
+        };
         let (names, strides) = claim::group_params(&params.group_weights);
         let ended: Vec<Uuid> = params.ended.iter().map(|id| id.0).collect();
-        let mut taken = Vec::new();
-        for _ in 0..claim::MAX_ROUNDS {
-            let want = params.limit - taken.len();
-            let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+        let mut rounds = Rounds::new(self, params.limit);
+        while let Some((fair, want)) = rounds.next() {
+            let statement = sql(fair);
+            let mut query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
                 .bind(params.due_by)
                 .bind(i64::try_from(want).unwrap_or(i64::MAX))
                 .bind(params.owner)
                 .bind(params.lease_until)
                 .bind(&caps)
-                .bind(&ended)
-                .bind(&names)
-                .bind(&strides)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            if !take_rows(&rows, want, &mut taken)? {
-                break;
+                .bind(&ended);
+            if fair {
+                query = query.bind(&names).bind(&strides);
             }
+            let rows = query.fetch_all(&mut *tx).await.map_err(map_err)?;
+            rounds.took(&rows)?;
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(taken)
+        Ok(rounds.taken)
     }
 
     pub(super) async fn jobs_heartbeat(
