@@ -191,6 +191,21 @@ mod tests {
             }
         }
 
+        /// A job given any key is created in that group when the key is
+        /// good, and refused naming `group` otherwise: never a panic, never
+        /// a job in another group.
+        #[test]
+        fn a_new_job_takes_a_good_key_and_names_a_bad_one(key in ".{0,300}") {
+            let built = crate::NewJob::new("t", 1)
+                .group(key.clone())
+                .into_job(chrono::Utc::now(), &mut None, true);
+            match (check_key(&key), built) {
+                (Ok(()), Ok(job)) => prop_assert_eq!(job.group.as_deref(), Some(key.as_str())),
+                (Err(_), Err(Error::InvalidInput { field, .. })) => prop_assert_eq!(field, "group"),
+                (want, got) => prop_assert!(false, "check {:?}, built {:?}", want, got.map(|j| j.group)),
+            }
+        }
+
         /// Any weight is either accepted (finite, within the bounds) or
         /// refused naming `weight`: zero, negatives, NaN and infinities
         /// never pass.
