@@ -274,8 +274,9 @@ async fn priority_first<F: StoreFactory>(factory: F) -> Verdict {
 conformance_test!(groups,
     /// A claim on a shared store shares its batch between the groups
     /// present: a claim of 20 from one group's 100 jobs and another's 5
-    /// takes all 5; with no group at all, it takes the best jobs by
-    /// priority, due time and creation, as before.
+    /// takes all 5; beside 30 groups with only delayed jobs it is still
+    /// full; with no group at all, it takes the best jobs by priority, due
+    /// time and creation, as before.
     groups_a_claim_shares_its_batch_between_groups => claim_shares
 );
 
@@ -325,6 +326,32 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         .filter(|j| j.group.as_deref() == Some("small"))
         .count();
     assert_eq!(small, 5, "every job of the small group is in the batch");
+    // Groups whose jobs are all delayed take no room from one with due
+    // jobs: the batch still comes back full.
+    let mut busy = Vec::new();
+    for i in 0..100 {
+        let mut j = super::fixtures::job_at("busy", json!(i), at);
+        j.group = Some("due".into());
+        busy.push(j);
+    }
+    for g in 0..30 {
+        let mut j = super::fixtures::job_at("busy", json!(1000 + g), at);
+        j.run_at = at + chrono::Duration::hours(1);
+        j.status = JobStatus::Scheduled;
+        j.group = Some(format!("later-{g}"));
+        busy.push(j);
+    }
+    insert(&store, &busy).await;
+    let got = shared
+        .jobs_claim(&claim("busy", 20))
+        .await
+        .unwrap_or_else(|e| panic!("jobs_claim failed: {e}"));
+    assert_eq!(
+        got.len(),
+        20,
+        "a full batch beside 30 groups of delayed jobs"
+    );
+    assert!(got.iter().all(|j| j.group.as_deref() == Some("due")));
     // No group: the best by priority, then due time, then creation.
     let got = shared
         .jobs_claim(&claim("plain", 12))

@@ -18,9 +18,10 @@
 //! probe per claim, and a grouped job created meanwhile waits at most one
 //! claim before groups take turns. A fast claim that comes back short
 //! with grouped jobs waiting (or empty, not knowing) asks again the fair
-//! way, and a fair batch left short by a group with fewer jobs than its
-//! share asks again for the rest; so a short claim still means nothing
-//! more is due. Rows are locked as they are read, skipping those another
+//! way; a fair batch left short with grouped jobs in it (a group had
+//! fewer due jobs than its share, or only delayed ones) asks once more
+//! for the rest, each group reading up to the whole rest. So a short
+//! claim still means nothing more is due, in at most three statements. Rows are locked as they are read, skipping those another
 //! claim holds, as before.
 
 use crate::group::STRIDE;
@@ -28,9 +29,20 @@ use crate::group::STRIDE;
 /// The states a claim takes jobs from.
 pub(super) const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 
-/// How many statements one claim makes at most, refilling a batch left
-/// short by groups with fewer jobs than their share.
-pub(super) const MAX_ROUNDS: usize = 4;
+/// How many statements one claim makes at most: fast, shares, exact.
+pub(super) const MAX_ROUNDS: usize = 3;
+
+/// The form of a claim's statement (see the [module documentation](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// The claim from before groups, for jobs without a group.
+    Fast,
+    /// Every group reads at most its share of the batch by weight.
+    Shares,
+    /// Every group reads up to the whole batch: after a share round left
+    /// room (some group had fewer due jobs than its share).
+    Exact,
+}
 
 /// The `WITH ... picked AS (...)` of a claim, picking the ids to lease,
 /// fair or fast (see the [module documentation](self)). Parameters: `$1`
@@ -40,7 +52,7 @@ pub(super) const MAX_ROUNDS: usize = 4;
 /// weighted groups' names and strides. `not_suspended` is a condition on
 /// `t.task`.
 pub(super) fn picked_sql(
-    fair: bool,
+    form: Form,
     jobs: &str,
     not_suspended: &str,
     caps: Option<(usize, usize)>,
@@ -60,7 +72,7 @@ pub(super) fn picked_sql(
              WHERE {not_suspended}"
         ),
     };
-    if !fair {
+    if form == Form::Fast {
         return format!(
             "WITH served AS ({served}),
              picked AS (
@@ -76,6 +88,13 @@ pub(super) fn picked_sql(
         );
     }
     let (names, strides) = groups;
+    let (plain_cap, group_cap) = match form {
+        Form::Exact => ("$3".to_owned(), "$3".to_owned()),
+        _ => (
+            "CEIL($3 / shares.total)::bigint".to_owned(),
+            format!("CEIL($3 * ({STRIDE}::float8 / l.stride) / shares.total)::bigint"),
+        ),
+    };
     // Per task, at most its room `n`: only a claim with caps needs the
     // count.
     let (ranked, in_task) = match caps {
@@ -126,7 +145,7 @@ pub(super) fn picked_sql(
                  WHERE task = s.task AND group_key IS NULL AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
-                 LIMIT LEAST(s.n, CEIL($3 / shares.total)::bigint)
+                 LIMIT LEAST(s.n, {plain_cap})
                  FOR UPDATE SKIP LOCKED) AS c),
          grouped AS (
              SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n,
@@ -137,7 +156,7 @@ pub(super) fn picked_sql(
                  WHERE task = l.task AND group_key = l.grp AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
-                 LIMIT LEAST(s.n, CEIL($3 * ({STRIDE}::float8 / l.stride) / shares.total)::bigint)
+                 LIMIT LEAST(s.n, {group_cap})
                  FOR UPDATE SKIP LOCKED) AS c),
          {ranked}
          picked AS (

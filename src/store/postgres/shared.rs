@@ -51,7 +51,7 @@ fn returned_columns() -> String {
 struct Rounds<'a> {
     db: &'a Db,
     limit: usize,
-    fair: bool,
+    form: claim::Form,
     /// How many jobs the last statement asked for.
     asked: Option<usize>,
     /// Whether to make another statement.
@@ -65,7 +65,11 @@ impl<'a> Rounds<'a> {
         Rounds {
             db,
             limit,
-            fair: db.claims_groups().load(Ordering::Relaxed),
+            form: if db.claims_groups().load(Ordering::Relaxed) {
+                claim::Form::Shares
+            } else {
+                claim::Form::Fast
+            },
             asked: None,
             again: true,
             rounds: 0,
@@ -73,8 +77,8 @@ impl<'a> Rounds<'a> {
         }
     }
 
-    /// The next statement: whether fair, and how many jobs it asks for.
-    fn next(&mut self) -> Option<(bool, usize)> {
+    /// The next statement: its form, and how many jobs it asks for.
+    fn next(&mut self) -> Option<(claim::Form, usize)> {
         let want = self.limit.saturating_sub(self.taken.len());
         if !self.again || want == 0 || self.rounds >= claim::MAX_ROUNDS {
             return None;
@@ -82,7 +86,7 @@ impl<'a> Rounds<'a> {
         self.again = false;
         self.rounds += 1;
         self.asked = Some(want);
-        Some((self.fair, want))
+        Some((self.form, want))
     }
 
     /// Takes the jobs of a statement's `rows` (their state, not their log)
@@ -103,16 +107,20 @@ impl<'a> Rounds<'a> {
             self.db.claims_groups().store(waiting, Ordering::Relaxed);
         }
         let short = rows.len() < want;
-        if !self.fair {
+        match self.form {
             // Short with grouped jobs waiting, or empty and not knowing:
             // the fair way takes them.
-            if short && waiting != Some(false) {
-                self.fair = true;
+            claim::Form::Fast if short && waiting != Some(false) => {
+                self.form = claim::Form::Shares;
                 self.again = true;
             }
-        } else {
-            // A group with fewer jobs than its share left room.
-            self.again = short && grouped;
+            // A group had fewer due jobs than its share: the rest, each
+            // group reading up to all of it.
+            claim::Form::Shares if short && grouped => {
+                self.form = claim::Form::Exact;
+                self.again = true;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -145,28 +153,28 @@ impl Db {
         // through the primary key, one lookup each: joined with `FROM
         // picked`, the generic plan hashed the whole table for every
         // claim (a third of a claim of 1,600 rows from 100,000).
-        let sql = |fair: bool| {
+        let sql = |form: claim::Form| {
             format!(
                 "{picked}
                  UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
                  WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
                  RETURNING {columns}, {waiting}",
-                picked = claim::picked_sql(fair, &jobs, &not_suspended, None, (6, 7)),
+                picked = claim::picked_sql(form, &jobs, &not_suspended, None, (6, 7)),
                 columns = returned_columns(),
                 waiting = claim::groups_waiting_sql(&jobs),
             )
         };
         let (names, strides) = claim::group_params(&params.group_weights);
         let mut rounds = Rounds::new(self, params.limit);
-        while let Some((fair, want)) = rounds.next() {
-            let statement = sql(fair);
+        while let Some((form, want)) = rounds.next() {
+            let statement = sql(form);
             let mut query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
                 .bind(params.due_by)
                 .bind(i64::try_from(want).unwrap_or(i64::MAX))
                 .bind(params.owner)
                 .bind(params.lease_until);
-            if fair {
+            if form != claim::Form::Fast {
                 query = query.bind(&names).bind(&strides);
             }
             let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
@@ -210,13 +218,13 @@ impl Db {
                 .await
                 .map_err(map_err)?;
         }
-        let sql = |fair: bool| {
+        let sql = |form: claim::Form| {
             format!(
                 "{picked}
                  UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
                  WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
                  RETURNING {columns}, {waiting}",
-                picked = claim::picked_sql(fair, &jobs, &not_suspended, Some((6, 7)), (8, 9)),
+                picked = claim::picked_sql(form, &jobs, &not_suspended, Some((6, 7)), (8, 9)),
                 columns = returned_columns(),
                 waiting = claim::groups_waiting_sql(&jobs),
             )
@@ -224,8 +232,8 @@ impl Db {
         let (names, strides) = claim::group_params(&params.group_weights);
         let ended: Vec<Uuid> = params.ended.iter().map(|id| id.0).collect();
         let mut rounds = Rounds::new(self, params.limit);
-        while let Some((fair, want)) = rounds.next() {
-            let statement = sql(fair);
+        while let Some((form, want)) = rounds.next() {
+            let statement = sql(form);
             let mut query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
                 .bind(params.due_by)
@@ -234,7 +242,7 @@ impl Db {
                 .bind(params.lease_until)
                 .bind(&caps)
                 .bind(&ended);
-            if fair {
+            if form != claim::Form::Fast {
                 query = query.bind(&names).bind(&strides);
             }
             let rows = query.fetch_all(&mut *tx).await.map_err(map_err)?;
