@@ -572,3 +572,63 @@ async fn a_subscriber_here_sees_every_jobs_events_from_three_worker_processes_th
     drop(workers);
     db.drop().await;
 }
+
+#[actix_rt::test]
+async fn a_small_group_is_not_starved_by_a_large_one_across_worker_processes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    // Created before any worker runs: 1,000 jobs of one tenant, then 10
+    // of another.
+    let producer = Queue::builder()
+        .store(Arc::new(db.store(Duration::from_millis(LEASE_MS)).await))
+        .build()
+        .await
+        .expect("a producer queue");
+    let mut jobs: Vec<kessel::NewJob> = (0..1000u64)
+        .map(|i| kessel::NewJob::new("work", i).group("big"))
+        .collect();
+    jobs.extend((0..10u64).map(|i| kessel::NewJob::new("work", 1000 + i).group("small")));
+    producer.create_many(jobs).await.expect("create the jobs");
+    let _workers: Vec<Worker> = (0..2)
+        .map(|_| Worker::start_with(&db, 2, &["--work-ms", "2"]))
+        .collect();
+    wait_for("1,010 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 1010
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let jobs = format!("{}.jobs", db.schema);
+    let order: Vec<(i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT d.pid, j.group_key FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id ORDER BY d.started_at"
+    )))
+    .fetch_all(store.pool())
+    .await
+    .expect("the start order");
+    assert_eq!(order.len(), 1010, "each job ran once");
+    // In each process's own start order (the processes' clocks and speeds
+    // on a busy machine do not interleave them reliably), the small
+    // group's jobs start among its first starts: its claims shared their
+    // batches between the groups.
+    let mut starts: HashMap<i32, Vec<&str>> = HashMap::new();
+    for (pid, group) in &order {
+        starts.entry(*pid).or_default().push(group);
+    }
+    let mut small = 0;
+    for (pid, groups) in &starts {
+        let small_at: Vec<usize> = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| **g == "small")
+            .map(|(i, _)| i)
+            .collect();
+        small += small_at.len();
+        assert!(
+            small_at.iter().all(|&i| i < 2 * small_at.len() + 4),
+            "worker {pid} started the small group's jobs at {small_at:?} of its {} starts",
+            groups.len()
+        );
+    }
+    assert_eq!(small, 10);
+    let _ = producer.shutdown(Duration::ZERO).await;
+}

@@ -61,6 +61,10 @@ enum Workload {
     /// 64 keep-alive clients (memory and PostgreSQL) and remote workers
     /// through the API, each beside the same work done in-process.
     Http,
+    /// kessel's burn-down with jobs in 10 fair groups and in none, in
+    /// turns (none, groups, groups, none, ...), on memory and PostgreSQL:
+    /// the cost of taking turns. Not in the default run.
+    Groups,
     /// PostgreSQL with producers and workers at once: a backlog of 4,000
     /// kept up by single and bulk creates, 1 ms of work per job, 16 to 256
     /// workers in one and three processes; completion rate, claim latency,
@@ -89,6 +93,7 @@ impl Workload {
         Workload::CpuHandler,
         Workload::SqliteDisk,
         Workload::MetricsCost,
+        Workload::Groups,
         Workload::Http,
         Workload::Sustained,
         Workload::SustainedPaced,
@@ -107,6 +112,7 @@ impl Workload {
             Workload::CpuHandler => "cpu-handler",
             Workload::SqliteDisk => "sqlite-disk",
             Workload::MetricsCost => "metrics-cost",
+            Workload::Groups => "groups",
             Workload::Http => "http",
             Workload::Sustained => "sustained",
             Workload::SustainedPaced => "sustained-paced",
@@ -351,6 +357,7 @@ fn main() -> ExitCode {
                 ![
                     Workload::DurableProcesses,
                     Workload::MetricsCost,
+                    Workload::Groups,
                     Workload::SustainedPaced,
                 ]
                 .contains(w)
@@ -440,6 +447,11 @@ fn main() -> ExitCode {
             Workload::MetricsCost => {
                 if wanted(System::Kessel) {
                     bench.metrics_cost();
+                }
+            }
+            Workload::Groups => {
+                if wanted(System::Kessel) {
+                    bench.groups_cost();
                 }
             }
             Workload::Sustained => {
@@ -1396,6 +1408,88 @@ impl Bench {
         let secs = self.plan.durable_latency_secs;
         let cap = self.plan.durable_cap;
         self.latency_run("durable latency", system, probe, secs, c, cap);
+    }
+
+    /// The burn-down with no group and with 10 fair groups, in turns, on
+    /// memory (`burn_n`, concurrency 16) and PostgreSQL (`durable_n`,
+    /// concurrency 64): the median of three rounds each, and their ratio.
+    fn groups_cost(&mut self) {
+        use systems::kessel::{burn_down_with, Backend, Handlers, Limit, Watch};
+        const ROUNDS: usize = 3;
+        let postgres = self.env.postgres.clone().ok();
+        let mut backends = vec![("memory", None, self.plan.burn_n, 16, self.plan.cap)];
+        if let Some(url) = postgres {
+            let (n, cap) = (self.plan.durable_n, self.plan.durable_cap);
+            backends.push(("PostgreSQL", Some(url), n, 64, cap));
+        }
+        for (store, url, n, c, cap) in backends {
+            let kinds = [(Limit::None, "no group"), (Limit::Groups(10), "10 groups")];
+            let mut rates: [Vec<f64>; 2] = Default::default();
+            let mut failed = None;
+            for round in 0..ROUNDS {
+                for k in 0..kinds.len() {
+                    let i = (round + k) % kinds.len();
+                    let backend = match &url {
+                        Some(url) => Backend::Postgres(url),
+                        None => Backend::Memory,
+                    };
+                    let limit = kinds[i].0;
+                    match run(|| {
+                        burn_down_with(
+                            backend,
+                            n,
+                            c,
+                            Handlers::SchedulerThread,
+                            Watch::Off,
+                            limit,
+                            cap,
+                        )
+                    }) {
+                        Ok((rate, _)) => rates[i].push(rate),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+            }
+            let medians: Vec<Option<f64>> = rates
+                .iter_mut()
+                .map(|v| {
+                    v.sort_by(f64::total_cmp);
+                    v.get(v.len() / 2).copied()
+                })
+                .collect();
+            let ratio = medians[0]
+                .zip(medians[1])
+                .map_or("-".into(), |(none, groups)| format!("{:.2}", groups / none));
+            let note = format!("{store}, interleaved, {ROUNDS} rounds; 10 groups / no group of the medians {ratio}");
+            eprintln!("groups {store}: {note}");
+            for (i, (_, what)) in kinds.iter().enumerate() {
+                let params = format!("n={}, c={c}, {what}", report::human(n as f64));
+                let answer = match (medians[i], &failed) {
+                    (Some(rate), _) => Answer::Done((rate, Some(note.clone()))),
+                    (None, Some(e)) => Answer::Failed(e.clone()),
+                    (None, None) => Answer::Failed("no round finished".into()),
+                };
+                if url.is_none() {
+                    self.burn_row(params, System::Kessel, answer);
+                    continue;
+                }
+                let (rate, note) = match answer {
+                    Answer::Done((rate, note)) => (Some(rate), note),
+                    Answer::Failed(e) => (None, Some(format!("FAILED: {e}"))),
+                    Answer::Unavailable(why) => (None, Some(why.to_owned())),
+                };
+                self.row(
+                    "durable burn-down",
+                    params,
+                    System::KesselPostgres,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    rate,
+                    note,
+                );
+            }
+        }
     }
 
     /// PostgreSQL burn-down, one process at concurrency 64, with flow

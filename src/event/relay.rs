@@ -57,7 +57,7 @@ pub(crate) enum Entry {
 
 /// What a new job's `created` event is made of.
 #[derive(Debug, Clone)]
-pub(crate) struct NewJob {
+pub(crate) struct CreatedJob {
     id: crate::job::JobId,
     task: Arc<str>,
     attempt: u32,
@@ -66,9 +66,9 @@ pub(crate) struct NewJob {
     scheduled: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-impl NewJob {
+impl CreatedJob {
     pub(crate) fn of(job: &Job) -> Self {
-        NewJob {
+        CreatedJob {
             id: job.id,
             task: job.task.clone(),
             attempt: job.attempts,
@@ -276,11 +276,11 @@ impl Relay {
         if !self.publishing() || jobs.is_empty() {
             return None;
         }
-        self.created_of(jobs.iter().map(NewJob::of))
+        self.created_of(jobs.iter().map(CreatedJob::of))
     }
 
     /// [`Relay::created`] of jobs already encoded for the store.
-    pub(crate) fn created_of(&self, jobs: impl Iterator<Item = NewJob>) -> Option<String> {
+    pub(crate) fn created_of(&self, jobs: impl Iterator<Item = CreatedJob>) -> Option<String> {
         if !self.publishing() {
             return None;
         }

@@ -32,6 +32,7 @@ use crate::store::{CancelOutcome, MemoryStore, Store};
 use crate::task::TaskDef;
 
 mod define;
+mod groups;
 mod keeping;
 mod nodes;
 pub mod plugin;
@@ -181,6 +182,8 @@ pub struct QueueBuilder {
     schedules: Vec<crate::schedule::Schedule>,
     #[cfg(feature = "cron")]
     manual_schedules: bool,
+    /// Fair groups' weights (see `groups.rs`), checked at build.
+    group_weights: Vec<(String, f64)>,
 }
 
 impl QueueBuilder {
@@ -295,6 +298,7 @@ impl QueueBuilder {
     ///
     /// Outside a running actix system.
     pub async fn build(self) -> Result<Queue, Error> {
+        let groups = self.checked_group_weights()?;
         #[cfg(feature = "cron")]
         for schedule in &self.schedules {
             schedule.validate()?;
@@ -315,6 +319,7 @@ impl QueueBuilder {
             self.retention.unwrap_or_default(),
             self.shared.unwrap_or_default(),
             self.scheduler_on_current_thread,
+            groups,
         );
         #[cfg(feature = "cron")]
         if self.manual_schedules {
@@ -398,6 +403,8 @@ impl CreateJob<'_> {
         /// See [`NewJob::callback`].
         #[cfg(feature = "webhooks")]
         callback(url: impl Into<String>);
+        /// See [`NewJob::group`].
+        group(key: impl Into<String>);
     }
 }
 
@@ -656,6 +663,7 @@ impl Queue {
             Retention::default(),
             SharedConfig::default(),
             false,
+            crate::group::GroupWeights::default(),
         )
     }
 
@@ -669,6 +677,7 @@ impl Queue {
         retention: Retention,
         shared: SharedConfig,
         on_current_thread: bool,
+        groups: crate::group::GroupWeights,
     ) -> Self {
         let clock = Clock::new();
         let persistence = Persistence::of(&*store);
@@ -717,6 +726,7 @@ impl Queue {
                     placement,
                     slot,
                     node: node.clone(),
+                    groups: groups.clone(),
                 })
             }
         };

@@ -16,6 +16,7 @@
 //!   processes may start together, and a process refuses a schema newer
 //!   than it knows.
 
+mod claim;
 mod copy;
 mod exec;
 mod nodes;
@@ -41,7 +42,7 @@ use super::{
     JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause, ScheduleRecord,
     SharedStore, StatusCount, Store, StoreError, Upserted,
 };
-use crate::event::relay::{NewJob, Relay};
+use crate::event::relay::{CreatedJob, Relay};
 use crate::job::{Job, JobId, JobStatus};
 use copy::CopyRows;
 use exec::Exec;
@@ -62,6 +63,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_ran_by.sql")),
     (12, include_str!("migrations/0012_autovacuum.sql")),
     (13, include_str!("migrations/0013_job_callback.sql")),
+    (14, include_str!("migrations/0014_job_group.sql")),
     (15, include_str!("migrations/0015_event_log.sql")),
 ];
 
@@ -272,6 +274,9 @@ pub(super) struct Db {
     suspensions_changed: Arc<tokio::sync::watch::Sender<()>>,
     /// Events between processes (see `relay.rs`).
     relay: Arc<Relay>,
+    /// Whether the last claim saw grouped jobs waiting among the tasks it
+    /// claimed for: the next claim takes the fair path (see `claim.rs`).
+    groups_waiting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn valid_schema(schema: &str) -> bool {
@@ -423,7 +428,13 @@ impl Db {
             vacuum_after: options.vacuum_after,
             event_log_kept: options.event_log_kept,
             suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
+            groups_waiting: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
+    }
+
+    /// Whether the last claim saw grouped jobs waiting (see `claim.rs`).
+    pub(super) fn claims_groups(&self) -> &std::sync::atomic::AtomicBool {
+        &self.groups_waiting
     }
 
     pub(super) fn pool(&self) -> &PgPool {
@@ -561,7 +572,7 @@ enum NewJobs {
     Rows(Vec<Job>),
     /// A large batch in `COPY`'s format, the log lines beyond each job's
     /// implied "created" line, and what the jobs' `created` events say.
-    Copy(CopyRows, LogColumns, Vec<NewJob>),
+    Copy(CopyRows, LogColumns, Vec<CreatedJob>),
 }
 
 impl NewJobs {
@@ -579,7 +590,7 @@ impl NewJobs {
                 logs.push(job.id, line);
             }
         }
-        let created = jobs.iter().map(NewJob::of).collect();
+        let created = jobs.iter().map(CreatedJob::of).collect();
         Ok(NewJobs::Copy(CopyRows::new(jobs)?, logs, created))
     }
 }
@@ -652,13 +663,13 @@ impl Db {
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
                                       $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[],
-                                      $17::boolean[], $18::text[])),
+                                      $17::boolean[], $18::text[], $19::text[])),
              new_logs AS ({insert_logs}),
-             new_events AS (INSERT INTO {event_log} (node, events) SELECT $25, $26::jsonb WHERE $26 IS NOT NULL)
-             SELECT pg_notify($24, ''), CASE WHEN $26 IS NOT NULL THEN pg_notify($24, $27) END",
+             new_events AS (INSERT INTO {event_log} (node, events) SELECT $26, $27::jsonb WHERE $27 IS NOT NULL)
+             SELECT pg_notify($25, ''), CASE WHEN $27 IS NOT NULL THEN pg_notify($25, $28) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
-            insert_logs = self.insert_logs_sql(19),
+            insert_logs = self.insert_logs_sql(20),
             event_log = self.sql.table("event_log"),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
@@ -679,6 +690,7 @@ impl Db {
         .bind(jobs.iter().map(|j| j.finished_at).collect::<Vec<_>>())
         .bind(&log_created)
         .bind(jobs.iter().map(|j| j.callback.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.group.clone()).collect::<Vec<_>>())
         .bind(&logs.job_ids)
         .bind(&logs.at)
         .bind(&logs.attempts)
@@ -707,9 +719,9 @@ impl Db {
         sqlx::query(AssertSqlSafe(format!(
             "WITH new_job AS (
                  INSERT INTO {jobs} ({columns})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17)),
-             new_events AS (INSERT INTO {event_log} (node, events) SELECT $19, $20::jsonb WHERE $20 IS NOT NULL)
-             SELECT pg_notify($18, ''), CASE WHEN $20 IS NOT NULL THEN pg_notify($18, $21) END",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17, $18)),
+             new_events AS (INSERT INTO {event_log} (node, events) SELECT $20, $21::jsonb WHERE $21 IS NOT NULL)
+             SELECT pg_notify($19, ''), CASE WHEN $21 IS NOT NULL THEN pg_notify($19, $22) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
             event_log = self.sql.table("event_log"),
@@ -731,6 +743,7 @@ impl Db {
         .bind(job.progress.map(|p| p.total as i64))
         .bind(job.finished_at)
         .bind(job.callback.as_deref())
+        .bind(job.group.as_deref())
         .bind(&self.sql.channel)
         .bind(self.owner)
         .bind(events)
@@ -766,7 +779,7 @@ impl Db {
         &self,
         rows: &CopyRows,
         logs: &LogColumns,
-        created: &[NewJob],
+        created: &[CreatedJob],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         self.jobs_copy_on(&mut tx, rows, logs, created).await?;
@@ -780,7 +793,7 @@ impl Db {
         conn: &mut PgConnection,
         rows: &CopyRows,
         logs: &LogColumns,
-        created: &[NewJob],
+        created: &[CreatedJob],
     ) -> Result<(), StoreError> {
         let mut copy = conn
             .copy_in_raw(&format!(
