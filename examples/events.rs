@@ -41,6 +41,7 @@ impl Handler<Event> for ImportWatcher {
             },
             Event::Lagged { missed } => println!("(missed {missed} events)"),
             Event::Queue(q) => println!("queue: {q:?}"),
+            Event::Remote { node, event } => println!("queue, at {node}: {event:?}"),
         }
     }
 }

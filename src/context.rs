@@ -110,6 +110,7 @@ impl RunInfo {
             tag: self.shared.tag.clone(),
             attempt: self.attempt,
             at: self.shared.clock.now_utc(),
+            node: None,
             kind,
         });
     }

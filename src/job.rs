@@ -423,6 +423,11 @@ pub struct Job {
     /// task's callback. `None` when the job names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<String>,
+    /// The job's fair group (a tenant, a customer: see
+    /// [`NewJob::group`](crate::NewJob::group)): within a priority, the
+    /// groups of a tag take turns. `None` for a job in no group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// The job's log.
     pub logs: Vec<LogLine>,
 }

@@ -85,6 +85,23 @@
 //! ([`TaskBuilder::grace`]) to stop and return before its future is
 //! dropped.
 //!
+//! # Fair groups
+//!
+//! A job may carry a group key, a tenant ([`NewJob::group`]): within one
+//! priority of a tag, groups take turns, weighted by
+//! [`QueueBuilder::group_weight`], so one tenant's backlog cannot starve
+//! another's few jobs. Priority comes first, then groups' turns, then
+//! due time and creation; jobs without a group are one more group of
+//! weight 1 (`docs/flow-control.md`, "Fair groups").
+//!
+//! ```
+//! # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+//! let queue = kessel::Queue::builder().group_weight("enterprise", 3.0).build().await?;
+//! let job = queue.create("export", 42).group("enterprise").priority(1).await?;
+//! assert_eq!(queue.job(job.id()).await?.group.as_deref(), Some("enterprise"));
+//! # Ok(()) }
+//! ```
+//!
 //! The guides in `docs/` cover the concepts, the job lifecycle and each
 //! capability.
 #![warn(
@@ -105,6 +122,7 @@ mod duration;
 mod error;
 pub mod event;
 mod flow;
+mod group;
 mod id_ordered_map;
 mod job;
 #[cfg(feature = "metrics")]
@@ -137,6 +155,7 @@ pub use dead_letter::{DeadLetter, Redrive};
 pub use duration::{parse_duration, IntoDuration};
 pub use error::{DurationError, Error, JobError, PayloadError};
 pub use flow::{IntoRateLimit, RateLimit, RateLimitError};
+pub use group::{MAX_GROUP_KEY_LEN, MAX_GROUP_WEIGHT, MIN_GROUP_WEIGHT};
 pub use job::{Job, JobId, JobResult, JobStatus, LogLine, Payload, Progress, UnknownStatus};
 pub use new_job::NewJob;
 pub use node::{Node, NodeStatus};

@@ -63,6 +63,8 @@ pub struct NewJob {
     unique: Option<crate::unique::UniqueSpec>,
     /// Its own webhook callback URL, checked.
     callback: Option<String>,
+    /// Its fair group, checked.
+    group: Option<String>,
 }
 
 /// Clamps a priority: negatives are 0 (the highest), and values past
@@ -86,6 +88,7 @@ impl NewJob {
             id: None,
             unique: None,
             callback: None,
+            group: None,
         }
     }
 
@@ -319,6 +322,42 @@ impl NewJob {
         self
     }
 
+    /// Puts the job in fair group `key` (a tenant, a customer): within
+    /// one priority, the groups of a tag take turns, so one group's
+    /// backlog cannot starve another's few jobs. A group of weight `w`
+    /// ([`QueueBuilder::group_weight`](crate::QueueBuilder::group_weight);
+    /// 1 by default) gets `w` turns per round, and jobs without a group
+    /// form one more group of weight 1. Priority still comes first: a
+    /// better priority is served before any group's worse one. See
+    /// `docs/flow-control.md`, "Fair groups".
+    ///
+    /// A key that is empty, blank, longer than
+    /// [`MAX_GROUP_KEY_LEN`](crate::MAX_GROUP_KEY_LEN) bytes or holds a
+    /// control character makes creating the job fail with
+    /// [`Error::InvalidInput`] naming `group`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::NewJob;
+    /// let queue = kessel::Queue::new();
+    /// let job = queue.create_job(NewJob::new("export", 7).group("tenant-42")).await?;
+    /// assert_eq!(queue.job(job.id()).await?.group.as_deref(), Some("tenant-42"));
+    ///
+    /// let err = queue.create_job(NewJob::new("export", 8).group("")).await.unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "group", .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn group(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        match crate::group::check_key(&key) {
+            Ok(()) => self.group = Some(key),
+            Err(e) => self.keep_error(e),
+        }
+        self
+    }
+
     /// The task this job is for.
     pub fn task(&self) -> &str {
         &self.task
@@ -379,6 +418,7 @@ impl NewJob {
             finished_at: None,
             ran_by: None,
             callback: self.callback,
+            group: self.group,
             logs: if log_created {
                 vec![LogLine::created(now)]
             } else {

@@ -49,6 +49,7 @@ fn job(n: usize) -> Job {
         finished_at: None,
         ran_by: None,
         callback: None,
+        group: None,
         logs: Vec::new(),
     };
     match n % 4 {
@@ -328,6 +329,7 @@ mod postgres {
                 lease_until: jobs[11].run_at + chrono::Duration::hours(1),
                 running_limits: Vec::new(),
                 ended: Vec::new(),
+                group_weights: Vec::new(),
             })
             .await
             .expect("claim");

@@ -254,7 +254,7 @@ async fn a_subscriber_reading_as_it_goes_keeps_up_with_a_burst() {
             match event {
                 Event::Job(_) => job_events += 1,
                 Event::Lagged { missed } => panic!("missed {missed} events"),
-                Event::Queue(_) => {}
+                Event::Queue(_) | Event::Remote { .. } => {}
             }
             if job_events == 2 * JOBS {
                 break;

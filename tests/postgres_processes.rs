@@ -25,6 +25,11 @@ use kessel::{JobStatus, Queue};
 // are the killed worker's.
 const LEASE_MS: u64 = 5000;
 
+/// One test at a time: each starts several processes with a pool of
+/// connections each, and together they would pass the server's
+/// `max_connections`.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn example(name: &str) -> PathBuf {
     // target/debug/deps/<test> -> target/debug/examples/<name>
     let mut path = std::env::current_exe().expect("test binary path");
@@ -112,6 +117,7 @@ async fn count_final(store: &PgStore) -> u64 {
 
 #[actix_rt::test]
 async fn three_workers_finish_ten_thousand_jobs_when_one_is_killed_mid_run() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;
     let mut workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
@@ -250,6 +256,7 @@ async fn three_workers_finish_ten_thousand_jobs_when_one_is_killed_mid_run() {
 
 #[actix_rt::test]
 async fn a_cancel_from_this_process_reaches_a_job_running_in_a_worker_process() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let _worker = Worker::start(&db, 2);
     let store = Arc::new(db.store(Duration::from_millis(LEASE_MS)).await);
@@ -289,6 +296,7 @@ async fn a_cancel_from_this_process_reaches_a_job_running_in_a_worker_process() 
 
 #[actix_rt::test]
 async fn eight_processes_racing_to_create_one_unique_key_store_one_job() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;
     let producers: Vec<Child> = (0..8)
@@ -343,6 +351,7 @@ async fn eight_processes_racing_to_create_one_unique_key_store_one_job() {
 
 #[actix_rt::test]
 async fn a_suspend_in_this_process_stops_dispatch_in_a_worker_process_and_one_started_later() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let mut first = Worker::start(&db, 2);
     let store = Arc::new(db.store(Duration::from_millis(LEASE_MS)).await);
@@ -396,6 +405,7 @@ async fn a_suspend_in_this_process_stops_dispatch_in_a_worker_process_and_one_st
 
 #[actix_rt::test]
 async fn three_workers_never_run_more_of_a_task_than_its_max_running_between_them() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;
     let _workers: Vec<Worker> = (0..3)
@@ -435,4 +445,190 @@ async fn three_workers_never_run_more_of_a_task_than_its_max_running_between_the
         .await
         .expect("count runs");
     assert_eq!(runs, 300, "each job ran once");
+}
+
+/// Events across real processes: a subscriber here, three worker
+/// processes, and every connection of all four cut in the middle.
+#[actix_rt::test]
+async fn a_subscriber_here_sees_every_jobs_events_from_three_worker_processes_through_a_cut() {
+    use futures::StreamExt;
+    use kessel::event::{Event, Filter};
+    use std::collections::HashSet;
+
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
+    let worker_nodes: HashSet<uuid::Uuid> = workers
+        .iter()
+        .map(|w| w.1.parse().expect("a node id"))
+        .collect();
+    let store = PgStore::connect_with(
+        db.options()
+            .lease(Duration::from_millis(LEASE_MS))
+            .application_name(format!("{}-producer", db.schema)),
+    )
+    .await
+    .unwrap();
+    let queue = Queue::builder()
+        .store(Arc::new(store))
+        .build()
+        .await
+        .unwrap();
+    let mut events = queue.events_with_buffer(Filter::All, 100_000);
+    let mut seen: HashMap<kessel::JobId, Vec<(String, Option<uuid::Uuid>)>> = HashMap::new();
+    let take = |event: Event, seen: &mut HashMap<_, Vec<_>>| match event {
+        Event::Job(e) => {
+            let last = e.kind.is_final();
+            seen.entry(e.id)
+                .or_default()
+                .push((e.kind.name().to_owned(), e.node));
+            last.then_some(e.id)
+        }
+        Event::Lagged { missed } => panic!("missed {missed} events"),
+        _ => None,
+    };
+    // The workers relay from when they hear of this listener: wait until
+    // jobs have been seen starting on each of them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut heard_from = HashSet::new();
+    while heard_from != worker_nodes {
+        assert!(Instant::now() < deadline, "workers relayed: {heard_from:?}");
+        queue
+            .create_many((0..12u64).map(|_| kessel::NewJob::new("work", 0u64)))
+            .await
+            .unwrap();
+        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(event)) = tokio::time::timeout_at(until, events.next()).await {
+            if let Event::Job(e) = &event {
+                if e.kind.name() == "started" {
+                    heard_from.extend(e.node);
+                }
+            }
+        }
+    }
+    seen.clear();
+    let mut ids = Vec::new();
+    let app_names: Vec<String> = workers
+        .iter()
+        .map(|w| format!("kessel-worker-{}", w.0.id()))
+        .chain([format!("{}-producer", db.schema)])
+        .collect();
+    let mut ended = HashSet::new();
+    for batch in 0..12 {
+        if batch == 6 {
+            let cut: i64 = sqlx::query_scalar(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ANY($1)",
+            )
+            .bind(&app_names)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            assert!(cut >= 4, "cut {cut} connections");
+        }
+        loop {
+            match queue
+                .create_many((0..50u64).map(|_| kessel::NewJob::new("work", 0u64)))
+                .await
+            {
+                Ok(handles) => {
+                    ids.extend(handles.iter().map(|h| h.id()));
+                    break;
+                }
+                // A create on a connection cut under it fails: again.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+    let wanted: HashSet<kessel::JobId> = ids.iter().copied().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !wanted.is_subset(&ended) {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} of {} jobs' ends seen",
+                    wanted.intersection(&ended).count(),
+                    wanted.len()
+                )
+            })
+            .expect("the stream goes on");
+        if let Some(id) = take(event, &mut seen) {
+            ended.insert(id);
+        }
+    }
+    let producer = queue.node_id();
+    for id in &ids {
+        let job = &seen[id];
+        let kinds: Vec<&str> = job.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"created"), "job {id}: {kinds:?}");
+        assert_eq!(kinds.last(), Some(&"completed"), "job {id}: {kinds:?}");
+        assert!(kinds.contains(&"started"), "job {id}: {kinds:?}");
+        assert_eq!(job[0].1, Some(producer));
+        for (kind, node) in &job[1..] {
+            let node = node.expect("a node");
+            assert!(worker_nodes.contains(&node), "{kind} on {node}");
+        }
+    }
+    drop(workers);
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn a_small_group_is_not_starved_by_a_large_one_across_worker_processes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    // Created before any worker runs: 1,000 jobs of one tenant, then 10
+    // of another.
+    let producer = Queue::builder()
+        .store(Arc::new(db.store(Duration::from_millis(LEASE_MS)).await))
+        .build()
+        .await
+        .expect("a producer queue");
+    let mut jobs: Vec<kessel::NewJob> = (0..1000u64)
+        .map(|i| kessel::NewJob::new("work", i).group("big"))
+        .collect();
+    jobs.extend((0..10u64).map(|i| kessel::NewJob::new("work", 1000 + i).group("small")));
+    producer.create_many(jobs).await.expect("create the jobs");
+    let _workers: Vec<Worker> = (0..2)
+        .map(|_| Worker::start_with(&db, 2, &["--work-ms", "2"]))
+        .collect();
+    wait_for("1,010 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 1010
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let jobs = format!("{}.jobs", db.schema);
+    let order: Vec<(i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT d.pid, j.group_key FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id ORDER BY d.started_at"
+    )))
+    .fetch_all(store.pool())
+    .await
+    .expect("the start order");
+    assert_eq!(order.len(), 1010, "each job ran once");
+    // In each process's own start order (the processes' clocks and speeds
+    // on a busy machine do not interleave them reliably), the small
+    // group's jobs start among its first starts: its claims shared their
+    // batches between the groups.
+    let mut starts: HashMap<i32, Vec<&str>> = HashMap::new();
+    for (pid, group) in &order {
+        starts.entry(*pid).or_default().push(group);
+    }
+    let mut small = 0;
+    for (pid, groups) in &starts {
+        let small_at: Vec<usize> = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| **g == "small")
+            .map(|(i, _)| i)
+            .collect();
+        small += small_at.len();
+        assert!(
+            small_at.iter().all(|&i| i < 2 * small_at.len() + 4),
+            "worker {pid} started the small group's jobs at {small_at:?} of its {} starts",
+            groups.len()
+        );
+    }
+    assert_eq!(small, 10);
+    let _ = producer.shutdown(Duration::ZERO).await;
 }

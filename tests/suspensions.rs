@@ -294,6 +294,7 @@ mod postgres {
             lease_until: now + chrono::Duration::seconds(30),
             running_limits: Vec::new(),
             ended: Vec::new(),
+            group_weights: Vec::new(),
         };
         let claimed = store.jobs_claim(&claim).await.unwrap();
         assert_eq!(

@@ -18,6 +18,7 @@ mod web {
     #[cfg(feature = "webhooks")]
     pub(crate) mod callbacks;
     pub(crate) mod fuzz;
+    pub(crate) mod groups;
     pub(crate) mod remote;
     #[cfg(feature = "cron")]
     pub(crate) mod schedules;

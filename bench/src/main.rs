@@ -61,12 +61,20 @@ enum Workload {
     /// 64 keep-alive clients (memory and PostgreSQL) and remote workers
     /// through the API, each beside the same work done in-process.
     Http,
+    /// kessel's burn-down with jobs in 10 fair groups and in none, in
+    /// turns (none, groups, groups, none, ...), on memory and PostgreSQL:
+    /// the cost of taking turns. Not in the default run.
+    Groups,
     /// PostgreSQL with producers and workers at once: a backlog of 4,000
     /// kept up by single and bulk creates, 1 ms of work per job, 16 to 256
     /// workers in one and three processes; completion rate, claim latency,
     /// and the dead tuples and size of the tables at the end. Then fixed
     /// rates: 200/s at 8 workers and half of capacity at 16.
     Sustained,
+    /// The 3-process PostgreSQL burn-down without and with one queue-wide
+    /// subscriber in another process (events relayed through the shared
+    /// event log), in turns: the throughput of each, side by side.
+    RemoteEvents,
     /// Only the `sustained` workload's 200 jobs/s run (its length set with
     /// `--paced-secs`; the dead-tuple goal is judged after 300 s). Not in
     /// the default run.
@@ -74,7 +82,7 @@ enum Workload {
 }
 
 impl Workload {
-    const ALL: [Workload; 13] = [
+    const ALL: [Workload; 14] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
@@ -85,9 +93,11 @@ impl Workload {
         Workload::CpuHandler,
         Workload::SqliteDisk,
         Workload::MetricsCost,
+        Workload::Groups,
         Workload::Http,
         Workload::Sustained,
         Workload::SustainedPaced,
+        Workload::RemoteEvents,
     ];
 
     fn name(self) -> &'static str {
@@ -102,9 +112,11 @@ impl Workload {
             Workload::CpuHandler => "cpu-handler",
             Workload::SqliteDisk => "sqlite-disk",
             Workload::MetricsCost => "metrics-cost",
+            Workload::Groups => "groups",
             Workload::Http => "http",
             Workload::Sustained => "sustained",
             Workload::SustainedPaced => "sustained-paced",
+            Workload::RemoteEvents => "remote-events",
         }
     }
 }
@@ -345,6 +357,7 @@ fn main() -> ExitCode {
                 ![
                     Workload::DurableProcesses,
                     Workload::MetricsCost,
+                    Workload::Groups,
                     Workload::SustainedPaced,
                 ]
                 .contains(w)
@@ -410,7 +423,14 @@ fn main() -> ExitCode {
             Workload::DurableProcesses => {
                 if wanted(System::KesselPostgres) {
                     for processes in [1, 3] {
-                        bench.pg_processes(processes);
+                        bench.pg_processes(processes, false);
+                    }
+                }
+            }
+            Workload::RemoteEvents => {
+                if wanted(System::KesselPostgres) {
+                    for subscriber in [false, true, false, true] {
+                        bench.pg_processes(3, subscriber);
                     }
                 }
             }
@@ -427,6 +447,11 @@ fn main() -> ExitCode {
             Workload::MetricsCost => {
                 if wanted(System::Kessel) {
                     bench.metrics_cost();
+                }
+            }
+            Workload::Groups => {
+                if wanted(System::Kessel) {
+                    bench.groups_cost();
                 }
             }
             Workload::Sustained => {
@@ -1376,13 +1401,95 @@ impl Bench {
         if system == System::KesselPostgres {
             self.pg_limited(n, cap);
             for processes in [1, 3] {
-                self.pg_processes(processes);
+                self.pg_processes(processes, false);
             }
         }
         let probe = (n / 10).max(100);
         let secs = self.plan.durable_latency_secs;
         let cap = self.plan.durable_cap;
         self.latency_run("durable latency", system, probe, secs, c, cap);
+    }
+
+    /// The burn-down with no group and with 10 fair groups, in turns, on
+    /// memory (`burn_n`, concurrency 16) and PostgreSQL (`durable_n`,
+    /// concurrency 64): the median of three rounds each, and their ratio.
+    fn groups_cost(&mut self) {
+        use systems::kessel::{burn_down_with, Backend, Handlers, Limit, Watch};
+        const ROUNDS: usize = 3;
+        let postgres = self.env.postgres.clone().ok();
+        let mut backends = vec![("memory", None, self.plan.burn_n, 16, self.plan.cap)];
+        if let Some(url) = postgres {
+            let (n, cap) = (self.plan.durable_n, self.plan.durable_cap);
+            backends.push(("PostgreSQL", Some(url), n, 64, cap));
+        }
+        for (store, url, n, c, cap) in backends {
+            let kinds = [(Limit::None, "no group"), (Limit::Groups(10), "10 groups")];
+            let mut rates: [Vec<f64>; 2] = Default::default();
+            let mut failed = None;
+            for round in 0..ROUNDS {
+                for k in 0..kinds.len() {
+                    let i = (round + k) % kinds.len();
+                    let backend = match &url {
+                        Some(url) => Backend::Postgres(url),
+                        None => Backend::Memory,
+                    };
+                    let limit = kinds[i].0;
+                    match run(|| {
+                        burn_down_with(
+                            backend,
+                            n,
+                            c,
+                            Handlers::SchedulerThread,
+                            Watch::Off,
+                            limit,
+                            cap,
+                        )
+                    }) {
+                        Ok((rate, _)) => rates[i].push(rate),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+            }
+            let medians: Vec<Option<f64>> = rates
+                .iter_mut()
+                .map(|v| {
+                    v.sort_by(f64::total_cmp);
+                    v.get(v.len() / 2).copied()
+                })
+                .collect();
+            let ratio = medians[0]
+                .zip(medians[1])
+                .map_or("-".into(), |(none, groups)| format!("{:.2}", groups / none));
+            let note = format!("{store}, interleaved, {ROUNDS} rounds; 10 groups / no group of the medians {ratio}");
+            eprintln!("groups {store}: {note}");
+            for (i, (_, what)) in kinds.iter().enumerate() {
+                let params = format!("n={}, c={c}, {what}", report::human(n as f64));
+                let answer = match (medians[i], &failed) {
+                    (Some(rate), _) => Answer::Done((rate, Some(note.clone()))),
+                    (None, Some(e)) => Answer::Failed(e.clone()),
+                    (None, None) => Answer::Failed("no round finished".into()),
+                };
+                if url.is_none() {
+                    self.burn_row(params, System::Kessel, answer);
+                    continue;
+                }
+                let (rate, note) = match answer {
+                    Answer::Done((rate, note)) => (Some(rate), note),
+                    Answer::Failed(e) => (None, Some(format!("FAILED: {e}"))),
+                    Answer::Unavailable(why) => (None, Some(why.to_owned())),
+                };
+                self.row(
+                    "durable burn-down",
+                    params,
+                    System::KesselPostgres,
+                    "throughput",
+                    "jobs/s",
+                    Better::Higher,
+                    rate,
+                    note,
+                );
+            }
+        }
     }
 
     /// PostgreSQL burn-down, one process at concurrency 64, with flow
@@ -1441,7 +1548,7 @@ impl Bench {
 
     /// PostgreSQL burn-down with `processes` worker processes (each with
     /// the durable concurrency) sharing one schema.
-    fn pg_processes(&mut self, processes: usize) {
+    fn pg_processes(&mut self, processes: usize, subscriber: bool) {
         let system = System::KesselPostgres;
         let n = self.plan.durable_n;
         let c = self.plan.durable_concurrency;
@@ -1452,11 +1559,16 @@ impl Bench {
             "processes"
         };
         let params = format!(
-            "n={}, c={c} per process, {processes} worker {noun}",
-            report::human(n as f64)
+            "n={}, c={c} per process, {processes} worker {noun}{}",
+            report::human(n as f64),
+            if subscriber {
+                ", one remote subscriber"
+            } else {
+                ""
+            }
         );
         let answer = match self.env.postgres.clone() {
-            Ok(url) => run(|| procs::burn_down(&url, n, processes, c, cap)),
+            Ok(url) => run(|| procs::burn_down(&url, n, processes, c, cap, subscriber)),
             Err(e) => Err(e),
         };
         match answer {
@@ -1470,6 +1582,12 @@ impl Bench {
                 }
                 if outcome.extra_runs > 0 {
                     notes.push(format!("{} extra runs", outcome.extra_runs));
+                }
+                if let Some(events) = outcome.events {
+                    notes.push(format!(
+                        "the subscriber received {events} of {} job events",
+                        2 * n
+                    ));
                 }
                 let note = (!notes.is_empty()).then(|| notes.join("; "));
                 self.row(

@@ -30,6 +30,8 @@ pub struct Outcome {
     pub extra_runs: u64,
     /// Jobs the database records as completed once the children stopped.
     pub completed: u64,
+    /// Job events the parent's queue-wide subscriber received, when it had one.
+    pub events: Option<u64>,
 }
 
 /// A worker process the parent talks to.
@@ -49,13 +51,16 @@ impl Drop for Worker {
 }
 
 /// Creates `n` jobs in a fresh schema, then lets `processes` worker
-/// processes (each with `concurrency` slots) burn them down.
+/// processes (each with `concurrency` slots) burn them down; with
+/// `subscriber`, while the parent subscribes to every event of the queue
+/// (the workers then relay theirs through the shared event log).
 pub async fn burn_down(
     url: &str,
     n: u64,
     processes: usize,
     concurrency: usize,
     cap: Duration,
+    subscriber: bool,
 ) -> Result<Outcome, Fail> {
     {
         use sqlx::Connection;
@@ -85,6 +90,48 @@ pub async fn burn_down(
         create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
         let _ = queue.shutdown(Duration::from_secs(1)).await;
     }
+    // The remote subscriber: a queue of its own in this process, listening
+    // before the workers start (they read the listeners as they start).
+    let events_seen = Arc::new(AtomicU64::new(0));
+    let listener = if subscriber {
+        let store = PgStore::connect_with(PgOptions::new(url).schema(PG_SCHEMA))
+            .await
+            .map_err(|e| e.to_string())?;
+        let queue = Queue::builder()
+            .store(Arc::new(store))
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut events = queue.events_with_buffer(kessel::event::Filter::All, 1 << 20);
+        let seen = events_seen.clone();
+        actix_rt::spawn(async move {
+            use futures::StreamExt;
+            while let Some(event) = events.next().await {
+                if matches!(event, kessel::event::Event::Job(_)) {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let listening: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {PG_SCHEMA}.event_listeners"
+            )))
+            .fetch_one(store_pool(&queue)?)
+            .await
+            .map_err(|e| e.to_string())?;
+            if listening > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("the subscriber did not register within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Some(queue)
+    } else {
+        None
+    };
 
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel::<(usize, Line)>();
@@ -186,11 +233,33 @@ pub async fn burn_down(
     .map_err(|e| e.to_string())?;
     use kessel::store::Store;
     let _ = store.close().await;
+    let events = match listener {
+        Some(queue) => {
+            // Each job starts and completes: wait (a while) for the last ones.
+            let by = Instant::now() + Duration::from_secs(30);
+            while events_seen.load(Ordering::Relaxed) < 2 * n && Instant::now() < by {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = queue.shutdown(Duration::from_secs(1)).await;
+            Some(events_seen.load(Ordering::Relaxed))
+        }
+        None => None,
+    };
     Ok(Outcome {
         rate: n as f64 / elapsed.as_secs_f64(),
         extra_runs: total.saturating_sub(n),
         completed: completed as u64,
+        events,
     })
+}
+
+/// The pool of `queue`'s PostgreSQL store.
+fn store_pool(queue: &Queue) -> Result<&sqlx::PgPool, Fail> {
+    queue
+        .store()
+        .postgres()
+        .map(|pg| pg.pool())
+        .ok_or_else(|| "not a PostgreSQL queue".to_string())
 }
 
 /// A line a worker process wrote.

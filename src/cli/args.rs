@@ -175,6 +175,10 @@ pub(crate) struct CreateArgs {
     /// Create nothing while a live job of the task has an equal payload.
     #[arg(long, conflicts_with = "from")]
     pub(crate) unique_by_payload: bool,
+    /// Put the job(s) in this fair group (a tenant): within a priority,
+    /// groups take turns.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) group: Option<String>,
 }
 
 /// `kessel cancel` and `kessel delete`: by id, or by filter.

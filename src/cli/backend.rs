@@ -42,6 +42,7 @@ pub(crate) struct CreateOptions {
     pub(crate) priority: Option<i64>,
     pub(crate) reference: Option<String>,
     pub(crate) max_attempts: Option<u32>,
+    pub(crate) group: Option<String>,
 }
 
 /// How `kessel create --unique` makes a job unique.
@@ -74,6 +75,9 @@ impl CreateOptions {
         if let Some(m) = self.max_attempts {
             job = job.max_attempts(m);
         }
+        if let Some(g) = &self.group {
+            job = job.group(g.clone());
+        }
         job
     }
 
@@ -94,6 +98,7 @@ impl CreateOptions {
             ("priority", self.priority.map(|p| json!(p))),
             ("reference", self.reference.as_ref().map(|r| json!(r))),
             ("max_attempts", self.max_attempts.map(|m| json!(m))),
+            ("group", self.group.as_ref().map(|g| json!(g))),
         ];
         for (name, value) in fields {
             if let Some(value) = value {
@@ -756,12 +761,13 @@ mod tests {
             delay: Some(std::time::Duration::from_secs(90)),
             priority: Some(3),
             reference: Some("r".into()),
+            group: Some("tenant-7".into()),
             ..CreateOptions::default()
         };
         let payload = RawValue::from_string("{\"n\":1}".into()).unwrap();
         assert_eq!(
             options.request("email", &payload),
-            json!({"task": "email", "payload": {"n": 1}, "delay": "90000ms", "priority": 3, "reference": "r"})
+            json!({"task": "email", "payload": {"n": 1}, "delay": "90000ms", "priority": 3, "reference": "r", "group": "tenant-7"})
         );
     }
 }

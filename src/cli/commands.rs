@@ -482,6 +482,7 @@ pub(crate) async fn create(backend: &Backend, out: &Out, args: CreateArgs) -> Re
         priority: args.priority,
         reference: args.reference,
         max_attempts: args.max_attempts,
+        group: args.group,
     };
     let payloads = match (&args.from, args.payload.as_deref()) {
         (Some(path), _) => read_lines(path)?,

@@ -17,6 +17,8 @@
 //! - [`queue`]: a [`Queue`](crate::Queue) on the store: ordering, delays,
 //!   retries with every attempt stored, bury and kick, cancel, expiry,
 //!   stats and clean, logs and progress;
+//! - [`groups`]: fair groups: a job's group stored with it, weighted
+//!   turns between groups within a priority, claims that share a batch;
 //! - [`restart`]: the store reopened, as the next process would
 //!   (capability [`StoreFactory::reopens`]; skipped for stores that
 //!   cannot, such as the memory store).
@@ -71,6 +73,7 @@
 
 mod fixtures;
 pub mod flow;
+pub mod groups;
 mod harness;
 pub mod outcomes;
 pub mod queue;
@@ -294,6 +297,11 @@ macro_rules! with_every_test {
             unique::unique_kicked_job_takes_its_key_back,
             flow::flow_max_running_caps_the_jobs_running_at_once,
             flow::flow_rate_limit_spaces_starts_and_allows_its_burst,
+            groups::groups_a_job_keeps_its_group,
+            groups::groups_a_small_group_is_not_starved_by_a_large_backlog,
+            groups::groups_weights_share_the_starts,
+            groups::groups_priority_comes_before_turns,
+            groups::groups_a_claim_shares_its_batch_between_groups,
             restart::restart_keeps_every_pending_job_with_its_attempts,
             restart::restart_queue_resumes_where_the_last_one_stopped,
             suspensions::suspensions_keep_who_and_since_and_the_first_wins,
@@ -458,6 +466,11 @@ macro_rules! conformance_tests {
             unique_kicked_job_takes_its_key_back,
             flow_max_running_caps_the_jobs_running_at_once,
             flow_rate_limit_spaces_starts_and_allows_its_burst,
+            groups_a_job_keeps_its_group,
+            groups_a_small_group_is_not_starved_by_a_large_backlog,
+            groups_weights_share_the_starts,
+            groups_priority_comes_before_turns,
+            groups_a_claim_shares_its_batch_between_groups,
             restart_keeps_every_pending_job_with_its_attempts,
             restart_queue_resumes_where_the_last_one_stopped,
             suspensions_keep_who_and_since_and_the_first_wins,

@@ -19,11 +19,14 @@ use std::task::{Context, Poll};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::job::{JobId, LogLine, Progress};
 
 mod channel;
+pub(crate) mod relay;
+
+use relay::Relay;
 
 /// What happened to a job.
 ///
@@ -34,7 +37,7 @@ mod channel;
 /// `Expired` and `Cancelled` end a job that did not complete; `Kicked`
 /// brings a buried job back. `Completed`, `Buried`, `Expired` and
 /// `Cancelled` are final: exactly one of them ends each job's run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum JobEventKind {
@@ -137,7 +140,7 @@ impl JobEventKind {
 /// assert_eq!(kinds, ["created", "started", "completed"]);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobEvent {
     /// The job.
     pub id: JobId,
@@ -149,13 +152,19 @@ pub struct JobEvent {
     pub attempt: u32,
     /// When it happened.
     pub at: DateTime<Utc>,
+    /// The node (the process, as [`Queue::nodes`](crate::Queue::nodes)
+    /// lists it) where it happened, on a store shared by several processes
+    /// (PostgreSQL), where a subscriber receives the events of every
+    /// process; `None` on a store of one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<uuid::Uuid>,
     /// What happened.
     #[serde(flatten)]
     pub kind: JobEventKind,
 }
 
 /// Something that happened to the queue rather than to one job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum QueueEvent {
@@ -231,10 +240,20 @@ pub enum Event {
     Job(JobEvent),
     /// Something happened to the queue.
     Queue(QueueEvent),
-    /// This subscriber's buffer was full and it missed this many events.
+    /// This subscriber's buffer was full and it missed this many events
+    /// (or, on a store shared by processes, events it can no longer get
+    /// from the shared event log: see [`Queue::events`](crate::Queue::events)).
     Lagged {
         /// How many events were dropped for this subscriber.
         missed: u64,
+    },
+    /// Something happened to the queue in another process on the same
+    /// shared store (PostgreSQL).
+    Remote {
+        /// The process (node) where it happened.
+        node: uuid::Uuid,
+        /// What happened.
+        event: QueueEvent,
     },
 }
 
@@ -322,12 +341,18 @@ struct Subscribers {
 
 /// The queue's event hub, shared by the queue handle, the scheduler and
 /// running jobs.
+///
+/// On a store shared by processes it has a [`Relay`]: while some process
+/// listens, job events go to the shared log instead of straight to the
+/// subscribers, and reach them (and every other process's) from there,
+/// in the log's order (see `relay.rs`).
 #[derive(Default)]
 pub(crate) struct EventBus {
     subscribers: Mutex<Subscribers>,
     count: AtomicUsize,
     next_id: AtomicU64,
     missed: AtomicU64,
+    relay: std::sync::OnceLock<Arc<Relay>>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -335,6 +360,7 @@ impl std::fmt::Debug for EventBus {
         f.debug_struct("EventBus")
             .field("subscribers", &self.count.load(Ordering::Relaxed))
             .field("missed", &self.missed.load(Ordering::Relaxed))
+            .field("relay", &self.relay.get())
             .finish()
     }
 }
@@ -346,14 +372,28 @@ fn deliver_all(list: &mut Vec<Subscriber>, event: &Event, missed: &AtomicU64) ->
 }
 
 impl EventBus {
-    /// Whether anyone listens: the scheduler skips building events if not.
+    /// Whether anyone listens, here or (on a shared store) in another
+    /// process: the scheduler skips building events if not.
     #[inline]
     pub(crate) fn is_active(&self) -> bool {
-        self.count.load(Ordering::Relaxed) > 0
+        self.count.load(Ordering::Relaxed) > 0 || self.relay.get().is_some_and(|r| r.publishing())
     }
 
     pub(crate) fn missed(&self) -> u64 {
         self.missed.load(Ordering::Relaxed)
+    }
+
+    /// Relays events through a shared store's log from now on.
+    pub(crate) fn attach_relay(self: &Arc<Self>, relay: Arc<Relay>) {
+        if relay.attach(self) {
+            relay.set_local(self.count.load(Ordering::SeqCst) > 0);
+            let _ = self.relay.set(relay);
+        }
+    }
+
+    /// The relay, on a shared store.
+    pub(crate) fn relay(&self) -> Option<&Arc<Relay>> {
+        self.relay.get()
     }
 
     fn add(&self, filter: Filter, sink: Sink) -> u64 {
@@ -369,14 +409,34 @@ impl EventBus {
             Filter::Task(t) => subs.by_task.entry(t).or_default().push(sub),
             Filter::Job(j) => subs.by_job.entry(j).or_default().push(sub),
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        if self.count.fetch_add(1, Ordering::SeqCst) == 0 {
+            if let Some(relay) = self.relay.get() {
+                relay.set_local(true);
+            }
+        }
         id
+    }
+
+    /// Counts `n` subscribers gone.
+    fn gone(&self, n: usize) {
+        if n > 0 && self.count.fetch_sub(n, Ordering::SeqCst) == n {
+            if let Some(relay) = self.relay.get() {
+                relay.set_local(false);
+            }
+        }
     }
 
     pub(crate) fn stream(self: &Arc<Self>, filter: Filter, buffer: usize) -> EventStream {
         let (tx, rx) = channel::channel(buffer);
-        self.add(filter, Sink::Channel(tx));
-        EventStream { rx }
+        let id = self.add(filter.clone(), Sink::Channel(tx));
+        EventStream {
+            rx,
+            _subscription: Subscription {
+                bus: Arc::downgrade(self),
+                filter,
+                id,
+            },
+        }
     }
 
     pub(crate) fn recipient(
@@ -402,13 +462,27 @@ impl EventBus {
         if let Some(list) = list {
             let before = list.len();
             list.retain(|s| s.id != id);
-            self.count.fetch_sub(before - list.len(), Ordering::Relaxed);
+            let gone = before - list.len();
+            drop(subs);
+            self.gone(gone);
         }
     }
 
-    /// Sends a job event to the queue-wide, task and job subscribers.
+    /// A job event of this process: to the subscribers, or, while
+    /// relaying, to the shared log they read it from.
     pub(crate) fn job(&self, event: JobEvent) {
-        if !self.is_active() {
+        if let Some(relay) = self.relay.get() {
+            if relay.publishing() {
+                relay.push_job(event);
+                return;
+            }
+        }
+        self.deliver_job(event);
+    }
+
+    /// Sends a job event to the queue-wide, task and job subscribers here.
+    pub(crate) fn deliver_job(&self, event: JobEvent) {
+        if self.count.load(Ordering::Relaxed) == 0 {
             return;
         }
         let last = event.kind.is_final();
@@ -439,21 +513,54 @@ impl EventBus {
                 gone += subs.by_job.remove(&id).map_or(0, |l| l.len());
             }
         }
-        if gone > 0 {
-            self.count.fetch_sub(gone, Ordering::Relaxed);
-        }
+        drop(subs);
+        self.gone(gone);
     }
 
-    /// Sends a queue event to the queue-wide subscribers.
+    /// A queue event of this process: to the queue-wide subscribers here,
+    /// and to the shared log while another process listens.
     pub(crate) fn queue(&self, event: QueueEvent) {
-        if !self.is_active() {
+        if let Some(relay) = self.relay.get() {
+            if relay.others() {
+                relay.push(relay::Entry::Queue(event.clone()));
+            }
+        }
+        self.deliver_queue(Event::Queue(event));
+    }
+
+    /// Sends an event to the queue-wide subscribers here.
+    pub(crate) fn deliver_queue(&self, event: Event) {
+        if self.count.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let event = Event::Queue(event);
         let mut subs = self.subscribers.lock();
         let gone = deliver_all(&mut subs.all, &event, &self.missed);
-        if gone > 0 {
-            self.count.fetch_sub(gone, Ordering::Relaxed);
+        drop(subs);
+        self.gone(gone);
+    }
+
+    /// Tells every subscriber here that it missed `missed` events: at
+    /// once where there is room, else before its next event.
+    pub(crate) fn lagged(&self, missed: u64) {
+        if missed == 0 || self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut subs = self.subscribers.lock();
+        let Subscribers {
+            all,
+            by_task,
+            by_job,
+        } = &mut *subs;
+        let lists = std::iter::once(all)
+            .chain(by_task.values_mut())
+            .chain(by_job.values_mut());
+        for list in lists {
+            for s in list.iter_mut() {
+                s.missed += missed;
+                if let Delivery::Sent = s.try_send(Event::Lagged { missed: s.missed }) {
+                    s.missed = 0;
+                }
+            }
         }
     }
 }
@@ -471,6 +578,9 @@ impl EventBus {
 /// ```
 pub struct EventStream {
     rx: channel::Receiver<Event>,
+    /// Unsubscribes when the stream is dropped, not only at the next event
+    /// (which a finished job's stream never gets).
+    _subscription: Subscription,
 }
 
 impl std::fmt::Debug for EventStream {

@@ -722,6 +722,9 @@ impl Queue {
                 v.insert(def.clone());
             }
         }
+        if let Some(relay) = self.inner.bus.relay() {
+            relay.define(&def.name, &def.tag);
+        }
         self.inner.scheduler.do_send(DefineTask(def));
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The public handle: define tasks, create jobs, start workers, administer.
 
+use futures::StreamExt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +32,7 @@ use crate::store::{CancelOutcome, MemoryStore, Store};
 use crate::task::TaskDef;
 
 mod define;
+mod groups;
 mod keeping;
 mod nodes;
 pub mod plugin;
@@ -180,6 +182,8 @@ pub struct QueueBuilder {
     schedules: Vec<crate::schedule::Schedule>,
     #[cfg(feature = "cron")]
     manual_schedules: bool,
+    /// Fair groups' weights (see `groups.rs`), checked at build.
+    group_weights: Vec<(String, f64)>,
 }
 
 impl QueueBuilder {
@@ -294,6 +298,7 @@ impl QueueBuilder {
     ///
     /// Outside a running actix system.
     pub async fn build(self) -> Result<Queue, Error> {
+        let groups = self.checked_group_weights()?;
         #[cfg(feature = "cron")]
         for schedule in &self.schedules {
             schedule.validate()?;
@@ -314,6 +319,7 @@ impl QueueBuilder {
             self.retention.unwrap_or_default(),
             self.shared.unwrap_or_default(),
             self.scheduler_on_current_thread,
+            groups,
         );
         #[cfg(feature = "cron")]
         if self.manual_schedules {
@@ -397,6 +403,8 @@ impl CreateJob<'_> {
         /// See [`NewJob::callback`].
         #[cfg(feature = "webhooks")]
         callback(url: impl Into<String>);
+        /// See [`NewJob::group`].
+        group(key: impl Into<String>);
     }
 }
 
@@ -638,6 +646,11 @@ pub(crate) fn parse_tag_list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// How often [`Queue::result`] reads a job another process runs when
+/// events are relayed between the processes (its final event wakes the
+/// wait before that).
+const RELAYED_RESULT_CHECK: Duration = Duration::from_secs(5);
+
 impl Queue {
     /// A queue on the in-memory store.
     ///
@@ -650,6 +663,7 @@ impl Queue {
             Retention::default(),
             SharedConfig::default(),
             false,
+            crate::group::GroupWeights::default(),
         )
     }
 
@@ -663,10 +677,15 @@ impl Queue {
         retention: Retention,
         shared: SharedConfig,
         on_current_thread: bool,
+        groups: crate::group::GroupWeights,
     ) -> Self {
         let clock = Clock::new();
         let persistence = Persistence::of(&*store);
         let bus = Arc::new(EventBus::default());
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = store.postgres() {
+            bus.attach_relay(pg.relay());
+        }
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // A paused clock is the test runtime's: everything stays on it.
         let paused = crate::scheduler::clock::clock_paused();
@@ -707,6 +726,7 @@ impl Queue {
                     placement,
                     slot,
                     node: node.clone(),
+                    groups: groups.clone(),
                 })
             }
         };
@@ -834,6 +854,29 @@ impl Queue {
 
     /// A stream of the events `filter` selects, buffering up to
     /// [`DEFAULT_BUFFER`](crate::event::DEFAULT_BUFFER) of them.
+    ///
+    /// On PostgreSQL the stream carries the job events of every process on
+    /// the schema (each [`JobEvent::node`](crate::event::JobEvent::node)
+    /// says where it happened), in the same order in every process, and
+    /// the queue events of the others as [`Event::Remote`]. Events that
+    /// can no longer be had (the shared event log was pruned while this
+    /// process was away) arrive as [`Event::Lagged`]; see
+    /// `docs/events.md`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use futures::StreamExt;
+    /// use kessel::event::{Event, Filter};
+    ///
+    /// let queue = kessel::Queue::new();
+    /// let mut events = queue.events(Filter::Task("resize".into()));
+    /// let job = queue.create("resize", 640).await?;
+    /// let Some(Event::Job(created)) = events.next().await else { panic!() };
+    /// assert_eq!((created.id, created.kind.name()), (job.id(), "created"));
+    /// # Ok(()) }
+    /// ```
     pub fn events(&self, filter: Filter) -> EventStream {
         self.inner.bus.stream(filter, crate::event::DEFAULT_BUFFER)
     }
@@ -1112,6 +1155,11 @@ impl Queue {
     }
 
     fn emit_created(&self, job: &Job) {
+        if self.inner.bus.relay().is_some() {
+            // A shared store wrote these events with the job, to the log
+            // every process's subscribers read.
+            return;
+        }
         let tag = self
             .inner
             .tasks
@@ -1123,6 +1171,7 @@ impl Queue {
             tag: tag.clone(),
             attempt: 0,
             at: job.created_at,
+            node: None,
             kind,
         };
         self.inner.bus.job(event(JobEventKind::Created));
@@ -1238,6 +1287,16 @@ impl Queue {
                 let _ = rx.await;
             }
         }
+        // Another process may run it. With events relayed between the
+        // processes, its final event wakes this wait (subscribed before the
+        // store is read, so it cannot slip between); the store is read
+        // again then, and now and then in case the relay is cut off.
+        let mut ends = self
+            .inner
+            .bus
+            .relay()
+            .map(|_| self.inner.bus.stream(Filter::Job(id), 16));
+        let listening_since = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(5);
         loop {
             let job = self.stored_job(id).await?;
@@ -1256,8 +1315,37 @@ impl Queue {
             let now = self.now();
             let wake = job.expires_at.map_or(job.run_at, |x| x.min(job.run_at));
             let until = (wake - now).to_std().unwrap_or_default();
-            tokio::time::sleep(wait.max(until)).await;
-            wait = (wait * 2).min(Duration::from_millis(500));
+            match ends.as_mut() {
+                Some(events) => {
+                    let ended = async {
+                        while let Some(event) = events.next().await {
+                            match event {
+                                Event::Job(e) if e.kind.is_final() => return true,
+                                Event::Lagged { .. } => return true,
+                                _ => {}
+                            }
+                        }
+                        false
+                    };
+                    // Other processes relay from when they hear of this
+                    // listener, within milliseconds; until then, the store.
+                    let check = if listening_since.elapsed() < RELAYED_RESULT_CHECK / 2 {
+                        wait = (wait * 2).min(Duration::from_millis(500));
+                        wait
+                    } else {
+                        RELAYED_RESULT_CHECK
+                    };
+                    let timer = tokio::time::sleep(check.max(until));
+                    tokio::select! {
+                        closed = ended => if !closed { ends = None },
+                        () = timer => {}
+                    }
+                }
+                None => {
+                    tokio::time::sleep(wait.max(until)).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+            }
         }
     }
 

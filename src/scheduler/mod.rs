@@ -6,6 +6,7 @@
 pub(crate) mod actor;
 mod alarm;
 pub(crate) mod clock;
+pub(crate) mod fair;
 pub(crate) mod ready;
 pub(crate) mod services;
 pub(crate) mod timers;

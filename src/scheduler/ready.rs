@@ -8,9 +8,17 @@
 //! arrives out of order (a retry or kick due earlier than jobs already
 //! waiting). Popping takes the better of the two fronts, so the order is
 //! exact either way.
+//!
+//! A lane whose jobs carry group keys also has a [`Fair`] part: groups
+//! then take weighted turns within the priority (see `fair.rs` and
+//! [`crate::group`]). A lane without grouped jobs has none, and pays one
+//! branch for it.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use super::fair::Fair;
 
 /// The ordering key of a ready job, with the slab position that finds it.
 /// The scheduler removes entries lazily: a popped key whose job has moved
@@ -23,22 +31,23 @@ pub(crate) struct ReadyKey {
     pub(crate) slot: u32,
 }
 
-/// The keys of one priority.
+/// Keys in order: a FIFO for keys that arrive in order, a heap for the
+/// rest.
 #[derive(Debug, Default)]
-struct Lane {
+pub(crate) struct Keys {
     in_order: VecDeque<ReadyKey>,
     out_of_order: BinaryHeap<Reverse<ReadyKey>>,
 }
 
-impl Lane {
-    fn push(&mut self, key: ReadyKey) {
+impl Keys {
+    pub(crate) fn push(&mut self, key: ReadyKey) {
         match self.in_order.back() {
             Some(last) if key < *last => self.out_of_order.push(Reverse(key)),
             _ => self.in_order.push_back(key),
         }
     }
 
-    fn pop(&mut self) -> Option<ReadyKey> {
+    pub(crate) fn pop(&mut self) -> Option<ReadyKey> {
         match (self.in_order.front(), self.out_of_order.peek()) {
             (Some(a), Some(Reverse(b))) if b < a => self.out_of_order.pop().map(|Reverse(k)| k),
             (Some(_), _) => self.in_order.pop_front(),
@@ -46,8 +55,57 @@ impl Lane {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    /// The key `pop` would return.
+    pub(crate) fn peek(&self) -> Option<ReadyKey> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(Reverse(b))) => Some(*a.min(b)),
+            (Some(a), None) => Some(*a),
+            (None, b) => b.map(|Reverse(k)| *k),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
         self.in_order.is_empty() && self.out_of_order.is_empty()
+    }
+}
+
+/// The keys of one priority: those without a group, and the groups' when
+/// any job of the priority has one.
+#[derive(Debug, Default)]
+struct Lane {
+    plain: Keys,
+    fair: Option<Box<Fair>>,
+}
+
+impl Lane {
+    fn push(&mut self, key: ReadyKey) {
+        match self.fair.as_deref_mut() {
+            None => self.plain.push(key),
+            Some(fair) => fair.push_plain(&mut self.plain, key),
+        }
+    }
+
+    fn push_grouped(&mut self, key: ReadyKey, group: &Arc<str>, stride: u64) {
+        let plain = &self.plain;
+        self.fair
+            .get_or_insert_with(|| Box::new(Fair::new(plain)))
+            .push(key, group, stride);
+    }
+
+    fn pop(&mut self) -> Option<ReadyKey> {
+        let Some(fair) = self.fair.as_deref_mut() else {
+            return self.plain.pop();
+        };
+        let key = fair.pop(&mut self.plain);
+        if !fair.has_groups() {
+            // Back to the plain path until a grouped job comes again.
+            self.fair = None;
+        }
+        key
+    }
+
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.fair.as_deref().is_none_or(|f| !f.has_groups())
     }
 }
 
@@ -68,6 +126,15 @@ impl ReadySet {
 
     pub(crate) fn push(&mut self, key: ReadyKey) {
         self.lanes.entry(key.priority).or_default().push(key);
+    }
+
+    /// Pushes the key of a job of `group`, whose stride is `stride` (see
+    /// [`crate::group`]).
+    pub(crate) fn push_grouped(&mut self, key: ReadyKey, group: &Arc<str>, stride: u64) {
+        self.lanes
+            .entry(key.priority)
+            .or_default()
+            .push_grouped(key, group, stride);
     }
 
     pub(crate) fn pop(&mut self) -> Option<ReadyKey> {

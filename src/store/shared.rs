@@ -44,6 +44,12 @@ pub struct JobClaim {
     /// `running_limits` (a process can refill its room at once, without
     /// waiting for its writes).
     pub ended: Vec<crate::job::JobId>,
+    /// The weights of fair groups other than 1 (see
+    /// [`QueueBuilder::group_weight`](crate::QueueBuilder::group_weight)):
+    /// within one priority, the claim shares its jobs between the groups
+    /// present, a group of weight `w` taking `w` turns per turn of a group
+    /// of weight 1; jobs without a group are one group of weight 1.
+    pub group_weights: Vec<(String, f64)>,
 }
 
 /// What [`SharedStore::jobs_heartbeat`] renews.

@@ -183,6 +183,12 @@ pub(crate) struct CreateJobRequest {
     /// `https`, with a host. Wins over the task's own callback.
     #[schema(example = "https://example.com/hooks/kessel")]
     pub(crate) callback: Option<String>,
+    /// The job's fair group (a tenant, a customer): within one priority,
+    /// the groups of a tag take turns, weighted as the queue says (see
+    /// `docs/flow-control.md`, "Fair groups"). 1 to 255 bytes, not blank,
+    /// no control characters.
+    #[schema(example = "tenant-42", min_length = 1, max_length = 255)]
+    pub(crate) group: Option<String>,
 }
 
 /// How long a unique job holds its key (see `docs/unique.md`).
@@ -307,6 +313,9 @@ pub(crate) struct JobView {
     /// The job's own webhook callback URL, when it was created with one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) callback: Option<String>,
+    /// The job's fair group, when it was created in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) group: Option<String>,
     /// The deliveries of its webhook callback (the job's own or its
     /// task's), oldest first: one per final state the job reached. Only
     /// in `GET /jobs/{id}`, not in lists.
@@ -399,6 +408,7 @@ impl From<Job> for JobView {
             finished_at: job.finished_at,
             ran_by: job.ran_by.map(|node| node.to_string()),
             callback: job.callback,
+            group: job.group,
             deliveries: None,
             logs: job.logs.iter().map(LogLineView::from).collect(),
         }

@@ -179,7 +179,7 @@ impl Selection {
                     && self.job.is_none_or(|j| j == e.id)
                     && kind_ok(e.kind.name())
             }
-            Event::Queue(_) => {
+            Event::Queue(_) | Event::Remote { .. } => {
                 self.task.is_none() && self.tags.is_none() && self.job.is_none() && kind_ok("queue")
             }
             Event::Lagged { .. } => true,
@@ -235,7 +235,7 @@ impl Conn {
         }
         let name = match entry.event {
             Event::Job(_) => "job",
-            Event::Queue(_) => "queue",
+            Event::Queue(_) | Event::Remote { .. } => "queue",
             Event::Lagged { .. } => "lagged",
         };
         let data = serde_json::to_string(&entry.event).unwrap_or_else(|e| {

@@ -93,6 +93,15 @@ fn new_job(req: CreateJobRequest, prefix: &str) -> Result<NewJob, WebError> {
     if let Some(url) = req.callback {
         job = with_callback(job, url, &field("callback"))?;
     }
+    if let Some(group) = req.group {
+        match crate::group::check_key(&group) {
+            Ok(()) => job = job.group(group),
+            Err(crate::Error::InvalidInput { reason, .. }) => {
+                return Err(WebError::invalid_field(field("group"), reason))
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
     Ok(job)
 }
 

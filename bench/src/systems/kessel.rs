@@ -113,6 +113,9 @@ pub enum Limit {
     MaxRunning(u32),
     /// `TaskBuilder::rate_limit(n per second)`, burst `n`.
     PerSecond(u32),
+    /// No limit; the jobs are spread over `n` fair groups in turn
+    /// (`NewJob::group`), all of weight 1.
+    Groups(u32),
 }
 
 async fn queue_on(
@@ -161,7 +164,7 @@ fn define_noop_with(queue: &Queue, stamps: &Arc<Stamps>, limit: Limit) -> Result
     let s = stamps.clone();
     let task = queue.define(TASK).tag(TAG);
     let task = match limit {
-        Limit::None => task,
+        Limit::None | Limit::Groups(_) => task,
         Limit::MaxRunning(n) => task.max_running(n),
         Limit::PerSecond(n) => task.rate_limit(kessel::RateLimit::per_second(n).burst(n)),
     };
@@ -273,7 +276,16 @@ pub async fn burn_down_with(
         )),
         _ => None,
     };
-    create_all(&queue, n, |i| NewJob::new(TASK, i)).await?;
+    match limit {
+        Limit::Groups(k) => {
+            let names: Vec<String> = (0..k.max(1)).map(|g| format!("tenant-{g}")).collect();
+            create_all(&queue, n, |i| {
+                NewJob::new(TASK, i).group(names[(i % names.len() as u64) as usize].clone())
+            })
+            .await?
+        }
+        _ => create_all(&queue, n, |i| NewJob::new(TASK, i)).await?,
+    }
     let t = Instant::now();
     handlers.start(&queue, concurrency)?;
     let waited = stamps.wait(cap).await;

@@ -74,6 +74,7 @@ async fn claim(
         lease_until,
         running_limits: Vec::new(),
         ended: Vec::new(),
+        group_weights: Vec::new(),
     };
     shared
         .jobs_claim(&params)
@@ -1076,6 +1077,7 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             lease_until: lease,
             running_limits: vec![("limited".into(), 3)],
             ended: Vec::new(),
+            group_weights: Vec::new(),
         };
         async move {
             shared
@@ -1113,6 +1115,7 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             lease_until: lease,
             running_limits: vec![("limited".into(), 3)],
             ended: vec![ended],
+            group_weights: Vec::new(),
         })
         .await
         .unwrap_or_else(|e| panic!("jobs_claim with an ended job failed: {e}"));

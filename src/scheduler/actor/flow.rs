@@ -148,7 +148,8 @@ impl Scheduler {
             self.claim_now = true;
         }
         if let (Some(key), Some(tag)) = (flow.ended(), slot.tag) {
-            self.routes.tags[tag as usize].push(key);
+            let group = self.jobs.get(key.slot).and_then(|e| e.job.group().cloned());
+            self.routes.push_ready(tag, key, group.as_ref());
         }
     }
 
@@ -200,6 +201,7 @@ impl Scheduler {
     /// Puts back, for every rate-limited task, as many held jobs as its
     /// burst: those the limit may allow now (the rest are held again).
     fn release_rate_held(&mut self) {
+        let mut released = Vec::new();
         for slot in &mut self.routes.tasks {
             let (Some(flow), Some(tag)) = (slot.flow.as_deref_mut(), slot.tag) else {
                 continue;
@@ -209,10 +211,14 @@ impl Scheduler {
             }
             for _ in 0..flow.burst.max(1) {
                 match flow.release() {
-                    Some(key) => self.routes.tags[tag as usize].push(key),
+                    Some(key) => released.push((tag, key)),
                     None => break,
                 }
             }
+        }
+        for (tag, key) in released {
+            let group = self.jobs.get(key.slot).and_then(|e| e.job.group().cloned());
+            self.routes.push_ready(tag, key, group.as_ref());
         }
     }
 }

@@ -94,6 +94,8 @@ struct Rest {
     finished_at: Option<DateTime<Utc>>,
     /// The job's own callback URL (`Job::callback`).
     callback: Option<String>,
+    /// The job's fair group (`Job::group`), shared with the ready sets.
+    group: Option<Arc<str>>,
     logs: Vec<LogLine>,
     /// `created_at` and `run_at` when they are too far to stamp.
     far_created_at: Option<DateTime<Utc>>,
@@ -110,6 +112,7 @@ impl Rest {
             && self.progress.is_none()
             && self.finished_at.is_none()
             && self.callback.is_none()
+            && self.group.is_none()
             && self.logs.is_empty()
             && self.far_created_at.is_none()
             && self.far_run_at.is_none()
@@ -130,6 +133,7 @@ impl HeldJob {
             progress: job.progress,
             finished_at: job.finished_at,
             callback: job.callback,
+            group: job.group.map(Arc::from),
             logs: job.logs,
             far_created_at,
             far_run_at,
@@ -219,6 +223,7 @@ impl HeldJob {
             finished_at: rest.and_then(|r| r.finished_at),
             ran_by: None,
             callback: rest.and_then(|r| r.callback.clone()),
+            group: rest.and_then(|r| r.group.as_deref().map(String::from)),
             logs,
         }
     }
@@ -276,6 +281,7 @@ impl HeldJob {
             finished_at: Some(end.at),
             ran_by: None,
             callback: rest.callback,
+            group: rest.group.as_deref().map(String::from),
             logs,
         }
     }
@@ -323,6 +329,11 @@ impl HeldJob {
 
     pub(crate) fn reference(&self) -> Option<&str> {
         self.rest.as_deref().and_then(|r| r.reference.as_deref())
+    }
+
+    /// The job's fair group, if it has one.
+    pub(crate) fn group(&self) -> Option<&Arc<str>> {
+        self.rest.as_deref().and_then(|r| r.group.as_ref())
     }
 
     /// The job's own callback URL, if it names one.
@@ -406,6 +417,7 @@ mod tests {
             finished_at: None,
             ran_by: None,
             callback: None,
+            group: None,
             logs: Vec::new(),
         }
     }
@@ -433,6 +445,7 @@ mod tests {
             }),
             finished_at: Some(now),
             callback: Some("http://127.0.0.1:9/hooks".into()),
+            group: Some("tenant-7".into()),
             logs: vec![LogLine::new(now, 1, "started")],
             ..job()
         };

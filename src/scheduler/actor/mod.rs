@@ -25,6 +25,7 @@ mod callbacks;
 mod counts;
 mod dead_letters;
 mod flow;
+mod groups;
 mod held;
 mod index;
 mod journal;
@@ -302,6 +303,8 @@ pub(crate) struct Setup {
     pub(crate) slot: AddrSlot,
     /// This process as a node (kept by successors).
     pub(crate) node: Arc<NodeSelf>,
+    /// The fair groups' weights.
+    pub(crate) groups: crate::group::GroupWeights,
 }
 
 impl Scheduler {
@@ -318,6 +321,7 @@ impl Scheduler {
             placement,
             slot: _,
             node: node_self,
+            groups,
         } = setup;
         let shared_node_retention = shared.node_retention;
         let shared = match (persistence, store.shared().map(|s| s.owner())) {
@@ -342,7 +346,7 @@ impl Scheduler {
             bus,
             timers: Timers::new(),
             jobs: JobTable::default(),
-            routes: Routes::default(),
+            routes: Routes::with_groups(groups),
             workers: Vec::new(),
             seq: 0,
             journal: Journal::default(),
@@ -454,6 +458,7 @@ impl Scheduler {
                 tag: task.tag_name.clone(),
                 attempt,
                 at: self.now_utc(),
+                node: None,
                 kind,
             });
         }
@@ -655,12 +660,15 @@ impl Scheduler {
         e.seq = seq;
         let task = &mut self.routes.tasks[e.task as usize];
         match task.tag {
-            Some(tag) if !task.suspended => self.routes.tags[tag as usize].push(ReadyKey {
-                priority: e.job.priority,
-                due: self.clock.tick_for(e.job.run_at()),
-                seq,
-                slot,
-            }),
+            Some(tag) if !task.suspended => {
+                let key = ReadyKey {
+                    priority: e.job.priority,
+                    due: self.clock.tick_for(e.job.run_at()),
+                    seq,
+                    slot,
+                };
+                self.routes.push_ready(tag, key, e.job.group());
+            }
             _ => task.parked.push((slot, e.generation)),
         }
     }

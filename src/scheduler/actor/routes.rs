@@ -51,9 +51,19 @@ pub(super) struct Routes {
     /// suspensions started: a read whose count has moved on when it
     /// returns is stale and is not applied.
     pub(super) suspension_epoch: u64,
+    /// The fair groups' weights (see `groups.rs`).
+    pub(super) groups: crate::group::GroupWeights,
 }
 
 impl Routes {
+    /// Routes with the queue's fair groups' weights.
+    pub(super) fn with_groups(groups: crate::group::GroupWeights) -> Self {
+        Routes {
+            groups,
+            ..Routes::default()
+        }
+    }
+
     /// The slot of task `name`, made on first sight.
     pub(super) fn task_slot(&mut self, name: &Arc<str>) -> u32 {
         // Jobs created together share their task's name: skip the lookup.

@@ -233,7 +233,7 @@ impl Scheduler {
         if let Some(timer) = mode.claimer.timer.take() {
             ctx.cancel_future(timer);
         }
-        let Some(params) = mode.claimer.plan(
+        let Some(mut params) = mode.claimer.plan(
             tasks.clone(),
             running_limits,
             credits,
@@ -245,6 +245,7 @@ impl Scheduler {
             mode.claimer.timer = Some(ctx.run_later(poll, |act, ctx| act.want_claim(ctx)));
             return;
         };
+        params.group_weights = self.routes.groups.pairs();
         let limit = params.limit;
         let fut = mode.claimer.run_once(params);
         ctx.spawn(

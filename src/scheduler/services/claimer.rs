@@ -112,6 +112,7 @@ impl Claimer {
             lease_until: after(lease),
             running_limits,
             ended,
+            group_weights: Vec::new(),
         })
     }
 

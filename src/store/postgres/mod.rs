@@ -16,9 +16,11 @@
 //!   processes may start together, and a process refuses a schema newer
 //!   than it knows.
 
+mod claim;
 mod copy;
 mod exec;
 mod nodes;
+mod relay;
 mod rows;
 mod schedules;
 mod shared;
@@ -40,6 +42,7 @@ use super::{
     Capabilities, JobDelete, JobQuery, JobUpdate, Order, ScheduleAdvance, SchedulePause,
     ScheduleRecord, SharedStore, StatusCount, Store, StoreError, Upserted,
 };
+use crate::event::relay::{CreatedJob, Relay};
 use crate::job::{Job, JobId, JobStatus};
 use copy::CopyRows;
 use exec::Exec;
@@ -60,10 +63,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_ran_by.sql")),
     (12, include_str!("migrations/0012_autovacuum.sql")),
     (13, include_str!("migrations/0013_job_callback.sql")),
+    (14, include_str!("migrations/0014_job_group.sql")),
+    (15, include_str!("migrations/0015_event_log.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 15;
 
 /// How to connect a [`PgStore`].
 ///
@@ -85,6 +90,7 @@ pub struct PgOptions {
     lease: Duration,
     application_name: String,
     vacuum_after: Option<u64>,
+    event_log_kept: Duration,
 }
 
 impl PgOptions {
@@ -98,6 +104,7 @@ impl PgOptions {
             lease: Duration::from_secs(30),
             application_name: "kessel".into(),
             vacuum_after: Some(DEFAULT_VACUUM_AFTER),
+            event_log_kept: Duration::from_secs(60),
         }
     }
 
@@ -177,6 +184,38 @@ impl PgOptions {
     pub fn vacuum_threshold(&self) -> Option<u64> {
         self.vacuum_after
     }
+
+    /// How long the shared event log (which carries events between the
+    /// processes, see `docs/events.md`) keeps a row once every listening
+    /// process has read it (default one minute; a row is removed after
+    /// ten minutes, read or not, or after this if longer). Pruning runs
+    /// every ten seconds, or this often if shorter (at least each second).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = kessel::store::PgOptions::new("postgres://postgres@127.0.0.1/test")
+    ///     .event_log_kept(Duration::from_secs(5));
+    /// assert_eq!(options.event_log_retention(), Duration::from_secs(5));
+    /// ```
+    pub fn event_log_kept(mut self, kept: Duration) -> Self {
+        self.event_log_kept = kept;
+        self
+    }
+
+    /// How long the shared event log keeps rows every listener has read
+    /// (see [`PgOptions::event_log_kept`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = kessel::store::PgOptions::new("postgres://postgres@127.0.0.1/test");
+    /// assert_eq!(options.event_log_retention(), std::time::Duration::from_secs(60));
+    /// ```
+    pub fn event_log_retention(&self) -> Duration {
+        self.event_log_kept
+    }
 }
 
 /// The default of [`PgOptions::vacuum_after`].
@@ -229,9 +268,15 @@ pub(super) struct Db {
     lease: Duration,
     /// See [`PgOptions::vacuum_after`].
     vacuum_after: Option<u64>,
+    event_log_kept: Duration,
     /// Marked when the listener hears that the suspensions changed (or
     /// reconnects); see [`SharedStore::suspension_changes`].
     suspensions_changed: Arc<tokio::sync::watch::Sender<()>>,
+    /// Events between processes (see `relay.rs`).
+    relay: Arc<Relay>,
+    /// Whether the last claim saw grouped jobs waiting among the tasks it
+    /// claimed for: the next claim takes the fair path (see `claim.rs`).
+    groups_waiting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn valid_schema(schema: &str) -> bool {
@@ -242,6 +287,12 @@ fn valid_schema(schema: &str) -> bool {
 }
 
 impl PgStore {
+    /// What carries events between the processes sharing the schema,
+    /// while [`wakeups`](SharedStore::wakeups) is listened to.
+    pub(crate) fn relay(&self) -> Arc<Relay> {
+        self.db.relay.clone()
+    }
+
     /// Connects with default options (schema `kessel`) and migrates.
     ///
     /// # Errors
@@ -366,15 +417,24 @@ impl Db {
             schema: options.schema,
         });
         migrate(&pool, &sql.schema).await?;
+        let owner = Uuid::new_v4();
         Ok(Db {
             pool,
             user_pool,
             sql,
-            owner: Uuid::new_v4(),
+            owner,
+            relay: Arc::new(Relay::new(owner)),
             lease: options.lease,
             vacuum_after: options.vacuum_after,
+            event_log_kept: options.event_log_kept,
             suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
+            groups_waiting: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
+    }
+
+    /// Whether the last claim saw grouped jobs waiting (see `claim.rs`).
+    pub(super) fn claims_groups(&self) -> &std::sync::atomic::AtomicBool {
+        &self.groups_waiting
     }
 
     pub(super) fn pool(&self) -> &PgPool {
@@ -510,9 +570,9 @@ const COPY_FROM: usize = 64;
 enum NewJobs {
     /// A small batch, bound as arrays of one `INSERT`.
     Rows(Vec<Job>),
-    /// A large batch in `COPY`'s format, and the log lines beyond each
-    /// job's implied "created" line.
-    Copy(CopyRows, LogColumns),
+    /// A large batch in `COPY`'s format, the log lines beyond each job's
+    /// implied "created" line, and what the jobs' `created` events say.
+    Copy(CopyRows, LogColumns, Vec<CreatedJob>),
 }
 
 impl NewJobs {
@@ -530,7 +590,8 @@ impl NewJobs {
                 logs.push(job.id, line);
             }
         }
-        Ok(NewJobs::Copy(CopyRows::new(jobs)?, logs))
+        let created = jobs.iter().map(CreatedJob::of).collect();
+        Ok(NewJobs::Copy(CopyRows::new(jobs)?, logs, created))
     }
 }
 
@@ -561,7 +622,7 @@ impl Db {
     async fn jobs_insert(&self, batch: &NewJobs) -> Result<(), StoreError> {
         match batch {
             NewJobs::Rows(jobs) => self.jobs_insert_rows(&self.pool, jobs).await,
-            NewJobs::Copy(rows, logs) => self.jobs_copy(rows, logs).await,
+            NewJobs::Copy(rows, logs, created) => self.jobs_copy(rows, logs, created).await,
         }
     }
 
@@ -582,6 +643,8 @@ impl Db {
                 return self.job_insert_one(on, job).await;
             }
         }
+        self.relay.ready_to_write().await;
+        let events = self.relay.created(jobs);
         let mut logs = LogColumns::default();
         let mut log_created = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -600,12 +663,14 @@ impl Db {
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
                                       $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[],
-                                      $17::boolean[], $18::text[])),
-             new_logs AS ({insert_logs})
-             SELECT pg_notify($24, '')",
+                                      $17::boolean[], $18::text[], $19::text[])),
+             new_logs AS ({insert_logs}),
+             new_events AS (INSERT INTO {event_log} (node, events) SELECT $26, $27::jsonb WHERE $27 IS NOT NULL)
+             SELECT pg_notify($25, ''), CASE WHEN $27 IS NOT NULL THEN pg_notify($25, $28) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
-            insert_logs = self.insert_logs_sql(19),
+            insert_logs = self.insert_logs_sql(20),
+            event_log = self.sql.table("event_log"),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.reference.clone()).collect::<Vec<_>>())
@@ -625,12 +690,16 @@ impl Db {
         .bind(jobs.iter().map(|j| j.finished_at).collect::<Vec<_>>())
         .bind(&log_created)
         .bind(jobs.iter().map(|j| j.callback.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.group.clone()).collect::<Vec<_>>())
         .bind(&logs.job_ids)
         .bind(&logs.at)
         .bind(&logs.attempts)
         .bind(&logs.messages)
         .bind(&logs.data)
         .bind(&self.sql.channel)
+        .bind(self.owner)
+        .bind(events)
+        .bind(relay::LOG_GREW)
         .execute(on)
         .await
         .map_err(map_err)?;
@@ -645,13 +714,17 @@ impl Db {
         on: impl Executor<'c, Database = Postgres>,
         job: &Job,
     ) -> Result<(), StoreError> {
+        self.relay.ready_to_write().await;
+        let events = self.relay.created(std::slice::from_ref(job));
         sqlx::query(AssertSqlSafe(format!(
             "WITH new_job AS (
                  INSERT INTO {jobs} ({columns})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17))
-             SELECT pg_notify($18, '')",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17, $18)),
+             new_events AS (INSERT INTO {event_log} (node, events) SELECT $20, $21::jsonb WHERE $21 IS NOT NULL)
+             SELECT pg_notify($19, ''), CASE WHEN $21 IS NOT NULL THEN pg_notify($19, $22) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
+            event_log = self.sql.table("event_log"),
         )))
         .bind(job.id.0)
         .bind(job.reference.as_deref())
@@ -670,7 +743,11 @@ impl Db {
         .bind(job.progress.map(|p| p.total as i64))
         .bind(job.finished_at)
         .bind(job.callback.as_deref())
+        .bind(job.group.as_deref())
         .bind(&self.sql.channel)
+        .bind(self.owner)
+        .bind(events)
+        .bind(relay::LOG_GREW)
         .execute(on)
         .await
         .map_err(map_err)?;
@@ -698,9 +775,14 @@ impl Db {
 
     /// Many jobs: `COPY`, then their log lines and the wake-up, in one
     /// transaction.
-    async fn jobs_copy(&self, rows: &CopyRows, logs: &LogColumns) -> Result<(), StoreError> {
+    async fn jobs_copy(
+        &self,
+        rows: &CopyRows,
+        logs: &LogColumns,
+        created: &[CreatedJob],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        self.jobs_copy_on(&mut tx, rows, logs).await?;
+        self.jobs_copy_on(&mut tx, rows, logs, created).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -711,6 +793,7 @@ impl Db {
         conn: &mut PgConnection,
         rows: &CopyRows,
         logs: &LogColumns,
+        created: &[CreatedJob],
     ) -> Result<(), StoreError> {
         let mut copy = conn
             .copy_in_raw(&format!(
@@ -735,6 +818,10 @@ impl Db {
                 .execute(&mut *conn)
                 .await
                 .map_err(map_err)?;
+        }
+        self.relay.ready_to_write().await;
+        if let Some(events) = self.relay.created_of(created.iter().cloned()) {
+            self.log_write_on(&mut *conn, &events).await?;
         }
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(&self.sql.channel)

@@ -1,6 +1,7 @@
 //! The shared-store capability of [`PgStore`]: claims, leases, rescue,
 //! cross-process cancel and notifications.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,7 +21,7 @@ use crate::store::{
     StoreError,
 };
 
-const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
+use super::claim::{self, CLAIMABLE};
 
 /// A condition that is always true and makes the statement's own
 /// transaction commit without waiting for its WAL to reach disk
@@ -35,6 +36,95 @@ const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 /// from creation to start. Creates, state changes, releases and cancels
 /// commit durably as before.
 const LEASE_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
+
+/// The job columns a claim returns, of the updated rows `j`.
+fn returned_columns() -> String {
+    JOB_COLUMNS
+        .split(", ")
+        .map(|c| format!("j.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The statements of one claim (see `claim.rs`): fast or fair, and how
+/// many jobs each asks for.
+struct Rounds<'a> {
+    db: &'a Db,
+    limit: usize,
+    form: claim::Form,
+    /// How many jobs the last statement asked for.
+    asked: Option<usize>,
+    /// Whether to make another statement.
+    again: bool,
+    rounds: usize,
+    taken: Vec<Job>,
+}
+
+impl<'a> Rounds<'a> {
+    fn new(db: &'a Db, limit: usize) -> Self {
+        Rounds {
+            db,
+            limit,
+            form: if db.claims_groups().load(Ordering::Relaxed) {
+                claim::Form::Shares
+            } else {
+                claim::Form::Fast
+            },
+            asked: None,
+            again: true,
+            rounds: 0,
+            taken: Vec::new(),
+        }
+    }
+
+    /// The next statement: its form, and how many jobs it asks for.
+    fn next(&mut self) -> Option<(claim::Form, usize)> {
+        let want = self.limit.saturating_sub(self.taken.len());
+        if !self.again || want == 0 || self.rounds >= claim::MAX_ROUNDS {
+            return None;
+        }
+        self.again = false;
+        self.rounds += 1;
+        self.asked = Some(want);
+        Some((self.form, want))
+    }
+
+    /// Takes the jobs of a statement's `rows` (their state, not their log)
+    /// and decides whether to ask again.
+    fn took(&mut self, rows: &[sqlx::postgres::PgRow]) -> Result<(), StoreError> {
+        let want = self.asked.unwrap_or(0);
+        let mut grouped = false;
+        let mut waiting = None;
+        for row in rows {
+            let mut job = job_from_row(row)?;
+            // A claim hands over the job's state, not its log.
+            job.logs.clear();
+            grouped |= job.group.is_some();
+            waiting = Some(row.try_get::<bool, _>("groups_waiting").map_err(map_err)?);
+            self.taken.push(job);
+        }
+        if let Some(waiting) = waiting {
+            self.db.claims_groups().store(waiting, Ordering::Relaxed);
+        }
+        let short = rows.len() < want;
+        match self.form {
+            // Short with grouped jobs waiting, or empty and not knowing:
+            // the fair way takes them.
+            claim::Form::Fast if short && waiting != Some(false) => {
+                self.form = claim::Form::Shares;
+                self.again = true;
+            }
+            // A group had fewer due jobs than its share: the rest, each
+            // group reading up to all of it.
+            claim::Form::Shares if short && grouped => {
+                self.form = claim::Form::Exact;
+                self.again = true;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
 
 impl Db {
     /// A claim's condition on each served task `t.task`: not suspended by
@@ -59,50 +149,38 @@ impl Db {
         }
         let jobs = self.jobs_table();
         let not_suspended = self.not_suspended();
-        // Each served task's best due jobs come from its own ordered range
-        // of `jobs_claim` (locked as they are read, skipping rows another
-        // claim holds); the best of those are taken. Rows locked here but not
-        // taken (with several tasks) are let go at commit. The taken rows
-        // are updated through the primary key, one lookup each: joined
-        // with `FROM picked`, the generic plan hashed the whole table for
-        // every claim (a third of a claim of 1,600 rows from 100,000).
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "WITH picked AS (
-                 SELECT c.id FROM UNNEST($1::text[]) AS t(task) CROSS JOIN LATERAL (
-                     SELECT id, priority, run_at, created_at FROM {jobs}
-                     WHERE task = t.task AND leased_by IS NULL AND status IN {CLAIMABLE} AND run_at <= $2
-                     ORDER BY priority, run_at, created_at, id
-                     LIMIT $3
-                     FOR UPDATE SKIP LOCKED) AS c
-                 WHERE {not_suspended}
-                 ORDER BY c.priority, c.run_at, c.created_at, c.id
-                 LIMIT $3)
-             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
-             WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
-             RETURNING {columns}",
-            columns = JOB_COLUMNS
-                .split(", ")
-                .map(|c| format!("j.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
-        .bind(&params.tasks)
-        .bind(params.due_by)
-        .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
-        .bind(params.owner)
-        .bind(params.lease_until)
-        .fetch_all(self.pool())
-        .await
-        .map_err(map_err)?;
-        // A claim hands over the job's state, not its log.
-        rows.iter()
-            .map(|row| {
-                job_from_row(row).map(|mut job| {
-                    job.logs.clear();
-                    job
-                })
-            })
-            .collect()
+        // See `claim.rs` for what is picked. The taken rows are updated
+        // through the primary key, one lookup each: joined with `FROM
+        // picked`, the generic plan hashed the whole table for every
+        // claim (a third of a claim of 1,600 rows from 100,000).
+        let sql = |form: claim::Form| {
+            format!(
+                "{picked}
+                 UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
+                 WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
+                 RETURNING {columns}, {waiting}",
+                picked = claim::picked_sql(form, &jobs, &not_suspended, None, (6, 7)),
+                columns = returned_columns(),
+                waiting = claim::groups_waiting_sql(&jobs),
+            )
+        };
+        let (names, strides) = claim::group_params(&params.group_weights);
+        let mut rounds = Rounds::new(self, params.limit);
+        while let Some((form, want)) = rounds.next() {
+            let statement = sql(form);
+            let mut query = sqlx::query(AssertSqlSafe(statement))
+                .bind(&params.tasks)
+                .bind(params.due_by)
+                .bind(i64::try_from(want).unwrap_or(i64::MAX))
+                .bind(params.owner)
+                .bind(params.lease_until);
+            if form != claim::Form::Fast {
+                query = query.bind(&names).bind(&strides);
+            }
+            let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
+            rounds.took(&rows)?;
+        }
+        Ok(rounds.taken)
     }
 
     /// A claim with limits on how many jobs of some tasks may be leased
@@ -140,52 +218,38 @@ impl Db {
                 .await
                 .map_err(map_err)?;
         }
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "WITH caps AS (
-                 SELECT t.task, CASE WHEN t.cap IS NULL THEN $3 ELSE GREATEST(0, t.cap - (
-                     SELECT count(*) FROM {jobs} AS l
-                     WHERE l.task = t.task AND l.leased_by IS NOT NULL
-                       AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
-                       AND NOT (l.id = ANY ($7::uuid[])))) END AS n
-                 FROM UNNEST($1::text[], $6::bigint[]) AS t(task, cap)
-                 WHERE {not_suspended}),
-             picked AS (
-                 SELECT c.id FROM caps CROSS JOIN LATERAL (
-                     SELECT id, priority, run_at, created_at FROM {jobs}
-                     WHERE task = caps.task AND leased_by IS NULL AND status IN {CLAIMABLE} AND run_at <= $2
-                     ORDER BY priority, run_at, created_at, id
-                     LIMIT LEAST($3, caps.n)
-                     FOR UPDATE SKIP LOCKED) AS c
-                 ORDER BY c.priority, c.run_at, c.created_at, c.id
-                 LIMIT $3)
-             UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
-             WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-             RETURNING {columns}",
-            columns = JOB_COLUMNS
-                .split(", ")
-                .map(|c| format!("j.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
-        .bind(&params.tasks)
-        .bind(params.due_by)
-        .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
-        .bind(params.owner)
-        .bind(params.lease_until)
-        .bind(&caps)
-        .bind(params.ended.iter().map(|id| id.0).collect::<Vec<Uuid>>())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let sql = |form: claim::Form| {
+            format!(
+                "{picked}
+                 UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
+                 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+                 RETURNING {columns}, {waiting}",
+                picked = claim::picked_sql(form, &jobs, &not_suspended, Some((6, 7)), (8, 9)),
+                columns = returned_columns(),
+                waiting = claim::groups_waiting_sql(&jobs),
+            )
+        };
+        let (names, strides) = claim::group_params(&params.group_weights);
+        let ended: Vec<Uuid> = params.ended.iter().map(|id| id.0).collect();
+        let mut rounds = Rounds::new(self, params.limit);
+        while let Some((form, want)) = rounds.next() {
+            let statement = sql(form);
+            let mut query = sqlx::query(AssertSqlSafe(statement))
+                .bind(&params.tasks)
+                .bind(params.due_by)
+                .bind(i64::try_from(want).unwrap_or(i64::MAX))
+                .bind(params.owner)
+                .bind(params.lease_until)
+                .bind(&caps)
+                .bind(&ended);
+            if form != claim::Form::Fast {
+                query = query.bind(&names).bind(&strides);
+            }
+            let rows = query.fetch_all(&mut *tx).await.map_err(map_err)?;
+            rounds.took(&rows)?;
+        }
         tx.commit().await.map_err(map_err)?;
-        rows.iter()
-            .map(|row| {
-                job_from_row(row).map(|mut job| {
-                    job.logs.clear();
-                    job
-                })
-            })
-            .collect()
+        Ok(rounds.taken)
     }
 
     pub(super) async fn jobs_heartbeat(
@@ -506,11 +570,29 @@ impl SharedStore for PgStore {
             self.exec
                 .spawn(vacuum(self.db.pool().clone(), tables, dead, tx.clone()));
         }
+        // Events between processes, as long as the scheduler listens.
+        let relay = self.db.relay.clone();
+        self.exec.spawn(super::relay::publish(
+            self.db.clone(),
+            relay.clone(),
+            tx.clone(),
+        ));
+        self.exec.spawn(super::relay::read(
+            self.db.clone(),
+            relay.clone(),
+            tx.clone(),
+        ));
+        self.exec.spawn(super::relay::watch(
+            self.db.clone(),
+            relay.clone(),
+            tx.clone(),
+        ));
         self.exec.spawn(listen(
             self.db.pool().clone(),
             self.db.channel().to_owned(),
             tx,
             self.db.suspensions_changed.clone(),
+            relay,
         ));
         futures::stream::unfold(
             rx,
@@ -573,15 +655,22 @@ async fn vacuum(
 }
 
 /// Forwards notifications on `channel` as wake-ups until the receiver goes,
-/// and those with the payload [`SUSPENSIONS_PAYLOAD`] to `suspensions`.
-/// A lost connection is re-established and counts as both, since
-/// notifications may have been missed meanwhile.
+/// those with the payload [`SUSPENSIONS_PAYLOAD`] to `suspensions`, and
+/// those about the event log to `relay`. A lost connection is
+/// re-established and counts as all of them, since notifications may have
+/// been missed meanwhile.
 async fn listen(
     pool: sqlx::PgPool,
     channel: String,
     tx: tokio::sync::mpsc::Sender<()>,
     suspensions: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+    relay: std::sync::Arc<crate::event::relay::Relay>,
 ) {
+    let missed_all = || {
+        suspensions.send_replace(());
+        relay.log_grew.notify_one();
+        relay.listeners_changed.notify_one();
+    };
     let mut backoff = Duration::from_millis(100);
     let mut listener: Option<PgListener> = None;
     while !tx.is_closed() {
@@ -592,8 +681,8 @@ async fn listen(
                         listener = Some(l);
                         backoff = Duration::from_millis(100);
                         // Changes committed before LISTEN took hold were
-                        // not notified here: read the suspensions once now.
-                        suspensions.send_replace(());
+                        // not notified here: read them once now.
+                        missed_all();
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for kessel notifications failed")
@@ -617,14 +706,24 @@ async fn listen(
                 suspensions.send_replace(());
                 continue;
             }
+            Ok(Some(n)) if n.payload() == super::relay::LOG_GREW => {
+                relay.log_grew.notify_one();
+                continue;
+            }
+            Ok(Some(n)) if n.payload() == super::relay::LISTENERS_CHANGED => {
+                // Most likely a new listener: relay from now on, before the
+                // wake-ups notified after it (a job it is about to create)
+                // are handled; `watch` reads the table to be sure.
+                relay.set_others(true);
+                relay.listeners_changed.notify_one();
+                continue;
+            }
             Ok(Some(_)) => {}
             // The connection was lost (sqlx reconnects on the next call).
-            Ok(None) => {
-                suspensions.send_replace(());
-            }
+            Ok(None) => missed_all(),
             Err(e) => {
                 tracing::warn!(error = %e, "kessel listener failed; reconnecting");
-                suspensions.send_replace(());
+                missed_all();
                 listener = None;
             }
         }

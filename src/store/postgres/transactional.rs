@@ -41,7 +41,9 @@ impl Db {
     ) -> Result<(), StoreError> {
         match batch {
             NewJobs::Rows(jobs) => self.jobs_insert_rows(&mut *conn, jobs).await,
-            NewJobs::Copy(rows, logs) => self.jobs_copy_on(conn, rows, logs).await,
+            NewJobs::Copy(rows, logs, created) => {
+                self.jobs_copy_on(conn, rows, logs, created).await
+            }
         }
     }
 }

@@ -791,8 +791,8 @@ fn job_values() -> &'static ValuesSql {
         ValuesSql::new(
             "INSERT INTO kessel_jobs (id, reference, task, payload, priority, status, created_at, \
              run_at, expires_at, attempts, max_attempts, last_error, result, progress_current, \
-             progress_total, finished_at, log_created, callback)",
-            18,
+             progress_total, finished_at, log_created, callback, group_key)",
+            19,
         )
     })
 }
@@ -844,7 +844,8 @@ async fn insert(conn: &mut SqliteConnection, rows: &NewRows) -> Result<u64, Stor
                 .bind(r.14)
                 .bind(r.15)
                 .bind(r.16)
-                .bind(r.17.clone());
+                .bind(r.17.clone())
+                .bind(r.18.clone());
         }
         inserted += query
             .execute(&mut *conn)

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("sql/migrations/0006_schedules.sql")),
     (7, include_str!("sql/migrations/0007_suspensions.sql")),
     (8, include_str!("sql/migrations/0008_job_callback.sql")),
+    (9, include_str!("sql/migrations/0009_job_group.sql")),
 ];
 
 /// The newest schema version of the SQLite store this kessel knows. A
@@ -35,7 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Pages the WAL holds before it is checkpointed into the file.
 pub(super) const WAL_AUTOCHECKPOINT_PAGES: u64 = 1000;

@@ -143,6 +143,7 @@ pub(super) type NewJobRow = (
     Option<i64>,
     bool,
     Option<Arc<str>>,
+    Option<Arc<str>>,
 );
 
 /// A new `kessel_job_logs` row, owned.
@@ -205,6 +206,7 @@ pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
             job.finished_at.map(micros),
             log_created,
             job.callback.as_deref().map(Arc::from),
+            job.group.as_deref().map(Arc::from),
         ));
     }
     Ok(NewRows { jobs: rows, logs })
@@ -372,6 +374,7 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         finished_at: c.optional_time("finished_at")?,
         ran_by: None,
         callback: c.get("callback")?,
+        group: c.get("group_key")?,
         // Stored lines follow (`attach_logs`).
         logs: log_created
             .then(|| LogLine::created(created_at))

@@ -198,6 +198,7 @@ mod tests {
             tag: None,
             attempt: 1,
             at: DateTime::from_timestamp(second, 0).unwrap(),
+            node: None,
             kind,
         })
     }

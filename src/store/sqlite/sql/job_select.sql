@@ -1,4 +1,5 @@
 SELECT id, reference, task, payload, priority, status, created_at, run_at,
        expires_at, attempts, max_attempts, last_error, result,
-       progress_current, progress_total, finished_at, log_created, callback
+       progress_current, progress_total, finished_at, log_created, callback,
+       group_key
 FROM kessel_jobs

@@ -1,0 +1,187 @@
+//! Which jobs a claim takes, with fair groups (see [`crate::group`]): the
+//! `picked` part of both claims in `shared.rs`, in two forms.
+//!
+//! - **Fast**, the claim from before groups: each served task's best jobs
+//!   without a group, in order through `jobs_claim`, the best of those
+//!   taken. It also says whether grouped jobs of the served tasks wait
+//!   (one probe of `jobs_claim_grouped`, empty while no job has a group).
+//! - **Fair**: the groups with claimable jobs are found by a skip scan of
+//!   `jobs_claim_grouped` (one index probe per group), and each group (the
+//!   jobs without one being one more, of weight 1) reads at most its
+//!   share of the batch by weight, in order, so a claim reads about its
+//!   batch and not a batch per group. Within a priority, the k-th job of
+//!   a group of stride `s` takes turn `k * s`; the batch is the best by
+//!   (priority, turn, due time, creation).
+//!
+//! A store takes the fast form while its last claim saw no grouped job
+//! waiting, else the fair one: a queue without groups pays one index
+//! probe per claim, and a grouped job created meanwhile waits at most one
+//! claim before groups take turns. A fast claim that comes back short
+//! with grouped jobs waiting (or empty, not knowing) asks again the fair
+//! way; a fair batch left short with grouped jobs in it (a group had
+//! fewer due jobs than its share, or only delayed ones) asks once more
+//! for the rest, each group reading up to the whole rest. So a short
+//! claim still means nothing more is due, in at most three statements. Rows are locked as they are read, skipping those another
+//! claim holds, as before.
+
+use crate::group::STRIDE;
+
+/// The states a claim takes jobs from.
+pub(super) const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
+
+/// How many statements one claim makes at most: fast, shares, exact.
+pub(super) const MAX_ROUNDS: usize = 3;
+
+/// The form of a claim's statement (see the [module documentation](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// The claim from before groups, for jobs without a group.
+    Fast,
+    /// Every group reads at most its share of the batch by weight.
+    Shares,
+    /// Every group reads up to the whole batch: after a share round left
+    /// room (some group had fewer due jobs than its share).
+    Exact,
+}
+
+/// The `WITH ... picked AS (...)` of a claim, picking the ids to lease,
+/// fair or fast (see the [module documentation](self)). Parameters: `$1`
+/// tasks, `$2` due by, `$3` limit; with `caps`, the parameter of each
+/// task's running cap (null: none) and of the ids of jobs ended but maybe
+/// not stored yet; `groups`, only in the fair form, the parameters of the
+/// weighted groups' names and strides. `not_suspended` is a condition on
+/// `t.task`.
+pub(super) fn picked_sql(
+    form: Form,
+    jobs: &str,
+    not_suspended: &str,
+    caps: Option<(usize, usize)>,
+    groups: (usize, usize),
+) -> String {
+    let served = match caps {
+        None => format!(
+            "SELECT t.task, $3::bigint AS n FROM UNNEST($1::text[]) AS t(task) WHERE {not_suspended}"
+        ),
+        Some((cap, ended)) => format!(
+            "SELECT t.task, CASE WHEN t.cap IS NULL THEN $3::bigint ELSE GREATEST(0, t.cap - (
+                 SELECT count(*) FROM {jobs} AS l
+                 WHERE l.task = t.task AND l.leased_by IS NOT NULL
+                   AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
+                   AND NOT (l.id = ANY (${ended}::uuid[])))) END AS n
+             FROM UNNEST($1::text[], ${cap}::bigint[]) AS t(task, cap)
+             WHERE {not_suspended}"
+        ),
+    };
+    if form == Form::Fast {
+        return format!(
+            "WITH served AS ({served}),
+             picked AS (
+                 SELECT c.id FROM served AS t CROSS JOIN LATERAL (
+                     SELECT id, priority, run_at, created_at FROM {jobs}
+                     WHERE task = t.task AND group_key IS NULL AND leased_by IS NULL
+                       AND status IN {CLAIMABLE} AND run_at <= $2
+                     ORDER BY priority, run_at, created_at, id
+                     LIMIT LEAST($3, t.n)
+                     FOR UPDATE SKIP LOCKED) AS c
+                 ORDER BY c.priority, c.run_at, c.created_at, c.id
+                 LIMIT $3)"
+        );
+    }
+    let (names, strides) = groups;
+    let (plain_cap, group_cap) = match form {
+        Form::Exact => ("$3".to_owned(), "$3".to_owned()),
+        _ => (
+            "CEIL($3 / shares.total)::bigint".to_owned(),
+            format!("CEIL($3 * ({STRIDE}::float8 / l.stride) / shares.total)::bigint"),
+        ),
+    };
+    // Per task, at most its room `n`: only a claim with caps needs the
+    // count.
+    let (ranked, in_task) = match caps {
+        None => (
+            "ranked AS (SELECT * FROM plain UNION ALL SELECT * FROM grouped),",
+            "",
+        ),
+        Some(_) => (
+            "ranked AS (
+                 SELECT u.*, row_number() OVER (
+                     PARTITION BY u.task ORDER BY u.priority, u.turn, u.run_at, u.created_at, u.id) AS in_task
+                 FROM (SELECT * FROM plain UNION ALL SELECT * FROM grouped) AS u),",
+            "WHERE in_task <= n",
+        ),
+    };
+    format!(
+        "WITH RECURSIVE served AS ({served}),
+         group_keys(task, grp) AS (
+             SELECT s.task, (SELECT g.group_key FROM {jobs} AS g
+                             WHERE g.task = s.task AND g.group_key IS NOT NULL
+                               AND g.leased_by IS NULL AND g.status IN {CLAIMABLE}
+                             ORDER BY g.group_key LIMIT 1)
+             FROM served AS s
+             UNION ALL
+             SELECT k.task, (SELECT g.group_key FROM {jobs} AS g
+                             WHERE g.task = k.task AND g.group_key > k.grp
+                               AND g.leased_by IS NULL AND g.status IN {CLAIMABLE}
+                             ORDER BY g.group_key LIMIT 1)
+             FROM group_keys AS k WHERE k.grp IS NOT NULL),
+         lanes AS (
+             SELECT k.task, k.grp, COALESCE(w.stride, {STRIDE}) AS stride
+             FROM group_keys AS k
+             LEFT JOIN UNNEST(${names}::text[], ${strides}::bigint[]) AS w(grp, stride) ON w.grp = k.grp
+             WHERE k.grp IS NOT NULL),
+         shares AS (
+             SELECT GREATEST(1.0, COALESCE((SELECT sum({STRIDE}::float8 / d.stride)
+                                            FROM (SELECT DISTINCT grp, stride FROM lanes) AS d), 0)
+                 + CASE WHEN EXISTS (SELECT 1 FROM served AS s WHERE EXISTS (
+                       SELECT 1 FROM {jobs}
+                       WHERE task = s.task AND group_key IS NULL AND leased_by IS NULL
+                         AND status IN {CLAIMABLE} AND run_at <= $2)) THEN 1 ELSE 0 END) AS total),
+         plain AS (
+             SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n,
+                    row_number() OVER (PARTITION BY c.priority ORDER BY c.run_at, c.created_at, c.id)
+                        * {STRIDE} AS turn
+             FROM served AS s CROSS JOIN shares CROSS JOIN LATERAL (
+                 SELECT id, priority, run_at, created_at FROM {jobs}
+                 WHERE task = s.task AND group_key IS NULL AND leased_by IS NULL
+                   AND status IN {CLAIMABLE} AND run_at <= $2
+                 ORDER BY priority, run_at, created_at, id
+                 LIMIT LEAST(s.n, {plain_cap})
+                 FOR UPDATE SKIP LOCKED) AS c),
+         grouped AS (
+             SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n,
+                    row_number() OVER (PARTITION BY c.priority, l.grp ORDER BY c.run_at, c.created_at, c.id)
+                        * l.stride AS turn
+             FROM lanes AS l JOIN served AS s ON s.task = l.task CROSS JOIN shares CROSS JOIN LATERAL (
+                 SELECT id, priority, run_at, created_at FROM {jobs}
+                 WHERE task = l.task AND group_key = l.grp AND leased_by IS NULL
+                   AND status IN {CLAIMABLE} AND run_at <= $2
+                 ORDER BY priority, run_at, created_at, id
+                 LIMIT LEAST(s.n, {group_cap})
+                 FOR UPDATE SKIP LOCKED) AS c),
+         {ranked}
+         picked AS (
+             SELECT id FROM ranked {in_task}
+             ORDER BY priority, turn, run_at, created_at, id
+             LIMIT $3)"
+    )
+}
+
+/// The weighted groups of a claim as its two array parameters: names
+/// and strides.
+pub(super) fn group_params(weights: &[(String, f64)]) -> (Vec<String>, Vec<i64>) {
+    weights
+        .iter()
+        .filter(|(_, w)| crate::group::check_weight(*w).is_ok())
+        .map(|(g, w)| (g.clone(), crate::group::stride_of(*w) as i64))
+        .unzip()
+}
+
+/// What a claim returns besides the jobs: whether grouped jobs of the
+/// served tasks were waiting when it started (`$1` the tasks).
+pub(super) fn groups_waiting_sql(jobs: &str) -> String {
+    format!(
+        "(SELECT EXISTS (SELECT 1 FROM {jobs} AS w
+                         WHERE w.task = ANY ($1::text[]) AND w.group_key IS NOT NULL
+                           AND w.leased_by IS NULL AND w.status IN {CLAIMABLE})) AS groups_waiting"
+    )
+}
