@@ -55,6 +55,27 @@ pub(crate) enum Entry {
     Lost(u64),
 }
 
+/// Entries as one row of the log writes them: a JSON array, and its length.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogBatch {
+    pub(crate) json: String,
+    pub(crate) entries: i32,
+}
+
+impl LogBatch {
+    /// `entries` as a row, or `None` when there are none (or they cannot
+    /// be written as JSON, which a kessel event always can).
+    pub(crate) fn of(entries: &[Entry]) -> Option<LogBatch> {
+        if entries.is_empty() {
+            return None;
+        }
+        Some(LogBatch {
+            json: serde_json::to_string(entries).ok()?,
+            entries: i32::try_from(entries.len()).unwrap_or(i32::MAX),
+        })
+    }
+}
+
 /// What a new job's `created` event is made of.
 #[derive(Debug, Clone)]
 pub(crate) struct CreatedJob {
@@ -272,7 +293,7 @@ impl Relay {
     /// The `created` (and `scheduled`) events of `jobs`, as the JSON array
     /// the store writes in the transaction that inserts them, or `None`
     /// when nobody listens.
-    pub(crate) fn created(&self, jobs: &[Job]) -> Option<String> {
+    pub(crate) fn created(&self, jobs: &[Job]) -> Option<LogBatch> {
         if !self.publishing() || jobs.is_empty() {
             return None;
         }
@@ -280,7 +301,7 @@ impl Relay {
     }
 
     /// [`Relay::created`] of jobs already encoded for the store.
-    pub(crate) fn created_of(&self, jobs: impl Iterator<Item = CreatedJob>) -> Option<String> {
+    pub(crate) fn created_of(&self, jobs: impl Iterator<Item = CreatedJob>) -> Option<LogBatch> {
         if !self.publishing() {
             return None;
         }
@@ -302,10 +323,7 @@ impl Relay {
                 entries.push(event(JobEventKind::Scheduled { run_at }));
             }
         }
-        if entries.is_empty() {
-            return None;
-        }
-        serde_json::to_string(&entries).ok()
+        LogBatch::of(&entries)
     }
 
     /// Delivers entries read from the log, written by `node`, to this

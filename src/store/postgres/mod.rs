@@ -665,7 +665,7 @@ impl Db {
                                       $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[],
                                       $17::boolean[], $18::text[], $19::text[])),
              new_logs AS ({insert_logs}),
-             new_events AS (INSERT INTO {event_log} (node, events) SELECT $26, $27::jsonb WHERE $27 IS NOT NULL)
+             new_events AS (INSERT INTO {event_log} (node, events, entries) SELECT $26, $27, $29 WHERE $27 IS NOT NULL)
              SELECT pg_notify($25, ''), CASE WHEN $27 IS NOT NULL THEN pg_notify($25, $28) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
@@ -698,8 +698,9 @@ impl Db {
         .bind(&logs.data)
         .bind(&self.sql.channel)
         .bind(self.owner)
-        .bind(events)
+        .bind(events.as_ref().map(|e| e.json.as_str()))
         .bind(relay::LOG_GREW)
+        .bind(events.as_ref().map(|e| e.entries))
         .execute(on)
         .await
         .map_err(map_err)?;
@@ -720,7 +721,7 @@ impl Db {
             "WITH new_job AS (
                  INSERT INTO {jobs} ({columns})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17, $18)),
-             new_events AS (INSERT INTO {event_log} (node, events) SELECT $20, $21::jsonb WHERE $21 IS NOT NULL)
+             new_events AS (INSERT INTO {event_log} (node, events, entries) SELECT $20, $21, $23 WHERE $21 IS NOT NULL)
              SELECT pg_notify($19, ''), CASE WHEN $21 IS NOT NULL THEN pg_notify($19, $22) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
@@ -746,8 +747,9 @@ impl Db {
         .bind(job.group.as_deref())
         .bind(&self.sql.channel)
         .bind(self.owner)
-        .bind(events)
+        .bind(events.as_ref().map(|e| e.json.as_str()))
         .bind(relay::LOG_GREW)
+        .bind(events.as_ref().map(|e| e.entries))
         .execute(on)
         .await
         .map_err(map_err)?;

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::rows::map_err;
 use super::Db;
-use crate::event::relay::{Entry, Relay};
+use crate::event::relay::{Entry, LogBatch, Relay};
 use crate::store::StoreError;
 
 /// The notification payload that says the log has new rows.
@@ -61,31 +61,32 @@ fn xid8(n: i64) -> String {
 }
 
 impl Db {
-    /// Writes `events` (a JSON array) as one row of the log, on `conn`, in
-    /// whatever transaction is open there.
+    /// Writes `batch` as one row of the log, on `conn`, in whatever
+    /// transaction is open there.
     pub(super) async fn log_write_on(
         &self,
         conn: &mut PgConnection,
-        events: &str,
+        batch: &LogBatch,
     ) -> Result<(), StoreError> {
         sqlx::query(AssertSqlSafe(format!(
-            "WITH row AS (INSERT INTO {} (node, events) VALUES ($1, $2::jsonb))
+            "WITH row AS (INSERT INTO {} (node, events, entries) VALUES ($1, $2, $5))
              SELECT pg_notify($3, $4)",
             self.sql.table("event_log")
         )))
         .bind(self.owner)
-        .bind(events)
+        .bind(&batch.json)
         .bind(&self.sql.channel)
         .bind(LOG_GREW)
+        .bind(batch.entries)
         .execute(conn)
         .await
         .map_err(map_err)?;
         Ok(())
     }
 
-    async fn log_write(&self, events: &str) -> Result<(), StoreError> {
+    async fn log_write(&self, batch: &LogBatch) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        self.log_write_on(&mut conn, events).await
+        self.log_write_on(&mut conn, batch).await
     }
 
     /// Where the log stands (every row written from now on lies past
@@ -120,7 +121,7 @@ impl Db {
                                 WHERE e.xid >= h.xmin AND (e.xid, e.seq) > ($1::text::xid8, $2)) AS held,
                         (p.upto_xid::text)::bigint AS upto_xid, p.upto_seq, p.events AS pruned
                  FROM {pruned} p)
-             SELECT (b.xid::text)::bigint AS xid, b.seq, b.node, b.events::text AS events,
+             SELECT (b.xid::text)::bigint AS xid, b.seq, b.node, b.events,
                     s.held, s.upto_xid, s.upto_seq, s.pruned
              FROM state s LEFT JOIN batch b ON true
              ORDER BY b.xid, b.seq",
@@ -253,7 +254,7 @@ impl Db {
                     OR (e.written_at < now() - make_interval(secs => $1)
                         AND (NOT EXISTS (SELECT 1 FROM floor)
                              OR (e.xid, e.seq) <= (SELECT f.xid, f.seq FROM floor f)))
-                 RETURNING e.xid, e.seq, jsonb_array_length(e.events) AS n),
+                 RETURNING e.xid, e.seq, e.entries AS n),
              last AS (SELECT xid, seq FROM gone ORDER BY xid DESC, seq DESC LIMIT 1),
              noted AS (
                  UPDATE {pruned} p SET
@@ -297,10 +298,10 @@ pub(super) async fn publish(db: Db, relay: Arc<Relay>, alive: tokio::sync::mpsc:
             if entries.is_empty() {
                 break;
             }
-            let written = match serde_json::to_string(&entries) {
-                Ok(json) => db.log_write(&json).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "an event could not be written as JSON; dropped");
+            let written = match LogBatch::of(&entries) {
+                Some(batch) => db.log_write(&batch).await,
+                None => {
+                    tracing::warn!("events could not be written as JSON; dropped");
                     relay.put_back(vec![Entry::Lost(entries.len() as u64)]);
                     continue;
                 }

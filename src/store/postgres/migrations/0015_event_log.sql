@@ -2,8 +2,10 @@
 -- the processes sharing the schema. `{schema}` is replaced by the store's
 -- schema name.
 --
--- Each row is a batch of one process's events (a JSON array), written
--- only while some process listens. Readers take rows in (xid, seq) order
+-- Each row is a batch of one process's events (a JSON array, kept as
+-- text: nothing reads inside it but kessel, and the server then neither
+-- parses nor re-encodes it), with how many it holds, written only while
+-- some process listens. Readers take rows in (xid, seq) order
 -- and only rows whose transaction is older than every transaction still
 -- running (`pg_snapshot_xmin`), so a row never appears behind a position
 -- a reader has passed: the order is the same for every reader, and a
@@ -14,7 +16,8 @@ CREATE TABLE {schema}.event_log (
     seq bigint GENERATED ALWAYS AS IDENTITY,
     node uuid NOT NULL,
     written_at timestamptz NOT NULL DEFAULT now(),
-    events jsonb NOT NULL,
+    events text NOT NULL,
+    entries integer NOT NULL,
     PRIMARY KEY (xid, seq)
 );
 CREATE INDEX event_log_written_at ON {schema}.event_log (written_at);
