@@ -38,7 +38,9 @@
 //! - SQLite (feature `sqlite`): `Queue::sqlite("jobs.db")`, durable, one
 //!   process per file, group commit;
 //! - PostgreSQL (feature `postgres`): `Queue::postgres(url)`, many processes
-//!   on many machines share one queue (claims, leases, rescue);
+//!   on many machines share one queue (claims, leases, rescue) and one
+//!   event stream: a subscriber in any process sees every process's job
+//!   events, in one order (`docs/events.md`);
 //! - `metrics`: [`metrics`], Prometheus counters, gauges and histograms
 //!   of jobs, queue depth and store calls (`docs/metrics.md`);
 //! - `test-utils`: `kessel::conformance`, the suite every

@@ -82,7 +82,7 @@ enum Workload {
 }
 
 impl Workload {
-    const ALL: [Workload; 14] = [
+    const ALL: [Workload; 15] = [
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
