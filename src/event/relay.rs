@@ -47,12 +47,77 @@ const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Entry {
-    /// A job event.
-    Job(JobEvent),
+    /// A job event (its kind nested, not flattened: a log line's own `at`
+    /// and `attempt` would otherwise collide with the event's).
+    Job(#[serde(with = "wire")] JobEvent),
     /// A queue event of the writing process.
     Queue(QueueEvent),
     /// The writing process dropped this many events it could not write.
     Lost(u64),
+}
+
+/// A job event as the log holds it.
+mod wire {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use uuid::Uuid;
+
+    use crate::event::{JobEvent, JobEventKind};
+    use crate::job::JobId;
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        id: JobId,
+        task: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tag: Option<&'a str>,
+        attempt: u32,
+        at: DateTime<Utc>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        node: Option<Uuid>,
+        kind: &'a JobEventKind,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        id: JobId,
+        task: Arc<str>,
+        #[serde(default)]
+        tag: Option<Arc<str>>,
+        attempt: u32,
+        at: DateTime<Utc>,
+        #[serde(default)]
+        node: Option<Uuid>,
+        kind: JobEventKind,
+    }
+
+    pub(super) fn serialize<S: Serializer>(e: &JobEvent, s: S) -> Result<S::Ok, S::Error> {
+        Out {
+            id: e.id,
+            task: &e.task,
+            tag: e.tag.as_deref(),
+            attempt: e.attempt,
+            at: e.at,
+            node: e.node,
+            kind: &e.kind,
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<JobEvent, D::Error> {
+        let e = In::deserialize(d)?;
+        Ok(JobEvent {
+            id: e.id,
+            task: e.task,
+            tag: e.tag,
+            attempt: e.attempt,
+            at: e.at,
+            node: e.node,
+            kind: e.kind,
+        })
+    }
 }
 
 /// Entries as one row of the log writes them: a JSON array, and its length.
@@ -372,6 +437,20 @@ mod tests {
         let entries = vec![
             event(1),
             Entry::Queue(QueueEvent::Drained),
+            // A log line has an `at` and an `attempt` of its own.
+            Entry::Job(JobEvent {
+                id: crate::job::JobId::new(),
+                task: Arc::from("t"),
+                tag: None,
+                attempt: 2,
+                at: chrono::Utc::now(),
+                node: Some(Uuid::new_v4()),
+                kind: JobEventKind::Log(crate::job::LogLine::new(
+                    chrono::Utc::now() - chrono::Duration::seconds(3),
+                    1,
+                    "fetched",
+                )),
+            }),
             Entry::Lost(3),
             Entry::Job(JobEvent {
                 id: crate::job::JobId::new(),
