@@ -10,6 +10,7 @@
 
 mod http;
 mod measure;
+mod payloads;
 mod procs;
 mod report;
 mod sqlite_disk;
@@ -79,10 +80,18 @@ enum Workload {
     /// `--paced-secs`; the dead-tuple goal is judged after 300 s). Not in
     /// the default run.
     SustainedPaced,
+    /// The headline with payloads shaped like a user's (a struct of two
+    /// integers and a 32-byte string) at the default retention: burn-down
+    /// at concurrency 16 (kessel both ways, with and without a queue-wide
+    /// subscriber, beside the tokio baseline and apalis) and single
+    /// creates (one awaited create per job), in rounds taken in turns; the
+    /// medians and their ratios.
+    Payloads,
 }
 
 impl Workload {
-    const ALL: [Workload; 15] = [
+    const ALL: [Workload; 16] = [
+        Workload::Payloads,
         Workload::BurnDown,
         Workload::Latency,
         Workload::Delay,
@@ -117,6 +126,7 @@ impl Workload {
             Workload::Sustained => "sustained",
             Workload::SustainedPaced => "sustained-paced",
             Workload::RemoteEvents => "remote-events",
+            Workload::Payloads => "payloads",
         }
     }
 }
@@ -219,6 +229,9 @@ struct Plan {
     half_window: Duration,
     /// The same on PostgreSQL.
     remote_pg_n: u64,
+    /// Jobs per run of the `payloads` workload, and its rounds.
+    payload_n: u64,
+    payload_rounds: usize,
     cap: Duration,
 }
 
@@ -254,6 +267,8 @@ impl Plan {
             paced_window: Duration::from_secs(30),
             half_window: Duration::from_secs(10),
             remote_pg_n: 20_000,
+            payload_n: 1_000_000,
+            payload_rounds: 5,
             cap: Duration::from_secs(120),
         }
     }
@@ -289,6 +304,8 @@ impl Plan {
             paced_window: Duration::from_millis(700),
             half_window: Duration::from_millis(700),
             remote_pg_n: 500,
+            payload_n: 20_000,
+            payload_rounds: 1,
             cap: Duration::from_secs(60),
         }
     }
@@ -454,6 +471,7 @@ fn main() -> ExitCode {
                     bench.groups_cost();
                 }
             }
+            Workload::Payloads => bench.payloads(&wanted),
             Workload::Sustained => {
                 let systems: Vec<System> = System::SUSTAINED
                     .into_iter()
@@ -556,6 +574,12 @@ fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Opt
         ("latency", System::Kessel | System::KesselWorkerThread, "p99") => {
             Some(at_most(50.0, "≤ 50 µs"))
         }
+        ("payloads burn-down", _, "÷ apalis") => Some(at_least(3.0, "≥ 3× apalis")),
+        ("payloads burn-down", _, "÷ baseline") => Some(at_least(1.5, "≥ 1.5× baseline")),
+        ("payloads burn-down, one subscriber", _, "÷ apalis") => {
+            Some(at_least(2.0, "≥ 2× apalis"))
+        }
+        ("payloads create", _, "÷ apalis") => Some(at_least(2.0, "≥ 2× apalis's push")),
         ("cpu-handler", _, "scaling") => Some(at_least(1.8, "≥ 1.8× on 2 cores")),
         ("delay", System::Kessel, "lateness p99") => Some(at_most(1000.0, "≤ 1 ms")),
         ("memory", System::Kessel, "per job") => Some(at_most(200.0, "≤ 200 B")),
@@ -1413,6 +1437,125 @@ impl Bench {
     /// The burn-down with no group and with 10 fair groups, in turns, on
     /// memory (`burn_n`, concurrency 16) and PostgreSQL (`durable_n`,
     /// concurrency 64): the median of three rounds each, and their ratio.
+    /// The `payloads` workload: every run of one round in turn (the order
+    /// rotated each round), then each run's median and, for kessel's, its
+    /// ratio to apalis's and the baseline's medians of the same rounds.
+    fn payloads(&mut self, wanted: &dyn Fn(System) -> bool) {
+        use payloads::{apalis, baseline, kessel};
+        use systems::kessel::Handlers;
+        const C: usize = 16;
+        let (n, cap) = (self.plan.payload_n, self.plan.cap);
+        let burn_params = format!(
+            "n={}, c={C}, struct payload, default retention",
+            report::human(n as f64)
+        );
+        let create_params = format!(
+            "n={}, one awaited create per job, struct payload",
+            report::human(n as f64)
+        );
+        // (workload, system, what it is)
+        let runs: Vec<(&'static str, System, u8)> = [
+            ("payloads burn-down", System::KesselWorkerThread, 0),
+            ("payloads burn-down", System::Kessel, 1),
+            (
+                "payloads burn-down, one subscriber",
+                System::KesselWorkerThread,
+                2,
+            ),
+            ("payloads burn-down", System::Baseline, 3),
+            ("payloads burn-down", System::Apalis, 4),
+            ("payloads create", System::Kessel, 5),
+            ("payloads create", System::Baseline, 6),
+            ("payloads create", System::Apalis, 7),
+        ]
+        .into_iter()
+        .filter(|(_, system, _)| wanted(*system))
+        .collect();
+        let one = |what: u8| -> Result<f64, systems::Fail> {
+            match what {
+                0 => run(|| kessel::burn_down(n, C, Handlers::Threads(1), false, cap)),
+                1 => run(|| kessel::burn_down(n, C, Handlers::SchedulerThread, false, cap)),
+                2 => run(|| kessel::burn_down(n, C, Handlers::Threads(1), true, cap)),
+                3 => run(|| baseline::burn_down(n, C, cap)),
+                4 => run(|| apalis::burn_down(n, C, cap)),
+                5 => run(|| kessel::single_create(n)),
+                6 => run(|| baseline::single_create(n)),
+                _ => run(|| apalis::single_create(n)),
+            }
+        };
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+        let mut failed: Vec<Option<String>> = vec![None; runs.len()];
+        for round in 0..self.plan.payload_rounds {
+            for k in 0..runs.len() {
+                let i = (round + k) % runs.len();
+                match one(runs[i].2) {
+                    Ok(rate) => rates[i].push(rate),
+                    Err(e) => failed[i] = Some(e),
+                }
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        };
+        let medians: Vec<Option<f64>> = rates.iter_mut().map(median).collect();
+        let peer = |workload: &str, system: System| {
+            let workload = if workload.starts_with("payloads create") {
+                "payloads create"
+            } else {
+                "payloads burn-down"
+            };
+            runs.iter()
+                .position(|(w, s, _)| *w == workload && *s == system)
+                .and_then(|i| medians[i])
+        };
+        for (i, &(workload, system, _)) in runs.iter().enumerate() {
+            let params = if workload == "payloads create" {
+                create_params.clone()
+            } else {
+                burn_params.clone()
+            };
+            let rounds = rates[i]
+                .iter()
+                .map(|r| format!("{:.0}k", r / 1000.0))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let note = match &failed[i] {
+                Some(e) => format!("FAILED: {e}; rounds {rounds}"),
+                None => format!("rounds {rounds}"),
+            };
+            self.row(
+                workload,
+                params.clone(),
+                system,
+                "throughput",
+                "jobs/s",
+                Better::Higher,
+                medians[i],
+                Some(note),
+            );
+            if !system.is_kessel() {
+                continue;
+            }
+            for (metric, of) in [
+                ("÷ apalis", System::Apalis),
+                ("÷ baseline", System::Baseline),
+            ] {
+                let ratio = medians[i].zip(peer(workload, of)).map(|(k, p)| k / p);
+                self.row(
+                    workload,
+                    params.clone(),
+                    system,
+                    metric,
+                    "×",
+                    Better::Higher,
+                    ratio,
+                    Some("ratio of the medians of the same rounds".into()),
+                );
+            }
+        }
+    }
+
     fn groups_cost(&mut self) {
         use systems::kessel::{burn_down_with, Backend, Handlers, Limit, Watch};
         const ROUNDS: usize = 3;

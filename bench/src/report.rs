@@ -88,7 +88,12 @@ impl Report {
         ];
         let mut ratios = Vec::new();
         for (k, p) in pairs {
-            for kr in self.rows.iter().filter(|r| r.system == k.name()) {
+            // Rows that are ratios already (unit "×") pair with nothing.
+            for kr in self
+                .rows
+                .iter()
+                .filter(|r| r.system == k.name() && r.unit != "×")
+            {
                 let Some(kv) = kr.value else { continue };
                 // Latency runs offer each system its own rate (half its
                 // capacity), so their params differ: pair them by workload.
