@@ -1390,7 +1390,12 @@ impl Scheduler {
                     ctx.notify(AlarmRang);
                 }
             }
-            Arm::Timer { cancel, delay, at } => {
+            Arm::Timer {
+                cancel,
+                delay,
+                at,
+                backup,
+            } => {
                 if let Some(handle) = cancel {
                     ctx.cancel_future(handle);
                 }
@@ -1401,6 +1406,16 @@ impl Scheduler {
                     act.finish_turn(ctx);
                 });
                 self.timers.armed(handle, at);
+                if backup {
+                    let me = ctx.address().downgrade();
+                    let deadline = tokio::time::Instant::now() + delay;
+                    self.timers.backup(actix_rt::spawn(async move {
+                        tokio::time::sleep_until(deadline).await;
+                        if let Some(me) = me.upgrade() {
+                            me.do_send(AlarmRang);
+                        }
+                    }));
+                }
             }
         }
     }
