@@ -232,6 +232,8 @@ struct Plan {
     /// Jobs per run of the `payloads` workload, and its rounds.
     payload_n: u64,
     payload_rounds: usize,
+    /// Seconds of the steady 500 jobs/s PostgreSQL latency run.
+    pg_steady_secs: f64,
     cap: Duration,
 }
 
@@ -269,6 +271,7 @@ impl Plan {
             remote_pg_n: 20_000,
             payload_n: 1_000_000,
             payload_rounds: 5,
+            pg_steady_secs: 30.0,
             cap: Duration::from_secs(120),
         }
     }
@@ -306,6 +309,7 @@ impl Plan {
             remote_pg_n: 500,
             payload_n: 20_000,
             payload_rounds: 1,
+            pg_steady_secs: 0.5,
             cap: Duration::from_secs(60),
         }
     }
@@ -586,6 +590,11 @@ fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Opt
         ("memory", System::Kessel, "total") => None,
         ("durable burn-down", _, "throughput") => Some(at_least(50_000.0, "≥ 50k/s")),
         ("durable latency", System::KesselPostgres, "p50") => Some(at_most(2000.0, "≤ 2 ms")),
+        ("durable latency 500/s", System::KesselPostgres, "p50") => Some(at_most(1000.0, "≤ 1 ms")),
+        ("durable latency 500/s", System::KesselPostgres, "p99") => Some(at_most(5000.0, "≤ 5 ms")),
+        ("durable latency 500/s", System::KesselPostgres, "p99.9") => {
+            Some(at_most(20_000.0, "≤ 20 ms"))
+        }
         ("bulk-create", _, "throughput") => Some(at_least(200_000.0, "≥ 200k/s")),
         ("sustained 200/s" | "sustained latency", System::KesselPostgres, "claim p99") => {
             Some(at_most(10.0, "≤ 10 ms"))
@@ -1097,8 +1106,24 @@ impl Bench {
             }
         };
         let rate = capacity * 0.5;
-        let n = ((rate * secs) as u64).max(50);
         let params = format!("{}/s offered (50% of capacity), c={c}", report::human(rate));
+        self.latency_at(workload, system, rate, params, secs, c, cap);
+    }
+
+    /// The latency rows of `system` with jobs offered at `rate` for `secs`.
+    #[allow(clippy::too_many_arguments)]
+    fn latency_at(
+        &mut self,
+        workload: &str,
+        system: System,
+        rate: f64,
+        params: String,
+        secs: f64,
+        c: usize,
+        cap: Duration,
+    ) {
+        let metrics: [&'static str; 3] = ["p50", "p99", "p99.9"];
+        let n = ((rate * secs) as u64).max(50);
         let answer = run(|| system.latency(&self.env, rate, n, c, cap));
         match answer {
             Answer::Done((created, stamps)) => {
@@ -1432,6 +1457,13 @@ impl Bench {
         let secs = self.plan.durable_latency_secs;
         let cap = self.plan.durable_cap;
         self.latency_run("durable latency", system, probe, secs, c, cap);
+        // A steady 500 jobs/s, one process: the create→start tail a
+        // PostgreSQL user sees at an ordinary rate.
+        if matches!(system, System::KesselPostgres | System::ApalisPostgres) {
+            let secs = self.plan.pg_steady_secs;
+            let params = format!("500/s offered for {secs} s, c={c}");
+            self.latency_at("durable latency 500/s", system, 500.0, params, secs, c, cap);
+        }
     }
 
     /// The burn-down with no group and with 10 fair groups, in turns, on
