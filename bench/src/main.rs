@@ -1502,6 +1502,10 @@ impl Bench {
         ]
         .into_iter()
         .filter(|(_, system, _)| wanted(*system))
+        .filter(|(_, _, what)| {
+            std::env::var("KESSEL_BENCH_PAYLOAD_RUN")
+                .map_or(true, |only| only.parse::<u8>().ok() == Some(*what))
+        })
         .collect();
         let one = |what: u8| -> Result<f64, systems::Fail> {
             match what {

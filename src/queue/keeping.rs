@@ -33,6 +33,13 @@ pub(crate) trait Keeping: Send + Sync + std::fmt::Debug {
     /// holds no log allocation).
     fn logs_created_line(&self) -> bool;
 
+    /// Whether new jobs are written to the store before a create is
+    /// acknowledged ([`Keeping::keep_new`] does nothing otherwise, and a
+    /// create need not wait for it).
+    fn stores_new(&self) -> bool {
+        true
+    }
+
     /// Keeps newly created jobs before the create is acknowledged.
     async fn keep_new(&self, store: &dyn Store, jobs: &[Job]) -> Result<(), StoreError>;
 
@@ -147,8 +154,12 @@ impl Keeping for InProcess {
         false
     }
 
-    async fn keep_new(&self, _: &dyn Store, _: &[Job]) -> Result<(), StoreError> {
+    fn stores_new(&self) -> bool {
         // Held by the scheduler until final.
+        false
+    }
+
+    async fn keep_new(&self, _: &dyn Store, _: &[Job]) -> Result<(), StoreError> {
         Ok(())
     }
 

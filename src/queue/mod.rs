@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     pub(crate) bus: Arc<EventBus>,
     /// Create calls whose store write has not finished (for `drained`).
     creating: AtomicUsize,
+    /// The task name the last single create used, shared by the next one
+    /// of the same task rather than copied.
+    last_task: parking_lot::Mutex<Option<Arc<str>>>,
     /// Where workers run their handlers unless told otherwise.
     placement: Placement,
     /// How jobs are kept, chosen once from the store.
@@ -451,10 +454,7 @@ impl<'q> IntoFuture for CreateJob<'q> {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + 'q>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let mut handles = self.queue.create_many(vec![self.job]).await?;
-            Ok(handles.pop().expect("one job in, one handle out"))
-        })
+        Box::pin(self.queue.create_one(self.job))
     }
 }
 
@@ -749,6 +749,7 @@ impl Queue {
                 tasks: DashMap::new(),
                 bus,
                 creating: AtomicUsize::new(0),
+                last_task: parking_lot::Mutex::new(None),
                 placement,
                 keeping: keeping::of(persistence),
                 node,
@@ -953,7 +954,11 @@ impl Queue {
                 });
             }
             let one = jobs.pop().expect("one job");
-            return Ok(vec![self.create_unique(one, now, log_created).await?]);
+            // Boxed, as in `create_one`: its state would otherwise make
+            // every create's future several times larger.
+            return Ok(vec![
+                Box::pin(self.create_unique(one, now, log_created)).await?
+            ]);
         }
         let jobs: Vec<Job> = jobs
             .into_iter()
@@ -962,11 +967,53 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        let handles = jobs.iter().map(|j| self.handle_of_new(j.id)).collect();
+        self.keep_created(jobs).await?;
+        Ok(handles)
+    }
+
+    /// Creates one job: what `create(..).await` runs. As `create_many` of
+    /// one job, without the vectors around it; on a store that keeps
+    /// pending jobs in the scheduler alone it finishes on its first poll.
+    async fn create_one(&self, job: NewJob) -> Result<JobHandle, Error> {
+        let now = self.inner.clock.now_utc();
+        let log_created = self.inner.keeping.logs_created_line();
+        if job.is_unique() {
+            return Box::pin(self.create_unique(job, now, log_created)).await;
+        }
+        // The task's name as the last single create shared it: most
+        // producers create jobs of one task in a row.
+        let mut name = self.inner.last_task.lock().take();
+        let job = job.into_job(now, &mut name, log_created);
+        *self.inner.last_task.lock() = name;
+        let job = job?;
+        let handle = self.handle_of_new(job.id);
+        self.keep_created(vec![job]).await?;
+        Ok(handle)
+    }
+
+    /// The handle of a job just made (never a duplicate).
+    fn handle_of_new(&self, id: JobId) -> JobHandle {
+        JobHandle {
+            id,
+            queue: self.clone(),
+            duplicate: false,
+        }
+    }
+
+    /// Keeps jobs just made (in the store, where new jobs are stored
+    /// before the create is acknowledged), announces them and hands them
+    /// to the scheduler.
+    async fn keep_created(&self, jobs: Vec<Job>) -> Result<(), Error> {
         if !self.inner.scheduler.connected() {
             return Err(Error::ShutDown);
         }
         self.inner.creating.fetch_add(1, Ordering::SeqCst);
-        let stored = self.inner.keeping.keep_new(&*self.inner.store, &jobs).await;
+        let stored = if self.inner.keeping.stores_new() {
+            self.inner.keeping.keep_new(&*self.inner.store, &jobs).await
+        } else {
+            Ok(())
+        };
         let drained = self.inner.creating.fetch_sub(1, Ordering::SeqCst) == 1;
         if let Err(err) = stored {
             self.inner.bus.queue(QueueEvent::Error {
@@ -982,18 +1029,10 @@ impl Queue {
         if drained {
             self.inner.bus.queue(QueueEvent::Drained);
         }
-        let handles = jobs
-            .iter()
-            .map(|j| JobHandle {
-                id: j.id,
-                queue: self.clone(),
-                duplicate: false,
-            })
-            .collect();
         self.inner
             .keeping
             .hand_over_new(&self.inner.scheduler, jobs);
-        Ok(handles)
+        Ok(())
     }
 
     /// Creates `job`, a unique job, unless a live job holds its key.
