@@ -325,6 +325,11 @@ impl<T: Ord> Keyed<T> {
         self
     }
 
+    /// The running limit of each group, if any.
+    pub(crate) fn max_running(&self) -> Option<u32> {
+        self.max_running
+    }
+
     /// Whether a job of `group` may start at `now` (µs), without taking it.
     pub(crate) fn check(&self, group: &GroupKey, now: u64) -> Result<(), Blocked> {
         let Some(state) = self.groups.get(group) else {

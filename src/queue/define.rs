@@ -516,9 +516,10 @@ impl<'q, P> TaskBuilder<'q, P> {
     /// many of its own group wait. Combines with
     /// [`max_running`](Self::max_running): a job starts when both allow.
     ///
-    /// Enforced by each process for the jobs it runs (on PostgreSQL, two
-    /// processes may each run `n` of a group; see docs/flow-control.md).
-    /// `0` makes [`TaskBuilder::action`] return [`Error::InvalidInput`]
+    /// On PostgreSQL it holds across every process that defines the task
+    /// with the same limit, as [`max_running`](Self::max_running) does
+    /// (a job counts from its claim to its end; see
+    /// `docs/flow-control.md`). `0` makes [`TaskBuilder::action`] return [`Error::InvalidInput`]
     /// naming `max_running_per_group`.
     ///
     /// # Examples

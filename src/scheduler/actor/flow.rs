@@ -146,7 +146,12 @@ impl Scheduler {
         let Some(flow) = slot.flow.as_deref_mut() else {
             return;
         };
-        if flow.max_running.is_some() && self.shared.is_some() {
+        let limits_running = flow.max_running.is_some()
+            || flow
+                .per_group
+                .as_ref()
+                .is_some_and(|k| k.max_running().is_some());
+        if limits_running && self.shared.is_some() {
             // Its lease ends only when its end is stored. The next claim
             // is told it ended (it no longer counts against the limit), so
             // this process refills its room at once; and claims again once
