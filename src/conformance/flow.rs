@@ -298,3 +298,76 @@ async fn per_group_rate<F: StoreFactory>(factory: F) -> Verdict {
     }
     Verdict::Passed
 }
+
+conformance_test!(flow,
+    /// A job held back by its group's running limit and cancelled while
+    /// it waits gives its turn to the next held job: when the running one
+    /// ends, the next one starts, rather than waiting for an end that
+    /// never comes.
+    flow_a_cancelled_held_job_gives_its_turn_to_the_next => cancelled_held
+);
+
+async fn cancelled_held<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    let first_started = Arc::new(tokio::sync::Notify::new());
+    let started = first_started.clone();
+    queue
+        .define("sync")
+        .max_running_per_group(1)
+        .action(move |job: JobContext<u32>| {
+            let started = started.clone();
+            async move {
+                if job.payload == 0 {
+                    started.notify_one();
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut handles = Vec::new();
+    for i in 0..3u32 {
+        handles.push(
+            queue
+                .create_many([NewJob::new("sync", i).group("g")])
+                .await
+                .unwrap_or_else(|e| panic!("create: {e}"))
+                .remove(0),
+        );
+    }
+    queue
+        .process(["default"])
+        .concurrency(4)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    first_started.notified().await;
+    queue
+        .cancel(handles[1].id())
+        .await
+        .unwrap_or_else(|e| panic!("cancel: {e}"));
+    assert_eq!(outcome(&handles[1]).await.status, JobStatus::Cancelled);
+    // Polled on the paused clock (a bounded wait that fails, where
+    // awaiting the outcome would hang): it runs about a second after the
+    // first job ends.
+    let mut polls = 0;
+    loop {
+        let status = queue
+            .job(handles[2].id())
+            .await
+            .unwrap_or_else(|e| panic!("job: {e}"))
+            .status;
+        if status == JobStatus::Completed {
+            break;
+        }
+        polls += 1;
+        assert!(
+            polls < 600,
+            "the third job never ran after the second was cancelled: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(outcome(&handles[0]).await.status, JobStatus::Completed);
+    Verdict::Passed
+}
