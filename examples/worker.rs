@@ -8,8 +8,10 @@
 //! Options (after the URL): `--schema NAME` (default `kessel`),
 //! `--concurrency N` (default 16), `--work-ms N` (how long each job works,
 //! default 5), `--lease-ms N` (default 30000), `--max-running N` (at most N
-//! `work` jobs running at once across every worker process), `--tag NAME`
-//! (a tag to serve beside `default`; repeat for more).
+//! `work` jobs running at once across every worker process),
+//! `--max-running-per-group N` (at most N `work` jobs of each group running
+//! at once across every worker process), `--tag NAME` (a tag to serve
+//! beside `default`; repeat for more).
 //!
 //! The `work` task shows the at-least-once discipline: before it reports
 //! success it records the job in an application table keyed by job id, so a
@@ -29,13 +31,14 @@ struct Args {
     lease: Duration,
     tags: Vec<String>,
     max_running: Option<u32>,
+    max_running_per_group: Option<u32>,
 }
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let url = it
         .next()
-        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--tag T]...")?;
+        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--max-running-per-group N] [--tag T]...")?;
     let mut args = Args {
         url,
         schema: "kessel".into(),
@@ -44,6 +47,7 @@ fn args() -> Result<Args, String> {
         lease: Duration::from_secs(30),
         tags: vec!["default".into()],
         max_running: None,
+        max_running_per_group: None,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -59,6 +63,10 @@ fn args() -> Result<Args, String> {
             "--lease-ms" => args.lease = Duration::from_millis(number()?),
             "--max-running" => {
                 args.max_running =
+                    Some(u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?)
+            }
+            "--max-running-per-group" => {
+                args.max_running_per_group =
                     Some(u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?)
             }
             "--tag" => args.tags.push(value.clone()),
@@ -95,6 +103,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let work_task = queue.define("work").tag("default");
     let work_task = match args.max_running {
         Some(n) => work_task.max_running(n),
+        None => work_task,
+    };
+    let work_task = match args.max_running_per_group {
+        Some(n) => work_task.max_running_per_group(n),
         None => work_task,
     };
     work_task.action(move |job: JobContext<u64>| {

@@ -94,7 +94,11 @@
 //! [`QueueBuilder::group_weight`], so one tenant's backlog cannot starve
 //! another's few jobs. Priority comes first, then groups' turns, then
 //! due time and creation; jobs without a group are one more group of
-//! weight 1 (`docs/flow-control.md`, "Fair groups").
+//! weight 1 (`docs/flow-control.md`, "Fair groups"). The group is also
+//! the key of a task's limits per group:
+//! [`TaskBuilder::max_running_per_group`] ("one running sync per
+//! customer", across processes on PostgreSQL) and
+//! [`TaskBuilder::rate_limit_per_group`] ("each customer 5 a second").
 //!
 //! ```
 //! # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {

@@ -310,6 +310,10 @@ pub(crate) struct TaskDef {
     pub(crate) max_running: Option<u32>,
     /// How often its jobs may start.
     pub(crate) rate_limit: Option<crate::flow::RateLimit>,
+    /// At most this many of each group's jobs run at once.
+    pub(crate) max_running_per_group: Option<u32>,
+    /// How often each group's jobs may start.
+    pub(crate) rate_limit_per_group: Option<crate::flow::RateLimit>,
     pub(crate) action: Arc<dyn Action>,
 }
 
@@ -466,6 +470,38 @@ impl Task {
     /// ```
     pub fn rate_limit(&self) -> Option<crate::flow::RateLimit> {
         self.def.rate_limit
+    }
+
+    /// How many of each group's jobs may run at once, if limited (see
+    /// [`TaskBuilder::max_running_per_group`](crate::TaskBuilder::max_running_per_group)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define("sync customer").max_running_per_group(1)
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// assert_eq!(task.max_running_per_group(), Some(1));
+    /// # Ok(()) }
+    /// ```
+    pub fn max_running_per_group(&self) -> Option<u32> {
+        self.def.max_running_per_group
+    }
+
+    /// How often each group's jobs may start, if limited (see
+    /// [`TaskBuilder::rate_limit_per_group`](crate::TaskBuilder::rate_limit_per_group)).
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, RateLimit};
+    /// let queue = kessel::Queue::new();
+    /// let task = queue.define("call customer api").rate_limit_per_group("5/s")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })?;
+    /// assert_eq!(task.rate_limit_per_group(), Some(RateLimit::per_second(5)));
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit_per_group(&self) -> Option<crate::flow::RateLimit> {
+        self.def.rate_limit_per_group
     }
 }
 

@@ -328,6 +328,7 @@ mod postgres {
                 limit: 3,
                 lease_until: jobs[11].run_at + chrono::Duration::hours(1),
                 running_limits: Vec::new(),
+                group_running_limits: Vec::new(),
                 ended: Vec::new(),
                 group_weights: Vec::new(),
             })

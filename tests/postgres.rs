@@ -272,6 +272,7 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             limit: 10,
             lease_until: now + chrono::Duration::seconds(1),
             running_limits: Vec::new(),
+            group_running_limits: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
         })
@@ -287,6 +288,7 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             limit: 10,
             lease_until: now + chrono::Duration::seconds(1),
             running_limits: Vec::new(),
+            group_running_limits: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
         })

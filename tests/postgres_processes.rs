@@ -632,3 +632,74 @@ async fn a_small_group_is_not_starved_by_a_large_one_across_worker_processes() {
     assert_eq!(small, 10);
     let _ = producer.shutdown(Duration::ZERO).await;
 }
+
+/// The running limit per group holds across processes: three worker
+/// processes at concurrency 8, with `max_running_per_group(2)`, never run
+/// more than 2 jobs of one group at once between them (from the times each
+/// handler started and ended), and still run several groups side by side.
+#[actix_rt::test]
+async fn three_workers_never_run_more_of_a_group_than_its_max_running_per_group_between_them() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let producer = Queue::builder()
+        .store(Arc::new(db.store(Duration::from_millis(LEASE_MS)).await))
+        .build()
+        .await
+        .expect("a producer queue");
+    // 240 jobs over 4 groups, and 20 without a group (one more group).
+    let mut jobs: Vec<kessel::NewJob> = (0..240u64)
+        .map(|i| kessel::NewJob::new("work", i).group(format!("customer-{}", i % 4)))
+        .collect();
+    jobs.extend((240..260u64).map(|i| kessel::NewJob::new("work", i)));
+    producer.create_many(jobs).await.expect("create the jobs");
+    let _workers: Vec<Worker> = (0..3)
+        .map(|_| Worker::start_with(&db, 8, &["--work-ms", "20", "--max-running-per-group", "2"]))
+        .collect();
+    wait_for("260 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 260
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let jobs = format!("{}.jobs", db.schema);
+    // The most runs of each group under way at once, from the spans.
+    let most: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT grp, max(running)::bigint FROM (
+             SELECT grp, sum(delta) OVER (PARTITION BY grp ORDER BY at, delta ROWS UNBOUNDED PRECEDING) AS running
+             FROM (SELECT COALESCE(j.group_key, '') AS grp, d.started_at AS at, 1 AS delta
+                   FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id
+                   UNION ALL
+                   SELECT COALESCE(j.group_key, ''), d.finished_at, -1
+                   FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id) AS e) AS r
+         GROUP BY grp ORDER BY grp"
+    )))
+    .fetch_all(store.pool())
+    .await
+    .expect("the most at once per group");
+    assert_eq!(most.len(), 5, "{most:?}");
+    for (group, n) in &most {
+        assert!(
+            *n <= 2,
+            "{n} runs of group {group:?} at once, the limit is 2: {most:?}"
+        );
+    }
+    let overall: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT max(running)::bigint FROM (
+             SELECT sum(delta) OVER (ORDER BY at, delta ROWS UNBOUNDED PRECEDING) AS running FROM (
+                 SELECT started_at AS at, 1 AS delta FROM {done}
+                 UNION ALL SELECT finished_at, -1 FROM {done}) AS e) AS r"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .expect("the most at once");
+    assert!(
+        overall.unwrap_or(0) >= 4,
+        "groups ran side by side (at most {overall:?} at once)"
+    );
+    let runs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {done}")))
+        .fetch_one(store.pool())
+        .await
+        .expect("count runs");
+    assert_eq!(runs, 260, "each job ran once");
+    let _ = producer.shutdown(Duration::ZERO).await;
+}

@@ -293,6 +293,7 @@ mod postgres {
             limit: 10,
             lease_until: now + chrono::Duration::seconds(30),
             running_limits: Vec::new(),
+            group_running_limits: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
         };
@@ -303,6 +304,7 @@ mod postgres {
         );
         let limited = JobClaim {
             running_limits: vec![("work".into(), 5)],
+            group_running_limits: Vec::new(),
             ..claim.clone()
         };
         assert!(store.jobs_claim(&limited).await.unwrap().is_empty());

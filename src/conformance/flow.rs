@@ -15,6 +15,7 @@ use crate::context::JobContext;
 use crate::error::JobError;
 use crate::flow::RateLimit;
 use crate::job::JobStatus;
+use crate::new_job::NewJob;
 
 conformance_test!(flow,
     /// A task limited to 2 running jobs never runs more at once, even with
@@ -138,5 +139,235 @@ async fn rate_limit<F: StoreFactory>(factory: F) -> Verdict {
             "{task}: the last start at {last} ms, about {expected} ms: {offsets:?}"
         );
     }
+    Verdict::Passed
+}
+
+conformance_test!(flow,
+    /// With one running job per group, each group runs its jobs one at a
+    /// time, and a group with a backlog never holds up the others: their
+    /// jobs start at once, beside the busy group's one.
+    flow_max_running_per_group_runs_one_per_group_and_never_stalls_the_others => per_group_running
+);
+
+async fn per_group_running<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    // (group, start ms, end ms) of every run.
+    let runs: Trace<(String, i64, i64)> = Trace::default();
+    let (r, q) = (runs.clone(), queue.clone());
+    let t0 = queue.now();
+    queue
+        .define("sync")
+        .max_running_per_group(1)
+        .action(move |job: JobContext<String>| {
+            let (r, q) = (r.clone(), q.clone());
+            async move {
+                let group = job.payload.split('-').next().unwrap_or_default().to_owned();
+                let start = (q.now() - t0).num_milliseconds();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                r.push((group, start, (q.now() - t0).num_milliseconds()));
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A backlog of the hot group first, then one job of each other group
+    // and two without a group (which share one limit).
+    let mut jobs: Vec<NewJob> = (0..5)
+        .map(|i| NewJob::new("sync", format!("hot-{i}")).group("hot"))
+        .collect();
+    for g in ["a", "b", "c"] {
+        jobs.push(NewJob::new("sync", format!("{g}-0")).group(g));
+    }
+    jobs.push(NewJob::new("sync", "none-0"));
+    jobs.push(NewJob::new("sync", "none-1"));
+    let handles = queue
+        .create_many(jobs)
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    queue
+        .process(["default"])
+        .concurrency(8)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for h in &handles {
+        assert_eq!(outcome(h).await.status, JobStatus::Completed);
+    }
+    let runs = runs.items();
+    assert_eq!(runs.len(), 10);
+    for group in ["hot", "a", "b", "c", "none"] {
+        let mut mine: Vec<(i64, i64)> = runs
+            .iter()
+            .filter(|(g, _, _)| g == group)
+            .map(|(_, s, e)| (*s, *e))
+            .collect();
+        mine.sort();
+        for pair in mine.windows(2) {
+            assert!(
+                pair[1].0 >= pair[0].1,
+                "{group}: a run started at {} ms before the one before it ended at {} ms: {mine:?}",
+                pair[1].0,
+                pair[0].1
+            );
+        }
+    }
+    let first = runs.iter().map(|(_, s, _)| *s).min().unwrap_or(0);
+    for (group, start, _) in &runs {
+        if ["a", "b", "c"].contains(&group.as_str()) {
+            assert!(
+                *start - first < 100,
+                "{group} waited behind the hot group's backlog: started {} ms after the first run",
+                start - first
+            );
+        }
+    }
+    let took = runs.iter().map(|(_, _, e)| *e).max().unwrap_or(0) - first;
+    assert!(
+        (5_000..5_500).contains(&took),
+        "the hot group's 5 one-second jobs run one after another: all done {took} ms after the first start"
+    );
+    Verdict::Passed
+}
+
+conformance_test!(flow,
+    /// With a rate limit per group, each group's starts are spaced by its
+    /// own limit, and the groups start side by side: two groups at 10 a
+    /// second start 20 jobs in about one second, not two.
+    flow_rate_limit_per_group_spaces_each_groups_starts_on_its_own => per_group_rate
+);
+
+async fn per_group_rate<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    let starts: Trace<(String, i64)> = Trace::default();
+    let (s, q) = (starts.clone(), queue.clone());
+    let t0 = queue.now();
+    queue
+        .define("call")
+        .rate_limit_per_group("10/s")
+        .action(move |job: JobContext<String>| {
+            let (s, q) = (s.clone(), q.clone());
+            async move {
+                let group = job.payload.split('-').next().unwrap_or_default().to_owned();
+                s.push((group, (q.now() - t0).num_milliseconds()));
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut jobs = Vec::new();
+    for i in 0..10 {
+        for g in ["x", "y"] {
+            jobs.push(NewJob::new("call", format!("{g}-{i}")).group(g));
+        }
+    }
+    let handles = queue
+        .create_many(jobs)
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    queue
+        .process(["default"])
+        .concurrency(4)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for h in &handles {
+        assert_eq!(outcome(h).await.status, JobStatus::Completed);
+    }
+    let starts = starts.items();
+    for group in ["x", "y"] {
+        let mut mine: Vec<i64> = starts
+            .iter()
+            .filter(|(g, _)| g == group)
+            .map(|(_, t)| *t)
+            .collect();
+        mine.sort();
+        assert_eq!(mine.len(), 10, "{group}");
+        let first = mine[0];
+        for (i, t) in mine.iter().enumerate() {
+            let earliest = first + i as i64 * 100;
+            assert!(
+                *t >= earliest - 1,
+                "{group}: start {i} at {t} ms, before {earliest} ms: {mine:?}"
+            );
+        }
+        let last = mine[9] - first;
+        assert!(
+            (899..=1_050).contains(&last),
+            "{group}: the tenth start at {last} ms after the first, about 900 ms: {mine:?}"
+        );
+    }
+    Verdict::Passed
+}
+
+conformance_test!(flow,
+    /// A job held back by its group's running limit and cancelled while
+    /// it waits gives its turn to the next held job: when the running one
+    /// ends, the next one starts, rather than waiting for an end that
+    /// never comes.
+    flow_a_cancelled_held_job_gives_its_turn_to_the_next => cancelled_held
+);
+
+async fn cancelled_held<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    let first_started = Arc::new(tokio::sync::Notify::new());
+    let started = first_started.clone();
+    queue
+        .define("sync")
+        .max_running_per_group(1)
+        .action(move |job: JobContext<u32>| {
+            let started = started.clone();
+            async move {
+                if job.payload == 0 {
+                    started.notify_one();
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut handles = Vec::new();
+    for i in 0..3u32 {
+        handles.push(
+            queue
+                .create_many([NewJob::new("sync", i).group("g")])
+                .await
+                .unwrap_or_else(|e| panic!("create: {e}"))
+                .remove(0),
+        );
+    }
+    queue
+        .process(["default"])
+        .concurrency(4)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    first_started.notified().await;
+    queue
+        .cancel(handles[1].id())
+        .await
+        .unwrap_or_else(|e| panic!("cancel: {e}"));
+    assert_eq!(outcome(&handles[1]).await.status, JobStatus::Cancelled);
+    // Polled on the paused clock (a bounded wait that fails, where
+    // awaiting the outcome would hang): it runs about a second after the
+    // first job ends.
+    let mut polls = 0;
+    loop {
+        let status = queue
+            .job(handles[2].id())
+            .await
+            .unwrap_or_else(|e| panic!("job: {e}"))
+            .status;
+        if status == JobStatus::Completed {
+            break;
+        }
+        polls += 1;
+        assert!(
+            polls < 600,
+            "the third job never ran after the second was cancelled: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(outcome(&handles[0]).await.status, JobStatus::Completed);
     Verdict::Passed
 }

@@ -313,6 +313,7 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         limit,
         lease_until: Utc::now() + chrono::Duration::minutes(5),
         running_limits: Vec::new(),
+        group_running_limits: Vec::new(),
         ended: Vec::new(),
         group_weights: Vec::new(),
     };

@@ -66,6 +66,8 @@ pub struct TaskBuilder<'q, P = AnyPayload> {
     callback: Option<crate::webhook::Target>,
     max_running: Option<u32>,
     rate_limit: Option<crate::flow::RateLimit>,
+    max_running_per_group: Option<u32>,
+    rate_limit_per_group: Option<crate::flow::RateLimit>,
     error: Option<Error>,
     payload: PhantomData<fn() -> P>,
 }
@@ -119,6 +121,8 @@ impl<'q> TaskBuilder<'q> {
             callback: None,
             max_running: None,
             rate_limit: None,
+            max_running_per_group: None,
+            rate_limit_per_group: None,
             error: None,
             payload: PhantomData,
         }
@@ -504,6 +508,88 @@ impl<'q, P> TaskBuilder<'q, P> {
         self
     }
 
+    /// Lets at most `n` jobs of each [group](crate::NewJob::group) of this
+    /// task run at once: "one running sync per customer". Jobs without a
+    /// group share one limit, as they share one turn among the groups.
+    /// A job over its group's limit waits, ready, and starts when a run of
+    /// its group ends; it never holds up another group's jobs, however
+    /// many of its own group wait. Combines with
+    /// [`max_running`](Self::max_running): a job starts when both allow.
+    ///
+    /// On PostgreSQL it holds across every process that defines the task
+    /// with the same limit, as [`max_running`](Self::max_running) does
+    /// (a job counts from its claim to its end; see
+    /// `docs/flow-control.md`). `0` makes [`TaskBuilder::action`] return [`Error::InvalidInput`]
+    /// naming `max_running_per_group`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, NewJob};
+    /// let queue = kessel::Queue::new();
+    /// // One sync per customer at a time; customers sync side by side.
+    /// queue.define("sync").max_running_per_group(1).action(|_: JobContext<u32>| async {
+    ///     Ok::<_, JobError>(())
+    /// })?;
+    /// queue.create_many([
+    ///     NewJob::new("sync", 1).group("customer-42"),
+    ///     NewJob::new("sync", 2).group("customer-42"),
+    ///     NewJob::new("sync", 3).group("customer-7"),
+    /// ]).await?;
+    /// queue.process(["default"]).concurrency(8).start()?;
+    /// let err = queue.define("none").max_running_per_group(0)
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
+    ///     .unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "max_running_per_group", .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn max_running_per_group(mut self, n: u32) -> Self {
+        self.max_running_per_group = Some(n);
+        self
+    }
+
+    /// Limits how often the jobs of each [group](crate::NewJob::group) of
+    /// this task may start: "each customer at most 5 calls a second". Each
+    /// group has its own [`RateLimit`](crate::RateLimit) of these numbers
+    /// (jobs without a group share one). A job over its group's rate waits,
+    /// ready, and starts when its group's limit allows; other groups' jobs
+    /// start meanwhile. Combines with [`rate_limit`](Self::rate_limit) and
+    /// the running limits: a job starts when all allow.
+    ///
+    /// Per process, like [`rate_limit`](Self::rate_limit). Unreadable
+    /// text, or a zero count, period or burst, makes
+    /// [`TaskBuilder::action`] return [`Error::InvalidInput`] naming
+    /// `rate_limit_per_group`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::{JobContext, JobError, RateLimit};
+    /// let queue = kessel::Queue::new();
+    /// // The partner allows each customer's account 5 calls a second.
+    /// queue.define("call partner").rate_limit_per_group(RateLimit::per_second(5))
+    ///     .action(|_: JobContext<u32>| async { Ok::<_, JobError>(()) })?;
+    /// let err = queue.define("bad").rate_limit_per_group("0/s")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
+    ///     .unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "rate_limit_per_group", .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit_per_group(mut self, limit: impl crate::flow::IntoRateLimit) -> Self {
+        match limit.into_rate_limit() {
+            Ok(limit) => self.rate_limit_per_group = Some(limit),
+            Err(e) => {
+                self.error = self.error.take().or(Some(Error::InvalidInput {
+                    field: "rate_limit_per_group",
+                    reason: e.to_string(),
+                }))
+            }
+        }
+        self
+    }
+
     /// Adds middleware around this task's runs, inside any queue middleware.
     /// The first added is the outermost (see [`crate::middleware`]).
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
@@ -619,6 +705,12 @@ impl<'q, P> TaskBuilder<'q, P> {
         if let Some(limit) = &self.rate_limit {
             limit.validate()?;
         }
+        if let Some(n) = self.max_running_per_group {
+            crate::flow::validate_running_limit("max_running_per_group", n)?;
+        }
+        if let Some(limit) = &self.rate_limit_per_group {
+            limit.validate_as("rate_limit_per_group")?;
+        }
         let def = Arc::new(TaskDef {
             name: self.name.into(),
             tag: self.tag,
@@ -632,6 +724,8 @@ impl<'q, P> TaskBuilder<'q, P> {
             callback: self.callback.map(Arc::new),
             max_running: self.max_running,
             rate_limit: self.rate_limit,
+            max_running_per_group: self.max_running_per_group,
+            rate_limit_per_group: self.rate_limit_per_group,
             action,
         });
         self.queue.register_task(def.clone())?;
@@ -687,6 +781,8 @@ impl Queue {
             callback,
             max_running,
             rate_limit,
+            max_running_per_group,
+            rate_limit_per_group,
             error,
             ..
         } = TaskBuilder::new(self, P::TASK.to_owned());
@@ -704,6 +800,8 @@ impl Queue {
             callback,
             max_running,
             rate_limit,
+            max_running_per_group,
+            rate_limit_per_group,
             error,
             payload: PhantomData,
         }

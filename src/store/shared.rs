@@ -39,9 +39,16 @@ pub struct JobClaim {
     /// leased and not final. Claims of limited tasks take turns, so the
     /// limit holds whichever processes claim at once.
     pub running_limits: Vec<(String, u32)>,
+    /// Tasks limited in how many jobs of each group may be leased at once,
+    /// by every owner together (see
+    /// [`TaskBuilder::max_running_per_group`](crate::TaskBuilder::max_running_per_group)):
+    /// a claim takes at most, of each group (the jobs without one being
+    /// one more), the limit minus the group's jobs of the task already
+    /// leased and not final. Claims of these tasks take turns too.
+    pub group_running_limits: Vec<(String, u32)>,
     /// Jobs of limited tasks this owner has finished, whose end may not
     /// be stored yet: they run no more, so they do not count against
-    /// `running_limits` (a process can refill its room at once, without
+    /// `running_limits` or `group_running_limits` (a process can refill its room at once, without
     /// waiting for its writes).
     pub ended: Vec<crate::job::JobId>,
     /// The weights of fair groups other than 1 (see

@@ -73,6 +73,7 @@ async fn claim(
         limit,
         lease_until,
         running_limits: Vec::new(),
+        group_running_limits: Vec::new(),
         ended: Vec::new(),
         group_weights: Vec::new(),
     };
@@ -1053,6 +1054,83 @@ async fn wakeup<F: StoreFactory>(factory: F) -> Verdict {
 }
 
 conformance_test!(store,
+    /// A claim takes no more jobs of each group of a task limited per
+    /// group than the limit minus the group's jobs already leased (by any
+    /// owner) and not final, the jobs without a group being one more
+    /// group; other tasks are not held back, and an ended job makes room
+    /// in its own group only.
+    a_claim_takes_no_more_of_a_group_than_its_limit_per_group_leaves => claim_limited_per_group
+);
+
+async fn claim_limited_per_group<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    let mut jobs = Vec::new();
+    for (i, group) in [Some("a"), Some("b"), None].into_iter().enumerate() {
+        for n in 0..3 {
+            let mut job = due("limited", (i * 10) as u32 + n, secs(t, -10));
+            job.group = group.map(str::to_owned);
+            jobs.push(job);
+        }
+    }
+    jobs.extend((100..102).map(|n| due("free", n, secs(t, -10))));
+    insert(&store, &jobs).await;
+    let lease = secs(t, 60);
+    let claim = |owner, ended: Vec<JobId>| {
+        let params = JobClaim {
+            owner,
+            tasks: vec!["limited".into(), "free".into()],
+            due_by: t,
+            limit: 100,
+            lease_until: lease,
+            running_limits: Vec::new(),
+            group_running_limits: vec![("limited".into(), 2)],
+            ended,
+            group_weights: Vec::new(),
+        };
+        async move {
+            shared
+                .jobs_claim(&params)
+                .await
+                .unwrap_or_else(|e| panic!("jobs_claim({params:?}) failed: {e}"))
+        }
+    };
+    let of = |jobs: &[Job], task: &str, group: Option<&str>| {
+        jobs.iter()
+            .filter(|j| &*j.task == task && j.group.as_deref() == group)
+            .count()
+    };
+    let (a, b) = (shared.owner(), Uuid::new_v4());
+    let first = claim(a, Vec::new()).await;
+    for group in [Some("a"), Some("b"), None] {
+        assert_eq!(
+            of(&first, "limited", group),
+            2,
+            "2 of the 3 of group {group:?}"
+        );
+    }
+    assert_eq!(
+        of(&first, "free", None),
+        2,
+        "the other task is not held back"
+    );
+    let second = claim(b, Vec::new()).await;
+    assert!(
+        second.is_empty(),
+        "another owner gets none while each group has 2 leased: {second:?}"
+    );
+    let ended = first
+        .iter()
+        .find(|j| j.group.as_deref() == Some("a"))
+        .expect("a job of group a")
+        .id;
+    let credited = claim(a, vec![ended]).await;
+    assert_eq!(credited.len(), 1, "one room, in group a: {credited:?}");
+    assert_eq!(credited[0].group.as_deref(), Some("a"));
+    Verdict::Passed
+}
+
+conformance_test!(store,
     /// A claim takes no more jobs of a task limited in running jobs than
     /// its limit minus the task's jobs already leased (by any owner) and
     /// not final; other tasks in the same claim are not held back, and a
@@ -1076,6 +1154,7 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             limit: 100,
             lease_until: lease,
             running_limits: vec![("limited".into(), 3)],
+            group_running_limits: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
         };
@@ -1114,6 +1193,7 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             limit: 100,
             lease_until: lease,
             running_limits: vec![("limited".into(), 3)],
+            group_running_limits: Vec::new(),
             ended: vec![ended],
             group_weights: Vec::new(),
         })

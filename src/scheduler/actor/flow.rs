@@ -11,7 +11,7 @@
 use actix::prelude::*;
 
 use super::Scheduler;
-use crate::flow::Gcra;
+use crate::flow::{Blocked, Gcra, GroupKey, Keyed};
 use crate::scheduler::ready::{ReadyKey, ReadySet};
 use crate::task::TaskDef;
 
@@ -23,36 +23,38 @@ pub(super) struct Flow {
     running: u32,
     rate: Option<Gcra>,
     burst: u32,
-    /// Ready jobs the limits hold back, best first.
+    /// Ready jobs the task's own limits hold back, best first.
     held: ReadySet,
     held_count: usize,
-}
-
-/// Why a job may not start now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Blocked {
-    /// The task runs its most jobs: one may start when a run ends.
-    Running,
-    /// The rate limit allows the next start at this time (µs).
-    Until(u64),
+    /// The limits per group, with the jobs they hold back.
+    per_group: Option<Keyed<ReadyKey>>,
 }
 
 impl Flow {
     /// The flow of `def`, or `None` when it sets no limit; `before`
     /// carries the counts of a previous definition of the same task.
     pub(super) fn of(def: &TaskDef, before: Option<Box<Flow>>) -> Option<Box<Flow>> {
-        if def.max_running.is_none() && def.rate_limit.is_none() {
+        let per_group = |before: Option<Keyed<ReadyKey>>| match before {
+            Some(k) => Some(k.redefined(def.max_running_per_group, def.rate_limit_per_group)),
+            None => Keyed::new(def.max_running_per_group, def.rate_limit_per_group),
+        };
+        if def.max_running.is_none()
+            && def.rate_limit.is_none()
+            && def.max_running_per_group.is_none()
+            && def.rate_limit_per_group.is_none()
+        {
             return before
-                .filter(|f| f.running > 0 || f.held_count > 0)
+                .filter(|f| f.running > 0 || f.held_count > 0 || f.per_group.is_some())
                 .map(|mut f| {
                     f.max_running = None;
                     f.rate = None;
+                    f.per_group = per_group(f.per_group.take());
                     f
                 });
         }
-        let (running, held, held_count) = match before {
-            Some(f) => (f.running, f.held, f.held_count),
-            None => (0, ReadySet::default(), 0),
+        let (running, held, held_count, keyed) = match before {
+            Some(mut f) => (f.running, f.held, f.held_count, f.per_group.take()),
+            None => (0, ReadySet::default(), 0, None),
         };
         Some(Box::new(Flow {
             max_running: def.max_running,
@@ -61,31 +63,35 @@ impl Flow {
             burst: def.rate_limit.map_or(1, |r| r.burst_size()),
             held,
             held_count,
+            per_group: per_group(keyed),
         }))
     }
 
-    /// Takes a start at `now_us`, or says why not.
-    pub(super) fn try_start(&mut self, now_us: u64) -> Result<(), Blocked> {
+    /// Takes a start of a job of `group` at `now_us`, or says why not and
+    /// whether the group's limit (rather than the task's) is why.
+    fn try_start(&mut self, group: &GroupKey, now_us: u64) -> Result<(), (Blocked, bool)> {
         if self.max_running.is_some_and(|max| self.running >= max) {
-            return Err(Blocked::Running);
+            return Err((Blocked::Running, false));
+        }
+        if let Some(rate) = self.rate.as_ref() {
+            rate.check(now_us)
+                .map_err(|at| (Blocked::Until(at), false))?;
+        }
+        if let Some(keyed) = self.per_group.as_mut() {
+            keyed.check(group, now_us).map_err(|b| (b, true))?;
+            keyed.take(group, now_us);
         }
         if let Some(rate) = self.rate.as_mut() {
-            rate.try_take(now_us).map_err(Blocked::Until)?;
+            rate.take(now_us);
         }
         self.running += 1;
         Ok(())
     }
 
     /// Holds back a ready job.
-    pub(super) fn hold(&mut self, key: ReadyKey) {
+    fn hold(&mut self, key: ReadyKey) {
         self.held.push(key);
         self.held_count += 1;
-    }
-
-    /// A run ended: the best held job, if any, to put back.
-    pub(super) fn ended(&mut self) -> Option<ReadyKey> {
-        self.running = self.running.saturating_sub(1);
-        self.release()
     }
 
     /// The best held job, if any.
@@ -108,10 +114,17 @@ impl Scheduler {
         let Some(flow) = self.routes.tasks[task as usize].flow.as_deref_mut() else {
             return true;
         };
-        match flow.try_start(now_ms.saturating_mul(1000)) {
+        let group: GroupKey = match flow.per_group {
+            Some(_) => self.jobs.get(key.slot).and_then(|e| e.job.group().cloned()),
+            None => None,
+        };
+        match flow.try_start(&group, now_ms.saturating_mul(1000)) {
             Ok(()) => true,
-            Err(blocked) => {
-                flow.hold(key);
+            Err((blocked, by_group)) => {
+                match flow.per_group.as_mut() {
+                    Some(keyed) if by_group => keyed.hold(&group, key, blocked),
+                    _ => flow.hold(key),
+                }
                 if let Blocked::Until(at_us) = blocked {
                     let tick = at_us.div_ceil(1000);
                     if self.flow_wake.is_none_or(|t| tick < t) {
@@ -133,7 +146,12 @@ impl Scheduler {
         let Some(flow) = slot.flow.as_deref_mut() else {
             return;
         };
-        if flow.max_running.is_some() && self.shared.is_some() {
+        let limits_running = flow.max_running.is_some()
+            || flow
+                .per_group
+                .as_ref()
+                .is_some_and(|k| k.max_running().is_some());
+        if limits_running && self.shared.is_some() {
             // Its lease ends only when its end is stored. The next claim
             // is told it ended (it no longer counts against the limit), so
             // this process refills its room at once; and claims again once
@@ -147,7 +165,33 @@ impl Scheduler {
             self.claim_after_flush = true;
             self.claim_now = true;
         }
-        if let (Some(key), Some(tag)) = (flow.ended(), slot.tag) {
+        let Some(tag) = slot.tag else { return };
+        let jobs = &self.jobs;
+        // A held job cancelled or expired meanwhile is passed over, so the
+        // next one takes the room.
+        let live = |key: &ReadyKey| {
+            jobs.get(key.slot)
+                .is_some_and(|e| e.seq == key.seq && e.state == super::State::Ready)
+        };
+        let mut back = Vec::new();
+        flow.running = flow.running.saturating_sub(1);
+        while let Some(key) = flow.release() {
+            if live(&key) {
+                back.push(key);
+                break;
+            }
+        }
+        if let Some(keyed) = flow.per_group.as_mut() {
+            let group: GroupKey = jobs.get(job_slot).and_then(|e| e.job.group().cloned());
+            let now_us = self.clock.now_ms().saturating_mul(1000);
+            while let Some(key) = keyed.ended(&group, now_us) {
+                if live(&key) {
+                    back.push(key);
+                    break;
+                }
+            }
+        }
+        for key in back {
             let group = self.jobs.get(key.slot).and_then(|e| e.job.group().cloned());
             self.routes.push_ready(tag, key, group.as_ref());
         }
@@ -199,13 +243,25 @@ impl Scheduler {
     }
 
     /// Puts back, for every rate-limited task, as many held jobs as its
-    /// burst: those the limit may allow now (the rest are held again).
+    /// burst: those the limit may allow now (the rest are held again);
+    /// and for every group whose own rate limit allows a start now, as
+    /// many as its burst.
     fn release_rate_held(&mut self) {
         let mut released = Vec::new();
+        let now_us = self.clock.now_ms().saturating_mul(1000);
+        let mut next_wake: Option<u64> = None;
+        let mut keys = Vec::new();
         for slot in &mut self.routes.tasks {
             let (Some(flow), Some(tag)) = (slot.flow.as_deref_mut(), slot.tag) else {
                 continue;
             };
+            if let Some(keyed) = flow.per_group.as_mut() {
+                keyed.release_due(now_us, &mut keys);
+                released.extend(keys.drain(..).map(|key| (tag, key)));
+                if let Some(at) = keyed.next_wake() {
+                    next_wake = Some(next_wake.map_or(at, |n| n.min(at)));
+                }
+            }
             if flow.rate.is_none() {
                 continue;
             }
@@ -214,6 +270,15 @@ impl Scheduler {
                     Some(key) => released.push((tag, key)),
                     None => break,
                 }
+            }
+        }
+        if let Some(at_us) = next_wake {
+            // Groups still waiting on their rate limit wake the scheduler
+            // again then.
+            let tick = at_us.div_ceil(1000);
+            if self.flow_wake.is_none_or(|t| tick < t) {
+                self.flow_wake = Some(tick);
+                self.flow_wake_armed = false;
             }
         }
         for (tag, key) in released {

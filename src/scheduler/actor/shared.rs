@@ -17,7 +17,7 @@ use crate::context::ExtendLease;
 use crate::event::QueueEvent;
 use crate::job::{Job, JobId};
 use crate::scheduler::actor::messages::Origin;
-use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat};
+use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat, RunningLimits};
 
 #[derive(Debug)]
 pub(super) struct SharedMode {
@@ -196,16 +196,25 @@ impl Scheduler {
             .collect()
     }
 
-    /// The limits on running jobs of the served tasks that have one.
-    fn running_limits(&self, tasks: &[String]) -> Vec<(String, u32)> {
-        self.routes
-            .task_names()
-            .filter(|(name, _)| tasks.iter().any(|t| **t == ***name))
-            .filter_map(|(name, i)| {
-                let def = self.routes.tasks[i as usize].def.as_ref()?;
-                def.max_running.map(|max| (name.to_string(), max))
-            })
-            .collect()
+    /// The limits on running jobs of the served tasks that have one: the
+    /// task's own, and each group's.
+    fn running_limits(&self, tasks: &[String]) -> RunningLimits {
+        let mut limits = RunningLimits::default();
+        for (name, i) in self.routes.task_names() {
+            if !tasks.iter().any(|t| **t == **name) {
+                continue;
+            }
+            let Some(def) = self.routes.tasks[i as usize].def.as_ref() else {
+                continue;
+            };
+            if let Some(max) = def.max_running {
+                limits.per_task.push((name.to_string(), max));
+            }
+            if let Some(max) = def.max_running_per_group {
+                limits.per_group.push((name.to_string(), max));
+            }
+        }
+        limits
     }
 
     fn claim(&mut self, ctx: &mut Context<Self>) {
@@ -213,8 +222,8 @@ impl Scheduler {
             return;
         }
         let tasks = self.served_tasks();
-        let running_limits = self.running_limits(&tasks);
-        let credits = if running_limits.is_empty() {
+        let limits = self.running_limits(&tasks);
+        let credits = if limits.per_task.is_empty() && limits.per_group.is_empty() {
             Vec::new()
         } else {
             self.flow_credits()
@@ -233,14 +242,10 @@ impl Scheduler {
         if let Some(timer) = mode.claimer.timer.take() {
             ctx.cancel_future(timer);
         }
-        let Some(mut params) = mode.claimer.plan(
-            tasks.clone(),
-            running_limits,
-            credits,
-            free,
-            held_waiting,
-            now,
-        ) else {
+        let Some(mut params) =
+            mode.claimer
+                .plan(tasks.clone(), limits, credits, free, held_waiting, now)
+        else {
             let poll = mode.claimer.config().poll;
             mode.claimer.timer = Some(ctx.run_later(poll, |act, ctx| act.want_claim(ctx)));
             return;

@@ -40,6 +40,16 @@ pub(crate) struct Claimer {
     pub(crate) timer: Option<SpawnHandle>,
 }
 
+/// The running limits of the served tasks a claim must respect (see
+/// [`JobClaim::running_limits`] and [`JobClaim::group_running_limits`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RunningLimits {
+    /// Each limited task's own limit.
+    pub(crate) per_task: Vec<(String, u32)>,
+    /// Each task's limit per group.
+    pub(crate) per_group: Vec<(String, u32)>,
+}
+
 impl Claimer {
     /// A claimer of `owner` on `store`, or `None` when the store is not
     /// shared.
@@ -82,14 +92,14 @@ impl Claimer {
         self.last_full
     }
 
-    /// The claim to make at `now` for `tasks`, with `free` worker slots and
+    /// The claim to make at `now` for `tasks` under `limits`, with `free` worker slots and
     /// `waiting` claimed jobs not yet running; `None` when there is
     /// nothing to ask for. A claim returned is in flight until
     /// [`Claimer::claimed`] or [`Claimer::failed`].
     pub(crate) fn plan(
         &mut self,
         tasks: Vec<String>,
-        running_limits: Vec<(String, u32)>,
+        limits: RunningLimits,
         ended: Vec<crate::job::JobId>,
         free: usize,
         waiting: usize,
@@ -110,7 +120,8 @@ impl Claimer {
             due_by: after(self.config.horizon),
             limit,
             lease_until: after(lease),
-            running_limits,
+            running_limits: limits.per_task,
+            group_running_limits: limits.per_group,
             ended,
             group_weights: Vec::new(),
         })
@@ -191,7 +202,14 @@ mod tests {
         let mut c = claimer();
         let now = Utc::now();
         let params = c
-            .plan(vec!["t".into()], Vec::new(), Vec::new(), 16, 10, now)
+            .plan(
+                vec!["t".into()],
+                RunningLimits::default(),
+                Vec::new(),
+                16,
+                10,
+                now,
+            )
             .expect("a claim");
         assert_eq!(params.limit, 16 + 64 - 10);
         assert_eq!(params.due_by, now + chrono::Duration::seconds(2));
@@ -199,13 +217,20 @@ mod tests {
         assert!(!c.want(), "one at a time");
         assert!(c.claimed(3, params.limit, 0), "asked for meanwhile: again");
         assert!(
-            c.plan(Vec::new(), Vec::new(), Vec::new(), 16, 0, now)
+            c.plan(Vec::new(), RunningLimits::default(), Vec::new(), 16, 0, now)
                 .is_none(),
             "no tasks"
         );
         assert!(
-            c.plan(vec!["t".into()], Vec::new(), Vec::new(), 0, 64, now)
-                .is_none(),
+            c.plan(
+                vec!["t".into()],
+                RunningLimits::default(),
+                Vec::new(),
+                0,
+                64,
+                now
+            )
+            .is_none(),
             "enough waits here"
         );
     }
@@ -217,7 +242,14 @@ mod tests {
         let mut limits = Vec::new();
         for _ in 0..8 {
             let p = c
-                .plan(vec!["t".into()], Vec::new(), Vec::new(), 0, 0, now)
+                .plan(
+                    vec!["t".into()],
+                    RunningLimits::default(),
+                    Vec::new(),
+                    0,
+                    0,
+                    now,
+                )
                 .unwrap();
             limits.push(p.limit);
             assert!(c.claimed(p.limit, p.limit, 0), "full: claim again");
@@ -225,13 +257,27 @@ mod tests {
         assert_eq!(&limits[..4], [64, 128, 256, 512]);
         assert_eq!(*limits.last().unwrap(), SharedConfig::MAX_PREFETCH);
         let p = c
-            .plan(vec!["t".into()], Vec::new(), Vec::new(), 0, 0, now)
+            .plan(
+                vec!["t".into()],
+                RunningLimits::default(),
+                Vec::new(),
+                0,
+                0,
+                now,
+            )
             .unwrap();
         assert!(!c.claimed(10, p.limit, 3_000));
         assert_eq!(
-            c.plan(vec!["t".into()], Vec::new(), Vec::new(), 0, 0, now)
-                .unwrap()
-                .limit,
+            c.plan(
+                vec!["t".into()],
+                RunningLimits::default(),
+                Vec::new(),
+                0,
+                0,
+                now
+            )
+            .unwrap()
+            .limit,
             2_048
         );
     }
@@ -239,14 +285,28 @@ mod tests {
     #[test]
     fn a_failed_claim_waits_at_most_the_poll_interval() {
         let mut c = claimer();
-        c.plan(vec!["t".into()], Vec::new(), Vec::new(), 1, 0, Utc::now())
-            .unwrap();
+        c.plan(
+            vec!["t".into()],
+            RunningLimits::default(),
+            Vec::new(),
+            1,
+            0,
+            Utc::now(),
+        )
+        .unwrap();
         assert_eq!(
             c.failed(Some(Duration::from_secs(60))),
             Some(c.config().poll)
         );
-        c.plan(vec!["t".into()], Vec::new(), Vec::new(), 1, 0, Utc::now())
-            .unwrap();
+        c.plan(
+            vec!["t".into()],
+            RunningLimits::default(),
+            Vec::new(),
+            1,
+            0,
+            Utc::now(),
+        )
+        .unwrap();
         assert!(!c.want());
         assert_eq!(
             c.failed(Some(Duration::from_millis(500))),

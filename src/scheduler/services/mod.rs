@@ -30,7 +30,7 @@ mod node;
 mod pruner;
 mod rescuer;
 
-pub(crate) use claimer::Claimer;
+pub(crate) use claimer::{Claimer, RunningLimits};
 pub(crate) use expiry::ExpiryWatch;
 pub(crate) use heartbeat::Heartbeat;
 pub(crate) use leader::Elector;

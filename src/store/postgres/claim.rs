@@ -46,30 +46,57 @@ pub(super) enum Form {
 
 /// The `WITH ... picked AS (...)` of a claim, picking the ids to lease,
 /// fair or fast (see the [module documentation](self)). Parameters: `$1`
-/// tasks, `$2` due by, `$3` limit; with `caps`, the parameter of each
-/// task's running cap (null: none) and of the ids of jobs ended but maybe
-/// not stored yet; `groups`, only in the fair form, the parameters of the
-/// weighted groups' names and strides. `not_suspended` is a condition on
-/// `t.task`.
+/// tasks, `$2` due by, `$3` limit; with `caps`, the parameters of each
+/// task's running cap (null: none), of the ids of jobs ended but maybe
+/// not stored yet, and of each task's running cap per group (null:
+/// none); `groups`, only in the fair form, the parameters of the weighted
+/// groups' names and strides. `not_suspended` is a condition on `t.task`.
+///
+/// Each served task has its room `n` (its cap minus its jobs leased and
+/// not final) and the room `ng` of its jobs without a group (at most `n`,
+/// and with a cap per group, that cap minus those jobs leased and not
+/// final); each group of a task with a cap per group reads at most its
+/// own room, counted the same way (one probe of `jobs_claim_grouped`).
 pub(super) fn picked_sql(
     form: Form,
     jobs: &str,
     not_suspended: &str,
-    caps: Option<(usize, usize)>,
+    caps: Option<(usize, usize, usize)>,
     groups: (usize, usize),
 ) -> String {
+    let leased = |which: &str, ended: usize| {
+        format!(
+            "SELECT count(*) FROM {jobs} AS l
+             WHERE l.task = t.task AND {which} AND l.leased_by IS NOT NULL
+               AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
+               AND NOT (l.id = ANY (${ended}::uuid[]))"
+        )
+    };
     let served = match caps {
         None => format!(
-            "SELECT t.task, $3::bigint AS n FROM UNNEST($1::text[]) AS t(task) WHERE {not_suspended}"
+            "SELECT t.task, $3::bigint AS n, $3::bigint AS ng
+             FROM UNNEST($1::text[]) AS t(task) WHERE {not_suspended}"
         ),
-        Some((cap, ended)) => format!(
-            "SELECT t.task, CASE WHEN t.cap IS NULL THEN $3::bigint ELSE GREATEST(0, t.cap - (
-                 SELECT count(*) FROM {jobs} AS l
-                 WHERE l.task = t.task AND l.leased_by IS NOT NULL
-                   AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
-                   AND NOT (l.id = ANY (${ended}::uuid[])))) END AS n
-             FROM UNNEST($1::text[], ${cap}::bigint[]) AS t(task, cap)
-             WHERE {not_suspended}"
+        Some((cap, ended, gcap)) => format!(
+            "SELECT t.task, t.n, t.gcap,
+                    CASE WHEN t.gcap IS NULL THEN t.n
+                         ELSE LEAST(t.n, GREATEST(0, t.gcap - ({ungrouped}))) END AS ng
+             FROM (SELECT t.task, t.gcap,
+                          CASE WHEN t.cap IS NULL THEN $3::bigint
+                               ELSE GREATEST(0, t.cap - ({all})) END AS n
+                   FROM UNNEST($1::text[], ${cap}::bigint[], ${gcap}::bigint[]) AS t(task, cap, gcap)
+                   WHERE {not_suspended}) AS t",
+            all = leased("true", ended),
+            ungrouped = leased("l.group_key IS NULL", ended),
+        ),
+    };
+    // The room of group `l.grp` of task `s.task`.
+    let group_room = match caps {
+        None => "s.n".to_owned(),
+        Some((_, ended, _)) => format!(
+            "CASE WHEN s.gcap IS NULL THEN s.n
+                  ELSE LEAST(s.n, GREATEST(0, s.gcap - ({}))) END",
+            leased("l.group_key = k.grp", ended).replace("t.task", "k.task")
         ),
     };
     if form == Form::Fast {
@@ -81,7 +108,7 @@ pub(super) fn picked_sql(
                      WHERE task = t.task AND group_key IS NULL AND leased_by IS NULL
                        AND status IN {CLAIMABLE} AND run_at <= $2
                      ORDER BY priority, run_at, created_at, id
-                     LIMIT LEAST($3, t.n)
+                     LIMIT LEAST($3, t.ng)
                      FOR UPDATE SKIP LOCKED) AS c
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)"
@@ -125,8 +152,8 @@ pub(super) fn picked_sql(
                              ORDER BY g.group_key LIMIT 1)
              FROM group_keys AS k WHERE k.grp IS NOT NULL),
          lanes AS (
-             SELECT k.task, k.grp, COALESCE(w.stride, {STRIDE}) AS stride
-             FROM group_keys AS k
+             SELECT k.task, k.grp, COALESCE(w.stride, {STRIDE}) AS stride, {group_room} AS room
+             FROM group_keys AS k JOIN served AS s ON s.task = k.task
              LEFT JOIN UNNEST(${names}::text[], ${strides}::bigint[]) AS w(grp, stride) ON w.grp = k.grp
              WHERE k.grp IS NOT NULL),
          shares AS (
@@ -145,7 +172,7 @@ pub(super) fn picked_sql(
                  WHERE task = s.task AND group_key IS NULL AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
-                 LIMIT LEAST(s.n, {plain_cap})
+                 LIMIT LEAST(s.ng, {plain_cap})
                  FOR UPDATE SKIP LOCKED) AS c),
          grouped AS (
              SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n,
@@ -156,7 +183,7 @@ pub(super) fn picked_sql(
                  WHERE task = l.task AND group_key = l.grp AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
-                 LIMIT LEAST(s.n, {group_cap})
+                 LIMIT LEAST(l.room, {group_cap})
                  FOR UPDATE SKIP LOCKED) AS c),
          {ranked}
          picked AS (

@@ -144,7 +144,7 @@ impl Db {
         if params.tasks.is_empty() || params.limit == 0 {
             return Ok(Vec::new());
         }
-        if !params.running_limits.is_empty() {
+        if !params.running_limits.is_empty() || !params.group_running_limits.is_empty() {
             return self.jobs_claim_limited(params).await;
         }
         let jobs = self.jobs_table();
@@ -187,23 +187,34 @@ impl Db {
     /// at once: in one transaction, first a lock per limited task (in name
     /// order, so two claims never wait on each other in a circle), so
     /// claims of a limited task take turns; then the claim, each limited
-    /// task's share cut to its limit minus its jobs leased and not final.
+    /// task's share cut to its limit minus its jobs leased and not final,
+    /// and each group's of a task limited per group to that limit minus
+    /// the group's jobs leased and not final.
     async fn jobs_claim_limited(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         let jobs = self.jobs_table();
         let not_suspended = self.not_suspended();
-        let mut limited: Vec<&(String, u32)> = params.running_limits.iter().collect();
-        limited.sort();
-        limited.dedup_by(|a, b| a.0 == b.0);
-        let caps: Vec<Option<i64>> = params
-            .tasks
+        let cap_of = |limits: &[(String, u32)]| -> Vec<Option<i64>> {
+            params
+                .tasks
+                .iter()
+                .map(|t| {
+                    limits
+                        .iter()
+                        .find(|(name, _)| name == t)
+                        .map(|(_, max)| i64::from(*max))
+                })
+                .collect()
+        };
+        let caps = cap_of(&params.running_limits);
+        let group_caps = cap_of(&params.group_running_limits);
+        let mut limited: Vec<&str> = params
+            .running_limits
             .iter()
-            .map(|t| {
-                limited
-                    .iter()
-                    .find(|(name, _)| name == t)
-                    .map(|(_, max)| i64::from(*max))
-            })
+            .chain(&params.group_running_limits)
+            .map(|(name, _)| name.as_str())
             .collect();
+        limited.sort();
+        limited.dedup();
         let mut tx = self.pool().begin().await.map_err(map_err)?;
         // As the unlimited claim: a lease is not worth a disk flush (a
         // lease lost in a crash only lapses and is rescued).
@@ -211,7 +222,7 @@ impl Db {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        for (task, _) in &limited {
+        for task in &limited {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7014))")
                 .bind(format!("{jobs}:running:{task}"))
                 .execute(&mut *tx)
@@ -224,7 +235,7 @@ impl Db {
                  UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
                  WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
                  RETURNING {columns}, {waiting}",
-                picked = claim::picked_sql(form, &jobs, &not_suspended, Some((6, 7)), (8, 9)),
+                picked = claim::picked_sql(form, &jobs, &not_suspended, Some((6, 7, 10)), (8, 9)),
                 columns = returned_columns(),
                 waiting = claim::groups_waiting_sql(&jobs),
             )
@@ -242,9 +253,8 @@ impl Db {
                 .bind(params.lease_until)
                 .bind(&caps)
                 .bind(&ended);
-            if form != claim::Form::Fast {
-                query = query.bind(&names).bind(&strides);
-            }
+            // $8 and $9 are only in the fair form; $10 always.
+            query = query.bind(&names).bind(&strides).bind(&group_caps);
             let rows = query.fetch_all(&mut *tx).await.map_err(map_err)?;
             rounds.took(&rows)?;
         }
