@@ -423,6 +423,13 @@ pub struct Job {
     /// task's callback. `None` when the job names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<String>,
+    /// The name of the secret ([`Webhooks::secret`](crate::webhook::Webhooks::secret))
+    /// that signs the job's own callback, given when it was created
+    /// (feature `webhooks`: `NewJob::callback_secret`): only the name is
+    /// stored, never the secret. `None` when the job names none: its
+    /// task's secret signs it, or the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<String>,
     /// The job's fair group (a tenant, a customer: see
     /// [`NewJob::group`](crate::NewJob::group)): within a priority, the
     /// groups of a tag take turns. `None` for a job in no group.

@@ -63,6 +63,8 @@ pub struct NewJob {
     unique: Option<crate::unique::UniqueSpec>,
     /// Its own webhook callback URL, checked.
     callback: Option<String>,
+    /// The name of the secret that signs its own callback, checked.
+    callback_secret: Option<String>,
     /// Its fair group, checked.
     group: Option<String>,
 }
@@ -88,6 +90,7 @@ impl NewJob {
             id: None,
             unique: None,
             callback: None,
+            callback_secret: None,
             group: None,
         }
     }
@@ -283,7 +286,8 @@ impl NewJob {
     /// job, so the process that finishes the job sends it even when
     /// another created it. It is signed with the task's
     /// [`callback_secret`](crate::TaskBuilder::callback_secret) when the
-    /// task names one, else with [`DEFAULT_SECRET`](crate::webhook::DEFAULT_SECRET).
+    /// task names one, else with [`DEFAULT_SECRET`](crate::webhook::DEFAULT_SECRET);
+    /// [`callback_secret`](NewJob::callback_secret) names another.
     ///
     /// The process that works the delivery task's tag must have
     /// registered [`Queue::webhooks`](crate::Queue::webhooks); until one
@@ -317,6 +321,63 @@ impl NewJob {
         let url = url.into();
         match crate::webhook::validate_url(&url) {
             Ok(()) => self.callback = Some(url),
+            Err(e) => self.keep_error(e),
+        }
+        self
+    }
+
+    /// Signs this job's own [`callback`](NewJob::callback) with the secret
+    /// `name` (feature `webhooks`): the key registered under that name
+    /// with [`Webhooks::secret`](crate::webhook::Webhooks::secret) in the
+    /// process that delivers callbacks, in place of its task's secret. So
+    /// a job whose callback goes to a third party is signed with the
+    /// secret that party was given.
+    ///
+    /// Only the name is stored with the job and in its delivery, never
+    /// the secret: a store's backups and readers of the jobs table learn
+    /// nothing to forge signatures with, and a secret is rotated by
+    /// changing it where it is registered. A delivery whose name is not
+    /// registered there fails (and is retried, then buried) naming it.
+    ///
+    /// An empty name, one over [`MAX_SECRET_NAME_LEN`](crate::webhook::MAX_SECRET_NAME_LEN)
+    /// bytes or with control characters, or a secret without a callback
+    /// URL on the job, makes creating it fail with [`Error::InvalidInput`]
+    /// naming `callback_secret`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {
+    /// use kessel::webhook::Webhooks;
+    /// use kessel::NewJob;
+    /// let queue = kessel::Queue::new();
+    /// queue.webhooks(
+    ///     Webhooks::new()
+    ///         .secret("default", "our own secret")
+    ///         .secret("partner-a", "the secret partner A was given"),
+    /// )?;
+    /// let job = queue
+    ///     .create_job(
+    ///         NewJob::new("export", 7)
+    ///             .callback("https://partner-a.example/hooks")
+    ///             .callback_secret("partner-a"),
+    ///     )
+    ///     .await?;
+    /// let stored = queue.job(job.id()).await?;
+    /// assert_eq!(stored.callback_secret.as_deref(), Some("partner-a"));
+    ///
+    /// let err = queue
+    ///     .create_job(NewJob::new("export", 8).callback_secret("partner-a"))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "callback_secret", .. }));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "webhooks")]
+    pub fn callback_secret(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        match crate::webhook::check_secret_name(&name) {
+            Ok(()) => self.callback_secret = Some(name),
             Err(e) => self.keep_error(e),
         }
         self
@@ -378,6 +439,15 @@ impl NewJob {
             return Err(err);
         }
         validate_task_name(&self.task)?;
+        if self.callback_secret.is_some() && self.callback.is_none() {
+            return Err(Error::InvalidInput {
+                field: "callback_secret",
+                reason: format!(
+                    "a job of `{}` names a callback secret but no callback URL (NewJob::callback)",
+                    self.task
+                ),
+            });
+        }
         let payload = self.payload.map_err(|source| Error::InvalidPayload {
             task: self.task.clone(),
             source,
@@ -418,6 +488,7 @@ impl NewJob {
             finished_at: None,
             ran_by: None,
             callback: self.callback,
+            callback_secret: self.callback_secret,
             group: self.group,
             logs: if log_created {
                 vec![LogLine::created(now)]

@@ -49,6 +49,7 @@ fn job(n: usize) -> Job {
         finished_at: None,
         ran_by: None,
         callback: None,
+        callback_secret: None,
         group: None,
         logs: Vec::new(),
     };

@@ -830,6 +830,8 @@ struct Sse {
     id: Option<String>,
     event: String,
     data: Value,
+    /// `data` as sent.
+    raw: String,
 }
 
 impl Frames {
@@ -846,7 +848,7 @@ impl Frames {
         loop {
             if let Some(end) = self.text.find("\n\n") {
                 let frame: String = self.text.drain(..end + 2).collect();
-                let (mut id, mut event, mut data) = (None, None, None);
+                let (mut id, mut event, mut data, mut raw) = (None, None, None, String::new());
                 for line in frame.lines() {
                     if let Some(v) = line.strip_prefix("id: ") {
                         id = Some(v.to_owned());
@@ -854,10 +856,18 @@ impl Frames {
                         event = Some(v.to_owned());
                     } else if let Some(v) = line.strip_prefix("data: ") {
                         data = Some(serde_json::from_str(v).expect("data is JSON"));
+                        raw = v.to_owned();
                     }
                 }
                 match (event, data) {
-                    (Some(event), Some(data)) => return Sse { id, event, data },
+                    (Some(event), Some(data)) => {
+                        return Sse {
+                            id,
+                            event,
+                            data,
+                            raw,
+                        }
+                    }
                     _ => continue, // a comment
                 }
             }
@@ -959,6 +969,105 @@ async fn sse_streams_a_jobs_events_in_order_and_resumes_on_memory() {
 async fn sse_streams_a_jobs_events_in_order_and_resumes_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     events_stream(sqlite_queue(&dir).await).await;
+}
+
+/// JSON read strictly: an object that repeats a key is an error (serde_json
+/// alone keeps the last one silently).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+                Ok(Strict(json!(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+                Ok(Strict(json!(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+                Ok(Strict(json!(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+                Ok(Strict(json!(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+                Ok(Strict(json!(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Strict, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Strict(v)) = a.next_element()? {
+                    items.push(v);
+                }
+                Ok(Strict(Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Strict, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some((k, Strict(v))) = a.next_entry::<String, Strict>()? {
+                    if map.insert(k.clone(), v).is_some() {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+                    }
+                }
+                Ok(Strict(Value::Object(map)))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[test]
+fn the_strict_reader_refuses_a_repeated_key() {
+    let err = serde_json::from_str::<Strict>(r#"{"a":{"at":1,"at":2}}"#)
+        .err()
+        .expect("a repeated key is refused");
+    assert!(err.to_string().contains("duplicate key `at`"), "{err}");
+    assert!(serde_json::from_str::<Strict>(r#"{"a":{"at":1},"at":2}"#).is_ok());
+}
+
+#[actix_rt::test]
+async fn a_log_event_on_the_stream_nests_its_line_and_repeats_no_key() {
+    let queue = memory_queue().await;
+    queue
+        .define("logger")
+        .action(|job: JobContext<Value>| async move {
+            job.log("fetched rows", json!({"count": 1200}));
+            Ok::<_, JobError>(())
+        })
+        .unwrap();
+    let app = test::init_service(open_app(&queue)).await;
+    let mut frames = Frames::new(send(&app, get("/kessel/events?task=logger&kinds=log")).await);
+    let id = id_of(
+        &json_of(
+            &app,
+            post("/kessel/jobs", json!({"task": "logger"})),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let sse = frames.next().await;
+    assert_eq!(sse.event, "job", "{sse:?}");
+    let Strict(data) = serde_json::from_str(&sse.raw)
+        .unwrap_or_else(|e| panic!("every key of a log event once: {e}: {}", sse.raw));
+    assert_eq!(data["id"], json!(id.to_string()));
+    assert_eq!(data["kind"], "log");
+    assert_eq!(data["attempt"], 1);
+    assert_eq!(data["line"]["attempt"], 1);
+    assert!(data["line"]["at"].is_string(), "{data}");
+    assert_eq!(data["line"]["message"], "fetched rows");
+    assert_eq!(data["line"]["data"], json!({"count": 1200}));
+    // The Rust event reads back from the same JSON.
+    let event: kessel::event::JobEvent = serde_json::from_value(data).unwrap();
+    match event.kind {
+        kessel::event::JobEventKind::Log(line) => assert_eq!(line.message, "fetched rows"),
+        other => panic!("a log event, not {other:?}"),
+    }
 }
 
 #[actix_rt::test]

@@ -141,16 +141,31 @@ fn define_export(queue: &Queue, url: &str) {
         .expect("define export");
 }
 
-/// Waits for the first delivery job to reach a final state; its id.
+/// How long a test waits for a delivery to end, in real time: far more
+/// than any delivery here takes (the longest is two 200 ms timeouts), so
+/// only a lost event or a stuck delivery reaches it.
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits for the first delivery job to reach a final state; its id. Fails
+/// the test, saying so, when none does within [`DELIVERY_DEADLINE`].
 async fn final_delivery(events: &mut kessel::event::EventStream) -> JobId {
-    while let Some(event) = events.next().await {
-        if let Event::Job(e) = event {
-            if e.kind.is_final() {
-                return e.id;
+    let wait = async {
+        while let Some(event) = events.next().await {
+            if let Event::Job(e) = event {
+                if e.kind.is_final() {
+                    return e.id;
+                }
             }
         }
+        panic!("the event stream ended before a delivery was final");
+    };
+    match tokio::time::timeout(DELIVERY_DEADLINE, wait).await {
+        Ok(id) => id,
+        Err(_) => panic!(
+            "no delivery of `{TASK}` reached a final state within {DELIVERY_DEADLINE:?}: \
+             its event was lost or the delivery is stuck"
+        ),
     }
-    panic!("the event stream ended before a delivery was final");
 }
 
 fn handler_lines(job: &Job) -> Vec<String> {
@@ -701,4 +716,123 @@ async fn a_job_callback_survives_closing_and_reopening_a_sqlite_queue() {
         .shutdown(Duration::from_secs(5))
         .await
         .expect("shutdown");
+}
+
+#[actix_rt::test]
+async fn a_job_with_its_own_callback_secret_is_signed_with_that_secret_not_its_tasks() {
+    const PARTNER: &[u8] = b"the secret partner A was given";
+    let receiver = Receiver::start(Answers::InTurn(Vec::new()));
+    let queue = Queue::new();
+    queue
+        .webhooks(
+            Webhooks::new()
+                .secret("default", SECRET)
+                .secret("partner-a", PARTNER)
+                .retry(quick(2)),
+        )
+        .expect("webhooks");
+    define_export(&queue, "http://127.0.0.1:9/task-hooks");
+    let mut events = queue.events(Filter::Task(TASK.into()));
+    queue.process(["default"]).start().expect("worker");
+    let export = queue
+        .create("export", ())
+        .callback(&receiver.url)
+        .callback_secret("partner-a")
+        .await
+        .expect("create");
+    let stored = queue.job(export.id()).await.expect("read");
+    assert_eq!(stored.callback_secret.as_deref(), Some("partner-a"));
+    export.result().await.expect("result");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
+    assert_eq!(delivery.status, JobStatus::Completed, "{delivery:?}");
+    // The delivery carries the secret's name, never the secret.
+    let payload = delivery.payload.to_value().expect("json");
+    assert_eq!(payload["secret"], "partner-a");
+    assert!(!delivery.payload.as_str().contains("partner A was given"));
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    let header = requests[0].header(SIGNATURE_HEADER).expect("signed");
+    let window = Duration::from_secs(300);
+    assert_eq!(
+        verify_signature(PARTNER, header, &requests[0].body, window),
+        Ok(())
+    );
+    assert!(
+        verify_signature(SECRET, header, &requests[0].body, window).is_err(),
+        "not signed with the task's secret"
+    );
+}
+
+#[actix_rt::test]
+async fn a_job_callback_secret_that_is_unknown_to_the_deliverer_buries_the_delivery_naming_it() {
+    let receiver = Receiver::start(Answers::InTurn(Vec::new()));
+    let queue = Queue::new();
+    queue
+        .webhooks(Webhooks::new().secret("default", SECRET).retry(quick(2)))
+        .expect("webhooks");
+    define_export(&queue, &receiver.url);
+    let mut events = queue.events(Filter::Task(TASK.into()));
+    queue.process(["default"]).start().expect("worker");
+    let export = queue
+        .create("export", ())
+        .callback(&receiver.url)
+        .callback_secret("partner-z")
+        .await
+        .expect("create");
+    export.result().await.expect("result");
+    let delivery = queue
+        .job(final_delivery(&mut events).await)
+        .await
+        .expect("read");
+    assert_eq!(delivery.status, JobStatus::Buried, "{delivery:?}");
+    let error = delivery.last_error.unwrap_or_default();
+    assert!(error.contains("partner-z"), "{error}");
+    assert!(receiver.requests().is_empty(), "nothing unsigned went out");
+}
+
+#[actix_rt::test]
+async fn a_bad_job_callback_secret_is_refused_naming_the_field() {
+    let queue = Queue::new();
+    let long = "k".repeat(kessel::webhook::MAX_SECRET_NAME_LEN + 1);
+    for (job, why) in [
+        (
+            kessel::NewJob::new("export", ()).callback_secret("partner-a"),
+            "no callback URL",
+        ),
+        (
+            kessel::NewJob::new("export", ())
+                .callback("http://127.0.0.1:9/hooks")
+                .callback_secret(""),
+            "empty",
+        ),
+        (
+            kessel::NewJob::new("export", ())
+                .callback("http://127.0.0.1:9/hooks")
+                .callback_secret(long.clone()),
+            "too long",
+        ),
+        (
+            kessel::NewJob::new("export", ())
+                .callback("http://127.0.0.1:9/hooks")
+                .callback_secret("a\tb"),
+            "a control character",
+        ),
+    ] {
+        let err = queue.create_job(job).await.expect_err(why);
+        assert!(
+            matches!(
+                err,
+                Error::InvalidInput {
+                    field: "callback_secret",
+                    ..
+                }
+            ),
+            "{why}: {err}"
+        );
+    }
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(stats.counts.len(), 0, "nothing was created");
 }

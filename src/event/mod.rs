@@ -55,6 +55,20 @@ pub enum JobEventKind {
     /// The handler wrote a line to the job's log. (The lines kessel writes
     /// itself, at creation and each attempt's start and end, are stored
     /// with the job but not sent as events: the state events say the same.)
+    ///
+    /// In JSON the line is nested under `line` (`{"kind": "log", "line":
+    /// {"at", "attempt", "message", "data"?}}`), so its own `at` and
+    /// `attempt` do not repeat the event's keys.
+    ///
+    /// ```
+    /// use kessel::event::JobEventKind;
+    /// let line = kessel::LogLine::new(chrono::Utc::now(), 2, "fetched");
+    /// let json = serde_json::to_value(JobEventKind::Log(line.clone())).unwrap();
+    /// assert_eq!(json["kind"], "log");
+    /// assert_eq!(json["line"]["message"], "fetched");
+    /// assert_eq!(serde_json::from_value::<JobEventKind>(json).unwrap(), JobEventKind::Log(line));
+    /// ```
+    #[serde(with = "nested_line")]
     Log(LogLine),
     /// The handler succeeded.
     Completed {
@@ -115,6 +129,37 @@ impl JobEventKind {
                 | JobEventKind::Expired
                 | JobEventKind::Cancelled
         )
+    }
+}
+
+/// The JSON of [`JobEventKind::Log`]: its line under `line`. Reading
+/// also takes the line's fields flattened beside `kind` (as the event log
+/// of a shared store held them before), so no stored event is lost.
+mod nested_line {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::job::LogLine;
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        line: &'a LogLine,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum In {
+        Nested { line: LogLine },
+        Flat(LogLine),
+    }
+
+    pub(super) fn serialize<S: Serializer>(line: &LogLine, s: S) -> Result<S::Ok, S::Error> {
+        Out { line }.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LogLine, D::Error> {
+        Ok(match In::deserialize(d)? {
+            In::Nested { line } | In::Flat(line) => line,
+        })
     }
 }
 

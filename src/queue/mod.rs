@@ -406,6 +406,9 @@ impl CreateJob<'_> {
         /// See [`NewJob::callback`].
         #[cfg(feature = "webhooks")]
         callback(url: impl Into<String>);
+        /// See [`NewJob::callback_secret`].
+        #[cfg(feature = "webhooks")]
+        callback_secret(name: impl Into<String>);
         /// See [`NewJob::group`].
         group(key: impl Into<String>);
     }

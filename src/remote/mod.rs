@@ -452,7 +452,7 @@ impl Worker {
                 }
             };
             match fetched {
-                Ok(jobs) => running.extend(jobs.into_iter().map(|job| self.work(job))),
+                Ok(jobs) => running.extend(jobs.into_iter().map(|job| self.work(job, true))),
                 Err(
                     e @ (RemoteError::NoTasks
                     | RemoteError::Api {
@@ -478,14 +478,19 @@ impl Worker {
         }
     }
 
-    /// Asks for up to `n` jobs, waiting up to [`Worker::wait`] for one.
-    async fn fetch(&self, n: usize) -> Result<Vec<Fetched>, RemoteError> {
-        let body = json!({
+    /// The body of a fetch of `n` jobs.
+    fn fetch_body(&self, n: usize) -> Value {
+        json!({
             "tasks": self.tasks(),
             "n": n,
             "lease": format!("{}ms", self.lease.as_millis()),
             "wait": format!("{}ms", self.wait.as_millis()),
-        });
+        })
+    }
+
+    /// Asks for up to `n` jobs, waiting up to [`Worker::wait`] for one.
+    async fn fetch(&self, n: usize) -> Result<Vec<Fetched>, RemoteError> {
+        let body = self.fetch_body(n);
         let answer = self
             .client
             .post("/remote/fetch", body, self.wait + REPORT_TIMEOUT)
@@ -522,12 +527,25 @@ impl Worker {
         }
         let jobs = self.fetch(self.concurrency).await?;
         let ran = jobs.len();
-        futures::future::join_all(jobs.into_iter().map(|job| self.work(job))).await;
+        futures::future::join_all(jobs.into_iter().map(|job| self.work(job, false))).await;
         Ok(ran)
     }
 
     /// Runs one fetched job and reports how it went.
-    async fn work(&self, job: Fetched) {
+    /// Works `job` in one slot; with `refill`, each final report also
+    /// asks for the slot's next job (long-polling as a fetch does), which
+    /// the slot then works, until a report comes back without one. So a
+    /// slot that frees is refilled by its own report, not by the next of
+    /// the worker's fetches, which go one at a time.
+    async fn work(&self, job: Fetched, refill: bool) {
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            next = self.work_one(job, refill).await.into_iter().next();
+        }
+    }
+
+    /// Works `job`; the jobs its final report fetched, when `refill`.
+    async fn work_one(&self, job: Fetched, refill: bool) -> Vec<Fetched> {
         let action = self
             .tasks
             .lock()
@@ -536,9 +554,14 @@ impl Worker {
             .map(|(_, a)| a.clone());
         let Some(action) = action else {
             let message = format!("this remote worker has no handler for task `{}`", job.task);
-            self.report(&job, "fail", json!({"message": message, "fatal": false}))
+            return self
+                .end(
+                    &job,
+                    "fail",
+                    json!({"message": message, "fatal": false}),
+                    refill,
+                )
                 .await;
-            return;
         };
         let shared = Arc::new(RunShared {
             task: job.task.as_str().into(),
@@ -578,28 +601,21 @@ impl Worker {
             // Cancelled, timed out or the lease lost: no report is taken;
             // give the handler its grace to stop.
             let _ = tokio::time::timeout(crate::DEFAULT_GRACE, run).await;
-            return;
+            return Vec::new();
         };
         self.flush(&job, &shared, &mut sent).await;
-        match outcome {
-            Ok(Ok(value)) => {
-                self.report(&job, "complete", json!({ "result": value }))
-                    .await
-            }
+        let (what, body) = match outcome {
+            Ok(Ok(value)) => ("complete", json!({ "result": value })),
             Ok(Err(e)) => {
                 let fatal = e.kind == JobErrorKind::Fatal;
-                self.report(&job, "fail", json!({"message": e.message, "fatal": fatal}))
-                    .await
+                ("fail", json!({"message": e.message, "fatal": fatal}))
             }
-            Err(_) => {
-                self.report(
-                    &job,
-                    "fail",
-                    json!({"message": "the handler panicked", "fatal": false}),
-                )
-                .await
-            }
-        }
+            Err(_) => (
+                "fail",
+                json!({"message": "the handler panicked", "fatal": false}),
+            ),
+        };
+        self.end(&job, what, body, refill).await
     }
 
     /// Sends the log lines and progress not sent yet.
@@ -643,6 +659,33 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(job = %job.id, error = %e, "kessel remote worker: heartbeat failed");
                 true
+            }
+        }
+    }
+
+    /// Sends `job`'s final report (`complete` or `fail`), logging a
+    /// failure; with `refill`, asking for the slot's next job too: the
+    /// jobs it took.
+    async fn end(&self, job: &Fetched, what: &str, mut body: Value, refill: bool) -> Vec<Fetched> {
+        let mut timeout = REPORT_TIMEOUT;
+        if refill {
+            body["fetch"] = self.fetch_body(1);
+            timeout += self.wait;
+        }
+        body["lease_token"] = Value::String(job.lease_token.clone());
+        let path = format!("/remote/jobs/{}/{what}", job.id);
+        match self.client.post(&path, body, timeout).await {
+            Ok(answer) if refill => match serde_json::from_value::<FetchAnswer>(answer) {
+                Ok(answer) => answer.jobs,
+                Err(e) => {
+                    tracing::warn!(job = %job.id, report = what, error = %self.client.not_kessel(e), "kessel remote worker: the report's answer holds no jobs");
+                    Vec::new()
+                }
+            },
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(job = %job.id, report = what, error = %e, "kessel remote worker: report failed");
+                Vec::new()
             }
         }
     }

@@ -183,6 +183,13 @@ pub(crate) struct CreateJobRequest {
     /// `https`, with a host. Wins over the task's own callback.
     #[schema(example = "https://example.com/hooks/kessel")]
     pub(crate) callback: Option<String>,
+    /// The name of the secret that signs the job's own `callback` (one
+    /// the API's process registered with `Webhooks::secret`), in place of
+    /// its task's: a callback to a third party signed with the secret that
+    /// party was given. Only the name is stored, never the secret. Needs
+    /// `callback`; 1 to 200 bytes, no control characters.
+    #[schema(example = "partner-a", min_length = 1, max_length = 200)]
+    pub(crate) callback_secret: Option<String>,
     /// The job's fair group (a tenant, a customer): within one priority,
     /// the groups of a tag take turns, weighted as the queue says (see
     /// `docs/flow-control.md`, "Fair groups"). 1 to 255 bytes, not blank,
@@ -313,6 +320,10 @@ pub(crate) struct JobView {
     /// The job's own webhook callback URL, when it was created with one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) callback: Option<String>,
+    /// The name of the secret that signs its own callback, when it was
+    /// created with one (the name only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) callback_secret: Option<String>,
     /// The job's fair group, when it was created in one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) group: Option<String>,
@@ -408,6 +419,7 @@ impl From<Job> for JobView {
             finished_at: job.finished_at,
             ran_by: job.ran_by.map(|node| node.to_string()),
             callback: job.callback,
+            callback_secret: job.callback_secret,
             group: job.group,
             deliveries: None,
             logs: job.logs.iter().map(LogLineView::from).collect(),

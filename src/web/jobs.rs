@@ -90,8 +90,21 @@ fn new_job(req: CreateJobRequest, prefix: &str) -> Result<NewJob, WebError> {
     if let Some(scope) = scope {
         job = job.unique_scope(scope);
     }
-    if let Some(url) = req.callback {
-        job = with_callback(job, url, &field("callback"))?;
+    match (req.callback, req.callback_secret) {
+        (url, Some(name)) => {
+            if url.is_none() {
+                return Err(WebError::invalid_field(
+                    field("callback_secret"),
+                    "`callback_secret` signs the job's own `callback`: give `callback` too",
+                ));
+            }
+            if let Some(url) = url {
+                job = with_callback(job, url, &field("callback"))?;
+            }
+            job = with_callback_secret(job, name, &field("callback_secret"))?;
+        }
+        (Some(url), None) => job = with_callback(job, url, &field("callback"))?,
+        (None, None) => {}
     }
     if let Some(group) = req.group {
         match crate::group::check_key(&group) {
@@ -115,6 +128,28 @@ fn with_callback(job: NewJob, url: String, field: &str) -> Result<NewJob, WebErr
         }
         Err(other) => Err(other.into()),
     }
+}
+
+/// Signs `job`'s own callback with the secret `name`, a bad name naming
+/// `field`.
+#[cfg(feature = "webhooks")]
+fn with_callback_secret(job: NewJob, name: String, field: &str) -> Result<NewJob, WebError> {
+    match crate::webhook::check_secret_name(&name) {
+        Ok(()) => Ok(job.callback_secret(name)),
+        Err(crate::Error::InvalidInput { reason, .. }) => {
+            Err(WebError::invalid_field(field.to_owned(), reason))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Without feature `webhooks` nothing would ever send it: refused.
+#[cfg(not(feature = "webhooks"))]
+fn with_callback_secret(_: NewJob, _: String, field: &str) -> Result<NewJob, WebError> {
+    Err(WebError::invalid_field(
+        field.to_owned(),
+        "this API sends no webhook callbacks (kessel built without feature `webhooks`)",
+    ))
 }
 
 /// Without feature `webhooks` nothing would ever send it: refused.

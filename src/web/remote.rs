@@ -13,6 +13,13 @@
 //! its result or failure is the handler's. Retries, timeouts, cancellation
 //! and the store are the engine's, unchanged.
 //!
+//! A report that ends a job (`complete`, `fail`) may ask for the
+//! worker's next jobs in the same request (`"fetch"`, as `POST
+//! /remote/fetch` takes it): the slot the job held is refilled without a
+//! fetch of its own, so a worker's slots do not queue behind its one
+//! long-poll, and a job costs one request instead of a report plus a
+//! share of a fetch.
+//!
 //! A lease that lapses (no heartbeat in time) fails the attempt as
 //! transient, so the task's retry policy runs the job again (at least
 //! once); a report after that is a 409. A job cancelled or timed out while
@@ -207,11 +214,7 @@ impl Pool {
     fn bridge(self: &Arc<Self>, queue: &Queue, task: &str, n: usize) -> Result<(), WebError> {
         let mut inner = self.inner.lock();
         if !inner.bridged.contains_key(task) {
-            if queue.tasks().iter().any(|t| t == task) {
-                return Err(WebError::Conflict(format!(
-                    "task `{task}` has a local handler in the API's process; remote workers cannot take its jobs"
-                )));
-            }
+            local_task_conflict(queue, task)?;
             let pool = self.clone();
             queue
                 .define(task)
@@ -234,6 +237,15 @@ impl Pool {
             bridge.slots = needed;
         }
         Ok(())
+    }
+
+    /// Refuses `task` when the API's process works it itself (and does
+    /// not bridge it already).
+    fn check_bridgeable(&self, queue: &Queue, task: &str) -> Result<(), WebError> {
+        if self.inner.lock().bridged.contains_key(task) {
+            return Ok(());
+        }
+        local_task_conflict(queue, task)
     }
 
     /// A fetch of `n` jobs of `tasks` ended: they are no longer asked for.
@@ -376,6 +388,16 @@ impl Pool {
         let now = Instant::now();
         inner.cancelled.retain(|_, (_, until)| *until > now);
     }
+}
+
+/// The conflict of bridging `task`, which has a local handler.
+fn local_task_conflict(queue: &Queue, task: &str) -> Result<(), WebError> {
+    if queue.tasks().iter().any(|t| t == task) {
+        return Err(WebError::Conflict(format!(
+            "task `{task}` has a local handler in the API's process; remote workers cannot take its jobs"
+        )));
+    }
+    Ok(())
 }
 
 /// Where a job's lease stands, as its bridge handler learns it.
@@ -582,6 +604,10 @@ pub(crate) struct CompleteRequest {
     /// The job's result (none: no result).
     #[serde(default)]
     result: Option<Value>,
+    /// Also take the worker's next jobs, as `POST /remote/fetch` with
+    /// this body does, once the report is in: the answer's `jobs`.
+    #[serde(default)]
+    fetch: Option<FetchRequest>,
 }
 
 /// A failure.
@@ -596,6 +622,21 @@ pub(crate) struct FailRequest {
     /// by the task's policy.
     #[serde(default)]
     fatal: bool,
+    /// Also take the worker's next jobs, as `POST /remote/fetch` with
+    /// this body does, once the report is in: the answer's `jobs`.
+    #[serde(default)]
+    fetch: Option<FetchRequest>,
+}
+
+/// What a final report answers: the jobs it fetched, when it asked.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct Reported {
+    /// Always true.
+    ok: bool,
+    /// The jobs taken for the report's `fetch`, each with a lease (none
+    /// when its wait ran out); absent when it asked for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jobs: Option<Vec<LeasedJob>>,
 }
 
 /// A line for the job's log.
@@ -657,47 +698,122 @@ pub(crate) async fn fetch(
     body: JsonBody<FetchRequest>,
 ) -> Result<HttpResponse, WebError> {
     let state = admin.0;
-    let req = body.0;
-    if req.tasks.is_empty() {
-        return Err(WebError::invalid_field("tasks", "`tasks` names no task"));
+    let fetch = Fetch::check(body.0, "")?;
+    let asking = fetch.ask(&state.queue, &state.remote)?;
+    let jobs = fetch.take(&state.queue, &state.remote, asking).await;
+    Ok(HttpResponse::Ok().json(FetchResponse { jobs }))
+}
+
+/// A fetch, checked.
+struct Fetch {
+    tasks: Vec<String>,
+    n: usize,
+    lease: Duration,
+    wait: Duration,
+}
+
+impl Fetch {
+    /// Checks `req`; a bad field is named with `prefix` (`"fetch."` in a
+    /// report).
+    fn check(req: FetchRequest, prefix: &str) -> Result<Fetch, WebError> {
+        let field = |name: &str| format!("{prefix}{name}");
+        if req.tasks.is_empty() {
+            return Err(WebError::invalid_field(
+                field("tasks"),
+                format!("`{}` names no task", field("tasks")),
+            ));
+        }
+        for (i, task) in req.tasks.iter().enumerate() {
+            validate_task_name(task).map_err(|e| {
+                WebError::invalid_field(field(&format!("tasks[{i}]")), e.to_string())
+            })?;
+        }
+        let n = req.n.unwrap_or(1);
+        if !(1..=MAX_FETCH).contains(&n) {
+            return Err(WebError::invalid_field(
+                field("n"),
+                format!("`{}` must be 1 to {MAX_FETCH}", field("n")),
+            ));
+        }
+        let lease = positive_lease(&field("lease"), req.lease.as_deref())?;
+        let wait = duration_field(
+            &field("wait"),
+            req.wait.as_deref(),
+            Duration::ZERO,
+            MAX_WAIT,
+        )?;
+        Ok(Fetch {
+            tasks: req.tasks,
+            n,
+            lease,
+            wait,
+        })
     }
-    for (i, task) in req.tasks.iter().enumerate() {
-        validate_task_name(task)
-            .map_err(|e| WebError::invalid_field(format!("tasks[{i}]"), e.to_string()))?;
+
+    /// Bridges its tasks and counts its jobs as asked for (until the
+    /// guard drops).
+    fn ask(&self, queue: &Queue, pool: &Arc<Pool>) -> Result<Asking, WebError> {
+        let mut asking = Asking {
+            pool: pool.clone(),
+            tasks: Vec::with_capacity(self.tasks.len()),
+            n: self.n,
+        };
+        for task in &self.tasks {
+            pool.bridge(queue, task, self.n)?;
+            asking.tasks.push(task.clone());
+        }
+        Ok(asking)
     }
-    let n = req.n.unwrap_or(1);
-    if !(1..=MAX_FETCH).contains(&n) {
-        return Err(WebError::invalid_field(
-            "n",
-            format!("`n` must be 1 to {MAX_FETCH}"),
-        ));
+
+    /// Takes up to `n` parked jobs, waiting up to `wait` for one.
+    async fn take(&self, queue: &Queue, pool: &Pool, asking: Asking) -> Vec<LeasedJob> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let arrived = pool.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let jobs = pool.take(&self.tasks, self.n, self.lease, queue.now());
+            if !jobs.is_empty() || Instant::now() >= deadline {
+                drop(asking);
+                return jobs;
+            }
+            tokio::select! {
+                _ = arrived => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
     }
-    let lease = positive_lease("lease", req.lease.as_deref())?;
-    let wait = duration_field("wait", req.wait.as_deref(), Duration::ZERO, MAX_WAIT)?;
-    let pool = &state.remote;
-    let mut asking = Asking {
-        pool: pool.clone(),
-        tasks: Vec::with_capacity(req.tasks.len()),
-        n,
+}
+
+/// Ends the lease of `id` with `report`, then takes the jobs `fetch`
+/// asks for, if any.
+async fn end_and_fetch(
+    admin: Admin,
+    id: JobId,
+    token: &str,
+    report: Report,
+    fetch: Option<FetchRequest>,
+) -> Result<HttpResponse, WebError> {
+    let state = admin.0;
+    let fetch = fetch.map(|f| Fetch::check(f, "fetch.")).transpose()?;
+    // Everything that could refuse the fetch is checked before the report
+    // goes in: a 4xx means the report was not taken.
+    if let Some(f) = &fetch {
+        for task in &f.tasks {
+            state.remote.check_bridgeable(&state.queue, task)?;
+        }
+    }
+    state.remote.end(id, token, report)?;
+    // Asked for once the lease has ended, so the slot is counted once
+    // (asked for, no longer held) and the bridge does not grow for it.
+    let jobs = match fetch {
+        Some(f) => {
+            let asking = f.ask(&state.queue, &state.remote)?;
+            Some(f.take(&state.queue, &state.remote, asking).await)
+        }
+        None => None,
     };
-    for task in &req.tasks {
-        pool.bridge(&state.queue, task, n)?;
-        asking.tasks.push(task.clone());
-    }
-    let deadline = Instant::now() + wait;
-    loop {
-        let arrived = pool.arrived.notified();
-        tokio::pin!(arrived);
-        arrived.as_mut().enable();
-        let jobs = pool.take(&req.tasks, n, lease, state.queue.now());
-        if !jobs.is_empty() || Instant::now() >= deadline {
-            return Ok(HttpResponse::Ok().json(FetchResponse { jobs }));
-        }
-        tokio::select! {
-            _ = arrived => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
-    }
+    Ok(HttpResponse::Ok().json(Reported { ok: true, jobs }))
 }
 
 /// Extends the lease of a fetched job; says whether it was cancelled.
@@ -760,11 +876,11 @@ pub(crate) async fn heartbeat(
     params(("id" = uuid::Uuid, Path, description = "The job's id")),
     request_body = CompleteRequest,
     responses(
-        (status = 200, description = "Reported", body = Done),
+        (status = 200, description = "Reported (with the jobs its `fetch` took, if it asked)", body = Reported),
         (status = 400, description = "Bad body, field or id", body = ErrorBody),
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
-        (status = 409, description = "No such lease: it lapsed, the job was cancelled, or the token is wrong", body = ErrorBody),
+        (status = 409, description = "No such lease: it lapsed, the job was cancelled, or the token is wrong; or a task of its `fetch` has a local handler", body = ErrorBody),
     )
 )]
 pub(crate) async fn complete(
@@ -775,11 +891,14 @@ pub(crate) async fn complete(
     let id = parse_id(&id)?;
     let req = body.0;
     let result = req.result.filter(|v| !v.is_null());
-    admin
-        .0
-        .remote
-        .end(id, &req.lease_token, Report::Complete(result))?;
-    Ok(HttpResponse::Ok().json(Done { ok: true }))
+    end_and_fetch(
+        admin,
+        id,
+        &req.lease_token,
+        Report::Complete(result),
+        req.fetch,
+    )
+    .await
 }
 
 /// Reports failure: transient (retried by the task's policy) or fatal
@@ -791,11 +910,11 @@ pub(crate) async fn complete(
     params(("id" = uuid::Uuid, Path, description = "The job's id")),
     request_body = FailRequest,
     responses(
-        (status = 200, description = "Reported", body = Done),
+        (status = 200, description = "Reported (with the jobs its `fetch` took, if it asked)", body = Reported),
         (status = 400, description = "Bad body, field or id", body = ErrorBody),
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
-        (status = 409, description = "No such lease: it lapsed, the job was cancelled, or the token is wrong", body = ErrorBody),
+        (status = 409, description = "No such lease: it lapsed, the job was cancelled, or the token is wrong; or a task of its `fetch` has a local handler", body = ErrorBody),
     )
 )]
 pub(crate) async fn fail(
@@ -805,15 +924,17 @@ pub(crate) async fn fail(
 ) -> Result<HttpResponse, WebError> {
     let id = parse_id(&id)?;
     let req = body.0;
-    admin.0.remote.end(
+    end_and_fetch(
+        admin,
         id,
         &req.lease_token,
         Report::Fail {
             message: req.message,
             fatal: req.fatal,
         },
-    )?;
-    Ok(HttpResponse::Ok().json(Done { ok: true }))
+        req.fetch,
+    )
+    .await
 }
 
 /// Adds a line to the job's log.

@@ -84,8 +84,9 @@ impl Webhooks {
     }
 
     /// Adds the secret `name` (a task's
-    /// [`callback_secret`](crate::TaskBuilder::callback_secret), or
-    /// [`DEFAULT_SECRET`](super::DEFAULT_SECRET) when it names none). The
+    /// [`callback_secret`](crate::TaskBuilder::callback_secret) or a
+    /// job's [`callback_secret`](crate::NewJob::callback_secret), or
+    /// [`DEFAULT_SECRET`](super::DEFAULT_SECRET) when neither names one). The
     /// receiver is given the same bytes to check the signature. Only the
     /// name is stored in delivery jobs.
     ///

@@ -9,7 +9,10 @@
 //!    its retry policy ([`Webhooks`]).
 //! 2. [`TaskBuilder::callback`](crate::TaskBuilder::callback) names the
 //!    URL (and [`TaskBuilder::callback_secret`](crate::TaskBuilder::callback_secret)
-//!    which secret signs it) for every job of a task.
+//!    which secret signs it) for every job of a task;
+//!    [`NewJob::callback`](crate::NewJob::callback) (and
+//!    [`NewJob::callback_secret`](crate::NewJob::callback_secret)) for one
+//!    job, stored with it: a secret is named, never stored.
 //! 3. When such a job reaches a final state, kessel creates a delivery job
 //!    of `kessel.webhook`, reference `webhook:{job id}`
 //!    ([`WebhookDelivery::reference_for`]), whose payload is a
@@ -80,6 +83,38 @@ pub const DEFAULT_SECRET: &str = "default";
 pub(crate) struct Target {
     pub(crate) url: Arc<str>,
     pub(crate) secret: Arc<str>,
+}
+
+/// The longest name of a webhook secret a job may give
+/// ([`NewJob::callback_secret`](crate::NewJob::callback_secret)), in bytes.
+///
+/// ```
+/// assert_eq!(kessel::webhook::MAX_SECRET_NAME_LEN, 200);
+/// ```
+pub const MAX_SECRET_NAME_LEN: usize = 200;
+
+/// Checks the name of a secret a job gives: not empty, at most
+/// [`MAX_SECRET_NAME_LEN`] bytes, no control characters.
+pub(crate) fn check_secret_name(name: &str) -> Result<(), Error> {
+    let bad = |reason: String| Error::InvalidInput {
+        field: "callback_secret",
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("the callback secret's name is empty".into()));
+    }
+    if name.len() > MAX_SECRET_NAME_LEN {
+        return Err(bad(format!(
+            "the callback secret's name is {} bytes, over the limit of {MAX_SECRET_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad(format!(
+            "the callback secret's name {name:?} has a control character"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a callback URL: `http` or `https`, with a host.

@@ -771,3 +771,93 @@ async fn the_rust_remote_worker_refills_a_slot_while_its_other_jobs_still_run() 
     running.abort();
     server.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn a_final_report_with_fetch_hands_out_the_next_job_in_its_answer() {
+    let queue = Queue::new();
+    let app = test::init_service(remote_app(&queue)).await;
+    let first = queue.create("resize", json!(1)).await.unwrap();
+    let answer = json_of(
+        &app,
+        fetch(json!({"tasks": ["resize"], "wait": "30s"})),
+        StatusCode::OK,
+    )
+    .await;
+    let (id, token) = only_job(&answer);
+    assert_eq!(id, first.id().to_string());
+    // A bad `fetch` is a 400 naming the field, and the report is not
+    // taken: the lease still holds.
+    let body = json_of(
+        &app,
+        report(
+            &id,
+            "complete",
+            json!({"lease_token": token, "fetch": {"tasks": ["resize"], "n": 0}}),
+        ),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(error_of(&body).1.as_deref(), Some("fetch.n"), "{body}");
+    let body = json_of(
+        &app,
+        report(
+            &id,
+            "complete",
+            json!({"lease_token": token, "fetch": {"tasks": [], "wait": "1s"}}),
+        ),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(error_of(&body).1.as_deref(), Some("fetch.tasks"), "{body}");
+
+    // The report ends this job; its answer waits for the next one.
+    let second = queue.create("resize", json!(2)).await.unwrap();
+    let answer = json_of(
+        &app,
+        report(
+            &id,
+            "complete",
+            json!({"lease_token": token, "result": "done",
+                   "fetch": {"tasks": ["resize"], "n": 1, "wait": "30s"}}),
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["ok"], true);
+    let (next, next_token) = only_job(&answer);
+    assert_eq!(next, second.id().to_string());
+    assert_eq!(first.result().await.unwrap().status, JobStatus::Completed);
+
+    // A failure may fetch too; with nothing left its wait runs out and
+    // the answer holds no job.
+    let answer = json_of(
+        &app,
+        report(
+            &next,
+            "fail",
+            json!({"lease_token": next_token, "message": "no", "fatal": true,
+                   "fetch": {"tasks": ["resize"], "wait": "10ms"}}),
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["jobs"], json!([]), "{answer}");
+    assert_eq!(second.result().await.unwrap().status, JobStatus::Buried);
+    // Without `fetch` the answer is as before.
+    let third = queue.create("resize", json!(3)).await.unwrap();
+    let answer = json_of(
+        &app,
+        fetch(json!({"tasks": ["resize"], "wait": "30s"})),
+        StatusCode::OK,
+    )
+    .await;
+    let (id, token) = only_job(&answer);
+    assert_eq!(id, third.id().to_string());
+    let answer = json_of(
+        &app,
+        report(&id, "complete", json!({"lease_token": token})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer, json!({"ok": true}));
+}

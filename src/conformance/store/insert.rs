@@ -3,8 +3,8 @@
 //! payloads and results as the same JSON value, the text may be
 //! reformatted; priorities and attempts over the whole `u32` range;
 //! progress counts up to `i64::MAX`), through `jobs_insert` and
-//! `jobs_insert_owned` alike; a job's own callback URL through every
-//! insert path.
+//! `jobs_insert_owned` alike; a job's own callback URL and the name of
+//! its callback secret through every insert path.
 
 use serde_json::json;
 
@@ -185,5 +185,111 @@ async fn callback_round_trip<F: StoreFactory>(factory: F) -> Verdict {
     let got = get(&store, done.id).await;
     assert_eq!(got.status, JobStatus::Completed);
     assert_eq!(got.callback, alone[0].callback, "after two updates");
+    Verdict::Passed
+}
+
+conformance_test!(store,
+    /// The name of a job's own callback secret is stored with it, however
+    /// it was inserted (alone, in a small batch, in a large one, owned),
+    /// read back by id, among pending jobs and by a query by reference
+    /// (which finds the one job of that reference, as deliveries are found
+    /// from their job), and kept through state changes.
+    a_job_keeps_the_name_of_its_callback_secret_and_is_found_by_reference => callback_secret_round_trip
+);
+
+async fn callback_secret_round_trip<F: StoreFactory>(factory: F) -> Verdict {
+    let (store, _place) = fresh(&factory).await;
+    let with = |n: usize| {
+        let mut j = job("export", json!(n));
+        j.reference = Some(format!("webhook:{n}"));
+        if n % 3 != 2 {
+            j.callback = Some(format!("https://partner-{n}.example.com/hooks"));
+        }
+        if n % 3 == 0 {
+            j.callback_secret = Some(format!("partner-{n} \u{e9}"));
+        }
+        j
+    };
+    let alone = vec![with(0)];
+    let small: Vec<Job> = (1..=4).map(with).collect();
+    let large: Vec<Job> = (5..205).map(with).collect();
+    for batch in [&alone, &small, &large] {
+        insert(&store, batch).await;
+    }
+    // Jobs without a reference, which a search by reference leaves out.
+    let plain: Vec<Job> = (0..10).map(|n| job("export", json!(n))).collect();
+    insert(&store, &plain).await;
+    let mut owned = in_status(with(206), JobStatus::Completed);
+    owned.result = Some(json!("exported"));
+    if let Err((err, _)) = store.jobs_insert_owned(vec![owned.clone()]).await {
+        panic!("jobs_insert_owned failed: {err}");
+    }
+    let all: Vec<Job> = alone
+        .iter()
+        .chain(&small)
+        .chain(&large)
+        .chain(std::iter::once(&owned))
+        .cloned()
+        .collect();
+    let pending = match store.jobs_pending().await {
+        Ok(p) => p,
+        Err(err) => panic!("jobs_pending failed: {err}"),
+    };
+    for want in &all {
+        let got = get(&store, want.id).await;
+        assert_eq!(
+            got.callback_secret, want.callback_secret,
+            "job_get of job {}",
+            want.id
+        );
+        let reference = want.reference.clone().expect("a reference");
+        for query in [
+            JobQuery::default().reference(reference.clone()),
+            JobQuery::default()
+                .task("export")
+                .reference(reference.clone()),
+        ] {
+            let found = match store.jobs_query(&query).await {
+                Ok(q) => q,
+                Err(err) => panic!("jobs_query by reference failed: {err}"),
+            };
+            assert_eq!(
+                found
+                    .iter()
+                    .map(|j| (j.id, j.callback_secret.clone()))
+                    .collect::<Vec<_>>(),
+                [(want.id, want.callback_secret.clone())],
+                "jobs_query of reference {reference}"
+            );
+        }
+        if !want.status.is_final() {
+            let found = pending.iter().find(|j| j.id == want.id);
+            assert_eq!(
+                found.map(|j| j.callback_secret.clone()),
+                Some(want.callback_secret.clone()),
+                "jobs_pending of job {}",
+                want.id
+            );
+        }
+    }
+    let none = match store
+        .jobs_query(&JobQuery::default().reference("webhook:none"))
+        .await
+    {
+        Ok(q) => q,
+        Err(err) => panic!("jobs_query by reference failed: {err}"),
+    };
+    assert!(none.is_empty(), "no job has that reference: {none:?}");
+    // A state change leaves it as it was.
+    let mut done = in_status(alone[0].clone(), JobStatus::Running);
+    record(&store, &mut done, vec![line("started", 1, now(), None)]).await;
+    done = in_status(done, JobStatus::Completed);
+    record(&store, &mut done, vec![line("completed", 1, now(), None)]).await;
+    let got = get(&store, done.id).await;
+    assert_eq!(got.status, JobStatus::Completed);
+    assert_eq!(
+        got.callback_secret, alone[0].callback_secret,
+        "after two updates"
+    );
     Verdict::Passed
 }

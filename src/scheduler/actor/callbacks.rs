@@ -19,7 +19,8 @@ use crate::webhook::{CallbackBody, Target, WebhookDelivery, DEFAULT_SECRET, TASK
 
 impl Scheduler {
     /// Where `e`'s callback goes, if anywhere: the job's own URL (signed
-    /// with its task's secret, or the default one), else its task's.
+    /// with its own secret, else its task's, else the default one), else
+    /// its task's.
     pub(super) fn callback_target(&self, e: &Entry) -> Option<Arc<Target>> {
         let task = self.routes.tasks[e.task as usize]
             .def
@@ -28,7 +29,10 @@ impl Scheduler {
         match e.job.callback() {
             Some(url) => Some(Arc::new(Target {
                 url: Arc::from(url),
-                secret: task.map_or_else(|| Arc::from(DEFAULT_SECRET), |t| t.secret.clone()),
+                secret: match e.job.callback_secret() {
+                    Some(name) => Arc::from(name),
+                    None => task.map_or_else(|| Arc::from(DEFAULT_SECRET), |t| t.secret.clone()),
+                },
             })),
             None => task.cloned(),
         }

@@ -94,6 +94,8 @@ struct Rest {
     finished_at: Option<DateTime<Utc>>,
     /// The job's own callback URL (`Job::callback`).
     callback: Option<String>,
+    /// The name of the secret that signs it (`Job::callback_secret`).
+    callback_secret: Option<String>,
     /// The job's fair group (`Job::group`), shared with the ready sets.
     group: Option<Arc<str>>,
     logs: Vec<LogLine>,
@@ -112,6 +114,7 @@ impl Rest {
             && self.progress.is_none()
             && self.finished_at.is_none()
             && self.callback.is_none()
+            && self.callback_secret.is_none()
             && self.group.is_none()
             && self.logs.is_empty()
             && self.far_created_at.is_none()
@@ -133,6 +136,7 @@ impl HeldJob {
             progress: job.progress,
             finished_at: job.finished_at,
             callback: job.callback,
+            callback_secret: job.callback_secret,
             group: job.group.map(Arc::from),
             logs: job.logs,
             far_created_at,
@@ -223,6 +227,7 @@ impl HeldJob {
             finished_at: rest.and_then(|r| r.finished_at),
             ran_by: None,
             callback: rest.and_then(|r| r.callback.clone()),
+            callback_secret: rest.and_then(|r| r.callback_secret.clone()),
             group: rest.and_then(|r| r.group.as_deref().map(String::from)),
             logs,
         }
@@ -281,6 +286,7 @@ impl HeldJob {
             finished_at: Some(end.at),
             ran_by: None,
             callback: rest.callback,
+            callback_secret: rest.callback_secret,
             group: rest.group.as_deref().map(String::from),
             logs,
         }
@@ -340,6 +346,15 @@ impl HeldJob {
     #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
     pub(crate) fn callback(&self) -> Option<&str> {
         self.rest.as_deref().and_then(|r| r.callback.as_deref())
+    }
+
+    /// The name of the secret that signs the job's own callback, if it
+    /// names one.
+    #[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
+    pub(crate) fn callback_secret(&self) -> Option<&str> {
+        self.rest
+            .as_deref()
+            .and_then(|r| r.callback_secret.as_deref())
     }
 
     pub(crate) fn expires_at(&self) -> Option<DateTime<Utc>> {
@@ -417,6 +432,7 @@ mod tests {
             finished_at: None,
             ran_by: None,
             callback: None,
+            callback_secret: None,
             group: None,
             logs: Vec::new(),
         }
@@ -445,6 +461,7 @@ mod tests {
             }),
             finished_at: Some(now),
             callback: Some("http://127.0.0.1:9/hooks".into()),
+            callback_secret: Some("partner-a".into()),
             group: Some("tenant-7".into()),
             logs: vec![LogLine::new(now, 1, "started")],
             ..job()

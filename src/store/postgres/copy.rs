@@ -20,9 +20,9 @@ use crate::store::StoreError;
 pub(super) const COLUMNS: &str =
     "id, reference, task, payload, priority, status, created_at, run_at, expires_at, \
      attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at, \
-     log_created, callback, group_key";
+     log_created, callback, group_key, callback_secret";
 
-const FIELDS: i16 = 19;
+const FIELDS: i16 = 20;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -70,6 +70,7 @@ impl CopyRows {
             w.bytes(Some(&[u8::from(log_created)]));
             w.text(job.callback.as_deref());
             w.text(job.group.as_deref());
+            w.text(job.callback_secret.as_deref());
         }
         w.i16(-1);
         if w.too_long {

@@ -65,10 +65,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("migrations/0013_job_callback.sql")),
     (14, include_str!("migrations/0014_job_group.sql")),
     (15, include_str!("migrations/0015_event_log.sql")),
+    (16, include_str!("migrations/0016_callback_secret.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
 
 /// How to connect a [`PgStore`].
 ///
@@ -663,13 +664,13 @@ impl Db {
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[],
                                       $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::timestamptz[],
-                                      $17::boolean[], $18::text[], $19::text[])),
+                                      $17::boolean[], $18::text[], $19::text[], $20::text[])),
              new_logs AS ({insert_logs}),
-             new_events AS (INSERT INTO {event_log} (node, events, entries) SELECT $26, $27, $29 WHERE $27 IS NOT NULL)
-             SELECT pg_notify($25, ''), CASE WHEN $27 IS NOT NULL THEN pg_notify($25, $28) END",
+             new_events AS (INSERT INTO {event_log} (node, events, entries) SELECT $27, $28, $30 WHERE $28 IS NOT NULL)
+             SELECT pg_notify($26, ''), CASE WHEN $28 IS NOT NULL THEN pg_notify($26, $29) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
-            insert_logs = self.insert_logs_sql(20),
+            insert_logs = self.insert_logs_sql(21),
             event_log = self.sql.table("event_log"),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
@@ -691,6 +692,7 @@ impl Db {
         .bind(&log_created)
         .bind(jobs.iter().map(|j| j.callback.clone()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.group.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.callback_secret.clone()).collect::<Vec<_>>())
         .bind(&logs.job_ids)
         .bind(&logs.at)
         .bind(&logs.attempts)
@@ -720,9 +722,9 @@ impl Db {
         sqlx::query(AssertSqlSafe(format!(
             "WITH new_job AS (
                  INSERT INTO {jobs} ({columns})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17, $18)),
-             new_events AS (INSERT INTO {event_log} (node, events, entries) SELECT $20, $21, $23 WHERE $21 IS NOT NULL)
-             SELECT pg_notify($19, ''), CASE WHEN $21 IS NOT NULL THEN pg_notify($19, $22) END",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17, $18, $19)),
+             new_events AS (INSERT INTO {event_log} (node, events, entries) SELECT $21, $22, $24 WHERE $22 IS NOT NULL)
+             SELECT pg_notify($20, ''), CASE WHEN $22 IS NOT NULL THEN pg_notify($20, $23) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
             event_log = self.sql.table("event_log"),
@@ -745,6 +747,7 @@ impl Db {
         .bind(job.finished_at)
         .bind(job.callback.as_deref())
         .bind(job.group.as_deref())
+        .bind(job.callback_secret.as_deref())
         .bind(&self.sql.channel)
         .bind(self.owner)
         .bind(events.as_ref().map(|e| e.json.as_str()))

@@ -15,7 +15,7 @@ use crate::store::StoreError;
 pub(super) const JOB_COLUMNS: &str =
     "id, reference, task, payload, priority, status, created_at, run_at, expires_at, \
      attempts, max_attempts, last_error, result, progress_current, progress_total, finished_at, \
-     log_created, ran_by, callback, group_key";
+     log_created, ran_by, callback, group_key, callback_secret";
 
 /// Maps a sqlx error onto a normalised kind.
 pub(super) fn map_err(err: sqlx::Error) -> StoreError {
@@ -114,6 +114,7 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         finished_at: get(row, id, "finished_at")?,
         ran_by: get(row, id, "ran_by")?,
         callback: get(row, id, "callback")?,
+        callback_secret: get(row, id, "callback_secret")?,
         group: get(row, id, "group_key")?,
         // Stored lines follow (`Db::attach_logs`).
         logs: log_created

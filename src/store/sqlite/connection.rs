@@ -57,6 +57,20 @@ const JOBS_OLDEST_FIRST: &str = concat!(
     include_str!("sql/jobs_query.sql"),
     include_str!("sql/order_oldest_first.sql")
 );
+/// As [`JOBS_NEWEST_FIRST`] for a query that names a reference: through
+/// the index by reference (a condition `?3 IS NULL OR reference = ?3`
+/// cannot use it, as the plan is made before `?3` is known).
+pub(super) const JOBS_BY_REFERENCE_NEWEST_FIRST: &str = concat!(
+    include_str!("sql/job_select.sql"),
+    include_str!("sql/jobs_by_reference.sql"),
+    include_str!("sql/order_newest_first.sql")
+);
+/// As [`JOBS_OLDEST_FIRST`] for a query that names a reference.
+pub(super) const JOBS_BY_REFERENCE_OLDEST_FIRST: &str = concat!(
+    include_str!("sql/job_select.sql"),
+    include_str!("sql/jobs_by_reference.sql"),
+    include_str!("sql/order_oldest_first.sql")
+);
 const JOBS_COUNT: &str = include_str!("sql/jobs_count.sql");
 const STATUS_COUNT: &str = include_str!("sql/status_count.sql");
 const UNIQUE_CLEAR_ENDED: &str = include_str!("sql/unique_clear_ended.sql");
@@ -791,8 +805,8 @@ fn job_values() -> &'static ValuesSql {
         ValuesSql::new(
             "INSERT INTO kessel_jobs (id, reference, task, payload, priority, status, created_at, \
              run_at, expires_at, attempts, max_attempts, last_error, result, progress_current, \
-             progress_total, finished_at, log_created, callback, group_key)",
-            19,
+             progress_total, finished_at, log_created, callback, group_key, callback_secret)",
+            20,
         )
     })
 }
@@ -845,7 +859,8 @@ async fn insert(conn: &mut SqliteConnection, rows: &NewRows) -> Result<u64, Stor
                 .bind(r.15)
                 .bind(r.16)
                 .bind(r.17.clone())
-                .bind(r.18.clone());
+                .bind(r.18.clone())
+                .bind(r.19.clone());
         }
         inserted += query
             .execute(&mut *conn)
@@ -1039,10 +1054,11 @@ async fn get(conn: &mut SqliteConnection, id: JobId) -> Result<Option<Job>, Stor
 }
 
 async fn query(conn: &mut SqliteConnection, params: &QueryParams) -> Result<Vec<Job>, StoreError> {
-    let sql = if params.newest_first {
-        JOBS_NEWEST_FIRST
-    } else {
-        JOBS_OLDEST_FIRST
+    let sql = match (params.reference.is_some(), params.newest_first) {
+        (true, true) => JOBS_BY_REFERENCE_NEWEST_FIRST,
+        (true, false) => JOBS_BY_REFERENCE_OLDEST_FIRST,
+        (false, true) => JOBS_NEWEST_FIRST,
+        (false, false) => JOBS_OLDEST_FIRST,
     };
     let rows = sqlx::query(sql)
         .bind(&params.statuses)

@@ -25,6 +25,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("sql/migrations/0007_suspensions.sql")),
     (8, include_str!("sql/migrations/0008_job_callback.sql")),
     (9, include_str!("sql/migrations/0009_job_group.sql")),
+    (
+        10,
+        include_str!("sql/migrations/0010_callback_secret_and_reference_index.sql"),
+    ),
 ];
 
 /// The newest schema version of the SQLite store this kessel knows. A
@@ -36,7 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// ```
 /// assert!(kessel::store::SQLITE_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Pages the WAL holds before it is checkpointed into the file.
 pub(super) const WAL_AUTOCHECKPOINT_PAGES: u64 = 1000;
@@ -296,4 +300,134 @@ async fn migrate(conn: &mut SqliteConnection, from: i64) -> Result<(), StoreErro
         tracing::info!(version, "migrated the SQLite store's schema");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection, Row};
+
+    use super::MIGRATIONS;
+    use crate::job::JobStatus;
+    use crate::store::sqlite::connection::{
+        JOBS_BY_REFERENCE_NEWEST_FIRST, JOBS_BY_REFERENCE_OLDEST_FIRST,
+    };
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{JobQuery, Store};
+
+    /// A file at schema version `upto`, made by the migrations up to it.
+    async fn file_at(path: &std::path::Path, upto: i64) -> sqlx::SqliteConnection {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= upto) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO kessel_schema (version, applied_at) VALUES (?1, 0)")
+                .bind(version)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        conn
+    }
+
+    /// The lines of SQLite's plan for `sql`, its parameters bound.
+    async fn plan(conn: &mut sqlx::SqliteConnection, sql: &str) -> Vec<String> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .bind(None::<String>)
+            .bind(r#"["kessel.webhook"]"#)
+            .bind("webhook:0193")
+            .bind(None::<i64>)
+            .bind(None::<i64>)
+            .bind(100_i64)
+            .bind(0_i64)
+            .fetch_all(conn)
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<String, _>("detail")).collect()
+    }
+
+    #[actix_rt::test]
+    async fn a_search_by_reference_reads_the_reference_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = file_at(&dir.path().join("jobs.db"), i64::MAX).await;
+        for sql in [
+            JOBS_BY_REFERENCE_NEWEST_FIRST,
+            JOBS_BY_REFERENCE_OLDEST_FIRST,
+        ] {
+            let plan = plan(&mut conn, sql).await;
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains("USING INDEX kessel_jobs_by_reference")),
+                "{plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|l| l == "SCAN kessel_jobs"),
+                "no scan of every job: {plan:?}"
+            );
+        }
+    }
+
+    #[actix_rt::test]
+    async fn jobs_stored_at_schema_9_are_found_by_reference_after_the_migration_to_10() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        {
+            let mut conn = file_at(&path, 9).await;
+            for (n, reference) in [(1, Some("webhook:a")), (2, None), (3, Some("webhook:b"))] {
+                sqlx::query(
+                    "INSERT INTO kessel_jobs (id, reference, task, payload, priority, status, \
+                     created_at, run_at, attempts, log_created, callback) \
+                     VALUES (?1, ?2, 'kessel.webhook', '{}', 0, 'ready', ?3, ?3, 0, 1, NULL)",
+                )
+                .bind(format!("0193a6d0-0000-7000-8000-00000000000{n}"))
+                .bind(reference)
+                .bind(1_700_000_000_000_000_i64 + n)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+        let store = SqliteStore::open(&path).await.expect("opens and migrates");
+        let found = store
+            .jobs_query(
+                &JobQuery::default()
+                    .task("kessel.webhook")
+                    .reference("webhook:b"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].reference.as_deref(), Some("webhook:b"));
+        assert_eq!(found[0].status, JobStatus::Ready);
+        assert_eq!(
+            found[0].callback_secret, None,
+            "a job stored before names none"
+        );
+        store.close().await.unwrap();
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        let version: i64 = sqlx::query("SELECT max(version) FROM kessel_schema")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(version, super::SCHEMA_VERSION);
+        let plan = plan(&mut conn, JOBS_BY_REFERENCE_NEWEST_FIRST).await;
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("USING INDEX kessel_jobs_by_reference")),
+            "{plan:?}"
+        );
+    }
 }

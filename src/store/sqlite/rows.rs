@@ -144,6 +144,7 @@ pub(super) type NewJobRow = (
     bool,
     Option<Arc<str>>,
     Option<Arc<str>>,
+    Option<Arc<str>>,
 );
 
 /// A new `kessel_job_logs` row, owned.
@@ -207,6 +208,7 @@ pub(super) fn insert_rows(jobs: &[Job]) -> Result<NewRows, StoreError> {
             log_created,
             job.callback.as_deref().map(Arc::from),
             job.group.as_deref().map(Arc::from),
+            job.callback_secret.as_deref().map(Arc::from),
         ));
     }
     Ok(NewRows { jobs: rows, logs })
@@ -374,6 +376,7 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         finished_at: c.optional_time("finished_at")?,
         ran_by: None,
         callback: c.get("callback")?,
+        callback_secret: c.get("callback_secret")?,
         group: c.get("group_key")?,
         // Stored lines follow (`attach_logs`).
         logs: log_created
