@@ -169,6 +169,10 @@ struct Args {
     /// Internal: how many jobs the memory child leaves pending.
     #[arg(long, hide = true, default_value_t = 0)]
     count: u64,
+    /// Internal: the memory child's jobs carry the `payloads` workload's
+    /// struct, not a `u64`.
+    #[arg(long, hide = true)]
+    struct_payload: bool,
     /// Internal: be one worker process of the multi-process PostgreSQL
     /// burn-down (started by the parent run, driven over stdin/stdout).
     #[arg(long, hide = true)]
@@ -325,7 +329,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     measure::init_clock();
     if let Some(system) = args.child_memory {
-        return memory_child(system, args.count);
+        return memory_child(system, args.count, args.struct_payload);
     }
     if args.pg_worker {
         return procs::worker_main(&args.pg_url, args.concurrency);
@@ -1307,9 +1311,18 @@ impl Bench {
     }
 
     fn memory(&mut self, system: System) {
+        for orders in [false, true] {
+            self.memory_of(system, orders);
+        }
+    }
+
+    /// [`Bench::memory`] with `u64` payloads, or the `payloads` workload's
+    /// struct (`orders`).
+    fn memory_of(&mut self, system: System, orders: bool) {
         let mut per_job: Option<f64> = None;
+        let payload = if orders { "struct" } else { "u64" };
         for n in self.plan.memory_sizes.clone() {
-            let params = format!("{} pending, u64 payload", report::human(n as f64));
+            let params = format!("{} pending, {payload} payload", report::human(n as f64));
             // Projected from the smaller size: skip sizes that would not fit.
             let limit = 8e9;
             if let Some(b) = per_job.filter(|b| b * n as f64 > limit) {
@@ -1330,7 +1343,7 @@ impl Bench {
                 );
                 continue;
             }
-            match memory_in_child(system, n) {
+            match memory_in_child(system, n, orders) {
                 Ok((before, after)) => {
                     let delta = after.saturating_sub(before) as f64;
                     per_job = Some(delta / n as f64);
@@ -1928,17 +1941,19 @@ fn cut_off_rate(e: &str) -> Option<f64> {
 
 /// Runs the memory measurement for one system and size in a child process,
 /// so no other workload's heap is in its numbers. Returns RSS before/after.
-fn memory_in_child(system: System, n: u64) -> Result<(u64, u64), String> {
+fn memory_in_child(system: System, n: u64, orders: bool) -> Result<(u64, u64), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let name = system
         .to_possible_value()
         .expect("named")
         .get_name()
         .to_owned();
-    let out = std::process::Command::new(exe)
-        .args(["--child-memory", &name, "--count", &n.to_string()])
-        .output()
-        .map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(exe);
+    child.args(["--child-memory", &name, "--count", &n.to_string()]);
+    if orders {
+        child.arg("--struct-payload");
+    }
+    let out = child.output().map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -1958,12 +1973,12 @@ fn memory_in_child(system: System, n: u64) -> Result<(u64, u64), String> {
     }
 }
 
-fn memory_child(system: System, n: u64) -> ExitCode {
+fn memory_child(system: System, n: u64, orders: bool) -> ExitCode {
     let out = run(|| async move {
         // Let the runtime settle before the first reading.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = rss_bytes();
-        match system.pending(n).await {
+        match system.pending(n, orders).await {
             Answer::Done(keep) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let after = rss_bytes();

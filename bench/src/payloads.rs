@@ -90,6 +90,18 @@ pub mod kessel {
         Ok(rate)
     }
 
+    /// Leaves `n` orders pending for an hour, created in batches (the
+    /// `memory` workload); the value keeps them alive.
+    pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
+        let queue = queue(Handlers::SchedulerThread, None).await?;
+        Handlers::SchedulerThread.start(&queue, 16)?;
+        create_all(&queue, n, |i| {
+            NewJob::new(TASK, Order::new(i)).delay(Duration::from_secs(3600))
+        })
+        .await?;
+        Ok(Box::new(queue))
+    }
+
     /// `n` awaited `create` calls, one order each, no worker: creates/s.
     pub async fn single_create(n: u64) -> Result<f64, Fail> {
         let queue = queue(Handlers::Threads(1), None).await?;
@@ -134,6 +146,21 @@ pub mod baseline {
         });
         stamps.wait(cap).await.map_err(|e| e.to_string())?;
         Ok(n as f64 / t.elapsed().as_secs_f64())
+    }
+
+    /// One task per order, sleeping an hour with it.
+    pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
+        let at = Instant::now() + Duration::from_secs(3600);
+        for i in 0..n {
+            let order = Order::new(i);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                drop(order);
+            });
+        }
+        // Let every task run once and register its timer.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(Box::new(()))
     }
 
     pub async fn single_create(n: u64) -> Result<f64, Fail> {
@@ -198,6 +225,22 @@ pub mod apalis {
         let _ = running.await;
         waited.map_err(|e| e.to_string())?;
         Ok(n as f64 / secs)
+    }
+
+    /// Orders pushed to run in an hour, kept by the storage.
+    pub async fn pending(n: u64) -> Result<Box<dyn std::any::Any>, Fail> {
+        let mut storage = memory();
+        for i in 0..n {
+            storage
+                .push_task(
+                    TaskBuilder::new(Order::new(i))
+                        .run_after(Duration::from_secs(3600))
+                        .build(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Box::new(storage))
     }
 
     pub async fn single_create(n: u64) -> Result<f64, Fail> {

@@ -960,7 +960,7 @@ impl Queue {
             // Boxed, as in `create_one`: its state would otherwise make
             // every create's future several times larger.
             return Ok(vec![
-                Box::pin(self.create_unique(one, now, log_created)).await?
+                Box::pin(self.create_unique(one, now, log_created)).await?,
             ]);
         }
         let jobs: Vec<Job> = jobs

@@ -223,12 +223,18 @@ impl System {
         }
     }
 
-    /// Leaves `n` small jobs pending for an hour; the value keeps them alive.
-    pub async fn pending(self, n: u64) -> Answer<Box<dyn std::any::Any>> {
-        match self {
-            System::Kessel => kessel::pending(n).await.into(),
-            System::Baseline => baseline::pending(n).await.into(),
-            System::Apalis => apalis::mem::pending(n).await.into(),
+    /// Leaves `n` small jobs pending for an hour (their payload a `u64`, or
+    /// with `orders` the `payloads` workload's struct); the value keeps
+    /// them alive.
+    pub async fn pending(self, n: u64, orders: bool) -> Answer<Box<dyn std::any::Any>> {
+        use crate::payloads;
+        match (self, orders) {
+            (System::Kessel, false) => kessel::pending(n).await.into(),
+            (System::Baseline, false) => baseline::pending(n).await.into(),
+            (System::Apalis, false) => apalis::mem::pending(n).await.into(),
+            (System::Kessel, true) => payloads::kessel::pending(n).await.into(),
+            (System::Baseline, true) => payloads::baseline::pending(n).await.into(),
+            (System::Apalis, true) => payloads::apalis::pending(n).await.into(),
             _ => Answer::Unavailable("in-memory workload"),
         }
     }
