@@ -371,3 +371,163 @@ async fn cancelled_held<F: StoreFactory>(factory: F) -> Verdict {
     assert_eq!(outcome(&handles[0]).await.status, JobStatus::Completed);
     Verdict::Passed
 }
+
+/// A queue on `store` with the limits per tag `limits` sets.
+async fn queue_with_tag_limits<F: StoreFactory>(
+    factory: &F,
+    store: &Arc<dyn crate::store::Store>,
+    limits: impl FnOnce(crate::QueueBuilder) -> crate::QueueBuilder,
+) -> crate::queue::Queue {
+    factory
+        .configure(limits(
+            crate::queue::Queue::builder()
+                .store(store.clone())
+                .retention(crate::config::Retention::keep_all()),
+        ))
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("building a queue on the store failed: {e}"))
+}
+
+conformance_test!(flow,
+    /// With `tag_max_running("mail", 1)`, the jobs of two tasks of the tag
+    /// run one at a time, all of them, and a job of another tag served by
+    /// the same worker starts at once beside them.
+    flow_tag_max_running_holds_all_the_tags_tasks_and_never_stalls_another_tag => tag_running
+);
+
+async fn tag_running<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_with_tag_limits(&factory, &store, |b| b.tag_max_running("mail", 1)).await;
+    // (task, start ms, end ms) of every run.
+    let runs: Trace<(String, i64, i64)> = Trace::default();
+    let t0 = queue.now();
+    for (task, tag) in [("welcome", "mail"), ("digest", "mail"), ("report", "other")] {
+        let (r, q) = (runs.clone(), queue.clone());
+        queue
+            .define(task)
+            .tag(tag)
+            .action(move |_: JobContext<u32>| {
+                let (r, q) = (r.clone(), q.clone());
+                async move {
+                    let start = (q.now() - t0).num_milliseconds();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    r.push((task.to_owned(), start, (q.now() - t0).num_milliseconds()));
+                    Ok::<_, JobError>(())
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut jobs = Vec::new();
+    for i in 0..3u32 {
+        jobs.push(NewJob::new("welcome", i));
+        jobs.push(NewJob::new("digest", i));
+    }
+    jobs.push(NewJob::new("report", 0));
+    jobs.push(NewJob::new("report", 1));
+    let handles = queue
+        .create_many(jobs)
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    // One worker for both tags, the limited one first.
+    queue
+        .process(["mail", "other"])
+        .concurrency(8)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for h in &handles {
+        assert_eq!(outcome(h).await.status, JobStatus::Completed);
+    }
+    let runs = runs.items();
+    assert_eq!(runs.len(), 8);
+    let mut mail: Vec<(i64, i64)> = runs
+        .iter()
+        .filter(|(t, _, _)| t != "report")
+        .map(|(_, s, e)| (*s, *e))
+        .collect();
+    mail.sort();
+    assert_eq!(mail.len(), 6);
+    for pair in mail.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two jobs of the tag ran at once: {mail:?}"
+        );
+    }
+    let last_end = mail.last().map_or(0, |m| m.1);
+    assert!(
+        (6_000..6_500).contains(&last_end),
+        "six one-second jobs one at a time end after about 6 s: {mail:?}"
+    );
+    for (task, start, _) in runs.iter().filter(|(t, _, _)| t == "report") {
+        assert!(
+            *start < 100,
+            "{task} of another tag waited for the limited tag: starts at {start} ms"
+        );
+    }
+    Verdict::Passed
+}
+
+conformance_test!(flow,
+    /// With `tag_rate_limit("x", "10/s")`, the jobs of two tasks of the tag
+    /// start 100 ms apart between them, not each task on its own.
+    flow_tag_rate_limit_spaces_the_starts_of_all_the_tags_tasks => tag_rate
+);
+
+async fn tag_rate<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_with_tag_limits(&factory, &store, |b| b.tag_rate_limit("x", "10/s")).await;
+    let starts: Trace<(String, DateTime<Utc>)> = Trace::default();
+    for task in ["a", "b"] {
+        let (s, q) = (starts.clone(), queue.clone());
+        queue
+            .define(task)
+            .tag("x")
+            .action(move |_: JobContext<u32>| {
+                let (s, q) = (s.clone(), q.clone());
+                async move {
+                    s.push((task.to_owned(), q.now()));
+                    Ok::<_, JobError>(())
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut jobs = Vec::new();
+    for i in 0..10u32 {
+        jobs.push(NewJob::new("a", i));
+        jobs.push(NewJob::new("b", i));
+    }
+    let handles = queue
+        .create_many(jobs)
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    queue
+        .process(["x"])
+        .concurrency(4)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for h in &handles {
+        assert_eq!(outcome(h).await.status, JobStatus::Completed);
+    }
+    let mut starts = starts.items();
+    starts.sort_by_key(|(_, at)| *at);
+    assert!(starts.iter().any(|(t, _)| t == "a") && starts.iter().any(|(t, _)| t == "b"));
+    let first = starts[0].1;
+    let offsets: Vec<i64> = starts
+        .iter()
+        .map(|(_, t)| (*t - first).num_milliseconds())
+        .collect();
+    for pair in offsets.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 99,
+            "two starts of the tag less than 100 ms apart: {offsets:?}"
+        );
+    }
+    let last = *offsets.last().unwrap_or(&0);
+    assert!(
+        (1_899..=2_050).contains(&last),
+        "the 20th start at {last} ms, about 1900 ms: {offsets:?}"
+    );
+    Verdict::Passed
+}

@@ -37,6 +37,7 @@ mod keeping;
 mod nodes;
 pub mod plugin;
 mod stores;
+mod tag_limits;
 mod transactional;
 mod typed;
 
@@ -187,6 +188,10 @@ pub struct QueueBuilder {
     manual_schedules: bool,
     /// Fair groups' weights (see `groups.rs`), checked at build.
     group_weights: Vec<(String, f64)>,
+    /// Running limits per tag (see `tag_limits.rs`), checked at build.
+    tag_max_running: Vec<(String, u32)>,
+    /// Rate limits per tag, or why their text cannot be read.
+    tag_rate_limits: Vec<(String, Result<crate::RateLimit, crate::RateLimitError>)>,
 }
 
 impl QueueBuilder {
@@ -302,6 +307,7 @@ impl QueueBuilder {
     /// Outside a running actix system.
     pub async fn build(self) -> Result<Queue, Error> {
         let groups = self.checked_group_weights()?;
+        let tag_limits = self.checked_tag_limits()?;
         #[cfg(feature = "cron")]
         for schedule in &self.schedules {
             schedule.validate()?;
@@ -323,6 +329,7 @@ impl QueueBuilder {
             self.shared.unwrap_or_default(),
             self.scheduler_on_current_thread,
             groups,
+            tag_limits,
         );
         #[cfg(feature = "cron")]
         if self.manual_schedules {
@@ -667,6 +674,7 @@ impl Queue {
             SharedConfig::default(),
             false,
             crate::group::GroupWeights::default(),
+            crate::flow::TagLimits::default(),
         )
     }
 
@@ -681,6 +689,7 @@ impl Queue {
         shared: SharedConfig,
         on_current_thread: bool,
         groups: crate::group::GroupWeights,
+        tag_limits: crate::flow::TagLimits,
     ) -> Self {
         let clock = Clock::new();
         let persistence = Persistence::of(&*store);
@@ -730,6 +739,7 @@ impl Queue {
                     slot,
                     node: node.clone(),
                     groups: groups.clone(),
+                    tag_limits: tag_limits.clone(),
                 })
             }
         };

@@ -137,12 +137,56 @@ impl Scheduler {
         }
     }
 
+    /// Whether tag slot `tag`'s limits let one of its jobs start now;
+    /// when its rate limit says no, a wake is planned for when it allows.
+    /// A tag without limits pays one branch.
+    pub(super) fn tag_admits(&mut self, tag: usize, now_ms: u64) -> bool {
+        let Some(gate) = self.routes.tag_gates.get(tag).and_then(Option::as_ref) else {
+            return true;
+        };
+        match gate.check(now_ms.saturating_mul(1000)) {
+            Ok(()) => true,
+            Err(Blocked::Running) => false,
+            Err(Blocked::Until(at_us)) => {
+                if !self.routes.tags[tag].is_empty() {
+                    self.plan_flow_wake(at_us);
+                }
+                false
+            }
+        }
+    }
+
+    /// A job of tag slot `tag` starts now: it counts against the tag's
+    /// limits.
+    pub(super) fn tag_started(&mut self, tag: usize, now_ms: u64) {
+        if let Some(gate) = self.routes.tag_gates.get_mut(tag).and_then(Option::as_mut) {
+            gate.take(now_ms.saturating_mul(1000));
+        }
+    }
+
+    /// Wakes the scheduler at `at_us` (or before) to start rate-held jobs.
+    fn plan_flow_wake(&mut self, at_us: u64) {
+        let tick = at_us.div_ceil(1000);
+        if self.flow_wake.is_none_or(|t| tick < t) {
+            self.flow_wake = Some(tick);
+            self.flow_wake_armed = false;
+        }
+    }
+
     /// A run of task `task`, of the job in `job_slot`, ended: a held job
     /// takes its place.
     pub(super) fn flow_run_ended(&mut self, task: u32, job_slot: u32) {
         let Some(slot) = self.routes.tasks.get_mut(task as usize) else {
             return;
         };
+        if let Some(gate) = slot
+            .tag
+            .and_then(|t| self.routes.tag_gates.get_mut(t as usize))
+            .and_then(Option::as_mut)
+        {
+            // Its tag's room is free again: the next dispatch takes it.
+            gate.ended();
+        }
         let Some(flow) = slot.flow.as_deref_mut() else {
             return;
         };

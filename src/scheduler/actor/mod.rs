@@ -305,6 +305,8 @@ pub(crate) struct Setup {
     pub(crate) node: Arc<NodeSelf>,
     /// The fair groups' weights.
     pub(crate) groups: crate::group::GroupWeights,
+    /// The limits per tag.
+    pub(crate) tag_limits: crate::flow::TagLimits,
 }
 
 impl Scheduler {
@@ -322,6 +324,7 @@ impl Scheduler {
             slot: _,
             node: node_self,
             groups,
+            tag_limits,
         } = setup;
         let shared_node_retention = shared.node_retention;
         let shared = match (persistence, store.shared().map(|s| s.owner())) {
@@ -346,7 +349,7 @@ impl Scheduler {
             bus,
             timers: Timers::new(),
             jobs: JobTable::default(),
-            routes: Routes::with_groups(groups),
+            routes: Routes::new(groups, tag_limits),
             workers: Vec::new(),
             seq: 0,
             journal: Journal::default(),
@@ -1053,6 +1056,10 @@ impl Scheduler {
     fn next_for(&mut self, w: usize, now: u64) -> Option<u32> {
         for i in 0..self.workers[w].tags.len() {
             let tag = self.workers[w].tags[i] as usize;
+            if !self.tag_admits(tag, now) {
+                // Its jobs wait, ready, in their order; other tags go on.
+                continue;
+            }
             while let Some(key) = self.routes.tags[tag].pop() {
                 let Some(e) = self.jobs.get(key.slot) else {
                     continue;
@@ -1079,6 +1086,7 @@ impl Scheduler {
                 if !self.flow_admits(task, key, now) {
                     continue;
                 }
+                self.tag_started(tag, now);
                 return Some(key.slot);
             }
         }

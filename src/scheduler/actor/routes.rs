@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::flow::{TagGate, TagLimits};
 use crate::middleware::Middleware;
 use crate::scheduler::ready::ReadySet;
 use crate::scheduler::worker::Runnable;
@@ -40,6 +41,10 @@ pub(super) struct Routes {
     tag_index: HashMap<String, u32>,
     /// Each tag's ready jobs, by tag slot.
     pub(super) tags: Vec<ReadySet>,
+    /// Each tag's limits and their state, by tag slot (`None`: no limit).
+    pub(super) tag_gates: Vec<Option<TagGate>>,
+    /// The queue's limits per tag, a gate made from them per tag slot.
+    tag_limits: TagLimits,
     /// The queue's middleware, outside every task's.
     pub(super) middleware: Vec<Arc<dyn Middleware>>,
     /// The task slot looked up last, by the name's allocation.
@@ -56,10 +61,11 @@ pub(super) struct Routes {
 }
 
 impl Routes {
-    /// Routes with the queue's fair groups' weights.
-    pub(super) fn with_groups(groups: crate::group::GroupWeights) -> Self {
+    /// Routes with the queue's fair groups' weights and limits per tag.
+    pub(super) fn new(groups: crate::group::GroupWeights, tag_limits: TagLimits) -> Self {
         Routes {
             groups,
+            tag_limits,
             ..Routes::default()
         }
     }
@@ -99,6 +105,7 @@ impl Routes {
         }
         let i = self.tags.len() as u32;
         self.tags.push(ReadySet::default());
+        self.tag_gates.push(self.tag_limits.gate(tag));
         self.tag_index.insert(tag.to_owned(), i);
         i
     }
