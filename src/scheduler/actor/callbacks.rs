@@ -66,7 +66,7 @@ impl Scheduler {
         };
         let made = NewJob::new(TASK, &delivery)
             .reference(WebhookDelivery::reference_for(e.job.id))
-            .into_job(at, &mut None, !self.in_process);
+            .into_job(at, &mut None, self.keeper.stores_created_line());
         match made {
             Ok(job) => self.keep_made(job),
             Err(err) => self.bus.queue(QueueEvent::Error {

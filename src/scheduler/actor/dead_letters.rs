@@ -34,6 +34,11 @@ impl Outbox {
     pub(super) fn is_settled(&self) -> bool {
         self.made.is_empty()
     }
+
+    /// Holds `job`, made this turn, until the turn's end.
+    pub(super) fn push(&mut self, job: Job) {
+        self.made.push(job);
+    }
 }
 
 impl Scheduler {
@@ -60,7 +65,7 @@ impl Scheduler {
             };
         let made = NewJob::new(&*dest, &letter)
             .reference(DeadLetter::reference_for(e.job.id))
-            .into_job(at, &mut None, !self.in_process);
+            .into_job(at, &mut None, self.keeper.stores_created_line());
         match made {
             Ok(job) => self.keep_made(job),
             Err(err) => self.bus.queue(QueueEvent::Error {
@@ -77,11 +82,7 @@ impl Scheduler {
     /// durable one queued in the journal, so it is stored in the same write
     /// as the ending just queued there.
     pub(super) fn keep_made(&mut self, job: Job) {
-        if self.in_process {
-            self.letters.made.push(job);
-        } else {
-            self.journal.push_insert(job);
-        }
+        self.keeper.made(job, &mut self.letters, &mut self.journal);
     }
 
     /// Holds the letters made this turn on the memory store.

@@ -29,6 +29,7 @@ mod groups;
 mod held;
 mod index;
 mod journal;
+mod keeping;
 mod lifecycle;
 mod messages;
 mod nodes;
@@ -87,6 +88,7 @@ use crate::scheduler::services::{
 use crate::store::Store;
 use held::{Ending, HeldJob};
 use journal::{Journal, Waiter};
+use keeping::{Keeper, FLUSH_BATCH};
 use lifecycle::{AfterFailure, AfterStop};
 use routes::Routes;
 use table::{Entry, JobTable, State, StopReason, Stopping};
@@ -167,12 +169,11 @@ pub(crate) struct Scheduler {
     seq: u64,
     /// The state changes on their way to the store, and who waits for them.
     journal: Journal,
-    /// The store lives in this process only: pending jobs live here only.
-    in_process: bool,
+    /// How it keeps its jobs: the one place that knows whether the store
+    /// lives in this process or is written through the journal.
+    keeper: Keeper,
     result_waiters: HashMap<JobId, Vec<oneshot::Sender<JobResult>>, IdHash>,
     draining: Option<Drain>,
-    /// Whether completed jobs are kept at all (see [`Retention::keep_none`]).
-    keeps_completed: bool,
     /// When the pruner removes the completed jobs the retention does not
     /// keep.
     pruning: PruneSchedule,
@@ -266,14 +267,6 @@ const START_GUARD: chrono::Duration = chrono::Duration::microseconds(20);
 /// to the store.
 const FLUSH_DELAY: Duration = Duration::from_millis(1);
 
-/// A batch this large goes to the store at once.
-const FLUSH_BATCH: usize = 4096;
-
-/// On an in-process store, while jobs wait on timers, a batch goes at once
-/// from this size: storing it holds the scheduler up, and short pauses
-/// keep delayed jobs on time.
-const FLUSH_BATCH_TIMELY: usize = 64;
-
 /// How long after a signalled run's grace period the scheduler decides
 /// the job without its worker's report: the worker reports first unless
 /// its thread is blocked.
@@ -336,7 +329,6 @@ impl Scheduler {
                 }),
             _ => None,
         };
-        let in_process = persistence.in_process();
         let pruner = Pruner::new(store.clone(), retention.clone());
         let rescuer = Rescuer::new(store.clone()).filter(|_| persistence.shared());
         let node = NodeBeacon::new(store.clone(), node_self.clone(), shared_node_retention)
@@ -353,11 +345,10 @@ impl Scheduler {
             workers: Vec::new(),
             seq: 0,
             journal: Journal::default(),
-            in_process,
+            keeper: Keeper::new(persistence, retention.keeps_completed()),
             result_waiters: HashMap::default(),
             draining: None,
-            keeps_completed: retention.keeps_completed(),
-            pruning: PruneSchedule::new(pruner, in_process),
+            pruning: PruneSchedule::new(pruner, persistence.in_process()),
             rescuer,
             shared,
             node_self,
@@ -434,15 +425,8 @@ impl Scheduler {
 
     /// Queues the job's current state for the store, appending `logs`.
     fn record(&mut self, slot: u32, logs: Vec<LogLine>) {
-        if self.in_process {
-            // The entry is the record until the job is final.
-            if let Some(e) = self.jobs.get_mut(slot) {
-                e.job.append_logs(logs, None);
-            }
-            return;
-        }
         if let Some(e) = self.jobs.get_mut(slot) {
-            e.write = self.journal.write(e.write, &e.job, logs, None);
+            self.keeper.record(e, &mut self.journal, logs);
         }
     }
 
@@ -530,24 +514,20 @@ impl Scheduler {
         // Created for an in-process store without its "created" line: the
         // line is rebuilt from created_at when the job is read or stored,
         // so a pending job holds no log allocation.
-        let created_implied = self.in_process && origin == Origin::New && job.logs.is_empty();
+        let created_implied = origin == Origin::New && self.keeper.implies_created_line(&job.logs);
         let slot = self.jobs.insert(HeldJob::new(job), task);
         if created_implied {
             if let Some(e) = self.jobs.get_mut(slot) {
                 e.job.created_implied = true;
             }
         }
-        if !logs.is_empty() || origin == Origin::Kicked {
-            self.record(slot, logs);
-        }
-        if origin == Origin::Kicked && self.in_process {
-            // The store holds it as buried: it is pending again.
-            if let Some(e) = self.jobs.get(slot) {
-                self.journal.push_update(e.job.update(Vec::new()));
-            }
-        }
         if origin == Origin::Kicked {
+            if let Some(e) = self.jobs.get_mut(slot) {
+                self.keeper.kicked(e, &mut self.journal, logs);
+            }
             self.emit_slot(slot, JobEventKind::Kicked);
+        } else if !logs.is_empty() {
+            self.record(slot, logs);
         }
         if let Some(at) = out_of_range {
             let message = format!(
@@ -736,66 +716,34 @@ impl Scheduler {
             _ => JobEventKind::Cancelled,
         };
         let finished_at = self.now_utc();
-        if self.in_process && status == JobStatus::Completed && !self.keeps_completed {
-            // Kept nowhere: no record to build, store and prune.
-            self.emit(e.job.id, e.task, attempt, kind);
-            if !self.result_waiters.is_empty() {
-                if let Some(waiters) = self.result_waiters.remove(&e.job.id) {
-                    let result = JobResult {
-                        id: e.job.id,
-                        status,
-                        value,
-                        message,
-                    };
-                    self.journal.wait(Waiter::Result(waiters, result));
-                }
-            }
-            return;
-        }
-        let line = Some(match (status, &message) {
+        let line = match (status, &message) {
             (JobStatus::Completed, _) => self.line(attempt, "completed"),
             (JobStatus::Cancelled, _) => self.line(attempt, "cancelled"),
             (status, Some(m)) => self.line(attempt, format!("{status}: {m}")),
             (status, None) => self.line(attempt, status.as_str()),
-        });
-        if self.in_process {
-            // The entry becomes the stored record at once: no update to
-            // merge, and the log in one allocation.
-            let end = Ending {
-                status,
-                value,
-                message,
-                at: finished_at,
-            };
-            let name = self.routes.tasks[e.task as usize].name.clone();
-            let job = e.job.into_final(name, end, logs, line);
-            self.emit(job.id, e.task, job.attempts, kind);
-            if !self.result_waiters.is_empty() {
-                if let (Some(waiters), Some(result)) =
-                    (self.result_waiters.remove(&job.id), job.outcome())
-                {
-                    self.journal.wait(Waiter::Result(waiters, result));
-                }
-            }
-            if status == JobStatus::Completed {
-                self.pruning.completed();
-            }
-            self.journal.push_final(job);
-            return;
-        }
-        e.job.status = status;
-        e.job.set_result(value);
-        e.job.set_last_error(message);
-        e.job.set_finished_at(finished_at);
-        self.journal.write(e.write, &e.job, logs, line);
-        self.pruning.ended(status);
-        self.emit(e.job.id, e.task, e.job.attempts, kind);
-        if !self.result_waiters.is_empty() {
-            // Answered once the outcome is stored, so whoever awaited it
-            // reads the same from the store.
-            if let (Some(waiters), Some(result)) =
-                (self.result_waiters.remove(&e.job.id), e.job.outcome())
-            {
+        };
+        let end = Ending {
+            status,
+            value,
+            message,
+            at: finished_at,
+        };
+        let wants_result =
+            !self.result_waiters.is_empty() && self.result_waiters.contains_key(&e.job.id);
+        let task = e.task;
+        let ended = self.keeper.ended(
+            e,
+            &self.routes.tasks[task as usize].name,
+            end,
+            logs,
+            line,
+            wants_result,
+            &mut self.journal,
+            &mut self.pruning,
+        );
+        self.emit(ended.id, task, ended.attempts, kind);
+        if let Some(result) = ended.result {
+            if let Some(waiters) = self.result_waiters.remove(&ended.id) {
                 self.journal.wait(Waiter::Result(waiters, result));
             }
         }
@@ -1160,22 +1108,8 @@ impl Scheduler {
             self.clear_timer(slot);
         }
         let started = LogLine::new(line_at, attempt, "started");
-        if self.in_process {
-            // Nothing is written while it runs: the line opens the run's
-            // journal, which comes back with the report (or `end_run`).
-            if let Some(run) = self.jobs.get(slot).and_then(|e| e.run.as_ref()) {
-                // These lines become the final record's log: room for the
-                // implied "created" line and the one that ends the run.
-                let logs = &mut run.journal.lock().logs;
-                logs.reserve_exact(3);
-                logs.push(started);
-            }
-        } else {
-            // Room for the line that ends the attempt, merged in when the
-            // job finishes before the next flush.
-            let mut logs = Vec::with_capacity(2);
-            logs.push(started);
-            self.record(slot, logs);
+        if let Some(e) = self.jobs.get_mut(slot) {
+            self.keeper.run_started(e, &mut self.journal, started);
         }
         self.emit_slot(slot, JobEventKind::Started);
         if self.observed() {
@@ -1458,11 +1392,7 @@ impl Scheduler {
 
     /// A batch this large goes to the store without waiting.
     fn flush_batch(&self) -> usize {
-        if self.in_process && self.timers.is_waiting() {
-            FLUSH_BATCH_TIMELY
-        } else {
-            FLUSH_BATCH
-        }
+        self.keeper.flush_batch(self.timers.is_waiting())
     }
 
     /// Sends the journal's next batch to the store now.
@@ -1588,7 +1518,10 @@ impl Scheduler {
             }
             None => false,
         };
-        if done && self.in_process && self.draining.as_ref().is_some_and(|d| !d.handed_over) {
+        if done
+            && self.keeper.holds_only_copy()
+            && self.draining.as_ref().is_some_and(|d| !d.handed_over)
+        {
             // The jobs left pending live only here: hand them to the store
             // before stopping, so they can still be read.
             if let Some(d) = self.draining.as_mut() {
