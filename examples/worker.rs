@@ -13,6 +13,9 @@
 //! at once across every worker process), `--tag NAME` (a tag to serve
 //! beside `default`; repeat for more).
 //!
+//! The `doomed` task fails every job for good and leaves a dead letter of
+//! `doomed letter` for each.
+//!
 //! The `work` task shows the at-least-once discipline: before it reports
 //! success it records the job in an application table keyed by job id, so a
 //! rerun after a crash can see the job was already done (idempotency).
@@ -135,6 +138,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Runs until done or cancelled; the signal drops this future.
             tokio::time::sleep(Duration::from_millis(job.payload)).await;
             Ok::<_, JobError>(())
+        })?;
+    // Every job of `doomed` fails for good after its work, and leaves a
+    // dead letter of `doomed letter` (which no worker here runs, so the
+    // letters stay to be counted).
+    queue
+        .define("doomed")
+        .tag("default")
+        .retry(kessel::RetryPolicy::none())
+        .dead_letter("doomed letter")
+        .action(move |_: JobContext<u64>| async move {
+            tokio::time::sleep(work).await;
+            Err::<(), _>(JobError::fatal("doomed"))
         })?;
     queue
         .process(args.tags.clone())

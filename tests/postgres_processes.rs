@@ -703,3 +703,77 @@ async fn three_workers_never_run_more_of_a_group_than_its_max_running_per_group_
     assert_eq!(runs, 260, "each job ran once");
     let _ = producer.shutdown(Duration::ZERO).await;
 }
+
+/// Dead letters through a SIGKILL: jobs buried by three worker processes,
+/// one killed mid-run, each leave exactly one dead letter, and no letter
+/// names a job that was not buried. The letter is written in the same
+/// transaction as the bury, so a kill between them cannot split them.
+#[actix_rt::test]
+async fn every_job_buried_by_worker_processes_leaves_one_dead_letter_through_a_kill() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let mut workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
+    let produced = Command::new(example("producer"))
+        .args([
+            &db.url, "--schema", &db.schema, "--count", "3000", "--batch", "500", "--task",
+            "doomed",
+        ])
+        .output()
+        .expect("run the producer");
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let jobs = format!("{}.jobs", db.schema);
+    let buried = |pool: sqlx::PgPool, jobs: String| async move {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {jobs} WHERE task = 'doomed' AND status = 'buried'"
+        )))
+        .fetch_one(&pool)
+        .await
+        .expect("count buried jobs")
+    };
+    wait_for("600 buried jobs", Duration::from_secs(120), || {
+        let (pool, jobs) = (db.pool.clone(), jobs.clone());
+        async move { buried(pool, jobs).await >= 600 }
+    })
+    .await;
+    workers[0].kill();
+    wait_for("every doomed job buried", Duration::from_secs(180), || {
+        let (pool, jobs) = (db.pool.clone(), jobs.clone());
+        async move { buried(pool, jobs).await >= 3000 }
+    })
+    .await;
+    // Each letter's reference names its buried job.
+    let letters: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT reference, count(*) FROM {jobs} WHERE task = 'doomed letter' GROUP BY reference"
+    )))
+    .fetch_all(&db.pool)
+    .await
+    .expect("count letters");
+    let twice: Vec<&(String, i64)> = letters.iter().filter(|(_, n)| *n != 1).collect();
+    assert!(twice.is_empty(), "letters made more than once: {twice:?}");
+    let buried_ids: std::collections::HashSet<String> =
+        sqlx::query_scalar::<_, uuid::Uuid>(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM {jobs} WHERE task = 'doomed' AND status = 'buried'"
+        )))
+        .fetch_all(&db.pool)
+        .await
+        .expect("buried ids")
+        .into_iter()
+        .map(|id| kessel::DeadLetter::reference_for(kessel::JobId(id)))
+        .collect();
+    assert_eq!(buried_ids.len(), 3000, "every doomed job was buried");
+    let lettered: std::collections::HashSet<String> = letters
+        .into_iter()
+        .map(|(reference, _)| reference)
+        .collect();
+    let missing = buried_ids.difference(&lettered).count();
+    let stray = lettered.difference(&buried_ids).count();
+    assert_eq!(missing, 0, "buried jobs without a dead letter");
+    assert_eq!(stray, 0, "dead letters of jobs that were not buried");
+    drop(workers);
+    db.drop().await;
+}
