@@ -147,7 +147,7 @@ impl Keeper {
                 Ended {
                     id,
                     attempts: entry.job.attempts,
-                    result: wants_result.then(|| JobResult {
+                    result: wants_result.then_some(JobResult {
                         id,
                         status,
                         value: end.value,
