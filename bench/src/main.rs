@@ -87,10 +87,16 @@ enum Workload {
     /// creates (one awaited create per job), in rounds taken in turns; the
     /// medians and their ratios.
     Payloads,
+    /// kessel on PostgreSQL at full speed for 10 minutes (`--retention-secs`)
+    /// with the default retention: a backlog of 4,000 kept up by creates,
+    /// 64 workers; at the end the completed rows against the retention's
+    /// cap, and the dead tuples and size of the tables (no manual VACUUM).
+    /// Not in the default run.
+    PgRetention,
 }
 
 impl Workload {
-    const ALL: [Workload; 16] = [
+    const ALL: [Workload; 17] = [
         Workload::Payloads,
         Workload::BurnDown,
         Workload::Latency,
@@ -107,6 +113,7 @@ impl Workload {
         Workload::Sustained,
         Workload::SustainedPaced,
         Workload::RemoteEvents,
+        Workload::PgRetention,
     ];
 
     fn name(self) -> &'static str {
@@ -125,6 +132,7 @@ impl Workload {
             Workload::Http => "http",
             Workload::Sustained => "sustained",
             Workload::SustainedPaced => "sustained-paced",
+            Workload::PgRetention => "pg-retention",
             Workload::RemoteEvents => "remote-events",
             Workload::Payloads => "payloads",
         }
@@ -191,6 +199,9 @@ struct Args {
     /// (the dead-tuple goal is for 300).
     #[arg(long)]
     paced_secs: Option<f64>,
+    /// How long the `pg-retention` workload runs, seconds (default 600).
+    #[arg(long)]
+    retention_secs: Option<f64>,
 }
 
 /// Counts and limits of one run.
@@ -230,6 +241,8 @@ struct Plan {
     /// the half-capacity run's length.
     paced_workers: usize,
     paced_window: Duration,
+    /// How long the `pg-retention` run lasts.
+    retention_window: Duration,
     half_window: Duration,
     /// The same on PostgreSQL.
     remote_pg_n: u64,
@@ -271,6 +284,7 @@ impl Plan {
             sustained_window: Duration::from_secs(10),
             paced_workers: 8,
             paced_window: Duration::from_secs(30),
+            retention_window: Duration::from_secs(600),
             half_window: Duration::from_secs(10),
             remote_pg_n: 20_000,
             payload_n: 1_000_000,
@@ -309,6 +323,7 @@ impl Plan {
             sustained_window: Duration::from_millis(700),
             paced_workers: 8,
             paced_window: Duration::from_millis(700),
+            retention_window: Duration::from_secs(2),
             half_window: Duration::from_millis(700),
             remote_pg_n: 500,
             payload_n: 20_000,
@@ -373,6 +388,9 @@ fn main() -> ExitCode {
     if let Some(secs) = args.paced_secs.filter(|s| s.is_finite() && *s > 0.0) {
         plan.paced_window = Duration::from_secs_f64(secs);
     }
+    if let Some(secs) = args.retention_secs.filter(|s| s.is_finite() && *s > 0.0) {
+        plan.retention_window = Duration::from_secs_f64(secs);
+    }
     let workloads: Vec<Workload> = if args.only.is_empty() {
         // `durable` runs the multi-process burn-downs too; `burn-down`
         // has a metrics-on row, which `metrics-cost` repeats in turns.
@@ -384,6 +402,7 @@ fn main() -> ExitCode {
                     Workload::MetricsCost,
                     Workload::Groups,
                     Workload::SustainedPaced,
+                    Workload::PgRetention,
                 ]
                 .contains(w)
             })
@@ -486,6 +505,11 @@ fn main() -> ExitCode {
                     .filter(|s| wanted(*s))
                     .collect();
                 bench.sustained(&systems, false);
+            }
+            Workload::PgRetention => {
+                if wanted(System::KesselPostgres) {
+                    bench.pg_retention();
+                }
             }
             Workload::SustainedPaced => {
                 let systems: Vec<System> = System::SUSTAINED
@@ -600,6 +624,9 @@ fn goal(workload: &str, system: System, metric: &str, value: Option<f64>) -> Opt
             Some(at_most(20_000.0, "≤ 20 ms"))
         }
         ("bulk-create", _, "throughput") => Some(at_least(200_000.0, "≥ 200k/s")),
+        ("pg-retention", System::KesselPostgres, "completed rows at the end") => {
+            Some(at_most(100_000.0, "≤ the retention's cap (100k)"))
+        }
         ("sustained 200/s" | "sustained latency", System::KesselPostgres, "claim p99") => {
             Some(at_most(10.0, "≤ 10 ms"))
         }
@@ -694,6 +721,58 @@ impl Bench {
             let run = sustained::run(&spec(system, 16, 1, Offer::Rate(rate), window));
             self.sustained_rows("sustained latency", params, system, run);
         }
+    }
+
+    /// The `pg-retention` workload: kessel on PostgreSQL at full speed for
+    /// the plan's retention window, then what is left in its tables.
+    fn pg_retention(&mut self) {
+        use sustained::{Offer, Peer, Spec};
+        let system = System::KesselPostgres;
+        let cap = kessel::Retention::default()
+            .completed_max_count
+            .unwrap_or(usize::MAX);
+        let window = self.plan.retention_window;
+        let params = format!(
+            "64 workers, 1 process, backlog 4,000, 1 ms/job, {:.0?}, default retention (at most {} completed kept)",
+            window,
+            report::human(cap as f64)
+        );
+        let url = match self.env.postgres.clone() {
+            Ok(url) => url,
+            Err(e) => {
+                self.no_value(
+                    "pg-retention",
+                    params,
+                    system,
+                    "completion",
+                    "jobs/s",
+                    Better::Higher,
+                    Answer::<()>::Failed(e),
+                );
+                return;
+            }
+        };
+        let run = sustained::run(&Spec {
+            peer: Peer::Kessel,
+            url,
+            workers: 64,
+            processes: 1,
+            offer: Offer::Backlog(4_000),
+            warmup: self.plan.sustained_warmup,
+            window,
+        });
+        let completed = run.as_ref().ok().and_then(|o| o.completed_end);
+        self.sustained_rows("pg-retention", params.clone(), system, run);
+        self.row(
+            "pg-retention",
+            params,
+            system,
+            "completed rows at the end",
+            "",
+            Better::Lower,
+            completed.map(|c| c as f64),
+            None,
+        );
     }
 
     fn sustained_rows(

@@ -136,6 +136,9 @@ pub struct Outcome {
     pub bytes_end: i64,
     /// Autovacuum and autoanalyze runs on those tables during the run.
     pub autovacuums: i64,
+    /// kessel's completed rows in its jobs table at the end (`None` for
+    /// another system).
+    pub completed_end: Option<i64>,
     /// Jobs asked for, made and finished in the whole run.
     pub asked: u64,
     pub made: u64,
@@ -475,8 +478,21 @@ pub fn run(spec: &Spec) -> Result<Outcome, Fail> {
         let mut conn = sqlx::PgConnection::connect(&spec.url)
             .await
             .map_err(|e| e.to_string())?;
-        table_stats(&mut conn, spec.peer.schema()).await
+        let stats = table_stats(&mut conn, spec.peer.schema()).await?;
+        let completed = match spec.peer {
+            Peer::Kessel => Some(
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*) FROM {PG_SCHEMA}.jobs WHERE status = 'completed'"
+                )))
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?,
+            ),
+            Peer::Awa => None,
+        };
+        Ok::<_, Fail>((stats, completed))
     })?;
+    let (after, completed_end) = after;
     Ok(Outcome {
         completion,
         claim: percentiles(&h),
@@ -486,6 +502,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, Fail> {
         live_end: after.live,
         bytes_end: after.bytes,
         autovacuums: after.autovacuums - stats_before.autovacuums,
+        completed_end,
         asked,
         made,
         ran: ran.iter().sum(),
