@@ -107,6 +107,48 @@ impl Flow {
 /// forgotten early only makes a claim take less.
 const MAX_CREDITS: usize = 4096;
 
+/// The limited jobs this process finished whose ends may not be stored
+/// yet (see `JobClaim::ended`), oldest first. Once a flush that followed
+/// an end is stored, the end is in the store and its credit is dropped:
+/// a claim sends, and the store compares each leased job with, only the
+/// ends still on their way (a few dozen), not the last
+/// [`MAX_CREDITS`]. A credit dropped too early only makes a claim take
+/// less.
+#[derive(Debug, Default)]
+pub(super) struct Credits {
+    ids: std::collections::VecDeque<crate::job::JobId>,
+    /// How many were dropped from the front so far.
+    dropped: u64,
+}
+
+impl Credits {
+    /// A limited job ended.
+    fn push(&mut self, id: crate::job::JobId) {
+        if self.ids.len() >= MAX_CREDITS {
+            self.ids.pop_front();
+            self.dropped += 1;
+        }
+        self.ids.push_back(id);
+    }
+
+    /// A mark of the credits so far, for [`Credits::stored`].
+    fn mark(&self) -> u64 {
+        self.dropped + self.ids.len() as u64
+    }
+
+    /// The ends of the credits before `mark` are stored: drops them.
+    fn stored(&mut self, mark: u64) {
+        while self.dropped < mark && self.ids.pop_front().is_some() {
+            self.dropped += 1;
+        }
+    }
+
+    /// The credits, oldest first.
+    fn list(&self) -> Vec<crate::job::JobId> {
+        self.ids.iter().copied().collect()
+    }
+}
+
 impl Scheduler {
     /// Whether the job `key` of task `task` may start now; when not, it is
     /// held back (and a wake is planned for a rate limit).
@@ -201,9 +243,6 @@ impl Scheduler {
             // this process refills its room at once; and claims again once
             // the end is stored, for room other processes may also see.
             if let Some(e) = self.jobs.get(job_slot) {
-                if self.flow_credits.len() >= MAX_CREDITS {
-                    self.flow_credits.remove(0);
-                }
                 self.flow_credits.push(e.job.id);
             }
             self.claim_after_flush = true;
@@ -244,7 +283,7 @@ impl Scheduler {
     /// The limited jobs this process finished lately (see
     /// `JobClaim::ended`); those already stored are harmless in it.
     pub(super) fn flow_credits(&self) -> Vec<crate::job::JobId> {
-        self.flow_credits.clone()
+        self.flow_credits.list()
     }
 
     /// Claims again at once, and once what is written now is stored, when
@@ -259,7 +298,12 @@ impl Scheduler {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.journal.wait(super::Waiter::Barrier(tx));
         self.flush(ctx);
-        ctx.spawn(rx.into_actor(self).map(|_, act, ctx| {
+        // The ends recorded so far are in that flush.
+        let mark = self.flow_credits.mark();
+        ctx.spawn(rx.into_actor(self).map(move |stored, act, ctx| {
+            if stored.is_ok() {
+                act.flow_credits.stored(mark);
+            }
             act.begin();
             act.want_claim(ctx);
             act.finish_turn(ctx);

@@ -184,12 +184,17 @@ impl Db {
     }
 
     /// A claim with limits on how many jobs of some tasks may be leased
-    /// at once: in one transaction, first a lock per limited task (in name
-    /// order, so two claims never wait on each other in a circle), so
-    /// claims of a limited task take turns; then the claim, each limited
-    /// task's share cut to its limit minus its jobs leased and not final,
-    /// and each group's of a task limited per group to that limit minus
-    /// the group's jobs leased and not final.
+    /// at once, in one statement (one round trip): `claim_rooms` (schema
+    /// version 17) first takes a lock per limited task (in name order, so
+    /// two claims never wait on each other in a circle), so claims of a
+    /// limited task take turns; then, under a fresh snapshot, reads each
+    /// task's room: its limit minus its jobs leased and not final, and
+    /// each group's of a task limited per group (`claim_group_room`), the
+    /// group's limit minus the group's jobs leased and not final. The
+    /// statement then picks and leases at most that many, as the
+    /// unlimited claim does; the locks last until it commits. Each round
+    /// of a claim (see [`Rounds`]) is a statement of its own, and counts
+    /// anew what the rounds before it leased.
     async fn jobs_claim_limited(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         let jobs = self.jobs_table();
         let not_suspended = self.not_suspended();
@@ -212,30 +217,36 @@ impl Db {
             .iter()
             .chain(&params.group_running_limits)
             .map(|(name, _)| name.as_str())
+            .filter(|name| params.tasks.iter().any(|t| t == name))
             .collect();
         limited.sort();
         limited.dedup();
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
-        // As the unlimited claim: a lease is not worth a disk flush (a
-        // lease lost in a crash only lapses and is rescued).
-        sqlx::query("SET LOCAL synchronous_commit TO off")
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        for task in &limited {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7014))")
-                .bind(format!("{jobs}:running:{task}"))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+        // The same keys as before version 17, so a process still running
+        // the former claim takes turns with this one.
+        let locks: Vec<String> = limited
+            .iter()
+            .map(|task| format!("{jobs}:running:{task}"))
+            .collect();
+        let intervals: Vec<Option<i64>> = vec![None; params.tasks.len()];
+        let tolerances: Vec<Option<i64>> = vec![None; params.tasks.len()];
+        let rooms = format!(
+            "{f}($1::text[], $6::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                 $13::text[], $7::uuid[], $14::bigint, $3::bigint)",
+            f = self.sql.table("claim_rooms")
+        );
+        let group_room = self.sql.table("claim_group_room");
+        let rooms = claim::Rooms {
+            rooms: &rooms,
+            group_room: &group_room,
+            ended: 7,
+        };
         let sql = |form: claim::Form| {
             format!(
                 "{picked}
                  UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
-                 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+                 WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
                  RETURNING {columns}, {waiting}",
-                picked = claim::picked_sql(form, &jobs, &not_suspended, Some((6, 7, 10)), (8, 9)),
+                picked = claim::picked_sql(form, &jobs, &not_suspended, Some(&rooms), (8, 9)),
                 columns = returned_columns(),
                 waiting = claim::groups_waiting_sql(&jobs),
             )
@@ -245,20 +256,25 @@ impl Db {
         let mut rounds = Rounds::new(self, params.limit);
         while let Some((form, want)) = rounds.next() {
             let statement = sql(form);
-            let mut query = sqlx::query(AssertSqlSafe(statement))
+            // $8 and $9 are only in the fair form; the others always.
+            let query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
                 .bind(params.due_by)
                 .bind(i64::try_from(want).unwrap_or(i64::MAX))
                 .bind(params.owner)
                 .bind(params.lease_until)
                 .bind(&caps)
-                .bind(&ended);
-            // $8 and $9 are only in the fair form; $10 always.
-            query = query.bind(&names).bind(&strides).bind(&group_caps);
-            let rows = query.fetch_all(&mut *tx).await.map_err(map_err)?;
+                .bind(&ended)
+                .bind(&names)
+                .bind(&strides)
+                .bind(&group_caps)
+                .bind(&intervals)
+                .bind(&tolerances)
+                .bind(&locks)
+                .bind(0i64);
+            let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
             rounds.took(&rows)?;
         }
-        tx.commit().await.map_err(map_err)?;
         Ok(rounds.taken)
     }
 
