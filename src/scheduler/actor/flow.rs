@@ -68,12 +68,22 @@ impl Flow {
     }
 
     /// Takes a start of a job of `group` at `now_us`, or says why not and
-    /// whether the group's limit (rather than the task's) is why.
-    fn try_start(&mut self, group: &GroupKey, now_us: u64) -> Result<(), (Blocked, bool)> {
+    /// whether the group's limit (rather than the task's) is why. With
+    /// `rate_claimed`, the task's rate limit was counted when its jobs
+    /// were claimed (a shared store holds it for every process), so it is
+    /// not counted again here.
+    fn try_start(
+        &mut self,
+        group: &GroupKey,
+        now_us: u64,
+        rate_claimed: bool,
+    ) -> Result<(), (Blocked, bool)> {
         if self.max_running.is_some_and(|max| self.running >= max) {
             return Err((Blocked::Running, false));
         }
-        if let Some(rate) = self.rate.as_ref() {
+        if rate_claimed {
+            // Checked at the claim.
+        } else if let Some(rate) = self.rate.as_ref() {
             rate.check(now_us)
                 .map_err(|at| (Blocked::Until(at), false))?;
         }
@@ -81,7 +91,7 @@ impl Flow {
             keyed.check(group, now_us).map_err(|b| (b, true))?;
             keyed.take(group, now_us);
         }
-        if let Some(rate) = self.rate.as_mut() {
+        if let Some(rate) = self.rate.as_mut().filter(|_| !rate_claimed) {
             rate.take(now_us);
         }
         self.running += 1;
@@ -160,7 +170,10 @@ impl Scheduler {
             Some(_) => self.jobs.get(key.slot).and_then(|e| e.job.group().cloned()),
             None => None,
         };
-        match flow.try_start(&group, now_ms.saturating_mul(1000)) {
+        // On a shared store the claim holds the task's rate limit, for
+        // every process together.
+        let rate_claimed = self.shared.is_some();
+        match flow.try_start(&group, now_ms.saturating_mul(1000), rate_claimed) {
             Ok(()) => true,
             Err((blocked, by_group)) => {
                 match flow.per_group.as_mut() {
@@ -373,5 +386,46 @@ impl Scheduler {
             let group = self.jobs.get(key.slot).and_then(|e| e.job.group().cloned());
             self.routes.push_ready(tag, key, group.as_ref());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobId;
+
+    fn id(n: u128) -> JobId {
+        JobId(uuid::Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn credits_are_dropped_once_a_flush_after_their_ends_is_stored() {
+        let mut credits = Credits::default();
+        credits.push(id(1));
+        credits.push(id(2));
+        let mark = credits.mark();
+        credits.push(id(3));
+        credits.stored(mark);
+        assert_eq!(credits.list(), vec![id(3)], "the end after the mark stays");
+        credits.stored(mark);
+        assert_eq!(
+            credits.list(),
+            vec![id(3)],
+            "a stale mark drops nothing more"
+        );
+    }
+
+    #[test]
+    fn credits_keep_at_most_the_latest_and_marks_survive_the_cap() {
+        let mut credits = Credits::default();
+        for n in 0..MAX_CREDITS as u128 + 10 {
+            credits.push(id(n));
+        }
+        assert_eq!(credits.list().len(), MAX_CREDITS);
+        assert_eq!(credits.list()[0], id(10), "the oldest went first");
+        let mark = credits.mark();
+        credits.push(id(99_999));
+        credits.stored(mark);
+        assert_eq!(credits.list(), vec![id(99_999)]);
     }
 }
