@@ -10,8 +10,11 @@
 //! default 5), `--lease-ms N` (default 30000), `--max-running N` (at most N
 //! `work` jobs running at once across every worker process),
 //! `--max-running-per-group N` (at most N `work` jobs of each group running
-//! at once across every worker process), `--tag NAME` (a tag to serve
-//! beside `default`; repeat for more).
+//! at once across every worker process), `--rate-limit RATE` (e.g.
+//! `10/s`: at most that many `work` jobs start, across every worker
+//! process), `--rate-burst N` (how many may start at once after a quiet
+//! spell, default 1), `--tag NAME` (a tag to serve beside `default`;
+//! repeat for more).
 //!
 //! The `doomed` task fails every job for good and leaves a dead letter of
 //! `doomed letter` for each.
@@ -35,13 +38,15 @@ struct Args {
     tags: Vec<String>,
     max_running: Option<u32>,
     max_running_per_group: Option<u32>,
+    rate_limit: Option<kessel::RateLimit>,
+    rate_burst: u32,
 }
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let url = it
         .next()
-        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--max-running-per-group N] [--tag T]...")?;
+        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--max-running-per-group N] [--rate-limit RATE] [--rate-burst N] [--tag T]...")?;
     let mut args = Args {
         url,
         schema: "kessel".into(),
@@ -51,6 +56,8 @@ fn args() -> Result<Args, String> {
         tags: vec!["default".into()],
         max_running: None,
         max_running_per_group: None,
+        rate_limit: None,
+        rate_burst: 1,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -71,6 +78,12 @@ fn args() -> Result<Args, String> {
             "--max-running-per-group" => {
                 args.max_running_per_group =
                     Some(u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?)
+            }
+            "--rate-limit" => {
+                args.rate_limit = Some(value.parse().map_err(|e| format!("{flag}: {e}"))?)
+            }
+            "--rate-burst" => {
+                args.rate_burst = u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?
             }
             "--tag" => args.tags.push(value.clone()),
             other => return Err(format!("unknown option {other}")),
@@ -110,6 +123,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let work_task = match args.max_running_per_group {
         Some(n) => work_task.max_running_per_group(n),
+        None => work_task,
+    };
+    let work_task = match args.rate_limit {
+        Some(rate) => work_task.rate_limit(rate.burst(args.rate_burst)),
         None => work_task,
     };
     work_task.action(move |job: JobContext<u64>| {

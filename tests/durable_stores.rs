@@ -332,6 +332,8 @@ mod postgres {
                 group_running_limits: Vec::new(),
                 ended: Vec::new(),
                 group_weights: Vec::new(),
+                rate_limits: Vec::new(),
+                now: jobs[11].run_at,
             })
             .await
             .expect("claim");

@@ -275,6 +275,8 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             group_running_limits: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            now,
         })
         .await
         .unwrap();
@@ -291,6 +293,8 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             group_running_limits: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            now,
         })
         .await
         .unwrap();

@@ -712,7 +712,7 @@ async fn three_workers_never_run_more_of_a_group_than_its_max_running_per_group_
 async fn every_job_buried_by_worker_processes_leaves_one_dead_letter_through_a_kill() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
-    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let _store = db.store(Duration::from_millis(LEASE_MS)).await;
     let mut workers: Vec<Worker> = (0..3).map(|_| Worker::start(&db, 8)).collect();
     let produced = Command::new(example("producer"))
         .args([
@@ -776,4 +776,74 @@ async fn every_job_buried_by_worker_processes_leaves_one_dead_letter_through_a_k
     assert_eq!(stray, 0, "dead letters of jobs that were not buried");
     drop(workers);
     db.drop().await;
+}
+
+/// A task's rate limit holds across processes: three worker processes at
+/// concurrency 8, with `rate_limit("10/s")` and bursts of 10, start the
+/// task's jobs no faster than 10 a second between them (from the times
+/// each handler started), and about that fast.
+#[actix_rt::test]
+async fn three_workers_never_start_more_of_a_task_than_its_rate_limit_between_them() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let _workers: Vec<Worker> = (0..3)
+        .map(|_| {
+            Worker::start_with(
+                &db,
+                8,
+                &[
+                    "--work-ms",
+                    "5",
+                    "--rate-limit",
+                    "10/s",
+                    "--rate-burst",
+                    "10",
+                ],
+            )
+        })
+        .collect();
+    let produced = Command::new(example("producer"))
+        .args([
+            &db.url, "--schema", &db.schema, "--count", "60", "--batch", "60",
+        ])
+        .output()
+        .expect("run the producer");
+    assert!(produced.status.success());
+    wait_for("60 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 60
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let starts: Vec<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+        format!("SELECT started_at FROM {done} ORDER BY started_at"),
+    ))
+    .fetch_all(store.pool())
+    .await
+    .expect("the starts");
+    assert_eq!(starts.len(), 60, "each job ran once");
+    // Over any span between two starts, at most the burst plus one per
+    // 100 ms, and 2 more: a handler starts a little after the claim that
+    // spent its start (the claim's answer and the dispatch, well under
+    // 200 ms even on a loaded machine), so a span of starts may hold the
+    // claims of a span up to that much longer. Three processes each
+    // applying the limit alone would start 30 at once, then 30 a second.
+    for (i, from) in starts.iter().enumerate() {
+        for (j, to) in starts.iter().enumerate().skip(i) {
+            let span_ms = (*to - *from).num_milliseconds();
+            let most = 10 + span_ms / 100 + 2;
+            let count = (j - i + 1) as i64;
+            assert!(
+                count <= most,
+                "{count} starts within {span_ms} ms, the limit allows {most}"
+            );
+        }
+    }
+    // About the limit: the 50 after the burst take about 5 s.
+    let secs = (starts[59] - starts[0]).num_milliseconds() as f64 / 1000.0;
+    let rate = 50.0 / secs;
+    assert!(
+        (7.0..=10.5).contains(&rate),
+        "{rate:.1} starts a second after the burst ({secs:.2} s for 50), the limit is 10"
+    );
 }

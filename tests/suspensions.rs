@@ -296,6 +296,8 @@ mod postgres {
             group_running_limits: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            now: now + chrono::Duration::seconds(1),
         };
         let claimed = store.jobs_claim(&claim).await.unwrap();
         assert_eq!(

@@ -316,6 +316,8 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         group_running_limits: Vec::new(),
         ended: Vec::new(),
         group_weights: Vec::new(),
+        rate_limits: Vec::new(),
+        now: Utc::now(),
     };
     let got = shared
         .jobs_claim(&claim("fair", 20))

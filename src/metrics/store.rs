@@ -15,9 +15,9 @@ use uuid::Uuid;
 use super::names;
 use crate::job::{Job, JobId};
 use crate::store::{
-    CancelOutcome, Capabilities, HeartbeatReply, JobClaim, JobDelete, JobHeartbeat, JobQuery,
-    JobUpdate, ScheduleAdvance, SchedulePause, ScheduleRecord, SharedStore, StatusCount, Store,
-    StoreError, Upserted,
+    CancelOutcome, Capabilities, ClaimReply, HeartbeatReply, JobClaim, JobDelete, JobHeartbeat,
+    JobQuery, JobUpdate, ScheduleAdvance, SchedulePause, ScheduleRecord, SharedStore, StatusCount,
+    Store, StoreError, Upserted,
 };
 
 /// A [`Store`] that times every call of the store it wraps: the
@@ -289,6 +289,11 @@ impl<S: Store + ?Sized> SharedStore for MeteredStore<S> {
     async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
         let shared = self.shared_inner()?;
         timed("jobs_claim", None, shared.jobs_claim(params)).await
+    }
+
+    async fn jobs_claim_reply(&self, params: &JobClaim) -> Result<ClaimReply, StoreError> {
+        let shared = self.shared_inner()?;
+        timed("jobs_claim", None, shared.jobs_claim_reply(params)).await
     }
 
     async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError> {

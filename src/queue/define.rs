@@ -473,10 +473,12 @@ impl<'q, P> TaskBuilder<'q, P> {
         self
     }
 
-    /// Limits how often this task's jobs may start, in this process (see
+    /// Limits how often this task's jobs may start (see
     /// [`RateLimit`](crate::RateLimit)): `"10/s"`, `"100/m"`, or
     /// `RateLimit::per_second(10).burst(20)`. A job over the limit waits,
     /// ready, and starts when the limit allows; it is never failed for it.
+    /// On PostgreSQL the limit holds across every process that defines
+    /// the task with it: the claim counts it (`docs/flow-control.md`).
     /// Unreadable text, or a zero count, period or burst, makes
     /// [`TaskBuilder::action`] return the error (`Error::InvalidInput`
     /// naming `rate_limit`).
@@ -557,7 +559,8 @@ impl<'q, P> TaskBuilder<'q, P> {
     /// start meanwhile. Combines with [`rate_limit`](Self::rate_limit) and
     /// the running limits: a job starts when all allow.
     ///
-    /// Per process, like [`rate_limit`](Self::rate_limit). Unreadable
+    /// On PostgreSQL, per process (unlike [`rate_limit`](Self::rate_limit)):
+    /// each process applies it to the jobs it runs. Unreadable
     /// text, or a zero count, period or burst, makes
     /// [`TaskBuilder::action`] return [`Error::InvalidInput`] naming
     /// `rate_limit_per_group`.

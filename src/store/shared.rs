@@ -46,6 +46,16 @@ pub struct JobClaim {
     /// one more), the limit minus the group's jobs of the task already
     /// leased and not final. Claims of these tasks take turns too.
     pub group_running_limits: Vec<(String, u32)>,
+    /// Tasks limited in how often their jobs may start, by every owner
+    /// together (see
+    /// [`TaskBuilder::rate_limit`](crate::TaskBuilder::rate_limit)): a
+    /// claim takes at most as many of the task's jobs as the limit allows
+    /// at [`now`](JobClaim::now), and spends them; a job over it stays in
+    /// the store, and [`ClaimReply::retry_at`] says when the next may be
+    /// claimed. Claims of these tasks take turns too.
+    pub rate_limits: Vec<(String, crate::RateLimit)>,
+    /// The claiming process's time: rate limits are counted at it.
+    pub now: DateTime<Utc>,
     /// Jobs of limited tasks this owner has finished, whose end may not
     /// be stored yet: they run no more, so they do not count against
     /// `running_limits` or `group_running_limits` (a process can refill its room at once, without
@@ -57,6 +67,26 @@ pub struct JobClaim {
     /// present, a group of weight `w` taking `w` turns per turn of a group
     /// of weight 1; jobs without a group are one group of weight 1.
     pub group_weights: Vec<(String, f64)>,
+}
+
+/// What [`SharedStore::jobs_claim_reply`] returns: the jobs claimed, and
+/// when to claim again for jobs a rate limit held back.
+///
+/// # Examples
+///
+/// ```
+/// let reply = kessel::store::ClaimReply::default();
+/// assert!(reply.jobs.is_empty() && reply.retry_at.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClaimReply {
+    /// The jobs claimed, as [`SharedStore::jobs_claim`] returns them.
+    pub jobs: Vec<Job>,
+    /// A task's [rate limit](JobClaim::rate_limits) held back some of its
+    /// due jobs (or took all it allowed): the earliest time it allows the
+    /// next start, on the claimer's clock. The claimer claims again then,
+    /// not only when it is notified.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// What [`SharedStore::jobs_heartbeat`] renews.
@@ -111,6 +141,17 @@ pub trait SharedStore: Send + Sync {
 
     /// Claims due, unleased, pending jobs, leasing them to `owner`.
     async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError>;
+
+    /// Claims as [`SharedStore::jobs_claim`] does, and says when to claim
+    /// again for jobs a rate limit held back ([`ClaimReply::retry_at`]).
+    /// The default claims and says nothing more: a store that does not
+    /// hold jobs back by rate.
+    async fn jobs_claim_reply(&self, params: &JobClaim) -> Result<ClaimReply, StoreError> {
+        Ok(ClaimReply {
+            jobs: self.jobs_claim(params).await?,
+            retry_at: None,
+        })
+    }
 
     /// Renews the leases `owner` holds; reports cancels and lost leases.
     async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError>;

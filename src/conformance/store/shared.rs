@@ -76,6 +76,8 @@ async fn claim(
         group_running_limits: Vec::new(),
         ended: Vec::new(),
         group_weights: Vec::new(),
+        rate_limits: Vec::new(),
+        now: due_by,
     };
     shared
         .jobs_claim(&params)
@@ -1087,6 +1089,8 @@ async fn claim_limited_per_group<F: StoreFactory>(factory: F) -> Verdict {
             group_running_limits: vec![("limited".into(), 2)],
             ended,
             group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            now: t,
         };
         async move {
             shared
@@ -1157,6 +1161,8 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             group_running_limits: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            now: t,
         };
         async move {
             shared
@@ -1196,6 +1202,8 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             group_running_limits: Vec::new(),
             ended: vec![ended],
             group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            now: t,
         })
         .await
         .unwrap_or_else(|e| panic!("jobs_claim with an ended job failed: {e}"));
@@ -1225,6 +1233,164 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             "after {} stored completion(s), room for {want}",
             1 + want
         );
+    }
+    Verdict::Passed
+}
+
+/// A claim of `tasks` by `owner` at `at`, with `rate` on task `rated`.
+async fn claim_rated(
+    shared: &dyn SharedStore,
+    owner: Uuid,
+    tasks: &[&str],
+    rate: crate::RateLimit,
+    at: DateTime<Utc>,
+) -> crate::store::ClaimReply {
+    let params = JobClaim {
+        owner,
+        tasks: tasks.iter().map(|t| t.to_string()).collect(),
+        due_by: at,
+        limit: 100,
+        lease_until: secs(at, 600),
+        running_limits: Vec::new(),
+        group_running_limits: Vec::new(),
+        rate_limits: vec![("rated".into(), rate)],
+        now: at,
+        ended: Vec::new(),
+        group_weights: Vec::new(),
+    };
+    shared
+        .jobs_claim_reply(&params)
+        .await
+        .unwrap_or_else(|e| panic!("jobs_claim_reply({params:?}) failed: {e}"))
+}
+
+conformance_test!(store,
+    /// A claim takes no more jobs of a rate-limited task than the limit
+    /// allows at the claim's time, whichever owner asks: its burst after a
+    /// quiet spell, then one per interval. The rest stay in the store,
+    /// and the reply says when the next may be claimed; other tasks in the
+    /// same claim are not held back. (Time is passed in: the claim's
+    /// `now`.)
+    a_claim_takes_no_more_of_a_rate_limited_task_than_its_rate_allows => claim_rated_limit
+);
+
+async fn claim_rated_limit<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    let rated: Vec<Job> = (0..20).map(|n| due("rated", n, secs(t, -10))).collect();
+    let free: Vec<Job> = (100..103).map(|n| due("free", n, secs(t, -10))).collect();
+    insert(&store, &rated).await;
+    insert(&store, &free).await;
+    // 10 a second, bursts of 4: starts 100 ms apart, 4 at once at most.
+    let rate = crate::RateLimit::per_second(10).burst(4);
+    let ms = |n: i64| t + chrono::Duration::milliseconds(n);
+    let of = |jobs: &[Job], task: &str| jobs.iter().filter(|j| &*j.task == task).count();
+    let (a, b) = (shared.owner(), Uuid::new_v4());
+
+    let first = claim_rated(shared, a, &["rated", "free"], rate, t).await;
+    assert_eq!(of(&first.jobs, "rated"), 4, "the burst: 4 of the 20");
+    assert_eq!(
+        of(&first.jobs, "free"),
+        3,
+        "the other task is not held back"
+    );
+    assert_eq!(
+        first.retry_at,
+        Some(ms(100)),
+        "the burst is spent: the next start is allowed one interval on"
+    );
+    let second = claim_rated(shared, b, &["rated"], rate, ms(50)).await;
+    assert!(
+        second.jobs.is_empty(),
+        "another owner gets none before the interval: {:?}",
+        second.jobs
+    );
+    assert_eq!(second.retry_at, Some(ms(100)), "and is told when");
+    let third = claim_rated(shared, b, &["rated"], rate, ms(100)).await;
+    assert_eq!(third.jobs.len(), 1, "one interval later, one more");
+    assert_eq!(third.retry_at, Some(ms(200)));
+    // A quiet second refills the burst, never more.
+    let fourth = claim_rated(shared, a, &["rated"], rate, ms(1_500)).await;
+    assert_eq!(fourth.jobs.len(), 4, "after a quiet spell, the burst again");
+    // The jobs are all claimed: nothing to wait for.
+    let rest = claim_rated(shared, a, &["rated"], rate, ms(60_000)).await;
+    assert_eq!(rest.jobs.len(), 4, "the burst");
+    let last = claim_rated(shared, b, &["rated"], rate, ms(120_000)).await;
+    assert_eq!(last.jobs.len(), 4, "the burst");
+    let none = claim_rated(shared, b, &["rated"], rate, ms(180_000)).await;
+    assert_eq!(none.jobs.len(), 3, "the last 3 of the 20");
+    assert_eq!(
+        none.retry_at, None,
+        "no job was held back: no time to claim again"
+    );
+    Verdict::Passed
+}
+
+conformance_test!(store,
+    /// Claims by three owners at many times over a simulated 20 seconds
+    /// never take more of a rate-limited task than `burst + span /
+    /// interval` over any span between claims, and each takes all the
+    /// limit allows at its time while jobs wait: the limit holds for
+    /// every owner together.
+    claims_of_many_owners_never_start_more_than_the_rate_allows_over_time => claim_rated_over_time
+);
+
+async fn claim_rated_over_time<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    let rated: Vec<Job> = (0..300).map(|n| due("rated", n, secs(t, -10))).collect();
+    insert(&store, &rated).await;
+    // 5 a second, bursts of 3: an interval of 200 ms.
+    let rate = crate::RateLimit::per_second(5).burst(3);
+    let owners = [shared.owner(), Uuid::new_v4(), Uuid::new_v4()];
+    // (time in ms, jobs taken), every claim.
+    let mut taken: Vec<(i64, usize)> = Vec::new();
+    let mut at = 0i64;
+    let mut i = 0usize;
+    while at <= 20_000 {
+        let reply = claim_rated(
+            shared,
+            owners[i % owners.len()],
+            &["rated"],
+            rate,
+            t + chrono::Duration::milliseconds(at),
+        )
+        .await;
+        taken.push((at, reply.jobs.len()));
+        // Uneven steps, some within an interval, some across several.
+        at += [37, 90, 210, 13, 450, 160][i % 6];
+        i += 1;
+    }
+    // Over every span [a, b] between claims: at most burst + (b - a) / 200.
+    for (x, &(from, _)) in taken.iter().enumerate() {
+        let mut sum = 0;
+        for &(to, n) in &taken[x..] {
+            sum += n;
+            let most = 3 + usize::try_from((to - from) / 200).unwrap_or(0);
+            assert!(
+                sum <= most,
+                "{sum} claimed from {from} ms to {to} ms, the limit allows {most}: {taken:?}"
+            );
+        }
+    }
+    // And each claim takes all the limit allows while jobs wait: exactly
+    // what the generic cell rate algorithm gives (one start per 200 ms,
+    // up to 400 ms ahead).
+    let mut tat = i64::MIN;
+    for &(at, n) in &taken {
+        let from = tat.max(at);
+        let allowed = if from - at > 400 {
+            0
+        } else {
+            (at + 400 - from) / 200 + 1
+        };
+        assert_eq!(
+            n as i64, allowed,
+            "at {at} ms the limit allows {allowed}: {taken:?}"
+        );
+        if n > 0 {
+            tat = from + n as i64 * 200;
+        }
     }
     Verdict::Passed
 }

@@ -68,12 +68,22 @@ impl Flow {
     }
 
     /// Takes a start of a job of `group` at `now_us`, or says why not and
-    /// whether the group's limit (rather than the task's) is why.
-    fn try_start(&mut self, group: &GroupKey, now_us: u64) -> Result<(), (Blocked, bool)> {
+    /// whether the group's limit (rather than the task's) is why. With
+    /// `rate_claimed`, the task's rate limit was counted when its jobs
+    /// were claimed (a shared store holds it for every process), so it is
+    /// not counted again here.
+    fn try_start(
+        &mut self,
+        group: &GroupKey,
+        now_us: u64,
+        rate_claimed: bool,
+    ) -> Result<(), (Blocked, bool)> {
         if self.max_running.is_some_and(|max| self.running >= max) {
             return Err((Blocked::Running, false));
         }
-        if let Some(rate) = self.rate.as_ref() {
+        if rate_claimed {
+            // Checked at the claim.
+        } else if let Some(rate) = self.rate.as_ref() {
             rate.check(now_us)
                 .map_err(|at| (Blocked::Until(at), false))?;
         }
@@ -81,7 +91,7 @@ impl Flow {
             keyed.check(group, now_us).map_err(|b| (b, true))?;
             keyed.take(group, now_us);
         }
-        if let Some(rate) = self.rate.as_mut() {
+        if let Some(rate) = self.rate.as_mut().filter(|_| !rate_claimed) {
             rate.take(now_us);
         }
         self.running += 1;
@@ -107,6 +117,48 @@ impl Flow {
 /// forgotten early only makes a claim take less.
 const MAX_CREDITS: usize = 4096;
 
+/// The limited jobs this process finished whose ends may not be stored
+/// yet (see `JobClaim::ended`), oldest first. Once a flush that followed
+/// an end is stored, the end is in the store and its credit is dropped:
+/// a claim sends, and the store compares each leased job with, only the
+/// ends still on their way (a few dozen), not the last
+/// [`MAX_CREDITS`]. A credit dropped too early only makes a claim take
+/// less.
+#[derive(Debug, Default)]
+pub(super) struct Credits {
+    ids: std::collections::VecDeque<crate::job::JobId>,
+    /// How many were dropped from the front so far.
+    dropped: u64,
+}
+
+impl Credits {
+    /// A limited job ended.
+    fn push(&mut self, id: crate::job::JobId) {
+        if self.ids.len() >= MAX_CREDITS {
+            self.ids.pop_front();
+            self.dropped += 1;
+        }
+        self.ids.push_back(id);
+    }
+
+    /// A mark of the credits so far, for [`Credits::stored`].
+    fn mark(&self) -> u64 {
+        self.dropped + self.ids.len() as u64
+    }
+
+    /// The ends of the credits before `mark` are stored: drops them.
+    fn stored(&mut self, mark: u64) {
+        while self.dropped < mark && self.ids.pop_front().is_some() {
+            self.dropped += 1;
+        }
+    }
+
+    /// The credits, oldest first.
+    fn list(&self) -> Vec<crate::job::JobId> {
+        self.ids.iter().copied().collect()
+    }
+}
+
 impl Scheduler {
     /// Whether the job `key` of task `task` may start now; when not, it is
     /// held back (and a wake is planned for a rate limit).
@@ -118,7 +170,10 @@ impl Scheduler {
             Some(_) => self.jobs.get(key.slot).and_then(|e| e.job.group().cloned()),
             None => None,
         };
-        match flow.try_start(&group, now_ms.saturating_mul(1000)) {
+        // On a shared store the claim holds the task's rate limit, for
+        // every process together.
+        let rate_claimed = self.shared.is_some();
+        match flow.try_start(&group, now_ms.saturating_mul(1000), rate_claimed) {
             Ok(()) => true,
             Err((blocked, by_group)) => {
                 match flow.per_group.as_mut() {
@@ -201,9 +256,6 @@ impl Scheduler {
             // this process refills its room at once; and claims again once
             // the end is stored, for room other processes may also see.
             if let Some(e) = self.jobs.get(job_slot) {
-                if self.flow_credits.len() >= MAX_CREDITS {
-                    self.flow_credits.remove(0);
-                }
                 self.flow_credits.push(e.job.id);
             }
             self.claim_after_flush = true;
@@ -244,7 +296,7 @@ impl Scheduler {
     /// The limited jobs this process finished lately (see
     /// `JobClaim::ended`); those already stored are harmless in it.
     pub(super) fn flow_credits(&self) -> Vec<crate::job::JobId> {
-        self.flow_credits.clone()
+        self.flow_credits.list()
     }
 
     /// Claims again at once, and once what is written now is stored, when
@@ -259,7 +311,12 @@ impl Scheduler {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.journal.wait(super::Waiter::Barrier(tx));
         self.flush(ctx);
-        ctx.spawn(rx.into_actor(self).map(|_, act, ctx| {
+        // The ends recorded so far are in that flush.
+        let mark = self.flow_credits.mark();
+        ctx.spawn(rx.into_actor(self).map(move |stored, act, ctx| {
+            if stored.is_ok() {
+                act.flow_credits.stored(mark);
+            }
             act.begin();
             act.want_claim(ctx);
             act.finish_turn(ctx);
@@ -329,5 +386,46 @@ impl Scheduler {
             let group = self.jobs.get(key.slot).and_then(|e| e.job.group().cloned());
             self.routes.push_ready(tag, key, group.as_ref());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobId;
+
+    fn id(n: u128) -> JobId {
+        JobId(uuid::Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn credits_are_dropped_once_a_flush_after_their_ends_is_stored() {
+        let mut credits = Credits::default();
+        credits.push(id(1));
+        credits.push(id(2));
+        let mark = credits.mark();
+        credits.push(id(3));
+        credits.stored(mark);
+        assert_eq!(credits.list(), vec![id(3)], "the end after the mark stays");
+        credits.stored(mark);
+        assert_eq!(
+            credits.list(),
+            vec![id(3)],
+            "a stale mark drops nothing more"
+        );
+    }
+
+    #[test]
+    fn credits_keep_at_most_the_latest_and_marks_survive_the_cap() {
+        let mut credits = Credits::default();
+        for n in 0..MAX_CREDITS as u128 + 10 {
+            credits.push(id(n));
+        }
+        assert_eq!(credits.list().len(), MAX_CREDITS);
+        assert_eq!(credits.list()[0], id(10), "the oldest went first");
+        let mark = credits.mark();
+        credits.push(id(99_999));
+        credits.stored(mark);
+        assert_eq!(credits.list(), vec![id(99_999)]);
     }
 }

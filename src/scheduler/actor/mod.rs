@@ -187,7 +187,7 @@ pub(crate) struct Scheduler {
     /// ... and claim again at once, with the ended jobs as credit.
     claim_now: bool,
     /// Limited jobs this process finished lately (see `flow.rs`).
-    flow_credits: Vec<JobId>,
+    flow_credits: flow::Credits,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>, i64)>>,
@@ -331,7 +331,7 @@ impl Scheduler {
             flow_wake_armed: false,
             claim_after_flush: false,
             claim_now: false,
-            flow_credits: Vec::new(),
+            flow_credits: flow::Credits::default(),
             now: Default::default(),
             stopping: HashMap::new(),
             placement,

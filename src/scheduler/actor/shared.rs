@@ -15,9 +15,10 @@ use uuid::Uuid;
 use super::Scheduler;
 use crate::context::ExtendLease;
 use crate::event::QueueEvent;
-use crate::job::{Job, JobId};
+use crate::job::JobId;
 use crate::scheduler::actor::messages::Origin;
 use crate::scheduler::services::{Claimer, ExpiryWatch, Heartbeat, RunningLimits};
+use crate::store::ClaimReply;
 
 #[derive(Debug)]
 pub(super) struct SharedMode {
@@ -196,8 +197,9 @@ impl Scheduler {
             .collect()
     }
 
-    /// The limits on running jobs of the served tasks that have one: the
-    /// task's own, and each group's.
+    /// The limits the claim counts, of the served tasks that have one:
+    /// on running jobs, the task's own and each group's; and the task's
+    /// rate limit, which the store holds for every process together.
     fn running_limits(&self, tasks: &[String]) -> RunningLimits {
         let mut limits = RunningLimits::default();
         for (name, i) in self.routes.task_names() {
@@ -212,6 +214,9 @@ impl Scheduler {
             }
             if let Some(max) = def.max_running_per_group {
                 limits.per_group.push((name.to_string(), max));
+            }
+            if let Some(rate) = def.rate_limit {
+                limits.rate.push((name.to_string(), rate));
             }
         }
         limits
@@ -259,7 +264,7 @@ impl Scheduler {
                 .map(move |result, act, ctx| {
                     let Some(result) = result else { return };
                     match result {
-                        Ok(claimed) => act.claimed(claimed, limit, tasks, ctx),
+                        Ok(reply) => act.claimed(reply, limit, tasks, ctx),
                         Err(err) => {
                             tracing::warn!(error = %err, "claiming jobs failed; retrying");
                             act.bus.queue(QueueEvent::Error {
@@ -272,25 +277,32 @@ impl Scheduler {
         );
     }
 
-    /// A claim of at most `limit` jobs of `tasks` returned `claimed`: they
-    /// are taken in and dispatched at once. A claim that came back full,
-    /// or during which a job was created or announced, is followed by
+    /// A claim of at most `limit` jobs of `tasks` returned `reply`: its
+    /// jobs are taken in and dispatched at once. A claim that came back
+    /// full, or during which a job was created or announced, is followed by
     /// another at once; otherwise the next job due among `tasks` says when
     /// to claim again (a second query, which neither the claimed jobs nor
-    /// a new claim wait for).
+    /// a new claim wait for), or sooner, when a rate limit that held jobs
+    /// back allows the next start (`reply.retry_at`).
     fn claimed(
         &mut self,
-        claimed: Vec<Job>,
+        reply: ClaimReply,
         limit: usize,
         tasks: Vec<String>,
         ctx: &mut Context<Self>,
     ) {
+        let claimed = reply.jobs;
+        let rate_wait = reply
+            .retry_at
+            .map(|at| (at - self.clock.now_utc()).to_std().unwrap_or_default());
         let waiting = self.held_waiting();
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
         let again = mode.claimer.claimed(claimed.len(), limit, waiting);
         let poll = mode.claimer.config().poll;
+        // No later than a rate limit allows the next start.
+        let poll = rate_wait.map_or(poll, |w| w.min(poll));
         if !claimed.is_empty() {
             let now = self.clock.now_ms();
             for job in claimed {

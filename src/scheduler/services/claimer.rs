@@ -11,8 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::SharedConfig;
-use crate::job::Job;
-use crate::store::{JobClaim, Store, StoreError};
+use crate::store::{ClaimReply, JobClaim, Store, StoreError};
 
 /// What the claimer asks for and how many, and when to claim again.
 ///
@@ -40,14 +39,17 @@ pub(crate) struct Claimer {
     pub(crate) timer: Option<SpawnHandle>,
 }
 
-/// The running limits of the served tasks a claim must respect (see
-/// [`JobClaim::running_limits`] and [`JobClaim::group_running_limits`]).
+/// The limits of the served tasks a claim must respect (see
+/// [`JobClaim::running_limits`], [`JobClaim::group_running_limits`] and
+/// [`JobClaim::rate_limits`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RunningLimits {
     /// Each limited task's own limit.
     pub(crate) per_task: Vec<(String, u32)>,
     /// Each task's limit per group.
     pub(crate) per_group: Vec<(String, u32)>,
+    /// Each rate-limited task's rate limit.
+    pub(crate) rate: Vec<(String, crate::RateLimit)>,
 }
 
 impl Claimer {
@@ -122,6 +124,8 @@ impl Claimer {
             lease_until: after(lease),
             running_limits: limits.per_task,
             group_running_limits: limits.per_group,
+            rate_limits: limits.rate,
+            now,
             ended,
             group_weights: Vec::new(),
         })
@@ -132,12 +136,12 @@ impl Claimer {
     pub(crate) fn run_once(
         &self,
         params: JobClaim,
-    ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send + 'static {
+    ) -> impl Future<Output = Result<ClaimReply, StoreError>> + Send + 'static {
         let store = self.store.clone();
         async move {
             match store.shared() {
-                Some(shared) => shared.jobs_claim(&params).await,
-                None => Ok(Vec::new()),
+                Some(shared) => shared.jobs_claim_reply(&params).await,
+                None => Ok(ClaimReply::default()),
             }
         }
     }

@@ -44,59 +44,57 @@ pub(super) enum Form {
     Exact,
 }
 
+/// How a claim of limited tasks reads its rooms (see
+/// [`picked_sql`]): the functions of schema version 17, which take the
+/// limited tasks' locks and then count under a fresh snapshot.
+pub(super) struct Rooms<'a> {
+    /// The `FROM` item of each served task's room: a call of
+    /// `claim_rooms`, columns `task`, `n`, `gcap`, `ng` and the rate
+    /// limit's.
+    pub(super) rooms: &'a str,
+    /// The function of a group's room (`claim_group_room`).
+    pub(super) group_room: &'a str,
+    /// The parameter of the ids of jobs ended but maybe not stored yet.
+    pub(super) ended: usize,
+}
+
 /// The `WITH ... picked AS (...)` of a claim, picking the ids to lease,
 /// fair or fast (see the [module documentation](self)). Parameters: `$1`
-/// tasks, `$2` due by, `$3` limit; with `caps`, the parameters of each
-/// task's running cap (null: none), of the ids of jobs ended but maybe
-/// not stored yet, and of each task's running cap per group (null:
-/// none); `groups`, only in the fair form, the parameters of the weighted
-/// groups' names and strides. `not_suspended` is a condition on `t.task`.
+/// tasks, `$2` due by, `$3` limit; `groups`, only in the fair form, the
+/// parameters of the weighted groups' names and strides. `not_suspended`
+/// is a condition on `t.task`.
 ///
-/// Each served task has its room `n` (its cap minus its jobs leased and
-/// not final) and the room `ng` of its jobs without a group (at most `n`,
-/// and with a cap per group, that cap minus those jobs leased and not
-/// final); each group of a task with a cap per group reads at most its
-/// own room, counted the same way (one probe of `jobs_claim_grouped`).
+/// With `rooms`, each served task has its room `n` (what its limits let
+/// this claim take) and the room `ng` of its jobs without a group (at
+/// most `n`); each group of a task with a cap per group reads at most its
+/// own room (one call of the group room function, which reads it after
+/// the rooms' locks were taken: it takes a served task's cap, so it runs
+/// on the rooms' rows).
 pub(super) fn picked_sql(
     form: Form,
     jobs: &str,
     not_suspended: &str,
-    caps: Option<(usize, usize, usize)>,
+    rooms: Option<&Rooms<'_>>,
     groups: (usize, usize),
 ) -> String {
-    let leased = |which: &str, ended: usize| {
-        format!(
-            "SELECT count(*) FROM {jobs} AS l
-             WHERE l.task = t.task AND {which} AND l.leased_by IS NOT NULL
-               AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
-               AND NOT (l.id = ANY (${ended}::uuid[]))"
-        )
-    };
-    let served = match caps {
+    let served = match rooms {
         None => format!(
             "SELECT t.task, $3::bigint AS n, $3::bigint AS ng
              FROM UNNEST($1::text[]) AS t(task) WHERE {not_suspended}"
         ),
-        Some((cap, ended, gcap)) => format!(
-            "SELECT t.task, t.n, t.gcap,
-                    CASE WHEN t.gcap IS NULL THEN t.n
-                         ELSE LEAST(t.n, GREATEST(0, t.gcap - ({ungrouped}))) END AS ng
-             FROM (SELECT t.task, t.gcap,
-                          CASE WHEN t.cap IS NULL THEN $3::bigint
-                               ELSE GREATEST(0, t.cap - ({all})) END AS n
-                   FROM UNNEST($1::text[], ${cap}::bigint[], ${gcap}::bigint[]) AS t(task, cap, gcap)
-                   WHERE {not_suspended}) AS t",
-            all = leased("true", ended),
-            ungrouped = leased("l.group_key IS NULL", ended),
+        Some(r) => format!(
+            "SELECT t.* FROM {rooms} AS t WHERE {not_suspended}",
+            rooms = r.rooms
         ),
     };
-    // The room of group `l.grp` of task `s.task`.
-    let group_room = match caps {
+    // The room of group `k.grp` of task `s.task`.
+    let group_room = match rooms {
         None => "s.n".to_owned(),
-        Some((_, ended, _)) => format!(
+        Some(r) => format!(
             "CASE WHEN s.gcap IS NULL THEN s.n
-                  ELSE LEAST(s.n, GREATEST(0, s.gcap - ({}))) END",
-            leased("l.group_key = k.grp", ended).replace("t.task", "k.task")
+                  ELSE LEAST(s.n, {f}(k.task, k.grp, s.gcap, ${ended}::uuid[])) END",
+            f = r.group_room,
+            ended = r.ended
         ),
     };
     if form == Form::Fast {
@@ -124,7 +122,7 @@ pub(super) fn picked_sql(
     };
     // Per task, at most its room `n`: only a claim with caps needs the
     // count.
-    let (ranked, in_task) = match caps {
+    let (ranked, in_task) = match rooms {
         None => (
             "ranked AS (SELECT * FROM plain UNION ALL SELECT * FROM grouped),",
             "",

@@ -66,10 +66,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("migrations/0014_job_group.sql")),
     (15, include_str!("migrations/0015_event_log.sql")),
     (16, include_str!("migrations/0016_callback_secret.sql")),
+    (17, include_str!("migrations/0017_flow_limits.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 17;
 
 /// How to connect a [`PgStore`].
 ///

@@ -17,8 +17,8 @@ use super::{Db, PgStore};
 use crate::job::{Job, JobId, JobStatus};
 use crate::node::Node;
 use crate::store::{
-    CancelOutcome, HeartbeatReply, JobClaim, JobHeartbeat, LeaderElect, NodeBeat, SharedStore,
-    StoreError,
+    CancelOutcome, ClaimReply, HeartbeatReply, JobClaim, JobHeartbeat, LeaderElect, NodeBeat,
+    SharedStore, StoreError,
 };
 
 use super::claim::{self, CLAIMABLE};
@@ -36,6 +36,35 @@ use super::claim::{self, CLAIMABLE};
 /// from creation to start. Creates, state changes, releases and cancels
 /// commit durably as before.
 const LEASE_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
+
+/// A rate limit as the claim counts it (GCRA, see the migration of
+/// version 17): microseconds between starts at the steady rate, rounded
+/// up so the store never allows more than the limit, and how far ahead
+/// of now the next start may be (`interval * (burst - 1)`). Both are
+/// kept under [`Gcra::MAX_SPAN`], so the statement's sums stay in range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gcra {
+    interval: i64,
+    tolerance: i64,
+}
+
+impl Gcra {
+    /// About 3,000 years in microseconds: a longer period limits the same.
+    const MAX_SPAN: i64 = 100_000_000_000_000_000;
+
+    fn of(limit: &crate::RateLimit) -> Self {
+        let per = i64::try_from(limit.per().as_micros()).unwrap_or(i64::MAX);
+        let count = i64::from(limit.count().max(1));
+        let interval = (per / count + i64::from(per % count != 0)).clamp(1, Self::MAX_SPAN);
+        let tolerance = interval
+            .saturating_mul(i64::from(limit.burst_size().max(1)) - 1)
+            .min(Self::MAX_SPAN);
+        Gcra {
+            interval,
+            tolerance,
+        }
+    }
+}
 
 /// The job columns a claim returns, of the updated rows `j`.
 fn returned_columns() -> String {
@@ -58,6 +87,12 @@ struct Rounds<'a> {
     again: bool,
     rounds: usize,
     taken: Vec<Job>,
+    /// The statements are the limited claim's: each returns a row even
+    /// when it claims nothing, with `rate_wake`.
+    limited: bool,
+    /// When a rate limit allows the next start, as the last statement
+    /// said (µs since the Unix epoch).
+    rate_wake: Option<i64>,
 }
 
 impl<'a> Rounds<'a> {
@@ -74,6 +109,16 @@ impl<'a> Rounds<'a> {
             again: true,
             rounds: 0,
             taken: Vec::new(),
+            limited: false,
+            rate_wake: None,
+        }
+    }
+
+    /// Rounds of the limited claim (see [`Rounds::limited`]).
+    fn limited(db: &'a Db, limit: usize) -> Self {
+        Rounds {
+            limited: true,
+            ..Self::new(db, limit)
         }
     }
 
@@ -95,7 +140,24 @@ impl<'a> Rounds<'a> {
         let want = self.asked.unwrap_or(0);
         let mut grouped = false;
         let mut waiting = None;
+        let mut got = 0;
+        if self.limited {
+            self.rate_wake = None;
+        }
         for row in rows {
+            if self.limited {
+                self.rate_wake = row.try_get("rate_wake").map_err(map_err)?;
+                waiting = Some(row.try_get::<bool, _>("groups_waiting").map_err(map_err)?);
+                // The row of a claim that took nothing.
+                if row
+                    .try_get::<Option<Uuid>, _>("id")
+                    .map_err(map_err)?
+                    .is_none()
+                {
+                    continue;
+                }
+            }
+            got += 1;
             let mut job = job_from_row(row)?;
             // A claim hands over the job's state, not its log.
             job.logs.clear();
@@ -106,7 +168,7 @@ impl<'a> Rounds<'a> {
         if let Some(waiting) = waiting {
             self.db.claims_groups().store(waiting, Ordering::Relaxed);
         }
-        let short = rows.len() < want;
+        let short = got < want;
         match self.form {
             // Short with grouped jobs waiting, or empty and not knowing:
             // the fair way takes them.
@@ -140,11 +202,14 @@ impl Db {
         )
     }
 
-    pub(super) async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
+    pub(super) async fn jobs_claim(&self, params: &JobClaim) -> Result<ClaimReply, StoreError> {
         if params.tasks.is_empty() || params.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(ClaimReply::default());
         }
-        if !params.running_limits.is_empty() || !params.group_running_limits.is_empty() {
+        if !params.running_limits.is_empty()
+            || !params.group_running_limits.is_empty()
+            || !params.rate_limits.is_empty()
+        {
             return self.jobs_claim_limited(params).await;
         }
         let jobs = self.jobs_table();
@@ -180,17 +245,28 @@ impl Db {
             let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
             rounds.took(&rows)?;
         }
-        Ok(rounds.taken)
+        Ok(ClaimReply {
+            jobs: rounds.taken,
+            retry_at: None,
+        })
     }
 
     /// A claim with limits on how many jobs of some tasks may be leased
-    /// at once: in one transaction, first a lock per limited task (in name
-    /// order, so two claims never wait on each other in a circle), so
-    /// claims of a limited task take turns; then the claim, each limited
-    /// task's share cut to its limit minus its jobs leased and not final,
-    /// and each group's of a task limited per group to that limit minus
-    /// the group's jobs leased and not final.
-    async fn jobs_claim_limited(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
+    /// at once or how often they may start, in one statement (one round
+    /// trip): `claim_rooms` (schema version 17) first takes a lock per
+    /// limited task (in name order, so two claims never wait on each
+    /// other in a circle), so claims of a limited task take turns; then,
+    /// under a fresh snapshot, reads each task's room: its limit minus its
+    /// jobs leased and not final, at most what its rate limit allows now;
+    /// and each group's of a task limited per group (`claim_group_room`),
+    /// the group's limit minus the group's jobs leased and not final. The
+    /// statement then picks and leases at most that many, as the
+    /// unlimited claim does, moves each rate limit on by the jobs it took,
+    /// and says when a rate limit that held jobs back allows the next
+    /// start; the locks last until it commits. Each round of a claim (see
+    /// [`Rounds`]) is a statement of its own, and counts anew what the
+    /// rounds before it leased and spent.
+    async fn jobs_claim_limited(&self, params: &JobClaim) -> Result<ClaimReply, StoreError> {
         let jobs = self.jobs_table();
         let not_suspended = self.not_suspended();
         let cap_of = |limits: &[(String, u32)]| -> Vec<Option<i64>> {
@@ -207,59 +283,115 @@ impl Db {
         };
         let caps = cap_of(&params.running_limits);
         let group_caps = cap_of(&params.group_running_limits);
+        let rates: Vec<Option<Gcra>> = params
+            .tasks
+            .iter()
+            .map(|t| {
+                params
+                    .rate_limits
+                    .iter()
+                    .find(|(name, _)| name == t)
+                    .map(|(_, limit)| Gcra::of(limit))
+            })
+            .collect();
+        let intervals: Vec<Option<i64>> = rates.iter().map(|r| r.map(|r| r.interval)).collect();
+        let tolerances: Vec<Option<i64>> = rates.iter().map(|r| r.map(|r| r.tolerance)).collect();
         let mut limited: Vec<&str> = params
             .running_limits
             .iter()
             .chain(&params.group_running_limits)
             .map(|(name, _)| name.as_str())
+            .chain(params.rate_limits.iter().map(|(name, _)| name.as_str()))
+            .filter(|name| params.tasks.iter().any(|t| t == name))
             .collect();
         limited.sort();
         limited.dedup();
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
-        // As the unlimited claim: a lease is not worth a disk flush (a
-        // lease lost in a crash only lapses and is rescued).
-        sqlx::query("SET LOCAL synchronous_commit TO off")
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        for task in &limited {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7014))")
-                .bind(format!("{jobs}:running:{task}"))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+        // The same keys as before version 17, so a process still running
+        // the former claim takes turns with this one.
+        let locks: Vec<String> = limited
+            .iter()
+            .map(|task| format!("{jobs}:running:{task}"))
+            .collect();
+        let rooms = format!(
+            "{f}($1::text[], $6::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                 $13::text[], $7::uuid[], $14::bigint, $3::bigint)",
+            f = self.sql.table("claim_rooms")
+        );
+        let group_room = self.sql.table("claim_group_room");
+        let rooms = claim::Rooms {
+            rooms: &rooms,
+            group_room: &group_room,
+            ended: 7,
+        };
+        let rate_limits = self.sql.table("rate_limits");
+        // A rate-limited task's due jobs beyond the `k` it took: in each
+        // claim index apart, so each is read along its own.
+        let more_due = |grouped: &str| {
+            format!(
+                "(SELECT count(*) FROM (SELECT 1 FROM {jobs} AS m
+                     WHERE m.task = s.task AND m.group_key IS {grouped} NULL AND m.leased_by IS NULL
+                       AND m.status IN {CLAIMABLE} AND m.run_at <= $2
+                     LIMIT COALESCE(t.k, 0) + 1) AS x)"
+            )
+        };
         let sql = |form: claim::Form| {
             format!(
-                "{picked}
-                 UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
-                 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-                 RETURNING {columns}, {waiting}",
-                picked = claim::picked_sql(form, &jobs, &not_suspended, Some((6, 7, 10)), (8, 9)),
+                "{picked},
+                 claimed AS (
+                     UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
+                     WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
+                     RETURNING {columns}),
+                 taken AS (SELECT c.task, count(*) AS k FROM claimed AS c GROUP BY c.task),
+                 spent AS (
+                     INSERT INTO {rate_limits} AS b (kind, name, grp, tat)
+                     SELECT 'task', s.task, '', s.rate_from + t.k * s.rate_interval
+                     FROM served AS s JOIN taken AS t ON t.task = s.task
+                     WHERE s.rate_interval IS NOT NULL
+                     ON CONFLICT (kind, name, grp) DO UPDATE SET tat = EXCLUDED.tat),
+                 wake AS (
+                     SELECT min(s.rate_from + COALESCE(t.k, 0) * s.rate_interval - s.rate_tolerance) AS at
+                     FROM served AS s LEFT JOIN taken AS t ON t.task = s.task
+                     WHERE s.rate_interval IS NOT NULL AND COALESCE(t.k, 0) >= s.rate_allowed
+                       AND {ungrouped} + {grouped} > COALESCE(t.k, 0))
+                 SELECT c.*, {waiting}, w.at AS rate_wake FROM wake AS w LEFT JOIN claimed AS c ON true",
+                picked = claim::picked_sql(form, &jobs, &not_suspended, Some(&rooms), (8, 9)),
                 columns = returned_columns(),
                 waiting = claim::groups_waiting_sql(&jobs),
+                ungrouped = more_due(""),
+                grouped = more_due("NOT"),
             )
         };
         let (names, strides) = claim::group_params(&params.group_weights);
         let ended: Vec<Uuid> = params.ended.iter().map(|id| id.0).collect();
-        let mut rounds = Rounds::new(self, params.limit);
+        let mut rounds = Rounds::limited(self, params.limit);
         while let Some((form, want)) = rounds.next() {
             let statement = sql(form);
-            let mut query = sqlx::query(AssertSqlSafe(statement))
+            // $8 and $9 are only in the fair form; the others always.
+            let query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
                 .bind(params.due_by)
                 .bind(i64::try_from(want).unwrap_or(i64::MAX))
                 .bind(params.owner)
                 .bind(params.lease_until)
                 .bind(&caps)
-                .bind(&ended);
-            // $8 and $9 are only in the fair form; $10 always.
-            query = query.bind(&names).bind(&strides).bind(&group_caps);
-            let rows = query.fetch_all(&mut *tx).await.map_err(map_err)?;
+                .bind(&ended)
+                .bind(&names)
+                .bind(&strides)
+                .bind(&group_caps)
+                .bind(&intervals)
+                .bind(&tolerances)
+                .bind(&locks)
+                .bind(params.now.timestamp_micros());
+            let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
             rounds.took(&rows)?;
         }
-        tx.commit().await.map_err(map_err)?;
-        Ok(rounds.taken)
+        let retry_at = rounds
+            .rate_wake
+            .and_then(DateTime::<Utc>::from_timestamp_micros);
+        Ok(ClaimReply {
+            jobs: rounds.taken,
+            retry_at,
+        })
     }
 
     pub(super) async fn jobs_heartbeat(
@@ -493,6 +625,10 @@ impl SharedStore for PgStore {
     }
 
     async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError> {
+        Ok(self.jobs_claim_reply(params).await?.jobs)
+    }
+
+    async fn jobs_claim_reply(&self, params: &JobClaim) -> Result<ClaimReply, StoreError> {
         let (db, params) = (self.db.clone(), params.clone());
         self.exec
             .run(async move { db.jobs_claim(&params).await })
