@@ -19,22 +19,27 @@ use crate::store::{Store, StoreError};
 /// is, and a rare prune of a large excess stalled it). This process's
 /// completions are then all the store's, so counting them says when the
 /// cap is passed. A store shared between processes is pruned on the
-/// interval only, by the leader only (see [`Elector`](super::Elector)).
+/// interval only, by the leader only (see [`Elector`](super::Elector)),
+/// and each run goes on while a pass removes a whole batch.
 #[derive(Debug, Clone)]
 pub(crate) struct Pruner {
     store: Arc<dyn Store>,
     retention: Retention,
     /// The store outlives the process and only this process writes it.
     durable_own: bool,
+    /// The store is shared by many processes (pruned by the leader).
+    shared: bool,
 }
 
 impl Pruner {
     pub(crate) fn new(store: Arc<dyn Store>, retention: Retention) -> Self {
-        let durable_own = store.capabilities().outlives_process && store.shared().is_none();
+        let shared = store.shared().is_some();
+        let durable_own = store.capabilities().outlives_process && !shared;
         Pruner {
             store,
             retention,
             durable_own,
+            shared,
         }
     }
 
@@ -90,7 +95,12 @@ impl Pruner {
             removed.completed += pass.completed;
             removed.buried += pass.buried;
             let n = pass.completed;
-            let again = self.durable_own && self.due_after().is_some_and(|d| n >= d as u64);
+            // On a shared store the leader prunes on its interval only, so
+            // a pass that removed a whole batch or more says completions
+            // outpace it: it goes on until a pass finds less (a run of 15k
+            // jobs/s left a minute's worth, 900k, past the cap otherwise).
+            let again = (self.durable_own && self.due_after().is_some_and(|d| n >= d as u64))
+                || (self.shared && n >= PRUNE_BATCH as u64);
             if !again {
                 return Ok(removed);
             }
