@@ -93,10 +93,15 @@ enum Workload {
     /// cap, and the dead tuples and size of the tables (no manual VACUUM).
     /// Not in the default run.
     PgRetention,
+    /// Only the flow-limited PostgreSQL burn-downs of `durable` (no limit,
+    /// `max_running(50)`, a rate limit far above the run's rate), one
+    /// process at concurrency 64, for profiling them alone. Not in the
+    /// default run (`durable` runs them).
+    PgLimits,
 }
 
 impl Workload {
-    const ALL: [Workload; 17] = [
+    const ALL: [Workload; 18] = [
         Workload::Payloads,
         Workload::BurnDown,
         Workload::Latency,
@@ -114,6 +119,7 @@ impl Workload {
         Workload::SustainedPaced,
         Workload::RemoteEvents,
         Workload::PgRetention,
+        Workload::PgLimits,
     ];
 
     fn name(self) -> &'static str {
@@ -133,6 +139,7 @@ impl Workload {
             Workload::Sustained => "sustained",
             Workload::SustainedPaced => "sustained-paced",
             Workload::PgRetention => "pg-retention",
+            Workload::PgLimits => "pg-limits",
             Workload::RemoteEvents => "remote-events",
             Workload::Payloads => "payloads",
         }
@@ -403,6 +410,7 @@ fn main() -> ExitCode {
                     Workload::Groups,
                     Workload::SustainedPaced,
                     Workload::PgRetention,
+                    Workload::PgLimits,
                 ]
                 .contains(w)
             })
@@ -509,6 +517,12 @@ fn main() -> ExitCode {
             Workload::PgRetention => {
                 if wanted(System::KesselPostgres) {
                     bench.pg_retention();
+                }
+            }
+            Workload::PgLimits => {
+                if wanted(System::KesselPostgres) {
+                    let (n, cap) = (bench.plan.durable_n, bench.plan.durable_cap);
+                    bench.pg_limited(n, cap);
                 }
             }
             Workload::SustainedPaced => {
@@ -683,6 +697,24 @@ impl Bench {
                     "{workers} workers, {processes} process{}, backlog 4,000, 1 ms/job",
                     if processes == 1 { "" } else { "es" }
                 );
+                if processes == 1 && systems.contains(&System::KesselPostgres) {
+                    // What the handler's 1 ms sleep allows `workers` slots
+                    // at most, measured beside the systems.
+                    let bound = sustained::work_bound(workers, self.plan.sustained_window);
+                    self.row(
+                        "sustained",
+                        params.clone(),
+                        System::Baseline,
+                        "completion",
+                        "jobs/s",
+                        Better::Higher,
+                        Some(bound),
+                        Some(format!(
+                            "the work bound: {workers} tasks on one thread looping on \
+                             tokio::time::sleep(1 ms), no queue"
+                        )),
+                    );
+                }
                 for &system in systems {
                     let window = self.plan.sustained_window;
                     let run = sustained::run(&spec(

@@ -509,6 +509,47 @@ pub fn run(spec: &Spec) -> Result<Outcome, Fail> {
     })
 }
 
+/// The work-bound limit of `workers` slots on this machine: that many
+/// tasks on one current-thread runtime (as a kessel worker thread is),
+/// each looping on the handler's "1 ms of work" (`tokio::time::sleep`),
+/// counted over `window`. tokio's timer rounds a sleep up to its next
+/// millisecond tick and the OS wakes it later still, so a slot does fewer
+/// than 1,000 sleeps a second: this, not `workers × 1,000`, is the most
+/// any queue can complete with that handler.
+pub fn work_bound(workers: usize, window: Duration) -> f64 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return 0.0,
+    };
+    rt.block_on(async move {
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (done, stop) = (done.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        // A warm-up, then the window.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (t0, n0) = (Instant::now(), done.load(Ordering::Relaxed));
+        tokio::time::sleep(window).await;
+        let (t1, n1) = (Instant::now(), done.load(Ordering::Relaxed));
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        (n1 - n0) as f64 / (t1 - t0).as_secs_f64()
+    })
+}
+
 /// The child's side for kessel: `producer` or `worker`.
 pub fn child_main(
     role: &str,
