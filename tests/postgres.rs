@@ -622,3 +622,52 @@ async fn a_job_nobody_holds_is_expired_on_time_by_the_process_that_created_it() 
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;
 }
+
+/// A vacuum that gives a table's empty last pages back takes an ACCESS
+/// EXCLUSIVE lock on it, which stops every claim and create until it is
+/// done: the job tables are set never to be truncated (schema 19), so a
+/// vacuum after the last pages emptied leaves the table's size as it was.
+#[actix_rt::test]
+async fn a_vacuum_never_truncates_the_job_tables_so_it_never_locks_the_queue_out() {
+    use sqlx::Connection;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(LEASE).await;
+    let now = chrono::Utc::now().trunc_subsecs(6);
+    let jobs: Vec<kessel::Job> = (0..2_000)
+        .map(|_| {
+            let mut job = job_at("filler", now);
+            job.logs.push(kessel::LogLine {
+                at: now,
+                attempt: 0,
+                message: "a line for the log table".into(),
+                data: None,
+            });
+            job
+        })
+        .collect();
+    store.jobs_insert(&jobs).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&pg::url()).await.unwrap();
+    let size = |table: String| {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_relation_size('{table}')"
+        )))
+    };
+    for table in ["jobs", "job_logs"] {
+        let table = format!("{}.{table}", db.schema);
+        let full = size(table.clone()).fetch_one(&mut conn).await.unwrap();
+        assert!(full > 8192 * 4, "{table} holds pages to give back: {full}");
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM {table}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let after = size(table.clone()).fetch_one(&mut conn).await.unwrap();
+        assert_eq!(after, full, "a vacuum truncated {table}");
+    }
+    conn.close().await.unwrap();
+    drop(store);
+    db.drop().await;
+}

@@ -67,10 +67,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("migrations/0015_event_log.sql")),
     (16, include_str!("migrations/0016_callback_secret.sql")),
     (17, include_str!("migrations/0017_flow_limits.sql")),
+    (19, include_str!("migrations/0019_no_vacuum_truncate.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 17;
+pub const SCHEMA_VERSION: i64 = 19;
 
 /// How to connect a [`PgStore`].
 ///
@@ -154,9 +155,13 @@ impl PgOptions {
     /// `autovacuum_naptime` (a minute by default), so at a few hundred jobs
     /// a second tens of thousands pile up between its visits. A running
     /// queue on this store reads the tables' dead-tuple counts every
-    /// second and runs `VACUUM (SKIP_LOCKED)` on one that is past `dead`,
-    /// spending at most a fifth of its time vacuuming: after a vacuum
-    /// that took `t` it waits at least `4 t` before the next. The
+    /// second and runs `VACUUM (SKIP_LOCKED, TRUNCATE false)` on one that
+    /// is past `dead`, spending at most a fifth of its time vacuuming:
+    /// after a vacuum that took `t` it waits at least `4 t` before the
+    /// next. No vacuum truncates the job tables (neither this one nor
+    /// autovacuum: the tables say `vacuum_truncate = false`): giving their
+    /// empty last pages back takes a lock that stops every claim and
+    /// create until it is done. The
     /// connection needs to own the tables (it created them) for the
     /// vacuum to do anything.
     ///

@@ -768,6 +768,10 @@ const VACUUM_CHECK: Duration = Duration::from_secs(1);
 /// [`stale_statistics`]), until `alive`'s receiver goes (see `PgOptions::vacuum_after`): reads
 /// the counts every [`VACUUM_CHECK`], and after a vacuum that took `t`
 /// waits at least `4 t`, so at most a fifth of the time goes to it.
+/// `TRUNCATE false`: a vacuum that gives a table's empty last pages back
+/// holds an ACCESS EXCLUSIVE lock on it meanwhile, and every claim and
+/// create of the queue waits behind it (the tables also say so, schema 19,
+/// for autovacuum).
 /// `SKIP_LOCKED` leaves a table alone while another vacuum (autovacuum, or
 /// another process's) works on it. A failure is logged, and waited out
 /// ten times longer.
@@ -809,9 +813,9 @@ async fn vacuum(
             let analyze = stale_statistics(changed, live);
             let started = std::time::Instant::now();
             let command = if analyze {
-                "VACUUM (SKIP_LOCKED, ANALYZE)"
+                "VACUUM (SKIP_LOCKED, TRUNCATE false, ANALYZE)"
             } else {
-                "VACUUM (SKIP_LOCKED)"
+                "VACUUM (SKIP_LOCKED, TRUNCATE false)"
             };
             let done = sqlx::raw_sql(AssertSqlSafe(format!("{command} {table}")))
                 .execute(&pool)
