@@ -861,6 +861,23 @@ impl Bench {
                         note,
                     );
                 }
+                if let Some(create) = &o.create {
+                    for (metric, value) in [
+                        ("create call p50", create.p50),
+                        ("create call p99", create.p99),
+                    ] {
+                        self.row(
+                            workload,
+                            params.clone(),
+                            system,
+                            metric,
+                            "ms",
+                            Better::Lower,
+                            Some(ms(value)),
+                            None,
+                        );
+                    }
+                }
             }
             Err(e) => {
                 let answer = if e.contains("not built") {

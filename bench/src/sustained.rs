@@ -127,6 +127,9 @@ pub struct Outcome {
     pub completion: f64,
     /// Claim latency (due → started) of the jobs created in the window.
     pub claim: Percentiles,
+    /// How long the producer's create calls begun in the window took
+    /// (the part of the claim latency spent storing the job; kessel only).
+    pub create: Option<Percentiles>,
     pub samples: u64,
     /// Dead tuples in the system's tables at the end, and the most seen.
     pub dead_end: i64,
@@ -343,7 +346,12 @@ pub fn run(spec: &Spec) -> Result<Outcome, Fail> {
         Ok(())
     };
     // Index 0 is the producer, 1.. the workers.
-    let mut procs = vec![spawn(&program, &role_args("producer", &[]), 0, &tx)?];
+    let producer_file = dir.path().join("samples-producer");
+    let producer_args = match spec.peer {
+        Peer::Kessel => vec!["--samples".to_owned(), producer_file.display().to_string()],
+        Peer::Awa => Vec::new(),
+    };
+    let mut procs = vec![spawn(&program, &role_args("producer", &producer_args), 0, &tx)?];
     wait_ready(1, "the producer")?;
     let mut sample_files = Vec::new();
     for i in 0..spec.processes {
@@ -457,19 +465,32 @@ pub fn run(spec: &Spec) -> Result<Outcome, Fail> {
         return Err("the run ended before its window".into());
     };
     let completion = (ran1 - ran0) as f64 / (t1 - t0).as_secs_f64();
+    // Samples are (began, took) pairs, Unix ns: those begun in the window.
+    let read_samples = |file: &Path, h: &mut Histogram<u64>| -> Result<u64, Fail> {
+        let bytes = std::fs::read(file).map_err(|e| format!("samples: {e}"))?;
+        let mut n = 0;
+        for pair in bytes.chunks_exact(16) {
+            let began = u64::from_le_bytes(pair[..8].try_into().expect("8 bytes"));
+            let took = u64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
+            if (wall0..wall1).contains(&began) {
+                let _ = h.record(took.max(1));
+                n += 1;
+            }
+        }
+        Ok(n)
+    };
     let mut h: Histogram<u64> = histogram();
     let mut samples = 0;
     for file in &sample_files {
-        let bytes = std::fs::read(file).map_err(|e| format!("samples: {e}"))?;
-        for pair in bytes.chunks_exact(16) {
-            let created = u64::from_le_bytes(pair[..8].try_into().expect("8 bytes"));
-            let latency = u64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
-            if (wall0..wall1).contains(&created) {
-                let _ = h.record(latency.max(1));
-                samples += 1;
-            }
-        }
+        samples += read_samples(file, &mut h)?;
     }
+    let create = match spec.peer {
+        Peer::Kessel => {
+            let mut h: Histogram<u64> = histogram();
+            (read_samples(&producer_file, &mut h)? > 0).then(|| percentiles(&h))
+        }
+        Peer::Awa => None,
+    };
     // The children's statistics are sent when they exit; give the
     // server a moment to take them in.
     std::thread::sleep(Duration::from_millis(1500));
@@ -496,6 +517,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, Fail> {
     Ok(Outcome {
         completion,
         claim: percentiles(&h),
+        create,
         samples,
         dead_end: after.dead,
         dead_peak: dead_peak.max(after.dead),
@@ -559,7 +581,7 @@ pub fn child_main(
 ) -> std::process::ExitCode {
     let outcome = actix_rt::System::new().block_on(async {
         match role {
-            "producer" => producer(url).await,
+            "producer" => producer(url, samples).await,
             "worker" => worker(url, concurrency, samples).await,
             other => Err(format!("unknown role {other}")),
         }
@@ -606,7 +628,7 @@ fn options(url: &str) -> PgOptions {
     }
 }
 
-async fn producer(url: &str) -> Result<(), Fail> {
+async fn producer(url: &str, samples_file: Option<&Path>) -> Result<(), Fail> {
     {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(url)
@@ -636,15 +658,18 @@ async fn producer(url: &str) -> Result<(), Fail> {
     let made = Arc::new(AtomicU64::new(0));
     let seq = Arc::new(AtomicU64::new(0));
     let wake = Arc::new(tokio::sync::Notify::new());
+    // Each create call: when it began and how long it took, Unix ns.
+    let calls: Arc<Mutex<Vec<(u64, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     let (fail_tx, mut fail_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     for _ in 0..2 {
-        let (queue, owed, made, seq, wake, fail_tx) = (
+        let (queue, owed, made, seq, wake, fail_tx, calls) = (
             queue.clone(),
             owed.clone(),
             made.clone(),
             seq.clone(),
             wake.clone(),
             fail_tx.clone(),
+            calls.clone(),
         );
         actix_rt::spawn(async move {
             loop {
@@ -658,6 +683,7 @@ async fn producer(url: &str) -> Result<(), Fail> {
                     continue;
                 }
                 let first = seq.fetch_add(take, Ordering::Relaxed);
+                let began = unix_ns();
                 let done = if take == 1 {
                     queue.create(TASK, Work::new(first)).await.map(drop)
                 } else {
@@ -670,6 +696,8 @@ async fn producer(url: &str) -> Result<(), Fail> {
                     let _ = fail_tx.send(e.to_string());
                     return;
                 }
+                let took = unix_ns().saturating_sub(began);
+                calls.lock().expect("not poisoned").push((began, took));
                 let total = made.fetch_add(take, Ordering::AcqRel) + take;
                 say(&format!("made {total}"));
                 wake.notify_one();
@@ -693,7 +721,20 @@ async fn producer(url: &str) -> Result<(), Fail> {
     }
     let _ = queue.shutdown(Duration::from_secs(5)).await;
     let _ = store.close().await;
+    if let Some(path) = samples_file {
+        write_samples(path, std::mem::take(&mut *calls.lock().expect("not poisoned")))?;
+    }
     Ok(())
+}
+
+/// Writes (began, took) pairs as little-endian u64s.
+fn write_samples(path: &Path, samples: Vec<(u64, u64)>) -> Result<(), Fail> {
+    let mut bytes = Vec::with_capacity(samples.len() * 16);
+    for (a, b) in samples {
+        bytes.extend_from_slice(&a.to_le_bytes());
+        bytes.extend_from_slice(&b.to_le_bytes());
+    }
+    std::fs::write(path, bytes).map_err(|e| e.to_string())
 }
 
 async fn worker(url: &str, concurrency: usize, samples_file: Option<&Path>) -> Result<(), Fail> {
@@ -766,13 +807,7 @@ async fn worker(url: &str, concurrency: usize, samples_file: Option<&Path>) -> R
     let _ = queue.shutdown(Duration::from_secs(5)).await;
     let _ = store.close().await;
     if let Some(path) = samples_file {
-        let samples = std::mem::take(&mut *samples.lock().expect("not poisoned"));
-        let mut bytes = Vec::with_capacity(samples.len() * 16);
-        for (created, latency) in samples {
-            bytes.extend_from_slice(&created.to_le_bytes());
-            bytes.extend_from_slice(&latency.to_le_bytes());
-        }
-        std::fs::write(path, bytes).map_err(|e| e.to_string())?;
+        write_samples(path, std::mem::take(&mut *samples.lock().expect("not poisoned")))?;
     }
     say(&format!("ran {}", ran.load(Ordering::Relaxed)));
     Ok(())
