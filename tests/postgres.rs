@@ -276,6 +276,8 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now,
         })
         .await
@@ -294,6 +296,8 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now,
         })
         .await

@@ -77,6 +77,8 @@ async fn claim(
         ended: Vec::new(),
         group_weights: Vec::new(),
         rate_limits: Vec::new(),
+        group_rate_limits: Vec::new(),
+        tag_limits: Vec::new(),
         now: due_by,
     };
     shared
@@ -1090,6 +1092,8 @@ async fn claim_limited_per_group<F: StoreFactory>(factory: F) -> Verdict {
             ended,
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now: t,
         };
         async move {
@@ -1162,6 +1166,8 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now: t,
         };
         async move {
@@ -1203,6 +1209,8 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             ended: vec![ended],
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now: t,
         })
         .await
@@ -1254,6 +1262,8 @@ async fn claim_rated(
         running_limits: Vec::new(),
         group_running_limits: Vec::new(),
         rate_limits: vec![("rated".into(), rate)],
+        group_rate_limits: Vec::new(),
+        tag_limits: Vec::new(),
         now: at,
         ended: Vec::new(),
         group_weights: Vec::new(),

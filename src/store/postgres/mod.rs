@@ -67,10 +67,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("migrations/0015_event_log.sql")),
     (16, include_str!("migrations/0016_callback_secret.sql")),
     (17, include_str!("migrations/0017_flow_limits.sql")),
+    (18, include_str!("migrations/0018_tag_limits.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 17;
+pub const SCHEMA_VERSION: i64 = 18;
 
 /// How to connect a [`PgStore`].
 ///
