@@ -98,8 +98,7 @@ fn args() -> Result<Args, String> {
                 args.rate_burst = u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?
             }
             "--rate-limit-per-group" => {
-                args.rate_limit_per_group =
-                    Some(value.parse().map_err(|e| format!("{flag}: {e}"))?)
+                args.rate_limit_per_group = Some(value.parse().map_err(|e| format!("{flag}: {e}"))?)
             }
             "--tag-max-running" => {
                 args.tag_max_running =

@@ -334,7 +334,12 @@ impl<T: Ord> Keyed<T> {
     /// it. With `rate_claimed`, the group's rate limit was counted when
     /// its jobs were claimed (a shared store holds it for every process),
     /// so it is not counted again here.
-    pub(crate) fn check(&self, group: &GroupKey, now: u64, rate_claimed: bool) -> Result<(), Blocked> {
+    pub(crate) fn check(
+        &self,
+        group: &GroupKey,
+        now: u64,
+        rate_claimed: bool,
+    ) -> Result<(), Blocked> {
         let Some(state) = self.groups.get(group) else {
             return Ok(());
         };
@@ -655,8 +660,16 @@ mod tests {
         assert_eq!(k.check(&hot, 0, false), Err(Blocked::Running));
         k.hold(&hot, 7, Blocked::Running);
         k.hold(&hot, 3, Blocked::Running);
-        assert_eq!(k.check(&cold, 0, false), Ok(()), "another group is not held up");
-        assert_eq!(k.check(&None, 0, false), Ok(()), "nor the jobs without a group");
+        assert_eq!(
+            k.check(&cold, 0, false),
+            Ok(()),
+            "another group is not held up"
+        );
+        assert_eq!(
+            k.check(&None, 0, false),
+            Ok(()),
+            "nor the jobs without a group"
+        );
         assert_eq!(
             k.ended(&hot, 0),
             Some(3),

@@ -939,7 +939,14 @@ async fn three_workers_never_start_more_of_a_tag_than_its_tag_rate_limit_between
             Worker::start_with(
                 &db,
                 8,
-                &["--work-ms", "5", "--tag-rate-limit", "10/s", "--rate-burst", "10"],
+                &[
+                    "--work-ms",
+                    "5",
+                    "--tag-rate-limit",
+                    "10/s",
+                    "--rate-burst",
+                    "10",
+                ],
             )
         })
         .collect();
@@ -990,7 +997,14 @@ async fn three_workers_never_start_more_of_a_group_than_its_rate_limit_per_group
             Worker::start_with(
                 &db,
                 8,
-                &["--work-ms", "5", "--rate-limit-per-group", "10/s", "--rate-burst", "5"],
+                &[
+                    "--work-ms",
+                    "5",
+                    "--rate-limit-per-group",
+                    "10/s",
+                    "--rate-burst",
+                    "5",
+                ],
             )
         })
         .collect();

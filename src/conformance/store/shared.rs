@@ -1557,25 +1557,18 @@ async fn claim_tag_rated_over_time<F: StoreFactory>(factory: F) -> Verdict {
     // 5 a second, bursts of 3: an interval of 200 ms, 400 ms ahead.
     let rate = crate::RateLimit::per_second(5).burst(3);
     let limit = |c: &mut JobClaim| c.tag_limits = vec![mail(None, Some(rate))];
-    let served: [&[&str]; 3] = [
-        &["welcome", "free"],
-        &["digest"],
-        &["digest", "welcome"],
-    ];
+    let served: [&[&str]; 3] = [&["welcome", "free"], &["digest"], &["digest", "welcome"]];
     let owners = [shared.owner(), Uuid::new_v4(), Uuid::new_v4()];
     let ms = |n: i64| t + chrono::Duration::milliseconds(n);
     let (mut tat, mut at) = (i64::MIN, 0i64);
     let mut i = 0usize;
     while at <= 20_000 {
         let reply = claim_limited_by(shared, owners[i % 3], served[i % 3], ms(at), limit).await;
-        let of_tag = reply
-            .jobs
-            .iter()
-            .filter(|j| &*j.task != "free")
-            .count() as i64;
+        let of_tag = reply.jobs.iter().filter(|j| &*j.task != "free").count() as i64;
         let (allowed, from) = gcra_allows(tat, at, 200, 400);
         assert_eq!(
-            of_tag, allowed,
+            of_tag,
+            allowed,
             "at {at} ms, owner {} serving {:?}: the tag's rate allows {allowed}",
             i % 3,
             served[i % 3]

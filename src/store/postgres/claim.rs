@@ -98,10 +98,7 @@ pub(super) fn picked_sql(
     // The room of group `k.grp` of task `s.task`, and its rate limit's
     // state: read only for a task limited per group.
     let (group_room, group_limits) = match rooms {
-        None => (
-            "s.n AS room".to_owned(),
-            String::new(),
-        ),
+        None => ("s.n AS room".to_owned(), String::new()),
         Some(r) => (
             "LEAST(s.n, COALESCE(g.room, s.n)) AS room, g.allowed AS rate_allowed, g.rate_from"
                 .to_owned(),

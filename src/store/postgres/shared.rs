@@ -331,10 +331,8 @@ impl Db {
             })
             .collect();
         let tag_names: Vec<&str> = tags.iter().map(|l| l.tag.as_str()).collect();
-        let tag_caps: Vec<Option<i64>> = tags
-            .iter()
-            .map(|l| l.max_running.map(i64::from))
-            .collect();
+        let tag_caps: Vec<Option<i64>> =
+            tags.iter().map(|l| l.max_running.map(i64::from)).collect();
         let (tag_intervals, tag_tolerances) = Gcra::columns(
             &tags
                 .iter()
@@ -351,7 +349,12 @@ impl Db {
             .chain(&params.group_running_limits)
             .map(|(name, _)| name.as_str())
             .chain(params.rate_limits.iter().map(|(name, _)| name.as_str()))
-            .chain(params.group_rate_limits.iter().map(|(name, _)| name.as_str()))
+            .chain(
+                params
+                    .group_rate_limits
+                    .iter()
+                    .map(|(name, _)| name.as_str()),
+            )
             .filter(|name| params.tasks.iter().any(|t| t == name));
         // The same task keys as before version 17, so a process still
         // running the former claim takes turns with this one; every key,
@@ -393,8 +396,14 @@ impl Db {
         // each is read along its own.
         let task_due = format!(
             "{} + {}",
-            more_due("m.task = s.task AND m.group_key IS NULL", "COALESCE(t.k, 0)"),
-            more_due("m.task = s.task AND m.group_key IS NOT NULL", "COALESCE(t.k, 0)")
+            more_due(
+                "m.task = s.task AND m.group_key IS NULL",
+                "COALESCE(t.k, 0)"
+            ),
+            more_due(
+                "m.task = s.task AND m.group_key IS NOT NULL",
+                "COALESCE(t.k, 0)"
+            )
         );
         let none_due = more_due(
             "m.task = s.task AND m.group_key IS NULL",
