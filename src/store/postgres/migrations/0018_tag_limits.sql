@@ -17,7 +17,8 @@
 --   the tag, `grp` '';
 -- - a task's rate limit per group: one row per group, `kind` 'group',
 --   `name` the task, `grp` the group, '' for the jobs without one (a
---   group key is never empty). The task's lock covers its groups.
+--   group key is never empty). The task's lock covers its groups; a
+--   group's row goes once it has rested for a minute (see below).
 -- A tag's room `tn` is how many jobs of all its served tasks together
 -- the claim may take (the claim ranks them across its tasks, best
 -- first); each task's `n` is at most it. The version 17 functions stay,
@@ -44,6 +45,21 @@ BEGIN
     FOREACH k IN ARRAY locks LOOP
         PERFORM pg_advisory_xact_lock(hashtextextended(k, 7014));
     END LOOP;
+    -- In one claim of sixteen, up to 256 rows of the served tasks' groups
+    -- rested for a minute (a row whose `tat` is past is the same as no
+    -- row), so one-off groups leave no rows behind: under the tasks'
+    -- locks, as every write of these rows is; sampled, so a claim does
+    -- not read every busy group's row each time.
+    IF random() < 0.0625 THEN
+        DELETE FROM {schema}.rate_limits AS d
+        WHERE d.ctid = ANY (ARRAY(
+            SELECT s.ctid FROM {schema}.rate_limits AS s
+            WHERE s.kind = 'group'
+              AND s.name IN (SELECT u.task FROM UNNEST(tasks, group_intervals) AS u(task, gri)
+                             WHERE u.gri IS NOT NULL)
+              AND s.tat < now_us - 60000000
+            LIMIT 256));
+    END IF;
     RETURN QUERY
     WITH tag_rooms AS (
         SELECT g.tag, g.ti, g.tt, b.t0,
