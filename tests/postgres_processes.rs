@@ -1032,11 +1032,14 @@ async fn three_workers_never_start_more_of_a_group_than_its_rate_limit_per_group
         // Three processes each applying the limit alone would start 15
         // of a group at once, then 30 a second.
         assert_rate(&format!("group {group:?}"), starts, 5, 100);
-        // About the limit: the 25 after the burst take about 2.5 s.
+        // About the limit: the 25 after the burst take about 2.5 s (the
+        // burst's starts may come up to 200 ms after their claim, more
+        // than the last's: a span of 2.3 s is in order). Three processes
+        // each applying the limit alone would start 30 a second.
         let secs = (starts[29] - starts[0]).num_milliseconds() as f64 / 1000.0;
         let rate = 25.0 / secs;
         assert!(
-            (7.0..=10.5).contains(&rate),
+            (7.0..=11.5).contains(&rate),
             "group {group:?}: {rate:.1} starts a second after the burst ({secs:.2} s for 25), the limit is 10"
         );
     }
