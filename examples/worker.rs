@@ -13,8 +13,14 @@
 //! at once across every worker process), `--rate-limit RATE` (e.g.
 //! `10/s`: at most that many `work` jobs start, across every worker
 //! process), `--rate-burst N` (how many may start at once after a quiet
-//! spell, default 1), `--tag NAME` (a tag to serve beside `default`;
-//! repeat for more).
+//! spell, of each rate limit here, default 1), `--rate-limit-per-group
+//! RATE` (of each group of `work`, across every worker process),
+//! `--tag-max-running N` and `--tag-rate-limit RATE` (of the tag
+//! `default`: its tasks together, across every worker process), `--tag
+//! NAME` (a tag to serve beside `default`; repeat for more).
+//!
+//! The `work b` task does what `work` does, with none of its limits: a
+//! second task of the tag `default`.
 //!
 //! The `doomed` task fails every job for good and leaves a dead letter of
 //! `doomed letter` for each.
@@ -40,13 +46,16 @@ struct Args {
     max_running_per_group: Option<u32>,
     rate_limit: Option<kessel::RateLimit>,
     rate_burst: u32,
+    rate_limit_per_group: Option<kessel::RateLimit>,
+    tag_max_running: Option<u32>,
+    tag_rate_limit: Option<kessel::RateLimit>,
 }
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let url = it
         .next()
-        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--max-running-per-group N] [--rate-limit RATE] [--rate-burst N] [--tag T]...")?;
+        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--max-running-per-group N] [--rate-limit RATE] [--rate-burst N] [--rate-limit-per-group RATE] [--tag-max-running N] [--tag-rate-limit RATE] [--tag T]...")?;
     let mut args = Args {
         url,
         schema: "kessel".into(),
@@ -58,6 +67,9 @@ fn args() -> Result<Args, String> {
         max_running_per_group: None,
         rate_limit: None,
         rate_burst: 1,
+        rate_limit_per_group: None,
+        tag_max_running: None,
+        tag_rate_limit: None,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -85,6 +97,16 @@ fn args() -> Result<Args, String> {
             "--rate-burst" => {
                 args.rate_burst = u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?
             }
+            "--rate-limit-per-group" => {
+                args.rate_limit_per_group = Some(value.parse().map_err(|e| format!("{flag}: {e}"))?)
+            }
+            "--tag-max-running" => {
+                args.tag_max_running =
+                    Some(u32::try_from(number()?).map_err(|e| format!("{flag}: {e}"))?)
+            }
+            "--tag-rate-limit" => {
+                args.tag_rate_limit = Some(value.parse().map_err(|e| format!("{flag}: {e}"))?)
+            }
             "--tag" => args.tags.push(value.clone()),
             other => return Err(format!("unknown option {other}")),
         }
@@ -111,7 +133,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )))
     .execute(&pool)
     .await?;
-    let queue = Queue::builder().store(Arc::new(store)).build().await?;
+    let mut builder = Queue::builder().store(Arc::new(store));
+    if let Some(n) = args.tag_max_running {
+        builder = builder.tag_max_running("default", n);
+    }
+    if let Some(rate) = args.tag_rate_limit {
+        builder = builder.tag_rate_limit("default", rate.burst(args.rate_burst));
+    }
+    let queue = builder.build().await?;
     let work = args.work;
     let insert = Arc::new(format!(
         "INSERT INTO {done_table} (job_id, attempt, pid, started_at, finished_at) VALUES ($1, $2, $3, $4, $5)"
@@ -129,7 +158,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(rate) => work_task.rate_limit(rate.burst(args.rate_burst)),
         None => work_task,
     };
-    work_task.action(move |job: JobContext<u64>| {
+    let work_task = match args.rate_limit_per_group {
+        Some(rate) => work_task.rate_limit_per_group(rate.burst(args.rate_burst)),
+        None => work_task,
+    };
+    let handler = move |job: JobContext<u64>| {
         let (pool, insert) = (pool.clone(), insert.clone());
         async move {
             // When the handler ran, as this machine's clock says: what a
@@ -147,7 +180,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
             Ok::<_, JobError>(job.payload)
         }
-    })?;
+    };
+    work_task.action(handler.clone())?;
+    queue.define("work b").tag("default").action(handler)?;
     queue
         .define("sleep")
         .tag("default")

@@ -330,22 +330,31 @@ impl<T: Ord> Keyed<T> {
         self.max_running
     }
 
-    /// Whether a job of `group` may start at `now` (µs), without taking it.
-    pub(crate) fn check(&self, group: &GroupKey, now: u64) -> Result<(), Blocked> {
+    /// Whether a job of `group` may start at `now` (µs), without taking
+    /// it. With `rate_claimed`, the group's rate limit was counted when
+    /// its jobs were claimed (a shared store holds it for every process),
+    /// so it is not counted again here.
+    pub(crate) fn check(
+        &self,
+        group: &GroupKey,
+        now: u64,
+        rate_claimed: bool,
+    ) -> Result<(), Blocked> {
         let Some(state) = self.groups.get(group) else {
             return Ok(());
         };
         if self.max_running.is_some_and(|max| state.running >= max) {
             return Err(Blocked::Running);
         }
-        if let Some(rate) = &state.rate {
+        if let Some(rate) = state.rate.as_ref().filter(|_| !rate_claimed) {
             rate.check(now).map_err(Blocked::Until)?;
         }
         Ok(())
     }
 
-    /// Takes a start of `group` at `now` that [`Keyed::check`] allowed.
-    pub(crate) fn take(&mut self, group: &GroupKey, now: u64) {
+    /// Takes a start of `group` at `now` that [`Keyed::check`] allowed
+    /// (with the same `rate_claimed`).
+    pub(crate) fn take(&mut self, group: &GroupKey, now: u64, rate_claimed: bool) {
         if self.groups.len() >= self.sweep_at {
             self.sweep(now);
         }
@@ -360,7 +369,7 @@ impl<T: Ord> Keyed<T> {
                 waiting: false,
             });
         state.running += 1;
-        if let Some(rate) = state.rate.as_mut() {
+        if let Some(rate) = state.rate.as_mut().filter(|_| !rate_claimed) {
             rate.take(now);
         }
     }
@@ -499,6 +508,11 @@ impl TagLimits {
         Ok(TagLimits { limits })
     }
 
+    /// The limits of tag `tag`, or `None` when it has none.
+    pub(crate) fn get(&self, tag: &str) -> Option<TagLimit> {
+        self.limits.get(tag).copied()
+    }
+
     /// The gate of tag `tag`, or `None` when it has no limit.
     pub(crate) fn gate(&self, tag: &str) -> Option<TagGate> {
         self.limits.get(tag).map(|l| TagGate {
@@ -531,23 +545,31 @@ pub(crate) struct TagGate {
 }
 
 impl TagGate {
-    /// Whether a job of the tag may start at `now` (µs), without taking it.
-    pub(crate) fn check(&self, now: u64) -> Result<(), Blocked> {
+    /// Whether a job of the tag may start at `now` (µs), without taking
+    /// it. With `rate_claimed`, the tag's rate limit was counted when its
+    /// jobs were claimed (a shared store holds it for every process), so
+    /// it is not counted again here.
+    pub(crate) fn check(&self, now: u64, rate_claimed: bool) -> Result<(), Blocked> {
         if self.max_running.is_some_and(|max| self.running >= max) {
             return Err(Blocked::Running);
         }
-        if let Some(rate) = &self.rate {
+        if let Some(rate) = self.rate.as_ref().filter(|_| !rate_claimed) {
             rate.check(now).map_err(Blocked::Until)?;
         }
         Ok(())
     }
 
     /// Takes a start at `now` that [`TagGate::check`] allowed.
-    pub(crate) fn take(&mut self, now: u64) {
+    pub(crate) fn take(&mut self, now: u64, rate_claimed: bool) {
         self.running += 1;
-        if let Some(rate) = self.rate.as_mut() {
+        if let Some(rate) = self.rate.as_mut().filter(|_| !rate_claimed) {
             rate.take(now);
         }
+    }
+
+    /// The tag's running limit, if any.
+    pub(crate) fn max_running(&self) -> Option<u32> {
+        self.max_running
     }
 
     /// A run of the tag ended.
@@ -633,19 +655,27 @@ mod tests {
     fn a_group_at_its_running_limit_holds_its_jobs_and_not_another_groups() {
         let mut k: Keyed<u32> = Keyed::new(Some(1), None).unwrap();
         let (hot, cold) = (key("hot"), key("cold"));
-        assert_eq!(k.check(&hot, 0), Ok(()));
-        k.take(&hot, 0);
-        assert_eq!(k.check(&hot, 0), Err(Blocked::Running));
+        assert_eq!(k.check(&hot, 0, false), Ok(()));
+        k.take(&hot, 0, false);
+        assert_eq!(k.check(&hot, 0, false), Err(Blocked::Running));
         k.hold(&hot, 7, Blocked::Running);
         k.hold(&hot, 3, Blocked::Running);
-        assert_eq!(k.check(&cold, 0), Ok(()), "another group is not held up");
-        assert_eq!(k.check(&None, 0), Ok(()), "nor the jobs without a group");
+        assert_eq!(
+            k.check(&cold, 0, false),
+            Ok(()),
+            "another group is not held up"
+        );
+        assert_eq!(
+            k.check(&None, 0, false),
+            Ok(()),
+            "nor the jobs without a group"
+        );
         assert_eq!(
             k.ended(&hot, 0),
             Some(3),
             "the best held job goes back first"
         );
-        k.take(&hot, 0);
+        k.take(&hot, 0, false);
         assert_eq!(k.ended(&hot, 0), Some(7));
     }
 
@@ -653,8 +683,8 @@ mod tests {
     fn a_group_rate_wait_releases_its_held_jobs_when_due() {
         let mut k: Keyed<u32> = Keyed::new(None, Some(RateLimit::per_second(10))).unwrap();
         let g = key("g");
-        k.take(&g, 0);
-        assert_eq!(k.check(&g, 0), Err(Blocked::Until(100_000)));
+        k.take(&g, 0, false);
+        assert_eq!(k.check(&g, 0, false), Err(Blocked::Until(100_000)));
         k.hold(&g, 1, Blocked::Until(100_000));
         k.hold(&g, 2, Blocked::Until(100_000));
         assert_eq!(k.next_wake(), Some(100_000));
@@ -672,15 +702,15 @@ mod tests {
         let mut now = 0u64;
         for i in 0..100_000u32 {
             let g = key(&format!("customer-{i}"));
-            assert_eq!(k.check(&g, now), Ok(()));
-            k.take(&g, now);
+            assert_eq!(k.check(&g, now, false), Ok(()));
+            k.take(&g, now, false);
             now += 1_000;
             let _ = k.ended(&g, now);
             assert!(k.groups() <= 512, "{} groups kept after {i}", k.groups());
         }
         // Once every limiter has rested, a run's end drops its group.
         let g = key("last");
-        k.take(&g, now);
+        k.take(&g, now, false);
         assert_eq!(k.ended(&g, now + 1_000_000), None);
         assert!(k.groups() <= 512);
     }
@@ -697,13 +727,13 @@ mod tests {
             "a tag without limits has no gate"
         );
         let mut gate = limits.gate("mail").unwrap();
-        assert_eq!(gate.check(0), Ok(()));
-        gate.take(0);
-        assert_eq!(gate.check(0), Err(Blocked::Until(100_000)));
-        gate.take(100_000);
-        assert_eq!(gate.check(500_000), Err(Blocked::Running));
+        assert_eq!(gate.check(0, false), Ok(()));
+        gate.take(0, false);
+        assert_eq!(gate.check(0, false), Err(Blocked::Until(100_000)));
+        gate.take(100_000, false);
+        assert_eq!(gate.check(500_000, false), Err(Blocked::Running));
         gate.ended();
-        assert_eq!(gate.check(500_000), Ok(()));
+        assert_eq!(gate.check(500_000, false), Ok(()));
     }
 
     proptest! {
@@ -751,8 +781,8 @@ mod tests {
             for (g, start, gap) in ops {
                 now += gap;
                 if start {
-                    if k.check(&groups[g], now).is_ok() {
-                        k.take(&groups[g], now);
+                    if k.check(&groups[g], now, false).is_ok() {
+                        k.take(&groups[g], now, false);
                         running[g] += 1;
                         starts[g].push(now);
                         prop_assert!(running[g] <= max);

@@ -101,8 +101,8 @@
 //! [`TaskBuilder::rate_limit_per_group`] ("each customer 5 a second").
 //! A whole tag may be limited too, whatever its jobs' tasks:
 //! [`QueueBuilder::tag_max_running`] and [`QueueBuilder::tag_rate_limit`]
-//! ("the `email` tag at most 10 at once and 100 a minute"; per process on
-//! PostgreSQL, `docs/flow-control.md`, "Limits per tag").
+//! ("the `email` tag at most 10 at once and 100 a minute"; across
+//! processes on PostgreSQL, `docs/flow-control.md`, "Limits per tag").
 //!
 //! ```
 //! # #[actix_rt::main] async fn main() -> Result<(), kessel::Error> {

@@ -333,6 +333,8 @@ mod postgres {
                 ended: Vec::new(),
                 group_weights: Vec::new(),
                 rate_limits: Vec::new(),
+                group_rate_limits: Vec::new(),
+                tag_limits: Vec::new(),
                 now: jobs[11].run_at,
             })
             .await

@@ -276,6 +276,8 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now,
         })
         .await
@@ -294,6 +296,8 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now,
         })
         .await
@@ -669,5 +673,76 @@ async fn a_vacuum_never_truncates_the_job_tables_so_it_never_locks_the_queue_out
     }
     conn.close().await.unwrap();
     drop(store);
+    db.drop().await;
+}
+
+/// The rate state of each group of a task limited in rate per group is a
+/// row in `rate_limits`: the rows of groups rested for a minute go in
+/// later claims (a sampled cleanup), so one-off groups leave nothing
+/// behind, and a group still inside its rate keeps its row.
+#[actix_rt::test]
+async fn rested_groups_rate_rows_are_removed_by_later_claims() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_secs(30)).await;
+    let t = chrono::Utc::now();
+    let mut jobs = Vec::new();
+    for g in 0..40 {
+        let mut job = job_at("rated", t - chrono::Duration::seconds(10));
+        job.group = Some(format!("one-off-{g}"));
+        jobs.push(job);
+    }
+    for _ in 0..2 {
+        let mut job = job_at("rated", t - chrono::Duration::seconds(10));
+        job.group = Some("steady".into());
+        jobs.push(job);
+    }
+    store.jobs_insert(&jobs).await.unwrap();
+    let claim = |at: chrono::DateTime<chrono::Utc>| JobClaim {
+        owner: store.owner(),
+        tasks: vec!["rated".into()],
+        due_by: at,
+        limit: 100,
+        lease_until: at + chrono::Duration::seconds(600),
+        running_limits: Vec::new(),
+        group_running_limits: Vec::new(),
+        ended: Vec::new(),
+        group_weights: Vec::new(),
+        rate_limits: Vec::new(),
+        group_rate_limits: vec![("rated".into(), kessel::RateLimit::per_second(1))],
+        tag_limits: Vec::new(),
+        now: at,
+    };
+    let first = store.jobs_claim(&claim(t)).await.unwrap();
+    assert_eq!(first.len(), 41, "one of each group: {first:?}");
+    let rows = format!(
+        "SELECT grp FROM {}.rate_limits WHERE kind = 'group' ORDER BY grp",
+        db.schema
+    );
+    let groups = || async {
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(rows.clone()))
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(groups().await.len(), 41, "a row per group that started");
+    // Two minutes on: the steady group's second job starts, the one-off
+    // groups have rested for a minute. One claim in sixteen cleans up:
+    // 400 claims all missing it would happen once in 10^11.
+    let later = t + chrono::Duration::seconds(120);
+    let second = store.jobs_claim(&claim(later)).await.unwrap();
+    assert_eq!(second.len(), 1, "the steady group's second job");
+    let mut left = groups().await;
+    for _ in 0..400 {
+        if left == ["steady"] {
+            break;
+        }
+        store.jobs_claim(&claim(later)).await.unwrap();
+        left = groups().await;
+    }
+    assert_eq!(
+        left,
+        ["steady"],
+        "the rested groups' rows went, the steady one's stayed"
+    );
     db.drop().await;
 }

@@ -847,3 +847,211 @@ async fn three_workers_never_start_more_of_a_task_than_its_rate_limit_between_th
         "{rate:.1} starts a second after the burst ({secs:.2} s for 50), the limit is 10"
     );
 }
+
+/// Checks that `starts` (sorted) never hold more than `burst` plus one
+/// per `interval_ms` over any span between two of them, and 2 more: a
+/// handler starts a little after the claim that spent its start (the
+/// claim's answer and the dispatch, well under 200 ms even on a loaded
+/// machine), so a span of starts may hold the claims of a span up to
+/// that much longer.
+fn assert_rate(what: &str, starts: &[chrono::DateTime<chrono::Utc>], burst: i64, interval_ms: i64) {
+    for (i, from) in starts.iter().enumerate() {
+        for (j, to) in starts.iter().enumerate().skip(i) {
+            let span_ms = (*to - *from).num_milliseconds();
+            let most = burst + span_ms / interval_ms + 2;
+            let count = (j - i + 1) as i64;
+            assert!(
+                count <= most,
+                "{what}: {count} starts within {span_ms} ms, the limit allows {most}"
+            );
+        }
+    }
+}
+
+/// The most runs under way at once, from the spans the handlers wrote.
+async fn most_at_once(store: &PgStore, done: &str) -> i64 {
+    let most: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT max(running)::bigint FROM (
+             SELECT sum(delta) OVER (ORDER BY at, delta ROWS UNBOUNDED PRECEDING) AS running FROM (
+                 SELECT started_at AS at, 1 AS delta FROM {done}
+                 UNION ALL SELECT finished_at, -1 FROM {done}) AS e) AS r"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .expect("the most at once");
+    most.unwrap_or(0)
+}
+
+/// Runs the producer for `count` jobs of `task`.
+fn produce(db: &pg::TestDb, task: &str, count: u32) {
+    let produced = Command::new(example("producer"))
+        .args([&db.url, "--schema", &db.schema, "--task", task])
+        .args(["--count", &count.to_string(), "--batch", &count.to_string()])
+        .output()
+        .expect("run the producer");
+    assert!(produced.status.success(), "{produced:?}");
+}
+
+#[actix_rt::test]
+async fn three_workers_never_run_more_of_a_tag_than_its_tag_max_running_between_them() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let _workers: Vec<Worker> = (0..3)
+        .map(|_| Worker::start_with(&db, 8, &["--work-ms", "20", "--tag-max-running", "5"]))
+        .collect();
+    // Two tasks of the tag: the limit holds for both together.
+    produce(&db, "work", 150);
+    produce(&db, "work b", 150);
+    wait_for("300 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 300
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let most = most_at_once(&store, &done).await;
+    assert!(most <= 5, "{most} runs of the tag at once, the limit is 5");
+    assert!(
+        most >= 3,
+        "the workers ran several at once (at most {most})"
+    );
+    let jobs = format!("{}.jobs", db.schema);
+    let runs: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT j.task, count(*) FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id
+         GROUP BY j.task ORDER BY j.task"
+    )))
+    .fetch_all(store.pool())
+    .await
+    .expect("count runs");
+    assert_eq!(
+        runs,
+        [("work".to_owned(), 150), ("work b".to_owned(), 150)],
+        "each job ran once"
+    );
+}
+
+#[actix_rt::test]
+async fn three_workers_never_start_more_of_a_tag_than_its_tag_rate_limit_between_them() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let _workers: Vec<Worker> = (0..3)
+        .map(|_| {
+            Worker::start_with(
+                &db,
+                8,
+                &[
+                    "--work-ms",
+                    "5",
+                    "--tag-rate-limit",
+                    "10/s",
+                    "--rate-burst",
+                    "10",
+                ],
+            )
+        })
+        .collect();
+    produce(&db, "work", 30);
+    produce(&db, "work b", 30);
+    wait_for("60 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 60
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let starts: Vec<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+        format!("SELECT started_at FROM {done} ORDER BY started_at"),
+    ))
+    .fetch_all(store.pool())
+    .await
+    .expect("the starts");
+    assert_eq!(starts.len(), 60, "each job ran once");
+    // Three processes each applying the limit alone would start 30 at
+    // once, then 30 a second.
+    assert_rate("the tag", &starts, 10, 100);
+    // About the limit: the 50 after the burst take about 5 s.
+    let secs = (starts[59] - starts[0]).num_milliseconds() as f64 / 1000.0;
+    let rate = 50.0 / secs;
+    assert!(
+        (7.0..=10.5).contains(&rate),
+        "{rate:.1} starts a second after the burst ({secs:.2} s for 50), the limit is 10"
+    );
+}
+
+#[actix_rt::test]
+async fn three_workers_never_start_more_of_a_group_than_its_rate_limit_per_group_between_them() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let producer = Queue::builder()
+        .store(Arc::new(db.store(Duration::from_millis(LEASE_MS)).await))
+        .build()
+        .await
+        .expect("a producer queue");
+    // 3 groups of 30 jobs, and 30 without a group (one more group).
+    let mut jobs: Vec<kessel::NewJob> = (0..90u64)
+        .map(|i| kessel::NewJob::new("work", i).group(format!("customer-{}", i % 3)))
+        .collect();
+    jobs.extend((90..120u64).map(|i| kessel::NewJob::new("work", i)));
+    producer.create_many(jobs).await.expect("create the jobs");
+    let _workers: Vec<Worker> = (0..3)
+        .map(|_| {
+            Worker::start_with(
+                &db,
+                8,
+                &[
+                    "--work-ms",
+                    "5",
+                    "--rate-limit-per-group",
+                    "10/s",
+                    "--rate-burst",
+                    "5",
+                ],
+            )
+        })
+        .collect();
+    wait_for("120 completions", Duration::from_secs(120), || async {
+        count_final(&store).await >= 120
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let jobs = format!("{}.jobs", db.schema);
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(j.group_key, ''), d.started_at
+             FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id ORDER BY d.started_at"
+        )))
+        .fetch_all(store.pool())
+        .await
+        .expect("the starts");
+    assert_eq!(rows.len(), 120, "each job ran once");
+    let mut by_group: HashMap<String, Vec<chrono::DateTime<chrono::Utc>>> = HashMap::new();
+    for (group, at) in rows {
+        by_group.entry(group).or_default().push(at);
+    }
+    assert_eq!(by_group.len(), 4, "{:?}", by_group.keys());
+    for (group, starts) in &by_group {
+        // Three processes each applying the limit alone would start 15
+        // of a group at once, then 30 a second.
+        assert_rate(&format!("group {group:?}"), starts, 5, 100);
+        // About the limit: the 25 after the burst take about 2.5 s (the
+        // burst's starts may come up to 200 ms after their claim, more
+        // than the last's: a span of 2.3 s is in order). Three processes
+        // each applying the limit alone would start 30 a second.
+        let secs = (starts[29] - starts[0]).num_milliseconds() as f64 / 1000.0;
+        let rate = 25.0 / secs;
+        assert!(
+            (7.0..=11.5).contains(&rate),
+            "group {group:?}: {rate:.1} starts a second after the burst ({secs:.2} s for 25), the limit is 10"
+        );
+    }
+    // The groups each went at their own rate, side by side: all 120 in
+    // about the time of one group's 30.
+    let all: Vec<_> = by_group.values().flatten().copied().collect();
+    let first = all.iter().min().copied().expect("starts");
+    let last = all.iter().max().copied().expect("starts");
+    assert!(
+        (last - first).num_milliseconds() < 5_000,
+        "the groups were not held back by one another: {} ms for all",
+        (last - first).num_milliseconds()
+    );
+    let _ = producer.shutdown(Duration::ZERO).await;
+}

@@ -297,6 +297,8 @@ mod postgres {
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now: now + chrono::Duration::seconds(1),
         };
         let claimed = store.jobs_claim(&claim).await.unwrap();

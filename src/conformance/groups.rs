@@ -317,6 +317,8 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         ended: Vec::new(),
         group_weights: Vec::new(),
         rate_limits: Vec::new(),
+        group_rate_limits: Vec::new(),
+        tag_limits: Vec::new(),
         now: Utc::now(),
     };
     let got = shared

@@ -559,8 +559,9 @@ impl<'q, P> TaskBuilder<'q, P> {
     /// start meanwhile. Combines with [`rate_limit`](Self::rate_limit) and
     /// the running limits: a job starts when all allow.
     ///
-    /// On PostgreSQL, per process (unlike [`rate_limit`](Self::rate_limit)):
-    /// each process applies it to the jobs it runs. Unreadable
+    /// On PostgreSQL it holds across every process that defines the task
+    /// with the same limit, as [`rate_limit`](Self::rate_limit) does: the
+    /// claim spends each group's starts in the database. Unreadable
     /// text, or a zero count, period or burst, makes
     /// [`TaskBuilder::action`] return [`Error::InvalidInput`] naming
     /// `rate_limit_per_group`.

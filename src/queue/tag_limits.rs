@@ -14,9 +14,11 @@ impl QueueBuilder {
     /// jobs meanwhile. Combines with the tasks' own limits: a job starts
     /// when every limit it is under allows it.
     ///
-    /// In this process: on memory and SQLite, for the queue; **on
-    /// PostgreSQL, per process** (three processes with a limit of 10 may
-    /// run 30 of the tag). A later call for the same tag wins.
+    /// On memory and SQLite, for the queue; on PostgreSQL, **across every
+    /// process** that sets the same limit and defines the tag's tasks
+    /// alike (the database keeps no tag: a job counts against the tag of
+    /// its task as the claiming process defines it). A job counts from
+    /// its claim until it is final. A later call for the same tag wins.
     ///
     /// # Errors
     ///
@@ -54,8 +56,9 @@ impl QueueBuilder {
     /// meanwhile. Combines with [`tag_max_running`](Self::tag_max_running)
     /// and the tasks' own limits: a job starts when all allow.
     ///
-    /// Per process: on PostgreSQL each process applies it to the jobs it
-    /// runs. A later call for the same tag wins.
+    /// On PostgreSQL it holds **across every process** that sets the same
+    /// limit and defines the tag's tasks alike: the claim spends the
+    /// tag's starts in the database. A later call for the same tag wins.
     ///
     /// # Errors
     ///

@@ -30,7 +30,9 @@ pub use nodes::{LeaderElect, NodeBeat};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use schedules::{ScheduleAdvance, SchedulePause, ScheduleRecord, ScheduleTable, Upserted};
-pub use shared::{CancelOutcome, ClaimReply, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore};
+pub use shared::{
+    CancelOutcome, ClaimReply, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, TagClaimLimit,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
     Durability, SqliteOptions, SqliteStats, SqliteStore, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION,

@@ -54,12 +54,30 @@ pub struct JobClaim {
     /// the store, and [`ClaimReply::retry_at`] says when the next may be
     /// claimed. Claims of these tasks take turns too.
     pub rate_limits: Vec<(String, crate::RateLimit)>,
+    /// Tasks whose groups are each limited in how often their jobs may
+    /// start, by every owner together (see
+    /// [`TaskBuilder::rate_limit_per_group`](crate::TaskBuilder::rate_limit_per_group)):
+    /// a claim takes at most, of each group (the jobs without one being
+    /// one more), as many as the group's own copy of the limit allows at
+    /// [`now`](JobClaim::now), and spends them. Claims of these tasks take
+    /// turns too.
+    pub group_rate_limits: Vec<(String, crate::RateLimit)>,
+    /// Tags limited in how many of their jobs may be leased at once, or
+    /// how often they may start, all their tasks and every owner together
+    /// (see [`QueueBuilder::tag_max_running`](crate::QueueBuilder::tag_max_running)
+    /// and [`QueueBuilder::tag_rate_limit`](crate::QueueBuilder::tag_rate_limit)):
+    /// a claim takes at most, of the served tasks of such a tag together,
+    /// the running limit minus the jobs of the tag's tasks already leased
+    /// and not final, and as many as its rate limit allows at
+    /// [`now`](JobClaim::now). Claims of these tags take turns too.
+    pub tag_limits: Vec<TagClaimLimit>,
     /// The claiming process's time: rate limits are counted at it.
     pub now: DateTime<Utc>,
-    /// Jobs of limited tasks this owner has finished, whose end may not
-    /// be stored yet: they run no more, so they do not count against
-    /// `running_limits` or `group_running_limits` (a process can refill its room at once, without
-    /// waiting for its writes).
+    /// Jobs of limited tasks (or of tags with a running limit) this owner
+    /// has finished, whose end may not be stored yet: they run no more,
+    /// so they do not count against `running_limits`,
+    /// `group_running_limits` or a tag's running limit (a process can
+    /// refill its room at once, without waiting for its writes).
     pub ended: Vec<crate::job::JobId>,
     /// The weights of fair groups other than 1 (see
     /// [`QueueBuilder::group_weight`](crate::QueueBuilder::group_weight)):
@@ -67,6 +85,36 @@ pub struct JobClaim {
     /// present, a group of weight `w` taking `w` turns per turn of a group
     /// of weight 1; jobs without a group are one group of weight 1.
     pub group_weights: Vec<(String, f64)>,
+}
+
+/// A tag's limits as a claim counts them (see [`JobClaim::tag_limits`]):
+/// the tag's jobs are those of its `tasks`, which a store does not know
+/// by itself, so every process sharing a store must define a tag's tasks
+/// alike, as it must set the same limits.
+///
+/// # Examples
+///
+/// ```
+/// use kessel::store::TagClaimLimit;
+/// let email = TagClaimLimit {
+///     tag: "email".into(),
+///     tasks: vec!["welcome email".into(), "digest email".into()],
+///     max_running: Some(10),
+///     rate: Some(kessel::RateLimit::per_minute(100)),
+/// };
+/// assert_eq!(email.tasks.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagClaimLimit {
+    /// The tag.
+    pub tag: String,
+    /// Every task of the tag (served in this claim or not): their jobs
+    /// leased and not final count against `max_running`.
+    pub tasks: Vec<String>,
+    /// At most this many of the tag's jobs leased at once.
+    pub max_running: Option<u32>,
+    /// The tag's starts, all its tasks together, follow this rate.
+    pub rate: Option<crate::RateLimit>,
 }
 
 /// What [`SharedStore::jobs_claim_reply`] returns: the jobs claimed, and
@@ -82,8 +130,8 @@ pub struct JobClaim {
 pub struct ClaimReply {
     /// The jobs claimed, as [`SharedStore::jobs_claim`] returns them.
     pub jobs: Vec<Job>,
-    /// A task's [rate limit](JobClaim::rate_limits) held back some of its
-    /// due jobs (or took all it allowed): the earliest time it allows the
+    /// A [rate limit](JobClaim::rate_limits) (a task's, a tag's or a
+    /// group's) held back some due jobs (or took all it allowed): the earliest time it allows the
     /// next start, on the claimer's clock. The claimer claims again then,
     /// not only when it is notified.
     pub retry_at: Option<DateTime<Utc>>,

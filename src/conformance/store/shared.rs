@@ -77,6 +77,8 @@ async fn claim(
         ended: Vec::new(),
         group_weights: Vec::new(),
         rate_limits: Vec::new(),
+        group_rate_limits: Vec::new(),
+        tag_limits: Vec::new(),
         now: due_by,
     };
     shared
@@ -1090,6 +1092,8 @@ async fn claim_limited_per_group<F: StoreFactory>(factory: F) -> Verdict {
             ended,
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now: t,
         };
         async move {
@@ -1162,6 +1166,8 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now: t,
         };
         async move {
@@ -1203,6 +1209,8 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
             ended: vec![ended],
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
             now: t,
         })
         .await
@@ -1254,6 +1262,8 @@ async fn claim_rated(
         running_limits: Vec::new(),
         group_running_limits: Vec::new(),
         rate_limits: vec![("rated".into(), rate)],
+        group_rate_limits: Vec::new(),
+        tag_limits: Vec::new(),
         now: at,
         ended: Vec::new(),
         group_weights: Vec::new(),
@@ -1391,6 +1401,254 @@ async fn claim_rated_over_time<F: StoreFactory>(factory: F) -> Verdict {
         if n > 0 {
             tat = from + n as i64 * 200;
         }
+    }
+    Verdict::Passed
+}
+
+/// A claim of `tasks` by `owner` at `at` (due by then, at most 100),
+/// with what `limits` sets.
+async fn claim_limited_by(
+    shared: &dyn SharedStore,
+    owner: Uuid,
+    tasks: &[&str],
+    at: DateTime<Utc>,
+    limits: impl FnOnce(&mut JobClaim),
+) -> crate::store::ClaimReply {
+    let mut params = JobClaim {
+        owner,
+        tasks: tasks.iter().map(|t| t.to_string()).collect(),
+        due_by: at,
+        limit: 100,
+        lease_until: secs(at, 600),
+        running_limits: Vec::new(),
+        group_running_limits: Vec::new(),
+        rate_limits: Vec::new(),
+        group_rate_limits: Vec::new(),
+        tag_limits: Vec::new(),
+        now: at,
+        ended: Vec::new(),
+        group_weights: Vec::new(),
+    };
+    limits(&mut params);
+    shared
+        .jobs_claim_reply(&params)
+        .await
+        .unwrap_or_else(|e| panic!("jobs_claim_reply({params:?}) failed: {e}"))
+}
+
+/// The limits of tag `mail`, whose tasks are `welcome` and `digest`.
+fn mail(max_running: Option<u32>, rate: Option<crate::RateLimit>) -> crate::store::TagClaimLimit {
+    crate::store::TagClaimLimit {
+        tag: "mail".into(),
+        tasks: vec!["digest".into(), "welcome".into()],
+        max_running,
+        rate,
+    }
+}
+
+conformance_test!(store,
+    /// A claim takes no more jobs of a tag limited in running jobs than
+    /// its limit minus the jobs of all the tag's tasks already leased (by
+    /// any owner, of any of its tasks, served by the claim or not) and
+    /// not final: the best of the tag's served tasks together, other
+    /// tasks not held back; an ended job makes room.
+    a_claim_takes_no_more_of_a_tag_than_its_running_limit_leaves => claim_tag_limited
+);
+
+async fn claim_tag_limited<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    // Digest and welcome jobs in turns, oldest first: d0 w0 d1 w1 ...
+    let mut jobs = Vec::new();
+    for n in 0..4u32 {
+        jobs.push(due("digest", n, secs(t, -40 + 2 * i64::from(n))));
+        jobs.push(due("welcome", 10 + n, secs(t, -39 + 2 * i64::from(n))));
+    }
+    let free: Vec<Job> = (20..22).map(|n| due("free", n, secs(t, -50))).collect();
+    insert(&store, &jobs).await;
+    insert(&store, &free).await;
+    let limit = |c: &mut JobClaim| c.tag_limits = vec![mail(Some(3), None)];
+    let mail_of = |jobs: &[Job]| {
+        jobs.iter()
+            .filter(|j| &*j.task == "digest" || &*j.task == "welcome")
+            .count()
+    };
+    let (a, b) = (shared.owner(), Uuid::new_v4());
+    let first = claim_limited_by(shared, a, &["welcome", "digest", "free"], t, limit).await;
+    assert_claimed(
+        &first.jobs,
+        &[&jobs[0], &jobs[1], &jobs[2], &free[0], &free[1]],
+        "the 3 best of the tag's tasks together, and the other task's",
+    );
+    let second = claim_limited_by(shared, b, &["welcome"], t, limit).await;
+    assert!(
+        second.jobs.is_empty(),
+        "another owner serving one of the tag's tasks gets none while 3 of the tag are leased: {:?}",
+        second.jobs
+    );
+    // The owner says one of its leased jobs ended (not stored yet): that
+    // one no longer counts, so one more may be leased, by it alone.
+    let ended = jobs[0].id;
+    let credited = claim_limited_by(shared, a, &["welcome", "digest"], t, |c| {
+        limit(c);
+        c.ended = vec![ended];
+    })
+    .await;
+    assert_claimed(
+        &credited.jobs,
+        &[&jobs[3]],
+        "the ended job's room is refilled, with the tag's best",
+    );
+    // Its end stored, another owner still gets none (the room was
+    // refilled); one more completing makes room for one.
+    for (id, want) in [(ended, 0), (jobs[1].id, 1)] {
+        let job = first
+            .jobs
+            .iter()
+            .find(|j| j.id == id)
+            .expect("claimed")
+            .clone();
+        let mut done = in_status(job, JobStatus::Completed);
+        record(&store, &mut done, Vec::new()).await;
+        let next = claim_limited_by(shared, b, &["welcome", "digest"], t, limit).await;
+        assert_eq!(
+            mail_of(&next.jobs),
+            want,
+            "after the completion of {id}, room for {want}: {:?}",
+            next.jobs
+        );
+    }
+    Verdict::Passed
+}
+
+/// What the generic cell rate algorithm allows at `at` (ms) with the
+/// theoretical arrival time `tat`: how many starts, and from when.
+fn gcra_allows(tat: i64, at: i64, interval: i64, tolerance: i64) -> (i64, i64) {
+    let from = tat.max(at);
+    let allowed = if from - at > tolerance {
+        0
+    } else {
+        (at + tolerance - from) / interval + 1
+    };
+    (allowed, from)
+}
+
+/// Uneven steps between claims (ms), some within an interval, some
+/// across several.
+const STEPS: [i64; 6] = [37, 90, 210, 13, 450, 160];
+
+conformance_test!(store,
+    /// Claims by three owners, each serving some of a rate-limited tag's
+    /// tasks, at many times over a simulated 20 seconds take of the
+    /// tag's tasks together exactly what the tag's rate allows at each
+    /// claim's time (the generic cell rate algorithm), and the reply says
+    /// when the next start is allowed: the limit holds for every owner
+    /// and every task of the tag together.
+    claims_of_a_rate_limited_tags_tasks_by_many_owners_follow_the_tags_rate => claim_tag_rated_over_time
+);
+
+async fn claim_tag_rated_over_time<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    let mut jobs: Vec<Job> = (0..150).map(|n| due("welcome", n, secs(t, -10))).collect();
+    jobs.extend((150..300).map(|n| due("digest", n, secs(t, -10))));
+    jobs.extend((300..303).map(|n| due("free", n, secs(t, -10))));
+    insert(&store, &jobs).await;
+    // 5 a second, bursts of 3: an interval of 200 ms, 400 ms ahead.
+    let rate = crate::RateLimit::per_second(5).burst(3);
+    let limit = |c: &mut JobClaim| c.tag_limits = vec![mail(None, Some(rate))];
+    let served: [&[&str]; 3] = [&["welcome", "free"], &["digest"], &["digest", "welcome"]];
+    let owners = [shared.owner(), Uuid::new_v4(), Uuid::new_v4()];
+    let ms = |n: i64| t + chrono::Duration::milliseconds(n);
+    let (mut tat, mut at) = (i64::MIN, 0i64);
+    let mut i = 0usize;
+    while at <= 20_000 {
+        let reply = claim_limited_by(shared, owners[i % 3], served[i % 3], ms(at), limit).await;
+        let of_tag = reply.jobs.iter().filter(|j| &*j.task != "free").count() as i64;
+        let (allowed, from) = gcra_allows(tat, at, 200, 400);
+        assert_eq!(
+            of_tag,
+            allowed,
+            "at {at} ms, owner {} serving {:?}: the tag's rate allows {allowed}",
+            i % 3,
+            served[i % 3]
+        );
+        if i == 0 {
+            assert_eq!(
+                reply.jobs.iter().filter(|j| &*j.task == "free").count(),
+                3,
+                "a task of another tag is not held back"
+            );
+        }
+        tat = from + of_tag * 200;
+        assert_eq!(
+            reply.retry_at,
+            Some(ms(tat - 400)),
+            "at {at} ms the reply says when the tag allows its next start"
+        );
+        at += STEPS[i % STEPS.len()];
+        i += 1;
+    }
+    Verdict::Passed
+}
+
+conformance_test!(store,
+    /// Claims by three owners at many times over a simulated 20 seconds
+    /// take of each group of a task limited in rate per group (the jobs
+    /// without a group being one more group) exactly what the group's
+    /// own copy of the limit allows at each claim's time, whatever the
+    /// other groups took, and the reply says when the next start of any
+    /// group is allowed: each group's limit holds for every owner
+    /// together.
+    claims_of_many_owners_follow_each_groups_own_rate => claim_group_rated_over_time
+);
+
+async fn claim_group_rated_over_time<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    let groups = [Some("a"), Some("b"), None];
+    let mut jobs = Vec::new();
+    for (g, group) in groups.iter().enumerate() {
+        for n in 0..150u32 {
+            let mut job = due("rated", (g as u32) * 1000 + n, secs(t, -10));
+            job.group = group.map(str::to_owned);
+            jobs.push(job);
+        }
+    }
+    insert(&store, &jobs).await;
+    // Per group: 5 a second, bursts of 2: an interval of 200 ms, 200 ms
+    // ahead.
+    let rate = crate::RateLimit::per_second(5).burst(2);
+    let limit = |c: &mut JobClaim| c.group_rate_limits = vec![("rated".into(), rate)];
+    let owners = [shared.owner(), Uuid::new_v4(), Uuid::new_v4()];
+    let ms = |n: i64| t + chrono::Duration::milliseconds(n);
+    let mut tats = [i64::MIN; 3];
+    let mut at = 0i64;
+    let mut i = 0usize;
+    while at <= 20_000 {
+        let reply = claim_limited_by(shared, owners[i % 3], &["rated"], ms(at), limit).await;
+        for (g, group) in groups.iter().enumerate() {
+            let n = reply
+                .jobs
+                .iter()
+                .filter(|j| j.group.as_deref() == *group)
+                .count() as i64;
+            let (allowed, from) = gcra_allows(tats[g], at, 200, 200);
+            assert_eq!(
+                n, allowed,
+                "at {at} ms group {group:?} is allowed {allowed}: {:?}",
+                reply.jobs
+            );
+            tats[g] = from + n * 200;
+        }
+        let next = tats.iter().min().copied().unwrap_or_default() - 200;
+        assert_eq!(
+            reply.retry_at,
+            Some(ms(next)),
+            "at {at} ms the reply says when the first group allows its next start"
+        );
+        at += STEPS[i % STEPS.len()];
+        i += 1;
     }
     Verdict::Passed
 }

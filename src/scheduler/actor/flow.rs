@@ -69,9 +69,9 @@ impl Flow {
 
     /// Takes a start of a job of `group` at `now_us`, or says why not and
     /// whether the group's limit (rather than the task's) is why. With
-    /// `rate_claimed`, the task's rate limit was counted when its jobs
-    /// were claimed (a shared store holds it for every process), so it is
-    /// not counted again here.
+    /// `rate_claimed`, the task's rate limit and its rate limit per group
+    /// were counted when its jobs were claimed (a shared store holds them
+    /// for every process), so they are not counted again here.
     fn try_start(
         &mut self,
         group: &GroupKey,
@@ -88,8 +88,10 @@ impl Flow {
                 .map_err(|at| (Blocked::Until(at), false))?;
         }
         if let Some(keyed) = self.per_group.as_mut() {
-            keyed.check(group, now_us).map_err(|b| (b, true))?;
-            keyed.take(group, now_us);
+            keyed
+                .check(group, now_us, rate_claimed)
+                .map_err(|b| (b, true))?;
+            keyed.take(group, now_us, rate_claimed);
         }
         if let Some(rate) = self.rate.as_mut().filter(|_| !rate_claimed) {
             rate.take(now_us);
@@ -199,7 +201,9 @@ impl Scheduler {
         let Some(gate) = self.routes.tag_gates.get(tag).and_then(Option::as_ref) else {
             return true;
         };
-        match gate.check(now_ms.saturating_mul(1000)) {
+        // On a shared store the claim holds the tag's rate limit, for
+        // every process together.
+        match gate.check(now_ms.saturating_mul(1000), self.shared.is_some()) {
             Ok(()) => true,
             Err(Blocked::Running) => false,
             Err(Blocked::Until(at_us)) => {
@@ -214,8 +218,9 @@ impl Scheduler {
     /// A job of tag slot `tag` starts now: it counts against the tag's
     /// limits.
     pub(super) fn tag_started(&mut self, tag: usize, now_ms: u64) {
+        let rate_claimed = self.shared.is_some();
         if let Some(gate) = self.routes.tag_gates.get_mut(tag).and_then(Option::as_mut) {
-            gate.take(now_ms.saturating_mul(1000));
+            gate.take(now_ms.saturating_mul(1000), rate_claimed);
         }
     }
 
@@ -234,6 +239,7 @@ impl Scheduler {
         let Some(slot) = self.routes.tasks.get_mut(task as usize) else {
             return;
         };
+        let mut tag_limits_running = false;
         if let Some(gate) = slot
             .tag
             .and_then(|t| self.routes.tag_gates.get_mut(t as usize))
@@ -241,26 +247,32 @@ impl Scheduler {
         {
             // Its tag's room is free again: the next dispatch takes it.
             gate.ended();
+            tag_limits_running = gate.max_running().is_some();
         }
-        let Some(flow) = slot.flow.as_deref_mut() else {
-            return;
-        };
-        let limits_running = flow.max_running.is_some()
-            || flow
-                .per_group
-                .as_ref()
-                .is_some_and(|k| k.max_running().is_some());
+        let flow = slot.flow.as_deref_mut();
+        let limits_running = tag_limits_running
+            || flow.as_ref().is_some_and(|flow| {
+                flow.max_running.is_some()
+                    || flow
+                        .per_group
+                        .as_ref()
+                        .is_some_and(|k| k.max_running().is_some())
+            });
         if limits_running && self.shared.is_some() {
             // Its lease ends only when its end is stored. The next claim
-            // is told it ended (it no longer counts against the limit), so
-            // this process refills its room at once; and claims again once
-            // the end is stored, for room other processes may also see.
+            // is told it ended (it no longer counts against the task's or
+            // the tag's limit), so this process refills its room at once;
+            // and claims again once the end is stored, for room other
+            // processes may also see.
             if let Some(e) = self.jobs.get(job_slot) {
                 self.flow_credits.push(e.job.id);
             }
             self.claim_after_flush = true;
             self.claim_now = true;
         }
+        let Some(flow) = flow else {
+            return;
+        };
         let Some(tag) = slot.tag else { return };
         let jobs = &self.jobs;
         // A held job cancelled or expired meanwhile is passed over, so the

@@ -110,6 +110,11 @@ impl Routes {
         i
     }
 
+    /// The queue's limits of tag `tag`, if any.
+    pub(super) fn tag_limit(&self, tag: &str) -> Option<crate::flow::TagLimit> {
+        self.tag_limits.get(tag)
+    }
+
     /// The name of tag slot `tag`.
     pub(super) fn tag_name(&self, tag: u32) -> Option<String> {
         self.tag_index

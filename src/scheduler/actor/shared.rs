@@ -198,8 +198,9 @@ impl Scheduler {
     }
 
     /// The limits the claim counts, of the served tasks that have one:
-    /// on running jobs, the task's own and each group's; and the task's
-    /// rate limit, which the store holds for every process together.
+    /// on running jobs, the task's own, each group's and its tag's; and
+    /// the task's, each group's and the tag's rate limits, which the
+    /// store holds for every process together.
     fn running_limits(&self, tasks: &[String]) -> RunningLimits {
         let mut limits = RunningLimits::default();
         for (name, i) in self.routes.task_names() {
@@ -218,6 +219,31 @@ impl Scheduler {
             if let Some(rate) = def.rate_limit {
                 limits.rate.push((name.to_string(), rate));
             }
+            if let Some(rate) = def.rate_limit_per_group {
+                limits.group_rate.push((name.to_string(), rate));
+            }
+            // The served task's tag, once, with every task defined here
+            // for it (their jobs count against its running limit).
+            let Some(limit) = self.routes.tag_limit(&def.tag) else {
+                continue;
+            };
+            if limits.tags.iter().any(|t| t.tag == def.tag) {
+                continue;
+            }
+            let mut members: Vec<String> = self
+                .routes
+                .tasks
+                .iter()
+                .filter(|t| t.def.as_ref().is_some_and(|d| d.tag == def.tag))
+                .map(|t| t.name.to_string())
+                .collect();
+            members.sort();
+            limits.tags.push(crate::store::TagClaimLimit {
+                tag: def.tag.clone(),
+                tasks: members,
+                max_running: limit.max_running,
+                rate: limit.rate,
+            });
         }
         limits
     }
@@ -228,10 +254,10 @@ impl Scheduler {
         }
         let tasks = self.served_tasks();
         let limits = self.running_limits(&tasks);
-        let credits = if limits.per_task.is_empty() && limits.per_group.is_empty() {
-            Vec::new()
-        } else {
+        let credits = if limits.counts_running() {
             self.flow_credits()
+        } else {
+            Vec::new()
         };
         let free: usize = self
             .workers

@@ -40,8 +40,9 @@ pub(crate) struct Claimer {
 }
 
 /// The limits of the served tasks a claim must respect (see
-/// [`JobClaim::running_limits`], [`JobClaim::group_running_limits`] and
-/// [`JobClaim::rate_limits`]).
+/// [`JobClaim::running_limits`], [`JobClaim::group_running_limits`],
+/// [`JobClaim::rate_limits`], [`JobClaim::group_rate_limits`] and
+/// [`JobClaim::tag_limits`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RunningLimits {
     /// Each limited task's own limit.
@@ -50,6 +51,20 @@ pub(crate) struct RunningLimits {
     pub(crate) per_group: Vec<(String, u32)>,
     /// Each rate-limited task's rate limit.
     pub(crate) rate: Vec<(String, crate::RateLimit)>,
+    /// Each task's rate limit per group.
+    pub(crate) group_rate: Vec<(String, crate::RateLimit)>,
+    /// The limits of the served tasks' tags.
+    pub(crate) tags: Vec<crate::store::TagClaimLimit>,
+}
+
+impl RunningLimits {
+    /// Whether a limit counts the jobs leased and not final (so a claim
+    /// sends the ends not stored yet).
+    pub(crate) fn counts_running(&self) -> bool {
+        !self.per_task.is_empty()
+            || !self.per_group.is_empty()
+            || self.tags.iter().any(|t| t.max_running.is_some())
+    }
 }
 
 impl Claimer {
@@ -125,6 +140,8 @@ impl Claimer {
             running_limits: limits.per_task,
             group_running_limits: limits.per_group,
             rate_limits: limits.rate,
+            group_rate_limits: limits.group_rate,
+            tag_limits: limits.tags,
             now,
             ended,
             group_weights: Vec::new(),

@@ -45,17 +45,23 @@ pub(super) enum Form {
 }
 
 /// How a claim of limited tasks reads its rooms (see
-/// [`picked_sql`]): the functions of schema version 17, which take the
-/// limited tasks' locks and then count under a fresh snapshot.
+/// [`picked_sql`]): the functions of schema version 18, which take the
+/// limited tasks' and tags' locks and then count under a fresh snapshot.
 pub(super) struct Rooms<'a> {
     /// The `FROM` item of each served task's room: a call of
-    /// `claim_rooms`, columns `task`, `n`, `gcap`, `ng` and the rate
-    /// limit's.
+    /// `claim_limits`, columns `task`, `n`, `gcap`, `ng`, the rate
+    /// limits' (the task's, per group, the tag's), `tag` (of a limited
+    /// tag) and `tn`, the tag's room.
     pub(super) rooms: &'a str,
-    /// The function of a group's room (`claim_group_room`).
+    /// The function of a group's room and rate (`claim_group_limits`).
     pub(super) group_room: &'a str,
     /// The parameter of the ids of jobs ended but maybe not stored yet.
     pub(super) ended: usize,
+    /// The parameter of the claim's time (µs since the Unix epoch).
+    pub(super) now: usize,
+    /// Some served task has a limited tag: the claim takes at most `tn`
+    /// of each such tag's served tasks together.
+    pub(super) tagged: bool,
 }
 
 /// The `WITH ... picked AS (...)` of a claim, picking the ids to lease,
@@ -66,10 +72,12 @@ pub(super) struct Rooms<'a> {
 ///
 /// With `rooms`, each served task has its room `n` (what its limits let
 /// this claim take) and the room `ng` of its jobs without a group (at
-/// most `n`); each group of a task with a cap per group reads at most its
-/// own room (one call of the group room function, which reads it after
-/// the rooms' locks were taken: it takes a served task's cap, so it runs
-/// on the rooms' rows).
+/// most `n`); each group of a task with a cap or a rate per group reads
+/// at most its own room (one call of the group function, which reads it
+/// after the rooms' locks were taken: it takes a served task's limits,
+/// so it runs on the rooms' rows; `lanes` keeps its `rate_allowed` and
+/// `rate_from`); and the served tasks of a limited tag take at most its
+/// room `tn` together, the best first.
 pub(super) fn picked_sql(
     form: Form,
     jobs: &str,
@@ -79,7 +87,7 @@ pub(super) fn picked_sql(
 ) -> String {
     let served = match rooms {
         None => format!(
-            "SELECT t.task, $3::bigint AS n, $3::bigint AS ng
+            "SELECT t.task, $3::bigint AS n, $3::bigint AS ng, NULL::text AS tag, $3::bigint AS tn
              FROM UNNEST($1::text[]) AS t(task) WHERE {not_suspended}"
         ),
         Some(r) => format!(
@@ -87,27 +95,54 @@ pub(super) fn picked_sql(
             rooms = r.rooms
         ),
     };
-    // The room of group `k.grp` of task `s.task`.
-    let group_room = match rooms {
-        None => "s.n".to_owned(),
-        Some(r) => format!(
-            "CASE WHEN s.gcap IS NULL THEN s.n
-                  ELSE LEAST(s.n, {f}(k.task, k.grp, s.gcap, ${ended}::uuid[])) END",
-            f = r.group_room,
-            ended = r.ended
+    // The room of group `k.grp` of task `s.task`, and its rate limit's
+    // state: read only for a task limited per group.
+    let (group_room, group_limits) = match rooms {
+        None => ("s.n AS room".to_owned(), String::new()),
+        Some(r) => (
+            "LEAST(s.n, COALESCE(g.room, s.n)) AS room, g.allowed AS rate_allowed, g.rate_from"
+                .to_owned(),
+            format!(
+                "LEFT JOIN LATERAL (
+                     SELECT f.* FROM {f}(k.task, k.grp, s.gcap, s.group_interval, s.group_tolerance,
+                                         ${ended}::uuid[], ${now}::bigint, $3::bigint) AS f
+                     WHERE s.gcap IS NOT NULL OR s.group_interval IS NOT NULL) AS g ON true",
+                f = r.group_room,
+                ended = r.ended,
+                now = r.now
+            ),
         ),
     };
+    let tagged = rooms.is_some_and(|r| r.tagged);
     if form == Form::Fast {
+        let lateral = format!(
+            "FROM served AS t CROSS JOIN LATERAL (
+                 SELECT id, priority, run_at, created_at FROM {jobs}
+                 WHERE task = t.task AND group_key IS NULL AND leased_by IS NULL
+                   AND status IN {CLAIMABLE} AND run_at <= $2
+                 ORDER BY priority, run_at, created_at, id
+                 LIMIT LEAST($3, t.ng, t.tn)
+                 FOR UPDATE SKIP LOCKED) AS c"
+        );
+        if tagged {
+            // At most `tn` of a limited tag's tasks together, best first.
+            return format!(
+                "WITH served AS ({served}),
+                 picked AS (
+                     SELECT x.id FROM (
+                         SELECT c.id, c.priority, c.run_at, c.created_at, t.tag, t.tn,
+                                row_number() OVER (
+                                    PARTITION BY t.tag ORDER BY c.priority, c.run_at, c.created_at, c.id) AS in_tag
+                         {lateral}) AS x
+                     WHERE x.tag IS NULL OR x.in_tag <= x.tn
+                     ORDER BY x.priority, x.run_at, x.created_at, x.id
+                     LIMIT $3)"
+            );
+        }
         return format!(
             "WITH served AS ({served}),
              picked AS (
-                 SELECT c.id FROM served AS t CROSS JOIN LATERAL (
-                     SELECT id, priority, run_at, created_at FROM {jobs}
-                     WHERE task = t.task AND group_key IS NULL AND leased_by IS NULL
-                       AND status IN {CLAIMABLE} AND run_at <= $2
-                     ORDER BY priority, run_at, created_at, id
-                     LIMIT LEAST($3, t.ng)
-                     FOR UPDATE SKIP LOCKED) AS c
+                 SELECT c.id {lateral}
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)"
         );
@@ -122,10 +157,23 @@ pub(super) fn picked_sql(
     };
     // Per task, at most its room `n`: only a claim with caps needs the
     // count.
+    // And per limited tag, at most its room `tn`, of the jobs each task's
+    // room lets through.
     let (ranked, in_task) = match rooms {
         None => (
             "ranked AS (SELECT * FROM plain UNION ALL SELECT * FROM grouped),",
             "",
+        ),
+        Some(_) if tagged => (
+            "ranked_tasks AS (
+                 SELECT u.*, row_number() OVER (
+                     PARTITION BY u.task ORDER BY u.priority, u.turn, u.run_at, u.created_at, u.id) AS in_task
+                 FROM (SELECT * FROM plain UNION ALL SELECT * FROM grouped) AS u),
+             ranked AS (
+                 SELECT r.*, row_number() OVER (
+                     PARTITION BY r.tag ORDER BY r.priority, r.turn, r.run_at, r.created_at, r.id) AS in_tag
+                 FROM ranked_tasks AS r WHERE r.in_task <= r.n),",
+            "WHERE tag IS NULL OR in_tag <= tn",
         ),
         Some(_) => (
             "ranked AS (
@@ -150,8 +198,9 @@ pub(super) fn picked_sql(
                              ORDER BY g.group_key LIMIT 1)
              FROM group_keys AS k WHERE k.grp IS NOT NULL),
          lanes AS (
-             SELECT k.task, k.grp, COALESCE(w.stride, {STRIDE}) AS stride, {group_room} AS room
+             SELECT k.task, k.grp, COALESCE(w.stride, {STRIDE}) AS stride, {group_room}
              FROM group_keys AS k JOIN served AS s ON s.task = k.task
+             {group_limits}
              LEFT JOIN UNNEST(${names}::text[], ${strides}::bigint[]) AS w(grp, stride) ON w.grp = k.grp
              WHERE k.grp IS NOT NULL),
          shares AS (
@@ -162,7 +211,7 @@ pub(super) fn picked_sql(
                        WHERE task = s.task AND group_key IS NULL AND leased_by IS NULL
                          AND status IN {CLAIMABLE} AND run_at <= $2)) THEN 1 ELSE 0 END) AS total),
          plain AS (
-             SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n,
+             SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n, s.tag, s.tn,
                     row_number() OVER (PARTITION BY c.priority ORDER BY c.run_at, c.created_at, c.id)
                         * {STRIDE} AS turn
              FROM served AS s CROSS JOIN shares CROSS JOIN LATERAL (
@@ -170,10 +219,10 @@ pub(super) fn picked_sql(
                  WHERE task = s.task AND group_key IS NULL AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
-                 LIMIT LEAST(s.ng, {plain_cap})
+                 LIMIT LEAST(s.ng, s.tn, {plain_cap})
                  FOR UPDATE SKIP LOCKED) AS c),
          grouped AS (
-             SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n,
+             SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n, s.tag, s.tn,
                     row_number() OVER (PARTITION BY c.priority, l.grp ORDER BY c.run_at, c.created_at, c.id)
                         * l.stride AS turn
              FROM lanes AS l JOIN served AS s ON s.task = l.task CROSS JOIN shares CROSS JOIN LATERAL (
@@ -181,7 +230,7 @@ pub(super) fn picked_sql(
                  WHERE task = l.task AND group_key = l.grp AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
-                 LIMIT LEAST(l.room, {group_cap})
+                 LIMIT LEAST(l.room, s.tn, {group_cap})
                  FOR UPDATE SKIP LOCKED) AS c),
          {ranked}
          picked AS (

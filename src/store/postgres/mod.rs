@@ -67,6 +67,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("migrations/0015_event_log.sql")),
     (16, include_str!("migrations/0016_callback_secret.sql")),
     (17, include_str!("migrations/0017_flow_limits.sql")),
+    (18, include_str!("migrations/0018_tag_limits.sql")),
     (19, include_str!("migrations/0019_no_vacuum_truncate.sql")),
 ];
 
