@@ -351,7 +351,12 @@ pub fn run(spec: &Spec) -> Result<Outcome, Fail> {
         Peer::Kessel => vec!["--samples".to_owned(), producer_file.display().to_string()],
         Peer::Awa => Vec::new(),
     };
-    let mut procs = vec![spawn(&program, &role_args("producer", &producer_args), 0, &tx)?];
+    let mut procs = vec![spawn(
+        &program,
+        &role_args("producer", &producer_args),
+        0,
+        &tx,
+    )?];
     wait_ready(1, "the producer")?;
     let mut sample_files = Vec::new();
     for i in 0..spec.processes {
@@ -722,7 +727,10 @@ async fn producer(url: &str, samples_file: Option<&Path>) -> Result<(), Fail> {
     let _ = queue.shutdown(Duration::from_secs(5)).await;
     let _ = store.close().await;
     if let Some(path) = samples_file {
-        write_samples(path, std::mem::take(&mut *calls.lock().expect("not poisoned")))?;
+        write_samples(
+            path,
+            std::mem::take(&mut *calls.lock().expect("not poisoned")),
+        )?;
     }
     Ok(())
 }
@@ -807,7 +815,10 @@ async fn worker(url: &str, concurrency: usize, samples_file: Option<&Path>) -> R
     let _ = queue.shutdown(Duration::from_secs(5)).await;
     let _ = store.close().await;
     if let Some(path) = samples_file {
-        write_samples(path, std::mem::take(&mut *samples.lock().expect("not poisoned")))?;
+        write_samples(
+            path,
+            std::mem::take(&mut *samples.lock().expect("not poisoned")),
+        )?;
     }
     say(&format!("ran {}", ran.load(Ordering::Relaxed)));
     Ok(())
