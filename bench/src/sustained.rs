@@ -18,7 +18,9 @@
 //!   finished handlers changed, at most every 2 ms;
 //! - on `stop` a worker writes its samples (created, latency; little-endian
 //!   u64 pairs, Unix ns) to its samples file, says its last `ran K` and
-//!   exits; a failure is said as `failed <why>`.
+//!   exits; kessel's producer, given `--samples`, writes each create
+//!   call's (began, took) pairs there the same way before it exits; a
+//!   failure is said as `failed <why>`.
 //!
 //! The parent keeps the backlog (asked for minus finished) at 4,000 jobs,
 //! or asks for jobs at a fixed rate (single creates). After a warm-up it
