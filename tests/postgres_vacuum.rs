@@ -97,3 +97,96 @@ async fn a_running_queue_vacuums_its_jobs_table_once_dead_rows_pass_the_threshol
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;
 }
+
+/// The jobs table's counts in the test's schema: (vacuums, analyzes, rows
+/// changed since the last analyze), kessel's own (not autovacuum's).
+async fn jobs_stats(db: &pg::TestDb) -> (i64, i64, i64) {
+    sqlx::query_as::<_, (i64, i64, i64)>(
+        "SELECT vacuum_count, analyze_count, n_mod_since_analyze
+         FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'jobs'",
+    )
+    .bind(&db.schema)
+    .fetch_one(&db.pool)
+    .await
+    .expect("read the jobs table's statistics")
+}
+
+/// Waits (real time, for the server's counts) until `done` holds of the
+/// jobs table's counts, running `meanwhile` between looks.
+async fn wait_for_jobs_stats(
+    db: &pg::TestDb,
+    what: &str,
+    mut meanwhile: impl FnMut() -> Option<String>,
+    done: impl Fn((i64, i64, i64)) -> bool,
+) -> (i64, i64, i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = jobs_stats(db).await;
+        if done(stats) {
+            return stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 60 s, last {stats:?}"
+        );
+        if let Some(sql) = meanwhile() {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&db.pool)
+                .await
+                .expect("change some jobs");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_busy_jobs_table_has_its_statistics_taken_at_most_once_a_minute() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = PgStore::connect_with(db.options().vacuum_after(Some(10)))
+        .await
+        .expect("connect the store");
+    // No worker: the jobs wait, and only this test changes them.
+    let queue = Queue::builder()
+        .store(Arc::new(store))
+        .build()
+        .await
+        .expect("build the queue");
+    queue
+        .create_many((0..10_000).map(|n| NewJob::new("waits", n)))
+        .await
+        .unwrap();
+    let touch_all = format!("UPDATE {}.jobs SET priority = priority", db.schema);
+    let touch_some = format!(
+        "UPDATE {}.jobs SET priority = priority WHERE id IN (SELECT id FROM {}.jobs LIMIT 100)",
+        db.schema, db.schema
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(touch_all.clone()))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Never analyzed, 20,000 changes of 10,000 rows: the queue's vacuum
+    // takes the statistics.
+    wait_for_jobs_stats(&db, "the first analyze", || None, |(_, a, _)| a >= 1).await;
+    // As many changes again, seen by the server's counts...
+    sqlx::raw_sql(sqlx::AssertSqlSafe(touch_all))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (vacuums, _, _) =
+        wait_for_jobs_stats(&db, "the changes counted", || None, |(_, _, m)| m >= 10_000).await;
+    // ...and two vacuums after that (the second surely read them), fed
+    // with a few dead rows each time.
+    let (_, analyzes, changed) = wait_for_jobs_stats(
+        &db,
+        "two more vacuums",
+        || Some(touch_some.clone()),
+        |(v, _, _)| v >= vacuums + 2,
+    )
+    .await;
+    assert_eq!(
+        analyzes, 1,
+        "statistics taken again within a minute ({changed} rows changed since)"
+    );
+    queue.shutdown(Duration::from_secs(5)).await.unwrap();
+    db.drop().await;
+}

@@ -893,15 +893,26 @@ impl SharedStore for PgStore {
 
 /// Whether a table whose rows changed `changed` times since its
 /// statistics were taken, of `live` rows, needs them taken again: past a
-/// tenth of its rows and at least 10,000 changes. The planner's choices
-/// for the claim and the pruner's deletes rest on them, and autovacuum,
-/// which would otherwise take them, may be off or far behind a busy
-/// queue: with statistics from an empty table, pruning a backlog of
-/// completed jobs took 1.6 s a batch of 1,024 (a scan of the whole table,
-/// and of its log lines), behind jobs completing at 15,000 a second.
-fn stale_statistics(changed: i64, live: i64) -> bool {
-    changed >= 10_000 && changed >= live / 10
+/// tenth of its rows and at least 10,000 changes, and, when they were
+/// taken before (`since` ago, by kessel or autovacuum, from any process),
+/// at least [`ANALYZE_SPACING`] ago. The planner's choices for the claim
+/// and the pruner's deletes rest on them, and autovacuum, which would
+/// otherwise take them, may be off or far behind a busy queue: with
+/// statistics from an empty table, pruning a backlog of completed jobs
+/// took 1.6 s a batch of 1,024 (a scan of the whole table, and of its log
+/// lines), behind jobs completing at 15,000 a second. The spacing: a queue
+/// table changes by a tenth every second at a few thousand jobs a second,
+/// and an `ANALYZE` each second (0.1–0.5 s of sampling each on two cores,
+/// and every session's prepared statements planned again after it) held
+/// creates back for up to 100 ms at a time.
+fn stale_statistics(changed: i64, live: i64, since: Option<Duration>) -> bool {
+    changed >= 10_000 && changed >= live / 10 && since.is_none_or(|since| since >= ANALYZE_SPACING)
 }
+
+/// How long statistics taken are left alone at least (see
+/// [`stale_statistics`]): autovacuum visits a database at most this
+/// often too (its default `autovacuum_naptime`).
+const ANALYZE_SPACING: Duration = Duration::from_secs(60);
 
 /// How often [`vacuum`] reads the tables' dead-tuple counts.
 const VACUUM_CHECK: Duration = Duration::from_secs(1);
@@ -932,18 +943,26 @@ async fn vacuum(
         }
         rest = VACUUM_CHECK;
         for table in &tables {
-            // Dead rows, and rows changed since the table's statistics
-            // were last taken, against its live rows.
-            let counts: Result<(Option<i64>, Option<i64>, Option<i64>), _> = sqlx::query_as(
-                "SELECT pg_stat_get_dead_tuples(r), pg_stat_get_mod_since_analyze(r),
-                        pg_stat_get_live_tuples(r)
-                 FROM to_regclass($1) AS r",
-            )
-            .bind(table)
-            .fetch_one(&pool)
-            .await;
-            let (dead_now, changed, live) = match counts {
-                Ok((d, c, l)) => (d.unwrap_or(0), c.unwrap_or(0), l.unwrap_or(0)),
+            // Dead rows, rows changed since the table's statistics were
+            // last taken, live rows, and seconds since they were taken.
+            let counts: Result<(Option<i64>, Option<i64>, Option<i64>, Option<f64>), _> =
+                sqlx::query_as(
+                    "SELECT pg_stat_get_dead_tuples(r), pg_stat_get_mod_since_analyze(r),
+                            pg_stat_get_live_tuples(r),
+                            EXTRACT(EPOCH FROM now() - GREATEST(pg_stat_get_last_analyze_time(r),
+                                                                pg_stat_get_last_autoanalyze_time(r)))::float8
+                     FROM to_regclass($1) AS r",
+                )
+                .bind(table)
+                .fetch_one(&pool)
+                .await;
+            let (dead_now, changed, live, since) = match counts {
+                Ok((d, c, l, s)) => (
+                    d.unwrap_or(0),
+                    c.unwrap_or(0),
+                    l.unwrap_or(0),
+                    s.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)),
+                ),
                 Err(e) => {
                     tracing::warn!(error = %e, "reading dead tuples failed");
                     rest = VACUUM_CHECK * 10;
@@ -953,7 +972,7 @@ async fn vacuum(
             if u64::try_from(dead_now).unwrap_or(0) <= dead {
                 continue;
             }
-            let analyze = stale_statistics(changed, live);
+            let analyze = stale_statistics(changed, live, since);
             let started = std::time::Instant::now();
             let command = if analyze {
                 "VACUUM (SKIP_LOCKED, TRUNCATE false, ANALYZE)"
@@ -1053,16 +1072,38 @@ async fn listen(
 
 #[cfg(test)]
 mod tests {
-    use super::stale_statistics;
+    use std::time::Duration;
+
+    use super::{stale_statistics, ANALYZE_SPACING};
 
     #[test]
     fn statistics_are_taken_again_past_a_tenth_of_the_rows_and_ten_thousand_changes() {
         // A table that grew from nothing: its statistics say empty.
-        assert!(stale_statistics(2_000_000, 1_900_000));
-        assert!(stale_statistics(10_000, 0));
+        assert!(stale_statistics(2_000_000, 1_900_000, None));
+        assert!(stale_statistics(10_000, 0, None));
         // A busy large table with few changes since: left alone.
-        assert!(!stale_statistics(50_000, 1_000_000));
+        assert!(!stale_statistics(50_000, 1_000_000, None));
         // A small table: a vacuum's worth of changes is not worth it.
-        assert!(!stale_statistics(9_999, 0));
+        assert!(!stale_statistics(9_999, 0, None));
+    }
+
+    #[test]
+    fn statistics_taken_less_than_a_minute_ago_are_left_alone_however_busy_the_table() {
+        // A queue table at a few thousand jobs a second changes by a
+        // tenth every second: once a minute at most, not every vacuum.
+        let just_now = Some(Duration::from_secs(1));
+        assert!(!stale_statistics(2_000_000, 100_000, just_now));
+        assert!(!stale_statistics(
+            2_000_000,
+            100_000,
+            Some(ANALYZE_SPACING - Duration::from_millis(1))
+        ));
+        assert!(stale_statistics(2_000_000, 100_000, Some(ANALYZE_SPACING)));
+        // Still only past a tenth of the rows, however long ago.
+        assert!(!stale_statistics(
+            50_000,
+            1_000_000,
+            Some(Duration::from_secs(3600))
+        ));
     }
 }
