@@ -209,6 +209,12 @@ struct Args {
     /// How long the `pg-retention` workload runs, seconds (default 600).
     #[arg(long)]
     retention_secs: Option<f64>,
+    /// The rate of the `sustained` workload's latency row at 16 workers,
+    /// jobs/s, instead of half the capacity its backlog rows measured
+    /// (with `--only sustained-paced`, which measures no capacity, the row
+    /// runs only when this is given).
+    #[arg(long)]
+    half_rate: Option<f64>,
 }
 
 /// Counts and limits of one run.
@@ -251,6 +257,9 @@ struct Plan {
     /// How long the `pg-retention` run lasts.
     retention_window: Duration,
     half_window: Duration,
+    /// The latency row's rate when given (`--half-rate`), else half the
+    /// measured capacity.
+    half_rate: Option<f64>,
     /// The same on PostgreSQL.
     remote_pg_n: u64,
     /// Jobs per run of the `payloads` workload, and its rounds.
@@ -293,6 +302,7 @@ impl Plan {
             paced_window: Duration::from_secs(30),
             retention_window: Duration::from_secs(600),
             half_window: Duration::from_secs(10),
+            half_rate: None,
             remote_pg_n: 20_000,
             payload_n: 1_000_000,
             payload_rounds: 5,
@@ -332,6 +342,7 @@ impl Plan {
             paced_window: Duration::from_millis(700),
             retention_window: Duration::from_secs(2),
             half_window: Duration::from_millis(700),
+            half_rate: None,
             remote_pg_n: 500,
             payload_n: 20_000,
             payload_rounds: 1,
@@ -398,6 +409,7 @@ fn main() -> ExitCode {
     if let Some(secs) = args.retention_secs.filter(|s| s.is_finite() && *s > 0.0) {
         plan.retention_window = Duration::from_secs_f64(secs);
     }
+    plan.half_rate = args.half_rate.filter(|r| r.is_finite() && *r > 0.0);
     let workloads: Vec<Workload> = if args.only.is_empty() {
         // `durable` runs the multi-process burn-downs too; `burn-down`
         // has a metrics-on row, which `metrics-cost` repeats in turns.
@@ -742,11 +754,17 @@ impl Bench {
         }
         let window = self.plan.half_window;
         for &system in systems {
-            let Some(rate) = capacity.get(&system).map(|c| c / 2.0) else {
+            let half = capacity.get(&system).map(|c| c / 2.0);
+            let Some(rate) = self.plan.half_rate.or(half) else {
                 continue;
             };
+            let what = if self.plan.half_rate.is_some() {
+                "given"
+            } else {
+                "half of capacity"
+            };
             let params = format!(
-                "{} jobs/s (half of capacity), 16 workers, 1 process, {:.0?}",
+                "{} jobs/s ({what}), 16 workers, 1 process, {:.0?}",
                 report::human(rate),
                 window
             );
