@@ -17,8 +17,8 @@
 //! waiting, else the fair one: a queue without groups pays one index
 //! probe per claim, and a grouped job created meanwhile waits at most one
 //! claim before groups take turns. A fast claim that comes back short
-//! with grouped jobs waiting (or empty, not knowing) asks again the fair
-//! way; a fair batch left short with grouped jobs in it (a group had
+//! with grouped jobs waiting asks again the fair way (every statement
+//! says whether they wait, with a row of NULLs when it takes nothing); a fair batch left short with grouped jobs in it (a group had
 //! fewer due jobs than its share, or only delayed ones) asks once more
 //! for the rest, each group reading up to the whole rest. So a short
 //! claim still means nothing more is due, in at most three statements. Rows are locked as they are read, skipping those another
