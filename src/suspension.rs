@@ -125,7 +125,7 @@ pub struct Suspension {
     pub what: Suspended,
     /// Who suspended it: the label given to
     /// [`Queue::suspend_by`](crate::Queue::suspend_by), or the process
-    /// that asked ([`Queue::node_label`](crate::Queue::node_label)).
+    /// that asked (its process id, and on a shared store its owner id).
     pub by: String,
     /// Since when.
     pub since: DateTime<Utc>,

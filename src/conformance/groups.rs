@@ -1,4 +1,4 @@
-//! Fair groups (see [`crate::group`]) on the store under test: a job's
+//! Fair groups (see `flow-control.md`, "Fair groups") on the store under test: a job's
 //! group is stored with it; within a priority the groups of a tag take
 //! weighted turns, on a store of one process (the scheduler orders what
 //! it holds) and on a shared one (each claim shares its batch between
