@@ -27,6 +27,7 @@ mod shared;
 mod suspensions;
 mod transactional;
 mod unique;
+mod vacuum;
 
 use std::collections::HashMap;
 use std::sync::Arc;
