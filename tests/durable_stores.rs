@@ -330,6 +330,7 @@ mod postgres {
                 lease_until: jobs[11].run_at + chrono::Duration::hours(1),
                 running_limits: Vec::new(),
                 group_running_limits: Vec::new(),
+                places: Vec::new(),
                 ended: Vec::new(),
                 group_weights: Vec::new(),
                 rate_limits: Vec::new(),

@@ -294,6 +294,7 @@ mod postgres {
             lease_until: now + chrono::Duration::seconds(30),
             running_limits: Vec::new(),
             group_running_limits: Vec::new(),
+            places: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
@@ -309,6 +310,7 @@ mod postgres {
         let limited = JobClaim {
             running_limits: vec![("work".into(), 5)],
             group_running_limits: Vec::new(),
+            places: Vec::new(),
             ..claim.clone()
         };
         assert!(store.jobs_claim(&limited).await.unwrap().is_empty());

@@ -314,6 +314,7 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         lease_until: Utc::now() + chrono::Duration::minutes(5),
         running_limits: Vec::new(),
         group_running_limits: Vec::new(),
+        places: Vec::new(),
         ended: Vec::new(),
         group_weights: Vec::new(),
         rate_limits: Vec::new(),

@@ -32,13 +32,25 @@ pub struct JobClaim {
     pub limit: usize,
     /// The lease lasts until then.
     pub lease_until: DateTime<Utc>,
-    /// Tasks limited in how many of their jobs may be leased at once, by
-    /// every owner together (see
-    /// [`TaskBuilder::max_running`](crate::TaskBuilder::max_running)): a
-    /// claim takes at most the limit minus the jobs of the task already
-    /// leased and not final. Claims of limited tasks take turns, so the
-    /// limit holds whichever processes claim at once.
+    /// Tasks limited in how many of their jobs may run at once, by every
+    /// owner together (see
+    /// [`TaskBuilder::max_running`](crate::TaskBuilder::max_running)),
+    /// held as **places**: the claim gives its owner up to
+    /// [`places`](JobClaim::places) of the places the other
+    /// owners leave, says how many in [`ClaimReply::places`], and takes at
+    /// most a few jobs per place (the owner runs at most its places at
+    /// once; the others wait in the process and start there as places
+    /// free). An owner keeps at most as many places as it has jobs of the
+    /// task leased and not final, so a process with nothing to run gives
+    /// its places back at its next claim; its places lapse with its
+    /// leases. Claims of limited tasks take turns, so the limit holds
+    /// whichever processes claim at once.
     pub running_limits: Vec<(String, u32)>,
+    /// What this owner asks of each task in
+    /// [`running_limits`](JobClaim::running_limits): how many places it
+    /// wants and how many of the task's jobs it holds. A task left out
+    /// asks for its whole limit, and the store counts what it holds.
+    pub places: Vec<TaskPlaces>,
     /// Tasks limited in how many jobs of each group may be leased at once,
     /// by every owner together (see
     /// [`TaskBuilder::max_running_per_group`](crate::TaskBuilder::max_running_per_group)):
@@ -85,6 +97,49 @@ pub struct JobClaim {
     /// present, a group of weight `w` taking `w` turns per turn of a group
     /// of weight 1; jobs without a group are one group of weight 1.
     pub group_weights: Vec<(String, f64)>,
+}
+
+/// How many jobs of a task with a running limit a claim leases at most
+/// per place its owner holds (see [`JobClaim::running_limits`]): one runs
+/// in the place, the others wait in the process and start there as
+/// places free, without a round trip to the store. Enough for a process
+/// to run short jobs at several times its places per claim; few enough
+/// that jobs leased ahead do not wait long in one process while another
+/// has free places.
+///
+/// # Examples
+///
+/// ```
+/// // A process holding 5 places of a task holds at most 320 of its jobs.
+/// assert_eq!(5 * kessel::store::JOBS_PER_PLACE, 320);
+/// ```
+pub const JOBS_PER_PLACE: u32 = 64;
+
+/// What a claim asks of a task's running limit held as places (see
+/// [`JobClaim::running_limits`]).
+///
+/// # Examples
+///
+/// ```
+/// use kessel::store::TaskPlaces;
+/// // Eight workers serve the task; three of its jobs run here and two
+/// // wait for a place.
+/// let asked = TaskPlaces { task: "export".into(), wanted: 8, holding: 5 };
+/// assert!(asked.holding <= 5 * 8);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskPlaces {
+    /// The task.
+    pub task: String,
+    /// How many places the owner asks for: about as many of the task's
+    /// jobs as it can run at once (its workers' slots for the task's
+    /// tag), and never fewer than it runs now.
+    pub wanted: u32,
+    /// How many of the task's jobs the owner holds (leased to it and not
+    /// ended: running, or waiting for a place or a worker). The claim
+    /// leases at most a few jobs per place less these, and leaves the
+    /// owner no more places than these and what it takes.
+    pub holding: u32,
 }
 
 /// A tag's limits as a claim counts them (see [`JobClaim::tag_limits`]):
@@ -135,6 +190,10 @@ pub struct ClaimReply {
     /// next start, on the claimer's clock. The claimer claims again then,
     /// not only when it is notified.
     pub retry_at: Option<DateTime<Utc>>,
+    /// The places this owner now holds of each task in
+    /// [`JobClaim::running_limits`] the claim served: how many of the
+    /// task's jobs it may run at once.
+    pub places: Vec<(String, u32)>,
 }
 
 /// What [`SharedStore::jobs_heartbeat`] renews.
@@ -198,6 +257,7 @@ pub trait SharedStore: Send + Sync {
         Ok(ClaimReply {
             jobs: self.jobs_claim(params).await?,
             retry_at: None,
+            places: Vec::new(),
         })
     }
 

@@ -19,6 +19,10 @@ use crate::task::TaskDef;
 #[derive(Debug)]
 pub(super) struct Flow {
     max_running: Option<u32>,
+    /// On a shared store, the places of `max_running` this process holds
+    /// (see `JobClaim::running_limits`): it runs at most this many at
+    /// once. `None` until a claim says.
+    places: Option<u32>,
     /// Runs of the task under way (started, no report yet).
     running: u32,
     rate: Option<Gcra>,
@@ -52,12 +56,19 @@ impl Flow {
                     f
                 });
         }
-        let (running, held, held_count, keyed) = match before {
-            Some(mut f) => (f.running, f.held, f.held_count, f.per_group.take()),
-            None => (0, ReadySet::default(), 0, None),
+        let (running, held, held_count, keyed, places) = match before {
+            Some(mut f) => (
+                f.running,
+                f.held,
+                f.held_count,
+                f.per_group.take(),
+                f.places,
+            ),
+            None => (0, ReadySet::default(), 0, None, None),
         };
         Some(Box::new(Flow {
             max_running: def.max_running,
+            places: places.filter(|_| def.max_running.is_some()),
             running,
             rate: def.rate_limit.as_ref().map(Gcra::new),
             burst: def.rate_limit.map_or(1, |r| r.burst_size()),
@@ -78,7 +89,7 @@ impl Flow {
         now_us: u64,
         rate_claimed: bool,
     ) -> Result<(), (Blocked, bool)> {
-        if self.max_running.is_some_and(|max| self.running >= max) {
+        if self.running_cap().is_some_and(|max| self.running >= max) {
             return Err((Blocked::Running, false));
         }
         if rate_claimed {
@@ -98,6 +109,18 @@ impl Flow {
         }
         self.running += 1;
         Ok(())
+    }
+
+    /// How many of the task's jobs may run here at once: the places this
+    /// process holds on a shared store, else the running limit.
+    fn running_cap(&self) -> Option<u32> {
+        self.max_running
+            .map(|max| self.places.unwrap_or(max).min(max))
+    }
+
+    /// How many jobs of the task run here now.
+    pub(super) fn running(&self) -> u32 {
+        self.running
     }
 
     /// Holds back a ready job.
@@ -258,17 +281,43 @@ impl Scheduler {
                         .as_ref()
                         .is_some_and(|k| k.max_running().is_some())
             });
+        // Only the task's own running limit, held as places here.
+        let places_only = !tag_limits_running
+            && flow.as_ref().is_some_and(|flow| {
+                flow.places.is_some()
+                    && flow
+                        .per_group
+                        .as_ref()
+                        .is_none_or(|k| k.max_running().is_none())
+            });
         if limits_running && self.shared.is_some() {
-            // Its lease ends only when its end is stored. The next claim
-            // is told it ended (it no longer counts against the task's or
-            // the tag's limit), so this process refills its room at once;
-            // and claims again once the end is stored, for room other
-            // processes may also see.
-            if let Some(e) = self.jobs.get(job_slot) {
-                self.flow_credits.push(e.job.id);
+            match flow.as_ref() {
+                // Its places are this process's: a job waiting here takes
+                // the place at once, and the claim refills the jobs
+                // leased ahead once half of them have started (a claim
+                // while most still wait would take next to nothing), or
+                // gives the places back when none is left.
+                // Its places are this process's: a job waiting here takes
+                // the place at once. Claim again at once all the same:
+                // the claim asks for as many as the workers got through
+                // since the last (its prefetch), so jobs keep coming
+                // ahead of the places; or gives the places back when
+                // nothing of the task is left here.
+                Some(_) if places_only => self.claim_now = true,
+                // A limit counted on every leased job (a tag's, a
+                // group's). Its lease ends only when its end is stored.
+                // The next claim is told it ended (it no longer counts
+                // against the limit), so this process refills its room
+                // at once; and claims again once the end is stored, for
+                // room other processes may also see.
+                _ => {
+                    if let Some(e) = self.jobs.get(job_slot) {
+                        self.flow_credits.push(e.job.id);
+                    }
+                    self.claim_after_flush = true;
+                    self.claim_now = true;
+                }
             }
-            self.claim_after_flush = true;
-            self.claim_now = true;
         }
         let Some(flow) = flow else {
             return;
@@ -305,6 +354,44 @@ impl Scheduler {
         }
     }
 
+    /// A claim says how many places of each task with a running limit
+    /// this process holds now (see `JobClaim::running_limits`): each runs
+    /// at most that many at once, and held jobs take the places that are
+    /// free.
+    pub(super) fn set_places(&mut self, places: &[(String, u32)]) {
+        let mut back = Vec::new();
+        for (name, n) in places {
+            let Some(i) = self.routes.task_index(name) else {
+                continue;
+            };
+            let slot = &mut self.routes.tasks[i as usize];
+            let (Some(flow), Some(tag)) = (slot.flow.as_deref_mut(), slot.tag) else {
+                continue;
+            };
+            if flow.max_running.is_none() {
+                continue;
+            }
+            flow.places = Some(*n);
+            let cap = flow.running_cap().unwrap_or(u32::MAX);
+            let jobs = &self.jobs;
+            let mut free = cap.saturating_sub(flow.running);
+            while free > 0 {
+                let Some(key) = flow.release() else { break };
+                let live = jobs
+                    .get(key.slot)
+                    .is_some_and(|e| e.seq == key.seq && e.state == super::State::Ready);
+                if live {
+                    back.push((tag, key));
+                    free -= 1;
+                }
+            }
+        }
+        for (tag, key) in back {
+            let group = self.jobs.get(key.slot).and_then(|e| e.job.group().cloned());
+            self.routes.push_ready(tag, key, group.as_ref());
+        }
+    }
+
     /// The limited jobs this process finished lately (see
     /// `JobClaim::ended`); those already stored are harmless in it.
     pub(super) fn flow_credits(&self) -> Vec<crate::job::JobId> {
@@ -317,21 +404,27 @@ impl Scheduler {
         if std::mem::take(&mut self.claim_now) {
             self.want_claim(ctx);
         }
-        if !std::mem::take(&mut self.claim_after_flush) {
+        let claim = std::mem::take(&mut self.claim_after_flush);
+        // The ends recorded so far are in the next flush; once it is
+        // stored, their credits go (a claim then sends only the ends
+        // still on their way).
+        let mark = self.flow_credits.mark();
+        if !claim && mark == self.flow_credits_marked {
             return;
         }
+        self.flow_credits_marked = mark;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.journal.wait(super::Waiter::Barrier(tx));
         self.flush(ctx);
-        // The ends recorded so far are in that flush.
-        let mark = self.flow_credits.mark();
         ctx.spawn(rx.into_actor(self).map(move |stored, act, ctx| {
             if stored.is_ok() {
                 act.flow_credits.stored(mark);
             }
-            act.begin();
-            act.want_claim(ctx);
-            act.finish_turn(ctx);
+            if claim {
+                act.begin();
+                act.want_claim(ctx);
+                act.finish_turn(ctx);
+            }
         }));
     }
 

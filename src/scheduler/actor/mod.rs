@@ -188,6 +188,8 @@ pub(crate) struct Scheduler {
     claim_now: bool,
     /// Limited jobs this process finished lately (see `flow.rs`).
     flow_credits: flow::Credits,
+    /// The mark of the credits a flush was last asked to store.
+    flow_credits_marked: u64,
     /// The time read once at the start of a busy handler (see `begin`),
     /// until its `finish_turn`.
     now: std::cell::Cell<Option<(u64, chrono::DateTime<chrono::Utc>, i64)>>,
@@ -331,6 +333,7 @@ impl Scheduler {
             flow_wake_armed: false,
             claim_after_flush: false,
             claim_now: false,
+            flow_credits_marked: 0,
             flow_credits: flow::Credits::default(),
             now: Default::default(),
             stopping: HashMap::new(),

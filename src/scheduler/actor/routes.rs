@@ -123,6 +123,11 @@ impl Routes {
             .map(|(name, _)| name.clone())
     }
 
+    /// The slot of task `name`, if it has one.
+    pub(super) fn task_index(&self, name: &str) -> Option<u32> {
+        self.task_index.get(name).copied()
+    }
+
     /// Every task's name and slot.
     pub(super) fn task_names(&self) -> impl Iterator<Item = (&Arc<str>, u32)> + '_ {
         self.task_index.iter().map(|(name, &i)| (name, i))

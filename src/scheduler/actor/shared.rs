@@ -212,6 +212,27 @@ impl Scheduler {
             };
             if let Some(max) = def.max_running {
                 limits.per_task.push((name.to_string(), max));
+                // As many places as this process's workers can run of
+                // the task, and never fewer than it runs now (the claim
+                // never takes back places in use).
+                let slot = &self.routes.tasks[i as usize];
+                let slots: usize = self
+                    .workers
+                    .iter()
+                    .filter(|w| !w.stopped && slot.tag.is_some_and(|t| w.tags.contains(&t)))
+                    .map(|w| w.capacity)
+                    .sum();
+                let running = slot.flow.as_deref().map_or(0, |f| f.running());
+                let wanted = u32::try_from(slots)
+                    .unwrap_or(u32::MAX)
+                    .min(max)
+                    .max(running);
+                let holding = self.jobs.of_task(i);
+                limits.places.push(crate::store::TaskPlaces {
+                    task: name.to_string(),
+                    wanted,
+                    holding: u32::try_from(holding).unwrap_or(u32::MAX).max(running),
+                });
             }
             if let Some(max) = def.max_running_per_group {
                 limits.per_group.push((name.to_string(), max));
@@ -317,6 +338,7 @@ impl Scheduler {
         tasks: Vec<String>,
         ctx: &mut Context<Self>,
     ) {
+        self.set_places(&reply.places);
         let claimed = reply.jobs;
         let rate_wait = reply
             .retry_at

@@ -138,6 +138,15 @@ impl JobTable {
         Some(before)
     }
 
+    /// How many of its jobs of task slot `task` are not final.
+    pub(super) fn of_task(&self, task: u32) -> usize {
+        self.counts
+            .iter()
+            .filter(|&(t, status, _)| t == task && !status.is_final())
+            .map(|(_, _, n)| n as usize)
+            .sum()
+    }
+
     /// Its jobs by task slot and status.
     pub(super) fn counts(&self) -> &HeldCounts {
         &self.counts

@@ -47,6 +47,8 @@ pub(crate) struct Claimer {
 pub(crate) struct RunningLimits {
     /// Each limited task's own limit.
     pub(crate) per_task: Vec<(String, u32)>,
+    /// What this process asks of each limited task's places.
+    pub(crate) places: Vec<crate::store::TaskPlaces>,
     /// Each task's limit per group.
     pub(crate) per_group: Vec<(String, u32)>,
     /// Each rate-limited task's rate limit.
@@ -59,11 +61,10 @@ pub(crate) struct RunningLimits {
 
 impl RunningLimits {
     /// Whether a limit counts the jobs leased and not final (so a claim
-    /// sends the ends not stored yet).
+    /// sends the ends not stored yet): a task's own running limit does not,
+    /// its places are counted by what this process says it holds.
     pub(crate) fn counts_running(&self) -> bool {
-        !self.per_task.is_empty()
-            || !self.per_group.is_empty()
-            || self.tags.iter().any(|t| t.max_running.is_some())
+        !self.per_group.is_empty() || self.tags.iter().any(|t| t.max_running.is_some())
     }
 }
 
@@ -139,6 +140,7 @@ impl Claimer {
             lease_until: after(lease),
             running_limits: limits.per_task,
             group_running_limits: limits.per_group,
+            places: limits.places,
             rate_limits: limits.rate,
             group_rate_limits: limits.group_rate,
             tag_limits: limits.tags,

@@ -45,11 +45,12 @@ pub(super) enum Form {
 }
 
 /// How a claim of limited tasks reads its rooms (see
-/// [`picked_sql`]): the functions of schema version 18, which take the
-/// limited tasks' and tags' locks and then count under a fresh snapshot.
+/// [`picked_sql`]): the functions of schema version 20 (and 18), which
+/// take the limited tasks' and tags' locks and then count under a fresh
+/// snapshot.
 pub(super) struct Rooms<'a> {
     /// The `FROM` item of each served task's room: a call of
-    /// `claim_limits`, columns `task`, `n`, `gcap`, `ng`, the rate
+    /// `claim_places`, columns `task`, `n`, `gcap`, `ng`, the rate
     /// limits' (the task's, per group, the tag's), `tag` (of a limited
     /// tag) and `tn`, the tag's room.
     pub(super) rooms: &'a str,

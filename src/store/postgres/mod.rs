@@ -70,10 +70,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("migrations/0017_flow_limits.sql")),
     (18, include_str!("migrations/0018_tag_limits.sql")),
     (19, include_str!("migrations/0019_no_vacuum_truncate.sql")),
+    (20, include_str!("migrations/0020_running_places.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 19;
+pub const SCHEMA_VERSION: i64 = 20;
 
 /// How to connect a [`PgStore`].
 ///

@@ -48,10 +48,14 @@ impl Db {
     async fn node_leave(&self, id: Uuid) -> Result<(), StoreError> {
         sqlx::query(AssertSqlSafe(format!(
             "WITH gone AS (DELETE FROM {nodes} WHERE id = $1),
-                  resigned AS (UPDATE {leader} SET owner = NULL, lease_until = '-infinity' WHERE owner = $1)
+                  resigned AS (UPDATE {leader} SET owner = NULL, lease_until = '-infinity' WHERE owner = $1),
+                  -- Its places of tasks with a running limit, for the
+                  -- other processes at once (see version 20).
+                  places AS (DELETE FROM {places} WHERE owner = $1)
              SELECT 1",
             nodes = self.nodes_table(),
             leader = self.leader_table(),
+            places = self.sql.table("running_places"),
         )))
         .bind(id)
         .execute(self.pool())

@@ -103,6 +103,9 @@ struct Rounds<'a> {
     /// When a rate limit allows the next start, as the last statement
     /// said (µs since the Unix epoch).
     rate_wake: Option<i64>,
+    /// The places of each capped task the owner holds, as the last
+    /// statement wrote them.
+    places: Vec<(String, u32)>,
 }
 
 impl<'a> Rounds<'a> {
@@ -121,6 +124,7 @@ impl<'a> Rounds<'a> {
             taken: Vec::new(),
             limited: false,
             rate_wake: None,
+            places: Vec::new(),
         }
     }
 
@@ -153,6 +157,16 @@ impl<'a> Rounds<'a> {
         let mut got = 0;
         if self.limited {
             self.rate_wake = None;
+        }
+        if let Some(row) = rows.first().filter(|_| self.limited) {
+            let tasks: Option<Vec<String>> = row.try_get("place_tasks").map_err(map_err)?;
+            let counts: Option<Vec<i64>> = row.try_get("place_counts").map_err(map_err)?;
+            self.places = tasks
+                .unwrap_or_default()
+                .into_iter()
+                .zip(counts.unwrap_or_default())
+                .map(|(task, n)| (task, u32::try_from(n.max(0)).unwrap_or(u32::MAX)))
+                .collect();
         }
         for row in rows {
             if self.limited {
@@ -268,25 +282,29 @@ impl Db {
         Ok(ClaimReply {
             jobs: rounds.taken,
             retry_at: None,
+            places: Vec::new(),
         })
     }
 
     /// A claim with limits on how many jobs of some tasks or tags may be
     /// leased at once or how often they may start, in one statement (one
-    /// round trip): `claim_limits` (schema version 18) first takes a lock
+    /// round trip): `claim_places` (schema version 20) first takes a lock
     /// per limited task and per limited tag (all keys in one order, so
     /// two claims never wait on each other in a circle), so claims of a
     /// limited task or tag take turns; then, under a fresh snapshot, reads
-    /// each task's room: its limit minus its jobs leased and not final, at
-    /// most what its rate limit allows now, and at most its tag's room
+    /// each task's room: with a running limit, [`JOBS_PER_PLACE`](crate::store::JOBS_PER_PLACE) jobs
+    /// per place the owner may hold (what it wants of the places the other
+    /// owners' live rows leave) less its jobs of the task leased and not
+    /// final; at most what its rate limit allows now, and at most its tag's room
     /// (the tag's limit minus the jobs of the tag's tasks leased and not
     /// final, at most what the tag's rate allows); and each group's of a
     /// task limited per group (`claim_group_limits`), the group's limit
     /// minus the group's jobs leased and not final, at most what the
     /// group's rate allows. The statement then picks and leases at most
     /// that many (of a tag's served tasks together, at most the tag's
-    /// room, best first), as the unlimited claim does, moves each rate
-    /// limit on by the jobs it took, and says when a rate limit that held
+    /// room, best first), as the unlimited claim does, writes the owner's
+    /// places (at most its jobs of the task leased and not final), moves
+    /// each rate limit on by the jobs it took, and says when a rate limit that held
     /// jobs back allows the next start; the locks last until it commits.
     /// Each round of a claim (see [`Rounds`]) is a statement of its own,
     /// and counts anew what the rounds before it leased and spent.
@@ -378,8 +396,9 @@ impl Db {
             "{f}($1::text[], $6::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
                  $15::bigint[], $16::bigint[], $17::text[], $18::text[], $19::bigint[],
                  $20::bigint[], $21::bigint[], $22::text[], $23::text[],
-                 $13::text[], $7::uuid[], $14::bigint, $3::bigint)",
-            f = self.sql.table("claim_limits")
+                 $13::text[], $7::uuid[], $14::bigint, $3::bigint,
+                 $4::uuid, $24::bigint[], $27::bigint[], $25::bigint)",
+            f = self.sql.table("claim_places")
         );
         let group_room = self.sql.table("claim_group_limits");
         let rooms = claim::Rooms {
@@ -390,6 +409,20 @@ impl Db {
             tagged: !tags.is_empty(),
         };
         let rate_limits = self.sql.table("rate_limits");
+        let running_places = self.sql.table("running_places");
+        // What the owner asks of each capped task's places (null: its
+        // cap, and the store counts what it holds).
+        let asked = |t: &String| params.places.iter().find(|p| &p.task == t);
+        let wants: Vec<Option<i64>> = params
+            .tasks
+            .iter()
+            .map(|t| asked(t).map(|p| i64::from(p.wanted)))
+            .collect();
+        let holds: Vec<Option<i64>> = params
+            .tasks
+            .iter()
+            .map(|t| asked(t).map(|p| i64::from(p.holding)))
+            .collect();
         // Due jobs beyond the `k` a claim took, of the rows `m` that
         // `which` names: counted up to `k + 1`, to say whether a rate
         // limit held any back.
@@ -482,6 +515,14 @@ impl Db {
                      FROM tag_rates AS r JOIN tag_taken AS g ON g.tag = r.tag
                      {group_spent}
                      ON CONFLICT (kind, name, grp) DO UPDATE SET tat = EXCLUDED.tat),
+                 placed AS (
+                     INSERT INTO {running_places} AS p (task, owner, places, until_us)
+                     SELECT s.task, $4, LEAST(s.places, s.held + COALESCE(t.k, 0)), $26
+                     FROM served AS s LEFT JOIN taken AS t ON t.task = s.task
+                     WHERE s.places IS NOT NULL
+                     ON CONFLICT (task, owner)
+                         DO UPDATE SET places = EXCLUDED.places, until_us = EXCLUDED.until_us
+                     RETURNING p.task, p.places),
                  wake AS (
                      SELECT min(w.at) AS at FROM (
                          SELECT s.rate_from + COALESCE(t.k, 0) * s.rate_interval - s.rate_tolerance AS at
@@ -498,7 +539,11 @@ impl Db {
                          FROM tag_rates AS r LEFT JOIN tag_taken AS g ON g.tag = r.tag
                          WHERE COALESCE(g.k, 0) >= r.tag_allowed AND {tag_due} > COALESCE(g.k, 0)
                          {group_wake}) AS w)
-                 SELECT c.*, {waiting}, w.at AS rate_wake FROM wake AS w LEFT JOIN claimed AS c ON true",
+                 SELECT c.*, {waiting}, w.at AS rate_wake, pl.place_tasks, pl.place_counts
+                 FROM wake AS w
+                 CROSS JOIN (SELECT array_agg(p.task) AS place_tasks, array_agg(p.places) AS place_counts
+                             FROM placed AS p) AS pl
+                 LEFT JOIN claimed AS c ON true",
                 picked = claim::picked_sql(form, &jobs, &not_suspended, Some(&rooms), (8, 9)),
                 columns = returned_columns(),
                 waiting = claim::groups_waiting_sql(&jobs),
@@ -533,7 +578,11 @@ impl Db {
                 .bind(&tag_intervals)
                 .bind(&tag_tolerances)
                 .bind(&member_tags)
-                .bind(&member_tasks);
+                .bind(&member_tasks)
+                .bind(&wants)
+                .bind(i64::from(crate::store::JOBS_PER_PLACE))
+                .bind(params.lease_until.timestamp_micros())
+                .bind(&holds);
             let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
             rounds.took(&rows)?;
         }
@@ -543,6 +592,7 @@ impl Db {
         Ok(ClaimReply {
             jobs: rounds.taken,
             retry_at,
+            places: rounds.places,
         })
     }
 
@@ -555,13 +605,17 @@ impl Db {
         }
         let ids: Vec<Uuid> = params.ids.iter().map(|i| i.0).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 AND {LEASE_COMMIT}
+            "WITH places AS (
+                 UPDATE {places} SET until_us = $4 WHERE owner = $1 AND until_us < $4)
+             UPDATE {jobs} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 AND {LEASE_COMMIT}
              RETURNING id, cancel_requested",
-            self.jobs_table()
+            places = self.sql.table("running_places"),
+            jobs = self.jobs_table()
         )))
         .bind(params.owner)
         .bind(&ids)
         .bind(params.lease_until)
+        .bind(params.lease_until.timestamp_micros())
         .fetch_all(self.pool())
         .await
         .map_err(map_err)?;

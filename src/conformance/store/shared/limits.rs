@@ -3,12 +3,12 @@
 
 use uuid::Uuid;
 
-use super::{assert_claimed, claim_limited_by, due, mail};
+use super::{assert_claimed, claim_limited_by, delayed, due, mail};
 use crate::conformance::fixtures::{in_status, insert, now, record, secs};
 use crate::conformance::harness::conformance_test;
 use crate::conformance::{StoreFactory, Verdict};
 use crate::job::{Job, JobId, JobStatus};
-use crate::store::JobClaim;
+use crate::store::{JobClaim, TaskPlaces, JOBS_PER_PLACE};
 
 conformance_test!(store,
     /// A claim takes no more jobs of each group of a task limited per
@@ -42,6 +42,7 @@ async fn claim_limited_per_group<F: StoreFactory>(factory: F) -> Verdict {
             lease_until: lease,
             running_limits: Vec::new(),
             group_running_limits: vec![("limited".into(), 2)],
+            places: Vec::new(),
             ended,
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
@@ -92,109 +93,139 @@ async fn claim_limited_per_group<F: StoreFactory>(factory: F) -> Verdict {
 }
 
 conformance_test!(store,
-    /// A claim takes no more jobs of a task limited in running jobs than
-    /// its limit minus the task's jobs already leased (by any owner) and
-    /// not final; other tasks in the same claim are not held back, and a
-    /// job that ends makes room.
-    a_claim_takes_no_more_of_a_limited_task_than_its_limit_leaves => claim_limited
+    /// A task's running limit is held as places: a claim gives its owner
+    /// up to the places it wants of those the other owners leave, and
+    /// leases at most `JOBS_PER_PLACE` jobs per place it holds, less those
+    /// it holds; other tasks are not
+    /// held back. An owner keeps no more places than it has jobs of the
+    /// task leased and not final (its ended jobs, stored or not, aside),
+    /// keeps those it still has jobs for, and an owner's places lapse
+    /// with its lease.
+    a_running_limit_is_held_as_places_that_owners_take_and_give_back => claim_limited
 );
 
 async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
     shared_store!(factory => store, shared);
     let t = now();
-    let limited: Vec<Job> = (0..6).map(|n| due("limited", n, secs(t, -10))).collect();
-    let free: Vec<Job> = (10..14).map(|n| due("free", n, secs(t, -10))).collect();
+    // Exactly as many due as the places of the limit lease: two for the
+    // first owner, one for the second.
+    let per = JOBS_PER_PLACE as usize;
+    let limited: Vec<Job> = (0..3 * per as u32)
+        .map(|n| due("limited", n, secs(t, -10)))
+        .collect();
+    let later: Vec<Job> = (1000..1004)
+        .map(|n| delayed("limited", n, secs(t, -10), secs(t, 30)))
+        .collect();
+    let free: Vec<Job> = (500..504).map(|n| due("free", n, secs(t, -10))).collect();
     insert(&store, &limited).await;
+    insert(&store, &later).await;
     insert(&store, &free).await;
     let lease = secs(t, 60);
-    let claim_with_limit = |owner| {
+    // A claim by `owner` at `now`, of the jobs due by then, asking for
+    // `want` places and saying it holds so many of the task's jobs (none:
+    // the whole limit of 3, and the store counts what it holds), saying
+    // `ended` ended.
+    let claim = |owner, now, want: Option<(u32, u32)>, ended: Vec<JobId>| {
         let params = JobClaim {
             owner,
             tasks: vec!["limited".into(), "free".into()],
-            due_by: t,
-            limit: 100,
+            due_by: now,
+            limit: 10_000,
             lease_until: lease,
             running_limits: vec![("limited".into(), 3)],
+            places: want
+                .map(|(wanted, holding)| {
+                    vec![TaskPlaces {
+                        task: "limited".into(),
+                        wanted,
+                        holding,
+                    }]
+                })
+                .unwrap_or_default(),
             group_running_limits: Vec::new(),
-            ended: Vec::new(),
+            ended,
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
             group_rate_limits: Vec::new(),
             tag_limits: Vec::new(),
-            now: t,
+            now,
         };
         async move {
             shared
-                .jobs_claim(&params)
+                .jobs_claim_reply(&params)
                 .await
-                .unwrap_or_else(|e| panic!("jobs_claim({params:?}) failed: {e}"))
+                .unwrap_or_else(|e| panic!("jobs_claim_reply({params:?}) failed: {e}"))
         }
     };
-    // The store's own owner first: its writes (the completion below) are
-    // those of the process holding the lease.
-    let (a, b) = (shared.owner(), Uuid::new_v4());
-    let first = claim_with_limit(a).await;
     let of = |jobs: &[Job], task: &str| jobs.iter().filter(|j| &*j.task == task).count();
-    assert_eq!(of(&first, "limited"), 3, "the limit: 3 of the 6");
-    assert_eq!(of(&first, "free"), 4, "the other task is not held back");
-    let second = claim_with_limit(b).await;
-    assert_eq!(
-        of(&second, "limited"),
-        0,
-        "another owner gets none while 3 are leased"
-    );
-    // The owner says one of its leased jobs ended (not stored yet): that
-    // one no longer counts, so one more may be leased, by it alone.
-    let ended = first
-        .iter()
-        .find(|j| &*j.task == "limited")
-        .expect("a limited job")
-        .id;
-    let credited = shared
-        .jobs_claim(&JobClaim {
-            owner: a,
-            tasks: vec!["limited".into()],
-            due_by: t,
-            limit: 100,
-            lease_until: lease,
-            running_limits: vec![("limited".into(), 3)],
-            group_running_limits: Vec::new(),
-            ended: vec![ended],
-            group_weights: Vec::new(),
-            rate_limits: Vec::new(),
-            group_rate_limits: Vec::new(),
-            tag_limits: Vec::new(),
-            now: t,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("jobs_claim with an ended job failed: {e}"));
-    assert_eq!(
-        of(&credited, "limited"),
-        1,
-        "the ended job's room is refilled"
-    );
-    // The ended job's end is stored: its room was refilled already, so
-    // another owner still gets none; one more completing makes room.
-    for id in [
-        ended,
-        first
+    let places = |reply: &crate::store::ClaimReply| {
+        reply
+            .places
             .iter()
-            .find(|j| &*j.task == "limited" && j.id != ended)
-            .expect("another")
-            .id,
-    ] {
-        let job = first.iter().find(|j| j.id == id).expect("claimed").clone();
-        let mut done = in_status(job, JobStatus::Completed);
+            .find(|(task, _)| task == "limited")
+            .map(|(_, n)| *n)
+    };
+    let (a, b, c, d) = (
+        shared.owner(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let first = claim(a, t, Some((2, 0)), Vec::new()).await;
+    assert_eq!(places(&first), Some(2), "the two places it asked for");
+    assert_eq!(
+        of(&first.jobs, "limited"),
+        2 * per,
+        "JOBS_PER_PLACE per place"
+    );
+    assert_eq!(
+        of(&first.jobs, "free"),
+        4,
+        "the other task is not held back"
+    );
+    let second = claim(b, t, None, Vec::new()).await;
+    assert_eq!(places(&second), Some(1), "the one place the first leaves");
+    assert_eq!(of(&second.jobs, "limited"), per);
+    let third = claim(c, secs(t, 31), None, Vec::new()).await;
+    assert_eq!(places(&third), Some(0), "every place is held");
+    assert_eq!(of(&third.jobs, "limited"), 0, "no place, no job");
+    // The second owner's jobs ended (not stored yet) and nothing of
+    // the task is due for it: it gives its place back.
+    let ended: Vec<JobId> = second.jobs.iter().map(|j| j.id).collect();
+    let back = claim(b, t, None, ended).await;
+    assert_eq!(places(&back), Some(0), "no job of the task left: no place");
+    let fourth = claim(c, secs(t, 31), None, Vec::new()).await;
+    assert_eq!(places(&fourth), Some(1), "the place given back");
+    assert_eq!(of(&fourth.jobs, "limited"), 4, "the later jobs, now due");
+    // The first owner claims again with nothing new due: it keeps the
+    // places it has jobs for.
+    let again = claim(a, secs(t, 31), Some((2, 2 * per as u32)), Vec::new()).await;
+    assert_eq!(places(&again), Some(2), "places in use are kept");
+    assert_eq!(of(&again.jobs, "limited"), 0);
+    // Holding one job of the task (as it says), it keeps one place.
+    let fewer = claim(a, secs(t, 31), Some((2, 1)), Vec::new()).await;
+    assert_eq!(places(&fewer), Some(1), "no more places than jobs held");
+    // Its jobs stored as completed, the first owner holds no more places
+    // at its next claim, the store counting what it holds.
+    for job in first.jobs.iter().filter(|j| &*j.task == "limited") {
+        let mut done = in_status(job.clone(), JobStatus::Completed);
         record(&store, &mut done, Vec::new()).await;
-        let third = claim_with_limit(b).await;
-        let want = usize::from(id != ended);
-        assert_eq!(
-            of(&third, "limited"),
-            want,
-            "after {} stored completion(s), room for {want}",
-            1 + want
-        );
     }
+    let done = claim(a, secs(t, 31), None, Vec::new()).await;
+    assert_eq!(places(&done), Some(0), "its jobs are final: no place");
+    // Past every lease, the places held lapse: a new owner takes the
+    // whole limit for the jobs due then.
+    let more: Vec<Job> = (2000..2004)
+        .map(|n| due("limited", n, secs(t, 50)))
+        .collect();
+    insert(&store, &more).await;
+    let fifth = claim(d, secs(t, 61), None, Vec::new()).await;
+    assert_eq!(places(&fifth), Some(3), "lapsed places are free");
+    assert_eq!(
+        of(&fifth.jobs, "limited"),
+        4,
+        "the jobs due, fewer than its places lease"
+    );
     Verdict::Passed
 }
 

@@ -29,6 +29,7 @@ async fn claim_rated(
         lease_until: secs(at, 600),
         running_limits: Vec::new(),
         group_running_limits: Vec::new(),
+        places: Vec::new(),
         rate_limits: vec![("rated".into(), rate)],
         group_rate_limits: Vec::new(),
         tag_limits: Vec::new(),

@@ -1,0 +1,125 @@
+//! A task's running limit held as places on PostgreSQL (schema version
+//! 20): the places a process holds live as long as its leases, are
+//! renewed with them, and are free for the others as soon as it leaves.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::pg;
+use kessel::store::{ClaimReply, JobClaim, JobHeartbeat, PgStore, SharedStore, Store};
+use uuid::Uuid;
+
+/// `n` ready jobs of task "limited", due at `now`.
+fn jobs(n: usize, now: DateTime<Utc>) -> Vec<kessel::Job> {
+    (0..n)
+        .map(|i| {
+            let mut job: kessel::Job = serde_json::from_value(serde_json::json!({
+                "id": kessel::JobId::new(), "reference": null, "task": "limited", "payload": i,
+                "priority": 0, "status": "ready", "created_at": now, "run_at": now,
+                "expires_at": null, "attempts": 0, "max_attempts": null, "last_error": null,
+                "result": null, "progress": null, "finished_at": null, "logs": []
+            }))
+            .expect("a job");
+            job.logs.clear();
+            job
+        })
+        .collect()
+}
+
+/// A claim of `owner` at `now` of task "limited", limited to 3 running.
+async fn claim(store: &PgStore, owner: Uuid, now: DateTime<Utc>) -> ClaimReply {
+    store
+        .jobs_claim_reply(&JobClaim {
+            owner,
+            tasks: vec!["limited".into()],
+            due_by: now,
+            limit: 100,
+            lease_until: now + chrono::Duration::seconds(60),
+            running_limits: vec![("limited".into(), 3)],
+            group_running_limits: Vec::new(),
+            places: Vec::new(),
+            ended: Vec::new(),
+            group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
+            now,
+        })
+        .await
+        .expect("claim")
+}
+
+fn places(reply: &ClaimReply) -> Option<u32> {
+    reply
+        .places
+        .iter()
+        .find(|(task, _)| task == "limited")
+        .map(|(_, n)| *n)
+}
+
+#[actix_rt::test]
+async fn a_process_that_leaves_gives_its_places_back_at_once() {
+    let Some(db) = pg::fresh().await else { return };
+    let (first, second) = (
+        db.store(Duration::from_secs(60)).await,
+        db.store(Duration::from_secs(60)).await,
+    );
+    let now = Utc::now();
+    first.jobs_insert(&jobs(6, now)).await.unwrap();
+    let taken = claim(&first, first.owner(), now).await;
+    assert_eq!(places(&taken), Some(3), "the whole limit");
+    assert_eq!(taken.jobs.len(), 6);
+    second.jobs_insert(&jobs(2, now)).await.unwrap();
+    let held_back = claim(&second, second.owner(), now).await;
+    assert_eq!(places(&held_back), Some(0), "every place is held");
+    assert!(held_back.jobs.is_empty());
+    first.node_leave(first.owner()).await.unwrap();
+    let after = claim(&second, second.owner(), now).await;
+    assert_eq!(
+        places(&after),
+        Some(2),
+        "its places are free: one per job due"
+    );
+    assert_eq!(after.jobs.len(), 2);
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn a_heartbeat_keeps_a_processs_places_past_its_first_lease() {
+    let Some(db) = pg::fresh().await else { return };
+    let (first, second) = (
+        db.store(Duration::from_secs(60)).await,
+        db.store(Duration::from_secs(60)).await,
+    );
+    let now = Utc::now();
+    first.jobs_insert(&jobs(3, now)).await.unwrap();
+    let taken = claim(&first, first.owner(), now).await;
+    assert_eq!(places(&taken), Some(3));
+    second.jobs_insert(&jobs(2, now)).await.unwrap();
+    // Past the claim's lease, the places would be free...
+    let later = now + chrono::Duration::seconds(90);
+    // ...but the heartbeat renewed them with the jobs' leases.
+    first
+        .jobs_heartbeat(&JobHeartbeat {
+            owner: first.owner(),
+            ids: taken.jobs.iter().map(|j| j.id).collect(),
+            lease_until: now + chrono::Duration::seconds(120),
+        })
+        .await
+        .unwrap();
+    let held_back = claim(&second, second.owner(), later).await;
+    assert_eq!(places(&held_back), Some(0), "renewed places are held");
+    assert!(held_back.jobs.is_empty());
+    // Past the renewed lease, they lapse.
+    let lapsed = claim(
+        &second,
+        second.owner(),
+        now + chrono::Duration::seconds(121),
+    )
+    .await;
+    assert_eq!(places(&lapsed), Some(2), "lapsed places are free");
+    db.drop().await;
+}
