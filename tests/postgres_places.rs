@@ -123,3 +123,44 @@ async fn a_heartbeat_keeps_a_processs_places_past_its_first_lease() {
     assert_eq!(places(&lapsed), Some(2), "lapsed places are free");
     db.drop().await;
 }
+
+#[actix_rt::test]
+async fn a_heartbeat_renews_only_the_places_of_tasks_it_holds_jobs_of() {
+    let Some(db) = pg::fresh().await else { return };
+    let (first, second) = (
+        db.store(Duration::from_secs(60)).await,
+        db.store(Duration::from_secs(60)).await,
+    );
+    let now = Utc::now();
+    first.jobs_insert(&jobs(3, now)).await.unwrap();
+    let taken = claim(&first, first.owner(), now).await;
+    assert_eq!(places(&taken), Some(3));
+    // Its jobs of the task are over (stored or given back); it goes on
+    // holding a job of another task, whose lease it renews.
+    first
+        .jobs_release(
+            first.owner(),
+            &taken.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let mut other = jobs(1, now);
+    other[0].task = "other".into();
+    first.jobs_insert(&other).await.unwrap();
+    first
+        .jobs_heartbeat(&JobHeartbeat {
+            owner: first.owner(),
+            ids: vec![other[0].id],
+            lease_until: now + chrono::Duration::seconds(120),
+        })
+        .await
+        .unwrap();
+    // Past the claim's lease, its places of the task have lapsed.
+    let lapsed = claim(&second, second.owner(), now + chrono::Duration::seconds(90)).await;
+    assert_eq!(
+        places(&lapsed),
+        Some(3),
+        "places of a task it holds no job of lapse"
+    );
+    db.drop().await;
+}

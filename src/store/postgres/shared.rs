@@ -596,6 +596,9 @@ impl Db {
         })
     }
 
+    /// Renews the leases of the owner's jobs in `params`, and its places
+    /// of the tasks of those jobs (schema version 20): places of a task it
+    /// no longer holds a job of are not renewed, and lapse.
     pub(super) async fn jobs_heartbeat(
         &self,
         params: &JobHeartbeat,
@@ -606,7 +609,10 @@ impl Db {
         let ids: Vec<Uuid> = params.ids.iter().map(|i| i.0).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
             "WITH places AS (
-                 UPDATE {places} SET until_us = $4 WHERE owner = $1 AND until_us < $4)
+                 UPDATE {places} AS p SET until_us = $4
+                 WHERE p.owner = $1 AND p.until_us < $4
+                   AND EXISTS (SELECT 1 FROM {jobs} AS h
+                               WHERE h.id = ANY($2) AND h.leased_by = $1 AND h.task = p.task))
              UPDATE {jobs} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 AND {LEASE_COMMIT}
              RETURNING id, cancel_requested",
             places = self.sql.table("running_places"),

@@ -17,10 +17,11 @@
 -- counts them: running or waiting there; null, those leased to it and
 -- not final, `ended` aside) and the claim takes: it gives back what it
 -- has no job for. Never fewer than the owner runs now: the owner runs at
--- most its places, and wants and holds at least as many as it runs. A row lives until `until_us` (the
--- owner's lease, renewed with its jobs' leases), so a process that dies
--- gives its places back when its leases lapse; a process that leaves
--- deletes its rows.
+-- most its places, and wants and holds at least as many as it runs.
+-- A row lives until `until_us` (the owner's lease, renewed by a
+-- heartbeat of its jobs of the task), so a process that dies, or no
+-- longer holds a job of the task, gives its places back when the lease
+-- lapses; a process that leaves deletes its rows.
 CREATE TABLE {schema}.running_places (
     task text NOT NULL,
     owner uuid NOT NULL,
