@@ -19,6 +19,7 @@
 mod claim;
 mod copy;
 mod exec;
+mod limited;
 mod nodes;
 mod relay;
 mod rows;
