@@ -38,9 +38,9 @@ pub struct JobClaim {
     /// held as **places**: the claim gives its owner up to
     /// [`places`](JobClaim::places) of the places the other
     /// owners leave, says how many in [`ClaimReply::places`], and takes at
-    /// most a few jobs per place (the owner runs at most its places at
-    /// once; the others wait in the process and start there as places
-    /// free). An owner keeps at most as many places as it has jobs of the
+    /// most [`JOBS_PER_PLACE`] jobs per place (the owner runs at most its
+    /// places at once; the others wait in the process and start there as
+    /// places free). An owner keeps at most as many places as it has jobs of the
     /// task leased and not final, so a process with nothing to run gives
     /// its places back at its next claim; its places lapse with its
     /// leases. Claims of limited tasks take turns, so the limit holds
@@ -102,10 +102,10 @@ pub struct JobClaim {
 /// How many jobs of a task with a running limit a claim leases at most
 /// per place its owner holds (see [`JobClaim::running_limits`]): one runs
 /// in the place, the others wait in the process and start there as
-/// places free, without a round trip to the store. Enough for a process
-/// to run short jobs at several times its places per claim; few enough
-/// that jobs leased ahead do not wait long in one process while another
-/// has free places.
+/// places free, without a round trip to the store. A cap: how many a
+/// claim asks for is the process's prefetch (about what its workers get
+/// through while a claim is on its way), so short jobs are leased far
+/// ahead of the places and slow ones are not.
 ///
 /// # Examples
 ///
@@ -121,11 +121,12 @@ pub const JOBS_PER_PLACE: u32 = 64;
 /// # Examples
 ///
 /// ```
-/// use kessel::store::TaskPlaces;
+/// use kessel::store::{TaskPlaces, JOBS_PER_PLACE};
 /// // Eight workers serve the task; three of its jobs run here and two
 /// // wait for a place.
 /// let asked = TaskPlaces { task: "export".into(), wanted: 8, holding: 5 };
-/// assert!(asked.holding <= 5 * 8);
+/// // Given the eight places, a claim leases at most this many more.
+/// assert_eq!(asked.wanted * JOBS_PER_PLACE - asked.holding, 507);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskPlaces {
@@ -137,7 +138,7 @@ pub struct TaskPlaces {
     pub wanted: u32,
     /// How many of the task's jobs the owner holds (leased to it and not
     /// ended: running, or waiting for a place or a worker). The claim
-    /// leases at most a few jobs per place less these, and leaves the
+    /// leases at most [`JOBS_PER_PLACE`] per place less these, and leaves the
     /// owner no more places than these and what it takes.
     pub holding: u32,
 }

@@ -293,11 +293,6 @@ impl Scheduler {
         if limits_running && self.shared.is_some() {
             match flow.as_ref() {
                 // Its places are this process's: a job waiting here takes
-                // the place at once, and the claim refills the jobs
-                // leased ahead once half of them have started (a claim
-                // while most still wait would take next to nothing), or
-                // gives the places back when none is left.
-                // Its places are this process's: a job waiting here takes
                 // the place at once. Claim again at once all the same:
                 // the claim asks for as many as the workers got through
                 // since the last (its prefetch), so jobs keep coming
