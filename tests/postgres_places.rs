@@ -164,3 +164,48 @@ async fn a_heartbeat_renews_only_the_places_of_tasks_it_holds_jobs_of() {
     );
     db.drop().await;
 }
+
+#[actix_rt::test]
+async fn places_count_the_jobs_every_round_of_a_claim_took() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_secs(60)).await;
+    let now = Utc::now();
+    // Two jobs without a group, two of group "g": the claim takes the
+    // first two in its first statement, sees grouped jobs waiting, and
+    // takes the others in a second, fair one.
+    let mut four = jobs(4, now);
+    for job in &mut four[2..] {
+        job.group = Some("g".into());
+    }
+    store.jobs_insert(&four).await.unwrap();
+    let reply = store
+        .jobs_claim_reply(&JobClaim {
+            owner: store.owner(),
+            tasks: vec!["limited".into()],
+            due_by: now,
+            limit: 100,
+            lease_until: now + chrono::Duration::seconds(60),
+            running_limits: vec![("limited".into(), 3)],
+            group_running_limits: Vec::new(),
+            places: vec![kessel::store::TaskPlaces {
+                task: "limited".into(),
+                wanted: 3,
+                holding: 0,
+            }],
+            ended: Vec::new(),
+            group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
+            now,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(reply.jobs.len(), 4);
+    assert_eq!(
+        places(&reply),
+        Some(3),
+        "four jobs held after both rounds: all three places"
+    );
+    db.drop().await;
+}

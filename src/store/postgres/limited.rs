@@ -187,11 +187,20 @@ impl Db {
             .iter()
             .map(|t| asked(t).map(|p| i64::from(p.wanted)))
             .collect();
-        let holds: Vec<Option<i64>> = params
-            .tasks
-            .iter()
-            .map(|t| asked(t).map(|p| i64::from(p.holding)))
-            .collect();
+        // What it holds of each, with what the claim's rounds before took
+        // (a statement of its own each, see `Rounds`).
+        let holds = |taken: &[crate::job::Job]| -> Vec<Option<i64>> {
+            params
+                .tasks
+                .iter()
+                .map(|t| {
+                    let took = taken.iter().filter(|j| *j.task == **t).count();
+                    asked(t).map(|p| {
+                        i64::from(p.holding).saturating_add(i64::try_from(took).unwrap_or(i64::MAX))
+                    })
+                })
+                .collect()
+        };
         // Due jobs beyond the `k` a claim took, of the rows `m` that
         // `which` names: counted up to `k + 1`, to say whether a rate
         // limit held any back.
@@ -323,6 +332,7 @@ impl Db {
         let mut rounds = Rounds::limited(self, params.limit);
         while let Some((form, want)) = rounds.next() {
             let statement = sql(form);
+            let holds = holds(&rounds.taken);
             // $8 and $9 are only in the fair form; the others always.
             let query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
