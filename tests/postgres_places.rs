@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::pg;
-use kessel::store::{ClaimReply, JobClaim, JobHeartbeat, PgStore, SharedStore, Store};
+use kessel::store::{ClaimReply, JobClaim, JobHeartbeat, PgStore, SharedStore, Store, TaskPlaces};
 use uuid::Uuid;
 
 /// `n` ready jobs of task "limited", due at `now`.
@@ -29,8 +29,27 @@ fn jobs(n: usize, now: DateTime<Utc>) -> Vec<kessel::Job> {
         .collect()
 }
 
-/// A claim of `owner` at `now` of task "limited", limited to 3 running.
+/// Two processes' stores on one schema, with leases of a minute.
+async fn two_stores(db: &pg::TestDb) -> (PgStore, PgStore) {
+    (
+        db.store(Duration::from_secs(60)).await,
+        db.store(Duration::from_secs(60)).await,
+    )
+}
+
+/// A claim of `owner` at `now` of task "limited", limited to 3 running;
+/// the store counts what the owner holds.
 async fn claim(store: &PgStore, owner: Uuid, now: DateTime<Utc>) -> ClaimReply {
+    claim_asking(store, owner, now, Vec::new()).await
+}
+
+/// A claim as [`claim`], asking `places` of the task.
+async fn claim_asking(
+    store: &PgStore,
+    owner: Uuid,
+    now: DateTime<Utc>,
+    places: Vec<TaskPlaces>,
+) -> ClaimReply {
     store
         .jobs_claim_reply(&JobClaim {
             owner,
@@ -40,7 +59,7 @@ async fn claim(store: &PgStore, owner: Uuid, now: DateTime<Utc>) -> ClaimReply {
             lease_until: now + chrono::Duration::seconds(60),
             running_limits: vec![("limited".into(), 3)],
             group_running_limits: Vec::new(),
-            places: Vec::new(),
+            places,
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
@@ -63,10 +82,7 @@ fn places(reply: &ClaimReply) -> Option<u32> {
 #[actix_rt::test]
 async fn a_process_that_leaves_gives_its_places_back_at_once() {
     let Some(db) = pg::fresh().await else { return };
-    let (first, second) = (
-        db.store(Duration::from_secs(60)).await,
-        db.store(Duration::from_secs(60)).await,
-    );
+    let (first, second) = two_stores(&db).await;
     let now = Utc::now();
     first.jobs_insert(&jobs(6, now)).await.unwrap();
     let taken = claim(&first, first.owner(), now).await;
@@ -90,10 +106,7 @@ async fn a_process_that_leaves_gives_its_places_back_at_once() {
 #[actix_rt::test]
 async fn a_heartbeat_keeps_a_processs_places_past_its_first_lease() {
     let Some(db) = pg::fresh().await else { return };
-    let (first, second) = (
-        db.store(Duration::from_secs(60)).await,
-        db.store(Duration::from_secs(60)).await,
-    );
+    let (first, second) = two_stores(&db).await;
     let now = Utc::now();
     first.jobs_insert(&jobs(3, now)).await.unwrap();
     let taken = claim(&first, first.owner(), now).await;
@@ -127,10 +140,7 @@ async fn a_heartbeat_keeps_a_processs_places_past_its_first_lease() {
 #[actix_rt::test]
 async fn a_heartbeat_renews_only_the_places_of_tasks_it_holds_jobs_of() {
     let Some(db) = pg::fresh().await else { return };
-    let (first, second) = (
-        db.store(Duration::from_secs(60)).await,
-        db.store(Duration::from_secs(60)).await,
-    );
+    let (first, second) = two_stores(&db).await;
     let now = Utc::now();
     first.jobs_insert(&jobs(3, now)).await.unwrap();
     let taken = claim(&first, first.owner(), now).await;
@@ -178,29 +188,12 @@ async fn places_count_the_jobs_every_round_of_a_claim_took() {
         job.group = Some("g".into());
     }
     store.jobs_insert(&four).await.unwrap();
-    let reply = store
-        .jobs_claim_reply(&JobClaim {
-            owner: store.owner(),
-            tasks: vec!["limited".into()],
-            due_by: now,
-            limit: 100,
-            lease_until: now + chrono::Duration::seconds(60),
-            running_limits: vec![("limited".into(), 3)],
-            group_running_limits: Vec::new(),
-            places: vec![kessel::store::TaskPlaces {
-                task: "limited".into(),
-                wanted: 3,
-                holding: 0,
-            }],
-            ended: Vec::new(),
-            group_weights: Vec::new(),
-            rate_limits: Vec::new(),
-            group_rate_limits: Vec::new(),
-            tag_limits: Vec::new(),
-            now,
-        })
-        .await
-        .expect("claim");
+    let asked = TaskPlaces {
+        task: "limited".into(),
+        wanted: 3,
+        holding: 0,
+    };
+    let reply = claim_asking(&store, store.owner(), now, vec![asked]).await;
     assert_eq!(reply.jobs.len(), 4);
     assert_eq!(
         places(&reply),
