@@ -517,6 +517,7 @@ impl TagLimits {
     pub(crate) fn gate(&self, tag: &str) -> Option<TagGate> {
         self.limits.get(tag).map(|l| TagGate {
             max_running: l.max_running,
+            places: None,
             running: 0,
             rate: l.rate.as_ref().map(Gcra::new),
         })
@@ -540,6 +541,9 @@ fn validate_tag(tag: &str) -> Result<(), Error> {
 #[derive(Debug)]
 pub(crate) struct TagGate {
     max_running: Option<u32>,
+    /// On a shared store, the places of `max_running` this process holds
+    /// (see `JobClaim::tag_places`); `None`: the whole limit.
+    places: Option<u32>,
     running: u32,
     rate: Option<Gcra>,
 }
@@ -550,7 +554,7 @@ impl TagGate {
     /// jobs were claimed (a shared store holds it for every process), so
     /// it is not counted again here.
     pub(crate) fn check(&self, now: u64, rate_claimed: bool) -> Result<(), Blocked> {
-        if self.max_running.is_some_and(|max| self.running >= max) {
+        if self.running_cap().is_some_and(|cap| self.running >= cap) {
             return Err(Blocked::Running);
         }
         if let Some(rate) = self.rate.as_ref().filter(|_| !rate_claimed) {
@@ -570,6 +574,31 @@ impl TagGate {
     /// The tag's running limit, if any.
     pub(crate) fn max_running(&self) -> Option<u32> {
         self.max_running
+    }
+
+    /// How many of the tag's jobs may run here at once: the places this
+    /// process holds, at most the limit.
+    pub(crate) fn running_cap(&self) -> Option<u32> {
+        self.max_running
+            .map(|max| self.places.unwrap_or(max).min(max))
+    }
+
+    /// The places of the tag's running limit this process holds, once a
+    /// claim gave it some.
+    pub(crate) fn places(&self) -> Option<u32> {
+        self.places
+    }
+
+    /// A claim gave this process `n` places of the tag's running limit.
+    pub(crate) fn set_places(&mut self, n: u32) {
+        if self.max_running.is_some() {
+            self.places = Some(n);
+        }
+    }
+
+    /// How many of the tag's jobs run here.
+    pub(crate) fn running(&self) -> u32 {
+        self.running
     }
 
     /// A run of the tag ended.
@@ -734,6 +763,47 @@ mod tests {
         assert_eq!(gate.check(500_000, false), Err(Blocked::Running));
         gate.ended();
         assert_eq!(gate.check(500_000, false), Ok(()));
+    }
+
+    #[test]
+    fn a_tag_gate_holding_places_admits_no_more_than_its_places_nor_its_limit() {
+        let limits = TagLimits::checked(&[("mail".into(), 3)], &[]).unwrap();
+        let mut gate = limits.gate("mail").unwrap();
+        assert_eq!(
+            gate.running_cap(),
+            Some(3),
+            "the whole limit before any claim"
+        );
+        gate.set_places(1);
+        assert_eq!(gate.places(), Some(1));
+        gate.take(0, true);
+        assert_eq!(
+            gate.check(0, true),
+            Err(Blocked::Running),
+            "one place, one run"
+        );
+        gate.set_places(2);
+        assert_eq!(gate.check(0, true), Ok(()), "a second place frees a start");
+        gate.set_places(10);
+        assert_eq!(gate.running_cap(), Some(3), "never more than the limit");
+        gate.ended();
+        gate.set_places(0);
+        assert_eq!(
+            gate.check(0, true),
+            Err(Blocked::Running),
+            "no place, no start"
+        );
+        let rate_only = TagLimits::checked(&[], &[("sms".into(), Ok(RateLimit::per_second(1)))])
+            .unwrap()
+            .gate("sms")
+            .unwrap();
+        let mut rate_only = rate_only;
+        rate_only.set_places(0);
+        assert_eq!(
+            rate_only.places(),
+            None,
+            "a tag without a running limit holds no places"
+        );
     }
 
     proptest! {

@@ -331,6 +331,7 @@ mod postgres {
                 running_limits: Vec::new(),
                 group_running_limits: Vec::new(),
                 places: Vec::new(),
+                tag_places: Vec::new(),
                 ended: Vec::new(),
                 group_weights: Vec::new(),
                 rate_limits: Vec::new(),

@@ -65,6 +65,7 @@ async fn claim_asking(
             rate_limits: Vec::new(),
             group_rate_limits: Vec::new(),
             tag_limits: Vec::new(),
+            tag_places: Vec::new(),
             now,
         })
         .await

@@ -295,6 +295,7 @@ mod postgres {
             running_limits: Vec::new(),
             group_running_limits: Vec::new(),
             places: Vec::new(),
+            tag_places: Vec::new(),
             ended: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
@@ -311,6 +312,7 @@ mod postgres {
             running_limits: vec![("work".into(), 5)],
             group_running_limits: Vec::new(),
             places: Vec::new(),
+            tag_places: Vec::new(),
             ..claim.clone()
         };
         assert!(store.jobs_claim(&limited).await.unwrap().is_empty());

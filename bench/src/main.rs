@@ -1845,6 +1845,7 @@ impl Bench {
         for (limit, what) in [
             (Limit::None, "no limit"),
             (Limit::MaxRunning(50), "max_running 50"),
+            (Limit::TagMaxRunning(50), "tag_max_running 50"),
             (Limit::PerSecond(1_000_000), "rate limit 1M/s"),
         ] {
             let params = format!("n={}, c={c}, {what}", report::human(n as f64));

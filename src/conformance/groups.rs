@@ -315,6 +315,7 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         running_limits: Vec::new(),
         group_running_limits: Vec::new(),
         places: Vec::new(),
+        tag_places: Vec::new(),
         ended: Vec::new(),
         group_weights: Vec::new(),
         rate_limits: Vec::new(),

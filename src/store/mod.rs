@@ -32,7 +32,7 @@ pub use postgres::{PgOptions, PgStore};
 pub use schedules::{ScheduleAdvance, SchedulePause, ScheduleRecord, ScheduleTable, Upserted};
 pub use shared::{
     CancelOutcome, ClaimReply, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, TagClaimLimit,
-    TaskPlaces, JOBS_PER_PLACE,
+    TagPlaces, TaskPlaces, JOBS_PER_PLACE,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{

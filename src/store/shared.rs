@@ -83,6 +83,16 @@ pub struct JobClaim {
     /// and not final, and as many as its rate limit allows at
     /// [`now`](JobClaim::now). Claims of these tags take turns too.
     pub tag_limits: Vec<TagClaimLimit>,
+    /// What this owner asks of each tag in
+    /// [`tag_limits`](JobClaim::tag_limits) with a running limit, to
+    /// hold it as **places**, as a task's in
+    /// [`running_limits`](JobClaim::running_limits): the claim gives the
+    /// owner up to [`wanted`](TagPlaces::wanted) of the tag's places the
+    /// other owners leave, says how many in [`ClaimReply::tag_places`],
+    /// and takes at most [`JOBS_PER_PLACE`] of the tag's jobs per place
+    /// (the owner runs at most its places of the tag at once). A tag left
+    /// out counts every leased job of its tasks against its limit.
+    pub tag_places: Vec<TagPlaces>,
     /// The claiming process's time: rate limits are counted at it.
     pub now: DateTime<Utc>,
     /// Jobs of limited tasks (or of tags with a running limit) this owner
@@ -143,6 +153,31 @@ pub struct TaskPlaces {
     pub holding: u32,
 }
 
+/// What a claim asks of a tag's running limit held as places (see
+/// [`JobClaim::tag_places`]): how many places the owner wants, and how
+/// many jobs of the tag's tasks it holds (running or waiting there).
+///
+/// # Examples
+///
+/// ```
+/// use kessel::store::{TagPlaces, JOBS_PER_PLACE};
+/// // Four workers serve the tag; one job of its tasks runs here.
+/// let asked = TagPlaces { tag: "email".into(), wanted: 4, holding: 1 };
+/// // Given the four places, a claim leases at most this many more.
+/// assert_eq!(asked.wanted * JOBS_PER_PLACE - asked.holding, 255);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPlaces {
+    /// The tag.
+    pub tag: String,
+    /// How many of the tag's places the owner asks for: what its workers
+    /// serving the tag can run, and never fewer than it runs now.
+    pub wanted: u32,
+    /// How many jobs of the tag's tasks the owner holds: running, or
+    /// leased and waiting there.
+    pub holding: u32,
+}
+
 /// A tag's limits as a claim counts them (see [`JobClaim::tag_limits`]):
 /// the tag's jobs are those of its `tasks`, which a store does not know
 /// by itself, so every process sharing a store must define a tag's tasks
@@ -195,6 +230,10 @@ pub struct ClaimReply {
     /// [`JobClaim::running_limits`] the claim served: how many of the
     /// task's jobs it may run at once.
     pub places: Vec<(String, u32)>,
+    /// The places this owner now holds of each tag in
+    /// [`JobClaim::tag_places`] the claim served: how many of the tag's
+    /// jobs it may run at once, all its tasks together.
+    pub tag_places: Vec<(String, u32)>,
 }
 
 /// What [`SharedStore::jobs_heartbeat`] renews.
@@ -259,6 +298,7 @@ pub trait SharedStore: Send + Sync {
             jobs: self.jobs_claim(params).await?,
             retry_at: None,
             places: Vec::new(),
+            tag_places: Vec::new(),
         })
     }
 

@@ -113,6 +113,8 @@ pub enum Limit {
     MaxRunning(u32),
     /// `TaskBuilder::rate_limit(n per second)`, burst `n`.
     PerSecond(u32),
+    /// `QueueBuilder::tag_max_running(tag, n)` on the task's tag.
+    TagMaxRunning(u32),
     /// No limit; the jobs are spread over `n` fair groups in turn
     /// (`NewJob::group`), all of weight 1.
     Groups(u32),
@@ -135,6 +137,10 @@ async fn queue_on_with(
     let keep_none = matches!(backend, Backend::MemoryKeepNone);
     let (store, keep) = store_for(backend).await?;
     let builder = builder_for(handlers);
+    let builder = match limit {
+        Limit::TagMaxRunning(n) => builder.tag_max_running(TAG, n),
+        _ => builder,
+    };
     let builder = match store {
         None if keep_none => builder.retention(kessel::Retention::keep_none()),
         None => builder,
@@ -164,7 +170,7 @@ fn define_noop_with(queue: &Queue, stamps: &Arc<Stamps>, limit: Limit) -> Result
     let s = stamps.clone();
     let task = queue.define(TASK).tag(TAG);
     let task = match limit {
-        Limit::None | Limit::Groups(_) => task,
+        Limit::None | Limit::Groups(_) | Limit::TagMaxRunning(_) => task,
         Limit::MaxRunning(n) => task.max_running(n),
         Limit::PerSecond(n) => task.rate_limit(kessel::RateLimit::per_second(n).burst(n)),
     };

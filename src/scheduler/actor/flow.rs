@@ -262,7 +262,10 @@ impl Scheduler {
         let Some(slot) = self.routes.tasks.get_mut(task as usize) else {
             return;
         };
-        let mut tag_limits_running = false;
+        // Whether a running limit covers the job (its tag's, its task's,
+        // its group's), and whether one counts every leased job rather
+        // than places held here.
+        let (mut limits_running, mut counted) = (false, false);
         if let Some(gate) = slot
             .tag
             .and_then(|t| self.routes.tag_gates.get_mut(t as usize))
@@ -270,42 +273,36 @@ impl Scheduler {
         {
             // Its tag's room is free again: the next dispatch takes it.
             gate.ended();
-            tag_limits_running = gate.max_running().is_some();
+            limits_running = gate.max_running().is_some();
+            counted = limits_running && gate.places().is_none();
         }
         let flow = slot.flow.as_deref_mut();
-        let limits_running = tag_limits_running
-            || flow.as_ref().is_some_and(|flow| {
-                flow.max_running.is_some()
-                    || flow
-                        .per_group
-                        .as_ref()
-                        .is_some_and(|k| k.max_running().is_some())
-            });
-        // Only the task's own running limit, held as places here.
-        let places_only = !tag_limits_running
-            && flow.as_ref().is_some_and(|flow| {
-                flow.places.is_some()
-                    && flow
-                        .per_group
-                        .as_ref()
-                        .is_none_or(|k| k.max_running().is_none())
-            });
+        if let Some(flow) = flow.as_ref() {
+            let per_group = flow
+                .per_group
+                .as_ref()
+                .is_some_and(|k| k.max_running().is_some());
+            limits_running |= flow.max_running.is_some() || per_group;
+            counted |= per_group || (flow.max_running.is_some() && flow.places.is_none());
+        }
         if limits_running && self.shared.is_some() {
-            match flow.as_ref() {
-                // Its places are this process's: a job waiting here takes
-                // the place at once. Claim again at once all the same:
-                // the claim asks for as many as the workers got through
-                // since the last (its prefetch), so jobs keep coming
-                // ahead of the places; or gives the places back when
-                // nothing of the task is left here.
-                Some(_) if places_only => self.claim_now = true,
-                // A limit counted on every leased job (a tag's, a
-                // group's). Its lease ends only when its end is stored.
-                // The next claim is told it ended (it no longer counts
-                // against the limit), so this process refills its room
-                // at once; and claims again once the end is stored, for
-                // room other processes may also see.
-                _ => {
+            match counted {
+                // Only running limits held as places here (the task's,
+                // its tag's): a job waiting here takes the place at once.
+                // Claim again at once all the same: the claim asks for as
+                // many as the workers got through since the last (its
+                // prefetch), so jobs keep coming ahead of the places; or
+                // gives the places back when nothing of the task or tag
+                // is left here.
+                false => self.claim_now = true,
+                // A limit counted on every leased job (a group's, or one
+                // whose places no claim gave yet). Its lease ends only
+                // when its end is stored. The next claim is told it ended
+                // (it no longer counts against the limit), so this
+                // process refills its room at once; and claims again once
+                // the end is stored, for room other processes may also
+                // see.
+                true => {
                     if let Some(e) = self.jobs.get(job_slot) {
                         self.flow_credits.push(e.job.id);
                     }
@@ -384,6 +381,26 @@ impl Scheduler {
         for (tag, key) in back {
             let group = self.jobs.get(key.slot).and_then(|e| e.job.group().cloned());
             self.routes.push_ready(tag, key, group.as_ref());
+        }
+    }
+
+    /// A claim says how many places of each tag with a running limit
+    /// this process holds now (see `JobClaim::tag_places`): each runs at
+    /// most that many of its jobs at once. The tag's ready jobs wait in
+    /// its ready set, and the turn's dispatch starts those the places let.
+    pub(super) fn set_tag_places(&mut self, places: &[(String, u32)]) {
+        for (name, n) in places {
+            let Some(t) = self.routes.tag_index(name) else {
+                continue;
+            };
+            if let Some(gate) = self
+                .routes
+                .tag_gates
+                .get_mut(t as usize)
+                .and_then(Option::as_mut)
+            {
+                gate.set_places(*n);
+            }
         }
     }
 

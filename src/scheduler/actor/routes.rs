@@ -110,6 +110,11 @@ impl Routes {
         i
     }
 
+    /// The slot of tag `tag`, if it has one.
+    pub(super) fn tag_index(&self, tag: &str) -> Option<u32> {
+        self.tag_index.get(tag).copied()
+    }
+
     /// The queue's limits of tag `tag`, if any.
     pub(super) fn tag_limit(&self, tag: &str) -> Option<crate::flow::TagLimit> {
         self.tag_limits.get(tag)

@@ -251,14 +251,44 @@ impl Scheduler {
             if limits.tags.iter().any(|t| t.tag == def.tag) {
                 continue;
             }
-            let mut members: Vec<String> = self
+            let members_at: Vec<u32> = self
                 .routes
                 .tasks
                 .iter()
-                .filter(|t| t.def.as_ref().is_some_and(|d| d.tag == def.tag))
-                .map(|t| t.name.to_string())
+                .enumerate()
+                .filter(|(_, t)| t.def.as_ref().is_some_and(|d| d.tag == def.tag))
+                .map(|(m, _)| m as u32)
+                .collect();
+            let mut members: Vec<String> = members_at
+                .iter()
+                .map(|&m| self.routes.tasks[m as usize].name.to_string())
                 .collect();
             members.sort();
+            // A tag's running limit held as places, as a task's: as many
+            // as this process's workers serving the tag can run, never
+            // fewer than it runs now; and the tag's jobs it holds.
+            let tag_slot = self.routes.tasks[i as usize].tag;
+            let gate = tag_slot
+                .and_then(|t| self.routes.tag_gates.get(t as usize))
+                .and_then(Option::as_ref);
+            if let (Some(max), Some(t), Some(gate)) = (limit.max_running, tag_slot, gate) {
+                let slots: usize = self
+                    .workers
+                    .iter()
+                    .filter(|w| !w.stopped && w.tags.contains(&t))
+                    .map(|w| w.capacity)
+                    .sum();
+                let running = gate.running();
+                let holding: usize = members_at.iter().map(|&m| self.jobs.of_task(m)).sum();
+                limits.tag_places.push(crate::store::TagPlaces {
+                    tag: def.tag.clone(),
+                    wanted: u32::try_from(slots)
+                        .unwrap_or(u32::MAX)
+                        .min(max)
+                        .max(running),
+                    holding: u32::try_from(holding).unwrap_or(u32::MAX).max(running),
+                });
+            }
             limits.tags.push(crate::store::TagClaimLimit {
                 tag: def.tag.clone(),
                 tasks: members,
@@ -339,6 +369,7 @@ impl Scheduler {
         ctx: &mut Context<Self>,
     ) {
         self.set_places(&reply.places);
+        self.set_tag_places(&reply.tag_places);
         let claimed = reply.jobs;
         let rate_wait = reply
             .retry_at

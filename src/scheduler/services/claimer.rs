@@ -57,14 +57,21 @@ pub(crate) struct RunningLimits {
     pub(crate) group_rate: Vec<(String, crate::RateLimit)>,
     /// The limits of the served tasks' tags.
     pub(crate) tags: Vec<crate::store::TagClaimLimit>,
+    /// What this process asks of each tag's running limit's places.
+    pub(crate) tag_places: Vec<crate::store::TagPlaces>,
 }
 
 impl RunningLimits {
     /// Whether a limit counts the jobs leased and not final (so a claim
     /// sends the ends not stored yet): a task's own running limit does not,
-    /// its places are counted by what this process says it holds.
+    /// nor a tag's held as places: their places are counted by what this
+    /// process says it holds.
     pub(crate) fn counts_running(&self) -> bool {
-        !self.per_group.is_empty() || self.tags.iter().any(|t| t.max_running.is_some())
+        !self.per_group.is_empty()
+            || self
+                .tags
+                .iter()
+                .any(|t| t.max_running.is_some() && !self.tag_places.iter().any(|p| p.tag == t.tag))
     }
 }
 
@@ -144,6 +151,7 @@ impl Claimer {
             rate_limits: limits.rate,
             group_rate_limits: limits.group_rate,
             tag_limits: limits.tags,
+            tag_places: limits.tag_places,
             now,
             ended,
             group_weights: Vec::new(),
@@ -218,6 +226,32 @@ mod tests {
             last_full: false,
             timer: None,
         }
+    }
+
+    #[test]
+    fn ends_are_sent_only_for_limits_counted_on_every_leased_job() {
+        let mail = crate::store::TagClaimLimit {
+            tag: "mail".into(),
+            tasks: vec!["digest".into()],
+            max_running: Some(3),
+            rate: None,
+        };
+        let mut limits = RunningLimits {
+            tags: vec![mail],
+            ..RunningLimits::default()
+        };
+        assert!(limits.counts_running(), "a tag's limit without places");
+        limits.tag_places.push(crate::store::TagPlaces {
+            tag: "mail".into(),
+            wanted: 3,
+            holding: 0,
+        });
+        assert!(!limits.counts_running(), "a tag's limit held as places");
+        limits.per_group.push(("digest".into(), 1));
+        assert!(
+            limits.counts_running(),
+            "a limit per group counts leased jobs"
+        );
     }
 
     #[test]

@@ -166,8 +166,9 @@ impl Db {
                  $15::bigint[], $16::bigint[], $17::text[], $18::text[], $19::bigint[],
                  $20::bigint[], $21::bigint[], $22::text[], $23::text[],
                  $13::text[], $7::uuid[], $14::bigint, $3::bigint,
-                 $4::uuid, $24::bigint[], $27::bigint[], $25::bigint)",
-            f = self.sql.table("claim_places")
+                 $4::uuid, $24::bigint[], $27::bigint[], $25::bigint,
+                 $28::bigint[], $29::bigint[])",
+            f = self.sql.table("claim_all_places")
         );
         let group_room = self.sql.table("claim_group_limits");
         let rooms = claim::Rooms {
@@ -179,6 +180,7 @@ impl Db {
         };
         let rate_limits = self.sql.table("rate_limits");
         let running_places = self.sql.table("running_places");
+        let tag_places = self.sql.table("tag_places");
         // What the owner asks of each capped task's places (null: its
         // cap, and the store counts what it holds).
         let asked = |t: &String| params.places.iter().find(|p| &p.task == t);
@@ -196,6 +198,31 @@ impl Db {
                 .map(|t| {
                     let took = taken.iter().filter(|j| *j.task == **t).count();
                     asked(t).map(|p| {
+                        i64::from(p.holding).saturating_add(i64::try_from(took).unwrap_or(i64::MAX))
+                    })
+                })
+                .collect()
+        };
+        // What the owner asks of each limited tag's places (null: the
+        // tag's limit counts every leased job of its tasks), and what it
+        // holds of the tag's jobs, with what the rounds before took.
+        let tag_asked = |tag: &str| params.tag_places.iter().find(|p| p.tag == tag);
+        let tag_wants: Vec<Option<i64>> = tags
+            .iter()
+            .map(|l| {
+                tag_asked(&l.tag)
+                    .filter(|_| l.max_running.is_some())
+                    .map(|p| i64::from(p.wanted))
+            })
+            .collect();
+        let tag_holds = |taken: &[crate::job::Job]| -> Vec<Option<i64>> {
+            tags.iter()
+                .map(|l| {
+                    let took = taken
+                        .iter()
+                        .filter(|j| l.tasks.iter().any(|m| *j.task == **m))
+                        .count();
+                    tag_asked(&l.tag).map(|p| {
                         i64::from(p.holding).saturating_add(i64::try_from(took).unwrap_or(i64::MAX))
                     })
                 })
@@ -301,6 +328,17 @@ impl Db {
                      ON CONFLICT (task, owner)
                          DO UPDATE SET places = EXCLUDED.places, until_us = EXCLUDED.until_us
                      RETURNING p.task, p.places),
+                 tag_placed AS (
+                     INSERT INTO {tag_places} AS p (tag, owner, places, until_us, tasks)
+                     SELECT DISTINCT ON (s.tag) s.tag, $4,
+                            LEAST(s.tag_places, s.tag_held + COALESCE(g.k, 0)), $26,
+                            ARRAY(SELECT m.task FROM UNNEST($22::text[], $23::text[]) AS m(tag, task)
+                                  WHERE m.tag = s.tag)
+                     FROM served AS s LEFT JOIN tag_taken AS g ON g.tag = s.tag
+                     WHERE s.tag_places IS NOT NULL
+                     ON CONFLICT (tag, owner) DO UPDATE
+                         SET places = EXCLUDED.places, until_us = EXCLUDED.until_us, tasks = EXCLUDED.tasks
+                     RETURNING p.tag, p.places),
                  wake AS (
                      SELECT min(w.at) AS at FROM (
                          SELECT s.rate_from + COALESCE(t.k, 0) * s.rate_interval - s.rate_tolerance AS at
@@ -317,10 +355,14 @@ impl Db {
                          FROM tag_rates AS r LEFT JOIN tag_taken AS g ON g.tag = r.tag
                          WHERE COALESCE(g.k, 0) >= r.tag_allowed AND {tag_due} > COALESCE(g.k, 0)
                          {group_wake}) AS w)
-                 SELECT c.*, {waiting}, w.at AS rate_wake, pl.place_tasks, pl.place_counts
+                 SELECT c.*, {waiting}, w.at AS rate_wake, pl.place_tasks, pl.place_counts,
+                        tp.tag_place_names, tp.tag_place_counts
                  FROM wake AS w
                  CROSS JOIN (SELECT array_agg(p.task) AS place_tasks, array_agg(p.places) AS place_counts
                              FROM placed AS p) AS pl
+                 CROSS JOIN (SELECT array_agg(p.tag) AS tag_place_names,
+                                    array_agg(p.places) AS tag_place_counts
+                             FROM tag_placed AS p) AS tp
                  LEFT JOIN claimed AS c ON true",
                 picked = claim::picked_sql(form, &jobs, &not_suspended, Some(&rooms), (8, 9)),
                 columns = returned_columns(),
@@ -333,6 +375,7 @@ impl Db {
         while let Some((form, want)) = rounds.next() {
             let statement = sql(form);
             let holds = holds(&rounds.taken);
+            let tag_holds = tag_holds(&rounds.taken);
             // $8 and $9 are only in the fair form; the others always.
             let query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
@@ -361,7 +404,9 @@ impl Db {
                 .bind(&wants)
                 .bind(i64::from(crate::store::JOBS_PER_PLACE))
                 .bind(params.lease_until.timestamp_micros())
-                .bind(&holds);
+                .bind(&holds)
+                .bind(&tag_wants)
+                .bind(&tag_holds);
             let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
             rounds.took(&rows)?;
         }
@@ -372,6 +417,7 @@ impl Db {
             jobs: rounds.taken,
             retry_at,
             places: rounds.places,
+            tag_places: rounds.tag_places,
         })
     }
 }

@@ -72,10 +72,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (18, include_str!("migrations/0018_tag_limits.sql")),
     (19, include_str!("migrations/0019_no_vacuum_truncate.sql")),
     (20, include_str!("migrations/0020_running_places.sql")),
+    (21, include_str!("migrations/0021_tag_places.sql")),
 ];
 
 /// The newest schema version this kessel knows.
-pub const SCHEMA_VERSION: i64 = 20;
+pub const SCHEMA_VERSION: i64 = 21;
 
 /// How to connect a [`PgStore`].
 ///

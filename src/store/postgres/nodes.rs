@@ -49,13 +49,15 @@ impl Db {
         sqlx::query(AssertSqlSafe(format!(
             "WITH gone AS (DELETE FROM {nodes} WHERE id = $1),
                   resigned AS (UPDATE {leader} SET owner = NULL, lease_until = '-infinity' WHERE owner = $1),
-                  -- Its places of tasks with a running limit, for the
-                  -- other processes at once (see version 20).
-                  places AS (DELETE FROM {places} WHERE owner = $1)
+                  -- Its places of tasks and tags with a running limit,
+                  -- for the other processes at once (see versions 20, 21).
+                  places AS (DELETE FROM {places} WHERE owner = $1),
+                  tag_places AS (DELETE FROM {tag_places} WHERE owner = $1)
              SELECT 1",
             nodes = self.nodes_table(),
             leader = self.leader_table(),
             places = self.sql.table("running_places"),
+            tag_places = self.sql.table("tag_places"),
         )))
         .bind(id)
         .execute(self.pool())

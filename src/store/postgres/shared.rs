@@ -69,6 +69,20 @@ pub(super) struct Rounds<'a> {
     /// The places of each capped task the owner holds, as the last
     /// statement wrote them.
     pub(super) places: Vec<(String, u32)>,
+    /// The places of each tag held as places the owner holds, as the
+    /// last statement wrote them.
+    pub(super) tag_places: Vec<(String, u32)>,
+}
+
+/// The places a claim wrote: names and counts as two arrays (null when it
+/// wrote none).
+fn places_of(names: Option<Vec<String>>, counts: Option<Vec<i64>>) -> Vec<(String, u32)> {
+    names
+        .unwrap_or_default()
+        .into_iter()
+        .zip(counts.unwrap_or_default())
+        .map(|(name, n)| (name, u32::try_from(n.max(0)).unwrap_or(u32::MAX)))
+        .collect()
 }
 
 impl<'a> Rounds<'a> {
@@ -88,6 +102,7 @@ impl<'a> Rounds<'a> {
             limited: false,
             rate_wake: None,
             places: Vec::new(),
+            tag_places: Vec::new(),
         }
     }
 
@@ -124,12 +139,10 @@ impl<'a> Rounds<'a> {
         if let Some(row) = rows.first().filter(|_| self.limited) {
             let tasks: Option<Vec<String>> = row.try_get("place_tasks").map_err(map_err)?;
             let counts: Option<Vec<i64>> = row.try_get("place_counts").map_err(map_err)?;
-            self.places = tasks
-                .unwrap_or_default()
-                .into_iter()
-                .zip(counts.unwrap_or_default())
-                .map(|(task, n)| (task, u32::try_from(n.max(0)).unwrap_or(u32::MAX)))
-                .collect();
+            self.places = places_of(tasks, counts);
+            let tags: Option<Vec<String>> = row.try_get("tag_place_names").map_err(map_err)?;
+            let counts: Option<Vec<i64>> = row.try_get("tag_place_counts").map_err(map_err)?;
+            self.tag_places = places_of(tags, counts);
         }
         for row in rows {
             if self.limited {
@@ -246,12 +259,14 @@ impl Db {
             jobs: rounds.taken,
             retry_at: None,
             places: Vec::new(),
+            tag_places: Vec::new(),
         })
     }
 
     /// Renews the leases of the owner's jobs in `params`, and its places
-    /// of the tasks of those jobs (schema version 20): places of a task it
-    /// no longer holds a job of are not renewed, and lapse.
+    /// of the tasks of those jobs (schema version 20) and of their tags
+    /// (version 21): places of a task or tag it no longer holds a job of
+    /// are not renewed, and lapse.
     pub(super) async fn jobs_heartbeat(
         &self,
         params: &JobHeartbeat,
@@ -265,10 +280,16 @@ impl Db {
                  UPDATE {places} AS p SET until_us = $4
                  WHERE p.owner = $1 AND p.until_us < $4
                    AND EXISTS (SELECT 1 FROM {jobs} AS h
-                               WHERE h.id = ANY($2) AND h.leased_by = $1 AND h.task = p.task))
+                               WHERE h.id = ANY($2) AND h.leased_by = $1 AND h.task = p.task)),
+                  tag_places AS (
+                 UPDATE {tag_places} AS p SET until_us = $4
+                 WHERE p.owner = $1 AND p.until_us < $4
+                   AND EXISTS (SELECT 1 FROM {jobs} AS h
+                               WHERE h.id = ANY($2) AND h.leased_by = $1 AND h.task = ANY (p.tasks)))
              UPDATE {jobs} SET lease_until = $3 WHERE id = ANY($2) AND leased_by = $1 AND {LEASE_COMMIT}
              RETURNING id, cancel_requested",
             places = self.sql.table("running_places"),
+            tag_places = self.sql.table("tag_places"),
             jobs = self.jobs_table()
         )))
         .bind(params.owner)

@@ -8,7 +8,7 @@ use crate::conformance::fixtures::{in_status, insert, now, record, secs};
 use crate::conformance::harness::conformance_test;
 use crate::conformance::{StoreFactory, Verdict};
 use crate::job::{Job, JobId, JobStatus};
-use crate::store::{JobClaim, TaskPlaces, JOBS_PER_PLACE};
+use crate::store::{JobClaim, TagPlaces, TaskPlaces, JOBS_PER_PLACE};
 
 conformance_test!(store,
     /// A claim takes no more jobs of each group of a task limited per
@@ -43,6 +43,7 @@ async fn claim_limited_per_group<F: StoreFactory>(factory: F) -> Verdict {
             running_limits: Vec::new(),
             group_running_limits: vec![("limited".into(), 2)],
             places: Vec::new(),
+            tag_places: Vec::new(),
             ended,
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
@@ -143,6 +144,7 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
                 })
                 .unwrap_or_default(),
             group_running_limits: Vec::new(),
+            tag_places: Vec::new(),
             ended,
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
@@ -301,5 +303,116 @@ async fn claim_tag_limited<F: StoreFactory>(factory: F) -> Verdict {
             next.jobs
         );
     }
+    Verdict::Passed
+}
+
+conformance_test!(store,
+    /// A tag's running limit is held as places when the owner asks for
+    /// them, as a task's is: a claim gives its owner up to the places it
+    /// wants of those the other owners leave, and leases at most
+    /// `JOBS_PER_PLACE` of the tag's jobs (all its tasks together) per
+    /// place, less those it holds; other tasks are not held back. An
+    /// owner keeps no more of the tag's places than the tag's jobs it
+    /// holds, and its places lapse with its lease.
+    a_tag_running_limit_is_held_as_places_that_owners_take_and_give_back => claim_tag_places
+);
+
+async fn claim_tag_places<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    // Exactly as many of the tag's jobs due as its 3 places lease, of
+    // both its tasks.
+    let per = JOBS_PER_PLACE;
+    let mail_jobs: Vec<Job> = (0..3 * per)
+        .map(|n| {
+            let task = if n % 2 == 0 { "digest" } else { "welcome" };
+            due(task, n, secs(t, -10))
+        })
+        .collect();
+    let later: Vec<Job> = (1000..1004)
+        .map(|n| delayed("welcome", n, secs(t, -10), secs(t, 30)))
+        .collect();
+    let free: Vec<Job> = (500..502).map(|n| due("free", n, secs(t, -10))).collect();
+    insert(&store, &mail_jobs).await;
+    insert(&store, &later).await;
+    insert(&store, &free).await;
+    let tasks = ["welcome", "digest", "free"];
+    // A claim by `owner` at `at`, asking for `wanted` of the tag's
+    // places and saying it holds `holding` of the tag's jobs.
+    let claim = |owner, at, wanted: u32, holding: u32| {
+        claim_limited_by(shared, owner, &tasks, at, move |c| {
+            c.limit = 10_000;
+            c.lease_until = secs(t, 60);
+            c.tag_limits = vec![mail(Some(3), None)];
+            c.tag_places = vec![TagPlaces {
+                tag: "mail".into(),
+                wanted,
+                holding,
+            }];
+        })
+    };
+    let of = |jobs: &[Job], task: &str| jobs.iter().filter(|j| &*j.task == task).count();
+    let mail_of = |jobs: &[Job]| of(jobs, "digest") + of(jobs, "welcome");
+    let places = |reply: &crate::store::ClaimReply| {
+        reply
+            .tag_places
+            .iter()
+            .find(|(tag, _)| tag == "mail")
+            .map(|(_, n)| *n)
+    };
+    let (a, b, c, d) = (
+        shared.owner(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let first = claim(a, t, 2, 0).await;
+    assert_eq!(places(&first), Some(2), "the two places it asked for");
+    assert_eq!(
+        mail_of(&first.jobs),
+        2 * per as usize,
+        "JOBS_PER_PLACE per place, of the tag's tasks together"
+    );
+    assert!(
+        of(&first.jobs, "digest") > 0 && of(&first.jobs, "welcome") > 0,
+        "both of the tag's tasks"
+    );
+    assert_eq!(
+        of(&first.jobs, "free"),
+        2,
+        "the other task is not held back"
+    );
+    let second = claim(b, t, 3, 0).await;
+    assert_eq!(places(&second), Some(1), "the one place the first leaves");
+    assert_eq!(mail_of(&second.jobs), per as usize);
+    let third = claim(c, secs(t, 31), 3, 0).await;
+    assert_eq!(places(&third), Some(0), "every place is held");
+    assert_eq!(mail_of(&third.jobs), 0, "no place, no job");
+    // The second owner holds none of the tag's jobs now (they ended),
+    // and nothing of the tag is due for it: it gives its place back.
+    let back = claim(b, t, 3, 0).await;
+    assert_eq!(places(&back), Some(0), "no job of the tag left: no place");
+    let fourth = claim(c, secs(t, 31), 3, 0).await;
+    assert_eq!(places(&fourth), Some(1), "the place given back");
+    assert_eq!(mail_of(&fourth.jobs), 4, "the later jobs, now due");
+    // The first owner, holding its jobs, keeps its places; holding one
+    // job of the tag, it keeps one.
+    let again = claim(a, secs(t, 31), 2, 2 * per).await;
+    assert_eq!(places(&again), Some(2), "places in use are kept");
+    let fewer = claim(a, secs(t, 31), 2, 1).await;
+    assert_eq!(places(&fewer), Some(1), "no more places than jobs held");
+    // Past every lease, the places held lapse: a new owner takes the
+    // whole limit for the jobs due then.
+    let more: Vec<Job> = (2000..2004)
+        .map(|n| due("digest", n, secs(t, 50)))
+        .collect();
+    insert(&store, &more).await;
+    let fifth = claim(d, secs(t, 61), 3, 0).await;
+    assert_eq!(places(&fifth), Some(3), "lapsed places are free");
+    assert_eq!(
+        mail_of(&fifth.jobs),
+        4,
+        "the jobs due then, fewer than its places lease"
+    );
     Verdict::Passed
 }

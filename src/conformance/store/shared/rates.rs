@@ -30,6 +30,7 @@ async fn claim_rated(
         running_limits: Vec::new(),
         group_running_limits: Vec::new(),
         places: Vec::new(),
+        tag_places: Vec::new(),
         rate_limits: vec![("rated".into(), rate)],
         group_rate_limits: Vec::new(),
         tag_limits: Vec::new(),
