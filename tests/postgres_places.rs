@@ -14,27 +14,12 @@ use uuid::Uuid;
 
 /// `n` ready jobs of task "limited", due at `now`.
 fn jobs(n: usize, now: DateTime<Utc>) -> Vec<kessel::Job> {
-    (0..n)
-        .map(|i| {
-            let mut job: kessel::Job = serde_json::from_value(serde_json::json!({
-                "id": kessel::JobId::new(), "reference": null, "task": "limited", "payload": i,
-                "priority": 0, "status": "ready", "created_at": now, "run_at": now,
-                "expires_at": null, "attempts": 0, "max_attempts": null, "last_error": null,
-                "result": null, "progress": null, "finished_at": null, "logs": []
-            }))
-            .expect("a job");
-            job.logs.clear();
-            job
-        })
-        .collect()
+    pg::ready_jobs("limited", n, now)
 }
 
 /// Two processes' stores on one schema, with leases of a minute.
 async fn two_stores(db: &pg::TestDb) -> (PgStore, PgStore) {
-    (
-        db.store(Duration::from_secs(60)).await,
-        db.store(Duration::from_secs(60)).await,
-    )
+    db.two_stores(Duration::from_secs(60)).await
 }
 
 /// A claim of `owner` at `now` of task "limited", limited to 3 running;

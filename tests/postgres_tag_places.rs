@@ -17,60 +17,52 @@ use uuid::Uuid;
 
 /// `n` ready jobs of `task`, due at `now`.
 fn jobs(task: &str, n: usize, now: DateTime<Utc>) -> Vec<kessel::Job> {
-    (0..n)
-        .map(|i| {
-            let mut job: kessel::Job = serde_json::from_value(serde_json::json!({
-                "id": kessel::JobId::new(), "reference": null, "task": task, "payload": i,
-                "priority": 0, "status": "ready", "created_at": now, "run_at": now,
-                "expires_at": null, "attempts": 0, "max_attempts": null, "last_error": null,
-                "result": null, "progress": null, "finished_at": null, "logs": []
-            }))
-            .expect("a job");
-            job.logs.clear();
-            job
-        })
-        .collect()
+    pg::ready_jobs(task, n, now)
 }
 
 /// Two processes' stores on one schema, with leases of a minute.
 async fn two_stores(db: &pg::TestDb) -> (PgStore, PgStore) {
-    (
-        db.store(Duration::from_secs(60)).await,
-        db.store(Duration::from_secs(60)).await,
-    )
+    db.two_stores(Duration::from_secs(60)).await
 }
 
 /// A claim of `owner` at `now` of the tasks of tag "mail" ("digest" and
-/// "welcome"), limited to 3 running together, asking for all 3 places
-/// and holding `holding` of the tag's jobs.
-async fn claim(store: &PgStore, owner: Uuid, now: DateTime<Utc>, holding: u32) -> ClaimReply {
-    store
-        .jobs_claim_reply(&JobClaim {
-            owner,
+/// "welcome"), limited to 3 running together, asking for the tag's
+/// places as `asked` says (none: it counts every leased job).
+fn params(owner: Uuid, now: DateTime<Utc>, asked: Option<TagPlaces>) -> JobClaim {
+    JobClaim {
+        owner,
+        tasks: vec!["digest".into(), "welcome".into()],
+        due_by: now,
+        limit: 100,
+        lease_until: now + chrono::Duration::seconds(60),
+        running_limits: Vec::new(),
+        group_running_limits: Vec::new(),
+        places: Vec::new(),
+        ended: Vec::new(),
+        group_weights: Vec::new(),
+        rate_limits: Vec::new(),
+        group_rate_limits: Vec::new(),
+        tag_limits: vec![TagClaimLimit {
+            tag: "mail".into(),
             tasks: vec!["digest".into(), "welcome".into()],
-            due_by: now,
-            limit: 100,
-            lease_until: now + chrono::Duration::seconds(60),
-            running_limits: Vec::new(),
-            group_running_limits: Vec::new(),
-            places: Vec::new(),
-            ended: Vec::new(),
-            group_weights: Vec::new(),
-            rate_limits: Vec::new(),
-            group_rate_limits: Vec::new(),
-            tag_limits: vec![TagClaimLimit {
-                tag: "mail".into(),
-                tasks: vec!["digest".into(), "welcome".into()],
-                max_running: Some(3),
-                rate: None,
-            }],
-            tag_places: vec![TagPlaces {
-                tag: "mail".into(),
-                wanted: 3,
-                holding,
-            }],
-            now,
-        })
+            max_running: Some(3),
+            rate: None,
+        }],
+        tag_places: asked.into_iter().collect(),
+        now,
+    }
+}
+
+/// A claim as [`params`] says, asking for all 3 places and holding
+/// `holding` of the tag's jobs.
+async fn claim(store: &PgStore, owner: Uuid, now: DateTime<Utc>, holding: u32) -> ClaimReply {
+    let asked = TagPlaces {
+        tag: "mail".into(),
+        wanted: 3,
+        holding,
+    };
+    store
+        .jobs_claim_reply(&params(owner, now, Some(asked)))
         .await
         .expect("claim")
 }
@@ -197,28 +189,7 @@ async fn a_tag_left_out_of_tag_places_counts_every_leased_job() {
     let (first, second) = two_stores(&db).await;
     let now = Utc::now();
     first.jobs_insert(&jobs("digest", 6, now)).await.unwrap();
-    let mut params = JobClaim {
-        owner: first.owner(),
-        tasks: vec!["digest".into(), "welcome".into()],
-        due_by: now,
-        limit: 100,
-        lease_until: now + chrono::Duration::seconds(60),
-        running_limits: Vec::new(),
-        group_running_limits: Vec::new(),
-        places: Vec::new(),
-        ended: Vec::new(),
-        group_weights: Vec::new(),
-        rate_limits: Vec::new(),
-        group_rate_limits: Vec::new(),
-        tag_limits: vec![TagClaimLimit {
-            tag: "mail".into(),
-            tasks: vec!["digest".into(), "welcome".into()],
-            max_running: Some(3),
-            rate: None,
-        }],
-        tag_places: Vec::new(),
-        now,
-    };
+    let mut params = params(first.owner(), now, None);
     let counted = first.jobs_claim_reply(&params).await.unwrap();
     assert_eq!(
         counted.jobs.len(),

@@ -448,8 +448,10 @@ impl<'q, P> TaskBuilder<'q, P> {
 
     /// Lets at most `n` of this task's jobs run at once: on a store only
     /// this process uses, in this process; on PostgreSQL, across every
-    /// process that defines the task with the same limit (a job leased to
-    /// a process counts from its claim to its end). Jobs over the limit
+    /// process that defines the task with the same limit, held as places:
+    /// each process runs at most the places its claims gave it (as many
+    /// as its workers can run of the task, of those the others leave),
+    /// and jobs it leased ahead wait in it for a place. Jobs over the limit
     /// wait, ready, and start as running ones end, best first. `0` makes
     /// [`TaskBuilder::action`] return [`Error::InvalidInput`] naming
     /// `max_running` (suspend the task to hold it instead).

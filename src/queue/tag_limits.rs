@@ -17,8 +17,11 @@ impl QueueBuilder {
     /// On memory and SQLite, for the queue; on PostgreSQL, **across every
     /// process** that sets the same limit and defines the tag's tasks
     /// alike (the database keeps no tag: a job counts against the tag of
-    /// its task as the claiming process defines it). A job counts from
-    /// its claim until it is final. A later call for the same tag wins.
+    /// its task as the claiming process defines it), held as places: each
+    /// process runs at most the places its claims gave it (as many as its
+    /// workers serving the tag can run, of those the others leave), and
+    /// the tag's jobs it leased ahead wait in it for a place. A later call
+    /// for the same tag wins.
     ///
     /// # Errors
     ///

@@ -70,6 +70,11 @@ impl TestDb {
             .expect("build the queue")
     }
 
+    /// Two processes' stores on this schema, with leases of `lease`.
+    pub async fn two_stores(&self, lease: Duration) -> (PgStore, PgStore) {
+        (self.store(lease).await, self.store(lease).await)
+    }
+
     /// Drops the schema. Call at the end of a test.
     pub async fn drop(self) {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -79,4 +84,21 @@ impl TestDb {
         .execute(&self.pool)
         .await;
     }
+}
+
+/// `n` ready jobs of `task`, due at `now`, to insert into a store.
+pub fn ready_jobs(task: &str, n: usize, now: chrono::DateTime<chrono::Utc>) -> Vec<kessel::Job> {
+    (0..n)
+        .map(|i| {
+            let mut job: kessel::Job = serde_json::from_value(serde_json::json!({
+                "id": kessel::JobId::new(), "reference": null, "task": task, "payload": i,
+                "priority": 0, "status": "ready", "created_at": now, "run_at": now,
+                "expires_at": null, "attempts": 0, "max_attempts": null, "last_error": null,
+                "result": null, "progress": null, "finished_at": null, "logs": []
+            }))
+            .expect("a job");
+            job.logs.clear();
+            job
+        })
+        .collect()
 }
