@@ -160,19 +160,8 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
         }
     };
     let of = |jobs: &[Job], task: &str| jobs.iter().filter(|j| &*j.task == task).count();
-    let places = |reply: &crate::store::ClaimReply| {
-        reply
-            .places
-            .iter()
-            .find(|(task, _)| task == "limited")
-            .map(|(_, n)| *n)
-    };
-    let (a, b, c, d) = (
-        shared.owner(),
-        Uuid::new_v4(),
-        Uuid::new_v4(),
-        Uuid::new_v4(),
-    );
+    let places = |reply: &crate::store::ClaimReply| places_of(&reply.places, "limited");
+    let (a, b, c, d) = four_owners(shared);
     let first = claim(a, t, Some((2, 0)), Vec::new()).await;
     assert_eq!(places(&first), Some(2), "the two places it asked for");
     assert_eq!(
@@ -353,19 +342,8 @@ async fn claim_tag_places<F: StoreFactory>(factory: F) -> Verdict {
     };
     let of = |jobs: &[Job], task: &str| jobs.iter().filter(|j| &*j.task == task).count();
     let mail_of = |jobs: &[Job]| of(jobs, "digest") + of(jobs, "welcome");
-    let places = |reply: &crate::store::ClaimReply| {
-        reply
-            .tag_places
-            .iter()
-            .find(|(tag, _)| tag == "mail")
-            .map(|(_, n)| *n)
-    };
-    let (a, b, c, d) = (
-        shared.owner(),
-        Uuid::new_v4(),
-        Uuid::new_v4(),
-        Uuid::new_v4(),
-    );
+    let places = |reply: &crate::store::ClaimReply| places_of(&reply.tag_places, "mail");
+    let (a, b, c, d) = four_owners(shared);
     let first = claim(a, t, 2, 0).await;
     assert_eq!(places(&first), Some(2), "the two places it asked for");
     assert_eq!(
@@ -415,4 +393,19 @@ async fn claim_tag_places<F: StoreFactory>(factory: F) -> Verdict {
         "the jobs due then, fewer than its places lease"
     );
     Verdict::Passed
+}
+
+/// The places a claim's reply gives of task or tag `name`.
+fn places_of(places: &[(String, u32)], name: &str) -> Option<u32> {
+    places.iter().find(|(n, _)| n == name).map(|(_, n)| *n)
+}
+
+/// The store's own owner and three others.
+fn four_owners(shared: &dyn crate::store::SharedStore) -> (Uuid, Uuid, Uuid, Uuid) {
+    (
+        shared.owner(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    )
 }
