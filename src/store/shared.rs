@@ -79,9 +79,11 @@ pub struct JobClaim {
     /// (see [`QueueBuilder::tag_max_running`](crate::QueueBuilder::tag_max_running)
     /// and [`QueueBuilder::tag_rate_limit`](crate::QueueBuilder::tag_rate_limit)):
     /// a claim takes at most, of the served tasks of such a tag together,
-    /// the running limit minus the jobs of the tag's tasks already leased
-    /// and not final, and as many as its rate limit allows at
-    /// [`now`](JobClaim::now). Claims of these tags take turns too.
+    /// what the tag's running limit leaves (held as places when the tag
+    /// is in [`tag_places`](JobClaim::tag_places); otherwise the limit
+    /// minus the jobs of the tag's tasks already leased and not final),
+    /// and as many as its rate limit allows at [`now`](JobClaim::now).
+    /// Claims of these tags take turns too.
     pub tag_limits: Vec<TagClaimLimit>,
     /// What this owner asks of each tag in
     /// [`tag_limits`](JobClaim::tag_limits) with a running limit, to
