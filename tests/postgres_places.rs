@@ -178,6 +178,7 @@ async fn places_count_the_jobs_every_round_of_a_claim_took() {
         task: "limited".into(),
         wanted: 3,
         holding: 0,
+        may_run: 0,
     };
     let reply = claim_asking(&store, store.owner(), now, vec![asked]).await;
     assert_eq!(reply.jobs.len(), 4);

@@ -60,6 +60,7 @@ async fn claim(store: &PgStore, owner: Uuid, now: DateTime<Utc>, holding: u32) -
         tag: "mail".into(),
         wanted: 3,
         holding,
+        may_run: 0,
     };
     store
         .jobs_claim_reply(&params(owner, now, Some(asked)))
@@ -200,5 +201,41 @@ async fn a_tag_left_out_of_tag_places_counts_every_leased_job() {
     params.owner = second.owner();
     let none = second.jobs_claim_reply(&params).await.unwrap();
     assert!(none.jobs.is_empty(), "the limit's three are leased");
+    db.drop().await;
+}
+
+#[actix_rt::test]
+async fn a_tags_places_are_shared_fairly_with_a_process_short_of_them() {
+    let Some(db) = pg::fresh().await else { return };
+    let (first, second) = two_stores(&db).await;
+    let now = Utc::now();
+    first.jobs_insert(&jobs("digest", 300, now)).await.unwrap();
+    let claim = |store: &PgStore, holding: u32, running: u32| {
+        let asked = TagPlaces {
+            tag: "mail".into(),
+            wanted: 3,
+            holding,
+            may_run: running,
+        };
+        let params = params(store.owner(), now, Some(asked));
+        let store = store.clone();
+        async move { store.jobs_claim_reply(&params).await.expect("claim") }
+    };
+    let taken = claim(&first, 0, 0).await;
+    assert_eq!(places(&taken), Some(3), "the whole limit");
+    let held = taken.jobs.len() as u32;
+    let short = claim(&second, 0, 0).await;
+    assert_eq!(places(&short), Some(0), "every place is held; jobs are due");
+    // Its fair share of 3 between two, rounded up; it starts no more.
+    let fair = claim(&first, held, 3).await;
+    assert_eq!(places(&fair), Some(2), "its fair share");
+    // The places it may still run in are kept until its runs end.
+    let still = claim(&second, 0, 0).await;
+    assert_eq!(places(&still), Some(0), "places in use are kept");
+    let ended = claim(&first, held - 2, 2).await;
+    assert_eq!(places(&ended), Some(2), "its share, its runs ended");
+    let given = claim(&second, 0, 0).await;
+    assert_eq!(places(&given), Some(1), "the place given back");
+    assert!(!given.jobs.is_empty());
     db.drop().await;
 }

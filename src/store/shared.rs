@@ -136,7 +136,7 @@ pub const JOBS_PER_PLACE: u32 = 64;
 /// use kessel::store::{TaskPlaces, JOBS_PER_PLACE};
 /// // Eight workers serve the task; three of its jobs run here and two
 /// // wait for a place.
-/// let asked = TaskPlaces { task: "export".into(), wanted: 8, holding: 5 };
+/// let asked = TaskPlaces { task: "export".into(), wanted: 8, holding: 5, may_run: 8 };
 /// // Given the eight places, a claim leases at most this many more.
 /// assert_eq!(asked.wanted * JOBS_PER_PLACE - asked.holding, 507);
 /// ```
@@ -153,6 +153,13 @@ pub struct TaskPlaces {
     /// leases at most [`JOBS_PER_PLACE`] per place less these, and leaves the
     /// owner no more places than these and what it takes.
     pub holding: u32,
+    /// How many of the task's jobs the owner may run until this claim's
+    /// reply: the places it holds now, or its runs if more. While other
+    /// owners lack places the claim gives it no more than its fair share
+    /// of the limit, and its places in the store stay at least this (at
+    /// most what it holds) until its runs end: it gives them back at its
+    /// next claims.
+    pub may_run: u32,
 }
 
 /// What a claim asks of a tag's running limit held as places (see
@@ -164,7 +171,7 @@ pub struct TaskPlaces {
 /// ```
 /// use kessel::store::{TagPlaces, JOBS_PER_PLACE};
 /// // Four workers serve the tag; one job of its tasks runs here.
-/// let asked = TagPlaces { tag: "email".into(), wanted: 4, holding: 1 };
+/// let asked = TagPlaces { tag: "email".into(), wanted: 4, holding: 1, may_run: 4 };
 /// // Given the four places, a claim leases at most this many more.
 /// assert_eq!(asked.wanted * JOBS_PER_PLACE - asked.holding, 255);
 /// ```
@@ -178,6 +185,10 @@ pub struct TagPlaces {
     /// How many jobs of the tag's tasks the owner holds: running, or
     /// leased and waiting there.
     pub holding: u32,
+    /// How many of the tag's jobs the owner may run until this claim's
+    /// reply: the places of the tag it holds now, or its runs if more
+    /// (see [`TaskPlaces::may_run`]).
+    pub may_run: u32,
 }
 
 /// A tag's limits as a claim counts them (see [`JobClaim::tag_limits`]):

@@ -113,7 +113,7 @@ impl Flow {
 
     /// How many of the task's jobs may run here at once: the places this
     /// process holds on a shared store, else the running limit.
-    fn running_cap(&self) -> Option<u32> {
+    pub(super) fn running_cap(&self) -> Option<u32> {
         self.max_running
             .map(|max| self.places.unwrap_or(max).min(max))
     }

@@ -232,6 +232,13 @@ impl Scheduler {
                     task: name.to_string(),
                     wanted,
                     holding: u32::try_from(holding).unwrap_or(u32::MAX).max(running),
+                    // It starts up to its places before the reply.
+                    may_run: slot
+                        .flow
+                        .as_deref()
+                        .and_then(|f| f.running_cap())
+                        .unwrap_or(max)
+                        .max(running),
                 });
             }
             if let Some(max) = def.max_running_per_group {
@@ -287,6 +294,8 @@ impl Scheduler {
                         .min(max)
                         .max(running),
                     holding: u32::try_from(holding).unwrap_or(u32::MAX).max(running),
+                    // It starts up to its places before the reply.
+                    may_run: gate.running_cap().unwrap_or(max).max(running),
                 });
             }
             limits.tags.push(crate::store::TagClaimLimit {

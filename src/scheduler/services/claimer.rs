@@ -245,6 +245,7 @@ mod tests {
             tag: "mail".into(),
             wanted: 3,
             holding: 0,
+            may_run: 0,
         });
         assert!(!limits.counts_running(), "a tag's limit held as places");
         limits.per_group.push(("digest".into(), 1));

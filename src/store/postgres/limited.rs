@@ -167,7 +167,7 @@ impl Db {
                  $20::bigint[], $21::bigint[], $22::text[], $23::text[],
                  $13::text[], $7::uuid[], $14::bigint, $3::bigint,
                  $4::uuid, $24::bigint[], $27::bigint[], $25::bigint,
-                 $28::bigint[], $29::bigint[])",
+                 $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[])",
             f = self.sql.table("claim_all_places")
         );
         let group_room = self.sql.table("claim_group_limits");
@@ -215,6 +215,18 @@ impl Db {
                     .map(|p| i64::from(p.wanted))
             })
             .collect();
+        // How many of each capped task's and limited tag's jobs the owner
+        // may run until this claim's reply: its row keeps at least as
+        // many places (at most the jobs it holds).
+        let runs: Vec<Option<i64>> = params
+            .tasks
+            .iter()
+            .map(|t| asked(t).map(|p| i64::from(p.may_run)))
+            .collect();
+        let tag_runs: Vec<Option<i64>> = tags
+            .iter()
+            .map(|l| tag_asked(&l.tag).map(|p| i64::from(p.may_run)))
+            .collect();
         let tag_holds = |taken: &[crate::job::Job]| -> Vec<Option<i64>> {
             tags.iter()
                 .map(|l| {
@@ -259,6 +271,20 @@ impl Db {
         let tag_due = more_due(
             "m.task IN (SELECT v.task FROM served AS v WHERE v.tag = r.tag)",
             "COALESCE(g.k, 0)",
+        );
+        // Whether due jobs of the served task `s.task` (or of the served
+        // tasks of tag `s.tag`) are left unleased: a claim that took
+        // none while they were was short of places (the snapshot still
+        // shows unleased the jobs the claim took, so it asks only when
+        // it took none).
+        let task_left = format!(
+            "EXISTS (SELECT 1 FROM {jobs} AS m WHERE m.task = s.task AND m.leased_by IS NULL
+                        AND m.status IN {CLAIMABLE} AND m.run_at <= $2)"
+        );
+        let tag_left = format!(
+            "EXISTS (SELECT 1 FROM {jobs} AS m
+                     WHERE m.task IN (SELECT v.task FROM served AS v WHERE v.tag = s.tag)
+                       AND m.leased_by IS NULL AND m.status IN {CLAIMABLE} AND m.run_at <= $2)"
         );
         let group_due = more_due(
             "m.task = l.task AND m.group_key = l.grp",
@@ -321,24 +347,34 @@ impl Db {
                      {group_spent}
                      ON CONFLICT (kind, name, grp) DO UPDATE SET tat = EXCLUDED.tat),
                  placed AS (
-                     INSERT INTO {running_places} AS p (task, owner, places, until_us)
-                     SELECT s.task, $4, LEAST(s.places, s.held + COALESCE(t.k, 0)), $26
+                     INSERT INTO {running_places} AS p (task, owner, places, until_us, short)
+                     SELECT s.task, $4, GREATEST(w.places, s.kept), $26,
+                            CASE WHEN w.places < s.wanted
+                                  AND (s.held + COALESCE(t.k, 0) > w.places
+                                       OR (COALESCE(t.k, 0) = 0 AND {task_left}))
+                                 THEN s.wanted - w.places ELSE 0 END
                      FROM served AS s LEFT JOIN taken AS t ON t.task = s.task
+                     CROSS JOIN LATERAL (
+                         SELECT LEAST(s.places, s.held + COALESCE(t.k, 0)) AS places) AS w
                      WHERE s.places IS NOT NULL
-                     ON CONFLICT (task, owner)
-                         DO UPDATE SET places = EXCLUDED.places, until_us = EXCLUDED.until_us
-                     RETURNING p.task, p.places),
+                     ON CONFLICT (task, owner) DO UPDATE
+                         SET places = EXCLUDED.places, until_us = EXCLUDED.until_us, short = EXCLUDED.short),
                  tag_placed AS (
-                     INSERT INTO {tag_places} AS p (tag, owner, places, until_us, tasks)
-                     SELECT DISTINCT ON (s.tag) s.tag, $4,
-                            LEAST(s.tag_places, s.tag_held + COALESCE(g.k, 0)), $26,
+                     INSERT INTO {tag_places} AS p (tag, owner, places, until_us, tasks, short)
+                     SELECT DISTINCT ON (s.tag) s.tag, $4, GREATEST(w.places, s.tag_kept), $26,
                             ARRAY(SELECT m.task FROM UNNEST($22::text[], $23::text[]) AS m(tag, task)
-                                  WHERE m.tag = s.tag)
+                                  WHERE m.tag = s.tag),
+                            CASE WHEN w.places < s.tag_wanted
+                                  AND (s.tag_held + COALESCE(g.k, 0) > w.places
+                                       OR (COALESCE(g.k, 0) = 0 AND {tag_left}))
+                                 THEN s.tag_wanted - w.places ELSE 0 END
                      FROM served AS s LEFT JOIN tag_taken AS g ON g.tag = s.tag
+                     CROSS JOIN LATERAL (
+                         SELECT LEAST(s.tag_places, s.tag_held + COALESCE(g.k, 0)) AS places) AS w
                      WHERE s.tag_places IS NOT NULL
                      ON CONFLICT (tag, owner) DO UPDATE
-                         SET places = EXCLUDED.places, until_us = EXCLUDED.until_us, tasks = EXCLUDED.tasks
-                     RETURNING p.tag, p.places),
+                         SET places = EXCLUDED.places, until_us = EXCLUDED.until_us,
+                             tasks = EXCLUDED.tasks, short = EXCLUDED.short),
                  wake AS (
                      SELECT min(w.at) AS at FROM (
                          SELECT s.rate_from + COALESCE(t.k, 0) * s.rate_interval - s.rate_tolerance AS at
@@ -358,11 +394,16 @@ impl Db {
                  SELECT c.*, {waiting}, w.at AS rate_wake, pl.place_tasks, pl.place_counts,
                         tp.tag_place_names, tp.tag_place_counts
                  FROM wake AS w
-                 CROSS JOIN (SELECT array_agg(p.task) AS place_tasks, array_agg(p.places) AS place_counts
-                             FROM placed AS p) AS pl
-                 CROSS JOIN (SELECT array_agg(p.tag) AS tag_place_names,
-                                    array_agg(p.places) AS tag_place_counts
-                             FROM tag_placed AS p) AS tp
+                 CROSS JOIN (SELECT array_agg(s.task) AS place_tasks,
+                                    array_agg(LEAST(s.places, s.held + COALESCE(t.k, 0))) AS place_counts
+                             FROM served AS s LEFT JOIN taken AS t ON t.task = s.task
+                             WHERE s.places IS NOT NULL) AS pl
+                 CROSS JOIN (SELECT array_agg(x.tag) AS tag_place_names,
+                                    array_agg(x.places) AS tag_place_counts
+                             FROM (SELECT DISTINCT ON (s.tag) s.tag,
+                                          LEAST(s.tag_places, s.tag_held + COALESCE(g.k, 0)) AS places
+                                   FROM served AS s LEFT JOIN tag_taken AS g ON g.tag = s.tag
+                                   WHERE s.tag_places IS NOT NULL) AS x) AS tp
                  LEFT JOIN claimed AS c ON true",
                 picked = claim::picked_sql(form, &jobs, &not_suspended, Some(&rooms), (8, 9)),
                 columns = returned_columns(),
@@ -406,7 +447,9 @@ impl Db {
                 .bind(params.lease_until.timestamp_micros())
                 .bind(&holds)
                 .bind(&tag_wants)
-                .bind(&tag_holds);
+                .bind(&tag_holds)
+                .bind(&runs)
+                .bind(&tag_runs);
             let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
             rounds.took(&rows)?;
         }

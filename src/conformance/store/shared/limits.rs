@@ -140,6 +140,7 @@ async fn claim_limited<F: StoreFactory>(factory: F) -> Verdict {
                         task: "limited".into(),
                         wanted,
                         holding,
+                        may_run: 0,
                     }]
                 })
                 .unwrap_or_default(),
@@ -337,6 +338,7 @@ async fn claim_tag_places<F: StoreFactory>(factory: F) -> Verdict {
                 tag: "mail".into(),
                 wanted,
                 holding,
+                may_run: 0,
             }];
         })
     };
@@ -408,4 +410,84 @@ fn four_owners(shared: &dyn crate::store::SharedStore) -> (Uuid, Uuid, Uuid, Uui
         Uuid::new_v4(),
         Uuid::new_v4(),
     )
+}
+
+conformance_test!(store,
+    /// While another owner is short of a running limit's places (it
+    /// asked for more than it got, and had jobs for them), a claim gives
+    /// an owner at most its fair share of the limit, but the store keeps
+    /// the places it may still be running in: they go back at its next
+    /// claims as its runs end, and the short owner takes them. An owner
+    /// without jobs for more places is not short, and takes nothing from
+    /// the others.
+    places_are_shared_fairly_between_the_owners_that_need_them => claim_places_fairly
+);
+
+async fn claim_places_fairly<F: StoreFactory>(factory: F) -> Verdict {
+    shared_store!(factory => store, shared);
+    let t = now();
+    let per = JOBS_PER_PLACE;
+    let busy: Vec<Job> = (0..8 * per)
+        .map(|n| due("limited", n, secs(t, -10)))
+        .collect();
+    let quiet: Vec<Job> = (0..2 * per)
+        .map(|n| due("quiet", 10_000 + n, secs(t, -10)))
+        .collect();
+    insert(&store, &busy).await;
+    insert(&store, &quiet).await;
+    // A claim of the one task in `only` (limited to `cap` running) by
+    // `owner`, wanting `wanted` places, holding `holding` of its jobs and
+    // running `running` of them.
+    let claim = |owner,
+                 only: &'static [&'static str; 1],
+                 cap: u32,
+                 (wanted, holding, running): (u32, u32, u32)| {
+        let task = only[0];
+        claim_limited_by(shared, owner, only, t, move |c| {
+            c.limit = 10_000;
+            c.running_limits = vec![(task.into(), cap)];
+            c.places = vec![TaskPlaces {
+                task: task.into(),
+                wanted,
+                holding,
+                may_run: running,
+            }];
+        })
+    };
+    let places = |reply: &crate::store::ClaimReply, task| places_of(&reply.places, task);
+    let (a, b, c, d) = four_owners(shared);
+    let first = claim(a, &["limited"], 4, (4, 0, 0)).await;
+    assert_eq!(places(&first, "limited"), Some(4), "the whole limit");
+    assert_eq!(first.jobs.len(), 4 * per as usize);
+    let held = first.jobs.len() as u32;
+    let short = claim(b, &["limited"], 4, (4, 0, 0)).await;
+    assert_eq!(places(&short, "limited"), Some(0), "every place is held");
+    assert!(short.jobs.is_empty());
+    // The other owner is short (jobs are due for it): the first is
+    // given its fair share, half the limit of 4, and starts no more...
+    let fair = claim(a, &["limited"], 4, (4, held, 4)).await;
+    assert_eq!(places(&fair, "limited"), Some(2), "half the limit of 4");
+    // ...but keeps the places it may still run in until its runs end.
+    let still = claim(b, &["limited"], 4, (4, 0, 0)).await;
+    assert_eq!(places(&still, "limited"), Some(0), "places in use are kept");
+    // Its runs ended but one, it keeps its share alone.
+    let shared_out = claim(a, &["limited"], 4, (4, held - 3, 2)).await;
+    assert_eq!(places(&shared_out, "limited"), Some(2));
+    let given = claim(b, &["limited"], 4, (4, 0, 0)).await;
+    assert_eq!(places(&given, "limited"), Some(2), "the places given back");
+    assert_eq!(given.jobs.len(), 2 * per as usize);
+    // An owner with nothing due for it is not short: the holder keeps
+    // every place it wants.
+    let all = claim(c, &["quiet"], 2, (2, 0, 0)).await;
+    assert_eq!(places(&all, "quiet"), Some(2));
+    assert_eq!(all.jobs.len(), 2 * per as usize, "every job of the task");
+    let idle = claim(d, &["quiet"], 2, (2, 0, 0)).await;
+    assert_eq!(places(&idle, "quiet"), Some(0));
+    let kept = claim(c, &["quiet"], 2, (2, 2 * per, 1)).await;
+    assert_eq!(
+        places(&kept, "quiet"),
+        Some(2),
+        "an owner with no job due is not short"
+    );
+    Verdict::Passed
 }

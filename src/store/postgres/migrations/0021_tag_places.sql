@@ -12,15 +12,28 @@
 -- A row names the tag's tasks as the owner defines them (`tasks`), so a
 -- heartbeat of the owner's jobs of any of them renews it; a row lives
 -- until `until_us`, and a process that leaves deletes its rows.
+--
+-- Places are shared fairly between the owners that need them (tasks'
+-- and tags' alike): a row says how many places its owner lacked at its
+-- last claim (`short`: it asked for more than it got, and had jobs for
+-- them, held or due). While another live owner is short, a claim gives
+-- an owner at most its fair share of the limit (the limit over the owners
+-- with places or short, rounded up), and the owner starts no more than
+-- that from then on; its row keeps the places it may still be running
+-- in (`runs`: what it may run until the claim's reply, its places or its
+-- runs, as it counts them, at most the jobs it holds), and gives them back
+-- at its next claims as its runs end, for the short owners to take.
 CREATE TABLE {schema}.tag_places (
     tag text NOT NULL,
     owner uuid NOT NULL,
     places bigint NOT NULL,
     until_us bigint NOT NULL,
     tasks text[] NOT NULL,
+    short bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (tag, owner)
 );
 CREATE INDEX tag_places_owner ON {schema}.tag_places (owner);
+ALTER TABLE {schema}.running_places ADD COLUMN short bigint NOT NULL DEFAULT 0;
 
 -- `claim_places` of version 20 with places for the limited tags too:
 -- `tag_wants` (per tag; null: the tag's limit counts every leased job of
@@ -35,12 +48,13 @@ CREATE FUNCTION {schema}.claim_all_places(
     member_tags text[], member_tasks text[],
     locks text[], ended uuid[], now_us bigint, most bigint,
     me uuid, wants bigint[], holds bigint[], ahead bigint,
-    tag_wants bigint[], tag_holds bigint[])
+    tag_wants bigint[], tag_holds bigint[], runs bigint[], tag_runs bigint[])
 RETURNS TABLE (task text, n bigint, gcap bigint, ng bigint, rate_allowed bigint,
                rate_from bigint, rate_interval bigint, rate_tolerance bigint,
                group_interval bigint, group_tolerance bigint, none_allowed bigint, none_from bigint,
                tag text, tn bigint, tag_allowed bigint, tag_from bigint, tag_interval bigint,
-               tag_tolerance bigint, places bigint, held bigint, tag_places bigint, tag_held bigint)
+               tag_tolerance bigint, places bigint, held bigint, tag_places bigint, tag_held bigint,
+               wanted bigint, tag_wanted bigint, kept bigint, tag_kept bigint)
 -- A claim serves a few tasks: without this the planner takes a thousand
 -- rows, and the claim's estimate grows past the JIT threshold (a second
 -- of compiling per claim; see version 17).
@@ -83,7 +97,7 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH tag_rooms AS (
-        SELECT g.tag, g.ti, g.tt, b.t0, p.places, p.held,
+        SELECT g.tag, g.ti, g.tt, b.t0, p.places, p.held, p.want, p.kept,
                CASE WHEN g.cap IS NULL THEN most
                     WHEN p.places IS NOT NULL THEN GREATEST(0, p.places * ahead - p.held)
                     ELSE GREATEST(0, g.cap - (
@@ -96,18 +110,31 @@ BEGIN
                CASE WHEN g.ti IS NULL THEN most
                     WHEN b.t0 - now_us > g.tt THEN 0
                     ELSE (now_us + g.tt - b.t0) / g.ti + 1 END AS allowed
-        FROM UNNEST(tags, tag_caps, tag_intervals, tag_tolerances, tag_wants, tag_holds)
-             AS g(tag, cap, ti, tt, want, hold)
-        -- A limited tag's places, when the owner asks for them: at most
-        -- what it wants of what the other owners' live rows leave; and
-        -- the tag's jobs it holds, as it counts them.
+        FROM UNNEST(tags, tag_caps, tag_intervals, tag_tolerances, tag_wants, tag_holds, tag_runs)
+             AS g(tag, cap, ti, tt, want, hold, run)
+        -- The other owners' live rows of a limited tag whose places the
+        -- owner asks for: the places they hold, how many are short, and
+        -- how many hold places or are short.
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(sum(o.places), 0)::bigint AS taken,
+                   count(*) FILTER (WHERE o.short > 0) AS short_owners,
+                   count(*) FILTER (WHERE o.places > 0 OR o.short > 0) AS busy_owners
+            FROM {schema}.tag_places AS o
+            WHERE g.cap IS NOT NULL AND g.want IS NOT NULL
+              AND o.tag = g.tag AND o.owner <> me AND o.until_us >= now_us) AS o
+        -- Its places: at most what it wants of what the others leave;
+        -- while one of them is short, at most its fair share, never
+        -- fewer than it runs. And the tag's jobs it holds, as it counts
+        -- them.
         CROSS JOIN LATERAL (
             SELECT CASE WHEN g.cap IS NULL OR g.want IS NULL THEN NULL
-                        ELSE LEAST(g.want, GREATEST(0, g.cap - COALESCE((
-                            SELECT sum(o.places)::bigint FROM {schema}.tag_places AS o
-                            WHERE o.tag = g.tag AND o.owner <> me AND o.until_us >= now_us), 0)))
+                        ELSE LEAST(g.want, GREATEST(0, g.cap - o.taken),
+                                   CASE WHEN o.short_owners > 0
+                                        THEN (g.cap + o.busy_owners) / (o.busy_owners + 1)
+                                        ELSE g.cap END)
                         END AS places,
-                   COALESCE(g.hold, 0) AS held
+                   COALESCE(g.hold, 0) AS held, g.want,
+                   LEAST(COALESCE(g.run, 0), COALESCE(g.hold, 0)) AS kept
             OFFSET 0) AS p
         CROSS JOIN LATERAL (
             SELECT GREATEST(now_us, COALESCE(
@@ -118,7 +145,7 @@ BEGIN
         SELECT u.task, u.gcap, u.ri, u.rt, u.gri, u.grt, u.tag, b.t0, b.g0,
                CASE WHEN u.cap IS NULL THEN most
                     ELSE GREATEST(0, p.places * ahead - p.held) END AS room,
-               p.places, p.held,
+               p.places, p.held, COALESCE(u.want, u.cap) AS wanted, p.kept,
                CASE WHEN u.ri IS NULL THEN most
                     WHEN b.t0 - now_us > u.rt THEN 0
                     ELSE (now_us + u.rt - b.t0) / u.ri + 1 END AS allowed,
@@ -132,22 +159,34 @@ BEGIN
                           AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
                           AND NOT (l.id = ANY (ended)))) END AS none_room
         FROM UNNEST(tasks, caps, group_caps, intervals, tolerances, group_intervals, group_tolerances,
-                    task_tags, wants, holds) AS u(task, cap, gcap, ri, rt, gri, grt, tag, want, hold)
-        -- A capped task's places: what the other owners hold (live rows),
-        -- what this owner may hold (at most what it wants and what they
-        -- leave), and its jobs of the task leased and not final.
+                    task_tags, wants, holds, runs) AS u(task, cap, gcap, ri, rt, gri, grt, tag, want, hold, run)
+        -- The other owners' live rows of a capped task: the places they
+        -- hold, how many are short, how many hold places or are short.
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(sum(o.places), 0)::bigint AS taken,
+                   count(*) FILTER (WHERE o.short > 0) AS short_owners,
+                   count(*) FILTER (WHERE o.places > 0 OR o.short > 0) AS busy_owners
+            FROM {schema}.running_places AS o
+            WHERE u.cap IS NOT NULL AND o.task = u.task AND o.owner <> me
+              AND o.until_us >= now_us) AS o
+        -- A capped task's places: at most what this owner wants of what
+        -- the others leave; while one of them is short, at most its fair
+        -- share, never fewer than it runs. And its jobs of the task
+        -- leased and not final.
         CROSS JOIN LATERAL (
             SELECT CASE WHEN u.cap IS NULL THEN NULL
-                        ELSE LEAST(COALESCE(u.want, u.cap), GREATEST(0, u.cap - COALESCE((
-                            SELECT sum(o.places)::bigint FROM {schema}.running_places AS o
-                            WHERE o.task = u.task AND o.owner <> me AND o.until_us >= now_us), 0)))
+                        ELSE LEAST(COALESCE(u.want, u.cap), GREATEST(0, u.cap - o.taken),
+                                   CASE WHEN o.short_owners > 0
+                                        THEN (u.cap + o.busy_owners) / (o.busy_owners + 1)
+                                        ELSE u.cap END)
                         END AS places,
                    CASE WHEN u.cap IS NULL THEN NULL
                         WHEN u.hold IS NOT NULL THEN u.hold
                         ELSE (SELECT count(*) FROM {schema}.jobs AS l
                               WHERE l.task = u.task AND l.leased_by IS NOT NULL AND l.leased_by = me
                                 AND l.status IN ('scheduled', 'ready', 'running', 'retrying')
-                                AND NOT (l.id = ANY (ended))) END AS held
+                                AND NOT (l.id = ANY (ended))) END AS held,
+                   LEAST(COALESCE(u.run, 0), COALESCE(u.hold, 0)) AS kept
             -- Once per task, not once per use of its columns.
             OFFSET 0) AS p
         CROSS JOIN LATERAL (
@@ -162,10 +201,11 @@ BEGIN
     SELECT x.task, x.n, x.gcap, LEAST(x.n, x.none_room, x.none_allowed), x.allowed,
            x.t0, x.ri, x.rt, x.gri, x.grt, x.none_allowed, x.g0,
            x.limited_tag, x.tn, x.tag_allowed, x.tag_t0, x.ti, x.tt, x.places, x.held,
-           x.tag_places, x.tag_held
+           x.tag_places, x.tag_held, x.wanted, x.tag_wanted, x.kept, x.tag_kept
     FROM (SELECT r.*, LEAST(r.room, r.allowed, COALESCE(LEAST(g.room, g.allowed), most)) AS n,
                  g.tag AS limited_tag, LEAST(g.room, g.allowed) AS tn, g.allowed AS tag_allowed,
-                 g.t0 AS tag_t0, g.ti, g.tt, g.places AS tag_places, g.held AS tag_held
+                 g.t0 AS tag_t0, g.ti, g.tt, g.places AS tag_places, g.held AS tag_held,
+                 g.want AS tag_wanted, g.kept AS tag_kept
           FROM task_rooms AS r LEFT JOIN tag_rooms AS g ON g.tag = r.tag) AS x;
 END $$;
 
