@@ -1,4 +1,5 @@
--- kessel schema version 21: a tag's running limit held as places.
+-- kessel schema version 21: a tag's running limit held as places, and
+-- every limit's places shared fairly between the processes short of them.
 -- `{schema}` is replaced by the store's schema name.
 --
 -- Version 20 gave a task's running limit places per process; a tag's
@@ -39,8 +40,11 @@ ALTER TABLE {schema}.running_places ADD COLUMN short bigint NOT NULL DEFAULT 0;
 -- `tag_wants` (per tag; null: the tag's limit counts every leased job of
 -- its tasks, as before) says how many of the tag's places the owner asks
 -- for and `tag_holds` how many of the tag's jobs it holds; a limited
--- tag's room is `places * ahead` less those. The version 20 function
--- stays, for processes not upgraded yet.
+-- tag's room is `places * ahead` less those. `runs` and `tag_runs` say
+-- how many jobs of each the owner may run until the reply (its row keeps
+-- at least that many places, at most what it holds), and the fair share
+-- above caps what a claim gives while another owner is short. The
+-- version 20 function stays, for processes not upgraded yet.
 CREATE FUNCTION {schema}.claim_all_places(
     tasks text[], caps bigint[], group_caps bigint[], intervals bigint[], tolerances bigint[],
     group_intervals bigint[], group_tolerances bigint[], task_tags text[],
