@@ -8,8 +8,9 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::claim::{self, CLAIMABLE};
+use super::rounds::Rounds;
 use super::rows::map_err;
-use super::shared::{returned_columns, Rounds, LEASE_COMMIT};
+use super::shared::{returned_columns, LEASE_COMMIT};
 use super::Db;
 use crate::store::{ClaimReply, JobClaim, StoreError};
 

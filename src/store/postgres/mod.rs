@@ -22,6 +22,7 @@ mod exec;
 mod limited;
 mod nodes;
 mod relay;
+mod rounds;
 mod rows;
 mod schedules;
 mod shared;
