@@ -238,6 +238,39 @@ impl PgStore {
             .await
     }
 
+    /// The value of the PostgreSQL setting `name` as kessel's own sessions
+    /// see it. They differ from the server's defaults in two settings:
+    /// `plan_cache_mode` is `force_generic_plan` and `jit` is `off` (see
+    /// "Settings of kessel's sessions" in `docs/deploying.md`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[actix_rt::main] async fn main() -> Result<(), kessel::store::StoreError> {
+    /// let store = kessel::store::PgStore::connect("postgres://postgres@127.0.0.1:5432/test").await?;
+    /// assert_eq!(store.session_setting("jit").await?, "off");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], or [`StoreError::Other`] (the server's
+    /// "unrecognized configuration parameter", naming it) for a setting the
+    /// server does not know.
+    pub async fn session_setting(&self, name: &str) -> Result<String, StoreError> {
+        let db = self.db.clone();
+        let name = name.to_owned();
+        self.exec
+            .run(async move {
+                sqlx::query_scalar::<_, String>("SELECT current_setting($1)")
+                    .bind(&name)
+                    .fetch_one(&db.pool)
+                    .await
+                    .map_err(map_err)
+            })
+            .await
+    }
+
     /// A connection pool for the caller's own queries in the same
     /// database (from any tokio runtime). It is not the pool kessel's own
     /// statements use (whose sessions plan every statement generically):
@@ -266,7 +299,15 @@ impl Db {
         // statistics, many dead rows), hash-joins it against a scan of the
         // whole table; the generic plan looks each row up by its index,
         // which is what every statement here is written for.
-        let connect = connect.options([("plan_cache_mode", "force_generic_plan")]);
+        //
+        // And no JIT compilation: a generic plan is costed without its
+        // parameters' values, so a statement that counts rows of a large
+        // table (a limited claim's rooms, after `ANALYZE` saw many leased
+        // jobs) crosses `jit_above_cost` and compiles itself at every
+        // execution, 100–150 ms of LLVM for a statement that runs in under
+        // a millisecond. kessel's statements are short and indexed; none
+        // gains from JIT.
+        let connect = connect.options([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(Duration::from_secs(10))
