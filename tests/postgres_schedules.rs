@@ -225,3 +225,73 @@ async fn only_the_leader_runs_schedule_passes_and_a_new_leader_takes_them_over()
     follower.shutdown(Duration::from_secs(1)).await.unwrap();
     db.drop().await;
 }
+
+/// A schedule another process adds reaches the leader at once: the
+/// upsert notifies every process, and the leader's timer, which between
+/// passes waits up to a minute on a store that notifies, runs a pass when
+/// told. The bound (5 s) is far below the minute the timer would
+/// otherwise sleep.
+#[actix_rt::test]
+async fn a_schedule_another_process_adds_is_run_by_the_leader_without_waiting_for_its_poll() {
+    let Some(db) = pg::fresh().await else { return };
+    let lease = Duration::from_secs(30);
+    let leader = Queue::builder()
+        .store(Arc::new(db.store(lease).await))
+        .build()
+        .await
+        .unwrap();
+    eventually("the first queue leads", Duration::from_secs(10), || {
+        leader.is_leader()
+    })
+    .await;
+    // A schedule of its own, overdue: once its job is stored, the leader's
+    // timer has run a pass as leader and sleeps until the next tick is
+    // near (an hour), at most its longest, a minute.
+    leader
+        .schedules()
+        .upsert(
+            Schedule::every("local", "local", "1h")
+                .start_at(Utc::now() - chrono::Duration::minutes(5)),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stored_jobs(&db, "local").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader ran no pass of its own schedule within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = Queue::builder()
+        .store(Arc::new(db.store(lease).await))
+        .manual_schedules()
+        .build()
+        .await
+        .unwrap();
+    let added = std::time::Instant::now();
+    other
+        .schedules()
+        .upsert(
+            Schedule::every("remote", "remote", "1h")
+                .start_at(Utc::now() - chrono::Duration::minutes(5)),
+        )
+        .await
+        .unwrap();
+    let jobs = loop {
+        let jobs = stored_jobs(&db, "remote").await;
+        if !jobs.is_empty() {
+            break jobs;
+        }
+        assert!(
+            added.elapsed() < Duration::from_secs(5),
+            "the leader ran no pass within 5 s of another process's upsert"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(jobs.len(), 1, "one job for the overdue tick: {jobs:?}");
+    assert!(leader.is_leader() && !other.is_leader());
+    other.shutdown(Duration::from_secs(1)).await.unwrap();
+    leader.shutdown(Duration::from_secs(1)).await.unwrap();
+    db.drop().await;
+}

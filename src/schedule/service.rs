@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -25,9 +26,11 @@ use crate::store::{ScheduleAdvance, SchedulePause, ScheduleRecord, StoreError, U
 /// (every change to its schedules wakes it).
 const POLL: Duration = Duration::from_secs(60);
 
-/// The longest the leader's timer sleeps between passes on a shared store,
-/// where another process may add, change or resume a schedule without
-/// waking this one: such a change is seen within this.
+/// The longest the leader's timer sleeps between passes on a shared store
+/// that does not say when another process added, changed or resumed a
+/// schedule (see `SharedStore::schedule_changes`): such a change is seen
+/// within this. A store that says so (PostgreSQL) wakes the timer at once,
+/// and [`POLL`] covers a lost notification.
 const SHARED_POLL: Duration = Duration::from_secs(1);
 
 /// How often a process that does not lead a shared store looks whether it
@@ -106,6 +109,11 @@ impl Runtime {
 }
 
 async fn run_timer(queue: Weak<Inner>, signals: Arc<Signals>) {
+    // Changes other processes make, when the store tells of them; taken
+    // before the first pass, which reads everything anyway.
+    let mut changes = queue
+        .upgrade()
+        .and_then(|inner| inner.store.shared().and_then(|s| s.schedule_changes()));
     loop {
         if signals.stop.is_cancelled() {
             break;
@@ -128,7 +136,11 @@ async fn run_timer(queue: Weak<Inner>, signals: Arc<Signals>) {
             }
             continue;
         }
-        let longest = if shared { SHARED_POLL } else { POLL };
+        let longest = if shared && changes.is_none() {
+            SHARED_POLL
+        } else {
+            POLL
+        };
         let now = queue.now();
         let wait = match ScheduleService::of(&queue).run_once(now).await {
             Ok(pass) => {
@@ -174,9 +186,21 @@ async fn run_timer(queue: Weak<Inner>, signals: Arc<Signals>) {
             }
         };
         drop(queue);
+        let changed = async {
+            match changes.as_mut() {
+                Some(stream) => {
+                    if stream.next().await.is_none() {
+                        // The store stopped telling: poll as if it never did.
+                        changes = None;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = signals.wake.notified() => {}
+            () = changed => {}
             () = signals.stop.cancelled() => break,
         }
     }

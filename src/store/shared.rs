@@ -354,6 +354,22 @@ pub trait SharedStore: Send + Sync {
         Box::pin(futures::stream::pending())
     }
 
+    /// A stream of items, one whenever the schedules in the store may have
+    /// changed (a process added, changed, removed, paused or resumed one,
+    /// or the notifications reconnected and may have missed one), or
+    /// `None` when the store does not say: the leader's schedule timer
+    /// then reads the schedules every second; with a stream, it reads them
+    /// when told, and every minute in case a notification was lost.
+    ///
+    /// ```
+    /// use kessel::store::{MemoryStore, Store};
+    /// // A store of one process has no other process to hear from.
+    /// assert!(MemoryStore::new().shared().is_none());
+    /// ```
+    fn schedule_changes(&self) -> Option<BoxStream<'static, ()>> {
+        None
+    }
+
     /// How long a lease lasts without renewal.
     fn lease(&self) -> Duration {
         Duration::from_secs(30)

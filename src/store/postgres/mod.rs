@@ -133,6 +133,9 @@ pub(super) struct Db {
     /// Marked when the listener hears that the suspensions changed (or
     /// reconnects); see [`SharedStore::suspension_changes`].
     suspensions_changed: Arc<tokio::sync::watch::Sender<()>>,
+    /// Marked when the listener hears that the schedules changed (or
+    /// reconnects); see [`SharedStore::schedule_changes`].
+    schedules_changed: Arc<tokio::sync::watch::Sender<()>>,
     /// Events between processes (see `relay.rs`).
     relay: Arc<Relay>,
     /// Whether the last claim saw grouped jobs waiting among the tasks it
@@ -330,6 +333,7 @@ impl Db {
             vacuum_after: options.vacuum_after,
             event_log_kept: options.event_log_kept,
             suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
+            schedules_changed: Arc::new(tokio::sync::watch::Sender::new(())),
             groups_waiting: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
     }

@@ -17,6 +17,12 @@ use super::{Db, PgStore};
 use crate::job::{Job, JobId};
 use crate::store::{ScheduleAdvance, SchedulePause, ScheduleRecord, StoreError, Upserted};
 
+/// The notification payload that says the schedules changed: an upsert
+/// that changed a row, a removal or a pause sends it on the schema's
+/// channel in its own statement, delivered when it commits, and every
+/// process's listener (`shared.rs`) tells its schedule timer.
+pub(super) const SCHEDULES_PAYLOAD: &str = "schedules";
+
 impl Db {
     fn schedules(&self) -> String {
         self.sql.table("schedules")
@@ -62,15 +68,19 @@ impl Db {
     ) -> Result<Upserted, StoreError> {
         // No row back: the same definition was there (the update's WHERE
         // failed). `xmax = 0` tells a fresh row from an updated one.
+        // A changed row also notifies the processes (none for an
+        // unchanged one: every process upserts its schedules at start).
         let inserted: Option<bool> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "INSERT INTO {s} AS s (name, task, payload, spec, paused, next_run, last_run, last_job)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (name) DO UPDATE
-                 SET task = EXCLUDED.task, payload = EXCLUDED.payload, spec = EXCLUDED.spec,
-                     next_run = EXCLUDED.next_run
-                 WHERE (s.task, s.payload, s.spec)
-                       IS DISTINCT FROM (EXCLUDED.task, EXCLUDED.payload, EXCLUDED.spec)
-             RETURNING (xmax = 0)",
+            "WITH up AS (
+                 INSERT INTO {s} AS s (name, task, payload, spec, paused, next_run, last_run, last_job)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (name) DO UPDATE
+                     SET task = EXCLUDED.task, payload = EXCLUDED.payload, spec = EXCLUDED.spec,
+                         next_run = EXCLUDED.next_run
+                     WHERE (s.task, s.payload, s.spec)
+                           IS DISTINCT FROM (EXCLUDED.task, EXCLUDED.payload, EXCLUDED.spec)
+                 RETURNING (xmax = 0) AS created)
+             SELECT u.created, pg_notify($9, $10) FROM up AS u",
             s = self.schedules()
         )))
         .bind(&record.name)
@@ -81,6 +91,8 @@ impl Db {
         .bind(record.next_run)
         .bind(record.last_run)
         .bind(record.last_job.map(|id| id.0))
+        .bind(&self.sql.channel)
+        .bind(SCHEDULES_PAYLOAD)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
@@ -92,29 +104,37 @@ impl Db {
     }
 
     pub(super) async fn schedule_remove(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {} WHERE name = $1",
+        let removed: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH gone AS (DELETE FROM {} WHERE name = $1 RETURNING 1)
+             SELECT (SELECT count(*) FROM gone), pg_notify($2, $3)",
             self.schedules()
         )))
         .bind(name)
-        .execute(&self.pool)
+        .bind(&self.sql.channel)
+        .bind(SCHEDULES_PAYLOAD)
+        .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected() > 0)
+        Ok(removed > 0)
     }
 
     pub(super) async fn schedule_pause(&self, pause: &SchedulePause) -> Result<bool, StoreError> {
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET paused = $2, next_run = COALESCE($3, next_run) WHERE name = $1",
+        let changed: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH paused AS (
+                 UPDATE {} SET paused = $2, next_run = COALESCE($3, next_run) WHERE name = $1
+                 RETURNING 1)
+             SELECT (SELECT count(*) FROM paused), pg_notify($4, $5)",
             self.schedules()
         )))
         .bind(&pause.name)
         .bind(pause.paused)
         .bind(pause.next_run)
-        .execute(&self.pool)
+        .bind(&self.sql.channel)
+        .bind(SCHEDULES_PAYLOAD)
+        .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected() > 0)
+        Ok(changed > 0)
     }
 
     /// The compare-and-set, then (only if it changed the row) the jobs,

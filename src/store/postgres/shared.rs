@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::rounds::Rounds;
 use super::rows::{map_err, JOB_COLUMNS};
+use super::schedules::SCHEDULES_PAYLOAD;
 use super::suspensions::SUSPENSIONS_PAYLOAD;
 use super::{Db, PgStore};
 use crate::job::{Job, JobId, JobStatus};
@@ -452,6 +453,18 @@ impl SharedStore for PgStore {
         .boxed()
     }
 
+    fn schedule_changes(&self) -> Option<BoxStream<'static, ()>> {
+        // Marks made from now on: the listener's first connection, then
+        // every notification.
+        let rx = self.db.schedules_changed.subscribe();
+        Some(
+            futures::stream::unfold(rx, |mut rx| async move {
+                rx.changed().await.ok().map(|()| ((), rx))
+            })
+            .boxed(),
+        )
+    }
+
     fn wakeups(&self) -> BoxStream<'static, ()> {
         // The listener runs on the store's runtime; wake-ups cross over a channel.
         let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -486,7 +499,10 @@ impl SharedStore for PgStore {
             self.db.pool().clone(),
             self.db.channel().to_owned(),
             tx,
-            self.db.suspensions_changed.clone(),
+            Marks {
+                suspensions: self.db.suspensions_changed.clone(),
+                schedules: self.db.schedules_changed.clone(),
+            },
             relay,
         ));
         futures::stream::unfold(
@@ -497,20 +513,30 @@ impl SharedStore for PgStore {
     }
 }
 
+/// What the listener marks when a notification says something other than
+/// "jobs may be claimable" changed.
+struct Marks {
+    /// The suspensions ([`SUSPENSIONS_PAYLOAD`]).
+    suspensions: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+    /// The schedules ([`SCHEDULES_PAYLOAD`]).
+    schedules: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+}
+
 /// Forwards notifications on `channel` as wake-ups until the receiver goes,
-/// those with the payload [`SUSPENSIONS_PAYLOAD`] to `suspensions`, and
-/// those about the event log to `relay`. A lost connection is
-/// re-established and counts as all of them, since notifications may have
-/// been missed meanwhile.
+/// those with the payload [`SUSPENSIONS_PAYLOAD`] or [`SCHEDULES_PAYLOAD`]
+/// to `marks`, and those about the event log to `relay`. A lost connection
+/// is re-established and counts as all of them, since notifications may
+/// have been missed meanwhile.
 async fn listen(
     pool: sqlx::PgPool,
     channel: String,
     tx: tokio::sync::mpsc::Sender<()>,
-    suspensions: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+    marks: Marks,
     relay: std::sync::Arc<crate::event::relay::Relay>,
 ) {
     let missed_all = || {
-        suspensions.send_replace(());
+        marks.suspensions.send_replace(());
+        marks.schedules.send_replace(());
         relay.log_grew.notify_one();
         relay.listeners_changed.notify_one();
     };
@@ -546,7 +572,11 @@ async fn listen(
         };
         match received {
             Ok(Some(n)) if n.payload() == SUSPENSIONS_PAYLOAD => {
-                suspensions.send_replace(());
+                marks.suspensions.send_replace(());
+                continue;
+            }
+            Ok(Some(n)) if n.payload() == SCHEDULES_PAYLOAD => {
+                marks.schedules.send_replace(());
                 continue;
             }
             Ok(Some(n)) if n.payload() == super::relay::LOG_GREW => {
