@@ -160,6 +160,32 @@ async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool)
     }
 }
 
+/// An hourly schedule named `name` (of the task `name`) whose first tick
+/// came five minutes ago: overdue, so a pass enqueues one job for it.
+fn overdue(name: &str) -> Schedule {
+    Schedule::every(name, name, "1h").start_at(Utc::now() - chrono::Duration::minutes(5))
+}
+
+/// The stored jobs of `task` once there are any, waiting (real time,
+/// polling the table) at most `limit` after `since`; `what` names the
+/// failure.
+async fn first_jobs(
+    db: &pg::TestDb,
+    task: &str,
+    since: std::time::Instant,
+    limit: Duration,
+    what: impl Fn() -> String,
+) -> Vec<kessel::Job> {
+    loop {
+        let jobs = stored_jobs(db, task).await;
+        if !jobs.is_empty() {
+            return jobs;
+        }
+        assert!(since.elapsed() < limit, "{} within {limit:?}", what());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// On a shared store the leader runs the schedule passes: a process that
 /// does not lead never enqueues a tick, even one due long ago; once the
 /// leader leaves, it leads and runs the tick itself — with no schedule
@@ -184,14 +210,7 @@ async fn only_the_leader_runs_schedule_passes_and_a_new_leader_takes_them_over()
         .build()
         .await
         .unwrap();
-    leader
-        .schedules()
-        .upsert(
-            Schedule::every("overdue", "overdue", "1h")
-                .start_at(Utc::now() - chrono::Duration::minutes(5)),
-        )
-        .await
-        .unwrap();
+    leader.schedules().upsert(overdue("overdue")).await.unwrap();
 
     // The follower's timer looks every second; give it three looks.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -207,19 +226,11 @@ async fn only_the_leader_runs_schedule_passes_and_a_new_leader_takes_them_over()
 
     // The leader leaves; the follower leads within a lease and ticks.
     leader.shutdown(Duration::from_secs(1)).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let jobs = loop {
-        let jobs = stored_jobs(&db, "overdue").await;
-        if !jobs.is_empty() {
-            break jobs;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the new leader ran no pass within 15 s (leads: {})",
-            follower.is_leader()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let left = std::time::Instant::now();
+    let jobs = first_jobs(&db, "overdue", left, Duration::from_secs(15), || {
+        format!("a pass by the new leader (leads: {})", follower.is_leader())
+    })
+    .await;
     assert!(follower.is_leader());
     assert_eq!(jobs.len(), 1, "one job for the overdue tick: {jobs:?}");
     follower.shutdown(Duration::from_secs(1)).await.unwrap();
@@ -247,22 +258,12 @@ async fn a_schedule_another_process_adds_is_run_by_the_leader_without_waiting_fo
     // A schedule of its own, overdue: once its job is stored, the leader's
     // timer has run a pass as leader and sleeps until the next tick is
     // near (an hour), at most its longest, a minute.
-    leader
-        .schedules()
-        .upsert(
-            Schedule::every("local", "local", "1h")
-                .start_at(Utc::now() - chrono::Duration::minutes(5)),
-        )
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while stored_jobs(&db, "local").await.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the leader ran no pass of its own schedule within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    leader.schedules().upsert(overdue("local")).await.unwrap();
+    let upserted = std::time::Instant::now();
+    first_jobs(&db, "local", upserted, Duration::from_secs(10), || {
+        "the leader's pass of its own schedule".into()
+    })
+    .await;
     let other = Queue::builder()
         .store(Arc::new(db.store(lease).await))
         .manual_schedules()
@@ -270,25 +271,11 @@ async fn a_schedule_another_process_adds_is_run_by_the_leader_without_waiting_fo
         .await
         .unwrap();
     let added = std::time::Instant::now();
-    other
-        .schedules()
-        .upsert(
-            Schedule::every("remote", "remote", "1h")
-                .start_at(Utc::now() - chrono::Duration::minutes(5)),
-        )
-        .await
-        .unwrap();
-    let jobs = loop {
-        let jobs = stored_jobs(&db, "remote").await;
-        if !jobs.is_empty() {
-            break jobs;
-        }
-        assert!(
-            added.elapsed() < Duration::from_secs(5),
-            "the leader ran no pass within 5 s of another process's upsert"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    other.schedules().upsert(overdue("remote")).await.unwrap();
+    let jobs = first_jobs(&db, "remote", added, Duration::from_secs(5), || {
+        "the leader's pass after another process's upsert".into()
+    })
+    .await;
     assert_eq!(jobs.len(), 1, "one job for the overdue tick: {jobs:?}");
     assert!(leader.is_leader() && !other.is_leader());
     other.shutdown(Duration::from_secs(1)).await.unwrap();
