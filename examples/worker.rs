@@ -12,7 +12,7 @@
 //! `--max-running-per-group N` (at most N `work` jobs of each group running
 //! at once across every worker process), `--rate-limit RATE` (e.g.
 //! `10/s`: at most that many `work` jobs start, across every worker
-//! process), `--rate-burst N` (how many may start at once after a quiet
+//! process; `"10/s per process"`: in each worker alone), `--rate-burst N` (how many may start at once after a quiet
 //! spell, of each rate limit here, default 1), `--rate-limit-per-group
 //! RATE` (of each group of `work`, across every worker process),
 //! `--tag-max-running N` and `--tag-rate-limit RATE` (of the tag

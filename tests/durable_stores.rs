@@ -333,6 +333,8 @@ mod postgres {
                 places: Vec::new(),
                 tag_places: Vec::new(),
                 ended: Vec::new(),
+                task_caps: Vec::new(),
+                tag_caps: Vec::new(),
                 group_weights: Vec::new(),
                 rate_limits: Vec::new(),
                 group_rate_limits: Vec::new(),

@@ -46,6 +46,8 @@ async fn claim_asking(
             group_running_limits: Vec::new(),
             places,
             ended: Vec::new(),
+            task_caps: Vec::new(),
+            tag_caps: Vec::new(),
             group_weights: Vec::new(),
             rate_limits: Vec::new(),
             group_rate_limits: Vec::new(),

@@ -1055,3 +1055,70 @@ async fn three_workers_never_start_more_of_a_group_than_its_rate_limit_per_group
     );
     let _ = producer.shutdown(Duration::ZERO).await;
 }
+
+/// A rate limit per process holds in each process alone, and a process
+/// claims no more of the task than its own limit lets start soon: three
+/// workers with `rate_limit("3/h per process")` and bursts of 3 each
+/// start exactly 3 of 12 jobs (one process's limit for all would start
+/// 3 in all); the 3 left stay in the store, unleased, and a fourth
+/// worker without the limit runs them.
+#[actix_rt::test]
+async fn each_worker_starts_its_own_rate_per_process_and_leaves_the_rest_in_the_store() {
+    rate_per_process("--rate-limit").await;
+}
+
+/// The same with the tag's rate limit per process
+/// (`tag_rate_limit("default", "3/h per process")`).
+#[actix_rt::test]
+async fn each_worker_starts_its_own_tag_rate_per_process_and_leaves_the_rest_in_the_store() {
+    rate_per_process("--tag-rate-limit").await;
+}
+
+async fn rate_per_process(flag: &str) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_millis(LEASE_MS)).await;
+    let limited = [flag, "3/h per process", "--rate-burst", "3"];
+    let workers: Vec<Worker> = (0..3)
+        .map(|_| Worker::start_with(&db, 8, &limited))
+        .collect();
+    produce(&db, "work", 12);
+    wait_for("9 completions", Duration::from_secs(60), || async {
+        count_final(&store).await >= 9
+    })
+    .await;
+    let done = format!("{}.work_done", db.schema);
+    let per_pid: Vec<(i32, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT pid, count(*) FROM {done} GROUP BY pid ORDER BY pid"
+    )))
+    .fetch_all(store.pool())
+    .await
+    .expect("the starts per process");
+    let mut pids: Vec<i32> = workers.iter().map(Worker::pid).collect();
+    pids.sort();
+    assert_eq!(
+        per_pid,
+        pids.iter().map(|&p| (p, 3)).collect::<Vec<_>>(),
+        "{flag}: each worker started its own 3"
+    );
+    let jobs = format!("{}.jobs", db.schema);
+    let (left, leased): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*), count(leased_by) FROM {jobs}
+         WHERE status NOT IN ('completed', 'buried', 'cancelled', 'expired')"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .expect("the jobs left");
+    assert_eq!(
+        (left, leased),
+        (3, 0),
+        "{flag}: the 3 left wait unleased in the store"
+    );
+    let _free = Worker::start_with(&db, 8, &[]);
+    wait_for("12 completions", Duration::from_secs(60), || async {
+        count_final(&store).await >= 12
+    })
+    .await;
+    drop(workers);
+    db.drop().await;
+}

@@ -39,6 +39,8 @@ fn params(owner: Uuid, now: DateTime<Utc>, asked: Option<TagPlaces>) -> JobClaim
         group_running_limits: Vec::new(),
         places: Vec::new(),
         ended: Vec::new(),
+        task_caps: Vec::new(),
+        tag_caps: Vec::new(),
         group_weights: Vec::new(),
         rate_limits: Vec::new(),
         group_rate_limits: Vec::new(),

@@ -73,7 +73,8 @@ async fn max_running<F: StoreFactory>(factory: F) -> Verdict {
 
 conformance_test!(flow,
     /// A task limited to 10 starts a second starts its jobs 100 ms apart;
-    /// with a burst of 5, the first five start at once.
+    /// with a burst of 5, the first five start at once. The same limits
+    /// kept per process do the same in the one process here.
     flow_rate_limit_spaces_starts_and_allows_its_burst => rate_limit
 );
 
@@ -84,6 +85,11 @@ async fn rate_limit<F: StoreFactory>(factory: F) -> Verdict {
     for (task, limit) in [
         ("steady", RateLimit::per_second(10)),
         ("bursty", RateLimit::per_second(10).burst(5)),
+        ("steady here", RateLimit::per_second(10).per_process()),
+        (
+            "bursty here",
+            RateLimit::per_second(10).burst(5).per_process(),
+        ),
     ] {
         let starts: Trace<DateTime<Utc>> = Trace::default();
         let (s, q) = (starts.clone(), queue.clone());
@@ -139,6 +145,68 @@ async fn rate_limit<F: StoreFactory>(factory: F) -> Verdict {
             "{task}: the last start at {last} ms, about {expected} ms: {offsets:?}"
         );
     }
+    Verdict::Passed
+}
+
+conformance_test!(flow,
+    /// A task limited to 10 starts a second per process, with 50 jobs
+    /// waiting (more than it may start within a claim's horizon on a
+    /// shared store), starts them 100 ms apart to the last: the jobs
+    /// left in the store are taken when the limit lets them start, not
+    /// at the next poll.
+    flow_rate_limit_per_process_keeps_its_pace_past_a_claims_horizon => rate_per_process
+);
+
+async fn rate_per_process<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    let starts: Trace<DateTime<Utc>> = Trace::default();
+    let (s, q) = (starts.clone(), queue.clone());
+    queue
+        .define("sms")
+        .rate_limit("10/s per process")
+        .action(move |_: JobContext<u32>| {
+            let (s, q) = (s.clone(), q.clone());
+            async move {
+                s.push(q.now());
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let handles = queue
+        .create_many(
+            (0..50u32)
+                .map(|i| NewJob::new("sms", i))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    queue
+        .process(["default"])
+        .concurrency(4)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for h in &handles {
+        assert_eq!(outcome(h).await.status, JobStatus::Completed);
+    }
+    let mut starts = starts.items();
+    starts.sort();
+    let offsets: Vec<i64> = starts
+        .iter()
+        .map(|t| (*t - starts[0]).num_milliseconds())
+        .collect();
+    for pair in offsets.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 99,
+            "two starts less than 100 ms apart: {offsets:?}"
+        );
+    }
+    let last = *offsets.last().unwrap_or(&0);
+    assert!(
+        (4_899..=5_100).contains(&last),
+        "the 50th start at {last} ms, about 4900 ms: {offsets:?}"
+    );
     Verdict::Passed
 }
 
@@ -470,14 +538,22 @@ async fn tag_running<F: StoreFactory>(factory: F) -> Verdict {
 
 conformance_test!(flow,
     /// With `tag_rate_limit("x", "10/s")`, the jobs of two tasks of the tag
-    /// start 100 ms apart between them, not each task on its own.
+    /// start 100 ms apart between them, not each task on its own; and so
+    /// with `"10/s per process"` in the one process here.
     flow_tag_rate_limit_spaces_the_starts_of_all_the_tags_tasks => tag_rate
 );
 
 async fn tag_rate<F: StoreFactory>(factory: F) -> Verdict {
     tokio::time::pause();
-    let (store, _place) = fresh(&factory).await;
-    let queue = queue_with_tag_limits(&factory, &store, |b| b.tag_rate_limit("x", "10/s")).await;
+    for limit in ["10/s", "10/s per process"] {
+        tag_rate_of(&factory, limit).await;
+    }
+    Verdict::Passed
+}
+
+async fn tag_rate_of<F: StoreFactory>(factory: &F, limit: &'static str) {
+    let (store, _place) = fresh(factory).await;
+    let queue = queue_with_tag_limits(factory, &store, |b| b.tag_rate_limit("x", limit)).await;
     let starts: Trace<(String, DateTime<Utc>)> = Trace::default();
     for task in ["a", "b"] {
         let (s, q) = (starts.clone(), queue.clone());
@@ -521,13 +597,12 @@ async fn tag_rate<F: StoreFactory>(factory: F) -> Verdict {
     for pair in offsets.windows(2) {
         assert!(
             pair[1] - pair[0] >= 99,
-            "two starts of the tag less than 100 ms apart: {offsets:?}"
+            "{limit}: two starts of the tag less than 100 ms apart: {offsets:?}"
         );
     }
     let last = *offsets.last().unwrap_or(&0);
     assert!(
         (1_899..=2_050).contains(&last),
-        "the 20th start at {last} ms, about 1900 ms: {offsets:?}"
+        "{limit}: the 20th start at {last} ms, about 1900 ms: {offsets:?}"
     );
-    Verdict::Passed
 }

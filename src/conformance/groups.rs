@@ -317,6 +317,8 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         places: Vec::new(),
         tag_places: Vec::new(),
         ended: Vec::new(),
+        task_caps: Vec::new(),
+        tag_caps: Vec::new(),
         group_weights: Vec::new(),
         rate_limits: Vec::new(),
         group_rate_limits: Vec::new(),

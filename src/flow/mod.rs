@@ -25,7 +25,12 @@ use crate::error::Error;
 /// and starts when the limit allows; it is never failed for it.
 ///
 /// Written as `"COUNT/PERIOD"`, PERIOD a kessel duration or a bare unit:
-/// `"10/s"`, `"100/m"`, `"5/2s"`, `"1000/h"`.
+/// `"10/s"`, `"100/m"`, `"5/2s"`, `"1000/h"`; with `" per process"` after
+/// it for [`RateLimit::per_process`] (`"10/s per process"`).
+///
+/// On PostgreSQL a limit holds for every process together, unless it is
+/// [`per_process`](RateLimit::per_process): then each process keeps its
+/// own count.
 ///
 /// # Examples
 ///
@@ -35,6 +40,10 @@ use crate::error::Error;
 /// let api = RateLimit::per_second(10).burst(20);
 /// assert_eq!(api.count(), 10);
 /// assert_eq!("100/m".parse::<RateLimit>().unwrap(), RateLimit::new(100, Duration::from_secs(60)));
+/// assert_eq!(
+///     "10/s per process".parse::<RateLimit>().unwrap(),
+///     RateLimit::per_second(10).per_process()
+/// );
 /// assert!("0/s".parse::<RateLimit>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +51,7 @@ pub struct RateLimit {
     count: u32,
     per: Duration,
     burst: u32,
+    per_process: bool,
 }
 
 impl RateLimit {
@@ -57,6 +67,7 @@ impl RateLimit {
             count,
             per,
             burst: 1,
+            per_process: false,
         }
     }
 
@@ -89,6 +100,41 @@ impl RateLimit {
         self
     }
 
+    /// Makes the limit each process's own: on PostgreSQL, every process
+    /// that defines the task (or tag) with it starts up to `count` per
+    /// `per` of its jobs, whatever the others start; by default the limit
+    /// holds for all of them together. It suits a limit that belongs to
+    /// the machine (its CPU, its own IP's quota at a partner) rather than
+    /// to the whole queue. On the memory and SQLite stores, which one
+    /// process serves, it is the same limit.
+    ///
+    /// A process claims no more of the task's jobs than its own limit
+    /// lets start within the claim's horizon (two seconds by default), so
+    /// the jobs it cannot start soon stay in the store for the others.
+    /// Not available per group: [`TaskBuilder::rate_limit_per_group`](crate::TaskBuilder::rate_limit_per_group)
+    /// refuses it with [`Error::InvalidInput`].
+    ///
+    /// ```
+    /// let limit = kessel::RateLimit::per_second(5).per_process();
+    /// assert!(limit.is_per_process());
+    /// assert!(!kessel::RateLimit::per_second(5).is_per_process());
+    /// ```
+    pub fn per_process(mut self) -> Self {
+        self.per_process = true;
+        self
+    }
+
+    /// Whether each process keeps its own count
+    /// ([`RateLimit::per_process`]).
+    ///
+    /// ```
+    /// let limit: kessel::RateLimit = "10/s per process".parse().unwrap();
+    /// assert!(limit.is_per_process());
+    /// ```
+    pub fn is_per_process(&self) -> bool {
+        self.per_process
+    }
+
     /// Starts allowed per period.
     pub fn count(&self) -> u32 {
         self.count
@@ -107,6 +153,22 @@ impl RateLimit {
     /// Checks the numbers.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         self.validate_as("rate_limit")
+    }
+
+    /// Checks a limit per group: its numbers, and that it holds for every
+    /// process together (a count per process is not kept per group).
+    pub(crate) fn validate_per_group(&self) -> Result<(), Error> {
+        self.validate_as("rate_limit_per_group")?;
+        if self.per_process {
+            return Err(Error::InvalidInput {
+                field: "rate_limit_per_group",
+                reason: format!(
+                    "{self}: a rate limit per group holds for every process together; \
+                     per_process is only for a task's or a tag's rate limit"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Checks the numbers; an error names `field`.
@@ -141,6 +203,9 @@ impl fmt::Display for RateLimit {
         if self.burst != 1 {
             write!(f, " (bursts of {})", self.burst)?;
         }
+        if self.per_process {
+            write!(f, " per process")?;
+        }
         Ok(())
     }
 }
@@ -152,7 +217,10 @@ impl fmt::Display for RateLimit {
 /// assert!(err.to_string().contains("ten/s"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}` is not a rate limit (expected COUNT/PERIOD, e.g. 10/s or 100/m): {reason}")]
+#[error(
+    "`{text}` is not a rate limit (expected COUNT/PERIOD, e.g. 10/s or 100/m, \
+     or 10/s per process): {reason}"
+)]
 pub struct RateLimitError {
     text: String,
     reason: String,
@@ -166,7 +234,12 @@ impl FromStr for RateLimit {
             text: text.to_owned(),
             reason,
         };
-        let (count, per) = text
+        let trimmed = text.trim();
+        let (rate, per_process) = match trimmed.strip_suffix("per process") {
+            Some(rate) if rate.ends_with(char::is_whitespace) => (rate, true),
+            _ => (trimmed, false),
+        };
+        let (count, per) = rate
             .split_once('/')
             .ok_or_else(|| fail("there is no `/`".into()))?;
         let count: u32 = count
@@ -184,7 +257,8 @@ impl FromStr for RateLimit {
             per.to_owned()
         };
         let per = crate::duration::parse_duration(&per).map_err(|e| fail(e.to_string()))?;
-        let limit = RateLimit::new(count, per);
+        let mut limit = RateLimit::new(count, per);
+        limit.per_process = per_process;
         limit.validate().map_err(|e| fail(e.to_string()))?;
         Ok(limit)
     }
@@ -271,9 +345,34 @@ mod tests {
             "10/0s",
             "10/parsec",
             "1e3/s",
+            "per process",
+            "10/sper process",
+            "10/s per processes",
+            "10/s per",
         ] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_rate_per_process_is_read_from_text_and_written_back() {
+        let r: RateLimit = " 10/s  per process ".parse().unwrap();
+        assert_eq!(r, RateLimit::per_second(10).per_process());
+        assert!(!"10/s".parse::<RateLimit>().unwrap().is_per_process());
+        assert_eq!(r.to_string(), "10 per 1s per process");
+    }
+
+    #[test]
+    fn a_rate_per_group_is_refused_per_process_naming_its_field() {
+        let got = RateLimit::per_second(5).per_process().validate_per_group();
+        match got {
+            Err(Error::InvalidInput { field, reason }) => {
+                assert_eq!(field, "rate_limit_per_group");
+                assert!(reason.contains("per_process"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(RateLimit::per_second(5).validate_per_group().is_ok());
     }
 
     proptest! {

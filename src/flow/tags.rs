@@ -58,6 +58,7 @@ impl TagLimits {
             places: None,
             running: 0,
             rate: l.rate.as_ref().map(Gcra::new),
+            rate_local: l.rate.is_some_and(|r| r.is_per_process()),
         })
     }
 }
@@ -84,17 +85,21 @@ pub(crate) struct TagGate {
     places: Option<u32>,
     running: u32,
     rate: Option<Gcra>,
+    /// The rate limit is this process's own
+    /// ([`RateLimit::per_process`]): counted here even on a shared store.
+    rate_local: bool,
 }
 
 impl TagGate {
     /// Whether a job of the tag may start at `now` (µs), without taking
-    /// it. With `rate_claimed`, the tag's rate limit was counted when its
-    /// jobs were claimed (a shared store holds it for every process), so
-    /// it is not counted again here.
-    pub(crate) fn check(&self, now: u64, rate_claimed: bool) -> Result<(), Blocked> {
+    /// it. On a `shared` store, the tag's rate limit was counted when its
+    /// jobs were claimed (the store holds it for every process), so it is
+    /// not counted again here, unless it is per process.
+    pub(crate) fn check(&self, now: u64, shared: bool) -> Result<(), Blocked> {
         if self.running_cap().is_some_and(|cap| self.running >= cap) {
             return Err(Blocked::Running);
         }
+        let rate_claimed = shared && !self.rate_local;
         if let Some(rate) = self.rate.as_ref().filter(|_| !rate_claimed) {
             rate.check(now).map_err(Blocked::Until)?;
         }
@@ -102,11 +107,17 @@ impl TagGate {
     }
 
     /// Takes a start at `now` that [`TagGate::check`] allowed.
-    pub(crate) fn take(&mut self, now: u64, rate_claimed: bool) {
+    pub(crate) fn take(&mut self, now: u64, shared: bool) {
         self.running += 1;
+        let rate_claimed = shared && !self.rate_local;
         if let Some(rate) = self.rate.as_mut().filter(|_| !rate_claimed) {
             rate.take(now);
         }
+    }
+
+    /// The tag's rate limit when it is this process's own.
+    pub(crate) fn local_rate(&self) -> Option<&Gcra> {
+        self.rate.as_ref().filter(|_| self.rate_local)
     }
 
     /// The tag's running limit, if any.

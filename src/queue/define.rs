@@ -480,7 +480,9 @@ impl<'q, P> TaskBuilder<'q, P> {
     /// `RateLimit::per_second(10).burst(20)`. A job over the limit waits,
     /// ready, and starts when the limit allows; it is never failed for it.
     /// On PostgreSQL the limit holds across every process that defines
-    /// the task with it: the claim counts it (`docs/flow-control.md`).
+    /// the task with it: the claim counts it (`docs/flow-control.md`);
+    /// a limit made [`per_process`](crate::RateLimit::per_process)
+    /// (`"10/s per process"`) holds in each process alone.
     /// Unreadable text, or a zero count, period or burst, makes
     /// [`TaskBuilder::action`] return the error (`Error::InvalidInput`
     /// naming `rate_limit`).
@@ -564,7 +566,8 @@ impl<'q, P> TaskBuilder<'q, P> {
     /// On PostgreSQL it holds across every process that defines the task
     /// with the same limit, as [`rate_limit`](Self::rate_limit) does: the
     /// claim spends each group's starts in the database. Unreadable
-    /// text, or a zero count, period or burst, makes
+    /// text, a zero count, period or burst, or a limit made
+    /// [`per_process`](crate::RateLimit::per_process), makes
     /// [`TaskBuilder::action`] return [`Error::InvalidInput`] naming
     /// `rate_limit_per_group`.
     ///
@@ -578,6 +581,10 @@ impl<'q, P> TaskBuilder<'q, P> {
     /// queue.define("call partner").rate_limit_per_group(RateLimit::per_second(5))
     ///     .action(|_: JobContext<u32>| async { Ok::<_, JobError>(()) })?;
     /// let err = queue.define("bad").rate_limit_per_group("0/s")
+    ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
+    ///     .unwrap_err();
+    /// assert!(matches!(err, kessel::Error::InvalidInput { field: "rate_limit_per_group", .. }));
+    /// let err = queue.define("per process").rate_limit_per_group("5/s per process")
     ///     .action(|_: JobContext<()>| async { Ok::<_, JobError>(()) })
     ///     .unwrap_err();
     /// assert!(matches!(err, kessel::Error::InvalidInput { field: "rate_limit_per_group", .. }));
@@ -715,7 +722,7 @@ impl<'q, P> TaskBuilder<'q, P> {
             crate::flow::validate_running_limit("max_running_per_group", n)?;
         }
         if let Some(limit) = &self.rate_limit_per_group {
-            limit.validate_as("rate_limit_per_group")?;
+            limit.validate_per_group()?;
         }
         let def = Arc::new(TaskDef {
             name: self.name.into(),

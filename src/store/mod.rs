@@ -31,8 +31,8 @@ pub use nodes::{LeaderElect, NodeBeat};
 pub use postgres::{PgOptions, PgStore};
 pub use schedules::{ScheduleAdvance, SchedulePause, ScheduleRecord, ScheduleTable, Upserted};
 pub use shared::{
-    CancelOutcome, ClaimReply, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, TagClaimLimit,
-    TagPlaces, TaskPlaces, JOBS_PER_PLACE,
+    CancelOutcome, ClaimReply, HeartbeatReply, JobClaim, JobHeartbeat, SharedStore, TagCap,
+    TagClaimLimit, TagPlaces, TaskPlaces, JOBS_PER_PLACE,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{

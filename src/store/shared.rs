@@ -95,6 +95,19 @@ pub struct JobClaim {
     /// (the owner runs at most its places of the tag at once). A tag left
     /// out counts every leased job of its tasks against its limit.
     pub tag_places: Vec<TagPlaces>,
+    /// Tasks this owner takes no more of than a number of its own, in
+    /// this claim (its rounds together): how many of each it may start
+    /// soon under a rate limit it keeps alone
+    /// ([`RateLimit::per_process`](crate::RateLimit::per_process)), less
+    /// the task's jobs it already holds. The store keeps no state for
+    /// them. Combines with the task's other limits: the claim takes at
+    /// most the least.
+    pub task_caps: Vec<(String, u32)>,
+    /// Tags whose served tasks this owner takes no more of, together,
+    /// than a number of its own in this claim (see
+    /// [`task_caps`](JobClaim::task_caps)): a tag's rate limit per
+    /// process.
+    pub tag_caps: Vec<TagCap>,
     /// The claiming process's time: rate limits are counted at it.
     pub now: DateTime<Utc>,
     /// Jobs of limited tasks (or of tags with a running limit) this owner
@@ -189,6 +202,27 @@ pub struct TagPlaces {
     /// reply: the places of the tag it holds now, or its runs if more
     /// (see [`TaskPlaces::may_run`]).
     pub may_run: u32,
+}
+
+/// A cap on how many jobs of a tag's tasks together a claim takes (see
+/// [`JobClaim::tag_caps`]).
+///
+/// # Examples
+///
+/// ```
+/// use kessel::store::TagCap;
+/// // This process may start 3 more jobs of tag `sms` soon.
+/// let cap = TagCap { tag: "sms".into(), tasks: vec!["remind".into(), "verify".into()], max: 3 };
+/// assert_eq!(cap.max, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagCap {
+    /// The tag.
+    pub tag: String,
+    /// Its tasks, as this owner defines them.
+    pub tasks: Vec<String>,
+    /// At most this many of their jobs together.
+    pub max: u32,
 }
 
 /// A tag's limits as a claim counts them (see [`JobClaim::tag_limits`]):

@@ -26,6 +26,11 @@ pub(super) struct Flow {
     /// Runs of the task under way (started, no report yet).
     running: u32,
     rate: Option<Gcra>,
+    /// The rate limit is this process's own
+    /// ([`RateLimit::per_process`](crate::RateLimit::per_process)): it is
+    /// counted here even on a shared store, whose claims then take no
+    /// more of the task's jobs than it lets start soon.
+    rate_local: bool,
     burst: u32,
     /// Ready jobs the task's own limits hold back, best first.
     held: ReadySet,
@@ -71,6 +76,7 @@ impl Flow {
             places: places.filter(|_| def.max_running.is_some()),
             running,
             rate: def.rate_limit.as_ref().map(Gcra::new),
+            rate_local: def.rate_limit.is_some_and(|r| r.is_per_process()),
             burst: def.rate_limit.map_or(1, |r| r.burst_size()),
             held,
             held_count,
@@ -79,19 +85,21 @@ impl Flow {
     }
 
     /// Takes a start of a job of `group` at `now_us`, or says why not and
-    /// whether the group's limit (rather than the task's) is why. With
-    /// `rate_claimed`, the task's rate limit and its rate limit per group
-    /// were counted when its jobs were claimed (a shared store holds them
-    /// for every process), so they are not counted again here.
+    /// whether the group's limit (rather than the task's) is why. On a
+    /// `shared` store, the task's rate limit and its rate limit per group
+    /// were counted when its jobs were claimed (the store holds them for
+    /// every process), so they are not counted again here; a rate limit
+    /// per process is counted here all the same.
     fn try_start(
         &mut self,
         group: &GroupKey,
         now_us: u64,
-        rate_claimed: bool,
+        shared: bool,
     ) -> Result<(), (Blocked, bool)> {
         if self.running_cap().is_some_and(|max| self.running >= max) {
             return Err((Blocked::Running, false));
         }
+        let rate_claimed = shared && !self.rate_local;
         if rate_claimed {
             // Checked at the claim.
         } else if let Some(rate) = self.rate.as_ref() {
@@ -99,10 +107,8 @@ impl Flow {
                 .map_err(|at| (Blocked::Until(at), false))?;
         }
         if let Some(keyed) = self.per_group.as_mut() {
-            keyed
-                .check(group, now_us, rate_claimed)
-                .map_err(|b| (b, true))?;
-            keyed.take(group, now_us, rate_claimed);
+            keyed.check(group, now_us, shared).map_err(|b| (b, true))?;
+            keyed.take(group, now_us, shared);
         }
         if let Some(rate) = self.rate.as_mut().filter(|_| !rate_claimed) {
             rate.take(now_us);
@@ -121,6 +127,12 @@ impl Flow {
     /// How many jobs of the task run here now.
     pub(super) fn running(&self) -> u32 {
         self.running
+    }
+
+    /// The task's rate limit when it is this process's own (see
+    /// [`Flow::rate_local`]).
+    pub(super) fn local_rate(&self) -> Option<&Gcra> {
+        self.rate.as_ref().filter(|_| self.rate_local)
     }
 
     /// Holds back a ready job.
@@ -196,9 +208,8 @@ impl Scheduler {
             None => None,
         };
         // On a shared store the claim holds the task's rate limit, for
-        // every process together.
-        let rate_claimed = self.shared.is_some();
-        match flow.try_start(&group, now_ms.saturating_mul(1000), rate_claimed) {
+        // every process together (unless it is per process).
+        match flow.try_start(&group, now_ms.saturating_mul(1000), self.shared.is_some()) {
             Ok(()) => true,
             Err((blocked, by_group)) => {
                 match flow.per_group.as_mut() {
@@ -225,7 +236,7 @@ impl Scheduler {
             return true;
         };
         // On a shared store the claim holds the tag's rate limit, for
-        // every process together.
+        // every process together (unless it is per process).
         match gate.check(now_ms.saturating_mul(1000), self.shared.is_some()) {
             Ok(()) => true,
             Err(Blocked::Running) => false,
@@ -241,9 +252,9 @@ impl Scheduler {
     /// A job of tag slot `tag` starts now: it counts against the tag's
     /// limits.
     pub(super) fn tag_started(&mut self, tag: usize, now_ms: u64) {
-        let rate_claimed = self.shared.is_some();
+        let shared = self.shared.is_some();
         if let Some(gate) = self.routes.tag_gates.get_mut(tag).and_then(Option::as_mut) {
-            gate.take(now_ms.saturating_mul(1000), rate_claimed);
+            gate.take(now_ms.saturating_mul(1000), shared);
         }
     }
 

@@ -200,7 +200,9 @@ impl Scheduler {
     /// The limits the claim counts, of the served tasks that have one:
     /// on running jobs, the task's own, each group's and its tag's; and
     /// the task's, each group's and the tag's rate limits, which the
-    /// store holds for every process together.
+    /// store holds for every process together. A rate limit per process
+    /// is counted here, and caps the claim instead (see
+    /// [`Scheduler::rate_cap`]).
     fn running_limits(&self, tasks: &[String]) -> RunningLimits {
         let mut limits = RunningLimits::default();
         for (name, i) in self.routes.task_names() {
@@ -244,8 +246,20 @@ impl Scheduler {
             if let Some(max) = def.max_running_per_group {
                 limits.per_group.push((name.to_string(), max));
             }
-            if let Some(rate) = def.rate_limit {
-                limits.rate.push((name.to_string(), rate));
+            match def.rate_limit {
+                Some(rate) if rate.is_per_process() => {
+                    let slot = &self.routes.tasks[i as usize];
+                    let flow = slot.flow.as_deref();
+                    if let Some(gcra) = flow.and_then(|f| f.local_rate()) {
+                        let running = flow.map_or(0, |f| f.running());
+                        let waiting = self.jobs.of_task(i).saturating_sub(running as usize);
+                        limits
+                            .task_caps
+                            .push((name.to_string(), self.rate_cap(gcra, waiting)));
+                    }
+                }
+                Some(rate) => limits.rate.push((name.to_string(), rate)),
+                None => {}
             }
             if let Some(rate) = def.rate_limit_per_group {
                 limits.group_rate.push((name.to_string(), rate));
@@ -255,7 +269,9 @@ impl Scheduler {
             let Some(limit) = self.routes.tag_limit(&def.tag) else {
                 continue;
             };
-            if limits.tags.iter().any(|t| t.tag == def.tag) {
+            if limits.tags.iter().any(|t| t.tag == def.tag)
+                || limits.tag_caps.iter().any(|t| t.tag == def.tag)
+            {
                 continue;
             }
             let members_at: Vec<u32> = self
@@ -298,14 +314,106 @@ impl Scheduler {
                     may_run: gate.running_cap().unwrap_or(max).max(running),
                 });
             }
-            limits.tags.push(crate::store::TagClaimLimit {
-                tag: def.tag.clone(),
-                tasks: members,
-                max_running: limit.max_running,
-                rate: limit.rate,
-            });
+            // A tag's rate limit per process caps the claim of its tasks
+            // together, by what this process may start of them soon.
+            let local = gate.and_then(|g| g.local_rate().map(|r| (g, r)));
+            if let Some((gate, gcra)) = local {
+                let holding: usize = members_at.iter().map(|&m| self.jobs.of_task(m)).sum();
+                let waiting = holding.saturating_sub(gate.running() as usize);
+                limits.tag_caps.push(crate::store::TagCap {
+                    tag: def.tag.clone(),
+                    tasks: members.clone(),
+                    max: self.rate_cap(gcra, waiting),
+                });
+            }
+            let rate = limit.rate.filter(|r| !r.is_per_process());
+            if limit.max_running.is_some() || rate.is_some() {
+                limits.tags.push(crate::store::TagClaimLimit {
+                    tag: def.tag.clone(),
+                    tasks: members,
+                    max_running: limit.max_running,
+                    rate,
+                });
+            }
         }
         limits
+    }
+
+    /// How many more jobs a claim may take under the rate limit per
+    /// process `gcra`, with `waiting` of its jobs held here not started:
+    /// as many as it lets start by the end of the claim's horizon (the
+    /// claim takes jobs due that soon), less those. The jobs it cannot
+    /// start soon stay in the store, for other processes.
+    fn rate_cap(&self, gcra: &crate::flow::Gcra, waiting: usize) -> u32 {
+        let (now, until) = self.rate_window();
+        let allowed = gcra.allowed_by(now, until, u64::from(u32::MAX));
+        u32::try_from(allowed.saturating_sub(waiting as u64)).unwrap_or(u32::MAX)
+    }
+
+    /// Now and the end of the claim's horizon, on the scheduler's clock
+    /// (µs).
+    fn rate_window(&self) -> (u64, u64) {
+        let horizon = self
+            .shared
+            .as_ref()
+            .map_or(Duration::ZERO, |m| m.claimer.config().horizon);
+        let now = self.clock.now_ms().saturating_mul(1000);
+        let horizon = u64::try_from(horizon.as_micros()).unwrap_or(u64::MAX);
+        (now, now.saturating_add(horizon))
+    }
+
+    /// When to claim again for jobs that a rate limit per process kept in
+    /// the store: a claim that took all a cap allowed (`took` of each
+    /// task) may have left more due, to claim when the limit lets one
+    /// more start within the horizon than wait here.
+    fn local_rate_wait(
+        &self,
+        task_caps: &[(String, u32)],
+        tag_caps: &[crate::store::TagCap],
+        took: &std::collections::HashMap<String, usize>,
+    ) -> Option<Duration> {
+        let (now, until) = self.rate_window();
+        let horizon = until - now;
+        let took_of = |t: &String| took.get(t).copied().unwrap_or(0);
+        let mut first: Option<u64> = None;
+        let mut wake = |at: u64| first = Some(first.map_or(at, |f| f.min(at)));
+        for (task, cap) in task_caps {
+            if took_of(task) < *cap as usize {
+                continue;
+            }
+            let Some(i) = self.routes.task_index(task) else {
+                continue;
+            };
+            let flow = self.routes.tasks[i as usize].flow.as_deref();
+            let Some(gcra) = flow.and_then(|f| f.local_rate()) else {
+                continue;
+            };
+            let running = flow.map_or(0, |f| f.running()) as usize;
+            let waiting = self.jobs.of_task(i).saturating_sub(running) as u64;
+            wake(gcra.start_at(now, waiting).saturating_sub(horizon));
+        }
+        for cap in tag_caps {
+            if cap.tasks.iter().map(took_of).sum::<usize>() < cap.max as usize {
+                continue;
+            }
+            let gate = self
+                .routes
+                .tag_index(&cap.tag)
+                .and_then(|t| self.routes.tag_gates.get(t as usize))
+                .and_then(Option::as_ref);
+            let Some((gate, gcra)) = gate.and_then(|g| g.local_rate().map(|r| (g, r))) else {
+                continue;
+            };
+            let holding: usize = cap
+                .tasks
+                .iter()
+                .filter_map(|t| self.routes.task_index(t))
+                .map(|i| self.jobs.of_task(i))
+                .sum();
+            let waiting = holding.saturating_sub(gate.running() as usize) as u64;
+            wake(gcra.start_at(now, waiting).saturating_sub(horizon));
+        }
+        first.map(|at| Duration::from_micros(at.saturating_sub(now)))
     }
 
     fn claim(&mut self, ctx: &mut Context<Self>) {
@@ -343,6 +451,7 @@ impl Scheduler {
         };
         params.group_weights = self.routes.groups.pairs();
         let limit = params.limit;
+        let caps = (params.task_caps.clone(), params.tag_caps.clone());
         let fut = mode.claimer.run_once(params);
         ctx.spawn(
             self.store_call(fut)
@@ -350,7 +459,7 @@ impl Scheduler {
                 .map(move |result, act, ctx| {
                     let Some(result) = result else { return };
                     match result {
-                        Ok(reply) => act.claimed(reply, limit, tasks, ctx),
+                        Ok(reply) => act.claimed(reply, limit, tasks, caps, ctx),
                         Err(err) => {
                             tracing::warn!(error = %err, "claiming jobs failed; retrying");
                             act.bus.queue(QueueEvent::Error {
@@ -369,34 +478,48 @@ impl Scheduler {
     /// another at once; otherwise the next job due among `tasks` says when
     /// to claim again (a second query, which neither the claimed jobs nor
     /// a new claim wait for), or sooner, when a rate limit that held jobs
-    /// back allows the next start (`reply.retry_at`).
+    /// back allows the next start (`reply.retry_at`, or for a rate limit
+    /// per process, when it lets more start than wait here: `caps` are
+    /// what the claim was allowed of each).
     fn claimed(
         &mut self,
         reply: ClaimReply,
         limit: usize,
         tasks: Vec<String>,
+        caps: (Vec<(String, u32)>, Vec<crate::store::TagCap>),
         ctx: &mut Context<Self>,
     ) {
         self.set_places(&reply.places);
         self.set_tag_places(&reply.tag_places);
         let claimed = reply.jobs;
-        let rate_wait = reply
+        let mut rate_wait = reply
             .retry_at
             .map(|at| (at - self.clock.now_utc()).to_std().unwrap_or_default());
+        let (task_caps, tag_caps) = caps;
+        let mut took: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        if !task_caps.is_empty() || !tag_caps.is_empty() {
+            for job in &claimed {
+                *took.entry(job.task.to_string()).or_default() += 1;
+            }
+        }
         let waiting = self.held_waiting();
         let Some(mode) = self.shared.as_mut() else {
             return;
         };
         let again = mode.claimer.claimed(claimed.len(), limit, waiting);
         let poll = mode.claimer.config().poll;
-        // No later than a rate limit allows the next start.
-        let poll = rate_wait.map_or(poll, |w| w.min(poll));
         if !claimed.is_empty() {
             let now = self.clock.now_ms();
             for job in claimed {
                 self.admit(job, Origin::Claimed, now);
             }
         }
+        // Counted with the claimed jobs in: they wait here now.
+        if let Some(local) = self.local_rate_wait(&task_caps, &tag_caps, &took) {
+            rate_wait = Some(rate_wait.map_or(local, |w| w.min(local)));
+        }
+        // No later than a rate limit allows the next start.
+        let poll = rate_wait.map_or(poll, |w| w.min(poll));
         if again {
             self.want_claim(ctx);
         } else {
@@ -430,6 +553,13 @@ impl Scheduler {
                                 let until = (next - act.clock.now_utc() - horizon)
                                     .to_std()
                                     .unwrap_or_default();
+                                // A job due now that the claim left is
+                                // one a rate limit held back: claim when
+                                // it allows, not at once (again and again).
+                                let until = match rate_wait {
+                                    Some(wait) if until.is_zero() => wait,
+                                    _ => until,
+                                };
                                 act.claim_after(until.min(poll), ctx);
                             }
                             Ok(None) => {}

@@ -59,6 +59,12 @@ pub(crate) struct RunningLimits {
     pub(crate) tags: Vec<crate::store::TagClaimLimit>,
     /// What this process asks of each tag's running limit's places.
     pub(crate) tag_places: Vec<crate::store::TagPlaces>,
+    /// How many of each task under a rate limit per process this claim
+    /// may take (see [`JobClaim::task_caps`]).
+    pub(crate) task_caps: Vec<(String, u32)>,
+    /// How many of each tag's tasks under a tag's rate limit per process
+    /// this claim may take together (see [`JobClaim::tag_caps`]).
+    pub(crate) tag_caps: Vec<crate::store::TagCap>,
 }
 
 impl RunningLimits {
@@ -152,6 +158,8 @@ impl Claimer {
             group_rate_limits: limits.group_rate,
             tag_limits: limits.tags,
             tag_places: limits.tag_places,
+            task_caps: limits.task_caps,
+            tag_caps: limits.tag_caps,
             now,
             ended,
             group_weights: Vec::new(),

@@ -63,7 +63,19 @@ pub(super) struct Rooms<'a> {
     /// Some served task has a limited tag: the claim takes at most `tn`
     /// of each such tag's served tasks together.
     pub(super) tagged: bool,
+    /// The first of three parameters capping the rooms with the owner's
+    /// own numbers (see `JobClaim::task_caps` and `JobClaim::tag_caps`),
+    /// each an array along the served tasks (`$1`): the task's cap, the
+    /// name of its tag with a cap, and that tag's cap (null: none).
+    pub(super) caps: Option<usize>,
 }
+
+/// The columns of `claim_all_places` (schema version 21) after `task`,
+/// `n`, `gcap` and `ng`, up to `tag`; and after `tn`.
+const ROOM_RATES: &str = "t.rate_allowed, t.rate_from, t.rate_interval, t.rate_tolerance,
+     t.group_interval, t.group_tolerance, t.none_allowed, t.none_from";
+const ROOM_REST: &str = "t.tag_allowed, t.tag_from, t.tag_interval, t.tag_tolerance, t.places,
+     t.held, t.tag_places, t.tag_held, t.wanted, t.tag_wanted, t.kept, t.tag_kept";
 
 /// The `WITH ... picked AS (...)` of a claim, picking the ids to lease,
 /// fair or fast (see the [module documentation](self)). Parameters: `$1`
@@ -90,6 +102,22 @@ pub(super) fn picked_sql(
         None => format!(
             "SELECT t.task, $3::bigint AS n, $3::bigint AS ng, NULL::text AS tag, $3::bigint AS tn
              FROM UNNEST($1::text[]) AS t(task) WHERE {not_suspended}"
+        ),
+        Some(Rooms {
+            rooms,
+            caps: Some(c),
+            ..
+        }) => format!(
+            // The owner's own caps lower the rooms (LEAST passes over a
+            // null); a tag with a cap counts as limited.
+            "SELECT t.task, LEAST(t.n, c.cap) AS n, t.gcap, LEAST(t.ng, c.cap) AS ng, {ROOM_RATES},
+                    COALESCE(t.tag, c.tag) AS tag, LEAST(t.tn, c.tag_cap) AS tn, {ROOM_REST}
+             FROM {rooms} AS t
+             LEFT JOIN UNNEST($1::text[], ${c}::bigint[], ${tc}::text[], ${tcap}::bigint[])
+                 AS c(task, cap, tag, tag_cap) ON c.task = t.task
+             WHERE {not_suspended}",
+            tc = c + 1,
+            tcap = c + 2,
         ),
         Some(r) => format!(
             "SELECT t.* FROM {rooms} AS t WHERE {not_suspended}",

@@ -172,12 +172,44 @@ impl Db {
             f = self.sql.table("claim_all_places")
         );
         let group_room = self.sql.table("claim_group_limits");
+        // The owner's own caps (see `JobClaim::task_caps`), along the
+        // served tasks: each task's, and its tag's with the tag's name.
+        let capped = !params.task_caps.is_empty() || !params.tag_caps.is_empty();
+        let task_cap = |t: &String| {
+            params
+                .task_caps
+                .iter()
+                .filter(|(name, _)| name == t)
+                .map(|(_, max)| *max)
+                .min()
+        };
+        let tag_cap = |t: &String| params.tag_caps.iter().find(|c| c.tasks.contains(t));
+        let cap_tags: Vec<Option<&str>> = params
+            .tasks
+            .iter()
+            .map(|t| tag_cap(t).map(|c| c.tag.as_str()))
+            .collect();
+        // Less what the claim's rounds before took.
+        let caps_after = |taken: &[crate::job::Job]| -> (Vec<Option<i64>>, Vec<Option<i64>>) {
+            let took = |t: &String| taken.iter().filter(|j| *j.task == **t).count() as i64;
+            params
+                .tasks
+                .iter()
+                .map(|t| {
+                    let own = task_cap(t).map(|max| (i64::from(max) - took(t)).max(0));
+                    let tag = tag_cap(t)
+                        .map(|c| (i64::from(c.max) - c.tasks.iter().map(took).sum::<i64>()).max(0));
+                    (own, tag)
+                })
+                .unzip()
+        };
         let rooms = claim::Rooms {
             rooms: &rooms,
             group_room: &group_room,
             ended: 7,
             now: 14,
-            tagged: !tags.is_empty(),
+            tagged: !tags.is_empty() || cap_tags.iter().any(Option::is_some),
+            caps: capped.then_some(32),
         };
         let rate_limits = self.sql.table("rate_limits");
         let running_places = self.sql.table("running_places");
@@ -418,6 +450,7 @@ impl Db {
             let statement = sql(form);
             let holds = holds(&rounds.taken);
             let tag_holds = tag_holds(&rounds.taken);
+            let (own_caps, own_tag_caps) = caps_after(&rounds.taken);
             // $8 and $9 are only in the fair form; the others always.
             let query = sqlx::query(AssertSqlSafe(statement))
                 .bind(&params.tasks)
@@ -451,6 +484,12 @@ impl Db {
                 .bind(&tag_holds)
                 .bind(&runs)
                 .bind(&tag_runs);
+            // $32 to $34 only when some cap is set.
+            let query = if capped {
+                query.bind(&own_caps).bind(&cap_tags).bind(&own_tag_caps)
+            } else {
+                query
+            };
             let rows = query.fetch_all(self.pool()).await.map_err(map_err)?;
             rounds.took(&rows)?;
         }

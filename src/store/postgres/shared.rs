@@ -71,6 +71,8 @@ impl Db {
             || !params.rate_limits.is_empty()
             || !params.group_rate_limits.is_empty()
             || !params.tag_limits.is_empty()
+            || !params.task_caps.is_empty()
+            || !params.tag_caps.is_empty()
         {
             return self.jobs_claim_limited(params).await;
         }

@@ -21,7 +21,8 @@
 //! - `cancel.rs`: cancels of held and unheld jobs;
 //! - `due.rs`: expiry, the next due time, wake-ups;
 //! - `limits.rs`: running limits per task, group and tag;
-//! - `rates.rs`: rate limits per task, tag and group, over time.
+//! - `rates.rs`: rate limits per task, tag and group, over time;
+//! - `caps.rs`: an owner's own caps on a claim (rate limits per process).
 //!
 //! This file holds the helpers they share.
 //!
@@ -88,6 +89,8 @@ async fn claim(
         places: Vec::new(),
         tag_places: Vec::new(),
         ended: Vec::new(),
+        task_caps: Vec::new(),
+        tag_caps: Vec::new(),
         group_weights: Vec::new(),
         rate_limits: Vec::new(),
         group_rate_limits: Vec::new(),
@@ -201,6 +204,8 @@ async fn claim_limited_by(
         tag_limits: Vec::new(),
         now: at,
         ended: Vec::new(),
+        task_caps: Vec::new(),
+        tag_caps: Vec::new(),
         group_weights: Vec::new(),
     };
     limits(&mut params);
@@ -221,6 +226,7 @@ fn mail(max_running: Option<u32>, rate: Option<crate::RateLimit>) -> crate::stor
 }
 
 mod cancel;
+mod caps;
 mod claims;
 mod due;
 mod leases;
@@ -228,6 +234,7 @@ mod limits;
 mod rates;
 
 pub use cancel::*;
+pub use caps::*;
 pub use claims::*;
 pub use due::*;
 pub use leases::*;

@@ -36,6 +36,8 @@ async fn claim_rated(
         tag_limits: Vec::new(),
         now: at,
         ended: Vec::new(),
+        task_caps: Vec::new(),
+        tag_caps: Vec::new(),
         group_weights: Vec::new(),
     };
     shared
