@@ -31,7 +31,12 @@ pub struct Retention {
     /// writes is also pruned as soon as another sixteenth of this many
     /// jobs completed (at most 64 on the in-memory store, 4,096 on SQLite),
     /// so the memory or disk it holds them in stays near the cap. A store
-    /// that outlives the process is pruned 1,024 jobs per delete.
+    /// that outlives the process is pruned 1,024 jobs per delete. On a
+    /// store shared by many processes, a pruning run goes on while jobs
+    /// complete faster than a pass removes them, and each pass then
+    /// leaves room below the cap for twice what completed during the pass
+    /// before: under a sustained high rate the table holds a little less
+    /// than the cap rather than trailing past it.
     pub completed_max_count: Option<usize>,
     /// At most this many buried jobs are kept (the dead set), newest
     /// first; the oldest beyond it are removed at every `interval`. Each
@@ -55,6 +60,9 @@ pub(crate) struct Removed {
     pub(crate) completed: u64,
     /// Buried jobs, past the dead set's cap or age.
     pub(crate) buried: u64,
+    /// How many completed jobs the store held when the pass counted them
+    /// (with a count cap only).
+    pub(crate) completed_seen: Option<u64>,
 }
 
 impl Default for Retention {
@@ -78,44 +86,55 @@ pub(crate) const PRUNE_BATCH: usize = 1024;
 impl Retention {
     /// Removes from `store` the completed and buried jobs this retention
     /// does not keep at `now`; returns how many of each. On a store that outlives the
-    /// process, in deletes of at most [`PRUNE_BATCH`] jobs.
+    /// process, in deletes of at most [`PRUNE_BATCH`] jobs. `headroom`
+    /// lowers the completed jobs' count cap for this pass (never below
+    /// 0): room for those that complete until the next pass, so that a
+    /// store pruned while jobs complete fast stays within the cap.
     pub(crate) async fn apply(
         &self,
         store: &dyn Store,
         now: chrono::DateTime<chrono::Utc>,
+        headroom: u64,
     ) -> Result<Removed, StoreError> {
+        let completed_max = self
+            .completed_max_count
+            .map(|max| (max as u64).saturating_sub(headroom));
+        let (completed, completed_seen) = self
+            .prune(
+                store,
+                now,
+                JobStatus::Completed,
+                self.completed_max_age,
+                completed_max,
+            )
+            .await?;
+        let (buried, _) = self
+            .prune(
+                store,
+                now,
+                JobStatus::Buried,
+                self.buried_max_age,
+                self.buried_max_count.map(|m| m as u64),
+            )
+            .await?;
         Ok(Removed {
-            completed: self
-                .prune(
-                    store,
-                    now,
-                    JobStatus::Completed,
-                    self.completed_max_age,
-                    self.completed_max_count,
-                )
-                .await?,
-            buried: self
-                .prune(
-                    store,
-                    now,
-                    JobStatus::Buried,
-                    self.buried_max_age,
-                    self.buried_max_count,
-                )
-                .await?,
+            completed,
+            buried,
+            completed_seen,
         })
     }
 
     /// Removes the jobs in `status` older than `max_age` and the oldest
-    /// beyond `max_count`; returns how many.
+    /// beyond `max_count`; returns how many, and how many there were
+    /// when counted for `max_count`.
     async fn prune(
         &self,
         store: &dyn Store,
         now: chrono::DateTime<chrono::Utc>,
         status: JobStatus,
         max_age: Option<Duration>,
-        max_count: Option<usize>,
-    ) -> Result<u64, StoreError> {
+        max_count: Option<u64>,
+    ) -> Result<(u64, Option<u64>), StoreError> {
         let batch = store.capabilities().outlives_process.then_some(PRUNE_BATCH);
         // Deletes up to `wanted` (all when `None`) jobs in `status`, oldest
         // first, finished before `cutoff`; `batch` at a time.
@@ -151,13 +170,15 @@ impl Retention {
             let cutoff = crate::time::before(now, age).unwrap_or(crate::time::EARLIEST);
             removed += delete(Some(cutoff), None).await?;
         }
+        let mut seen = None;
         if let Some(max) = max_count {
             let kept = store.jobs_count_status(status).await?;
-            if kept > max as u64 {
-                removed += delete(None, Some(kept - max as u64)).await?;
+            seen = Some(kept);
+            if kept > max {
+                removed += delete(None, Some(kept - max)).await?;
             }
         }
-        Ok(removed)
+        Ok((removed, seen))
     }
 
     /// Keeps no completed job: a job that completes is gone, as in Sidekiq

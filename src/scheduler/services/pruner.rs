@@ -88,12 +88,45 @@ impl Pruner {
     /// pass removed an early run's worth ([`Pruner::due_after`]): what
     /// completed during a large pass is removed by the next, not left past
     /// the cap until more jobs complete or the interval comes round.
+    ///
+    /// On a shared store, each pass after the first leaves room below the
+    /// count cap for twice what completed during the pass before (what
+    /// the count grew by, the removed jobs aside), at most the cap: jobs
+    /// complete while a pass counts and deletes, so a pruner that only
+    /// came down to the cap would leave the table over it by a pass's
+    /// completions at any moment of a run at full speed. With room for
+    /// one pass's completions the table would reach the cap as the next
+    /// pass counts, and pass it while that pass deletes; with room for
+    /// two it stays below the cap while completions keep their pace.
     pub(crate) async fn run_once(&self, now: DateTime<Utc>) -> Result<Removed, StoreError> {
+        let (store, retention) = (&self.store, &self.retention);
+        self.passes(|headroom| retention.apply(&**store, now, headroom))
+            .await
+    }
+
+    /// The passes of one run, each made by `pass` with the headroom it
+    /// leaves below the count cap (see [`Pruner::run_once`]).
+    async fn passes<F, Fut>(&self, mut pass: F) -> Result<Removed, StoreError>
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Removed, StoreError>>,
+    {
         let mut removed = Removed::default();
+        let mut headroom = 0;
+        // The count the last pass saw, and what it removed.
+        let mut last: Option<(u64, u64)> = None;
         loop {
-            let pass = self.retention.apply(&*self.store, now).await?;
+            let pass = pass(headroom).await?;
             removed.completed += pass.completed;
             removed.buried += pass.buried;
+            if self.shared {
+                if let (Some(seen), Some((before, gone))) = (pass.completed_seen, last) {
+                    headroom = Self::growth(before, gone, seen)
+                        .saturating_mul(2)
+                        .min(self.retention.completed_max_count.unwrap_or(0) as u64);
+                }
+                last = pass.completed_seen.map(|seen| (seen, pass.completed));
+            }
             let n = pass.completed;
             // On a shared store the leader prunes on its interval only, so
             // a pass that removed a whole batch or more says completions
@@ -105,6 +138,14 @@ impl Pruner {
                 return Ok(removed);
             }
         }
+    }
+}
+
+impl Pruner {
+    /// How many jobs completed between two passes: the count the second
+    /// saw, less what the first saw and did not remove.
+    fn growth(before: u64, removed: u64, seen: u64) -> u64 {
+        seen.saturating_sub(before.saturating_sub(removed))
     }
 }
 
@@ -265,6 +306,81 @@ mod tests {
             0,
             "nothing left to prune"
         );
+    }
+
+    /// A shared store's table while its leader prunes: `per_pass` jobs
+    /// complete during each pass (half between its count and its
+    /// deletes, half after them); `passes` passes at most. Returns the
+    /// most completed jobs the table held at any moment from the fourth
+    /// pass on (the first two learn how fast jobs complete, the third
+    /// counted before it knew) and the fewest.
+    async fn held_while_pruning(per_pass: u64, passes: usize) -> (u64, u64) {
+        let cap = 100_000u64;
+        let pruner = Pruner {
+            store: Arc::new(MemoryStore::new()),
+            retention: Retention {
+                completed_max_count: Some(cap as usize),
+                ..Retention::default()
+            },
+            durable_own: false,
+            shared: true,
+        };
+        let table = std::cell::Cell::new(cap + 500_000);
+        let (most, least) = (std::cell::Cell::new(0u64), std::cell::Cell::new(u64::MAX));
+        let made = std::cell::Cell::new(0usize);
+        let _ = pruner
+            .passes(|headroom| {
+                let (table, most, least, made) = (&table, &most, &least, &made);
+                async move {
+                    made.set(made.get() + 1);
+                    let seen = table.get();
+                    // Half the pass's completions come before it deletes.
+                    table.set(table.get() + per_pass / 2);
+                    if made.get() > 3 {
+                        most.set(most.get().max(table.get()));
+                    }
+                    let keep = cap.saturating_sub(headroom);
+                    let gone = seen.saturating_sub(keep);
+                    table.set(table.get() - gone);
+                    if made.get() > 3 {
+                        least.set(least.get().min(table.get()));
+                    }
+                    table.set(table.get() + per_pass - per_pass / 2);
+                    if made.get() > 3 {
+                        most.set(most.get().max(table.get()));
+                    }
+                    // The run stops by itself only when completions slow.
+                    let gone = if made.get() >= passes { 0 } else { gone };
+                    Ok(Removed {
+                        completed: gone,
+                        buried: 0,
+                        completed_seen: Some(seen),
+                    })
+                }
+            })
+            .await;
+        (most.get(), least.get())
+    }
+
+    #[tokio::test]
+    async fn a_shared_store_pruned_at_full_speed_stays_within_its_cap() {
+        // 14k completions a pass: 20k jobs/s and a 0.7 s pass.
+        let (most, least) = held_while_pruning(14_000, 50).await;
+        assert!(
+            most <= 100_000,
+            "held {most} completed jobs, the cap is 100k"
+        );
+        assert!(
+            least >= 100_000 - 3 * 14_000,
+            "and not far below it: {least}"
+        );
+    }
+
+    #[test]
+    fn the_growth_between_passes_counts_what_the_first_did_not_remove() {
+        assert_eq!(Pruner::growth(120_000, 20_000, 114_000), 14_000);
+        assert_eq!(Pruner::growth(90_000, 0, 95_000), 5_000);
+        assert_eq!(Pruner::growth(100_000, 10_000, 80_000), 0, "never below 0");
     }
 
     #[test]
