@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::fixtures::fresh;
 use super::harness::conformance_test;
-use super::queue::{outcome, queue_on, Trace};
+use super::queue::{outcome, queue_on, Trace, WeakQueue};
 use super::{StoreFactory, Verdict};
 use crate::context::JobContext;
 use crate::error::JobError;
@@ -92,7 +92,7 @@ async fn rate_limit<F: StoreFactory>(factory: F) -> Verdict {
         ),
     ] {
         let starts: Trace<DateTime<Utc>> = Trace::default();
-        let (s, q) = (starts.clone(), queue.clone());
+        let (s, q) = (starts.clone(), WeakQueue::of(&queue));
         queue
             .define(task)
             .tag(task)
@@ -162,7 +162,7 @@ async fn rate_per_process<F: StoreFactory>(factory: F) -> Verdict {
     let (store, _place) = fresh(&factory).await;
     let queue = queue_on(&factory, &store).await;
     let starts: Trace<DateTime<Utc>> = Trace::default();
-    let (s, q) = (starts.clone(), queue.clone());
+    let (s, q) = (starts.clone(), WeakQueue::of(&queue));
     queue
         .define("sms")
         .rate_limit("10/s per process")
@@ -223,7 +223,7 @@ async fn per_group_running<F: StoreFactory>(factory: F) -> Verdict {
     let queue = queue_on(&factory, &store).await;
     // (group, start ms, end ms) of every run.
     let runs: Trace<(String, i64, i64)> = Trace::default();
-    let (r, q) = (runs.clone(), queue.clone());
+    let (r, q) = (runs.clone(), WeakQueue::of(&queue));
     let t0 = queue.now();
     queue
         .define("sync")
@@ -309,7 +309,7 @@ async fn per_group_rate<F: StoreFactory>(factory: F) -> Verdict {
     let (store, _place) = fresh(&factory).await;
     let queue = queue_on(&factory, &store).await;
     let starts: Trace<(String, i64)> = Trace::default();
-    let (s, q) = (starts.clone(), queue.clone());
+    let (s, q) = (starts.clone(), WeakQueue::of(&queue));
     let t0 = queue.now();
     queue
         .define("call")
@@ -472,7 +472,7 @@ async fn tag_running<F: StoreFactory>(factory: F) -> Verdict {
     let runs: Trace<(String, i64, i64)> = Trace::default();
     let t0 = queue.now();
     for (task, tag) in [("welcome", "mail"), ("digest", "mail"), ("report", "other")] {
-        let (r, q) = (runs.clone(), queue.clone());
+        let (r, q) = (runs.clone(), WeakQueue::of(&queue));
         queue
             .define(task)
             .tag(tag)
@@ -556,7 +556,7 @@ async fn tag_rate_of<F: StoreFactory>(factory: &F, limit: &'static str) {
     let queue = queue_with_tag_limits(factory, &store, |b| b.tag_rate_limit("x", limit)).await;
     let starts: Trace<(String, DateTime<Utc>)> = Trace::default();
     for task in ["a", "b"] {
-        let (s, q) = (starts.clone(), queue.clone());
+        let (s, q) = (starts.clone(), WeakQueue::of(&queue));
         queue
             .define(task)
             .tag("x")

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::fixtures::{fresh, get};
 use super::harness::conformance_test;
-use super::queue::{outcome, queue_on, Trace};
+use super::queue::{outcome, queue_on, Trace, WeakQueue};
 use super::{StoreFactory, Verdict};
 use crate::context::JobContext;
 use crate::dead_letter::DeadLetter;
@@ -31,7 +31,7 @@ async fn snooze<F: StoreFactory>(factory: F) -> Verdict {
     // Each run: its attempt number, when it started, and the job's
     // status and attempts as the store had them then.
     let runs: Trace<(u32, DateTime<Utc>, JobStatus, u32)> = Trace::default();
-    let (r, q) = (runs.clone(), queue.clone());
+    let (r, q) = (runs.clone(), WeakQueue::of(&queue));
     queue
         .define("poll export")
         .retry(RetryPolicy::none())
@@ -39,7 +39,7 @@ async fn snooze<F: StoreFactory>(factory: F) -> Verdict {
             let (r, q) = (r.clone(), q.clone());
             async move {
                 let now = q.now();
-                let stored = q.job(job.id()).await.map_err(JobError::fatal)?;
+                let stored = q.get().job(job.id()).await.map_err(JobError::fatal)?;
                 r.push((job.attempt(), now, stored.status, stored.attempts));
                 if r.items().len() < 3 {
                     return Err::<&str, _>(JobError::snooze(

@@ -49,6 +49,34 @@ pub(super) async fn outcome(handle: &JobHandle) -> crate::job::JobResult {
         .unwrap_or_else(|e| panic!("waiting for job {}: {e}", handle.id()))
 }
 
+/// A queue a handler may use without keeping it alive: a handler that
+/// held the queue itself would keep it, its scheduler and its store's
+/// connections, for the rest of the test binary (a PostgreSQL suite of
+/// a hundred tests then nears the server's connection limit).
+#[derive(Clone)]
+pub(super) struct WeakQueue(std::sync::Weak<crate::queue::Inner>);
+
+impl WeakQueue {
+    pub(super) fn of(queue: &Queue) -> Self {
+        WeakQueue(Arc::downgrade(&queue.inner))
+    }
+
+    /// The queue: alive while a test runs its jobs.
+    pub(super) fn get(&self) -> Queue {
+        Queue {
+            inner: self
+                .0
+                .upgrade()
+                .expect("the queue lives while its test runs its jobs"),
+        }
+    }
+
+    /// The queue's time.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.get().now()
+    }
+}
+
 /// A list handlers append to.
 #[derive(Clone)]
 pub(super) struct Trace<T>(Arc<Mutex<Vec<T>>>);
@@ -134,7 +162,7 @@ async fn delays<F: StoreFactory>(factory: F) -> Verdict {
     let (store, _place) = fresh(&factory).await;
     let queue = queue_on(&factory, &store).await;
     let starts: Trace<(usize, DateTime<Utc>)> = Trace::default();
-    let (s, q) = (starts.clone(), queue.clone());
+    let (s, q) = (starts.clone(), WeakQueue::of(&queue));
     queue
         .define("later")
         .action(move |job: JobContext<usize>| {
@@ -201,7 +229,7 @@ async fn retries<F: StoreFactory>(factory: F) -> Verdict {
     let (store, _place) = fresh(&factory).await;
     let queue = queue_on(&factory, &store).await;
     let seen: Trace<(u32, JobStatus, u32, DateTime<Utc>)> = Trace::default();
-    let (s, q) = (seen.clone(), queue.clone());
+    let (s, q) = (seen.clone(), WeakQueue::of(&queue));
     queue
         .define("flaky")
         .retry(
@@ -213,7 +241,7 @@ async fn retries<F: StoreFactory>(factory: F) -> Verdict {
             let (s, q) = (s.clone(), q.clone());
             async move {
                 let now = q.now();
-                let stored = q.job(job.id()).await.map_err(JobError::fatal)?;
+                let stored = q.get().job(job.id()).await.map_err(JobError::fatal)?;
                 s.push((job.attempt(), stored.status, stored.attempts, now));
                 Err::<(), _>(JobError::transient(format!("failure {}", job.attempt())))
             }
