@@ -63,6 +63,19 @@ pub(crate) struct Removed {
     /// How many completed jobs the store held when the pass counted them
     /// (with a count cap only).
     pub(crate) completed_seen: Option<u64>,
+    /// A run (of passes) ended for its time while jobs still completed
+    /// fast: the next should begin at once, from where this one was (see
+    /// `Pruner::run_once`).
+    pub(crate) cut_short: Option<Carry>,
+}
+
+/// Where a pruning run cut short for its time was, for the next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Carry {
+    /// The headroom its passes left below the count cap.
+    pub(crate) headroom: u64,
+    /// How fast jobs completed, a second (0: not known).
+    pub(crate) rate: u64,
 }
 
 impl Default for Retention {
@@ -121,6 +134,7 @@ impl Retention {
             completed,
             buried,
             completed_seen,
+            cut_short: None,
         })
     }
 

@@ -31,13 +31,13 @@ impl Scheduler {
         if !self.leads() {
             return;
         }
-        let Some(pruner) = self.pruning.begin() else {
+        let Some((pruner, from)) = self.pruning.begin() else {
             return;
         };
         let now = self.clock.now_utc();
         let me = ctx.address();
         actix_rt::spawn(async move {
-            let result = pruner.run_once(now).await;
+            let result = pruner.run_from(now, from).await;
             me.do_send(Pruned(result));
         });
     }
@@ -98,9 +98,14 @@ pub(super) struct Pruned(Result<Removed, StoreError>);
 
 impl Handler<Pruned> for Scheduler {
     type Result = ();
-    fn handle(&mut self, msg: Pruned, _: &mut Self::Context) {
-        self.pruning.finished();
+    fn handle(&mut self, msg: Pruned, ctx: &mut Self::Context) {
+        let again = self.pruning.finished(msg.0.as_ref().ok());
         self.pruned(msg.0);
+        if again {
+            // A run cut short for its time while jobs complete fast: the
+            // next begins now, if this process still leads.
+            self.prune(ctx);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Removed, Retention, PRUNE_BATCH};
+use crate::config::{Carry, Removed, Retention, PRUNE_BATCH};
 use crate::job::JobStatus;
 use crate::store::{Store, StoreError};
 
@@ -20,7 +20,9 @@ use crate::store::{Store, StoreError};
 /// completions are then all the store's, so counting them says when the
 /// cap is passed. A store shared between processes is pruned on the
 /// interval only, by the leader only (see [`Elector`](super::Elector)),
-/// and each run goes on while a pass removes a whole batch.
+/// and each run goes on while a pass removes a whole batch, or, pausing
+/// between passes, while jobs complete faster than the interval keeps
+/// near the cap.
 #[derive(Debug, Clone)]
 pub(crate) struct Pruner {
     store: Arc<dyn Store>,
@@ -90,54 +92,124 @@ impl Pruner {
     /// the cap until more jobs complete or the interval comes round.
     ///
     /// On a shared store, each pass after the first leaves room below the
-    /// count cap for twice what completed during the pass before (what
-    /// the count grew by, the removed jobs aside), at most the cap: jobs
-    /// complete while a pass counts and deletes, so a pruner that only
-    /// came down to the cap would leave the table over it by a pass's
-    /// completions at any moment of a run at full speed. With room for
-    /// one pass's completions the table would reach the cap as the next
-    /// pass counts, and pass it while that pass deletes; with room for
-    /// two it stays below the cap while completions keep their pace.
+    /// count cap for twice what will complete until the next pass counts
+    /// (at the rate the count grew by between the last two passes, the
+    /// removed jobs aside), at most the cap: jobs complete while a pass
+    /// counts and deletes, so a pruner that only came down to the cap
+    /// would leave the table over it by a pass's completions at any
+    /// moment of a run at full speed. With room for one pass's completions
+    /// the table would reach the cap as the next pass counts, and pass it
+    /// while that pass deletes; with room for two it stays below the cap
+    /// while completions keep their pace.
+    ///
+    /// A run on a shared store lasts at most about its interval: one that
+    /// would go on longer ends with `Removed::cut_short`, the headroom it
+    /// had reached, and the scheduler begins the next at once if it still
+    /// leads (so leadership is checked between runs).
+    #[cfg(test)]
     pub(crate) async fn run_once(&self, now: DateTime<Utc>) -> Result<Removed, StoreError> {
+        self.run_from(now, Carry::default()).await
+    }
+
+    /// [`Pruner::run_once`], going on from where a run cut short was
+    /// (its headroom below the count cap, and how fast jobs completed).
+    pub(crate) async fn run_from(
+        &self,
+        now: DateTime<Utc>,
+        from: Carry,
+    ) -> Result<Removed, StoreError> {
         let (store, retention) = (&self.store, &self.retention);
-        self.passes(|headroom| retention.apply(&**store, now, headroom))
+        self.passes(from, |headroom| retention.apply(&**store, now, headroom))
             .await
     }
 
     /// The passes of one run, each made by `pass` with the headroom it
-    /// leaves below the count cap (see [`Pruner::run_once`]).
-    async fn passes<F, Fut>(&self, mut pass: F) -> Result<Removed, StoreError>
+    /// leaves below the count cap (see [`Pruner::run_once`]), going on
+    /// `from` where a run cut short was.
+    async fn passes<F, Fut>(&self, from: Carry, mut pass: F) -> Result<Removed, StoreError>
     where
         F: FnMut(u64) -> Fut,
         Fut: std::future::Future<Output = Result<Removed, StoreError>>,
     {
+        let started = tokio::time::Instant::now();
         let mut removed = Removed::default();
-        let mut headroom = 0;
-        // The count the last pass saw, and what it removed.
-        let mut last: Option<(u64, u64)> = None;
+        let mut headroom = from.headroom;
+        // How fast jobs complete, a second, as last measured.
+        let mut known_rate = (from.rate > 0).then_some(from.rate as f64);
+        // The count the last pass saw, what it removed, and when it began.
+        let mut last: Option<(u64, u64, tokio::time::Instant)> = None;
         loop {
+            let began = tokio::time::Instant::now();
             let pass = pass(headroom).await?;
             removed.completed += pass.completed;
             removed.buried += pass.buried;
+            // How fast jobs complete, in jobs a second, from the growth
+            // of the count between the last two passes.
+            let mut rate = None;
             if self.shared {
-                if let (Some(seen), Some((before, gone))) = (pass.completed_seen, last) {
-                    headroom = Self::growth(before, gone, seen)
-                        .saturating_mul(2)
-                        .min(self.retention.completed_max_count.unwrap_or(0) as u64);
+                if let (Some(seen), Some((before, gone, at))) = (pass.completed_seen, last) {
+                    let growth = Self::growth(before, gone, seen);
+                    let secs = began.duration_since(at).as_secs_f64();
+                    rate = (secs > 0.0).then(|| growth as f64 / secs);
                 }
-                last = pass.completed_seen.map(|seen| (seen, pass.completed));
+                // The first pass of a run that goes on from another's
+                // knows the rate that one measured.
+                rate = rate.or(known_rate);
+                known_rate = rate;
+                last = pass
+                    .completed_seen
+                    .map(|seen| (seen, pass.completed, began));
             }
             let n = pass.completed;
-            // On a shared store the leader prunes on its interval only, so
-            // a pass that removed a whole batch or more says completions
-            // outpace it: it goes on until a pass finds less (a run of 15k
-            // jobs/s left a minute's worth, 900k, past the cap otherwise).
-            let again = (self.durable_own && self.due_after().is_some_and(|d| n >= d as u64))
-                || (self.shared && n >= PRUNE_BATCH as u64);
-            if !again {
+            if self.durable_own && self.due_after().is_some_and(|d| n >= d as u64) {
+                continue;
+            }
+            if !self.shared {
                 return Ok(removed);
             }
+            // On a shared store the leader prunes on its interval only, so
+            // a pass that removed a whole batch or more says completions
+            // outpace it: it goes on at once (a run of 15k jobs/s left a
+            // minute's worth, 900k, past the cap otherwise). A shorter
+            // pass while jobs still complete faster than the interval
+            // keeps up with goes on after a pause (see `Pruner::pause`).
+            let wait = if n >= PRUNE_BATCH as u64 {
+                Duration::ZERO
+            } else {
+                match self.pause(rate) {
+                    Some(wait) => wait,
+                    None => return Ok(removed),
+                }
+            };
+            // Room for twice what completes until the next pass counts.
+            let until_next = began.elapsed().saturating_add(wait).as_secs_f64();
+            if let Some(rate) = rate {
+                headroom = ((2.0 * rate * until_next) as u64)
+                    .min(self.retention.completed_max_count.unwrap_or(0) as u64);
+            }
+            if started.elapsed().saturating_add(wait) >= self.interval() {
+                removed.cut_short = Some(Carry {
+                    headroom,
+                    rate: rate.map_or(0, |r| r as u64),
+                });
+                return Ok(removed);
+            }
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
+    }
+
+    /// How long a run on a shared store pauses before its next pass, with
+    /// jobs completing at `rate` a second: about the time a sixteenth of
+    /// the count cap (at least a delete batch) takes to complete. `None`
+    /// ends the run: completions are slow enough for the interval to keep
+    /// the table near the cap.
+    fn pause(&self, rate: Option<f64>) -> Option<Duration> {
+        let cap = self.retention.completed_max_count? as f64;
+        let rate = rate.filter(|r| *r > 0.0)?;
+        let wait = Duration::try_from_secs_f64((cap / 16.0).max(PRUNE_BATCH as f64) / rate).ok()?;
+        (wait < self.interval()).then_some(wait)
     }
 }
 
@@ -162,6 +234,8 @@ pub(crate) struct PruneSchedule {
     under_way: bool,
     /// Jobs completed since the last run began.
     completed_since: usize,
+    /// Where a run cut short was, for the next.
+    carried: Carry,
 }
 
 impl PruneSchedule {
@@ -173,6 +247,7 @@ impl PruneSchedule {
             pruner,
             under_way: false,
             completed_since: 0,
+            carried: Carry::default(),
         }
     }
 
@@ -208,19 +283,28 @@ impl PruneSchedule {
                 .is_some_and(|n| self.completed_since >= n)
     }
 
-    /// Begins a run: the pruner to run, or `None` while one is under way.
-    pub(crate) fn begin(&mut self) -> Option<Pruner> {
+    /// Begins a run: the pruner to run, with the headroom its first pass
+    /// leaves below the count cap, or `None` while one is under way.
+    pub(crate) fn begin(&mut self) -> Option<(Pruner, Carry)> {
         if self.under_way {
             return None;
         }
         self.under_way = true;
         self.completed_since = 0;
-        Some(self.pruner.clone())
+        Some((self.pruner.clone(), std::mem::take(&mut self.carried)))
     }
 
-    /// The run under way ended.
-    pub(crate) fn finished(&mut self) {
+    /// The run under way ended, having `removed` what it says: whether
+    /// the next should begin at once (it was cut short for its time).
+    pub(crate) fn finished(&mut self, removed: Option<&Removed>) -> bool {
         self.under_way = false;
+        match removed.and_then(|r| r.cut_short) {
+            Some(carry) => {
+                self.carried = carry;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -248,7 +332,10 @@ mod tests {
             schedule.completed();
         }
         assert!(!schedule.due(), "not while a run is under way");
-        schedule.finished();
+        assert!(
+            !schedule.finished(None),
+            "a run that failed is not cut short"
+        );
         assert!(schedule.due());
     }
 
@@ -308,13 +395,37 @@ mod tests {
         );
     }
 
-    /// A shared store's table while its leader prunes: `per_pass` jobs
-    /// complete during each pass (half between its count and its
-    /// deletes, half after them); `passes` passes at most. Returns the
-    /// most completed jobs the table held at any moment from the fourth
-    /// pass on (the first two learn how fast jobs complete, the third
-    /// counted before it knew) and the fewest.
-    async fn held_while_pruning(per_pass: u64, passes: usize) -> (u64, u64) {
+    /// What a model of a shared store's table shows while its leader
+    /// prunes it: jobs complete at `rate` a second, and each pass takes
+    /// `pass_ms` (its deletes half-way through). The run begins with a
+    /// minute's backlog and is cut after `passes` passes.
+    #[derive(Debug)]
+    struct Seen {
+        /// The most completed jobs held at any moment from the fourth
+        /// pass on (the first two learn how fast jobs complete, the third
+        /// counted before it knew), and the fewest.
+        most: u64,
+        least: u64,
+        /// How many passes the run made.
+        passes: usize,
+        /// The run ended for its time, with this headroom.
+        cut_short: Option<Carry>,
+    }
+
+    async fn pruned_at(rate: u64, pass_ms: u64, passes: usize) -> Seen {
+        pruned_from(rate, pass_ms, passes, rate * 60, Carry::default()).await
+    }
+
+    /// [`pruned_at`], the table starting `backlog` over the cap, the run
+    /// going on `from` where another was.
+    async fn pruned_from(
+        rate: u64,
+        pass_ms: u64,
+        passes: usize,
+        backlog: u64,
+        from: Carry,
+    ) -> Seen {
+        use std::cell::Cell;
         let cap = 100_000u64;
         let pruner = Pruner {
             store: Arc::new(MemoryStore::new()),
@@ -325,55 +436,129 @@ mod tests {
             durable_own: false,
             shared: true,
         };
-        let table = std::cell::Cell::new(cap + 500_000);
-        let (most, least) = (std::cell::Cell::new(0u64), std::cell::Cell::new(u64::MAX));
-        let made = std::cell::Cell::new(0usize);
-        let _ = pruner
-            .passes(|headroom| {
-                let (table, most, least, made) = (&table, &most, &least, &made);
+        let table = Cell::new(cap + backlog);
+        let since = Cell::new(tokio::time::Instant::now());
+        // Adds the jobs completed since the last look.
+        let accrue = || {
+            let now = tokio::time::Instant::now();
+            let secs = now.duration_since(since.get()).as_secs_f64();
+            table.set(table.get() + (rate as f64 * secs) as u64);
+            since.set(now);
+        };
+        let (most, least, made) = (Cell::new(0u64), Cell::new(u64::MAX), Cell::new(0usize));
+        let half = Duration::from_millis(pass_ms / 2);
+        let run = pruner
+            .passes(from, |headroom| {
+                let (table, most, least, made, accrue) = (&table, &most, &least, &made, &accrue);
                 async move {
                     made.set(made.get() + 1);
+                    if made.get() > passes {
+                        return Ok(Removed::default());
+                    }
+                    let counted = made.get() > 3;
+                    accrue();
                     let seen = table.get();
-                    // Half the pass's completions come before it deletes.
-                    table.set(table.get() + per_pass / 2);
-                    if made.get() > 3 {
+                    tokio::time::sleep(half).await;
+                    accrue();
+                    if counted {
                         most.set(most.get().max(table.get()));
                     }
-                    let keep = cap.saturating_sub(headroom);
-                    let gone = seen.saturating_sub(keep);
+                    let gone = seen.saturating_sub(cap.saturating_sub(headroom));
                     table.set(table.get() - gone);
-                    if made.get() > 3 {
+                    if counted {
                         least.set(least.get().min(table.get()));
                     }
-                    table.set(table.get() + per_pass - per_pass / 2);
-                    if made.get() > 3 {
+                    tokio::time::sleep(half).await;
+                    accrue();
+                    if counted {
                         most.set(most.get().max(table.get()));
                     }
-                    // The run stops by itself only when completions slow.
-                    let gone = if made.get() >= passes { 0 } else { gone };
                     Ok(Removed {
                         completed: gone,
                         buried: 0,
                         completed_seen: Some(seen),
+                        cut_short: None,
                     })
                 }
             })
             .await;
-        (most.get(), least.get())
+        Seen {
+            most: most.get(),
+            least: least.get(),
+            passes: made.get().min(passes),
+            cut_short: run.ok().and_then(|r| r.cut_short),
+        }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_shared_store_pruned_at_full_speed_stays_within_its_cap() {
-        // 14k completions a pass: 20k jobs/s and a 0.7 s pass.
-        let (most, least) = held_while_pruning(14_000, 50).await;
+        // 20k jobs/s and a pass of 0.7 s: every pass removes many batches.
+        let seen = pruned_at(20_000, 700, 50).await;
+        assert_eq!(seen.passes, 50, "the run goes on: {seen:?}");
+        assert!(seen.most <= 100_000, "{seen:?}, the cap is 100k");
         assert!(
-            most <= 100_000,
-            "held {most} completed jobs, the cap is 100k"
+            seen.least >= 100_000 - 3 * 14_000,
+            "not far below it: {seen:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_at_full_speed_ends_after_its_interval_for_the_next_to_begin() {
+        // Passes of 0.7 s: the 86th ends past the minute.
+        let seen = pruned_at(20_000, 700, 1_000).await;
+        assert!((80..=90).contains(&seen.passes), "{seen:?}");
+        let carry = seen.cut_short.expect("cut short, to begin again at once");
         assert!(
-            least >= 100_000 - 3 * 14_000,
-            "and not far below it: {least}"
+            (20_000..=40_000).contains(&carry.headroom),
+            "twice a pass's 14k: {seen:?}"
         );
+        assert!((19_000..=21_000).contains(&carry.rate), "{seen:?}");
+        let mut schedule = PruneSchedule::new(
+            Pruner::new(Arc::new(MemoryStore::new()), Retention::default()),
+            false,
+        );
+        assert!(schedule.begin().is_some());
+        let cut = Removed {
+            cut_short: Some(carry),
+            ..Removed::default()
+        };
+        assert!(schedule.finished(Some(&cut)), "the next begins at once");
+        assert_eq!(
+            schedule.begin().map(|(_, c)| c),
+            Some(carry),
+            "from where it was"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_that_goes_on_from_another_knows_the_rate_from_its_first_pass() {
+        // Its first pass removes less than a batch, and it cannot measure
+        // the rate yet: it goes on at the rate carried over.
+        let from = Carry {
+            headroom: 14_000,
+            rate: 23_000,
+        };
+        let seen = pruned_from(23_000, 30, 20, 0, from).await;
+        assert_eq!(seen.passes, 20, "it went on: {seen:?}");
+        let alone = pruned_from(23_000, 30, 20, 0, Carry::default()).await;
+        assert_eq!(alone.passes, 1, "without it, it would stop: {alone:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_passes_while_jobs_complete_fast_pause_and_go_on() {
+        // 23k jobs/s and passes of 30 ms: a pass removes less than a
+        // batch, yet a minute's wait would leave 1.4M past the cap.
+        let seen = pruned_at(23_000, 30, 150).await;
+        assert_eq!(seen.passes, 150, "the run goes on: {seen:?}");
+        assert!(seen.most <= 100_000, "{seen:?}, the cap is 100k");
+        assert!(seen.least >= 50_000, "not far below it: {seen:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_ends_when_jobs_complete_slowly_enough_for_the_interval() {
+        // 10 jobs/s: a sixteenth of the cap takes 10 minutes to complete.
+        let seen = pruned_at(10, 30, 50).await;
+        assert_eq!(seen.passes, 1, "one pass, short: {seen:?}");
     }
 
     #[test]
