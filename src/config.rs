@@ -32,11 +32,12 @@ pub struct Retention {
     /// jobs completed (at most 64 on the in-memory store, 4,096 on SQLite),
     /// so the memory or disk it holds them in stays near the cap. A store
     /// that outlives the process is pruned 1,024 jobs per delete. On a
-    /// store shared by many processes, a pruning run goes on while jobs
-    /// complete faster than a pass removes them, and each pass then
-    /// leaves room below the cap for twice what completed during the pass
-    /// before: under a sustained high rate the table holds a little less
-    /// than the cap rather than trailing past it.
+    /// store shared by many processes, the leader's pruning run goes on
+    /// (pausing between passes) while jobs complete faster than the
+    /// interval keeps near the cap, and each pass leaves room below the
+    /// cap for twice what completes until the next: under a sustained
+    /// high rate the table holds a little less than the cap rather than
+    /// trailing past it.
     pub completed_max_count: Option<usize>,
     /// At most this many buried jobs are kept (the dead set), newest
     /// first; the oldest beyond it are removed at every `interval`. Each
