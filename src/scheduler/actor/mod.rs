@@ -20,6 +20,7 @@
 
 mod addr;
 mod admin;
+mod claim_limits;
 #[cfg(feature = "webhooks")]
 mod callbacks;
 mod counts;
