@@ -17,7 +17,9 @@
 //! RATE` (of each group of `work`, across every worker process),
 //! `--tag-max-running N` and `--tag-rate-limit RATE` (of the tag
 //! `default`: its tasks together, across every worker process), `--tag
-//! NAME` (a tag to serve beside `default`; repeat for more).
+//! NAME` (a tag to serve beside `default`; repeat for more), `--without
+//! TASK` (leave `work` or `work b` undefined here, as a service that
+//! does not run it would; repeat for both).
 //!
 //! The `work b` task does what `work` does, with none of its limits: a
 //! second task of the tag `default`.
@@ -49,13 +51,14 @@ struct Args {
     rate_limit_per_group: Option<kessel::RateLimit>,
     tag_max_running: Option<u32>,
     tag_rate_limit: Option<kessel::RateLimit>,
+    without: Vec<String>,
 }
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let url = it
         .next()
-        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--max-running-per-group N] [--rate-limit RATE] [--rate-burst N] [--rate-limit-per-group RATE] [--tag-max-running N] [--tag-rate-limit RATE] [--tag T]...")?;
+        .ok_or("usage: worker URL [--schema S] [--concurrency N] [--work-ms N] [--lease-ms N] [--max-running N] [--max-running-per-group N] [--rate-limit RATE] [--rate-burst N] [--rate-limit-per-group RATE] [--tag-max-running N] [--tag-rate-limit RATE] [--tag T]... [--without TASK]...")?;
     let mut args = Args {
         url,
         schema: "kessel".into(),
@@ -70,6 +73,7 @@ fn args() -> Result<Args, String> {
         rate_limit_per_group: None,
         tag_max_running: None,
         tag_rate_limit: None,
+        without: Vec::new(),
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -108,6 +112,8 @@ fn args() -> Result<Args, String> {
                 args.tag_rate_limit = Some(value.parse().map_err(|e| format!("{flag}: {e}"))?)
             }
             "--tag" => args.tags.push(value.clone()),
+            "--without" if value == "work" || value == "work b" => args.without.push(value.clone()),
+            "--without" => return Err(format!("--without {value}: only `work` or `work b`")),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -181,8 +187,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, JobError>(job.payload)
         }
     };
-    work_task.action(handler.clone())?;
-    queue.define("work b").tag("default").action(handler)?;
+    if !args.without.iter().any(|t| t == "work") {
+        work_task.action(handler.clone())?;
+    }
+    if !args.without.iter().any(|t| t == "work b") {
+        queue.define("work b").tag("default").action(handler)?;
+    }
     queue
         .define("sleep")
         .tag("default")

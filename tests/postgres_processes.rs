@@ -894,11 +894,35 @@ fn produce(db: &pg::TestDb, task: &str, count: u32) {
 
 #[actix_rt::test]
 async fn three_workers_never_run_more_of_a_tag_than_its_tag_max_running_between_them() {
+    tag_max_running_between(&[&[], &[], &[]]).await;
+}
+
+/// The same with workers that define different tasks of the tag, as
+/// services that each run their own would: the tag's places are shared
+/// by tag, whatever tasks each process defines for it.
+#[actix_rt::test]
+async fn workers_defining_different_tasks_of_a_tag_never_run_more_of_it_than_its_tag_max_running() {
+    tag_max_running_between(&[
+        &["--without", "work b"],
+        &["--without", "work"],
+        &["--without", "work b"],
+    ])
+    .await;
+}
+
+/// Starts a worker with `extra` options for each of `workers` (at
+/// concurrency 8, `tag_max_running("default", 5)`), runs 150 jobs of each
+/// of the tag's two tasks, and checks that at most 5 ran at once.
+async fn tag_max_running_between(workers: &[&[&str]]) {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;
-    let _workers: Vec<Worker> = (0..3)
-        .map(|_| Worker::start_with(&db, 8, &["--work-ms", "20", "--tag-max-running", "5"]))
+    let _workers: Vec<Worker> = workers
+        .iter()
+        .map(|extra| {
+            let args = [&["--work-ms", "20", "--tag-max-running", "5"][..], extra].concat();
+            Worker::start_with(&db, 8, &args)
+        })
         .collect();
     // Two tasks of the tag: the limit holds for both together.
     produce(&db, "work", 150);
@@ -914,9 +938,15 @@ async fn three_workers_never_run_more_of_a_tag_than_its_tag_max_running_between_
         most >= 3,
         "the workers ran several at once (at most {most})"
     );
+    assert_each_ran_once(&store, &db, 150).await;
+}
+
+/// Each of the 2 × `each` jobs of `work` and `work b` ran exactly once.
+async fn assert_each_ran_once(store: &PgStore, db: &pg::TestDb, each: i64) {
+    let done = format!("{}.work_done", db.schema);
     let jobs = format!("{}.jobs", db.schema);
-    let runs: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT j.task, count(*) FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id
+    let runs: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT j.task, count(*), count(DISTINCT j.id) FROM {done} AS d JOIN {jobs} AS j ON j.id = d.job_id
          GROUP BY j.task ORDER BY j.task"
     )))
     .fetch_all(store.pool())
@@ -924,21 +954,44 @@ async fn three_workers_never_run_more_of_a_tag_than_its_tag_max_running_between_
     .expect("count runs");
     assert_eq!(
         runs,
-        [("work".to_owned(), 150), ("work b".to_owned(), 150)],
+        [
+            ("work".to_owned(), each, each),
+            ("work b".to_owned(), each, each)
+        ],
         "each job ran once"
     );
 }
 
 #[actix_rt::test]
 async fn three_workers_never_start_more_of_a_tag_than_its_tag_rate_limit_between_them() {
+    tag_rate_limit_between(&[&[], &[], &[]]).await;
+}
+
+/// The same with workers that define different tasks of the tag: the
+/// tag's rate is kept by tag, whatever tasks each process defines for it.
+#[actix_rt::test]
+async fn workers_defining_different_tasks_of_a_tag_never_start_more_of_it_than_its_tag_rate_limit()
+{
+    tag_rate_limit_between(&[
+        &["--without", "work b"],
+        &["--without", "work"],
+        &["--without", "work b"],
+    ])
+    .await;
+}
+
+/// Starts a worker with `extra` options for each of `workers` (at
+/// concurrency 8, `tag_rate_limit("default", "10/s")`, bursts of 10),
+/// runs 30 jobs of each of the tag's two tasks, and checks the starts
+/// kept the tag's rate.
+async fn tag_rate_limit_between(workers: &[&[&str]]) {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(db) = pg::fresh().await else { return };
     let store = db.store(Duration::from_millis(LEASE_MS)).await;
-    let _workers: Vec<Worker> = (0..3)
-        .map(|_| {
-            Worker::start_with(
-                &db,
-                8,
+    let _workers: Vec<Worker> = workers
+        .iter()
+        .map(|extra| {
+            let args = [
                 &[
                     "--work-ms",
                     "5",
@@ -946,8 +999,11 @@ async fn three_workers_never_start_more_of_a_tag_than_its_tag_rate_limit_between
                     "10/s",
                     "--rate-burst",
                     "10",
-                ],
-            )
+                ][..],
+                extra,
+            ]
+            .concat();
+            Worker::start_with(&db, 8, &args)
         })
         .collect();
     produce(&db, "work", 30);
@@ -963,7 +1019,7 @@ async fn three_workers_never_start_more_of_a_tag_than_its_tag_rate_limit_between
     .fetch_all(store.pool())
     .await
     .expect("the starts");
-    assert_eq!(starts.len(), 60, "each job ran once");
+    assert_each_ran_once(&store, &db, 30).await;
     // Three processes each applying the limit alone would start 30 at
     // once, then 30 a second.
     assert_rate("the tag", &starts, 10, 100);

@@ -15,9 +15,9 @@ impl QueueBuilder {
     /// when every limit it is under allows it.
     ///
     /// On memory and SQLite, for the queue; on PostgreSQL, **across every
-    /// process** that sets the same limit and defines the tag's tasks
-    /// alike (the database keeps no tag: a job counts against the tag of
-    /// its task as the claiming process defines it), held as places: each
+    /// process** that sets the same limit, whichever of the tag's tasks
+    /// each defines (a job counts against the tag of its task as the
+    /// process running it defines it), held as places: each
     /// process runs at most the places its claims gave it (as many as its
     /// workers serving the tag can run, of those the others leave), and
     /// the tag's jobs it leased ahead wait in it for a place. A later call
@@ -60,8 +60,8 @@ impl QueueBuilder {
     /// and the tasks' own limits: a job starts when all allow.
     ///
     /// On PostgreSQL it holds **across every process** that sets the same
-    /// limit and defines the tag's tasks alike: the claim spends the
-    /// tag's starts in the database. A later call for the same tag wins.
+    /// limit, whichever of the tag's tasks each defines: the claim spends
+    /// the tag's starts in the database, kept by the tag's name. A later call for the same tag wins.
     ///
     /// # Errors
     ///

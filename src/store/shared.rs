@@ -227,8 +227,11 @@ pub struct TagCap {
 
 /// A tag's limits as a claim counts them (see [`JobClaim::tag_limits`]):
 /// the tag's jobs are those of its `tasks`, which a store does not know
-/// by itself, so every process sharing a store must define a tag's tasks
-/// alike, as it must set the same limits.
+/// by itself. The tag's rate state is kept by its name; its running limit
+/// too when the claim asks for the tag's places
+/// ([`JobClaim::tag_places`]), so owners may serve different tasks of
+/// the tag. A claim without the tag's places counts the leased jobs of
+/// the `tasks` it sends.
 ///
 /// # Examples
 ///

@@ -20,9 +20,9 @@
 
 mod addr;
 mod admin;
-mod claim_limits;
 #[cfg(feature = "webhooks")]
 mod callbacks;
+mod claim_limits;
 mod counts;
 mod dead_letters;
 mod dispatch;
