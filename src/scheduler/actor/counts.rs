@@ -29,12 +29,18 @@ pub(super) struct HeldCounts {
 }
 
 impl HeldCounts {
-    fn cell(&mut self, task: u32, status: JobStatus) -> &mut u64 {
+    /// The counts of task slot `task`, by status.
+    #[inline]
+    fn row(&mut self, task: u32) -> &mut [u64; STATUSES] {
         let task = task as usize;
         if task >= self.by_task.len() {
             self.by_task.resize(task + 1, [0; STATUSES]);
         }
-        &mut self.by_task[task][status as usize]
+        &mut self.by_task[task]
+    }
+
+    fn cell(&mut self, task: u32, status: JobStatus) -> &mut u64 {
+        &mut self.row(task)[status as usize]
     }
 
     /// A job of task slot `task` in `status` is held.
@@ -50,11 +56,18 @@ impl HeldCounts {
     }
 
     /// A held job of task slot `task` went from `from` to `to`.
+    /// One look-up of the task's counts: every job that starts or
+    /// settles moves.
+    #[inline]
     pub(super) fn moved(&mut self, task: u32, from: JobStatus, to: JobStatus) {
-        if from != to {
-            self.remove(task, from);
-            self.add(task, to);
+        if from == to {
+            return;
         }
+        let row = self.row(task);
+        let n = &mut row[from as usize];
+        debug_assert!(*n > 0, "a held job was counted when it came");
+        *n = n.saturating_sub(1);
+        row[to as usize] += 1;
     }
 
     /// No job is held.

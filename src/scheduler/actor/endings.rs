@@ -24,7 +24,6 @@ impl Scheduler {
         if let Some(run) = e.run.take() {
             self.recycle(run);
         }
-        let attempt = e.job.attempts;
         if status == JobStatus::Buried {
             let finished_at = self.now_utc();
             self.post_dead_letter(&e, message.as_deref(), finished_at);
@@ -43,7 +42,8 @@ impl Scheduler {
                 finished_at,
             );
         }
-        let kind = match status {
+        // The event, when someone listens or records it.
+        let kind = (self.bus.is_active() || self.observed()).then(|| match status {
             JobStatus::Completed => JobEventKind::Completed {
                 value: value.clone(),
             },
@@ -52,14 +52,8 @@ impl Scheduler {
             },
             JobStatus::Expired => JobEventKind::Expired,
             _ => JobEventKind::Cancelled,
-        };
+        });
         let finished_at = self.now_utc();
-        let line = match (status, &message) {
-            (JobStatus::Completed, _) => self.line(attempt, "completed"),
-            (JobStatus::Cancelled, _) => self.line(attempt, "cancelled"),
-            (status, Some(m)) => self.line(attempt, format!("{status}: {m}")),
-            (status, None) => self.line(attempt, status.as_str()),
-        };
         let end = Ending {
             status,
             value,
@@ -74,12 +68,13 @@ impl Scheduler {
             &self.routes.tasks[task as usize].name,
             end,
             logs,
-            line,
             wants_result,
             &mut self.journal,
             &mut self.pruning,
         );
-        self.emit(ended.id, task, ended.attempts, kind);
+        if let Some(kind) = kind {
+            self.emit(ended.id, task, ended.attempts, kind);
+        }
         if let Some(result) = ended.result {
             if let Some(waiters) = self.result_waiters.remove(&ended.id) {
                 self.journal.wait(Waiter::Result(waiters, result));

@@ -82,6 +82,18 @@ pub(crate) struct Ending {
     pub(crate) at: DateTime<Utc>,
 }
 
+impl Ending {
+    /// The log line that ends attempt `attempt` so.
+    pub(crate) fn line(&self, attempt: u32) -> LogLine {
+        match (self.status, &self.message) {
+            (JobStatus::Completed, _) => LogLine::new(self.at, attempt, "completed"),
+            (JobStatus::Cancelled, _) => LogLine::new(self.at, attempt, "cancelled"),
+            (status, Some(m)) => LogLine::new(self.at, attempt, format!("{status}: {m}")),
+            (status, None) => LogLine::new(self.at, attempt, status.as_str()),
+        }
+    }
+}
+
 /// The fields most jobs leave empty.
 #[derive(Debug, Default)]
 struct Rest {

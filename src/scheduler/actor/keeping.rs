@@ -124,8 +124,9 @@ impl Keeper {
     }
 
     /// Records `entry`, a job of task `task`, as ended as `end` says, with
-    /// `logs` then `line` appended to its log. Builds its result when
-    /// `wants_result`.
+    /// `logs` then the line that ends its attempt (made here, and only
+    /// for a record that is kept) appended to its log. Builds its result
+    /// when `wants_result`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn ended(
         self,
@@ -133,7 +134,6 @@ impl Keeper {
         task: &Arc<str>,
         end: Ending,
         logs: Vec<LogLine>,
-        line: LogLine,
         wants_result: bool,
         journal: &mut Journal,
         pruning: &mut PruneSchedule,
@@ -158,6 +158,7 @@ impl Keeper {
             Keeper::InProcess { .. } => {
                 // The entry becomes the stored record at once: no update to
                 // merge, and the log in one allocation.
+                let line = end.line(entry.job.attempts);
                 let job = entry.job.into_final(task.clone(), end, logs, Some(line));
                 let ended = Ended {
                     id,
@@ -171,6 +172,7 @@ impl Keeper {
                 ended
             }
             Keeper::Journaled => {
+                let line = end.line(entry.job.attempts);
                 let job = &mut entry.job;
                 job.status = status;
                 job.set_result(end.value);
