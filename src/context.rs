@@ -21,8 +21,31 @@ pub(crate) struct ExtendLease(pub(crate) JobId);
 /// Log lines and progress a run reported, handed back when it ends.
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
+    /// The line that opened the run, held apart from `logs` so that a run
+    /// whose lines nobody keeps (a completed job kept nowhere) allocates
+    /// none; [`Journal::take_logs`] puts it first.
+    pub(crate) started: Option<LogLine>,
+    /// What the handler logged.
     pub(crate) logs: Vec<LogLine>,
     pub(crate) progress: Option<Progress>,
+}
+
+impl Journal {
+    /// Takes the run's lines so far, the one that opened it first.
+    pub(crate) fn take_logs(&mut self) -> Vec<LogLine> {
+        let mut logs = std::mem::take(&mut self.logs);
+        if let Some(started) = self.started.take() {
+            if logs.is_empty() {
+                // Room for the implied "created" line and the one that
+                // ends the run: a final record's whole log, allocated once.
+                logs.reserve_exact(3);
+                logs.push(started);
+            } else {
+                logs.insert(0, started);
+            }
+        }
+        logs
+    }
 }
 
 /// A run's cancellation signal. Most runs finish without anyone asking

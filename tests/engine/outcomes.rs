@@ -79,6 +79,71 @@ async fn transient_failure_then_success_completes() {
     assert_eq!(result.value, Some(serde_json::json!(2)));
 }
 
+/// Each attempt's lines open with its "started" line, whether the
+/// retention keeps completed jobs or none (where a completed run makes no
+/// lines at all, and a failed one still keeps them).
+#[actix_rt::test(system = "crate::Paused")]
+async fn every_attempt_keeps_its_started_line_whatever_the_retention() {
+    for (retention, keeps_completed) in [
+        (kessel::Retention::default(), true),
+        (kessel::Retention::keep_none(), false),
+    ] {
+        let queue = Queue::builder().retention(retention).build().await.unwrap();
+        queue
+            .define("twice")
+            .retry(RetryPolicy::exponential(2).jitter(0.0))
+            .action(|job: Ctx<()>| async move {
+                job.log("trying", ());
+                Err::<(), _>(JobError::transient("not today"))
+            })
+            .unwrap();
+        queue
+            .define("quiet")
+            .retry(RetryPolicy::exponential(2).jitter(0.0))
+            .action(|job: Ctx<()>| async move {
+                if job.attempt() < 2 {
+                    return Err(JobError::transient("once"));
+                }
+                Ok(())
+            })
+            .unwrap();
+        queue.process(["default"]).start().unwrap();
+        let buried = queue.create("twice", ()).await.unwrap();
+        assert_eq!(buried.result().await.unwrap().status, JobStatus::Buried);
+        let job = queue.job(buried.id()).await.unwrap();
+        let lines: Vec<(u32, &str)> = job.logs.iter().map(|l| (l.attempt, &*l.message)).collect();
+        assert_eq!(lines.len(), 7, "{lines:?}");
+        assert_eq!(
+            &lines[..3],
+            [(0, "created"), (1, "started"), (1, "trying")],
+            "{lines:?}"
+        );
+        assert_eq!(&lines[4..6], [(2, "started"), (2, "trying")], "{lines:?}");
+        assert!(lines[6].1.starts_with("buried"), "{lines:?}");
+        let done = queue.create("quiet", ()).await.unwrap();
+        assert_eq!(done.result().await.unwrap().status, JobStatus::Completed);
+        match queue.job(done.id()).await {
+            Ok(job) if keeps_completed => {
+                let lines: Vec<(u32, &str)> =
+                    job.logs.iter().map(|l| (l.attempt, &*l.message)).collect();
+                assert_eq!(
+                    [lines[0], lines[1], lines[3], lines[4]],
+                    [
+                        (0, "created"),
+                        (1, "started"),
+                        (2, "started"),
+                        (2, "completed")
+                    ],
+                    "{lines:?}"
+                );
+            }
+            // Kept nowhere once completed.
+            Err(kessel::Error::UnknownJob(id)) if !keeps_completed => assert_eq!(id, done.id()),
+            other => panic!("kept completed jobs: {keeps_completed}, read {other:?}"),
+        }
+    }
+}
+
 #[actix_rt::test(system = "crate::Paused")]
 async fn fatal_failure_buries_at_once() {
     let queue = Queue::new();

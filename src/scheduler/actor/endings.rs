@@ -225,7 +225,8 @@ impl Scheduler {
             if let Some(d) = self.draining.as_mut() {
                 d.finished += 1;
             }
-            self.resolve_stop(report.slot, Some(report.outcome), journal.logs, now);
+            let logs = journal.take_logs();
+            self.resolve_stop(report.slot, Some(report.outcome), logs, now);
             return;
         }
         if e.state
@@ -235,11 +236,12 @@ impl Scheduler {
         {
             // Cancelled or timed out earlier and already decided: keep what
             // the run wrote, if the job is still here.
-            if !journal.logs.is_empty() || journal.progress.is_some() {
+            let logs = journal.take_logs();
+            if !logs.is_empty() || journal.progress.is_some() {
                 if journal.progress.is_some() {
                     e.job.set_progress(journal.progress);
                 }
-                self.record(report.slot, journal.logs);
+                self.record(report.slot, logs);
             }
             return;
         }
@@ -249,7 +251,11 @@ impl Scheduler {
         if let Some(d) = self.draining.as_mut() {
             d.finished += 1;
         }
-        let logs = std::mem::take(&mut journal.logs);
+        // A completed job kept nowhere drops its lines: none are made.
+        let logs = match report.outcome {
+            Outcome::Completed(_) if !self.keeper.keeps(JobStatus::Completed) => Vec::new(),
+            _ => journal.take_logs(),
+        };
         if self.observed() {
             if let Some(e) = self.jobs.get(report.slot) {
                 self.observe_run_ended(report.slot, e.task);
@@ -316,7 +322,7 @@ impl Scheduler {
             return Vec::new();
         };
         run.cancel();
-        let logs = std::mem::take(&mut run.journal.lock().logs);
+        let logs = run.journal.lock().take_logs();
         logs
     }
 

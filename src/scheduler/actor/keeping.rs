@@ -105,12 +105,7 @@ impl Keeper {
                 // Nothing is written while it runs: the line opens the
                 // run's journal, which comes back with the report.
                 if let Some(run) = entry.run.as_ref() {
-                    // These lines become the final record's log: room for
-                    // the implied "created" line and the one that ends the
-                    // run.
-                    let logs = &mut run.journal.lock().logs;
-                    logs.reserve_exact(3);
-                    logs.push(started);
+                    run.journal.lock().started = Some(started);
                 }
             }
             Keeper::Journaled => {
@@ -121,6 +116,20 @@ impl Keeper {
                 self.record(entry, journal, logs);
             }
         }
+    }
+
+    /// Whether a job that ends in `status` leaves a record: every one but
+    /// a completed job when the retention keeps none in process.
+    pub(super) fn keeps(self, status: JobStatus) -> bool {
+        !matches!(
+            (self, status),
+            (
+                Keeper::InProcess {
+                    keeps_completed: false
+                },
+                JobStatus::Completed
+            )
+        )
     }
 
     /// Records `entry`, a job of task `task`, as ended as `end` says, with
@@ -140,9 +149,7 @@ impl Keeper {
     ) -> Ended {
         let (id, status) = (entry.job.id, end.status);
         match self {
-            Keeper::InProcess {
-                keeps_completed: false,
-            } if status == JobStatus::Completed => {
+            keeper if !keeper.keeps(status) => {
                 // Kept nowhere: no record to build, store and prune.
                 Ended {
                     id,
