@@ -358,3 +358,65 @@ async fn when_the_leader_is_killed_another_node_leads_within_a_lease_and_rescues
     drop(workers);
     db.drop().await;
 }
+
+/// A process that becomes the leader keeps the retention from then on,
+/// not an interval later: completed jobs past the count cap, left by a
+/// fleet that kept them all, are removed as soon as it leads, with an
+/// interval of an hour.
+#[actix_rt::test]
+async fn a_process_that_becomes_the_leader_prunes_past_the_cap_at_once() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = Arc::new(db.store(Duration::from_millis(LEASE_MS)).await);
+    let now = chrono::Utc::now();
+    let mut jobs = pg::ready_jobs("report", 40, now - chrono::Duration::minutes(5));
+    for (i, job) in jobs.iter_mut().enumerate() {
+        job.status = JobStatus::Completed;
+        job.attempts = 1;
+        job.finished_at = Some(now - chrono::Duration::seconds(100 - i as i64));
+    }
+    store
+        .jobs_insert(&jobs)
+        .await
+        .expect("insert completed jobs");
+    assert_eq!(
+        store.jobs_count_status(JobStatus::Completed).await.unwrap(),
+        40
+    );
+    let queue = Queue::builder()
+        .store(store.clone())
+        .retention(kessel::Retention {
+            completed_max_count: Some(5),
+            interval: Duration::from_secs(3600),
+            ..kessel::Retention::default()
+        })
+        .shared(kessel::SharedConfig {
+            poll: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("build the queue");
+    wait_for(
+        "the new leader to prune to the cap",
+        Duration::from_secs(20),
+        || {
+            let store = store.clone();
+            async move { store.jobs_count_status(JobStatus::Completed).await.unwrap() == 5 }
+        },
+    )
+    .await;
+    assert!(queue.is_leader(), "the only process leads");
+    // The newest five are the ones kept.
+    for job in &jobs[35..] {
+        assert!(
+            store.job_get(job.id).await.unwrap().is_some(),
+            "{} kept",
+            job.id
+        );
+    }
+    queue
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shut down");
+    db.drop().await;
+}

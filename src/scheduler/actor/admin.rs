@@ -28,7 +28,7 @@ impl Scheduler {
     /// never waits on it or runs longer for it.
     /// On a shared store only the leader prunes.
     pub(super) fn prune(&mut self, ctx: &mut Context<Self>) {
-        if !self.leads() {
+        if !self.leads() || self.pruning.interval().is_none() {
             return;
         }
         let Some((pruner, from)) = self.pruning.begin() else {

@@ -2,8 +2,8 @@
 //! tick every third of a lease (with the lease heartbeat, and when a
 //! worker starts) renews this node's row and bids for leadership; the
 //! leader then removes nodes gone for long, and a node that just became
-//! leader rescues at once. At shutdown the node leaves, after its last
-//! tick returned.
+//! leader rescues and prunes at once. At shutdown the node leaves, after
+//! its last tick returned.
 //!
 //! A node with running workers is handed the leadership by one without
 //! (a producer, an API server, the `kessel` command line: it gives the
@@ -152,8 +152,11 @@ impl Scheduler {
             _ => {}
         }
         if became {
-            // Jobs of processes that died while nobody led come back now.
+            // Jobs of processes that died while nobody led come back now,
+            // and the retention is kept from now, not an interval later
+            // (a minute of completions past the cap at full speed).
             self.rescue(ctx);
+            self.prune(ctx);
         }
         if again {
             self.node_tick(ctx);

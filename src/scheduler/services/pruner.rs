@@ -20,9 +20,10 @@ use crate::store::{Store, StoreError};
 /// completions are then all the store's, so counting them says when the
 /// cap is passed. A store shared between processes is pruned on the
 /// interval only, by the leader only (see [`Elector`](super::Elector)),
-/// and each run goes on while a pass removes a whole batch, or, pausing
-/// between passes, while jobs complete faster than the interval keeps
-/// near the cap.
+/// and at once when a process becomes the leader; each run goes on while
+/// a pass removes a whole batch, or, pausing between passes, while jobs
+/// complete faster than the interval keeps near the cap (a run that
+/// does not know how fast yet makes a second pass to measure it).
 #[derive(Debug, Clone)]
 pub(crate) struct Pruner {
     store: Arc<dyn Store>,
@@ -138,6 +139,8 @@ impl Pruner {
         let mut known_rate = (from.rate > 0).then_some(from.rate as f64);
         // The count the last pass saw, what it removed, and when it began.
         let mut last: Option<(u64, u64, tokio::time::Instant)> = None;
+        // A pass was made only to learn the rate (see `Pruner::probe`).
+        let mut probed = false;
         loop {
             let began = tokio::time::Instant::now();
             let pass = pass(headroom).await?;
@@ -176,9 +179,14 @@ impl Pruner {
             let wait = if n >= PRUNE_BATCH as u64 {
                 Duration::ZERO
             } else {
-                match self.pause(rate) {
-                    Some(wait) => wait,
-                    None => return Ok(removed),
+                match (self.pause(rate), self.probe()) {
+                    (Some(wait), _) => wait,
+                    // Not measured yet: one more pass tells.
+                    (None, Some(probe)) if rate.is_none() && !probed => {
+                        probed = true;
+                        probe
+                    }
+                    _ => return Ok(removed),
                 }
             };
             // Room for twice what completes until the next pass counts.
@@ -198,6 +206,19 @@ impl Pruner {
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+
+    /// How long a run on a shared store whose first pass removed less
+    /// than a batch, and which knows no rate yet (the first run of a
+    /// leader, or one after a run that ended), waits for a second pass
+    /// that measures how fast jobs complete: a sixteenth of the interval
+    /// (3.75 s by default). Without it such a run would end at once, and
+    /// jobs completing at full speed from a nearly empty table would pile
+    /// up past the cap for a whole interval (1.4M at 23k jobs/s, for a
+    /// cap of 100k). `None` without a count cap.
+    fn probe(&self) -> Option<Duration> {
+        self.retention.completed_max_count?;
+        Some(self.interval() / 16)
     }
 
     /// How long a run on a shared store pauses before its next pass, with
@@ -410,19 +431,21 @@ mod tests {
         passes: usize,
         /// The run ended for its time, with this headroom.
         cut_short: Option<Carry>,
+        /// When the second pass began, from the run's start.
+        second_pass_at: Option<Duration>,
     }
 
     async fn pruned_at(rate: u64, pass_ms: u64, passes: usize) -> Seen {
-        pruned_from(rate, pass_ms, passes, rate * 60, Carry::default()).await
+        pruned_from(rate, pass_ms, passes, 100_000 + rate * 60, Carry::default()).await
     }
 
-    /// [`pruned_at`], the table starting `backlog` over the cap, the run
-    /// going on `from` where another was.
+    /// [`pruned_at`], the table holding `at_start` completed jobs (the
+    /// cap is 100k), the run going on `from` where another was.
     async fn pruned_from(
         rate: u64,
         pass_ms: u64,
         passes: usize,
-        backlog: u64,
+        at_start: u64,
         from: Carry,
     ) -> Seen {
         use std::cell::Cell;
@@ -436,8 +459,10 @@ mod tests {
             durable_own: false,
             shared: true,
         };
-        let table = Cell::new(cap + backlog);
-        let since = Cell::new(tokio::time::Instant::now());
+        let table = Cell::new(at_start);
+        let start = tokio::time::Instant::now();
+        let second_pass_at = Cell::new(None);
+        let since = Cell::new(start);
         // Adds the jobs completed since the last look.
         let accrue = || {
             let now = tokio::time::Instant::now();
@@ -450,8 +475,12 @@ mod tests {
         let run = pruner
             .passes(from, |headroom| {
                 let (table, most, least, made, accrue) = (&table, &most, &least, &made, &accrue);
+                let second_pass_at = &second_pass_at;
                 async move {
                     made.set(made.get() + 1);
+                    if made.get() == 2 {
+                        second_pass_at.set(Some(start.elapsed()));
+                    }
                     if made.get() > passes {
                         return Ok(Removed::default());
                     }
@@ -487,6 +516,7 @@ mod tests {
             least: least.get(),
             passes: made.get().min(passes),
             cut_short: run.ok().and_then(|r| r.cut_short),
+            second_pass_at: second_pass_at.get(),
         }
     }
 
@@ -533,15 +563,36 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_run_that_goes_on_from_another_knows_the_rate_from_its_first_pass() {
         // Its first pass removes less than a batch, and it cannot measure
-        // the rate yet: it goes on at the rate carried over.
+        // the rate yet: it goes on at the rate carried over, after the
+        // pause that rate asks for (0.27 s: a sixteenth of the cap).
         let from = Carry {
             headroom: 14_000,
             rate: 23_000,
         };
-        let seen = pruned_from(23_000, 30, 20, 0, from).await;
+        let seen = pruned_from(23_000, 30, 20, 100_000, from).await;
         assert_eq!(seen.passes, 20, "it went on: {seen:?}");
-        let alone = pruned_from(23_000, 30, 20, 0, Carry::default()).await;
-        assert_eq!(alone.passes, 1, "without it, it would stop: {alone:?}");
+        assert!(
+            seen.second_pass_at < Some(Duration::from_millis(400)),
+            "{seen:?}"
+        );
+        // Without it, it waits for a second pass to measure the rate
+        // (a sixteenth of the interval: 3.75 s), then goes on.
+        let alone = pruned_from(23_000, 30, 20, 100_000, Carry::default()).await;
+        assert_eq!(alone.passes, 20, "it went on: {alone:?}");
+        assert!(
+            alone.second_pass_at > Some(Duration::from_millis(3_750)),
+            "{alone:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_run_on_an_empty_table_learns_the_rate_and_keeps_the_cap() {
+        // The first run of a leader, jobs starting to complete at 23k/s:
+        // its first pass finds nothing to remove and no rate to go by.
+        let seen = pruned_from(23_000, 30, 150, 0, Carry::default()).await;
+        assert_eq!(seen.passes, 150, "the run goes on: {seen:?}");
+        assert!(seen.most <= 100_000, "{seen:?}, the cap is 100k");
+        assert!(seen.least >= 50_000, "not far below it: {seen:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -557,8 +608,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_run_ends_when_jobs_complete_slowly_enough_for_the_interval() {
         // 10 jobs/s: a sixteenth of the cap takes 10 minutes to complete.
+        // The first pass knows no rate: a second, 3.75 s later, measures it.
         let seen = pruned_at(10, 30, 50).await;
-        assert_eq!(seen.passes, 1, "one pass, short: {seen:?}");
+        assert_eq!(
+            seen.passes, 2,
+            "a pass, and one to learn the rate: {seen:?}"
+        );
     }
 
     #[test]
