@@ -758,3 +758,52 @@ async fn rested_groups_rate_rows_are_removed_by_later_claims() {
     );
     db.drop().await;
 }
+
+/// A create on the store's own pool wakes the listening processes once
+/// its insert committed (the wake-up is sent on its own, not in the
+/// insert's transaction): one job with its "created" line (the usual
+/// single create), a few (one statement) and many (`COPY`).
+#[actix_rt::test]
+async fn every_kind_of_create_wakes_the_listeners_once_it_committed() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(Duration::from_secs(30)).await;
+    let mut wakeups = store.wakeups();
+    let now = chrono::Utc::now().trunc_subsecs(6);
+    let with_created_line = |n: usize| {
+        let mut jobs = pg::ready_jobs("x", n, now);
+        for job in &mut jobs {
+            job.logs = vec![kessel::LogLine::new(job.created_at, 0, "created")];
+        }
+        jobs
+    };
+    // The listener takes a moment to start: single jobs until one wakes it.
+    let mut heard = false;
+    for _ in 0..100 {
+        store.jobs_insert(&with_created_line(1)).await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(100), wakeups.next())
+            .await
+            .is_ok()
+        {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "a hundred single creates brought no wake-up");
+    for (what, jobs) in [
+        ("one job", with_created_line(1)),
+        ("three jobs", pg::ready_jobs("x", 3, now)),
+        ("a thousand jobs", pg::ready_jobs("x", 1000, now)),
+    ] {
+        // What earlier inserts brought, out of the way.
+        while let Ok(Some(())) =
+            tokio::time::timeout(Duration::from_millis(200), wakeups.next()).await
+        {}
+        store.jobs_insert(&jobs).await.unwrap();
+        let woke = tokio::time::timeout(Duration::from_secs(10), wakeups.next()).await;
+        assert!(
+            matches!(woke, Ok(Some(()))),
+            "{what}: no wake-up ({woke:?})"
+        );
+    }
+    db.drop().await;
+}

@@ -9,7 +9,9 @@
 //!   returned to ready by a rescuer any process runs, with the attempt
 //!   counted. At-least-once: nothing is lost when a worker dies.
 //! - Inserts and releases `NOTIFY` a channel that wakes the processes; a
-//!   poll covers lost notifications.
+//!   poll covers lost notifications. A create on the store's own pool
+//!   notifies after its insert committed, so concurrent creates share the
+//!   WAL flush (see `wake.rs`).
 //! - State changes arrive in batches and are applied in one statement per
 //!   batch (`UNNEST` arrays), so a burst of completions costs one round trip.
 //! - Migrations are embedded and versioned, run under an advisory lock so
@@ -32,6 +34,7 @@ mod suspensions;
 mod transactional;
 mod unique;
 mod vacuum;
+mod wake;
 mod writes;
 
 use std::collections::HashMap;
@@ -141,6 +144,8 @@ pub(super) struct Db {
     /// Whether the last claim saw grouped jobs waiting among the tasks it
     /// claimed for: the next claim takes the fair path (see `claim.rs`).
     groups_waiting: Arc<std::sync::atomic::AtomicBool>,
+    /// The wake-ups sent after new jobs committed (see `wake.rs`).
+    wakes: Arc<wake::Wakes>,
 }
 
 fn valid_schema(schema: &str) -> bool {
@@ -335,6 +340,7 @@ impl Db {
             suspensions_changed: Arc::new(tokio::sync::watch::Sender::new(())),
             schedules_changed: Arc::new(tokio::sync::watch::Sender::new(())),
             groups_waiting: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            wakes: Arc::default(),
         })
     }
 
@@ -348,7 +354,7 @@ impl Db {
     }
 
     async fn notify(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_notify($1, '')")
+        sqlx::query(wake::WAKE_SQL)
             .bind(&self.sql.channel)
             .execute(&self.pool)
             .await

@@ -165,8 +165,10 @@ impl Db {
             tx.rollback().await.map_err(map_err)?;
             return Ok(false);
         }
-        self.jobs_insert_rows(&mut *tx, jobs).await?;
+        self.jobs_insert_rows(&mut *tx, jobs, super::wake::Wake::AfterCommit)
+            .await?;
         tx.commit().await.map_err(map_err)?;
+        self.wake_after_commit().await;
         Ok(true)
     }
 }

@@ -12,6 +12,7 @@
 
 use sqlx::PgConnection;
 
+use super::wake::Wake;
 use super::{Db, NewJobs, PgStore};
 use crate::job::Job;
 use crate::store::StoreError;
@@ -40,9 +41,13 @@ impl Db {
         batch: &NewJobs,
     ) -> Result<(), StoreError> {
         match batch {
-            NewJobs::Rows(jobs) => self.jobs_insert_rows(&mut *conn, jobs).await,
+            NewJobs::Rows(jobs) => {
+                self.jobs_insert_rows(&mut *conn, jobs, Wake::WithInsert)
+                    .await
+            }
             NewJobs::Copy(rows, logs, created) => {
-                self.jobs_copy_on(conn, rows, logs, created).await
+                self.jobs_copy_on(conn, rows, logs, created, Wake::WithInsert)
+                    .await
             }
         }
     }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::copy::{self, CopyRows};
 use super::rows::map_err;
+use super::wake::Wake;
 use super::{relay, Db};
 use crate::event::relay::CreatedJob;
 use crate::job::{Job, JobId, JobStatus};
@@ -82,30 +83,36 @@ impl LogColumns {
 }
 
 impl Db {
-    /// Inserts new jobs and their log lines, in one transaction that also
-    /// wakes the processes serving them.
+    /// Inserts new jobs and their log lines in one transaction, then
+    /// wakes the processes serving them (see `wake.rs`).
     pub(super) async fn jobs_insert(&self, batch: &NewJobs) -> Result<(), StoreError> {
         match batch {
-            NewJobs::Rows(jobs) => self.jobs_insert_rows(&self.pool, jobs).await,
-            NewJobs::Copy(rows, logs, created) => self.jobs_copy(rows, logs, created).await,
+            NewJobs::Rows(jobs) => {
+                self.jobs_insert_rows(&self.pool, jobs, Wake::AfterCommit)
+                    .await?
+            }
+            NewJobs::Copy(rows, logs, created) => self.jobs_copy(rows, logs, created).await?,
         }
+        self.wake_after_commit().await;
+        Ok(())
     }
 
-    /// A few jobs: one statement, so one round trip; the jobs, their log
-    /// lines and the wake-up commit together (on the pool a statement is
-    /// its own transaction; on a caller's connection, with its
-    /// transaction).
+    /// A few jobs: one statement, so one round trip; the jobs and their
+    /// log lines commit together (on the pool a statement is its own
+    /// transaction; on a caller's connection, with its transaction), and
+    /// the wake-up with them or after them as `wake` says.
     pub(super) async fn jobs_insert_rows<'c>(
         &self,
         on: impl Executor<'c, Database = Postgres>,
         jobs: &[Job],
+        wake: Wake,
     ) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
         if let [job] = jobs {
             if job.logs.len() == 1 && job.logs[0].is_created_at(job.created_at) {
-                return self.job_insert_one(on, job).await;
+                return self.job_insert_one(on, job, wake).await;
             }
         }
         self.relay.ready_to_write().await;
@@ -131,11 +138,12 @@ impl Db {
                                       $17::boolean[], $18::text[], $19::text[], $20::text[])),
              new_logs AS ({insert_logs}),
              new_events AS (INSERT INTO {event_log} (node, events, entries) SELECT $27, $28, $30 WHERE $28 IS NOT NULL)
-             SELECT pg_notify($26, ''), CASE WHEN $28 IS NOT NULL THEN pg_notify($26, $29) END",
+             SELECT {wake_up} CASE WHEN $28 IS NOT NULL THEN pg_notify($26, $29) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
             insert_logs = self.insert_logs_sql(21),
             event_log = self.sql.table("event_log"),
+            wake_up = wake_up_sql(wake, 26),
         )))
         .bind(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.reference.clone()).collect::<Vec<_>>())
@@ -180,6 +188,7 @@ impl Db {
         &self,
         on: impl Executor<'c, Database = Postgres>,
         job: &Job,
+        wake: Wake,
     ) -> Result<(), StoreError> {
         self.relay.ready_to_write().await;
         let events = self.relay.created(std::slice::from_ref(job));
@@ -188,10 +197,11 @@ impl Db {
                  INSERT INTO {jobs} ({columns})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, true, $17, $18, $19)),
              new_events AS (INSERT INTO {event_log} (node, events, entries) SELECT $21, $22, $24 WHERE $22 IS NOT NULL)
-             SELECT pg_notify($20, ''), CASE WHEN $22 IS NOT NULL THEN pg_notify($20, $23) END",
+             SELECT {wake_up} CASE WHEN $22 IS NOT NULL THEN pg_notify($20, $23) END",
             jobs = self.sql.table("jobs"),
             columns = copy::COLUMNS,
             event_log = self.sql.table("event_log"),
+            wake_up = wake_up_sql(wake, 20),
         )))
         .bind(job.id.0)
         .bind(job.reference.as_deref())
@@ -242,8 +252,8 @@ impl Db {
         )
     }
 
-    /// Many jobs: `COPY`, then their log lines and the wake-up, in one
-    /// transaction.
+    /// Many jobs: `COPY`, then their log lines, in one transaction; the
+    /// caller wakes the processes once it committed.
     pub(super) async fn jobs_copy(
         &self,
         rows: &CopyRows,
@@ -251,18 +261,20 @@ impl Db {
         created: &[CreatedJob],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        self.jobs_copy_on(&mut tx, rows, logs, created).await?;
+        self.jobs_copy_on(&mut tx, rows, logs, created, Wake::AfterCommit)
+            .await?;
         tx.commit().await.map_err(map_err)
     }
 
-    /// `COPY`, the log lines and the wake-up on `conn`, inside the
-    /// transaction the caller has open there.
+    /// `COPY` and the log lines on `conn`, inside the transaction the
+    /// caller has open there, and the wake-up with them if `wake` says.
     pub(super) async fn jobs_copy_on(
         &self,
         conn: &mut PgConnection,
         rows: &CopyRows,
         logs: &LogColumns,
         created: &[CreatedJob],
+        wake: Wake,
     ) -> Result<(), StoreError> {
         let mut copy = conn
             .copy_in_raw(&format!(
@@ -292,11 +304,13 @@ impl Db {
         if let Some(events) = self.relay.created_of(created.iter().cloned()) {
             self.log_write_on(&mut *conn, &events).await?;
         }
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(&self.sql.channel)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        if wake == Wake::WithInsert {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&self.sql.channel)
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        }
         Ok(())
     }
 
@@ -411,5 +425,14 @@ impl Db {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+}
+
+/// The wake-up in an insert's statement, channel `$channel`, when `wake`
+/// sends it there; nothing when it is sent after the commit.
+fn wake_up_sql(wake: Wake, channel: usize) -> String {
+    match wake {
+        Wake::WithInsert => format!("pg_notify(${channel}, ''),"),
+        Wake::AfterCommit => String::new(),
     }
 }
