@@ -759,10 +759,10 @@ async fn rested_groups_rate_rows_are_removed_by_later_claims() {
     db.drop().await;
 }
 
-/// A create on the store's own pool wakes the listening processes once
-/// its insert committed (the wake-up is sent on its own, not in the
-/// insert's transaction): one job with its "created" line (the usual
-/// single create), a few (one statement) and many (`COPY`).
+/// A create on the store's own pool wakes the listening processes, each
+/// kind of it (one at a time, so each wakes with its insert): one job
+/// with its "created" line (the usual single create), a few (one
+/// statement) and many (`COPY`).
 #[actix_rt::test]
 async fn every_kind_of_create_wakes_the_listeners_once_it_committed() {
     let Some(db) = pg::fresh().await else { return };
@@ -805,5 +805,74 @@ async fn every_kind_of_create_wakes_the_listeners_once_it_committed() {
             "{what}: no wake-up ({woke:?})"
         );
     }
+    db.drop().await;
+}
+
+/// Creates that overlap send their wake-up apart from their insert, once
+/// it committed, so their commits can share a WAL flush: two single
+/// creates held in flight together (the jobs table locked against them)
+/// each wake the listeners, the first with its insert, the second after
+/// its commit.
+#[actix_rt::test]
+async fn overlapping_creates_each_wake_the_listeners_once_they_committed() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = Arc::new(db.store(Duration::from_secs(30)).await);
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener
+        .listen(&format!("kessel_{}", db.schema))
+        .await
+        .unwrap();
+    let jobs_table = format!("{}.jobs", db.schema);
+    let mut locker = db.pool.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "LOCK TABLE {jobs_table} IN SHARE MODE"
+    )))
+    .execute(&mut *locker)
+    .await
+    .unwrap();
+    let waiting = |n: i64| {
+        let (pool, table) = (db.pool.clone(), jobs_table.clone());
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let blocked: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass",
+                )
+                .bind(&table)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                if blocked == n {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{blocked} inserts waiting, not {n}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let now = chrono::Utc::now().trunc_subsecs(6);
+    let create = || {
+        let store = store.clone();
+        let mut jobs = pg::ready_jobs("x", 1, now);
+        jobs[0].logs = vec![kessel::LogLine::new(now, 0, "created")];
+        tokio::spawn(async move { store.jobs_insert(&jobs).await })
+    };
+    let first = create();
+    waiting(1).await;
+    let second = create();
+    waiting(2).await;
+    locker.rollback().await.unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let mut heard = 0;
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), listener.recv()).await {
+        if n.payload().is_empty() {
+            heard += 1;
+        }
+    }
+    assert_eq!(heard, 2, "a wake-up from each create");
     db.drop().await;
 }

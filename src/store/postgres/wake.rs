@@ -10,12 +10,17 @@
 //! the sustained workload's capacity the create call waited for the
 //! commits of the others.
 //!
-//! So a create on kessel's own pool inserts without it, and once the
-//! insert committed sends the wake-up on its own, in a transaction that
-//! does not wait for the disk (`synchronous_commit` off for it: a
-//! notification is not data; if the server stops before it is flushed the
-//! listeners simply do not hear it, and poll). Concurrent creates share
-//! one: a wake-up sent after a create committed covers it.
+//! So a create on kessel's own pool that starts while another of this
+//! store's inserts is in flight inserts without it, and once the insert
+//! committed sends the wake-up on its own, in a transaction that does not
+//! wait for the disk (`synchronous_commit` off for it: a notification is
+//! not data; if the server stops before it is flushed the listeners simply
+//! do not hear it, and poll). Such creates share one: a wake-up sent
+//! after a create committed covers it. A create with no other in flight
+//! keeps the wake-up in its insert's statement: one round trip, where a
+//! second would only add latency (a producer creating one job at a time
+//! at 3,500 a second saw its create call's p99 go from 4.2 to 4.9 ms with
+//! every wake-up sent apart).
 //!
 //! An insert inside a caller's transaction still notifies inside it: the
 //! wake-up must be sent when that transaction commits, and never if it
@@ -46,6 +51,8 @@ pub(super) const WAKE_SQL: &str =
 /// wake-up sent after a ticket was taken covers it.
 #[derive(Debug, Default)]
 pub(super) struct Wakes {
+    /// Inserts of this store in flight (see [`Wakes::inserting`]).
+    in_flight: AtomicU64,
     /// Tickets taken: inserts committed that want a wake-up.
     committed: AtomicU64,
     /// Every ticket up to this one is covered by a wake-up sent.
@@ -55,7 +62,35 @@ pub(super) struct Wakes {
     turn: tokio::sync::Mutex<()>,
 }
 
+/// An insert in flight, and where its wake-up goes: with it when no
+/// other insert of the store was in flight as it began, after its commit
+/// otherwise.
+#[derive(Debug)]
+pub(super) struct Inserting<'a> {
+    wakes: &'a Wakes,
+    pub(super) wake: Wake,
+}
+
+impl Drop for Inserting<'_> {
+    fn drop(&mut self) {
+        self.wakes.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Wakes {
+    /// An insert begins: where its wake-up goes (see [`Inserting`]).
+    pub(super) fn inserting(&self) -> Inserting<'_> {
+        let others = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Inserting {
+            wakes: self,
+            wake: if others == 0 {
+                Wake::WithInsert
+            } else {
+                Wake::AfterCommit
+            },
+        }
+    }
+
     /// A ticket for an insert that just committed.
     fn take(&self) -> u64 {
         self.committed.fetch_add(1, Ordering::SeqCst) + 1
@@ -157,6 +192,24 @@ mod tests {
             12,
             "every ticket covered"
         );
+    }
+
+    #[test]
+    fn an_insert_alone_wakes_with_itself_and_one_beside_others_after_its_commit() {
+        let wakes = Wakes::default();
+        let first = wakes.inserting();
+        assert_eq!(first.wake, Wake::WithInsert, "alone: one round trip");
+        let second = wakes.inserting();
+        assert_eq!(second.wake, Wake::AfterCommit, "beside another");
+        drop(first);
+        let third = wakes.inserting();
+        assert_eq!(
+            third.wake,
+            Wake::AfterCommit,
+            "the second is still in flight"
+        );
+        drop((second, third));
+        assert_eq!(wakes.inserting().wake, Wake::WithInsert, "alone again");
     }
 
     #[tokio::test(start_paused = true)]

@@ -83,17 +83,20 @@ impl LogColumns {
 }
 
 impl Db {
-    /// Inserts new jobs and their log lines in one transaction, then
-    /// wakes the processes serving them (see `wake.rs`).
+    /// Inserts new jobs and their log lines in one transaction, and wakes
+    /// the processes serving them: in that transaction when no other
+    /// insert is in flight, after it commits otherwise (see `wake.rs`).
     pub(super) async fn jobs_insert(&self, batch: &NewJobs) -> Result<(), StoreError> {
+        let inserting = self.wakes.inserting();
+        let wake = inserting.wake;
         match batch {
-            NewJobs::Rows(jobs) => {
-                self.jobs_insert_rows(&self.pool, jobs, Wake::AfterCommit)
-                    .await?
-            }
-            NewJobs::Copy(rows, logs, created) => self.jobs_copy(rows, logs, created).await?,
+            NewJobs::Rows(jobs) => self.jobs_insert_rows(&self.pool, jobs, wake).await?,
+            NewJobs::Copy(rows, logs, created) => self.jobs_copy(rows, logs, created, wake).await?,
         }
-        self.wake_after_commit().await;
+        drop(inserting);
+        if wake == Wake::AfterCommit {
+            self.wake_after_commit().await;
+        }
         Ok(())
     }
 
@@ -252,16 +255,18 @@ impl Db {
         )
     }
 
-    /// Many jobs: `COPY`, then their log lines, in one transaction; the
-    /// caller wakes the processes once it committed.
+    /// Many jobs: `COPY`, then their log lines, in one transaction, with
+    /// the wake-up if `wake` says (else the caller sends it once this
+    /// committed).
     pub(super) async fn jobs_copy(
         &self,
         rows: &CopyRows,
         logs: &LogColumns,
         created: &[CreatedJob],
+        wake: Wake,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        self.jobs_copy_on(&mut tx, rows, logs, created, Wake::AfterCommit)
+        self.jobs_copy_on(&mut tx, rows, logs, created, wake)
             .await?;
         tx.commit().await.map_err(map_err)
     }
