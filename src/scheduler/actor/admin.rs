@@ -36,8 +36,10 @@ impl Scheduler {
         };
         let now = self.clock.now_utc();
         let me = ctx.address();
+        let (node, clock) = (self.node_self.clone(), self.clock);
         actix_rt::spawn(async move {
-            let result = pruner.run_from(now, from).await;
+            let still_leads = move || node.leads(clock.now_utc());
+            let result = pruner.run_from(now, from, still_leads).await;
             me.do_send(Pruned(result));
         });
     }

@@ -109,25 +109,37 @@ impl Pruner {
     /// leads (so leadership is checked between runs).
     #[cfg(test)]
     pub(crate) async fn run_once(&self, now: DateTime<Utc>) -> Result<Removed, StoreError> {
-        self.run_from(now, Carry::default()).await
+        self.run_from(now, Carry::default(), || true).await
     }
 
     /// [`Pruner::run_once`], going on from where a run cut short was
-    /// (its headroom below the count cap, and how fast jobs completed).
+    /// (its headroom below the count cap, and how fast jobs completed),
+    /// for as long as `still_leads` says this process leads: a run that
+    /// went on after another process took over would prune beside that
+    /// one's runs, and each would misread the other's deletes as jobs
+    /// that stopped completing.
     pub(crate) async fn run_from(
         &self,
         now: DateTime<Utc>,
         from: Carry,
+        still_leads: impl Fn() -> bool,
     ) -> Result<Removed, StoreError> {
         let (store, retention) = (&self.store, &self.retention);
-        self.passes(from, |headroom| retention.apply(&**store, now, headroom))
-            .await
+        self.passes(from, still_leads, |headroom| {
+            retention.apply(&**store, now, headroom)
+        })
+        .await
     }
 
     /// The passes of one run, each made by `pass` with the headroom it
     /// leaves below the count cap (see [`Pruner::run_once`]), going on
-    /// `from` where a run cut short was.
-    async fn passes<F, Fut>(&self, from: Carry, mut pass: F) -> Result<Removed, StoreError>
+    /// `from` where a run cut short was, while `still_leads`.
+    async fn passes<F, Fut>(
+        &self,
+        from: Carry,
+        still_leads: impl Fn() -> bool,
+        mut pass: F,
+    ) -> Result<Removed, StoreError>
     where
         F: FnMut(u64) -> Fut,
         Fut: std::future::Future<Output = Result<Removed, StoreError>>,
@@ -137,31 +149,48 @@ impl Pruner {
         let mut headroom = from.headroom;
         // How fast jobs complete, a second, as last measured.
         let mut known_rate = (from.rate > 0).then_some(from.rate as f64);
-        // The count the last pass saw, what it removed, and when it began.
-        let mut last: Option<(u64, u64, tokio::time::Instant)> = None;
+        // The count the last pass saw, and what it removed.
+        let mut last: Option<(u64, u64)> = None;
+        // When this run first counted, and how many jobs completed since.
+        // The rate is measured over the whole run so far, not between the
+        // last two passes: two passes a few milliseconds apart may see no
+        // completion land between them (they are stored in batches), and
+        // that read as jobs no longer completing ended a run at full
+        // speed, leaving an interval of them past the cap.
+        let mut counting: Option<(tokio::time::Instant, u64)> = None;
         // A pass was made only to learn the rate (see `Pruner::probe`).
         let mut probed = false;
+        let mut first = true;
         loop {
+            if !first && !still_leads() {
+                tracing::debug!("another process leads now: the pruning run ends");
+                return Ok(removed);
+            }
+            first = false;
             let began = tokio::time::Instant::now();
             let pass = pass(headroom).await?;
             removed.completed += pass.completed;
             removed.buried += pass.buried;
             // How fast jobs complete, in jobs a second, from the growth
-            // of the count between the last two passes.
+            // of the count since the run's first pass.
             let mut rate = None;
             if self.shared {
-                if let (Some(seen), Some((before, gone, at))) = (pass.completed_seen, last) {
-                    let growth = Self::growth(before, gone, seen);
-                    let secs = began.duration_since(at).as_secs_f64();
-                    rate = (secs > 0.0).then(|| growth as f64 / secs);
+                if let (Some(seen), Some((before, gone)), Some((since, grown))) =
+                    (pass.completed_seen, last, counting.as_mut())
+                {
+                    *grown += Self::growth(before, gone, seen);
+                    let span = began.duration_since(*since);
+                    rate = (span >= self.rate_span() && !span.is_zero())
+                        .then(|| *grown as f64 / span.as_secs_f64());
+                }
+                if counting.is_none() && pass.completed_seen.is_some() {
+                    counting = Some((began, 0));
                 }
                 // The first pass of a run that goes on from another's
                 // knows the rate that one measured.
                 rate = rate.or(known_rate);
                 known_rate = rate;
-                last = pass
-                    .completed_seen
-                    .map(|seen| (seen, pass.completed, began));
+                last = pass.completed_seen.map(|seen| (seen, pass.completed));
             }
             let n = pass.completed;
             if self.durable_own && self.due_after().is_some_and(|d| n >= d as u64) {
@@ -189,8 +218,13 @@ impl Pruner {
                     _ => return Ok(removed),
                 }
             };
-            // Room for twice what completes until the next pass counts.
-            let until_next = began.elapsed().saturating_add(wait).as_secs_f64();
+            // Room for twice what completes until the next pass counts:
+            // a pass as long as this one, and the pause after it should
+            // it remove less than a batch (as the pass after one that
+            // caught up does; room for no pause let the table pass the
+            // cap during it).
+            let pause = self.pause(rate).unwrap_or(Duration::ZERO).max(wait);
+            let until_next = began.elapsed().saturating_add(pause).as_secs_f64();
             if let Some(rate) = rate {
                 headroom = ((2.0 * rate * until_next) as u64)
                     .min(self.retention.completed_max_count.unwrap_or(0) as u64);
@@ -211,14 +245,22 @@ impl Pruner {
     /// How long a run on a shared store whose first pass removed less
     /// than a batch, and which knows no rate yet (the first run of a
     /// leader, or one after a run that ended), waits for a second pass
-    /// that measures how fast jobs complete: a sixteenth of the interval
-    /// (3.75 s by default). Without it such a run would end at once, and
+    /// that measures how fast jobs complete: a sixty-fourth of the
+    /// interval (0.94 s by default: at 21k jobs/s, 20k completions go
+    /// unpruned meanwhile). Without it such a run would end at once, and
     /// jobs completing at full speed from a nearly empty table would pile
     /// up past the cap for a whole interval (1.4M at 23k jobs/s, for a
     /// cap of 100k). `None` without a count cap.
     fn probe(&self) -> Option<Duration> {
         self.retention.completed_max_count?;
-        Some(self.interval() / 16)
+        Some(self.rate_span())
+    }
+
+    /// The least time over which a run measures how fast jobs complete:
+    /// a sixty-fourth of the interval. Completions are stored in batches,
+    /// so a shorter span may see none land and read a rate of zero.
+    fn rate_span(&self) -> Duration {
+        self.interval() / 64
     }
 
     /// How long a run on a shared store pauses before its next pass, with
@@ -422,9 +464,10 @@ mod tests {
     /// minute's backlog and is cut after `passes` passes.
     #[derive(Debug)]
     struct Seen {
-        /// The most completed jobs held at any moment from the fourth
-        /// pass on (the first two learn how fast jobs complete, the third
-        /// counted before it knew), and the fewest.
+        /// The most completed jobs held at any moment from the fifth
+        /// pass on (the first three learn how fast jobs complete, over at
+        /// least the run's rate span, 0.94 s; the fourth counted before it
+        /// knew), and the fewest.
         most: u64,
         least: u64,
         /// How many passes the run made.
@@ -448,6 +491,20 @@ mod tests {
         at_start: u64,
         from: Carry,
     ) -> Seen {
+        pruned_leading(rate, pass_ms, passes, at_start, from, usize::MAX, 0).await
+    }
+
+    /// [`pruned_from`], the process leading for `leads_for` passes, and
+    /// the completed jobs landing every `flush_ms` (at once when 0).
+    async fn pruned_leading(
+        rate: u64,
+        pass_ms: u64,
+        passes: usize,
+        at_start: u64,
+        from: Carry,
+        leads_for: usize,
+        flush_ms: u64,
+    ) -> Seen {
         use std::cell::Cell;
         let cap = 100_000u64;
         let pruner = Pruner {
@@ -466,14 +523,22 @@ mod tests {
         // Adds the jobs completed since the last look.
         let accrue = || {
             let now = tokio::time::Instant::now();
-            let secs = now.duration_since(since.get()).as_secs_f64();
-            table.set(table.get() + (rate as f64 * secs) as u64);
+            let landed = if flush_ms == 0 {
+                let secs = now.duration_since(since.get()).as_secs_f64();
+                (rate as f64 * secs) as u64
+            } else {
+                let flushes =
+                    |t: tokio::time::Instant| t.duration_since(start).as_millis() as u64 / flush_ms;
+                (flushes(now) - flushes(since.get())) * rate * flush_ms / 1000
+            };
+            table.set(table.get() + landed);
             since.set(now);
         };
         let (most, least, made) = (Cell::new(0u64), Cell::new(u64::MAX), Cell::new(0usize));
         let half = Duration::from_millis(pass_ms / 2);
+        let still_leads = || made.get() < leads_for;
         let run = pruner
-            .passes(from, |headroom| {
+            .passes(from, still_leads, |headroom| {
                 let (table, most, least, made, accrue) = (&table, &most, &least, &made, &accrue);
                 let second_pass_at = &second_pass_at;
                 async move {
@@ -484,7 +549,7 @@ mod tests {
                     if made.get() > passes {
                         return Ok(Removed::default());
                     }
-                    let counted = made.get() > 3;
+                    let counted = made.get() > 4;
                     accrue();
                     let seen = table.get();
                     tokio::time::sleep(half).await;
@@ -539,8 +604,8 @@ mod tests {
         assert!((80..=90).contains(&seen.passes), "{seen:?}");
         let carry = seen.cut_short.expect("cut short, to begin again at once");
         assert!(
-            (20_000..=40_000).contains(&carry.headroom),
-            "twice a pass's 14k: {seen:?}"
+            (20_000..=41_000).contains(&carry.headroom),
+            "twice a pass and its pause (0.7 + 0.31 s at 20k/s): {seen:?}"
         );
         assert!((19_000..=21_000).contains(&carry.rate), "{seen:?}");
         let mut schedule = PruneSchedule::new(
@@ -576,11 +641,11 @@ mod tests {
             "{seen:?}"
         );
         // Without it, it waits for a second pass to measure the rate
-        // (a sixteenth of the interval: 3.75 s), then goes on.
+        // (a sixty-fourth of the interval: 0.94 s), then goes on.
         let alone = pruned_from(23_000, 30, 20, 100_000, Carry::default()).await;
         assert_eq!(alone.passes, 20, "it went on: {alone:?}");
         assert!(
-            alone.second_pass_at > Some(Duration::from_millis(3_750)),
+            alone.second_pass_at > Some(Duration::from_millis(937)),
             "{alone:?}"
         );
     }
@@ -592,7 +657,10 @@ mod tests {
         let seen = pruned_from(23_000, 30, 150, 0, Carry::default()).await;
         assert_eq!(seen.passes, 150, "the run goes on: {seen:?}");
         assert!(seen.most <= 100_000, "{seen:?}, the cap is 100k");
-        assert!(seen.least >= 50_000, "not far below it: {seen:?}");
+        assert!(
+            seen.most >= 80_000,
+            "filled to near the cap, and held there: {seen:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -606,9 +674,41 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn completions_stored_in_batches_do_not_read_as_jobs_no_longer_completing() {
+        // 22k jobs/s landing every 250 ms, passes of 10 ms: two passes in
+        // a row often see none land between them. The run goes on.
+        let backlog = 100_000 + 22_000 * 60;
+        let seen = pruned_leading(
+            22_000,
+            10,
+            1_000,
+            backlog,
+            Carry::default(),
+            usize::MAX,
+            250,
+        )
+        .await;
+        assert!(
+            seen.cut_short.is_some(),
+            "the run went on for its interval, to begin again at once: {seen:?}"
+        );
+        assert!(seen.most <= 100_000 + 5_500, "{seen:?}, the cap is 100k");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_ends_when_another_process_leads() {
+        // At full speed the run would go on for its interval; it stops
+        // after the fifth pass, when this process no longer leads.
+        let backlog = 100_000 + 20_000 * 60;
+        let seen = pruned_leading(20_000, 700, 1_000, backlog, Carry::default(), 5, 0).await;
+        assert_eq!(seen.passes, 5, "{seen:?}");
+        assert_eq!(seen.cut_short, None, "not to begin again: {seen:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_run_ends_when_jobs_complete_slowly_enough_for_the_interval() {
         // 10 jobs/s: a sixteenth of the cap takes 10 minutes to complete.
-        // The first pass knows no rate: a second, 3.75 s later, measures it.
+        // The first pass knows no rate: a second, 0.94 s later, measures it.
         let seen = pruned_at(10, 30, 50).await;
         assert_eq!(
             seen.passes, 2,
