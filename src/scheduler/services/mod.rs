@@ -27,6 +27,7 @@ mod expiry;
 mod heartbeat;
 mod leader;
 mod node;
+mod prune_schedule;
 mod pruner;
 mod rescuer;
 
@@ -35,5 +36,6 @@ pub(crate) use expiry::ExpiryWatch;
 pub(crate) use heartbeat::Heartbeat;
 pub(crate) use leader::Elector;
 pub(crate) use node::{NodeBeacon, NodeLoad};
-pub(crate) use pruner::{PruneSchedule, Pruner};
+pub(crate) use prune_schedule::PruneSchedule;
+pub(crate) use pruner::Pruner;
 pub(crate) use rescuer::Rescuer;

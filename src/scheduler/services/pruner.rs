@@ -7,7 +7,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Carry, Removed, Retention, PRUNE_BATCH};
-use crate::job::JobStatus;
 use crate::store::{Store, StoreError};
 
 /// Removes from a store the completed jobs a [`Retention`] does not keep.
@@ -46,6 +45,11 @@ impl Pruner {
         }
     }
 
+    /// The retention it applies.
+    pub(super) fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
     /// Whether it has anything to do: a retention that keeps every
     /// completed job needs no pruner.
     pub(crate) fn enabled(&self) -> bool {
@@ -80,7 +84,7 @@ impl Pruner {
 
     /// Whether it runs early on its own (a durable store only this process
     /// writes), whatever the scheduler says.
-    fn early(&self) -> bool {
+    pub(super) fn early(&self) -> bool {
         self.durable_own
     }
 
@@ -92,10 +96,11 @@ impl Pruner {
     /// completed during a large pass is removed by the next, not left past
     /// the cap until more jobs complete or the interval comes round.
     ///
-    /// On a shared store, each pass after the first leaves room below the
-    /// count cap for twice what will complete until the next pass counts
-    /// (at the rate the count grew by between the last two passes, the
-    /// removed jobs aside), at most the cap: jobs complete while a pass
+    /// On a shared store, once the rate is known, each pass leaves room
+    /// below the count cap for twice what will complete until the next
+    /// pass counts (at the rate the count grew by since the run's first
+    /// pass, the removed jobs aside; over the pass and the pause after it),
+    /// at most the cap: jobs complete while a pass
     /// counts and deletes, so a pruner that only came down to the cap
     /// would leave the table over it by a pass's completions at any
     /// moment of a run at full speed. With room for one pass's completions
@@ -106,7 +111,7 @@ impl Pruner {
     /// A run on a shared store lasts at most about its interval: one that
     /// would go on longer ends with `Removed::cut_short`, the headroom it
     /// had reached, and the scheduler begins the next at once if it still
-    /// leads (so leadership is checked between runs).
+    /// leads; a run also ends at its next pass once another process leads.
     #[cfg(test)]
     pub(crate) async fn run_once(&self, now: DateTime<Utc>) -> Result<Removed, StoreError> {
         self.run_from(now, Carry::default(), || true).await
@@ -284,139 +289,12 @@ impl Pruner {
     }
 }
 
-/// When the pruner runs: on its loop's interval, and, on a store only this
-/// process writes, early once [`Pruner::due_after`] jobs completed since
-/// its last run. One run at a time.
-#[derive(Debug)]
-pub(crate) struct PruneSchedule {
-    pruner: Pruner,
-    /// Runs early after enough completions (a store only this process
-    /// writes).
-    early: bool,
-    /// A run is under way.
-    under_way: bool,
-    /// Jobs completed since the last run began.
-    completed_since: usize,
-    /// Where a run cut short was, for the next.
-    carried: Carry,
-}
-
-impl PruneSchedule {
-    /// Runs of `pruner`; `early` on a store kept in this process, and on a
-    /// durable store only this process writes whatever `early` says.
-    pub(crate) fn new(pruner: Pruner, early: bool) -> Self {
-        PruneSchedule {
-            early: early || pruner.early(),
-            pruner,
-            under_way: false,
-            completed_since: 0,
-            carried: Carry::default(),
-        }
-    }
-
-    /// The retention the pruner applies.
-    pub(crate) fn retention(&self) -> &Retention {
-        &self.pruner.retention
-    }
-
-    /// The pruner's loop interval, or `None` when it has nothing to do.
-    pub(crate) fn interval(&self) -> Option<Duration> {
-        self.pruner.enabled().then(|| self.pruner.interval())
-    }
-
-    /// A job completed (and is stored).
-    pub(crate) fn completed(&mut self) {
-        self.completed_since += 1;
-    }
-
-    /// A job became final in `status`: counted if it completed.
-    pub(crate) fn ended(&mut self, status: JobStatus) {
-        if status == JobStatus::Completed {
-            self.completed();
-        }
-    }
-
-    /// Whether enough jobs completed for an early run.
-    pub(crate) fn due(&self) -> bool {
-        self.early
-            && !self.under_way
-            && self
-                .pruner
-                .due_after()
-                .is_some_and(|n| self.completed_since >= n)
-    }
-
-    /// Begins a run: the pruner to run, with the headroom its first pass
-    /// leaves below the count cap, or `None` while one is under way.
-    pub(crate) fn begin(&mut self) -> Option<(Pruner, Carry)> {
-        if self.under_way {
-            return None;
-        }
-        self.under_way = true;
-        self.completed_since = 0;
-        Some((self.pruner.clone(), std::mem::take(&mut self.carried)))
-    }
-
-    /// The run under way ended, having `removed` what it says: whether
-    /// the next should begin at once (it was cut short for its time).
-    pub(crate) fn finished(&mut self, removed: Option<&Removed>) -> bool {
-        self.under_way = false;
-        match removed.and_then(|r| r.cut_short) {
-            Some(carry) => {
-                self.carried = carry;
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_early_run_is_due_after_a_sixteenth_of_the_cap_and_never_twice_at_once() {
-        let retention = Retention {
-            completed_max_count: Some(160),
-            ..Retention::default()
-        };
-        let mut schedule =
-            PruneSchedule::new(Pruner::new(Arc::new(MemoryStore::new()), retention), true);
-        for _ in 0..9 {
-            schedule.completed();
-        }
-        assert!(!schedule.due());
-        schedule.completed();
-        assert!(schedule.due());
-        assert!(schedule.begin().is_some());
-        assert!(schedule.begin().is_none(), "one run at a time");
-        for _ in 0..10 {
-            schedule.completed();
-        }
-        assert!(!schedule.due(), "not while a run is under way");
-        assert!(
-            !schedule.finished(None),
-            "a run that failed is not cut short"
-        );
-        assert!(schedule.due());
-    }
-
-    #[test]
-    fn without_early_runs_a_store_is_pruned_on_the_interval_only() {
-        let retention = Retention {
-            completed_max_count: Some(16),
-            ..Retention::default()
-        };
-        let mut schedule =
-            PruneSchedule::new(Pruner::new(Arc::new(MemoryStore::new()), retention), false);
-        for _ in 0..100 {
-            schedule.completed();
-        }
-        assert!(!schedule.due());
-        assert!(schedule.interval().is_some());
-    }
-    use crate::job::Job;
+    use crate::job::{Job, JobStatus};
+    use crate::scheduler::services::PruneSchedule;
     use crate::store::MemoryStore;
 
     fn completed(at: DateTime<Utc>) -> Job {
