@@ -9,9 +9,9 @@
 //!   returned to ready by a rescuer any process runs, with the attempt
 //!   counted. At-least-once: nothing is lost when a worker dies.
 //! - Inserts and releases `NOTIFY` a channel that wakes the processes; a
-//!   poll covers lost notifications. A create on the store's own pool
-//!   notifies after its insert committed, so concurrent creates share the
-//!   WAL flush (see `wake.rs`).
+//!   poll covers lost notifications. A create that overlaps another of
+//!   the store's creates notifies after its insert committed, so
+//!   concurrent creates share the WAL flush (see `wake.rs`).
 //! - State changes arrive in batches and are applied in one statement per
 //!   batch (`UNNEST` arrays), so a burst of completions costs one round trip.
 //! - Migrations are embedded and versioned, run under an advisory lock so
