@@ -475,6 +475,36 @@ async fn a_job_created_after_subscribing_has_every_event_relayed() {
 }
 
 #[actix_rt::test]
+async fn a_worker_that_starts_while_somebody_listens_relays_its_first_jobs() {
+    let Some(db) = pg::fresh().await else { return };
+    let producer = queue(&db, "producer").await;
+    // Created and listened for before any worker runs.
+    let (handle, mut events) = producer.create("work", 1u32).events().await.unwrap();
+    // The worker cannot read who listens until its job has ended: it
+    // must relay a job it claims before it knows whether anyone listens.
+    let mut hold = db.pool.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "LOCK TABLE {}.event_listeners IN ACCESS EXCLUSIVE MODE",
+        db.schema
+    )))
+    .execute(&mut *hold)
+    .await
+    .unwrap();
+    let worker = queue(&db, "worker").await;
+    define_work(&worker);
+    // Its first claim finds the job, before its listener hears anything.
+    worker.process(["default"]).concurrency(4).start().unwrap();
+    wait_final(&producer, handle.id()).await;
+    hold.commit().await.unwrap();
+    let seen = collect(&mut events, &[handle.id()]).await;
+    assert_eq!(
+        kinds(&seen[&handle.id()]),
+        ["created", "started", "progress", "completed"]
+    );
+    db.drop().await;
+}
+
+#[actix_rt::test]
 async fn the_log_is_pruned_once_every_listener_has_read_it() {
     let Some(db) = pg::fresh().await else { return };
     let store = kessel::store::PgStore::connect_with(

@@ -172,6 +172,13 @@ pub(crate) struct Relay {
     local: AtomicBool,
     /// Another process has subscribers.
     others: AtomicBool,
+    /// The store's listener may miss notifications (it is starting or
+    /// reconnecting): no read of the listeners clears `others` meanwhile.
+    deaf: AtomicBool,
+    /// Times the listeners may have changed (a notification, or the
+    /// listener deaf or hearing again): a read of the listeners begun before may be stale (see
+    /// [`Relay::set_others_read`]).
+    listeners_heard: AtomicU64,
     /// The reader knows where the log stands, so what is written from now
     /// on reaches this process's subscribers. Writes wait for it while
     /// this process has subscribers.
@@ -218,6 +225,8 @@ impl Relay {
             node,
             local: AtomicBool::new(false),
             others: AtomicBool::new(false),
+            listeners_heard: AtomicU64::new(0),
+            deaf: AtomicBool::new(false),
             positioned: AtomicBool::new(false),
             positioned_changed: Notify::new(),
             outbox: Mutex::new(Outbox::default()),
@@ -265,8 +274,61 @@ impl Relay {
         }
     }
 
-    pub(crate) fn set_others(&self, on: bool) {
-        self.others.store(on, Ordering::SeqCst);
+    /// A notification said the listeners changed, most likely a new one
+    /// came: relays from now on, until a read of the listeners begun
+    /// after this finds nobody. So a job whose wake-up comes after that
+    /// notification (the new listener is about to create it) is relayed.
+    pub(crate) fn listeners_may_have_changed(&self) {
+        self.listeners_heard.fetch_add(1, Ordering::SeqCst);
+        self.others.store(true, Ordering::SeqCst);
+        self.listeners_changed.notify_one();
+    }
+
+    /// The store's listener does not hear notifications (it starts, or
+    /// lost its connection): a listener may come unheard, so this process
+    /// relays until its listener hears again ([`Relay::hearing`]) and the
+    /// listeners were read after that.
+    pub(crate) fn not_hearing(&self) {
+        self.deaf.store(true, Ordering::SeqCst);
+        self.listeners_heard.fetch_add(1, Ordering::SeqCst);
+        self.others.store(true, Ordering::SeqCst);
+    }
+
+    /// The store's listener hears notifications again (its `LISTEN` took
+    /// hold): the listeners are read at once, and that read settles it.
+    pub(crate) fn hearing(&self) {
+        self.deaf.store(false, Ordering::SeqCst);
+        self.listeners_may_have_changed();
+    }
+
+    /// Where a read of the listeners begins: pass it to
+    /// [`Relay::set_others_read`] with what the read found.
+    pub(crate) fn listeners_read_begins(&self) -> u64 {
+        self.listeners_heard.load(Ordering::SeqCst)
+    }
+
+    /// What a read of the listeners begun at `began` found. A read that
+    /// found nobody does not turn relaying off while the listener does
+    /// not hear, nor if the listeners may have changed since it began: it
+    /// may have run before a new listener committed, and the read asked
+    /// for then settles it.
+    pub(crate) fn set_others_read(&self, on: bool, began: u64) {
+        if on {
+            self.others.store(true, Ordering::SeqCst);
+            return;
+        }
+        let stale = || {
+            self.deaf.load(Ordering::SeqCst) || self.listeners_heard.load(Ordering::SeqCst) != began
+        };
+        if stale() {
+            return;
+        }
+        self.others.store(false, Ordering::SeqCst);
+        // A change between the check and the store counted before setting
+        // `others`: either it stored after this or the count shows it now.
+        if stale() {
+            self.others.store(true, Ordering::SeqCst);
+        }
     }
 
     /// The reader knows (or no longer knows) where the log stands.
@@ -430,6 +492,58 @@ mod tests {
             node: None,
             kind: JobEventKind::Started,
         })
+    }
+
+    #[test]
+    fn no_read_of_the_listeners_stops_relaying_while_the_listener_is_deaf() {
+        let relay = Relay::new(Uuid::new_v4());
+        assert!(
+            !relay.publishing(),
+            "nobody listens before the store listens"
+        );
+        // The store's listener starts: until it hears and the listeners
+        // were read after that, a job claimed may be one somebody listens
+        // for (a listener that came meanwhile was not heard of).
+        relay.not_hearing();
+        assert!(relay.publishing());
+        let began = relay.listeners_read_begins();
+        relay.set_others_read(false, began);
+        assert!(relay.others(), "a read while deaf is not believed");
+        let began = relay.listeners_read_begins();
+        relay.hearing();
+        relay.set_others_read(false, began);
+        assert!(relay.others(), "nor one begun before it heard");
+        relay.set_others_read(false, relay.listeners_read_begins());
+        assert!(!relay.others(), "one begun once it hears is");
+        // The connection is lost: relaying again until it hears again.
+        relay.not_hearing();
+        assert!(relay.others());
+        relay.hearing();
+        relay.set_others_read(false, relay.listeners_read_begins());
+        assert!(!relay.others());
+    }
+
+    #[test]
+    fn a_read_of_the_listeners_begun_before_a_listener_was_heard_of_does_not_stop_relaying() {
+        let relay = Relay::new(Uuid::new_v4());
+        relay.not_hearing();
+        relay.hearing();
+        relay.set_others_read(false, relay.listeners_read_begins());
+        assert!(!relay.publishing());
+        // The watcher reads the table; a new listener commits and its
+        // notification is heard before the read's answer (nobody) comes.
+        let began = relay.listeners_read_begins();
+        relay.listeners_may_have_changed();
+        relay.set_others_read(false, began);
+        assert!(relay.others(), "the stale answer is ignored");
+        // The read the notification asked for settles it either way.
+        relay.set_others_read(true, relay.listeners_read_begins());
+        assert!(relay.others());
+        relay.set_others_read(false, relay.listeners_read_begins());
+        assert!(!relay.others());
+        // A read that finds a listener is believed whenever it began.
+        relay.set_others_read(true, 0);
+        assert!(relay.others());
     }
 
     #[test]

@@ -14,7 +14,12 @@
 //!   pruned past it, its subscribers get `Lagged` with the count pruned.
 //! - [`watch`] keeps the "another process listens" flag, at every
 //!   [`LISTENERS_CHANGED`] notification and every [`WATCH_EVERY`], and
-//!   prunes the log (one process at a time, under an advisory lock).
+//!   prunes the log (one process at a time, under an advisory lock). The
+//!   flag is set at once by that notification, and while the listener
+//!   starts or reconnects (notifications may be missed then); a read
+//!   that began before either cannot clear it (`Relay::set_others_read`),
+//!   so a job whose wake-up comes after a new listener's notification, or
+//!   that is claimed before the listeners were read, is relayed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -480,8 +485,9 @@ pub(super) async fn watch(db: Db, relay: Arc<Relay>, alive: tokio::sync::mpsc::S
         .clamp(Duration::from_secs(1), Duration::from_secs(10));
     let mut prune_due = tokio::time::Instant::now() + every;
     loop {
+        let began = relay.listeners_read_begins();
         match db.others_listen().await {
-            Ok(on) => relay.set_others(on),
+            Ok(on) => relay.set_others_read(on, began),
             Err(e) => tracing::debug!(error = %e, "reading the event listeners failed"),
         }
         if tokio::time::Instant::now() >= prune_due {

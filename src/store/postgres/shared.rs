@@ -482,6 +482,9 @@ impl SharedStore for PgStore {
         }
         // Events between processes, as long as the scheduler listens.
         let relay = self.db.relay.clone();
+        // Until the listener hears notifications and the listeners were
+        // read after that, a job claimed may be one somebody listens for.
+        relay.not_hearing();
         self.exec.spawn(super::relay::publish(
             self.db.clone(),
             relay.clone(),
@@ -528,7 +531,8 @@ struct Marks {
 /// those with the payload [`SUSPENSIONS_PAYLOAD`] or [`SCHEDULES_PAYLOAD`]
 /// to `marks`, and those about the event log to `relay`. A lost connection
 /// is re-established and counts as all of them, since notifications may
-/// have been missed meanwhile.
+/// have been missed meanwhile; until it is, `relay` knows it cannot hear a
+/// new listener (`Relay::not_hearing`).
 async fn listen(
     pool: sqlx::PgPool,
     channel: String,
@@ -540,7 +544,6 @@ async fn listen(
         marks.suspensions.send_replace(());
         marks.schedules.send_replace(());
         relay.log_grew.notify_one();
-        relay.listeners_changed.notify_one();
     };
     let mut backoff = Duration::from_millis(100);
     let mut listener: Option<PgListener> = None;
@@ -552,8 +555,11 @@ async fn listen(
                         listener = Some(l);
                         backoff = Duration::from_millis(100);
                         // Changes committed before LISTEN took hold were
-                        // not notified here: read them once now.
+                        // not notified here: read them once now, and claim
+                        // the jobs created meanwhile.
+                        relay.hearing();
                         missed_all();
+                        let _ = tx.try_send(());
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for kessel notifications failed")
@@ -586,18 +592,22 @@ async fn listen(
                 continue;
             }
             Ok(Some(n)) if n.payload() == super::relay::LISTENERS_CHANGED => {
-                // Most likely a new listener: relay from now on, before the
-                // wake-ups notified after it (a job it is about to create)
-                // are handled; `watch` reads the table to be sure.
-                relay.set_others(true);
-                relay.listeners_changed.notify_one();
+                // Before the wake-ups notified after it (of a job the new
+                // listener is about to create) are handled; `watch` reads
+                // the table to be sure.
+                relay.listeners_may_have_changed();
                 continue;
             }
             Ok(Some(_)) => {}
-            // The connection was lost (sqlx reconnects on the next call).
-            Ok(None) => missed_all(),
+            // The connection was lost: connect again, as the first time.
+            Ok(None) => {
+                relay.not_hearing();
+                missed_all();
+                listener = None;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "kessel listener failed; reconnecting");
+                relay.not_hearing();
                 missed_all();
                 listener = None;
             }
