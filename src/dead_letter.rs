@@ -109,7 +109,7 @@ impl Redrive {
         self
     }
 
-    /// Only jobs buried in `[after, before)`.
+    /// Only jobs buried in `[after, before)`, to the microsecond.
     ///
     /// ```
     /// let now = chrono::Utc::now();
@@ -133,15 +133,18 @@ impl Redrive {
         self
     }
 
-    /// Whether `job` (a buried job) matches.
+    /// Whether `job` (a buried job) matches. Times compare to the
+    /// microsecond, the precision every store keeps: a job buried at the
+    /// instant a range starts is in it on every store.
     fn matches(&self, job: &crate::job::Job) -> bool {
-        let at = job.finished_at.unwrap_or(job.created_at);
+        use chrono::SubsecRound;
+        let at = job.finished_at.unwrap_or(job.created_at).trunc_subsecs(6);
         self.error_contains.as_ref().is_none_or(|text| {
             job.last_error
                 .as_deref()
                 .is_some_and(|e| e.contains(text.as_str()))
-        }) && self.buried_after.is_none_or(|t| at >= t)
-            && self.buried_before.is_none_or(|t| at < t)
+        }) && self.buried_after.is_none_or(|t| at >= t.trunc_subsecs(6))
+            && self.buried_before.is_none_or(|t| at < t.trunc_subsecs(6))
     }
 }
 

@@ -1,5 +1,7 @@
-//! What a handler's outcome does beyond success and failure: a snooze,
-//! and a dead letter for a buried job, the same on every store.
+//! What a handler's outcome does beyond success and failure, and what
+//! becomes of buried jobs, the same on every store: a snooze, a retry
+//! after a delay of the handler's, a dead letter, redrive by filter, and
+//! the dead set's cap.
 
 use std::time::Duration;
 
@@ -206,5 +208,240 @@ async fn dead_letter<F: StoreFactory>(factory: F) -> Verdict {
         letter.last_error
     );
     assert_eq!(Some(letter.last_error.clone()), buried.last_error);
+    Verdict::Passed
+}
+
+/// A task whose jobs fail for good with their payload as the error until
+/// `fixed` is set, then complete.
+fn define_failing_until_fixed(
+    queue: &crate::Queue,
+    task: &str,
+    fixed: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let fixed = fixed.clone();
+    queue
+        .define(task)
+        .retry(RetryPolicy::none())
+        .action(move |job: JobContext<String>| {
+            let fixed = fixed.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if fixed {
+                    Ok(())
+                } else {
+                    Err(JobError::transient(job.payload))
+                }
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+conformance_test!(outcomes,
+    /// Redrive runs again exactly the buried jobs its filter selects, by
+    /// task, error text and when they were buried, the earliest first up
+    /// to its limit; the others stay buried.
+    redrive_runs_again_only_the_buried_jobs_its_filter_selects => redrive
+);
+
+async fn redrive<F: StoreFactory>(factory: F) -> Verdict {
+    use crate::dead_letter::Redrive;
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    let fixed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    define_failing_until_fixed(&queue, "sync", &fixed);
+    define_failing_until_fixed(&queue, "mail", &fixed);
+    queue
+        .process(["default"])
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bury = |task: &'static str, error: &'static str| {
+        let queue = queue.clone();
+        async move {
+            let h = queue
+                .create(task, error)
+                .await
+                .unwrap_or_else(|e| panic!("create: {e}"));
+            assert_eq!(outcome(&h).await.status, JobStatus::Buried);
+            // Apart in time, so "earliest" has one answer.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            h.id()
+        }
+    };
+    let early = bury("sync", "timed out early").await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    // The first late job is buried at this very instant (the clock is
+    // paused): a range starting here takes it, whatever precision the
+    // store keeps times in.
+    let cut = queue.now();
+    let late_a = bury("sync", "timed out").await;
+    let late_b = bury("sync", "timed out").await;
+    let bad_request = bury("sync", "bad request").await;
+    let mail = bury("mail", "timed out").await;
+    fixed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let selected = Redrive::buried()
+        .task("sync")
+        .error_contains("timed out")
+        .buried_between(cut, cut + chrono::Duration::hours(1));
+    let kicked = queue
+        .redrive(selected)
+        .await
+        .unwrap_or_else(|e| panic!("redrive: {e}"));
+    assert_eq!(kicked, 2, "the two late sync jobs that timed out");
+    let status_of = |id| {
+        let queue = queue.clone();
+        async move {
+            let mut polls = 0;
+            loop {
+                let job = queue.job(id).await.unwrap_or_else(|e| panic!("{e}"));
+                if job.status.is_final() || polls > 1_000 {
+                    return job.status;
+                }
+                polls += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(status_of(late_a).await, JobStatus::Completed);
+    assert_eq!(status_of(late_b).await, JobStatus::Completed);
+    for (id, what) in [
+        (early, "buried before the range"),
+        (bad_request, "another error"),
+        (mail, "another task"),
+    ] {
+        assert_eq!(status_of(id).await, JobStatus::Buried, "{what}");
+    }
+    // A limit takes the earliest buried first.
+    let kicked = queue
+        .redrive(Redrive::buried().limit(1))
+        .await
+        .unwrap_or_else(|e| panic!("redrive: {e}"));
+    assert_eq!(kicked, 1);
+    assert_eq!(status_of(early).await, JobStatus::Completed);
+    assert_eq!(status_of(bad_request).await, JobStatus::Buried);
+    assert_eq!(status_of(mail).await, JobStatus::Buried);
+    Verdict::Passed
+}
+
+conformance_test!(outcomes,
+    /// The dead set keeps at most its cap of buried jobs, the newest; the
+    /// oldest beyond it are removed and reported with a `BuriedDropped`
+    /// event, never silently.
+    the_dead_set_keeps_its_newest_up_to_its_cap_and_reports_what_it_drops => dead_set_cap
+);
+
+async fn dead_set_cap<F: StoreFactory>(factory: F) -> Verdict {
+    use crate::event::{Event, Filter, QueueEvent};
+    use futures::StreamExt;
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = factory
+        .configure(
+            crate::Queue::builder()
+                .store(store.clone())
+                .retention(crate::Retention {
+                    buried_max_count: Some(3),
+                    interval: Duration::from_secs(10),
+                    ..crate::Retention::keep_all()
+                }),
+        )
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("building a queue on the store failed: {e}"));
+    let mut events = queue.events(Filter::All);
+    let fixed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    define_failing_until_fixed(&queue, "sync", &fixed);
+    queue
+        .process(["default"])
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for n in 0..5 {
+        let h = queue
+            .create("sync", format!("failure {n}"))
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        assert_eq!(outcome(&h).await.status, JobStatus::Buried);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // One pass or more: every drop is reported, with the cap.
+    let mut dropped = 0;
+    while dropped < 2 {
+        match events.next().await {
+            Some(Event::Queue(QueueEvent::BuriedDropped {
+                count, max_count, ..
+            })) => {
+                assert_eq!(max_count, Some(3));
+                dropped += count;
+            }
+            Some(_) => {}
+            None => panic!("the event stream ended"),
+        }
+    }
+    assert_eq!(dropped, 2, "two beyond the cap of 3");
+    let kept = queue
+        .fetch(JobQuery::default().status(JobStatus::Buried))
+        .await
+        .unwrap_or_else(|e| panic!("fetch: {e}"));
+    let mut errors: Vec<String> = kept.iter().filter_map(|j| j.last_error.clone()).collect();
+    errors.sort();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    for (kept, n) in errors.iter().zip(2..5) {
+        assert!(kept.starts_with(&format!("failure {n}")), "{errors:?}");
+    }
+    Verdict::Passed
+}
+
+conformance_test!(outcomes,
+    /// A job that fails asking to be retried after a delay waits that
+    /// delay, not its task's backoff, and the retry uses an attempt: the
+    /// store has it ready for the second attempt until then.
+    retry_after_waits_its_own_delay_instead_of_the_backoff => retry_after
+);
+
+async fn retry_after<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    let starts: Trace<(u32, DateTime<Utc>)> = Trace::default();
+    let (s, q) = (starts.clone(), WeakQueue::of(&queue));
+    queue
+        .define("call partner")
+        .retry(
+            RetryPolicy::exponential(3)
+                .base_delay(Duration::from_secs(1))
+                .jitter(0.0),
+        )
+        .action(move |job: JobContext<()>| {
+            let (s, q) = (s.clone(), q.clone());
+            async move {
+                s.push((job.attempt(), q.now()));
+                if job.attempt() == 1 {
+                    return Err(JobError::retry_after(Duration::from_secs(90), "429"));
+                }
+                Ok(())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    queue
+        .process(["default"])
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let h = queue
+        .create("call partner", ())
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    assert_eq!(outcome(&h).await.status, JobStatus::Completed);
+    let starts = starts.items();
+    assert_eq!(
+        starts.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        vec![1, 2],
+        "{starts:?}"
+    );
+    let gap = (starts[1].1 - starts[0].1).num_milliseconds();
+    assert!(
+        (90_000..=90_050).contains(&gap),
+        "the retry came {gap} ms after the first attempt, not 90 s"
+    );
+    let stored = get(&store, h.id()).await;
+    assert_eq!((stored.status, stored.attempts), (JobStatus::Completed, 2));
     Verdict::Passed
 }
