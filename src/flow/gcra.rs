@@ -1,4 +1,10 @@
 //! A rate limit's state in the scheduler.
+//!
+//! kessel's own GCRA rather than `governor`'s: the same arithmetic moves
+//! PostgreSQL's `rate_limits` rows in the claim's SQL, it runs on the
+//! scheduler's (pausable) clock, and dispatch needs a check that takes
+//! nothing and the count of starts allowed until a horizon
+//! (`docs/flow-control.md`, "The limiter is kessel's own").
 
 use super::RateLimit;
 
