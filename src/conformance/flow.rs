@@ -149,6 +149,81 @@ async fn rate_limit<F: StoreFactory>(factory: F) -> Verdict {
 }
 
 conformance_test!(flow,
+    /// A limit of 10 a minute with bursts of 3, for the queue and per
+    /// process, over two simulated minutes: 3 start at once, then one
+    /// every 6 s to the last, and no minute ever sees more than 13.
+    flow_a_rate_limit_per_minute_holds_over_simulated_minutes => rate_per_minute
+);
+
+async fn rate_per_minute<F: StoreFactory>(factory: F) -> Verdict {
+    tokio::time::pause();
+    let (store, _place) = fresh(&factory).await;
+    let queue = queue_on(&factory, &store).await;
+    for (task, limit) in [("reports", "10/m"), ("reports here", "10/m per process")] {
+        let limit = limit
+            .parse::<RateLimit>()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .burst(3);
+        let starts: Trace<DateTime<Utc>> = Trace::default();
+        let (s, q) = (starts.clone(), WeakQueue::of(&queue));
+        queue
+            .define(task)
+            .tag(task)
+            .rate_limit(limit)
+            .action(move |_: JobContext<u32>| {
+                let (s, q) = (s.clone(), q.clone());
+                async move {
+                    s.push(q.now());
+                    Ok::<_, JobError>(())
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut handles = Vec::new();
+        for i in 0..23u32 {
+            handles.push(
+                queue
+                    .create(task, i)
+                    .await
+                    .unwrap_or_else(|e| panic!("create: {e}")),
+            );
+        }
+        queue
+            .process([task])
+            .concurrency(8)
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"));
+        for h in &handles {
+            assert_eq!(outcome(h).await.status, JobStatus::Completed, "{task}");
+        }
+        let mut starts = starts.items();
+        starts.sort();
+        let first = starts[0];
+        let offsets: Vec<i64> = starts
+            .iter()
+            .map(|t| (*t - first).num_milliseconds())
+            .collect();
+        for (i, offset) in offsets.iter().enumerate() {
+            let earliest = (i + 1).saturating_sub(3) as i64 * 6_000;
+            assert!(
+                (earliest - 1..=earliest + 200).contains(offset),
+                "{task}: start {i} at {offset} ms, not at about {earliest} ms: {offsets:?}"
+            );
+        }
+        for (i, from) in offsets.iter().enumerate() {
+            let in_a_minute = offsets[i..]
+                .iter()
+                .take_while(|t| **t < from + 60_000)
+                .count();
+            assert!(
+                in_a_minute <= 13,
+                "{task}: {in_a_minute} starts in the minute from {from} ms: {offsets:?}"
+            );
+        }
+    }
+    Verdict::Passed
+}
+
+conformance_test!(flow,
     /// A task limited to 10 starts a second per process, with 50 jobs
     /// waiting (more than it may start within a claim's horizon on a
     /// shared store), starts them 100 ms apart to the last: the jobs
