@@ -282,3 +282,65 @@ async fn a_schedule_another_process_adds_is_run_by_the_leader_without_waiting_fo
     leader.shutdown(Duration::from_secs(1)).await.unwrap();
     db.drop().await;
 }
+
+/// Pause and resume hold for the whole queue: a schedule another process
+/// pauses gets no tick from the leader from the moment the pause is
+/// stored, and once that process resumes it the leader ticks it again.
+#[actix_rt::test]
+async fn a_schedule_another_process_pauses_stops_ticking_on_the_leader_until_it_resumes() {
+    let Some(db) = pg::fresh().await else { return };
+    let lease = Duration::from_secs(30);
+    let leader = Queue::builder()
+        .store(Arc::new(db.store(lease).await))
+        .build()
+        .await
+        .unwrap();
+    eventually("the first queue leads", Duration::from_secs(10), || {
+        leader.is_leader()
+    })
+    .await;
+    let other = Queue::builder()
+        .store(Arc::new(db.store(lease).await))
+        .manual_schedules()
+        .build()
+        .await
+        .unwrap();
+    other
+        .schedules()
+        .upsert(Schedule::every("beat", "beat", "1s"))
+        .await
+        .unwrap();
+    let upserted = std::time::Instant::now();
+    first_jobs(&db, "beat", upserted, Duration::from_secs(10), || {
+        "the leader's first tick".into()
+    })
+    .await;
+    other.schedules().pause("beat").await.unwrap();
+    // A tick the leader stored before the pause is counted here; none
+    // can be stored after it (the advance requires NOT paused).
+    let at_pause = stored_jobs(&db, "beat").await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stored_jobs(&db, "beat").await.len(),
+        at_pause,
+        "no tick while paused, for three of its seconds"
+    );
+    let info = leader.schedules().get("beat").await.unwrap();
+    assert!(info.paused, "the leader sees the pause: {info:?}");
+    other.schedules().resume("beat").await.unwrap();
+    let resumed = std::time::Instant::now();
+    loop {
+        if stored_jobs(&db, "beat").await.len() > at_pause {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(10),
+            "a tick after the resume within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(leader.is_leader() && !other.is_leader());
+    other.shutdown(Duration::from_secs(1)).await.unwrap();
+    leader.shutdown(Duration::from_secs(1)).await.unwrap();
+    db.drop().await;
+}
