@@ -1,0 +1,128 @@
+//! The examples a newcomer runs first, run as they would run them: a
+//! child process each, its output read. `cargo test` builds them beside
+//! the tests; a run of this file alone builds them here.
+#![cfg(feature = "cron")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long an example may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The example `name`, built with the features this test was built with
+/// (so that cargo finds what `cargo test` built up to date).
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("<target>/<profile>");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--example", name]);
+    if cfg!(all(
+        feature = "postgres",
+        feature = "test-utils",
+        feature = "web",
+        feature = "cli"
+    )) {
+        cargo.arg("--all-features");
+    } else {
+        cargo.args(["--features", "cron"]);
+    }
+    if profile_dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let built = cargo
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo to build the example");
+    assert!(
+        built.status.success(),
+        "building the {name} example failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Runs the example `name` to its end; its standard output.
+fn run(name: &str) -> String {
+    let mut child = Command::new(example_binary(name))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("wait for the example").is_some() {
+            break;
+        }
+        if started.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("its output");
+            panic!(
+                "the {name} example did not end within {PATIENCE:?}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("its output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the {name} example failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_quickstart_example_runs_every_job_to_its_end_and_shuts_down() {
+    let out = run("quickstart");
+    let done = out.lines().filter(|l| l.contains(" done: ")).count();
+    assert_eq!(done, 6, "each of its six jobs reports its end:\n{out}");
+    assert!(
+        out.lines().last().is_some_and(|l| l.contains("shut down")),
+        "it ends with the shutdown:\n{out}"
+    );
+}
+
+#[test]
+fn the_recurring_example_prints_a_report_a_second_for_three_ticks() {
+    let out = run("recurring");
+    assert!(
+        out.contains("schedule cpu-report") && out.contains("schedule nightly-report"),
+        "both schedules listed:\n{out}"
+    );
+    // "cpu report until HH:MM:SS: N samples, ..."
+    let ticks: Vec<chrono::NaiveTime> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("cpu report until "))
+        .map(|rest| {
+            chrono::NaiveTime::parse_from_str(&rest[..8], "%H:%M:%S")
+                .unwrap_or_else(|e| panic!("a tick's time in {rest:?}: {e}"))
+        })
+        .collect();
+    assert_eq!(ticks.len(), 3, "three reports:\n{out}");
+    for pair in ticks.windows(2) {
+        // One second apart; more only if the machine stalled past a tick
+        // (a missed tick is skipped, by the example's policy).
+        let gap = (pair[1] - pair[0]).num_seconds().rem_euclid(24 * 3600);
+        assert!(
+            (1..=3).contains(&gap),
+            "a report per one-second tick, in order:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("cpu-report's last job: Some("),
+        "the schedule shows its last job:\n{out}"
+    );
+}
