@@ -3,56 +3,17 @@
 //! the tests; a run of this file alone builds them here.
 #![cfg(feature = "cron")]
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long an example may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// The example `name`, built with the features this test was built with
-/// (so that cargo finds what `cargo test` built up to date).
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("<target>/<profile>");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "--example", name]);
-    if cfg!(all(
-        feature = "postgres",
-        feature = "test-utils",
-        feature = "web",
-        feature = "cli"
-    )) {
-        cargo.arg("--all-features");
-    } else {
-        cargo.args(["--features", "cron"]);
-    }
-    if profile_dir.ends_with("release") {
-        cargo.arg("--release");
-    }
-    let built = cargo
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo to build the example");
-    assert!(
-        built.status.success(),
-        "building the {name} example failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
-}
-
 /// Runs the example `name` to its end; its standard output.
 fn run(name: &str) -> String {
-    let mut child = Command::new(example_binary(name))
+    let mut child = Command::new(common::example_binary(name, "cron"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -9,6 +9,8 @@
 //! that takes longer than `PATIENCE`, which fails the test.
 #![cfg(all(feature = "sqlite", unix))]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
@@ -26,47 +28,16 @@ const JOBS: usize = 300;
 /// How long the child may take to reach each point before the test fails.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// The worker example. `cargo test` builds it next to this test's own
-/// binary; building it again here is then a no-op, and when this test runs
-/// alone (`cargo test --test sqlite_crash`) it makes sure the binary is
-/// there and current.
+/// The worker example (see [`common::example_binary`]).
 fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("<target>/<profile>");
-    // The features this test was built with, so that cargo finds the
-    // example it built alongside (`cargo test --all-features`) up to date.
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "--example", "sqlite_worker"]);
-    if cfg!(all(feature = "postgres", feature = "test-utils")) {
-        cargo.arg("--all-features");
-    } else if cfg!(feature = "test-utils") {
-        cargo.args(["--features", "sqlite,test-utils"]);
+    let features = if cfg!(feature = "test-utils") {
+        "sqlite,test-utils"
     } else if cfg!(feature = "postgres") {
-        cargo.args(["--features", "sqlite,postgres"]);
+        "sqlite,postgres"
     } else {
-        cargo.args(["--features", "sqlite"]);
-    }
-    if profile_dir.ends_with("release") {
-        cargo.arg("--release");
-    }
-    let built = cargo
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo to build the worker example");
-    assert!(
-        built.status.success(),
-        "building the worker example failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    profile_dir
-        .join("examples")
-        .join(format!("sqlite_worker{}", std::env::consts::EXE_SUFFIX))
+        "sqlite"
+    };
+    common::example_binary("sqlite_worker", features)
 }
 
 /// What the events file says so far (see the example's docs).

@@ -91,44 +91,7 @@ async fn rate_limit<F: StoreFactory>(factory: F) -> Verdict {
             RateLimit::per_second(10).burst(5).per_process(),
         ),
     ] {
-        let starts: Trace<DateTime<Utc>> = Trace::default();
-        let (s, q) = (starts.clone(), WeakQueue::of(&queue));
-        queue
-            .define(task)
-            .tag(task)
-            .rate_limit(limit)
-            .action(move |_: JobContext<u32>| {
-                let (s, q) = (s.clone(), q.clone());
-                async move {
-                    s.push(q.now());
-                    Ok::<_, JobError>(())
-                }
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut handles = Vec::new();
-        for i in 0..20u32 {
-            handles.push(
-                queue
-                    .create(task, i)
-                    .await
-                    .unwrap_or_else(|e| panic!("create: {e}")),
-            );
-        }
-        queue
-            .process([task])
-            .concurrency(4)
-            .start()
-            .unwrap_or_else(|e| panic!("{e}"));
-        for h in &handles {
-            assert_eq!(outcome(h).await.status, JobStatus::Completed, "{task}");
-        }
-        let mut starts = starts.items();
-        starts.sort();
-        let first = starts[0];
-        let offsets: Vec<i64> = starts
-            .iter()
-            .map(|t| (*t - first).num_milliseconds())
-            .collect();
+        let offsets = rate_limited_starts(&queue, task, limit, 20, 4).await;
         let burst = limit.burst_size() as usize;
         for (i, offset) in offsets.iter().enumerate() {
             // Start i may come no earlier than the limit allows.
@@ -148,6 +111,56 @@ async fn rate_limit<F: StoreFactory>(factory: F) -> Verdict {
     Verdict::Passed
 }
 
+/// Defines `task` (tag `task`) with `limit`, creates `jobs` of it, serves
+/// it with `concurrency` workers and waits for them all; when each
+/// started, in ms from the first start, in order.
+async fn rate_limited_starts(
+    queue: &crate::Queue,
+    task: &str,
+    limit: RateLimit,
+    jobs: u32,
+    concurrency: usize,
+) -> Vec<i64> {
+    let starts: Trace<DateTime<Utc>> = Trace::default();
+    let (s, q) = (starts.clone(), WeakQueue::of(queue));
+    queue
+        .define(task)
+        .tag(task)
+        .rate_limit(limit)
+        .action(move |_: JobContext<u32>| {
+            let (s, q) = (s.clone(), q.clone());
+            async move {
+                s.push(q.now());
+                Ok::<_, JobError>(())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut handles = Vec::new();
+    for i in 0..jobs {
+        handles.push(
+            queue
+                .create(task, i)
+                .await
+                .unwrap_or_else(|e| panic!("create: {e}")),
+        );
+    }
+    queue
+        .process([task])
+        .concurrency(concurrency)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for h in &handles {
+        assert_eq!(outcome(h).await.status, JobStatus::Completed, "{task}");
+    }
+    let mut starts = starts.items();
+    starts.sort();
+    let first = starts[0];
+    starts
+        .iter()
+        .map(|t| (*t - first).num_milliseconds())
+        .collect()
+}
+
 conformance_test!(flow,
     /// A limit of 10 a minute with bursts of 3, for the queue and per
     /// process, over two simulated minutes: 3 start at once, then one
@@ -164,44 +177,7 @@ async fn rate_per_minute<F: StoreFactory>(factory: F) -> Verdict {
             .parse::<RateLimit>()
             .unwrap_or_else(|e| panic!("{e}"))
             .burst(3);
-        let starts: Trace<DateTime<Utc>> = Trace::default();
-        let (s, q) = (starts.clone(), WeakQueue::of(&queue));
-        queue
-            .define(task)
-            .tag(task)
-            .rate_limit(limit)
-            .action(move |_: JobContext<u32>| {
-                let (s, q) = (s.clone(), q.clone());
-                async move {
-                    s.push(q.now());
-                    Ok::<_, JobError>(())
-                }
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut handles = Vec::new();
-        for i in 0..23u32 {
-            handles.push(
-                queue
-                    .create(task, i)
-                    .await
-                    .unwrap_or_else(|e| panic!("create: {e}")),
-            );
-        }
-        queue
-            .process([task])
-            .concurrency(8)
-            .start()
-            .unwrap_or_else(|e| panic!("{e}"));
-        for h in &handles {
-            assert_eq!(outcome(h).await.status, JobStatus::Completed, "{task}");
-        }
-        let mut starts = starts.items();
-        starts.sort();
-        let first = starts[0];
-        let offsets: Vec<i64> = starts
-            .iter()
-            .map(|t| (*t - first).num_milliseconds())
-            .collect();
+        let offsets = rate_limited_starts(&queue, task, limit, 23, 8).await;
         for (i, offset) in offsets.iter().enumerate() {
             let earliest = (i + 1).saturating_sub(3) as i64 * 6_000;
             assert!(

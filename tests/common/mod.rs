@@ -33,3 +33,41 @@ impl<T: Clone> Trace<T> {
 pub fn pause() {
     tokio::time::pause();
 }
+
+/// The example `name`, built into this test's own target directory: with
+/// every feature when this test was (as `cargo test --all-features`
+/// builds it, so cargo finds it up to date), else with `features`. A test
+/// run alone gets it built and current.
+pub fn example_binary(name: &str, features: &str) -> std::path::PathBuf {
+    use std::path::Path;
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("<target>/<profile>");
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo.args(["build", "--example", name]);
+    if cfg!(all(feature = "postgres", feature = "test-utils")) {
+        cargo.arg("--all-features");
+    } else {
+        cargo.args(["--features", features]);
+    }
+    if profile_dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let built = cargo
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo to build the example");
+    assert!(
+        built.status.success(),
+        "building the {name} example failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
