@@ -176,8 +176,8 @@ pub(crate) struct Relay {
     /// reconnecting): no read of the listeners clears `others` meanwhile.
     deaf: AtomicBool,
     /// Times the listeners may have changed (a notification, or the
-    /// listener deaf or hearing again): a read of the listeners begun before may be stale (see
-    /// [`Relay::set_others_read`]).
+    /// listener deaf or hearing again): a read of the listeners begun
+    /// before may be stale (see [`Relay::set_others_read`]).
     listeners_heard: AtomicU64,
     /// The reader knows where the log stands, so what is written from now
     /// on reaches this process's subscribers. Writes wait for it while
