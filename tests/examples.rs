@@ -6,35 +6,27 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long an example may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Runs the example `name` to its end; its standard output.
 fn run(name: &str) -> String {
-    let mut child = Command::new(common::example_binary(name, "cron"))
+    let child = Command::new(common::example_binary(name, "cron"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the example");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().expect("wait for the example").is_some() {
-            break;
-        }
-        if started.elapsed() > PATIENCE {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("its output");
-            panic!(
-                "the {name} example did not end within {PATIENCE:?}:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let watchdog = common::Watchdog::arm(&child, PATIENCE);
+    // Reads its output to the end, so a full pipe never holds it up.
     let out = child.wait_with_output().expect("its output");
+    assert!(
+        !watchdog.disarm(),
+        "the {name} example did not end within {PATIENCE:?}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

@@ -16,9 +16,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::Watchdog;
 use futures::executor::block_on;
 use kessel::store::{JobQuery, SqliteStore, Store, StoreError};
 use kessel::{Job, JobId, JobStatus};
@@ -75,33 +75,6 @@ fn read_events(path: &Path) -> Events {
     events
 }
 
-/// Kills a child that is still running when its patience runs out.
-struct Watchdog {
-    done: mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<bool>,
-}
-
-impl Watchdog {
-    fn arm(child: &Child) -> Self {
-        let pid = child.id().to_string();
-        let (done, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || match rx.recv_timeout(PATIENCE) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = Command::new("kill").args(["-9", &pid]).status();
-                true
-            }
-            _ => false,
-        });
-        Watchdog { done, thread }
-    }
-
-    /// Stands down; returns whether it had to kill the child.
-    fn disarm(self) -> bool {
-        let _ = self.done.send(());
-        self.thread.join().unwrap_or(true)
-    }
-}
-
 fn spawn_worker(binary: &Path, db: &Path, events: &Path, produce: usize, extra: &[&str]) -> Child {
     Command::new(binary)
         .arg(db)
@@ -145,7 +118,7 @@ fn jobs_in(db: &Path) -> BTreeMap<JobId, Job> {
 /// second process can open the file it holds.
 fn kill_mid_run(binary: &Path, db: &Path, events: &Path, extra: &[&str]) {
     let mut child = spawn_worker(binary, db, events, JOBS, extra);
-    let watchdog = Watchdog::arm(&child);
+    let watchdog = Watchdog::arm(&child, PATIENCE);
     let (mut acks, mut ends) = (0, 0);
     // Kept open until the kill, so the worker never writes to a closed pipe.
     let mut reader = BufReader::new(child.stdout.take().expect("piped"));
@@ -190,7 +163,7 @@ fn run_to_end(binary: &Path, db: &Path, events: &Path, extra: &[&str]) {
     // Its events are read from the file at the end: drain the pipe so it never fills.
     let mut out = child.stdout.take().expect("piped");
     let drain = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let watchdog = Watchdog::arm(&child);
+    let watchdog = Watchdog::arm(&child, PATIENCE);
     let status = child.wait().expect("wait for the restarted worker");
     let _ = drain.join();
     assert!(

@@ -71,3 +71,34 @@ pub fn example_binary(name: &str, features: &str) -> std::path::PathBuf {
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
+
+/// Kills a child process still running when its patience runs out, so a
+/// test waiting on it fails instead of hanging.
+pub struct Watchdog {
+    done: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    /// Watches `child` for `patience`.
+    pub fn arm(child: &std::process::Child, patience: std::time::Duration) -> Self {
+        let pid = child.id().to_string();
+        let (done, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || match rx.recv_timeout(patience) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid])
+                    .status();
+                true
+            }
+            _ => false,
+        });
+        Watchdog { done, thread }
+    }
+
+    /// Stands down; returns whether it had to kill the child.
+    pub fn disarm(self) -> bool {
+        let _ = self.done.send(());
+        self.thread.join().unwrap_or(true)
+    }
+}
