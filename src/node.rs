@@ -132,6 +132,9 @@ pub(crate) struct NodeSelf {
     leads_until_ms: std::sync::atomic::AtomicI64,
     /// The store is not shared: this process is the only node, and leads.
     alone: bool,
+    /// Told each time this node becomes the leader, so the services only
+    /// the leader runs start at once rather than at their next look.
+    became_leader: tokio::sync::Notify,
 }
 
 impl NodeSelf {
@@ -143,6 +146,7 @@ impl NodeSelf {
             started_at,
             leads_until_ms: std::sync::atomic::AtomicI64::new(0),
             alone,
+            became_leader: tokio::sync::Notify::new(),
         }
     }
 
@@ -153,6 +157,19 @@ impl NodeSelf {
                 < self
                     .leads_until_ms
                     .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Completes the next time this node becomes the leader. Create it
+    /// (and [`enable`](tokio::sync::futures::Notified::enable) it) before
+    /// asking [`leads`](Self::leads), so an election in between is not
+    /// missed.
+    pub(crate) fn became_leader(&self) -> tokio::sync::futures::Notified<'_> {
+        self.became_leader.notified()
+    }
+
+    /// Tells those waiting in [`became_leader`](Self::became_leader).
+    pub(crate) fn tell_became_leader(&self) {
+        self.became_leader.notify_waiters();
     }
 
     /// This node leads until `until`, or not at all (`None`).

@@ -124,14 +124,20 @@ async fn run_timer(queue: Weak<Inner>, signals: Arc<Signals>) {
             break;
         }
         let shared = queue.inner.store.shared().is_some();
+        // Armed before asking, so an election in between still wakes it.
+        let node = queue.inner.node.clone();
+        let mut elected = std::pin::pin!(node.became_leader());
+        elected.as_mut().enable();
         if shared && !queue.is_leader() {
             // The leader runs the passes of a shared store: this process
             // waits until it leads (a killed leader is replaced within a
-            // lease). The ticks' compare-and-set keeps them once even when
-            // two processes briefly both think they lead.
+            // lease), and passes the moment it does, so the first tick is
+            // not a look late. The ticks' compare-and-set keeps them once
+            // even when two processes briefly both think they lead.
             drop(queue);
             tokio::select! {
                 () = tokio::time::sleep(FOLLOWER_WAIT) => {}
+                () = elected => {}
                 () = signals.stop.cancelled() => break,
             }
             continue;

@@ -79,7 +79,11 @@ impl Elector {
     pub(crate) fn elected(&self, bid: &LeaderElect, won: bool) -> bool {
         let was = self.me.leads(bid.now);
         self.me.set_leads_until(won.then_some(bid.lease_until));
-        won && !was
+        let became = won && !was;
+        if became {
+            self.me.tell_became_leader();
+        }
+        became
     }
 
     /// This node no longer leads (it left).
@@ -97,5 +101,29 @@ mod tests {
     fn a_store_that_is_not_shared_needs_no_election() {
         let me = Arc::new(NodeSelf::new(uuid::Uuid::nil(), Utc::now(), true));
         assert!(Elector::new(Arc::new(MemoryStore::new()), me).is_none());
+    }
+
+    #[tokio::test]
+    async fn winning_a_first_term_tells_those_waiting_for_the_leadership() {
+        let me = Arc::new(NodeSelf::new(uuid::Uuid::nil(), Utc::now(), false));
+        let elector = Elector {
+            store: Arc::new(MemoryStore::new()),
+            me: me.clone(),
+        };
+        let now = Utc::now();
+        let mut waiting = std::pin::pin!(me.became_leader());
+        waiting.as_mut().enable();
+        assert!(!elector.elected(&elector.bid(now, true), false));
+        assert!(
+            futures::poll!(waiting.as_mut()).is_pending(),
+            "a lost bid tells nobody"
+        );
+        assert!(elector.elected(&elector.bid(now, true), true));
+        assert!(futures::poll!(waiting.as_mut()).is_ready());
+        // Renewing the term is not becoming the leader again.
+        let mut again = std::pin::pin!(me.became_leader());
+        again.as_mut().enable();
+        assert!(!elector.elected(&elector.bid(now, true), true));
+        assert!(futures::poll!(again.as_mut()).is_pending());
     }
 }
