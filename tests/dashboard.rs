@@ -836,7 +836,9 @@ async fn overview_on_postgres_lists_every_node_and_names_the_leader() {
     let Some(db) = common::pg::fresh().await else {
         return;
     };
-    let lease = Duration::from_secs(2);
+    // Long enough that a stall on a loaded machine does not end the
+    // worker's term before the page is read (a term is two thirds of it).
+    let lease = Duration::from_secs(6);
     let poll = Duration::from_millis(50);
     let producer = db.queue(lease, poll).await;
     let worker = with_tasks(db.queue(lease, poll).await, Default::default()).await;

@@ -19,7 +19,10 @@ use kessel::store::{JobClaim, JobHeartbeat, JobUpdate, PgStore, SharedStore, Sto
 use kessel::{Error, JobContext, JobError, JobStatus, NewJob, Queue, RetryPolicy};
 use parking_lot::Mutex;
 
-const LEASE: Duration = Duration::from_millis(600);
+/// Long enough that a stall on a loaded machine never lapses a running
+/// job's lease: a lapse reruns the job, and these tests pin attempts and
+/// log lines. The tests of lapses set short leases of their own.
+const LEASE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(500);
 
 #[actix_rt::test]

@@ -160,6 +160,8 @@ async fn a_busy_jobs_table_has_its_statistics_taken_at_most_once_a_minute() {
         "UPDATE {}.jobs SET priority = priority WHERE id IN (SELECT id FROM {}.jobs LIMIT 100)",
         db.schema, db.schema
     );
+    // No statistics can have been taken before this.
+    let began = std::time::Instant::now();
     sqlx::raw_sql(sqlx::AssertSqlSafe(touch_all.clone()))
         .execute(&db.pool)
         .await
@@ -183,10 +185,15 @@ async fn a_busy_jobs_table_has_its_statistics_taken_at_most_once_a_minute() {
         |(v, _, _)| v >= vacuums + 2,
     )
     .await;
-    assert_eq!(
-        analyzes, 1,
-        "statistics taken again within a minute ({changed} rows changed since)"
+    // Within a minute of the first (the usual case), no second; on a
+    // machine so loaded that the waits took longer, one a minute at most.
+    let minutes = began.elapsed().as_secs() / 60;
+    assert!(
+        analyzes <= 1 + minutes as i64,
+        "statistics taken {analyzes} times in {:?} ({changed} rows changed since)",
+        began.elapsed()
     );
+    assert!(analyzes >= 1);
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
     db.drop().await;
 }

@@ -23,8 +23,9 @@ use futures::executor::block_on;
 use kessel::store::{JobQuery, SqliteStore, Store, StoreError};
 use kessel::{Job, JobId, JobStatus};
 
-/// Jobs the first life is asked to produce; it is killed long before.
-const JOBS: usize = 300;
+/// Jobs the first life is asked to produce; it is killed long before
+/// (producing them all takes 1.5 s; the kill comes after about 100).
+const JOBS: usize = 600;
 /// How long the child may take to reach each point before the test fails.
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -79,16 +80,17 @@ fn spawn_worker(binary: &Path, db: &Path, events: &Path, produce: usize, extra: 
     Command::new(binary)
         .arg(db)
         .arg(events)
-        // Four producers create a job every millisecond or so each, and
-        // jobs take up to 20 ms on 4 slots: a backlog builds, and every
-        // slot is busy when the kill comes.
+        // Four producers create a job every 10 ms each (400/s), and jobs
+        // take up to 20 ms on 4 slots (200/s at most): a backlog builds,
+        // every slot is busy when the kill comes, and the producers are
+        // far from done even if this test's thread is held up a while.
         .args([
             "--produce",
             &produce.to_string(),
             "--producers",
             "4",
             "--pace-ms",
-            "1",
+            "10",
         ])
         .args(["--concurrency", "4", "--work-ms", "20"])
         .args(extra)

@@ -314,6 +314,11 @@ async fn a_receiver_that_never_answers_times_out_each_attempt_and_the_delivery_i
         lines.iter().all(|l| l.contains("200ms timeout")),
         "{lines:?}"
     );
+    // The receiver's thread may still be reading the second request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.requests().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         receiver.requests().len(),
         2,

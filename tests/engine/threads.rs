@@ -162,11 +162,13 @@ async fn a_blocked_worker_thread_is_reported_until_it_returns() {
 
     let stuck = loop {
         match events.next().await {
+            // The blocked thread's report: on a starved machine the idle
+            // thread may be late to answer a ping too, and be reported.
             Some(Event::Queue(QueueEvent::ThreadStuck {
                 tags,
                 thread,
                 running,
-            })) => break (tags, thread, running),
+            })) if running.contains(&blocked.id()) => break (tags, thread, running),
             Some(_) => continue,
             None => panic!("the event stream ended"),
         }
@@ -174,22 +176,31 @@ async fn a_blocked_worker_thread_is_reported_until_it_returns() {
     assert_eq!(stuck.0, vec!["default".to_owned()]);
     assert_eq!(stuck.2, vec![blocked.id()]);
     let stats = queue.stats().await.unwrap();
-    assert_eq!(stats.stuck_threads.len(), 1, "{stats:?}");
-    assert_eq!(stats.stuck_threads[0].thread, stuck.1);
-    assert_eq!(stats.stuck_threads[0].running, vec![blocked.id()]);
+    let reported: Vec<_> = stats
+        .stuck_threads
+        .iter()
+        .filter(|s| s.thread == stuck.1)
+        .collect();
+    assert_eq!(reported.len(), 1, "{stats:?}");
+    assert_eq!(reported[0].running, vec![blocked.id()]);
 
     release.store(true, Ordering::SeqCst);
     loop {
         match events.next().await {
-            Some(Event::Queue(QueueEvent::ThreadResponsive { thread, .. })) => {
-                assert_eq!(thread, stuck.1);
+            Some(Event::Queue(QueueEvent::ThreadResponsive { thread, .. }))
+                if thread == stuck.1 =>
+            {
                 break;
             }
             Some(_) => continue,
             None => panic!("the event stream ended"),
         }
     }
-    assert!(queue.stats().await.unwrap().stuck_threads.is_empty());
+    let stats = queue.stats().await.unwrap();
+    assert!(
+        stats.stuck_threads.iter().all(|s| s.thread != stuck.1),
+        "{stats:?}"
+    );
     assert_eq!(blocked.result().await.unwrap().status, JobStatus::Completed);
     queue.shutdown(Duration::from_secs(5)).await.unwrap();
 }
