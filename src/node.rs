@@ -163,6 +163,7 @@ impl NodeSelf {
     /// (and [`enable`](tokio::sync::futures::Notified::enable) it) before
     /// asking [`leads`](Self::leads), so an election in between is not
     /// missed.
+    #[cfg_attr(not(feature = "cron"), allow(dead_code))]
     pub(crate) fn became_leader(&self) -> tokio::sync::futures::Notified<'_> {
         self.became_leader.notified()
     }
