@@ -836,8 +836,8 @@ impl Bench {
             Ok(o) => {
                 let note = format!(
                     "{} asked, {} made, {} ran in the run; {} claims sampled; {} live tuples, \
-                     {} autovacuum/analyze runs during the run",
-                    o.asked, o.made, o.ran, o.samples, o.live_end, o.autovacuums
+                     {} autovacuum/analyze runs and {} checkpoints begun during the run",
+                    o.asked, o.made, o.ran, o.samples, o.live_end, o.autovacuums, o.checkpoints
                 );
                 let ms = |us: f64| us / 1000.0;
                 let rows: [(&'static str, &'static str, Better, f64); 7] = [

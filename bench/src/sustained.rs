@@ -141,6 +141,10 @@ pub struct Outcome {
     pub bytes_end: i64,
     /// Autovacuum and autoanalyze runs on those tables during the run.
     pub autovacuums: i64,
+    /// Checkpoints the server began during the run (server-wide, timed or
+    /// requested, a WAL-triggered one included): a fixed-rate row that
+    /// ran under one measured the disk's writes as much as the queue.
+    pub checkpoints: i64,
     /// kessel's completed rows in its jobs table at the end (`None` for
     /// another system).
     pub completed_end: Option<i64>,
@@ -249,6 +253,7 @@ struct TableStats {
     live: i64,
     bytes: i64,
     autovacuums: i64,
+    checkpoints: i64,
 }
 
 async fn table_stats(conn: &mut sqlx::PgConnection, schema: &str) -> Result<TableStats, Fail> {
@@ -259,7 +264,7 @@ async fn table_stats(conn: &mut sqlx::PgConnection, schema: &str) -> Result<Tabl
          FROM pg_stat_user_tables WHERE schemaname = $1",
     )
     .bind(schema)
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await
     .map_err(|e| e.to_string())?;
     Ok(TableStats {
@@ -267,7 +272,26 @@ async fn table_stats(conn: &mut sqlx::PgConnection, schema: &str) -> Result<Tabl
         live: row.1.unwrap_or(0),
         bytes: row.2.unwrap_or(0),
         autovacuums: row.3.unwrap_or(0),
+        checkpoints: checkpoints(conn).await,
     })
+}
+
+/// Checkpoints the server has begun since its statistics were reset:
+/// `pg_stat_bgwriter` up to PostgreSQL 16, `pg_stat_checkpointer` from 17;
+/// 0 if neither answers.
+async fn checkpoints(conn: &mut sqlx::PgConnection) -> i64 {
+    for sql in [
+        "SELECT (checkpoints_timed + checkpoints_req)::bigint FROM pg_stat_bgwriter",
+        "SELECT (num_timed + num_requested)::bigint FROM pg_stat_checkpointer",
+    ] {
+        if let Ok(n) = sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&mut *conn)
+            .await
+        {
+            return n;
+        }
+    }
+    0
 }
 
 /// Reads the schema's dead tuples every second until `stop`; the most seen.
@@ -531,6 +555,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, Fail> {
         live_end: after.live,
         bytes_end: after.bytes,
         autovacuums: after.autovacuums - stats_before.autovacuums,
+        checkpoints: after.checkpoints - stats_before.checkpoints,
         completed_end,
         asked,
         made,
