@@ -28,6 +28,18 @@ async fn queue_on(db: &pg::TestDb, manual: bool) -> Queue {
     builder.build().await.expect("build the queue")
 }
 
+/// A queue on `db` whose store holds leases of `lease`, running its own
+/// schedule passes unless `manual`.
+async fn queue_leasing(db: &pg::TestDb, lease: Duration, manual: bool) -> Queue {
+    let builder = Queue::builder().store(Arc::new(db.store(lease).await));
+    let builder = if manual {
+        builder.manual_schedules()
+    } else {
+        builder
+    };
+    builder.build().await.expect("build the queue")
+}
+
 async fn stored_jobs(db: &pg::TestDb, task: &str) -> Vec<kessel::Job> {
     let store = db.store(Duration::from_secs(30)).await;
     let jobs = store
@@ -213,21 +225,12 @@ async fn only_the_leader_runs_schedule_passes_and_a_new_leader_takes_them_over()
     // not wait for it: a leader that shuts down gives its term up.
     let lease = Duration::from_secs(9);
     // The leader runs schedules by hand only, so nothing ticks while it leads.
-    let leader = Queue::builder()
-        .store(Arc::new(db.store(lease).await))
-        .manual_schedules()
-        .build()
-        .await
-        .unwrap();
+    let leader = queue_leasing(&db, lease, true).await;
     eventually("the first queue leads", Duration::from_secs(10), || {
         leader.is_leader()
     })
     .await;
-    let follower = Queue::builder()
-        .store(Arc::new(db.store(lease).await))
-        .build()
-        .await
-        .unwrap();
+    let follower = queue_leasing(&db, lease, false).await;
     leader.schedules().upsert(overdue("overdue")).await.unwrap();
 
     // The follower's timer looks every second; give it three looks.
@@ -264,11 +267,7 @@ async fn only_the_leader_runs_schedule_passes_and_a_new_leader_takes_them_over()
 async fn a_schedule_another_process_adds_is_run_by_the_leader_without_waiting_for_its_poll() {
     let Some(db) = pg::fresh().await else { return };
     let lease = Duration::from_secs(30);
-    let leader = Queue::builder()
-        .store(Arc::new(db.store(lease).await))
-        .build()
-        .await
-        .unwrap();
+    let leader = queue_leasing(&db, lease, false).await;
     eventually("the first queue leads", Duration::from_secs(10), || {
         leader.is_leader()
     })
@@ -282,12 +281,7 @@ async fn a_schedule_another_process_adds_is_run_by_the_leader_without_waiting_fo
         "the leader's pass of its own schedule".into()
     })
     .await;
-    let other = Queue::builder()
-        .store(Arc::new(db.store(lease).await))
-        .manual_schedules()
-        .build()
-        .await
-        .unwrap();
+    let other = queue_leasing(&db, lease, true).await;
     let added = std::time::Instant::now();
     other.schedules().upsert(overdue("remote")).await.unwrap();
     let jobs = first_jobs(&db, "remote", added, Duration::from_secs(20), || {
@@ -308,21 +302,12 @@ async fn a_schedule_another_process_adds_is_run_by_the_leader_without_waiting_fo
 async fn a_schedule_another_process_pauses_stops_ticking_on_the_leader_until_it_resumes() {
     let Some(db) = pg::fresh().await else { return };
     let lease = Duration::from_secs(30);
-    let leader = Queue::builder()
-        .store(Arc::new(db.store(lease).await))
-        .build()
-        .await
-        .unwrap();
+    let leader = queue_leasing(&db, lease, false).await;
     eventually("the first queue leads", Duration::from_secs(10), || {
         leader.is_leader()
     })
     .await;
-    let other = Queue::builder()
-        .store(Arc::new(db.store(lease).await))
-        .manual_schedules()
-        .build()
-        .await
-        .unwrap();
+    let other = queue_leasing(&db, lease, true).await;
     other
         .schedules()
         .upsert(Schedule::every("beat", "beat", "1s"))
