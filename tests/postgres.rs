@@ -314,12 +314,14 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
         .await
         .unwrap();
     assert!(again.is_empty());
-    // it starts running (attempt 1), then its process "dies"
+    // it starts running (attempt 1, its `started` line written, as the
+    // scheduler records a start), then its process "dies"
     let mut running = claimed[0].clone();
     running.status = JobStatus::Running;
     running.attempts = 1;
+    let started = kessel::LogLine::new(now, 1, "started");
     store
-        .jobs_update(&[JobUpdate::of(&running, vec![])])
+        .jobs_update(&[JobUpdate::of(&running, vec![started])])
         .await
         .unwrap();
     assert_eq!(
@@ -877,5 +879,145 @@ async fn overlapping_creates_each_wake_the_listeners_once_they_committed() {
         }
     }
     assert_eq!(heard, 2, "a wake-up from each create");
+    db.drop().await;
+}
+
+/// A claim of task `t` by `owner` at `now`, at most `limit` jobs.
+async fn claim_of_t(
+    store: &PgStore,
+    owner: uuid::Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: usize,
+) -> Vec<kessel::Job> {
+    store
+        .jobs_claim(&JobClaim {
+            owner,
+            tasks: vec!["t".into()],
+            due_by: now,
+            limit,
+            lease_until: now + chrono::Duration::seconds(30),
+            running_limits: Vec::new(),
+            group_running_limits: Vec::new(),
+            places: Vec::new(),
+            tag_places: Vec::new(),
+            ended: Vec::new(),
+            task_caps: Vec::new(),
+            tag_caps: Vec::new(),
+            group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
+            now,
+        })
+        .await
+        .unwrap()
+}
+
+/// The physical place of job `id`'s current row version: a new one
+/// means the row was written again.
+async fn row_version(db: &pg::TestDb, id: kessel::JobId) -> String {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT ctid::text || '/' || xmin::text FROM {}.jobs WHERE id = $1",
+        db.schema
+    )))
+    .bind(id.0)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// The claim counts the attempt in the table, so the start that follows
+/// writes only its log line: the job's row is not written again. The
+/// claim hands the job over as it was; a job given back unstarted returns
+/// as it was, whether its owner recorded it (a retry keeps its status) or
+/// not (back to ready, the claim's attempt undone).
+#[actix_rt::test]
+async fn a_claim_counts_the_attempt_so_starting_the_job_writes_no_row() {
+    let Some(db) = pg::fresh().await else { return };
+    let store = db.store(LEASE).await;
+    let now = chrono::Utc::now();
+    let mut retrying = job_at("t", now - chrono::Duration::seconds(2));
+    retrying.status = JobStatus::Retrying;
+    retrying.attempts = 1;
+    retrying.last_error = Some("flaky".into());
+    let fresh = job_at("t", now - chrono::Duration::seconds(1));
+    let kept = job_at("t", now);
+    store
+        .jobs_insert(&[retrying.clone(), fresh.clone(), kept.clone()])
+        .await
+        .unwrap();
+
+    let claimed = claim_of_t(&store, store.owner(), now, 3).await;
+    let by_id = |id| claimed.iter().find(|j| j.id == id).unwrap().clone();
+    let (mine_retrying, mine_fresh) = (by_id(retrying.id), by_id(fresh.id));
+    assert_eq!(
+        (mine_retrying.status, mine_retrying.attempts),
+        (JobStatus::Retrying, 1),
+        "handed over as it was"
+    );
+    assert_eq!(
+        (mine_fresh.status, mine_fresh.attempts),
+        (JobStatus::Ready, 0)
+    );
+    for (j, attempts) in [(&retrying, 2), (&fresh, 1), (&kept, 1)] {
+        let stored = store.job_get(j.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.attempts),
+            (JobStatus::Running, attempts),
+            "others read a claimed job as running, its attempt counted"
+        );
+    }
+
+    // The owner starts `kept`: the same status and attempt, and a line.
+    let before = row_version(&db, kept.id).await;
+    let mut started = by_id(kept.id);
+    started.status = JobStatus::Running;
+    started.attempts = 1;
+    let line = kessel::LogLine::new(now, 1, "started");
+    store
+        .jobs_update(&[JobUpdate::of(&started, vec![line])])
+        .await
+        .unwrap();
+    assert_eq!(
+        row_version(&db, kept.id).await,
+        before,
+        "the start wrote the job's row again"
+    );
+    let stored = store.job_get(kept.id).await.unwrap().unwrap();
+    assert!(
+        stored.logs.iter().any(|l| &*l.message == "started"),
+        "the start's line is written: {:?}",
+        stored.logs
+    );
+    // A change is still written.
+    started.status = JobStatus::Completed;
+    started.finished_at = Some(now);
+    store
+        .jobs_update(&[JobUpdate::of(&started, Vec::new())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.job_get(kept.id).await.unwrap().unwrap().status,
+        JobStatus::Completed
+    );
+
+    // Given back unstarted: the retry recorded as it was, the other not.
+    store
+        .jobs_update(&[JobUpdate::of(&mine_retrying, Vec::new())])
+        .await
+        .unwrap();
+    store
+        .jobs_release(store.owner(), &[retrying.id, fresh.id])
+        .await
+        .unwrap();
+    for (j, status, attempts) in [
+        (&retrying, JobStatus::Retrying, 1),
+        (&fresh, JobStatus::Ready, 0),
+    ] {
+        let stored = store.job_get(j.id).await.unwrap().unwrap();
+        assert_eq!((stored.status, stored.attempts), (status, attempts));
+    }
+    let again = claim_of_t(&store, uuid::Uuid::new_v4(), now, 3).await;
+    assert_eq!(again.len(), 2, "both are claimable again: {again:?}");
     db.drop().await;
 }

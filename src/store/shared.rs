@@ -337,6 +337,14 @@ pub trait SharedStore: Send + Sync {
     fn owner(&self) -> Uuid;
 
     /// Claims due, unleased, pending jobs, leasing them to `owner`.
+    ///
+    /// A claim may count each job's attempt in the store, as if started
+    /// (the PostgreSQL store does: the job is stored as `running` with one
+    /// attempt more, so starting it writes nothing but its `started`
+    /// line, and a rescue counts the attempt). Either way it returns each
+    /// job as it was before the claim; the owner counts the attempt when
+    /// it starts the job, and records the job's state before giving it
+    /// back unstarted ([`SharedStore::jobs_release`]).
     async fn jobs_claim(&self, params: &JobClaim) -> Result<Vec<Job>, StoreError>;
 
     /// Claims as [`SharedStore::jobs_claim`] does, and says when to claim
@@ -355,11 +363,15 @@ pub trait SharedStore: Send + Sync {
     /// Renews the leases `owner` holds; reports cancels and lost leases.
     async fn jobs_heartbeat(&self, params: &JobHeartbeat) -> Result<HeartbeatReply, StoreError>;
 
-    /// Gives held jobs back, unleased, in their stored state.
+    /// Gives held jobs back, unleased, in their stored state. An owner
+    /// records a job's state first ([`Store::jobs_update`](crate::store::Store::jobs_update));
+    /// a job still stored as its claim left it (`running`, the attempt
+    /// counted) goes back `ready`, the claim's attempt undone.
     async fn jobs_release(&self, owner: Uuid, ids: &[JobId]) -> Result<(), StoreError>;
 
-    /// Returns jobs whose lease lapsed before `now` to ready (a running
-    /// one with its attempt counted); returns how many.
+    /// Returns jobs whose lease lapsed before `now` to ready (one that
+    /// started with its attempt counted, one claimed and never started
+    /// as it was before the claim); returns how many.
     async fn jobs_rescue(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Expires unleased pending jobs whose `expires_at` is at or before

@@ -449,9 +449,17 @@ impl Scheduler {
         }));
     }
 
-    /// Gives a held job back to the store (it stays pending there).
+    /// Gives a held job back to the store (it stays pending there), in
+    /// the state this process holds: the store's claim counted an attempt
+    /// that a job given back unstarted never made, so its state is
+    /// recorded first, in the same write as the release (a job whose
+    /// state was just recorded, a retry, costs nothing more: the two
+    /// merge, and a store skips a write that changes nothing).
     pub(super) fn release(&mut self, slot: u32) {
         self.clear_timer(slot);
+        if self.is_shared() {
+            self.record(slot, Vec::new());
+        }
         let Some(e) = self.jobs.remove(slot) else {
             return;
         };

@@ -29,6 +29,48 @@ use crate::group::STRIDE;
 /// The states a claim takes jobs from.
 pub(super) const CLAIMABLE: &str = "('scheduled', 'ready', 'retrying')";
 
+/// What a claim sets on each job it takes, `$4` the owner and `$5` the
+/// lease's end: the lease, and the attempt, counted as started.
+///
+/// Counting the attempt at the claim (as the job's start does in the
+/// owner's memory) makes the claim the job's one write before it ends:
+/// the start's own write would repeat it (the same status and attempt),
+/// and `jobs_update` skips a write that changes nothing. That is a row
+/// version and its index entries less per job started apart from its
+/// finish: 2.29 KB of WAL a job became 2.03 KB at half of capacity (see
+/// `docs/benchmarks.md`). A claimed job reads as running to other
+/// processes while it waits for a free worker; an owner that gives one
+/// back unstarted records its state from before the claim first (the
+/// scheduler's release does), and a rescue counts its attempt, as it
+/// would a started one. The claim returns each job as it was before
+/// (its status from `picked`, the attempt not counted): the owner counts
+/// the attempt when it starts the job.
+pub(super) const CLAIM_SET: &str =
+    "leased_by = $4, lease_until = $5, ran_by = $4, status = 'running', attempts = j.attempts + 1";
+
+/// Whether job `job` (an alias of the jobs table), stored as running,
+/// started the attempt its claim counted (see [`CLAIM_SET`]): its
+/// `started` line for that attempt was written, as the scheduler writes
+/// it when it hands the job to a worker. A job claimed and not started is
+/// still waiting: a rescue does not count its attempt, and it keeps a key
+/// unique while waiting.
+pub(super) fn started_sql(logs: &str, job: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM {logs} AS l
+                 WHERE l.job_id = {job}.id AND l.attempt = {job}.attempts AND l.message = 'started')"
+    )
+}
+
+/// The end of a claim's statement: its rows, each joined with its status
+/// before the claim (`claimed_from`), and one row of NULLs when it took
+/// nothing; `columns` are the statement's own columns after the job's.
+pub(super) fn claimed_rows(columns: &str, from: &str) -> String {
+    format!(
+        "SELECT c.*, p.status AS claimed_from, {columns} {from}
+         LEFT JOIN (claimed AS c JOIN picked AS p ON p.id = c.id) ON true"
+    )
+}
+
 /// How many statements one claim makes at most: fast, shares, exact.
 pub(super) const MAX_ROUNDS: usize = 3;
 
@@ -77,8 +119,9 @@ const ROOM_RATES: &str = "t.rate_allowed, t.rate_from, t.rate_interval, t.rate_t
 const ROOM_REST: &str = "t.tag_allowed, t.tag_from, t.tag_interval, t.tag_tolerance, t.places,
      t.held, t.tag_places, t.tag_held, t.wanted, t.tag_wanted, t.kept, t.tag_kept";
 
-/// The `WITH ... picked AS (...)` of a claim, picking the ids to lease,
-/// fair or fast (see the [module documentation](self)). Parameters: `$1`
+/// The `WITH ... picked AS (...)` of a claim, picking the ids to lease
+/// and their statuses before the claim (see [`CLAIM_SET`]), fair or fast
+/// (see the [module documentation](self)). Parameters: `$1`
 /// tasks, `$2` due by, `$3` limit; `groups`, only in the fair form, the
 /// parameters of the weighted groups' names and strides. `not_suspended`
 /// is a condition on `t.task`.
@@ -146,7 +189,7 @@ pub(super) fn picked_sql(
     if form == Form::Fast {
         let lateral = format!(
             "FROM served AS t CROSS JOIN LATERAL (
-                 SELECT id, priority, run_at, created_at FROM {jobs}
+                 SELECT id, status, priority, run_at, created_at FROM {jobs}
                  WHERE task = t.task AND group_key IS NULL AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
@@ -158,8 +201,8 @@ pub(super) fn picked_sql(
             return format!(
                 "WITH served AS ({served}),
                  picked AS (
-                     SELECT x.id FROM (
-                         SELECT c.id, c.priority, c.run_at, c.created_at, t.tag, t.tn,
+                     SELECT x.id, x.status FROM (
+                         SELECT c.id, c.status, c.priority, c.run_at, c.created_at, t.tag, t.tn,
                                 row_number() OVER (
                                     PARTITION BY t.tag ORDER BY c.priority, c.run_at, c.created_at, c.id) AS in_tag
                          {lateral}) AS x
@@ -171,7 +214,7 @@ pub(super) fn picked_sql(
         return format!(
             "WITH served AS ({served}),
              picked AS (
-                 SELECT c.id {lateral}
+                 SELECT c.id, c.status {lateral}
                  ORDER BY c.priority, c.run_at, c.created_at, c.id
                  LIMIT $3)"
         );
@@ -240,22 +283,22 @@ pub(super) fn picked_sql(
                        WHERE task = s.task AND group_key IS NULL AND leased_by IS NULL
                          AND status IN {CLAIMABLE} AND run_at <= $2)) THEN 1 ELSE 0 END) AS total),
          plain AS (
-             SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n, s.tag, s.tn,
+             SELECT c.id, c.status, c.priority, c.run_at, c.created_at, s.task, s.n, s.tag, s.tn,
                     row_number() OVER (PARTITION BY c.priority ORDER BY c.run_at, c.created_at, c.id)
                         * {STRIDE} AS turn
              FROM served AS s CROSS JOIN shares CROSS JOIN LATERAL (
-                 SELECT id, priority, run_at, created_at FROM {jobs}
+                 SELECT id, status, priority, run_at, created_at FROM {jobs}
                  WHERE task = s.task AND group_key IS NULL AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
                  LIMIT LEAST(s.ng, s.tn, {plain_cap})
                  FOR UPDATE SKIP LOCKED) AS c),
          grouped AS (
-             SELECT c.id, c.priority, c.run_at, c.created_at, s.task, s.n, s.tag, s.tn,
+             SELECT c.id, c.status, c.priority, c.run_at, c.created_at, s.task, s.n, s.tag, s.tn,
                     row_number() OVER (PARTITION BY c.priority, l.grp ORDER BY c.run_at, c.created_at, c.id)
                         * l.stride AS turn
              FROM lanes AS l JOIN served AS s ON s.task = l.task CROSS JOIN shares CROSS JOIN LATERAL (
-                 SELECT id, priority, run_at, created_at FROM {jobs}
+                 SELECT id, status, priority, run_at, created_at FROM {jobs}
                  WHERE task = l.task AND group_key = l.grp AND leased_by IS NULL
                    AND status IN {CLAIMABLE} AND run_at <= $2
                  ORDER BY priority, run_at, created_at, id
@@ -263,7 +306,7 @@ pub(super) fn picked_sql(
                  FOR UPDATE SKIP LOCKED) AS c),
          {ranked}
          picked AS (
-             SELECT id FROM ranked {in_task}
+             SELECT id, status FROM ranked {in_task}
              ORDER BY priority, turn, run_at, created_at, id
              LIMIT $3)"
     )

@@ -352,7 +352,7 @@ impl Db {
             format!(
                 "{picked},
                  claimed AS (
-                     UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
+                     UPDATE {jobs} AS j SET {set}
                      WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
                      RETURNING {columns}),
                  taken AS (
@@ -424,9 +424,17 @@ impl Db {
                          FROM tag_rates AS r LEFT JOIN tag_taken AS g ON g.tag = r.tag
                          WHERE COALESCE(g.k, 0) >= r.tag_allowed AND {tag_due} > COALESCE(g.k, 0)
                          {group_wake}) AS w)
-                 SELECT c.*, {waiting}, w.at AS rate_wake, pl.place_tasks, pl.place_counts,
-                        tp.tag_place_names, tp.tag_place_counts
-                 FROM wake AS w
+                 {rows}",
+                picked = claim::picked_sql(form, &jobs, &not_suspended, Some(&rooms), (8, 9)),
+                set = claim::CLAIM_SET,
+                columns = returned_columns(),
+                rows = claim::claimed_rows(
+                    &format!(
+                        "{waiting}, w.at AS rate_wake, pl.place_tasks, pl.place_counts,
+                         tp.tag_place_names, tp.tag_place_counts",
+                        waiting = claim::groups_waiting_sql(&jobs)
+                    ),
+                    "FROM wake AS w
                  CROSS JOIN (SELECT array_agg(s.task) AS place_tasks,
                                     array_agg(LEAST(s.places, s.held + COALESCE(t.k, 0))) AS place_counts
                              FROM served AS s LEFT JOIN taken AS t ON t.task = s.task
@@ -436,11 +444,8 @@ impl Db {
                              FROM (SELECT DISTINCT ON (s.tag) s.tag,
                                           LEAST(s.tag_places, s.tag_held + COALESCE(g.k, 0)) AS places
                                    FROM served AS s LEFT JOIN tag_taken AS g ON g.tag = s.tag
-                                   WHERE s.tag_places IS NOT NULL) AS x) AS tp
-                 LEFT JOIN claimed AS c ON true",
-                picked = claim::picked_sql(form, &jobs, &not_suspended, Some(&rooms), (8, 9)),
-                columns = returned_columns(),
-                waiting = claim::groups_waiting_sql(&jobs),
+                                   WHERE s.tag_places IS NOT NULL) AS x) AS tp"
+                ),
             )
         };
         let (names, strides) = claim::group_params(&params.group_weights);

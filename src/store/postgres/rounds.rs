@@ -126,8 +126,19 @@ impl<'a> Rounds<'a> {
             }
             got += 1;
             let mut job = job_from_row(row)?;
-            // A claim hands over the job's state, not its log.
+            // A claim hands over the job's state, not its log, and as it
+            // was before the claim: the claim counted the attempt in the
+            // store (see `claim::CLAIM_SET`), its owner counts it when it
+            // starts the job.
             job.logs.clear();
+            let from: String = row.try_get("claimed_from").map_err(map_err)?;
+            job.status =
+                from.parse()
+                    .map_err(|e: crate::job::UnknownStatus| StoreError::Corrupt {
+                        id: job.id.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            job.attempts = job.attempts.saturating_sub(1);
             grouped |= job.group.is_some();
             waiting = Some(row.try_get::<bool, _>("groups_waiting").map_err(map_err)?);
             self.taken.push(job);

@@ -92,13 +92,17 @@ impl Db {
             format!(
                 "{picked},
                  claimed AS (
-                     UPDATE {jobs} AS j SET leased_by = $4, lease_until = $5, ran_by = $4
+                     UPDATE {jobs} AS j SET {set}
                      WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND {LEASE_COMMIT}
                      RETURNING {columns})
-                 SELECT c.*, {waiting} FROM (VALUES (true)) AS one (x) LEFT JOIN claimed AS c ON true",
+                 {rows}",
                 picked = claim::picked_sql(form, &jobs, &not_suspended, None, (6, 7)),
+                set = claim::CLAIM_SET,
                 columns = returned_columns(),
-                waiting = claim::groups_waiting_sql(&jobs),
+                rows = claim::claimed_rows(
+                    &claim::groups_waiting_sql(&jobs),
+                    "FROM (VALUES (true)) AS one (x)"
+                ),
             )
         };
         let (names, strides) = claim::group_params(&params.group_weights);
@@ -186,8 +190,16 @@ impl Db {
         }
         let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
         sqlx::query(AssertSqlSafe(format!(
+            // A job still as its claim left it (the owner recorded
+            // nothing since: see `claim::CLAIM_SET`) goes back ready, the
+            // attempt the claim counted undone; the scheduler records a
+            // job's state before it gives it back, so this is for an owner
+            // that does not.
             "WITH released AS (
-                 UPDATE {} SET leased_by = NULL, lease_until = NULL WHERE id = ANY($2) AND leased_by = $1)
+                 UPDATE {} SET leased_by = NULL, lease_until = NULL,
+                     status = CASE WHEN status = 'running' THEN 'ready' ELSE status END,
+                     attempts = CASE WHEN status = 'running' THEN GREATEST(attempts - 1, 0) ELSE attempts END
+                 WHERE id = ANY($2) AND leased_by = $1)
              SELECT pg_notify($3, '')",
             self.jobs_table()
         )))
@@ -205,7 +217,14 @@ impl Db {
         let logs = self.logs_table();
         let rescued: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "WITH lapsed AS (
-                 SELECT id, leased_by AS owner FROM {jobs}
+                 -- `started`: a job stored as running made the attempt the
+                 -- claim counted only if its start was recorded (its
+                 -- `started` line, which the scheduler writes as it hands
+                 -- the job to a worker): a job claimed and never started
+                 -- goes back as it was, the claim's attempt undone
+                 SELECT id, leased_by AS owner,
+                        status <> 'running' OR leased_by IS NULL OR {started} AS started
+                 FROM {jobs} AS x
                  WHERE id IN (
                          -- each kind through its own index, not a table scan
                          SELECT id FROM {jobs} WHERE leased_by IS NOT NULL AND lease_until < $1
@@ -221,17 +240,23 @@ impl Db {
                      leased_by = NULL, lease_until = NULL,
                      status = CASE WHEN j.cancel_requested THEN 'cancelled'
                                    WHEN j.status = 'running' THEN 'ready' ELSE j.status END,
+                     attempts = CASE WHEN lapsed.started THEN j.attempts ELSE GREATEST(j.attempts - 1, 0) END,
                      finished_at = CASE WHEN j.cancel_requested THEN $1 ELSE j.finished_at END,
                      last_error = CASE WHEN j.cancel_requested THEN 'cancelled'
-                                       WHEN j.status = 'running' THEN 'the process running this attempt stopped renewing its lease'
+                                       WHEN j.status = 'running' AND lapsed.started
+                                           THEN 'the process running this attempt stopped renewing its lease'
                                        ELSE j.last_error END
                  FROM lapsed WHERE j.id = lapsed.id
-                 RETURNING j.id, j.attempts, lapsed.owner),
+                 RETURNING j.id, j.attempts, lapsed.owner, lapsed.started),
              logged AS (
                  INSERT INTO {logs} (job_id, at, attempt, message)
-                 SELECT id, $1, attempts, 'lease lapsed (held by ' || coalesce(owner::text, 'nobody') || '): returned to the queue'
+                 SELECT id, $1, attempts,
+                        'lease lapsed (held by ' || coalesce(owner::text, 'nobody') || ')'
+                        || CASE WHEN started THEN '' ELSE ' before it started' END
+                        || ': returned to the queue'
                  FROM rescued)
-             SELECT count(*) FROM rescued"
+             SELECT count(*) FROM rescued",
+            started = claim::started_sql(&logs, "x"),
         )))
         .bind(now)
         .fetch_one(self.pool())

@@ -12,10 +12,18 @@ use super::{Db, NewJobs};
 use crate::job::JobId;
 use crate::store::{Inserted, StoreError, UniqueHold};
 
-/// Whether the row's hold is live at `$2`.
-const LIVE: &str = "((unique_scope = 0 AND status IN ('scheduled', 'ready', 'retrying'))
-      OR (unique_scope = 1 AND status IN ('scheduled', 'ready', 'running', 'retrying'))
-      OR (unique_scope = 2 AND unique_until > $2))";
+/// Whether the row `u` of the jobs table holds its key live at `$2`;
+/// `logs` is the log table. A job claimed and not yet started is stored
+/// as running but still waits (see `claim::started_sql`).
+fn live(logs: &str) -> String {
+    format!(
+        "((u.unique_scope = 0 AND (u.status IN ('scheduled', 'ready', 'retrying')
+                                   OR (u.status = 'running' AND NOT {started})))
+          OR (u.unique_scope = 1 AND u.status IN ('scheduled', 'ready', 'running', 'retrying'))
+          OR (u.unique_scope = 2 AND u.unique_until > $2))",
+        started = super::claim::started_sql(logs, "u")
+    )
+}
 
 impl Db {
     /// Stores the job of `batch` (one job) unless a live job holds
@@ -35,7 +43,8 @@ impl Db {
             .await
             .map_err(map_err)?;
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {jobs} SET unique_key = NULL WHERE unique_key = $1 AND NOT {LIVE}"
+            "UPDATE {jobs} AS u SET unique_key = NULL WHERE u.unique_key = $1 AND NOT {live}",
+            live = live(&self.sql.table("job_logs"))
         )))
         .bind(&hold.key)
         .bind(now)
@@ -75,8 +84,9 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Option<JobId>, StoreError> {
         let held: Option<uuid::Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT id FROM {} WHERE unique_key = $1 AND {LIVE}",
-            self.sql.table("jobs")
+            "SELECT u.id FROM {} AS u WHERE u.unique_key = $1 AND {live}",
+            self.sql.table("jobs"),
+            live = live(&self.sql.table("job_logs"))
         )))
         .bind(key)
         .bind(now)

@@ -393,6 +393,13 @@ impl Db {
                              $8::bigint[], $9::bigint[], $10::timestamptz[])
                       AS u(id, status, attempts, max_attempts, run_at, last_error, result, progress_current, progress_total, finished_at)
                  WHERE j.id = u.id AND (j.leased_by IS NULL OR j.leased_by = $11)
+                   -- a write that changes nothing is skipped: a start the
+                   -- claim already counted writes only its log line
+                   AND (j.status, j.attempts, j.max_attempts, j.run_at, j.last_error, j.result,
+                        j.progress_current, j.progress_total, j.finished_at)
+                       IS DISTINCT FROM
+                       (u.status, u.attempts, u.max_attempts, u.run_at, u.last_error, u.result,
+                        u.progress_current, u.progress_total, u.finished_at)
                  RETURNING j.id),
              new_logs AS (
                  INSERT INTO {logs} (job_id, at, attempt, message, data)

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use super::{assert_claimed, claim, delayed, due};
+use super::{assert_claimed, claim, delayed, due, held_as};
 use crate::conformance::fixtures::{get, in_status, insert, now, secs};
 use crate::conformance::harness::conformance_test;
 use crate::conformance::{StoreFactory, Verdict};
@@ -86,7 +86,6 @@ async fn expire<F: StoreFactory>(factory: F) -> Verdict {
     assert_eq!(get(&store, swept.id).await.status, JobStatus::Expired);
     for (j, status) in [
         (&later, JobStatus::Ready),
-        (&held, JobStatus::Ready),
         (&done, JobStatus::Completed),
         (&forever, JobStatus::Ready),
     ] {
@@ -97,6 +96,11 @@ async fn expire<F: StoreFactory>(factory: F) -> Verdict {
             j.payload
         );
     }
+    let held_now = get(&store, held.id).await.status;
+    assert!(
+        held_as(held_now, JobStatus::Ready),
+        "the held job: {held_now:?}"
+    );
     assert_eq!(
         expire(secs(t, 10), Vec::new()).await,
         0,

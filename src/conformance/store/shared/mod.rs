@@ -145,6 +145,13 @@ async fn cancel(shared: &dyn SharedStore, id: JobId, now: DateTime<Utc>) -> Canc
         .unwrap_or_else(|e| panic!("job_cancel({id}) failed: {e}"))
 }
 
+/// Whether `stored` is a status a store may keep for a job it leased
+/// that was `before` the claim: the same, or running with the attempt
+/// counted (a claim may count it, see `SharedStore::jobs_claim`).
+fn held_as(stored: JobStatus, before: JobStatus) -> bool {
+    stored == before || stored == JobStatus::Running
+}
+
 /// The ids of `jobs`, as a set.
 fn id_set<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> BTreeSet<JobId> {
     jobs.into_iter().map(|j| j.id).collect()
