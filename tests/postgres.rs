@@ -267,52 +267,10 @@ async fn a_lapsed_lease_is_rescued_with_its_attempt_counted_and_only_then() {
     let now = chrono::Utc::now();
     let job = job_at("t", now);
     store.jobs_insert(std::slice::from_ref(&job)).await.unwrap();
-    let claimed = store
-        .jobs_claim(&JobClaim {
-            owner: store.owner(),
-            tasks: vec!["t".into()],
-            due_by: now,
-            limit: 10,
-            lease_until: now + chrono::Duration::seconds(1),
-            running_limits: Vec::new(),
-            group_running_limits: Vec::new(),
-            places: Vec::new(),
-            tag_places: Vec::new(),
-            ended: Vec::new(),
-            task_caps: Vec::new(),
-            tag_caps: Vec::new(),
-            group_weights: Vec::new(),
-            rate_limits: Vec::new(),
-            group_rate_limits: Vec::new(),
-            tag_limits: Vec::new(),
-            now,
-        })
-        .await
-        .unwrap();
+    let claimed = claim_of_t(&store, store.owner(), now, 10, 1).await;
     assert_eq!(claimed.len(), 1);
     // a second claim finds nothing: it is leased
-    let again = store
-        .jobs_claim(&JobClaim {
-            owner: uuid::Uuid::new_v4(),
-            tasks: vec!["t".into()],
-            due_by: now,
-            limit: 10,
-            lease_until: now + chrono::Duration::seconds(1),
-            running_limits: Vec::new(),
-            group_running_limits: Vec::new(),
-            places: Vec::new(),
-            tag_places: Vec::new(),
-            ended: Vec::new(),
-            task_caps: Vec::new(),
-            tag_caps: Vec::new(),
-            group_weights: Vec::new(),
-            rate_limits: Vec::new(),
-            group_rate_limits: Vec::new(),
-            tag_limits: Vec::new(),
-            now,
-        })
-        .await
-        .unwrap();
+    let again = claim_of_t(&store, uuid::Uuid::new_v4(), now, 10, 1).await;
     assert!(again.is_empty());
     // it starts running (attempt 1, its `started` line written, as the
     // scheduler records a start), then its process "dies"
@@ -882,12 +840,14 @@ async fn overlapping_creates_each_wake_the_listeners_once_they_committed() {
     db.drop().await;
 }
 
-/// A claim of task `t` by `owner` at `now`, at most `limit` jobs.
+/// A claim of task `t` by `owner` at `now`, at most `limit` jobs, leased
+/// for `lease_secs`.
 async fn claim_of_t(
     store: &PgStore,
     owner: uuid::Uuid,
     now: chrono::DateTime<chrono::Utc>,
     limit: usize,
+    lease_secs: i64,
 ) -> Vec<kessel::Job> {
     store
         .jobs_claim(&JobClaim {
@@ -895,7 +855,7 @@ async fn claim_of_t(
             tasks: vec!["t".into()],
             due_by: now,
             limit,
-            lease_until: now + chrono::Duration::seconds(30),
+            lease_until: now + chrono::Duration::seconds(lease_secs),
             running_limits: Vec::new(),
             group_running_limits: Vec::new(),
             places: Vec::new(),
@@ -947,7 +907,7 @@ async fn a_claim_counts_the_attempt_so_starting_the_job_writes_no_row() {
         .await
         .unwrap();
 
-    let claimed = claim_of_t(&store, store.owner(), now, 3).await;
+    let claimed = claim_of_t(&store, store.owner(), now, 3, 30).await;
     let by_id = |id| claimed.iter().find(|j| j.id == id).unwrap().clone();
     let (mine_retrying, mine_fresh) = (by_id(retrying.id), by_id(fresh.id));
     assert_eq!(
@@ -1017,7 +977,7 @@ async fn a_claim_counts_the_attempt_so_starting_the_job_writes_no_row() {
         let stored = store.job_get(j.id).await.unwrap().unwrap();
         assert_eq!((stored.status, stored.attempts), (status, attempts));
     }
-    let again = claim_of_t(&store, uuid::Uuid::new_v4(), now, 3).await;
+    let again = claim_of_t(&store, uuid::Uuid::new_v4(), now, 3, 30).await;
     assert_eq!(again.len(), 2, "both are claimable again: {again:?}");
     db.drop().await;
 }
