@@ -669,23 +669,14 @@ async fn rested_groups_rate_rows_are_removed_by_later_claims() {
     }
     store.jobs_insert(&jobs).await.unwrap();
     let claim = |at: chrono::DateTime<chrono::Utc>| JobClaim {
-        owner: store.owner(),
-        tasks: vec!["rated".into()],
-        due_by: at,
-        limit: 100,
-        lease_until: at + chrono::Duration::seconds(600),
-        running_limits: Vec::new(),
-        group_running_limits: Vec::new(),
-        places: Vec::new(),
-        tag_places: Vec::new(),
-        ended: Vec::new(),
-        task_caps: Vec::new(),
-        tag_caps: Vec::new(),
-        group_weights: Vec::new(),
-        rate_limits: Vec::new(),
         group_rate_limits: vec![("rated".into(), kessel::RateLimit::per_second(1))],
-        tag_limits: Vec::new(),
-        now: at,
+        ..JobClaim::new(
+            store.owner(),
+            ["rated"],
+            at,
+            100,
+            at + chrono::Duration::seconds(600),
+        )
     };
     let first = store.jobs_claim(&claim(t)).await.unwrap();
     assert_eq!(first.len(), 41, "one of each group: {first:?}");
@@ -849,26 +840,9 @@ async fn claim_of_t(
     limit: usize,
     lease_secs: i64,
 ) -> Vec<kessel::Job> {
+    let lease_until = now + chrono::Duration::seconds(lease_secs);
     store
-        .jobs_claim(&JobClaim {
-            owner,
-            tasks: vec!["t".into()],
-            due_by: now,
-            limit,
-            lease_until: now + chrono::Duration::seconds(lease_secs),
-            running_limits: Vec::new(),
-            group_running_limits: Vec::new(),
-            places: Vec::new(),
-            tag_places: Vec::new(),
-            ended: Vec::new(),
-            task_caps: Vec::new(),
-            tag_caps: Vec::new(),
-            group_weights: Vec::new(),
-            rate_limits: Vec::new(),
-            group_rate_limits: Vec::new(),
-            tag_limits: Vec::new(),
-            now,
-        })
+        .jobs_claim(&JobClaim::new(owner, ["t"], now, limit, lease_until))
         .await
         .unwrap()
 }

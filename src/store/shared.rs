@@ -124,6 +124,49 @@ pub struct JobClaim {
     pub group_weights: Vec<(String, f64)>,
 }
 
+impl JobClaim {
+    /// A claim by `owner` of at most `limit` jobs of `tasks` due by `now`,
+    /// leased until `lease_until`, with no limits, caps, places or group
+    /// weights (set those fields after, or with struct update syntax).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kessel::store::JobClaim;
+    /// let now = chrono::Utc::now();
+    /// let claim = JobClaim::new(uuid::Uuid::new_v4(), ["email"], now, 10, now + chrono::Duration::seconds(30));
+    /// assert_eq!((claim.limit, claim.due_by, claim.now), (10, now, now));
+    /// assert!(claim.running_limits.is_empty() && claim.rate_limits.is_empty());
+    /// ```
+    pub fn new<S: Into<String>>(
+        owner: Uuid,
+        tasks: impl IntoIterator<Item = S>,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+    ) -> Self {
+        JobClaim {
+            owner,
+            tasks: tasks.into_iter().map(Into::into).collect(),
+            due_by: now,
+            limit,
+            lease_until,
+            running_limits: Vec::new(),
+            group_running_limits: Vec::new(),
+            places: Vec::new(),
+            tag_places: Vec::new(),
+            ended: Vec::new(),
+            task_caps: Vec::new(),
+            tag_caps: Vec::new(),
+            group_weights: Vec::new(),
+            rate_limits: Vec::new(),
+            group_rate_limits: Vec::new(),
+            tag_limits: Vec::new(),
+            now,
+        }
+    }
+}
+
 /// How many jobs of a task with a running limit a claim leases at most
 /// per place its owner holds (see [`JobClaim::running_limits`]): one runs
 /// in the place, the others wait in the process and start there as

@@ -78,25 +78,7 @@ async fn claim(
     limit: usize,
     lease_until: DateTime<Utc>,
 ) -> Vec<Job> {
-    let params = JobClaim {
-        owner,
-        tasks: tasks.iter().map(|t| t.to_string()).collect(),
-        due_by,
-        limit,
-        lease_until,
-        running_limits: Vec::new(),
-        group_running_limits: Vec::new(),
-        places: Vec::new(),
-        tag_places: Vec::new(),
-        ended: Vec::new(),
-        task_caps: Vec::new(),
-        tag_caps: Vec::new(),
-        group_weights: Vec::new(),
-        rate_limits: Vec::new(),
-        group_rate_limits: Vec::new(),
-        tag_limits: Vec::new(),
-        now: due_by,
-    };
+    let params = JobClaim::new(owner, tasks.iter().copied(), due_by, limit, lease_until);
     shared
         .jobs_claim(&params)
         .await
