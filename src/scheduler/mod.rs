@@ -9,6 +9,7 @@ pub(crate) mod clock;
 pub(crate) mod fair;
 pub(crate) mod ready;
 pub(crate) mod services;
+pub(crate) mod spin;
 pub(crate) mod timers;
 pub(crate) mod utc;
 pub(crate) mod wheel;

@@ -26,6 +26,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Instant;
 
 use actix::prelude::*;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -35,6 +36,7 @@ use crate::context::{JobMeta, Journal, RunInfo, RunShared};
 use crate::error::JobError;
 use crate::job::Payload;
 use crate::middleware::{wrap, Middleware};
+use crate::scheduler::spin::Spinner;
 use crate::task::{Action, RunFuture};
 
 /// What a worker thread needs of a task to start its jobs: the handler,
@@ -184,6 +186,9 @@ pub(crate) struct Worker {
     incoming: Vec<RunningJob>,
     running: FuturesUnordered<RunningJob>,
     done: Vec<Report>,
+    /// On a thread of its own: stays awake a moment for the next jobs
+    /// after it reports (see `spin`).
+    spin: Option<Spinner>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -213,7 +218,15 @@ impl Worker {
             incoming: Vec::new(),
             running: FuturesUnordered::new(),
             done: Vec::new(),
+            spin: None,
         }
+    }
+
+    /// On a thread of its own, it spins a moment for the next jobs after
+    /// it reports (see `scheduler::spin`).
+    pub(crate) fn spinning(mut self) -> Self {
+        self.spin = Some(Spinner::default());
+        self
     }
 }
 
@@ -273,6 +286,9 @@ impl ActorFuture<Worker> for Drive {
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
         act.handoff.take(&mut act.incoming, task.waker());
+        if let (Some(spin), false) = (&mut act.spin, act.incoming.is_empty()) {
+            spin.answered();
+        }
         for mut job in act.incoming.drain(..) {
             match Pin::new(&mut job).poll(task) {
                 Poll::Ready(report) => act.done.push(report),
@@ -288,6 +304,14 @@ impl ActorFuture<Worker> for Drive {
                 thread: act.thread,
                 reports: std::mem::take(&mut act.done),
             });
+            if let Some(spin) = &mut act.spin {
+                spin.handed_over(Instant::now());
+            }
+        }
+        if let Some(spin) = &mut act.spin {
+            if spin.keep_awake(Instant::now()) {
+                task.waker().wake_by_ref();
+            }
         }
         Poll::Pending
     }

@@ -129,6 +129,7 @@ impl Handler<StartWorker> for Scheduler {
 impl Handler<Finished> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        self.answer_spin.spin.answered();
         let now = self.begin();
         if let Some(w) = self.workers.get_mut(msg.worker) {
             w.place

@@ -200,6 +200,8 @@ pub(crate) struct Scheduler {
     placement: Placement,
     /// Pings worker threads and reports those that do not answer.
     thread_watch: threads::ThreadWatch,
+    /// Stays awake a moment for worker threads' reports.
+    answer_spin: threads::AnswerSpin,
     /// Reports tags with ready jobs and no worker.
     unserved: unserved::UnservedWatch,
     /// It runs on an arbiter of its own, which ends when it stops.
@@ -340,6 +342,7 @@ impl Scheduler {
             stopping: HashMap::new(),
             placement,
             thread_watch: threads::ThreadWatch::default(),
+            answer_spin: threads::AnswerSpin::default(),
             unserved: unserved::UnservedWatch::default(),
             own_thread: false,
             setup: kept,
@@ -720,6 +723,7 @@ impl Scheduler {
         self.claim_after_stored(ctx);
         self.after_turn_unserved(ctx);
         self.check_drained(ctx);
+        self.spin_for_reports(ctx);
         self.now.set(None);
     }
 

@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use super::Scheduler;
 use crate::event::QueueEvent;
 use crate::reports::StuckThread;
+use crate::scheduler::spin::Spinner;
 use crate::scheduler::worker::{Dispatch, Ping, Pong, Run, SameThreadHandoff, Stop, Worker};
 
 /// Where a worker runs its handlers.
@@ -110,6 +111,7 @@ impl Place {
                                 scheduler.recipient(),
                                 Rc::new(SameThreadHandoff::default()),
                             )
+                            .spinning()
                         });
                         WorkerThread {
                             arbiter,
@@ -186,6 +188,50 @@ pub(super) fn send_out(threads: &mut [WorkerThread], outbox: &mut Vec<Dispatch>)
     }
 }
 
+/// The scheduler's spin for worker threads' reports (see
+/// `scheduler::spin`): after it sends jobs to a worker thread, it stays
+/// awake a moment, so the thread's report needs no wake-up.
+#[derive(Debug, Default)]
+pub(super) struct AnswerSpin {
+    pub(super) spin: Spinner,
+    /// A spin began this turn: its future is spawned as the turn ends.
+    begun: bool,
+    /// Its future runs.
+    alive: bool,
+}
+
+impl AnswerSpin {
+    /// Jobs went to a worker thread.
+    pub(super) fn handed_over(&mut self) {
+        if self.spin.handed_over(std::time::Instant::now()) {
+            self.begun = true;
+        }
+    }
+}
+
+/// Polls itself (so the scheduler's thread does not park) while the
+/// scheduler's spin lasts.
+struct SpinWait;
+
+impl ActorFuture<Scheduler> for SpinWait {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        act: &mut Scheduler,
+        _: &mut Context<Scheduler>,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if act.answer_spin.spin.keep_awake(std::time::Instant::now()) {
+            task.waker().wake_by_ref();
+            std::task::Poll::Pending
+        } else {
+            act.answer_spin.alive = false;
+            std::task::Poll::Ready(())
+        }
+    }
+}
+
 /// The service that watches worker threads: [`ThreadWatch::run_once`]
 /// pings them and reports those that stopped answering.
 #[derive(Debug, Default)]
@@ -195,6 +241,16 @@ pub(super) struct ThreadWatch {
 }
 
 impl Scheduler {
+    /// Starts the spin for worker threads' reports when this turn sent
+    /// jobs to one and none runs.
+    pub(super) fn spin_for_reports(&mut self, ctx: &mut Context<Self>) {
+        let spin = &mut self.answer_spin;
+        if std::mem::take(&mut spin.begun) && !spin.alive {
+            spin.alive = true;
+            ctx.spawn(SpinWait);
+        }
+    }
+
     /// Starts the watch's loop, once, when a worker thread first starts.
     pub(super) fn start_thread_watch(&mut self, ctx: &mut Context<Self>) {
         if self.thread_watch.started {
