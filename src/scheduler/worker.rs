@@ -148,6 +148,10 @@ pub(crate) struct Finished {
     /// Which of the worker's threads ran them.
     pub(crate) thread: usize,
     pub(crate) reports: Vec<Report>,
+    /// How long the thread was busy on the turn that ended them: with
+    /// handlers that take longer than a spin, the scheduler does not spin
+    /// for this thread's next report.
+    pub(crate) busy: std::time::Duration,
 }
 
 /// Jobs for a worker thread to start: one message per dispatch round.
@@ -285,6 +289,7 @@ impl ActorFuture<Worker> for Drive {
         _ctx: &mut Context<Worker>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
+        let began = act.spin.is_some().then(Instant::now);
         act.handoff.take(&mut act.incoming, task.waker());
         if let (Some(spin), false) = (&mut act.spin, act.incoming.is_empty()) {
             spin.answered();
@@ -303,6 +308,7 @@ impl ActorFuture<Worker> for Drive {
                 worker: act.index,
                 thread: act.thread,
                 reports: std::mem::take(&mut act.done),
+                busy: began.map(|b| b.elapsed()).unwrap_or_default(),
             });
             if let Some(spin) = &mut act.spin {
                 spin.handed_over(Instant::now());

@@ -166,8 +166,9 @@ impl Scheduler {
         worker.idle = false;
         if let threads::Place::Threads(threads) = &mut worker.place {
             // Its handlers run on its own threads: send, nothing to poll.
-            threads::send_out(threads, &mut worker.outbox);
-            self.answer_spin.handed_over();
+            if threads::send_out(threads, &mut worker.outbox) {
+                self.answer_spin.handed_over();
+            }
             return Vec::new();
         }
         let mut finished = std::mem::take(&mut self.reports);

@@ -133,7 +133,7 @@ impl Handler<Finished> for Scheduler {
         let now = self.begin();
         if let Some(w) = self.workers.get_mut(msg.worker) {
             w.place
-                .finished(msg.thread, msg.reports.iter().map(|r| r.slot));
+                .finished(msg.thread, msg.busy, msg.reports.iter().map(|r| r.slot));
         }
         for report in msg.reports {
             self.on_report(msg.worker, report, now);

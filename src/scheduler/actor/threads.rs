@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use super::Scheduler;
 use crate::event::QueueEvent;
 use crate::reports::StuckThread;
-use crate::scheduler::spin::Spinner;
+use crate::scheduler::spin::{Spinner, SPIN_FOR};
 use crate::scheduler::worker::{Dispatch, Ping, Pong, Run, SameThreadHandoff, Stop, Worker};
 
 /// Where a worker runs its handlers.
@@ -69,6 +69,8 @@ pub(super) struct WorkerThread {
     in_flight: usize,
     /// The slots of those jobs.
     running: Vec<u32>,
+    /// How long it was busy on the turn of its last report.
+    busy: Duration,
     /// The ping it has not answered yet: its number and when it was sent.
     ping: Option<(u64, Instant)>,
     /// When it last answered (on the engine's clock).
@@ -118,6 +120,7 @@ impl Place {
                             addr,
                             in_flight: 0,
                             running: Vec::new(),
+                            busy: Duration::ZERO,
                             ping: None,
                             last_heard: now,
                             stuck: None,
@@ -133,10 +136,16 @@ impl Place {
         matches!(self, Place::Threads(_))
     }
 
-    /// `thread` reported `slots` as ended.
-    pub(super) fn finished(&mut self, thread: usize, slots: impl Iterator<Item = u32>) {
+    /// `thread` reported `slots` as ended, after a turn `busy` long.
+    pub(super) fn finished(
+        &mut self,
+        thread: usize,
+        busy: Duration,
+        slots: impl Iterator<Item = u32>,
+    ) {
         if let Place::Threads(threads) = self {
             if let Some(t) = threads.get_mut(thread) {
+                t.busy = busy;
                 for slot in slots {
                     t.in_flight = t.in_flight.saturating_sub(1);
                     if let Some(i) = t.running.iter().position(|&s| s == slot) {
@@ -161,15 +170,22 @@ impl Place {
     }
 }
 
+/// A thread whose last turn was busy for less than this is expected to
+/// answer within the scheduler's spin.
+const ANSWERS_QUICKLY: Duration = Duration::from_micros(SPIN_FOR.as_micros() as u64 / 2);
+
 /// Sends the jobs in `outbox` to `threads`, each to the thread with the
-/// fewest jobs running, in one message per thread.
-pub(super) fn send_out(threads: &mut [WorkerThread], outbox: &mut Vec<Dispatch>) {
+/// fewest jobs running, in one message per thread. Returns whether every
+/// thread sent to is expected to answer within a spin (its last turn was
+/// short): handlers that keep a thread busy longer leave the scheduler
+/// nothing to spin for, and its spin would take a core from them.
+pub(super) fn send_out(threads: &mut [WorkerThread], outbox: &mut Vec<Dispatch>) -> bool {
     if let [t] = threads {
         // One thread (the default): the outbox goes as it is.
         t.in_flight += outbox.len();
         t.running.extend(outbox.iter().map(|d| d.slot));
         t.addr.do_send(Run(std::mem::take(outbox)));
-        return;
+        return t.busy < ANSWERS_QUICKLY;
     }
     let mut batches: Vec<Vec<Dispatch>> = threads.iter().map(|_| Vec::new()).collect();
     for dispatch in outbox.drain(..) {
@@ -181,11 +197,14 @@ pub(super) fn send_out(threads: &mut [WorkerThread], outbox: &mut Vec<Dispatch>)
         t.running.push(dispatch.slot);
         batches[i].push(dispatch);
     }
+    let mut quick = true;
     for (t, batch) in threads.iter().zip(batches) {
         if !batch.is_empty() {
+            quick &= t.busy < ANSWERS_QUICKLY;
             t.addr.do_send(Run(batch));
         }
     }
+    quick
 }
 
 /// The scheduler's spin for worker threads' reports (see
