@@ -1,5 +1,6 @@
 //! Jobs: one request to run a task, and what became of it.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -235,7 +236,28 @@ impl Payload {
     /// What serde_json says when the value cannot be serialized (a map with
     /// non-string keys, a failing `Serialize` impl).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::to_string(value).map(|s| Self::from_text(&s))
+        thread_local! {
+            /// Where this thread writes payloads before they are copied
+            /// into their own allocation: one allocation per payload, not
+            /// two (serde_json's growing buffer, then the payload's).
+            static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        /// A larger buffer is freed after use rather than kept.
+        const KEEP_AT_MOST: usize = 64 * 1024;
+        BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                serde_json::to_writer(&mut *buf, value)?;
+                let payload = Self::from_bytes(&buf);
+                if buf.capacity() > KEEP_AT_MOST {
+                    *buf = Vec::new();
+                }
+                Ok(payload)
+            }
+            // A `Serialize` impl that makes a payload itself: it writes to
+            // a buffer of its own.
+            Err(_) => serde_json::to_string(value).map(|s| Self::from_text(&s)),
+        })
     }
 
     /// A payload from JSON text the caller vouches for (as read from a store).
@@ -244,10 +266,16 @@ impl Payload {
     }
 
     fn from_text(text: &str) -> Self {
+        Self::from_bytes(text.as_bytes())
+    }
+
+    /// A payload of `text`: the bytes of a `str`, or JSON serde_json wrote
+    /// (always UTF-8).
+    fn from_bytes(text: &[u8]) -> Self {
         let mut bytes = [0u8; INLINE];
         match bytes.get_mut(..text.len()) {
             Some(room) => {
-                room.copy_from_slice(text.as_bytes());
+                room.copy_from_slice(text);
                 Payload(Text::Inline {
                     len: text.len() as u8,
                     bytes,
@@ -255,7 +283,7 @@ impl Payload {
             }
             None => Payload(Text::Shared(triomphe::ThinArc::from_header_and_slice(
                 (),
-                text.as_bytes(),
+                text,
             ))),
         }
     }
@@ -266,7 +294,7 @@ impl Payload {
             Text::Inline { len, bytes } => &bytes[..*len as usize],
             Text::Shared(shared) => &shared.slice,
         };
-        std::str::from_utf8(bytes).expect("payloads are copied from a str")
+        std::str::from_utf8(bytes).expect("payloads are copied from a str or serde_json's output")
     }
 
     /// The payload as a [`serde_json::Value`].
@@ -483,6 +511,59 @@ pub struct JobResult {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A value whose `Serialize` makes a payload of its own field first,
+    /// as a wrapper that embeds another payload's text might.
+    struct MakesAPayloadWhileSerializing(String);
+
+    impl Serialize for MakesAPayloadWhileSerializing {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let inner = Payload::from_value(&self.0).map_err(serde::ser::Error::custom)?;
+            s.serialize_str(inner.as_str())
+        }
+    }
+
+    /// A value serde_json refuses once it has written part of it.
+    struct FailsHalfway;
+
+    impl Serialize for FailsHalfway {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(Some(2))?;
+            seq.serialize_element("written before the failure")?;
+            seq.end()?;
+            Err(serde::ser::Error::custom("refused"))
+        }
+    }
+
+    #[test]
+    fn a_payload_made_while_serializing_another_is_its_own() {
+        let outer = MakesAPayloadWhileSerializing("a fairly long inner text".into());
+        let payload = Payload::from_value(&outer).unwrap();
+        assert_eq!(payload.as_str(), r#""\"a fairly long inner text\"""#);
+    }
+
+    #[test]
+    fn a_payload_after_a_failed_one_holds_only_its_own_text() {
+        let failed = Payload::from_value(&FailsHalfway);
+        assert!(failed.is_err(), "{failed:?}");
+        let next = Payload::from_value(&serde_json::json!({"to": "a customer far away"})).unwrap();
+        assert_eq!(next.as_str(), r#"{"to":"a customer far away"}"#);
+    }
+
+    #[test]
+    fn a_payload_after_a_very_large_one_holds_only_its_own_text() {
+        let large = "x".repeat(200 * 1024);
+        let big = Payload::from_value(&large).unwrap();
+        assert_eq!(big.as_str().len(), large.len() + 2);
+        let small = Payload::from_value(&"a customer far away").unwrap();
+        assert_eq!(small.as_str(), r#""a customer far away""#);
+        assert_eq!(
+            big.as_str()[1..large.len() + 1],
+            large[..],
+            "the earlier payload is untouched"
+        );
+    }
 
     #[test]
     fn short_payloads_are_held_inline() {
