@@ -130,10 +130,7 @@ pub(crate) fn of(persistence: Persistence) -> &'static dyn Keeping {
 
 /// Admits new jobs to this process's scheduler.
 fn admit_new(scheduler: &SchedulerAddr, jobs: Vec<Job>) {
-    scheduler.do_send(Admit {
-        jobs,
-        origin: Origin::New,
-    });
+    scheduler.admit_new(jobs);
 }
 
 /// Kicks a job back through this process's scheduler.

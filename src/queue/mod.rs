@@ -215,6 +215,7 @@ impl Queue {
             bus.attach_relay(pg.relay());
         }
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let new_jobs = Arc::new(crate::scheduler::actor::NewJobs::default());
         // A paused clock is the test runtime's: everything stays on it.
         let paused = crate::scheduler::clock::clock_paused();
         let placement = if paused {
@@ -235,12 +236,13 @@ impl Queue {
             !persistence.shared(),
         ));
         let new_scheduler = {
-            let (store, bus, sent, slot, node) = (
+            let (store, bus, sent, slot, node, new_jobs) = (
                 store.clone(),
                 bus.clone(),
                 sent.clone(),
                 slot.clone(),
                 node.clone(),
+                new_jobs.clone(),
             );
             move || {
                 Scheduler::new(Setup {
@@ -251,6 +253,7 @@ impl Queue {
                     retention,
                     shared,
                     sent,
+                    new_jobs: new_jobs.clone(),
                     placement,
                     slot,
                     node: node.clone(),
@@ -269,7 +272,7 @@ impl Queue {
             // The arbiter's thread ends when the scheduler stops it.
             drop(arbiter);
         }
-        let scheduler = SchedulerAddr::new(slot, sent);
+        let scheduler = SchedulerAddr::new(slot, sent, new_jobs);
         Queue {
             inner: Arc::new(Inner {
                 scheduler,

@@ -54,7 +54,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-pub(crate) use addr::SchedulerAddr;
+pub(crate) use addr::{NewJobs, SchedulerAddr, TakeNewJobs};
 pub(crate) use admin::{AddMiddleware, DeleteMatching, RunJobs};
 pub(crate) use messages::{
     Admit, Barrier, Cancel, CancelReply, DefineTask, Origin, PendingCounts, PendingJob,
@@ -165,6 +165,11 @@ pub(crate) struct Scheduler {
     /// Counts the messages sent to this scheduler through the queue's
     /// [`SchedulerAddr`].
     sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Jobs producers created, waiting to be taken in (see
+    /// [`SchedulerAddr::admit_new`]).
+    new_jobs: Arc<NewJobs>,
+    /// The vector the last take swapped out, kept for its room.
+    taken_in: Vec<Job>,
     /// A [`Continue`] is queued: dispatching goes on in the next turn.
     continuing: bool,
     /// Reports of jobs that finished on their first poll, kept between
@@ -262,6 +267,8 @@ pub(crate) struct Setup {
     pub(crate) shared: SharedConfig,
     /// Counts the messages sent to the scheduler (see [`SchedulerAddr`]).
     pub(crate) sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Jobs producers created, waiting to be taken in.
+    pub(crate) new_jobs: Arc<NewJobs>,
     /// Where workers run their handlers unless told otherwise.
     pub(crate) placement: Placement,
     /// Where the queue finds the scheduler (a successor replaces it).
@@ -285,6 +292,7 @@ impl Scheduler {
             retention,
             shared,
             sent,
+            new_jobs,
             placement,
             slot: _,
             node: node_self,
@@ -327,6 +335,8 @@ impl Scheduler {
             node,
             me: None,
             sent,
+            new_jobs,
+            taken_in: Vec::new(),
             continuing: false,
             reports: Vec::new(),
             spare_runs: Vec::new(),
@@ -889,6 +899,9 @@ impl Actor for Scheduler {
         self.timers.set_alarm(alarm);
         self.start_pruner(ctx);
         self.start_shared(ctx);
+        // Jobs a stopped predecessor had not taken in yet (its message
+        // was lost with its mailbox).
+        ctx.notify(TakeNewJobs);
         if let Some(handover) = self.handover.take() {
             self.take_over(handover, ctx);
         }

@@ -21,9 +21,9 @@
 //!
 //! The successor takes a new mailbox, published through the queue's
 //! [`AddrSlot`], so every later call reaches it. Calls in flight at the
-//! stop (in the old mailbox) fail with `ShutDown`; on the memory store a
-//! job whose admission was still in that mailbox is lost with it, as the
-//! memory store acknowledges a create when it is sent.
+//! stop (in the old mailbox) fail with `ShutDown`. Jobs created and not
+//! yet taken in wait in the queue's inbox (`NewJobs`), not in the
+//! mailbox: the successor takes them in as it starts.
 //!
 //! actix's own `Supervisor` restarts an actor that stops, but not one
 //! whose handler panicked (the panic ends the supervisor's task too), so
@@ -396,6 +396,50 @@ mod tests {
     async fn a_restarted_scheduler_keeps_the_memory_stores_pending_jobs() {
         let queue = Queue::builder().build().await.unwrap();
         restarted_queue_loses_no_job(queue, false).await;
+    }
+
+    #[actix_rt::test]
+    async fn jobs_created_as_the_scheduler_stops_are_taken_in_by_its_successor() {
+        // The scheduler on this thread: the crash and the creates are all
+        // sent before it handles any of them.
+        let queue = Queue::builder()
+            .scheduler_on_current_thread()
+            .build()
+            .await
+            .unwrap();
+        queue
+            .define("work")
+            .action(|job: JobContext<u32>| async move { Ok::<_, JobError>(job.payload * 2) })
+            .unwrap();
+        queue.process(["default"]).start().unwrap();
+        let mut events = queue.events(Filter::All);
+        queue.inner.scheduler.do_send(super::Crash);
+        // Created after the crash's message: the message that would take
+        // them in is lost with the stopped scheduler's mailbox.
+        let mut made = Vec::new();
+        for n in 1..=3u32 {
+            made.push(queue.create("work", n).await.unwrap());
+        }
+        // Calls sent before the successor took over fail: wait for it.
+        loop {
+            match events.next().await {
+                Some(Event::Queue(QueueEvent::Error { message }))
+                    if message.contains("restarted") =>
+                {
+                    break
+                }
+                Some(_) => {}
+                None => panic!("the event stream ended"),
+            }
+        }
+        for (n, handle) in (1..=3u32).zip(&made) {
+            let result = tokio::time::timeout(Duration::from_secs(10), handle.result())
+                .await
+                .expect("the successor takes the job in and runs it")
+                .unwrap();
+            assert_eq!(result.value, Some(serde_json::json!(n * 2)));
+        }
+        queue.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 
     #[cfg(feature = "sqlite")]
