@@ -322,25 +322,13 @@ mod postgres {
         // Leases the jobs with the lowest priority numbers: all are 0, so
         // the oldest three.
         let claimed = store
-            .jobs_claim(&JobClaim {
-                owner: store.owner(),
-                tasks: vec!["durable".into()],
-                due_by: jobs[11].run_at,
-                limit: 3,
-                lease_until: jobs[11].run_at + chrono::Duration::hours(1),
-                running_limits: Vec::new(),
-                group_running_limits: Vec::new(),
-                places: Vec::new(),
-                tag_places: Vec::new(),
-                ended: Vec::new(),
-                task_caps: Vec::new(),
-                tag_caps: Vec::new(),
-                group_weights: Vec::new(),
-                rate_limits: Vec::new(),
-                group_rate_limits: Vec::new(),
-                tag_limits: Vec::new(),
-                now: jobs[11].run_at,
-            })
+            .jobs_claim(&JobClaim::new(
+                store.owner(),
+                ["durable"],
+                jobs[11].run_at,
+                3,
+                jobs[11].run_at + chrono::Duration::hours(1),
+            ))
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 3);

@@ -37,23 +37,15 @@ async fn claim_asking(
 ) -> ClaimReply {
     store
         .jobs_claim_reply(&JobClaim {
-            owner,
-            tasks: vec!["limited".into()],
-            due_by: now,
-            limit: 100,
-            lease_until: now + chrono::Duration::seconds(60),
             running_limits: vec![("limited".into(), 3)],
-            group_running_limits: Vec::new(),
             places,
-            ended: Vec::new(),
-            task_caps: Vec::new(),
-            tag_caps: Vec::new(),
-            group_weights: Vec::new(),
-            rate_limits: Vec::new(),
-            group_rate_limits: Vec::new(),
-            tag_limits: Vec::new(),
-            tag_places: Vec::new(),
-            now,
+            ..JobClaim::new(
+                owner,
+                ["limited"],
+                now,
+                100,
+                now + chrono::Duration::seconds(60),
+            )
         })
         .await
         .expect("claim")

@@ -30,20 +30,6 @@ async fn two_stores(db: &pg::TestDb) -> (PgStore, PgStore) {
 /// places as `asked` says (none: it counts every leased job).
 fn params(owner: Uuid, now: DateTime<Utc>, asked: Option<TagPlaces>) -> JobClaim {
     JobClaim {
-        owner,
-        tasks: vec!["digest".into(), "welcome".into()],
-        due_by: now,
-        limit: 100,
-        lease_until: now + chrono::Duration::seconds(60),
-        running_limits: Vec::new(),
-        group_running_limits: Vec::new(),
-        places: Vec::new(),
-        ended: Vec::new(),
-        task_caps: Vec::new(),
-        tag_caps: Vec::new(),
-        group_weights: Vec::new(),
-        rate_limits: Vec::new(),
-        group_rate_limits: Vec::new(),
         tag_limits: vec![TagClaimLimit {
             tag: "mail".into(),
             tasks: vec!["digest".into(), "welcome".into()],
@@ -51,7 +37,13 @@ fn params(owner: Uuid, now: DateTime<Utc>, asked: Option<TagPlaces>) -> JobClaim
             rate: None,
         }],
         tag_places: asked.into_iter().collect(),
-        now,
+        ..JobClaim::new(
+            owner,
+            ["digest", "welcome"],
+            now,
+            100,
+            now + chrono::Duration::seconds(60),
+        )
     }
 }
 

@@ -286,25 +286,13 @@ mod postgres {
             since: now,
         };
         assert!(store.suspension_insert(&s).await.unwrap());
-        let claim = JobClaim {
-            owner: store.owner(),
-            tasks: vec!["work".into(), "other".into()],
-            due_by: now + chrono::Duration::seconds(1),
-            limit: 10,
-            lease_until: now + chrono::Duration::seconds(30),
-            running_limits: Vec::new(),
-            group_running_limits: Vec::new(),
-            places: Vec::new(),
-            tag_places: Vec::new(),
-            ended: Vec::new(),
-            task_caps: Vec::new(),
-            tag_caps: Vec::new(),
-            group_weights: Vec::new(),
-            rate_limits: Vec::new(),
-            group_rate_limits: Vec::new(),
-            tag_limits: Vec::new(),
-            now: now + chrono::Duration::seconds(1),
-        };
+        let claim = JobClaim::new(
+            store.owner(),
+            ["work", "other"],
+            now + chrono::Duration::seconds(1),
+            10,
+            now + chrono::Duration::seconds(30),
+        );
         let claimed = store.jobs_claim(&claim).await.unwrap();
         assert_eq!(
             claimed.iter().map(|j| &*j.task).collect::<Vec<_>>(),

@@ -306,24 +306,15 @@ async fn claim_shares<F: StoreFactory>(factory: F) -> Verdict {
         .collect();
     insert(&store, &jobs).await;
     insert(&store, &plain).await;
-    let claim = |task: &str, limit: usize| JobClaim {
-        owner: Uuid::new_v4(),
-        tasks: vec![task.to_string()],
-        due_by: Utc::now(),
-        limit,
-        lease_until: Utc::now() + chrono::Duration::minutes(5),
-        running_limits: Vec::new(),
-        group_running_limits: Vec::new(),
-        places: Vec::new(),
-        tag_places: Vec::new(),
-        ended: Vec::new(),
-        task_caps: Vec::new(),
-        tag_caps: Vec::new(),
-        group_weights: Vec::new(),
-        rate_limits: Vec::new(),
-        group_rate_limits: Vec::new(),
-        tag_limits: Vec::new(),
-        now: Utc::now(),
+    let claim = |task: &str, limit: usize| {
+        let now = Utc::now();
+        JobClaim::new(
+            Uuid::new_v4(),
+            [task],
+            now,
+            limit,
+            now + chrono::Duration::minutes(5),
+        )
     };
     let got = shared
         .jobs_claim(&claim("fair", 20))
